@@ -1,0 +1,218 @@
+//! Pure logic shared by the built-in runners: reading tool results, judging
+//! them against thresholds, and rendering findings. No host calls here, so
+//! everything is unit-tested natively.
+
+mod judge;
+mod summary;
+
+pub use judge::{THRESHOLDS, judge};
+pub use summary::summarize;
+
+use serde_json::Value;
+
+/// How bad a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    /// Informational: a number worth showing.
+    Ok,
+    /// Needs a look.
+    Warning,
+    /// Needs action.
+    Critical,
+}
+
+impl Severity {
+    /// Label used in reports.
+    pub fn label(self) -> &'static str {
+        match self {
+            Severity::Ok => "OK",
+            Severity::Warning => "WARNING",
+            Severity::Critical => "CRITICAL",
+        }
+    }
+}
+
+/// One judged fact about the host.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finding {
+    /// How bad.
+    pub severity: Severity,
+    /// Area, e.g. `memory`.
+    pub area: String,
+    /// One line with the numbers behind it.
+    pub text: String,
+}
+
+impl Finding {
+    /// Builds a finding.
+    pub fn new(severity: Severity, area: &str, text: impl Into<String>) -> Self {
+        Finding {
+            severity,
+            area: area.to_string(),
+            text: text.into(),
+        }
+    }
+}
+
+/// Human-readable bytes: `512 B`, `3.4 KiB`, `1.2 GiB`.
+pub fn fmt_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
+}
+
+/// Number field `key` of `v` (0 when missing).
+pub fn num(v: &Value, key: &str) -> f64 {
+    v.get(key).and_then(Value::as_f64).unwrap_or(0.0)
+}
+
+/// Integer field `key` of `v` (0 when missing).
+pub fn int(v: &Value, key: &str) -> u64 {
+    v.get(key).and_then(Value::as_u64).unwrap_or(0)
+}
+
+/// String field `key` of `v` ("" when missing).
+pub fn text<'a>(v: &'a Value, key: &str) -> &'a str {
+    v.get(key).and_then(Value::as_str).unwrap_or("")
+}
+
+/// Array field `key` of `v` (empty when missing).
+pub fn list<'a>(v: &'a Value, key: &str) -> &'a [Value] {
+    v.get(key)
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+}
+
+/// Parses a tool's output; a cut (truncated) or otherwise broken result is
+/// an error that says so.
+pub fn parse_tool_output(tool: &str, raw: &str) -> Result<Value, String> {
+    serde_json::from_str(raw).map_err(|e| {
+        if raw.contains("[truncated") {
+            format!("{tool} output was truncated by the host and could not be read")
+        } else {
+            format!("{tool} output is not valid JSON: {e}")
+        }
+    })
+}
+
+/// Which tools (with their JSON args) a plugin area needs.
+pub fn tools_for_plugin(plugin: &str) -> Option<Vec<(&'static str, &'static str)>> {
+    Some(match plugin {
+        "cpu" => vec![
+            ("cpu", "{}"),
+            ("top_processes", r#"{"by":"cpu","limit":5}"#),
+        ],
+        "mem" => vec![
+            ("memory", "{}"),
+            ("top_processes", r#"{"by":"memory","limit":5}"#),
+        ],
+        "disk" => vec![("disk_usage", "{}"), ("mounts", "{}")],
+        "net" => vec![("network_interfaces", "{}"), ("tcp_summary", "{}")],
+        "process" => vec![
+            ("top_processes", r#"{"by":"cpu","limit":5}"#),
+            ("top_processes", r#"{"by":"memory","limit":5}"#),
+            ("fd_usage", r#"{"limit":5}"#),
+        ],
+        "system" => vec![
+            ("uptime", "{}"),
+            ("cpu", "{}"),
+            ("memory", "{}"),
+            ("disk_usage", "{}"),
+            ("network_interfaces", "{}"),
+            ("tcp_summary", "{}"),
+            ("fd_usage", r#"{"limit":5}"#),
+            ("failed_units", "{}"),
+            ("kernel_log", r#"{"lines":20}"#),
+        ],
+        _ => return None,
+    })
+}
+
+/// Extra tools an alert text points at, by keyword.
+pub fn tools_for_alert(text: &str) -> Vec<(&'static str, &'static str)> {
+    let t = text.to_lowercase();
+    let has = |words: &[&str]| words.iter().any(|w| t.contains(w));
+    let mut tools = Vec::new();
+    if has(&["memory", "mem ", "oom", "swap", "ram"]) {
+        tools.push(("memory", "{}"));
+        tools.push(("top_processes", r#"{"by":"memory","limit":5}"#));
+    }
+    if has(&["disk", "space", "inode", "filesystem", "mount"]) {
+        tools.push(("disk_usage", "{}"));
+    }
+    if has(&["cpu", "load", "iowait"]) {
+        tools.push(("cpu", "{}"));
+        tools.push(("top_processes", r#"{"by":"cpu","limit":5}"#));
+    }
+    if has(&[
+        "network",
+        "tcp",
+        "connection",
+        "socket",
+        "port",
+        "interface",
+    ]) {
+        tools.push(("network_interfaces", "{}"));
+        tools.push(("tcp_summary", "{}"));
+    }
+    tools
+}
+
+/// Known plugin names, for error messages.
+pub const PLUGINS: [&str; 6] = ["cpu", "mem", "disk", "net", "process", "system"];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_are_human_readable() {
+        assert_eq!(fmt_bytes(0), "0 B");
+        assert_eq!(fmt_bytes(1023), "1023 B");
+        assert_eq!(fmt_bytes(1536), "1.5 KiB");
+        assert_eq!(fmt_bytes(3 << 30), "3.0 GiB");
+    }
+
+    #[test]
+    fn every_plugin_has_tools_and_unknown_has_none() {
+        for p in PLUGINS {
+            assert!(tools_for_plugin(p).is_some_and(|t| !t.is_empty()), "{p}");
+        }
+        assert!(tools_for_plugin("toaster").is_none());
+    }
+
+    #[test]
+    fn alert_keywords_pick_tools() {
+        let names = |t: &str| {
+            tools_for_alert(t)
+                .into_iter()
+                .map(|(n, _)| n)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names("OOM killer fired"), ["memory", "top_processes"]);
+        assert_eq!(names("Disk space low on /"), ["disk_usage"]);
+        assert_eq!(names("high load average"), ["cpu", "top_processes"]);
+        assert!(names("TCP connection storm").contains(&"tcp_summary"));
+        assert!(names("something else").is_empty());
+    }
+
+    #[test]
+    fn truncated_output_is_reported_as_such() {
+        let e = parse_tool_output(
+            "mounts",
+            "{\"mounts\":[\n…[truncated: output exceeded 32768 bytes]",
+        )
+        .unwrap_err();
+        assert!(e.contains("truncated"), "{e}");
+        assert!(parse_tool_output("cpu", "{\"cores\":2}").is_ok());
+    }
+}

@@ -1,0 +1,175 @@
+//! The built-in inspect/diagnose runner.
+//!
+//! It gathers evidence only through the host's read-only tools, streams what
+//! it is doing (`thinking`, `tool-call`, `tool-result`) as it goes, and
+//! returns a Markdown report: findings with the numbers behind them, and the
+//! thresholds it judged by. Runner authors: this file is a fair template for
+//! a runner of your own against `wit/runner.wit`.
+
+wit_bindgen::generate!({ path: "../../wit", world: "diagnose-runner" });
+
+use catpaw::runner::host::{self, Stage};
+use catpaw_guest_common::{
+    Finding, PLUGINS, Severity, THRESHOLDS, judge, parse_tool_output, summarize, tools_for_alert,
+    tools_for_plugin,
+};
+use exports::catpaw::runner::diagnose::{Guest, Request};
+
+struct Runner;
+export!(Runner);
+
+/// Calls one tool, streaming the call and a summary of its result, and
+/// returns the findings it supports. A failed tool is a finding, not a
+/// failure of the run.
+fn gather(tool: &str, args: &str) -> Vec<Finding> {
+    let meta = format!("{{\"tool\":\"{tool}\"}}");
+    host::emit(
+        &format!("calling {tool} {args}"),
+        Stage::ToolCall,
+        Some(&meta),
+    );
+    let raw = match host::call_tool(tool, args) {
+        Ok(raw) => raw,
+        Err(e) => {
+            host::emit(
+                &format!("{tool} failed: {e}"),
+                Stage::ToolResult,
+                Some(&meta),
+            );
+            let sev = if tool == "kernel_log" {
+                Severity::Ok
+            } else {
+                Severity::Warning
+            };
+            return vec![Finding::new(
+                sev,
+                tool,
+                format!("could not read {tool}: {e}"),
+            )];
+        }
+    };
+    match parse_tool_output(tool, &raw) {
+        Ok(v) => {
+            host::emit(&summarize(tool, &v), Stage::ToolResult, Some(&meta));
+            judge(tool, &v)
+        }
+        Err(e) => {
+            host::emit(&e, Stage::ToolResult, Some(&meta));
+            vec![Finding::new(Severity::Warning, tool, e)]
+        }
+    }
+}
+
+/// The alert text of a diagnose session, if any.
+fn alert_text(params_json: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(params_json).ok()?;
+    v.get("descriptions")
+        .and_then(|d| d.as_str())
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .map(str::to_string)
+}
+
+fn render(req: &Request, alert: Option<&str>, findings: &[Finding]) -> String {
+    let info = host::session();
+    let kind = if req.mode == "alert" {
+        "Diagnosis"
+    } else {
+        "Inspection"
+    };
+    let mut out = format!("# {kind}: {} on {}\n\n", req.plugin, req.target);
+    if let Some(a) = alert {
+        out.push_str("## Alert\n\n");
+        for line in a.lines() {
+            out.push_str(&format!("> {line}\n"));
+        }
+        out.push('\n');
+    }
+    let worst = findings
+        .iter()
+        .map(|f| f.severity)
+        .max()
+        .unwrap_or(Severity::Ok);
+    let count = |s: Severity| findings.iter().filter(|f| f.severity == s).count();
+    out.push_str(&format!(
+        "**Overall: {}** ({} critical, {} warning, {} ok)\n\n## Findings\n\n",
+        worst.label(),
+        count(Severity::Critical),
+        count(Severity::Warning),
+        count(Severity::Ok)
+    ));
+    let mut sorted: Vec<&Finding> = findings.iter().collect();
+    sorted.sort_by_key(|f| std::cmp::Reverse(f.severity));
+    for f in &sorted {
+        out.push_str(&format!(
+            "- **{}** {}: {}\n",
+            f.severity.label(),
+            f.area,
+            f.text
+        ));
+    }
+    if req.mode == "alert" {
+        out.push_str("\n## Likely cause\n\n");
+        match sorted.first() {
+            Some(f) if f.severity > Severity::Ok => out.push_str(&format!(
+                "The worst finding is {} ({}): {}. Start there.\n",
+                f.area,
+                f.severity.label(),
+                f.text
+            )),
+            _ => out.push_str(
+                "Nothing on this host crosses a threshold right now; the alert may have \
+                 cleared, or its cause lies outside what these tools see.\n",
+            ),
+        }
+    }
+    out.push_str("\n## Thresholds\n\n");
+    for (area, rule) in THRESHOLDS {
+        out.push_str(&format!("- {area}: {rule}\n"));
+    }
+    out.push_str(&format!(
+        "\n---\nsession {} for {}, read-only tools, run inside the catpaw sandbox\n",
+        info.session_id, info.user_name
+    ));
+    out
+}
+
+impl Guest for Runner {
+    fn run(req: Request) -> Result<String, String> {
+        let Some(mut tools) = tools_for_plugin(&req.plugin) else {
+            return Err(format!(
+                "unknown plugin \"{}\" (known: {})",
+                req.plugin,
+                PLUGINS.join(", ")
+            ));
+        };
+        let alert = if req.mode == "alert" {
+            alert_text(&req.params_json)
+        } else {
+            None
+        };
+        if let Some(a) = &alert {
+            for t in tools_for_alert(a) {
+                if !tools.contains(&t) {
+                    tools.push(t);
+                }
+            }
+        }
+        let names: Vec<&str> = tools.iter().map(|(n, _)| *n).collect();
+        host::emit(
+            &format!(
+                "Looking at {} on {}: {}",
+                req.plugin,
+                req.target,
+                names.join(", ")
+            ),
+            Stage::Thinking,
+            None,
+        );
+        let mut findings = Vec::new();
+        for (tool, args) in &tools {
+            findings.extend(gather(tool, args));
+        }
+        Ok(render(&req, alert.as_deref(), &findings))
+    }
+}

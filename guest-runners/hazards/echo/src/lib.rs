@@ -1,0 +1,26 @@
+//! A well-behaved test runner: echoes its params, streams `count` answer
+//! deltas (default 3), returns a one-line report.
+wit_bindgen::generate!({ path: "../../../wit", world: "diagnose-runner" });
+
+#[allow(unused_imports)]
+use catpaw::runner::host;
+use exports::catpaw::runner::diagnose::{Guest, Request};
+
+struct Runner;
+export!(Runner);
+
+impl Guest for Runner {
+    fn run(req: Request) -> Result<String, String> {
+        host::emit(&req.params_json, host::Stage::Thinking, None);
+        let params: serde_json::Value =
+            serde_json::from_str(&req.params_json).map_err(|e| format!("bad params: {e}"))?;
+        let count = params.get("count").and_then(|c| c.as_u64()).unwrap_or(3);
+        for i in 0..count {
+            host::emit(&format!("delta {i}"), host::Stage::Answer, None);
+        }
+        Ok(format!(
+            "echo report: plugin={} target={} mode={}",
+            req.plugin, req.target, req.mode
+        ))
+    }
+}

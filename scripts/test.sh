@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs every check of catpaw-agent: formatting, lints, the host test suite
+# (unit + end-to-end against real wasm guests) and the guests' own unit tests.
+# Works on a fresh machine with only rustup: it installs what it needs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "toolchain: wasm32-wasip2 target, rustfmt, clippy"
+rustup target add wasm32-wasip2
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+
+step "cargo fmt --check"
+cargo fmt --all --check
+(cd guest-runners && cargo fmt --all --check)
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets -- -D warnings
+(cd guest-runners && cargo clippy --release --target wasm32-wasip2 -- -D warnings)
+
+step "guest unit tests (native)"
+(cd guest-runners && cargo test --workspace --lib --locked)
+
+step "host tests"
+cargo test --all-targets --locked

@@ -1,0 +1,12 @@
+//! The built-in runners, compiled from `guest-runners/` during the host
+//! build and embedded in the binary so the agent needs no runner files.
+
+/// The built-in inspect/diagnose runner component.
+pub const DIAGNOSE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/catpaw_diagnose.wasm"));
+
+/// The built-in chat runner component.
+pub const CHAT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/catpaw_chat.wasm"));
+
+/// Where this build placed every guest it built, test guests included
+/// (used by the test suite and benchmarks).
+pub const GUEST_DIR: &str = env!("CATPAW_GUEST_DIR");

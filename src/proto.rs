@@ -1,0 +1,634 @@
+//! The wire protocol (version 1): envelope, payloads and every wire string.
+//!
+//! Field names, message types, error texts and codes here are the contract
+//! with catpaw-server and must stay byte-for-byte as the reference agent
+//! sends them. Each wire string appears exactly once in the crate: here.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// Protocol version sent in `X-Proto-Version`.
+pub const PROTO_VERSION: &str = "1";
+
+// Message types.
+/// Agent → server: first message after the upgrade.
+pub const MSG_REGISTER: &str = "register";
+/// Agent → server: liveness and load, every 30 s.
+pub const MSG_HEARTBEAT: &str = "heartbeat";
+/// Agent → server: a batch of alert events.
+pub const MSG_ALERT_EVENTS: &str = "alert_events";
+/// Agent → server: streamed session output.
+pub const MSG_SESSION_OUTPUT: &str = "session_output";
+/// Agent → server: a session failed.
+pub const MSG_SESSION_ERROR: &str = "session_error";
+/// Both ways: acknowledgement.
+pub const MSG_ACK: &str = "ack";
+/// Server → agent: keep-alive.
+pub const MSG_PING: &str = "ping";
+/// Server → agent: go away and come back later.
+pub const MSG_DISCONNECT: &str = "disconnect";
+/// Server → agent: start a session.
+pub const MSG_SESSION_START: &str = "session_start";
+/// Server → agent: a chat turn.
+pub const MSG_SESSION_INPUT: &str = "session_input";
+/// Server → agent: cancel a session.
+pub const MSG_SESSION_CANCEL: &str = "session_cancel";
+
+// Session types.
+/// One-shot look at one plugin area.
+pub const SESSION_INSPECT: &str = "inspect";
+/// Alert diagnosis.
+pub const SESSION_DIAGNOSE: &str = "diagnose";
+/// Multi-turn chat.
+pub const SESSION_CHAT: &str = "chat";
+
+// Stages of `session_output.stage`.
+/// The runner explains what it is about to do.
+pub const STAGE_THINKING: &str = "thinking";
+/// The runner calls a tool.
+pub const STAGE_TOOL_CALL: &str = "tool_call";
+/// What a tool returned.
+pub const STAGE_TOOL_RESULT: &str = "tool_result";
+/// Part of the answer.
+pub const STAGE_ANSWER: &str = "answer";
+/// A failed chat turn.
+pub const STAGE_ERROR: &str = "error";
+
+/// `session_error.error` of an inspect session without a plugin.
+pub const PLUGIN_REQUIRED_FOR_INSPECT: &str = "plugin is required for inspect";
+
+/// `session_error.error` for a session type nobody knows.
+pub fn unknown_session_type(t: &str) -> String {
+    format!("unknown session type: {t}")
+}
+
+/// Why a `session_start` was refused (`ack.error`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AckError {
+    /// Payload missing or not decodable.
+    #[error("invalid payload")]
+    InvalidPayload,
+    /// `session_id` empty.
+    #[error("missing session_id")]
+    MissingSessionId,
+    /// No chat runner.
+    #[error("chat engine not available")]
+    ChatEngineNotAvailable,
+    /// No diagnose runner (or no runner at all).
+    #[error("diagnose engine not available")]
+    DiagnoseEngineNotAvailable,
+    /// Limiter full.
+    #[error("max concurrent sessions reached")]
+    MaxConcurrentSessions,
+    /// Same id already running.
+    #[error("duplicate session_id")]
+    DuplicateSessionId,
+}
+
+/// `session_error.code`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// Inspect without `params.plugin`.
+    MissingPlugin,
+    /// The runner failed.
+    DiagnoseFailed,
+    /// The chat could not be created.
+    ChatInitFailed,
+    /// Unknown session type.
+    InvalidType,
+    /// A fuel, memory, time or output budget was exceeded (ours).
+    ResourceExhausted,
+    /// The runner trapped (ours).
+    RunnerTrapped,
+}
+
+impl ErrorCode {
+    /// The wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::MissingPlugin => "missing_plugin",
+            ErrorCode::DiagnoseFailed => "diagnose_failed",
+            ErrorCode::ChatInitFailed => "chat_init_failed",
+            ErrorCode::InvalidType => "invalid_type",
+            ErrorCode::ResourceExhausted => "resource_exhausted",
+            ErrorCode::RunnerTrapped => "runner_trapped",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a frame could not be understood.
+#[derive(Debug, thiserror::Error)]
+pub enum ProtoError {
+    /// Not JSON, or not an envelope.
+    #[error("malformed frame: {0}")]
+    Malformed(#[from] serde_json::Error),
+    /// An envelope without a type.
+    #[error("frame has an empty type")]
+    EmptyType,
+}
+
+fn is_empty_str(s: &Option<String>) -> bool {
+    s.as_deref().is_none_or(str::is_empty)
+}
+
+/// Every frame: one JSON text message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// Message type.
+    #[serde(rename = "type")]
+    pub msg_type: String,
+    /// Fresh UUIDv4 per message.
+    #[serde(default)]
+    pub id: String,
+    /// The id this message answers; omitted when empty.
+    #[serde(default, skip_serializing_if = "is_empty_str")]
+    pub ref_id: Option<String>,
+    /// Payload; omitted when empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<Value>,
+}
+
+impl Envelope {
+    /// A new message with a fresh id.
+    pub fn new(msg_type: &str, payload: impl Serialize) -> Envelope {
+        Envelope {
+            msg_type: msg_type.to_string(),
+            id: uuid::Uuid::new_v4().to_string(),
+            ref_id: None,
+            payload: serde_json::to_value(payload).ok().filter(|v| !v.is_null()),
+        }
+    }
+
+    /// A reply to message `ref_id`.
+    pub fn reply(msg_type: &str, ref_id: &str, payload: impl Serialize) -> Envelope {
+        let mut e = Envelope::new(msg_type, payload);
+        e.ref_id = Some(ref_id.to_string());
+        e
+    }
+
+    /// JSON text of the frame.
+    pub fn to_json(&self) -> String {
+        // Serializing plain structs and serde_json::Values cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// Parses a text frame.
+    pub fn parse(text: &str) -> Result<Envelope, ProtoError> {
+        let e: Envelope = serde_json::from_str(text)?;
+        if e.msg_type.is_empty() {
+            return Err(ProtoError::EmptyType);
+        }
+        Ok(e)
+    }
+
+    /// Decodes the payload as `T`; `None` when missing or not decodable.
+    pub fn decode<T: for<'de> Deserialize<'de>>(&self) -> Option<T> {
+        let v = self.payload.as_ref()?;
+        if !v.is_object() {
+            return None;
+        }
+        serde_json::from_value(v.clone()).ok()
+    }
+}
+
+/// `register` payload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegisterPayload {
+    /// Host name.
+    pub hostname: String,
+    /// Primary non-loopback IPv4, may be "".
+    pub ip: String,
+    /// Go's GOOS spelling.
+    pub os: String,
+    /// Go's GOARCH spelling.
+    pub arch: String,
+    /// Operator labels.
+    pub labels: BTreeMap<String, String>,
+    /// Plugin names.
+    pub plugins: Vec<String>,
+    /// This agent's version.
+    pub agent_version: String,
+    /// Seconds since process start.
+    pub uptime_sec: u64,
+}
+
+fn is_zero_or_none(v: &Option<f64>) -> bool {
+    v.is_none_or(|x| x == 0.0)
+}
+
+/// `heartbeat` payload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeartbeatPayload {
+    /// Sessions running now.
+    pub active_sessions: u64,
+    /// Alert events waiting in the buffer.
+    pub active_alerts: u64,
+    /// Host CPU busy percent; omitted when unknown or 0.
+    #[serde(default, skip_serializing_if = "is_zero_or_none")]
+    pub cpu_pct: Option<f64>,
+    /// Host memory used percent; omitted when unknown or 0.
+    #[serde(default, skip_serializing_if = "is_zero_or_none")]
+    pub mem_pct: Option<f64>,
+}
+
+/// Alert severity, spelled as the server expects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EventStatus {
+    /// Critical.
+    Critical,
+    /// Warning.
+    Warning,
+    /// Info.
+    Info,
+    /// Recovered.
+    Ok,
+}
+
+/// One alert event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertEvent {
+    /// Unix seconds.
+    pub event_time: i64,
+    /// Severity.
+    pub event_status: EventStatus,
+    /// Identity of the alert.
+    pub alert_key: String,
+    /// Labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Extra attributes; omitted when empty.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attrs: BTreeMap<String, String>,
+    /// Text.
+    #[serde(default)]
+    pub description: String,
+    /// `markdown` or omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description_format: Option<String>,
+}
+
+/// `alert_events` payload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertEventsPayload {
+    /// The batch, oldest first.
+    pub events: Vec<AlertEvent>,
+}
+
+/// `session_output` payload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionOutputPayload {
+    /// Session id.
+    pub session_id: String,
+    /// Text (may be empty).
+    pub delta: String,
+    /// Stage ("" on the final message).
+    pub stage: String,
+    /// True on the last message.
+    pub done: bool,
+    /// Final report (inspect/diagnose).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<String>,
+    /// Extra data, e.g. `{"turn_done": true}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Map<String, Value>>,
+}
+
+/// `session_error` payload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionErrorPayload {
+    /// Session id.
+    pub session_id: String,
+    /// Human-readable error.
+    pub error: String,
+    /// One of [`ErrorCode`].
+    pub code: String,
+}
+
+/// `ack` payload (both directions).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AckPayload {
+    /// Accepted?
+    pub ok: bool,
+    /// Why not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Server-side warning on the register ack.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
+}
+
+/// `disconnect` payload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct DisconnectPayload {
+    /// Why.
+    #[serde(default)]
+    pub reason: String,
+    /// Seconds to wait before reconnecting.
+    #[serde(default)]
+    pub retry_after_sec: i64,
+}
+
+/// `session_start` payload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct SessionStartPayload {
+    /// Session id.
+    #[serde(default)]
+    pub session_id: String,
+    /// inspect, diagnose, chat, …
+    #[serde(default)]
+    pub session_type: String,
+    /// Operator.
+    #[serde(default)]
+    pub user_name: String,
+    /// Parameters.
+    #[serde(default)]
+    pub params: Map<String, Value>,
+}
+
+/// `session_input` payload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct SessionInputPayload {
+    /// Session id.
+    #[serde(default)]
+    pub session_id: String,
+    /// The chat turn.
+    #[serde(default)]
+    pub message: String,
+}
+
+/// `session_cancel` payload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct SessionCancelPayload {
+    /// Session id.
+    #[serde(default)]
+    pub session_id: String,
+    /// Why.
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// Go's GOOS for this build.
+pub fn go_os() -> &'static str {
+    go_os_of(std::env::consts::OS)
+}
+
+/// Go's GOARCH for this build.
+pub fn go_arch() -> &'static str {
+    go_arch_of(std::env::consts::ARCH, cfg!(target_endian = "little"))
+}
+
+fn go_os_of(os: &'static str) -> &'static str {
+    match os {
+        "macos" => "darwin",
+        other => other,
+    }
+}
+
+fn go_arch_of(arch: &'static str, little: bool) -> &'static str {
+    match (arch, little) {
+        ("x86_64", _) => "amd64",
+        ("aarch64", _) => "arm64",
+        ("x86", _) => "386",
+        ("arm", _) => "arm",
+        ("powerpc64", true) => "ppc64le",
+        ("powerpc64", false) => "ppc64",
+        ("mips64", true) => "mips64le",
+        ("mips", true) => "mipsle",
+        ("loongarch64", _) => "loong64",
+        (other, _) => other,
+    }
+}
+
+/// Decides the ack of a `session_start` (PROTOCOL §5, checks in order).
+pub fn decide_session_start(
+    payload: Option<&Value>,
+    has_runner: impl Fn(&str) -> bool,
+    any_runner: bool,
+    limiter_full: bool,
+    is_running: impl Fn(&str) -> bool,
+) -> Result<SessionStartPayload, AckError> {
+    let start: SessionStartPayload = payload
+        .filter(|v| v.is_object())
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+        .ok_or(AckError::InvalidPayload)?;
+    if start.session_id.is_empty() {
+        return Err(AckError::MissingSessionId);
+    }
+    let t = start.session_type.as_str();
+    if t == SESSION_CHAT && !has_runner(t) {
+        return Err(AckError::ChatEngineNotAvailable);
+    }
+    if (t == SESSION_INSPECT || t == SESSION_DIAGNOSE) && !has_runner(t) {
+        return Err(AckError::DiagnoseEngineNotAvailable);
+    }
+    if !any_runner {
+        return Err(AckError::DiagnoseEngineNotAvailable);
+    }
+    if limiter_full {
+        return Err(AckError::MaxConcurrentSessions);
+    }
+    if is_running(&start.session_id) {
+        return Err(AckError::DuplicateSessionId);
+    }
+    Ok(start)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn envelope_omits_empty_ref_id_and_payload() {
+        let mut e = Envelope::new(MSG_PING, ());
+        e.id = "i".into();
+        assert_eq!(e.to_json(), r#"{"type":"ping","id":"i"}"#);
+        e.ref_id = Some(String::new());
+        assert_eq!(e.to_json(), r#"{"type":"ping","id":"i"}"#);
+        let r = Envelope::reply(
+            MSG_ACK,
+            "x",
+            AckPayload {
+                ok: true,
+                error: None,
+                warning: None,
+            },
+        );
+        let v: Value = serde_json::from_str(&r.to_json()).expect("json");
+        assert_eq!(v["ref_id"], "x");
+        assert_eq!(v["payload"], json!({"ok": true}));
+        assert!(uuid::Uuid::parse_str(&r.id).is_ok());
+    }
+
+    #[test]
+    fn parse_rejects_garbage() {
+        assert!(Envelope::parse("nope").is_err());
+        assert!(Envelope::parse("[1,2]").is_err());
+        assert!(Envelope::parse(r#"{"type":""}"#).is_err());
+        assert!(Envelope::parse(r#"{"type":5}"#).is_err());
+        let e = Envelope::parse(r#"{"type":"ping","id":"1"}"#).expect("ok");
+        assert_eq!(e.msg_type, "ping");
+    }
+
+    #[test]
+    fn payload_field_names_are_the_wire_names() {
+        let hb = HeartbeatPayload {
+            active_sessions: 1,
+            active_alerts: 2,
+            cpu_pct: Some(0.0),
+            mem_pct: Some(3.5),
+        };
+        assert_eq!(
+            serde_json::to_value(&hb).expect("v"),
+            json!({"active_sessions":1,"active_alerts":2,"mem_pct":3.5})
+        );
+        let out = SessionOutputPayload {
+            session_id: "s".into(),
+            delta: "".into(),
+            stage: "".into(),
+            done: true,
+            report: None,
+            metadata: None,
+        };
+        assert_eq!(
+            serde_json::to_value(&out).expect("v"),
+            json!({"session_id":"s","delta":"","stage":"","done":true})
+        );
+        let ev = AlertEvent {
+            event_time: 1,
+            event_status: EventStatus::Critical,
+            alert_key: "k".into(),
+            labels: BTreeMap::new(),
+            attrs: BTreeMap::new(),
+            description: "d".into(),
+            description_format: None,
+        };
+        assert_eq!(
+            serde_json::to_value(&ev).expect("v"),
+            json!({"event_time":1,"event_status":"Critical","alert_key":"k","labels":{},"description":"d"})
+        );
+        let err = SessionErrorPayload {
+            session_id: "s".into(),
+            error: "e".into(),
+            code: ErrorCode::RunnerTrapped.as_str().into(),
+        };
+        assert_eq!(
+            serde_json::to_value(&err).expect("v"),
+            json!({"session_id":"s","error":"e","code":"runner_trapped"})
+        );
+    }
+
+    #[test]
+    fn go_spellings() {
+        assert_eq!(go_arch_of("x86_64", true), "amd64");
+        assert_eq!(go_arch_of("aarch64", true), "arm64");
+        assert_eq!(go_arch_of("x86", true), "386");
+        assert_eq!(go_arch_of("powerpc64", true), "ppc64le");
+        assert_eq!(go_arch_of("riscv64", true), "riscv64");
+        assert_eq!(go_os_of("linux"), "linux");
+    }
+
+    #[test]
+    fn session_start_checks_run_in_protocol_order() {
+        let p = |v: Value| Some(v);
+        let chat = json!({"session_id":"a","session_type":"chat"});
+        // (payload, has runner, any runner, limiter full, running, expected)
+        type Case = (Option<Value>, bool, bool, bool, bool, Result<(), AckError>);
+        let cases: Vec<Case> = vec![
+            (
+                None,
+                true,
+                true,
+                false,
+                false,
+                Err(AckError::InvalidPayload),
+            ),
+            (
+                p(json!("x")),
+                true,
+                true,
+                false,
+                false,
+                Err(AckError::InvalidPayload),
+            ),
+            (
+                p(json!({"session_id": 5})),
+                true,
+                true,
+                false,
+                false,
+                Err(AckError::InvalidPayload),
+            ),
+            (
+                p(json!({"session_type":"chat"})),
+                true,
+                true,
+                true,
+                true,
+                Err(AckError::MissingSessionId),
+            ),
+            (
+                p(chat.clone()),
+                false,
+                true,
+                true,
+                true,
+                Err(AckError::ChatEngineNotAvailable),
+            ),
+            (
+                p(json!({"session_id":"a","session_type":"inspect"})),
+                false,
+                true,
+                true,
+                true,
+                Err(AckError::DiagnoseEngineNotAvailable),
+            ),
+            (
+                p(json!({"session_id":"a","session_type":"weird"})),
+                false,
+                false,
+                true,
+                true,
+                Err(AckError::DiagnoseEngineNotAvailable),
+            ),
+            (
+                p(json!({"session_id":"a","session_type":"weird"})),
+                false,
+                true,
+                false,
+                false,
+                Ok(()),
+            ),
+            (
+                p(chat.clone()),
+                true,
+                true,
+                true,
+                true,
+                Err(AckError::MaxConcurrentSessions),
+            ),
+            (
+                p(chat.clone()),
+                true,
+                true,
+                false,
+                true,
+                Err(AckError::DuplicateSessionId),
+            ),
+            (p(chat), true, true, false, false, Ok(())),
+        ];
+        for (i, (payload, has, any, full, running, want)) in cases.into_iter().enumerate() {
+            let got =
+                decide_session_start(payload.as_ref(), |_| has, any, full, |_| running).map(|_| ());
+            assert_eq!(got, want, "case {i}");
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! `emit`: streams a guest's deltas to the session sink as they happen.
+//!
+//! The sink may apply backpressure (a slow server connection), in which case
+//! the guest simply waits inside `emit`; its wall-clock budget keeps
+//! running. Every byte counts against the session's output budget, so an
+//! emit flood ends with `resource_exhausted` instead of filling the host's
+//! memory or the server's socket.
+
+use serde_json::{Map, Value};
+
+use super::HostContext;
+use crate::runner::{Budget, Output, Stage};
+use crate::sandbox::bindings::host;
+use crate::sandbox::limits::BudgetExceeded;
+
+/// Output budget of one session.
+pub(crate) struct StreamState {
+    max_output: u64,
+    used: u64,
+}
+
+impl StreamState {
+    pub(crate) fn new(max_output: u64) -> Self {
+        StreamState {
+            max_output,
+            used: 0,
+        }
+    }
+}
+
+fn stage(s: host::Stage) -> Stage {
+    match s {
+        host::Stage::Thinking => Stage::Thinking,
+        host::Stage::ToolCall => Stage::ToolCall,
+        host::Stage::ToolResult => Stage::ToolResult,
+        host::Stage::Answer => Stage::Answer,
+        host::Stage::Error => Stage::Error,
+    }
+}
+
+/// Parses guest metadata; anything but a JSON object is dropped with a log
+/// line (the delta itself still goes out).
+fn metadata(ctx: &HostContext, raw: Option<String>) -> Option<Map<String, Value>> {
+    let raw = raw?;
+    match serde_json::from_str::<Value>(&raw) {
+        Ok(Value::Object(m)) => Some(m),
+        Ok(_) | Err(_) => {
+            tracing::warn!(session_id = %ctx.info.session_id,
+                "guest emit metadata is not a JSON object; dropped it");
+            None
+        }
+    }
+}
+
+pub(crate) async fn emit(
+    ctx: &mut HostContext,
+    delta: String,
+    s: host::Stage,
+    metadata_json: Option<String>,
+) -> wasmtime::Result<()> {
+    let size = delta.len() as u64 + metadata_json.as_ref().map_or(0, |m| m.len() as u64);
+    let used = ctx.stream.used.saturating_add(size);
+    if used > ctx.stream.max_output {
+        return Err(BudgetExceeded {
+            budget: Budget::Output,
+            detail: format!(
+                "streamed more than {} bytes of output",
+                ctx.stream.max_output
+            ),
+        }
+        .into());
+    }
+    ctx.stream.used = used;
+    let meta = metadata(ctx, metadata_json);
+    ctx.sink.send(Output::delta(delta, stage(s), meta)).await;
+    Ok(())
+}

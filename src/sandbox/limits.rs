@@ -1,0 +1,193 @@
+//! Session budgets and how a guest that breaks one is stopped and blamed.
+//!
+//! Mechanism, chosen by measurement (see BENCHMARKS.md): fuel is the only
+//! instrumentation compiled into guest code. Fuel bounds the work of one run
+//! or chat turn, and the store yields to the async executor every
+//! [`FUEL_YIELD_INTERVAL`](super::engine::FUEL_YIELD_INTERVAL) units, so a
+//! host-side timer and the session's cancellation token get a chance to run
+//! even while a guest spins without calling the host. Either of them drops
+//! the call future, which unwinds the guest's fiber at once. Epoch
+//! interruption would add a second check on every loop back-edge for no
+//! gain.
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use wasmtime::Trap;
+
+use crate::config::Limits;
+use crate::runner::{Budget, RunError};
+
+/// Budgets of one session, fixed when its store is created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionLimits {
+    /// Fuel for one diagnose run or one chat turn.
+    pub fuel: u64,
+    /// Cap on the total size of each linear memory, in bytes.
+    pub max_memory: u64,
+    /// Wall-clock limit of one run or chat turn.
+    pub timeout: Duration,
+    /// Total bytes of deltas the session may stream.
+    pub max_output: u64,
+    /// Cap on table elements per table.
+    pub max_table_elements: usize,
+    /// Cap on core instances, tables and memories per store.
+    pub max_instances: usize,
+}
+
+impl SessionLimits {
+    /// Table and instance caps generous enough for any component a
+    /// mainstream toolchain emits, small enough to bound host memory.
+    pub const DEFAULT_TABLE_ELEMENTS: usize = 20_000;
+    /// See [`SessionLimits::DEFAULT_TABLE_ELEMENTS`].
+    pub const DEFAULT_INSTANCES: usize = 64;
+}
+
+impl From<&Limits> for SessionLimits {
+    fn from(l: &Limits) -> Self {
+        SessionLimits {
+            fuel: l.fuel,
+            max_memory: l.max_memory,
+            timeout: l.timeout,
+            max_output: l.max_output,
+            max_table_elements: Self::DEFAULT_TABLE_ELEMENTS,
+            max_instances: Self::DEFAULT_INSTANCES,
+        }
+    }
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        SessionLimits::from(&Limits::default())
+    }
+}
+
+/// Raised (as a trap) by host code when a guest breaks a budget the host
+/// enforces itself: memory growth, table growth, output bytes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{budget} budget exhausted: {detail}")]
+pub(crate) struct BudgetExceeded {
+    pub(crate) budget: Budget,
+    pub(crate) detail: String,
+}
+
+/// How a guarded guest call ended.
+pub(crate) enum Guarded<T> {
+    /// The call returned (or trapped).
+    Finished(wasmtime::Result<T>),
+    /// The wall-clock limit passed first.
+    TimedOut,
+    /// The session was cancelled first.
+    Cancelled,
+}
+
+/// Drives one guest call until it finishes, its time runs out, or the
+/// session is cancelled. Dropping `call` on the latter two unwinds the guest.
+pub(crate) async fn guard<T>(
+    call: impl Future<Output = wasmtime::Result<T>>,
+    timeout: Duration,
+    cancel: &CancellationToken,
+) -> Guarded<T> {
+    tokio::select! {
+        biased;
+        _ = cancel.cancelled() => Guarded::Cancelled,
+        _ = tokio::time::sleep(timeout) => Guarded::TimedOut,
+        r = call => Guarded::Finished(r),
+    }
+}
+
+/// Blames a failed guest call. `fuel` and `timeout` are the budgets that
+/// were in force, for the message; `stderr_tail` is the guest's last words
+/// (a Rust panic message lands there before the trap).
+pub(crate) fn classify(err: &wasmtime::Error, fuel: u64, stderr_tail: Option<&str>) -> RunError {
+    if let Some(b) = err.downcast_ref::<BudgetExceeded>() {
+        return RunError::ResourceExhausted {
+            budget: b.budget,
+            detail: b.detail.clone(),
+        };
+    }
+    let with_tail = |msg: String| match stderr_tail {
+        Some(t) if !t.trim().is_empty() => format!("{msg} (guest stderr: {})", t.trim()),
+        _ => msg,
+    };
+    if let Some(trap) = err.downcast_ref::<Trap>() {
+        return match trap {
+            Trap::OutOfFuel => RunError::ResourceExhausted {
+                budget: Budget::Fuel,
+                detail: format!("used all {fuel} fuel units of this call"),
+            },
+            Trap::StackOverflow => RunError::Trapped(with_tail(
+                "stack overflow (wasm call stack exhausted)".to_string(),
+            )),
+            other => RunError::Trapped(with_tail(format!("{other}"))),
+        };
+    }
+    RunError::Trapped(with_tail(format!("{err:#}")))
+}
+
+/// The error for a call that ran past its wall-clock limit.
+pub(crate) fn timed_out(timeout: Duration) -> RunError {
+    RunError::ResourceExhausted {
+        budget: Budget::Time,
+        detail: format!("still running after {timeout:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn out_of_fuel_is_a_fuel_budget() {
+        let e = wasmtime::Error::from(Trap::OutOfFuel);
+        let r = classify(&e, 42, None);
+        assert_eq!(
+            r,
+            RunError::ResourceExhausted {
+                budget: Budget::Fuel,
+                detail: "used all 42 fuel units of this call".into()
+            }
+        );
+    }
+
+    #[test]
+    fn host_budget_errors_keep_their_budget() {
+        let e = wasmtime::Error::from(BudgetExceeded {
+            budget: Budget::Memory,
+            detail: "x".into(),
+        });
+        assert!(matches!(
+            classify(&e, 1, None),
+            RunError::ResourceExhausted {
+                budget: Budget::Memory,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn traps_carry_the_guest_panic_message() {
+        let e = wasmtime::Error::from(Trap::UnreachableCodeReached);
+        match classify(&e, 1, Some("panicked at src/lib.rs: boom\n")) {
+            RunError::Trapped(msg) => assert!(msg.contains("boom"), "{msg}"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn guard_prefers_cancel_and_enforces_timeout() {
+        let cancel = CancellationToken::new();
+        let never = std::future::pending::<wasmtime::Result<()>>();
+        assert!(matches!(
+            guard(never, Duration::from_millis(10), &cancel).await,
+            Guarded::TimedOut
+        ));
+        cancel.cancel();
+        let never = std::future::pending::<wasmtime::Result<()>>();
+        assert!(matches!(
+            guard(never, Duration::from_secs(10), &cancel).await,
+            Guarded::Cancelled
+        ));
+    }
+}

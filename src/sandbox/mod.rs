@@ -1,0 +1,188 @@
+//! The sandbox: runs session runners as wasmtime components.
+//!
+//! This is the only part of the crate that knows wasmtime. The session
+//! layer sees [`LoadedRunner`], which hands out
+//! [`DiagnoseRunner`](crate::runner::DiagnoseRunner) and
+//! [`ChatRunner`](crate::runner::ChatRunner) implementations.
+//!
+//! - `engine.rs`: the process engine and the compiled-component cache
+//! - `store.rs`: per-session store state, WASI with nothing granted, limiter
+//! - `limits.rs`: budgets, how a call is guarded, how failures are blamed
+//! - `host/`: the `catpaw:runner/host` imports, one capability per file
+//! - `run.rs`: the wasm implementations of the runner traits
+
+mod bindings;
+mod engine;
+mod host;
+mod limits;
+mod run;
+mod store;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use wasmtime::Engine;
+use wasmtime::component::{HasSelf, Linker};
+
+pub use engine::EngineOptions;
+pub use host::HostServices;
+pub use limits::SessionLimits;
+pub use run::{WasmChatRunner, WasmDiagnoseRunner};
+
+use bindings::chat_world::ChatRunnerPre;
+use bindings::diagnose_world::{DiagnoseRunner as DiagnoseWorld, DiagnoseRunnerPre};
+use store::SessionState;
+
+/// Settings of a [`Sandbox`].
+#[derive(Debug, Clone)]
+pub struct SandboxOptions {
+    /// Engine allocation settings.
+    pub engine: EngineOptions,
+    /// Where precompiled runners are cached (`None`: memory only).
+    pub cache_dir: Option<PathBuf>,
+    /// Services the host imports use (audit, shell caps).
+    pub services: HostServices,
+    /// Bytes of guest stdout/stderr kept per session for the log.
+    pub stdio_cap: usize,
+}
+
+impl Default for SandboxOptions {
+    fn default() -> Self {
+        SandboxOptions {
+            engine: EngineOptions::default(),
+            cache_dir: None,
+            services: HostServices::default(),
+            stdio_cap: 16 * 1024,
+        }
+    }
+}
+
+/// The process-wide sandbox: one engine, one linker, the compile cache.
+pub struct Sandbox {
+    engine: Engine,
+    linker: Linker<SessionState>,
+    cache: engine::ComponentCache,
+    services: Arc<HostServices>,
+    stdio_cap: usize,
+}
+
+impl std::fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sandbox").finish_non_exhaustive()
+    }
+}
+
+impl Sandbox {
+    /// Creates the engine and links WASI (nothing granted) and the
+    /// `catpaw:runner/host` imports.
+    pub fn new(opts: SandboxOptions) -> anyhow::Result<Arc<Sandbox>> {
+        let engine = engine::build(&opts.engine)?;
+        let mut linker = Linker::<SessionState>::new(&engine);
+        // Guests built with std import a dozen wasi:* interfaces; they are
+        // all linked, and the context behind them grants nothing.
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("linking WASI")?;
+        DiagnoseWorld::add_to_linker::<SessionState, HasSelf<SessionState>>(&mut linker, |s| s)
+            .map_err(anyhow::Error::from)
+            .context("linking catpaw:runner/host")?;
+        Ok(Arc::new(Sandbox {
+            engine,
+            linker,
+            cache: engine::ComponentCache::new(opts.cache_dir),
+            services: Arc::new(opts.services),
+            stdio_cap: opts.stdio_cap,
+        }))
+    }
+
+    /// Loads a runner from a file.
+    pub fn load_file(self: &Arc<Self>, path: &Path) -> anyhow::Result<LoadedRunner> {
+        let bytes =
+            std::fs::read(path).with_context(|| format!("reading runner {}", path.display()))?;
+        self.load(&path.display().to_string(), &bytes)
+    }
+
+    /// Loads a runner from bytes; `name` appears in errors and logs.
+    ///
+    /// Fails with a clear message when the bytes are not a component, when
+    /// the component imports something the host does not provide, or when
+    /// it exports neither `catpaw:runner/diagnose` nor `catpaw:runner/chat`.
+    pub fn load(self: &Arc<Self>, name: &str, bytes: &[u8]) -> anyhow::Result<LoadedRunner> {
+        let component = self.cache.load(&self.engine, name, bytes)?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(anyhow::Error::from)
+            .with_context(|| {
+                format!(
+                    "runner {name}: it imports something catpaw-agent does not provide \
+                     (runners may import only catpaw:runner/host and wasi:* 0.2)"
+                )
+            })?;
+        let diagnose = DiagnoseRunnerPre::new(pre.clone()).ok();
+        let chat = ChatRunnerPre::new(pre).ok();
+        if diagnose.is_none() && chat.is_none() {
+            bail!(
+                "runner {name}: exports neither catpaw:runner/diagnose nor catpaw:runner/chat \
+                 (build it against wit/runner.wit, world diagnose-runner, chat-runner or runner)"
+            );
+        }
+        tracing::info!(runner = %name, diagnose = diagnose.is_some(), chat = chat.is_some(),
+            "runner loaded");
+        Ok(LoadedRunner {
+            name: name.to_string(),
+            sandbox: self.clone(),
+            diagnose,
+            chat,
+        })
+    }
+}
+
+/// A compiled, pre-linked runner component.
+#[derive(Clone)]
+pub struct LoadedRunner {
+    name: String,
+    sandbox: Arc<Sandbox>,
+    diagnose: Option<DiagnoseRunnerPre<SessionState>>,
+    chat: Option<ChatRunnerPre<SessionState>>,
+}
+
+impl std::fmt::Debug for LoadedRunner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedRunner")
+            .field("name", &self.name)
+            .field("diagnose", &self.diagnose.is_some())
+            .field("chat", &self.chat.is_some())
+            .finish()
+    }
+}
+
+impl LoadedRunner {
+    /// The name it was loaded under (usually its path).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether it serves `inspect` and `diagnose`.
+    pub fn serves_diagnose(&self) -> bool {
+        self.diagnose.is_some()
+    }
+
+    /// Whether it serves `chat`.
+    pub fn serves_chat(&self) -> bool {
+        self.chat.is_some()
+    }
+
+    /// A diagnose runner under `limits`, if the component exports one.
+    pub fn diagnose_runner(&self, limits: SessionLimits) -> Option<WasmDiagnoseRunner> {
+        let pre = self.diagnose.clone()?;
+        Some(WasmDiagnoseRunner::new(self.sandbox.clone(), pre, limits))
+    }
+
+    /// A chat runner under `limits`, if the component exports one.
+    pub fn chat_runner(&self, limits: SessionLimits) -> Option<WasmChatRunner> {
+        let pre = self.chat.clone()?;
+        Some(WasmChatRunner::new(self.sandbox.clone(), pre, limits))
+    }
+}

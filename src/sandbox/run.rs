@@ -1,0 +1,279 @@
+//! The wasm implementations of the runner traits: one store and one
+//! instance per session, every guest call guarded by the session's budgets.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tokio_util::sync::CancellationToken;
+use wasmtime::Store;
+use wasmtime::component::ResourceAny;
+
+use super::Sandbox;
+use super::bindings::chat_world::{ChatRunner as ChatWorld, ChatRunnerPre};
+use super::bindings::diagnose_world::DiagnoseRunnerPre;
+use super::bindings::diagnose_world::exports::catpaw::runner::diagnose::Request;
+use super::host::HostContext;
+use super::limits::{self, Guarded, SessionLimits};
+use super::store::{SessionState, new_store};
+use crate::runner::{
+    ChatHandle, ChatRunner, ChatSessionOpts, DiagnoseRequest, DiagnoseRunner, RunError,
+    SessionInfo, StreamSink,
+};
+
+/// Serves inspect/diagnose sessions with a wasm component.
+pub struct WasmDiagnoseRunner {
+    sandbox: Arc<Sandbox>,
+    pre: DiagnoseRunnerPre<SessionState>,
+    limits: SessionLimits,
+}
+
+impl WasmDiagnoseRunner {
+    pub(crate) fn new(
+        sandbox: Arc<Sandbox>,
+        pre: DiagnoseRunnerPre<SessionState>,
+        limits: SessionLimits,
+    ) -> Self {
+        WasmDiagnoseRunner {
+            sandbox,
+            pre,
+            limits,
+        }
+    }
+
+    /// The budgets each session gets.
+    pub fn limits(&self) -> &SessionLimits {
+        &self.limits
+    }
+}
+
+/// Creates the store of one session.
+fn session_store(
+    sandbox: &Sandbox,
+    limits: &SessionLimits,
+    info: &SessionInfo,
+    sink: Arc<dyn StreamSink>,
+) -> Result<Store<SessionState>, RunError> {
+    let host = HostContext::new(
+        info.clone(),
+        sink,
+        sandbox.services.clone(),
+        limits.max_output,
+    );
+    new_store(&sandbox.engine, limits, host, sandbox.stdio_cap)
+        .map_err(|e| RunError::Host(format!("creating the session store: {e:#}")))
+}
+
+/// Turns a guarded call's outcome into the session's result, blaming the
+/// guest or the host.
+fn settle<T>(
+    store: &Store<SessionState>,
+    limits: &SessionLimits,
+    outcome: Guarded<T>,
+) -> Result<T, RunError> {
+    match outcome {
+        Guarded::Finished(Ok(v)) => Ok(v),
+        Guarded::Finished(Err(e)) => {
+            let (stdio, _) = store.data().stdio.take();
+            let stderr: String = stdio
+                .iter()
+                .filter(|(n, _)| *n == "stderr")
+                .map(|(_, t)| t.as_str())
+                .collect();
+            let tail = last_lines(&stderr, 3);
+            Err(limits::classify(&e, limits.fuel, Some(tail)))
+        }
+        Guarded::TimedOut => Err(limits::timed_out(limits.timeout)),
+        Guarded::Cancelled => Err(RunError::Cancelled),
+    }
+}
+
+/// Instantiation errors caused by the pool being full are the host's; all
+/// others (start functions trapping, budgets) are the guest's.
+fn instantiate_error(e: wasmtime::Error, limits: &SessionLimits) -> RunError {
+    let text = format!("{e:#}");
+    if text.contains("maximum concurrent") || text.contains("pooling allocator") {
+        return RunError::Host(format!("no sandbox slot free: {text}"));
+    }
+    limits::classify(&e, limits.fuel, None)
+}
+
+fn last_lines(text: &str, n: usize) -> &str {
+    let trimmed = text.trim_end();
+    let mut start = trimmed.len();
+    for _ in 0..n {
+        match trimmed[..start].rfind('\n') {
+            Some(i) => start = i,
+            None => return trimmed,
+        }
+    }
+    trimmed[start..].trim_start_matches('\n')
+}
+
+/// Writes what the guest printed to the log, tagged with the session.
+fn flush_stdio(store: &Store<SessionState>) {
+    let (runs, dropped) = store.data().stdio.take();
+    let sid = &store.data().host.info.session_id;
+    for (stream, text) in runs {
+        for line in text.lines() {
+            tracing::info!(target: "guest", session_id = %sid, stream, "{line}");
+        }
+    }
+    if dropped > 0 {
+        tracing::warn!(target: "guest", session_id = %sid, dropped_bytes = dropped,
+            "guest stdout/stderr past the cap was dropped");
+    }
+}
+
+#[async_trait]
+impl DiagnoseRunner for WasmDiagnoseRunner {
+    async fn run(
+        &self,
+        info: &SessionInfo,
+        req: DiagnoseRequest,
+        sink: Arc<dyn StreamSink>,
+        cancel: CancellationToken,
+    ) -> Result<String, RunError> {
+        let limits = &self.limits;
+        let mut store = session_store(&self.sandbox, limits, info, sink)?;
+        let inst = match limits::guard(
+            self.pre.instantiate_async(&mut store),
+            limits.timeout,
+            &cancel,
+        )
+        .await
+        {
+            Guarded::Finished(Err(e)) => return Err(instantiate_error(e, limits)),
+            other => settle(&store, limits, other)?,
+        };
+        let request = Request {
+            mode: req.mode,
+            plugin: req.plugin,
+            target: req.target,
+            params_json: serde_json::Value::Object(req.params).to_string(),
+        };
+        let outcome = limits::guard(
+            inst.catpaw_runner_diagnose().call_run(&mut store, &request),
+            limits.timeout,
+            &cancel,
+        )
+        .await;
+        let result = settle(&store, limits, outcome);
+        flush_stdio(&store);
+        match result? {
+            Ok(report) => Ok(report),
+            Err(msg) => Err(RunError::Failed(msg)),
+        }
+    }
+}
+
+/// Serves chat sessions with a wasm component.
+pub struct WasmChatRunner {
+    sandbox: Arc<Sandbox>,
+    pre: ChatRunnerPre<SessionState>,
+    limits: SessionLimits,
+}
+
+impl WasmChatRunner {
+    pub(crate) fn new(
+        sandbox: Arc<Sandbox>,
+        pre: ChatRunnerPre<SessionState>,
+        limits: SessionLimits,
+    ) -> Self {
+        WasmChatRunner {
+            sandbox,
+            pre,
+            limits,
+        }
+    }
+
+    /// The budgets each session (each turn, for fuel and time) gets.
+    pub fn limits(&self) -> &SessionLimits {
+        &self.limits
+    }
+}
+
+#[async_trait]
+impl ChatRunner for WasmChatRunner {
+    async fn start(
+        &self,
+        info: &SessionInfo,
+        opts: ChatSessionOpts,
+        sink: Arc<dyn StreamSink>,
+        cancel: CancellationToken,
+    ) -> Result<Box<dyn ChatHandle>, RunError> {
+        let limits = self.limits.clone();
+        let mut store = session_store(&self.sandbox, &limits, info, sink)?;
+        let inst = match limits::guard(
+            self.pre.instantiate_async(&mut store),
+            limits.timeout,
+            &cancel,
+        )
+        .await
+        {
+            Guarded::Finished(Err(e)) => return Err(instantiate_error(e, &limits)),
+            other => settle(&store, &limits, other)?,
+        };
+        let outcome = limits::guard(
+            inst.catpaw_runner_chat()
+                .conversation()
+                .call_create(&mut store, opts.allow_shell),
+            limits.timeout,
+            &cancel,
+        )
+        .await;
+        let created = settle(&store, &limits, outcome);
+        flush_stdio(&store);
+        let conversation = created?.map_err(RunError::Failed)?;
+        Ok(Box::new(WasmChat {
+            store,
+            inst,
+            conversation,
+            limits,
+            cancel,
+        }))
+    }
+}
+
+/// One open wasm conversation: its store lives as long as the chat.
+struct WasmChat {
+    store: Store<SessionState>,
+    inst: ChatWorld,
+    conversation: ResourceAny,
+    limits: SessionLimits,
+    cancel: CancellationToken,
+}
+
+#[async_trait]
+impl ChatHandle for WasmChat {
+    async fn handle_message(&mut self, input: &str) -> Result<String, RunError> {
+        // Fuel is a per-turn budget: a long chat is not starved by the turns
+        // before it.
+        self.store
+            .set_fuel(self.limits.fuel)
+            .map_err(|e| RunError::Host(format!("setting fuel: {e:#}")))?;
+        let outcome = limits::guard(
+            self.inst
+                .catpaw_runner_chat()
+                .conversation()
+                .call_handle_message(&mut self.store, self.conversation, input),
+            self.limits.timeout,
+            &self.cancel,
+        )
+        .await;
+        let result = settle(&self.store, &self.limits, outcome);
+        flush_stdio(&self.store);
+        result?.map_err(RunError::Failed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::last_lines;
+
+    #[test]
+    fn last_lines_keeps_the_tail() {
+        assert_eq!(last_lines("a\nb\nc\nd\n", 2), "c\nd");
+        assert_eq!(last_lines("only", 3), "only");
+        assert_eq!(last_lines("", 3), "");
+    }
+}

@@ -1,0 +1,34 @@
+//! Sessions: what happens between an accepted `session_start` and its one
+//! final `done`.
+//!
+//! - `run.rs`: drives one session (inspect, diagnose, chat) over the runner
+//!   traits and turns every outcome into the wire payloads of PROTOCOL §5
+//! - `sink.rs`: adapts a runner's streamed output to those payloads
+//!
+//! Nothing here knows wasmtime or sockets: sessions talk to
+//! [`crate::runner`] traits and emit [`SessionEvent`]s into a channel that
+//! the connection (or the local harness) drains.
+
+mod run;
+mod sink;
+
+pub use run::{Runners, run_session};
+pub use sink::ChannelSink;
+
+use crate::proto::{SessionErrorPayload, SessionOutputPayload};
+
+/// One message a session sends toward the server.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SessionEvent {
+    /// A `session_output` payload.
+    Output(SessionOutputPayload),
+    /// A `session_error` payload.
+    Error(SessionErrorPayload),
+}
+
+impl SessionEvent {
+    /// True for the final `done` output.
+    pub fn is_done(&self) -> bool {
+        matches!(self, SessionEvent::Output(o) if o.done)
+    }
+}

@@ -1,0 +1,261 @@
+//! Drives one accepted session to its single `done` (PROTOCOL §5).
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{ChannelSink, SessionEvent};
+use crate::proto::{self, ErrorCode, SessionErrorPayload, SessionStartPayload};
+use crate::runner::{
+    ChatRunner, ChatSessionOpts, DiagnoseRequest, DiagnoseRunner, Output, RunError, SessionInfo,
+    Stage, StreamSink,
+};
+
+/// The runners available to sessions, by role.
+#[derive(Clone, Default)]
+pub struct Runners {
+    /// Serves `inspect` and `diagnose`.
+    pub diagnose: Option<Arc<dyn DiagnoseRunner>>,
+    /// Serves `chat`.
+    pub chat: Option<Arc<dyn ChatRunner>>,
+}
+
+impl std::fmt::Debug for Runners {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runners")
+            .field("diagnose", &self.diagnose.is_some())
+            .field("chat", &self.chat.is_some())
+            .finish()
+    }
+}
+
+impl Runners {
+    /// Whether a runner exists for `session_type` (unknown types are
+    /// "served" as soon as any runner exists: they get `invalid_type`).
+    pub fn serves(&self, session_type: &str) -> bool {
+        match session_type {
+            proto::SESSION_CHAT => self.chat.is_some(),
+            proto::SESSION_INSPECT | proto::SESSION_DIAGNOSE => self.diagnose.is_some(),
+            _ => self.any(),
+        }
+    }
+
+    /// Whether any runner at all is configured.
+    pub fn any(&self) -> bool {
+        self.diagnose.is_some() || self.chat.is_some()
+    }
+}
+
+fn param_str(params: &Map<String, Value>, key: &str) -> Option<String> {
+    match params.get(key) {
+        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        _ => None,
+    }
+}
+
+/// Runs one accepted session. Every path ends with exactly one
+/// `session_output{done:true}` on `out` (unless the consumer is gone).
+///
+/// `allow_shell` is the final decision for this session (operator opt-in
+/// and session request already combined). `inputs` carries later chat turns;
+/// `cancel` ends the session at once.
+pub async fn run_session(
+    start: SessionStartPayload,
+    allow_shell: bool,
+    runners: Runners,
+    out: mpsc::Sender<SessionEvent>,
+    inputs: mpsc::Receiver<String>,
+    cancel: CancellationToken,
+) {
+    let sink = ChannelSink::new(start.session_id.clone(), out);
+    let info = SessionInfo {
+        session_id: start.session_id.clone(),
+        session_type: start.session_type.clone(),
+        user_name: start.user_name.clone(),
+        allow_shell,
+    };
+    let report = match start.session_type.as_str() {
+        proto::SESSION_INSPECT | proto::SESSION_DIAGNOSE => {
+            run_diagnose(&info, &start.params, &runners, &sink, &cancel).await
+        }
+        proto::SESSION_CHAT => {
+            run_chat(&info, &start.params, &runners, &sink, inputs, &cancel).await;
+            None
+        }
+        other => {
+            send_error(
+                &sink,
+                &info,
+                ErrorCode::InvalidType,
+                proto::unknown_session_type(other),
+            )
+            .await;
+            None
+        }
+    };
+    let mut done = Output::delta("", Stage::Final, None);
+    done.done = true;
+    done.report = report;
+    sink.send(done).await;
+}
+
+async fn send_error(sink: &ChannelSink, info: &SessionInfo, code: ErrorCode, error: String) {
+    tracing::warn!(session_id = %info.session_id, code = code.as_str(), %error, "session failed");
+    sink.send_event(SessionEvent::Error(SessionErrorPayload {
+        session_id: info.session_id.clone(),
+        error,
+        code: code.as_str().to_string(),
+    }))
+    .await;
+}
+
+/// Reports a runner error (unless it was a cancel) with the right code.
+async fn report_failure(
+    sink: &ChannelSink,
+    info: &SessionInfo,
+    err: &RunError,
+    failure: ErrorCode,
+) {
+    if *err == RunError::Cancelled {
+        tracing::info!(session_id = %info.session_id, "session cancelled");
+        return;
+    }
+    send_error(sink, info, err.code(failure), err.to_string()).await;
+}
+
+/// Inspect and diagnose: one run, then the report on `done`.
+async fn run_diagnose(
+    info: &SessionInfo,
+    params: &Map<String, Value>,
+    runners: &Runners,
+    sink: &ChannelSink,
+    cancel: &CancellationToken,
+) -> Option<String> {
+    let Some(runner) = runners.diagnose.clone() else {
+        // The ack already refused this; kept for callers that skip the ack.
+        send_error(
+            sink,
+            info,
+            ErrorCode::DiagnoseFailed,
+            proto::AckError::DiagnoseEngineNotAvailable.to_string(),
+        )
+        .await;
+        return None;
+    };
+    let inspect = info.session_type == proto::SESSION_INSPECT;
+    let plugin = match (param_str(params, "plugin"), inspect) {
+        (Some(p), _) => p,
+        (None, true) => {
+            send_error(
+                sink,
+                info,
+                ErrorCode::MissingPlugin,
+                proto::PLUGIN_REQUIRED_FOR_INSPECT.to_string(),
+            )
+            .await;
+            return None;
+        }
+        (None, false) => "system".to_string(),
+    };
+    let req = DiagnoseRequest {
+        mode: if inspect { "inspect" } else { "alert" }.to_string(),
+        plugin,
+        target: param_str(params, "target").unwrap_or_else(|| "localhost".to_string()),
+        params: params.clone(),
+    };
+    tracing::info!(session_id = %info.session_id, session_type = %info.session_type,
+        plugin = %req.plugin, target = %req.target, user = %info.user_name, "session started");
+    let started = std::time::Instant::now();
+    match runner
+        .run(info, req, Arc::new(sink.clone()), cancel.clone())
+        .await
+    {
+        Ok(report) => {
+            tracing::info!(session_id = %info.session_id, elapsed_ms = started.elapsed().as_millis() as u64,
+                report_bytes = report.len(), "session finished");
+            Some(report)
+        }
+        Err(e) => {
+            report_failure(sink, info, &e, ErrorCode::DiagnoseFailed).await;
+            None
+        }
+    }
+}
+
+fn turn_done() -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("turn_done".to_string(), Value::Bool(true));
+    m
+}
+
+/// Chat: one conversation, one turn per message, until cancelled, the input
+/// channel closes, or the runner breaks a budget.
+async fn run_chat(
+    info: &SessionInfo,
+    params: &Map<String, Value>,
+    runners: &Runners,
+    sink: &ChannelSink,
+    mut inputs: mpsc::Receiver<String>,
+    cancel: &CancellationToken,
+) {
+    let Some(runner) = runners.chat.clone() else {
+        send_error(
+            sink,
+            info,
+            ErrorCode::ChatInitFailed,
+            proto::AckError::ChatEngineNotAvailable.to_string(),
+        )
+        .await;
+        return;
+    };
+    tracing::info!(session_id = %info.session_id, user = %info.user_name,
+        allow_shell = info.allow_shell, "chat started");
+    let opts = ChatSessionOpts {
+        allow_shell: info.allow_shell,
+    };
+    let mut chat = match runner
+        .start(info, opts, Arc::new(sink.clone()), cancel.clone())
+        .await
+    {
+        Ok(c) => c,
+        Err(e) => {
+            report_failure(sink, info, &e, ErrorCode::ChatInitFailed).await;
+            return;
+        }
+    };
+    let mut pending = param_str(params, "message");
+    loop {
+        let message = match pending.take() {
+            Some(m) => m,
+            None => tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return,
+                m = inputs.recv() => match m {
+                    Some(m) => m,
+                    None => return,
+                },
+            },
+        };
+        match chat.handle_message(&message).await {
+            Ok(reply) => {
+                sink.send(Output::delta(reply, Stage::Answer, Some(turn_done())))
+                    .await
+            }
+            Err(RunError::Failed(msg)) | Err(RunError::Host(msg)) => {
+                // A failed turn is reported in the conversation; the chat
+                // goes on (reference behaviour).
+                sink.send(Output::delta(msg, Stage::Error, Some(turn_done())))
+                    .await
+            }
+            Err(RunError::Cancelled) => return,
+            Err(e) => {
+                // A trap, a budget breach or a cancel leaves the instance
+                // unusable: the conversation ends here.
+                report_failure(sink, info, &e, ErrorCode::DiagnoseFailed).await;
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,54 @@
+//! A [`StreamSink`] that turns runner output into `session_output`
+//! payloads on a bounded channel. The bound is the backpressure: a guest
+//! that streams faster than the connection writes waits in `emit`.
+
+use async_trait::async_trait;
+use tokio::sync::mpsc;
+
+use super::SessionEvent;
+use crate::proto::SessionOutputPayload;
+use crate::runner::{Output, StreamSink};
+
+/// Sends a session's output, tagged with its id, into a channel.
+#[derive(Debug, Clone)]
+pub struct ChannelSink {
+    session_id: String,
+    tx: mpsc::Sender<SessionEvent>,
+}
+
+impl ChannelSink {
+    /// A sink for `session_id` writing into `tx`.
+    pub fn new(session_id: impl Into<String>, tx: mpsc::Sender<SessionEvent>) -> Self {
+        ChannelSink {
+            session_id: session_id.into(),
+            tx,
+        }
+    }
+
+    /// Sends any session event (used for errors and the final `done`).
+    pub async fn send_event(&self, ev: SessionEvent) {
+        // A closed channel means the consumer (connection) is gone; the
+        // session is being torn down and there is nobody to tell.
+        let _ = self.tx.send(ev).await;
+    }
+
+    /// The payload for `out`.
+    pub fn payload(&self, out: Output) -> SessionOutputPayload {
+        SessionOutputPayload {
+            session_id: self.session_id.clone(),
+            delta: out.delta,
+            stage: out.stage.as_str().to_string(),
+            done: out.done,
+            report: out.report,
+            metadata: out.metadata,
+        }
+    }
+}
+
+#[async_trait]
+impl StreamSink for ChannelSink {
+    async fn send(&self, out: Output) {
+        let p = self.payload(out);
+        self.send_event(SessionEvent::Output(p)).await;
+    }
+}

@@ -1,0 +1,210 @@
+//! Shared helpers for the end-to-end tests: real guests built from
+//! `guest-runners/`, a real sandbox, and the real session driver.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use catpaw_agent::audit::AuditLog;
+use catpaw_agent::proto::SessionStartPayload;
+use catpaw_agent::sandbox::{
+    EngineOptions, HostServices, LoadedRunner, Sandbox, SandboxOptions, SessionLimits,
+};
+use catpaw_agent::session::{Runners, SessionEvent, run_session};
+use catpaw_agent::shell::ShellLimits;
+use serde_json::{Map, Value, json};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// Path of a built guest component, e.g. `guest("hazard_spin")`.
+pub fn guest(name: &str) -> PathBuf {
+    PathBuf::from(catpaw_agent::embedded::GUEST_DIR).join(format!("{name}.wasm"))
+}
+
+/// A sandbox whose audit log lives in a fresh temp dir.
+pub struct TestSandbox {
+    pub sandbox: Arc<Sandbox>,
+    pub audit: AuditLog,
+    _dir: tempfile::TempDir,
+}
+
+impl TestSandbox {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let audit = AuditLog::open(dir.path()).expect("audit");
+        let sandbox = Sandbox::new(SandboxOptions {
+            engine: EngineOptions {
+                pooling: true,
+                slots: 8,
+                max_memory: 64 << 20,
+            },
+            cache_dir: None,
+            services: HostServices {
+                audit: Some(audit.clone()),
+                shell: ShellLimits {
+                    max_timeout: Duration::from_secs(10),
+                    output_cap: 64 * 1024,
+                },
+            },
+            stdio_cap: 16 * 1024,
+        })
+        .expect("sandbox");
+        TestSandbox {
+            sandbox,
+            audit,
+            _dir: dir,
+        }
+    }
+
+    pub fn load(&self, name: &str) -> LoadedRunner {
+        self.sandbox.load_file(&guest(name)).expect("load guest")
+    }
+
+    pub fn builtin_diagnose(&self) -> LoadedRunner {
+        self.sandbox
+            .load("built-in diagnose", catpaw_agent::embedded::DIAGNOSE)
+            .expect("built-in diagnose")
+    }
+
+    pub fn builtin_chat(&self) -> LoadedRunner {
+        self.sandbox
+            .load("built-in chat", catpaw_agent::embedded::CHAT)
+            .expect("built-in chat")
+    }
+
+    /// Audit records as JSON values.
+    pub fn audit_records(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.audit.path())
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("audit line is JSON"))
+            .collect()
+    }
+}
+
+/// Limits for tests: the defaults with an optional tweak.
+pub fn limits(f: impl FnOnce(&mut SessionLimits)) -> SessionLimits {
+    let mut l = SessionLimits::default();
+    f(&mut l);
+    l
+}
+
+pub fn diagnose_runners(r: &LoadedRunner, l: SessionLimits) -> Runners {
+    Runners {
+        diagnose: Some(Arc::new(r.diagnose_runner(l).expect("exports diagnose"))),
+        chat: None,
+    }
+}
+
+pub fn chat_runners(r: &LoadedRunner, l: SessionLimits) -> Runners {
+    Runners {
+        diagnose: None,
+        chat: Some(Arc::new(r.chat_runner(l).expect("exports chat"))),
+    }
+}
+
+pub fn params(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => panic!("params must be an object"),
+    }
+}
+
+/// A running session whose events can be awaited.
+pub struct Running {
+    pub events: mpsc::Receiver<SessionEvent>,
+    pub inputs: Option<mpsc::Sender<String>>,
+    pub cancel: CancellationToken,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+pub fn start(runners: Runners, session_type: &str, p: Value, allow_shell: bool) -> Running {
+    let (tx, rx) = mpsc::channel(16);
+    let (in_tx, in_rx) = mpsc::channel(8);
+    let cancel = CancellationToken::new();
+    let start = SessionStartPayload {
+        session_id: uuid::Uuid::new_v4().to_string(),
+        session_type: session_type.to_string(),
+        user_name: "tester".to_string(),
+        params: params(p),
+    };
+    let task = tokio::spawn(run_session(
+        start,
+        allow_shell,
+        runners,
+        tx,
+        in_rx,
+        cancel.clone(),
+    ));
+    Running {
+        events: rx,
+        inputs: Some(in_tx),
+        cancel,
+        task,
+    }
+}
+
+impl Running {
+    /// Next event, failing the test after 60 s.
+    pub async fn next(&mut self) -> SessionEvent {
+        tokio::time::timeout(Duration::from_secs(60), self.events.recv())
+            .await
+            .expect("session produced no event within 60 s")
+            .expect("session channel closed before done")
+    }
+
+    /// Collects events up to and including `done`, and checks that exactly
+    /// one `done` arrives and nothing after it.
+    pub async fn finish(mut self) -> Vec<SessionEvent> {
+        drop(self.inputs.take());
+        let mut all = Vec::new();
+        loop {
+            let ev = self.next().await;
+            let done = ev.is_done();
+            all.push(ev);
+            if done {
+                break;
+            }
+        }
+        self.task.await.expect("session task");
+        assert!(self.events.recv().await.is_none(), "events after done");
+        all
+    }
+}
+
+/// The one `session_error` among events, if any: `(code, error)`.
+pub fn error_of(events: &[SessionEvent]) -> Option<(String, String)> {
+    let errs: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            SessionEvent::Error(p) => Some((p.code.clone(), p.error.clone())),
+            _ => None,
+        })
+        .collect();
+    assert!(errs.len() <= 1, "more than one session_error: {errs:?}");
+    errs.into_iter().next()
+}
+
+/// The report on the `done` message.
+pub fn report_of(events: &[SessionEvent]) -> Option<String> {
+    match events.last() {
+        Some(SessionEvent::Output(p)) if p.done => p.report.clone(),
+        other => panic!("last event is not done: {other:?}"),
+    }
+}
+
+/// Stages of the streamed (non-done) outputs, in order.
+pub fn stages(events: &[SessionEvent]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            SessionEvent::Output(p) if !p.done => Some(p.stage.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+pub fn inspect(plugin: &str) -> Value {
+    json!({ "plugin": plugin })
+}

@@ -1,0 +1,252 @@
+//! Each hazard guest ends its own session with the right code, and a normal
+//! session beside it is unharmed.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use catpaw_agent::session::SessionEvent;
+use common::*;
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endless_loop_runs_out_of_fuel_while_a_normal_session_completes() {
+    let sb = TestSandbox::new();
+    let spin = sb.load("hazard_spin");
+    let normal = sb.builtin_diagnose();
+    let hazard = start(
+        diagnose_runners(&spin, limits(|l| l.fuel = 200_000_000)),
+        "inspect",
+        inspect("cpu"),
+        false,
+    );
+    let beside = start(
+        diagnose_runners(&normal, limits(|_| {})),
+        "inspect",
+        inspect("mem"),
+        false,
+    );
+    let (h, n) = tokio::join!(hazard.finish(), beside.finish());
+    let (code, error) = error_of(&h).expect("spin must fail");
+    assert_eq!(code, "resource_exhausted");
+    assert!(error.contains("fuel"), "{error}");
+    assert_eq!(error_of(&n), None, "normal session was harmed");
+    let report = report_of(&n).expect("normal session has a report");
+    assert!(report.contains("Findings"), "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_stops_an_endless_loop_at_once() {
+    let sb = TestSandbox::new();
+    let spin = sb.load("hazard_spin");
+    let run = start(
+        diagnose_runners(
+            &spin,
+            limits(|l| {
+                l.fuel = u64::MAX / 4;
+                l.timeout = Duration::from_secs(600);
+            }),
+        ),
+        "inspect",
+        inspect("cpu"),
+        false,
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let cancelled_at = Instant::now();
+    run.cancel.cancel();
+    let events = run.finish().await;
+    let took = cancelled_at.elapsed();
+    assert!(took < Duration::from_secs(2), "cancel took {took:?}");
+    assert_eq!(error_of(&events), None, "a cancel is not an error");
+    assert_eq!(events.len(), 1, "only the done message: {events:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wall_clock_budget_ends_an_endless_loop() {
+    let sb = TestSandbox::new();
+    let spin = sb.load("hazard_spin");
+    let started = Instant::now();
+    let events = start(
+        diagnose_runners(
+            &spin,
+            limits(|l| {
+                l.fuel = u64::MAX / 4;
+                l.timeout = Duration::from_millis(500);
+            }),
+        ),
+        "inspect",
+        inspect("cpu"),
+        false,
+    )
+    .finish()
+    .await;
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let (code, error) = error_of(&events).expect("must fail");
+    assert_eq!(code, "resource_exhausted");
+    assert!(error.contains("time"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unbounded_recursion_traps() {
+    let sb = TestSandbox::new();
+    let g = sb.load("hazard_recursion");
+    let events = start(
+        diagnose_runners(&g, limits(|_| {})),
+        "inspect",
+        inspect("cpu"),
+        false,
+    )
+    .finish()
+    .await;
+    let (code, error) = error_of(&events).expect("must fail");
+    assert_eq!(code, "runner_trapped");
+    assert!(error.contains("stack overflow"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_guest_traps_with_its_message() {
+    let sb = TestSandbox::new();
+    let g = sb.load("hazard_trap");
+    let events = start(
+        diagnose_runners(&g, limits(|_| {})),
+        "diagnose",
+        json!({}),
+        false,
+    )
+    .finish()
+    .await;
+    assert_eq!(
+        stages(&events),
+        ["thinking"],
+        "the delta before the panic streams"
+    );
+    let (code, error) = error_of(&events).expect("must fail");
+    assert_eq!(code, "runner_trapped");
+    assert!(error.contains("deliberate panic"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_emit_flood_runs_out_of_output_budget() {
+    let sb = TestSandbox::new();
+    let g = sb.load("hazard_emit_flood");
+    let events = start(
+        diagnose_runners(&g, limits(|l| l.max_output = 256 * 1024)),
+        "inspect",
+        inspect("cpu"),
+        false,
+    )
+    .finish()
+    .await;
+    let (code, error) = error_of(&events).expect("must fail");
+    assert_eq!(code, "resource_exhausted");
+    assert!(error.contains("output"), "{error}");
+    let streamed: usize = events
+        .iter()
+        .filter_map(|e| match e {
+            SessionEvent::Output(p) if !p.done => Some(p.delta.len()),
+            _ => None,
+        })
+        .sum();
+    assert!(
+        streamed <= 256 * 1024,
+        "streamed {streamed} bytes past the budget"
+    );
+    assert!(
+        streamed > 200 * 1024,
+        "deltas before the breach were delivered: {streamed}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deltas_stream_while_the_guest_is_still_running() {
+    let sb = TestSandbox::new();
+    let g = sb.load("hazard_emit_flood");
+    let mut run = start(
+        diagnose_runners(&g, limits(|l| l.timeout = Duration::from_secs(600))),
+        "inspect",
+        inspect("cpu"),
+        false,
+    );
+    // The flood never returns: any delta we see was streamed live.
+    match run.next().await {
+        SessionEvent::Output(p) => {
+            assert!(!p.done);
+            assert_eq!(p.stage, "thinking");
+        }
+        other => panic!("expected a delta, got {other:?}"),
+    }
+    run.cancel.cancel();
+    let rest = run.finish().await;
+    assert!(rest.last().is_some_and(|e| e.is_done()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_guest_cannot_read_host_files_env_or_network() {
+    let sb = TestSandbox::new();
+    let g = sb.load("hazard_file_probe");
+    let events = start(
+        diagnose_runners(&g, limits(|_| {})),
+        "inspect",
+        inspect("cpu"),
+        false,
+    )
+    .finish()
+    .await;
+    assert_eq!(
+        error_of(&events),
+        None,
+        "probe reported an escape: {events:?}"
+    );
+    let report = report_of(&events).expect("report");
+    assert!(report.starts_with("blocked"), "{report}");
+    assert!(!report.contains("root:"), "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shell_is_denied_without_allow_shell_and_audited() {
+    let sb = TestSandbox::new();
+    let g = sb.load("hazard_shell_probe");
+    let events = start(
+        diagnose_runners(&g, limits(|_| {})),
+        "inspect",
+        inspect("cpu"),
+        false,
+    )
+    .finish()
+    .await;
+    let report = report_of(&events).expect("report");
+    assert!(report.starts_with("shell denied"), "{report}");
+    let audit = sb.audit_records();
+    let shell: Vec<_> = audit.iter().filter(|r| r["kind"] == "shell").collect();
+    assert_eq!(shell.len(), 1, "{audit:?}");
+    assert_eq!(shell[0]["outcome"], "denied");
+    assert_eq!(shell[0]["user"], "tester");
+    assert!(
+        shell[0]["name"]
+            .as_str()
+            .unwrap_or("")
+            .contains("catpaw-shell-ok")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shell_is_granted_with_allow_shell_and_audited() {
+    let sb = TestSandbox::new();
+    let g = sb.load("hazard_shell_probe");
+    let events = start(
+        diagnose_runners(&g, limits(|_| {})),
+        "inspect",
+        inspect("cpu"),
+        true,
+    )
+    .finish()
+    .await;
+    let report = report_of(&events).expect("report");
+    assert!(report.starts_with("shell granted"), "{report}");
+    assert!(report.contains("catpaw-shell-ok"), "{report}");
+    let audit = sb.audit_records();
+    let shell: Vec<_> = audit.iter().filter(|r| r["kind"] == "shell").collect();
+    assert_eq!(shell.len(), 1, "{audit:?}");
+    assert_eq!(shell[0]["outcome"], "ok");
+    assert_eq!(shell[0]["detail"], "exit 0");
+}
