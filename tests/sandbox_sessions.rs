@@ -11,7 +11,16 @@ use serde_json::{Value, json};
 async fn inspect_of_every_plugin_produces_a_report() {
     let sb = TestSandbox::new();
     let runners = diagnose_runners(&sb.builtin_diagnose(), limits(|_| {}));
-    for plugin in ["cpu", "mem", "disk", "net", "process", "system"] {
+    // Each plugin's report carries the numbers of its own area.
+    let evidence = [
+        ("cpu", "CPU busy"),
+        ("mem", "memory used"),
+        ("disk", "disk: / ("),
+        ("net", "lo "),
+        ("process", "top by memory"),
+        ("system", "uptime:"),
+    ];
+    for (plugin, numbers) in evidence {
         let events = start(runners.clone(), "inspect", inspect(plugin), false)
             .finish()
             .await;
@@ -23,6 +32,11 @@ async fn inspect_of_every_plugin_produces_a_report() {
         let report = report_of(&events).unwrap_or_default();
         assert!(report.contains("Findings"), "{plugin}: {report}");
         assert!(report.contains("Thresholds"), "{plugin}: {report}");
+        assert!(
+            report.contains(numbers),
+            "{plugin} lacks {numbers:?}: {report}"
+        );
+        assert!(!report.contains("unknown tool"), "{plugin}: {report}");
         let st = stages(&events);
         assert_eq!(
             st.first().map(String::as_str),

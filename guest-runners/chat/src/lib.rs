@@ -50,6 +50,18 @@ impl Topic {
         }
     }
 
+    /// Heading of a reply about this topic.
+    fn title(self) -> &'static str {
+        match self {
+            Topic::Cpu => "CPU and load",
+            Topic::Memory => "Memory",
+            Topic::Disk => "Disk space",
+            Topic::Processes => "Top processes",
+            Topic::Network => "Network",
+            Topic::Uptime => "Uptime",
+        }
+    }
+
     /// Routes a message by keyword. Processes first: "processes using
     /// memory" is about processes.
     fn of(text: &str) -> Option<Topic> {
@@ -85,7 +97,7 @@ pub struct Conversation {
 }
 
 fn lookup(topic: Topic, text: &str) -> String {
-    let mut out = String::new();
+    let mut out = format!("### {}\n\n", topic.title());
     for (tool, args) in topic.tools(text) {
         host::emit(&format!("looking up {tool}"), Stage::Thinking, None);
         match host::call_tool(tool, args).and_then(|raw| parse_tool_output(tool, &raw)) {

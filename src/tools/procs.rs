@@ -1,0 +1,110 @@
+//! top_processes: the busiest processes by CPU (sampled) or by memory.
+
+use std::collections::HashMap;
+
+use serde_json::{Value, json};
+
+use super::args::Args;
+use super::mask::mask_secrets;
+use super::procfs::{PidStat, parse_meminfo, parse_pid_stat, round1};
+use super::system::{SAMPLE, read};
+
+/// Longest command line shown.
+const MAX_CMDLINE: usize = 256;
+
+/// Numeric entries of /proc.
+pub(crate) fn pids() -> impl Iterator<Item = u64> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
+}
+
+fn stat_of(pid: u64) -> Option<PidStat> {
+    parse_pid_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+fn snapshot() -> HashMap<u64, PidStat> {
+    pids().filter_map(|p| Some((p, stat_of(p)?))).collect()
+}
+
+fn uid_of(pid: u64) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn cmdline_of(pid: u64) -> String {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let text: String = String::from_utf8_lossy(&raw)
+        .split('\0')
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let masked = mask_secrets(&text);
+    crate::util::truncate_utf8(&masked, MAX_CMDLINE).to_string()
+}
+
+pub(crate) fn top_processes(args: &Args) -> Result<Value, String> {
+    let by = args.choice("by", &["cpu", "memory"], "cpu")?;
+    let limit = args.int("limit", 1, 50, 10)? as usize;
+    // SAFETY: sysconf has no preconditions.
+    let (ticks, page) = unsafe {
+        (
+            libc::sysconf(libc::_SC_CLK_TCK),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
+    let ticks = if ticks > 0 { ticks as f64 } else { 100.0 };
+    let page = if page > 0 { page as u64 } else { 4096 };
+    let mem_total = parse_meminfo(&read("/proc/meminfo")?)
+        .get("MemTotal")
+        .copied()
+        .unwrap_or(0);
+
+    let first = snapshot();
+    let started = std::time::Instant::now();
+    std::thread::sleep(SAMPLE);
+    let second = snapshot();
+    let secs = started.elapsed().as_secs_f64().max(0.001);
+
+    let mut rows: Vec<(u64, PidStat, f64)> = second
+        .into_iter()
+        .map(|(pid, st)| {
+            let before = first.get(&pid).map(|s| s.cpu_ticks).unwrap_or(st.cpu_ticks);
+            let cpu = st.cpu_ticks.saturating_sub(before) as f64 / ticks / secs * 100.0;
+            (pid, st, cpu)
+        })
+        .collect();
+    let total = rows.len();
+    match by {
+        "memory" => rows.sort_by_key(|r| std::cmp::Reverse(r.1.rss_pages)),
+        _ => rows.sort_by(|a, b| b.2.total_cmp(&a.2).then(b.1.rss_pages.cmp(&a.1.rss_pages))),
+    }
+    rows.truncate(limit);
+    let procs: Vec<Value> = rows
+        .into_iter()
+        .map(|(pid, st, cpu)| {
+            let rss = st.rss_pages.saturating_mul(page);
+            json!({
+                "pid": pid,
+                "ppid": st.ppid,
+                "name": st.name,
+                "state": st.state,
+                "uid": uid_of(pid),
+                "threads": st.threads,
+                "cpu_pct": round1(cpu),
+                "rss_bytes": rss,
+                "mem_pct": if mem_total == 0 { 0.0 } else { round1(rss as f64 * 100.0 / mem_total as f64) },
+                "cmdline": cmdline_of(pid),
+            })
+        })
+        .collect();
+    Ok(json!({ "by": by, "total_processes": total, "processes": procs }))
+}
