@@ -24,20 +24,21 @@ impl Args {
                 }
             }
         };
-        let unknown: Vec<&str> = map
+        let unknown: Vec<String> = map
             .keys()
             .filter(|k| !allowed.contains(k))
-            .map(String::as_str)
+            .map(|k| format!("{k:?}"))
             .collect();
         if !unknown.is_empty() {
+            let accepted = if allowed.is_empty() {
+                "none".to_string()
+            } else {
+                allowed.join(", ")
+            };
             return Err(format!(
-                "tool {tool}: unknown argument(s) {} (accepted: {})",
+                "tool {tool}: unknown argument{} {} (accepted: {accepted})",
+                if unknown.len() == 1 { "" } else { "s" },
                 unknown.join(", "),
-                if allowed.is_empty() {
-                    "none".to_string()
-                } else {
-                    allowed.join(", ")
-                }
             ));
         }
         Ok(Args { map })

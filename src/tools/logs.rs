@@ -1,147 +1,162 @@
-//! kernel_log and failed_units: the two tools that may need a subprocess,
-//! run without stdin, with a timeout and a bounded read.
+//! kernel_log and failed_units: the two tools that may need a helper
+//! command, because the kernel log may be readable only through `dmesg`
+//! and unit state is only known to systemd.
 
+use std::collections::VecDeque;
 use std::io::Read;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 use super::args::Args;
+use super::cmd::{Keep, MAX_CMD_OUTPUT, io_reason, on_path, run};
 use super::mask::mask_secrets;
 
 /// Longest a helper command may run.
 const CMD_TIMEOUT: Duration = Duration::from_secs(5);
-/// Most output read from a helper command.
-const CMD_OUTPUT: usize = 256 * 1024;
-/// Longest log line kept.
+/// Longest /dev/kmsg is read: a log flood must not keep the tool busy.
+const KMSG_BUDGET: Duration = Duration::from_secs(2);
+/// Longest log line kept, in bytes.
 const MAX_LINE: usize = 512;
 
-/// Runs a command without stdin and returns its stdout (bounded), or why not.
-fn run(cmd: &str, args: &[&str]) -> Result<String, String> {
-    let mut child = Command::new(cmd)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run {cmd}: {e}"))?;
-    let started = Instant::now();
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(s)) => break s,
-            Ok(None) if started.elapsed() > CMD_TIMEOUT => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!("{cmd} did not finish within {CMD_TIMEOUT:?}"));
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => return Err(format!("waiting for {cmd}: {e}")),
-        }
-    };
-    let mut out = Vec::new();
-    if let Some(s) = child.stdout.take() {
-        let _ = s.take(CMD_OUTPUT as u64).read_to_end(&mut out);
-    }
-    let mut err = String::new();
-    if let Some(s) = child.stderr.take() {
-        let _ = s.take(4096).read_to_string(&mut err);
-    }
-    let out = String::from_utf8_lossy(&out).into_owned();
-    if status.success() {
-        Ok(out)
-    } else {
-        let why = if err.trim().is_empty() {
-            out.trim().to_string()
-        } else {
-            err.trim().to_string()
-        };
-        Err(format!(
-            "{cmd} failed ({status}): {}",
-            crate::util::truncate_utf8(&why, 300)
-        ))
-    }
+/// One /dev/kmsg record `pri,seq,usec,flags[,…];message\n[ KEY=value…]` →
+/// `[secs.micros] message`. None for a record without the header.
+pub(crate) fn format_kmsg(rec: &str) -> Option<String> {
+    let (head, msg) = rec.split_once(';')?;
+    let usec: u64 = head.split(',').nth(2)?.trim().parse().ok()?;
+    // Continuation lines hold the record's dictionary, not its text.
+    let msg = msg.lines().next().unwrap_or("");
+    Some(format!("[{}.{:06}] {msg}", usec / 1_000_000, usec % 1_000_000))
 }
 
-/// Reads the kernel ring buffer from /dev/kmsg without blocking.
-fn read_kmsg() -> Result<Vec<String>, String> {
+/// The last `n` records of the kernel ring buffer, read from /dev/kmsg
+/// without blocking (a read after the newest record gives EAGAIN).
+fn read_kmsg(n: usize) -> Result<Vec<String>, String> {
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
         .open("/dev/kmsg")
-        .map_err(|e| format!("/dev/kmsg is not readable ({e})"))?;
-    let mut lines = Vec::new();
-    let mut buf = vec![0u8; 8192];
-    loop {
+        .map_err(|e| format!("/dev/kmsg is not readable ({})", io_reason(&e)))?;
+    let mut lines = VecDeque::with_capacity(n);
+    // One read returns one record; records are at most 8 KiB.
+    let mut buf = vec![0u8; 16 * 1024];
+    let started = Instant::now();
+    while started.elapsed() < KMSG_BUDGET {
         match f.read(&mut buf) {
             Ok(0) => break,
-            Ok(n) => {
-                let rec = String::from_utf8_lossy(&buf[..n]);
-                if let Some(line) = format_kmsg(&rec) {
-                    lines.push(line);
+            Ok(len) => {
+                if let Some(line) = format_kmsg(&String::from_utf8_lossy(&buf[..len])) {
+                    if lines.len() == n {
+                        lines.pop_front();
+                    }
+                    lines.push_back(line);
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-            // EPIPE: records were overwritten while reading; keep going.
-            Err(e) if e.raw_os_error() == Some(libc::EPIPE) => continue,
-            Err(e) => return Err(format!("/dev/kmsg read failed ({e})")),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            // EPIPE: older records were overwritten while reading; the next
+            // read continues at the oldest one still there.
+            Err(e) if e.raw_os_error() == Some(libc::EPIPE) => {}
+            Err(e) => return Err(format!("/dev/kmsg is not readable ({})", io_reason(&e))),
         }
     }
-    Ok(lines)
+    Ok(lines.into())
 }
 
-/// One /dev/kmsg record `pri,seq,usec,flags;message` → `[secs] message`.
-fn format_kmsg(rec: &str) -> Option<String> {
-    let (head, msg) = rec.split_once(';')?;
-    let usec: u64 = head.split(',').nth(2)?.parse().ok()?;
-    let msg = msg.lines().next().unwrap_or("");
-    Some(format!("[{:.6}] {msg}", usec as f64 / 1e6))
+/// The last `n` lines of `dmesg` output.
+fn read_dmesg(n: usize) -> Result<Vec<String>, String> {
+    let text = run("dmesg", &[], CMD_TIMEOUT, Keep::Tail)?;
+    let mut lines: Vec<&str> = text.lines().collect();
+    if text.len() >= MAX_CMD_OUTPUT && !lines.is_empty() {
+        // Only the tail was kept: its first line may be cut.
+        lines.remove(0);
+    }
+    let start = lines.len().saturating_sub(n);
+    Ok(lines[start..].iter().map(|l| l.to_string()).collect())
 }
 
 pub(crate) fn kernel_log(args: &Args) -> Result<Value, String> {
     let n = args.int("lines", 1, 500, 50)? as usize;
-    let (source, all) = match read_kmsg() {
+    let (source, lines) = match read_kmsg(n) {
         Ok(lines) => ("/dev/kmsg", lines),
-        Err(kmsg_err) => match run("dmesg", &[]) {
-            Ok(text) => ("dmesg", text.lines().map(str::to_string).collect()),
+        Err(kmsg_err) => match read_dmesg(n) {
+            Ok(lines) => ("dmesg", lines),
             Err(dmesg_err) => return Err(format!("{kmsg_err} and {dmesg_err}")),
         },
     };
-    let start = all.len().saturating_sub(n);
-    let lines: Vec<String> = all[start..]
+    let lines: Vec<String> = lines
         .iter()
         .map(|l| crate::util::truncate_utf8(&mask_secrets(l), MAX_LINE).to_string())
         .collect();
     Ok(json!({ "source": source, "lines": lines }))
 }
 
-/// Parses `systemctl --failed --plain --no-legend` lines.
-fn parse_failed(text: &str) -> Vec<Value> {
+/// One row of `systemctl --failed --plain --no-legend`:
+/// `unit load active sub description…`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FailedUnit {
+    pub(crate) unit: String,
+    pub(crate) load: String,
+    pub(crate) active: String,
+    pub(crate) sub: String,
+    pub(crate) description: String,
+}
+
+/// Parses the listing; a leading status mark (`●`, `*`), which some
+/// systemctl versions print even with `--plain`, is skipped.
+pub(crate) fn parse_failed_units(text: &str) -> Vec<FailedUnit> {
     text.lines()
         .filter_map(|l| {
-            let mut f = l.split_whitespace();
-            let unit = f.next()?;
-            let load = f.next().unwrap_or("");
-            let active = f.next().unwrap_or("");
-            let sub = f.next().unwrap_or("");
+            let mut f = l
+                .split_whitespace()
+                .skip_while(|w| *w == "●" || *w == "*" || *w == "×");
+            let unit = f.next()?.to_string();
+            let mut next = || f.next().unwrap_or("").to_string();
+            let (load, active, sub) = (next(), next(), next());
             let description = f.collect::<Vec<_>>().join(" ");
-            Some(json!({"unit": unit, "load": load, "active": active, "sub": sub, "description": description}))
+            Some(FailedUnit { unit, load, active, sub, description })
         })
-        .take(100)
         .collect()
 }
 
+/// Signs in systemctl's error that systemd is not the init system here.
+const NO_SYSTEMD: [&str; 3] = [
+    "not been booted with systemd",
+    "Failed to connect to bus",
+    "Failed to get D-Bus connection",
+];
+
 pub(crate) fn failed_units(_args: &Args) -> Result<Value, String> {
-    if !std::path::Path::new("/run/systemd/system").is_dir() {
-        return Ok(json!({"available": false, "reason": "systemd is not running on this host"}));
+    let unavailable = |reason: &str| Ok(json!({ "available": false, "reason": reason }));
+    if !on_path("systemctl") {
+        return unavailable("systemctl is not on PATH");
     }
-    match run(
-        "systemctl",
-        &["--failed", "--plain", "--no-legend", "--no-pager"],
-    ) {
-        Ok(text) => Ok(json!({"available": true, "units": parse_failed(&text)})),
-        Err(e) => Ok(json!({"available": false, "reason": e})),
+    // What sd_booted(3) checks: systemd creates this directory at boot.
+    if !std::path::Path::new("/run/systemd/system").is_dir() {
+        return unavailable(
+            "systemd is not running (System has not been booted with systemd; e.g. in a container)",
+        );
+    }
+    let args = ["--failed", "--plain", "--no-legend", "--no-pager"];
+    match run("systemctl", &args, CMD_TIMEOUT, Keep::Head) {
+        Ok(text) => {
+            let units: Vec<Value> = parse_failed_units(&text)
+                .into_iter()
+                .map(|u| {
+                    json!({
+                        "unit": u.unit,
+                        "load": u.load,
+                        "active": u.active,
+                        "sub": u.sub,
+                        "description": u.description,
+                    })
+                })
+                .collect();
+            Ok(json!({ "available": true, "units": units }))
+        }
+        Err(e) if NO_SYSTEMD.iter().any(|s| e.contains(s)) => unavailable(&e),
+        Err(e) => Err(e),
     }
 }
 
@@ -151,23 +166,57 @@ mod tests {
 
     #[test]
     fn kmsg_records_are_formatted() {
-        assert_eq!(
-            format_kmsg("6,123,5000000,-;eth0: link up\n SUBSYSTEM=net").as_deref(),
-            Some("[5.000000] eth0: link up")
-        );
-        assert_eq!(format_kmsg("garbage"), None);
+        let cases = [
+            ("6,123,5000000,-;eth0: link up\n SUBSYSTEM=net\n", Some("[5.000000] eth0: link up")),
+            ("4,9,1274559,-,caller=T69;drop_caches: 3\n", Some("[1.274559] drop_caches: 3")),
+            ("6,1,0,-;", Some("[0.000000] ")),
+            ("garbage", None),
+            ("6,1,notanumber,-;x", None),
+            ("6,1;x", None),
+        ];
+        for (rec, want) in cases {
+            assert_eq!(format_kmsg(rec).as_deref(), want, "{rec:?}");
+        }
     }
 
     #[test]
     fn failed_units_are_parsed() {
-        let u = parse_failed("nginx.service loaded failed failed A high performance web server\n");
-        assert_eq!(u[0]["unit"], "nginx.service");
-        assert_eq!(u[0]["description"], "A high performance web server");
+        let text = "nginx.service loaded failed failed A high performance web server\n\
+                    ● ssh.service  loaded failed failed OpenBSD Secure Shell server\n\
+                    \n\
+                    odd.service\n";
+        let u = parse_failed_units(text);
+        assert_eq!(u.len(), 3);
+        assert_eq!(u[0].unit, "nginx.service");
+        assert_eq!((u[0].load.as_str(), u[0].active.as_str(), u[0].sub.as_str()), ("loaded", "failed", "failed"));
+        assert_eq!(u[0].description, "A high performance web server");
+        assert_eq!(u[1].unit, "ssh.service");
+        assert_eq!(u[2].unit, "odd.service");
+        assert_eq!(u[2].description, "");
+        assert!(parse_failed_units("").is_empty());
     }
 
     #[test]
-    fn a_missing_command_is_a_clear_error() {
-        let e = run("catpaw-no-such-command", &[]).unwrap_err();
-        assert!(e.contains("cannot run catpaw-no-such-command"), "{e}");
+    fn failed_units_on_this_host_is_available_or_says_why() {
+        let v = failed_units(&Args::empty()).expect("failed_units");
+        match v["available"].as_bool() {
+            Some(true) => assert!(v["units"].is_array(), "{v}"),
+            Some(false) => assert!(!v["reason"].as_str().unwrap_or("").is_empty(), "{v}"),
+            None => panic!("no available flag: {v}"),
+        }
+    }
+
+    #[test]
+    fn kernel_log_reads_a_source_or_explains_both_failures() {
+        let args = Args::parse("kernel_log", r#"{"lines":3}"#, &["lines".into()]).expect("args");
+        match kernel_log(&args) {
+            Ok(v) => {
+                assert!(["/dev/kmsg", "dmesg"].contains(&v["source"].as_str().unwrap_or("")), "{v}");
+                let lines = v["lines"].as_array().expect("lines");
+                assert!(lines.len() <= 3, "{v}");
+                assert!(lines.iter().all(|l| l.as_str().is_some_and(|s| s.len() <= MAX_LINE)));
+            }
+            Err(e) => assert!(e.starts_with("/dev/kmsg is not readable") && e.contains(" and "), "{e}"),
+        }
     }
 }

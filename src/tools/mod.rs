@@ -47,118 +47,137 @@ pub const MAX_OUTPUT_BYTES: usize = 32 * 1024;
 
 const NO_ARGS: &str = r#"{"type":"object","properties":{},"additionalProperties":false}"#;
 
-type ToolFn = fn(&args::Args) -> Result<Value, String>;
+/// A catalog entry and how to run it.
+struct Tool {
+    info: ToolInfo,
+    run: fn(&args::Args) -> Result<Value, String>,
+    /// Whether oversized lists lose their first rows (oldest log lines)
+    /// rather than their last (least important).
+    drop_from_front: bool,
+}
 
-const TOOLS: [(ToolInfo, ToolFn); 11] = [
-    (
-        ToolInfo {
-            name: "cpu",
-            description: "CPU busy/iowait/steal percent (sampled over 200 ms), core count, load averages",
-            params_schema: NO_ARGS,
+const TOOLS: [Tool; 11] = [
+    Tool {
+        info: ToolInfo {
+                name: "cpu",
+                description: "CPU busy/iowait/steal percent (sampled over 200 ms), core count, load averages",
+                params_schema: NO_ARGS,
         },
-        system::cpu,
-    ),
-    (
-        ToolInfo {
-            name: "memory",
-            description: "memory and swap totals, use and percentages from /proc/meminfo",
-            params_schema: NO_ARGS,
+        run: system::cpu,
+        drop_from_front: false,
+    },
+    Tool {
+        info: ToolInfo {
+                name: "memory",
+                description: "memory and swap totals, use and percentages from /proc/meminfo",
+                params_schema: NO_ARGS,
         },
-        system::memory,
-    ),
-    (
-        ToolInfo {
-            name: "disk_usage",
-            description: "space and inode use of every real filesystem",
-            params_schema: NO_ARGS,
+        run: system::memory,
+        drop_from_front: false,
+    },
+    Tool {
+        info: ToolInfo {
+                name: "disk_usage",
+                description: "space and inode use of every real filesystem",
+                params_schema: NO_ARGS,
         },
-        storage::disk_usage,
-    ),
-    (
-        ToolInfo {
-            name: "mounts",
-            description: "every mount: device, mount point, type, read-only flag, options",
-            params_schema: NO_ARGS,
+        run: storage::disk_usage,
+        drop_from_front: false,
+    },
+    Tool {
+        info: ToolInfo {
+                name: "mounts",
+                description: "every mount: device, mount point, type, read-only flag, options",
+                params_schema: NO_ARGS,
         },
-        storage::mounts,
-    ),
-    (
-        ToolInfo {
-            name: "top_processes",
-            description: "top processes by cpu (sampled over 200 ms) or by memory",
-            params_schema: r#"{"type":"object","properties":{"by":{"type":"string","enum":["cpu","memory"],"default":"cpu"},"limit":{"type":"integer","minimum":1,"maximum":50,"default":10}},"additionalProperties":false}"#,
+        run: storage::mounts,
+        drop_from_front: false,
+    },
+    Tool {
+        info: ToolInfo {
+                name: "top_processes",
+                description: "top processes by cpu (sampled over 200 ms) or by memory",
+                params_schema: r#"{"type":"object","properties":{"by":{"type":"string","enum":["cpu","memory"],"default":"cpu"},"limit":{"type":"integer","minimum":1,"maximum":50,"default":10}},"additionalProperties":false}"#,
         },
-        procs::top_processes,
-    ),
-    (
-        ToolInfo {
-            name: "network_interfaces",
-            description: "network interfaces with state, MTU, MAC and traffic/error counters",
-            params_schema: NO_ARGS,
+        run: procs::top_processes,
+        drop_from_front: false,
+    },
+    Tool {
+        info: ToolInfo {
+                name: "network_interfaces",
+                description: "network interfaces with state, MTU, MAC and traffic/error counters",
+                params_schema: NO_ARGS,
         },
-        net::interfaces,
-    ),
-    (
-        ToolInfo {
-            name: "tcp_summary",
-            description: "TCP sockets by state and the listening ports (IPv4 and IPv6)",
-            params_schema: NO_ARGS,
+        run: net::interfaces,
+        drop_from_front: false,
+    },
+    Tool {
+        info: ToolInfo {
+                name: "tcp_summary",
+                description: "TCP sockets by state and the listening ports (IPv4 and IPv6)",
+                params_schema: NO_ARGS,
         },
-        net::tcp_summary,
-    ),
-    (
-        ToolInfo {
-            name: "uptime",
-            description: "uptime, boot time, hostname, kernel release, OS name",
-            params_schema: NO_ARGS,
+        run: net::tcp_summary,
+        drop_from_front: false,
+    },
+    Tool {
+        info: ToolInfo {
+                name: "uptime",
+                description: "uptime, boot time, hostname, kernel release, OS name",
+                params_schema: NO_ARGS,
         },
-        system::uptime,
-    ),
-    (
-        ToolInfo {
-            name: "fd_usage",
-            description: "system-wide file descriptor use and the processes holding the most",
-            params_schema: r#"{"type":"object","properties":{"limit":{"type":"integer","minimum":1,"maximum":50,"default":10}},"additionalProperties":false}"#,
+        run: system::uptime,
+        drop_from_front: false,
+    },
+    Tool {
+        info: ToolInfo {
+                name: "fd_usage",
+                description: "system-wide file descriptor use and the processes holding the most",
+                params_schema: r#"{"type":"object","properties":{"limit":{"type":"integer","minimum":1,"maximum":50,"default":10}},"additionalProperties":false}"#,
         },
-        system::fd_usage,
-    ),
-    (
-        ToolInfo {
-            name: "kernel_log",
-            description: "the last lines of the kernel log (when readable)",
-            params_schema: r#"{"type":"object","properties":{"lines":{"type":"integer","minimum":1,"maximum":500,"default":50}},"additionalProperties":false}"#,
+        run: system::fd_usage,
+        drop_from_front: false,
+    },
+    Tool {
+        info: ToolInfo {
+                name: "kernel_log",
+                description: "the last lines of the kernel log (when readable)",
+                params_schema: r#"{"type":"object","properties":{"lines":{"type":"integer","minimum":1,"maximum":500,"default":50}},"additionalProperties":false}"#,
         },
-        logs::kernel_log,
-    ),
-    (
-        ToolInfo {
-            name: "failed_units",
-            description: "failed systemd units (when systemd runs)",
-            params_schema: NO_ARGS,
+        run: logs::kernel_log,
+        drop_from_front: true,
+    },
+    Tool {
+        info: ToolInfo {
+                name: "failed_units",
+                description: "failed systemd units (when systemd runs)",
+                params_schema: NO_ARGS,
         },
-        logs::failed_units,
-    ),
+        run: logs::failed_units,
+        drop_from_front: false,
+    },
 ];
 
 /// Every tool, in a stable order.
 pub fn catalog() -> &'static [ToolInfo] {
     static CATALOG: std::sync::OnceLock<Vec<ToolInfo>> = std::sync::OnceLock::new();
-    CATALOG.get_or_init(|| TOOLS.iter().map(|(i, _)| *i).collect())
+    CATALOG.get_or_init(|| TOOLS.iter().map(|t| t.info).collect())
 }
 
 /// Runs one tool. `args_json` is a JSON object (`{}` or `""` for none).
 /// Ok is the JSON result, at most [`MAX_OUTPUT_BYTES`]; Err is a one-line
 /// message fit to show an operator.
 pub fn call(name: &str, args_json: &str) -> Result<String, String> {
-    let Some((info, f)) = TOOLS.iter().find(|(i, _)| i.name == name) else {
-        let known: Vec<&str> = TOOLS.iter().map(|(i, _)| i.name).collect();
+    let Some(tool) = TOOLS.iter().find(|t| t.info.name == name) else {
+        let known: Vec<&str> = TOOLS.iter().map(|t| t.info.name).collect();
         return Err(format!(
             "unknown tool \"{name}\" (known: {})",
             known.join(", ")
         ));
     };
-    let args = args::Args::parse(name, args_json, &schema_keys(info.params_schema))?;
-    let value = f(&args).map_err(|e| format!("tool {name}: {e}"))?;
+    let args = args::Args::parse(name, args_json, &schema_keys(tool.info.params_schema))?;
+    let mut value = (tool.run)(&args).map_err(|e| format!("tool {name}: {e}"))?;
+    shrink_lists(&mut value, tool.drop_from_front);
     Ok(cap_output(value.to_string()))
 }
 
@@ -174,12 +193,64 @@ fn schema_keys(schema: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Cuts `text` so that text + marker fit in [`MAX_OUTPUT_BYTES`].
+/// Room kept for the `omitted` note that [`shrink_lists`] adds.
+const OMITTED_NOTE_ROOM: usize = 128;
+
+/// Drops rows from the largest top-level lists until the JSON text fits
+/// in [`MAX_OUTPUT_BYTES`], so the result stays valid JSON; records how
+/// many rows each list lost in `"omitted": {"<list>": n}`. Rows go from
+/// the end (lists are ordered most-important first) or, for logs, from
+/// the front (the oldest lines).
+fn shrink_lists(value: &mut Value, from_front: bool) {
+    let Some(obj) = value.as_object_mut() else {
+        return;
+    };
+    let mut omitted = serde_json::Map::new();
+    loop {
+        let len = serde_json::to_string(&*obj).map(|s| s.len()).unwrap_or(0);
+        if len + OMITTED_NOTE_ROOM <= MAX_OUTPUT_BYTES {
+            break;
+        }
+        let biggest = obj
+            .iter()
+            .filter(|(_, v)| v.as_array().is_some_and(|a| !a.is_empty()))
+            .map(|(k, v)| (k.clone(), serde_json::to_string(v).map(|s| s.len()).unwrap_or(0)))
+            .max_by_key(|(_, size)| *size);
+        let Some((key, _)) = biggest else {
+            break;
+        };
+        let Some(rows) = obj.get_mut(&key).and_then(Value::as_array_mut) else {
+            break;
+        };
+        // Drop whole rows until their text covers the excess (+1 per comma).
+        let mut excess = len + OMITTED_NOTE_ROOM - MAX_OUTPUT_BYTES;
+        let mut dropped = 0u64;
+        while excess > 0 && !rows.is_empty() {
+            let row = if from_front { rows.remove(0) } else { rows.pop().unwrap_or(Value::Null) };
+            let size = serde_json::to_string(&row).map(|s| s.len()).unwrap_or(0) + 1;
+            excess = excess.saturating_sub(size);
+            dropped += 1;
+        }
+        let before = omitted.get(&key).and_then(Value::as_u64).unwrap_or(0);
+        omitted.insert(key, Value::from(before + dropped));
+    }
+    if !omitted.is_empty() {
+        obj.insert("omitted".into(), Value::Object(omitted));
+    }
+}
+
+/// The marker ending a cut output.
+fn truncation_marker() -> String {
+    format!("\n…[truncated: output exceeded {MAX_OUTPUT_BYTES} bytes]")
+}
+
+/// Last resort for every tool: cuts `text` on a char boundary so that
+/// text + marker fit in [`MAX_OUTPUT_BYTES`].
 fn cap_output(text: String) -> String {
     if text.len() <= MAX_OUTPUT_BYTES {
         return text;
     }
-    let marker = format!("\n…[truncated: output exceeded {MAX_OUTPUT_BYTES} bytes]");
+    let marker = truncation_marker();
     let keep = crate::util::truncate_utf8(&text, MAX_OUTPUT_BYTES - marker.len());
     format!("{keep}{marker}")
 }

@@ -1,0 +1,28 @@
+//! Benchmark guest: `plugin` picks the workload, `target` its size.
+//! - `noop`: returns at once (session set-up cost)
+//! - `emit`: emits `target` deltas (cost per emit)
+//! - `compute`: runs the shared compute kernel for `target` rounds
+wit_bindgen::generate!({ path: "../../wit", world: "diagnose-runner" });
+
+use catpaw::runner::host;
+use exports::catpaw::runner::diagnose::{Guest, Request};
+
+struct Runner;
+export!(Runner);
+
+impl Guest for Runner {
+    fn run(req: Request) -> Result<String, String> {
+        let n: u32 = req.target.parse().unwrap_or(0);
+        match req.plugin.as_str() {
+            "noop" => Ok(String::new()),
+            "emit" => {
+                for _ in 0..n {
+                    host::emit("0123456789abcdef", host::Stage::Answer, None);
+                }
+                Ok(String::new())
+            }
+            "compute" => Ok(catpaw_guest_common::bench_kernel(n).to_string()),
+            other => Err(format!("unknown workload {other}")),
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! The `catpaw-agent session` harness, run as a user would run it.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+/// The agent binary, run in a fresh directory (so the default config path
+/// is absent and state goes to a throwaway place) that lives as long as
+/// the returned guard.
+fn agent() -> Agent {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_catpaw-agent"));
+    cmd.current_dir(dir.path());
+    Agent { cmd, _dir: dir }
+}
+
+struct Agent {
+    cmd: Command,
+    _dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Agent {
+    type Target = Command;
+    fn deref(&self) -> &Command {
+        &self.cmd
+    }
+}
+
+impl std::ops::DerefMut for Agent {
+    fn deref_mut(&mut self) -> &mut Command {
+        &mut self.cmd
+    }
+}
+
+fn json_lines(stdout: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+#[test]
+fn json_mode_prints_the_payloads_a_server_would_receive() {
+    let out = agent()
+        .args(["session", "--type", "inspect", "--param", "plugin=mem", "--json"])
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines = json_lines(&out.stdout);
+    let last = lines.last().expect("lines");
+    assert_eq!(last["done"], true);
+    assert_eq!(last["stage"], "");
+    assert!(last["report"].as_str().unwrap_or("").contains("memory used"));
+    let sid = last["session_id"].as_str().expect("session id");
+    for l in &lines {
+        assert_eq!(l["session_id"], sid);
+        let keys: Vec<&str> = l.as_object().expect("object").keys().map(String::as_str).collect();
+        for k in &keys {
+            assert!(
+                ["session_id", "delta", "stage", "done", "report", "metadata"].contains(k),
+                "unexpected field {k}"
+            );
+        }
+    }
+    assert_eq!(lines.iter().filter(|l| l["done"] == true).count(), 1);
+    assert!(lines.iter().any(|l| l["stage"] == "tool_call"));
+}
+
+#[test]
+fn a_failed_session_exits_non_zero_with_the_reason() {
+    let out = agent()
+        .args(["session", "--type", "diagnose", "--fuel", "100000", "--json"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let lines = json_lines(&out.stdout);
+    let err = lines.iter().find(|l| l.get("code").is_some()).expect("session_error line");
+    assert_eq!(err["code"], "resource_exhausted");
+    assert!(err["error"].as_str().unwrap_or("").contains("fuel"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("resource_exhausted"), "{stderr}");
+}
+
+#[test]
+fn chat_reads_turns_from_stdin() {
+    let mut agent = agent();
+    let mut child = agent
+        .args(["session", "--type", "chat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"memory\nhistory\n")
+        .expect("write");
+    let out = child.wait_with_output().expect("wait");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Memory"), "{text}");
+    assert!(text.contains("1. memory"), "{text}");
+}
+
+#[test]
+fn a_bad_runner_is_refused_at_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = dir.path().join("diagnose.wasm");
+    std::fs::write(&bad, b"not wasm").expect("write");
+    let out = agent()
+        .args(["session", "--type", "diagnose", "--runner"])
+        .arg(&bad)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("diagnose.wasm") && stderr.contains("not a WebAssembly file"), "{stderr}");
+}
+
+#[test]
+fn a_runner_without_chat_cannot_serve_chat() {
+    let spin = std::path::Path::new(catpaw_agent::embedded::GUEST_DIR).join("hazard_echo.wasm");
+    let out = agent()
+        .args(["session", "--type", "chat", "--runner"])
+        .arg(&spin)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no runner serves chat"), "{stderr}");
+}
+
+#[test]
+fn a_custom_runner_replaces_the_built_in_one() {
+    let echo = std::path::Path::new(catpaw_agent::embedded::GUEST_DIR).join("hazard_echo.wasm");
+    let out = agent()
+        .args(["session", "--type", "inspect", "--param", "plugin=cpu", "--param", "count=2", "--json", "--runner"])
+        .arg(&echo)
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines = json_lines(&out.stdout);
+    let answers: Vec<&str> = lines
+        .iter()
+        .filter(|l| l["stage"] == "answer")
+        .filter_map(|l| l["delta"].as_str())
+        .collect();
+    assert_eq!(answers, ["delta 0", "delta 1"]);
+    assert_eq!(
+        lines.last().and_then(|l| l["report"].as_str()),
+        Some("echo report: plugin=cpu target=localhost mode=inspect")
+    );
+}
+
+#[test]
+fn bad_limit_flags_are_refused() {
+    let out = agent()
+        .args(["session", "--type", "diagnose", "--max-memory", "lots"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("lots") && stderr.contains("size"), "{stderr}");
+}
