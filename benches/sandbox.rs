@@ -103,7 +103,13 @@ fn request(plugin: &str, target: &str) -> Val {
 }
 
 /// One raw session: store + WASI ctx + instantiate + call + drop.
-async fn raw_session(engine: &Engine, pre: &InstancePre<RawState>, mech: Mech, plugin: &str, target: &str) {
+async fn raw_session(
+    engine: &Engine,
+    pre: &InstancePre<RawState>,
+    mech: Mech,
+    plugin: &str,
+    target: &str,
+) {
     let mut store = Store::new(
         engine,
         RawState {
@@ -116,7 +122,9 @@ async fn raw_session(engine: &Engine, pre: &InstancePre<RawState>, mech: Mech, p
         Mech::Fuel => store.set_fuel(u64::MAX).expect("fuel"),
         Mech::FuelYield => {
             store.set_fuel(u64::MAX).expect("fuel");
-            store.fuel_async_yield_interval(Some(1_000_000)).expect("yield");
+            store
+                .fuel_async_yield_interval(Some(1_000_000))
+                .expect("yield");
         }
         Mech::Epoch => store.set_epoch_deadline(u64::MAX / 2),
         Mech::FuelEpoch => {
@@ -124,14 +132,17 @@ async fn raw_session(engine: &Engine, pre: &InstancePre<RawState>, mech: Mech, p
             store.set_epoch_deadline(u64::MAX / 2);
         }
     }
-    let inst = pre.instantiate_async(&mut store).await.expect("instantiate");
+    let inst = pre
+        .instantiate_async(&mut store)
+        .await
+        .expect("instantiate");
     let iface = inst
         .get_export_index(&mut store, None, "catpaw:runner/diagnose@0.1.0")
         .expect("diagnose export");
     let run = inst
         .get_export_index(&mut store, Some(&iface), "run")
         .expect("run export");
-    let func = inst.get_func(&mut store, &run).expect("func");
+    let func = inst.get_func(&mut store, run).expect("func");
     let mut results = [Val::Bool(false)];
     func.call_async(&mut store, &[request(plugin, target)], &mut results)
         .await
@@ -187,7 +198,8 @@ fn ms(d: Duration) -> String {
 #[tokio::main]
 async fn main() {
     let guest_dir = std::path::Path::new(catpaw_agent::embedded::GUEST_DIR);
-    let bench_bytes = std::fs::read(guest_dir.join("catpaw_bench_guest.wasm")).expect("bench guest");
+    let bench_bytes =
+        std::fs::read(guest_dir.join("catpaw_bench_guest.wasm")).expect("bench guest");
     let diagnose_bytes = catpaw_agent::embedded::DIAGNOSE;
 
     // --- compile vs deserialize ---
@@ -215,15 +227,28 @@ async fn main() {
         let e = raw_engine(pooling, Mech::None);
         let pre = raw_pre(&e, &bench_bytes);
         let t = time_n(n, || raw_session(&e, &pre, Mech::None, "noop", "0")).await;
-        rows.push((format!("raw wasmtime floor, {} allocator", if pooling { "pooling" } else { "on-demand" }), t));
+        rows.push((
+            format!(
+                "raw wasmtime floor, {} allocator",
+                if pooling { "pooling" } else { "on-demand" }
+            ),
+            t,
+        ));
     }
     let sandbox = Sandbox::new(SandboxOptions {
-        engine: EngineOptions { pooling: true, slots: 8, max_memory: 64 << 20 },
+        engine: EngineOptions {
+            pooling: true,
+            slots: 8,
+            max_memory: 64 << 20,
+        },
         ..SandboxOptions::default()
     })
     .expect("sandbox");
     let loaded = sandbox.load("bench guest", &bench_bytes).expect("load");
-    let limits = SessionLimits { fuel: u64::MAX / 4, ..SessionLimits::default() };
+    let limits = SessionLimits {
+        fuel: u64::MAX / 4,
+        ..SessionLimits::default()
+    };
     let runner = Arc::new(loaded.diagnose_runner(limits).expect("diagnose"));
     let sink: Arc<dyn StreamSink> = Arc::new(NullSink);
     let ours = time_n(n, || {
@@ -236,24 +261,40 @@ async fn main() {
         }
     })
     .await;
-    rows.push(("our full session (DiagnoseRunner::run, limits, audit off)".into(), ours));
+    rows.push((
+        "our full session (DiagnoseRunner::run, limits, audit off)".into(),
+        ours,
+    ));
 
     // --- emit ---
     let emits = 200_000u32;
     let start = Instant::now();
     runner
-        .run(&info(), req("emit", &emits.to_string()), sink.clone(), CancellationToken::new())
+        .run(
+            &info(),
+            req("emit", &emits.to_string()),
+            sink.clone(),
+            CancellationToken::new(),
+        )
         .await
         .expect("emit run");
     let per_emit = start.elapsed().saturating_sub(ours) / emits;
 
     // --- compute ---
     let start = Instant::now();
-    let native_result = std::hint::black_box(catpaw_guest_common::bench_kernel(std::hint::black_box(COMPUTE_ROUNDS)));
+    let native_result = std::hint::black_box(catpaw_guest_common::bench_kernel(
+        std::hint::black_box(COMPUTE_ROUNDS),
+    ));
     let native = start.elapsed();
     let target = COMPUTE_ROUNDS.to_string();
     let mut compute_rows = vec![("native (same code, no sandbox)".to_string(), native)];
-    for mech in [Mech::None, Mech::Fuel, Mech::FuelYield, Mech::Epoch, Mech::FuelEpoch] {
+    for mech in [
+        Mech::None,
+        Mech::Fuel,
+        Mech::FuelYield,
+        Mech::Epoch,
+        Mech::FuelEpoch,
+    ] {
         let e = raw_engine(true, mech);
         let pre = raw_pre(&e, &bench_bytes);
         raw_session(&e, &pre, mech, "compute", &target).await;
@@ -261,36 +302,70 @@ async fn main() {
         for _ in 0..3 {
             raw_session(&e, &pre, mech, "compute", &target).await;
         }
-        compute_rows.push((format!("raw wasmtime, limits: {mech:?}"), start.elapsed() / 3));
+        compute_rows.push((
+            format!("raw wasmtime, limits: {mech:?}"),
+            start.elapsed() / 3,
+        ));
     }
     let report = runner
-        .run(&info(), req("compute", &target), sink.clone(), CancellationToken::new())
+        .run(
+            &info(),
+            req("compute", &target),
+            sink.clone(),
+            CancellationToken::new(),
+        )
         .await
         .expect("compute");
-    assert_eq!(report, native_result.to_string(), "guest and native kernels disagree");
+    assert_eq!(
+        report,
+        native_result.to_string(),
+        "guest and native kernels disagree"
+    );
     let start = Instant::now();
     for _ in 0..3 {
         runner
-            .run(&info(), req("compute", &target), sink.clone(), CancellationToken::new())
+            .run(
+                &info(),
+                req("compute", &target),
+                sink.clone(),
+                CancellationToken::new(),
+            )
             .await
             .expect("compute");
     }
-    compute_rows.push(("our sandbox (fuel + async yield + host timer)".into(), start.elapsed() / 3));
+    compute_rows.push((
+        "our sandbox (fuel + async yield + host timer)".into(),
+        start.elapsed() / 3,
+    ));
 
     println!("## Session set-up (noop guest, mean of {n})\n");
     println!("| what | per session | vs pooling floor |\n|---|---|---|");
     let floor = rows[0].1;
     for (name, t) in &rows {
-        println!("| {name} | {} | {:.2}× |", us(*t), t.as_secs_f64() / floor.as_secs_f64());
+        println!(
+            "| {name} | {} | {:.2}× |",
+            us(*t),
+            t.as_secs_f64() / floor.as_secs_f64()
+        );
     }
     println!("\n## Host call\n\n| what | cost |\n|---|---|");
-    println!("| one `emit` through our host import (mean of {emits}) | {:.0} ns |", per_emit.as_secs_f64() * 1e9);
+    println!(
+        "| one `emit` through our host import (mean of {emits}) | {:.0} ns |",
+        per_emit.as_secs_f64() * 1e9
+    );
     println!("\n## Compile cache\n\n| what | time |\n|---|---|");
-    println!("| compile the built-in diagnose component | {} |", ms(compile));
+    println!(
+        "| compile the built-in diagnose component | {} |",
+        ms(compile)
+    );
     println!("| deserialize its precompiled artifact | {} |", ms(deser));
     println!("\n## Compute-bound guest ({COMPUTE_ROUNDS} kernel rounds)\n");
     println!("| where | time | vs native |\n|---|---|---|");
     for (name, t) in &compute_rows {
-        println!("| {name} | {} | {:.2}× |", ms(*t), t.as_secs_f64() / native.as_secs_f64());
+        println!(
+            "| {name} | {} | {:.2}× |",
+            ms(*t),
+            t.as_secs_f64() / native.as_secs_f64()
+        );
     }
 }

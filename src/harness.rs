@@ -37,17 +37,17 @@ pub enum LocalOutcome {
 }
 
 /// Colours for a terminal; empty strings otherwise.
-struct Style {
-    dim: &'static str,
+pub(crate) struct Style {
+    pub(crate) dim: &'static str,
     cyan: &'static str,
     green: &'static str,
     red: &'static str,
-    bold: &'static str,
-    reset: &'static str,
+    pub(crate) bold: &'static str,
+    pub(crate) reset: &'static str,
 }
 
 impl Style {
-    fn new(tty: bool) -> Self {
+    pub(crate) fn new(tty: bool) -> Self {
         if tty {
             Style {
                 dim: "\x1b[2m",
@@ -181,7 +181,7 @@ async fn next_turn(
     }
 }
 
-fn print_event(ev: &SessionEvent, st: &Style) {
+pub(crate) fn print_event(ev: &SessionEvent, st: &Style) {
     match ev {
         SessionEvent::Error(e) => {
             eprintln!(

@@ -5,6 +5,13 @@
 //!
 //! - [`config`]: the TOML config file, `${ENV}` expansion, URL derivation
 //! - [`proto`]: the wire protocol: envelope, payloads, every wire string
+//! - [`conn`]: one server connection: dial, register, serve, with priorities
+//! - [`reconnect`]: the backoff policy (pure) and its jitter
+//! - [`agent`]: the reconnect loop and what outlives connections
+//! - [`ringbuf`]: the alert ring buffer
+//! - [`limiter`]: the session limiter (RAII permits)
+//! - [`tls`]: rustls client configuration
+//! - [`hostinfo`]: hostname and primary IPv4 for `register`
 //! - [`runner`]: the runner roles (diagnose, chat) and the output sink
 //! - [`session`]: drives one accepted session to its single `done`
 //! - [`sandbox`]: wasmtime engine, component cache, per-session stores and
@@ -13,18 +20,27 @@
 //! - [`shell`]: the one shell executor, behind `allow_shell`
 //! - [`audit`]: append-only JSONL audit of every tool and shell call
 //! - [`setup`]: config → sandbox + runners
+//! - [`demo`]: `catpaw-agent demo`, a loopback server and a real agent
 //! - [`harness`]: the local session harness (`catpaw-agent session`)
 //! - [`embedded`]: the built-in runners, compiled into the binary
 
+pub mod agent;
 pub mod audit;
 pub mod config;
+pub mod conn;
+pub mod demo;
 pub mod embedded;
 pub mod harness;
+pub mod hostinfo;
+pub mod limiter;
 pub mod proto;
+pub mod reconnect;
+pub mod ringbuf;
 pub mod runner;
 pub mod sandbox;
 pub mod session;
 pub mod setup;
 pub mod shell;
+pub mod tls;
 pub mod tools;
 pub mod util;

@@ -8,9 +8,11 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use serde_json::{Map, Value};
 
+use catpaw_agent::agent::{Agent, AgentOptions};
 use catpaw_agent::config::{Config, parse_duration, parse_size};
 use catpaw_agent::harness::{LocalOutcome, LocalSession, run_local};
 use catpaw_agent::setup::{self, LimitOverrides};
+use tokio_util::sync::CancellationToken;
 
 /// catpaw agent whose remote diagnosis sessions run in a WebAssembly sandbox.
 #[derive(Debug, Parser)]
@@ -28,6 +30,11 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Connect to catpaw-server and serve sessions (the default).
+    Run,
+    /// Run the whole product locally: a loopback server, a real agent, and
+    /// an inspect, a diagnose and a two-turn chat in the sandbox.
+    Demo,
     /// Run one session locally in the sandbox, without a server.
     Session(SessionArgs),
 }
@@ -134,11 +141,73 @@ async fn session(cli: &Cli, args: &SessionArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// Waits for SIGINT or SIGTERM.
+async fn terminated() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch SIGTERM; only Ctrl-C stops the agent");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+async fn run_agent(cli: &Cli) -> anyhow::Result<ExitCode> {
+    let cfg = Config::load(cli.config.as_deref())?;
+    if !cfg.server.enabled {
+        anyhow::bail!(
+            "[server] enabled is false in {}: nothing to connect to (set enabled = true and address, \
+             or try `catpaw-agent demo` / `catpaw-agent session`)",
+            cfg.source
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| catpaw_agent::config::DEFAULT_PATH.to_string())
+        );
+    }
+    let setup = setup::build(
+        &cfg,
+        cli.runner.as_deref(),
+        &LimitOverrides::default(),
+        cfg.sandbox.max_concurrent_sessions as u32,
+    )?;
+    let agent = Agent::new(&cfg, setup.runners.clone(), AgentOptions::default())?;
+    tracing::info!(agent_id = %agent.agent_id(), url = %cfg.server_ws_url().unwrap_or_default(),
+        max_sessions = cfg.sandbox.max_concurrent_sessions, "catpaw-agent starting");
+    let shutdown = CancellationToken::new();
+    let stopper = shutdown.clone();
+    tokio::spawn(async move {
+        terminated().await;
+        tracing::info!("shutting down: cancelling sessions and closing the connection");
+        stopper.cancel();
+    });
+    agent.run(shutdown).await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn demo() -> anyhow::Result<ExitCode> {
+    let dir = std::env::temp_dir().join(format!("catpaw-demo-{}", uuid::Uuid::new_v4()));
+    let result = catpaw_agent::demo::run(&dir).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    result.map(|()| ExitCode::SUCCESS)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // The harness logs warnings only, so the transcript stays readable;
-    // RUST_LOG overrides.
-    init_logging(None);
+    // The agent logs at the config's level; the harness and demo log
+    // warnings only so their transcript stays readable. RUST_LOG overrides.
+    let agent_mode = matches!(cli.command, None | Some(Command::Run));
+    let cfg_for_log = if agent_mode {
+        Config::load(cli.config.as_deref()).ok()
+    } else {
+        None
+    };
+    init_logging(cfg_for_log.as_ref());
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -149,7 +218,8 @@ fn main() -> ExitCode {
     let result = rt.block_on(async {
         match &cli.command {
             Some(Command::Session(args)) => session(&cli, args).await,
-            None => anyhow::bail!("no command given; try `catpaw-agent session --type diagnose`"),
+            Some(Command::Demo) => demo().await,
+            Some(Command::Run) | None => run_agent(&cli).await,
         }
     });
     match result {

@@ -43,19 +43,40 @@ fn json_lines(stdout: &[u8]) -> Vec<Value> {
 #[test]
 fn json_mode_prints_the_payloads_a_server_would_receive() {
     let out = agent()
-        .args(["session", "--type", "inspect", "--param", "plugin=mem", "--json"])
+        .args([
+            "session",
+            "--type",
+            "inspect",
+            "--param",
+            "plugin=mem",
+            "--json",
+        ])
         .output()
         .expect("run");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let lines = json_lines(&out.stdout);
     let last = lines.last().expect("lines");
     assert_eq!(last["done"], true);
     assert_eq!(last["stage"], "");
-    assert!(last["report"].as_str().unwrap_or("").contains("memory used"));
+    assert!(
+        last["report"]
+            .as_str()
+            .unwrap_or("")
+            .contains("memory used")
+    );
     let sid = last["session_id"].as_str().expect("session id");
     for l in &lines {
         assert_eq!(l["session_id"], sid);
-        let keys: Vec<&str> = l.as_object().expect("object").keys().map(String::as_str).collect();
+        let keys: Vec<&str> = l
+            .as_object()
+            .expect("object")
+            .keys()
+            .map(String::as_str)
+            .collect();
         for k in &keys {
             assert!(
                 ["session_id", "delta", "stage", "done", "report", "metadata"].contains(k),
@@ -70,12 +91,17 @@ fn json_mode_prints_the_payloads_a_server_would_receive() {
 #[test]
 fn a_failed_session_exits_non_zero_with_the_reason() {
     let out = agent()
-        .args(["session", "--type", "diagnose", "--fuel", "100000", "--json"])
+        .args([
+            "session", "--type", "diagnose", "--fuel", "100000", "--json",
+        ])
         .output()
         .expect("run");
     assert_eq!(out.status.code(), Some(1));
     let lines = json_lines(&out.stdout);
-    let err = lines.iter().find(|l| l.get("code").is_some()).expect("session_error line");
+    let err = lines
+        .iter()
+        .find(|l| l.get("code").is_some())
+        .expect("session_error line");
     assert_eq!(err["code"], "resource_exhausted");
     assert!(err["error"].as_str().unwrap_or("").contains("fuel"));
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -99,7 +125,11 @@ fn chat_reads_turns_from_stdin() {
         .write_all(b"memory\nhistory\n")
         .expect("write");
     let out = child.wait_with_output().expect("wait");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("Memory"), "{text}");
     assert!(text.contains("1. memory"), "{text}");
@@ -117,7 +147,10 @@ fn a_bad_runner_is_refused_at_start() {
         .expect("run");
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("diagnose.wasm") && stderr.contains("not a WebAssembly file"), "{stderr}");
+    assert!(
+        stderr.contains("diagnose.wasm") && stderr.contains("not a WebAssembly file"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -137,11 +170,25 @@ fn a_runner_without_chat_cannot_serve_chat() {
 fn a_custom_runner_replaces_the_built_in_one() {
     let echo = std::path::Path::new(catpaw_agent::embedded::GUEST_DIR).join("hazard_echo.wasm");
     let out = agent()
-        .args(["session", "--type", "inspect", "--param", "plugin=cpu", "--param", "count=2", "--json", "--runner"])
+        .args([
+            "session",
+            "--type",
+            "inspect",
+            "--param",
+            "plugin=cpu",
+            "--param",
+            "count=2",
+            "--json",
+            "--runner",
+        ])
         .arg(&echo)
         .output()
         .expect("run");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let lines = json_lines(&out.stdout);
     let answers: Vec<&str> = lines
         .iter()
@@ -163,5 +210,8 @@ fn bad_limit_flags_are_refused() {
         .expect("run");
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("lots") && stderr.contains("size"), "{stderr}");
+    assert!(
+        stderr.contains("lots") && stderr.contains("size"),
+        "{stderr}"
+    );
 }

@@ -4,6 +4,7 @@
 //! - `run.rs`: drives one session (inspect, diagnose, chat) over the runner
 //!   traits and turns every outcome into the wire payloads of PROTOCOL §5
 //! - `sink.rs`: adapts a runner's streamed output to those payloads
+//! - `table.rs`: running sessions, ack decisions, chat queues, cancel
 //!
 //! Nothing here knows wasmtime or sockets: sessions talk to
 //! [`crate::runner`] traits and emit [`SessionEvent`]s into a channel that
@@ -11,9 +12,11 @@
 
 mod run;
 mod sink;
+mod table;
 
 pub use run::{Runners, run_session};
 pub use sink::ChannelSink;
+pub use table::{CHAT_QUEUE, InputOutcome, SessionTable};
 
 use crate::proto::{SessionErrorPayload, SessionOutputPayload};
 

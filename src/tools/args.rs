@@ -9,6 +9,12 @@ pub(crate) struct Args {
 }
 
 impl Args {
+    /// No arguments.
+    #[cfg(test)]
+    pub(crate) fn empty() -> Args {
+        Args { map: Map::new() }
+    }
+
     /// Parses `{}`-style text (empty text means no arguments) and refuses
     /// keys that are not in `allowed`.
     pub(crate) fn parse(tool: &str, text: &str, allowed: &[String]) -> Result<Args, String> {
@@ -73,6 +79,73 @@ impl Args {
                 "\"{key}\" must be a string (one of {}), not {v}",
                 choices.join(", ")
             )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Args;
+
+    fn parse(text: &str) -> Result<Args, String> {
+        Args::parse("t", text, &["limit".into(), "by".into()])
+    }
+
+    #[test]
+    fn empty_text_and_empty_object_mean_no_arguments() {
+        for text in ["", "  ", "{}", "null"] {
+            let a = parse(text);
+            if text == "null" {
+                assert!(a.is_err(), "null is not an object");
+                continue;
+            }
+            let a = a.unwrap_or_else(|e| panic!("{text:?}: {e}"));
+            assert_eq!(a.int("limit", 1, 50, 10), Ok(10));
+            assert_eq!(a.choice("by", &["cpu", "memory"], "cpu"), Ok("cpu"));
+        }
+    }
+
+    #[test]
+    fn values_are_checked_and_errors_name_the_argument_and_type() {
+        let a = parse(r#"{"limit":7,"by":"memory"}"#).expect("args");
+        assert_eq!(a.int("limit", 1, 50, 10), Ok(7));
+        assert_eq!(a.choice("by", &["cpu", "memory"], "cpu"), Ok("memory"));
+        for bad in ["0", "51", "-1", "2.5", "\"5\"", "true", "[]"] {
+            let a = parse(&format!(r#"{{"limit":{bad}}}"#)).expect("args");
+            assert_eq!(
+                a.int("limit", 1, 50, 10),
+                Err(format!(
+                    "\"limit\" must be an integer between 1 and 50, not {bad}"
+                ))
+            );
+        }
+        let a = parse(r#"{"by":"disk"}"#).expect("args");
+        assert_eq!(
+            a.choice("by", &["cpu", "memory"], "cpu"),
+            Err("\"by\" must be one of cpu, memory, not \"disk\"".into())
+        );
+        let a = parse(r#"{"by":3}"#).expect("args");
+        let e = a.choice("by", &["cpu", "memory"], "cpu").unwrap_err();
+        assert!(e.starts_with("\"by\" must be a string"), "{e}");
+    }
+
+    #[test]
+    fn unknown_keys_and_non_objects_are_refused() {
+        let e = parse(r#"{"limit":1,"bogus":2}"#).err().unwrap_or_default();
+        assert_eq!(
+            e,
+            "tool t: unknown argument \"bogus\" (accepted: limit, by)"
+        );
+        let e = Args::parse("cpu", r#"{"a":1,"b":2}"#, &[])
+            .err()
+            .unwrap_or_default();
+        assert_eq!(
+            e,
+            "tool cpu: unknown arguments \"a\", \"b\" (accepted: none)"
+        );
+        for text in ["[1]", "{not json", "3", "\"x\""] {
+            let e = parse(text).err().unwrap_or_default();
+            assert!(e.contains("must be a JSON object"), "{text}: {e}");
         }
     }
 }

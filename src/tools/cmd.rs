@@ -63,7 +63,12 @@ fn drain<R: Read + Send + 'static>(mut src: R, cap: usize, keep: Keep) -> mpsc::
 /// most [`MAX_CMD_OUTPUT`] bytes, `keep` saying which part), Err says why
 /// not in one line: not found, timed out, or a failing exit with the
 /// start of its stderr.
-pub(crate) fn run(cmd: &str, args: &[&str], timeout: Duration, keep: Keep) -> Result<String, String> {
+pub(crate) fn run(
+    cmd: &str,
+    args: &[&str],
+    timeout: Duration,
+    keep: Keep,
+) -> Result<String, String> {
     let mut child = Command::new(cmd)
         .args(args)
         .env("LC_ALL", "C")
@@ -73,7 +78,10 @@ pub(crate) fn run(cmd: &str, args: &[&str], timeout: Duration, keep: Keep) -> Re
         .spawn()
         .map_err(|e| format!("cannot run {cmd}: {}", io_reason(&e)))?;
     let out_rx = child.stdout.take().map(|s| drain(s, MAX_CMD_OUTPUT, keep));
-    let err_rx = child.stderr.take().map(|s| drain(s, MAX_CMD_STDERR, Keep::Head));
+    let err_rx = child
+        .stderr
+        .take()
+        .map(|s| drain(s, MAX_CMD_STDERR, Keep::Head));
     let deadline = Instant::now() + timeout;
     let status = loop {
         match child.try_wait() {
@@ -81,7 +89,9 @@ pub(crate) fn run(cmd: &str, args: &[&str], timeout: Duration, keep: Keep) -> Re
             Ok(None) if Instant::now() >= deadline => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!("{cmd} did not finish within {timeout:?} and was killed"));
+                return Err(format!(
+                    "{cmd} did not finish within {timeout:?} and was killed"
+                ));
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(10)),
             Err(e) => {
@@ -102,8 +112,15 @@ pub(crate) fn run(cmd: &str, args: &[&str], timeout: Duration, keep: Keep) -> Re
         return Ok(out);
     }
     let err = collect(err_rx);
-    let why = if err.trim().is_empty() { out.trim() } else { err.trim() };
-    let why = why.lines().find(|l| !l.trim().is_empty()).unwrap_or("no output");
+    let why = if err.trim().is_empty() {
+        out.trim()
+    } else {
+        err.trim()
+    };
+    let why = why
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("no output");
     Err(format!(
         "{cmd} failed ({status}): {}",
         crate::util::truncate_utf8(why.trim(), 300)
@@ -115,7 +132,8 @@ pub(crate) fn on_path(cmd: &str) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::env::var_os("PATH").is_some_and(|path| {
         std::env::split_paths(&path).any(|dir| {
-            std::fs::metadata(dir.join(cmd)).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            std::fs::metadata(dir.join(cmd))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         })
     })
 }

@@ -26,7 +26,11 @@ pub(crate) fn format_kmsg(rec: &str) -> Option<String> {
     let usec: u64 = head.split(',').nth(2)?.trim().parse().ok()?;
     // Continuation lines hold the record's dictionary, not its text.
     let msg = msg.lines().next().unwrap_or("");
-    Some(format!("[{}.{:06}] {msg}", usec / 1_000_000, usec % 1_000_000))
+    Some(format!(
+        "[{}.{:06}] {msg}",
+        usec / 1_000_000,
+        usec % 1_000_000
+    ))
 }
 
 /// The last `n` records of the kernel ring buffer, read from /dev/kmsg
@@ -115,7 +119,13 @@ pub(crate) fn parse_failed_units(text: &str) -> Vec<FailedUnit> {
             let mut next = || f.next().unwrap_or("").to_string();
             let (load, active, sub) = (next(), next(), next());
             let description = f.collect::<Vec<_>>().join(" ");
-            Some(FailedUnit { unit, load, active, sub, description })
+            Some(FailedUnit {
+                unit,
+                load,
+                active,
+                sub,
+                description,
+            })
         })
         .collect()
 }
@@ -167,8 +177,14 @@ mod tests {
     #[test]
     fn kmsg_records_are_formatted() {
         let cases = [
-            ("6,123,5000000,-;eth0: link up\n SUBSYSTEM=net\n", Some("[5.000000] eth0: link up")),
-            ("4,9,1274559,-,caller=T69;drop_caches: 3\n", Some("[1.274559] drop_caches: 3")),
+            (
+                "6,123,5000000,-;eth0: link up\n SUBSYSTEM=net\n",
+                Some("[5.000000] eth0: link up"),
+            ),
+            (
+                "4,9,1274559,-,caller=T69;drop_caches: 3\n",
+                Some("[1.274559] drop_caches: 3"),
+            ),
             ("6,1,0,-;", Some("[0.000000] ")),
             ("garbage", None),
             ("6,1,notanumber,-;x", None),
@@ -188,7 +204,10 @@ mod tests {
         let u = parse_failed_units(text);
         assert_eq!(u.len(), 3);
         assert_eq!(u[0].unit, "nginx.service");
-        assert_eq!((u[0].load.as_str(), u[0].active.as_str(), u[0].sub.as_str()), ("loaded", "failed", "failed"));
+        assert_eq!(
+            (u[0].load.as_str(), u[0].active.as_str(), u[0].sub.as_str()),
+            ("loaded", "failed", "failed")
+        );
         assert_eq!(u[0].description, "A high performance web server");
         assert_eq!(u[1].unit, "ssh.service");
         assert_eq!(u[2].unit, "odd.service");
@@ -211,12 +230,22 @@ mod tests {
         let args = Args::parse("kernel_log", r#"{"lines":3}"#, &["lines".into()]).expect("args");
         match kernel_log(&args) {
             Ok(v) => {
-                assert!(["/dev/kmsg", "dmesg"].contains(&v["source"].as_str().unwrap_or("")), "{v}");
+                assert!(
+                    ["/dev/kmsg", "dmesg"].contains(&v["source"].as_str().unwrap_or("")),
+                    "{v}"
+                );
                 let lines = v["lines"].as_array().expect("lines");
                 assert!(lines.len() <= 3, "{v}");
-                assert!(lines.iter().all(|l| l.as_str().is_some_and(|s| s.len() <= MAX_LINE)));
+                assert!(
+                    lines
+                        .iter()
+                        .all(|l| l.as_str().is_some_and(|s| s.len() <= MAX_LINE))
+                );
             }
-            Err(e) => assert!(e.starts_with("/dev/kmsg is not readable") && e.contains(" and "), "{e}"),
+            Err(e) => assert!(
+                e.starts_with("/dev/kmsg is not readable") && e.contains(" and "),
+                "{e}"
+            ),
         }
     }
 }

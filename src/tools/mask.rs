@@ -312,4 +312,24 @@ mod tests {
             assert_eq!(mask_secrets(input), want, "input: {input}");
         }
     }
+
+    #[test]
+    fn odd_input_never_panics_and_a_flagged_secret_never_survives() {
+        let pieces = [
+            "=", ":", "\"", "'", "é", "://", "@", "--token", " ", "\t", "{", ",", "?", "&",
+            "password", "x", "-", "\n", "Bearer", "key", "日本",
+        ];
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..20_000 {
+            let mut text = String::new();
+            for _ in 0..(seed % 12) {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                text.push_str(pieces[(seed >> 33) as usize % pieces.len()]);
+            }
+            let masked = mask_secrets(&format!("{text} --password=hunter2 {text}"));
+            assert!(!masked.contains("hunter2"), "{text:?} -> {masked:?}");
+        }
+    }
 }

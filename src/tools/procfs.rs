@@ -55,6 +55,15 @@ pub(crate) fn parse_stat_cpu(text: &str) -> Option<CpuTimes> {
     })
 }
 
+/// Number of `cpuN` lines in /proc/stat: the CPUs online on the host,
+/// whatever this process's affinity or cgroup quota.
+pub(crate) fn count_stat_cpus(text: &str) -> u64 {
+    text.lines()
+        .filter_map(|l| l.split_whitespace().next()?.strip_prefix("cpu"))
+        .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        .count() as u64
+}
+
 /// /proc/loadavg: (load1, load5, load15, runnable, total tasks).
 pub(crate) fn parse_loadavg(text: &str) -> (f64, f64, f64, u64, u64) {
     let f: Vec<&str> = text.split_whitespace().collect();
@@ -78,6 +87,48 @@ pub(crate) fn parse_meminfo(text: &str) -> BTreeMap<String, u64> {
             Some((k.trim().to_string(), n.saturating_mul(mult)))
         })
         .collect()
+}
+
+/// Real uid (the first `Uid:` field) from /proc/[pid]/status.
+pub(crate) fn parse_status_uid(text: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// /proc/sys/fs/file-nr `allocated unused max` → (allocated, max).
+pub(crate) fn parse_file_nr(text: &str) -> Option<(u64, u64)> {
+    let f: Vec<u64> = text
+        .split_whitespace()
+        .map_while(|x| x.parse().ok())
+        .collect();
+    Some((*f.first()?, *f.get(2)?))
+}
+
+/// Seconds since boot: the first field of /proc/uptime.
+pub(crate) fn parse_uptime(text: &str) -> Option<f64> {
+    text.split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+        .filter(|v: &f64| v.is_finite() && *v >= 0.0)
+}
+
+/// PRETTY_NAME from os-release text, unquoted ("" when absent).
+pub(crate) fn parse_os_pretty_name(text: &str) -> String {
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("PRETTY_NAME="))
+        .map(|v| {
+            let v = v.trim();
+            let unquoted = ['"', '\'']
+                .iter()
+                .find_map(|q| v.strip_prefix(*q).and_then(|r| r.strip_suffix(*q)));
+            unquoted.unwrap_or(v).replace("\\\"", "\"")
+        })
+        .unwrap_or_default()
 }
 
 /// One line of /proc/self/mounts.
@@ -179,6 +230,7 @@ pub(crate) fn tcp_state_name(code: u8) -> &'static str {
         0x09 => "LAST_ACK",
         0x0A => "LISTEN",
         0x0B => "CLOSING",
+        0x0C => "NEW_SYN_RECV",
         _ => "UNKNOWN",
     }
 }
@@ -245,6 +297,33 @@ mod tests {
         assert_eq!(a.pct_until(&b), (50.0, 25.0, 0.0));
         assert_eq!(a.pct_until(&a), (0.0, 0.0, 0.0));
         assert!(parse_stat_cpu("intr 1 2").is_none());
+    }
+
+    #[test]
+    fn stat_cpu_count() {
+        let text = "cpu  1 2 3\ncpu0 1 2 3\ncpu1 1 2 3\ncpu12 0\ncpux 1\nintr 5\n";
+        assert_eq!(count_stat_cpus(text), 3);
+        assert_eq!(count_stat_cpus(""), 0);
+    }
+
+    #[test]
+    fn status_file_nr_uptime_os_release() {
+        let status = "Name:\tbash\nUid:\t1000\t1000\t1000\t1000\nGid:\t0\n";
+        assert_eq!(parse_status_uid(status), Some(1000));
+        assert_eq!(parse_status_uid("Name: x\n"), None);
+        assert_eq!(
+            parse_file_nr("1312\t0\t9223372036854775807\n"),
+            Some((1312, 9223372036854775807))
+        );
+        assert_eq!(parse_file_nr("12 0"), None);
+        assert_eq!(parse_uptime("12345.67 54321.00\n"), Some(12345.67));
+        assert_eq!(parse_uptime("x"), None);
+        assert_eq!(parse_uptime("-1 0"), None);
+        let os = "NAME=\"Debian GNU/Linux\"\nPRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\n";
+        assert_eq!(parse_os_pretty_name(os), "Debian GNU/Linux 12 (bookworm)");
+        assert_eq!(parse_os_pretty_name("PRETTY_NAME='Alpine'\n"), "Alpine");
+        assert_eq!(parse_os_pretty_name("PRETTY_NAME=Plain\n"), "Plain");
+        assert_eq!(parse_os_pretty_name("NAME=x\n"), "");
     }
 
     #[test]

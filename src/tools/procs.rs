@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use super::args::Args;
 use super::mask::mask_secrets;
-use super::procfs::{PidStat, parse_meminfo, parse_pid_stat, round1};
+use super::procfs::{PidStat, parse_meminfo, parse_pid_stat, parse_status_uid, round1};
 use super::system::{SAMPLE, read};
 
 /// Longest command line shown.
@@ -29,26 +29,22 @@ fn snapshot() -> HashMap<u64, PidStat> {
     pids().filter_map(|p| Some((p, stat_of(p)?))).collect()
 }
 
-fn uid_of(pid: u64) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        })
-        .unwrap_or(0)
+/// Real uid from /proc/[pid]/status; None when the process is gone.
+fn uid_of(pid: u64) -> Option<u64> {
+    parse_status_uid(&std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?)
 }
 
-fn cmdline_of(pid: u64) -> String {
-    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    let text: String = String::from_utf8_lossy(&raw)
+/// The command line, arguments joined by spaces, secrets masked, at most
+/// [`MAX_CMDLINE`] chars. Empty for kernel threads; None when gone.
+fn cmdline_of(pid: u64) -> Option<String> {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let text = String::from_utf8_lossy(&raw)
         .split('\0')
         .filter(|s| !s.is_empty())
         .collect::<Vec<_>>()
         .join(" ");
-    let masked = mask_secrets(&text);
-    crate::util::truncate_utf8(&masked, MAX_CMDLINE).to_string()
+    // Mask before cutting, so a cut cannot separate a key from its value.
+    Some(mask_secrets(&text).chars().take(MAX_CMDLINE).collect())
 }
 
 pub(crate) fn top_processes(args: &Args) -> Result<Value, String> {
@@ -87,24 +83,28 @@ pub(crate) fn top_processes(args: &Args) -> Result<Value, String> {
         "memory" => rows.sort_by_key(|r| std::cmp::Reverse(r.1.rss_pages)),
         _ => rows.sort_by(|a, b| b.2.total_cmp(&a.2).then(b.1.rss_pages.cmp(&a.1.rss_pages))),
     }
-    rows.truncate(limit);
+    // Rows are filled in best first; one whose process is gone by now is
+    // skipped and the next one takes its place.
     let procs: Vec<Value> = rows
         .into_iter()
-        .map(|(pid, st, cpu)| {
+        .filter_map(|(pid, st, cpu)| {
+            let uid = uid_of(pid)?;
+            let cmdline = cmdline_of(pid)?;
             let rss = st.rss_pages.saturating_mul(page);
-            json!({
+            Some(json!({
                 "pid": pid,
                 "ppid": st.ppid,
                 "name": st.name,
                 "state": st.state,
-                "uid": uid_of(pid),
+                "uid": uid,
                 "threads": st.threads,
                 "cpu_pct": round1(cpu),
                 "rss_bytes": rss,
                 "mem_pct": if mem_total == 0 { 0.0 } else { round1(rss as f64 * 100.0 / mem_total as f64) },
-                "cmdline": cmdline_of(pid),
-            })
+                "cmdline": cmdline,
+            }))
         })
+        .take(limit)
         .collect();
     Ok(json!({ "by": by, "total_processes": total, "processes": procs }))
 }

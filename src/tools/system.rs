@@ -1,5 +1,5 @@
-//! cpu, memory, uptime and fd_usage, plus the heartbeat's CPU/memory
-//! figures.
+//! cpu, memory, uptime and fd_usage, plus the CPU/memory figures the
+//! agent's heartbeat reports (kept here so both read /proc the same way).
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -7,7 +7,10 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::args::Args;
-use super::procfs::{CpuTimes, parse_loadavg, parse_meminfo, parse_stat_cpu, round1};
+use super::procfs::{
+    CpuTimes, count_stat_cpus, parse_file_nr, parse_loadavg, parse_meminfo, parse_os_pretty_name,
+    parse_stat_cpu, parse_uptime, round1,
+};
 
 /// How long the cpu and top_processes tools sample.
 pub(crate) const SAMPLE: Duration = Duration::from_millis(200);
@@ -16,24 +19,32 @@ pub(crate) fn read(path: &str) -> Result<String, String> {
     std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))
 }
 
-fn cpu_times() -> Result<CpuTimes, String> {
-    parse_stat_cpu(&read("/proc/stat")?).ok_or_else(|| "/proc/stat has no cpu line".to_string())
+/// /proc/stat text and its aggregate CPU times.
+fn cpu_times() -> Result<(String, CpuTimes), String> {
+    let text = read("/proc/stat")?;
+    let times = parse_stat_cpu(&text).ok_or("/proc/stat has no cpu line")?;
+    Ok((text, times))
 }
 
-fn cores() -> u64 {
-    std::thread::available_parallelism()
-        .map(|n| n.get() as u64)
-        .unwrap_or(1)
+/// CPUs online on the host (usage and load are host-wide, so the core
+/// count is too, not this process's affinity or quota).
+fn cores(stat: &str) -> u64 {
+    match count_stat_cpus(stat) {
+        0 => std::thread::available_parallelism()
+            .map(|n| n.get() as u64)
+            .unwrap_or(1),
+        n => n,
+    }
 }
 
 pub(crate) fn cpu(_args: &Args) -> Result<Value, String> {
-    let a = cpu_times()?;
+    let (_, a) = cpu_times()?;
     std::thread::sleep(SAMPLE);
-    let b = cpu_times()?;
+    let (stat, b) = cpu_times()?;
     let (busy, iowait, steal) = a.pct_until(&b);
     let (l1, l5, l15, run, total) = parse_loadavg(&read("/proc/loadavg")?);
     Ok(json!({
-        "cores": cores(),
+        "cores": cores(&stat),
         "usage_pct": busy,
         "iowait_pct": iowait,
         "steal_pct": steal,
@@ -78,26 +89,19 @@ pub(crate) fn memory(_args: &Args) -> Result<Value, String> {
 }
 
 pub(crate) fn uptime(_args: &Args) -> Result<Value, String> {
-    let up: f64 = read("/proc/uptime")?
-        .split_whitespace()
-        .next()
-        .and_then(|x| x.parse().ok())
-        .ok_or("/proc/uptime is malformed")?;
+    let up = parse_uptime(&read("/proc/uptime")?).ok_or("/proc/uptime is malformed")?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0);
-    let os = std::fs::read_to_string("/etc/os-release")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find_map(|l| l.strip_prefix("PRETTY_NAME="))
-                .map(|v| v.trim_matches('"').to_string())
-        })
+    let os = ["/etc/os-release", "/usr/lib/os-release"]
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p).ok())
+        .map(|t| parse_os_pretty_name(&t))
         .unwrap_or_default();
     Ok(json!({
         "uptime_sec": round1(up),
-        "boot_time_unix": (now - up).max(0.0) as i64,
+        "boot_time_unix": (now - up).max(0.0).round() as i64,
         "hostname": read("/proc/sys/kernel/hostname").unwrap_or_default().trim(),
         "kernel_release": read("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
         "os_pretty_name": os,
@@ -106,13 +110,10 @@ pub(crate) fn uptime(_args: &Args) -> Result<Value, String> {
 
 pub(crate) fn fd_usage(args: &Args) -> Result<Value, String> {
     let limit = args.int("limit", 1, 50, 10)? as usize;
-    let nr = read("/proc/sys/fs/file-nr")?;
-    let f: Vec<u64> = nr
-        .split_whitespace()
-        .map(|x| x.parse().unwrap_or(0))
-        .collect();
-    let allocated = f.first().copied().unwrap_or(0);
-    let max = f.get(2).copied().unwrap_or(0);
+    let (allocated, max) =
+        parse_file_nr(&read("/proc/sys/fs/file-nr")?).ok_or("/proc/sys/fs/file-nr is malformed")?;
+    // Processes whose fd directory cannot be listed (other users' without
+    // privileges, or gone) are left out.
     let mut top: Vec<(u64, String, u64)> = super::procs::pids()
         .filter_map(|pid| {
             let n = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64;
@@ -120,13 +121,17 @@ pub(crate) fn fd_usage(args: &Args) -> Result<Value, String> {
             Some((pid, name, n))
         })
         .collect();
-    top.sort_by_key(|t| std::cmp::Reverse(t.2));
+    top.sort_by(|a, b| b.2.cmp(&a.2).then(a.0.cmp(&b.0)));
     top.truncate(limit);
+    let top: Vec<Value> = top
+        .into_iter()
+        .map(|(pid, name, n)| json!({"pid": pid, "name": name, "open_fds": n}))
+        .collect();
     Ok(json!({
         "allocated": allocated,
         "max": max,
         "used_pct": if max == 0 { 0.0 } else { round1(allocated as f64 * 100.0 / max as f64) },
-        "top": top.into_iter().map(|(pid, name, n)| json!({"pid": pid, "name": name, "open_fds": n})).collect::<Vec<_>>(),
+        "top": top,
     }))
 }
 
@@ -134,7 +139,7 @@ pub(crate) fn fd_usage(args: &Args) -> Result<Value, String> {
 /// first call measures since boot). `None` when /proc/stat is unreadable.
 pub fn cpu_busy_pct_since_last() -> Option<f64> {
     static LAST: Mutex<Option<CpuTimes>> = Mutex::new(None);
-    let now = cpu_times().ok()?;
+    let (_, now) = cpu_times().ok()?;
     let mut last = LAST.lock().unwrap_or_else(|p| p.into_inner());
     let prev = last.replace(now).unwrap_or_default();
     Some(prev.pct_until(&now).0)

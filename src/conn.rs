@@ -1,0 +1,466 @@
+//! One server connection: dial → register → ack → serve, until it drops.
+//!
+//! The connection owns the socket and nothing else: sessions live in the
+//! [`SessionTable`], alerts in the [`AlertBuffer`], and both outlive it.
+//! Outbound traffic is prioritised: session output first, then heartbeats,
+//! then alert batches one at a time, so a backlog of alerts never holds a
+//! session's deltas back.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
+use tokio_util::sync::CancellationToken;
+
+use crate::proto::{
+    self, AckPayload, AlertEventsPayload, DisconnectPayload, Envelope, HeartbeatPayload,
+    RegisterPayload, SessionCancelPayload, SessionInputPayload,
+};
+use crate::reconnect::AttemptOutcome;
+use crate::ringbuf::AlertBuffer;
+use crate::session::{InputOutcome, SessionEvent, SessionTable};
+
+/// Largest inbound message accepted.
+pub const MAX_INBOUND: usize = 1 << 20;
+/// Largest alert batch per `alert_events` message.
+pub const ALERT_BATCH: usize = 100;
+
+/// The protocol's timers. Defaults are PROTOCOL.md's; tests shorten them.
+#[derive(Debug, Clone)]
+pub struct Timings {
+    /// Dial + TLS + upgrade.
+    pub dial_timeout: Duration,
+    /// Wait for the register ack.
+    pub ack_timeout: Duration,
+    /// No inbound frame for this long = connection lost.
+    pub read_timeout: Duration,
+    /// A write that takes longer = connection lost.
+    pub write_timeout: Duration,
+    /// Heartbeat period.
+    pub heartbeat: Duration,
+    /// Alert flush period.
+    pub alert_flush: Duration,
+    /// On shutdown, how long cancelled sessions get to send their `done`.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Timings {
+    fn default() -> Self {
+        Timings {
+            dial_timeout: Duration::from_secs(15),
+            ack_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(90),
+            write_timeout: Duration::from_secs(10),
+            heartbeat: Duration::from_secs(30),
+            alert_flush: Duration::from_secs(1),
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Everything a connection needs; shared across reconnects.
+#[derive(Clone)]
+pub struct ConnContext {
+    /// `ws://` or `wss://` URL of the agent endpoint.
+    pub url: String,
+    /// Sent as `X-Agent-Token` when not empty.
+    pub token: String,
+    /// Sent as `X-Agent-ID`.
+    pub agent_id: uuid::Uuid,
+    /// TLS settings for `wss://`.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// What `register` says about this host.
+    pub register: RegisterInfo,
+    /// Running sessions.
+    pub table: SessionTable,
+    /// Buffered alerts.
+    pub alerts: AlertBuffer,
+    /// Protocol timers.
+    pub timings: Timings,
+}
+
+/// Static parts of `register`.
+#[derive(Debug, Clone)]
+pub struct RegisterInfo {
+    /// Labels from the config.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Plugin names from the config.
+    pub plugins: Vec<String>,
+    /// Process start, for `uptime_sec`.
+    pub started: Instant,
+}
+
+type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Why a connection ended, for the reconnect policy.
+fn dropped(reason: &str) -> AttemptOutcome {
+    tracing::warn!(reason, "connection lost; will reconnect");
+    AttemptOutcome::DroppedAfterRegister
+}
+
+/// Runs one connection attempt to its end.
+pub async fn run_once(ctx: &ConnContext, shutdown: &CancellationToken) -> AttemptOutcome {
+    let ws = tokio::select! {
+        _ = shutdown.cancelled() => return AttemptOutcome::Shutdown,
+        r = tokio::time::timeout(ctx.timings.dial_timeout, dial(ctx)) => match r {
+            Err(_) => {
+                tracing::warn!(url = %ctx.url, "connecting timed out");
+                return AttemptOutcome::DialFailed;
+            }
+            Ok(Err(outcome)) => return outcome,
+            Ok(Ok(ws)) => ws,
+        },
+    };
+    let (mut sink, mut stream) = ws.split();
+    let write_timeout = ctx.timings.write_timeout;
+
+    let register = Envelope::new(proto::MSG_REGISTER, register_payload(&ctx.register));
+    if send(&mut sink, &register, write_timeout).await.is_err() {
+        tracing::warn!("sending register failed");
+        return AttemptOutcome::DialFailed;
+    }
+    let first = tokio::select! {
+        _ = shutdown.cancelled() => return AttemptOutcome::Shutdown,
+        r = tokio::time::timeout(ctx.timings.ack_timeout, stream.next()) => r,
+    };
+    let ack = match first {
+        Err(_) => {
+            tracing::warn!(timeout = ?ctx.timings.ack_timeout, "no register ack from the server");
+            return AttemptOutcome::DialFailed;
+        }
+        Ok(Some(Ok(Message::Text(t)))) => Envelope::parse(t.as_str()).ok(),
+        Ok(_) => None,
+    };
+    match ack
+        .filter(|e| e.msg_type == proto::MSG_ACK)
+        .and_then(|e| e.decode::<AckPayload>())
+    {
+        Some(a) if a.ok => {
+            if let Some(w) = a.warning.filter(|w| !w.is_empty()) {
+                tracing::warn!(warning = %w, "server warning on register");
+            }
+        }
+        Some(a) => {
+            tracing::error!(error = %a.error.unwrap_or_default(), "server refused registration");
+            return AttemptOutcome::DialFailed;
+        }
+        None => {
+            tracing::warn!("first message from the server was not a register ack");
+            return AttemptOutcome::DialFailed;
+        }
+    }
+    tracing::info!(url = %ctx.url, agent_id = %ctx.agent_id, "registered with the server");
+    let outcome = serve(ctx, &mut sink, &mut stream, shutdown).await;
+    if outcome != AttemptOutcome::Shutdown {
+        // The sessions' output has nowhere to go: end them (PROTOCOL §5).
+        ctx.table.cancel_all();
+    }
+    outcome
+}
+
+async fn dial(ctx: &ConnContext) -> Result<Ws, AttemptOutcome> {
+    let mut req = match ctx.url.as_str().into_client_request() {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(url = %ctx.url, error = %e, "bad server URL");
+            return Err(AttemptOutcome::DialFailed);
+        }
+    };
+    let h = req.headers_mut();
+    let header = |v: &str| http::HeaderValue::from_str(v).ok();
+    if let Some(v) = header(&ctx.token).filter(|_| !ctx.token.is_empty()) {
+        h.insert("X-Agent-Token", v);
+    }
+    if let Some(v) = header(&ctx.agent_id.to_string()) {
+        h.insert("X-Agent-ID", v);
+    }
+    h.insert(
+        "X-Proto-Version",
+        http::HeaderValue::from_static(proto::PROTO_VERSION),
+    );
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(MAX_INBOUND))
+        .max_frame_size(Some(MAX_INBOUND));
+    let connector = ctx.tls.clone().map(Connector::Rustls);
+    match tokio_tungstenite::connect_async_tls_with_config(req, Some(config), true, connector).await
+    {
+        Ok((ws, _)) => Ok(ws),
+        Err(WsError::Http(resp)) if resp.status() == http::StatusCode::UNAUTHORIZED => {
+            tracing::error!(url = %ctx.url, "server rejected the agent token (HTTP 401); check [server] agent_token");
+            Err(AttemptOutcome::Unauthorized)
+        }
+        Err(e) => {
+            tracing::warn!(url = %ctx.url, error = %e, "connecting to the server failed");
+            Err(AttemptOutcome::DialFailed)
+        }
+    }
+}
+
+fn register_payload(info: &RegisterInfo) -> RegisterPayload {
+    RegisterPayload {
+        hostname: crate::hostinfo::hostname(),
+        ip: crate::hostinfo::primary_ipv4().unwrap_or_default(),
+        os: proto::go_os().to_string(),
+        arch: proto::go_arch().to_string(),
+        labels: info.labels.clone(),
+        plugins: info.plugins.clone(),
+        agent_version: env!("CARGO_PKG_VERSION").to_string(),
+        uptime_sec: info.started.elapsed().as_secs(),
+    }
+}
+
+type Sink = futures_util::stream::SplitSink<Ws, Message>;
+type Stream = futures_util::stream::SplitStream<Ws>;
+
+/// Sends one envelope within the write timeout.
+async fn send(sink: &mut Sink, env: &Envelope, limit: Duration) -> Result<(), ()> {
+    match tokio::time::timeout(limit, sink.send(Message::text(env.to_json()))).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, msg_type = %env.msg_type, "write failed");
+            Err(())
+        }
+        Err(_) => {
+            tracing::warn!(timeout = ?limit, msg_type = %env.msg_type, "write timed out");
+            Err(())
+        }
+    }
+}
+
+fn event_envelope(ev: SessionEvent) -> Envelope {
+    match ev {
+        SessionEvent::Output(p) => Envelope::new(proto::MSG_SESSION_OUTPUT, p),
+        SessionEvent::Error(p) => Envelope::new(proto::MSG_SESSION_ERROR, p),
+    }
+}
+
+/// What an inbound frame asks of the connection.
+enum Inbound {
+    Continue,
+    Disconnect(i64),
+    /// An ack to send back.
+    Reply(Envelope),
+}
+
+fn handle_text(ctx: &ConnContext, text: &str, out: &mpsc::Sender<SessionEvent>) -> Inbound {
+    let env = match Envelope::parse(text) {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::warn!(error = %e, bytes = text.len(), "ignoring a frame that is not a valid message");
+            return Inbound::Continue;
+        }
+    };
+    match env.msg_type.as_str() {
+        proto::MSG_PING => Inbound::Continue,
+        proto::MSG_ACK => {
+            tracing::debug!(ref_id = ?env.ref_id, "ack from the server");
+            Inbound::Continue
+        }
+        proto::MSG_DISCONNECT => {
+            let d = env.decode::<DisconnectPayload>().unwrap_or_default();
+            tracing::warn!(reason = %d.reason, retry_after_sec = d.retry_after_sec, "server asked us to disconnect");
+            Inbound::Disconnect(d.retry_after_sec)
+        }
+        proto::MSG_SESSION_START => {
+            let ack = match ctx.table.start(env.payload.as_ref(), out.clone()) {
+                Ok(id) => {
+                    tracing::info!(session_id = %id, "session accepted");
+                    AckPayload {
+                        ok: true,
+                        error: None,
+                        warning: None,
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "session refused");
+                    AckPayload {
+                        ok: false,
+                        error: Some(e.to_string()),
+                        warning: None,
+                    }
+                }
+            };
+            Inbound::Reply(Envelope::reply(proto::MSG_ACK, &env.id, ack))
+        }
+        proto::MSG_SESSION_INPUT => {
+            let Some(p) = env.decode::<SessionInputPayload>() else {
+                tracing::warn!("ignoring session_input without a valid payload");
+                return Inbound::Continue;
+            };
+            match ctx.table.input(&p.session_id, p.message) {
+                InputOutcome::Queued => {
+                    tracing::debug!(session_id = %p.session_id, "chat input queued")
+                }
+                InputOutcome::QueueFull => {
+                    tracing::warn!(session_id = %p.session_id, "chat input queue full; message dropped")
+                }
+                InputOutcome::Empty => {
+                    tracing::info!(session_id = %p.session_id, "ignoring empty chat input")
+                }
+                InputOutcome::Unknown => {
+                    tracing::info!(session_id = %p.session_id, "ignoring input for an unknown session")
+                }
+                InputOutcome::NotChat => {
+                    tracing::info!(session_id = %p.session_id, "ignoring input for a session that is not a chat")
+                }
+            }
+            Inbound::Continue
+        }
+        proto::MSG_SESSION_CANCEL => {
+            let p = env.decode::<SessionCancelPayload>().unwrap_or_default();
+            let found = ctx.table.cancel(&p.session_id);
+            tracing::info!(session_id = %p.session_id, reason = %p.reason, found, "session_cancel");
+            Inbound::Continue
+        }
+        other => {
+            tracing::warn!(msg_type = other, "ignoring a message of unknown type");
+            Inbound::Continue
+        }
+    }
+}
+
+async fn serve(
+    ctx: &ConnContext,
+    sink: &mut Sink,
+    stream: &mut Stream,
+    shutdown: &CancellationToken,
+) -> AttemptOutcome {
+    let t = &ctx.timings;
+    let (out_tx, mut out_rx) = mpsc::channel::<SessionEvent>(256);
+    let start = tokio::time::Instant::now();
+    let mut heartbeat = tokio::time::interval_at(start + t.heartbeat, t.heartbeat);
+    let mut alert_tick = tokio::time::interval_at(start + t.alert_flush, t.alert_flush);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    alert_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let read_deadline = tokio::time::sleep(t.read_timeout);
+    tokio::pin!(read_deadline);
+    let mut alerts_due = false;
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => {
+                return graceful_close(ctx, sink, &mut out_rx).await;
+            }
+            Some(ev) = out_rx.recv() => {
+                if send(sink, &event_envelope(ev), t.write_timeout).await.is_err() {
+                    return dropped("write failed");
+                }
+            }
+            msg = stream.next() => {
+                read_deadline.as_mut().reset(tokio::time::Instant::now() + t.read_timeout);
+                match msg {
+                    None => return dropped("server closed the stream"),
+                    Some(Err(e)) => return dropped(&format!("read failed: {e}")),
+                    Some(Ok(Message::Close(frame))) => {
+                        tracing::info!(?frame, "server closed the connection");
+                        return AttemptOutcome::DroppedAfterRegister;
+                    }
+                    Some(Ok(Message::Text(text))) => match handle_text(ctx, text.as_str(), &out_tx) {
+                        Inbound::Continue => {}
+                        Inbound::Reply(env) => {
+                            if send(sink, &env, t.write_timeout).await.is_err() {
+                                return dropped("write failed");
+                            }
+                        }
+                        Inbound::Disconnect(retry_after_sec) => {
+                            let _ = sink.send(Message::Close(Some(CloseFrame {
+                                code: CloseCode::Normal,
+                                reason: "disconnect requested".into(),
+                            }))).await;
+                            return AttemptOutcome::ServerDisconnect { retry_after_sec };
+                        }
+                    },
+                    Some(Ok(Message::Binary(b))) => {
+                        tracing::warn!(bytes = b.len(), "ignoring a binary frame");
+                    }
+                    Some(Ok(_)) => {}
+                }
+            }
+            _ = &mut read_deadline => return dropped("no frame from the server within the read timeout"),
+            _ = heartbeat.tick() => {
+                let hb = HeartbeatPayload {
+                    active_sessions: ctx.table.active() as u64,
+                    active_alerts: ctx.alerts.len() as u64,
+                    cpu_pct: crate::tools::cpu_busy_pct_since_last(),
+                    mem_pct: crate::tools::mem_used_pct(),
+                };
+                if send(sink, &Envelope::new(proto::MSG_HEARTBEAT, hb), t.write_timeout).await.is_err() {
+                    return dropped("write failed");
+                }
+            }
+            _ = alert_tick.tick() => alerts_due = true,
+            // One batch per turn of the loop, after everything above.
+            _ = std::future::ready(()), if alerts_due => {
+                let batch = ctx.alerts.drain_batch(ALERT_BATCH);
+                if batch.is_empty() {
+                    alerts_due = false;
+                    continue;
+                }
+                let env = Envelope::new(proto::MSG_ALERT_EVENTS, AlertEventsPayload { events: batch.clone() });
+                if send(sink, &env, t.write_timeout).await.is_err() {
+                    ctx.alerts.push_front_batch(batch);
+                    return dropped("write failed");
+                }
+            }
+        }
+    }
+}
+
+/// Shutdown: cancel sessions, send their final messages while the socket is
+/// up, then close with a normal close frame.
+async fn graceful_close(
+    ctx: &ConnContext,
+    sink: &mut Sink,
+    out_rx: &mut mpsc::Receiver<SessionEvent>,
+) -> AttemptOutcome {
+    ctx.table.cancel_all();
+    let deadline = tokio::time::Instant::now() + ctx.timings.shutdown_grace;
+    loop {
+        let idle = ctx.table.active() == 0;
+        match tokio::time::timeout_at(deadline, async {
+            if idle {
+                // Sessions are gone; flush what they left in the channel.
+                out_rx.try_recv().ok()
+            } else {
+                tokio::time::timeout(Duration::from_millis(20), out_rx.recv())
+                    .await
+                    .ok()
+                    .flatten()
+            }
+        })
+        .await
+        {
+            Ok(Some(ev)) => {
+                if send(sink, &event_envelope(ev), ctx.timings.write_timeout)
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+            Ok(None) if idle => break,
+            Ok(None) => {}
+            Err(_) => {
+                tracing::warn!("sessions did not finish within the shutdown grace period");
+                break;
+            }
+        }
+    }
+    let _ = tokio::time::timeout(
+        ctx.timings.write_timeout,
+        sink.send(Message::Close(Some(CloseFrame {
+            code: CloseCode::Normal,
+            reason: "agent shutting down".into(),
+        }))),
+    )
+    .await;
+    let _ = sink.close().await;
+    AttemptOutcome::Shutdown
+}
