@@ -12,7 +12,7 @@ use super::system::read;
 /// Listening ports kept.
 const MAX_PORTS: usize = 200;
 
-/// A trimmed /sys/class/net/<name>/<file>, "" when unreadable.
+/// A trimmed `/sys/class/net/<name>/<file>`, "" when unreadable.
 fn sys(name: &str, file: &str) -> String {
     if name.is_empty() || name.contains('/') || name == "." || name == ".." {
         return String::new();

@@ -89,7 +89,7 @@ pub(crate) fn parse_meminfo(text: &str) -> BTreeMap<String, u64> {
         .collect()
 }
 
-/// Real uid (the first `Uid:` field) from /proc/[pid]/status.
+/// Real uid (the first `Uid:` field) from `/proc/<pid>/status`.
 pub(crate) fn parse_status_uid(text: &str) -> Option<u64> {
     text.lines()
         .find_map(|l| l.strip_prefix("Uid:"))?
@@ -249,7 +249,7 @@ pub(crate) fn parse_tcp(text: &str) -> Vec<(u8, u16)> {
         .collect()
 }
 
-/// Fields of /proc/[pid]/stat that the tools use.
+/// Fields of `/proc/<pid>/stat` that the tools use.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct PidStat {
     pub(crate) name: String,
@@ -261,7 +261,7 @@ pub(crate) struct PidStat {
     pub(crate) rss_pages: u64,
 }
 
-/// /proc/[pid]/stat. The command name is in parentheses and may itself
+/// `/proc/<pid>/stat`. The command name is in parentheses and may itself
 /// contain spaces and parentheses, so fields are counted from the last `)`.
 pub(crate) fn parse_pid_stat(text: &str) -> Option<PidStat> {
     let open = text.find('(')?;

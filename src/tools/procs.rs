@@ -29,7 +29,7 @@ fn snapshot() -> HashMap<u64, PidStat> {
     pids().filter_map(|p| Some((p, stat_of(p)?))).collect()
 }
 
-/// Real uid from /proc/[pid]/status; None when the process is gone.
+/// Real uid from `/proc/<pid>/status`; None when the process is gone.
 fn uid_of(pid: u64) -> Option<u64> {
     parse_status_uid(&std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?)
 }

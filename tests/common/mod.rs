@@ -2,6 +2,8 @@
 //! `guest-runners/`, a real sandbox, and the real session driver.
 #![allow(dead_code)]
 
+pub mod server;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;

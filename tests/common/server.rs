@@ -1,0 +1,215 @@
+//! A real WebSocket server on loopback that plays catpaw-server in tests.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use catpaw_agent::proto::{self, AckPayload, Envelope};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::{HeaderMap, StatusCode};
+
+/// The test server: hands every accepted connection to the test.
+pub struct TestServer {
+    pub addr: std::net::SocketAddr,
+    conns: mpsc::Receiver<ServerConn>,
+    /// Answer upgrades with HTTP 401 while true.
+    pub reject_401: Arc<AtomicBool>,
+    /// Upgrade attempts seen (including rejected ones), with their time.
+    attempts: mpsc::Receiver<std::time::Instant>,
+}
+
+/// One accepted agent connection.
+pub struct ServerConn {
+    pub headers: HeaderMap,
+    pub ws: WebSocketStream<tokio::net::TcpStream>,
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, rx) = mpsc::channel(16);
+        let (atx, arx) = mpsc::channel(64);
+        let reject = Arc::new(AtomicBool::new(false));
+        let reject2 = reject.clone();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let tx = tx.clone();
+                let atx = atx.clone();
+                let reject = reject2.clone();
+                tokio::spawn(async move {
+                    let mut headers = HeaderMap::new();
+                    // The callback type is tungstenite's; its error is big by design.
+                    #[allow(clippy::result_large_err)]
+                    let cb = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
+                        let _ = atx.try_send(std::time::Instant::now());
+                        headers = req.headers().clone();
+                        if reject.load(Ordering::SeqCst) {
+                            let mut e = ErrorResponse::new(Some("bad token".into()));
+                            *e.status_mut() = StatusCode::UNAUTHORIZED;
+                            return Err(e);
+                        }
+                        Ok(resp)
+                    };
+                    if let Ok(ws) = tokio_tungstenite::accept_hdr_async(tcp, cb).await {
+                        let _ = tx.send(ServerConn { headers, ws }).await;
+                    }
+                });
+            }
+        });
+        TestServer {
+            addr,
+            conns: rx,
+            reject_401: reject,
+            attempts: arx,
+        }
+    }
+
+    /// The next agent connection (fails after `limit`).
+    pub async fn accept_within(&mut self, limit: Duration) -> ServerConn {
+        tokio::time::timeout(limit, self.conns.recv())
+            .await
+            .expect("agent did not connect in time")
+            .expect("server stopped")
+    }
+
+    /// A new connection within `limit`, if any.
+    pub async fn try_accept(&mut self, limit: Duration) -> Option<ServerConn> {
+        tokio::time::timeout(limit, self.conns.recv())
+            .await
+            .ok()
+            .flatten()
+    }
+
+    pub async fn accept(&mut self) -> ServerConn {
+        self.accept_within(Duration::from_secs(20)).await
+    }
+
+    /// Accepts a connection, reads `register` and acks it.
+    pub async fn accept_registered(&mut self) -> (ServerConn, Envelope) {
+        let mut c = self.accept().await;
+        let reg = c.recv().await;
+        assert_eq!(reg.msg_type, "register");
+        c.ack(&reg.id).await;
+        (c, reg)
+    }
+
+    /// The time of the next upgrade attempt.
+    pub async fn next_attempt(&mut self, limit: Duration) -> Option<std::time::Instant> {
+        tokio::time::timeout(limit, self.attempts.recv())
+            .await
+            .ok()
+            .flatten()
+    }
+}
+
+impl ServerConn {
+    /// Next text frame as an envelope (skips pings); panics after 30 s.
+    pub async fn recv(&mut self) -> Envelope {
+        self.recv_within(Duration::from_secs(30))
+            .await
+            .expect("no message from the agent in time")
+    }
+
+    /// Next envelope, or None if the agent closed / nothing came in time.
+    pub async fn recv_within(&mut self, limit: Duration) -> Option<Envelope> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let msg = tokio::time::timeout_at(deadline, self.ws.next())
+                .await
+                .ok()??;
+            match msg {
+                Ok(Message::Text(t)) => {
+                    return Some(Envelope::parse(t.as_str()).expect("agent sent a valid envelope"));
+                }
+                Ok(Message::Close(_)) | Err(_) => return None,
+                Ok(_) => continue,
+            }
+        }
+    }
+
+    /// Next envelope of type `t`, skipping heartbeats and alerts.
+    pub async fn recv_type(&mut self, t: &str) -> Envelope {
+        loop {
+            let e = self.recv().await;
+            if e.msg_type == t {
+                return e;
+            }
+            assert!(
+                [
+                    "heartbeat",
+                    "alert_events",
+                    "session_output",
+                    "session_error",
+                    "ack"
+                ]
+                .contains(&e.msg_type.as_str()),
+                "unexpected message {e:?}"
+            );
+        }
+    }
+
+    pub async fn send(&mut self, env: &Envelope) {
+        self.ws
+            .send(Message::text(env.to_json()))
+            .await
+            .expect("send");
+    }
+
+    pub async fn send_raw(&mut self, msg: Message) {
+        self.ws.send(msg).await.expect("send raw");
+    }
+
+    pub async fn ack(&mut self, ref_id: &str) {
+        let a = AckPayload {
+            ok: true,
+            error: None,
+            warning: None,
+        };
+        self.send(&Envelope::reply(proto::MSG_ACK, ref_id, a)).await;
+    }
+
+    /// Sends `session_start` and returns the agent's ack payload.
+    pub async fn start_session(&mut self, id: &str, kind: &str, params: Value) -> AckPayload {
+        let start = Envelope::new(
+            proto::MSG_SESSION_START,
+            serde_json::json!({"session_id": id, "session_type": kind, "user_name": "op", "params": params}),
+        );
+        self.send(&start).await;
+        self.ack_for(&start.id).await
+    }
+
+    /// Waits for the ack answering message `id`.
+    pub async fn ack_for(&mut self, id: &str) -> AckPayload {
+        loop {
+            let e = self.recv().await;
+            if e.msg_type == "ack" && e.ref_id.as_deref() == Some(id) {
+                return e.decode().expect("ack payload");
+            }
+        }
+    }
+
+    /// Collects one session's messages until its `done`.
+    pub async fn session_until_done(&mut self, id: &str) -> Vec<Envelope> {
+        let mut got = Vec::new();
+        loop {
+            let e = self.recv().await;
+            let p = e.payload.clone().unwrap_or_default();
+            if p["session_id"] != id {
+                continue;
+            }
+            let done = e.msg_type == "session_output" && p["done"] == true;
+            got.push(e);
+            if done {
+                return got;
+            }
+        }
+    }
+}
