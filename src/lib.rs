@@ -9,6 +9,7 @@
 //! - [`reconnect`]: the backoff policy (pure) and its jitter
 //! - [`agent`]: the reconnect loop and what outlives connections
 //! - [`ringbuf`]: the alert ring buffer
+//! - [`ingest`]: the local alert socket (`<state_dir>/agent.sock`)
 //! - [`limiter`]: the session limiter (RAII permits)
 //! - [`tls`]: rustls client configuration
 //! - [`hostinfo`]: hostname and primary IPv4 for `register`
@@ -32,6 +33,7 @@ pub mod demo;
 pub mod embedded;
 pub mod harness;
 pub mod hostinfo;
+pub mod ingest;
 pub mod limiter;
 pub mod proto;
 pub mod reconnect;

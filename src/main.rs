@@ -37,6 +37,19 @@ enum Command {
     Demo,
     /// Run one session locally in the sandbox, without a server.
     Session(SessionArgs),
+    /// Push alert events to the running agent's local socket.
+    Alert(AlertArgs),
+}
+
+#[derive(Debug, clap::Args)]
+#[group(required = true, multiple = false)]
+struct AlertArgs {
+    /// One event as a JSON object.
+    #[arg(long)]
+    json: Option<String>,
+    /// A file of newline-delimited JSON events, or `-` for stdin.
+    #[arg(long, value_name = "FILE|-")]
+    json_lines: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -186,8 +199,52 @@ async fn run_agent(cli: &Cli) -> anyhow::Result<ExitCode> {
         tracing::info!("shutting down: cancelling sessions and closing the connection");
         stopper.cancel();
     });
+    let ingest = {
+        let dir = cfg.state_dir.clone();
+        let alerts = agent.alerts();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            if let Err(e) = catpaw_agent::ingest::serve(&dir, alerts, stop).await {
+                tracing::error!(error = %format!("{e:#}"), "local alert ingest is not available");
+            }
+        })
+    };
     agent.run(shutdown).await;
+    let _ = ingest.await;
     Ok(ExitCode::SUCCESS)
+}
+
+async fn alert(cli: &Cli, args: &AlertArgs) -> anyhow::Result<ExitCode> {
+    let cfg = Config::load(cli.config.as_deref())?;
+    let lines: Vec<String> = match (&args.json, &args.json_lines) {
+        (Some(one), _) => vec![one.clone()],
+        (None, Some(path)) if path.as_os_str() == "-" => {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                .context("reading stdin")?;
+            text.lines().map(str::to_string).collect()
+        }
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .with_context(|| format!("reading {}", path.display()))?
+            .lines()
+            .map(str::to_string)
+            .collect(),
+        (None, None) => anyhow::bail!("give --json or --json-lines"),
+    };
+    let report = catpaw_agent::ingest::send_lines(&cfg.state_dir, &lines).await?;
+    for (line, error) in &report.refused {
+        eprintln!("catpaw-agent: event on line {line} refused: {error}");
+    }
+    println!(
+        "{} event(s) accepted, {} refused",
+        report.accepted,
+        report.refused.len()
+    );
+    Ok(if report.refused.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 async fn demo() -> anyhow::Result<ExitCode> {
@@ -219,6 +276,7 @@ fn main() -> ExitCode {
         match &cli.command {
             Some(Command::Session(args)) => session(&cli, args).await,
             Some(Command::Demo) => demo().await,
+            Some(Command::Alert(args)) => alert(&cli, args).await,
             Some(Command::Run) | None => run_agent(&cli).await,
         }
     });

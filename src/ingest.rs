@@ -1,0 +1,364 @@
+//! Local alert ingest: a Unix socket at `<state_dir>/agent.sock` (mode
+//! 0600) that takes newline-delimited JSON alert events and pushes them into
+//! the ring buffer, connected or not.
+//!
+//! Every line gets one JSON reply line: `{"ok":true}` or
+//! `{"ok":false,"error":"..."}` naming the bad field. A bad line never
+//! stops the good ones around it.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde_json::{Map, Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio_util::sync::CancellationToken;
+
+use crate::proto::{AlertEvent, EventStatus};
+use crate::ringbuf::AlertBuffer;
+
+/// Longest accepted line.
+pub const MAX_LINE: usize = 64 * 1024;
+
+/// The socket path for a state dir.
+pub fn socket_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("agent.sock")
+}
+
+fn string_map(
+    v: &Value,
+    field: &str,
+) -> Result<std::collections::BTreeMap<String, String>, String> {
+    match v {
+        Value::Null => Ok(Default::default()),
+        Value::Object(m) => m
+            .iter()
+            .map(|(k, v)| match v {
+                Value::String(s) => Ok((k.clone(), s.clone())),
+                other => Err(format!("`{field}.{k}` must be a string, not {other}")),
+            })
+            .collect(),
+        other => Err(format!(
+            "`{field}` must be an object of strings, not {other}"
+        )),
+    }
+}
+
+/// Validates one event line.
+pub fn parse_event(line: &str) -> Result<AlertEvent, String> {
+    let v: Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
+    let Value::Object(m) = v else {
+        return Err("an event must be a JSON object".into());
+    };
+    let get = |k: &str| m.get(k).cloned().unwrap_or(Value::Null);
+    let known = [
+        "event_time",
+        "event_status",
+        "alert_key",
+        "labels",
+        "attrs",
+        "description",
+        "description_format",
+    ];
+    if let Some(k) = m.keys().find(|k| !known.contains(&k.as_str())) {
+        return Err(format!("unknown field `{k}` (known: {})", known.join(", ")));
+    }
+    let event_time = match get("event_time") {
+        Value::Null => return Err("missing field `event_time` (unix seconds)".into()),
+        v => v
+            .as_i64()
+            .ok_or_else(|| format!("`event_time` must be an integer (unix seconds), not {v}"))?,
+    };
+    let event_status = match get("event_status") {
+        Value::Null => return Err("missing field `event_status`".into()),
+        Value::String(s) => match s.as_str() {
+            "Critical" => EventStatus::Critical,
+            "Warning" => EventStatus::Warning,
+            "Info" => EventStatus::Info,
+            "Ok" => EventStatus::Ok,
+            _ => {
+                return Err(format!(
+                    "`event_status` {s:?} is not one of Critical, Warning, Info, Ok"
+                ));
+            }
+        },
+        v => return Err(format!("`event_status` must be a string, not {v}")),
+    };
+    let alert_key = match get("alert_key") {
+        Value::String(s) if !s.is_empty() => s,
+        Value::Null => return Err("missing field `alert_key`".into()),
+        v => return Err(format!("`alert_key` must be a non-empty string, not {v}")),
+    };
+    let description = match get("description") {
+        Value::Null => String::new(),
+        Value::String(s) => s,
+        v => return Err(format!("`description` must be a string, not {v}")),
+    };
+    let description_format = match get("description_format") {
+        Value::Null => None,
+        Value::String(s) if s == "markdown" => Some(s),
+        Value::String(s) if s.is_empty() => None,
+        v => {
+            return Err(format!(
+                "`description_format` must be \"markdown\" or absent, not {v}"
+            ));
+        }
+    };
+    Ok(AlertEvent {
+        event_time,
+        event_status,
+        alert_key,
+        labels: string_map(&get("labels"), "labels")?,
+        attrs: string_map(&get("attrs"), "attrs")?,
+        description,
+        description_format,
+    })
+}
+
+fn reply(result: Result<(), String>) -> String {
+    let mut m = Map::new();
+    match result {
+        Ok(()) => {
+            m.insert("ok".into(), Value::Bool(true));
+        }
+        Err(e) => {
+            m.insert("ok".into(), Value::Bool(false));
+            m.insert("error".into(), Value::String(e));
+        }
+    }
+    let mut s = Value::Object(m).to_string();
+    s.push('\n');
+    s
+}
+
+/// Reads one line of at most [`MAX_LINE`] bytes; a longer line is drained
+/// and reported as too long. `Ok(None)` at end of stream.
+async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(
+    r: &mut R,
+) -> std::io::Result<Option<Result<String, String>>> {
+    let mut buf = Vec::new();
+    let n = (&mut *r)
+        .take(MAX_LINE as u64 + 1)
+        .read_until(b'\n', &mut buf)
+        .await?;
+    if n == 0 {
+        return Ok(None);
+    }
+    if buf.last() != Some(&b'\n') && buf.len() > MAX_LINE {
+        // Skip the rest of the oversized line.
+        let mut sink = Vec::new();
+        loop {
+            sink.clear();
+            let m = (&mut *r)
+                .take(64 * 1024)
+                .read_until(b'\n', &mut sink)
+                .await?;
+            if m == 0 || sink.last() == Some(&b'\n') {
+                break;
+            }
+        }
+        return Ok(Some(Err(format!("line is longer than {MAX_LINE} bytes"))));
+    }
+    Ok(Some(Ok(String::from_utf8_lossy(&buf)
+        .trim_end()
+        .to_string())))
+}
+
+async fn serve_conn(stream: UnixStream, alerts: AlertBuffer) {
+    let (r, mut w) = stream.into_split();
+    let mut reader = BufReader::new(r);
+    loop {
+        let line = match read_line(&mut reader).await {
+            Ok(Some(l)) => l,
+            Ok(None) => break,
+            Err(e) => {
+                tracing::warn!(error = %e, "ingest read failed");
+                break;
+            }
+        };
+        let result = match line {
+            Ok(l) if l.trim().is_empty() => continue,
+            Ok(l) => parse_event(&l).map(|ev| alerts.push(ev)),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = &result {
+            tracing::warn!(error = %e, "refused a local alert event");
+        }
+        if w.write_all(reply(result).as_bytes()).await.is_err() {
+            break;
+        }
+    }
+}
+
+/// Serves the ingest socket until `shutdown`. A stale socket file left by a
+/// previous run is replaced.
+pub async fn serve(
+    state_dir: &Path,
+    alerts: AlertBuffer,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(state_dir)
+        .with_context(|| format!("creating {}", state_dir.display()))?;
+    let path = socket_path(state_dir);
+    if path.exists() {
+        if UnixStream::connect(&path).await.is_ok() {
+            anyhow::bail!(
+                "{} is in use: is another catpaw-agent running with this state_dir?",
+                path.display()
+            );
+        }
+        std::fs::remove_file(&path)
+            .with_context(|| format!("removing stale {}", path.display()))?;
+    }
+    let listener =
+        UnixListener::bind(&path).with_context(|| format!("binding {}", path.display()))?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("chmod 0600 {}", path.display()))?;
+    tracing::info!(path = %path.display(), "local alert ingest listening");
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            r = listener.accept() => match r {
+                Ok((stream, _)) => { tokio::spawn(serve_conn(stream, alerts.clone())); }
+                Err(e) => tracing::warn!(error = %e, "ingest accept failed"),
+            },
+        }
+    }
+    let _ = std::fs::remove_file(&path);
+    Ok(())
+}
+
+/// Result of sending events to a running agent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SendReport {
+    /// Lines accepted.
+    pub accepted: usize,
+    /// `(line number, error)` of refused lines (1-based).
+    pub refused: Vec<(usize, String)>,
+}
+
+/// Sends event lines to the agent listening in `state_dir`.
+pub async fn send_lines(state_dir: &Path, lines: &[String]) -> anyhow::Result<SendReport> {
+    let path = socket_path(state_dir);
+    let stream = UnixStream::connect(&path).await.with_context(|| {
+        format!(
+            "connecting to {} (is catpaw-agent running with this state_dir?)",
+            path.display()
+        )
+    })?;
+    let (r, mut w) = stream.into_split();
+    let mut replies = BufReader::new(r).lines();
+    let mut report = SendReport::default();
+    for (i, line) in lines.iter().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        w.write_all(line.trim_end().as_bytes()).await?;
+        w.write_all(b"\n").await?;
+        let answer = replies
+            .next_line()
+            .await?
+            .context("the agent closed the socket")?;
+        let v: Value = serde_json::from_str(&answer).context("bad reply from the agent")?;
+        if v["ok"] == json!(true) {
+            report.accepted += 1;
+        } else {
+            report
+                .refused
+                .push((i + 1, v["error"].as_str().unwrap_or("refused").to_string()));
+        }
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_validated_field_by_field() {
+        let ok = parse_event(r#"{"event_time":1,"event_status":"Warning","alert_key":"k","labels":{"a":"b"},"description":"d"}"#)
+            .expect("valid");
+        assert_eq!(ok.alert_key, "k");
+        let cases = [
+            (r#"{"event_status":"Ok","alert_key":"k"}"#, "event_time"),
+            (r#"{"event_time":1,"alert_key":"k"}"#, "event_status"),
+            (
+                r#"{"event_time":1,"event_status":"Bad","alert_key":"k"}"#,
+                "event_status",
+            ),
+            (r#"{"event_time":1,"event_status":"Ok"}"#, "alert_key"),
+            (
+                r#"{"event_time":"x","event_status":"Ok","alert_key":"k"}"#,
+                "event_time",
+            ),
+            (
+                r#"{"event_time":1,"event_status":"Ok","alert_key":"k","labels":{"a":1}}"#,
+                "labels.a",
+            ),
+            (
+                r#"{"event_time":1,"event_status":"Ok","alert_key":"k","description_format":"html"}"#,
+                "description_format",
+            ),
+            (
+                r#"{"event_time":1,"event_status":"Ok","alert_key":"k","colour":"red"}"#,
+                "colour",
+            ),
+            ("[1]", "object"),
+            ("nope", "not JSON"),
+        ];
+        for (line, field) in cases {
+            let e = parse_event(line).unwrap_err();
+            assert!(e.contains(field), "{line}: {e}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_socket_takes_good_lines_and_refuses_bad_ones() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let alerts = AlertBuffer::new(10);
+        let stop = CancellationToken::new();
+        let server = tokio::spawn(serve_until(
+            dir.path().to_path_buf(),
+            alerts.clone(),
+            stop.clone(),
+        ));
+        let path = socket_path(dir.path());
+        for _ in 0..100 {
+            if path.exists() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let mode = std::fs::metadata(&path)
+            .expect("socket")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let lines = vec![
+            r#"{"event_time":1,"event_status":"Critical","alert_key":"a"}"#.to_string(),
+            r#"{"event_time":2,"event_status":"Nope","alert_key":"b"}"#.to_string(),
+            r#"{"event_time":3,"event_status":"Ok","alert_key":"c"}"#.to_string(),
+        ];
+        let report = send_lines(dir.path(), &lines).await.expect("send");
+        assert_eq!(report.accepted, 2);
+        assert_eq!(report.refused.len(), 1);
+        assert_eq!(report.refused[0].0, 2);
+        assert!(report.refused[0].1.contains("event_status"));
+        let keys: Vec<String> = alerts
+            .drain_batch(10)
+            .into_iter()
+            .map(|e| e.alert_key)
+            .collect();
+        assert_eq!(keys, ["a", "c"]);
+        stop.cancel();
+        server.await.expect("join");
+        assert!(!path.exists(), "socket removed on shutdown");
+    }
+
+    async fn serve_until(dir: PathBuf, alerts: AlertBuffer, stop: CancellationToken) {
+        serve(&dir, alerts, stop).await.expect("serve");
+    }
+}

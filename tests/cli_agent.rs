@@ -1,0 +1,202 @@
+//! The agent binary as an operator runs it: config file, server connection,
+//! local alert ingest, SIGTERM.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::server::TestServer;
+use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_catpaw-agent"));
+    // The config below reads the token from the environment.
+    c.env("CATPAW_TEST_TOKEN", "from-env");
+    c
+}
+
+fn write_config(dir: &std::path::Path, body: &str) -> std::path::PathBuf {
+    let conf = dir.join("conf.d");
+    std::fs::create_dir_all(&conf).expect("mkdir");
+    let path = conf.join("config.toml");
+    std::fs::write(&path, body).expect("write config");
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_serves_a_server_takes_local_alerts_and_stops_cleanly_on_sigterm() {
+    let mut server = TestServer::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[server]\nenabled = true\naddress = \"http://{}\"\nagent_token = \"${{CATPAW_TEST_TOKEN}}\"\n",
+            server.addr
+        ),
+    );
+    let mut agent = bin()
+        .arg("--config")
+        .arg(&config)
+        // Logs are not read here; a full pipe must not stall the agent.
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn agent");
+    let (mut c, _) = server.accept_registered().await;
+    assert_eq!(c.headers["x-agent-token"], "from-env");
+    // state_dir defaults to state.d beside conf.d.
+    assert!(dir.path().join("state.d/agent_id").is_file());
+
+    // A session works end to end through the binary.
+    assert!(
+        c.start_session("s", "inspect", json!({"plugin": "mem"}))
+            .await
+            .ok
+    );
+    c.session_until_done("s").await;
+
+    // Local alerts through the CLI.
+    let sock = dir.path().join("state.d/agent.sock");
+    for _ in 0..200 {
+        if sock.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let out = bin()
+        .arg("--config")
+        .arg(&config)
+        .args(["alert", "--json", r#"{"event_time":1700000000,"event_status":"Critical","alert_key":"disk-full","labels":{"host":"a"},"description":"disk /"}"#])
+        .output()
+        .expect("alert");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let e = c.recv_type("alert_events").await;
+    let events = e.payload.expect("payload")["events"].clone();
+    assert_eq!(events[0]["alert_key"], "disk-full");
+
+    let mut child = bin()
+        .arg("--config")
+        .arg(&config)
+        .args(["alert", "--json-lines", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("alert lines");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"{\"event_time\":1,\"event_status\":\"Ok\",\"alert_key\":\"a\"}\n{\"event_time\":2,\"event_status\":\"Fine\",\"alert_key\":\"b\"}\n{\"event_time\":3,\"event_status\":\"Info\",\"alert_key\":\"c\"}\n")
+        .expect("write");
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("line 2") && stderr.contains("event_status"),
+        "{stderr}"
+    );
+    let mut keys = Vec::new();
+    while keys.len() < 2 {
+        let e = c.recv_type("alert_events").await;
+        for ev in e.payload.expect("payload")["events"]
+            .as_array()
+            .expect("events")
+        {
+            keys.push(ev["alert_key"].as_str().unwrap_or("").to_string());
+        }
+    }
+    assert_eq!(keys, ["a", "c"]);
+
+    // SIGTERM: normal close frame, exit 0.
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(agent.id() as i32, libc::SIGTERM) };
+    let close = loop {
+        match tokio::time::timeout(
+            Duration::from_secs(10),
+            futures_util::StreamExt::next(&mut c.ws),
+        )
+        .await
+        {
+            Ok(Some(Ok(Message::Close(f)))) => break f,
+            Ok(Some(Ok(_))) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    };
+    assert_eq!(
+        close.expect("close frame").code,
+        tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Normal
+    );
+    let status = tokio::task::spawn_blocking(move || agent.wait())
+        .await
+        .expect("join")
+        .expect("wait");
+    assert!(status.success(), "{status:?}");
+    assert!(!sock.exists(), "socket removed on exit");
+}
+
+#[test]
+fn a_bad_config_names_the_file_and_the_field() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(
+        dir.path(),
+        "[server]\nenabled = true\naddress = \"ftp://x\"\n",
+    );
+    let out = bin().arg("--config").arg(&config).output().expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("config.toml")
+            && stderr.contains("[server] address")
+            && stderr.contains("ftp"),
+        "{stderr}"
+    );
+    let missing = bin()
+        .args(["--config", "/nonexistent/catpaw.toml"])
+        .output()
+        .expect("run");
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/catpaw.toml"));
+}
+
+#[test]
+fn alert_without_a_running_agent_says_so() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), "");
+    let out = bin()
+        .arg("--config")
+        .arg(&config)
+        .args(["alert", "--json", "{}"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is catpaw-agent running"));
+}
+
+#[test]
+fn the_demo_runs_end_to_end() {
+    let out = bin().arg("demo").output().expect("demo");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    for want in [
+        "agent registered",
+        "# Inspection: cpu",
+        "# Diagnosis: mem",
+        "## Likely cause",
+        "operator> history",
+        "1. how is the load?",
+        "tool calls were audited",
+    ] {
+        assert!(text.contains(want), "demo output lacks {want:?}:\n{text}");
+    }
+}
