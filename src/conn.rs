@@ -2,9 +2,10 @@
 //!
 //! The connection owns the socket and nothing else: sessions live in the
 //! [`SessionTable`], alerts in the [`AlertBuffer`], and both outlive it.
-//! Outbound traffic is prioritised: session output first, then heartbeats,
-//! then alert batches one at a time, so a backlog of alerts never holds a
-//! session's deltas back.
+//! The serve loop is biased: inbound frames first (they are rare and cheap,
+//! and a `session_start` must be acked even while sessions stream), then
+//! session output, then heartbeats, then alert batches one at a time, so a
+//! backlog of alerts never holds a session's deltas back.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -348,11 +349,6 @@ async fn serve(
             _ = shutdown.cancelled() => {
                 return graceful_close(ctx, sink, &mut out_rx).await;
             }
-            Some(ev) = out_rx.recv() => {
-                if send(sink, &event_envelope(ev), t.write_timeout).await.is_err() {
-                    return dropped("write failed");
-                }
-            }
             msg = stream.next() => {
                 read_deadline.as_mut().reset(tokio::time::Instant::now() + t.read_timeout);
                 match msg {
@@ -381,6 +377,11 @@ async fn serve(
                         tracing::warn!(bytes = b.len(), "ignoring a binary frame");
                     }
                     Some(Ok(_)) => {}
+                }
+            }
+            Some(ev) = out_rx.recv() => {
+                if send(sink, &event_envelope(ev), t.write_timeout).await.is_err() {
+                    return dropped("write failed");
                 }
             }
             _ = &mut read_deadline => return dropped("no frame from the server within the read timeout"),

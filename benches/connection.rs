@@ -1,0 +1,125 @@
+//! Connection benchmark over a loopback WebSocket server, in one run:
+//! - `session_start` → `ack` latency (p50/p99) while 3 sessions stream;
+//! - deltas per second from one sandboxed guest to the server's socket;
+//! - the same emits from a native `DiagnoseRunner` (no sandbox) as baseline.
+//!
+//! Run: `cargo bench --bench connection`
+
+#[path = "../tests/common/server.rs"]
+mod server;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use catpaw_agent::agent::{Agent, AgentOptions};
+use catpaw_agent::config::Config;
+use catpaw_agent::runner::{DiagnoseRequest, DiagnoseRunner, Output, RunError, SessionInfo, Stage, StreamSink};
+use catpaw_agent::sandbox::{EngineOptions, Sandbox, SandboxOptions, SessionLimits};
+use catpaw_agent::session::Runners;
+use serde_json::json;
+use server::{ServerConn, TestServer};
+use tokio_util::sync::CancellationToken;
+
+const DELTAS: u32 = 100_000;
+const ACK_SAMPLES: usize = 300;
+
+/// Emits `target` deltas natively: the no-sandbox baseline.
+struct NativeEmitter;
+
+#[async_trait]
+impl DiagnoseRunner for NativeEmitter {
+    async fn run(
+        &self,
+        _info: &SessionInfo,
+        req: DiagnoseRequest,
+        sink: Arc<dyn StreamSink>,
+        _cancel: CancellationToken,
+    ) -> Result<String, RunError> {
+        let n: u32 = req.target.parse().unwrap_or(0);
+        for _ in 0..n {
+            sink.send(Output::delta("0123456789abcdef", Stage::Answer, None)).await;
+        }
+        Ok(String::new())
+    }
+}
+
+async fn connect(runners: Runners) -> (TestServer, ServerConn, CancellationToken, tempfile::TempDir) {
+    let mut server = TestServer::start().await;
+    let state = tempfile::tempdir().expect("tempdir");
+    let mut cfg = Config {
+        state_dir: state.path().to_path_buf(),
+        ..Config::default()
+    };
+    cfg.server.enabled = true;
+    cfg.server.address = server.addr.to_string();
+    cfg.sandbox.max_concurrent_sessions = 8;
+    let agent = Agent::new(&cfg, runners, AgentOptions::default()).expect("agent");
+    let shutdown = CancellationToken::new();
+    let s = shutdown.clone();
+    tokio::spawn(async move { agent.run(s).await });
+    let (conn, _) = server.accept_registered().await;
+    (server, conn, shutdown, state)
+}
+
+/// Deltas per second through the whole path: runner → session → socket.
+async fn deltas_per_sec(runners: Runners) -> f64 {
+    let (_server, mut c, stop, _state) = connect(runners).await;
+    let start = Instant::now();
+    assert!(c.start_session("flood", "inspect", json!({"plugin": "emit", "target": DELTAS.to_string()})).await.ok);
+    let msgs = c.session_until_done("flood").await;
+    let secs = start.elapsed().as_secs_f64();
+    assert_eq!(msgs.len() as u32, DELTAS + 1, "every delta arrived, then done");
+    stop.cancel();
+    f64::from(DELTAS) / secs
+}
+
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+#[tokio::main]
+async fn main() {
+    let guest = std::path::Path::new(catpaw_agent::embedded::GUEST_DIR).join("catpaw_bench_guest.wasm");
+    let sandbox = Sandbox::new(SandboxOptions {
+        engine: EngineOptions { pooling: true, slots: 16, max_memory: 64 << 20 },
+        ..SandboxOptions::default()
+    })
+    .expect("sandbox");
+    let loaded = sandbox.load_file(&guest).expect("bench guest");
+    let limits = SessionLimits { fuel: u64::MAX / 4, max_output: u64::MAX, timeout: Duration::from_secs(600), ..SessionLimits::default() };
+    let wasm = Runners { diagnose: Some(Arc::new(loaded.diagnose_runner(limits).expect("diagnose"))), chat: None };
+    let native = Runners { diagnose: Some(Arc::new(NativeEmitter)), chat: None };
+
+    // Warm-up, then measure each path.
+    deltas_per_sec(wasm.clone()).await;
+    let sandboxed = deltas_per_sec(wasm.clone()).await;
+    let baseline = deltas_per_sec(native).await;
+
+    // Ack latency while 3 sessions stream as fast as they can.
+    let (_server, mut c, stop, _state) = connect(wasm).await;
+    for i in 0..3 {
+        let ack = c.start_session(&format!("bg{i}"), "inspect", json!({"plugin": "emit", "target": "100000000"})).await;
+        assert!(ack.ok);
+    }
+    let mut lat = Vec::with_capacity(ACK_SAMPLES);
+    for i in 0..ACK_SAMPLES {
+        let id = format!("probe{i}");
+        let t0 = Instant::now();
+        let ack = c.start_session(&id, "inspect", json!({"plugin": "noop", "target": "0"})).await;
+        lat.push(t0.elapsed());
+        assert!(ack.ok, "{ack:?}");
+        c.session_until_done(&id).await;
+    }
+    stop.cancel();
+    lat.sort();
+
+    println!("## Connection (loopback server, one run)\n");
+    println!("| what | figure |\n|---|---|");
+    println!("| session_start → ack, p50, 3 sessions streaming ({ACK_SAMPLES} samples) | {:.0} µs |", pct(&lat, 0.5).as_secs_f64() * 1e6);
+    println!("| session_start → ack, p99, 3 sessions streaming | {:.0} µs |", pct(&lat, 0.99).as_secs_f64() * 1e6);
+    println!("| deltas/s, sandboxed guest → server socket ({DELTAS} deltas) | {sandboxed:.0} |");
+    println!("| deltas/s, native DiagnoseRunner → server socket (baseline) | {baseline:.0} |");
+    println!("| sandboxed / native | {:.2}× |", sandboxed / baseline);
+}
