@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use catpaw_agent::agent::{Agent, AgentOptions};
 use catpaw_agent::config::Config;
-use catpaw_agent::runner::{DiagnoseRequest, DiagnoseRunner, Output, RunError, SessionInfo, Stage, StreamSink};
+use catpaw_agent::runner::{
+    DiagnoseRequest, DiagnoseRunner, Output, RunError, SessionInfo, Stage, StreamSink,
+};
 use catpaw_agent::sandbox::{EngineOptions, Sandbox, SandboxOptions, SessionLimits};
 use catpaw_agent::session::Runners;
 use serde_json::json;
@@ -38,13 +40,16 @@ impl DiagnoseRunner for NativeEmitter {
     ) -> Result<String, RunError> {
         let n: u32 = req.target.parse().unwrap_or(0);
         for _ in 0..n {
-            sink.send(Output::delta("0123456789abcdef", Stage::Answer, None)).await;
+            sink.send(Output::delta("0123456789abcdef", Stage::Answer, None))
+                .await;
         }
         Ok(String::new())
     }
 }
 
-async fn connect(runners: Runners) -> (TestServer, ServerConn, CancellationToken, tempfile::TempDir) {
+async fn connect(
+    runners: Runners,
+) -> (TestServer, ServerConn, CancellationToken, tempfile::TempDir) {
     let mut server = TestServer::start().await;
     let state = tempfile::tempdir().expect("tempdir");
     let mut cfg = Config {
@@ -66,10 +71,22 @@ async fn connect(runners: Runners) -> (TestServer, ServerConn, CancellationToken
 async fn deltas_per_sec(runners: Runners) -> f64 {
     let (_server, mut c, stop, _state) = connect(runners).await;
     let start = Instant::now();
-    assert!(c.start_session("flood", "inspect", json!({"plugin": "emit", "target": DELTAS.to_string()})).await.ok);
+    assert!(
+        c.start_session(
+            "flood",
+            "inspect",
+            json!({"plugin": "emit", "target": DELTAS.to_string()})
+        )
+        .await
+        .ok
+    );
     let msgs = c.session_until_done("flood").await;
     let secs = start.elapsed().as_secs_f64();
-    assert_eq!(msgs.len() as u32, DELTAS + 1, "every delta arrived, then done");
+    assert_eq!(
+        msgs.len() as u32,
+        DELTAS + 1,
+        "every delta arrived, then done"
+    );
     stop.cancel();
     f64::from(DELTAS) / secs
 }
@@ -81,16 +98,32 @@ fn pct(sorted: &[Duration], p: f64) -> Duration {
 
 #[tokio::main]
 async fn main() {
-    let guest = std::path::Path::new(catpaw_agent::embedded::GUEST_DIR).join("catpaw_bench_guest.wasm");
+    let guest =
+        std::path::Path::new(catpaw_agent::embedded::GUEST_DIR).join("catpaw_bench_guest.wasm");
     let sandbox = Sandbox::new(SandboxOptions {
-        engine: EngineOptions { pooling: true, slots: 16, max_memory: 64 << 20 },
+        engine: EngineOptions {
+            pooling: true,
+            slots: 16,
+            max_memory: 64 << 20,
+        },
         ..SandboxOptions::default()
     })
     .expect("sandbox");
     let loaded = sandbox.load_file(&guest).expect("bench guest");
-    let limits = SessionLimits { fuel: u64::MAX / 4, max_output: u64::MAX, timeout: Duration::from_secs(600), ..SessionLimits::default() };
-    let wasm = Runners { diagnose: Some(Arc::new(loaded.diagnose_runner(limits).expect("diagnose"))), chat: None };
-    let native = Runners { diagnose: Some(Arc::new(NativeEmitter)), chat: None };
+    let limits = SessionLimits {
+        fuel: u64::MAX / 4,
+        max_output: u64::MAX,
+        timeout: Duration::from_secs(600),
+        ..SessionLimits::default()
+    };
+    let wasm = Runners {
+        diagnose: Some(Arc::new(loaded.diagnose_runner(limits).expect("diagnose"))),
+        chat: None,
+    };
+    let native = Runners {
+        diagnose: Some(Arc::new(NativeEmitter)),
+        chat: None,
+    };
 
     // Warm-up, then measure each path.
     deltas_per_sec(wasm.clone()).await;
@@ -100,14 +133,22 @@ async fn main() {
     // Ack latency while 3 sessions stream as fast as they can.
     let (_server, mut c, stop, _state) = connect(wasm).await;
     for i in 0..3 {
-        let ack = c.start_session(&format!("bg{i}"), "inspect", json!({"plugin": "emit", "target": "100000000"})).await;
+        let ack = c
+            .start_session(
+                &format!("bg{i}"),
+                "inspect",
+                json!({"plugin": "emit", "target": "100000000"}),
+            )
+            .await;
         assert!(ack.ok);
     }
     let mut lat = Vec::with_capacity(ACK_SAMPLES);
     for i in 0..ACK_SAMPLES {
         let id = format!("probe{i}");
         let t0 = Instant::now();
-        let ack = c.start_session(&id, "inspect", json!({"plugin": "noop", "target": "0"})).await;
+        let ack = c
+            .start_session(&id, "inspect", json!({"plugin": "noop", "target": "0"}))
+            .await;
         lat.push(t0.elapsed());
         assert!(ack.ok, "{ack:?}");
         c.session_until_done(&id).await;
@@ -117,8 +158,14 @@ async fn main() {
 
     println!("## Connection (loopback server, one run)\n");
     println!("| what | figure |\n|---|---|");
-    println!("| session_start → ack, p50, 3 sessions streaming ({ACK_SAMPLES} samples) | {:.0} µs |", pct(&lat, 0.5).as_secs_f64() * 1e6);
-    println!("| session_start → ack, p99, 3 sessions streaming | {:.0} µs |", pct(&lat, 0.99).as_secs_f64() * 1e6);
+    println!(
+        "| session_start → ack, p50, 3 sessions streaming ({ACK_SAMPLES} samples) | {:.0} µs |",
+        pct(&lat, 0.5).as_secs_f64() * 1e6
+    );
+    println!(
+        "| session_start → ack, p99, 3 sessions streaming | {:.0} µs |",
+        pct(&lat, 0.99).as_secs_f64() * 1e6
+    );
     println!("| deltas/s, sandboxed guest → server socket ({DELTAS} deltas) | {sandboxed:.0} |");
     println!("| deltas/s, native DiagnoseRunner → server socket (baseline) | {baseline:.0} |");
     println!("| sandboxed / native | {:.2}× |", sandboxed / baseline);

@@ -162,5 +162,19 @@ fn load_runners(
         "built-in chat runner",
         "chat_runner",
     )?;
+    // A runner configured for one role must serve it; one configured as
+    // `runner` (all types) serves whatever it exports.
+    if cfg.sandbox.diagnose_runner.is_some() && !diagnose.serves_diagnose() {
+        bail!(
+            "config `[sandbox] diagnose_runner`: {} does not export catpaw:runner/diagnose",
+            diagnose.name()
+        );
+    }
+    if cfg.sandbox.chat_runner.is_some() && !chat.serves_chat() {
+        bail!(
+            "config `[sandbox] chat_runner`: {} does not export catpaw:runner/chat",
+            chat.name()
+        );
+    }
     Ok((Some(diagnose), Some(chat)))
 }

@@ -200,3 +200,25 @@ fn the_demo_runs_end_to_end() {
         assert!(text.contains(want), "demo output lacks {want:?}:\n{text}");
     }
 }
+
+#[test]
+fn a_configured_runner_must_serve_its_role() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let echo = std::path::Path::new(catpaw_agent::embedded::GUEST_DIR).join("hazard_echo.wasm");
+    let config = write_config(
+        dir.path(),
+        &format!("[sandbox]\nchat_runner = \"{}\"\n", echo.display()),
+    );
+    let out = bin()
+        .arg("--config")
+        .arg(&config)
+        .args(["session", "--type", "diagnose"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("chat_runner") && stderr.contains("does not export catpaw:runner/chat"),
+        "{stderr}"
+    );
+}
