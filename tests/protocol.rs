@@ -728,6 +728,34 @@ async fn alerts_buffered_while_disconnected_flush_in_batches_with_overflow() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_pushed_during_a_disconnect_arrive_after_the_reconnect() {
+    let mut h = harness().await;
+    let (mut c, _) = h.server.accept_registered().await;
+    h.agent.alerts().push(alert(1));
+    let e = c.recv_type("alert_events").await;
+    assert_eq!(payload(&e)["events"][0]["event_time"], 1);
+    drop(c);
+    // While the agent is between connections, events keep coming in.
+    for i in 2..=4 {
+        h.agent.alerts().push(alert(i));
+    }
+    let (mut c2, _) = h.server.accept_registered().await;
+    let mut times = Vec::new();
+    while times.len() < 3 {
+        let e = c2.recv_type("alert_events").await;
+        for ev in payload(&e)["events"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+        {
+            times.push(ev["event_time"].as_i64().unwrap_or(-1));
+        }
+    }
+    assert_eq!(times, [2, 3, 4]);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alert_events_keep_their_wire_shape() {
     let mut h = harness().await;
     let (mut c, _) = h.server.accept_registered().await;
