@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use common::server::TestServer;
 use serde_json::json;
-use tokio_tungstenite::tungstenite::Message;
 
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_catpaw-agent"));
@@ -117,20 +116,9 @@ async fn the_agent_serves_a_server_takes_local_alerts_and_stops_cleanly_on_sigte
     // SIGTERM: normal close frame, exit 0.
     // SAFETY: signalling our own child process.
     unsafe { libc::kill(agent.id() as i32, libc::SIGTERM) };
-    let close = loop {
-        match tokio::time::timeout(
-            Duration::from_secs(10),
-            futures_util::StreamExt::next(&mut c.ws),
-        )
-        .await
-        {
-            Ok(Some(Ok(Message::Close(f)))) => break f,
-            Ok(Some(Ok(_))) => continue,
-            other => panic!("expected a close frame, got {other:?}"),
-        }
-    };
+    let code = c.expect_close().await;
     assert_eq!(
-        close.expect("close frame").code,
+        code,
         tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Normal
     );
     let status = tokio::task::spawn_blocking(move || agent.wait())

@@ -811,21 +811,9 @@ async fn shutdown_sends_done_for_running_sessions_then_a_normal_close() {
     h.shutdown.cancel();
     let msgs = c.session_until_done("chat").await;
     assert_eq!(msgs.len(), 1);
-    let close = loop {
-        match tokio::time::timeout(
-            Duration::from_secs(10),
-            futures_util::StreamExt::next(&mut c.ws),
-        )
-        .await
-        {
-            Ok(Some(Ok(Message::Close(f)))) => break f,
-            Ok(Some(Ok(_))) => continue,
-            other => panic!("expected a close frame, got {other:?}"),
-        }
-    };
-    let frame = close.expect("close frame with a code");
+    let code = c.expect_close().await;
     assert_eq!(
-        frame.code,
+        code,
         tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Normal
     );
     tokio::time::timeout(Duration::from_secs(10), h.task)

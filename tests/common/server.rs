@@ -14,6 +14,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::{HeaderMap, StatusCode};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 /// The test server: hands every accepted connection to the test.
 pub struct TestServer {
@@ -153,6 +154,18 @@ impl ServerConn {
                 .contains(&e.msg_type.as_str()),
                 "unexpected message {e:?}"
             );
+        }
+    }
+
+    /// Waits (10 s at most) for the agent's close frame and returns its
+    /// close code, skipping whatever the agent still sends before it.
+    pub async fn expect_close(&mut self) -> CloseCode {
+        loop {
+            match tokio::time::timeout(Duration::from_secs(10), self.ws.next()).await {
+                Ok(Some(Ok(Message::Close(f)))) => return f.expect("close frame with a code").code,
+                Ok(Some(Ok(_))) => continue,
+                other => panic!("expected a close frame, got {other:?}"),
+            }
         }
     }
 
