@@ -93,7 +93,8 @@ impl Agent {
                 break;
             }
             tracing::info!(?outcome, wait = ?d, "reconnecting after a wait");
-            if !wait(d, backoff.jitter_fraction(), &shutdown).await {
+            let floor = backoff.floor(&outcome);
+            if !wait(d, backoff.jitter_fraction(), floor, &shutdown).await {
                 break;
             }
         }

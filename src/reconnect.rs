@@ -112,6 +112,16 @@ impl Backoff {
     pub fn jitter_fraction(&self) -> f64 {
         self.policy.jitter
     }
+
+    /// The shortest wait jitter may bring an outcome's wait down to: after a
+    /// 401 the agent waits *at least* `auth_min` (§6), so jitter only ever
+    /// lengthens the first 401 wait; every other wait may be shortened.
+    pub fn floor(&self, outcome: &AttemptOutcome) -> Duration {
+        match outcome {
+            AttemptOutcome::Unauthorized => self.policy.auth_min,
+            _ => Duration::ZERO,
+        }
+    }
 }
 
 /// `d` scaled by `1 + frac·(2r − 1)` for `r` uniform in `[0, 1)`.
@@ -120,9 +130,10 @@ pub fn jitter(d: Duration, frac: f64, r: f64) -> Duration {
     d.mul_f64(factor.max(0.0))
 }
 
-/// Sleeps `d` with jitter, or returns false at once on shutdown.
-pub async fn wait(d: Duration, frac: f64, shutdown: &CancellationToken) -> bool {
-    let d = jitter(d, frac, rand::random::<f64>());
+/// Sleeps `d` with jitter (never below `floor`), or returns false at once on
+/// shutdown.
+pub async fn wait(d: Duration, frac: f64, floor: Duration, shutdown: &CancellationToken) -> bool {
+    let d = jitter(d, frac, rand::random::<f64>()).max(floor);
     tokio::select! {
         _ = shutdown.cancelled() => false,
         _ = tokio::time::sleep(d) => true,
@@ -180,6 +191,19 @@ mod tests {
         assert_eq!(b.next_wait(&d(7)), secs(&[7])[0]);
         assert_eq!(b.next_wait(&AttemptOutcome::DialFailed), secs(&[1])[0]);
         assert_eq!(b.next_wait(&AttemptOutcome::Shutdown), None);
+    }
+
+    #[test]
+    fn jitter_never_brings_a_401_wait_under_the_minimum() {
+        let b = Backoff::new(BackoffPolicy::default());
+        let floor = b.floor(&AttemptOutcome::Unauthorized);
+        assert_eq!(floor, Duration::from_secs(60));
+        let lowest = jitter(Duration::from_secs(60), 0.25, 0.0).max(floor);
+        assert_eq!(lowest, Duration::from_secs(60));
+        // Later 401 waits still jitter both ways around their nominal value.
+        let later = jitter(Duration::from_secs(120), 0.25, 0.0).max(floor);
+        assert_eq!(later, Duration::from_secs(90));
+        assert_eq!(b.floor(&AttemptOutcome::DialFailed), Duration::ZERO);
     }
 
     #[test]
