@@ -1,6 +1,7 @@
 //! catpaw-agent command line: parses arguments, builds the configuration,
 //! and hands over to the library.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -117,9 +118,14 @@ fn init_logging(cfg: Option<&Config>) {
         .unwrap_or_else(|| "warn".into());
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     let json = cfg.is_some_and(|c| c.log.format == "json");
+    // A log write that fails (stderr closed: a collector restarted, a pipe
+    // whose reader went away) drops that line; by default the subscriber
+    // would report the failure with eprintln!, which panics on the same
+    // closed stream and takes the agent down with it.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .log_internal_errors(false);
     if json {
         builder.json().init();
     } else {
@@ -265,6 +271,15 @@ fn main() -> ExitCode {
         None
     };
     init_logging(cfg_for_log.as_ref());
+    if matches!(cli.command, Some(Command::Session(_)) | Some(Command::Demo)) {
+        // These print a transcript to stdout; like other Unix filters they
+        // end quietly when the reader goes away (`... | head`) instead of
+        // panicking on the failed write. Their sockets send with
+        // MSG_NOSIGNAL and spawned commands get the default anyway; the
+        // agent keeps ignoring SIGPIPE.
+        // SAFETY: setting a signal disposition before any thread starts.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -283,7 +298,8 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("catpaw-agent: {e:#}");
+            // Not eprintln!: with stderr closed it would panic over the error.
+            let _ = writeln!(std::io::stderr(), "catpaw-agent: {e:#}");
             ExitCode::from(2)
         }
     }

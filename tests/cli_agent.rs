@@ -7,8 +7,10 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::server::TestServer;
+use common::server::{ServerConn, TestServer};
+use common::write_config;
 use serde_json::json;
+use std::path::PathBuf;
 
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_catpaw-agent"));
@@ -17,32 +19,50 @@ fn bin() -> Command {
     c
 }
 
-fn write_config(dir: &std::path::Path, body: &str) -> std::path::PathBuf {
-    let conf = dir.join("conf.d");
-    std::fs::create_dir_all(&conf).expect("mkdir");
-    let path = conf.join("config.toml");
-    std::fs::write(&path, body).expect("write config");
-    path
+/// A config for an agent served by `server`, with `token` and `extra`
+/// TOML after the `[server]` lines.
+fn server_config(dir: &std::path::Path, server: &TestServer, token: &str, extra: &str) -> PathBuf {
+    write_config(
+        dir,
+        &format!(
+            "[server]\nenabled = true\naddress = \"http://{}\"\nagent_token = \"{token}\"\n{extra}",
+            server.addr
+        ),
+    )
+}
+
+/// The agent on `config`, logging to `stderr`.
+fn spawn_agent(config: &std::path::Path, stderr: Stdio) -> std::process::Child {
+    bin()
+        .arg("--config")
+        .arg(config)
+        .stderr(stderr)
+        .spawn()
+        .expect("spawn agent")
+}
+
+/// SIGTERM: the server sees a normal close frame and the agent exits 0.
+async fn terminate_cleanly(mut agent: std::process::Child, c: &mut ServerConn) {
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(agent.id() as i32, libc::SIGTERM) };
+    assert_eq!(
+        c.expect_close().await,
+        tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Normal
+    );
+    let status = tokio::task::spawn_blocking(move || agent.wait())
+        .await
+        .expect("join")
+        .expect("wait");
+    assert!(status.success(), "{status:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_serves_a_server_takes_local_alerts_and_stops_cleanly_on_sigterm() {
     let mut server = TestServer::start().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = write_config(
-        dir.path(),
-        &format!(
-            "[server]\nenabled = true\naddress = \"http://{}\"\nagent_token = \"${{CATPAW_TEST_TOKEN}}\"\n",
-            server.addr
-        ),
-    );
-    let mut agent = bin()
-        .arg("--config")
-        .arg(&config)
-        // Logs are not read here; a full pipe must not stall the agent.
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn agent");
+    let config = server_config(dir.path(), &server, "${CATPAW_TEST_TOKEN}", "");
+    // Logs are not read here; a full pipe must not stall the agent.
+    let agent = spawn_agent(&config, Stdio::null());
     let (mut c, _) = server.accept_registered().await;
     assert_eq!(c.headers["x-agent-token"], "from-env");
     // state_dir defaults to state.d beside conf.d.
@@ -113,20 +133,30 @@ async fn the_agent_serves_a_server_takes_local_alerts_and_stops_cleanly_on_sigte
     }
     assert_eq!(keys, ["a", "c"]);
 
-    // SIGTERM: normal close frame, exit 0.
-    // SAFETY: signalling our own child process.
-    unsafe { libc::kill(agent.id() as i32, libc::SIGTERM) };
-    let code = c.expect_close().await;
-    assert_eq!(
-        code,
-        tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Normal
-    );
-    let status = tokio::task::spawn_blocking(move || agent.wait())
-        .await
-        .expect("join")
-        .expect("wait");
-    assert!(status.success(), "{status:?}");
+    terminate_cleanly(agent, &mut c).await;
     assert!(!sock.exists(), "socket removed on exit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_log_stream_does_not_stop_the_agent() {
+    // Logs go to stderr; when whatever reads it goes away (a collector
+    // restarts, a pipe closes) the agent keeps serving and still stops
+    // cleanly.
+    let mut server = TestServer::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = server_config(dir.path(), &server, "t", "[log]\nlevel = \"debug\"\n");
+    let mut agent = spawn_agent(&config, Stdio::piped());
+    // Close the read end before the agent logs anything.
+    drop(agent.stderr.take());
+    let (mut c, _) = server.accept_registered().await;
+    assert!(
+        c.start_session("s", "inspect", json!({"plugin": "cpu"}))
+            .await
+            .ok
+    );
+    c.session_until_done("s").await;
+    assert!(agent.try_wait().expect("try_wait").is_none(), "agent died");
+    terminate_cleanly(agent, &mut c).await;
 }
 
 #[test]

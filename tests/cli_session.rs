@@ -215,3 +215,33 @@ fn bad_limit_flags_are_refused() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_reader_that_goes_away_ends_the_harness_quietly() {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::process::ExitStatusExt;
+    let mut a = agent();
+    let mut child = a
+        .args(["session", "--type", "diagnose", "--json"])
+        .args(["--param", "descriptions=disk full on /"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // `catpaw-agent session ... | head -1`.
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut first = String::new();
+    out.read_line(&mut first).expect("first line");
+    assert!(serde_json::from_str::<Value>(&first).is_ok(), "{first}");
+    drop(out);
+    let result = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    // Either it had already finished, or the closed pipe ended it the
+    // way it ends any Unix filter.
+    assert!(
+        result.status.success() || result.status.signal() == Some(libc::SIGPIPE),
+        "{:?}\n{stderr}",
+        result.status
+    );
+}

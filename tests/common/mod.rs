@@ -19,6 +19,16 @@ use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+/// Writes `body` as `<dir>/conf.d/config.toml` (so `state_dir` defaults
+/// to `<dir>/state.d`) and returns its path.
+pub fn write_config(dir: &std::path::Path, body: &str) -> PathBuf {
+    let conf = dir.join("conf.d");
+    std::fs::create_dir_all(&conf).expect("mkdir");
+    let path = conf.join("config.toml");
+    std::fs::write(&path, body).expect("write config");
+    path
+}
+
 /// Path of a built guest component, e.g. `guest("hazard_spin")`.
 pub fn guest(name: &str) -> PathBuf {
     PathBuf::from(catpaw_agent::embedded::GUEST_DIR).join(format!("{name}.wasm"))
