@@ -3,7 +3,9 @@
 //! - deltas per second from one sandboxed guest to the server's socket;
 //! - the same emits from a native `DiagnoseRunner` (no sandbox) as baseline.
 //!
-//! Run: `cargo bench --bench connection`
+//! Run: `cargo bench --bench connection`. Without `--bench` (as
+//! `cargo test --all-targets` runs it) it does a quick smoke run of the same
+//! code with small counts, so the bench cannot rot unnoticed.
 
 #[path = "../tests/common/server.rs"]
 mod server;
@@ -23,10 +25,26 @@ use serde_json::json;
 use server::{ServerConn, TestServer};
 use tokio_util::sync::CancellationToken;
 
-const DELTAS: u32 = 100_000;
-/// Interleaved sandboxed/native rounds for the throughput ratio.
-const ROUNDS: usize = 7;
-const ACK_SAMPLES: usize = 300;
+/// How much to measure.
+#[derive(Clone, Copy)]
+struct Sizes {
+    /// Deltas per throughput run.
+    deltas: u32,
+    /// Interleaved sandboxed/native rounds for the throughput ratio.
+    rounds: usize,
+    ack_samples: usize,
+}
+
+const FULL: Sizes = Sizes {
+    deltas: 100_000,
+    rounds: 7,
+    ack_samples: 300,
+};
+const SMOKE: Sizes = Sizes {
+    deltas: 2_000,
+    rounds: 1,
+    ack_samples: 10,
+};
 
 /// Emits `target` deltas natively: the no-sandbox baseline.
 struct NativeEmitter;
@@ -70,14 +88,14 @@ async fn connect(
 }
 
 /// Deltas per second through the whole path: runner → session → socket.
-async fn deltas_per_sec(runners: Runners) -> f64 {
+async fn deltas_per_sec(runners: Runners, deltas: u32) -> f64 {
     let (_server, mut c, stop, _state) = connect(runners).await;
     let start = Instant::now();
     assert!(
         c.start_session(
             "flood",
             "inspect",
-            json!({"plugin": "emit", "target": DELTAS.to_string()})
+            json!({"plugin": "emit", "target": deltas.to_string()})
         )
         .await
         .ok
@@ -86,11 +104,11 @@ async fn deltas_per_sec(runners: Runners) -> f64 {
     let secs = start.elapsed().as_secs_f64();
     assert_eq!(
         msgs.len() as u32,
-        DELTAS + 1,
+        deltas + 1,
         "every delta arrived, then done"
     );
     stop.cancel();
-    f64::from(DELTAS) / secs
+    f64::from(deltas) / secs
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -105,6 +123,15 @@ fn pct(sorted: &[Duration], p: f64) -> Duration {
 
 #[tokio::main]
 async fn main() {
+    let Sizes {
+        deltas,
+        rounds,
+        ack_samples,
+    } = if std::env::args().any(|a| a == "--bench") {
+        FULL
+    } else {
+        SMOKE
+    };
     let guest =
         std::path::Path::new(catpaw_agent::embedded::GUEST_DIR).join("catpaw_bench_guest.wasm");
     let sandbox = Sandbox::new(SandboxOptions {
@@ -134,15 +161,15 @@ async fn main() {
 
     // Warm-up, then interleaved rounds (alternating which path goes first)
     // so drift in machine load hits both paths alike; medians reported.
-    deltas_per_sec(wasm.clone()).await;
+    deltas_per_sec(wasm.clone(), deltas).await;
     let (mut sandboxed, mut baseline, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-    for round in 0..ROUNDS {
+    for round in 0..rounds {
         let (s, b) = if round % 2 == 0 {
-            let s = deltas_per_sec(wasm.clone()).await;
-            (s, deltas_per_sec(native.clone()).await)
+            let s = deltas_per_sec(wasm.clone(), deltas).await;
+            (s, deltas_per_sec(native.clone(), deltas).await)
         } else {
-            let b = deltas_per_sec(native.clone()).await;
-            (deltas_per_sec(wasm.clone()).await, b)
+            let b = deltas_per_sec(native.clone(), deltas).await;
+            (deltas_per_sec(wasm.clone(), deltas).await, b)
         };
         sandboxed.push(s);
         baseline.push(b);
@@ -162,8 +189,8 @@ async fn main() {
             .await;
         assert!(ack.ok);
     }
-    let mut lat = Vec::with_capacity(ACK_SAMPLES);
-    for i in 0..ACK_SAMPLES {
+    let mut lat = Vec::with_capacity(ack_samples);
+    for i in 0..ack_samples {
         let id = format!("probe{i}");
         let t0 = Instant::now();
         let ack = c
@@ -176,10 +203,13 @@ async fn main() {
     stop.cancel();
     lat.sort();
 
+    if ack_samples == SMOKE.ack_samples {
+        println!("(smoke run with small counts; `cargo bench --bench connection` measures)\n");
+    }
     println!("## Connection (loopback server, one run)\n");
     println!("| what | figure |\n|---|---|");
     println!(
-        "| session_start → ack, p50, 3 sessions streaming ({ACK_SAMPLES} samples) | {:.0} µs |",
+        "| session_start → ack, p50, 3 sessions streaming ({ack_samples} samples) | {:.0} µs |",
         pct(&lat, 0.5).as_secs_f64() * 1e6
     );
     println!(
@@ -187,10 +217,10 @@ async fn main() {
         pct(&lat, 0.99).as_secs_f64() * 1e6
     );
     println!(
-        "| deltas/s, sandboxed guest → server socket ({DELTAS} deltas, median of {ROUNDS}) | {sandboxed:.0} |"
+        "| deltas/s, sandboxed guest → server socket ({deltas} deltas, median of {rounds}) | {sandboxed:.0} |"
     );
     println!(
-        "| deltas/s, native DiagnoseRunner → server socket (baseline, median of {ROUNDS}) | {baseline:.0} |"
+        "| deltas/s, native DiagnoseRunner → server socket (baseline, median of {rounds}) | {baseline:.0} |"
     );
-    println!("| sandboxed / native (median of the {ROUNDS} per-round ratios) | {ratio:.2}× |");
+    println!("| sandboxed / native (median of the {rounds} per-round ratios) | {ratio:.2}× |");
 }

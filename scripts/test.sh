@@ -17,7 +17,7 @@ cargo fmt --all --check
 
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
-(cd guest-runners && cargo clippy --release --target wasm32-wasip2 -- -D warnings)
+(cd guest-runners && cargo clippy --release --target wasm32-wasip2 --all-targets -- -D warnings)
 
 step "guest unit tests (native)"
 (cd guest-runners && cargo test --workspace --lib --locked)

@@ -158,6 +158,55 @@ async fn an_emit_flood_runs_out_of_output_budget() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outsized_report_or_answer_counts_against_the_output_budget() {
+    let sb = TestSandbox::new();
+    let g = sb.load("hazard_echo");
+    let budget = |l: &mut catpaw_agent::sandbox::SessionLimits| l.max_output = 64 * 1024;
+    // A report past the budget never reaches the server.
+    let events = start(
+        diagnose_runners(&g, limits(budget)),
+        "inspect",
+        json!({"plugin": "cpu", "report_bytes": 4 << 20}),
+        false,
+    )
+    .finish()
+    .await;
+    let (code, error) = error_of(&events).expect("must fail");
+    assert_eq!(code, "resource_exhausted");
+    assert!(
+        error.contains("report") && error.contains("65536"),
+        "{error}"
+    );
+    assert!(report_of(&events).is_none());
+    // One within it does.
+    let events = start(
+        diagnose_runners(&g, limits(budget)),
+        "inspect",
+        json!({"plugin": "cpu", "report_bytes": 32 * 1024}),
+        false,
+    )
+    .finish()
+    .await;
+    assert_eq!(report_of(&events).map(|r| r.len()), Some(32 * 1024));
+
+    // The same for a chat answer: the built-in chat's help does not fit
+    // into 64 bytes.
+    let chat = sb.builtin_chat();
+    let run = start(
+        chat_runners(&chat, limits(|l| l.max_output = 64)),
+        "chat",
+        json!({}),
+        false,
+    );
+    let turns = run.inputs.as_ref().expect("chat input");
+    turns.send("help".into()).await.expect("send turn");
+    let events = run.finish().await;
+    let (code, error) = error_of(&events).expect("must fail");
+    assert_eq!(code, "resource_exhausted");
+    assert!(error.contains("answer"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deltas_stream_while_the_guest_is_still_running() {
     let sb = TestSandbox::new();
     let g = sb.load("hazard_emit_flood");

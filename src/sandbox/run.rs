@@ -97,6 +97,19 @@ fn instantiate_error(e: wasmtime::Error, limits: &SessionLimits) -> RunError {
     limits::classify(&e, limits.fuel, None)
 }
 
+/// Counts a report or chat answer against the session's output budget.
+fn charge_reply(store: &mut Store<SessionState>, text: &str, what: &str) -> Result<(), RunError> {
+    store
+        .data_mut()
+        .host
+        .stream
+        .charge(text.len() as u64, what)
+        .map_err(|b| RunError::ResourceExhausted {
+            budget: b.budget,
+            detail: b.detail,
+        })
+}
+
 fn last_lines(text: &str, n: usize) -> &str {
     let trimmed = text.trim_end();
     let mut start = trimmed.len();
@@ -159,10 +172,9 @@ impl DiagnoseRunner for WasmDiagnoseRunner {
         .await;
         let result = settle(&store, limits, outcome);
         flush_stdio(&store);
-        match result? {
-            Ok(report) => Ok(report),
-            Err(msg) => Err(RunError::Failed(msg)),
-        }
+        let report = result?.map_err(RunError::Failed)?;
+        charge_reply(&mut store, &report, "the report")?;
+        Ok(report)
     }
 }
 
@@ -262,7 +274,9 @@ impl ChatHandle for WasmChat {
         .await;
         let result = settle(&self.store, &self.limits, outcome);
         flush_stdio(&self.store);
-        result?.map_err(RunError::Failed)
+        let answer = result?.map_err(RunError::Failed)?;
+        charge_reply(&mut self.store, &answer, "the answer")?;
+        Ok(answer)
     }
 }
 

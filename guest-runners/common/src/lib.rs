@@ -170,6 +170,25 @@ pub fn tools_for_alert(text: &str) -> Vec<(&'static str, &'static str)> {
 /// Known plugin names, for error messages.
 pub const PLUGINS: [&str; 6] = ["cpu", "mem", "disk", "net", "process", "system"];
 
+/// The compute-bound kernel of the sandbox benchmark: xorshift updates over
+/// a 1024-entry table, `rounds` times. The benchmark runs this very function
+/// natively and inside the `bench` guest to price the sandbox.
+pub fn bench_kernel(rounds: u32) -> u64 {
+    let mut table = [0u32; 1024];
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    for _ in 0..rounds {
+        for slot in table.iter_mut() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            *slot = slot.wrapping_add(x as u32);
+        }
+    }
+    table
+        .iter()
+        .fold(0u64, |a, &v| a.wrapping_mul(31).wrapping_add(u64::from(v)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,23 +234,4 @@ mod tests {
         assert!(e.contains("truncated"), "{e}");
         assert!(parse_tool_output("cpu", "{\"cores\":2}").is_ok());
     }
-}
-
-/// The compute-bound kernel of the sandbox benchmark: xorshift updates over
-/// a 1024-entry table, `rounds` times. The benchmark runs this very function
-/// natively and inside the `bench` guest to price the sandbox.
-pub fn bench_kernel(rounds: u32) -> u64 {
-    let mut table = [0u32; 1024];
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    for _ in 0..rounds {
-        for slot in table.iter_mut() {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            *slot = slot.wrapping_add(x as u32);
-        }
-    }
-    table
-        .iter()
-        .fold(0u64, |a, &v| a.wrapping_mul(31).wrapping_add(u64::from(v)))
 }

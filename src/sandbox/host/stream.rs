@@ -2,9 +2,10 @@
 //!
 //! The sink may apply backpressure (a slow server connection), in which case
 //! the guest simply waits inside `emit`; its wall-clock budget keeps
-//! running. Every byte counts against the session's output budget, so an
-//! emit flood ends with `resource_exhausted` instead of filling the host's
-//! memory or the server's socket.
+//! running. Every byte counts against the session's output budget, and so
+//! do the report and each chat answer, so an emit flood or an outsized
+//! reply ends with `resource_exhausted` instead of filling the host's memory
+//! or sending the server a frame it may refuse.
 
 use serde_json::{Map, Value};
 
@@ -25,6 +26,22 @@ impl StreamState {
             max_output,
             used: 0,
         }
+    }
+
+    /// Counts `bytes` of `what` against the budget, or says why not.
+    pub(crate) fn charge(&mut self, bytes: u64, what: &str) -> Result<(), BudgetExceeded> {
+        let used = self.used.saturating_add(bytes);
+        if used > self.max_output {
+            return Err(BudgetExceeded {
+                budget: Budget::Output,
+                detail: format!(
+                    "{what} of {bytes} bytes would take the session past its {} bytes of output",
+                    self.max_output
+                ),
+            });
+        }
+        self.used = used;
+        Ok(())
     }
 }
 
@@ -59,18 +76,7 @@ pub(crate) async fn emit(
     metadata_json: Option<String>,
 ) -> wasmtime::Result<()> {
     let size = delta.len() as u64 + metadata_json.as_ref().map_or(0, |m| m.len() as u64);
-    let used = ctx.stream.used.saturating_add(size);
-    if used > ctx.stream.max_output {
-        return Err(BudgetExceeded {
-            budget: Budget::Output,
-            detail: format!(
-                "streamed more than {} bytes of output",
-                ctx.stream.max_output
-            ),
-        }
-        .into());
-    }
-    ctx.stream.used = used;
+    ctx.stream.charge(size, "a delta")?;
     let meta = metadata(ctx, metadata_json);
     ctx.sink.send(Output::delta(delta, stage(s), meta)).await;
     Ok(())

@@ -1,5 +1,6 @@
 //! A well-behaved test runner: echoes its params, streams `count` answer
-//! deltas (default 3), returns a one-line report.
+//! deltas (default 3), returns a one-line report (padded with `.` to
+//! `report_bytes` when that param is given).
 wit_bindgen::generate!({ path: "../../../wit", world: "diagnose-runner" });
 
 #[allow(unused_imports)]
@@ -18,9 +19,16 @@ impl Guest for Runner {
         for i in 0..count {
             host::emit(&format!("delta {i}"), host::Stage::Answer, None);
         }
-        Ok(format!(
+        let mut report = format!(
             "echo report: plugin={} target={} mode={}",
             req.plugin, req.target, req.mode
-        ))
+        );
+        if let Some(n) = params.get("report_bytes").and_then(|n| n.as_u64()) {
+            report.extend(std::iter::repeat_n(
+                '.',
+                (n as usize).saturating_sub(report.len()),
+            ));
+        }
+        Ok(report)
     }
 }
