@@ -71,6 +71,8 @@ pub struct Limits {
     pub timeout: Duration,
     /// Total streamed bytes.
     pub max_output: u64,
+    /// Tool calls plus shell requests per run / chat turn.
+    pub max_tool_calls: u64,
 }
 
 impl Default for Limits {
@@ -80,6 +82,7 @@ impl Default for Limits {
             max_memory: 64 << 20,
             timeout: Duration::from_secs(120),
             max_output: 8 << 20,
+            max_tool_calls: 256,
         }
     }
 }
@@ -180,6 +183,8 @@ pub struct LimitOverride {
     pub timeout: Option<Duration>,
     /// Output bytes.
     pub max_output: Option<u64>,
+    /// Tool calls plus shell requests.
+    pub max_tool_calls: Option<u64>,
 }
 
 impl SandboxConfig {
@@ -195,6 +200,7 @@ impl SandboxConfig {
             max_memory: o.max_memory.unwrap_or(d.max_memory),
             timeout: o.timeout.unwrap_or(d.timeout),
             max_output: o.max_output.unwrap_or(d.max_output),
+            max_tool_calls: o.max_tool_calls.unwrap_or(d.max_tool_calls),
         }
     }
 }
@@ -255,6 +261,7 @@ struct RawLimits {
     max_memory: Option<toml::Value>,
     timeout: Option<toml::Value>,
     max_output: Option<toml::Value>,
+    max_tool_calls: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -269,6 +276,7 @@ struct RawSandbox {
     max_memory: Option<toml::Value>,
     timeout: Option<toml::Value>,
     max_output: Option<toml::Value>,
+    max_tool_calls: Option<i64>,
     shell_timeout: Option<toml::Value>,
     shell_output: Option<toml::Value>,
     guest_stdio: Option<toml::Value>,
@@ -395,11 +403,7 @@ impl Ctx<'_> {
     ) -> Result<LimitOverride, ConfigError> {
         let f = |name: &str| format!("[{section}] {name}");
         let o = LimitOverride {
-            fuel: match raw.fuel {
-                None => None,
-                Some(n) if n > 0 => Some(n as u64),
-                Some(n) => return Err(self.err(&f("fuel"), format!("{n} must be greater than 0"))),
-            },
+            fuel: raw.fuel.map(|n| self.count(&f("fuel"), n)).transpose()?,
             max_memory: match raw.max_memory {
                 None => None,
                 v => Some(self.memory(&f("max_memory"), v, defaults.max_memory)?),
@@ -415,8 +419,20 @@ impl Ctx<'_> {
                 None => None,
                 v => Some(self.size(&f("max_output"), v, defaults.max_output)?),
             },
+            max_tool_calls: raw
+                .max_tool_calls
+                .map(|n| self.count(&f("max_tool_calls"), n))
+                .transpose()?,
         };
         Ok(o)
+    }
+
+    /// A count that must be at least 1.
+    fn count(&self, field: &str, n: i64) -> Result<u64, ConfigError> {
+        u64::try_from(n)
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or_else(|| self.err(field, format!("{n} must be greater than 0")))
     }
 
     fn memory(
@@ -573,11 +589,11 @@ impl Config {
                 ));
             }
         };
-        let fuel = match sb.fuel {
-            None => d.limits.fuel,
-            Some(n) if n > 0 => n as u64,
-            Some(n) => return Err(cx.err("[sandbox] fuel", format!("{n} must be greater than 0"))),
+        let count = |field: &str, v: Option<i64>, default: u64| match v {
+            None => Ok(default),
+            Some(n) => cx.count(field, n),
         };
+        let fuel = count("[sandbox] fuel", sb.fuel, d.limits.fuel)?;
         let limits = Limits {
             fuel,
             max_memory: cx.memory("[sandbox] max_memory", sb.max_memory, d.limits.max_memory)?,
@@ -586,6 +602,11 @@ impl Config {
                 cx.duration("[sandbox] timeout", sb.timeout, d.limits.timeout)?,
             )?,
             max_output: cx.size("[sandbox] max_output", sb.max_output, d.limits.max_output)?,
+            max_tool_calls: count(
+                "[sandbox] max_tool_calls",
+                sb.max_tool_calls,
+                d.limits.max_tool_calls,
+            )?,
         };
         let sandbox = SandboxConfig {
             max_concurrent_sessions,
@@ -745,6 +766,34 @@ mod tests {
         assert_eq!(chat.fuel, 7);
         assert_eq!(chat.max_memory, 32 << 20);
         assert_eq!(chat.timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn tool_call_budget_defaults_overrides_and_validation() {
+        let c = parse("").expect("ok");
+        assert_eq!(
+            c.sandbox.limits_for(RunnerKind::Diagnose).max_tool_calls,
+            256
+        );
+        let c = parse("[sandbox]\nmax_tool_calls = 40\n[sandbox.chat]\nmax_tool_calls = 8")
+            .expect("ok");
+        assert_eq!(
+            c.sandbox.limits_for(RunnerKind::Diagnose).max_tool_calls,
+            40
+        );
+        assert_eq!(c.sandbox.limits_for(RunnerKind::Chat).max_tool_calls, 8);
+        for bad in [
+            "[sandbox]\nmax_tool_calls = 0",
+            "[sandbox.chat]\nmax_tool_calls = -3",
+        ] {
+            let e = parse(bad).unwrap_err().to_string();
+            assert!(
+                e.contains("max_tool_calls") && e.contains("greater than 0"),
+                "{e}"
+            );
+        }
+        let e = parse("[sandbox]\nfuel = -1").unwrap_err().to_string();
+        assert!(e.contains("[sandbox] fuel"), "{e}");
     }
 
     #[test]

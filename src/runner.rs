@@ -132,6 +132,8 @@ pub enum Budget {
     Time,
     /// Bytes of streamed output.
     Output,
+    /// Tool calls and shell requests per run or chat turn.
+    Calls,
 }
 
 impl std::fmt::Display for Budget {
@@ -141,6 +143,7 @@ impl std::fmt::Display for Budget {
             Budget::Memory => "memory",
             Budget::Time => "time",
             Budget::Output => "output",
+            Budget::Calls => "tool call",
         })
     }
 }

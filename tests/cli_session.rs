@@ -245,3 +245,36 @@ fn a_reader_that_goes_away_ends_the_harness_quietly() {
         result.status
     );
 }
+
+#[test]
+fn a_guest_log_flood_is_capped_in_the_agent_log() {
+    let flood =
+        std::path::Path::new(catpaw_agent::embedded::GUEST_DIR).join("hazard_log_flood.wasm");
+    let out = agent()
+        .args([
+            "session",
+            "--type",
+            "inspect",
+            "--param",
+            "plugin=cpu",
+            "--runner",
+        ])
+        .arg(&flood)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // Log lines are not an error: the session still ends with its report.
+    assert!(out.status.success(), "{stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("log flood finished"));
+    // 100 000 lines of 1 KiB were written; 16 KiB of them (the default
+    // guest_stdio budget) reach the log, plus the warnings saying so.
+    let kept = stderr.lines().filter(|l| l.contains("LLLL")).count();
+    assert!((1..=16).contains(&kept), "{kept} lines kept");
+    assert!(stderr.len() < 64 * 1024, "{} bytes of log", stderr.len());
+    assert!(stderr.contains("dropped_lines"), "{stderr}");
+    assert!(
+        stderr.contains("99984"),
+        "the count of dropped lines: {stderr}"
+    );
+}

@@ -207,6 +207,54 @@ async fn an_outsized_report_or_answer_counts_against_the_output_budget() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_call_flood_runs_out_of_its_call_budget_and_the_audit_stays_bounded() {
+    let sb = TestSandbox::new();
+    let g = sb.load("hazard_call_flood");
+    let normal = sb.builtin_diagnose();
+    let hazard = start(
+        diagnose_runners(&g, limits(|l| l.max_tool_calls = 30)),
+        "inspect",
+        inspect("cpu"),
+        false,
+    );
+    let ok = start(
+        diagnose_runners(&normal, limits(|_| {})),
+        "inspect",
+        inspect("system"),
+        false,
+    );
+    let events = hazard.finish().await;
+    let (code, error) = error_of(&events).expect("must fail");
+    assert_eq!(code, "resource_exhausted");
+    assert!(
+        error.contains("tool call") && error.contains("more than 30"),
+        "{error}"
+    );
+    assert!(report_of(&ok.finish().await).is_some());
+
+    // 30 calls went ahead (tools and denied shell requests alike), the 31st
+    // was refused and recorded as such; nothing after it.
+    let audit = sb.audit_records();
+    let flood: Vec<_> = audit
+        .iter()
+        .filter(|r| r["session_id"] == events_session(&audit, "no-such-tool"))
+        .collect();
+    assert_eq!(flood.len(), 31, "{flood:?}");
+    assert_eq!(flood[30]["outcome"], "refused");
+    assert!(flood[..30].iter().any(|r| r["kind"] == "shell"));
+    assert!(flood[..30].iter().any(|r| r["name"] == "uptime"));
+}
+
+/// The session id of the audit records that mention tool `name`.
+fn events_session(audit: &[serde_json::Value], name: &str) -> serde_json::Value {
+    audit
+        .iter()
+        .find(|r| r["name"] == name)
+        .map(|r| r["session_id"].clone())
+        .expect("a record of the tool")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deltas_stream_while_the_guest_is_still_running() {
     let sb = TestSandbox::new();
     let g = sb.load("hazard_emit_flood");

@@ -28,8 +28,11 @@ pub struct SessionLimits {
     pub max_memory: u64,
     /// Wall-clock limit of one run or chat turn.
     pub timeout: Duration,
-    /// Total bytes of deltas the session may stream.
+    /// Total bytes of output (deltas, report, chat answers) the session may
+    /// produce.
     pub max_output: u64,
+    /// Tool calls plus shell requests per run or chat turn.
+    pub max_tool_calls: u64,
     /// Cap on table elements per table.
     pub max_table_elements: usize,
     /// Cap on core instances, tables and memories per store.
@@ -51,6 +54,7 @@ impl From<&Limits> for SessionLimits {
             max_memory: l.max_memory,
             timeout: l.timeout,
             max_output: l.max_output,
+            max_tool_calls: l.max_tool_calls,
             max_table_elements: Self::DEFAULT_TABLE_ELEMENTS,
             max_instances: Self::DEFAULT_INSTANCES,
         }

@@ -57,7 +57,8 @@ fn session_store(
         info.clone(),
         sink,
         sandbox.services.clone(),
-        limits.max_output,
+        limits,
+        sandbox.stdio_cap,
     );
     new_store(&sandbox.engine, limits, host, sandbox.stdio_cap)
         .map_err(|e| RunError::Host(format!("creating the session store: {e:#}")))
@@ -122,8 +123,10 @@ fn last_lines(text: &str, n: usize) -> &str {
     trimmed[start..].trim_start_matches('\n')
 }
 
-/// Writes what the guest printed to the log, tagged with the session.
-fn flush_stdio(store: &Store<SessionState>) {
+/// Writes what the guest printed to the log, tagged with the session, and
+/// closes the run's guest log budget.
+fn flush_stdio(store: &mut Store<SessionState>) {
+    store.data_mut().host.end_of_run();
     let (runs, dropped) = store.data().stdio.take();
     let sid = &store.data().host.info.session_id;
     for (stream, text) in runs {
@@ -171,7 +174,7 @@ impl DiagnoseRunner for WasmDiagnoseRunner {
         )
         .await;
         let result = settle(&store, limits, outcome);
-        flush_stdio(&store);
+        flush_stdio(&mut store);
         let report = result?.map_err(RunError::Failed)?;
         charge_reply(&mut store, &report, "the report")?;
         Ok(report)
@@ -234,7 +237,7 @@ impl ChatRunner for WasmChatRunner {
         )
         .await;
         let created = settle(&store, &limits, outcome);
-        flush_stdio(&store);
+        flush_stdio(&mut store);
         let conversation = created?.map_err(RunError::Failed)?;
         Ok(Box::new(WasmChat {
             store,
@@ -258,11 +261,12 @@ struct WasmChat {
 #[async_trait]
 impl ChatHandle for WasmChat {
     async fn handle_message(&mut self, input: &str) -> Result<String, RunError> {
-        // Fuel is a per-turn budget: a long chat is not starved by the turns
-        // before it.
+        // Fuel and tool calls are per-turn budgets: a long chat is not
+        // starved by the turns before it.
         self.store
             .set_fuel(self.limits.fuel)
             .map_err(|e| RunError::Host(format!("setting fuel: {e:#}")))?;
+        self.store.data_mut().host.new_turn();
         let outcome = limits::guard(
             self.inst
                 .catpaw_runner_chat()
@@ -273,7 +277,7 @@ impl ChatHandle for WasmChat {
         )
         .await;
         let result = settle(&self.store, &self.limits, outcome);
-        flush_stdio(&self.store);
+        flush_stdio(&mut self.store);
         let answer = result?.map_err(RunError::Failed)?;
         charge_reply(&mut self.store, &answer, "the answer")?;
         Ok(answer)

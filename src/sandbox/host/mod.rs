@@ -15,9 +15,10 @@ use std::sync::Arc;
 use tracing::Instrument;
 
 use super::bindings::host;
+use super::limits::{BudgetExceeded, SessionLimits};
 use super::store::SessionState;
 use crate::audit::{AuditLog, AuditRecord};
-use crate::runner::{SessionInfo, StreamSink};
+use crate::runner::{Budget, SessionInfo, StreamSink};
 use crate::shell::ShellLimits;
 
 /// Process-wide services the imports use, shared by every session.
@@ -40,22 +41,79 @@ pub(crate) struct HostContext {
     pub(crate) services: Arc<HostServices>,
     /// Output budget state.
     pub(crate) stream: stream::StreamState,
+    /// Tool calls and shell requests made in this run or chat turn.
+    calls: u64,
+    max_calls: u64,
+    /// Guest log budget of this run or chat turn.
+    log: log::LogState,
 }
 
 impl HostContext {
-    /// Context for one session; `max_output` is its output budget in bytes.
+    /// Context for one session under `limits`.
     pub(crate) fn new(
         info: SessionInfo,
         sink: Arc<dyn StreamSink>,
         services: Arc<HostServices>,
-        max_output: u64,
+        limits: &SessionLimits,
+        log_cap: usize,
     ) -> Self {
         HostContext {
             info,
             sink,
             services,
-            stream: stream::StreamState::new(max_output),
+            stream: stream::StreamState::new(limits.max_output),
+            calls: 0,
+            max_calls: limits.max_tool_calls,
+            log: log::LogState::new(log_cap),
         }
+    }
+
+    /// A new chat turn gets the full call budget again (like fuel).
+    pub(crate) fn new_turn(&mut self) {
+        self.calls = 0;
+    }
+
+    /// Ends a run or turn's log budget, reporting lines dropped past it.
+    pub(crate) fn end_of_run(&mut self) {
+        let dropped = self.log.reset();
+        if dropped > 0 {
+            tracing::warn!(target: "guest", session_id = %self.info.session_id,
+                dropped_lines = dropped, "guest log lines past the cap were dropped");
+        }
+    }
+
+    /// Counts one tool call or shell request. Past the budget the call is
+    /// refused, audited as such, and the session ends with
+    /// `resource_exhausted`: a guest looping on cheap host calls would
+    /// otherwise fill the audit log and the disk under it.
+    fn charge_call(&mut self, kind: &str, name: &str) -> Result<(), BudgetExceeded> {
+        self.calls += 1;
+        if self.calls <= self.max_calls {
+            return Ok(());
+        }
+        let detail = format!(
+            "made more than {} tool calls and shell requests in one {}",
+            self.max_calls,
+            if self.info.session_type == "chat" {
+                "turn"
+            } else {
+                "run"
+            }
+        );
+        let name = crate::util::truncate_utf8(name, 1024);
+        self.audit(
+            kind,
+            name,
+            "",
+            std::time::Instant::now(),
+            "refused",
+            &detail,
+        );
+        tracing::warn!(session_id = %self.info.session_id, %detail, "tool call budget exhausted");
+        Err(BudgetExceeded {
+            budget: Budget::Calls,
+            detail,
+        })
     }
 
     /// Span every host call of this session runs in.
@@ -123,6 +181,7 @@ impl host::Host for SessionState {
         name: String,
         args_json: String,
     ) -> wasmtime::Result<Result<String, String>> {
+        self.host.charge_call("tool", &name)?;
         let span = self.host.span("call-tool");
         Ok(tools::call(&self.host, name, args_json)
             .instrument(span)
@@ -134,6 +193,7 @@ impl host::Host for SessionState {
         command: String,
         timeout_ms: u32,
     ) -> wasmtime::Result<Result<host::ShellOutput, host::ShellError>> {
+        self.host.charge_call("shell", &command)?;
         let span = self.host.span("request-shell");
         Ok(shell::request(&self.host, command, timeout_ms)
             .instrument(span)
@@ -141,7 +201,7 @@ impl host::Host for SessionState {
     }
 
     async fn log(&mut self, level: host::Level, message: String) -> wasmtime::Result<()> {
-        log::log(&self.host, level, &message);
+        log::log(&mut self.host, level, &message);
         Ok(())
     }
 }
