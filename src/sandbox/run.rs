@@ -98,6 +98,22 @@ fn instantiate_error(e: wasmtime::Error, limits: &SessionLimits) -> RunError {
     limits::classify(&e, limits.fuel, None)
 }
 
+/// Longest error text a guest may hand back (it goes to the server as
+/// `session_error.error` or as a chat error turn).
+const MAX_FAILURE_TEXT: usize = 4096;
+
+/// The guest's own error, cut to [`MAX_FAILURE_TEXT`] with a marker.
+fn guest_failure(msg: String) -> RunError {
+    if msg.len() <= MAX_FAILURE_TEXT {
+        return RunError::Failed(msg);
+    }
+    let kept = crate::util::truncate_utf8(&msg, MAX_FAILURE_TEXT);
+    RunError::Failed(format!(
+        "{kept}… [truncated: the runner's error was {} bytes]",
+        msg.len()
+    ))
+}
+
 /// Counts a report or chat answer against the session's output budget.
 fn charge_reply(store: &mut Store<SessionState>, text: &str, what: &str) -> Result<(), RunError> {
     store
@@ -175,7 +191,7 @@ impl DiagnoseRunner for WasmDiagnoseRunner {
         .await;
         let result = settle(&store, limits, outcome);
         flush_stdio(&mut store);
-        let report = result?.map_err(RunError::Failed)?;
+        let report = result?.map_err(guest_failure)?;
         charge_reply(&mut store, &report, "the report")?;
         Ok(report)
     }
@@ -238,7 +254,7 @@ impl ChatRunner for WasmChatRunner {
         .await;
         let created = settle(&store, &limits, outcome);
         flush_stdio(&mut store);
-        let conversation = created?.map_err(RunError::Failed)?;
+        let conversation = created?.map_err(guest_failure)?;
         Ok(Box::new(WasmChat {
             store,
             inst,
@@ -278,7 +294,7 @@ impl ChatHandle for WasmChat {
         .await;
         let result = settle(&self.store, &self.limits, outcome);
         flush_stdio(&mut self.store);
-        let answer = result?.map_err(RunError::Failed)?;
+        let answer = result?.map_err(guest_failure)?;
         charge_reply(&mut self.store, &answer, "the answer")?;
         Ok(answer)
     }
@@ -286,7 +302,20 @@ impl ChatHandle for WasmChat {
 
 #[cfg(test)]
 mod tests {
-    use super::last_lines;
+    use super::*;
+
+    #[test]
+    fn a_long_guest_error_is_cut_with_a_marker() {
+        let short = guest_failure("disk probe failed".into());
+        assert!(matches!(short, RunError::Failed(ref m) if m == "disk probe failed"));
+        match guest_failure("é".repeat(10_000)) {
+            RunError::Failed(m) => {
+                assert!(m.len() < MAX_FAILURE_TEXT + 64, "{}", m.len());
+                assert!(m.ends_with("[truncated: the runner's error was 20000 bytes]"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[test]
     fn last_lines_keeps_the_tail() {
