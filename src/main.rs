@@ -25,8 +25,39 @@ struct Cli {
     /// Runner component that replaces the built-in ones.
     #[arg(long, global = true)]
     runner: Option<PathBuf>,
+    /// Sandbox limits for `run` (the default) and `session`.
+    #[command(flatten)]
+    limits: LimitArgs,
     #[command(subcommand)]
     command: Option<Command>,
+}
+
+/// Sandbox limits that override the config's `[sandbox]` values.
+#[derive(Debug, Default, clap::Args)]
+struct LimitArgs {
+    /// Fuel per run / chat turn (overrides the config).
+    #[arg(long, global = true, value_parser = clap::value_parser!(u64).range(1..))]
+    fuel: Option<u64>,
+    /// Linear-memory cap, e.g. 64MiB (overrides the config).
+    #[arg(long, global = true, value_parser = parse_size_arg)]
+    max_memory: Option<u64>,
+    /// Wall-clock limit per run / chat turn, e.g. 30s (overrides the config).
+    #[arg(long, global = true, value_parser = parse_duration_arg)]
+    timeout: Option<std::time::Duration>,
+}
+
+impl LimitArgs {
+    fn is_empty(&self) -> bool {
+        self.fuel.is_none() && self.max_memory.is_none() && self.timeout.is_none()
+    }
+
+    fn overrides(&self) -> LimitOverrides {
+        LimitOverrides {
+            fuel: self.fuel,
+            max_memory: self.max_memory,
+            timeout: self.timeout,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -64,15 +95,6 @@ struct SessionArgs {
     /// Let the runner run shell commands.
     #[arg(long)]
     allow_shell: bool,
-    /// Fuel per run / chat turn (overrides the config).
-    #[arg(long)]
-    fuel: Option<u64>,
-    /// Linear-memory cap, e.g. 64MiB (overrides the config).
-    #[arg(long, value_parser = parse_size_arg)]
-    max_memory: Option<u64>,
-    /// Wall-clock limit per run / chat turn, e.g. 30s (overrides the config).
-    #[arg(long, value_parser = parse_duration_arg)]
-    timeout: Option<std::time::Duration>,
     /// Print the session_output / session_error payloads as JSON lines.
     #[arg(long)]
     json: bool,
@@ -135,11 +157,7 @@ fn init_logging(cfg: Option<&Config>) {
 
 async fn session(cli: &Cli, args: &SessionArgs) -> anyhow::Result<ExitCode> {
     let cfg = Config::load(cli.config.as_deref())?;
-    let overrides = LimitOverrides {
-        fuel: args.fuel,
-        max_memory: args.max_memory,
-        timeout: args.timeout,
-    };
+    let overrides = cli.limits.overrides();
     let setup = setup::build(&cfg, cli.runner.as_deref(), &overrides, 1)?;
     let outcome = run_local(
         setup.runners.clone(),
@@ -192,7 +210,7 @@ async fn run_agent(cli: &Cli) -> anyhow::Result<ExitCode> {
     let setup = setup::build(
         &cfg,
         cli.runner.as_deref(),
-        &LimitOverrides::default(),
+        &cli.limits.overrides(),
         cfg.sandbox.max_concurrent_sessions as u32,
     )?;
     let agent = Agent::new(&cfg, setup.runners.clone(), AgentOptions::default())?;
@@ -287,6 +305,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if !cli.limits.is_empty() && matches!(cli.command, Some(Command::Demo | Command::Alert(_))) {
+        eprintln!(
+            "catpaw-agent: --fuel, --max-memory and --timeout apply to the agent (`run`) and to `session`"
+        );
+        return ExitCode::from(2);
+    }
     let result = rt.block_on(async {
         match &cli.command {
             Some(Command::Session(args)) => session(&cli, args).await,

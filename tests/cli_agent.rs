@@ -159,6 +159,40 @@ async fn a_closed_log_stream_does_not_stop_the_agent() {
     terminate_cleanly(agent, &mut c).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn command_line_limits_override_the_config_for_the_agent() {
+    let mut server = TestServer::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = server_config(dir.path(), &server, "t", "[sandbox]\nfuel = 1000000000\n");
+    let agent = bin()
+        .arg("--config")
+        .arg(&config)
+        .args(["run", "--fuel", "1000"])
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn agent");
+    let (mut c, _) = server.accept_registered().await;
+    assert!(
+        c.start_session("s", "inspect", json!({"plugin": "cpu"}))
+            .await
+            .ok
+    );
+    let msgs = c.session_until_done("s").await;
+    let err = msgs
+        .iter()
+        .find(|e| e.msg_type == "session_error")
+        .and_then(|e| e.payload.clone())
+        .expect("the 1000-unit budget ends the session");
+    assert_eq!(err["code"], "resource_exhausted");
+    assert!(
+        err["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("1000 fuel")),
+        "{err}"
+    );
+    terminate_cleanly(agent, &mut c).await;
+}
+
 #[test]
 fn a_bad_config_names_the_file_and_the_field() {
     let dir = tempfile::tempdir().expect("tempdir");
