@@ -677,6 +677,14 @@ async fn collect_alerts(conn: &mut Conn, n: usize) -> (Vec<Value>, usize) {
 // §1 Endpoint and handshake
 // ---------------------------------------------------------------------------
 
+/// A server, an agent on the default config, and its registered connection.
+async fn registered() -> (Server, Agent, Conn) {
+    let mut server = Server::start().await;
+    let agent = Agent::start(&Cfg::new(&server));
+    let conn = server.accept_registered().await;
+    (server, agent, conn)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upgrade_path_headers_and_stable_agent_id() {
     let mut server = Server::start().await;
@@ -919,9 +927,7 @@ async fn no_ack_within_10s_fails_attempt() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_start_invalid_payload() {
-    let mut server = Server::start().await;
-    let _agent = Agent::start(&Cfg::new(&server));
-    let mut conn = server.accept_registered().await;
+    let (_server, _agent, mut conn) = registered().await;
 
     let bad_payloads = [
         None,                                                      // missing
@@ -948,9 +954,7 @@ async fn session_start_invalid_payload() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_start_missing_session_id() {
-    let mut server = Server::start().await;
-    let _agent = Agent::start(&Cfg::new(&server));
-    let mut conn = server.accept_registered().await;
+    let (_server, _agent, mut conn) = registered().await;
 
     let id = conn
         .start_session("", "inspect", json!({"plugin": "mem"}))
@@ -964,9 +968,7 @@ async fn session_start_missing_session_id() {
 /// gets "missing session_id", not "invalid payload". That reading is tested here.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_start_without_session_id_key() {
-    let mut server = Server::start().await;
-    let _agent = Agent::start(&Cfg::new(&server));
-    let mut conn = server.accept_registered().await;
+    let (_server, _agent, mut conn) = registered().await;
 
     let id = new_id();
     conn.send(json!({"type": "session_start", "id": id,
@@ -978,9 +980,7 @@ async fn session_start_without_session_id_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_start_duplicate_session_id() {
-    let mut server = Server::start().await;
-    let _agent = Agent::start(&Cfg::new(&server));
-    let mut conn = server.accept_registered().await;
+    let (_server, _agent, mut conn) = registered().await;
 
     conn.start_ok("c1", "chat", json!({})).await;
     let id = conn.start_session("c1", "chat", json!({})).await;
@@ -1065,9 +1065,7 @@ async fn dropped_connection_releases_session_slot() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inspect_without_plugin_reports_missing_plugin() {
-    let mut server = Server::start().await;
-    let _agent = Agent::start(&Cfg::new(&server));
-    let mut conn = server.accept_registered().await;
+    let (_server, _agent, mut conn) = registered().await;
 
     conn.start_ok("s1", "inspect", json!({})).await;
     let msgs = conn.until_done("s1").await;
@@ -1086,9 +1084,7 @@ async fn inspect_without_plugin_reports_missing_plugin() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_session_type_reports_invalid_type() {
-    let mut server = Server::start().await;
-    let _agent = Agent::start(&Cfg::new(&server));
-    let mut conn = server.accept_registered().await;
+    let (_server, _agent, mut conn) = registered().await;
 
     conn.start_ok("s1", "bogus", json!({})).await;
     let msgs = conn.until_done("s1").await;
@@ -1127,9 +1123,7 @@ async fn check_report_session(conn: &mut Conn, sid: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inspect_mem_streams_then_reports() {
-    let mut server = Server::start().await;
-    let _agent = Agent::start(&Cfg::new(&server));
-    let mut conn = server.accept_registered().await;
+    let (_server, _agent, mut conn) = registered().await;
     conn.start_ok("s1", "inspect", json!({"plugin": "mem"}))
         .await;
     check_report_session(&mut conn, "s1").await;
@@ -1137,9 +1131,7 @@ async fn inspect_mem_streams_then_reports() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn diagnose_streams_then_reports() {
-    let mut server = Server::start().await;
-    let _agent = Agent::start(&Cfg::new(&server));
-    let mut conn = server.accept_registered().await;
+    let (_server, _agent, mut conn) = registered().await;
     conn.start_ok("d1", "diagnose", json!({"descriptions": "load is high"}))
         .await;
     check_report_session(&mut conn, "d1").await;
@@ -1151,9 +1143,7 @@ async fn diagnose_streams_then_reports() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_turns_and_cancel() {
-    let mut server = Server::start().await;
-    let _agent = Agent::start(&Cfg::new(&server));
-    let mut conn = server.accept_registered().await;
+    let (_server, _agent, mut conn) = registered().await;
 
     conn.start_ok("c1", "chat", json!({"message": "help"}))
         .await;
@@ -1183,9 +1173,7 @@ async fn chat_turns_and_cancel() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_input_for_unknown_or_non_chat_is_ignored() {
-    let mut server = Server::start().await;
-    let _agent = Agent::start(&Cfg::new(&server));
-    let mut conn = server.accept_registered().await;
+    let (_server, _agent, mut conn) = registered().await;
 
     conn.send(json!({"type": "session_input", "id": new_id(),
                      "payload": {"session_id": "nope", "message": "help"}}))
@@ -1215,9 +1203,7 @@ async fn session_input_for_unknown_or_non_chat_is_ignored() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_frames_are_ignored() {
-    let mut server = Server::start().await;
-    let _agent = Agent::start(&Cfg::new(&server));
-    let mut conn = server.accept_registered().await;
+    let (mut server, _agent, mut conn) = registered().await;
 
     let garbage = [
         Message::text("this is not json"),
@@ -1267,9 +1253,7 @@ async fn garbage_frames_are_ignored() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frame_just_under_1mib_is_accepted() {
-    let mut server = Server::start().await;
-    let _agent = Agent::start(&Cfg::new(&server));
-    let mut conn = server.accept_registered().await;
+    let (_server, _agent, mut conn) = registered().await;
 
     let mut ping = json!({"type": "ping", "id": new_id(), "payload": {"pad": ""}});
     let base = ping.to_string().len();
@@ -1282,9 +1266,7 @@ async fn frame_just_under_1mib_is_accepted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frame_over_1mib_closes_connection_not_process() {
-    let mut server = Server::start().await;
-    let mut agent = Agent::start(&Cfg::new(&server));
-    let mut conn = server.accept_registered().await;
+    let (mut server, mut agent, mut conn) = registered().await;
 
     let mut big = json!({"type": "ping", "id": new_id(), "payload": {"pad": ""}});
     big["payload"]["pad"] = Value::String("x".repeat(1024 * 1024 + 4096));
@@ -1308,9 +1290,7 @@ async fn frame_over_1mib_closes_connection_not_process() {
 // ---------------------------------------------------------------------------
 
 async fn disconnect_case(retry_after: u64, nominal: f64) {
-    let mut server = Server::start().await;
-    let _agent = Agent::start(&Cfg::new(&server));
-    let mut conn = server.accept_registered().await;
+    let (mut server, _agent, mut conn) = registered().await;
 
     conn.send(json!({"type": "disconnect", "id": new_id(),
                      "payload": {"reason": "maintenance", "retry_after_sec": retry_after}}))
@@ -1407,9 +1387,7 @@ fn check_alert_event(e: &Value, sent: &Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alert_events_fifo_and_optional_fields() {
-    let mut server = Server::start().await;
-    let agent = Agent::start(&Cfg::new(&server));
-    let mut conn = server.accept_registered().await;
+    let (_server, agent, mut conn) = registered().await;
 
     let mut sent = vec![
         alert_event("k1", 1_700_000_001),
@@ -1485,9 +1463,7 @@ async fn alerts_buffered_while_disconnected_oldest_overwritten() {
 /// message per batch". 150 events pushed while disconnected arrive as 100 + 50.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alert_batches_hold_at_most_100_events() {
-    let mut server = Server::start().await;
-    let agent = Agent::start(&Cfg::new(&server));
-    let mut conn = server.accept_registered().await;
+    let (mut server, agent, mut conn) = registered().await;
     conn.send(json!({"type": "disconnect", "id": new_id(),
                      "payload": {"reason": "maintenance", "retry_after_sec": 3}}))
         .await;
@@ -1537,9 +1513,7 @@ async fn alert_batches_hold_at_most_100_events() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heartbeat_every_30s() {
-    let mut server = Server::start().await;
-    let _agent = Agent::start(&Cfg::new(&server));
-    let mut conn = server.accept_registered().await;
+    let (_server, _agent, mut conn) = registered().await;
     conn.start_ok("c1", "chat", json!({})).await;
     conn.skip_heartbeats = false;
 
@@ -1570,9 +1544,7 @@ async fn heartbeat_every_30s() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_ends_sessions_then_closes_normally() {
-    let mut server = Server::start().await;
-    let mut agent = Agent::start(&Cfg::new(&server));
-    let mut conn = server.accept_registered().await;
+    let (_server, mut agent, mut conn) = registered().await;
     conn.start_ok("c1", "chat", json!({"message": "help"}))
         .await;
     expect_chat_answer(&mut conn, "c1").await;
