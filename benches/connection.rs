@@ -123,15 +123,12 @@ fn pct(sorted: &[Duration], p: f64) -> Duration {
 
 #[tokio::main]
 async fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
     let Sizes {
         deltas,
         rounds,
         ack_samples,
-    } = if std::env::args().any(|a| a == "--bench") {
-        FULL
-    } else {
-        SMOKE
-    };
+    } = if full { FULL } else { SMOKE };
     let guest =
         std::path::Path::new(catpaw_agent::embedded::GUEST_DIR).join("catpaw_bench_guest.wasm");
     let sandbox = Sandbox::new(SandboxOptions {
@@ -203,7 +200,7 @@ async fn main() {
     stop.cancel();
     lat.sort();
 
-    if ack_samples == SMOKE.ack_samples {
+    if !full {
         println!("(smoke run with small counts; `cargo bench --bench connection` measures)\n");
     }
     println!("## Connection (loopback server, one run)\n");

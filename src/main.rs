@@ -280,6 +280,12 @@ async fn demo() -> anyhow::Result<ExitCode> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !cli.limits.is_empty() && matches!(cli.command, Some(Command::Demo | Command::Alert(_))) {
+        eprintln!(
+            "catpaw-agent: --fuel, --max-memory and --timeout apply to the agent (`run`) and to `session`"
+        );
+        return ExitCode::from(2);
+    }
     // The agent logs at the config's level; the harness and demo log
     // warnings only so their transcript stays readable. RUST_LOG overrides.
     let agent_mode = matches!(cli.command, None | Some(Command::Run));
@@ -305,12 +311,6 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if !cli.limits.is_empty() && matches!(cli.command, Some(Command::Demo | Command::Alert(_))) {
-        eprintln!(
-            "catpaw-agent: --fuel, --max-memory and --timeout apply to the agent (`run`) and to `session`"
-        );
-        return ExitCode::from(2);
-    }
     let result = rt.block_on(async {
         match &cli.command {
             Some(Command::Session(args)) => session(&cli, args).await,

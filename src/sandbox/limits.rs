@@ -68,12 +68,21 @@ impl Default for SessionLimits {
 }
 
 /// Raised (as a trap) by host code when a guest breaks a budget the host
-/// enforces itself: memory growth, table growth, output bytes.
+/// enforces itself: memory growth, table growth, output bytes, tool calls.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{budget} budget exhausted: {detail}")]
 pub(crate) struct BudgetExceeded {
     pub(crate) budget: Budget,
     pub(crate) detail: String,
+}
+
+impl From<BudgetExceeded> for RunError {
+    fn from(b: BudgetExceeded) -> Self {
+        RunError::ResourceExhausted {
+            budget: b.budget,
+            detail: b.detail,
+        }
+    }
 }
 
 /// How a guarded guest call ended.
@@ -106,10 +115,7 @@ pub(crate) async fn guard<T>(
 /// (a Rust panic message lands there before the trap).
 pub(crate) fn classify(err: &wasmtime::Error, fuel: u64, stderr_tail: Option<&str>) -> RunError {
     if let Some(b) = err.downcast_ref::<BudgetExceeded>() {
-        return RunError::ResourceExhausted {
-            budget: b.budget,
-            detail: b.detail.clone(),
-        };
+        return b.clone().into();
     }
     let with_tail = |msg: String| match stderr_tail {
         Some(t) if !t.trim().is_empty() => format!("{msg} (guest stderr: {})", t.trim()),

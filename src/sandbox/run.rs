@@ -116,15 +116,11 @@ fn guest_failure(msg: String) -> RunError {
 
 /// Counts a report or chat answer against the session's output budget.
 fn charge_reply(store: &mut Store<SessionState>, text: &str, what: &str) -> Result<(), RunError> {
-    store
+    Ok(store
         .data_mut()
         .host
         .stream
-        .charge(text.len() as u64, what)
-        .map_err(|b| RunError::ResourceExhausted {
-            budget: b.budget,
-            detail: b.detail,
-        })
+        .charge(text.len() as u64, what)?)
 }
 
 fn last_lines(text: &str, n: usize) -> &str {

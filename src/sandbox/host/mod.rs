@@ -21,6 +21,13 @@ use crate::audit::{AuditLog, AuditRecord};
 use crate::runner::{Budget, SessionInfo, StreamSink};
 use crate::shell::ShellLimits;
 
+/// Longest text kept per guest-supplied audit field.
+const AUDIT_FIELD_MAX: usize = 1024;
+
+fn cut(s: &str) -> &str {
+    crate::util::truncate_utf8(s, AUDIT_FIELD_MAX)
+}
+
 /// Process-wide services the imports use, shared by every session.
 #[derive(Debug, Clone, Default)]
 pub struct HostServices {
@@ -100,7 +107,6 @@ impl HostContext {
                 "run"
             }
         );
-        let name = crate::util::truncate_utf8(name, 1024);
         self.audit(
             kind,
             name,
@@ -121,7 +127,9 @@ impl HostContext {
         tracing::debug_span!("host", call, session_id = %self.info.session_id)
     }
 
-    /// Appends one audit record for this session.
+    /// Appends one audit record for this session. Guest-supplied text (tool
+    /// name or command, args, error detail) is cut to [`AUDIT_FIELD_MAX`]
+    /// bytes per field and secrets are masked.
     fn audit(
         &self,
         kind: &str,
@@ -140,11 +148,11 @@ impl HostContext {
             session_type: self.info.session_type.clone(),
             user: self.info.user_name.clone(),
             kind: kind.to_string(),
-            name: crate::tools::mask_secrets(name),
-            args: crate::tools::mask_secrets(args),
+            name: crate::tools::mask_secrets(cut(name)),
+            args: crate::tools::mask_secrets(cut(args)),
             duration_ms: AuditRecord::millis(started.elapsed()),
             outcome: outcome.to_string(),
-            detail: crate::tools::mask_secrets(detail),
+            detail: crate::tools::mask_secrets(cut(detail)),
         });
     }
 }

@@ -39,17 +39,16 @@ pub(crate) async fn call(ctx: &HostContext, name: String, args: String) -> Resul
             }
         }
     };
-    let args_logged = crate::util::truncate_utf8(&args, 1024);
     match &result {
         Ok(out) => ctx.audit(
             "tool",
             &name,
-            args_logged,
+            &args,
             started,
             "ok",
             &format!("{} bytes", out.len()),
         ),
-        Err(e) => ctx.audit("tool", &name, args_logged, started, "error", e),
+        Err(e) => ctx.audit("tool", &name, &args, started, "error", e),
     }
     result
 }
