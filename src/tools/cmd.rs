@@ -121,9 +121,11 @@ pub(crate) fn run(
         .lines()
         .find(|l| !l.trim().is_empty())
         .unwrap_or("no output");
+    // Masked before the cut (the dispatcher masks errors too, but after a
+    // cut a secret may no longer be recognisable).
     Err(format!(
         "{cmd} failed ({status}): {}",
-        crate::util::truncate_utf8(why.trim(), 300)
+        crate::util::truncate_utf8(&super::mask::mask_secrets(why.trim()), 300)
     ))
 }
 

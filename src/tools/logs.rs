@@ -89,6 +89,8 @@ pub(crate) fn kernel_log(args: &Args) -> Result<Value, String> {
             Err(dmesg_err) => return Err(format!("{kmsg_err} and {dmesg_err}")),
         },
     };
+    // Masked before the cut, as in top_processes: the dispatcher's own
+    // masking comes too late for a secret the cut has made unrecognisable.
     let lines: Vec<String> = lines
         .iter()
         .map(|l| crate::util::truncate_utf8(&mask_secrets(l), MAX_LINE).to_string())

@@ -43,7 +43,9 @@ fn cmdline_of(pid: u64) -> Option<String> {
         .filter(|s| !s.is_empty())
         .collect::<Vec<_>>()
         .join(" ");
-    // Mask before cutting, so a cut cannot separate a key from its value.
+    // Masked here, before the cut, although the dispatcher masks every
+    // output: cut first, a secret may no longer be recognisable (a JWT or
+    // an AWS key id cut short) and its prefix would go out.
     Some(mask_secrets(&text).chars().take(MAX_CMDLINE).collect())
 }
 

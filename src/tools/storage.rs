@@ -122,7 +122,7 @@ fn statvfs(path: &str) -> Option<Usage> {
 }
 
 /// What statvfs gave for one mount.
-enum Stat {
+pub(crate) enum Stat {
     Done(Option<Usage>),
     TimedOut,
 }
@@ -151,14 +151,19 @@ fn stat_mount(m: &MountEntry) -> Stat {
 }
 
 pub(crate) fn disk_usage(_args: &Args) -> Result<Value, String> {
+    Ok(disk_usage_from(&read("/proc/self/mounts")?, stat_mount))
+}
+
+/// disk_usage over a mount table's text, asking `stat` for the figures.
+pub(crate) fn disk_usage_from(mounts: &str, stat: impl Fn(&MountEntry) -> Stat) -> Value {
     let mut seen = BTreeSet::new();
     let mut rows = Vec::new();
     let mut unresponsive = Vec::new();
-    for m in parse_mounts(&read("/proc/self/mounts")?) {
+    for m in parse_mounts(mounts) {
         if is_pseudo_fs(&m.fs_type) || !seen.insert((m.device.clone(), m.mount_point.clone())) {
             continue;
         }
-        let u = match stat_mount(&m) {
+        let u = match stat(&m) {
             Stat::Done(Some(u)) if u.total > 0 => u,
             Stat::Done(_) => continue,
             Stat::TimedOut => {
@@ -183,11 +188,16 @@ pub(crate) fn disk_usage(_args: &Args) -> Result<Value, String> {
     if !unresponsive.is_empty() {
         out["unresponsive"] = json!(unresponsive);
     }
-    Ok(out)
+    out
 }
 
 pub(crate) fn mounts(_args: &Args) -> Result<Value, String> {
-    let rows: Vec<Value> = parse_mounts(&read("/proc/self/mounts")?)
+    Ok(mounts_from(&read("/proc/self/mounts")?))
+}
+
+/// mounts over a mount table's text.
+pub(crate) fn mounts_from(text: &str) -> Value {
+    let rows: Vec<Value> = parse_mounts(text)
         .into_iter()
         .map(|m| {
             json!({
@@ -199,7 +209,7 @@ pub(crate) fn mounts(_args: &Args) -> Result<Value, String> {
             })
         })
         .collect();
-    Ok(json!({ "mounts": rows }))
+    json!({ "mounts": rows })
 }
 
 #[cfg(test)]
