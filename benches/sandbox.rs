@@ -175,6 +175,7 @@ fn info() -> SessionInfo {
         session_type: "inspect".into(),
         user_name: "bench".into(),
         allow_shell: false,
+        key_id: None,
     }
 }
 

@@ -27,6 +27,8 @@ pub struct AgentOptions {
     pub timings: Timings,
     /// Reconnect waits.
     pub backoff: BackoffPolicy,
+    /// Where session lifecycle records go (the setup's audit log).
+    pub audit: Option<crate::audit::AuditLog>,
 }
 
 impl Agent {
@@ -45,6 +47,11 @@ impl Agent {
             runners,
             cfg.sandbox.max_concurrent_sessions,
             cfg.sandbox.allow_remote_shell,
+        )
+        .with_audit(opts.audit.clone())
+        .with_signing(
+            crate::signing::Verifier::new(cfg.server.signing.clone()),
+            agent_id.to_string(),
         );
         Ok(Agent {
             ctx: ConnContext {

@@ -17,8 +17,13 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::signing::{self, SigningConfig};
+
 /// Default config file location.
 pub const DEFAULT_PATH: &str = "conf.d/config.toml";
+
+/// Largest accepted `[server.signing] max_skew`, in seconds (one day).
+const MAX_SIGNING_SKEW_SECS: u64 = 24 * 3600;
 
 /// A configuration problem, naming the file and the field.
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +107,8 @@ pub struct Config {
     pub sandbox: SandboxConfig,
     /// `[log]`.
     pub log: LogConfig,
+    /// `[audit]`.
+    pub audit: crate::audit::AuditOptions,
     /// The file it came from (for messages), if any.
     pub source: Option<PathBuf>,
 }
@@ -125,6 +132,8 @@ pub struct ServerConfig {
     pub tls_key: Option<PathBuf>,
     /// Alert ring buffer capacity.
     pub alert_buffer_size: usize,
+    /// `[server.signing]`: pinned keys for signed sessions (PROTOCOL §9).
+    pub signing: SigningConfig,
 }
 
 /// `[sandbox]`.
@@ -134,6 +143,9 @@ pub struct SandboxConfig {
     pub max_concurrent_sessions: usize,
     /// Whether a remote session may ever get a shell.
     pub allow_remote_shell: bool,
+    /// Unprivileged user that granted shell commands run as; required when
+    /// remote shells are allowed and the agent runs as root.
+    pub shell_user: Option<String>,
     /// Runner for all session types.
     pub runner: Option<PathBuf>,
     /// Runner for inspect and diagnose.
@@ -159,6 +171,7 @@ impl Default for SandboxConfig {
         SandboxConfig {
             max_concurrent_sessions: 3,
             allow_remote_shell: false,
+            shell_user: None,
             runner: None,
             diagnose_runner: None,
             chat_runner: None,
@@ -239,6 +252,16 @@ struct RawConfig {
     sandbox: RawSandbox,
     #[serde(default)]
     log: RawLog,
+    #[serde(default)]
+    audit: RawAudit,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    max_size: Option<toml::Value>,
+    keep: Option<i64>,
+    append_only: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -252,6 +275,16 @@ struct RawServer {
     tls_cert: Option<String>,
     tls_key: Option<String>,
     alert_buffer_size: Option<i64>,
+    signing: Option<RawSigning>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSigning {
+    #[serde(default)]
+    keys: BTreeMap<String, String>,
+    require: Option<bool>,
+    max_skew: Option<toml::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -269,6 +302,7 @@ struct RawLimits {
 struct RawSandbox {
     max_concurrent_sessions: Option<i64>,
     allow_remote_shell: Option<bool>,
+    shell_user: Option<String>,
     runner: Option<String>,
     diagnose_runner: Option<String>,
     chat_runner: Option<String>,
@@ -448,6 +482,50 @@ impl Ctx<'_> {
         Ok(m)
     }
 
+    /// `[server.signing]` (PROTOCOL §9).
+    fn signing(&self, raw: RawSigning) -> Result<SigningConfig, ConfigError> {
+        let mut keys = BTreeMap::new();
+        for (id, text) in raw.keys {
+            let field = format!("[server.signing] keys.{id}");
+            // The id is matched against the payload's `key_id` and written
+            // to logs and the audit trail: keep it visible and one line.
+            if id.is_empty() || id.chars().any(char::is_control) {
+                return Err(self.err(
+                    &field,
+                    "a key id must be non-empty and free of control characters",
+                ));
+            }
+            let key = signing::parse_public_key(&text).map_err(|m| self.err(&field, m))?;
+            keys.insert(id, key);
+        }
+        let require = raw.require.unwrap_or(!keys.is_empty());
+        if require && keys.is_empty() {
+            return Err(self.err(
+                "[server.signing] require",
+                "is true but no keys are configured: add keys = { \"<id>\" = \"<base64 public key>\" } or set require = false",
+            ));
+        }
+        let field = "[server.signing] max_skew";
+        let max_skew = self.duration(field, raw.max_skew, signing::DEFAULT_MAX_SKEW)?;
+        // Timestamps are whole seconds; more than a day of skew would make
+        // the replay window (2 × max_skew) and its cache pointlessly large.
+        if max_skew.subsec_nanos() != 0 {
+            return Err(self.err(
+                field,
+                "must be a whole number of seconds, as timestamps are (e.g. \"300s\")",
+            ));
+        }
+        let secs = max_skew.as_secs();
+        if !(1..=MAX_SIGNING_SKEW_SECS).contains(&secs) {
+            return Err(self.err(field, format!("{secs}s is outside 1s..24h (e.g. \"300s\")")));
+        }
+        Ok(SigningConfig {
+            keys,
+            require,
+            max_skew,
+        })
+    }
+
     fn positive(&self, field: &str, d: Duration) -> Result<Duration, ConfigError> {
         if d.is_zero() {
             return Err(self.err(field, "must be greater than 0"));
@@ -503,6 +581,7 @@ impl Default for Config {
             },
             sandbox: SandboxConfig::default(),
             log: LogConfig::default(),
+            audit: default_audit(),
             source: None,
         }
     }
@@ -575,6 +654,7 @@ impl Config {
             tls_cert,
             tls_key,
             alert_buffer_size,
+            signing: cx.signing(s.signing.unwrap_or_default())?,
         };
 
         let sb = raw.sandbox;
@@ -608,9 +688,16 @@ impl Config {
                 d.limits.max_tool_calls,
             )?,
         };
+        let allow_remote_shell = sb.allow_remote_shell.unwrap_or(false);
+        let shell_user = sb.shell_user.filter(|u| !u.trim().is_empty());
+        // SAFETY: geteuid has no preconditions.
+        let is_root = unsafe { libc::geteuid() } == 0;
+        shell_user_rule(allow_remote_shell, shell_user.as_deref(), is_root)
+            .map_err(|m| cx.err("[sandbox] shell_user", m))?;
         let sandbox = SandboxConfig {
             max_concurrent_sessions,
-            allow_remote_shell: sb.allow_remote_shell.unwrap_or(false),
+            allow_remote_shell,
+            shell_user,
             runner: cx.path_of(sb.runner),
             diagnose_runner: cx.path_of(sb.diagnose_runner),
             chat_runner: cx.path_of(sb.chat_runner),
@@ -640,7 +727,26 @@ impl Config {
         if !["text", "json"].contains(&format.as_str()) {
             return Err(cx.err("[log] format", format!("{format:?} is not text or json")));
         }
+        let da = default_audit();
+        let max_size = cx.size("[audit] max_size", raw.audit.max_size, da.max_size)?;
+        if max_size < 64 * 1024 {
+            return Err(cx.err(
+                "[audit] max_size",
+                format!("{max_size} bytes is too small (at least 64KiB)"),
+            ));
+        }
+        let keep = match raw.audit.keep {
+            None => da.keep,
+            Some(n) if (1..=1000).contains(&n) => n as u32,
+            Some(n) => return Err(cx.err("[audit] keep", format!("{n} is outside 1..1000"))),
+        };
+        let audit = crate::audit::AuditOptions {
+            max_size,
+            keep,
+            append_only: raw.audit.append_only.unwrap_or(da.append_only),
+        };
         Ok(Config {
+            audit,
             state_dir: cx
                 .path_of(raw.state_dir)
                 .unwrap_or_else(|| cx.base.join("state.d")),
@@ -661,6 +767,36 @@ impl Config {
     /// `<state_dir>/agent_id`.
     pub fn agent_id_path(&self) -> PathBuf {
         self.state_dir.join("agent_id")
+    }
+}
+
+/// A root agent that grants remote shells must hand them to an
+/// unprivileged user: a root shell could rewrite the audit trail and the
+/// agent itself.
+fn shell_user_rule(
+    allow_remote_shell: bool,
+    user: Option<&str>,
+    is_root: bool,
+) -> Result<(), String> {
+    if allow_remote_shell && is_root && user.is_none() {
+        return Err(
+            "must name an unprivileged user when allow_remote_shell = true and the agent \
+                    runs as root (remote shell commands would otherwise run as root)"
+                .into(),
+        );
+    }
+    if user == Some("root") {
+        return Err("must not be root".into());
+    }
+    Ok(())
+}
+
+/// `[audit]` defaults: 64 MiB files, 5 rotated kept, append-only
+/// attribute on (it only takes effect when the agent runs as root).
+fn default_audit() -> crate::audit::AuditOptions {
+    crate::audit::AuditOptions {
+        append_only: true,
+        ..crate::audit::AuditOptions::default()
     }
 }
 
@@ -797,6 +933,38 @@ mod tests {
     }
 
     #[test]
+    fn a_root_agent_with_remote_shells_needs_a_shell_user() {
+        assert!(shell_user_rule(true, None, true).is_err());
+        assert!(shell_user_rule(true, Some("nobody"), true).is_ok());
+        assert!(shell_user_rule(true, None, false).is_ok());
+        assert!(shell_user_rule(false, None, true).is_ok());
+        assert!(shell_user_rule(true, Some("root"), true).is_err());
+        if unsafe { libc::geteuid() } == 0 {
+            let e =
+                parse("[sandbox]\nallow_remote_shell = true\n").expect_err("root needs shell_user");
+            assert!(e.to_string().contains("[sandbox] shell_user"), "{e}");
+        }
+        let c =
+            parse("[sandbox]\nallow_remote_shell = true\nshell_user = \"nobody\"\n").expect("ok");
+        assert_eq!(c.sandbox.shell_user.as_deref(), Some("nobody"));
+    }
+
+    #[test]
+    fn audit_rotation_settings() {
+        let c = parse("").expect("defaults");
+        assert_eq!(c.audit.max_size, 64 << 20);
+        assert_eq!(c.audit.keep, 5);
+        assert!(c.audit.append_only);
+        let c = parse("[audit]\nmax_size = \"1MiB\"\nkeep = 2\nappend_only = false\n").expect("ok");
+        assert_eq!(
+            (c.audit.max_size, c.audit.keep, c.audit.append_only),
+            (1 << 20, 2, false)
+        );
+        assert!(parse("[audit]\nkeep = 0\n").is_err());
+        assert!(parse("[audit]\nmax_size = 100\n").is_err());
+    }
+
+    #[test]
     fn env_values_are_expanded() {
         // SAFETY: test-only env mutation with a name unique to this test.
         unsafe { std::env::set_var("CATPAW_TEST_TOKEN_7731", "s3cret") };
@@ -806,6 +974,112 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("CATPAW_TEST_UNSET_7731"), "{e}");
+    }
+
+    #[test]
+    fn signing_section_defaults() {
+        let vector_key = "ebVWLo/mVPlAeLES6KmLp5AfhTrmlb7X4OORC60ElmQ=";
+        let keys = format!("keys = {{ \"ops-1\" = \"{vector_key}\" }}");
+        // (section body, require, max_skew seconds, key ids)
+        let cases = [
+            (String::new(), false, 300, vec![]),
+            (keys.clone(), true, 300, vec!["ops-1"]),
+            (
+                format!("{keys}\nrequire = false"),
+                false,
+                300,
+                vec!["ops-1"],
+            ),
+            (
+                format!("{keys}\nmax_skew = \"2m\""),
+                true,
+                120,
+                vec!["ops-1"],
+            ),
+            (format!("{keys}\nmax_skew = 60"), true, 60, vec!["ops-1"]),
+            ("max_skew = \"24h\"".into(), false, 86400, vec![]),
+        ];
+        for (body, require, skew, ids) in cases {
+            let c = parse(&format!("[server.signing]\n{body}")).expect(&body);
+            let s = &c.server.signing;
+            assert_eq!(s.require, require, "{body}");
+            assert_eq!(s.max_skew, Duration::from_secs(skew), "{body}");
+            assert_eq!(s.keys.keys().collect::<Vec<_>>(), ids, "{body}");
+        }
+        let c = parse(&format!("[server.signing]\n{keys}")).expect("ok");
+        assert_eq!(
+            c.server.signing.keys["ops-1"],
+            signing::parse_public_key(vector_key).expect("vector key")
+        );
+        assert_eq!(
+            parse("").expect("ok").server.signing,
+            SigningConfig::default()
+        );
+    }
+
+    #[test]
+    fn signing_section_errors_name_the_field() {
+        use base64::Engine as _;
+        let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let key = |v: &str| format!("keys = {{ \"ops-1\" = \"{v}\" }}");
+        let good = "ebVWLo/mVPlAeLES6KmLp5AfhTrmlb7X4OORC60ElmQ=";
+        // (section body, field named, words in the message)
+        let cases = [
+            (key("not base64!"), "[server.signing] keys.ops-1", "base64"),
+            (
+                key(good.trim_end_matches('=')),
+                "[server.signing] keys.ops-1",
+                "base64",
+            ),
+            (
+                key(&b64(&[9; 31])),
+                "[server.signing] keys.ops-1",
+                "31 bytes",
+            ),
+            (key(&b64(&identity)), "[server.signing] keys.ops-1", "weak"),
+            (
+                format!("keys = {{ \"\" = \"{good}\" }}"),
+                "[server.signing] keys.",
+                "non-empty",
+            ),
+            (
+                "require = true".into(),
+                "[server.signing] require",
+                "no keys",
+            ),
+            (
+                format!("{}\nmax_skew = \"0s\"", key(good)),
+                "[server.signing] max_skew",
+                "1s..24h",
+            ),
+            (
+                format!("{}\nmax_skew = \"25h\"", key(good)),
+                "[server.signing] max_skew",
+                "1s..24h",
+            ),
+            (
+                format!("{}\nmax_skew = \"1500ms\"", key(good)),
+                "[server.signing] max_skew",
+                "whole number",
+            ),
+            (
+                format!("{}\nmax_skew = \"soon\"", key(good)),
+                "[server.signing] max_skew",
+                "soon",
+            ),
+            ("bogus = 1".into(), "", "bogus"),
+        ];
+        for (body, field, words) in cases {
+            let e = parse(&format!("[server.signing]\n{body}"))
+                .expect_err(&body)
+                .to_string();
+            assert!(
+                e.contains("config.toml") && e.contains(field) && e.contains(words),
+                "{body}: {e}"
+            );
+        }
     }
 
     #[test]

@@ -270,7 +270,7 @@ fn handle_text(ctx: &ConnContext, text: &str, out: &mpsc::Sender<SessionEvent>) 
             Inbound::Disconnect(d.retry_after_sec)
         }
         proto::MSG_SESSION_START => {
-            let ack = match ctx.table.start(env.payload.as_ref(), out.clone()) {
+            let ack = match ctx.table.start(env.payload.as_ref(), text, out.clone()) {
                 Ok(id) => {
                     tracing::info!(session_id = %id, "session accepted");
                     AckPayload {
@@ -295,6 +295,11 @@ fn handle_text(ctx: &ConnContext, text: &str, out: &mpsc::Sender<SessionEvent>) 
                 tracing::warn!("ignoring session_input without a valid payload");
                 return Inbound::Continue;
             };
+            if let Err(e) = ctx.table.check_input(text) {
+                tracing::warn!(session_id = %crate::util::escape_control(&p.session_id), error = %e,
+                    "dropping session_input that failed its signature check");
+                return Inbound::Continue;
+            }
             match ctx.table.input(&p.session_id, p.message) {
                 InputOutcome::Queued => {
                     tracing::debug!(session_id = %p.session_id, "chat input queued")

@@ -51,7 +51,14 @@ pub async fn run(state_dir: &std::path::Path) -> anyhow::Result<()> {
         &Default::default(),
         cfg.sandbox.max_concurrent_sessions as u32,
     )?;
-    let agent = Agent::new(&cfg, setup.runners.clone(), AgentOptions::default())?;
+    let agent = Agent::new(
+        &cfg,
+        setup.runners.clone(),
+        AgentOptions {
+            audit: Some(setup.audit.clone()),
+            ..AgentOptions::default()
+        },
+    )?;
     let shutdown = CancellationToken::new();
     let agent_task = {
         let agent = agent.clone();
@@ -137,10 +144,18 @@ pub async fn run(state_dir: &std::path::Path) -> anyhow::Result<()> {
     .await?;
     follow(&mut ws, &chat, &st, None).await?;
     let audited = std::fs::read_to_string(setup.audit.path())
-        .map(|t| t.lines().count())
+        .map(|t| {
+            t.lines()
+                .filter_map(|l| serde_json::from_str::<crate::audit::Record>(l).ok())
+                .filter(|r| {
+                    r.kind == crate::audit::kind::TOOL && r.event == crate::audit::event::OUTCOME
+                })
+                .count()
+        })
         .unwrap_or(0);
     println!(
-        "\nchat closed. {audited} tool calls were audited (one JSON line each in audit.jsonl)."
+        "\nchat closed. {audited} tool calls were audited (a started and an outcome record each, \
+         hash-chained in audit.jsonl: `catpaw-agent audit verify` checks it)."
     );
 
     shutdown.cancel();

@@ -79,6 +79,7 @@ pub async fn run_local(runners: Runners, req: LocalSession) -> anyhow::Result<Lo
         session_type: req.session_type.clone(),
         user_name: std::env::var("USER").unwrap_or_else(|_| "local".to_string()),
         params: req.params.clone(),
+        key_id: None,
     };
     if !runners.serves(&start.session_type) {
         anyhow::bail!("no runner serves {} sessions", start.session_type);

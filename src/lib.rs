@@ -5,7 +5,10 @@
 //!
 //! - [`config`]: the TOML config file, `${ENV}` expansion, URL derivation
 //! - [`proto`]: the wire protocol: envelope, payloads, every wire string
+//!   but the §9 refusals, which live in [`signing`]
 //! - [`conn`]: one server connection: dial, register, serve, with priorities
+//! - [`signing`]: Ed25519 checks of signed `session_start`/`session_input`
+//!   (§9) and their bounded replay cache (pure)
 //! - [`reconnect`]: the backoff policy (pure) and its jitter
 //! - [`agent`]: the reconnect loop and what outlives connections
 //! - [`ringbuf`]: the alert ring buffer
@@ -18,8 +21,11 @@
 //! - [`sandbox`]: wasmtime engine, component cache, per-session stores and
 //!   limits, the host side of the WIT imports (the only wasmtime user)
 //! - [`tools`]: read-only structured diagnostic tools offered to guests
-//! - [`shell`]: the one shell executor, behind `allow_shell`
-//! - [`audit`]: append-only JSONL audit of every tool and shell call
+//! - [`shell`]: the one shell executor, behind `allow_shell`: cleared
+//!   environment, optional `shell_user`, a subreaper supervisor that kills
+//!   the whole process tree
+//! - [`audit`]: the hash-chained, fail-closed audit trail (records before
+//!   every act, outcomes on every path, rotation, `audit verify`)
 //! - [`setup`]: config → sandbox + runners
 //! - [`demo`]: `catpaw-agent demo`, a loopback server and a real agent
 //! - [`harness`]: the local session harness (`catpaw-agent session`)
@@ -43,6 +49,7 @@ pub mod sandbox;
 pub mod session;
 pub mod setup;
 pub mod shell;
+pub mod signing;
 pub mod tls;
 pub mod tools;
 pub mod util;

@@ -71,6 +71,16 @@ enum Command {
     Session(SessionArgs),
     /// Push alert events to the running agent's local socket.
     Alert(AlertArgs),
+    /// Work with the audit trail in the state dir.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Check the whole hash chain (rotated files included): prints the
+    /// record count (exit 0) or the first line where it breaks (exit 1).
+    Verify,
 }
 
 #[derive(Debug, clap::Args)]
@@ -213,7 +223,14 @@ async fn run_agent(cli: &Cli) -> anyhow::Result<ExitCode> {
         &cli.limits.overrides(),
         cfg.sandbox.max_concurrent_sessions as u32,
     )?;
-    let agent = Agent::new(&cfg, setup.runners.clone(), AgentOptions::default())?;
+    let agent = Agent::new(
+        &cfg,
+        setup.runners.clone(),
+        AgentOptions {
+            audit: Some(setup.audit.clone()),
+            ..AgentOptions::default()
+        },
+    )?;
     tracing::info!(agent_id = %agent.agent_id(), url = %cfg.server_ws_url().unwrap_or_default(),
         max_sessions = cfg.sandbox.max_concurrent_sessions, "catpaw-agent starting");
     let shutdown = CancellationToken::new();
@@ -271,6 +288,27 @@ async fn alert(cli: &Cli, args: &AlertArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+fn audit_verify(cli: &Cli) -> anyhow::Result<ExitCode> {
+    let cfg = Config::load(cli.config.as_deref())?;
+    match catpaw_agent::audit::verify(&cfg.state_dir) {
+        Ok(v) => {
+            println!(
+                "audit trail intact: {} records (seq {}..{}) in {} file(s) under {}",
+                v.records,
+                v.first_seq,
+                (v.first_seq + v.records).saturating_sub(1),
+                v.files.len(),
+                cfg.state_dir.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(brk) => {
+            println!("audit trail broken at {brk}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
 async fn demo() -> anyhow::Result<ExitCode> {
     let dir = std::env::temp_dir().join(format!("catpaw-demo-{}", uuid::Uuid::new_v4()));
     let result = catpaw_agent::demo::run(&dir).await;
@@ -280,7 +318,12 @@ async fn demo() -> anyhow::Result<ExitCode> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if !cli.limits.is_empty() && matches!(cli.command, Some(Command::Demo | Command::Alert(_))) {
+    if !cli.limits.is_empty()
+        && matches!(
+            cli.command,
+            Some(Command::Demo | Command::Alert(_) | Command::Audit(_))
+        )
+    {
         eprintln!(
             "catpaw-agent: --fuel, --max-memory and --timeout apply to the agent (`run`) and to `session`"
         );
@@ -316,6 +359,7 @@ fn main() -> ExitCode {
             Some(Command::Session(args)) => session(&cli, args).await,
             Some(Command::Demo) => demo().await,
             Some(Command::Alert(args)) => alert(&cli, args).await,
+            Some(Command::Audit(AuditCommand::Verify)) => audit_verify(&cli),
             Some(Command::Run) | None => run_agent(&cli).await,
         }
     });

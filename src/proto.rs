@@ -2,7 +2,9 @@
 //!
 //! Field names, message types, error texts and codes here are the contract
 //! with catpaw-server and must stay byte-for-byte as the reference agent
-//! sends them. Each wire string appears exactly once in the crate: here.
+//! sends them. Each wire string appears exactly once in the crate: here,
+//! except the §9 `unauthorized: …` refusals, which live beside their checks
+//! in [`crate::signing`].
 
 use std::collections::BTreeMap;
 
@@ -73,6 +75,15 @@ pub enum AckError {
     /// `session_id` empty.
     #[error("missing session_id")]
     MissingSessionId,
+    /// `session_id` too long or with control characters (PROTOCOL §10).
+    #[error("invalid session_id")]
+    InvalidSessionId,
+    /// `user_name` too long (PROTOCOL §10).
+    #[error("invalid user_name")]
+    InvalidUserName,
+    /// The signature check failed (PROTOCOL §9).
+    #[error("{0}")]
+    Unauthorized(#[from] crate::signing::Unauthorized),
     /// No chat runner.
     #[error("chat engine not available")]
     ChatEngineNotAvailable,
@@ -351,6 +362,10 @@ pub struct SessionStartPayload {
     /// Parameters.
     #[serde(default)]
     pub params: Map<String, Value>,
+    /// The signing key id (PROTOCOL §9). Only ever set on an accepted
+    /// session when its signature was checked against that key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
 }
 
 /// `session_input` payload.
@@ -407,21 +422,36 @@ fn go_arch_of(arch: &'static str, little: bool) -> &'static str {
     }
 }
 
-/// Decides the ack of a `session_start` (PROTOCOL §5, checks in order).
+/// Longest `session_id` accepted (PROTOCOL §10).
+pub const MAX_SESSION_ID: usize = 128;
+/// Longest `user_name` accepted (PROTOCOL §10).
+pub const MAX_USER_NAME: usize = 256;
+
+/// Decides the ack of a `session_start` (PROTOCOL §5, checks in order; the
+/// bounds of §10 belong to step 2; then the signature of §9, whose key id
+/// the accepted payload carries).
 pub fn decide_session_start(
     payload: Option<&Value>,
+    verify: impl FnOnce(&SessionStartPayload) -> Result<Option<String>, crate::signing::Unauthorized>,
     has_runner: impl Fn(&str) -> bool,
     any_runner: bool,
     limiter_full: bool,
     is_running: impl Fn(&str) -> bool,
 ) -> Result<SessionStartPayload, AckError> {
-    let start: SessionStartPayload = payload
+    let mut start: SessionStartPayload = payload
         .filter(|v| v.is_object())
         .and_then(|v| serde_json::from_value(v.clone()).ok())
         .ok_or(AckError::InvalidPayload)?;
     if start.session_id.is_empty() {
         return Err(AckError::MissingSessionId);
     }
+    if start.session_id.len() > MAX_SESSION_ID || start.session_id.chars().any(char::is_control) {
+        return Err(AckError::InvalidSessionId);
+    }
+    if start.user_name.len() > MAX_USER_NAME {
+        return Err(AckError::InvalidUserName);
+    }
+    start.key_id = verify(&start)?;
     let t = start.session_type.as_str();
     if t == SESSION_CHAT && !has_runner(t) {
         return Err(AckError::ChatEngineNotAvailable);
@@ -527,6 +557,49 @@ mod tests {
     }
 
     #[test]
+    fn the_signature_is_checked_after_step_2_and_before_the_engines() {
+        use crate::signing::Unauthorized;
+        let refuse = |_: &SessionStartPayload| Err(Unauthorized::SignatureRequired);
+        let chat = json!({"session_id":"a","session_type":"chat"});
+        // Step 2 comes first...
+        let got = decide_session_start(
+            Some(&json!({"session_type":"chat"})),
+            refuse,
+            |_| false,
+            false,
+            true,
+            |_| true,
+        );
+        assert_eq!(got.map(|_| ()), Err(AckError::MissingSessionId));
+        // ...then the signature, before engine, limiter and duplicate.
+        let got = decide_session_start(Some(&chat), refuse, |_| false, false, true, |_| true);
+        assert_eq!(
+            got.map(|_| ()),
+            Err(AckError::Unauthorized(Unauthorized::SignatureRequired))
+        );
+        // The accepted payload carries the checked key id, never a claimed one.
+        let claimed = json!({"session_id":"a","session_type":"chat","key_id":"ops-9"});
+        let got = decide_session_start(
+            Some(&claimed),
+            |_| Ok(None),
+            |_| true,
+            true,
+            false,
+            |_| false,
+        );
+        assert_eq!(got.expect("ok").key_id, None);
+        let got = decide_session_start(
+            Some(&chat),
+            |_| Ok(Some("ops-1".into())),
+            |_| true,
+            true,
+            false,
+            |_| false,
+        );
+        assert_eq!(got.expect("ok").key_id.as_deref(), Some("ops-1"));
+    }
+
+    #[test]
     fn go_spellings() {
         assert_eq!(go_arch_of("x86_64", true), "amd64");
         assert_eq!(go_arch_of("aarch64", true), "arm64");
@@ -624,10 +697,49 @@ mod tests {
                 Err(AckError::DuplicateSessionId),
             ),
             (p(chat), true, true, false, false, Ok(())),
+            (
+                p(json!({"session_id": "x".repeat(129), "session_type":"chat"})),
+                false,
+                false,
+                true,
+                true,
+                Err(AckError::InvalidSessionId),
+            ),
+            (
+                p(json!({"session_id": "a\nb", "session_type":"chat"})),
+                true,
+                true,
+                false,
+                false,
+                Err(AckError::InvalidSessionId),
+            ),
+            (
+                p(json!({"session_id": "x".repeat(128), "session_type":"chat"})),
+                true,
+                true,
+                false,
+                false,
+                Ok(()),
+            ),
+            (
+                p(json!({"session_id": "a", "session_type":"chat", "user_name": "u".repeat(257)})),
+                false,
+                false,
+                true,
+                true,
+                Err(AckError::InvalidUserName),
+            ),
         ];
         for (i, (payload, has, any, full, running, want)) in cases.into_iter().enumerate() {
-            let got =
-                decide_session_start(payload.as_ref(), |_| has, any, full, |_| running).map(|_| ());
+            let got = decide_session_start(
+                payload.as_ref(),
+                |_| Ok(None),
+                |_| has,
+                any,
+                full,
+                |_| running,
+            )
+            .map(|_| ());
             assert_eq!(got, want, "case {i}");
         }
     }

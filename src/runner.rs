@@ -99,6 +99,20 @@ pub struct SessionInfo {
     pub user_name: String,
     /// Whether the shell import may ever be granted.
     pub allow_shell: bool,
+    /// The signing key that vouched for the session (PROTOCOL §9), if any.
+    pub key_id: Option<String>,
+}
+
+impl SessionInfo {
+    /// Who the session's audit records name.
+    pub fn who(&self) -> crate::audit::Who {
+        crate::audit::Who {
+            session_id: self.session_id.clone(),
+            session_type: self.session_type.clone(),
+            user: self.user_name.clone(),
+            key_id: self.key_id.clone(),
+        }
+    }
 }
 
 /// One inspect or diagnose request.

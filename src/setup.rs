@@ -88,7 +88,14 @@ pub fn build(
             bail!("{what} timeout must be greater than 0");
         }
     }
-    let audit = AuditLog::open(&cfg.state_dir)?;
+    let audit = AuditLog::open_with(&cfg.state_dir, cfg.audit.clone())?;
+    let shell_user = match &cfg.sandbox.shell_user {
+        None => None,
+        Some(name) => Some(
+            crate::shell::Identity::lookup(name)
+                .map_err(|e| anyhow::anyhow!("config `[sandbox] shell_user`: {e}"))?,
+        ),
+    };
     let opts = SandboxOptions {
         engine: EngineOptions {
             pooling: true,
@@ -103,6 +110,7 @@ pub fn build(
             shell: ShellLimits {
                 max_timeout: cfg.sandbox.shell_timeout,
                 output_cap: usize::try_from(cfg.sandbox.shell_output).unwrap_or(usize::MAX),
+                user: shell_user,
             },
         },
         stdio_cap: usize::try_from(cfg.sandbox.guest_stdio).unwrap_or(usize::MAX),

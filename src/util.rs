@@ -13,9 +13,38 @@ pub fn truncate_utf8(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
+/// `s` with every control character (C0, DEL, C1) written as an escape
+/// (`\n`, `\r`, `\t`, `\u{1b}`), so text that came from a server or a
+/// local client cannot start a forged line or drive a terminal.
+pub fn escape_control(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::truncate_utf8;
+    use super::{escape_control, truncate_utf8};
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(escape_control("plain text é"), "plain text é");
+        assert_eq!(
+            escape_control("a\nfake line\r\u{1b}[31mred\u{7f}\u{9b}"),
+            "a\\nfake line\\r\\u{1b}[31mred\\u{7f}\\u{9b}"
+        );
+    }
 
     #[test]
     fn cuts_on_char_boundaries() {

@@ -39,6 +39,7 @@ fn fast() -> AgentOptions {
             disconnect_min: Duration::from_millis(50),
             jitter: 0.25,
         },
+        audit: None,
     }
 }
 

@@ -233,11 +233,13 @@ async fn a_host_call_flood_runs_out_of_its_call_budget_and_the_audit_stays_bound
     assert!(report_of(&ok.finish().await).is_some());
 
     // 30 calls went ahead (tools and denied shell requests alike), the 31st
-    // was refused and recorded as such; nothing after it.
+    // was refused and recorded as such; nothing after it. (Each tool call
+    // also has its `started` record before its outcome.)
     let audit = sb.audit_records();
     let flood: Vec<_> = audit
         .iter()
         .filter(|r| r["session_id"] == events_session(&audit, "no-such-tool"))
+        .filter(|r| r["event"] == "outcome")
         .collect();
     assert_eq!(flood.len(), 31, "{flood:?}");
     assert_eq!(flood[30]["outcome"], "refused");
@@ -342,8 +344,12 @@ async fn shell_is_granted_with_allow_shell_and_audited() {
     assert!(report.starts_with("shell granted"), "{report}");
     assert!(report.contains("catpaw-shell-ok"), "{report}");
     let audit = sb.audit_records();
+    // The synced `started` record, then the outcome that names it.
     let shell: Vec<_> = audit.iter().filter(|r| r["kind"] == "shell").collect();
-    assert_eq!(shell.len(), 1, "{audit:?}");
-    assert_eq!(shell[0]["outcome"], "ok");
-    assert_eq!(shell[0]["detail"], "exit 0");
+    assert_eq!(shell.len(), 2, "{audit:?}");
+    assert_eq!(shell[0]["event"], "started");
+    assert_eq!(shell[1]["event"], "outcome");
+    assert_eq!(shell[1]["act"], shell[0]["seq"]);
+    assert_eq!(shell[1]["outcome"], "exit");
+    assert_eq!(shell[1]["detail"], "exit 0");
 }

@@ -57,6 +57,8 @@ fn param_str(params: &Map<String, Value>, key: &str) -> Option<String> {
 
 /// Runs one accepted session. Every path ends with exactly one
 /// `session_output{done:true}` on `out` (unless the consumer is gone).
+/// Returns how it ended, for the audit: `ok`, `cancelled`, or the code of
+/// the `session_error` it sent.
 ///
 /// `allow_shell` is the final decision for this session (operator opt-in
 /// and session request already combined). `inputs` carries later chat turns;
@@ -68,13 +70,14 @@ pub async fn run_session(
     out: mpsc::Sender<SessionEvent>,
     inputs: mpsc::Receiver<String>,
     cancel: CancellationToken,
-) {
+) -> String {
     let sink = ChannelSink::new(start.session_id.clone(), out);
     let info = SessionInfo {
         session_id: start.session_id.clone(),
         session_type: start.session_type.clone(),
         user_name: start.user_name.clone(),
         allow_shell,
+        key_id: start.key_id.clone(),
     };
     let report = match start.session_type.as_str() {
         proto::SESSION_INSPECT | proto::SESSION_DIAGNOSE => {
@@ -99,6 +102,11 @@ pub async fn run_session(
     done.done = true;
     done.report = report;
     sink.send(done).await;
+    match sink.failure() {
+        Some(code) => code.to_string(),
+        None if cancel.is_cancelled() => "cancelled".to_string(),
+        None => "ok".to_string(),
+    }
 }
 
 async fn send_error(sink: &ChannelSink, info: &SessionInfo, code: ErrorCode, error: String) {

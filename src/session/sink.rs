@@ -14,6 +14,8 @@ use crate::runner::{Output, StreamSink};
 pub struct ChannelSink {
     session_id: String,
     tx: mpsc::Sender<SessionEvent>,
+    /// The code of the `session_error` this session sent, if any.
+    failure: std::sync::Arc<std::sync::OnceLock<String>>,
 }
 
 impl ChannelSink {
@@ -22,14 +24,23 @@ impl ChannelSink {
         ChannelSink {
             session_id: session_id.into(),
             tx,
+            failure: Default::default(),
         }
     }
 
     /// Sends any session event (used for errors and the final `done`).
     pub async fn send_event(&self, ev: SessionEvent) {
+        if let SessionEvent::Error(e) = &ev {
+            let _ = self.failure.set(e.code.clone());
+        }
         // A closed channel means the consumer (connection) is gone; the
         // session is being torn down and there is nobody to tell.
         let _ = self.tx.send(ev).await;
+    }
+
+    /// The code of the `session_error` sent so far, if any.
+    pub fn failure(&self) -> Option<&str> {
+        self.failure.get().map(String::as_str)
     }
 
     /// The payload for `out`.

@@ -12,8 +12,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{Runners, SessionEvent, run_session};
+use crate::audit::{AuditLog, Record, Who, event, kind};
 use crate::limiter::{ConcurrencyLimiter, Permit};
-use crate::proto::{self, AckError};
+use crate::proto::{self, AckError, SessionStartPayload};
+use crate::signing::Verifier;
 
 /// Chat turns queued per session before new ones are dropped.
 pub const CHAT_QUEUE: usize = 8;
@@ -47,6 +49,10 @@ pub struct SessionTable {
     runners: Runners,
     allow_remote_shell: bool,
     tasks: TaskTracker,
+    /// Session lifecycle records (accepted, refused, ended).
+    audit: Option<AuditLog>,
+    /// Signature checks of PROTOCOL §9, with this agent's id.
+    signing: Arc<(Verifier, String)>,
 }
 
 impl std::fmt::Debug for SessionTable {
@@ -58,18 +64,55 @@ impl std::fmt::Debug for SessionTable {
     }
 }
 
-/// Removes the entry and releases the permit when the session task ends.
+/// Removes the entry, releases the permit and writes the session's `ended`
+/// audit record when the session task ends — on every path, a task torn
+/// down at shutdown included (then the outcome reads `cancelled`).
 struct Cleanup {
     table: Arc<Mutex<HashMap<String, Entry>>>,
     id: String,
     _permit: Permit,
+    audit: Option<(AuditLog, Who)>,
+    outcome: Option<String>,
 }
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
         let mut t = self.table.lock().unwrap_or_else(|p| p.into_inner());
         t.remove(&self.id);
+        drop(t);
+        if let Some((log, who)) = &self.audit {
+            let outcome = self.outcome.as_deref().unwrap_or("cancelled");
+            log.note(
+                Record::new(who, kind::SESSION, event::ENDED, "", "").with_outcome(outcome, ""),
+            );
+        }
     }
+}
+
+/// Who a `session_start` payload names, as far as it can be read (for the
+/// audit record of a refusal).
+fn who_of(payload: Option<&Value>) -> Who {
+    let field = |k: &str| {
+        payload
+            .and_then(|p| p.get(k))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let key_id = Some(field("key_id")).filter(|k| !k.is_empty());
+    Who {
+        session_id: field("session_id"),
+        session_type: field("session_type"),
+        user: field("user_name"),
+        key_id,
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 impl SessionTable {
@@ -82,7 +125,28 @@ impl SessionTable {
             runners,
             allow_remote_shell,
             tasks: TaskTracker::new(),
+            audit: None,
+            signing: Arc::new((Verifier::new(Default::default()), String::new())),
         }
+    }
+
+    /// Writes session lifecycle records to `audit`.
+    pub fn with_audit(mut self, audit: Option<AuditLog>) -> Self {
+        self.audit = audit;
+        self
+    }
+
+    /// Checks signatures with `verifier` for the agent `agent_id`.
+    pub fn with_signing(mut self, verifier: Verifier, agent_id: String) -> Self {
+        self.signing = Arc::new((verifier, agent_id));
+        self
+    }
+
+    /// Checks a `session_input` frame's signature (PROTOCOL §9): Ok with
+    /// the key id when signed, Ok(None) when unsigned and allowed.
+    pub fn check_input(&self, frame: &str) -> Result<Option<String>, crate::signing::Unauthorized> {
+        let (v, agent_id) = &*self.signing;
+        v.check_input(frame, agent_id, unix_now())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
@@ -99,16 +163,38 @@ impl SessionTable {
         &self.runners
     }
 
-    /// Checks a `session_start` payload (PROTOCOL §5, in order) and, when it
-    /// is acceptable, starts the session, sending its output to `out`.
+    /// Checks a `session_start` payload (PROTOCOL §5 in order, with the
+    /// bounds of §10 and the signature of §9 after step 2) and, when it is
+    /// acceptable, starts the session, sending its output to `out`.
+    /// `frame` is the whole text frame the payload came in (the signature
+    /// covers the exact bytes of its `params`). Accepted and refused
+    /// sessions are audited.
     pub fn start(
         &self,
         payload: Option<&Value>,
+        frame: &str,
+        out: mpsc::Sender<SessionEvent>,
+    ) -> Result<String, AckError> {
+        let result = self.admit(payload, frame, out);
+        if let (Err(e), Some(log)) = (&result, &self.audit) {
+            let rec = Record::new(&who_of(payload), kind::SESSION, event::REFUSED, "", "")
+                .with_outcome("refused", &e.to_string());
+            log.note(rec);
+        }
+        result
+    }
+
+    fn admit(
+        &self,
+        payload: Option<&Value>,
+        frame: &str,
         out: mpsc::Sender<SessionEvent>,
     ) -> Result<String, AckError> {
         let mut table = self.lock();
+        let (verifier, agent_id) = &*self.signing;
         let start = proto::decide_session_start(
             payload,
+            |_| verifier.check_start(frame, agent_id, unix_now()),
             |t| self.runners.serves(t),
             self.runners.any(),
             self.limiter.is_full(),
@@ -137,21 +223,35 @@ impl SessionTable {
             },
         );
         drop(table);
+        let who = Who {
+            session_id: start.session_id.clone(),
+            session_type: start.session_type.clone(),
+            user: start.user_name.clone(),
+            key_id: start.key_id.clone(),
+        };
+        if let Some(log) = &self.audit {
+            log.note(accepted_record(&who, &start, allow_shell));
+        }
         let cleanup = Cleanup {
             table: self.inner.clone(),
             id: start.session_id.clone(),
             _permit: permit,
+            audit: self.audit.clone().map(|l| (l, who)),
+            outcome: None,
         };
         let id = start.session_id.clone();
         let runners = self.runners.clone();
         self.tasks.spawn(async move {
-            let _cleanup = cleanup;
-            run_session(start, allow_shell, runners, out, rx, cancel).await;
+            let mut cleanup = cleanup;
+            let outcome = run_session(start, allow_shell, runners, out, rx, cancel).await;
+            cleanup.outcome = Some(outcome);
+            drop(cleanup);
         });
         Ok(id)
     }
 
-    /// Queues a chat turn (`session_input`).
+    /// Queues a chat turn (`session_input`); the caller checked its
+    /// signature with [`SessionTable::check_input`].
     pub fn input(&self, session_id: &str, message: String) -> InputOutcome {
         if message.is_empty() {
             return InputOutcome::Empty;
@@ -201,4 +301,16 @@ impl SessionTable {
         }
         true
     }
+}
+
+/// The `accepted` record: the session's plugin and its parameters (masked).
+fn accepted_record(who: &Who, start: &SessionStartPayload, allow_shell: bool) -> Record {
+    let plugin = start
+        .params
+        .get("plugin")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let params = Value::Object(start.params.clone()).to_string();
+    Record::new(who, kind::SESSION, event::ACCEPTED, plugin, &params)
+        .with_outcome("", &format!("allow_shell={allow_shell}"))
 }

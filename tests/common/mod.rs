@@ -57,6 +57,7 @@ impl TestSandbox {
                 shell: ShellLimits {
                     max_timeout: Duration::from_secs(10),
                     output_cap: 64 * 1024,
+                    user: None,
                 },
             },
             stdio_cap: 16 * 1024,
@@ -128,7 +129,7 @@ pub struct Running {
     pub events: mpsc::Receiver<SessionEvent>,
     pub inputs: Option<mpsc::Sender<String>>,
     pub cancel: CancellationToken,
-    pub task: tokio::task::JoinHandle<()>,
+    pub task: tokio::task::JoinHandle<String>,
 }
 
 pub fn start(runners: Runners, session_type: &str, p: Value, allow_shell: bool) -> Running {
@@ -140,6 +141,7 @@ pub fn start(runners: Runners, session_type: &str, p: Value, allow_shell: bool) 
         session_type: session_type.to_string(),
         user_name: "tester".to_string(),
         params: params(p),
+        key_id: None,
     };
     let task = tokio::spawn(run_session(
         start,

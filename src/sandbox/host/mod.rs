@@ -17,16 +17,9 @@ use tracing::Instrument;
 use super::bindings::host;
 use super::limits::{BudgetExceeded, SessionLimits};
 use super::store::SessionState;
-use crate::audit::{AuditLog, AuditRecord};
+use crate::audit::{Act, AuditLog, Record, Who, event, outcome};
 use crate::runner::{Budget, SessionInfo, StreamSink};
 use crate::shell::ShellLimits;
-
-/// Longest text kept per guest-supplied audit field.
-const AUDIT_FIELD_MAX: usize = 1024;
-
-fn cut(s: &str) -> &str {
-    crate::util::truncate_utf8(s, AUDIT_FIELD_MAX)
-}
 
 /// Process-wide services the imports use, shared by every session.
 #[derive(Debug, Clone, Default)]
@@ -107,14 +100,7 @@ impl HostContext {
                 "run"
             }
         );
-        self.audit(
-            kind,
-            name,
-            "",
-            std::time::Instant::now(),
-            "refused",
-            &detail,
-        );
+        self.note(kind, name, "", outcome::REFUSED, &detail);
         tracing::warn!(session_id = %self.info.session_id, %detail, "tool call budget exhausted");
         Err(BudgetExceeded {
             budget: Budget::Calls,
@@ -127,33 +113,36 @@ impl HostContext {
         tracing::debug_span!("host", call, session_id = %self.info.session_id)
     }
 
-    /// Appends one audit record for this session. Guest-supplied text (tool
-    /// name or command, args, error detail) is cut to [`AUDIT_FIELD_MAX`]
-    /// bytes per field and secrets are masked.
-    fn audit(
-        &self,
-        kind: &str,
-        name: &str,
-        args: &str,
-        started: std::time::Instant,
-        outcome: &str,
-        detail: &str,
-    ) {
+    /// Who this session's audit records name.
+    fn who(&self) -> Who {
+        self.info.who()
+    }
+
+    /// Writes the `started` record of an act (synced when `sync`) and
+    /// returns its guard; `Ok(None)` when auditing is off (tests and
+    /// benchmarks only). Err: the record could not be written, so the act
+    /// must not happen (fail closed); the text says why.
+    fn begin(&self, kind: &str, name: &str, args: &str, sync: bool) -> Result<Option<Act>, String> {
         let Some(log) = &self.services.audit else {
-            return;
+            return Ok(None);
         };
-        log.record(&AuditRecord {
-            time: AuditRecord::now(),
-            session_id: self.info.session_id.clone(),
-            session_type: self.info.session_type.clone(),
-            user: self.info.user_name.clone(),
-            kind: kind.to_string(),
-            name: crate::tools::mask_secrets(cut(name)),
-            args: crate::tools::mask_secrets(cut(args)),
-            duration_ms: AuditRecord::millis(started.elapsed()),
-            outcome: outcome.to_string(),
-            detail: crate::tools::mask_secrets(cut(detail)),
-        });
+        log.begin(&self.who(), kind, name, args, sync)
+            .map(Some)
+            .map_err(|e| {
+                tracing::error!(session_id = %self.info.session_id, %kind, error = %e,
+                    path = %log.path().display(), "audit write failed; refusing the call");
+                format!("audit unavailable: {e}")
+            })
+    }
+
+    /// Records an act that never started (denied, refused) in one line.
+    fn note(&self, kind: &str, name: &str, args: &str, outcome: &str, detail: &str) {
+        if let Some(log) = &self.services.audit {
+            log.note(
+                Record::new(&self.who(), kind, event::OUTCOME, name, args)
+                    .with_outcome(outcome, detail),
+            );
+        }
     }
 }
 

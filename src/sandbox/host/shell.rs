@@ -1,12 +1,18 @@
 //! `request-shell`: the only way a guest can run a command, and only when
 //! its session's `allow_shell` is true. Fail closed: the default answer is
-//! `denied`. Granted or not, every request is audited.
+//! `denied`, and a command whose `started` audit record cannot be written
+//! and synced does not run. Granted or not, every request is audited; a
+//! granted one gets its outcome record on every path (exit, timeout,
+//! failure, and `cancelled` when the session ends mid-command). Output
+//! reaches the guest with secrets masked.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::HostContext;
+use crate::audit::{kind, outcome};
 use crate::sandbox::bindings::host::{ShellError, ShellOutput};
 use crate::shell;
+use crate::tools::mask_secrets;
 
 /// Longest command text accepted from a guest.
 const MAX_COMMAND: usize = 8 * 1024;
@@ -16,56 +22,45 @@ pub(crate) async fn request(
     command: String,
     timeout_ms: u32,
 ) -> Result<ShellOutput, ShellError> {
-    let started = Instant::now();
-    let shown = crate::util::truncate_utf8(&command, 1024);
     let args = format!("{{\"timeout_ms\":{timeout_ms}}}");
+    let masked = mask_secrets(&command);
+    let shown = crate::util::truncate_utf8(&masked, 1024);
     if !ctx.info.allow_shell {
         let reason = "shell access is disabled for this session (the operator must set \
                       [sandbox] allow_remote_shell = true and the session must ask for it)";
-        tracing::warn!(session_id = %ctx.info.session_id, command = %crate::tools::mask_secrets(shown),
+        tracing::warn!(session_id = %ctx.info.session_id, command = %crate::util::escape_control(shown),
             "shell request denied");
-        ctx.audit("shell", shown, &args, started, "denied", reason);
+        ctx.note(kind::SHELL, &command, &args, outcome::DENIED, reason);
         return Err(ShellError::Denied(reason.to_string()));
     }
     if command.len() > MAX_COMMAND || command.trim().is_empty() || command.contains('\0') {
         let reason = format!("command must be 1..{MAX_COMMAND} bytes of text without NUL bytes");
-        ctx.audit("shell", shown, &args, started, "failed", &reason);
+        ctx.note(kind::SHELL, &command, &args, outcome::REFUSED, &reason);
         return Err(ShellError::Failed(reason));
     }
-    tracing::info!(session_id = %ctx.info.session_id, user = %ctx.info.user_name,
-        command = %crate::tools::mask_secrets(shown), "running shell command for session");
+    let act = ctx
+        .begin(kind::SHELL, &command, &args, true)
+        .map_err(ShellError::Failed)?;
+    tracing::info!(session_id = %ctx.info.session_id, user = %crate::util::escape_control(&ctx.info.user_name),
+        command = %crate::util::escape_control(shown), "running shell command for session");
     let timeout = Duration::from_millis(u64::from(timeout_ms));
-    match shell::run(&command, timeout, ctx.services.shell).await {
-        Ok(out) => {
-            ctx.audit(
-                "shell",
-                shown,
-                &args,
-                started,
-                "ok",
-                &format!("exit {}", out.exit_code),
-            );
-            Ok(ShellOutput {
-                exit_code: out.exit_code,
-                stdout: out.stdout,
-                stderr: out.stderr,
-                truncated: out.truncated,
-            })
-        }
-        Err(shell::ShellError::Timeout(d)) => {
-            ctx.audit(
-                "shell",
-                shown,
-                &args,
-                started,
-                "timeout",
-                &format!("killed after {d:?}"),
-            );
-            Err(ShellError::Timeout)
-        }
-        Err(shell::ShellError::Failed(e)) => {
-            ctx.audit("shell", shown, &args, started, "failed", &e);
-            Err(ShellError::Failed(e))
-        }
+    let result = shell::run(&command, timeout, &ctx.services.shell).await;
+    let (what, detail) = match &result {
+        Ok(out) => (outcome::EXIT, format!("exit {}", out.exit_code)),
+        Err(shell::ShellError::Timeout(d)) => (outcome::TIMEOUT, format!("killed after {d:?}")),
+        Err(shell::ShellError::Failed(e)) => (outcome::FAILED, e.clone()),
+    };
+    if let Some(act) = act {
+        act.finish(what, &detail);
+    }
+    match result {
+        Ok(out) => Ok(ShellOutput {
+            exit_code: out.exit_code,
+            stdout: mask_secrets(&out.stdout),
+            stderr: mask_secrets(&out.stderr),
+            truncated: out.truncated,
+        }),
+        Err(shell::ShellError::Timeout(_)) => Err(ShellError::Timeout),
+        Err(shell::ShellError::Failed(e)) => Err(ShellError::Failed(e)),
     }
 }

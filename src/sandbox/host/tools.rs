@@ -1,10 +1,11 @@
 //! `list-tools` / `call-tool`: the read-only diagnostic tools of
 //! [`crate::tools`], run on a blocking thread (they read /proc and may
-//! sample for a moment) and audited one record per call.
-
-use std::time::Instant;
+//! sample for a moment). Audited in order: the `started` record is written
+//! before the tool runs (if it cannot be, the tool does not run), the
+//! outcome after — or `cancelled` when the session ends first.
 
 use super::HostContext;
+use crate::audit::{kind, outcome};
 use crate::sandbox::bindings::host::ToolInfo;
 
 pub(crate) fn list() -> Vec<ToolInfo> {
@@ -22,33 +23,29 @@ pub(crate) fn list() -> Vec<ToolInfo> {
 const MAX_ARGS: usize = 16 * 1024;
 
 pub(crate) async fn call(ctx: &HostContext, name: String, args: String) -> Result<String, String> {
-    let started = Instant::now();
-    let result = if args.len() > MAX_ARGS {
-        Err(format!(
+    if args.len() > MAX_ARGS {
+        let e = format!(
             "tool {name}: arguments are {} bytes, more than the {MAX_ARGS} allowed",
             args.len()
-        ))
-    } else {
-        let (n, a) = (name.clone(), args.clone());
-        match tokio::task::spawn_blocking(move || crate::tools::call(&n, &a)).await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(session_id = %ctx.info.session_id, tool = %name, error = %e,
-                    "tool panicked");
-                Err(format!("tool {name} failed inside the host"))
-            }
+        );
+        ctx.note(kind::TOOL, &name, "", outcome::REFUSED, &e);
+        return Err(e);
+    }
+    let act = ctx.begin(kind::TOOL, &name, &args, false)?;
+    let (n, a) = (name.clone(), args);
+    let result = match tokio::task::spawn_blocking(move || crate::tools::call(&n, &a)).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(session_id = %ctx.info.session_id, tool = %name, error = %e,
+                "tool panicked");
+            Err(format!("tool {name} failed inside the host"))
         }
     };
-    match &result {
-        Ok(out) => ctx.audit(
-            "tool",
-            &name,
-            &args,
-            started,
-            "ok",
-            &format!("{} bytes", out.len()),
-        ),
-        Err(e) => ctx.audit("tool", &name, &args, started, "error", e),
+    if let Some(act) = act {
+        match &result {
+            Ok(out) => act.finish(outcome::OK, &format!("{} bytes", out.len())),
+            Err(e) => act.finish(outcome::ERROR, e),
+        }
     }
     result
 }

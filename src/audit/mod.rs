@@ -1,0 +1,229 @@
+//! The audit trail: one JSON line per event in `<state_dir>/audit.jsonl`,
+//! hash-chained, fail-closed.
+//!
+//! The promise is an order of events:
+//!
+//! - Before a shell command is spawned its `started` record is written and
+//!   synced to disk; if that cannot be done the command does not run
+//!   (`failed("audit unavailable: …")`). Tool calls write `started` first
+//!   too (not synced: they are read-only). See [`AuditLog::begin`].
+//! - The outcome record follows on every path: success, failure, timeout,
+//!   and — through [`Act`]'s drop guard — cancel, turn timeout, disconnect
+//!   and shutdown. After a SIGKILL or crash the next agent start writes a
+//!   `killed` outcome for every act left open ([`AuditLog::open`]).
+//! - Every record carries `prev`, the SHA-256 of the line before it, and a
+//!   `seq` that continues across size-based rotation (`[audit] max_size`,
+//!   `keep`). The agent keeps the last hash in memory, so a line that
+//!   someone else removed, changed or appended is found by
+//!   `catpaw-agent audit verify` ([`verify`]) at the agent's next record.
+//! - When the agent runs as root the files carry the append-only attribute
+//!   (`chattr +a`) where the filesystem supports it, and granted shells run
+//!   as `[sandbox] shell_user`, so a shell cannot rewrite the trail.
+//!
+//! Several processes may share a state dir (the agent and a `session`
+//! harness): appends take an `flock` on `audit.head`, which holds the chain
+//! head the last writer left, so each record chains to the last record an
+//! agent process wrote — not to whatever the file happens to end with.
+
+mod chain;
+mod file;
+mod record;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+pub use chain::{ChainBreak, Verified, line_hash, verify};
+pub use record::{FIELD_MAX, Record, Who, event, kind, now, outcome};
+
+/// How the trail is kept (`[audit]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditOptions {
+    /// Rotate `audit.jsonl` before it grows past this many bytes.
+    pub max_size: u64,
+    /// Rotated files kept (`audit.jsonl.1` … `.keep`).
+    pub keep: u32,
+    /// Set the append-only attribute on the files when running as root.
+    pub append_only: bool,
+}
+
+impl Default for AuditOptions {
+    fn default() -> Self {
+        AuditOptions {
+            max_size: 64 << 20,
+            keep: 5,
+            append_only: false,
+        }
+    }
+}
+
+/// Shared handle to the audit trail of one state dir.
+#[derive(Clone)]
+pub struct AuditLog {
+    inner: Arc<Mutex<file::Trail>>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+/// The trail's file name inside the state dir.
+pub const FILE_NAME: &str = "audit.jsonl";
+
+impl AuditLog {
+    /// Opens (creating if needed) `<state_dir>/audit.jsonl` with default
+    /// options (no append-only attribute).
+    pub fn open(state_dir: &Path) -> anyhow::Result<AuditLog> {
+        AuditLog::open_with(state_dir, AuditOptions::default())
+    }
+
+    /// Opens the trail, picks up its chain, and closes every act a killed
+    /// agent left open with a `killed` outcome.
+    pub fn open_with(state_dir: &Path, opts: AuditOptions) -> anyhow::Result<AuditLog> {
+        let trail = file::Trail::open(state_dir, opts)?;
+        let log = AuditLog {
+            path: trail.path().to_path_buf(),
+            inner: Arc::new(Mutex::new(trail)),
+        };
+        log.close_orphans();
+        Ok(log)
+    }
+
+    /// Where the current records go.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends `rec` (its `seq`, `time` and `prev` are filled in); `sync`
+    /// waits until the line is on disk. Returns the record's `seq`.
+    pub fn append(&self, mut rec: Record, sync: bool) -> std::io::Result<u64> {
+        rec.time = now();
+        let mut trail = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        trail.append(&mut rec, sync)
+    }
+
+    /// Appends `rec`, logging (never returning) a failure: for records
+    /// that describe something that already happened.
+    pub fn note(&self, rec: Record) {
+        let (kind, name) = (rec.kind.clone(), rec.name.clone());
+        if let Err(e) = self.append(rec, false) {
+            tracing::error!(path = %self.path.display(), error = %e, %kind, %name,
+                "audit write failed");
+        }
+    }
+
+    /// Writes the `started` record of an act and returns its guard. Err
+    /// means the record could not be written and the act must not happen.
+    pub fn begin(
+        &self,
+        who: &Who,
+        kind: &str,
+        name: &str,
+        args: &str,
+        sync: bool,
+    ) -> std::io::Result<Act> {
+        let mut rec = Record::new(who, kind, event::STARTED, name, args);
+        rec.pid = Some(std::process::id());
+        let base = rec.clone();
+        let id = self.append(rec, sync)?;
+        Ok(Act {
+            log: self.clone(),
+            base,
+            id,
+            started: Instant::now(),
+            done: false,
+        })
+    }
+
+    /// Closes acts that a dead agent left open (no outcome after their
+    /// `started` record, and the writer's pid no longer alive).
+    fn close_orphans(&self) {
+        let open = {
+            let trail = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+            trail.open_acts()
+        };
+        let me = std::process::id();
+        for started in open {
+            if started
+                .pid
+                .is_some_and(|pid| pid != me && process_alive(pid))
+            {
+                continue;
+            }
+            let mut rec = started.clone();
+            rec.event = event::OUTCOME.to_string();
+            rec.act = Some(started.seq);
+            rec.pid = None;
+            rec.outcome = outcome::KILLED.to_string();
+            rec.detail = "the agent stopped (killed or crashed) while this ran; \
+                          its outcome is unknown"
+                .to_string();
+            tracing::warn!(act = started.seq, session_id = %started.session_id,
+                kind = %started.kind, "closing an act a stopped agent left open");
+            self.note(rec);
+        }
+    }
+}
+
+fn process_alive(pid: u32) -> bool {
+    let Ok(pid) = i32::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: kill with signal 0 only checks that the process exists.
+    unsafe { libc::kill(pid, 0) == 0 }
+}
+
+/// An act in progress: its `started` record is on disk. Exactly one
+/// outcome record follows: [`Act::finish`], or, when the act is dropped
+/// unfinished (its future was cancelled), a `cancelled` one.
+#[derive(Debug)]
+pub struct Act {
+    log: AuditLog,
+    base: Record,
+    id: u64,
+    started: Instant,
+    done: bool,
+}
+
+impl Act {
+    /// The `seq` of the `started` record.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Writes the outcome.
+    pub fn finish(mut self, outcome: &str, detail: &str) {
+        self.write(outcome, detail);
+    }
+
+    fn write(&mut self, outcome: &str, detail: &str) {
+        self.done = true;
+        let mut rec = self.base.clone().with_outcome(outcome, detail);
+        rec.event = event::OUTCOME.to_string();
+        rec.act = Some(self.id);
+        rec.pid = None;
+        rec.args = String::new();
+        rec.duration_ms =
+            Some(u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX));
+        self.log.note(rec);
+    }
+}
+
+impl Drop for Act {
+    fn drop(&mut self) {
+        if !self.done {
+            self.write(
+                outcome::CANCELLED,
+                "the session ended while this ran (cancel, turn timeout, disconnect or shutdown)",
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,210 @@
+use super::*;
+
+fn who() -> Who {
+    Who {
+        session_id: "s1".into(),
+        session_type: "chat".into(),
+        user: "alice".into(),
+        key_id: Some("ops-1".into()),
+    }
+}
+
+fn lines(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .expect("read")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect()
+}
+
+#[test]
+fn an_act_writes_started_then_its_outcome_chained() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = AuditLog::open(dir.path()).expect("open");
+    let act = log
+        .begin(&who(), kind::SHELL, "df -h", "{}", true)
+        .expect("begin");
+    // The started record is on disk before the act.
+    let before = lines(log.path());
+    assert_eq!(before.len(), 1);
+    assert_eq!(before[0]["event"], "started");
+    assert_eq!(before[0]["key_id"], "ops-1");
+    assert_eq!(before[0]["prev"], chain::GENESIS);
+    act.finish(outcome::EXIT, "exit 0");
+    let after = lines(log.path());
+    assert_eq!(after.len(), 2);
+    assert_eq!(after[1]["event"], "outcome");
+    assert_eq!(after[1]["act"], before[0]["seq"]);
+    assert_eq!(after[1]["outcome"], "exit");
+    let v = verify(dir.path()).expect("chain holds");
+    assert_eq!(v.records, 2);
+}
+
+#[test]
+fn a_dropped_act_is_recorded_as_cancelled() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = AuditLog::open(dir.path()).expect("open");
+    drop(
+        log.begin(&who(), kind::TOOL, "cpu", "{}", false)
+            .expect("begin"),
+    );
+    let recs = lines(log.path());
+    assert_eq!(recs.len(), 2);
+    assert_eq!(recs[1]["outcome"], "cancelled");
+}
+
+#[test]
+fn a_restart_closes_acts_a_killed_agent_left_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = AuditLog::open(dir.path()).expect("open");
+    let act = log
+        .begin(&who(), kind::SHELL, "sleep 300", "{}", true)
+        .expect("begin");
+    // As if the process died here: no outcome is written, and the pid in
+    // the record is not alive.
+    std::mem::forget(act);
+    let text = std::fs::read_to_string(log.path()).expect("read");
+    let dead = text.replace(
+        &format!("\"pid\":{}", std::process::id()),
+        "\"pid\":4194999",
+    );
+    // Rewrite the file as a fresh trail (the hash of the edited line is
+    // what the next record chains to).
+    std::fs::write(log.path(), dead).expect("write");
+    drop(log);
+    let log = AuditLog::open(dir.path()).expect("reopen");
+    let recs = lines(log.path());
+    assert_eq!(recs.len(), 2, "{recs:?}");
+    assert_eq!(recs[1]["outcome"], "killed");
+    assert_eq!(recs[1]["act"], recs[0]["seq"]);
+    // Opening again finds nothing left to close.
+    drop(AuditLog::open(dir.path()).expect("reopen"));
+    assert_eq!(lines(log.path()).len(), 2);
+    verify(dir.path()).expect("chain holds");
+}
+
+#[test]
+fn verify_finds_a_removed_a_changed_and_a_forged_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = AuditLog::open(dir.path()).expect("open");
+    for name in ["cpu", "memory", "uptime", "mounts"] {
+        log.begin(&who(), kind::TOOL, name, "{}", false)
+            .expect("begin")
+            .finish(outcome::OK, "");
+    }
+    let good = std::fs::read_to_string(log.path()).expect("read");
+    assert_eq!(verify(dir.path()).expect("holds").records, 8);
+    let all: Vec<&str> = good.lines().collect();
+
+    // A line removed.
+    let mut removed = all.clone();
+    removed.remove(2);
+    std::fs::write(log.path(), removed.join("\n") + "\n").expect("write");
+    let brk = verify(dir.path()).expect_err("removed line");
+    assert_eq!(brk.line, 3, "{brk}");
+
+    // A line changed.
+    let changed = good.replacen("\"name\":\"memory\"", "\"name\":\"memorx\"", 1);
+    std::fs::write(log.path(), &changed).expect("write");
+    let brk = verify(dir.path()).expect_err("changed line");
+    assert_eq!(brk.line, 4, "{brk}");
+
+    // A forged line appended by someone who computed the hash: the chain
+    // holds on disk until the agent writes its next record, which chains
+    // to the line it wrote itself.
+    std::fs::write(log.path(), &good).expect("write");
+    let last = all.last().expect("a line").as_bytes();
+    let forged = format!(
+        "{{\"seq\":9,\"kind\":\"shell\",\"event\":\"outcome\",\"outcome\":\"exit\",\"prev\":\"{}\"}}\n",
+        line_hash(last)
+    );
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(log.path())
+        .expect("open");
+    std::io::Write::write_all(&mut f, forged.as_bytes()).expect("forge");
+    log.note(Record::new(&who(), kind::SESSION, event::ENDED, "", ""));
+    let brk = verify(dir.path()).expect_err("forged line");
+    assert_eq!(brk.line, 10, "{brk}");
+}
+
+#[test]
+fn rotation_keeps_the_chain_and_drops_the_oldest() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let opts = AuditOptions {
+        max_size: 2048,
+        keep: 2,
+        append_only: false,
+    };
+    let log = AuditLog::open_with(dir.path(), opts).expect("open");
+    for i in 0..60 {
+        log.note(Record::new(
+            &who(),
+            kind::TOOL,
+            &format!("tool-{i}"),
+            "{}",
+            "",
+        ));
+    }
+    assert!(dir.path().join("audit.jsonl.1").exists());
+    assert!(dir.path().join("audit.jsonl.2").exists());
+    assert!(!dir.path().join("audit.jsonl.3").exists());
+    let v = verify(dir.path()).expect("chain holds across rotation");
+    assert!(v.first_seq > 1, "the oldest records rotated away");
+    assert_eq!(v.first_seq + v.records - 1, 60);
+    for f in &v.files {
+        assert!(std::fs::metadata(f).expect("meta").len() <= 2048);
+    }
+}
+
+#[test]
+fn a_full_disk_refuses_the_act() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::os::unix::fs::symlink("/dev/full", dir.path().join(FILE_NAME)).expect("symlink");
+    let log = AuditLog::open(dir.path()).expect("open");
+    let err = log
+        .begin(&who(), kind::SHELL, "rm -rf /", "{}", true)
+        .expect_err("no space");
+    assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "{err}");
+}
+
+#[test]
+fn two_handles_share_one_chain() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = AuditLog::open(dir.path()).expect("open a");
+    let b = AuditLog::open(dir.path()).expect("open b");
+    for i in 0..5 {
+        a.note(Record::new(&who(), kind::TOOL, &format!("a{i}"), "", ""));
+        b.note(Record::new(&who(), kind::TOOL, &format!("b{i}"), "", ""));
+    }
+    assert_eq!(verify(dir.path()).expect("holds").records, 10);
+}
+
+#[test]
+fn server_supplied_fields_are_cut_and_escaped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = AuditLog::open(dir.path()).expect("open");
+    let w = Who {
+        session_id: "x".repeat(1 << 20),
+        session_type: "chat".into(),
+        user: "eve\n{\"forged\":1}\u{1b}[31m".into(),
+        key_id: None,
+    };
+    log.note(Record::new(&w, kind::SESSION, event::REFUSED, "", ""));
+    let text = std::fs::read_to_string(log.path()).expect("read");
+    assert!(text.len() < 4 * FIELD_MAX, "{} bytes", text.len());
+    assert_eq!(text.lines().count(), 1);
+    assert!(!text.contains('\u{1b}'));
+}
+
+#[test]
+fn audit_file_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = AuditLog::open(dir.path()).expect("open");
+    let mode = std::fs::metadata(log.path())
+        .expect("meta")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+}

@@ -1,0 +1,592 @@
+//! The trust boundary, tried as a hostile server and a hostile granted
+//! shell would: the real agent binary, a real WebSocket server on loopback,
+//! the built-in chat guest asking for real shell commands.
+//!
+//! - audit: `started` on disk before a command, its outcome after cancel,
+//!   turn timeout and SIGKILL (closed as `killed` by the next start); a
+//!   tampered line found by `audit verify`; a full disk refuses the shell
+//! - containment: no agent variable reaches a shell; `setsid` and
+//!   double-forked children die on cancel and when the agent dies
+//! - signed sessions (PROTOCOL §9) over the wire, each refusal string
+//! - bounded input (PROTOCOL §10): oversized `session_id` / `user_name`
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use catpaw_agent::proto::{self, Envelope};
+use common::server::{ServerConn, TestServer};
+use common::write_config;
+use serde_json::{Value, json};
+
+const AGENT_ID: &str = "7d3c1e8a-4b6f-4f3e-9a51-2c8e0d9b6a10";
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_catpaw-agent"));
+    // The shell configs read the token from the environment.
+    c.env("CATPAW_TEST_TOKEN", "tok-from-env-5f3a");
+    c
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A world-writable scratch dir (the shell may run as `nobody`).
+fn scratch() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    d
+}
+
+/// Config for an agent that grants remote shells, with a fixed agent id.
+fn shell_config(dir: &Path, server: &TestServer, extra: &str) -> PathBuf {
+    let user = if is_root() {
+        "shell_user = \"nobody\"\n"
+    } else {
+        ""
+    };
+    let cfg = write_config(
+        dir,
+        &format!(
+            "[server]\nenabled = true\naddress = \"http://{}\"\nagent_token = \"${{CATPAW_TEST_TOKEN}}\"\n\
+             [sandbox]\nallow_remote_shell = true\n{user}{extra}\n[audit]\nappend_only = false\n",
+            server.addr
+        ),
+    );
+    let state = dir.join("state.d");
+    std::fs::create_dir_all(&state).expect("state dir");
+    std::fs::write(state.join("agent_id"), format!("{AGENT_ID}\n")).expect("agent id");
+    cfg
+}
+
+fn spawn(cfg: &Path) -> Child {
+    bin()
+        .arg("--config")
+        .arg(cfg)
+        .env("CATPAW_SECRET_SAUCE", "s3cr3t-sauce-91b")
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn agent")
+}
+
+fn audit(dir: &Path) -> Vec<Value> {
+    std::fs::read_to_string(dir.join("state.d/audit.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("audit line is JSON"))
+        .collect()
+}
+
+fn shell_records(dir: &Path) -> Vec<Value> {
+    audit(dir)
+        .into_iter()
+        .filter(|r| r["kind"] == "shell")
+        .collect()
+}
+
+fn alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks existence.
+    unsafe { libc::kill(pid, 0) == 0 }
+}
+
+/// Waits until `f` holds, at most `limit`.
+async fn until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    f()
+}
+
+/// A shell command that leaves a `setsid` daemon and a double-forked one
+/// behind (their pids in `dir/a`, `dir/b`), then runs `tail`.
+fn escaping(dir: &Path, tail: &str) -> String {
+    let d = dir.display();
+    format!(
+        "setsid sh -c 'echo $$ > {d}/a; exec sleep 300' >/dev/null 2>&1 & \
+         (sh -c 'echo $$ > {d}/b; exec sleep 300' >/dev/null 2>&1 &) ; {tail}"
+    )
+}
+
+fn pids(dir: &Path) -> Vec<i32> {
+    ["a", "b"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(dir.join(f)).ok())
+        .filter_map(|t| t.trim().parse().ok())
+        .collect()
+}
+
+/// Starts a chat with a shell that runs `command`; returns the session id.
+async fn chat_running(c: &mut ServerConn, id: &str, command: &str) {
+    let ack = c
+        .start_session(
+            id,
+            "chat",
+            json!({"allow_shell": true, "message": format!("run {command}")}),
+        )
+        .await;
+    assert!(ack.ok, "{ack:?}");
+}
+
+async fn cancel(c: &mut ServerConn, id: &str) {
+    c.send(&Envelope::new(
+        proto::MSG_SESSION_CANCEL,
+        json!({"session_id": id, "reason": "test"}),
+    ))
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_mid_command_leaves_started_then_cancelled_and_kills_the_tree() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let work = scratch();
+    let mut server = TestServer::start().await;
+    let mut agent = spawn(&shell_config(dir.path(), &server, ""));
+    let (mut c, _) = server.accept_registered().await;
+    chat_running(&mut c, "s-cancel", &escaping(work.path(), "sleep 60")).await;
+    assert!(until(Duration::from_secs(10), || pids(work.path()).len() == 2).await);
+    // The command runs: its started record is already on disk.
+    let recs = shell_records(dir.path());
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    assert_eq!(recs[0]["event"], "started");
+    assert_eq!(recs[0]["session_id"], "s-cancel");
+    cancel(&mut c, "s-cancel").await;
+    c.session_until_done("s-cancel").await;
+    let recs = shell_records(dir.path());
+    assert_eq!(recs.len(), 2, "{recs:?}");
+    assert_eq!(recs[1]["event"], "outcome");
+    assert_eq!(recs[1]["outcome"], "cancelled");
+    assert_eq!(recs[1]["act"], recs[0]["seq"]);
+    let p = pids(work.path());
+    assert!(
+        until(Duration::from_secs(5), || p.iter().all(|&p| !alive(p))).await,
+        "setsid / double-forked children outlived the cancel: {p:?}"
+    );
+    let _ = agent.kill();
+    let _ = agent.wait();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_turn_timeout_mid_command_records_the_outcome() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut server = TestServer::start().await;
+    let cfg = shell_config(dir.path(), &server, "[sandbox.chat]\ntimeout = \"2s\"\n");
+    let mut agent = spawn(&cfg);
+    let (mut c, _) = server.accept_registered().await;
+    chat_running(&mut c, "s-slow", "sleep 30").await;
+    let msgs = c.session_until_done("s-slow").await;
+    assert!(
+        msgs.iter().any(|m| m
+            .payload
+            .as_ref()
+            .is_some_and(|p| p["code"] == "resource_exhausted")),
+        "{msgs:?}"
+    );
+    let recs = shell_records(dir.path());
+    assert_eq!(recs.len(), 2, "{recs:?}");
+    assert_eq!(recs[0]["event"], "started");
+    assert_eq!(recs[1]["outcome"], "cancelled");
+    let _ = agent.kill();
+    let _ = agent.wait();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_command_leaves_started_kills_the_tree_and_the_next_start_closes_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let work = scratch();
+    let mut server = TestServer::start().await;
+    let cfg = shell_config(dir.path(), &server, "");
+    let mut agent = spawn(&cfg);
+    let (mut c, _) = server.accept_registered().await;
+    chat_running(&mut c, "s-kill", &escaping(work.path(), "sleep 60")).await;
+    assert!(until(Duration::from_secs(10), || pids(work.path()).len() == 2).await);
+    agent.kill().expect("SIGKILL");
+    agent.wait().expect("reaped");
+    let p = pids(work.path());
+    assert!(
+        until(Duration::from_secs(5), || p.iter().all(|&p| !alive(p))).await,
+        "children outlived the agent: {p:?}"
+    );
+    let recs = shell_records(dir.path());
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    assert_eq!(recs[0]["event"], "started");
+
+    // The next start writes the outcome the killed agent could not.
+    let mut again = spawn(&cfg);
+    let _ = server.accept_registered().await;
+    let recs = shell_records(dir.path());
+    assert_eq!(recs.len(), 2, "{recs:?}");
+    assert_eq!(recs[1]["outcome"], "killed");
+    assert_eq!(recs[1]["act"], recs[0]["seq"]);
+    let _ = again.kill();
+    let _ = again.wait();
+    let out = bin()
+        .args(["audit", "verify", "--config"])
+        .arg(&cfg)
+        .output()
+        .expect("verify");
+    assert!(out.status.success(), "{out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_exiting_takes_a_running_command_tree_along() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let work = scratch();
+    let mut server = TestServer::start().await;
+    let agent = spawn(&shell_config(dir.path(), &server, ""));
+    let (mut c, _) = server.accept_registered().await;
+    chat_running(&mut c, "s-exit", &escaping(work.path(), "sleep 60")).await;
+    assert!(until(Duration::from_secs(10), || pids(work.path()).len() == 2).await);
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(agent.id() as i32, libc::SIGTERM) };
+    let status = tokio::task::spawn_blocking(move || {
+        let mut agent = agent;
+        agent.wait()
+    })
+    .await
+    .expect("join")
+    .expect("wait");
+    assert!(status.success(), "{status:?}");
+    let p = pids(work.path());
+    assert!(
+        until(Duration::from_secs(5), || p.iter().all(|&p| !alive(p))).await,
+        "children outlived the agent: {p:?}"
+    );
+    let recs = shell_records(dir.path());
+    assert_eq!(recs.last().expect("records")["outcome"], "cancelled");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_granted_shell_sees_none_of_the_agent_environment() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut server = TestServer::start().await;
+    let mut agent = spawn(&shell_config(dir.path(), &server, ""));
+    let (mut c, _) = server.accept_registered().await;
+    chat_running(&mut c, "s-env", "env").await;
+    let answer = loop {
+        let e = c.recv().await;
+        let p = e.payload.clone().unwrap_or_default();
+        if p["session_id"] == "s-env" && p["stage"] == "answer" {
+            break p["delta"].as_str().unwrap_or_default().to_string();
+        }
+    };
+    assert!(answer.contains("PATH="), "{answer}");
+    for secret in ["tok-from-env-5f3a", "s3cr3t-sauce-91b", "CATPAW_"] {
+        assert!(!answer.contains(secret), "{secret} leaked: {answer}");
+    }
+    let _ = agent.kill();
+    let _ = agent.wait();
+}
+
+#[test]
+fn audit_verify_finds_a_tampered_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = write_config(dir.path(), "[audit]\nappend_only = false\n");
+    let out = bin()
+        .args([
+            "session",
+            "--type",
+            "inspect",
+            "--param",
+            "plugin=system",
+            "--config",
+        ])
+        .arg(&cfg)
+        .output()
+        .expect("session");
+    assert!(out.status.success(), "{out:?}");
+    let verify = || {
+        bin()
+            .args(["audit", "verify", "--config"])
+            .arg(&cfg)
+            .output()
+            .expect("verify")
+    };
+    let ok = verify();
+    assert!(ok.status.success(), "{ok:?}");
+    assert!(
+        String::from_utf8_lossy(&ok.stdout).contains("intact"),
+        "{ok:?}"
+    );
+    let path = dir.path().join("state.d/audit.jsonl");
+    let text = std::fs::read_to_string(&path).expect("audit");
+    let n = text.lines().count();
+    assert!(n >= 4, "{text}");
+    // Someone rewrites the third record's tool name.
+    let lines: Vec<String> = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            if i == 2 {
+                l.replacen("\"name\":\"", "\"name\":\"x", 1)
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    std::fs::write(&path, lines.join("\n") + "\n").expect("tamper");
+    let bad = verify();
+    assert_eq!(bad.status.code(), Some(1), "{bad:?}");
+    let said = String::from_utf8_lossy(&bad.stdout);
+    assert!(said.contains("audit.jsonl:4"), "{said}");
+}
+
+#[test]
+fn a_full_disk_refuses_the_shell() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let work = scratch();
+    let cfg = write_config(dir.path(), "[audit]\nappend_only = false\n");
+    let state = dir.path().join("state.d");
+    std::fs::create_dir_all(&state).expect("state");
+    std::os::unix::fs::symlink("/dev/full", state.join("audit.jsonl")).expect("symlink");
+    let marker = work.path().join("ran");
+    let mut child = bin()
+        .args([
+            "session",
+            "--type",
+            "chat",
+            "--allow-shell",
+            "--json",
+            "--config",
+        ])
+        .arg(&cfg)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("session");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        writeln!(stdin, "run touch {}", marker.display()).expect("write");
+    }
+    let out = child.wait_with_output().expect("wait");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("audit unavailable"), "{said}");
+    assert!(!marker.exists(), "the command ran without an audit record");
+}
+
+// ---- signed sessions (PROTOCOL §9) ----
+
+const SEED: [u8; 32] = [
+    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26,
+    27, 28, 29, 30, 31, 32,
+];
+const PUBLIC: &str = "ebVWLo/mVPlAeLES6KmLp5AfhTrmlb7X4OORC60ElmQ=";
+
+fn hex_sha256(b: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(b)
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect()
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64
+}
+
+/// A signed `session_start` frame, written out by hand from §9.
+fn signed_start(id: &str, params: &str, ts: i64, nonce: &str, key: &str, agent: &str) -> String {
+    use base64::Engine;
+    use ed25519_dalek::Signer;
+    let text = [
+        "catpaw-session-v1",
+        "session_start",
+        agent,
+        id,
+        "chat",
+        "op",
+        &ts.to_string(),
+        nonce,
+        &hex_sha256(params.as_bytes()),
+    ]
+    .join("\n");
+    let sig = ed25519_dalek::SigningKey::from_bytes(&SEED).sign(text.as_bytes());
+    let sig = base64::engine::general_purpose::STANDARD.encode(sig.to_bytes());
+    format!(
+        "{{\"type\":\"session_start\",\"id\":\"{}\",\"payload\":{{\"session_id\":\"{id}\",\"session_type\":\"chat\",\"user_name\":\"op\",\"params\":{params},\"timestamp\":{ts},\"nonce\":\"{nonce}\",\"key_id\":\"{key}\",\"signature\":\"{sig}\"}}}}",
+        uuid::Uuid::new_v4()
+    )
+}
+
+async fn ack_of_raw(c: &mut ServerConn, frame: String) -> (bool, Option<String>) {
+    let id = serde_json::from_str::<Value>(&frame).expect("frame")["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    c.send_raw(tokio_tungstenite::tungstenite::Message::text(frame))
+        .await;
+    let a = c.ack_for(&id).await;
+    (a.ok, a.error)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_sessions_are_checked_over_the_wire() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut server = TestServer::start().await;
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "[server]\nenabled = true\naddress = \"http://{}\"\n[server.signing]\nkeys = {{ \"ops-1\" = \"{PUBLIC}\" }}\n\
+             [audit]\nappend_only = false\n",
+            server.addr
+        ),
+    );
+    let state = dir.path().join("state.d");
+    std::fs::create_dir_all(&state).expect("state");
+    std::fs::write(state.join("agent_id"), format!("{AGENT_ID}\n")).expect("id");
+    let mut agent = bin()
+        .arg("--config")
+        .arg(&cfg)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("agent");
+    let (mut c, _) = server.accept_registered().await;
+    let params = r#"{"message": "help"}"#;
+
+    // Unsigned: refused before anything else.
+    let ack = c.start_session("u-1", "chat", json!({})).await;
+    assert_eq!(
+        ack.error.as_deref(),
+        Some("unauthorized: signature required")
+    );
+
+    let t = now();
+    let good = signed_start("g-1", params, t, "n-1", "ops-1", AGENT_ID);
+    assert_eq!(ack_of_raw(&mut c, good.clone()).await, (true, None));
+    // Its first turn is answered.
+    loop {
+        let e = c.recv().await;
+        let p = e.payload.clone().unwrap_or_default();
+        if p["session_id"] == "g-1" && p["metadata"]["turn_done"] == true {
+            break;
+        }
+    }
+    // The exact same frame again.
+    let replay = ack_of_raw(&mut c, good.replace("\"id\":\"", "\"id\":\"r")).await;
+    assert_eq!(replay.1.as_deref(), Some("unauthorized: replayed nonce"));
+    // One byte of params changed (a space).
+    let tampered = signed_start("g-2", params, t, "n-2", "ops-1", AGENT_ID)
+        .replace(r#"{"message": "help"}"#, r#"{"message":  "help"}"#);
+    assert_eq!(
+        ack_of_raw(&mut c, tampered).await.1.as_deref(),
+        Some("unauthorized: bad signature")
+    );
+    // Signed for another agent.
+    let other = signed_start(
+        "g-3",
+        params,
+        t,
+        "n-3",
+        "ops-1",
+        "00000000-0000-4000-8000-000000000000",
+    );
+    assert_eq!(
+        ack_of_raw(&mut c, other).await.1.as_deref(),
+        Some("unauthorized: bad signature")
+    );
+    let unknown = signed_start("g-4", params, t, "n-4", "ops-2", AGENT_ID);
+    assert_eq!(
+        ack_of_raw(&mut c, unknown).await.1.as_deref(),
+        Some("unauthorized: unknown key")
+    );
+    let stale = signed_start("g-5", params, t - 3600, "n-5", "ops-1", AGENT_ID);
+    assert_eq!(
+        ack_of_raw(&mut c, stale).await.1.as_deref(),
+        Some("unauthorized: stale timestamp")
+    );
+
+    // An unsigned chat turn for the signed session is dropped: after the
+    // answer to its signed first message, the session says nothing more.
+    c.send(&Envelope::new(
+        proto::MSG_SESSION_INPUT,
+        json!({"session_id": "g-1", "message": "help"}),
+    ))
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    cancel(&mut c, "g-1").await;
+    let msgs = c.session_until_done("g-1").await;
+    assert_eq!(msgs.len(), 1, "only the done may follow: {msgs:?}");
+    // The session's `ended` record follows its done.
+    let ended = || {
+        audit(dir.path())
+            .iter()
+            .any(|r| r["event"] == "ended" && r["session_id"] == "g-1")
+    };
+    assert!(until(Duration::from_secs(5), ended).await);
+
+    let _ = agent.kill();
+    let _ = agent.wait();
+    let recs = audit(dir.path());
+    let accepted: Vec<_> = recs.iter().filter(|r| r["event"] == "accepted").collect();
+    assert_eq!(accepted.len(), 1, "{recs:?}");
+    assert_eq!(accepted[0]["key_id"], "ops-1");
+    let refused = recs.iter().filter(|r| r["event"] == "refused").count();
+    assert_eq!(refused, 6, "{recs:?}");
+}
+
+// ---- bounded input (PROTOCOL §10) ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_ids_and_user_names_are_refused_and_stay_out_of_the_audit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut server = TestServer::start().await;
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "[server]\nenabled = true\naddress = \"http://{}\"\n[audit]\nappend_only = false\n",
+            server.addr
+        ),
+    );
+    let mut agent = bin()
+        .arg("--config")
+        .arg(&cfg)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("agent");
+    let (mut c, _) = server.accept_registered().await;
+    let huge = "x".repeat(1_000_000);
+    let ack = c
+        .start_session(&huge, "inspect", json!({"plugin": "cpu"}))
+        .await;
+    assert_eq!(ack.error.as_deref(), Some("invalid session_id"));
+    let ack = c
+        .start_session("ok\u{1b}[31m\nforged", "inspect", json!({"plugin": "cpu"}))
+        .await;
+    assert_eq!(ack.error.as_deref(), Some("invalid session_id"));
+    let start = Envelope::new(
+        proto::MSG_SESSION_START,
+        json!({"session_id": "s", "session_type": "inspect", "user_name": "u".repeat(300), "params": {"plugin": "cpu"}}),
+    );
+    c.send(&start).await;
+    assert_eq!(
+        c.ack_for(&start.id).await.error.as_deref(),
+        Some("invalid user_name")
+    );
+    // The connection is still good.
+    let ack = c
+        .start_session("fine", "inspect", json!({"plugin": "cpu"}))
+        .await;
+    assert!(ack.ok, "{ack:?}");
+    c.session_until_done("fine").await;
+    let _ = agent.kill();
+    let _ = agent.wait();
+    let size = std::fs::metadata(dir.path().join("state.d/audit.jsonl"))
+        .expect("audit")
+        .len();
+    assert!(size < 64 * 1024, "audit grew to {size} bytes");
+    let text = std::fs::read_to_string(dir.path().join("state.d/audit.jsonl")).expect("audit");
+    assert!(!text.contains('\u{1b}'));
+}
