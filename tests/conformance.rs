@@ -484,6 +484,8 @@ fn write_config(dir: &Path, state_dir: &Path, cfg: &Cfg) -> PathBuf {
         "[sandbox]\nmax_concurrent_sessions = {}\nallow_remote_shell = false\n",
         cfg.max_sessions
     );
+    // Temp state dirs: no append-only attribute (the test must remove them).
+    s += "[audit]\nappend_only = false\n";
     let path = conf_d.join("config.toml");
     std::fs::write(&path, s).unwrap();
     path

@@ -323,6 +323,15 @@ fn set_flag(f: &File, on: bool) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Whether `f` carries the append-only attribute (None: cannot tell).
+#[cfg(test)]
+pub(crate) fn append_only(f: &File) -> Option<bool> {
+    let mut flags: libc::c_long = 0;
+    // SAFETY: FS_IOC_GETFLAGS writes one long into a live local.
+    let rc = unsafe { libc::ioctl(f.as_raw_fd(), libc::FS_IOC_GETFLAGS, &mut flags) };
+    (rc == 0).then_some(flags & FS_APPEND_FL != 0)
+}
+
 /// Sets or clears the append-only attribute of `path`, best effort (only
 /// root can, and only where the filesystem supports it).
 pub(crate) fn set_append_only(path: &Path, on: bool) {

@@ -208,3 +208,30 @@ fn audit_file_is_private() {
         .mode();
     assert_eq!(mode & 0o777, 0o600);
 }
+
+#[test]
+fn as_root_the_trail_is_append_only_where_the_filesystem_allows() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let opts = AuditOptions {
+        max_size: 64 * 1024,
+        keep: 1,
+        append_only: true,
+    };
+    let log = AuditLog::open_with(dir.path(), opts).expect("open");
+    log.note(Record::new(&who(), kind::TOOL, "cpu", "{}", ""));
+    let f = std::fs::File::open(log.path()).expect("open");
+    if file::append_only(&f) != Some(true) {
+        // tmpfs and some container filesystems do not support the flag.
+        return;
+    }
+    // Appending still works; rewriting does not.
+    log.note(Record::new(&who(), kind::TOOL, "memory", "{}", ""));
+    assert!(std::fs::write(log.path(), "forged\n").is_err());
+    assert!(std::fs::remove_file(log.path()).is_err());
+    assert_eq!(verify(dir.path()).expect("holds").records, 2);
+    file::set_append_only(log.path(), false);
+}

@@ -20,12 +20,19 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 /// Writes `body` as `<dir>/conf.d/config.toml` (so `state_dir` defaults
-/// to `<dir>/state.d`) and returns its path.
+/// to `<dir>/state.d`) and returns its path. Unless the body sets its own
+/// `[audit]`, the trail is kept without the append-only attribute, which
+/// an agent running as root would otherwise set on temp files the test
+/// could not remove.
 pub fn write_config(dir: &std::path::Path, body: &str) -> PathBuf {
     let conf = dir.join("conf.d");
     std::fs::create_dir_all(&conf).expect("mkdir");
     let path = conf.join("config.toml");
-    std::fs::write(&path, body).expect("write config");
+    let mut text = body.to_string();
+    if !text.contains("[audit]") {
+        text.push_str("\n[audit]\nappend_only = false\n");
+    }
+    std::fs::write(&path, text).expect("write config");
     path
 }
 
