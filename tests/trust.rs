@@ -175,6 +175,74 @@ async fn a_cancel_mid_command_leaves_started_then_cancelled_and_kills_the_tree()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_connection_mid_command_records_cancelled() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let work = scratch();
+    let mut server = TestServer::start().await;
+    let mut agent = spawn(&shell_config(dir.path(), &server, ""));
+    let (mut c, _) = server.accept_registered().await;
+    chat_running(&mut c, "s-drop", &escaping(work.path(), "sleep 60")).await;
+    assert!(until(Duration::from_secs(10), || pids(work.path()).len() == 2).await);
+    drop(c);
+    let outcome = || {
+        shell_records(dir.path())
+            .iter()
+            .any(|r| r["event"] == "outcome" && r["outcome"] == "cancelled")
+    };
+    assert!(until(Duration::from_secs(10), outcome).await);
+    let p = pids(work.path());
+    assert!(
+        until(Duration::from_secs(5), || p.iter().all(|&p| !alive(p))).await,
+        "children outlived the connection: {p:?}"
+    );
+    let _ = agent.kill();
+    let _ = agent.wait();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_granted_shell_cannot_touch_the_audit_trail() {
+    if !is_root() {
+        // Without root there is no shell_user: the shell is the agent's
+        // own user, which SECURITY.md names as out of reach of this rule.
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut server = TestServer::start().await;
+    let cfg = shell_config(dir.path(), &server, "");
+    let mut agent = spawn(&cfg);
+    let (mut c, _) = server.accept_registered().await;
+    let trail = dir.path().join("state.d/audit.jsonl");
+    let attack = format!(
+        "id -u; sed -i 1d {t}; echo forged >> {t}; rm -f {t}",
+        t = trail.display()
+    );
+    chat_running(&mut c, "s-forge", &attack).await;
+    let answer = loop {
+        let e = c.recv().await;
+        let p = e.payload.clone().unwrap_or_default();
+        if p["session_id"] == "s-forge" && p["stage"] == "answer" {
+            break p["delta"].as_str().unwrap_or_default().to_string();
+        }
+    };
+    assert!(
+        !answer.contains("```\n0\n"),
+        "the shell ran as root: {answer}"
+    );
+    cancel(&mut c, "s-forge").await;
+    c.session_until_done("s-forge").await;
+    let _ = agent.kill();
+    let _ = agent.wait();
+    let out = bin()
+        .args(["audit", "verify", "--config"])
+        .arg(&cfg)
+        .output()
+        .expect("verify");
+    assert!(out.status.success(), "{out:?} after {answer}");
+    let recs = shell_records(dir.path());
+    assert_eq!(recs[0]["event"], "started", "{recs:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_turn_timeout_mid_command_records_the_outcome() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut server = TestServer::start().await;
