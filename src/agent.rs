@@ -1,7 +1,6 @@
 //! The agent: the reconnect loop around [`conn::run_once`], plus the parts
 //! that outlive connections (session table, alert buffer).
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -114,11 +113,15 @@ impl Agent {
     }
 }
 
-/// Convenience for embedders: an agent whose runners come from `setup`.
+/// An agent whose runners and audit trail come from `setup`.
 pub fn from_setup(
     cfg: &Config,
     setup: &crate::setup::Setup,
     opts: AgentOptions,
-) -> anyhow::Result<Arc<Agent>> {
-    Ok(Arc::new(Agent::new(cfg, setup.runners.clone(), opts)?))
+) -> anyhow::Result<Agent> {
+    let opts = AgentOptions {
+        audit: Some(setup.audit.clone()),
+        ..opts
+    };
+    Agent::new(cfg, setup.runners.clone(), opts)
 }

@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
-use crate::agent::{Agent, AgentOptions};
+use crate::agent::AgentOptions;
 use crate::config::Config;
 use crate::harness::{Style, print_event};
 use crate::proto::{
@@ -53,14 +53,7 @@ pub async fn run(state_dir: &std::path::Path) -> anyhow::Result<()> {
         &Default::default(),
         cfg.sandbox.max_concurrent_sessions as u32,
     )?;
-    let agent = Agent::new(
-        &cfg,
-        setup.runners.clone(),
-        AgentOptions {
-            audit: Some(setup.audit.clone()),
-            ..AgentOptions::default()
-        },
-    )?;
+    let agent = crate::agent::from_setup(&cfg, &setup, AgentOptions::default())?;
     let shutdown = CancellationToken::new();
     let agent_task = {
         let agent = agent.clone();

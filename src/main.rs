@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use serde_json::{Map, Value};
 
-use catpaw_agent::agent::{Agent, AgentOptions};
+use catpaw_agent::agent::AgentOptions;
 use catpaw_agent::config::{Config, parse_duration, parse_size};
 use catpaw_agent::harness::{LocalOutcome, LocalSession, run_local};
 use catpaw_agent::setup::{self, LimitOverrides};
@@ -226,14 +226,7 @@ async fn run_agent(cli: &Cli) -> anyhow::Result<ExitCode> {
         &cli.limits.overrides(),
         cfg.sandbox.max_concurrent_sessions as u32,
     )?;
-    let agent = Agent::new(
-        &cfg,
-        setup.runners.clone(),
-        AgentOptions {
-            audit: Some(setup.audit.clone()),
-            ..AgentOptions::default()
-        },
-    )?;
+    let agent = catpaw_agent::agent::from_setup(&cfg, &setup, AgentOptions::default())?;
     tracing::info!(agent_id = %agent.agent_id(), url = %cfg.server_ws_url().unwrap_or_default(),
         max_sessions = cfg.sandbox.max_concurrent_sessions, "catpaw-agent starting");
     let shutdown = CancellationToken::new();

@@ -136,6 +136,33 @@ async fn chat_running(c: &mut ServerConn, id: &str, command: &str) {
     assert!(ack.ok, "{ack:?}");
 }
 
+/// Starts a chat whose shell leaves a `setsid` and a double-forked
+/// daemon behind and then sleeps; returns once both daemons are up.
+async fn escaping_chat(c: &mut ServerConn, id: &str, work: &Path) {
+    chat_running(c, id, &escaping(work, "sleep 60")).await;
+    assert!(until(Duration::from_secs(10), || pids(work).len() == 2).await);
+}
+
+/// Asserts the daemons of [`escaping_chat`] are gone within 5 s.
+async fn assert_tree_gone(work: &Path, after: &str) {
+    let p = pids(work);
+    assert!(
+        until(Duration::from_secs(5), || p.iter().all(|&p| !alive(p))).await,
+        "setsid / double-forked children outlived {after}: {p:?}"
+    );
+}
+
+/// The text of the next chat answer of session `id`.
+async fn answer_of(c: &mut ServerConn, id: &str) -> String {
+    loop {
+        let e = c.recv().await;
+        let p = e.payload.clone().unwrap_or_default();
+        if p["session_id"] == id && p["stage"] == "answer" {
+            return p["delta"].as_str().unwrap_or_default().to_string();
+        }
+    }
+}
+
 async fn cancel(c: &mut ServerConn, id: &str) {
     c.send(&Envelope::new(
         proto::MSG_SESSION_CANCEL,
@@ -151,8 +178,7 @@ async fn a_cancel_mid_command_leaves_started_then_cancelled_and_kills_the_tree()
     let mut server = TestServer::start().await;
     let mut agent = spawn(&shell_config(dir.path(), &server, ""));
     let (mut c, _) = server.accept_registered().await;
-    chat_running(&mut c, "s-cancel", &escaping(work.path(), "sleep 60")).await;
-    assert!(until(Duration::from_secs(10), || pids(work.path()).len() == 2).await);
+    escaping_chat(&mut c, "s-cancel", work.path()).await;
     // The command runs: its started record is already on disk.
     let recs = shell_records(dir.path());
     assert_eq!(recs.len(), 1, "{recs:?}");
@@ -165,11 +191,7 @@ async fn a_cancel_mid_command_leaves_started_then_cancelled_and_kills_the_tree()
     assert_eq!(recs[1]["event"], "outcome");
     assert_eq!(recs[1]["outcome"], "cancelled");
     assert_eq!(recs[1]["act"], recs[0]["seq"]);
-    let p = pids(work.path());
-    assert!(
-        until(Duration::from_secs(5), || p.iter().all(|&p| !alive(p))).await,
-        "setsid / double-forked children outlived the cancel: {p:?}"
-    );
+    assert_tree_gone(work.path(), "the cancel").await;
     let _ = agent.kill();
     let _ = agent.wait();
 }
@@ -181,8 +203,7 @@ async fn a_dropped_connection_mid_command_records_cancelled() {
     let mut server = TestServer::start().await;
     let mut agent = spawn(&shell_config(dir.path(), &server, ""));
     let (mut c, _) = server.accept_registered().await;
-    chat_running(&mut c, "s-drop", &escaping(work.path(), "sleep 60")).await;
-    assert!(until(Duration::from_secs(10), || pids(work.path()).len() == 2).await);
+    escaping_chat(&mut c, "s-drop", work.path()).await;
     drop(c);
     let outcome = || {
         shell_records(dir.path())
@@ -190,11 +211,7 @@ async fn a_dropped_connection_mid_command_records_cancelled() {
             .any(|r| r["event"] == "outcome" && r["outcome"] == "cancelled")
     };
     assert!(until(Duration::from_secs(10), outcome).await);
-    let p = pids(work.path());
-    assert!(
-        until(Duration::from_secs(5), || p.iter().all(|&p| !alive(p))).await,
-        "children outlived the connection: {p:?}"
-    );
+    assert_tree_gone(work.path(), "the connection").await;
     let _ = agent.kill();
     let _ = agent.wait();
 }
@@ -217,13 +234,7 @@ async fn a_granted_shell_cannot_touch_the_audit_trail() {
         t = trail.display()
     );
     chat_running(&mut c, "s-forge", &attack).await;
-    let answer = loop {
-        let e = c.recv().await;
-        let p = e.payload.clone().unwrap_or_default();
-        if p["session_id"] == "s-forge" && p["stage"] == "answer" {
-            break p["delta"].as_str().unwrap_or_default().to_string();
-        }
-    };
+    let answer = answer_of(&mut c, "s-forge").await;
     assert!(
         !answer.contains("```\n0\n"),
         "the shell ran as root: {answer}"
@@ -274,15 +285,10 @@ async fn sigkill_mid_command_leaves_started_kills_the_tree_and_the_next_start_cl
     let cfg = shell_config(dir.path(), &server, "");
     let mut agent = spawn(&cfg);
     let (mut c, _) = server.accept_registered().await;
-    chat_running(&mut c, "s-kill", &escaping(work.path(), "sleep 60")).await;
-    assert!(until(Duration::from_secs(10), || pids(work.path()).len() == 2).await);
+    escaping_chat(&mut c, "s-kill", work.path()).await;
     agent.kill().expect("SIGKILL");
     agent.wait().expect("reaped");
-    let p = pids(work.path());
-    assert!(
-        until(Duration::from_secs(5), || p.iter().all(|&p| !alive(p))).await,
-        "children outlived the agent: {p:?}"
-    );
+    assert_tree_gone(work.path(), "the agent").await;
     let recs = shell_records(dir.path());
     assert_eq!(recs.len(), 1, "{recs:?}");
     assert_eq!(recs[0]["event"], "started");
@@ -311,8 +317,7 @@ async fn the_agent_exiting_takes_a_running_command_tree_along() {
     let mut server = TestServer::start().await;
     let agent = spawn(&shell_config(dir.path(), &server, ""));
     let (mut c, _) = server.accept_registered().await;
-    chat_running(&mut c, "s-exit", &escaping(work.path(), "sleep 60")).await;
-    assert!(until(Duration::from_secs(10), || pids(work.path()).len() == 2).await);
+    escaping_chat(&mut c, "s-exit", work.path()).await;
     // SAFETY: signalling our own child.
     unsafe { libc::kill(agent.id() as i32, libc::SIGTERM) };
     let status = tokio::task::spawn_blocking(move || {
@@ -323,11 +328,7 @@ async fn the_agent_exiting_takes_a_running_command_tree_along() {
     .expect("join")
     .expect("wait");
     assert!(status.success(), "{status:?}");
-    let p = pids(work.path());
-    assert!(
-        until(Duration::from_secs(5), || p.iter().all(|&p| !alive(p))).await,
-        "children outlived the agent: {p:?}"
-    );
+    assert_tree_gone(work.path(), "the agent").await;
     let recs = shell_records(dir.path());
     assert_eq!(recs.last().expect("records")["outcome"], "cancelled");
 }
@@ -339,13 +340,7 @@ async fn a_granted_shell_sees_none_of_the_agent_environment() {
     let mut agent = spawn(&shell_config(dir.path(), &server, ""));
     let (mut c, _) = server.accept_registered().await;
     chat_running(&mut c, "s-env", "env").await;
-    let answer = loop {
-        let e = c.recv().await;
-        let p = e.payload.clone().unwrap_or_default();
-        if p["session_id"] == "s-env" && p["stage"] == "answer" {
-            break p["delta"].as_str().unwrap_or_default().to_string();
-        }
-    };
+    let answer = answer_of(&mut c, "s-env").await;
     assert!(answer.contains("PATH="), "{answer}");
     for secret in ["tok-from-env-5f3a", "s3cr3t-sauce-91b", "CATPAW_"] {
         assert!(!answer.contains(secret), "{secret} leaked: {answer}");
