@@ -2,6 +2,7 @@
 //! `guest-runners/`, a real sandbox, and the real session driver.
 #![allow(dead_code)]
 
+pub mod agent;
 pub mod server;
 
 use std::path::PathBuf;
