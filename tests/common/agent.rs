@@ -36,6 +36,7 @@ pub fn fast() -> AgentOptions {
             auth_min: Duration::from_millis(800),
             auth_max: Duration::from_secs(5),
             disconnect_min: Duration::from_millis(50),
+            disconnect_max: Duration::from_secs(5),
             jitter: 0.25,
         },
     }
