@@ -9,6 +9,7 @@
 //! - [`reconnect`]: the backoff policy (pure) and its jitter
 //! - [`agent`]: the reconnect loop and what outlives connections
 //! - [`ringbuf`]: the alert ring buffer
+//! - [`ratelimit`]: counting repeated events while logging them rarely
 //! - [`ingest`]: the local alert socket (`<state_dir>/agent.sock`)
 //! - [`limiter`]: the session limiter (RAII permits)
 //! - [`tls`]: rustls client configuration
@@ -36,6 +37,7 @@ pub mod hostinfo;
 pub mod ingest;
 pub mod limiter;
 pub mod proto;
+pub mod ratelimit;
 pub mod reconnect;
 pub mod ringbuf;
 pub mod runner;
