@@ -5,7 +5,9 @@
 //! The serve loop is biased: inbound frames first (they are rare and cheap,
 //! and a `session_start` must be acked even while sessions stream), then
 //! session output, then heartbeats, then alert batches one at a time, so a
-//! backlog of alerts never holds a session's deltas back.
+//! backlog of alerts never holds a session's deltas back. An alert frame is
+//! capped at 256 KiB ([`crate::alert_frame`]), so a session message waits
+//! behind at most one.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,8 +32,6 @@ use crate::session::{InputOutcome, SessionEvent, SessionTable};
 
 /// Largest inbound message accepted.
 pub const MAX_INBOUND: usize = 1 << 20;
-/// Largest alert batch per `alert_events` message.
-pub const ALERT_BATCH: usize = 100;
 
 /// The protocol's timers. Defaults are PROTOCOL.md's; tests shorten them.
 #[derive(Debug, Clone)]
@@ -399,7 +399,7 @@ async fn serve(
             _ = alert_tick.tick() => alerts_due = true,
             // One batch per turn of the loop, after everything above.
             _ = std::future::ready(()), if alerts_due => {
-                let batch = ctx.alerts.drain_batch(ALERT_BATCH);
+                let batch = ctx.alerts.drain_frame();
                 if batch.is_empty() {
                     alerts_due = false;
                     continue;

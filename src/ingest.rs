@@ -348,7 +348,7 @@ mod tests {
         assert_eq!(report.refused[0].0, 2);
         assert!(report.refused[0].1.contains("event_status"));
         let keys: Vec<String> = alerts
-            .drain_batch(10)
+            .drain_batch(10, usize::MAX)
             .into_iter()
             .map(|e| e.alert_key)
             .collect();

@@ -6,6 +6,7 @@
 //! - [`config`]: the TOML config file, `${ENV}` expansion, URL derivation
 //! - [`proto`]: the wire protocol: envelope, payloads, every wire string
 //! - [`conn`]: one server connection: dial, register, serve, with priorities
+//! - [`alert_frame`]: the size cap of `alert_events` frames, cutting giants
 //! - [`reconnect`]: the backoff policy (pure) and its jitter
 //! - [`agent`]: the reconnect loop and what outlives connections
 //! - [`ringbuf`]: the alert ring buffer
@@ -27,6 +28,7 @@
 //! - [`embedded`]: the built-in runners, compiled into the binary
 
 pub mod agent;
+pub mod alert_frame;
 pub mod audit;
 pub mod config;
 pub mod conn;

@@ -1,13 +1,27 @@
 //! PROTOCOL §10 against a real WebSocket server on loopback: what the
-//! server sends is bounded.
+//! server sends is bounded, and so is what the agent writes.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
-use catpaw_agent::proto::Envelope;
+use catpaw_agent::alert_frame::MAX_FRAME_BYTES;
+use catpaw_agent::proto::{AlertEvent, Envelope, EventStatus};
 use common::agent::*;
 use serde_json::json;
+
+/// An alert whose description is `size` bytes.
+fn big_alert(i: i64, size: usize) -> AlertEvent {
+    AlertEvent {
+        event_time: i,
+        event_status: EventStatus::Warning,
+        alert_key: format!("log-burst-{i}"),
+        labels: [("host".to_string(), "web-1".to_string())].into(),
+        attrs: Default::default(),
+        description: "x".repeat(size),
+        description_format: None,
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_huge_retry_after_is_clamped_and_the_agent_comes_back() {
@@ -24,5 +38,64 @@ async fn a_huge_retry_after_is_clamped_and_the_agent_comes_back() {
     let t0 = Instant::now();
     let (_c2, _) = h.server.accept_registered().await;
     assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alert_frames_hold_at_most_256_kib_and_nothing_is_lost() {
+    let mut h = harness().await;
+    let (mut c, _) = h.server.accept_registered().await;
+    for i in 0..200 {
+        h.agent.alerts().push(big_alert(i, 60 * 1024));
+    }
+    let mut times = Vec::new();
+    while times.len() < 200 {
+        let text = c
+            .recv_text_within(Duration::from_secs(30))
+            .await
+            .expect("alert frames");
+        let e = Envelope::parse(&text).expect("envelope");
+        if e.msg_type != "alert_events" {
+            continue;
+        }
+        assert!(
+            text.len() <= MAX_FRAME_BYTES,
+            "frame of {} bytes",
+            text.len()
+        );
+        for ev in payload(&e)["events"].as_array().expect("events") {
+            times.push(ev["event_time"].as_i64().expect("time"));
+        }
+    }
+    assert_eq!(times, (0..200).collect::<Vec<_>>());
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_alert_arrives_cut_with_a_marker() {
+    let mut h = harness().await;
+    let (mut c, _) = h.server.accept_registered().await;
+    h.agent.alerts().push(big_alert(1, 1 << 20));
+    let text = loop {
+        let text = c
+            .recv_text_within(Duration::from_secs(10))
+            .await
+            .expect("a frame");
+        if text.contains("\"alert_events\"") {
+            break text;
+        }
+    };
+    assert!(text.len() <= MAX_FRAME_BYTES, "{}", text.len());
+    let e = Envelope::parse(&text).expect("envelope");
+    let d = payload(&e)["events"][0]["description"]
+        .as_str()
+        .expect("description")
+        .to_string();
+    assert!(d.starts_with("xxxx"));
+    assert!(
+        d.ends_with(" bytes]") && d.contains("… [truncated by catpaw-agent: "),
+        "{}",
+        &d[d.len() - 60..]
+    );
     h.stop().await;
 }
