@@ -11,6 +11,7 @@
 //! - [`agent`]: the reconnect loop and what outlives connections
 //! - [`ringbuf`]: the alert ring buffer
 //! - [`ratelimit`]: counting repeated events while logging them rarely
+//! - [`logging`]: log output: control characters escaped, wire crates capped
 //! - [`ingest`]: the local alert socket (`<state_dir>/agent.sock`)
 //! - [`limiter`]: the session limiter (RAII permits)
 //! - [`tls`]: rustls client configuration
@@ -38,6 +39,7 @@ pub mod harness;
 pub mod hostinfo;
 pub mod ingest;
 pub mod limiter;
+pub mod logging;
 pub mod proto;
 pub mod ratelimit;
 pub mod reconnect;

@@ -134,25 +134,9 @@ fn parse_params(raw: &[String]) -> anyhow::Result<Map<String, Value>> {
 }
 
 fn init_logging(cfg: Option<&Config>) {
-    use tracing_subscriber::EnvFilter;
-    let level = cfg
-        .map(|c| c.log.level.clone())
-        .unwrap_or_else(|| "warn".into());
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let level = cfg.map_or("warn", |c| c.log.level.as_str());
     let json = cfg.is_some_and(|c| c.log.format == "json");
-    // A log write that fails (stderr closed: a collector restarted, a pipe
-    // whose reader went away) drops that line; by default the subscriber
-    // would report the failure with eprintln!, which panics on the same
-    // closed stream and takes the agent down with it.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .log_internal_errors(false);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
+    catpaw_agent::logging::init(level, json);
 }
 
 async fn session(cli: &Cli, args: &SessionArgs) -> anyhow::Result<ExitCode> {
