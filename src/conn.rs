@@ -22,6 +22,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 
+use crate::config::redact_url;
 use crate::proto::{
     self, AckPayload, AlertEventsPayload, DisconnectPayload, Envelope, HeartbeatPayload,
     RegisterPayload, SessionCancelPayload, SessionInputPayload,
@@ -100,6 +101,11 @@ pub struct RegisterInfo {
 
 type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 
+/// The connection's URL as logs may show it: without userinfo.
+fn shown_url(ctx: &ConnContext) -> String {
+    redact_url(&ctx.url)
+}
+
 /// Why a connection ended, for the reconnect policy.
 fn dropped(reason: &str) -> AttemptOutcome {
     tracing::warn!(reason, "connection lost; will reconnect");
@@ -112,7 +118,7 @@ pub async fn run_once(ctx: &ConnContext, shutdown: &CancellationToken) -> Attemp
         _ = shutdown.cancelled() => return AttemptOutcome::Shutdown,
         r = tokio::time::timeout(ctx.timings.dial_timeout, dial(ctx)) => match r {
             Err(_) => {
-                tracing::warn!(url = %ctx.url, "connecting timed out");
+                tracing::warn!(url = %shown_url(ctx), "connecting timed out");
                 return AttemptOutcome::DialFailed;
             }
             Ok(Err(outcome)) => return outcome,
@@ -157,7 +163,7 @@ pub async fn run_once(ctx: &ConnContext, shutdown: &CancellationToken) -> Attemp
             return AttemptOutcome::DialFailed;
         }
     }
-    tracing::info!(url = %ctx.url, agent_id = %ctx.agent_id, "registered with the server");
+    tracing::info!(url = %shown_url(ctx), agent_id = %ctx.agent_id, "registered with the server");
     let outcome = serve(ctx, &mut sink, &mut stream, shutdown).await;
     if outcome != AttemptOutcome::Shutdown {
         // The sessions' output has nowhere to go: end them (PROTOCOL §5).
@@ -170,7 +176,7 @@ async fn dial(ctx: &ConnContext) -> Result<Ws, AttemptOutcome> {
     let mut req = match ctx.url.as_str().into_client_request() {
         Ok(r) => r,
         Err(e) => {
-            tracing::error!(url = %ctx.url, error = %e, "bad server URL");
+            tracing::error!(url = %shown_url(ctx), error = %e, "bad server URL");
             return Err(AttemptOutcome::DialFailed);
         }
     };
@@ -194,11 +200,11 @@ async fn dial(ctx: &ConnContext) -> Result<Ws, AttemptOutcome> {
     {
         Ok((ws, _)) => Ok(ws),
         Err(WsError::Http(resp)) if resp.status() == http::StatusCode::UNAUTHORIZED => {
-            tracing::error!(url = %ctx.url, "server rejected the agent token (HTTP 401); check [server] agent_token");
+            tracing::error!(url = %shown_url(ctx), "server rejected the agent token (HTTP 401); check [server] agent_token");
             Err(AttemptOutcome::Unauthorized)
         }
         Err(e) => {
-            tracing::warn!(url = %ctx.url, error = %e, "connecting to the server failed");
+            tracing::warn!(url = %shown_url(ctx), error = %e, "connecting to the server failed");
             Err(AttemptOutcome::DialFailed)
         }
     }

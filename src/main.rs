@@ -191,6 +191,9 @@ async fn run_agent(cli: &Cli) -> anyhow::Result<ExitCode> {
                 .unwrap_or_else(|| catpaw_agent::config::DEFAULT_PATH.to_string())
         );
     }
+    for warning in cfg.warnings() {
+        tracing::warn!("{warning}");
+    }
     let setup = setup::build(
         &cfg,
         cli.runner.as_deref(),
@@ -198,7 +201,8 @@ async fn run_agent(cli: &Cli) -> anyhow::Result<ExitCode> {
         cfg.sandbox.max_concurrent_sessions as u32,
     )?;
     let agent = Agent::new(&cfg, setup.runners.clone(), AgentOptions::default())?;
-    tracing::info!(agent_id = %agent.agent_id(), url = %cfg.server_ws_url().unwrap_or_default(),
+    let url = catpaw_agent::config::redact_url(&cfg.server_ws_url().unwrap_or_default());
+    tracing::info!(agent_id = %agent.agent_id(), url = %url,
         max_sessions = cfg.sandbox.max_concurrent_sessions, "catpaw-agent starting");
     let shutdown = CancellationToken::new();
     let stopper = shutdown.clone();
