@@ -133,17 +133,9 @@ pub async fn run_once(ctx: &ConnContext, shutdown: &CancellationToken) -> Attemp
         tracing::warn!("sending register failed");
         return AttemptOutcome::DialFailed;
     }
-    let first = tokio::select! {
-        _ = shutdown.cancelled() => return AttemptOutcome::Shutdown,
-        r = tokio::time::timeout(ctx.timings.ack_timeout, stream.next()) => r,
-    };
-    let ack = match first {
-        Err(_) => {
-            tracing::warn!(timeout = ?ctx.timings.ack_timeout, "no register ack from the server");
-            return AttemptOutcome::DialFailed;
-        }
-        Ok(Some(Ok(Message::Text(t)))) => Envelope::parse(t.as_str()).ok(),
-        Ok(_) => None,
+    let ack = match first_message(ctx, &mut stream, shutdown).await {
+        Ok(ack) => ack,
+        Err(outcome) => return outcome,
     };
     match ack
         .filter(|e| e.msg_type == proto::MSG_ACK)
@@ -170,6 +162,33 @@ pub async fn run_once(ctx: &ConnContext, shutdown: &CancellationToken) -> Attemp
         ctx.table.cancel_all();
     }
     outcome
+}
+
+/// Waits (within the ack timeout) for the first message after `register`
+/// and returns it when it is a text frame. WebSocket pings and pongs are
+/// not messages (PROTOCOL §10): a server, or a proxy in front of it, may
+/// ping before it acks, so they are skipped within the same deadline.
+async fn first_message(
+    ctx: &ConnContext,
+    stream: &mut Stream,
+    shutdown: &CancellationToken,
+) -> Result<Option<Envelope>, AttemptOutcome> {
+    let deadline = tokio::time::Instant::now() + ctx.timings.ack_timeout;
+    loop {
+        let next = tokio::select! {
+            _ = shutdown.cancelled() => return Err(AttemptOutcome::Shutdown),
+            r = tokio::time::timeout_at(deadline, stream.next()) => r,
+        };
+        match next {
+            Err(_) => {
+                tracing::warn!(timeout = ?ctx.timings.ack_timeout, "no register ack from the server");
+                return Err(AttemptOutcome::DialFailed);
+            }
+            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+            Ok(Some(Ok(Message::Text(t)))) => return Ok(Envelope::parse(t.as_str()).ok()),
+            Ok(_) => return Ok(None),
+        }
+    }
 }
 
 async fn dial(ctx: &ConnContext) -> Result<Ws, AttemptOutcome> {

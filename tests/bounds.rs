@@ -9,6 +9,7 @@ use catpaw_agent::alert_frame::MAX_FRAME_BYTES;
 use catpaw_agent::proto::{AlertEvent, Envelope, EventStatus};
 use common::agent::*;
 use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
 
 /// An alert whose description is `size` bytes.
 fn big_alert(i: i64, size: usize) -> AlertEvent {
@@ -38,6 +39,31 @@ async fn a_huge_retry_after_is_clamped_and_the_agent_comes_back() {
     let t0 = Instant::now();
     let (_c2, _) = h.server.accept_registered().await;
     assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ping_before_the_register_ack_is_not_the_first_message() {
+    let mut h = harness().await;
+    let mut c = h.server.accept().await;
+    let reg = c.recv().await;
+    assert_eq!(reg.msg_type, "register");
+    c.send_raw(Message::Ping(b"are you there".to_vec().into()))
+        .await;
+    c.send_raw(Message::Pong(Vec::new().into())).await;
+    c.ack(&reg.id).await;
+    // Registered on this connection: it serves sessions, and the agent
+    // does not come back with a new attempt after the ack timeout (400 ms).
+    assert!(
+        c.start_session("s", "inspect", json!({"plugin": "mem"}))
+            .await
+            .ok
+    );
+    c.session_until_done("s").await;
+    assert!(
+        h.server.try_accept(Duration::from_secs(1)).await.is_none(),
+        "the agent gave up on a registered connection"
+    );
     h.stop().await;
 }
 
