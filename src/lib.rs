@@ -6,6 +6,7 @@
 //! - [`config`]: the TOML config file, `${ENV}` expansion, URL derivation
 //! - [`proto`]: the wire protocol: envelope, payloads, every wire string
 //! - [`conn`]: one server connection: dial, register, serve, with priorities
+//! - [`transport`]: the TCP dial and the progress clock under write deadlines
 //! - [`alert_frame`]: the size cap of `alert_events` frames, cutting giants
 //! - [`reconnect`]: the backoff policy (pure) and its jitter
 //! - [`agent`]: the reconnect loop and what outlives connections
@@ -51,4 +52,5 @@ pub mod setup;
 pub mod shell;
 pub mod tls;
 pub mod tools;
+pub mod transport;
 pub mod util;

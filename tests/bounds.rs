@@ -1,5 +1,6 @@
 //! PROTOCOL §10 against a real WebSocket server on loopback: what the
-//! server sends is bounded, and so is what the agent writes.
+//! server sends is bounded, and so is what the agent writes, including over
+//! a slow link.
 
 mod common;
 
@@ -8,7 +9,8 @@ use std::time::{Duration, Instant};
 use catpaw_agent::alert_frame::MAX_FRAME_BYTES;
 use catpaw_agent::proto::{AlertEvent, Envelope, EventStatus};
 use common::agent::*;
-use serde_json::json;
+use common::server::TestServer;
+use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 /// An alert whose description is `size` bytes.
@@ -124,4 +126,91 @@ async fn an_oversized_alert_arrives_cut_with_a_marker() {
         &d[d.len() - 60..]
     );
     h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_is_served_while_large_alerts_drain_over_a_slow_link() {
+    // 100 KiB/s agent → server. Each alert frame (≤ 256 KiB) takes seconds
+    // to cross: longer than the write limit of 1 s, so only a deadline that
+    // counts progress, not total time, keeps the connection.
+    let server = TestServer::start().await;
+    let link = common::slow_link::start(server.addr, 100 * 1024).await;
+    let mut opts = fast();
+    opts.timings.write_timeout = Duration::from_secs(1);
+    opts.timings.shutdown_grace = Duration::from_secs(2);
+    let mut h = harness_on(
+        server,
+        |c| c.server.address = link.to_string(),
+        builtin_runners,
+        opts,
+    );
+    let (mut c, _) = h.server.accept_registered().await;
+    for i in 0..200 {
+        h.agent.alerts().push(big_alert(i, 60 * 1024));
+    }
+    let t0 = Instant::now();
+
+    // The session's ack and its done arrive while the backlog drains,
+    // each behind at most a frame or so of alerts.
+    let start = Envelope::new(
+        "session_start",
+        json!({"session_id": "s", "session_type": "inspect", "user_name": "op",
+               "params": {"plugin": "mem"}}),
+    );
+    c.send(&start).await;
+    let mut acked = None;
+    let mut alerts = 0;
+    let done_after = loop {
+        let e = c
+            .recv_within(Duration::from_secs(20))
+            .await
+            .expect("the connection stays up and keeps delivering");
+        let p = payload(&e);
+        match e.msg_type.as_str() {
+            "ack" if e.ref_id.as_deref() == Some(start.id.as_str()) => {
+                assert_eq!(p["ok"], true, "{p}");
+                acked = Some(t0.elapsed());
+            }
+            "alert_events" => alerts += p["events"].as_array().map_or(0, Vec::len),
+            "session_output" if p["done"] == Value::Bool(true) => break t0.elapsed(),
+            _ => {}
+        }
+    };
+    let acked = acked.expect("ack before done");
+    assert!(
+        alerts < 200,
+        "the session did not wait for the whole backlog"
+    );
+    assert!(acked < Duration::from_secs(10), "ack after {acked:?}");
+    assert!(
+        done_after < Duration::from_secs(15),
+        "done after {done_after:?}"
+    );
+
+    // Alerts keep flowing on the same connection; none was dropped for a
+    // "timed out" write, or the agent would have dialed again.
+    let more = loop {
+        let e = c.recv().await;
+        if e.msg_type == "alert_events" {
+            break payload(&e)["events"].as_array().map_or(0, Vec::len);
+        }
+    };
+    assert!(more > 0);
+    assert!(
+        h.server
+            .try_accept(Duration::from_millis(100))
+            .await
+            .is_none(),
+        "the agent reconnected: a write was given up"
+    );
+
+    // Shutdown with a frame in flight on the slow link does not wait for
+    // the backlog: grace (2 s, no sessions left) plus the close budget (1 s).
+    let t1 = Instant::now();
+    h.shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(10), h.task)
+        .await
+        .expect("agent stops")
+        .expect("agent task");
+    assert!(t1.elapsed() < Duration::from_secs(5), "{:?}", t1.elapsed());
 }

@@ -4,6 +4,7 @@
 
 pub mod agent;
 pub mod server;
+pub mod slow_link;
 
 use std::path::PathBuf;
 use std::sync::Arc;
