@@ -36,6 +36,9 @@ impl Agent {
         let url = cfg
             .server_ws_url()
             .map_err(|m| anyhow::anyhow!("config `[server] address`: {m}"))?;
+        // Config::parse checks this too; a Config built in code has not been.
+        crate::config::check_agent_token(&cfg.server.agent_token)
+            .map_err(|m| anyhow::anyhow!("config `[server] agent_token`: {m}"))?;
         let tls = if url.starts_with("wss://") {
             Some(crate::tls::client_config(&cfg.server)?)
         } else {

@@ -18,6 +18,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::signing::{self, SigningConfig};
+mod hygiene;
+pub use hygiene::{check_agent_token, redact_url};
 
 /// Default config file location.
 pub const DEFAULT_PATH: &str = "conf.d/config.toml";
@@ -122,6 +124,8 @@ pub struct ServerConfig {
     pub address: String,
     /// Sent as `X-Agent-Token` when not empty.
     pub agent_token: String,
+    /// The token came from `${ENV}`: the file itself holds no secret.
+    pub agent_token_from_env: bool,
     /// PEM bundle that replaces the system roots.
     pub ca_file: Option<PathBuf>,
     /// Skip certificate verification (explicit opt-in).
@@ -368,9 +372,13 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 /// Expands `${NAME}` (the whole value) from the environment.
+/// The variable a `${NAME}` value names, if it is one.
+fn env_name(value: &str) -> Option<&str> {
+    value.trim().strip_prefix("${")?.strip_suffix('}')
+}
+
 fn expand_env(value: &str) -> Result<String, String> {
-    let v = value.trim();
-    if let Some(name) = v.strip_prefix("${").and_then(|r| r.strip_suffix('}')) {
+    if let Some(name) = env_name(value) {
         return std::env::var(name).map_err(|_| format!("environment variable {name} is not set"));
     }
     Ok(value.to_string())
@@ -631,7 +639,10 @@ impl Config {
         if enabled {
             ws_url(&address).map_err(|m| cx.err("[server] address", m))?;
         }
-        let agent_token = expand_env(&s.agent_token.unwrap_or_default())
+        let raw_token = s.agent_token.unwrap_or_default();
+        let agent_token_from_env = env_name(&raw_token).is_some();
+        let agent_token = expand_env(&raw_token)
+            .and_then(|t| check_agent_token(&t).map(|()| t))
             .map_err(|m| cx.err("[server] agent_token", m))?;
         let tls_cert = cx.path_of(s.tls_cert);
         let tls_key = cx.path_of(s.tls_key);
@@ -649,6 +660,7 @@ impl Config {
             enabled,
             address,
             agent_token,
+            agent_token_from_env,
             ca_file: cx.path_of(s.ca_file),
             tls_skip_verify: s.tls_skip_verify.unwrap_or(false),
             tls_cert,

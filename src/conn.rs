@@ -5,7 +5,14 @@
 //! The serve loop is biased: inbound frames first (they are rare and cheap,
 //! and a `session_start` must be acked even while sessions stream), then
 //! session output, then heartbeats, then alert batches one at a time, so a
-//! backlog of alerts never holds a session's deltas back.
+//! backlog of alerts never holds a session's deltas back. An alert frame is
+//! capped at 256 KiB ([`crate::alert_frame`]) and the kernel's unsent queue
+//! at [`transport::UNSENT_LOWAT`], so a session message waits behind at
+//! most one frame in flight, even on a slow link.
+//!
+//! Every write goes through one path, [`write`]: its deadline runs from the
+//! last byte that moved ([`transport`]), and shutdown interrupts it, so
+//! SIGTERM never waits behind a stuck socket.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,18 +27,18 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 
+use crate::config::redact_url;
 use crate::proto::{
-    self, AckPayload, AlertEventsPayload, DisconnectPayload, Envelope, HeartbeatPayload,
-    RegisterPayload, SessionCancelPayload, SessionInputPayload,
+    self, AckPayload, AlertEvent, AlertEventsPayload, DisconnectPayload, Envelope,
+    HeartbeatPayload, RegisterPayload, SessionCancelPayload, SessionInputPayload,
 };
 use crate::reconnect::AttemptOutcome;
 use crate::ringbuf::AlertBuffer;
 use crate::session::{InputOutcome, SessionEvent, SessionTable};
+use crate::transport::{self, Metered, WriteClock};
 
 /// Largest inbound message accepted.
 pub const MAX_INBOUND: usize = 1 << 20;
-/// Largest alert batch per `alert_events` message.
-pub const ALERT_BATCH: usize = 100;
 
 /// The protocol's timers. Defaults are PROTOCOL.md's; tests shorten them.
 #[derive(Debug, Clone)]
@@ -42,13 +49,14 @@ pub struct Timings {
     pub ack_timeout: Duration,
     /// No inbound frame for this long = connection lost.
     pub read_timeout: Duration,
-    /// A write that takes longer = connection lost.
+    /// A write that moves no byte for this long = connection lost.
     pub write_timeout: Duration,
     /// Heartbeat period.
     pub heartbeat: Duration,
     /// Alert flush period.
     pub alert_flush: Duration,
-    /// On shutdown, how long cancelled sessions get to send their `done`.
+    /// On shutdown, how long cancelled sessions get to send their `done`
+    /// (the close frame then gets at most `write_timeout` more).
     pub shutdown_grace: Duration,
 }
 
@@ -98,7 +106,12 @@ pub struct RegisterInfo {
     pub started: Instant,
 }
 
-type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws = WebSocketStream<MaybeTlsStream<Metered<tokio::net::TcpStream>>>;
+
+/// The connection's URL as logs may show it: without userinfo.
+fn shown_url(ctx: &ConnContext) -> String {
+    redact_url(&ctx.url)
+}
 
 /// Why a connection ended, for the reconnect policy.
 fn dropped(reason: &str) -> AttemptOutcome {
@@ -108,36 +121,37 @@ fn dropped(reason: &str) -> AttemptOutcome {
 
 /// Runs one connection attempt to its end.
 pub async fn run_once(ctx: &ConnContext, shutdown: &CancellationToken) -> AttemptOutcome {
+    let clock = WriteClock::new();
     let ws = tokio::select! {
         _ = shutdown.cancelled() => return AttemptOutcome::Shutdown,
-        r = tokio::time::timeout(ctx.timings.dial_timeout, dial(ctx)) => match r {
+        r = tokio::time::timeout(ctx.timings.dial_timeout, dial(ctx, &clock)) => match r {
             Err(_) => {
-                tracing::warn!(url = %ctx.url, "connecting timed out");
+                tracing::warn!(url = %shown_url(ctx), "connecting timed out");
                 return AttemptOutcome::DialFailed;
             }
             Ok(Err(outcome)) => return outcome,
             Ok(Ok(ws)) => ws,
         },
     };
-    let (mut sink, mut stream) = ws.split();
-    let write_timeout = ctx.timings.write_timeout;
+    let (sink, mut stream) = ws.split();
+    let mut out = Out {
+        sink,
+        clock,
+        idle: ctx.timings.write_timeout,
+    };
 
     let register = Envelope::new(proto::MSG_REGISTER, register_payload(&ctx.register));
-    if send(&mut sink, &register, write_timeout).await.is_err() {
-        tracing::warn!("sending register failed");
-        return AttemptOutcome::DialFailed;
-    }
-    let first = tokio::select! {
-        _ = shutdown.cancelled() => return AttemptOutcome::Shutdown,
-        r = tokio::time::timeout(ctx.timings.ack_timeout, stream.next()) => r,
-    };
-    let ack = match first {
+    match out.write(&register, shutdown).await {
+        Ok(()) => {}
+        Err(WriteError::Shutdown) => return AttemptOutcome::Shutdown,
         Err(_) => {
-            tracing::warn!(timeout = ?ctx.timings.ack_timeout, "no register ack from the server");
+            tracing::warn!("sending register failed");
             return AttemptOutcome::DialFailed;
         }
-        Ok(Some(Ok(Message::Text(t)))) => Envelope::parse(t.as_str()).ok(),
-        Ok(_) => None,
+    }
+    let ack = match first_message(ctx, &mut stream, shutdown).await {
+        Ok(ack) => ack,
+        Err(outcome) => return outcome,
     };
     match ack
         .filter(|e| e.msg_type == proto::MSG_ACK)
@@ -157,8 +171,8 @@ pub async fn run_once(ctx: &ConnContext, shutdown: &CancellationToken) -> Attemp
             return AttemptOutcome::DialFailed;
         }
     }
-    tracing::info!(url = %ctx.url, agent_id = %ctx.agent_id, "registered with the server");
-    let outcome = serve(ctx, &mut sink, &mut stream, shutdown).await;
+    tracing::info!(url = %shown_url(ctx), agent_id = %ctx.agent_id, "registered with the server");
+    let outcome = serve(ctx, &mut out, &mut stream, shutdown).await;
     if outcome != AttemptOutcome::Shutdown {
         // The sessions' output has nowhere to go: end them (PROTOCOL §5).
         ctx.table.cancel_all();
@@ -166,11 +180,38 @@ pub async fn run_once(ctx: &ConnContext, shutdown: &CancellationToken) -> Attemp
     outcome
 }
 
-async fn dial(ctx: &ConnContext) -> Result<Ws, AttemptOutcome> {
+/// Waits (within the ack timeout) for the first message after `register`
+/// and returns it when it is a text frame. WebSocket pings and pongs are
+/// not messages (PROTOCOL §10): a server, or a proxy in front of it, may
+/// ping before it acks, so they are skipped within the same deadline.
+async fn first_message(
+    ctx: &ConnContext,
+    stream: &mut Stream,
+    shutdown: &CancellationToken,
+) -> Result<Option<Envelope>, AttemptOutcome> {
+    let deadline = tokio::time::Instant::now() + ctx.timings.ack_timeout;
+    loop {
+        let next = tokio::select! {
+            _ = shutdown.cancelled() => return Err(AttemptOutcome::Shutdown),
+            r = tokio::time::timeout_at(deadline, stream.next()) => r,
+        };
+        match next {
+            Err(_) => {
+                tracing::warn!(timeout = ?ctx.timings.ack_timeout, "no register ack from the server");
+                return Err(AttemptOutcome::DialFailed);
+            }
+            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+            Ok(Some(Ok(Message::Text(t)))) => return Ok(Envelope::parse(t.as_str()).ok()),
+            Ok(_) => return Ok(None),
+        }
+    }
+}
+
+async fn dial(ctx: &ConnContext, clock: &WriteClock) -> Result<Ws, AttemptOutcome> {
     let mut req = match ctx.url.as_str().into_client_request() {
         Ok(r) => r,
         Err(e) => {
-            tracing::error!(url = %ctx.url, error = %e, "bad server URL");
+            tracing::error!(url = %shown_url(ctx), error = %e, "bad server URL");
             return Err(AttemptOutcome::DialFailed);
         }
     };
@@ -190,15 +231,21 @@ async fn dial(ctx: &ConnContext) -> Result<Ws, AttemptOutcome> {
         .max_message_size(Some(MAX_INBOUND))
         .max_frame_size(Some(MAX_INBOUND));
     let connector = ctx.tls.clone().map(Connector::Rustls);
-    match tokio_tungstenite::connect_async_tls_with_config(req, Some(config), true, connector).await
-    {
+    let tcp = match transport::connect(req.uri()).await {
+        Ok(tcp) => Metered::new(tcp, clock.clone()),
+        Err(e) => {
+            tracing::warn!(url = %shown_url(ctx), error = %e, "connecting to the server failed");
+            return Err(AttemptOutcome::DialFailed);
+        }
+    };
+    match tokio_tungstenite::client_async_tls_with_config(req, tcp, Some(config), connector).await {
         Ok((ws, _)) => Ok(ws),
         Err(WsError::Http(resp)) if resp.status() == http::StatusCode::UNAUTHORIZED => {
-            tracing::error!(url = %ctx.url, "server rejected the agent token (HTTP 401); check [server] agent_token");
+            tracing::error!(url = %shown_url(ctx), "server rejected the agent token (HTTP 401); check [server] agent_token");
             Err(AttemptOutcome::Unauthorized)
         }
         Err(e) => {
-            tracing::warn!(url = %ctx.url, error = %e, "connecting to the server failed");
+            tracing::warn!(url = %shown_url(ctx), error = %e, "connecting to the server failed");
             Err(AttemptOutcome::DialFailed)
         }
     }
@@ -220,18 +267,66 @@ fn register_payload(info: &RegisterInfo) -> RegisterPayload {
 type Sink = futures_util::stream::SplitSink<Ws, Message>;
 type Stream = futures_util::stream::SplitStream<Ws>;
 
-/// Sends one envelope within the write timeout.
-async fn send(sink: &mut Sink, env: &Envelope, limit: Duration) -> Result<(), ()> {
-    match tokio::time::timeout(limit, sink.send(Message::text(env.to_json()))).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, msg_type = %env.msg_type, "write failed");
-            Err(())
+/// The write half of the connection and its progress clock.
+struct Out {
+    sink: Sink,
+    clock: WriteClock,
+    /// No progress for this long = connection lost.
+    idle: Duration,
+}
+
+/// Why a write did not finish.
+#[derive(Debug)]
+enum WriteError {
+    /// The socket failed or no byte moved for the whole limit (logged).
+    Lost,
+    /// Shutdown came first.
+    Shutdown,
+}
+
+impl Out {
+    /// Writes one envelope: done when the frame is flushed to the socket,
+    /// lost when no byte moves for `idle`, interrupted by shutdown. An
+    /// interrupted frame's rest stays queued in the sink and goes out
+    /// first on the next flush, so the stream's framing stays whole.
+    async fn write(
+        &mut self,
+        env: &Envelope,
+        shutdown: &CancellationToken,
+    ) -> Result<(), WriteError> {
+        let msg = Message::text(env.to_json());
+        let sending = transport::unless_stalled(&self.clock, self.idle, self.sink.send(msg));
+        let r = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => return Err(WriteError::Shutdown),
+            r = sending => r,
+        };
+        match r {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, msg_type = %env.msg_type, "write failed");
+                Err(WriteError::Lost)
+            }
+            Err(stalled) => {
+                tracing::warn!(error = %stalled, msg_type = %env.msg_type, "write stalled: the server takes no data");
+                Err(WriteError::Lost)
+            }
         }
-        Err(_) => {
-            tracing::warn!(timeout = ?limit, msg_type = %env.msg_type, "write timed out");
-            Err(())
-        }
+    }
+
+    /// Sends a close frame, spending at most `limit` in all (the peer may
+    /// be the reason we are closing).
+    async fn close(&mut self, reason: &'static str, limit: Duration) {
+        let frame = Message::Close(Some(CloseFrame {
+            code: CloseCode::Normal,
+            reason: reason.into(),
+        }));
+        let _ = tokio::time::timeout(limit, async {
+            if self.sink.send(frame).await.is_ok() {
+                let _ = self.sink.close().await;
+            }
+        })
+        .await;
     }
 }
 
@@ -245,6 +340,7 @@ fn event_envelope(ev: SessionEvent) -> Envelope {
 /// What an inbound frame asks of the connection.
 enum Inbound {
     Continue,
+    /// `retry_after_sec` as the server sent it (the reconnect policy clamps).
     Disconnect(i64),
     /// An ack to send back.
     Reply(Envelope),
@@ -332,9 +428,23 @@ fn handle_text(ctx: &ConnContext, text: &str, out: &mpsc::Sender<SessionEvent>) 
     }
 }
 
+/// What one turn of the serve loop decided.
+enum Step {
+    /// Nothing to write.
+    Idle,
+    /// Write this envelope.
+    Write(Envelope),
+    /// Write this alert batch; on failure it goes back into the buffer.
+    Alerts(Envelope, Vec<AlertEvent>),
+    /// The connection ends.
+    End(AttemptOutcome),
+    /// The server asked us to go (`retry_after_sec` as sent).
+    Disconnect(i64),
+}
+
 async fn serve(
     ctx: &ConnContext,
-    sink: &mut Sink,
+    out: &mut Out,
     stream: &mut Stream,
     shutdown: &CancellationToken,
 ) -> AttemptOutcome {
@@ -349,47 +459,32 @@ async fn serve(
     tokio::pin!(read_deadline);
     let mut alerts_due = false;
     loop {
-        tokio::select! {
+        let step = tokio::select! {
             biased;
-            _ = shutdown.cancelled() => {
-                return graceful_close(ctx, sink, &mut out_rx).await;
-            }
+            _ = shutdown.cancelled() => Step::End(AttemptOutcome::Shutdown),
             msg = stream.next() => {
                 read_deadline.as_mut().reset(tokio::time::Instant::now() + t.read_timeout);
                 match msg {
-                    None => return dropped("server closed the stream"),
-                    Some(Err(e)) => return dropped(&format!("read failed: {e}")),
+                    None => Step::End(dropped("server closed the stream")),
+                    Some(Err(e)) => Step::End(dropped(&format!("read failed: {e}"))),
                     Some(Ok(Message::Close(frame))) => {
                         tracing::info!(?frame, "server closed the connection");
-                        return AttemptOutcome::DroppedAfterRegister;
+                        Step::End(AttemptOutcome::DroppedAfterRegister)
                     }
                     Some(Ok(Message::Text(text))) => match handle_text(ctx, text.as_str(), &out_tx) {
-                        Inbound::Continue => {}
-                        Inbound::Reply(env) => {
-                            if send(sink, &env, t.write_timeout).await.is_err() {
-                                return dropped("write failed");
-                            }
-                        }
-                        Inbound::Disconnect(retry_after_sec) => {
-                            let _ = sink.send(Message::Close(Some(CloseFrame {
-                                code: CloseCode::Normal,
-                                reason: "disconnect requested".into(),
-                            }))).await;
-                            return AttemptOutcome::ServerDisconnect { retry_after_sec };
-                        }
+                        Inbound::Continue => Step::Idle,
+                        Inbound::Reply(env) => Step::Write(env),
+                        Inbound::Disconnect(retry_after_sec) => Step::Disconnect(retry_after_sec),
                     },
                     Some(Ok(Message::Binary(b))) => {
                         tracing::warn!(bytes = b.len(), "ignoring a binary frame");
+                        Step::Idle
                     }
-                    Some(Ok(_)) => {}
+                    Some(Ok(_)) => Step::Idle,
                 }
             }
-            Some(ev) = out_rx.recv() => {
-                if send(sink, &event_envelope(ev), t.write_timeout).await.is_err() {
-                    return dropped("write failed");
-                }
-            }
-            _ = &mut read_deadline => return dropped("no frame from the server within the read timeout"),
+            Some(ev) = out_rx.recv() => Step::Write(event_envelope(ev)),
+            _ = &mut read_deadline => Step::End(dropped("no frame from the server within the read timeout")),
             _ = heartbeat.tick() => {
                 let hb = HeartbeatPayload {
                     active_sessions: ctx.table.active() as u64,
@@ -397,76 +492,96 @@ async fn serve(
                     cpu_pct: crate::tools::cpu_busy_pct_since_last(),
                     mem_pct: crate::tools::mem_used_pct(),
                 };
-                if send(sink, &Envelope::new(proto::MSG_HEARTBEAT, hb), t.write_timeout).await.is_err() {
-                    return dropped("write failed");
-                }
+                Step::Write(Envelope::new(proto::MSG_HEARTBEAT, hb))
             }
-            _ = alert_tick.tick() => alerts_due = true,
+            _ = alert_tick.tick() => {
+                alerts_due = true;
+                Step::Idle
+            }
             // One batch per turn of the loop, after everything above.
             _ = std::future::ready(()), if alerts_due => {
-                let batch = ctx.alerts.drain_batch(ALERT_BATCH);
+                let batch = ctx.alerts.drain_frame();
                 if batch.is_empty() {
                     alerts_due = false;
-                    continue;
+                    Step::Idle
+                } else {
+                    let env = Envelope::new(proto::MSG_ALERT_EVENTS, AlertEventsPayload { events: batch.clone() });
+                    Step::Alerts(env, batch)
                 }
-                let env = Envelope::new(proto::MSG_ALERT_EVENTS, AlertEventsPayload { events: batch.clone() });
-                if send(sink, &env, t.write_timeout).await.is_err() {
+            }
+        };
+        let (env, batch) = match step {
+            Step::Idle => continue,
+            Step::Write(env) => (env, None),
+            Step::Alerts(env, batch) => (env, Some(batch)),
+            Step::End(AttemptOutcome::Shutdown) => {
+                return graceful_close(ctx, out, &mut out_rx).await;
+            }
+            Step::End(outcome) => return outcome,
+            Step::Disconnect(retry_after_sec) => {
+                out.close("disconnect requested", t.write_timeout).await;
+                return AttemptOutcome::ServerDisconnect { retry_after_sec };
+            }
+        };
+        match out.write(&env, shutdown).await {
+            Ok(()) => {}
+            Err(e) => {
+                // Sent or not, the server may not have it: at least once
+                // beats never for alerts.
+                if let Some(batch) = batch {
                     ctx.alerts.push_front_batch(batch);
-                    return dropped("write failed");
                 }
+                return match e {
+                    WriteError::Shutdown => graceful_close(ctx, out, &mut out_rx).await,
+                    WriteError::Lost => dropped("write failed"),
+                };
             }
         }
     }
 }
 
 /// Shutdown: cancel sessions, send their final messages while the socket is
-/// up, then close with a normal close frame.
+/// up, then close with a normal close frame. Bounded: sessions get
+/// `shutdown_grace` to finish (the rest of a frame a shutdown interrupted
+/// goes out with the first of their messages), the close frame
+/// `write_timeout` more; a socket that takes nothing costs no more than
+/// that.
 async fn graceful_close(
     ctx: &ConnContext,
-    sink: &mut Sink,
+    out: &mut Out,
     out_rx: &mut mpsc::Receiver<SessionEvent>,
 ) -> AttemptOutcome {
     ctx.table.cancel_all();
     let deadline = tokio::time::Instant::now() + ctx.timings.shutdown_grace;
-    loop {
-        let idle = ctx.table.active() == 0;
-        match tokio::time::timeout_at(deadline, async {
-            if idle {
+    let drained = tokio::time::timeout_at(deadline, async {
+        loop {
+            let ev = if ctx.table.active() == 0 {
                 // Sessions are gone; flush what they left in the channel.
-                out_rx.try_recv().ok()
-            } else {
-                tokio::time::timeout(Duration::from_millis(20), out_rx.recv())
-                    .await
-                    .ok()
-                    .flatten()
-            }
-        })
-        .await
-        {
-            Ok(Some(ev)) => {
-                if send(sink, &event_envelope(ev), ctx.timings.write_timeout)
-                    .await
-                    .is_err()
-                {
-                    break;
+                match out_rx.try_recv() {
+                    Ok(ev) => ev,
+                    Err(_) => return,
                 }
-            }
-            Ok(None) if idle => break,
-            Ok(None) => {}
-            Err(_) => {
-                tracing::warn!("sessions did not finish within the shutdown grace period");
-                break;
+            } else {
+                match tokio::time::timeout(Duration::from_millis(20), out_rx.recv()).await {
+                    Ok(Some(ev)) => ev,
+                    _ => continue,
+                }
+            };
+            if out
+                .sink
+                .send(Message::text(event_envelope(ev).to_json()))
+                .await
+                .is_err()
+            {
+                return;
             }
         }
-    }
-    let _ = tokio::time::timeout(
-        ctx.timings.write_timeout,
-        sink.send(Message::Close(Some(CloseFrame {
-            code: CloseCode::Normal,
-            reason: "agent shutting down".into(),
-        }))),
-    )
+    })
     .await;
-    let _ = sink.close().await;
+    if drained.is_err() {
+        tracing::warn!("sessions did not finish within the shutdown grace period");
+    }
+    out.close("agent shutting down", ctx.timings.write_timeout)
+        .await;
     AttemptOutcome::Shutdown
 }

@@ -5,20 +5,67 @@
 //! Every line gets one JSON reply line: `{"ok":true}` or
 //! `{"ok":false,"error":"..."}` naming the bad field. A bad line never
 //! stops the good ones around it.
+//!
+//! Bounds, so that local clients (buggy or hostile) cost the agent little:
+//! at most [`MAX_CONNECTIONS`] at once (one more is told so in a reply
+//! line and closed at once, rather than left waiting unseen in the
+//! kernel's queue); a client that sends no complete line for
+//! [`IDLE_TIMEOUT`] is closed; and when `accept` itself fails (EMFILE:
+//! out of file descriptors) the listener backs off 100 ms, doubling to 1 s,
+//! instead of retrying at full speed, and logs the failures at most once
+//! per [`ACCEPT_LOG_EVERY`].
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde_json::{Map, Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::proto::{AlertEvent, EventStatus};
+use crate::ratelimit::Tally;
 use crate::ringbuf::AlertBuffer;
 
 /// Longest accepted line.
 pub const MAX_LINE: usize = 64 * 1024;
+/// Clients served at once.
+pub const MAX_CONNECTIONS: usize = 64;
+/// A client that sends no complete line for this long is closed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// At most one log line per this long about failing accepts or refused
+/// connections.
+pub const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// The limits of the socket; the defaults are the constants above, tests
+/// shorten them.
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    /// Clients served at once.
+    pub max_connections: usize,
+    /// Closes a client that sends no complete line for this long.
+    pub idle_timeout: Duration,
+}
+
+impl Default for IngestOptions {
+    fn default() -> Self {
+        IngestOptions {
+            max_connections: MAX_CONNECTIONS,
+            idle_timeout: IDLE_TIMEOUT,
+        }
+    }
+}
+
+/// The pause after the `n`th accept failure in a row (n ≥ 1): 100 ms,
+/// doubling, at most 1 s.
+pub fn accept_pause(n: u32) -> Duration {
+    let ms = 100u64.saturating_mul(1 << n.clamp(1, 5).saturating_sub(1));
+    Duration::from_millis(ms.min(1000))
+}
 
 /// The socket path for a state dir.
 pub fn socket_path(state_dir: &Path) -> PathBuf {
@@ -164,14 +211,33 @@ async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(
         .to_string())))
 }
 
-async fn serve_conn(stream: UnixStream, alerts: AlertBuffer) {
+/// Serves one client until it goes, idles out, or the agent stops. The
+/// permit is its slot among [`IngestOptions::max_connections`].
+async fn serve_conn(
+    stream: UnixStream,
+    alerts: AlertBuffer,
+    idle: Duration,
+    stop: CancellationToken,
+    _slot: OwnedSemaphorePermit,
+) {
     let (r, mut w) = stream.into_split();
     let mut reader = BufReader::new(r);
     loop {
-        let line = match read_line(&mut reader).await {
-            Ok(Some(l)) => l,
-            Ok(None) => break,
-            Err(e) => {
+        // The whole line must arrive within the idle time: a client that
+        // trickles bytes without a newline holds a slot no longer than one
+        // that sends nothing.
+        let read = tokio::select! {
+            _ = stop.cancelled() => break,
+            r = tokio::time::timeout(idle, read_line(&mut reader)) => r,
+        };
+        let line = match read {
+            Err(_) => {
+                tracing::debug!(idle = ?idle, "closing an idle ingest connection");
+                break;
+            }
+            Ok(Ok(Some(l))) => l,
+            Ok(Ok(None)) => break,
+            Ok(Err(e)) => {
                 tracing::warn!(error = %e, "ingest read failed");
                 break;
             }
@@ -184,10 +250,22 @@ async fn serve_conn(stream: UnixStream, alerts: AlertBuffer) {
         if let Err(e) = &result {
             tracing::warn!(error = %e, "refused a local alert event");
         }
-        if w.write_all(reply(result).as_bytes()).await.is_err() {
-            break;
+        // A client that does not read its replies must not hold the slot
+        // either.
+        match tokio::time::timeout(idle, w.write_all(reply(result).as_bytes())).await {
+            Ok(Ok(())) => {}
+            _ => break,
         }
     }
+}
+
+/// Tells a client over the limit why it is closed. A fresh socket's send
+/// buffer is empty, so the one short line goes out without waiting.
+fn refuse(stream: UnixStream, max: usize) {
+    let line = reply(Err(format!(
+        "too many ingest connections (limit {max}); close idle ones or retry later"
+    )));
+    let _ = stream.try_write(line.as_bytes());
 }
 
 /// Serves the ingest socket until `shutdown`. A stale socket file left by a
@@ -196,6 +274,16 @@ pub async fn serve(
     state_dir: &Path,
     alerts: AlertBuffer,
     shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    serve_with(state_dir, alerts, shutdown, IngestOptions::default()).await
+}
+
+/// [`serve`] with explicit limits.
+pub async fn serve_with(
+    state_dir: &Path,
+    alerts: AlertBuffer,
+    shutdown: CancellationToken,
+    opts: IngestOptions,
 ) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(state_dir)
@@ -216,16 +304,60 @@ pub async fn serve(
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
         .with_context(|| format!("chmod 0600 {}", path.display()))?;
     tracing::info!(path = %path.display(), "local alert ingest listening");
+    let slots = Arc::new(Semaphore::new(opts.max_connections));
+    let clients = TaskTracker::new();
+    let mut failures = 0u32;
+    let mut failed = Tally::new(ACCEPT_LOG_EVERY);
+    let mut refused = Tally::new(ACCEPT_LOG_EVERY);
     loop {
-        tokio::select! {
+        let accepted = tokio::select! {
             _ = shutdown.cancelled() => break,
-            r = listener.accept() => match r {
-                Ok((stream, _)) => { tokio::spawn(serve_conn(stream, alerts.clone())); }
-                Err(e) => tracing::warn!(error = %e, "ingest accept failed"),
-            },
+            r = listener.accept() => r,
+        };
+        match accepted {
+            Ok((stream, _)) => {
+                failures = 0;
+                match slots.clone().try_acquire_owned() {
+                    Ok(slot) => {
+                        clients.spawn(serve_conn(
+                            stream,
+                            alerts.clone(),
+                            opts.idle_timeout,
+                            shutdown.clone(),
+                            slot,
+                        ));
+                    }
+                    Err(_) => {
+                        refuse(stream, opts.max_connections);
+                        if let Some(n) = refused.add(1, Instant::now()) {
+                            tracing::warn!(
+                                refused = n,
+                                limit = opts.max_connections,
+                                "ingest connection limit reached; refusing new clients"
+                            );
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                // The listener stays readable while the cause (EMFILE,
+                // ENFILE, ENOMEM) lasts: retrying at once would spin.
+                failures = failures.saturating_add(1);
+                let pause = accept_pause(failures);
+                if let Some(n) = failed.add(1, Instant::now()) {
+                    tracing::warn!(error = %e, failures = n, pause = ?pause,
+                        "ingest accept failed; backing off");
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(pause) => {}
+                }
+            }
         }
     }
     let _ = std::fs::remove_file(&path);
+    clients.close();
+    clients.wait().await;
     Ok(())
 }
 
@@ -348,7 +480,7 @@ mod tests {
         assert_eq!(report.refused[0].0, 2);
         assert!(report.refused[0].1.contains("event_status"));
         let keys: Vec<String> = alerts
-            .drain_batch(10)
+            .drain_batch(10, usize::MAX)
             .into_iter()
             .map(|e| e.alert_key)
             .collect();
@@ -360,5 +492,141 @@ mod tests {
 
     async fn serve_until(dir: PathBuf, alerts: AlertBuffer, stop: CancellationToken) {
         serve(&dir, alerts, stop).await.expect("serve");
+    }
+
+    /// A socket served with `opts` in a fresh dir, listening when this
+    /// returns.
+    struct Served {
+        dir: tempfile::TempDir,
+        stop: CancellationToken,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    async fn served(opts: IngestOptions) -> Served {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let stop = CancellationToken::new();
+        let task = {
+            let (d, s) = (dir.path().to_path_buf(), stop.clone());
+            tokio::spawn(async move {
+                serve_with(&d, AlertBuffer::new(10), s, opts)
+                    .await
+                    .expect("serve");
+            })
+        };
+        let path = socket_path(dir.path());
+        for _ in 0..200 {
+            if UnixStream::connect(&path).await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        Served { dir, stop, task }
+    }
+
+    impl Served {
+        async fn client(&self) -> BufReader<UnixStream> {
+            BufReader::new(
+                UnixStream::connect(socket_path(self.dir.path()))
+                    .await
+                    .expect("connect"),
+            )
+        }
+
+        async fn stop(self) {
+            self.stop.cancel();
+            tokio::time::timeout(Duration::from_secs(5), self.task)
+                .await
+                .expect("ingest stops with its clients")
+                .expect("join");
+        }
+    }
+
+    /// Sends one event line and returns the reply line ("" when the
+    /// socket failed: a refused client may be closed before it writes).
+    async fn roundtrip(c: &mut BufReader<UnixStream>) -> String {
+        let _ = c
+            .get_mut()
+            .write_all(b"{\"event_time\":1,\"event_status\":\"Ok\",\"alert_key\":\"k\"}\n")
+            .await;
+        let mut line = String::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), c.read_line(&mut line))
+            .await
+            .expect("a reply in time");
+        line
+    }
+
+    #[test]
+    fn accept_failures_back_off_from_100ms_doubling_to_a_second() {
+        let ms: Vec<u128> = (1..=7).map(|n| accept_pause(n).as_millis()).collect();
+        assert_eq!(ms, [100, 200, 400, 800, 1000, 1000, 1000]);
+        assert_eq!(accept_pause(0), Duration::from_millis(100));
+        assert_eq!(accept_pause(u32::MAX), Duration::from_secs(1));
+    }
+
+    #[tokio::test]
+    async fn a_client_over_the_limit_is_told_why_and_closed() {
+        let s = served(IngestOptions {
+            max_connections: 2,
+            idle_timeout: IDLE_TIMEOUT,
+        })
+        .await;
+        let mut a = s.client().await;
+        let mut b = s.client().await;
+        assert!(roundtrip(&mut a).await.contains("\"ok\":true"));
+        assert!(roundtrip(&mut b).await.contains("\"ok\":true"));
+        let mut c = s.client().await;
+        let mut why = String::new();
+        c.read_line(&mut why).await.expect("read");
+        assert!(
+            why.contains("too many ingest connections (limit 2)"),
+            "{why}"
+        );
+        let mut rest = String::new();
+        assert_eq!(c.read_line(&mut rest).await.expect("read"), 0, "closed");
+        // A slot freed is a slot for the next client.
+        drop(a);
+        let mut ok = false;
+        for _ in 0..100 {
+            let mut d = s.client().await;
+            if roundtrip(&mut d).await.contains("\"ok\":true") {
+                ok = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(ok, "the freed slot was not reused");
+        assert!(roundtrip(&mut b).await.contains("\"ok\":true"));
+        s.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_client_without_a_complete_line_is_closed_after_the_idle_time() {
+        let s = served(IngestOptions {
+            max_connections: 4,
+            idle_timeout: Duration::from_millis(300),
+        })
+        .await;
+        let mut silent = s.client().await;
+        let mut trickler = s.client().await;
+        let mut busy = s.client().await;
+        let t0 = std::time::Instant::now();
+        // The trickler sends bytes but never a newline; the busy client
+        // sends a full line every 100 ms and stays.
+        for _ in 0..6 {
+            let _ = trickler.get_mut().write_all(b"{").await;
+            assert!(roundtrip(&mut busy).await.contains("\"ok\":true"));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        for c in [&mut silent, &mut trickler] {
+            let mut buf = Vec::new();
+            let n = tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut buf))
+                .await
+                .expect("closed in time")
+                .unwrap_or(0);
+            assert_eq!(n, 0, "no reply, just the close");
+        }
+        assert!(t0.elapsed() >= Duration::from_millis(300));
+        assert!(roundtrip(&mut busy).await.contains("\"ok\":true"));
+        s.stop().await;
     }
 }

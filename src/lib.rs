@@ -9,9 +9,13 @@
 //! - [`conn`]: one server connection: dial, register, serve, with priorities
 //! - [`signing`]: Ed25519 checks of signed `session_start`/`session_input`
 //!   (§9) and their bounded replay cache (pure)
+//! - [`transport`]: the TCP dial and the progress clock under write deadlines
+//! - [`alert_frame`]: the size cap of `alert_events` frames, cutting giants
 //! - [`reconnect`]: the backoff policy (pure) and its jitter
 //! - [`agent`]: the reconnect loop and what outlives connections
 //! - [`ringbuf`]: the alert ring buffer
+//! - [`ratelimit`]: counting repeated events while logging them rarely
+//! - [`logging`]: log output: control characters escaped, wire crates capped
 //! - [`ingest`]: the local alert socket (`<state_dir>/agent.sock`)
 //! - [`limiter`]: the session limiter (RAII permits)
 //! - [`tls`]: rustls client configuration
@@ -32,6 +36,7 @@
 //! - [`embedded`]: the built-in runners, compiled into the binary
 
 pub mod agent;
+pub mod alert_frame;
 pub mod audit;
 pub mod config;
 pub mod conn;
@@ -41,7 +46,9 @@ pub mod harness;
 pub mod hostinfo;
 pub mod ingest;
 pub mod limiter;
+pub mod logging;
 pub mod proto;
+pub mod ratelimit;
 pub mod reconnect;
 pub mod ringbuf;
 pub mod runner;
@@ -52,4 +59,5 @@ pub mod shell;
 pub mod signing;
 pub mod tls;
 pub mod tools;
+pub mod transport;
 pub mod util;

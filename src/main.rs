@@ -144,25 +144,9 @@ fn parse_params(raw: &[String]) -> anyhow::Result<Map<String, Value>> {
 }
 
 fn init_logging(cfg: Option<&Config>) {
-    use tracing_subscriber::EnvFilter;
-    let level = cfg
-        .map(|c| c.log.level.clone())
-        .unwrap_or_else(|| "warn".into());
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let level = cfg.map_or("warn", |c| c.log.level.as_str());
     let json = cfg.is_some_and(|c| c.log.format == "json");
-    // A log write that fails (stderr closed: a collector restarted, a pipe
-    // whose reader went away) drops that line; by default the subscriber
-    // would report the failure with eprintln!, which panics on the same
-    // closed stream and takes the agent down with it.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .log_internal_errors(false);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
+    catpaw_agent::logging::init(level, json);
 }
 
 async fn session(cli: &Cli, args: &SessionArgs) -> anyhow::Result<ExitCode> {
@@ -220,6 +204,9 @@ async fn run_agent(cli: &Cli) -> anyhow::Result<ExitCode> {
                 .unwrap_or_else(|| catpaw_agent::config::DEFAULT_PATH.to_string())
         );
     }
+    for warning in cfg.warnings() {
+        tracing::warn!("{warning}");
+    }
     let setup = setup::build(
         &cfg,
         cli.runner.as_deref(),
@@ -227,7 +214,8 @@ async fn run_agent(cli: &Cli) -> anyhow::Result<ExitCode> {
         cfg.sandbox.max_concurrent_sessions as u32,
     )?;
     let agent = catpaw_agent::agent::from_setup(&cfg, &setup, AgentOptions::default())?;
-    tracing::info!(agent_id = %agent.agent_id(), url = %cfg.server_ws_url().unwrap_or_default(),
+    let url = catpaw_agent::config::redact_url(&cfg.server_ws_url().unwrap_or_default());
+    tracing::info!(agent_id = %agent.agent_id(), url = %url,
         max_sessions = cfg.sandbox.max_concurrent_sessions, "catpaw-agent starting");
     let shutdown = CancellationToken::new();
     let stopper = shutdown.clone();

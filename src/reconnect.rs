@@ -36,6 +36,10 @@ pub struct BackoffPolicy {
     pub auth_max: Duration,
     /// Smallest wait after a server `disconnect`.
     pub disconnect_min: Duration,
+    /// Longest wait after a server `disconnect`, whatever `retry_after_sec`
+    /// says: a server (or whoever speaks for it) must not be able to park
+    /// the agent for centuries with one number (PROTOCOL §10).
+    pub disconnect_max: Duration,
     /// Jitter fraction (0.25 = ±25 %).
     pub jitter: f64,
 }
@@ -48,6 +52,7 @@ impl Default for BackoffPolicy {
             auth_min: Duration::from_secs(60),
             auth_max: Duration::from_secs(1800),
             disconnect_min: Duration::from_secs(1),
+            disconnect_max: Duration::from_secs(3600),
             jitter: 0.25,
         }
     }
@@ -97,10 +102,20 @@ impl Backoff {
             }
             AttemptOutcome::ServerDisconnect { retry_after_sec } => {
                 self.reset();
-                let asked = Duration::from_secs(u64::try_from(*retry_after_sec).unwrap_or(0));
-                Some(asked.max(self.policy.disconnect_min))
+                Some(self.retry_after(*retry_after_sec))
             }
         }
+    }
+
+    /// The wait a server's `retry_after_sec` asks for, clamped to
+    /// `disconnect_min ..= disconnect_max` (zero and negative ask for the
+    /// minimum).
+    pub fn retry_after(&self, retry_after_sec: i64) -> Duration {
+        let p = &self.policy;
+        let asked = Duration::from_secs(u64::try_from(retry_after_sec).unwrap_or(0));
+        // max then min, so a policy whose min exceeds its max still waits
+        // no longer than the max.
+        asked.max(p.disconnect_min).min(p.disconnect_max)
     }
 
     fn reset(&mut self) {
@@ -191,6 +206,38 @@ mod tests {
         assert_eq!(b.next_wait(&d(7)), secs(&[7])[0]);
         assert_eq!(b.next_wait(&AttemptOutcome::DialFailed), secs(&[1])[0]);
         assert_eq!(b.next_wait(&AttemptOutcome::Shutdown), None);
+    }
+
+    #[test]
+    fn retry_after_is_clamped_to_one_second_through_an_hour() {
+        let b = Backoff::new(BackoffPolicy::default());
+        let cases = [
+            (i64::MIN, 1),
+            (-1, 1),
+            (0, 1),
+            (1, 1),
+            (90, 90),
+            (3600, 3600),
+            (3601, 3600),
+            (i64::MAX, 3600),
+        ];
+        for (asked, want) in cases {
+            assert_eq!(
+                b.retry_after(asked),
+                Duration::from_secs(want),
+                "retry_after_sec = {asked}"
+            );
+        }
+        // The clamp holds through next_wait, and jitter stays within ±25 %
+        // of it.
+        let mut b = Backoff::new(BackoffPolicy::default());
+        let d = b
+            .next_wait(&AttemptOutcome::ServerDisconnect {
+                retry_after_sec: 9_223_372_036_854_775_807,
+            })
+            .expect("a wait");
+        assert_eq!(d, Duration::from_secs(3600));
+        assert!(jitter(d, 0.25, 0.999_999) <= Duration::from_secs(4500));
     }
 
     #[test]

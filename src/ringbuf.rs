@@ -1,19 +1,63 @@
 //! Alert ring buffer (PROTOCOL §7): fixed capacity, overwrites the oldest
 //! event when full, never blocks, and outlives connections.
+//!
+//! Events are made to fit an `alert_events` frame on their way in
+//! ([`alert_frame::fit`]) and keep their encoded size beside them, so
+//! draining a frame's worth is arithmetic under the lock, not JSON.
+//! Overwrites are counted and logged at most once per
+//! [`OVERFLOW_LOG_EVERY`]: a flood of alerts must not become a flood of log
+//! lines.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use crate::alert_frame;
 use crate::proto::AlertEvent;
+use crate::ratelimit::Tally;
 
 /// Default capacity (`[server] alert_buffer_size` ≤ 0).
 pub const DEFAULT_CAPACITY: usize = 1000;
 
+/// At most one overflow warning per this long.
+pub const OVERFLOW_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// An event and its encoded size.
+#[derive(Debug)]
+struct Entry {
+    event: AlertEvent,
+    size: usize,
+}
+
 #[derive(Debug)]
 struct Inner {
-    events: VecDeque<AlertEvent>,
+    events: VecDeque<Entry>,
     capacity: usize,
     dropped: u64,
+    /// Overwrites not yet logged.
+    overflow: Tally,
+}
+
+impl Inner {
+    /// Counts `n` events lost to overflow; the count to log, when due.
+    fn lose(&mut self, n: u64, now: Instant) -> Option<u64> {
+        if n == 0 {
+            return None;
+        }
+        self.dropped += n;
+        self.overflow.add(n, now)
+    }
+}
+
+fn log_overflow(lost: Option<u64>, total: u64, capacity: usize) {
+    if let Some(n) = lost {
+        tracing::warn!(
+            dropped = n,
+            dropped_total = total,
+            capacity,
+            "alert buffer full: oldest events overwritten (raise [server] alert_buffer_size, or check the server connection)"
+        );
+    }
 }
 
 /// Shared handle to the buffer; clones see the same events.
@@ -43,6 +87,7 @@ impl AlertBuffer {
                 events: VecDeque::with_capacity(capacity.min(4096)),
                 capacity,
                 dropped: 0,
+                overflow: Tally::new(OVERFLOW_LOG_EVERY),
             })),
         }
     }
@@ -51,32 +96,75 @@ impl AlertBuffer {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Adds an event; when full, the oldest is overwritten (and counted).
-    pub fn push(&self, event: AlertEvent) {
+    /// Adds an event, cut to fit a frame on its own if it is that big;
+    /// when full, the oldest is overwritten (and counted). An event that no
+    /// cut can make fit (giant keys) is refused and counted as dropped.
+    pub fn push(&self, mut event: AlertEvent) {
+        let Some(size) = alert_frame::fit(&mut event, alert_frame::events_budget()) else {
+            let mut g = self.lock();
+            g.dropped += 1;
+            drop(g);
+            tracing::warn!(
+                alert_key = %crate::util::truncate_utf8(&event.alert_key, 200),
+                "alert event dropped: its keys alone exceed the 256 KiB alert frame"
+            );
+            return;
+        };
         let mut g = self.lock();
+        let mut lost = 0;
         if g.events.len() >= g.capacity {
             g.events.pop_front();
-            g.dropped += 1;
+            lost = 1;
         }
-        g.events.push_back(event);
+        g.events.push_back(Entry { event, size });
+        let report = g.lose(lost, Instant::now());
+        let (total, capacity) = (g.dropped, g.capacity);
+        drop(g);
+        log_overflow(report, total, capacity);
     }
 
-    /// Takes up to `max` events, oldest first.
-    pub fn drain_batch(&self, max: usize) -> Vec<AlertEvent> {
+    /// Takes the next `alert_events` frame's worth: at most
+    /// [`alert_frame::MAX_EVENTS`] events and
+    /// [`alert_frame::MAX_FRAME_BYTES`] of frame, oldest first.
+    pub fn drain_frame(&self) -> Vec<AlertEvent> {
+        self.drain_batch(alert_frame::MAX_EVENTS, alert_frame::events_budget())
+    }
+
+    /// Takes up to `max` events, oldest first, whose JSON (with the commas
+    /// between them) stays within `max_bytes`; at least one when any waits.
+    /// Also reports overwrites whose warning was held back, so the tail of
+    /// a burst is logged too.
+    pub fn drain_batch(&self, max: usize, max_bytes: usize) -> Vec<AlertEvent> {
         let mut g = self.lock();
-        let n = max.min(g.events.len());
-        g.events.drain(..n).collect()
+        let n = alert_frame::batch_len(g.events.iter().map(|e| e.size), max, max_bytes);
+        let batch = g.events.drain(..n).map(|e| e.event).collect();
+        let report = g.overflow.due(Instant::now());
+        let (total, capacity) = (g.dropped, g.capacity);
+        drop(g);
+        log_overflow(report, total, capacity);
+        batch
     }
 
     /// Puts an unsent batch back at the front. Events pushed meanwhile are
     /// newer and win: if not everything fits, the oldest of the batch go.
     pub fn push_front_batch(&self, batch: Vec<AlertEvent>) {
+        // Sizes outside the lock; these events were fitted on the way in.
+        let sized: Vec<Entry> = batch
+            .into_iter()
+            .map(|event| Entry {
+                size: alert_frame::encoded_len(&event),
+                event,
+            })
+            .collect();
         let mut g = self.lock();
-        let (keep, drop) = fit(g.events.len(), batch.len(), g.capacity);
-        g.dropped += drop as u64;
-        for ev in batch.into_iter().skip(drop).take(keep).rev() {
-            g.events.push_front(ev);
+        let (keep, drop_n) = fit(g.events.len(), sized.len(), g.capacity);
+        for e in sized.into_iter().skip(drop_n).take(keep).rev() {
+            g.events.push_front(e);
         }
+        let report = g.lose(drop_n as u64, Instant::now());
+        let (total, capacity) = (g.dropped, g.capacity);
+        drop(g);
+        log_overflow(report, total, capacity);
     }
 
     /// Events waiting.
@@ -129,7 +217,7 @@ mod tests {
         }
         assert_eq!(b.len(), 3);
         assert_eq!(b.dropped_total(), 2);
-        assert_eq!(times(&b.drain_batch(10)), [2, 3, 4]);
+        assert_eq!(times(&b.drain_batch(10, usize::MAX)), [2, 3, 4]);
     }
 
     #[test]
@@ -140,7 +228,7 @@ mod tests {
             b.push(ev(i));
         }
         let sizes: Vec<usize> = std::iter::from_fn(|| {
-            let batch = b.drain_batch(100);
+            let batch = b.drain_batch(100, usize::MAX);
             (!batch.is_empty()).then_some(batch.len())
         })
         .collect();
@@ -153,13 +241,86 @@ mod tests {
         for i in 0..4 {
             b.push(ev(i));
         }
-        let batch = b.drain_batch(3);
+        let batch = b.drain_batch(3, usize::MAX);
         b.push(ev(10));
         b.push(ev(11));
         b.push_front_batch(batch);
         // Room for one of the three: the newest of the batch (2) stays.
-        assert_eq!(times(&b.drain_batch(10)), [2, 3, 10, 11]);
+        assert_eq!(times(&b.drain_batch(10, usize::MAX)), [2, 3, 10, 11]);
         assert_eq!(b.dropped_total(), 2);
+    }
+
+    #[test]
+    fn overflow_is_counted_and_its_warning_rate_limited() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let b = AlertBuffer::new(2);
+        let mut g = b.lock();
+        // The first loss is reported at once; a burst within 10 s is held
+        // back and reported, summed, with the next line.
+        assert_eq!(g.lose(1, at(0)), Some(1));
+        for _ in 0..500 {
+            assert_eq!(g.lose(1, at(3)), None);
+        }
+        assert_eq!(g.overflow.due(at(9)), None);
+        assert_eq!(g.overflow.due(at(10)), Some(500));
+        assert_eq!(g.lose(0, at(30)), None, "no loss, no line");
+        assert_eq!(g.dropped, 501, "every loss counted");
+        drop(g);
+        // Through the public path: every overwrite counts.
+        for i in 0..1000 {
+            b.push(ev(i));
+        }
+        assert_eq!(b.dropped_total(), 501 + 998);
+    }
+
+    #[test]
+    fn frames_hold_at_most_100_events_and_256_kib() {
+        let b = AlertBuffer::new(1000);
+        for i in 0..200 {
+            let mut e = ev(i);
+            e.description = "d".repeat(60 * 1024);
+            b.push(e);
+        }
+        let mut seen = Vec::new();
+        loop {
+            let batch = b.drain_frame();
+            if batch.is_empty() {
+                break;
+            }
+            let frame = crate::proto::Envelope::new(
+                crate::proto::MSG_ALERT_EVENTS,
+                crate::proto::AlertEventsPayload {
+                    events: batch.clone(),
+                },
+            )
+            .to_json();
+            assert!(
+                frame.len() <= alert_frame::MAX_FRAME_BYTES,
+                "{}",
+                frame.len()
+            );
+            assert_eq!(batch.len(), 4, "four 60 KiB events per frame");
+            seen.extend(times(&batch));
+        }
+        assert_eq!(seen, (0..200).collect::<Vec<_>>(), "nothing lost");
+
+        for i in 0..250 {
+            b.push(ev(i));
+        }
+        assert_eq!(b.drain_frame().len(), alert_frame::MAX_EVENTS);
+    }
+
+    #[test]
+    fn a_giant_event_is_cut_on_the_way_in() {
+        let b = AlertBuffer::new(10);
+        let mut e = ev(1);
+        e.description = "x".repeat(1 << 20);
+        b.push(e);
+        let got = b.drain_frame();
+        assert_eq!(got.len(), 1);
+        assert!(alert_frame::encoded_len(&got[0]) <= alert_frame::events_budget());
+        assert!(got[0].description.contains("[truncated by catpaw-agent: "));
     }
 
     #[test]

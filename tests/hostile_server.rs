@@ -103,6 +103,7 @@ fn options() -> AgentOptions {
             auth_min: Duration::from_secs(1),
             auth_max: Duration::from_secs(2),
             disconnect_min: Duration::from_millis(20),
+            disconnect_max: Duration::from_secs(5),
             jitter: 0.25,
         },
         audit: None,

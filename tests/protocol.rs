@@ -6,134 +6,14 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use catpaw_agent::agent::{Agent, AgentOptions};
-use catpaw_agent::config::Config;
-use catpaw_agent::conn::Timings;
+use catpaw_agent::agent::Agent;
 use catpaw_agent::proto::{self, AlertEvent, Envelope, EventStatus};
-use catpaw_agent::reconnect::BackoffPolicy;
 use catpaw_agent::session::Runners;
+use common::agent::*;
 use common::server::{ServerConn, TestServer};
 use common::*;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_util::sync::CancellationToken;
-
-/// Short timers and waits so reconnect tests take milliseconds; the logic
-/// is the production one.
-fn fast() -> AgentOptions {
-    AgentOptions {
-        timings: Timings {
-            dial_timeout: Duration::from_secs(5),
-            ack_timeout: Duration::from_millis(400),
-            read_timeout: Duration::from_secs(30),
-            write_timeout: Duration::from_secs(5),
-            heartbeat: Duration::from_secs(30),
-            alert_flush: Duration::from_millis(50),
-            shutdown_grace: Duration::from_secs(5),
-        },
-        backoff: BackoffPolicy {
-            base: Duration::from_millis(50),
-            max: Duration::from_millis(400),
-            auth_min: Duration::from_millis(800),
-            auth_max: Duration::from_secs(5),
-            disconnect_min: Duration::from_millis(50),
-            jitter: 0.25,
-        },
-        audit: None,
-    }
-}
-
-struct Harness {
-    server: TestServer,
-    agent: Agent,
-    shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
-    state: tempfile::TempDir,
-    _sb: TestSandbox,
-}
-
-fn config(
-    addr: std::net::SocketAddr,
-    state: &std::path::Path,
-    f: impl FnOnce(&mut Config),
-) -> Config {
-    let mut cfg = Config {
-        state_dir: state.to_path_buf(),
-        ..Config::default()
-    };
-    cfg.server.enabled = true;
-    cfg.server.address = addr.to_string();
-    cfg.server.agent_token = "sekrit".into();
-    cfg.labels.insert("env".into(), "test".into());
-    cfg.plugins = vec!["cpu".into(), "mem".into()];
-    f(&mut cfg);
-    cfg
-}
-
-fn builtin_runners(sb: &TestSandbox) -> Runners {
-    Runners {
-        diagnose: Some(Arc::new(
-            sb.builtin_diagnose()
-                .diagnose_runner(limits(|_| {}))
-                .expect("d"),
-        )),
-        chat: Some(Arc::new(
-            sb.builtin_chat().chat_runner(limits(|_| {})).expect("c"),
-        )),
-    }
-}
-
-async fn harness_with(
-    f: impl FnOnce(&mut Config),
-    runners: impl FnOnce(&TestSandbox) -> Runners,
-    opts: AgentOptions,
-) -> Harness {
-    harness_on(TestServer::start().await, f, runners, opts)
-}
-
-fn harness_on(
-    server: TestServer,
-    f: impl FnOnce(&mut Config),
-    runners: impl FnOnce(&TestSandbox) -> Runners,
-    opts: AgentOptions,
-) -> Harness {
-    let state = tempfile::tempdir().expect("tempdir");
-    let sb = TestSandbox::new();
-    let cfg = config(server.addr, state.path(), f);
-    let agent = Agent::new(&cfg, runners(&sb), opts).expect("agent");
-    let shutdown = CancellationToken::new();
-    let task = {
-        let a = agent.clone();
-        let s = shutdown.clone();
-        tokio::spawn(async move { a.run(s).await })
-    };
-    Harness {
-        server,
-        agent,
-        shutdown,
-        task,
-        state,
-        _sb: sb,
-    }
-}
-
-async fn harness() -> Harness {
-    harness_with(|_| {}, builtin_runners, fast()).await
-}
-
-impl Harness {
-    async fn stop(self) {
-        self.shutdown.cancel();
-        tokio::time::timeout(Duration::from_secs(10), self.task)
-            .await
-            .expect("agent stops on shutdown")
-            .expect("agent task");
-    }
-}
-
-fn payload(e: &Envelope) -> Value {
-    e.payload.clone().unwrap_or_default()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn register_carries_the_headers_and_fields_of_the_protocol() {

@@ -2,7 +2,9 @@
 //! `guest-runners/`, a real sandbox, and the real session driver.
 #![allow(dead_code)]
 
+pub mod agent;
 pub mod server;
+pub mod slow_link;
 
 use std::path::PathBuf;
 use std::sync::Arc;

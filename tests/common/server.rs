@@ -121,15 +121,20 @@ impl ServerConn {
 
     /// Next envelope, or None if the agent closed / nothing came in time.
     pub async fn recv_within(&mut self, limit: Duration) -> Option<Envelope> {
+        let text = self.recv_text_within(limit).await?;
+        Some(Envelope::parse(&text).expect("agent sent a valid envelope"))
+    }
+
+    /// Next text frame as sent (skips pings), or None if the agent closed /
+    /// nothing came in time.
+    pub async fn recv_text_within(&mut self, limit: Duration) -> Option<String> {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             let msg = tokio::time::timeout_at(deadline, self.ws.next())
                 .await
                 .ok()??;
             match msg {
-                Ok(Message::Text(t)) => {
-                    return Some(Envelope::parse(t.as_str()).expect("agent sent a valid envelope"));
-                }
+                Ok(Message::Text(t)) => return Some(t.as_str().to_string()),
                 Ok(Message::Close(_)) | Err(_) => return None,
                 Ok(_) => continue,
             }

@@ -1,0 +1,216 @@
+//! Config hygiene: settings that work but leak or weaken something (one
+//! warning line each at start), the shape a token must have, and the form
+//! of a URL that logs may show.
+//!
+//! The secrets here are the agent token and any password written into the
+//! server address (`https://user:pass@host`). Neither is ever logged: the
+//! token is not a field of any log line, URLs are logged through
+//! [`redact_url`], and the WebSocket library's own request logging is
+//! capped (`crate::logging`).
+
+use std::os::unix::fs::PermissionsExt;
+
+use super::Config;
+
+/// Checks that an agent token can travel as the `X-Agent-Token` header
+/// value it becomes. A CR or LF would end the header (and could start a
+/// forged one); other control or non-ASCII characters make the header
+/// invalid, and the token would silently not be sent. The message never
+/// repeats the token.
+pub fn check_agent_token(token: &str) -> Result<(), String> {
+    if let Some(c) = token.chars().find(|c| c.is_control()) {
+        return Err(format!(
+            "contains the control character {c:?}; a token is one line of printable text \
+             (look for a trailing newline in the file or variable it came from)"
+        ));
+    }
+    if !token.is_ascii() {
+        return Err(
+            "contains a non-ASCII character; a token is printable ASCII \
+                    (it travels as an HTTP header)"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+/// `url` without its userinfo (`user:password@`), for logs: the rest of
+/// the URL stays, so the log still says where the agent connects.
+pub fn redact_url(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (Some(scheme), rest),
+        None => (None, url),
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let Some(at) = rest[..end].rfind('@') else {
+        return url.to_string();
+    };
+    let scheme = scheme.map(|s| format!("{s}://")).unwrap_or_default();
+    format!("{scheme}***@{}", &rest[at + 1..])
+}
+
+impl Config {
+    /// Settings that work but deserve a warning at start, one line each:
+    /// a token in a file that group or others can read, a token sent over
+    /// plain `ws://`, and a `ca_file` that `tls_skip_verify` makes moot.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let s = &self.server;
+        let has_token = !s.agent_token.is_empty();
+        let file_mode = self
+            .source
+            .as_ref()
+            .and_then(|p| Some((p, std::fs::metadata(p).ok()?.permissions().mode() & 0o777)));
+        if let Some((path, mode)) = file_mode.filter(|(_, m)| m & 0o077 != 0)
+            && has_token
+            && !s.agent_token_from_env
+        {
+            out.push(format!(
+                "{}: holds [server] agent_token and is accessible to group or others \
+                 (mode {mode:04o}); run `chmod 600 {}`, or set agent_token = \"${{NAME}}\" \
+                 and pass the token in the environment",
+                path.display(),
+                path.display()
+            ));
+        }
+        if s.enabled && has_token && self.server_ws_url().is_ok_and(|u| u.starts_with("ws://")) {
+            out.push(
+                "[server] agent_token is sent in clear text: the address is not https:// (ws:// \
+                 on the wire); anyone on the path can read and reuse the token. Use an https:// \
+                 address"
+                    .to_string(),
+            );
+        }
+        if s.ca_file.is_some() && s.tls_skip_verify {
+            out.push(
+                "[server] ca_file is ignored because tls_skip_verify = true: the server's \
+                 certificate is not verified at all. Remove tls_skip_verify to verify against \
+                 ca_file"
+                    .to_string(),
+            );
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    /// Writes `body` as a config file with `mode` and loads it.
+    fn load(dir: &Path, body: &str, mode: u32) -> Config {
+        let path = dir.join("config.toml");
+        std::fs::write(&path, body).expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        Config::load(Some(&path)).expect("config")
+    }
+
+    fn warned(c: &Config, what: &str) -> bool {
+        c.warnings().iter().any(|w| w.contains(what))
+    }
+
+    #[test]
+    fn a_token_in_a_file_others_can_read_is_warned_about() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let body = "[server]\nagent_token = \"s3cret-token\"\n";
+        let c = load(dir.path(), body, 0o644);
+        let w = c.warnings();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].contains("mode 0644") && w[0].contains("chmod 600"),
+            "{w:?}"
+        );
+        assert!(
+            !w[0].contains("s3cret-token"),
+            "the warning never shows the token"
+        );
+        assert!(load(dir.path(), body, 0o600).warnings().is_empty());
+        assert!(load(dir.path(), body, 0o640).warnings().len() == 1);
+        // No token, or a token from the environment: nothing in the file.
+        assert!(load(dir.path(), "", 0o644).warnings().is_empty());
+        // SAFETY: test-only env mutation with a name unique to this test.
+        unsafe { std::env::set_var("CATPAW_TEST_HYGIENE_TOKEN_5521", "t") };
+        let from_env = "[server]\nagent_token = \"${CATPAW_TEST_HYGIENE_TOKEN_5521}\"\n";
+        assert!(load(dir.path(), from_env, 0o644).warnings().is_empty());
+    }
+
+    #[test]
+    fn a_token_over_plain_ws_is_warned_about() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let server = |addr: &str, token: &str| {
+            format!("[server]\nenabled = true\naddress = \"{addr}\"\nagent_token = \"{token}\"\n")
+        };
+        for plain in ["h:8080", "http://h", "ws://h"] {
+            let c = load(dir.path(), &server(plain, "t"), 0o600);
+            assert!(warned(&c, "clear text"), "{plain}");
+        }
+        for ok in ["https://h", "wss://h"] {
+            assert!(
+                load(dir.path(), &server(ok, "t"), 0o600)
+                    .warnings()
+                    .is_empty(),
+                "{ok}"
+            );
+        }
+        assert!(
+            load(dir.path(), &server("http://h", ""), 0o600)
+                .warnings()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn ca_file_with_skip_verify_says_the_ca_file_is_ignored() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let c = load(
+            dir.path(),
+            "[server]\nca_file = \"ca.pem\"\ntls_skip_verify = true\n",
+            0o600,
+        );
+        assert!(warned(&c, "ca_file is ignored"), "{:?}", c.warnings());
+        let c = load(dir.path(), "[server]\nca_file = \"ca.pem\"\n", 0o600);
+        assert!(c.warnings().is_empty());
+    }
+
+    #[test]
+    fn a_token_with_a_line_break_is_a_config_error_naming_the_field() {
+        for bad in [
+            "sEcReT\\nX-Evil: 1",
+            "sEcReT\\r",
+            "sEcReT\\u001b[31m",
+            "sEcReT\\t",
+            "sEcReTø",
+        ] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join("config.toml");
+            std::fs::write(&path, format!("[server]\nagent_token = \"{bad}\"\n")).expect("write");
+            let e = Config::load(Some(&path)).unwrap_err().to_string();
+            assert!(e.contains("[server] agent_token"), "{bad}: {e}");
+            assert!(
+                !e.contains("sEcReT"),
+                "the error never shows the token: {e}"
+            );
+        }
+        assert_eq!(check_agent_token("abc-DEF_123.~ +/="), Ok(()));
+    }
+
+    #[test]
+    fn urls_are_logged_without_userinfo() {
+        let cases = [
+            (
+                "ws://user:hunter2@h:80/api/v1/agent/ws",
+                "ws://***@h:80/api/v1/agent/ws",
+            ),
+            ("wss://token@h/x?y=1", "wss://***@h/x?y=1"),
+            ("ws://u:p@ss@h/", "ws://***@h/"),
+            ("ws://h:80/a@b", "ws://h:80/a@b"),
+            ("ws://h/api/v1/agent/ws", "ws://h/api/v1/agent/ws"),
+            ("user:pw@h:8080", "***@h:8080"),
+            ("", ""),
+        ];
+        for (url, want) in cases {
+            assert_eq!(redact_url(url), want, "{url}");
+        }
+    }
+}

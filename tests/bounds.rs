@@ -1,0 +1,216 @@
+//! PROTOCOL §10 against a real WebSocket server on loopback: what the
+//! server sends is bounded, and so is what the agent writes, including over
+//! a slow link.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use catpaw_agent::alert_frame::MAX_FRAME_BYTES;
+use catpaw_agent::proto::{AlertEvent, Envelope, EventStatus};
+use common::agent::*;
+use common::server::TestServer;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+/// An alert whose description is `size` bytes.
+fn big_alert(i: i64, size: usize) -> AlertEvent {
+    AlertEvent {
+        event_time: i,
+        event_status: EventStatus::Warning,
+        alert_key: format!("log-burst-{i}"),
+        labels: [("host".to_string(), "web-1".to_string())].into(),
+        attrs: Default::default(),
+        description: "x".repeat(size),
+        description_format: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_retry_after_is_clamped_and_the_agent_comes_back() {
+    let mut opts = fast();
+    // The production clamp is an hour; the policy is the same.
+    opts.backoff.disconnect_max = Duration::from_millis(300);
+    let mut h = harness_with(|_| {}, builtin_runners, opts).await;
+    let (mut c, _) = h.server.accept_registered().await;
+    c.send(&Envelope::new(
+        "disconnect",
+        json!({"reason": "forever", "retry_after_sec": i64::MAX}),
+    ))
+    .await;
+    let t0 = Instant::now();
+    let (_c2, _) = h.server.accept_registered().await;
+    assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ping_before_the_register_ack_is_not_the_first_message() {
+    let mut h = harness().await;
+    let mut c = h.server.accept().await;
+    let reg = c.recv().await;
+    assert_eq!(reg.msg_type, "register");
+    c.send_raw(Message::Ping(b"are you there".to_vec().into()))
+        .await;
+    c.send_raw(Message::Pong(Vec::new().into())).await;
+    c.ack(&reg.id).await;
+    // Registered on this connection: it serves sessions, and the agent
+    // does not come back with a new attempt after the ack timeout (400 ms).
+    assert!(
+        c.start_session("s", "inspect", json!({"plugin": "mem"}))
+            .await
+            .ok
+    );
+    c.session_until_done("s").await;
+    assert!(
+        h.server.try_accept(Duration::from_secs(1)).await.is_none(),
+        "the agent gave up on a registered connection"
+    );
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alert_frames_hold_at_most_256_kib_and_nothing_is_lost() {
+    let mut h = harness().await;
+    let (mut c, _) = h.server.accept_registered().await;
+    for i in 0..200 {
+        h.agent.alerts().push(big_alert(i, 60 * 1024));
+    }
+    let mut times = Vec::new();
+    while times.len() < 200 {
+        let text = c
+            .recv_text_within(Duration::from_secs(30))
+            .await
+            .expect("alert frames");
+        let e = Envelope::parse(&text).expect("envelope");
+        if e.msg_type != "alert_events" {
+            continue;
+        }
+        assert!(
+            text.len() <= MAX_FRAME_BYTES,
+            "frame of {} bytes",
+            text.len()
+        );
+        for ev in payload(&e)["events"].as_array().expect("events") {
+            times.push(ev["event_time"].as_i64().expect("time"));
+        }
+    }
+    assert_eq!(times, (0..200).collect::<Vec<_>>());
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_alert_arrives_cut_with_a_marker() {
+    let mut h = harness().await;
+    let (mut c, _) = h.server.accept_registered().await;
+    h.agent.alerts().push(big_alert(1, 1 << 20));
+    let text = loop {
+        let text = c
+            .recv_text_within(Duration::from_secs(10))
+            .await
+            .expect("a frame");
+        if text.contains("\"alert_events\"") {
+            break text;
+        }
+    };
+    assert!(text.len() <= MAX_FRAME_BYTES, "{}", text.len());
+    let e = Envelope::parse(&text).expect("envelope");
+    let d = payload(&e)["events"][0]["description"]
+        .as_str()
+        .expect("description")
+        .to_string();
+    assert!(d.starts_with("xxxx"));
+    assert!(
+        d.ends_with(" bytes]") && d.contains("… [truncated by catpaw-agent: "),
+        "{}",
+        &d[d.len() - 60..]
+    );
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_is_served_while_large_alerts_drain_over_a_slow_link() {
+    // 100 KiB/s agent → server. Each alert frame (≤ 256 KiB) takes seconds
+    // to cross: longer than the write limit of 1 s, so only a deadline that
+    // counts progress, not total time, keeps the connection.
+    let server = TestServer::start().await;
+    let link = common::slow_link::start(server.addr, 100 * 1024).await;
+    let mut opts = fast();
+    opts.timings.write_timeout = Duration::from_secs(1);
+    opts.timings.shutdown_grace = Duration::from_secs(2);
+    let mut h = harness_on(
+        server,
+        |c| c.server.address = link.to_string(),
+        builtin_runners,
+        opts,
+    );
+    let (mut c, _) = h.server.accept_registered().await;
+    for i in 0..200 {
+        h.agent.alerts().push(big_alert(i, 60 * 1024));
+    }
+    let t0 = Instant::now();
+
+    // The session's ack and its done arrive while the backlog drains,
+    // each behind at most a frame or so of alerts.
+    let start = Envelope::new(
+        "session_start",
+        json!({"session_id": "s", "session_type": "inspect", "user_name": "op",
+               "params": {"plugin": "mem"}}),
+    );
+    c.send(&start).await;
+    let mut acked = None;
+    let mut alerts = 0;
+    let done_after = loop {
+        let e = c
+            .recv_within(Duration::from_secs(20))
+            .await
+            .expect("the connection stays up and keeps delivering");
+        let p = payload(&e);
+        match e.msg_type.as_str() {
+            "ack" if e.ref_id.as_deref() == Some(start.id.as_str()) => {
+                assert_eq!(p["ok"], true, "{p}");
+                acked = Some(t0.elapsed());
+            }
+            "alert_events" => alerts += p["events"].as_array().map_or(0, Vec::len),
+            "session_output" if p["done"] == Value::Bool(true) => break t0.elapsed(),
+            _ => {}
+        }
+    };
+    let acked = acked.expect("ack before done");
+    assert!(
+        alerts < 200,
+        "the session did not wait for the whole backlog"
+    );
+    assert!(acked < Duration::from_secs(10), "ack after {acked:?}");
+    assert!(
+        done_after < Duration::from_secs(15),
+        "done after {done_after:?}"
+    );
+
+    // Alerts keep flowing on the same connection; none was dropped for a
+    // "timed out" write, or the agent would have dialed again.
+    let more = loop {
+        let e = c.recv().await;
+        if e.msg_type == "alert_events" {
+            break payload(&e)["events"].as_array().map_or(0, Vec::len);
+        }
+    };
+    assert!(more > 0);
+    assert!(
+        h.server
+            .try_accept(Duration::from_millis(100))
+            .await
+            .is_none(),
+        "the agent reconnected: a write was given up"
+    );
+
+    // Shutdown with a frame in flight on the slow link does not wait for
+    // the backlog: grace (2 s, no sessions left) plus the close budget (1 s).
+    let t1 = Instant::now();
+    h.shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(10), h.task)
+        .await
+        .expect("agent stops")
+        .expect("agent task");
+    assert!(t1.elapsed() < Duration::from_secs(5), "{:?}", t1.elapsed());
+}
