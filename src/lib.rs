@@ -5,7 +5,6 @@
 //!
 //! - [`config`]: the TOML config file, `${ENV}` expansion, URL derivation
 //! - [`proto`]: the wire protocol: envelope, payloads, every wire string
-//!   but the §9 refusals, which live in [`signing`]
 //! - [`conn`]: one server connection: dial, register, serve, with priorities
 //! - [`signing`]: Ed25519 checks of signed `session_start`/`session_input`
 //!   (§9) and their bounded replay cache (pure)

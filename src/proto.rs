@@ -2,9 +2,8 @@
 //!
 //! Field names, message types, error texts and codes here are the contract
 //! with catpaw-server and must stay byte-for-byte as the reference agent
-//! sends them. Each wire string appears exactly once in the crate: here,
-//! except the §9 `unauthorized: …` refusals, which live beside their checks
-//! in [`crate::signing`].
+//! sends them. Wire message types, ack errors (the §9 `unauthorized: …`
+//! refusals included), error codes and stages are spelled here.
 
 use std::collections::BTreeMap;
 
@@ -83,7 +82,7 @@ pub enum AckError {
     InvalidUserName,
     /// The signature check failed (PROTOCOL §9).
     #[error("{0}")]
-    Unauthorized(#[from] crate::signing::Unauthorized),
+    Unauthorized(#[from] Unauthorized),
     /// No chat runner.
     #[error("chat engine not available")]
     ChatEngineNotAvailable,
@@ -96,6 +95,29 @@ pub enum AckError {
     /// Same id already running.
     #[error("duplicate session_id")]
     DuplicateSessionId,
+}
+
+/// Why a signed-session check refused a message. `Display` is the wire text
+/// of `ack.error` (PROTOCOL §9); the checks live in [`crate::signing`].
+#[derive(thiserror::Error, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unauthorized {
+    /// Unsigned, and `require` is on.
+    #[error("unauthorized: signature required")]
+    SignatureRequired,
+    /// `key_id` is not in `[server.signing] keys`.
+    #[error("unauthorized: unknown key")]
+    UnknownKey,
+    /// Malformed signature fields, a line break in a signed field, or a
+    /// signature that does not verify.
+    #[error("unauthorized: bad signature")]
+    BadSignature,
+    /// `timestamp` is more than `max_skew` away from now.
+    #[error("unauthorized: stale timestamp")]
+    StaleTimestamp,
+    /// `(key_id, nonce)` was accepted within the last `2 × max_skew`, or the
+    /// replay cache is full (fail closed).
+    #[error("unauthorized: replayed nonce")]
+    ReplayedNonce,
 }
 
 /// `session_error.code`.
@@ -432,7 +454,7 @@ pub const MAX_USER_NAME: usize = 256;
 /// the accepted payload carries).
 pub fn decide_session_start(
     payload: Option<&Value>,
-    verify: impl FnOnce(&SessionStartPayload) -> Result<Option<String>, crate::signing::Unauthorized>,
+    verify: impl FnOnce(&SessionStartPayload) -> Result<Option<String>, Unauthorized>,
     has_runner: impl Fn(&str) -> bool,
     any_runner: bool,
     limiter_full: bool,
@@ -558,7 +580,6 @@ mod tests {
 
     #[test]
     fn the_signature_is_checked_after_step_2_and_before_the_engines() {
-        use crate::signing::Unauthorized;
         let refuse = |_: &SessionStartPayload| Err(Unauthorized::SignatureRequired);
         let chat = json!({"session_id":"a","session_type":"chat"});
         // Step 2 comes first...

@@ -129,28 +129,7 @@ pub fn parse_public_key(base64: &str) -> Result<VerifyingKey, String> {
     Ok(key)
 }
 
-/// Why a signed-session check refused a message. `Display` is the wire text
-/// of `ack.error` (PROTOCOL §9); these strings live only here.
-#[derive(thiserror::Error, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Unauthorized {
-    /// Unsigned, and `require` is on.
-    #[error("unauthorized: signature required")]
-    SignatureRequired,
-    /// `key_id` is not in `[server.signing] keys`.
-    #[error("unauthorized: unknown key")]
-    UnknownKey,
-    /// Malformed signature fields, a line break in a signed field, or a
-    /// signature that does not verify.
-    #[error("unauthorized: bad signature")]
-    BadSignature,
-    /// `timestamp` is more than `max_skew` away from now.
-    #[error("unauthorized: stale timestamp")]
-    StaleTimestamp,
-    /// `(key_id, nonce)` was accepted within the last `2 × max_skew`, or the
-    /// replay cache is full (fail closed).
-    #[error("unauthorized: replayed nonce")]
-    ReplayedNonce,
-}
+pub use crate::proto::Unauthorized;
 
 /// Checks signatures of inbound session messages. Cheap to clone: clones
 /// share the configuration and one replay cache, so every connection must
