@@ -381,3 +381,102 @@ async fn at_trace_level_neither_the_token_nor_the_url_password_is_logged() {
     assert!(text.contains("accessible to group or others"), "{text}");
     assert!(text.contains("sent in clear text"), "{text}");
 }
+
+/// utime + stime of `pid`, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    // Fields after the command name, which is in parentheses: utime and
+    // stime are fields 14 and 15 of the line.
+    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_ingest_clients_at_a_low_fd_limit_neither_spin_the_agent_nor_flood_its_log() {
+    use std::os::unix::process::CommandExt;
+    /// Low enough that the agent runs out of descriptors before the
+    /// ingest connection limit (64) is reached.
+    const FD_LIMIT: libc::rlim_t = 48;
+    let mut server = TestServer::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = server_config(dir.path(), &server, "t", "");
+    let (log, stderr) = log_file(dir.path());
+    let mut cmd = bin();
+    cmd.arg("--config").arg(&config).stderr(stderr);
+    // SAFETY: runs in the forked child before exec; setrlimit is
+    // async-signal-safe and the closure touches nothing else.
+    unsafe {
+        cmd.pre_exec(|| {
+            let l = libc::rlimit {
+                rlim_cur: FD_LIMIT,
+                rlim_max: FD_LIMIT,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &l) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let agent = cmd.spawn().expect("spawn agent");
+    let pid = agent.id();
+    let (mut c, _) = server.accept_registered().await;
+    let sock = dir.path().join("state.d/agent.sock");
+    for _ in 0..200 {
+        if sock.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // 300 clients that connect and say nothing.
+    let clients: Vec<_> = (0..300)
+        .map(|_| std::os::unix::net::UnixStream::connect(&sock).expect("connect"))
+        .collect();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (cpu0, log0) = (cpu_ticks(pid), std::fs::metadata(&log).expect("log").len());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (cpu1, log1) = (cpu_ticks(pid), std::fs::metadata(&log).expect("log").len());
+    let text = std::fs::read_to_string(&log).expect("log");
+    assert!(
+        text.contains("ingest accept failed"),
+        "the agent never hit its descriptor limit:\n{text}"
+    );
+    // 3 s at 100 ticks/s is 300 ticks for a spinning core.
+    assert!(
+        cpu1 - cpu0 <= 30,
+        "the agent used {} ticks of CPU in 3 s",
+        cpu1 - cpu0
+    );
+    assert!(
+        log1 - log0 <= 3 * 1000,
+        "the log grew {} bytes in 3 s",
+        log1 - log0
+    );
+
+    // Once the clients are gone, the socket serves again.
+    drop(clients);
+    let event =
+        r#"{"event_time":1700000000,"event_status":"Warning","alert_key":"after-the-storm"}"#;
+    let mut accepted = false;
+    for _ in 0..50 {
+        let out = bin()
+            .arg("--config")
+            .arg(&config)
+            .args(["alert", "--json", event])
+            .output()
+            .expect("alert");
+        if out.status.success() {
+            accepted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(accepted, "`catpaw-agent alert` never got through");
+    let e = c.recv_type("alert_events").await;
+    assert_eq!(
+        e.payload.expect("payload")["events"][0]["alert_key"],
+        "after-the-storm"
+    );
+    terminate_cleanly(agent, &mut c).await;
+}
