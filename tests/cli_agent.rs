@@ -7,6 +7,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use catpaw_agent::proto::Envelope;
 use common::server::{ServerConn, TestServer};
 use common::write_config;
 use serde_json::json;
@@ -273,4 +274,209 @@ fn a_configured_runner_must_serve_its_role() {
         stderr.contains("chat_runner") && stderr.contains("does not export catpaw:runner/chat"),
         "{stderr}"
     );
+}
+
+/// The agent's log file in `dir`, for a child's stderr.
+fn log_file(dir: &std::path::Path) -> (PathBuf, Stdio) {
+    let path = dir.join("agent.log");
+    let file = std::fs::File::create(&path).expect("log file");
+    (path, Stdio::from(file))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_text_from_the_server_cannot_forge_log_lines() {
+    let mut server = TestServer::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = server_config(dir.path(), &server, "t", "");
+    let (log, stderr) = log_file(dir.path());
+    let agent = spawn_agent(&config, stderr);
+    let (mut c, _) = server.accept_registered().await;
+
+    // Every value the agent logs from these frames carries a line break, a
+    // forged log line and terminal escapes.
+    let evil = "x\n2026-01-01T00:00:00.000000Z ERROR FORGED: pwned \u{1b}[31mred\u{1b}[0m\r";
+    let send = |t: &str, p: serde_json::Value| Envelope::new(t, p);
+    c.send(&send(
+        "session_input",
+        json!({"session_id": evil, "message": "hi"}),
+    ))
+    .await;
+    c.send(&send(
+        "session_cancel",
+        json!({"session_id": evil, "reason": evil}),
+    ))
+    .await;
+    c.send(&send(evil, json!({}))).await;
+    let start = send(
+        "session_start",
+        json!({"session_id": evil, "session_type": "inspect", "user_name": evil,
+               "params": {"plugin": "mem"}}),
+    );
+    c.send(&start).await;
+    c.ack_for(&start.id).await;
+    c.send(&send(
+        "disconnect",
+        json!({"reason": evil, "retry_after_sec": 1}),
+    ))
+    .await;
+    // The agent comes back: everything above has been logged by then.
+    let (mut c2, _) = server.accept_registered().await;
+    terminate_cleanly(agent, &mut c2).await;
+
+    let bytes = std::fs::read(&log).expect("log");
+    assert!(!bytes.contains(&0x1b), "a raw ESC reached the log");
+    assert!(!bytes.contains(&b'\r'), "a raw CR reached the log");
+    let text = String::from_utf8_lossy(&bytes);
+    let carrying = text.lines().filter(|l| l.contains("FORGED")).count();
+    assert!(carrying >= 3, "the hostile values were logged:\n{text}");
+    for line in text.lines() {
+        assert!(!line.starts_with("2026-01-01"), "forged line: {line:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_trace_level_neither_the_token_nor_the_url_password_is_logged() {
+    let mut server = TestServer::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token = "tok-SECRET-31337";
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[server]\nenabled = true\naddress = \"http://agent:hunter2-pw@{}\"\nagent_token = \"{token}\"\n",
+            server.addr
+        ),
+    );
+    let (log, stderr) = log_file(dir.path());
+    // Trace for everything but the compiler, whose trace output (hundreds
+    // of MB while it compiles the runners) says nothing about the wire.
+    let agent = bin()
+        .env("RUST_LOG", "trace,cranelift=info,wasmtime=info")
+        .arg("--config")
+        .arg(&config)
+        .stderr(stderr)
+        .spawn()
+        .expect("spawn agent");
+    let (mut c, _) = server.accept_registered().await;
+    assert_eq!(c.headers["x-agent-token"], token, "the token is in use");
+    // Frames both ways at trace level.
+    assert!(
+        c.start_session("s", "inspect", json!({"plugin": "mem"}))
+            .await
+            .ok
+    );
+    c.session_until_done("s").await;
+    // A stray ack is logged at debug: proof that RUST_LOG took effect.
+    c.ack("not-a-message-of-yours").await;
+    terminate_cleanly(agent, &mut c).await;
+
+    let text = std::fs::read_to_string(&log).expect("log");
+    assert!(text.contains(" DEBUG "), "verbose logging is on:\n{text}");
+    assert!(!text.contains(token), "the token was logged");
+    assert!(!text.contains("hunter2-pw"), "the URL password was logged");
+    assert!(
+        text.contains("ws://***@127.0.0.1:"),
+        "the URL is logged, without userinfo"
+    );
+    // The config (mode 0644, a token, plain http) earns both warnings.
+    assert!(text.contains("accessible to group or others"), "{text}");
+    assert!(text.contains("sent in clear text"), "{text}");
+}
+
+/// utime + stime of `pid`, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    // Fields after the command name, which is in parentheses: utime and
+    // stime are fields 14 and 15 of the line.
+    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_ingest_clients_at_a_low_fd_limit_neither_spin_the_agent_nor_flood_its_log() {
+    use std::os::unix::process::CommandExt;
+    /// Low enough that the agent runs out of descriptors before the
+    /// ingest connection limit (64) is reached.
+    const FD_LIMIT: libc::rlim_t = 48;
+    let mut server = TestServer::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = server_config(dir.path(), &server, "t", "");
+    let (log, stderr) = log_file(dir.path());
+    let mut cmd = bin();
+    cmd.arg("--config").arg(&config).stderr(stderr);
+    // SAFETY: runs in the forked child before exec; setrlimit is
+    // async-signal-safe and the closure touches nothing else.
+    unsafe {
+        cmd.pre_exec(|| {
+            let l = libc::rlimit {
+                rlim_cur: FD_LIMIT,
+                rlim_max: FD_LIMIT,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &l) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let agent = cmd.spawn().expect("spawn agent");
+    let pid = agent.id();
+    let (mut c, _) = server.accept_registered().await;
+    let sock = dir.path().join("state.d/agent.sock");
+    for _ in 0..200 {
+        if sock.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // 300 clients that connect and say nothing.
+    let clients: Vec<_> = (0..300)
+        .map(|_| std::os::unix::net::UnixStream::connect(&sock).expect("connect"))
+        .collect();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (cpu0, log0) = (cpu_ticks(pid), std::fs::metadata(&log).expect("log").len());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (cpu1, log1) = (cpu_ticks(pid), std::fs::metadata(&log).expect("log").len());
+    let text = std::fs::read_to_string(&log).expect("log");
+    assert!(
+        text.contains("ingest accept failed"),
+        "the agent never hit its descriptor limit:\n{text}"
+    );
+    // 3 s at 100 ticks/s is 300 ticks for a spinning core.
+    assert!(
+        cpu1 - cpu0 <= 30,
+        "the agent used {} ticks of CPU in 3 s",
+        cpu1 - cpu0
+    );
+    assert!(
+        log1 - log0 <= 3 * 1000,
+        "the log grew {} bytes in 3 s",
+        log1 - log0
+    );
+
+    // Once the clients are gone, the socket serves again.
+    drop(clients);
+    let event =
+        r#"{"event_time":1700000000,"event_status":"Warning","alert_key":"after-the-storm"}"#;
+    let mut accepted = false;
+    for _ in 0..50 {
+        let out = bin()
+            .arg("--config")
+            .arg(&config)
+            .args(["alert", "--json", event])
+            .output()
+            .expect("alert");
+        if out.status.success() {
+            accepted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(accepted, "`catpaw-agent alert` never got through");
+    let e = c.recv_type("alert_events").await;
+    assert_eq!(
+        e.payload.expect("payload")["events"][0]["alert_key"],
+        "after-the-storm"
+    );
+    terminate_cleanly(agent, &mut c).await;
 }
