@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use catpaw_agent::agent::{Agent, AgentOptions};
 use catpaw_agent::config::Config;
+use catpaw_agent::link::agent::{Agent, AgentOptions};
 use catpaw_agent::runner::{
     DiagnoseRequest, DiagnoseRunner, Output, RunError, SessionInfo, Stage, StreamSink,
 };

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::signing::{self, SigningConfig};
+use crate::link::signing::{self, SigningConfig};
 mod hygiene;
 pub use hygiene::{check_agent_token, redact_url};
 

@@ -9,10 +9,10 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use serde_json::{Map, Value};
 
-use catpaw_agent::agent::AgentOptions;
+use catpaw_agent::cli::session::{LocalOutcome, LocalSession, run_local};
+use catpaw_agent::cli::setup::{self, LimitOverrides};
 use catpaw_agent::config::{Config, parse_duration, parse_size};
-use catpaw_agent::harness::{LocalOutcome, LocalSession, run_local};
-use catpaw_agent::setup::{self, LimitOverrides};
+use catpaw_agent::link::agent::AgentOptions;
 use tokio_util::sync::CancellationToken;
 
 /// catpaw agent whose remote diagnosis sessions run in a WebAssembly sandbox.
@@ -146,7 +146,7 @@ fn parse_params(raw: &[String]) -> anyhow::Result<Map<String, Value>> {
 fn init_logging(cfg: Option<&Config>) {
     let level = cfg.map_or("warn", |c| c.log.level.as_str());
     let json = cfg.is_some_and(|c| c.log.format == "json");
-    catpaw_agent::logging::init(level, json);
+    catpaw_agent::cli::logging::init(level, json);
 }
 
 async fn session(cli: &Cli, args: &SessionArgs) -> anyhow::Result<ExitCode> {
@@ -213,7 +213,7 @@ async fn run_agent(cli: &Cli) -> anyhow::Result<ExitCode> {
         &cli.limits.overrides(),
         cfg.sandbox.max_concurrent_sessions as u32,
     )?;
-    let agent = catpaw_agent::agent::from_setup(&cfg, &setup, AgentOptions::default())?;
+    let agent = catpaw_agent::link::agent::from_setup(&cfg, &setup, AgentOptions::default())?;
     let url = catpaw_agent::config::redact_url(&cfg.server_ws_url().unwrap_or_default());
     tracing::info!(agent_id = %agent.agent_id(), url = %url,
         max_sessions = cfg.sandbox.max_concurrent_sessions, "catpaw-agent starting");
@@ -229,7 +229,7 @@ async fn run_agent(cli: &Cli) -> anyhow::Result<ExitCode> {
         let alerts = agent.alerts();
         let stop = shutdown.clone();
         tokio::spawn(async move {
-            if let Err(e) = catpaw_agent::ingest::serve(&dir, alerts, stop).await {
+            if let Err(e) = catpaw_agent::alerts::ingest::serve(&dir, alerts, stop).await {
                 tracing::error!(error = %format!("{e:#}"), "local alert ingest is not available");
             }
         })
@@ -256,7 +256,7 @@ async fn alert(cli: &Cli, args: &AlertArgs) -> anyhow::Result<ExitCode> {
             .collect(),
         (None, None) => anyhow::bail!("give --json or --json-lines"),
     };
-    let report = catpaw_agent::ingest::send_lines(&cfg.state_dir, &lines).await?;
+    let report = catpaw_agent::alerts::ingest::send_lines(&cfg.state_dir, &lines).await?;
     for (line, error) in &report.refused {
         eprintln!("catpaw-agent: event on line {line} refused: {error}");
     }
@@ -295,7 +295,7 @@ fn audit_verify(cli: &Cli) -> anyhow::Result<ExitCode> {
 
 async fn demo() -> anyhow::Result<ExitCode> {
     let dir = std::env::temp_dir().join(format!("catpaw-demo-{}", uuid::Uuid::new_v4()));
-    let result = catpaw_agent::demo::run(&dir).await;
+    let result = catpaw_agent::cli::demo::run(&dir).await;
     let _ = std::fs::remove_dir_all(&dir);
     result.map(|()| ExitCode::SUCCESS)
 }

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
-use crate::proto;
+use crate::link::proto;
 
 /// What a streamed delta is about (`session_output.stage`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -7,7 +7,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use catpaw_agent::proto::Envelope;
+use catpaw_agent::link::proto::Envelope;
 use common::server::{ServerConn, TestServer};
 use common::write_config;
 use serde_json::json;

@@ -58,11 +58,11 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use catpaw_agent::agent::{Agent, AgentOptions};
 use catpaw_agent::config::Config;
-use catpaw_agent::conn::Timings;
-use catpaw_agent::proto::{self, AckError, AckPayload, Envelope};
-use catpaw_agent::reconnect::BackoffPolicy;
+use catpaw_agent::link::agent::{Agent, AgentOptions};
+use catpaw_agent::link::conn::Timings;
+use catpaw_agent::link::proto::{self, AckError, AckPayload, Envelope};
+use catpaw_agent::link::reconnect::BackoffPolicy;
 use catpaw_agent::session::Runners;
 use common::server::TestServer;
 use common::{TestSandbox, limits};
@@ -83,7 +83,7 @@ const ID_POOL: u32 = 12;
 /// Allowed growth of the test process's resident memory over all seeds.
 const RSS_GROWTH_MIB: u64 = 300;
 /// The agent's inbound limit (PROTOCOL §1).
-const MAX_INBOUND: usize = catpaw_agent::conn::MAX_INBOUND;
+const MAX_INBOUND: usize = catpaw_agent::link::conn::MAX_INBOUND;
 
 fn options() -> AgentOptions {
     AgentOptions {

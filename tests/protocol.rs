@@ -6,8 +6,8 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use catpaw_agent::agent::Agent;
-use catpaw_agent::proto::{self, AlertEvent, Envelope, EventStatus};
+use catpaw_agent::link::agent::Agent;
+use catpaw_agent::link::proto::{self, AlertEvent, Envelope, EventStatus};
 use catpaw_agent::session::Runners;
 use common::agent::*;
 use common::server::{ServerConn, TestServer};

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use catpaw_agent::proto::{self, Envelope};
+use catpaw_agent::link::proto::{self, Envelope};
 use common::server::{ServerConn, TestServer};
 use common::write_config;
 use serde_json::{Value, json};

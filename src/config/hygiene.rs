@@ -6,7 +6,7 @@
 //! server address (`https://user:pass@host`). Neither is ever logged: the
 //! token is not a field of any log line, URLs are logged through
 //! [`redact_url`], and the WebSocket library's own request logging is
-//! capped (`crate::logging`).
+//! capped (`crate::cli::logging`).
 
 use std::os::unix::fs::PermissionsExt;
 

@@ -5,11 +5,13 @@
 //!   traits and turns every outcome into the wire payloads of PROTOCOL §5
 //! - `sink.rs`: adapts a runner's streamed output to those payloads
 //! - `table.rs`: running sessions, ack decisions, chat queues, cancel
+//! - `limiter.rs`: the concurrency limiter (RAII permits)
 //!
 //! Nothing here knows wasmtime or sockets: sessions talk to
 //! [`crate::runner`] traits and emit [`SessionEvent`]s into a channel that
 //! the connection (or the local harness) drains.
 
+pub mod limiter;
 mod run;
 mod sink;
 mod table;
@@ -18,7 +20,7 @@ pub use run::{Runners, run_session};
 pub use sink::ChannelSink;
 pub use table::{CHAT_QUEUE, InputOutcome, SessionTable};
 
-use crate::proto::{SessionErrorPayload, SessionOutputPayload};
+use crate::link::proto::{SessionErrorPayload, SessionOutputPayload};
 
 /// One message a session sends toward the server.
 #[derive(Debug, Clone, PartialEq)]

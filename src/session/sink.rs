@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use tokio::sync::mpsc;
 
 use super::SessionEvent;
-use crate::proto::SessionOutputPayload;
+use crate::link::proto::SessionOutputPayload;
 use crate::runner::{Output, StreamSink};
 
 /// Sends a session's output, tagged with its id, into a channel.

@@ -13,9 +13,9 @@ use tokio_util::task::TaskTracker;
 
 use super::{Runners, SessionEvent, run_session};
 use crate::audit::{AuditLog, Record, Who, event, kind};
-use crate::limiter::{ConcurrencyLimiter, Permit};
-use crate::proto::{self, AckError, SessionStartPayload};
-use crate::signing::Verifier;
+use crate::link::proto::{self, AckError, SessionStartPayload};
+use crate::link::signing::Verifier;
+use crate::session::limiter::{ConcurrencyLimiter, Permit};
 
 /// Chat turns queued per session before new ones are dropped.
 pub const CHAT_QUEUE: usize = 8;
@@ -144,7 +144,10 @@ impl SessionTable {
 
     /// Checks a `session_input` frame's signature (PROTOCOL §9): Ok with
     /// the key id when signed, Ok(None) when unsigned and allowed.
-    pub fn check_input(&self, frame: &str) -> Result<Option<String>, crate::signing::Unauthorized> {
+    pub fn check_input(
+        &self,
+        frame: &str,
+    ) -> Result<Option<String>, crate::link::signing::Unauthorized> {
         let (v, agent_id) = &*self.signing;
         v.check_input(frame, agent_id, unix_now())
     }

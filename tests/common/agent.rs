@@ -5,11 +5,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use catpaw_agent::agent::{Agent, AgentOptions};
 use catpaw_agent::config::Config;
-use catpaw_agent::conn::Timings;
-use catpaw_agent::proto::Envelope;
-use catpaw_agent::reconnect::BackoffPolicy;
+use catpaw_agent::link::agent::{Agent, AgentOptions};
+use catpaw_agent::link::conn::Timings;
+use catpaw_agent::link::proto::Envelope;
+use catpaw_agent::link::reconnect::BackoffPolicy;
 use catpaw_agent::session::Runners;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use catpaw_agent::audit::AuditLog;
-use catpaw_agent::proto::SessionStartPayload;
+use catpaw_agent::link::proto::SessionStartPayload;
 use catpaw_agent::sandbox::{
     EngineOptions, HostServices, LoadedRunner, Sandbox, SandboxOptions, SessionLimits,
 };

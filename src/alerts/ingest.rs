@@ -27,9 +27,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::proto::{AlertEvent, EventStatus};
+use crate::alerts::ringbuf::AlertBuffer;
+use crate::link::proto::{AlertEvent, EventStatus};
 use crate::ratelimit::Tally;
-use crate::ringbuf::AlertBuffer;
 
 /// Longest accepted line.
 pub const MAX_LINE: usize = 64 * 1024;

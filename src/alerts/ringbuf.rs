@@ -2,7 +2,7 @@
 //! event when full, never blocks, and outlives connections.
 //!
 //! Events are made to fit an `alert_events` frame on their way in
-//! ([`alert_frame::fit`]) and keep their encoded size beside them, so
+//! ([`frame::fit`]) and keep their encoded size beside them, so
 //! draining a frame's worth is arithmetic under the lock, not JSON.
 //! Overwrites are counted and logged at most once per
 //! [`OVERFLOW_LOG_EVERY`]: a flood of alerts must not become a flood of log
@@ -12,8 +12,8 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::alert_frame;
-use crate::proto::AlertEvent;
+use crate::alerts::frame;
+use crate::link::proto::AlertEvent;
 use crate::ratelimit::Tally;
 
 /// Default capacity (`[server] alert_buffer_size` ≤ 0).
@@ -100,7 +100,7 @@ impl AlertBuffer {
     /// when full, the oldest is overwritten (and counted). An event that no
     /// cut can make fit (giant keys) is refused and counted as dropped.
     pub fn push(&self, mut event: AlertEvent) {
-        let Some(size) = alert_frame::fit(&mut event, alert_frame::events_budget()) else {
+        let Some(size) = frame::fit(&mut event, frame::events_budget()) else {
             let mut g = self.lock();
             g.dropped += 1;
             drop(g);
@@ -124,10 +124,10 @@ impl AlertBuffer {
     }
 
     /// Takes the next `alert_events` frame's worth: at most
-    /// [`alert_frame::MAX_EVENTS`] events and
-    /// [`alert_frame::MAX_FRAME_BYTES`] of frame, oldest first.
+    /// [`frame::MAX_EVENTS`] events and
+    /// [`frame::MAX_FRAME_BYTES`] of frame, oldest first.
     pub fn drain_frame(&self) -> Vec<AlertEvent> {
-        self.drain_batch(alert_frame::MAX_EVENTS, alert_frame::events_budget())
+        self.drain_batch(frame::MAX_EVENTS, frame::events_budget())
     }
 
     /// Takes up to `max` events, oldest first, whose JSON (with the commas
@@ -136,7 +136,7 @@ impl AlertBuffer {
     /// a burst is logged too.
     pub fn drain_batch(&self, max: usize, max_bytes: usize) -> Vec<AlertEvent> {
         let mut g = self.lock();
-        let n = alert_frame::batch_len(g.events.iter().map(|e| e.size), max, max_bytes);
+        let n = frame::batch_len(g.events.iter().map(|e| e.size), max, max_bytes);
         let batch = g.events.drain(..n).map(|e| e.event).collect();
         let report = g.overflow.due(Instant::now());
         let (total, capacity) = (g.dropped, g.capacity);
@@ -152,7 +152,7 @@ impl AlertBuffer {
         let sized: Vec<Entry> = batch
             .into_iter()
             .map(|event| Entry {
-                size: alert_frame::encoded_len(&event),
+                size: frame::encoded_len(&event),
                 event,
             })
             .collect();
@@ -191,7 +191,7 @@ impl AlertBuffer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::EventStatus;
+    use crate::link::proto::EventStatus;
 
     fn ev(i: i64) -> AlertEvent {
         AlertEvent {
@@ -288,18 +288,14 @@ mod tests {
             if batch.is_empty() {
                 break;
             }
-            let frame = crate::proto::Envelope::new(
-                crate::proto::MSG_ALERT_EVENTS,
-                crate::proto::AlertEventsPayload {
+            let frame = crate::link::proto::Envelope::new(
+                crate::link::proto::MSG_ALERT_EVENTS,
+                crate::link::proto::AlertEventsPayload {
                     events: batch.clone(),
                 },
             )
             .to_json();
-            assert!(
-                frame.len() <= alert_frame::MAX_FRAME_BYTES,
-                "{}",
-                frame.len()
-            );
+            assert!(frame.len() <= frame::MAX_FRAME_BYTES, "{}", frame.len());
             assert_eq!(batch.len(), 4, "four 60 KiB events per frame");
             seen.extend(times(&batch));
         }
@@ -308,7 +304,7 @@ mod tests {
         for i in 0..250 {
             b.push(ev(i));
         }
-        assert_eq!(b.drain_frame().len(), alert_frame::MAX_EVENTS);
+        assert_eq!(b.drain_frame().len(), frame::MAX_EVENTS);
     }
 
     #[test]
@@ -319,7 +315,7 @@ mod tests {
         b.push(e);
         let got = b.drain_frame();
         assert_eq!(got.len(), 1);
-        assert!(alert_frame::encoded_len(&got[0]) <= alert_frame::events_budget());
+        assert!(frame::encoded_len(&got[0]) <= frame::events_budget());
         assert!(got[0].description.contains("[truncated by catpaw-agent: "));
     }
 

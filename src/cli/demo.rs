@@ -14,10 +14,10 @@ use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
-use crate::agent::AgentOptions;
+use crate::cli::session::{Style, print_event};
 use crate::config::Config;
-use crate::harness::{Style, print_event};
-use crate::proto::{
+use crate::link::agent::AgentOptions;
+use crate::link::proto::{
     self, AckPayload, Envelope, RegisterPayload, SessionErrorPayload, SessionOutputPayload,
 };
 use crate::session::SessionEvent;
@@ -47,13 +47,13 @@ pub async fn run(state_dir: &std::path::Path) -> anyhow::Result<()> {
     cfg.audit.append_only = false;
     cfg.server.enabled = true;
     cfg.server.address = addr.to_string();
-    let setup = crate::setup::build(
+    let setup = crate::cli::setup::build(
         &cfg,
         None,
         &Default::default(),
         cfg.sandbox.max_concurrent_sessions as u32,
     )?;
-    let agent = crate::agent::from_setup(&cfg, &setup, AgentOptions::default())?;
+    let agent = crate::link::agent::from_setup(&cfg, &setup, AgentOptions::default())?;
     let shutdown = CancellationToken::new();
     let agent_task = {
         let agent = agent.clone();

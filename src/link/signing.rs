@@ -64,7 +64,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
-use crate::proto;
+use crate::link::proto;
 
 mod replay;
 
@@ -129,7 +129,7 @@ pub fn parse_public_key(base64: &str) -> Result<VerifyingKey, String> {
     Ok(key)
 }
 
-pub use crate::proto::Unauthorized;
+pub use crate::link::proto::Unauthorized;
 
 /// Checks signatures of inbound session messages. Cheap to clone: clones
 /// share the configuration and one replay cache, so every connection must

@@ -6,10 +6,10 @@ use std::time::Instant;
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
+use crate::alerts::ringbuf::AlertBuffer;
 use crate::config::{Config, load_or_create_agent_id};
-use crate::conn::{self, ConnContext, RegisterInfo, Timings};
-use crate::reconnect::{AttemptOutcome, Backoff, BackoffPolicy, wait};
-use crate::ringbuf::AlertBuffer;
+use crate::link::conn::{self, ConnContext, RegisterInfo, Timings};
+use crate::link::reconnect::{AttemptOutcome, Backoff, BackoffPolicy, wait};
 use crate::session::{Runners, SessionTable};
 
 /// A configured agent, ready to run.
@@ -40,7 +40,7 @@ impl Agent {
         crate::config::check_agent_token(&cfg.server.agent_token)
             .map_err(|m| anyhow::anyhow!("config `[server] agent_token`: {m}"))?;
         let tls = if url.starts_with("wss://") {
-            Some(crate::tls::client_config(&cfg.server)?)
+            Some(crate::link::tls::client_config(&cfg.server)?)
         } else {
             None
         };
@@ -52,7 +52,7 @@ impl Agent {
         )
         .with_audit(opts.audit.clone())
         .with_signing(
-            crate::signing::Verifier::new(cfg.server.signing.clone()),
+            crate::link::signing::Verifier::new(cfg.server.signing.clone()),
             agent_id.to_string(),
         );
         Ok(Agent {
@@ -119,7 +119,7 @@ impl Agent {
 /// An agent whose runners and audit trail come from `setup`.
 pub fn from_setup(
     cfg: &Config,
-    setup: &crate::setup::Setup,
+    setup: &crate::cli::setup::Setup,
     opts: AgentOptions,
 ) -> anyhow::Result<Agent> {
     let opts = AgentOptions {

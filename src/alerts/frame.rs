@@ -17,7 +17,7 @@
 
 use std::sync::OnceLock;
 
-use crate::proto::{self, AlertEvent, AlertEventsPayload, Envelope};
+use crate::link::proto::{self, AlertEvent, AlertEventsPayload, Envelope};
 
 /// Most events in one frame.
 pub const MAX_EVENTS: usize = 100;
@@ -173,7 +173,7 @@ pub fn fit(ev: &mut AlertEvent, max: usize) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::EventStatus;
+    use crate::link::proto::EventStatus;
 
     fn event(description: &str) -> AlertEvent {
         AlertEvent {

@@ -98,7 +98,7 @@ pub enum AckError {
 }
 
 /// Why a signed-session check refused a message. `Display` is the wire text
-/// of `ack.error` (PROTOCOL §9); the checks live in [`crate::signing`].
+/// of `ack.error` (PROTOCOL §9); the checks live in [`crate::link::signing`].
 #[derive(thiserror::Error, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unauthorized {
     /// Unsigned, and `require` is on.

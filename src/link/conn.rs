@@ -6,7 +6,7 @@
 //! and a `session_start` must be acked even while sessions stream), then
 //! session output, then heartbeats, then alert batches one at a time, so a
 //! backlog of alerts never holds a session's deltas back. An alert frame is
-//! capped at 256 KiB ([`crate::alert_frame`]) and the kernel's unsent queue
+//! capped at 256 KiB ([`crate::alerts::frame`]) and the kernel's unsent queue
 //! at [`transport::UNSENT_LOWAT`], so a session message waits behind at
 //! most one frame in flight, even on a slow link.
 //!
@@ -27,15 +27,15 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 
+use crate::alerts::ringbuf::AlertBuffer;
 use crate::config::redact_url;
-use crate::proto::{
+use crate::link::proto::{
     self, AckPayload, AlertEvent, AlertEventsPayload, DisconnectPayload, Envelope,
     HeartbeatPayload, RegisterPayload, SessionCancelPayload, SessionInputPayload,
 };
-use crate::reconnect::AttemptOutcome;
-use crate::ringbuf::AlertBuffer;
+use crate::link::reconnect::AttemptOutcome;
+use crate::link::transport::{self, Metered, WriteClock};
 use crate::session::{InputOutcome, SessionEvent, SessionTable};
-use crate::transport::{self, Metered, WriteClock};
 
 /// Largest inbound message accepted.
 pub const MAX_INBOUND: usize = 1 << 20;
@@ -253,8 +253,8 @@ async fn dial(ctx: &ConnContext, clock: &WriteClock) -> Result<Ws, AttemptOutcom
 
 fn register_payload(info: &RegisterInfo) -> RegisterPayload {
     RegisterPayload {
-        hostname: crate::hostinfo::hostname(),
-        ip: crate::hostinfo::primary_ipv4().unwrap_or_default(),
+        hostname: crate::link::hostinfo::hostname(),
+        ip: crate::link::hostinfo::primary_ipv4().unwrap_or_default(),
         os: proto::go_os().to_string(),
         arch: proto::go_arch().to_string(),
         labels: info.labels.clone(),
