@@ -104,6 +104,11 @@ pub struct SessionInfo {
 }
 
 impl SessionInfo {
+    /// The session's type.
+    pub fn kind(&self) -> proto::SessionType {
+        proto::SessionType::parse(&self.session_type)
+    }
+
     /// Who the session's audit records name.
     pub fn who(&self) -> crate::audit::Who {
         crate::audit::Who {

@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::link::proto::{self, SessionStartPayload};
+use crate::link::proto::{self, SessionStartPayload, SessionType};
 use crate::session::{Runners, SessionEvent, run_session};
 
 /// What to run.
@@ -81,13 +81,14 @@ pub async fn run_local(runners: Runners, req: LocalSession) -> anyhow::Result<Lo
         params: req.params.clone(),
         key_id: None,
     };
-    if !runners.serves(&start.session_type) {
+    let kind = SessionType::parse(&start.session_type);
+    if !runners.serves(&kind) {
         anyhow::bail!("no runner serves {} sessions", start.session_type);
     }
     let (tx, mut rx) = mpsc::channel(64);
     let (in_tx, in_rx) = mpsc::channel::<String>(8);
     let cancel = CancellationToken::new();
-    let is_chat = req.session_type == proto::SESSION_CHAT;
+    let is_chat = kind == SessionType::Chat;
     let task = tokio::spawn(run_session(
         start,
         req.allow_shell,

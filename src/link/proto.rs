@@ -45,6 +45,43 @@ pub const SESSION_DIAGNOSE: &str = "diagnose";
 /// Multi-turn chat.
 pub const SESSION_CHAT: &str = "chat";
 
+/// `session_start.session_type`, parsed once at admission. Anything else
+/// the server sends is kept as [`SessionType::Other`]: it is acked and then
+/// answered with `invalid_type` (PROTOCOL §5).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum SessionType {
+    /// One-shot look at one plugin area.
+    Inspect,
+    /// Alert diagnosis.
+    Diagnose,
+    /// Multi-turn chat.
+    Chat,
+    /// A type nobody serves.
+    Other(String),
+}
+
+impl SessionType {
+    /// Parses the wire spelling.
+    pub fn parse(s: &str) -> SessionType {
+        match s {
+            SESSION_INSPECT => SessionType::Inspect,
+            SESSION_DIAGNOSE => SessionType::Diagnose,
+            SESSION_CHAT => SessionType::Chat,
+            other => SessionType::Other(other.to_string()),
+        }
+    }
+
+    /// The wire spelling.
+    pub fn as_str(&self) -> &str {
+        match self {
+            SessionType::Inspect => SESSION_INSPECT,
+            SessionType::Diagnose => SESSION_DIAGNOSE,
+            SessionType::Chat => SESSION_CHAT,
+            SessionType::Other(s) => s,
+        }
+    }
+}
+
 // Stages of `session_output.stage`.
 /// The runner explains what it is about to do.
 pub const STAGE_THINKING: &str = "thinking";
@@ -444,55 +481,6 @@ fn go_arch_of(arch: &'static str, little: bool) -> &'static str {
     }
 }
 
-/// Longest `session_id` accepted (PROTOCOL §10).
-pub const MAX_SESSION_ID: usize = 128;
-/// Longest `user_name` accepted (PROTOCOL §10).
-pub const MAX_USER_NAME: usize = 256;
-
-/// Decides the ack of a `session_start` (PROTOCOL §5, checks in order; the
-/// bounds of §10 belong to step 2; then the signature of §9, whose key id
-/// the accepted payload carries).
-pub fn decide_session_start(
-    payload: Option<&Value>,
-    verify: impl FnOnce(&SessionStartPayload) -> Result<Option<String>, Unauthorized>,
-    has_runner: impl Fn(&str) -> bool,
-    any_runner: bool,
-    limiter_full: bool,
-    is_running: impl Fn(&str) -> bool,
-) -> Result<SessionStartPayload, AckError> {
-    let mut start: SessionStartPayload = payload
-        .filter(|v| v.is_object())
-        .and_then(|v| serde_json::from_value(v.clone()).ok())
-        .ok_or(AckError::InvalidPayload)?;
-    if start.session_id.is_empty() {
-        return Err(AckError::MissingSessionId);
-    }
-    if start.session_id.len() > MAX_SESSION_ID || start.session_id.chars().any(char::is_control) {
-        return Err(AckError::InvalidSessionId);
-    }
-    if start.user_name.len() > MAX_USER_NAME {
-        return Err(AckError::InvalidUserName);
-    }
-    start.key_id = verify(&start)?;
-    let t = start.session_type.as_str();
-    if t == SESSION_CHAT && !has_runner(t) {
-        return Err(AckError::ChatEngineNotAvailable);
-    }
-    if (t == SESSION_INSPECT || t == SESSION_DIAGNOSE) && !has_runner(t) {
-        return Err(AckError::DiagnoseEngineNotAvailable);
-    }
-    if !any_runner {
-        return Err(AckError::DiagnoseEngineNotAvailable);
-    }
-    if limiter_full {
-        return Err(AckError::MaxConcurrentSessions);
-    }
-    if is_running(&start.session_id) {
-        return Err(AckError::DuplicateSessionId);
-    }
-    Ok(start)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -579,48 +567,6 @@ mod tests {
     }
 
     #[test]
-    fn the_signature_is_checked_after_step_2_and_before_the_engines() {
-        let refuse = |_: &SessionStartPayload| Err(Unauthorized::SignatureRequired);
-        let chat = json!({"session_id":"a","session_type":"chat"});
-        // Step 2 comes first...
-        let got = decide_session_start(
-            Some(&json!({"session_type":"chat"})),
-            refuse,
-            |_| false,
-            false,
-            true,
-            |_| true,
-        );
-        assert_eq!(got.map(|_| ()), Err(AckError::MissingSessionId));
-        // ...then the signature, before engine, limiter and duplicate.
-        let got = decide_session_start(Some(&chat), refuse, |_| false, false, true, |_| true);
-        assert_eq!(
-            got.map(|_| ()),
-            Err(AckError::Unauthorized(Unauthorized::SignatureRequired))
-        );
-        // The accepted payload carries the checked key id, never a claimed one.
-        let claimed = json!({"session_id":"a","session_type":"chat","key_id":"ops-9"});
-        let got = decide_session_start(
-            Some(&claimed),
-            |_| Ok(None),
-            |_| true,
-            true,
-            false,
-            |_| false,
-        );
-        assert_eq!(got.expect("ok").key_id, None);
-        let got = decide_session_start(
-            Some(&chat),
-            |_| Ok(Some("ops-1".into())),
-            |_| true,
-            true,
-            false,
-            |_| false,
-        );
-        assert_eq!(got.expect("ok").key_id.as_deref(), Some("ops-1"));
-    }
-
-    #[test]
     fn go_spellings() {
         assert_eq!(go_arch_of("x86_64", true), "amd64");
         assert_eq!(go_arch_of("aarch64", true), "arm64");
@@ -628,140 +574,5 @@ mod tests {
         assert_eq!(go_arch_of("powerpc64", true), "ppc64le");
         assert_eq!(go_arch_of("riscv64", true), "riscv64");
         assert_eq!(go_os_of("linux"), "linux");
-    }
-
-    #[test]
-    fn session_start_checks_run_in_protocol_order() {
-        let p = |v: Value| Some(v);
-        let chat = json!({"session_id":"a","session_type":"chat"});
-        // (payload, has runner, any runner, limiter full, running, expected)
-        type Case = (Option<Value>, bool, bool, bool, bool, Result<(), AckError>);
-        let cases: Vec<Case> = vec![
-            (
-                None,
-                true,
-                true,
-                false,
-                false,
-                Err(AckError::InvalidPayload),
-            ),
-            (
-                p(json!("x")),
-                true,
-                true,
-                false,
-                false,
-                Err(AckError::InvalidPayload),
-            ),
-            (
-                p(json!({"session_id": 5})),
-                true,
-                true,
-                false,
-                false,
-                Err(AckError::InvalidPayload),
-            ),
-            (
-                p(json!({"session_type":"chat"})),
-                true,
-                true,
-                true,
-                true,
-                Err(AckError::MissingSessionId),
-            ),
-            (
-                p(chat.clone()),
-                false,
-                true,
-                true,
-                true,
-                Err(AckError::ChatEngineNotAvailable),
-            ),
-            (
-                p(json!({"session_id":"a","session_type":"inspect"})),
-                false,
-                true,
-                true,
-                true,
-                Err(AckError::DiagnoseEngineNotAvailable),
-            ),
-            (
-                p(json!({"session_id":"a","session_type":"weird"})),
-                false,
-                false,
-                true,
-                true,
-                Err(AckError::DiagnoseEngineNotAvailable),
-            ),
-            (
-                p(json!({"session_id":"a","session_type":"weird"})),
-                false,
-                true,
-                false,
-                false,
-                Ok(()),
-            ),
-            (
-                p(chat.clone()),
-                true,
-                true,
-                true,
-                true,
-                Err(AckError::MaxConcurrentSessions),
-            ),
-            (
-                p(chat.clone()),
-                true,
-                true,
-                false,
-                true,
-                Err(AckError::DuplicateSessionId),
-            ),
-            (p(chat), true, true, false, false, Ok(())),
-            (
-                p(json!({"session_id": "x".repeat(129), "session_type":"chat"})),
-                false,
-                false,
-                true,
-                true,
-                Err(AckError::InvalidSessionId),
-            ),
-            (
-                p(json!({"session_id": "a\nb", "session_type":"chat"})),
-                true,
-                true,
-                false,
-                false,
-                Err(AckError::InvalidSessionId),
-            ),
-            (
-                p(json!({"session_id": "x".repeat(128), "session_type":"chat"})),
-                true,
-                true,
-                false,
-                false,
-                Ok(()),
-            ),
-            (
-                p(json!({"session_id": "a", "session_type":"chat", "user_name": "u".repeat(257)})),
-                false,
-                false,
-                true,
-                true,
-                Err(AckError::InvalidUserName),
-            ),
-        ];
-        for (i, (payload, has, any, full, running, want)) in cases.into_iter().enumerate() {
-            let got = decide_session_start(
-                payload.as_ref(),
-                |_| Ok(None),
-                |_| has,
-                any,
-                full,
-                |_| running,
-            )
-            .map(|_| ());
-            assert_eq!(got, want, "case {i}");
-        }
     }
 }

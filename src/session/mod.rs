@@ -4,13 +4,16 @@
 //! - `run.rs`: drives one session (inspect, diagnose, chat) over the runner
 //!   traits and turns every outcome into the wire payloads of PROTOCOL §5
 //! - `sink.rs`: adapts a runner's streamed output to those payloads
-//! - `table.rs`: running sessions, ack decisions, chat queues, cancel
+//! - `admission.rs`: the ack decision for a `session_start` (pure)
+//! - `table.rs`: running sessions, chat queues, cancel; asks admission and
+//!   starts what it admits
 //! - `limiter.rs`: the concurrency limiter (RAII permits)
 //!
 //! Nothing here knows wasmtime or sockets: sessions talk to
 //! [`crate::runner`] traits and emit [`SessionEvent`]s into a channel that
 //! the connection (or the local harness) drains.
 
+pub mod admission;
 pub mod limiter;
 mod run;
 mod sink;

@@ -7,7 +7,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{ChannelSink, SessionEvent};
-use crate::link::proto::{self, ErrorCode, SessionErrorPayload, SessionStartPayload};
+use crate::link::proto::{self, ErrorCode, SessionErrorPayload, SessionStartPayload, SessionType};
 use crate::runner::{
     ChatRunner, ChatSessionOpts, DiagnoseRequest, DiagnoseRunner, Output, RunError, SessionInfo,
     Stage, StreamSink,
@@ -32,13 +32,13 @@ impl std::fmt::Debug for Runners {
 }
 
 impl Runners {
-    /// Whether a runner exists for `session_type` (unknown types are
-    /// "served" as soon as any runner exists: they get `invalid_type`).
-    pub fn serves(&self, session_type: &str) -> bool {
-        match session_type {
-            proto::SESSION_CHAT => self.chat.is_some(),
-            proto::SESSION_INSPECT | proto::SESSION_DIAGNOSE => self.diagnose.is_some(),
-            _ => self.any(),
+    /// Whether a runner serves sessions of `kind` (no runner serves an
+    /// unknown type).
+    pub fn serves(&self, kind: &SessionType) -> bool {
+        match kind {
+            SessionType::Chat => self.chat.is_some(),
+            SessionType::Inspect | SessionType::Diagnose => self.diagnose.is_some(),
+            SessionType::Other(_) => false,
         }
     }
 
@@ -79,15 +79,16 @@ pub async fn run_session(
         allow_shell,
         key_id: start.key_id.clone(),
     };
-    let report = match start.session_type.as_str() {
-        proto::SESSION_INSPECT | proto::SESSION_DIAGNOSE => {
-            run_diagnose(&info, &start.params, &runners, &sink, &cancel).await
+    let kind = SessionType::parse(&start.session_type);
+    let report = match &kind {
+        SessionType::Inspect | SessionType::Diagnose => {
+            run_diagnose(&info, &kind, &start.params, &runners, &sink, &cancel).await
         }
-        proto::SESSION_CHAT => {
+        SessionType::Chat => {
             run_chat(&info, &start.params, &runners, &sink, inputs, &cancel).await;
             None
         }
-        other => {
+        SessionType::Other(other) => {
             send_error(
                 &sink,
                 &info,
@@ -136,6 +137,7 @@ async fn report_failure(
 /// Inspect and diagnose: one run, then the report on `done`.
 async fn run_diagnose(
     info: &SessionInfo,
+    kind: &SessionType,
     params: &Map<String, Value>,
     runners: &Runners,
     sink: &ChannelSink,
@@ -152,7 +154,7 @@ async fn run_diagnose(
         .await;
         return None;
     };
-    let inspect = info.session_type == proto::SESSION_INSPECT;
+    let inspect = *kind == SessionType::Inspect;
     let plugin = match (param_str(params, "plugin"), inspect) {
         (Some(p), _) => p,
         (None, true) => {

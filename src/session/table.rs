@@ -11,9 +11,10 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::admission::{self, Admitted};
 use super::{Runners, SessionEvent, run_session};
 use crate::audit::{AuditLog, Record, Who, event, kind};
-use crate::link::proto::{self, AckError, SessionStartPayload};
+use crate::link::proto::{AckError, SessionStartPayload, SessionType};
 use crate::link::signing::Verifier;
 use crate::session::limiter::{ConcurrencyLimiter, Permit};
 
@@ -195,7 +196,7 @@ impl SessionTable {
     ) -> Result<String, AckError> {
         let mut table = self.lock();
         let (verifier, agent_id) = &*self.signing;
-        let start = proto::decide_session_start(
+        let Admitted { start, kind } = admission::decide(
             payload,
             |_| verifier.check_start(frame, agent_id, unix_now()),
             |t| self.runners.serves(t),
@@ -216,7 +217,7 @@ impl SessionTable {
         }
         let cancel = CancellationToken::new();
         let (tx, rx) = mpsc::channel(CHAT_QUEUE);
-        let is_chat = start.session_type == proto::SESSION_CHAT;
+        let is_chat = kind == SessionType::Chat;
         table.insert(
             start.session_id.clone(),
             Entry {

@@ -94,7 +94,7 @@ impl HostContext {
         let detail = format!(
             "made more than {} tool calls and shell requests in one {}",
             self.max_calls,
-            if self.info.session_type == "chat" {
+            if self.info.kind() == crate::link::proto::SessionType::Chat {
                 "turn"
             } else {
                 "run"
