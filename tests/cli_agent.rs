@@ -358,6 +358,9 @@ async fn at_trace_level_neither_the_token_nor_the_url_password_is_logged() {
         .expect("spawn agent");
     let (mut c, _) = server.accept_registered().await;
     assert_eq!(c.headers["x-agent-token"], token, "the token is in use");
+    // A stray ack is logged at debug: proof that RUST_LOG took effect (by
+    // the time the session below is done, it has been read).
+    c.ack("not-a-message-of-yours").await;
     // Frames both ways at trace level.
     assert!(
         c.start_session("s", "inspect", json!({"plugin": "mem"}))
@@ -365,8 +368,6 @@ async fn at_trace_level_neither_the_token_nor_the_url_password_is_logged() {
             .ok
     );
     c.session_until_done("s").await;
-    // A stray ack is logged at debug: proof that RUST_LOG took effect.
-    c.ack("not-a-message-of-yours").await;
     terminate_cleanly(agent, &mut c).await;
 
     let text = std::fs::read_to_string(&log).expect("log");

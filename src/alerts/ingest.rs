@@ -211,13 +211,12 @@ async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(
         .to_string())))
 }
 
-/// Serves one client until it goes, idles out, or the agent stops. The
-/// permit is its slot among [`IngestOptions::max_connections`].
+/// Serves one client until it goes or idles out. The permit is its slot
+/// among [`IngestOptions::max_connections`].
 async fn serve_conn(
     stream: UnixStream,
     alerts: AlertBuffer,
     idle: Duration,
-    stop: CancellationToken,
     _slot: OwnedSemaphorePermit,
 ) {
     let (r, mut w) = stream.into_split();
@@ -226,11 +225,7 @@ async fn serve_conn(
         // The whole line must arrive within the idle time: a client that
         // trickles bytes without a newline holds a slot no longer than one
         // that sends nothing.
-        let read = tokio::select! {
-            _ = stop.cancelled() => break,
-            r = tokio::time::timeout(idle, read_line(&mut reader)) => r,
-        };
-        let line = match read {
+        let line = match tokio::time::timeout(idle, read_line(&mut reader)).await {
             Err(_) => {
                 tracing::debug!(idle = ?idle, "closing an idle ingest connection");
                 break;
@@ -319,13 +314,16 @@ pub async fn serve_with(
                 failures = 0;
                 match slots.clone().try_acquire_owned() {
                     Ok(slot) => {
-                        clients.spawn(serve_conn(
-                            stream,
-                            alerts.clone(),
-                            opts.idle_timeout,
-                            shutdown.clone(),
-                            slot,
-                        ));
+                        let conn = serve_conn(stream, alerts.clone(), opts.idle_timeout, slot);
+                        let stop = shutdown.clone();
+                        // Shutdown ends a client wherever it waits, reading
+                        // or writing.
+                        clients.spawn(async move {
+                            tokio::select! {
+                                _ = stop.cancelled() => {}
+                                _ = conn => {}
+                            }
+                        });
                     }
                     Err(_) => {
                         refuse(stream, opts.max_connections);

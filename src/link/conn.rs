@@ -7,11 +7,11 @@
 //! session output, then heartbeats, then alert batches one at a time, so a
 //! backlog of alerts never holds a session's deltas back. An alert frame is
 //! capped at 256 KiB ([`crate::alerts::frame`]) and the kernel's unsent queue
-//! at [`transport::UNSENT_LOWAT`], so a session message waits behind at
-//! most one frame in flight, even on a slow link.
+//! at [`transport::UNSENT_LOWAT`], so a session message waits behind about
+//! one frame's worth of alerts, even on a slow link.
 //!
-//! Every write goes through one path, [`write`]: its deadline runs from the
-//! last byte that moved ([`transport`]), and shutdown interrupts it, so
+//! Every write goes through one path, `Out::write`: its deadline runs from
+//! the last byte that moved ([`transport`]), and shutdown interrupts it, so
 //! SIGTERM never waits behind a stuck socket.
 
 use std::sync::Arc;
