@@ -108,7 +108,7 @@ pub async fn run_local(runners: Runners, req: LocalSession) -> anyhow::Result<Lo
     };
     let has_first = req
         .params
-        .get("message")
+        .get(proto::PARAM_MESSAGE)
         .and_then(Value::as_str)
         .is_some_and(|m| !m.is_empty());
     if is_chat && !has_first {
@@ -133,7 +133,7 @@ pub async fn run_local(runners: Runners, req: LocalSession) -> anyhow::Result<Lo
             print_event(&ev, &st);
         }
         let turn_done = matches!(&ev, SessionEvent::Output(p)
-            if p.metadata.as_ref().and_then(|m| m.get("turn_done")).and_then(Value::as_bool) == Some(true));
+            if p.metadata.as_ref().and_then(|m| m.get(proto::META_TURN_DONE)).and_then(Value::as_bool) == Some(true));
         match &ev {
             SessionEvent::Error(e) => {
                 outcome = LocalOutcome::Failed(e.code.clone(), e.error.clone())

@@ -2,8 +2,9 @@
 //!
 //! Field names, message types, error texts and codes here are the contract
 //! with catpaw-server and must stay byte-for-byte as the reference agent
-//! sends them. Wire message types, ack errors (the §9 `unauthorized: …`
-//! refusals included), error codes and stages are spelled here.
+//! sends them. Message types, session types, parameter and metadata keys,
+//! ack errors (the §9 `unauthorized: …` refusals included), error codes
+//! and stages are spelled here; the rest of the crate uses these names.
 
 use std::collections::BTreeMap;
 
@@ -93,6 +94,24 @@ pub const STAGE_TOOL_RESULT: &str = "tool_result";
 pub const STAGE_ANSWER: &str = "answer";
 /// A failed chat turn.
 pub const STAGE_ERROR: &str = "error";
+
+// Keys of `session_start.params` and of `session_output.metadata`.
+/// The plugin area of inspect / diagnose.
+pub const PARAM_PLUGIN: &str = "plugin";
+/// The target host of inspect / diagnose.
+pub const PARAM_TARGET: &str = "target";
+/// The alert text of a diagnose.
+pub const PARAM_DESCRIPTIONS: &str = "descriptions";
+/// A chat's first turn.
+pub const PARAM_MESSAGE: &str = "message";
+/// The session asks for a shell (JSON `true` only).
+pub const PARAM_ALLOW_SHELL: &str = "allow_shell";
+/// `metadata` flag on the message that ends a chat turn.
+pub const META_TURN_DONE: &str = "turn_done";
+/// `target` when the server gives none.
+pub const DEFAULT_TARGET: &str = "localhost";
+/// `plugin` of a diagnose when the server gives none.
+pub const DEFAULT_DIAGNOSE_PLUGIN: &str = "system";
 
 /// `session_error.error` of an inspect session without a plugin.
 pub const PLUGIN_REQUIRED_FOR_INSPECT: &str = "plugin is required for inspect";

@@ -1,5 +1,6 @@
-//! Reconnect policy (PROTOCOL §6) as pure functions, and the loop that runs
-//! connection attempts until shutdown.
+//! Reconnect policy (PROTOCOL §6) as pure functions, and the interruptible
+//! wait between attempts. The loop that runs the attempts is
+//! [`crate::link::agent::Agent::run`].
 
 use std::time::Duration;
 

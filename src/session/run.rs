@@ -155,7 +155,7 @@ async fn run_diagnose(
         return None;
     };
     let inspect = *kind == SessionType::Inspect;
-    let plugin = match (param_str(params, "plugin"), inspect) {
+    let plugin = match (param_str(params, proto::PARAM_PLUGIN), inspect) {
         (Some(p), _) => p,
         (None, true) => {
             send_error(
@@ -167,12 +167,13 @@ async fn run_diagnose(
             .await;
             return None;
         }
-        (None, false) => "system".to_string(),
+        (None, false) => proto::DEFAULT_DIAGNOSE_PLUGIN.to_string(),
     };
     let req = DiagnoseRequest {
         mode: if inspect { "inspect" } else { "alert" }.to_string(),
         plugin,
-        target: param_str(params, "target").unwrap_or_else(|| "localhost".to_string()),
+        target: param_str(params, proto::PARAM_TARGET)
+            .unwrap_or_else(|| proto::DEFAULT_TARGET.to_string()),
         params: params.clone(),
     };
     tracing::info!(session_id = %info.session_id, session_type = %info.session_type,
@@ -196,7 +197,7 @@ async fn run_diagnose(
 
 fn turn_done() -> Map<String, Value> {
     let mut m = Map::new();
-    m.insert("turn_done".to_string(), Value::Bool(true));
+    m.insert(proto::META_TURN_DONE.to_string(), Value::Bool(true));
     m
 }
 
@@ -235,7 +236,7 @@ async fn run_chat(
             return;
         }
     };
-    let mut pending = param_str(params, "message");
+    let mut pending = param_str(params, proto::PARAM_MESSAGE);
     loop {
         let message = match pending.take() {
             Some(m) => m,
@@ -261,8 +262,8 @@ async fn run_chat(
             }
             Err(RunError::Cancelled) => return,
             Err(e) => {
-                // A trap, a budget breach or a cancel leaves the instance
-                // unusable: the conversation ends here.
+                // A trap or a budget breach leaves the instance unusable:
+                // the conversation ends here.
                 report_failure(sink, info, &e, ErrorCode::DiagnoseFailed).await;
                 return;
             }

@@ -14,7 +14,7 @@ use tokio_util::task::TaskTracker;
 use super::admission::{self, Admitted};
 use super::{Runners, SessionEvent, run_session};
 use crate::audit::{AuditLog, Record, Who, event, kind};
-use crate::link::proto::{AckError, SessionStartPayload, SessionType};
+use crate::link::proto::{self, AckError, SessionStartPayload, SessionType};
 use crate::link::signing::Verifier;
 use crate::session::limiter::{ConcurrencyLimiter, Permit};
 
@@ -208,7 +208,7 @@ impl SessionTable {
             .limiter
             .try_acquire()
             .ok_or(AckError::MaxConcurrentSessions)?;
-        let asked = start.params.get("allow_shell") == Some(&Value::Bool(true));
+        let asked = start.params.get(proto::PARAM_ALLOW_SHELL) == Some(&Value::Bool(true));
         // Fail closed: both the operator and the session must want it.
         let allow_shell = self.allow_remote_shell && asked;
         if asked && !allow_shell {
@@ -311,7 +311,7 @@ impl SessionTable {
 fn accepted_record(who: &Who, start: &SessionStartPayload, allow_shell: bool) -> Record {
     let plugin = start
         .params
-        .get("plugin")
+        .get(proto::PARAM_PLUGIN)
         .and_then(Value::as_str)
         .unwrap_or_default();
     let params = Value::Object(start.params.clone()).to_string();
