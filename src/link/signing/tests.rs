@@ -1,4 +1,6 @@
 //! Tests of the §9 checks, built around the PROTOCOL.md test vectors.
+//! (Long on purpose: one test per rule of §9, each with its frames written
+//! out, sharing the signer helpers at the top.)
 
 use super::*;
 use ed25519_dalek::{Signer as _, SigningKey};

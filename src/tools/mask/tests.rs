@@ -1,5 +1,7 @@
 //! The masking tables: secret shapes that must be hidden, ordinary text
 //! that must come back byte for byte, and the properties both rely on.
+//! (Long on purpose: the tables are the specification of masking; split,
+//! they would be read in pieces.)
 
 use super::{mask_json, mask_secrets};
 

@@ -1,0 +1,270 @@
+//! One server connection: dial → register → ack → serve, until it drops.
+//!
+//! The connection owns the socket and nothing else: sessions live in the
+//! [`SessionTable`], alerts in the [`AlertBuffer`], and both outlive it.
+//! The serve loop is biased: inbound frames first (they are rare and cheap,
+//! and a `session_start` must be acked even while sessions stream), then
+//! session output, then heartbeats, then alert batches one at a time, so a
+//! backlog of alerts never holds a session's deltas back. An alert frame is
+//! capped at 256 KiB ([`crate::alerts::frame`]) and the kernel's unsent queue
+//! at [`transport::UNSENT_LOWAT`], so a session message waits behind about
+//! one frame's worth of alerts, even on a slow link.
+//!
+//! Every write goes through one path, `Out::write`: its deadline runs from
+//! the last byte that moved ([`transport`]), and shutdown interrupts it, so
+//! SIGTERM never waits behind a stuck socket.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
+use tokio_util::sync::CancellationToken;
+
+use crate::alerts::ringbuf::AlertBuffer;
+use crate::config::redact_url;
+use crate::link::proto::{
+    self, AckPayload, AlertEvent, AlertEventsPayload, DisconnectPayload, Envelope,
+    HeartbeatPayload, RegisterPayload, SessionCancelPayload, SessionInputPayload,
+};
+use crate::link::reconnect::AttemptOutcome;
+use crate::link::transport::{self, Metered, WriteClock};
+use crate::session::{InputOutcome, SessionEvent, SessionTable};
+
+/// Largest inbound message accepted.
+pub const MAX_INBOUND: usize = 1 << 20;
+
+/// The protocol's timers. Defaults are PROTOCOL.md's; tests shorten them.
+#[derive(Debug, Clone)]
+pub struct Timings {
+    /// Dial + TLS + upgrade.
+    pub dial_timeout: Duration,
+    /// Wait for the register ack.
+    pub ack_timeout: Duration,
+    /// No inbound frame for this long = connection lost.
+    pub read_timeout: Duration,
+    /// A write that moves no byte for this long = connection lost.
+    pub write_timeout: Duration,
+    /// Heartbeat period.
+    pub heartbeat: Duration,
+    /// Alert flush period.
+    pub alert_flush: Duration,
+    /// On shutdown, how long cancelled sessions get to send their `done`
+    /// (the close frame then gets at most `write_timeout` more).
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Timings {
+    fn default() -> Self {
+        Timings {
+            dial_timeout: Duration::from_secs(15),
+            ack_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(90),
+            write_timeout: Duration::from_secs(10),
+            heartbeat: Duration::from_secs(30),
+            alert_flush: Duration::from_secs(1),
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Everything a connection needs; shared across reconnects.
+#[derive(Clone)]
+pub struct ConnContext {
+    /// `ws://` or `wss://` URL of the agent endpoint.
+    pub url: String,
+    /// Sent as `X-Agent-Token` when not empty.
+    pub token: String,
+    /// Sent as `X-Agent-ID`.
+    pub agent_id: uuid::Uuid,
+    /// TLS settings for `wss://`.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// What `register` says about this host.
+    pub register: RegisterInfo,
+    /// Running sessions.
+    pub table: SessionTable,
+    /// Buffered alerts.
+    pub alerts: AlertBuffer,
+    /// Protocol timers.
+    pub timings: Timings,
+}
+
+/// Static parts of `register`.
+#[derive(Debug, Clone)]
+pub struct RegisterInfo {
+    /// Labels from the config.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Plugin names from the config.
+    pub plugins: Vec<String>,
+    /// Process start, for `uptime_sec`.
+    pub started: Instant,
+}
+
+type Ws = WebSocketStream<MaybeTlsStream<Metered<tokio::net::TcpStream>>>;
+
+/// The connection's URL as logs may show it: without userinfo.
+fn shown_url(ctx: &ConnContext) -> String {
+    redact_url(&ctx.url)
+}
+
+/// Why a connection ended, for the reconnect policy.
+fn dropped(reason: &str) -> AttemptOutcome {
+    tracing::warn!(reason, "connection lost; will reconnect");
+    AttemptOutcome::DroppedAfterRegister
+}
+
+/// Runs one connection attempt to its end.
+pub async fn run_once(ctx: &ConnContext, shutdown: &CancellationToken) -> AttemptOutcome {
+    let clock = WriteClock::new();
+    let ws = tokio::select! {
+        _ = shutdown.cancelled() => return AttemptOutcome::Shutdown,
+        r = tokio::time::timeout(ctx.timings.dial_timeout, dial(ctx, &clock)) => match r {
+            Err(_) => {
+                tracing::warn!(url = %shown_url(ctx), "connecting timed out");
+                return AttemptOutcome::DialFailed;
+            }
+            Ok(Err(outcome)) => return outcome,
+            Ok(Ok(ws)) => ws,
+        },
+    };
+    let (sink, mut stream) = ws.split();
+    let mut out = Out {
+        sink,
+        clock,
+        idle: ctx.timings.write_timeout,
+    };
+
+    let register = Envelope::new(proto::MSG_REGISTER, register_payload(&ctx.register));
+    match out.write(&register, shutdown).await {
+        Ok(()) => {}
+        Err(WriteError::Shutdown) => return AttemptOutcome::Shutdown,
+        Err(_) => {
+            tracing::warn!("sending register failed");
+            return AttemptOutcome::DialFailed;
+        }
+    }
+    let ack = match first_message(ctx, &mut stream, shutdown).await {
+        Ok(ack) => ack,
+        Err(outcome) => return outcome,
+    };
+    match ack
+        .filter(|e| e.msg_type == proto::MSG_ACK)
+        .and_then(|e| e.decode::<AckPayload>())
+    {
+        Some(a) if a.ok => {
+            if let Some(w) = a.warning.filter(|w| !w.is_empty()) {
+                tracing::warn!(warning = %w, "server warning on register");
+            }
+        }
+        Some(a) => {
+            tracing::error!(error = %a.error.unwrap_or_default(), "server refused registration");
+            return AttemptOutcome::DialFailed;
+        }
+        None => {
+            tracing::warn!("first message from the server was not a register ack");
+            return AttemptOutcome::DialFailed;
+        }
+    }
+    tracing::info!(url = %shown_url(ctx), agent_id = %ctx.agent_id, "registered with the server");
+    let outcome = serve(ctx, &mut out, &mut stream, shutdown).await;
+    if outcome != AttemptOutcome::Shutdown {
+        // The sessions' output has nowhere to go: end them (PROTOCOL §5).
+        ctx.table.cancel_all();
+    }
+    outcome
+}
+
+/// Waits (within the ack timeout) for the first message after `register`
+/// and returns it when it is a text frame. WebSocket pings and pongs are
+/// not messages (PROTOCOL §10): a server, or a proxy in front of it, may
+/// ping before it acks, so they are skipped within the same deadline.
+async fn first_message(
+    ctx: &ConnContext,
+    stream: &mut Stream,
+    shutdown: &CancellationToken,
+) -> Result<Option<Envelope>, AttemptOutcome> {
+    let deadline = tokio::time::Instant::now() + ctx.timings.ack_timeout;
+    loop {
+        let next = tokio::select! {
+            _ = shutdown.cancelled() => return Err(AttemptOutcome::Shutdown),
+            r = tokio::time::timeout_at(deadline, stream.next()) => r,
+        };
+        match next {
+            Err(_) => {
+                tracing::warn!(timeout = ?ctx.timings.ack_timeout, "no register ack from the server");
+                return Err(AttemptOutcome::DialFailed);
+            }
+            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+            Ok(Some(Ok(Message::Text(t)))) => return Ok(Envelope::parse(t.as_str()).ok()),
+            Ok(_) => return Ok(None),
+        }
+    }
+}
+
+async fn dial(ctx: &ConnContext, clock: &WriteClock) -> Result<Ws, AttemptOutcome> {
+    let mut req = match ctx.url.as_str().into_client_request() {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(url = %shown_url(ctx), error = %e, "bad server URL");
+            return Err(AttemptOutcome::DialFailed);
+        }
+    };
+    let h = req.headers_mut();
+    let header = |v: &str| http::HeaderValue::from_str(v).ok();
+    if let Some(v) = header(&ctx.token).filter(|_| !ctx.token.is_empty()) {
+        h.insert("X-Agent-Token", v);
+    }
+    if let Some(v) = header(&ctx.agent_id.to_string()) {
+        h.insert("X-Agent-ID", v);
+    }
+    h.insert(
+        "X-Proto-Version",
+        http::HeaderValue::from_static(proto::PROTO_VERSION),
+    );
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(MAX_INBOUND))
+        .max_frame_size(Some(MAX_INBOUND));
+    let connector = ctx.tls.clone().map(Connector::Rustls);
+    let tcp = match transport::connect(req.uri()).await {
+        Ok(tcp) => Metered::new(tcp, clock.clone()),
+        Err(e) => {
+            tracing::warn!(url = %shown_url(ctx), error = %e, "connecting to the server failed");
+            return Err(AttemptOutcome::DialFailed);
+        }
+    };
+    match tokio_tungstenite::client_async_tls_with_config(req, tcp, Some(config), connector).await {
+        Ok((ws, _)) => Ok(ws),
+        Err(WsError::Http(resp)) if resp.status() == http::StatusCode::UNAUTHORIZED => {
+            tracing::error!(url = %shown_url(ctx), "server rejected the agent token (HTTP 401); check [server] agent_token");
+            Err(AttemptOutcome::Unauthorized)
+        }
+        Err(e) => {
+            tracing::warn!(url = %shown_url(ctx), error = %e, "connecting to the server failed");
+            Err(AttemptOutcome::DialFailed)
+        }
+    }
+}
+
+fn register_payload(info: &RegisterInfo) -> RegisterPayload {
+    RegisterPayload {
+        hostname: crate::link::hostinfo::hostname(),
+        ip: crate::link::hostinfo::primary_ipv4().unwrap_or_default(),
+        os: proto::go_os().to_string(),
+        arch: proto::go_arch().to_string(),
+        labels: info.labels.clone(),
+        plugins: info.plugins.clone(),
+        agent_version: env!("CARGO_PKG_VERSION").to_string(),
+        uptime_sec: info.started.elapsed().as_secs(),
+    }
+}
+
+mod inbound;
+mod serve;
+
+use serve::{Out, Stream, WriteError, serve};

@@ -1,0 +1,237 @@
+//! The serve loop of a registered connection and its one write path: the
+//! biased select (inbound, session output, heartbeat, alerts) and the
+//! graceful close on shutdown.
+
+use super::inbound::{Inbound, handle_text};
+use super::*;
+
+pub(super) type Sink = futures_util::stream::SplitSink<Ws, Message>;
+pub(super) type Stream = futures_util::stream::SplitStream<Ws>;
+
+/// The write half of the connection and its progress clock.
+pub(super) struct Out {
+    pub(super) sink: Sink,
+    pub(super) clock: WriteClock,
+    /// No progress for this long = connection lost.
+    pub(super) idle: Duration,
+}
+
+/// Why a write did not finish.
+#[derive(Debug)]
+pub(super) enum WriteError {
+    /// The socket failed or no byte moved for the whole limit (logged).
+    Lost,
+    /// Shutdown came first.
+    Shutdown,
+}
+
+impl Out {
+    /// Writes one envelope: done when the frame is flushed to the socket,
+    /// lost when no byte moves for `idle`, interrupted by shutdown. An
+    /// interrupted frame's rest stays queued in the sink and goes out
+    /// first on the next flush, so the stream's framing stays whole.
+    pub(super) async fn write(
+        &mut self,
+        env: &Envelope,
+        shutdown: &CancellationToken,
+    ) -> Result<(), WriteError> {
+        let msg = Message::text(env.to_json());
+        let sending = transport::unless_stalled(&self.clock, self.idle, self.sink.send(msg));
+        let r = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => return Err(WriteError::Shutdown),
+            r = sending => r,
+        };
+        match r {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, msg_type = %env.msg_type, "write failed");
+                Err(WriteError::Lost)
+            }
+            Err(stalled) => {
+                tracing::warn!(error = %stalled, msg_type = %env.msg_type, "write stalled: the server takes no data");
+                Err(WriteError::Lost)
+            }
+        }
+    }
+
+    /// Sends a close frame, spending at most `limit` in all (the peer may
+    /// be the reason we are closing).
+    async fn close(&mut self, reason: &'static str, limit: Duration) {
+        let frame = Message::Close(Some(CloseFrame {
+            code: CloseCode::Normal,
+            reason: reason.into(),
+        }));
+        let _ = tokio::time::timeout(limit, async {
+            if self.sink.send(frame).await.is_ok() {
+                let _ = self.sink.close().await;
+            }
+        })
+        .await;
+    }
+}
+
+fn event_envelope(ev: SessionEvent) -> Envelope {
+    match ev {
+        SessionEvent::Output(p) => Envelope::new(proto::MSG_SESSION_OUTPUT, p),
+        SessionEvent::Error(p) => Envelope::new(proto::MSG_SESSION_ERROR, p),
+    }
+}
+
+/// What one turn of the serve loop decided.
+enum Step {
+    /// Nothing to write.
+    Idle,
+    /// Write this envelope.
+    Write(Envelope),
+    /// Write this alert batch; on failure it goes back into the buffer.
+    Alerts(Envelope, Vec<AlertEvent>),
+    /// The connection ends.
+    End(AttemptOutcome),
+    /// The server asked us to go (`retry_after_sec` as sent).
+    Disconnect(i64),
+}
+
+pub(super) async fn serve(
+    ctx: &ConnContext,
+    out: &mut Out,
+    stream: &mut Stream,
+    shutdown: &CancellationToken,
+) -> AttemptOutcome {
+    let t = &ctx.timings;
+    let (out_tx, mut out_rx) = mpsc::channel::<SessionEvent>(256);
+    let start = tokio::time::Instant::now();
+    let mut heartbeat = tokio::time::interval_at(start + t.heartbeat, t.heartbeat);
+    let mut alert_tick = tokio::time::interval_at(start + t.alert_flush, t.alert_flush);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    alert_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let read_deadline = tokio::time::sleep(t.read_timeout);
+    tokio::pin!(read_deadline);
+    let mut alerts_due = false;
+    loop {
+        let step = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => Step::End(AttemptOutcome::Shutdown),
+            msg = stream.next() => {
+                read_deadline.as_mut().reset(tokio::time::Instant::now() + t.read_timeout);
+                match msg {
+                    None => Step::End(dropped("server closed the stream")),
+                    Some(Err(e)) => Step::End(dropped(&format!("read failed: {e}"))),
+                    Some(Ok(Message::Close(frame))) => {
+                        tracing::info!(?frame, "server closed the connection");
+                        Step::End(AttemptOutcome::DroppedAfterRegister)
+                    }
+                    Some(Ok(Message::Text(text))) => match handle_text(ctx, text.as_str(), &out_tx) {
+                        Inbound::Continue => Step::Idle,
+                        Inbound::Reply(env) => Step::Write(env),
+                        Inbound::Disconnect(retry_after_sec) => Step::Disconnect(retry_after_sec),
+                    },
+                    Some(Ok(Message::Binary(b))) => {
+                        tracing::warn!(bytes = b.len(), "ignoring a binary frame");
+                        Step::Idle
+                    }
+                    Some(Ok(_)) => Step::Idle,
+                }
+            }
+            Some(ev) = out_rx.recv() => Step::Write(event_envelope(ev)),
+            _ = &mut read_deadline => Step::End(dropped("no frame from the server within the read timeout")),
+            _ = heartbeat.tick() => {
+                let hb = HeartbeatPayload {
+                    active_sessions: ctx.table.active() as u64,
+                    active_alerts: ctx.alerts.len() as u64,
+                    cpu_pct: crate::tools::cpu_busy_pct_since_last(),
+                    mem_pct: crate::tools::mem_used_pct(),
+                };
+                Step::Write(Envelope::new(proto::MSG_HEARTBEAT, hb))
+            }
+            _ = alert_tick.tick() => {
+                alerts_due = true;
+                Step::Idle
+            }
+            // One batch per turn of the loop, after everything above.
+            _ = std::future::ready(()), if alerts_due => {
+                let batch = ctx.alerts.drain_frame();
+                if batch.is_empty() {
+                    alerts_due = false;
+                    Step::Idle
+                } else {
+                    let env = Envelope::new(proto::MSG_ALERT_EVENTS, AlertEventsPayload { events: batch.clone() });
+                    Step::Alerts(env, batch)
+                }
+            }
+        };
+        let (env, batch) = match step {
+            Step::Idle => continue,
+            Step::Write(env) => (env, None),
+            Step::Alerts(env, batch) => (env, Some(batch)),
+            Step::End(AttemptOutcome::Shutdown) => {
+                return graceful_close(ctx, out, &mut out_rx).await;
+            }
+            Step::End(outcome) => return outcome,
+            Step::Disconnect(retry_after_sec) => {
+                out.close("disconnect requested", t.write_timeout).await;
+                return AttemptOutcome::ServerDisconnect { retry_after_sec };
+            }
+        };
+        match out.write(&env, shutdown).await {
+            Ok(()) => {}
+            Err(e) => {
+                // Sent or not, the server may not have it: at least once
+                // beats never for alerts.
+                if let Some(batch) = batch {
+                    ctx.alerts.push_front_batch(batch);
+                }
+                return match e {
+                    WriteError::Shutdown => graceful_close(ctx, out, &mut out_rx).await,
+                    WriteError::Lost => dropped("write failed"),
+                };
+            }
+        }
+    }
+}
+
+/// Shutdown: cancel sessions, send their final messages while the socket is
+/// up, then close with a normal close frame. Bounded: sessions get
+/// `shutdown_grace` to finish (the rest of a frame a shutdown interrupted
+/// goes out with the first of their messages), the close frame
+/// `write_timeout` more; a socket that takes nothing costs no more than
+/// that.
+async fn graceful_close(
+    ctx: &ConnContext,
+    out: &mut Out,
+    out_rx: &mut mpsc::Receiver<SessionEvent>,
+) -> AttemptOutcome {
+    ctx.table.cancel_all();
+    let deadline = tokio::time::Instant::now() + ctx.timings.shutdown_grace;
+    let drained = tokio::time::timeout_at(deadline, async {
+        loop {
+            let ev = if ctx.table.active() == 0 {
+                // Sessions are gone; flush what they left in the channel.
+                match out_rx.try_recv() {
+                    Ok(ev) => ev,
+                    Err(_) => return,
+                }
+            } else {
+                match tokio::time::timeout(Duration::from_millis(20), out_rx.recv()).await {
+                    Ok(Some(ev)) => ev,
+                    _ => continue,
+                }
+            };
+            if out
+                .sink
+                .send(Message::text(event_envelope(ev).to_json()))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("sessions did not finish within the shutdown grace period");
+    }
+    out.close("agent shutting down", ctx.timings.write_timeout)
+        .await;
+    AttemptOutcome::Shutdown
+}
