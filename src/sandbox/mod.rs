@@ -32,6 +32,7 @@ pub use run::{WasmChatRunner, WasmDiagnoseRunner};
 
 use bindings::chat_world::ChatRunnerPre;
 use bindings::diagnose_world::{DiagnoseRunner as DiagnoseWorld, DiagnoseRunnerPre};
+use host::HostContext;
 use store::SessionState;
 
 /// Settings of a [`Sandbox`].
@@ -84,9 +85,13 @@ impl Sandbox {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(anyhow::Error::from)
             .context("linking WASI")?;
-        DiagnoseWorld::add_to_linker::<SessionState, HasSelf<SessionState>>(&mut linker, |s| s)
-            .map_err(anyhow::Error::from)
-            .context("linking catpaw:runner/host")?;
+        // The imports are implemented on the per-session host state, which
+        // the store holds beside WASI's.
+        DiagnoseWorld::add_to_linker::<SessionState, HasSelf<HostContext>>(&mut linker, |s| {
+            &mut s.host
+        })
+        .map_err(anyhow::Error::from)
+        .context("linking catpaw:runner/host")?;
         Ok(Arc::new(Sandbox {
             engine,
             linker,

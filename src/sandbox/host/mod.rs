@@ -16,7 +16,6 @@ use tracing::Instrument;
 
 use super::bindings::host;
 use super::limits::{BudgetExceeded, SessionLimits};
-use super::store::SessionState;
 use crate::audit::{Act, AuditLog, Record, Who, event, outcome};
 use crate::runner::{Budget, SessionInfo, StreamSink};
 use crate::shell::ShellLimits;
@@ -146,9 +145,9 @@ impl HostContext {
     }
 }
 
-impl host::Host for SessionState {
+impl host::Host for HostContext {
     async fn session(&mut self) -> wasmtime::Result<host::SessionInfo> {
-        let i = &self.host.info;
+        let i = &self.info;
         Ok(host::SessionInfo {
             session_id: i.session_id.clone(),
             session_type: i.session_type.clone(),
@@ -163,8 +162,8 @@ impl host::Host for SessionState {
         stage: host::Stage,
         metadata_json: Option<String>,
     ) -> wasmtime::Result<()> {
-        let span = self.host.span("emit");
-        stream::emit(&mut self.host, delta, stage, metadata_json)
+        let span = self.span("emit");
+        stream::emit(self, delta, stage, metadata_json)
             .instrument(span)
             .await
     }
@@ -178,11 +177,9 @@ impl host::Host for SessionState {
         name: String,
         args_json: String,
     ) -> wasmtime::Result<Result<String, String>> {
-        self.host.charge_call("tool", &name)?;
-        let span = self.host.span("call-tool");
-        Ok(tools::call(&self.host, name, args_json)
-            .instrument(span)
-            .await)
+        self.charge_call("tool", &name)?;
+        let span = self.span("call-tool");
+        Ok(tools::call(self, name, args_json).instrument(span).await)
     }
 
     async fn request_shell(
@@ -190,15 +187,15 @@ impl host::Host for SessionState {
         command: String,
         timeout_ms: u32,
     ) -> wasmtime::Result<Result<host::ShellOutput, host::ShellError>> {
-        self.host.charge_call("shell", &command)?;
-        let span = self.host.span("request-shell");
-        Ok(shell::request(&self.host, command, timeout_ms)
+        self.charge_call("shell", &command)?;
+        let span = self.span("request-shell");
+        Ok(shell::request(self, command, timeout_ms)
             .instrument(span)
             .await)
     }
 
     async fn log(&mut self, level: host::Level, message: String) -> wasmtime::Result<()> {
-        log::log(&mut self.host, level, &message);
+        log::log(self, level, &message);
         Ok(())
     }
 }
