@@ -6,7 +6,9 @@
 //! [`ChatRunner`](crate::runner::ChatRunner) implementations.
 //!
 //! - `engine.rs`: the process engine and the compiled-component cache
-//! - `store.rs`: per-session store state, WASI with nothing granted, limiter
+//! - `store.rs`: per-session store state, WASI with nothing granted, limiter,
+//!   and how a run or chat turn ends
+//! - `stdio.rs`: guest stdout/stderr, captured per run or turn for the log
 //! - `limits.rs`: budgets, how a call is guarded, how failures are blamed
 //! - `host/`: the `catpaw:runner/host` imports, one capability per file
 //! - `run.rs`: the wasm implementations of the runner traits
@@ -16,6 +18,7 @@ mod engine;
 mod host;
 mod limits;
 mod run;
+mod stdio;
 mod store;
 
 use std::path::{Path, PathBuf};
@@ -44,7 +47,8 @@ pub struct SandboxOptions {
     pub cache_dir: Option<PathBuf>,
     /// Services the host imports use (audit, shell caps).
     pub services: HostServices,
-    /// Bytes of guest stdout/stderr kept per session for the log.
+    /// Bytes of guest stdout/stderr kept per run or chat turn for the log
+    /// (and as many of guest log lines).
     pub stdio_cap: usize,
 }
 
