@@ -6,7 +6,9 @@
 //! [`ChatRunner`](crate::runner::ChatRunner) implementations.
 //!
 //! - `engine.rs`: the process engine and the compiled-component cache
-//! - `store.rs`: per-session store state, WASI with nothing granted, limiter
+//! - `store.rs`: per-session store state, WASI with nothing granted, limiter,
+//!   and how a run or chat turn ends
+//! - `stdio.rs`: guest stdout/stderr, captured per run or turn for the log
 //! - `limits.rs`: budgets, how a call is guarded, how failures are blamed
 //! - `host/`: the `catpaw:runner/host` imports, one capability per file
 //! - `run.rs`: the wasm implementations of the runner traits
@@ -16,6 +18,7 @@ mod engine;
 mod host;
 mod limits;
 mod run;
+mod stdio;
 mod store;
 
 use std::path::{Path, PathBuf};
@@ -32,6 +35,7 @@ pub use run::{WasmChatRunner, WasmDiagnoseRunner};
 
 use bindings::chat_world::ChatRunnerPre;
 use bindings::diagnose_world::{DiagnoseRunner as DiagnoseWorld, DiagnoseRunnerPre};
+use host::HostContext;
 use store::SessionState;
 
 /// Settings of a [`Sandbox`].
@@ -43,7 +47,8 @@ pub struct SandboxOptions {
     pub cache_dir: Option<PathBuf>,
     /// Services the host imports use (audit, shell caps).
     pub services: HostServices,
-    /// Bytes of guest stdout/stderr kept per session for the log.
+    /// Bytes of guest stdout/stderr kept per run or chat turn for the log
+    /// (and as many of guest log lines).
     pub stdio_cap: usize,
 }
 
@@ -84,9 +89,13 @@ impl Sandbox {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(anyhow::Error::from)
             .context("linking WASI")?;
-        DiagnoseWorld::add_to_linker::<SessionState, HasSelf<SessionState>>(&mut linker, |s| s)
-            .map_err(anyhow::Error::from)
-            .context("linking catpaw:runner/host")?;
+        // The imports are implemented on the per-session host state, which
+        // the store holds beside WASI's.
+        DiagnoseWorld::add_to_linker::<SessionState, HasSelf<HostContext>>(&mut linker, |s| {
+            &mut s.host
+        })
+        .map_err(anyhow::Error::from)
+        .context("linking catpaw:runner/host")?;
         Ok(Arc::new(Sandbox {
             engine,
             linker,

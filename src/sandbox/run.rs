@@ -1,5 +1,9 @@
 //! The wasm implementations of the runner traits: one store and one
 //! instance per session, every guest call guarded by the session's budgets.
+//!
+//! A diagnose session is one run: instantiation plus the `run` call. A chat
+//! session's instantiation plus `create` is its first run, and each message
+//! one more (a turn). Every run ends in [`finish`], however it ends.
 
 use std::sync::Arc;
 
@@ -14,7 +18,7 @@ use super::bindings::diagnose_world::DiagnoseRunnerPre;
 use super::bindings::diagnose_world::exports::catpaw::runner::diagnose::Request;
 use super::host::HostContext;
 use super::limits::{self, Guarded, SessionLimits};
-use super::store::{SessionState, new_store};
+use super::store::{SessionState, end_run, new_store};
 use crate::runner::{
     ChatHandle, ChatRunner, ChatSessionOpts, DiagnoseRequest, DiagnoseRunner, RunError,
     SessionInfo, StreamSink,
@@ -60,31 +64,46 @@ fn session_store(
         limits,
         sandbox.stdio_cap,
     );
-    new_store(&sandbox.engine, limits, host, sandbox.stdio_cap)
+    new_store(&sandbox.engine, limits, host)
         .map_err(|e| RunError::Host(format!("creating the session store: {e:#}")))
 }
 
-/// Turns a guarded call's outcome into the session's result, blaming the
-/// guest or the host.
-fn settle<T>(
-    store: &Store<SessionState>,
+/// Ends a run or chat turn whose last guest call ended with `outcome`
+/// (see [`end_run`]: what the guest printed is logged, the budgets are
+/// whole again) and turns that outcome into the session's result, blaming
+/// the guest or the host. A trap's error carries the guest's last words
+/// on stderr.
+fn finish<T>(
+    store: &mut Store<SessionState>,
+    limits: &SessionLimits,
+    outcome: Guarded<T>,
+) -> Result<T, RunError> {
+    let printed = end_run(store);
+    match outcome {
+        Guarded::Finished(Ok(v)) => Ok(v),
+        Guarded::Finished(Err(e)) => {
+            let tail = printed.stderr_tail(3);
+            Err(limits::classify(&e, limits.fuel, Some(&tail)))
+        }
+        Guarded::TimedOut => Err(limits::timed_out(limits.timeout)),
+        Guarded::Cancelled => Err(RunError::Cancelled),
+    }
+}
+
+/// The instance, when instantiating succeeded: the first run goes on. When
+/// it failed, that run ends here.
+fn instantiated<T>(
+    store: &mut Store<SessionState>,
     limits: &SessionLimits,
     outcome: Guarded<T>,
 ) -> Result<T, RunError> {
     match outcome {
-        Guarded::Finished(Ok(v)) => Ok(v),
+        Guarded::Finished(Ok(inst)) => Ok(inst),
         Guarded::Finished(Err(e)) => {
-            let (stdio, _) = store.data().stdio.take();
-            let stderr: String = stdio
-                .iter()
-                .filter(|(n, _)| *n == "stderr")
-                .map(|(_, t)| t.as_str())
-                .collect();
-            let tail = last_lines(&stderr, 3);
-            Err(limits::classify(&e, limits.fuel, Some(tail)))
+            end_run(store);
+            Err(instantiate_error(e, limits))
         }
-        Guarded::TimedOut => Err(limits::timed_out(limits.timeout)),
-        Guarded::Cancelled => Err(RunError::Cancelled),
+        other => finish(store, limits, other),
     }
 }
 
@@ -119,37 +138,7 @@ fn charge_reply(store: &mut Store<SessionState>, text: &str, what: &str) -> Resu
     Ok(store
         .data_mut()
         .host
-        .stream
-        .charge(text.len() as u64, what)?)
-}
-
-fn last_lines(text: &str, n: usize) -> &str {
-    let trimmed = text.trim_end();
-    let mut start = trimmed.len();
-    for _ in 0..n {
-        match trimmed[..start].rfind('\n') {
-            Some(i) => start = i,
-            None => return trimmed,
-        }
-    }
-    trimmed[start..].trim_start_matches('\n')
-}
-
-/// Writes what the guest printed to the log, tagged with the session, and
-/// closes the run's guest log budget.
-fn flush_stdio(store: &mut Store<SessionState>) {
-    store.data_mut().host.end_of_run();
-    let (runs, dropped) = store.data().stdio.take();
-    let sid = &store.data().host.info.session_id;
-    for (stream, text) in runs {
-        for line in text.lines() {
-            tracing::info!(target: "guest", session_id = %sid, stream, "{line}");
-        }
-    }
-    if dropped > 0 {
-        tracing::warn!(target: "guest", session_id = %sid, dropped_bytes = dropped,
-            "guest stdout/stderr past the cap was dropped");
-    }
+        .charge_reply(text.len() as u64, what)?)
 }
 
 #[async_trait]
@@ -163,16 +152,13 @@ impl DiagnoseRunner for WasmDiagnoseRunner {
     ) -> Result<String, RunError> {
         let limits = &self.limits;
         let mut store = session_store(&self.sandbox, limits, info, sink)?;
-        let inst = match limits::guard(
+        let outcome = limits::guard(
             self.pre.instantiate_async(&mut store),
             limits.timeout,
             &cancel,
         )
-        .await
-        {
-            Guarded::Finished(Err(e)) => return Err(instantiate_error(e, limits)),
-            other => settle(&store, limits, other)?,
-        };
+        .await;
+        let inst = instantiated(&mut store, limits, outcome)?;
         let request = Request {
             mode: req.mode,
             plugin: req.plugin,
@@ -185,9 +171,7 @@ impl DiagnoseRunner for WasmDiagnoseRunner {
             &cancel,
         )
         .await;
-        let result = settle(&store, limits, outcome);
-        flush_stdio(&mut store);
-        let report = result?.map_err(guest_failure)?;
+        let report = finish(&mut store, limits, outcome)?.map_err(guest_failure)?;
         charge_reply(&mut store, &report, "the report")?;
         Ok(report)
     }
@@ -230,16 +214,13 @@ impl ChatRunner for WasmChatRunner {
     ) -> Result<Box<dyn ChatHandle>, RunError> {
         let limits = self.limits.clone();
         let mut store = session_store(&self.sandbox, &limits, info, sink)?;
-        let inst = match limits::guard(
+        let outcome = limits::guard(
             self.pre.instantiate_async(&mut store),
             limits.timeout,
             &cancel,
         )
-        .await
-        {
-            Guarded::Finished(Err(e)) => return Err(instantiate_error(e, &limits)),
-            other => settle(&store, &limits, other)?,
-        };
+        .await;
+        let inst = instantiated(&mut store, &limits, outcome)?;
         let outcome = limits::guard(
             inst.catpaw_runner_chat()
                 .conversation()
@@ -248,9 +229,7 @@ impl ChatRunner for WasmChatRunner {
             &cancel,
         )
         .await;
-        let created = settle(&store, &limits, outcome);
-        flush_stdio(&mut store);
-        let conversation = created?.map_err(guest_failure)?;
+        let conversation = finish(&mut store, &limits, outcome)?.map_err(guest_failure)?;
         Ok(Box::new(WasmChat {
             store,
             inst,
@@ -273,12 +252,9 @@ struct WasmChat {
 #[async_trait]
 impl ChatHandle for WasmChat {
     async fn handle_message(&mut self, input: &str) -> Result<String, RunError> {
-        // Fuel and tool calls are per-turn budgets: a long chat is not
-        // starved by the turns before it.
-        self.store
-            .set_fuel(self.limits.fuel)
-            .map_err(|e| RunError::Host(format!("setting fuel: {e:#}")))?;
-        self.store.data_mut().host.new_turn();
+        // Fuel, tool calls, guest log lines and captured stdio are per-turn
+        // budgets, made whole when the last turn (or `create`) finished: a
+        // long chat is not starved by the turns before it.
         let outcome = limits::guard(
             self.inst
                 .catpaw_runner_chat()
@@ -288,9 +264,7 @@ impl ChatHandle for WasmChat {
             &self.cancel,
         )
         .await;
-        let result = settle(&self.store, &self.limits, outcome);
-        flush_stdio(&mut self.store);
-        let answer = result?.map_err(guest_failure)?;
+        let answer = finish(&mut self.store, &self.limits, outcome)?.map_err(guest_failure)?;
         charge_reply(&mut self.store, &answer, "the answer")?;
         Ok(answer)
     }
@@ -313,10 +287,102 @@ mod tests {
         }
     }
 
+    /// Runs the trap hazard (a stdout line, then a panic) in a sandbox
+    /// keeping `stdio_cap` bytes of stdio; returns the session's error and
+    /// everything it logged.
+    fn run_the_trap_guest(stdio_cap: usize) -> (RunError, String) {
+        use std::io::Write;
+        use std::sync::Mutex;
+
+        #[derive(Clone, Default)]
+        struct Buf(Arc<Mutex<Vec<u8>>>);
+        impl Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().expect("buf").extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        struct NullSink;
+        #[async_trait]
+        impl StreamSink for NullSink {
+            async fn send(&self, _out: crate::runner::Output) {}
+        }
+
+        let sandbox = Sandbox::new(crate::sandbox::SandboxOptions {
+            engine: crate::sandbox::EngineOptions {
+                pooling: false,
+                ..Default::default()
+            },
+            stdio_cap,
+            ..Default::default()
+        })
+        .expect("sandbox");
+        let path = std::path::Path::new(crate::embedded::GUEST_DIR).join("hazard_trap.wasm");
+        let runner = sandbox
+            .load_file(&path)
+            .expect("trap guest")
+            .diagnose_runner(SessionLimits::default())
+            .expect("a diagnose runner");
+        let info = SessionInfo {
+            session_id: "trap-1".into(),
+            session_type: "diagnose".into(),
+            user_name: "test".into(),
+            allow_shell: false,
+            key_id: None,
+        };
+        let req = DiagnoseRequest {
+            mode: "inspect".into(),
+            plugin: "cpu".into(),
+            target: "localhost".into(),
+            params: Default::default(),
+        };
+        let buf = Buf::default();
+        let writer = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let result = tracing::subscriber::with_default(subscriber, || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime")
+                .block_on(runner.run(&info, req, Arc::new(NullSink), CancellationToken::new()))
+        });
+        let log = String::from_utf8(buf.0.lock().expect("buf").clone()).expect("utf-8");
+        (result.expect_err("the guest panics"), log)
+    }
+
     #[test]
-    fn last_lines_keeps_the_tail() {
-        assert_eq!(last_lines("a\nb\nc\nd\n", 2), "c\nd");
-        assert_eq!(last_lines("only", 3), "only");
-        assert_eq!(last_lines("", 3), "");
+    fn a_trapped_run_logs_everything_the_guest_printed() {
+        let (err, log) = run_the_trap_guest(16 * 1024);
+        // The stderr tail goes into the error …
+        assert!(
+            matches!(err, RunError::Trapped(ref m) if m.contains("deliberate panic")),
+            "{err:?}"
+        );
+        // … and the whole of what the guest printed into the log.
+        let logged = |stream: &str, text: &str| {
+            log.lines().any(|l| {
+                l.contains("session_id=trap-1")
+                    && l.contains(&format!("stream=\"{stream}\""))
+                    && l.contains(text)
+            })
+        };
+        assert!(
+            logged("stdout", "hazard-trap: stdout before the panic"),
+            "{log}"
+        );
+        assert!(logged("stderr", "panicked at"), "{log}");
+        assert!(logged("stderr", "hazard-trap: deliberate panic"), "{log}");
+        assert!(logged("stderr", "RUST_BACKTRACE"), "{log}");
+
+        // Past the cap, the log says how much was dropped.
+        let (_, log) = run_the_trap_guest(8);
+        assert!(log.contains("dropped_bytes="), "{log}");
     }
 }

@@ -1,17 +1,14 @@
 //! Per-session store state: the WASI context with nothing granted, the
-//! resource limiter, captured guest stdio, and the host-side context the
-//! imports use.
-
-use std::sync::{Arc, Mutex};
+//! resource limiter, and the host state the imports run on; and how a run
+//! or chat turn ends ([`end_run`]).
 
 use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, Store};
-use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
-use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::host::HostContext;
 use super::limits::{BudgetExceeded, SessionLimits};
+use super::stdio::Printed;
 use crate::runner::Budget;
 
 /// Everything one session's `Store` owns.
@@ -19,11 +16,12 @@ pub(crate) struct SessionState {
     wasi: WasiCtx,
     table: ResourceTable,
     /// Memory/table/instance caps.
-    pub(crate) limiter: Limiter,
-    /// What the host imports need: session info, sink, services.
+    limiter: Limiter,
+    /// The host imports' state: session info, sink, services, and the
+    /// state of the current run or chat turn (its guest stdio included).
     pub(crate) host: HostContext,
-    /// Guest stdout and stderr, kept (capped) for the log.
-    pub(crate) stdio: CapturedStdio,
+    /// Fuel each run or chat turn starts with.
+    run_fuel: u64,
 }
 
 impl WasiView for SessionState {
@@ -36,14 +34,13 @@ impl WasiView for SessionState {
 }
 
 /// Builds a store for one session, with limits applied and fuel set to
-/// `limits.fuel`.
+/// `limits.fuel`. The guest's stdout and stderr go to `host`'s capture.
 pub(crate) fn new_store(
     engine: &wasmtime::Engine,
     limits: &SessionLimits,
     host: HostContext,
-    stdio_cap: usize,
 ) -> wasmtime::Result<Store<SessionState>> {
-    let stdio = CapturedStdio::new(stdio_cap);
+    let stdio = host.stdio();
     // Nothing is granted: no preopens, no env, no args, closed stdin, no
     // network (TCP/UDP allowed by default in the builder only reach
     // addresses the socket check admits, and the default check admits none;
@@ -60,13 +57,27 @@ pub(crate) fn new_store(
         table: ResourceTable::new(),
         limiter: Limiter::new(limits),
         host,
-        stdio,
+        run_fuel: limits.fuel,
     };
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limiter);
     store.set_fuel(limits.fuel)?;
     store.fuel_async_yield_interval(Some(super::engine::FUEL_YIELD_INTERVAL))?;
     Ok(store)
+}
+
+/// Ends a diagnose run or chat turn, however it ended, and readies the
+/// store for the next turn: the host state's per-run part starts afresh
+/// (logging what the guest printed) and the fuel is refilled, so every
+/// per-run budget is whole again. Returns what the guest printed, for the
+/// error of a failed run.
+pub(crate) fn end_run(store: &mut Store<SessionState>) -> Printed {
+    let printed = store.data_mut().host.end_run();
+    let fuel = store.data().run_fuel;
+    store
+        .set_fuel(fuel)
+        .expect("fuel was set on this store in new_store, so metering is on");
+    printed
 }
 
 /// Store limiter: caps linear memory, table elements and instance counts.
@@ -142,145 +153,5 @@ impl ResourceLimiter for Limiter {
 
     fn memories(&self) -> usize {
         self.max_instances
-    }
-}
-
-/// Guest stdout/stderr: kept up to a cap for the log, the rest counted and
-/// dropped. Writes never fail, so a chatty guest is not killed by a full
-/// pipe (Rust's `println!` panics on a write error).
-#[derive(Clone)]
-pub(crate) struct CapturedStdio {
-    inner: Arc<Mutex<StdioBuf>>,
-}
-
-struct StdioBuf {
-    cap: usize,
-    kept: Vec<(&'static str, Vec<u8>)>,
-    kept_bytes: usize,
-    dropped_bytes: u64,
-}
-
-impl CapturedStdio {
-    fn new(cap: usize) -> Self {
-        CapturedStdio {
-            inner: Arc::new(Mutex::new(StdioBuf {
-                cap,
-                kept: Vec::new(),
-                kept_bytes: 0,
-                dropped_bytes: 0,
-            })),
-        }
-    }
-
-    fn stream(&self, name: &'static str) -> StdioStream {
-        StdioStream {
-            name,
-            buf: self.clone(),
-        }
-    }
-
-    fn push(&self, name: &'static str, bytes: &[u8]) {
-        let mut b = match self.inner.lock() {
-            Ok(b) => b,
-            Err(p) => p.into_inner(),
-        };
-        let room = b.cap.saturating_sub(b.kept_bytes);
-        let take = bytes.len().min(room);
-        b.dropped_bytes += (bytes.len() - take) as u64;
-        if take > 0 {
-            b.kept_bytes += take;
-            match b.kept.last_mut() {
-                Some((n, v)) if *n == name => v.extend_from_slice(&bytes[..take]),
-                _ => b.kept.push((name, bytes[..take].to_vec())),
-            }
-        }
-    }
-
-    /// Takes what was captured: `(stream name, text)` runs in write order,
-    /// and how many bytes were dropped past the cap.
-    pub(crate) fn take(&self) -> (Vec<(&'static str, String)>, u64) {
-        let mut b = match self.inner.lock() {
-            Ok(b) => b,
-            Err(p) => p.into_inner(),
-        };
-        let kept = std::mem::take(&mut b.kept)
-            .into_iter()
-            .map(|(n, v)| (n, String::from_utf8_lossy(&v).into_owned()))
-            .collect();
-        let dropped = std::mem::take(&mut b.dropped_bytes);
-        b.kept_bytes = 0;
-        (kept, dropped)
-    }
-}
-
-struct StdioStream {
-    name: &'static str,
-    buf: CapturedStdio,
-}
-
-impl IsTerminal for StdioStream {
-    fn is_terminal(&self) -> bool {
-        false
-    }
-}
-
-impl StdoutStream for StdioStream {
-    fn p2_stream(&self) -> Box<dyn OutputStream> {
-        Box::new(StdioStream {
-            name: self.name,
-            buf: self.buf.clone(),
-        })
-    }
-
-    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
-        Box::new(StdioStream {
-            name: self.name,
-            buf: self.buf.clone(),
-        })
-    }
-}
-
-#[async_trait::async_trait]
-impl Pollable for StdioStream {
-    async fn ready(&mut self) {}
-}
-
-impl OutputStream for StdioStream {
-    fn write(&mut self, bytes: bytes::Bytes) -> Result<(), StreamError> {
-        self.buf.push(self.name, &bytes);
-        Ok(())
-    }
-
-    fn flush(&mut self) -> Result<(), StreamError> {
-        Ok(())
-    }
-
-    fn check_write(&mut self) -> Result<usize, StreamError> {
-        Ok(64 * 1024)
-    }
-}
-
-impl tokio::io::AsyncWrite for StdioStream {
-    fn poll_write(
-        self: std::pin::Pin<&mut Self>,
-        _cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        self.buf.push(self.name, buf);
-        std::task::Poll::Ready(Ok(buf.len()))
-    }
-
-    fn poll_flush(
-        self: std::pin::Pin<&mut Self>,
-        _cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(
-        self: std::pin::Pin<&mut Self>,
-        _cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::task::Poll::Ready(Ok(()))
     }
 }

@@ -15,7 +15,7 @@
 //!
 //! - `args.rs`: argument parsing with errors that name the arg
 //! - `cmd.rs`: helper commands: no stdin, timeout, bounded output
-//! - `procfs.rs`: pure parsers over /proc text (tested on fixtures)
+//! - `procfs.rs`: reading /proc; pure parsers over its text (fixture tests)
 //! - `system.rs`: cpu, memory, uptime, fd_usage, heartbeat figures
 //! - `storage.rs`: disk_usage, mounts
 //! - `net.rs`: network_interfaces, tcp_summary

@@ -6,8 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{Value, json};
 
 use super::args::Args;
-use super::procfs::{parse_net_dev, parse_tcp, tcp_state_name};
-use super::system::read;
+use super::procfs::{parse_net_dev, parse_tcp, read, tcp_state_name};
 
 /// Listening ports kept.
 const MAX_PORTS: usize = 200;

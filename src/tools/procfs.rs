@@ -1,8 +1,27 @@
-//! Pure parsers over /proc text. Each takes the file's text so it can be
-//! tested on fixtures; missing or odd fields become zeros or are skipped,
-//! never panics.
+//! /proc for every tool: the few calls that touch it (read a file, list
+//! the pids, the sampling interval), then pure parsers over its text. Each
+//! parser takes the file's text so it can be tested on fixtures; missing or
+//! odd fields become zeros or are skipped, never panics.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// How long the cpu and top_processes tools sample.
+pub(crate) const SAMPLE: Duration = Duration::from_millis(200);
+
+/// Reads a /proc (or /sys, /etc) file; the error names the path.
+pub(crate) fn read(path: &str) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))
+}
+
+/// Numeric entries of /proc.
+pub(crate) fn pids() -> impl Iterator<Item = u64> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
+}
 
 /// Aggregate CPU jiffies from the `cpu` line of /proc/stat.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

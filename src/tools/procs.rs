@@ -6,20 +6,12 @@ use serde_json::{Value, json};
 
 use super::args::Args;
 use super::mask::mask_secrets;
-use super::procfs::{PidStat, parse_meminfo, parse_pid_stat, parse_status_uid, round1};
-use super::system::{SAMPLE, read};
+use super::procfs::{
+    PidStat, SAMPLE, parse_meminfo, parse_pid_stat, parse_status_uid, pids, read, round1,
+};
 
 /// Longest command line shown.
 const MAX_CMDLINE: usize = 256;
-
-/// Numeric entries of /proc.
-pub(crate) fn pids() -> impl Iterator<Item = u64> {
-    std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
-}
 
 fn stat_of(pid: u64) -> Option<PidStat> {
     parse_pid_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)

@@ -12,8 +12,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::args::Args;
-use super::procfs::{MountEntry, parse_mounts, round1};
-use super::system::read;
+use super::procfs::{MountEntry, parse_mounts, read, round1};
 
 /// Filesystems that hold no user data: skipped by disk_usage (any
 /// `cgroup*` too). tmpfs and overlay are kept: they fill up as well.

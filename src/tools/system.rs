@@ -2,22 +2,14 @@
 //! agent's heartbeat reports (kept here so both read /proc the same way).
 
 use std::sync::Mutex;
-use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use super::args::Args;
 use super::procfs::{
-    CpuTimes, count_stat_cpus, parse_file_nr, parse_loadavg, parse_meminfo, parse_os_pretty_name,
-    parse_stat_cpu, parse_uptime, round1,
+    CpuTimes, SAMPLE, count_stat_cpus, parse_file_nr, parse_loadavg, parse_meminfo,
+    parse_os_pretty_name, parse_stat_cpu, parse_uptime, pids, read, round1,
 };
-
-/// How long the cpu and top_processes tools sample.
-pub(crate) const SAMPLE: Duration = Duration::from_millis(200);
-
-pub(crate) fn read(path: &str) -> Result<String, String> {
-    std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))
-}
 
 /// /proc/stat text and its aggregate CPU times.
 fn cpu_times() -> Result<(String, CpuTimes), String> {
@@ -114,7 +106,7 @@ pub(crate) fn fd_usage(args: &Args) -> Result<Value, String> {
         parse_file_nr(&read("/proc/sys/fs/file-nr")?).ok_or("/proc/sys/fs/file-nr is malformed")?;
     // Processes whose fd directory cannot be listed (other users' without
     // privileges, or gone) are left out.
-    let mut top: Vec<(u64, String, u64)> = super::procs::pids()
+    let mut top: Vec<(u64, String, u64)> = pids()
         .filter_map(|pid| {
             let n = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64;
             let name = read(&format!("/proc/{pid}/comm")).ok()?.trim().to_string();

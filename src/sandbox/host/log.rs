@@ -51,7 +51,7 @@ pub(crate) fn log(ctx: &mut HostContext, level: Level, message: &str) {
     }
     let msg = crate::util::truncate_utf8(message, MAX_LINE);
     let sid = &ctx.info.session_id;
-    let state = &mut ctx.log;
+    let state = &mut ctx.run.log;
     if state.used + msg.len() > state.cap {
         state.dropped_lines += 1;
         if state.dropped_lines == 1 {

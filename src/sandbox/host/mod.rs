@@ -1,9 +1,11 @@
 //! Host side of the `catpaw:runner/host` imports.
 //!
-//! Each capability lives in its own file and owns its per-session state and
-//! logic; this file only holds the per-session [`HostContext`] and wires the
-//! generated `Host` trait to those files. A new capability is a new file
-//! plus one method here.
+//! Each capability lives in its own file and owns its state and logic:
+//! `stream.rs` (`emit`), `tools.rs`, `shell.rs`, `log.rs`. This file holds
+//! what they share: the per-session [`HostContext`] the generated `Host`
+//! trait is implemented on, the per-run [`RunState`] inside it, the call
+//! budget that tools and shell draw on together, and the audit helpers. A
+//! new capability is a new file plus one method in the `Host` impl below.
 
 mod log;
 mod shell;
@@ -16,7 +18,7 @@ use tracing::Instrument;
 
 use super::bindings::host;
 use super::limits::{BudgetExceeded, SessionLimits};
-use super::store::SessionState;
+use super::stdio::{CapturedStdio, Printed};
 use crate::audit::{Act, AuditLog, Record, Who, event, outcome};
 use crate::runner::{Budget, SessionInfo, StreamSink};
 use crate::shell::ShellLimits;
@@ -31,55 +33,96 @@ pub struct HostServices {
     pub shell: ShellLimits,
 }
 
-/// Per-session state of the imports.
+/// Per-session state of the imports: the generated `Host` trait is
+/// implemented on it, and the linker reaches it through the store.
 pub(crate) struct HostContext {
     /// The session this store serves.
-    pub(crate) info: SessionInfo,
+    info: SessionInfo,
     /// Where `emit` sends deltas.
-    pub(crate) sink: Arc<dyn StreamSink>,
+    sink: Arc<dyn StreamSink>,
     /// Shared services.
-    pub(crate) services: Arc<HostServices>,
-    /// Output budget state.
-    pub(crate) stream: stream::StreamState,
-    /// Tool calls and shell requests made in this run or chat turn.
-    calls: u64,
+    services: Arc<HostServices>,
+    /// Output budget of the whole session.
+    stream: stream::StreamState,
+    /// Tool calls plus shell requests allowed per run or chat turn.
     max_calls: u64,
-    /// Guest log budget of this run or chat turn.
+    /// State of the current run or chat turn.
+    run: RunState,
+}
+
+/// What one diagnose run or chat turn uses up and leaves behind. All of it
+/// starts afresh in one call, [`RunState::reset`], when the run ends
+/// (fuel, the store's part, is refilled beside it by `store::end_run`).
+struct RunState {
+    /// Tool calls and shell requests made.
+    calls: u64,
+    /// Guest log budget.
     log: log::LogState,
+    /// Guest stdout and stderr (the store's WASI streams write here).
+    stdio: CapturedStdio,
+}
+
+impl RunState {
+    fn new(log_cap: usize, stdio_cap: usize) -> Self {
+        RunState {
+            calls: 0,
+            log: log::LogState::new(log_cap),
+            stdio: CapturedStdio::new(stdio_cap),
+        }
+    }
+
+    /// Starts the next run: returns what this one printed and how many log
+    /// lines it dropped past the cap.
+    fn reset(&mut self) -> (Printed, u64) {
+        self.calls = 0;
+        let dropped_lines = self.log.reset();
+        (self.stdio.take(), dropped_lines)
+    }
 }
 
 impl HostContext {
-    /// Context for one session under `limits`.
+    /// Context for one session under `limits`; a run or turn may write
+    /// `stdio_cap` bytes of log lines and as many of stdout/stderr.
     pub(crate) fn new(
         info: SessionInfo,
         sink: Arc<dyn StreamSink>,
         services: Arc<HostServices>,
         limits: &SessionLimits,
-        log_cap: usize,
+        stdio_cap: usize,
     ) -> Self {
         HostContext {
             info,
             sink,
             services,
             stream: stream::StreamState::new(limits.max_output),
-            calls: 0,
             max_calls: limits.max_tool_calls,
-            log: log::LogState::new(log_cap),
+            run: RunState::new(stdio_cap, stdio_cap),
         }
     }
 
-    /// A new chat turn gets the full call budget again (like fuel).
-    pub(crate) fn new_turn(&mut self) {
-        self.calls = 0;
+    /// The capture the store's WASI stdout and stderr write into.
+    pub(crate) fn stdio(&self) -> CapturedStdio {
+        self.run.stdio.clone()
     }
 
-    /// Ends a run or turn's log budget, reporting lines dropped past it.
-    pub(crate) fn end_of_run(&mut self) {
-        let dropped = self.log.reset();
-        if dropped > 0 {
-            tracing::warn!(target: "guest", session_id = %self.info.session_id,
-                dropped_lines = dropped, "guest log lines past the cap were dropped");
+    /// Ends a run or chat turn: the next starts with whole call and log
+    /// budgets and an empty capture. What the run left goes to the log in
+    /// full (dropped log lines counted, then everything the guest printed);
+    /// what it printed is also returned, for the error of a failed run.
+    pub(crate) fn end_run(&mut self) -> Printed {
+        let (printed, dropped_lines) = self.run.reset();
+        let sid = &self.info.session_id;
+        if dropped_lines > 0 {
+            tracing::warn!(target: "guest", session_id = %sid,
+                dropped_lines, "guest log lines past the cap were dropped");
         }
+        printed.log(sid);
+        printed
+    }
+
+    /// Counts a report or chat answer against the session's output budget.
+    pub(crate) fn charge_reply(&mut self, bytes: u64, what: &str) -> Result<(), BudgetExceeded> {
+        self.stream.charge(bytes, what)
     }
 
     /// Counts one tool call or shell request. Past the budget the call is
@@ -87,8 +130,8 @@ impl HostContext {
     /// `resource_exhausted`: a guest looping on cheap host calls would
     /// otherwise fill the audit log and the disk under it.
     fn charge_call(&mut self, kind: &str, name: &str) -> Result<(), BudgetExceeded> {
-        self.calls += 1;
-        if self.calls <= self.max_calls {
+        self.run.calls += 1;
+        if self.run.calls <= self.max_calls {
             return Ok(());
         }
         let detail = format!(
@@ -146,9 +189,9 @@ impl HostContext {
     }
 }
 
-impl host::Host for SessionState {
+impl host::Host for HostContext {
     async fn session(&mut self) -> wasmtime::Result<host::SessionInfo> {
-        let i = &self.host.info;
+        let i = &self.info;
         Ok(host::SessionInfo {
             session_id: i.session_id.clone(),
             session_type: i.session_type.clone(),
@@ -163,8 +206,8 @@ impl host::Host for SessionState {
         stage: host::Stage,
         metadata_json: Option<String>,
     ) -> wasmtime::Result<()> {
-        let span = self.host.span("emit");
-        stream::emit(&mut self.host, delta, stage, metadata_json)
+        let span = self.span("emit");
+        stream::emit(self, delta, stage, metadata_json)
             .instrument(span)
             .await
     }
@@ -178,11 +221,9 @@ impl host::Host for SessionState {
         name: String,
         args_json: String,
     ) -> wasmtime::Result<Result<String, String>> {
-        self.host.charge_call("tool", &name)?;
-        let span = self.host.span("call-tool");
-        Ok(tools::call(&self.host, name, args_json)
-            .instrument(span)
-            .await)
+        self.charge_call("tool", &name)?;
+        let span = self.span("call-tool");
+        Ok(tools::call(self, name, args_json).instrument(span).await)
     }
 
     async fn request_shell(
@@ -190,15 +231,15 @@ impl host::Host for SessionState {
         command: String,
         timeout_ms: u32,
     ) -> wasmtime::Result<Result<host::ShellOutput, host::ShellError>> {
-        self.host.charge_call("shell", &command)?;
-        let span = self.host.span("request-shell");
-        Ok(shell::request(&self.host, command, timeout_ms)
+        self.charge_call("shell", &command)?;
+        let span = self.span("request-shell");
+        Ok(shell::request(self, command, timeout_ms)
             .instrument(span)
             .await)
     }
 
     async fn log(&mut self, level: host::Level, message: String) -> wasmtime::Result<()> {
-        log::log(&mut self.host, level, &message);
+        log::log(self, level, &message);
         Ok(())
     }
 }

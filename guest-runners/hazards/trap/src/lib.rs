@@ -1,4 +1,5 @@
-//! Hazard: streams one delta, then panics (a trap for the host).
+//! Hazard: prints a line to stdout, streams one delta, then panics (a trap
+//! for the host; the panic message goes to stderr).
 wit_bindgen::generate!({ path: "../../../wit", world: "diagnose-runner" });
 
 #[allow(unused_imports)]
@@ -10,6 +11,7 @@ export!(Runner);
 
 impl Guest for Runner {
     fn run(_req: Request) -> Result<String, String> {
+        println!("hazard-trap: stdout before the panic");
         host::emit("about to panic", host::Stage::Thinking, None);
         if core::hint::black_box(true) {
             panic!("hazard-trap: deliberate panic");
