@@ -225,11 +225,11 @@ async fn run_agent(cli: &Cli) -> anyhow::Result<ExitCode> {
         stopper.cancel();
     });
     let ingest = {
-        let dir = cfg.state_dir.clone();
+        let socket = cfg.paths().ingest_socket();
         let alerts = agent.alerts();
         let stop = shutdown.clone();
         tokio::spawn(async move {
-            if let Err(e) = catpaw_agent::alerts::ingest::serve(&dir, alerts, stop).await {
+            if let Err(e) = catpaw_agent::alerts::ingest::serve(&socket, alerts, stop).await {
                 tracing::error!(error = %format!("{e:#}"), "local alert ingest is not available");
             }
         })
@@ -256,7 +256,8 @@ async fn alert(cli: &Cli, args: &AlertArgs) -> anyhow::Result<ExitCode> {
             .collect(),
         (None, None) => anyhow::bail!("give --json or --json-lines"),
     };
-    let report = catpaw_agent::alerts::ingest::send_lines(&cfg.state_dir, &lines).await?;
+    let report =
+        catpaw_agent::alerts::ingest::send_lines(&cfg.paths().ingest_socket(), &lines).await?;
     for (line, error) in &report.refused {
         eprintln!("catpaw-agent: event on line {line} refused: {error}");
     }
@@ -274,7 +275,7 @@ async fn alert(cli: &Cli, args: &AlertArgs) -> anyhow::Result<ExitCode> {
 
 fn audit_verify(cli: &Cli) -> anyhow::Result<ExitCode> {
     let cfg = Config::load(cli.config.as_deref())?;
-    match catpaw_agent::audit::verify(&cfg.state_dir) {
+    match catpaw_agent::audit::verify(&cfg.paths().audit_trail()) {
         Ok(v) => {
             println!(
                 "audit trail intact: {} records (seq {}..{}) in {} file(s) under {}",

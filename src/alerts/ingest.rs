@@ -1,4 +1,4 @@
-//! Local alert ingest: a Unix socket at `<state_dir>/agent.sock` (mode
+//! Local alert ingest: a Unix socket (`<state_dir>/agent.sock`, mode
 //! 0600) that takes newline-delimited JSON alert events and pushes them into
 //! the ring buffer, connected or not.
 //!
@@ -15,7 +15,7 @@
 //! instead of retrying at full speed, and logs the failures at most once
 //! per [`ACCEPT_LOG_EVERY`].
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -65,11 +65,6 @@ impl Default for IngestOptions {
 pub fn accept_pause(n: u32) -> Duration {
     let ms = 100u64.saturating_mul(1 << n.clamp(1, 5).saturating_sub(1));
     Duration::from_millis(ms.min(1000))
-}
-
-/// The socket path for a state dir.
-pub fn socket_path(state_dir: &Path) -> PathBuf {
-    state_dir.join("agent.sock")
 }
 
 fn string_map(
@@ -271,24 +266,25 @@ fn refuse(stream: UnixStream, max: usize) {
 /// Serves the ingest socket until `shutdown`. A stale socket file left by a
 /// previous run is replaced.
 pub async fn serve(
-    state_dir: &Path,
+    socket: &Path,
     alerts: AlertBuffer,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    serve_with(state_dir, alerts, shutdown, IngestOptions::default()).await
+    serve_with(socket, alerts, shutdown, IngestOptions::default()).await
 }
 
 /// [`serve`] with explicit limits.
 pub async fn serve_with(
-    state_dir: &Path,
+    socket: &Path,
     alerts: AlertBuffer,
     shutdown: CancellationToken,
     opts: IngestOptions,
 ) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::create_dir_all(state_dir)
-        .with_context(|| format!("creating {}", state_dir.display()))?;
-    let path = socket_path(state_dir);
+    let path = socket.to_path_buf();
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
     if path.exists() {
         if UnixStream::connect(&path).await.is_ok() {
             anyhow::bail!(
@@ -370,13 +366,12 @@ pub struct SendReport {
     pub refused: Vec<(usize, String)>,
 }
 
-/// Sends event lines to the agent listening in `state_dir`.
-pub async fn send_lines(state_dir: &Path, lines: &[String]) -> anyhow::Result<SendReport> {
-    let path = socket_path(state_dir);
-    let stream = UnixStream::connect(&path).await.with_context(|| {
+/// Sends event lines to the agent listening on `socket`.
+pub async fn send_lines(socket: &Path, lines: &[String]) -> anyhow::Result<SendReport> {
+    let stream = UnixStream::connect(socket).await.with_context(|| {
         format!(
             "connecting to {} (is catpaw-agent running with this state_dir?)",
-            path.display()
+            socket.display()
         )
     })?;
     let (r, mut w) = stream.into_split();
@@ -407,6 +402,7 @@ pub async fn send_lines(state_dir: &Path, lines: &[String]) -> anyhow::Result<Se
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     #[test]
     fn events_are_validated_field_by_field() {
@@ -452,12 +448,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let alerts = AlertBuffer::new(10);
         let stop = CancellationToken::new();
-        let server = tokio::spawn(serve_until(
-            dir.path().to_path_buf(),
-            alerts.clone(),
-            stop.clone(),
-        ));
-        let path = socket_path(dir.path());
+        let path = socket(dir.path());
+        let server = tokio::spawn(serve_until(path.clone(), alerts.clone(), stop.clone()));
         for _ in 0..100 {
             if path.exists() {
                 break;
@@ -474,7 +466,7 @@ mod tests {
             r#"{"event_time":2,"event_status":"Nope","alert_key":"b"}"#.to_string(),
             r#"{"event_time":3,"event_status":"Ok","alert_key":"c"}"#.to_string(),
         ];
-        let report = send_lines(dir.path(), &lines).await.expect("send");
+        let report = send_lines(&path, &lines).await.expect("send");
         assert_eq!(report.accepted, 2);
         assert_eq!(report.refused.len(), 1);
         assert_eq!(report.refused[0].0, 2);
@@ -490,8 +482,13 @@ mod tests {
         assert!(!path.exists(), "socket removed on shutdown");
     }
 
-    async fn serve_until(dir: PathBuf, alerts: AlertBuffer, stop: CancellationToken) {
-        serve(&dir, alerts, stop).await.expect("serve");
+    async fn serve_until(socket: PathBuf, alerts: AlertBuffer, stop: CancellationToken) {
+        serve(&socket, alerts, stop).await.expect("serve");
+    }
+
+    /// The socket in a test's state dir.
+    fn socket(state_dir: &Path) -> PathBuf {
+        crate::config::StatePaths::new(state_dir).ingest_socket()
     }
 
     /// A socket served with `opts` in a fresh dir, listening when this
@@ -506,14 +503,14 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let stop = CancellationToken::new();
         let task = {
-            let (d, s) = (dir.path().to_path_buf(), stop.clone());
+            let (path, s) = (socket(dir.path()), stop.clone());
             tokio::spawn(async move {
-                serve_with(&d, AlertBuffer::new(10), s, opts)
+                serve_with(&path, AlertBuffer::new(10), s, opts)
                     .await
                     .expect("serve");
             })
         };
-        let path = socket_path(dir.path());
+        let path = socket(dir.path());
         for _ in 0..200 {
             if UnixStream::connect(&path).await.is_ok() {
                 break;
@@ -526,7 +523,7 @@ mod tests {
     impl Served {
         async fn client(&self) -> BufReader<UnixStream> {
             BufReader::new(
-                UnixStream::connect(socket_path(self.dir.path()))
+                UnixStream::connect(socket(self.dir.path()))
                     .await
                     .expect("connect"),
             )

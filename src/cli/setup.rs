@@ -88,7 +88,8 @@ pub fn build(
             bail!("{what} timeout must be greater than 0");
         }
     }
-    let audit = AuditLog::open_with(&cfg.state_dir, cfg.audit.clone())?;
+    let state = cfg.paths();
+    let audit = AuditLog::open_with(&state.audit_trail(), cfg.audit.clone())?;
     let shell_user = match &cfg.sandbox.shell_user {
         None => None,
         Some(name) => Some(
@@ -104,7 +105,7 @@ pub fn build(
             slots: slots.saturating_add(2),
             max_memory: diagnose_limits.max_memory.max(chat_limits.max_memory),
         },
-        cache_dir: Some(cfg.state_dir.join("cache")),
+        cache_dir: Some(state.compile_cache()),
         services: HostServices {
             audit: Some(audit.clone()),
             shell: ShellLimits {

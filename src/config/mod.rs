@@ -34,7 +34,7 @@ use std::time::Duration;
 use crate::link::signing::SigningConfig;
 use check::{Ctx, env_name, expand_env};
 pub use hygiene::{check_agent_token, redact_url};
-pub use paths::load_or_create_agent_id;
+pub use paths::StatePaths;
 use raw::RawConfig;
 pub use units::{parse_duration, parse_size};
 pub use url::ws_url;
@@ -454,9 +454,9 @@ impl Config {
         ws_url(&self.server.address)
     }
 
-    /// `<state_dir>/agent_id`.
-    pub fn agent_id_path(&self) -> PathBuf {
-        self.state_dir.join("agent_id")
+    /// The files under `state_dir`.
+    pub fn paths(&self) -> StatePaths {
+        StatePaths::new(&self.state_dir)
     }
 }
 

@@ -268,11 +268,12 @@ fn signing_section_errors_name_the_field() {
 #[test]
 fn agent_id_is_created_kept_and_repaired() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let a = load_or_create_agent_id(dir.path()).expect("create");
-    let b = load_or_create_agent_id(dir.path()).expect("reuse");
+    let paths = StatePaths::new(dir.path());
+    let a = paths.load_or_create_agent_id().expect("create");
+    let b = paths.load_or_create_agent_id().expect("reuse");
     assert_eq!(a, b);
     std::fs::write(dir.path().join("agent_id"), "garbage").expect("write");
-    let c = load_or_create_agent_id(dir.path()).expect("repair");
+    let c = paths.load_or_create_agent_id().expect("repair");
     assert_ne!(a, c);
     let text = std::fs::read_to_string(dir.path().join("agent_id")).expect("read");
     assert_eq!(text, format!("{c}\n"));

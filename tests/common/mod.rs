@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use catpaw_agent::audit::AuditLog;
+use catpaw_agent::config::StatePaths;
 use catpaw_agent::link::proto::SessionStartPayload;
 use catpaw_agent::sandbox::{
     EngineOptions, HostServices, LoadedRunner, Sandbox, SandboxOptions, SessionLimits,
@@ -53,7 +54,7 @@ pub struct TestSandbox {
 impl TestSandbox {
     pub fn new() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let audit = AuditLog::open(dir.path()).expect("audit");
+        let audit = AuditLog::open(&StatePaths::new(dir.path()).audit_trail()).expect("audit");
         let sandbox = Sandbox::new(SandboxOptions {
             engine: EngineOptions {
                 pooling: true,
