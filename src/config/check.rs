@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::raw::{RawLimits, RawSigning};
-use super::units::{parse_duration, parse_size};
-use super::{ConfigError, LimitOverride, Limits};
+use super::ConfigError;
+use super::raw::RawSigning;
+use super::units::{duration_value, size_value};
 use crate::link::signing::{self, SigningConfig};
 
 /// Largest accepted `[server.signing] max_skew`, in seconds (one day).
@@ -61,11 +61,7 @@ impl Ctx<'_> {
     ) -> Result<u64, ConfigError> {
         match v {
             None => Ok(default),
-            Some(toml::Value::Integer(i)) if i >= 0 => Ok(i as u64),
-            Some(toml::Value::String(s)) => parse_size(&s).map_err(|m| self.err(field, m)),
-            Some(other) => {
-                Err(self.err(field, format!("{other} is not a size (use e.g. \"64MiB\")")))
-            }
+            Some(v) => size_value(&v).map_err(|m| self.err(field, m)),
         }
     }
 
@@ -77,66 +73,8 @@ impl Ctx<'_> {
     ) -> Result<Duration, ConfigError> {
         match v {
             None => Ok(default),
-            Some(toml::Value::Integer(i)) if i >= 0 => Ok(Duration::from_secs(i as u64)),
-            Some(toml::Value::String(s)) => parse_duration(&s).map_err(|m| self.err(field, m)),
-            Some(other) => Err(self.err(
-                field,
-                format!("{other} is not a duration (use e.g. \"30s\")"),
-            )),
+            Some(v) => duration_value(&v).map_err(|m| self.err(field, m)),
         }
-    }
-
-    pub(super) fn limits(
-        &self,
-        section: &str,
-        raw: RawLimits,
-        defaults: &Limits,
-    ) -> Result<LimitOverride, ConfigError> {
-        let f = |name: &str| format!("[{section}] {name}");
-        let o = LimitOverride {
-            fuel: raw.fuel.map(|n| self.count(&f("fuel"), n)).transpose()?,
-            max_memory: match raw.max_memory {
-                None => None,
-                v => Some(self.memory(&f("max_memory"), v, defaults.max_memory)?),
-            },
-            timeout: match raw.timeout {
-                None => None,
-                v => Some(self.positive(
-                    &f("timeout"),
-                    self.duration(&f("timeout"), v, defaults.timeout)?,
-                )?),
-            },
-            max_output: match raw.max_output {
-                None => None,
-                v => Some(self.size(&f("max_output"), v, defaults.max_output)?),
-            },
-            max_tool_calls: raw
-                .max_tool_calls
-                .map(|n| self.count(&f("max_tool_calls"), n))
-                .transpose()?,
-        };
-        Ok(o)
-    }
-
-    /// A count that must be at least 1.
-    pub(super) fn count(&self, field: &str, n: i64) -> Result<u64, ConfigError> {
-        u64::try_from(n)
-            .ok()
-            .filter(|&n| n > 0)
-            .ok_or_else(|| self.err(field, format!("{n} must be greater than 0")))
-    }
-
-    pub(super) fn memory(
-        &self,
-        field: &str,
-        v: Option<toml::Value>,
-        default: u64,
-    ) -> Result<u64, ConfigError> {
-        let m = self.size(field, v, default)?;
-        if !((1 << 20)..=(4u64 << 30)).contains(&m) {
-            return Err(self.err(field, format!("{m} bytes is outside 1MiB..4GiB")));
-        }
-        Ok(m)
     }
 
     /// `[server.signing]` (PROTOCOL §9).
@@ -181,12 +119,5 @@ impl Ctx<'_> {
             require,
             max_skew,
         })
-    }
-
-    pub(super) fn positive(&self, field: &str, d: Duration) -> Result<Duration, ConfigError> {
-        if d.is_zero() {
-            return Err(self.err(field, "must be greater than 0"));
-        }
-        Ok(d)
     }
 }

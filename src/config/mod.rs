@@ -15,11 +15,14 @@
 //!   load/parse entry
 //! - `raw.rs`: the file as TOML sees it
 //! - `check.rs`: field checks that turn raw values into typed ones
+//! - `budgets.rs`: the one funnel for session budgets (file, per-role
+//!   overrides, command-line flags)
 //! - `units.rs`: sizes and durations
 //! - `url.rs`: the server's WebSocket URL
 //! - `paths.rs`: the state directory's layout
 //! - `hygiene.rs`: settings that work but deserve a warning
 
+mod budgets;
 mod check;
 mod hygiene;
 mod paths;
@@ -29,9 +32,9 @@ mod url;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use crate::link::signing::SigningConfig;
+pub use budgets::{BudgetFlag, RoleBudgets};
 use check::{Ctx, env_name, expand_env};
 pub use hygiene::{check_agent_token, redact_url};
 pub use paths::StatePaths;
@@ -61,8 +64,8 @@ pub enum ConfigError {
         /// What toml said.
         message: String,
     },
-    /// A value that parses but is not acceptable.
-    #[error("{path}: `{field}`: {message}")]
+    /// A value in the file that parses but is not acceptable.
+    #[error("config {path} `{field}`: {message}")]
     Invalid {
         /// File.
         path: String,
@@ -71,42 +74,15 @@ pub enum ConfigError {
         /// What is wrong and what to do.
         message: String,
     },
-}
-
-/// Which runner role limits are for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RunnerKind {
-    /// inspect and diagnose.
-    Diagnose,
-    /// chat.
-    Chat,
-}
-
-/// Budgets of one session (per run / per chat turn for fuel and time).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Limits {
-    /// Fuel units.
-    pub fuel: u64,
-    /// Linear memory cap in bytes.
-    pub max_memory: u64,
-    /// Wall-clock limit.
-    pub timeout: Duration,
-    /// Total streamed bytes.
-    pub max_output: u64,
-    /// Tool calls plus shell requests per run / chat turn.
-    pub max_tool_calls: u64,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            fuel: 1_000_000_000,
-            max_memory: 64 << 20,
-            timeout: Duration::from_secs(120),
-            max_output: 8 << 20,
-            max_tool_calls: 256,
-        }
-    }
+    /// A command-line value that is not acceptable (budgets: the same
+    /// rules and words as in the file).
+    #[error("command line `{flag}`: {message}")]
+    Flag {
+        /// The flag, e.g. `--max-memory`.
+        flag: String,
+        /// What is wrong and what to do.
+        message: String,
+    },
 }
 
 /// The whole configuration.
@@ -128,6 +104,8 @@ pub struct Config {
     pub audit: crate::audit::AuditOptions,
     /// The file it came from (for messages), if any.
     pub source: Option<PathBuf>,
+    /// One warning line per renamed key the file still uses.
+    pub deprecated: Vec<String>,
 }
 
 /// `[server]`.
@@ -171,18 +149,9 @@ pub struct SandboxConfig {
     pub diagnose_runner: Option<PathBuf>,
     /// Runner for chat.
     pub chat_runner: Option<PathBuf>,
-    /// Default budgets.
-    pub limits: Limits,
-    /// Overrides for diagnose sessions.
-    pub diagnose_overrides: LimitOverride,
-    /// Overrides for chat sessions.
-    pub chat_overrides: LimitOverride,
-    /// Cap on one shell command's run time.
-    pub shell_timeout: Duration,
-    /// Cap per stream of one shell command's output.
-    pub shell_output: u64,
-    /// Guest stdout/stderr bytes kept per session for the log.
-    pub guest_stdio: u64,
+    /// Budgets of each role's sessions: `[sandbox]`, then
+    /// `[sandbox.diagnose]` / `[sandbox.chat]` (see `budgets.rs`).
+    pub budgets: RoleBudgets,
 }
 
 impl Default for SandboxConfig {
@@ -194,45 +163,7 @@ impl Default for SandboxConfig {
             runner: None,
             diagnose_runner: None,
             chat_runner: None,
-            limits: Limits::default(),
-            diagnose_overrides: LimitOverride::default(),
-            chat_overrides: LimitOverride::default(),
-            shell_timeout: Duration::from_secs(30),
-            shell_output: 64 * 1024,
-            guest_stdio: 16 * 1024,
-        }
-    }
-}
-
-/// Per-role limit overrides.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LimitOverride {
-    /// Fuel.
-    pub fuel: Option<u64>,
-    /// Memory cap.
-    pub max_memory: Option<u64>,
-    /// Wall clock.
-    pub timeout: Option<Duration>,
-    /// Output bytes.
-    pub max_output: Option<u64>,
-    /// Tool calls plus shell requests.
-    pub max_tool_calls: Option<u64>,
-}
-
-impl SandboxConfig {
-    /// Budgets for sessions of `kind`, overrides applied.
-    pub fn limits_for(&self, kind: RunnerKind) -> Limits {
-        let o = match kind {
-            RunnerKind::Diagnose => &self.diagnose_overrides,
-            RunnerKind::Chat => &self.chat_overrides,
-        };
-        let d = &self.limits;
-        Limits {
-            fuel: o.fuel.unwrap_or(d.fuel),
-            max_memory: o.max_memory.unwrap_or(d.max_memory),
-            timeout: o.timeout.unwrap_or(d.timeout),
-            max_output: o.max_output.unwrap_or(d.max_output),
-            max_tool_calls: o.max_tool_calls.unwrap_or(d.max_tool_calls),
+            budgets: RoleBudgets::default(),
         }
     }
 }
@@ -269,6 +200,7 @@ impl Default for Config {
             log: LogConfig::default(),
             audit: default_audit(),
             source: None,
+            deprecated: Vec::new(),
         }
     }
 }
@@ -359,25 +291,9 @@ impl Config {
                 ));
             }
         };
-        let count = |field: &str, v: Option<i64>, default: u64| match v {
-            None => Ok(default),
-            Some(n) => cx.count(field, n),
-        };
-        let fuel = count("[sandbox] fuel", sb.fuel, d.limits.fuel)?;
-        let limits = Limits {
-            fuel,
-            max_memory: cx.memory("[sandbox] max_memory", sb.max_memory, d.limits.max_memory)?,
-            timeout: cx.positive(
-                "[sandbox] timeout",
-                cx.duration("[sandbox] timeout", sb.timeout, d.limits.timeout)?,
-            )?,
-            max_output: cx.size("[sandbox] max_output", sb.max_output, d.limits.max_output)?,
-            max_tool_calls: count(
-                "[sandbox] max_tool_calls",
-                sb.max_tool_calls,
-                d.limits.max_tool_calls,
-            )?,
-        };
+        let mut deprecated = Vec::new();
+        let budgets =
+            RoleBudgets::from_file(&shown, &sb.budgets, &sb.diagnose, &sb.chat, &mut deprecated)?;
         let allow_remote_shell = sb.allow_remote_shell.unwrap_or(false);
         let shell_user = sb.shell_user.filter(|u| !u.trim().is_empty());
         // SAFETY: geteuid has no preconditions.
@@ -391,19 +307,7 @@ impl Config {
             runner: cx.path_of(sb.runner),
             diagnose_runner: cx.path_of(sb.diagnose_runner),
             chat_runner: cx.path_of(sb.chat_runner),
-            diagnose_overrides: cx.limits(
-                "sandbox.diagnose",
-                sb.diagnose.unwrap_or_default(),
-                &limits,
-            )?,
-            chat_overrides: cx.limits("sandbox.chat", sb.chat.unwrap_or_default(), &limits)?,
-            limits,
-            shell_timeout: cx.positive(
-                "[sandbox] shell_timeout",
-                cx.duration("[sandbox] shell_timeout", sb.shell_timeout, d.shell_timeout)?,
-            )?,
-            shell_output: cx.size("[sandbox] shell_output", sb.shell_output, d.shell_output)?,
-            guest_stdio: cx.size("[sandbox] guest_stdio", sb.guest_stdio, d.guest_stdio)?,
+            budgets,
         };
 
         let level = raw.log.level.unwrap_or_else(|| "info".into());
@@ -446,6 +350,7 @@ impl Config {
             sandbox,
             log: LogConfig { level, format },
             source: Some(path.to_path_buf()),
+            deprecated,
         })
     }
 

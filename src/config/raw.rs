@@ -1,5 +1,6 @@
 //! The file as TOML sees it: every key optional, unknown keys refused.
-//! `check.rs` and `Config::parse` turn these shapes into the schema.
+//! `check.rs`, `budgets.rs` and `Config::parse` turn these shapes into the
+//! schema.
 
 use std::collections::BTreeMap;
 
@@ -54,18 +55,15 @@ pub(super) struct RawSigning {
     pub(super) max_skew: Option<toml::Value>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawLimits {
-    pub(super) fuel: Option<i64>,
-    pub(super) max_memory: Option<toml::Value>,
-    pub(super) timeout: Option<toml::Value>,
-    pub(super) max_output: Option<toml::Value>,
-    pub(super) max_tool_calls: Option<i64>,
-}
+/// The budget keys of one section (`[sandbox]`, `[sandbox.diagnose]`,
+/// `[sandbox.chat]`), left untyped for the budget funnel (`budgets.rs`),
+/// which parses them and refuses unknown keys.
+pub(super) type RawBudgets = BTreeMap<String, toml::Value>;
 
+/// `[sandbox]`. Not `deny_unknown_fields` (serde cannot combine it with
+/// `flatten`): every key not named here lands in `budgets`, where the
+/// funnel refuses what is not a budget.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(super) struct RawSandbox {
     pub(super) max_concurrent_sessions: Option<i64>,
     pub(super) allow_remote_shell: Option<bool>,
@@ -73,16 +71,12 @@ pub(super) struct RawSandbox {
     pub(super) runner: Option<String>,
     pub(super) diagnose_runner: Option<String>,
     pub(super) chat_runner: Option<String>,
-    pub(super) fuel: Option<i64>,
-    pub(super) max_memory: Option<toml::Value>,
-    pub(super) timeout: Option<toml::Value>,
-    pub(super) max_output: Option<toml::Value>,
-    pub(super) max_tool_calls: Option<i64>,
-    pub(super) shell_timeout: Option<toml::Value>,
-    pub(super) shell_output: Option<toml::Value>,
-    pub(super) guest_stdio: Option<toml::Value>,
-    pub(super) diagnose: Option<RawLimits>,
-    pub(super) chat: Option<RawLimits>,
+    #[serde(default)]
+    pub(super) diagnose: RawBudgets,
+    #[serde(default)]
+    pub(super) chat: RawBudgets,
+    #[serde(flatten)]
+    pub(super) budgets: RawBudgets,
 }
 
 #[derive(Debug, Default, Deserialize)]

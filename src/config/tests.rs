@@ -16,7 +16,8 @@ fn defaults_when_the_file_is_empty() {
     assert_eq!(c.server.alert_buffer_size, 1000);
     assert_eq!(c.sandbox.max_concurrent_sessions, 3);
     assert!(!c.sandbox.allow_remote_shell);
-    assert_eq!(c.sandbox.limits, Limits::default());
+    assert_eq!(c.sandbox.budgets, RoleBudgets::default());
+    assert!(c.warnings().is_empty());
 }
 
 #[test]
@@ -33,6 +34,14 @@ fn sizes_and_durations() {
     assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
     assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
     assert!(parse_duration("soon").is_err());
+    use super::units::format_size;
+    assert_eq!(format_size(4 << 30), "4GiB");
+    assert_eq!(format_size(1 << 20), "1MiB");
+    assert_eq!(format_size(3 << 10), "3KiB");
+    assert_eq!(
+        (format_size(1500), format_size(0)),
+        ("1500".into(), "0".into())
+    );
 }
 
 #[test]
@@ -82,39 +91,160 @@ fn per_role_overrides_apply() {
         "[sandbox]\nfuel = 5\ntimeout = \"10s\"\n[sandbox.chat]\nfuel = 7\nmax_memory = \"32MiB\"",
     )
     .expect("ok");
-    assert_eq!(c.sandbox.limits_for(RunnerKind::Diagnose).fuel, 5);
-    let chat = c.sandbox.limits_for(RunnerKind::Chat);
+    assert_eq!(c.sandbox.budgets.diagnose.fuel, 5);
+    let chat = &c.sandbox.budgets.chat;
     assert_eq!(chat.fuel, 7);
     assert_eq!(chat.max_memory, 32 << 20);
     assert_eq!(chat.timeout, Duration::from_secs(10));
 }
 
 #[test]
-fn tool_call_budget_defaults_overrides_and_validation() {
+fn every_budget_can_be_overridden_per_role() {
+    let c = parse(
+        "[sandbox]\nguest_stdio = \"4KiB\"\nshell_timeout = \"5s\"\n\
+         [sandbox.diagnose]\nshell_output = 1024\n[sandbox.chat]\nguest_stdio = 100",
+    )
+    .expect("ok");
+    let RoleBudgets { diagnose, chat } = &c.sandbox.budgets;
+    assert_eq!((diagnose.guest_stdio, chat.guest_stdio), (4096, 100));
+    assert_eq!(diagnose.shell_timeout, Duration::from_secs(5));
+    assert_eq!(chat.shell_timeout, Duration::from_secs(5));
+    assert_eq!((diagnose.shell_output, chat.shell_output), (1024, 64 << 10));
+    let e = parse("[sandbox.chat]\nallow_remote_shell = true")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("`[sandbox.chat] allow_remote_shell`") && e.contains("unknown key"),
+        "{e}"
+    );
+}
+
+#[test]
+fn host_call_budget_defaults_overrides_and_validation() {
     let c = parse("").expect("ok");
-    assert_eq!(
-        c.sandbox.limits_for(RunnerKind::Diagnose).max_tool_calls,
-        256
-    );
+    assert_eq!(c.sandbox.budgets.diagnose.max_host_calls, 256);
     let c =
-        parse("[sandbox]\nmax_tool_calls = 40\n[sandbox.chat]\nmax_tool_calls = 8").expect("ok");
-    assert_eq!(
-        c.sandbox.limits_for(RunnerKind::Diagnose).max_tool_calls,
-        40
-    );
-    assert_eq!(c.sandbox.limits_for(RunnerKind::Chat).max_tool_calls, 8);
-    for bad in [
-        "[sandbox]\nmax_tool_calls = 0",
-        "[sandbox.chat]\nmax_tool_calls = -3",
+        parse("[sandbox]\nmax_host_calls = 40\n[sandbox.chat]\nmax_host_calls = 8").expect("ok");
+    assert_eq!(c.sandbox.budgets.diagnose.max_host_calls, 40);
+    assert_eq!(c.sandbox.budgets.chat.max_host_calls, 8);
+    assert!(c.warnings().is_empty());
+    for (bad, field) in [
+        ("[sandbox]\nmax_host_calls = 0", "[sandbox] max_host_calls"),
+        (
+            "[sandbox.chat]\nmax_tool_calls = -3",
+            "[sandbox.chat] max_tool_calls",
+        ),
     ] {
         let e = parse(bad).unwrap_err().to_string();
-        assert!(
-            e.contains("max_tool_calls") && e.contains("greater than 0"),
-            "{e}"
-        );
+        assert!(e.contains(field) && e.contains("greater than 0"), "{e}");
     }
     let e = parse("[sandbox]\nfuel = -1").unwrap_err().to_string();
     assert!(e.contains("[sandbox] fuel"), "{e}");
+}
+
+#[test]
+fn the_old_tool_call_key_still_works_with_one_warning() {
+    let c =
+        parse("[sandbox]\nmax_tool_calls = 40\n[sandbox.chat]\nmax_tool_calls = 8").expect("ok");
+    assert_eq!(c.sandbox.budgets.diagnose.max_host_calls, 40);
+    assert_eq!(c.sandbox.budgets.chat.max_host_calls, 8);
+    let w = c.warnings();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].contains("`max_tool_calls`")
+            && w[0].contains("[sandbox], [sandbox.chat]")
+            && w[0].contains("rename it to `max_host_calls`"),
+        "{}",
+        w[0]
+    );
+    let e = parse("[sandbox.diagnose]\nmax_tool_calls = 4\nmax_host_calls = 5")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("`[sandbox.diagnose] max_tool_calls`")
+            && e.contains("keep only `max_host_calls`"),
+        "{e}"
+    );
+    // Old key in one section, new key in another: two layers, no conflict.
+    let c = parse("[sandbox]\nmax_tool_calls = 4\n[sandbox.chat]\nmax_host_calls = 5").expect("ok");
+    assert_eq!(c.sandbox.budgets.chat.max_host_calls, 5);
+}
+
+#[test]
+fn file_and_command_line_budgets_pass_one_check_with_one_message() {
+    let flag = |key, value: &str| BudgetFlag {
+        key,
+        value: value.to_string(),
+    };
+    // (file section body, flag, the message both must give)
+    let cases = [
+        (
+            "max_memory = 100",
+            flag("max_memory", "100"),
+            "100 bytes is outside 1MiB..4GiB",
+        ),
+        (
+            "max_memory = \"5GiB\"",
+            flag("max_memory", "5GiB"),
+            "5368709120 bytes is outside 1MiB..4GiB",
+        ),
+        (
+            "max_memory = \"lots\"",
+            flag("max_memory", "lots"),
+            "\"lots\" is not a size",
+        ),
+        ("fuel = 0", flag("fuel", "0"), "0 must be greater than 0"),
+        (
+            "timeout = \"0s\"",
+            flag("timeout", "0s"),
+            "must be greater than 0",
+        ),
+        (
+            "timeout = \"soon\"",
+            flag("timeout", "soon"),
+            "\"soon\" is not a duration",
+        ),
+    ];
+    for (body, flag, words) in cases {
+        let key = flag.key;
+        let e = parse(&format!("[sandbox.chat]\n{body}"))
+            .expect_err(body)
+            .to_string();
+        let want = format!("config /etc/catpaw/conf.d/config.toml `[sandbox.chat] {key}`: {words}");
+        assert!(e.starts_with(&want), "{e}\nwant {want}");
+        let e = RoleBudgets::default()
+            .with_flags(&[flag])
+            .expect_err(body)
+            .to_string();
+        let want = format!("command line `--{}`: {words}", key.replace('_', "-"));
+        assert!(e.starts_with(&want), "{e}\nwant {want}");
+    }
+}
+
+#[test]
+fn command_line_budgets_beat_the_file_for_both_roles() {
+    let c = parse("[sandbox]\nfuel = 5\n[sandbox.chat]\nfuel = 7\ntimeout = \"9s\"").expect("ok");
+    let flags = [
+        BudgetFlag {
+            key: "fuel",
+            value: "1000".into(),
+        },
+        BudgetFlag {
+            key: "max_memory",
+            value: "32MiB".into(),
+        },
+    ];
+    let b = c.sandbox.budgets.with_flags(&flags).expect("ok");
+    assert_eq!((b.diagnose.fuel, b.chat.fuel), (1000, 1000));
+    assert_eq!(
+        (b.diagnose.max_memory, b.chat.max_memory),
+        (32 << 20, 32 << 20)
+    );
+    assert_eq!(b.chat.timeout, Duration::from_secs(9));
+    assert_eq!(
+        c.sandbox.budgets.with_flags(&[]).expect("ok"),
+        c.sandbox.budgets
+    );
 }
 
 #[test]

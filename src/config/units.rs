@@ -44,3 +44,34 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     };
     Ok(d)
 }
+
+/// A size as TOML holds it: a non-negative integer (bytes) or a string
+/// with a unit.
+pub(super) fn size_value(v: &toml::Value) -> Result<u64, String> {
+    match v {
+        toml::Value::Integer(i) if *i >= 0 => Ok(*i as u64),
+        toml::Value::String(s) => parse_size(s),
+        other => Err(format!("{other} is not a size (use e.g. \"64MiB\")")),
+    }
+}
+
+/// A duration as TOML holds it: a non-negative integer (seconds) or a
+/// string with a unit.
+pub(super) fn duration_value(v: &toml::Value) -> Result<Duration, String> {
+    match v {
+        toml::Value::Integer(i) if *i >= 0 => Ok(Duration::from_secs(*i as u64)),
+        toml::Value::String(s) => parse_duration(s),
+        other => Err(format!("{other} is not a duration (use e.g. \"30s\")")),
+    }
+}
+
+/// `n` bytes in the largest binary unit that holds it exactly (`4GiB`,
+/// `1MiB`, `1500`), as a message shows a bound.
+pub(super) fn format_size(n: u64) -> String {
+    for (shift, unit) in [(30, "GiB"), (20, "MiB"), (10, "KiB")] {
+        if n != 0 && n.trailing_zeros() >= shift {
+            return format!("{}{unit}", n >> shift);
+        }
+    }
+    n.to_string()
+}

@@ -12,8 +12,9 @@ use super::Sandbox;
 use super::bindings::chat_world::{ChatRunner as ChatWorld, ChatRunnerPre};
 use super::bindings::diagnose_world::DiagnoseRunnerPre;
 use super::bindings::diagnose_world::exports::catpaw::runner::diagnose::Request;
+use super::budgets::Budgets;
 use super::host::HostContext;
-use super::limits::{self, Guarded, SessionLimits};
+use super::limits::{self, Guarded};
 use super::store::{SessionState, new_store};
 use crate::runner::{
     ChatHandle, ChatRunner, ChatSessionOpts, DiagnoseRequest, DiagnoseRunner, RunError,
@@ -24,14 +25,14 @@ use crate::runner::{
 pub struct WasmDiagnoseRunner {
     sandbox: Arc<Sandbox>,
     pre: DiagnoseRunnerPre<SessionState>,
-    limits: SessionLimits,
+    limits: Budgets,
 }
 
 impl WasmDiagnoseRunner {
     pub(crate) fn new(
         sandbox: Arc<Sandbox>,
         pre: DiagnoseRunnerPre<SessionState>,
-        limits: SessionLimits,
+        limits: Budgets,
     ) -> Self {
         WasmDiagnoseRunner {
             sandbox,
@@ -41,7 +42,7 @@ impl WasmDiagnoseRunner {
     }
 
     /// The budgets each session gets.
-    pub fn limits(&self) -> &SessionLimits {
+    pub fn limits(&self) -> &Budgets {
         &self.limits
     }
 }
@@ -49,18 +50,12 @@ impl WasmDiagnoseRunner {
 /// Creates the store of one session.
 fn session_store(
     sandbox: &Sandbox,
-    limits: &SessionLimits,
+    limits: &Budgets,
     info: &SessionInfo,
     sink: Arc<dyn StreamSink>,
 ) -> Result<Store<SessionState>, RunError> {
-    let host = HostContext::new(
-        info.clone(),
-        sink,
-        sandbox.services.clone(),
-        limits,
-        sandbox.stdio_cap,
-    );
-    new_store(&sandbox.engine, limits, host, sandbox.stdio_cap)
+    let host = HostContext::new(info.clone(), sink, sandbox.services.clone(), limits);
+    new_store(&sandbox.engine, limits, host)
         .map_err(|e| RunError::Host(format!("creating the session store: {e:#}")))
 }
 
@@ -68,7 +63,7 @@ fn session_store(
 /// guest or the host.
 fn settle<T>(
     store: &Store<SessionState>,
-    limits: &SessionLimits,
+    limits: &Budgets,
     outcome: Guarded<T>,
 ) -> Result<T, RunError> {
     match outcome {
@@ -90,7 +85,7 @@ fn settle<T>(
 
 /// Instantiation errors caused by the pool being full are the host's; all
 /// others (start functions trapping, budgets) are the guest's.
-fn instantiate_error(e: wasmtime::Error, limits: &SessionLimits) -> RunError {
+fn instantiate_error(e: wasmtime::Error, limits: &Budgets) -> RunError {
     let text = format!("{e:#}");
     if text.contains("maximum concurrent") || text.contains("pooling allocator") {
         return RunError::Host(format!("no sandbox slot free: {text}"));
@@ -197,14 +192,14 @@ impl DiagnoseRunner for WasmDiagnoseRunner {
 pub struct WasmChatRunner {
     sandbox: Arc<Sandbox>,
     pre: ChatRunnerPre<SessionState>,
-    limits: SessionLimits,
+    limits: Budgets,
 }
 
 impl WasmChatRunner {
     pub(crate) fn new(
         sandbox: Arc<Sandbox>,
         pre: ChatRunnerPre<SessionState>,
-        limits: SessionLimits,
+        limits: Budgets,
     ) -> Self {
         WasmChatRunner {
             sandbox,
@@ -214,7 +209,7 @@ impl WasmChatRunner {
     }
 
     /// The budgets each session (each turn, for fuel and time) gets.
-    pub fn limits(&self) -> &SessionLimits {
+    pub fn limits(&self) -> &Budgets {
         &self.limits
     }
 }
@@ -266,7 +261,7 @@ struct WasmChat {
     store: Store<SessionState>,
     inst: ChatWorld,
     conversation: ResourceAny,
-    limits: SessionLimits,
+    limits: Budgets,
     cancel: CancellationToken,
 }
 

@@ -10,8 +10,9 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use super::budgets::{self, Budgets};
 use super::host::HostContext;
-use super::limits::{BudgetExceeded, SessionLimits};
+use super::limits::BudgetExceeded;
 use crate::runner::Budget;
 
 /// Everything one session's `Store` owns.
@@ -39,11 +40,10 @@ impl WasiView for SessionState {
 /// `limits.fuel`.
 pub(crate) fn new_store(
     engine: &wasmtime::Engine,
-    limits: &SessionLimits,
+    limits: &Budgets,
     host: HostContext,
-    stdio_cap: usize,
 ) -> wasmtime::Result<Store<SessionState>> {
-    let stdio = CapturedStdio::new(stdio_cap);
+    let stdio = CapturedStdio::new(budgets::as_len(limits.guest_stdio));
     // Nothing is granted: no preopens, no env, no args, closed stdin, no
     // network (TCP/UDP allowed by default in the builder only reach
     // addresses the socket check admits, and the default check admits none;
@@ -82,11 +82,11 @@ pub(crate) struct Limiter {
 }
 
 impl Limiter {
-    fn new(limits: &SessionLimits) -> Self {
+    fn new(limits: &Budgets) -> Self {
         Limiter {
-            max_memory: usize::try_from(limits.max_memory).unwrap_or(usize::MAX),
-            max_table_elements: limits.max_table_elements,
-            max_instances: limits.max_instances,
+            max_memory: budgets::as_len(limits.max_memory),
+            max_table_elements: Budgets::MAX_TABLE_ELEMENTS,
+            max_instances: Budgets::MAX_INSTANCES,
             peak_memory: 0,
         }
     }

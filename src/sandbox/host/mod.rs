@@ -15,11 +15,12 @@ use std::sync::Arc;
 use tracing::Instrument;
 
 use super::bindings::host;
-use super::limits::{BudgetExceeded, SessionLimits};
+use super::budgets::{self, Budgets};
+use super::limits::BudgetExceeded;
 use super::store::SessionState;
 use crate::audit::{Act, AuditLog, Record, Who, event, outcome};
 use crate::runner::{Budget, SessionInfo, StreamSink};
-use crate::shell::ShellLimits;
+use crate::shell::{Identity, ShellLimits};
 
 /// Process-wide services the imports use, shared by every session.
 #[derive(Debug, Clone, Default)]
@@ -27,8 +28,9 @@ pub struct HostServices {
     /// Where tool and shell calls are audited (`None` disables auditing,
     /// which only tests and benchmarks do).
     pub audit: Option<AuditLog>,
-    /// Caps for granted shell commands.
-    pub shell: ShellLimits,
+    /// Who granted shell commands run as (`[sandbox] shell_user`); `None`:
+    /// the agent's own user.
+    pub shell_user: Option<Identity>,
 }
 
 /// Per-session state of the imports.
@@ -41,6 +43,8 @@ pub(crate) struct HostContext {
     pub(crate) services: Arc<HostServices>,
     /// Output budget state.
     pub(crate) stream: stream::StreamState,
+    /// Caps and user of this session's granted shell commands.
+    pub(crate) shell: ShellLimits,
     /// Tool calls and shell requests made in this run or chat turn.
     calls: u64,
     max_calls: u64,
@@ -54,17 +58,22 @@ impl HostContext {
         info: SessionInfo,
         sink: Arc<dyn StreamSink>,
         services: Arc<HostServices>,
-        limits: &SessionLimits,
-        log_cap: usize,
+        limits: &Budgets,
     ) -> Self {
+        let shell = ShellLimits {
+            max_timeout: limits.shell_timeout,
+            output_cap: budgets::as_len(limits.shell_output),
+            user: services.shell_user.clone(),
+        };
         HostContext {
             info,
             sink,
             services,
             stream: stream::StreamState::new(limits.max_output),
+            shell,
             calls: 0,
-            max_calls: limits.max_tool_calls,
-            log: log::LogState::new(log_cap),
+            max_calls: limits.max_host_calls,
+            log: log::LogState::new(budgets::as_len(limits.guest_stdio)),
         }
     }
 
