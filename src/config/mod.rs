@@ -39,8 +39,7 @@ use check::{Ctx, env_name, expand_env};
 pub use hygiene::{check_agent_token, redact_url};
 pub use paths::StatePaths;
 use raw::RawConfig;
-pub use units::{parse_duration, parse_size};
-pub use url::ws_url;
+use url::ws_url;
 
 /// Default config file location.
 pub const DEFAULT_PATH: &str = "conf.d/config.toml";

@@ -1,6 +1,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::units::{parse_duration, parse_size};
 use super::*;
 use crate::link::signing::{self, SigningConfig};
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 /// Parses a size: bare bytes (`1048576`), or a number with `K`/`KiB`,
 /// `M`/`MiB`, `G`/`GiB` (binary, case-insensitive), `KB`/`MB`/`GB` (decimal).
-pub fn parse_size(s: &str) -> Result<u64, String> {
+pub(super) fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
@@ -28,7 +28,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 
 /// Parses a duration: `500ms`, `30s`, `2m`, `1h`, or a bare number of
 /// seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(super) fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);

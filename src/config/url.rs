@@ -1,7 +1,7 @@
 //! The server's WebSocket URL, derived from `[server] address`.
 
 /// Derives the WebSocket URL from `[server] address` (PROTOCOL §1).
-pub fn ws_url(address: &str) -> Result<String, String> {
+pub(super) fn ws_url(address: &str) -> Result<String, String> {
     let a = address.trim();
     if a.is_empty() {
         return Err("is empty (use host:port, http(s):// or ws(s)://)".into());
