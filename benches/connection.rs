@@ -19,7 +19,7 @@ use catpaw_agent::link::agent::{Agent, AgentOptions};
 use catpaw_agent::runner::{
     DiagnoseRequest, DiagnoseRunner, Output, RunError, SessionInfo, Stage, StreamSink,
 };
-use catpaw_agent::sandbox::{EngineOptions, Sandbox, SandboxOptions, SessionLimits};
+use catpaw_agent::sandbox::{Budgets, EngineOptions, Sandbox, SandboxOptions};
 use catpaw_agent::session::Runners;
 use serde_json::json;
 use server::{ServerConn, TestServer};
@@ -141,11 +141,11 @@ async fn main() {
     })
     .expect("sandbox");
     let loaded = sandbox.load_file(&guest).expect("bench guest");
-    let limits = SessionLimits {
+    let limits = Budgets {
         fuel: u64::MAX / 4,
         max_output: u64::MAX,
         timeout: Duration::from_secs(600),
-        ..SessionLimits::default()
+        ..Budgets::default()
     };
     let wasm = Runners {
         diagnose: Some(Arc::new(loaded.diagnose_runner(limits).expect("diagnose"))),

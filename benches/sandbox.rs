@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use catpaw_agent::runner::{DiagnoseRequest, DiagnoseRunner, Output, SessionInfo, StreamSink};
-use catpaw_agent::sandbox::{EngineOptions, Sandbox, SandboxOptions, SessionLimits};
+use catpaw_agent::sandbox::{Budgets, EngineOptions, Sandbox, SandboxOptions};
 use tokio_util::sync::CancellationToken;
 use wasmtime::component::{Component, InstancePre, Linker, ResourceTable, Val};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
@@ -246,9 +246,9 @@ async fn main() {
     })
     .expect("sandbox");
     let loaded = sandbox.load("bench guest", &bench_bytes).expect("load");
-    let limits = SessionLimits {
+    let limits = Budgets {
         fuel: u64::MAX / 4,
-        ..SessionLimits::default()
+        ..Budgets::default()
     };
     let runner = Arc::new(loaded.diagnose_runner(limits).expect("diagnose"));
     let sink: Arc<dyn StreamSink> = Arc::new(NullSink);

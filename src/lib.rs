@@ -14,8 +14,9 @@
 //!   driving one session to its single `done`
 //! - [`runner`]: the runner roles (diagnose, chat) and the output sink, the
 //!   seam between sessions and the sandbox
-//! - [`sandbox`]: wasmtime engine, component cache, per-session stores and
-//!   limits, the host side of the WIT imports (the only wasmtime user)
+//! - [`sandbox`]: wasmtime engine, component cache, per-session stores,
+//!   session budgets and their enforcement, the host side of the WIT
+//!   imports (the only wasmtime user)
 //! - [`tools`]: read-only structured diagnostic tools offered to guests;
 //!   secret masking
 //! - [`shell`]: the one shell executor, behind `allow_shell`: cleared
@@ -23,8 +24,9 @@
 //!   the whole process tree
 //! - [`audit`]: the hash-chained, fail-closed audit trail
 //! - [`alerts`]: the alert ring buffer, the local ingest socket, frame caps
-//! - [`config`]: the TOML config file, `${ENV}` expansion, URL derivation,
-//!   config hygiene warnings
+//! - [`config`]: the TOML config file, `${ENV}` expansion, units, URL
+//!   derivation, the one funnel for budgets (file, per-role overrides,
+//!   flags), the state-dir layout, config hygiene warnings
 //! - [`cli`]: what only the command line uses: setup, session harness,
 //!   demo, logging
 //! - [`embedded`]: the built-in runners, compiled into the binary

@@ -10,8 +10,8 @@ use clap::{Parser, Subcommand};
 use serde_json::{Map, Value};
 
 use catpaw_agent::cli::session::{LocalOutcome, LocalSession, run_local};
-use catpaw_agent::cli::setup::{self, LimitOverrides};
-use catpaw_agent::config::{Config, parse_duration, parse_size};
+use catpaw_agent::cli::setup;
+use catpaw_agent::config::{BudgetFlag, Config};
 use catpaw_agent::link::agent::AgentOptions;
 use tokio_util::sync::CancellationToken;
 
@@ -25,38 +25,44 @@ struct Cli {
     /// Runner component that replaces the built-in ones.
     #[arg(long, global = true)]
     runner: Option<PathBuf>,
-    /// Sandbox limits for `run` (the default) and `session`.
+    /// Session budgets for `run` (the default) and `session`.
     #[command(flatten)]
-    limits: LimitArgs,
+    budgets: BudgetArgs,
     #[command(subcommand)]
     command: Option<Command>,
 }
 
-/// Sandbox limits that override the config's `[sandbox]` values.
+/// Session budgets that beat the config file's. Taken as text: the config
+/// funnel parses and checks them by the same rules as the file's values.
 #[derive(Debug, Default, clap::Args)]
-struct LimitArgs {
+struct BudgetArgs {
     /// Fuel per run / chat turn (overrides the config).
-    #[arg(long, global = true, value_parser = clap::value_parser!(u64).range(1..))]
-    fuel: Option<u64>,
+    #[arg(long, global = true, value_name = "N")]
+    fuel: Option<String>,
     /// Linear-memory cap, e.g. 64MiB (overrides the config).
-    #[arg(long, global = true, value_parser = parse_size_arg)]
-    max_memory: Option<u64>,
+    #[arg(long, global = true, value_name = "SIZE")]
+    max_memory: Option<String>,
     /// Wall-clock limit per run / chat turn, e.g. 30s (overrides the config).
-    #[arg(long, global = true, value_parser = parse_duration_arg)]
-    timeout: Option<std::time::Duration>,
+    #[arg(long, global = true, value_name = "DURATION")]
+    timeout: Option<String>,
 }
 
-impl LimitArgs {
-    fn is_empty(&self) -> bool {
-        self.fuel.is_none() && self.max_memory.is_none() && self.timeout.is_none()
-    }
-
-    fn overrides(&self) -> LimitOverrides {
-        LimitOverrides {
-            fuel: self.fuel,
-            max_memory: self.max_memory,
-            timeout: self.timeout,
-        }
+impl BudgetArgs {
+    /// The flags given, by config key.
+    fn flags(&self) -> Vec<BudgetFlag> {
+        [
+            ("fuel", &self.fuel),
+            ("max_memory", &self.max_memory),
+            ("timeout", &self.timeout),
+        ]
+        .into_iter()
+        .filter_map(|(key, value)| {
+            Some(BudgetFlag {
+                key,
+                value: value.clone()?,
+            })
+        })
+        .collect()
     }
 }
 
@@ -110,14 +116,6 @@ struct SessionArgs {
     json: bool,
 }
 
-fn parse_size_arg(s: &str) -> Result<u64, String> {
-    parse_size(s)
-}
-
-fn parse_duration_arg(s: &str) -> Result<std::time::Duration, String> {
-    parse_duration(s)
-}
-
 /// `KEY=VALUE` → a JSON param. `true`/`false` and integers become JSON
 /// booleans and numbers (so `allow_shell=true` and `count=5` mean what they
 /// say); everything else is a string.
@@ -154,8 +152,7 @@ async fn session(cli: &Cli, args: &SessionArgs) -> anyhow::Result<ExitCode> {
     // The append-only attribute protects the agent's trail; a local harness
     // run (often in a scratch dir) does not add it.
     cfg.audit.append_only = false;
-    let overrides = cli.limits.overrides();
-    let setup = setup::build(&cfg, cli.runner.as_deref(), &overrides, 1)?;
+    let setup = setup::build(&cfg, cli.runner.as_deref(), &cli.budgets.flags(), 1)?;
     let outcome = run_local(
         setup.runners.clone(),
         LocalSession {
@@ -210,7 +207,7 @@ async fn run_agent(cli: &Cli) -> anyhow::Result<ExitCode> {
     let setup = setup::build(
         &cfg,
         cli.runner.as_deref(),
-        &cli.limits.overrides(),
+        &cli.budgets.flags(),
         cfg.sandbox.max_concurrent_sessions as u32,
     )?;
     let agent = catpaw_agent::link::agent::from_setup(&cfg, &setup, AgentOptions::default())?;
@@ -225,11 +222,11 @@ async fn run_agent(cli: &Cli) -> anyhow::Result<ExitCode> {
         stopper.cancel();
     });
     let ingest = {
-        let dir = cfg.state_dir.clone();
+        let socket = cfg.paths().ingest_socket();
         let alerts = agent.alerts();
         let stop = shutdown.clone();
         tokio::spawn(async move {
-            if let Err(e) = catpaw_agent::alerts::ingest::serve(&dir, alerts, stop).await {
+            if let Err(e) = catpaw_agent::alerts::ingest::serve(&socket, alerts, stop).await {
                 tracing::error!(error = %format!("{e:#}"), "local alert ingest is not available");
             }
         })
@@ -256,7 +253,8 @@ async fn alert(cli: &Cli, args: &AlertArgs) -> anyhow::Result<ExitCode> {
             .collect(),
         (None, None) => anyhow::bail!("give --json or --json-lines"),
     };
-    let report = catpaw_agent::alerts::ingest::send_lines(&cfg.state_dir, &lines).await?;
+    let report =
+        catpaw_agent::alerts::ingest::send_lines(&cfg.paths().ingest_socket(), &lines).await?;
     for (line, error) in &report.refused {
         eprintln!("catpaw-agent: event on line {line} refused: {error}");
     }
@@ -274,7 +272,7 @@ async fn alert(cli: &Cli, args: &AlertArgs) -> anyhow::Result<ExitCode> {
 
 fn audit_verify(cli: &Cli) -> anyhow::Result<ExitCode> {
     let cfg = Config::load(cli.config.as_deref())?;
-    match catpaw_agent::audit::verify(&cfg.state_dir) {
+    match catpaw_agent::audit::verify(&cfg.paths().audit_trail()) {
         Ok(v) => {
             println!(
                 "audit trail intact: {} records (seq {}..{}) in {} file(s) under {}",
@@ -302,7 +300,7 @@ async fn demo() -> anyhow::Result<ExitCode> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if !cli.limits.is_empty()
+    if !cli.budgets.flags().is_empty()
         && matches!(
             cli.command,
             Some(Command::Demo | Command::Alert(_) | Command::Audit(_))

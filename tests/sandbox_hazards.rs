@@ -161,7 +161,7 @@ async fn an_emit_flood_runs_out_of_output_budget() {
 async fn an_outsized_report_or_answer_counts_against_the_output_budget() {
     let sb = TestSandbox::new();
     let g = sb.load("hazard_echo");
-    let budget = |l: &mut catpaw_agent::sandbox::SessionLimits| l.max_output = 64 * 1024;
+    let budget = |l: &mut catpaw_agent::sandbox::Budgets| l.max_output = 64 * 1024;
     // A report past the budget never reaches the server.
     let events = start(
         diagnose_runners(&g, limits(budget)),
@@ -212,7 +212,7 @@ async fn a_host_call_flood_runs_out_of_its_call_budget_and_the_audit_stays_bound
     let g = sb.load("hazard_call_flood");
     let normal = sb.builtin_diagnose();
     let hazard = start(
-        diagnose_runners(&g, limits(|l| l.max_tool_calls = 30)),
+        diagnose_runners(&g, limits(|l| l.max_host_calls = 30)),
         "inspect",
         inspect("cpu"),
         false,

@@ -1,4 +1,4 @@
-//! Local alert ingest: a Unix socket at `<state_dir>/agent.sock` (mode
+//! Local alert ingest: a Unix socket (`<state_dir>/agent.sock`, mode
 //! 0600) that takes newline-delimited JSON alert events and pushes them into
 //! the ring buffer, connected or not.
 //!
@@ -15,7 +15,7 @@
 //! instead of retrying at full speed, and logs the failures at most once
 //! per [`ACCEPT_LOG_EVERY`].
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -65,11 +65,6 @@ impl Default for IngestOptions {
 pub fn accept_pause(n: u32) -> Duration {
     let ms = 100u64.saturating_mul(1 << n.clamp(1, 5).saturating_sub(1));
     Duration::from_millis(ms.min(1000))
-}
-
-/// The socket path for a state dir.
-pub fn socket_path(state_dir: &Path) -> PathBuf {
-    state_dir.join("agent.sock")
 }
 
 fn string_map(
@@ -266,24 +261,25 @@ fn refuse(stream: UnixStream, max: usize) {
 /// Serves the ingest socket until `shutdown`. A stale socket file left by a
 /// previous run is replaced.
 pub async fn serve(
-    state_dir: &Path,
+    socket: &Path,
     alerts: AlertBuffer,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    serve_with(state_dir, alerts, shutdown, IngestOptions::default()).await
+    serve_with(socket, alerts, shutdown, IngestOptions::default()).await
 }
 
 /// [`serve`] with explicit limits.
 pub async fn serve_with(
-    state_dir: &Path,
+    socket: &Path,
     alerts: AlertBuffer,
     shutdown: CancellationToken,
     opts: IngestOptions,
 ) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::create_dir_all(state_dir)
-        .with_context(|| format!("creating {}", state_dir.display()))?;
-    let path = socket_path(state_dir);
+    let path = socket.to_path_buf();
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
     if path.exists() {
         if UnixStream::connect(&path).await.is_ok() {
             anyhow::bail!(
@@ -368,13 +364,12 @@ pub struct SendReport {
     pub refused: Vec<(usize, String)>,
 }
 
-/// Sends event lines to the agent listening in `state_dir`.
-pub async fn send_lines(state_dir: &Path, lines: &[String]) -> anyhow::Result<SendReport> {
-    let path = socket_path(state_dir);
-    let stream = UnixStream::connect(&path).await.with_context(|| {
+/// Sends event lines to the agent listening on `socket`.
+pub async fn send_lines(socket: &Path, lines: &[String]) -> anyhow::Result<SendReport> {
+    let stream = UnixStream::connect(socket).await.with_context(|| {
         format!(
             "connecting to {} (is catpaw-agent running with this state_dir?)",
-            path.display()
+            socket.display()
         )
     })?;
     let (r, mut w) = stream.into_split();

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::{FILE_NAME, Record};
+use super::{Record, rotated};
 
 /// `prev` of the very first record of a trail.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -43,21 +43,21 @@ pub struct ChainBreak {
     pub reason: String,
 }
 
-/// Checks the trail in `state_dir`: rotated files oldest first, then the
+/// Checks the trail at `trail`: rotated files oldest first, then the
 /// current one. Every line must be a record whose `prev` is the hash of the
 /// line before and whose `seq` is one more; the first line of the oldest
 /// file anchors the chain (older files may have rotated away).
-pub fn verify(state_dir: &Path) -> Result<Verified, ChainBreak> {
+pub fn verify(trail: &Path) -> Result<Verified, ChainBreak> {
     let mut files: Vec<PathBuf> = Vec::new();
     for n in (1..=u32::MAX).take(10_000) {
-        let p = state_dir.join(format!("{FILE_NAME}.{n}"));
+        let p = rotated(trail, n);
         if !p.exists() {
             break;
         }
         files.push(p);
     }
     files.reverse();
-    files.push(state_dir.join(FILE_NAME));
+    files.push(trail.to_path_buf());
     let mut prev: Option<(String, u64)> = None;
     let mut records = 0u64;
     let mut first_seq = 0;

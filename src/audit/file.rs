@@ -11,11 +11,10 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use super::chain::{GENESIS, line_hash};
-use super::{AuditOptions, FILE_NAME, Record, event};
+use super::{AuditOptions, Record, event, rotated};
 
-/// The trail of one state dir, as one process sees it.
+/// One trail, as one process sees it.
 pub(super) struct Trail {
-    dir: PathBuf,
     path: PathBuf,
     opts: AuditOptions,
     /// The open current file (`None` after a failed write: reopened next
@@ -33,13 +32,12 @@ pub(super) struct Trail {
 }
 
 impl Trail {
-    pub(super) fn open(dir: &Path, opts: AuditOptions) -> anyhow::Result<Trail> {
+    pub(super) fn open(path: &Path, opts: AuditOptions) -> anyhow::Result<Trail> {
+        let dir = path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir)
             .with_context(|| format!("creating state dir {}", dir.display()))?;
-        let path = dir.join(FILE_NAME);
         let mut t = Trail {
-            dir: dir.to_path_buf(),
-            path,
+            path: path.to_path_buf(),
             opts,
             file: None,
             seen: (0, 0),
@@ -60,11 +58,11 @@ impl Trail {
     }
 
     fn rotated(&self, n: u32) -> PathBuf {
-        self.dir.join(format!("{FILE_NAME}.{n}"))
+        rotated(&self.path, n)
     }
 
-    /// Exclusive lock on `audit.head`, shared with other processes using
-    /// this state dir. The file holds the chain head (`seq hash`) as the
+    /// Exclusive lock on `audit.head` (the trail's name with the extension
+    /// `.head`), shared with other processes using this trail. The file holds the chain head (`seq hash`) as the
     /// last writer left it.
     fn lock(&self) -> std::io::Result<File> {
         let f = OpenOptions::new()
@@ -73,7 +71,7 @@ impl Trail {
             .read(true)
             .write(true)
             .mode(0o600)
-            .open(self.dir.join("audit.head"))?;
+            .open(self.path.with_extension("head"))?;
         // SAFETY: flock on a descriptor we own; blocks until granted.
         if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
             return Err(std::io::Error::last_os_error());

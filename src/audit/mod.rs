@@ -1,5 +1,7 @@
-//! The audit trail: one JSON line per event in `<state_dir>/audit.jsonl`,
-//! hash-chained, fail-closed.
+//! The audit trail: one JSON line per event in the trail file
+//! (`<state_dir>/audit.jsonl`, see `config::StatePaths`), hash-chained,
+//! fail-closed. Rotated files are the trail's name plus `.1`, `.2`, …; the
+//! chain head lives beside it with the extension `.head`.
 //!
 //! The promise is an order of events:
 //!
@@ -57,7 +59,7 @@ impl Default for AuditOptions {
     }
 }
 
-/// Shared handle to the audit trail of one state dir.
+/// Shared handle to one audit trail.
 #[derive(Clone)]
 pub struct AuditLog {
     inner: Arc<Mutex<file::Trail>>,
@@ -72,20 +74,24 @@ impl std::fmt::Debug for AuditLog {
     }
 }
 
-/// The trail's file name inside the state dir.
-pub const FILE_NAME: &str = "audit.jsonl";
+/// The `n`th rotated file of the trail at `trail` (`audit.jsonl.n`).
+fn rotated(trail: &Path, n: u32) -> PathBuf {
+    let mut name = trail.as_os_str().to_owned();
+    name.push(format!(".{n}"));
+    PathBuf::from(name)
+}
 
 impl AuditLog {
-    /// Opens (creating if needed) `<state_dir>/audit.jsonl` with default
-    /// options (no append-only attribute).
-    pub fn open(state_dir: &Path) -> anyhow::Result<AuditLog> {
-        AuditLog::open_with(state_dir, AuditOptions::default())
+    /// Opens (creating it and its directory if needed) the trail file at
+    /// `trail` with default options (no append-only attribute).
+    pub fn open(trail: &Path) -> anyhow::Result<AuditLog> {
+        AuditLog::open_with(trail, AuditOptions::default())
     }
 
     /// Opens the trail, picks up its chain, and closes every act a killed
     /// agent left open with a `killed` outcome.
-    pub fn open_with(state_dir: &Path, opts: AuditOptions) -> anyhow::Result<AuditLog> {
-        let trail = file::Trail::open(state_dir, opts)?;
+    pub fn open_with(trail: &Path, opts: AuditOptions) -> anyhow::Result<AuditLog> {
+        let trail = file::Trail::open(trail, opts)?;
         let log = AuditLog {
             path: trail.path().to_path_buf(),
             inner: Arc::new(Mutex::new(trail)),

@@ -9,6 +9,11 @@ fn who() -> Who {
     }
 }
 
+/// The trail file in a test's state dir.
+fn trail(dir: &tempfile::TempDir) -> std::path::PathBuf {
+    dir.path().join("audit.jsonl")
+}
+
 fn lines(path: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)
         .expect("read")
@@ -20,7 +25,7 @@ fn lines(path: &Path) -> Vec<serde_json::Value> {
 #[test]
 fn an_act_writes_started_then_its_outcome_chained() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let log = AuditLog::open(dir.path()).expect("open");
+    let log = AuditLog::open(&trail(&dir)).expect("open");
     let act = log
         .begin(&who(), kind::SHELL, "df -h", "{}", true)
         .expect("begin");
@@ -36,14 +41,14 @@ fn an_act_writes_started_then_its_outcome_chained() {
     assert_eq!(after[1]["event"], "outcome");
     assert_eq!(after[1]["act"], before[0]["seq"]);
     assert_eq!(after[1]["outcome"], "exit");
-    let v = verify(dir.path()).expect("chain holds");
+    let v = verify(&trail(&dir)).expect("chain holds");
     assert_eq!(v.records, 2);
 }
 
 #[test]
 fn a_dropped_act_is_recorded_as_cancelled() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let log = AuditLog::open(dir.path()).expect("open");
+    let log = AuditLog::open(&trail(&dir)).expect("open");
     drop(
         log.begin(&who(), kind::TOOL, "cpu", "{}", false)
             .expect("begin"),
@@ -56,7 +61,7 @@ fn a_dropped_act_is_recorded_as_cancelled() {
 #[test]
 fn a_restart_closes_acts_a_killed_agent_left_open() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let log = AuditLog::open(dir.path()).expect("open");
+    let log = AuditLog::open(&trail(&dir)).expect("open");
     let act = log
         .begin(&who(), kind::SHELL, "sleep 300", "{}", true)
         .expect("begin");
@@ -72,41 +77,41 @@ fn a_restart_closes_acts_a_killed_agent_left_open() {
     // what the next record chains to).
     std::fs::write(log.path(), dead).expect("write");
     drop(log);
-    let log = AuditLog::open(dir.path()).expect("reopen");
+    let log = AuditLog::open(&trail(&dir)).expect("reopen");
     let recs = lines(log.path());
     assert_eq!(recs.len(), 2, "{recs:?}");
     assert_eq!(recs[1]["outcome"], "killed");
     assert_eq!(recs[1]["act"], recs[0]["seq"]);
     // Opening again finds nothing left to close.
-    drop(AuditLog::open(dir.path()).expect("reopen"));
+    drop(AuditLog::open(&trail(&dir)).expect("reopen"));
     assert_eq!(lines(log.path()).len(), 2);
-    verify(dir.path()).expect("chain holds");
+    verify(&trail(&dir)).expect("chain holds");
 }
 
 #[test]
 fn verify_finds_a_removed_a_changed_and_a_forged_line() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let log = AuditLog::open(dir.path()).expect("open");
+    let log = AuditLog::open(&trail(&dir)).expect("open");
     for name in ["cpu", "memory", "uptime", "mounts"] {
         log.begin(&who(), kind::TOOL, name, "{}", false)
             .expect("begin")
             .finish(outcome::OK, "");
     }
     let good = std::fs::read_to_string(log.path()).expect("read");
-    assert_eq!(verify(dir.path()).expect("holds").records, 8);
+    assert_eq!(verify(&trail(&dir)).expect("holds").records, 8);
     let all: Vec<&str> = good.lines().collect();
 
     // A line removed.
     let mut removed = all.clone();
     removed.remove(2);
     std::fs::write(log.path(), removed.join("\n") + "\n").expect("write");
-    let brk = verify(dir.path()).expect_err("removed line");
+    let brk = verify(&trail(&dir)).expect_err("removed line");
     assert_eq!(brk.line, 3, "{brk}");
 
     // A line changed.
     let changed = good.replacen("\"name\":\"memory\"", "\"name\":\"memorx\"", 1);
     std::fs::write(log.path(), &changed).expect("write");
-    let brk = verify(dir.path()).expect_err("changed line");
+    let brk = verify(&trail(&dir)).expect_err("changed line");
     assert_eq!(brk.line, 4, "{brk}");
 
     // A forged line appended by someone who computed the hash: the chain
@@ -124,7 +129,7 @@ fn verify_finds_a_removed_a_changed_and_a_forged_line() {
         .expect("open");
     std::io::Write::write_all(&mut f, forged.as_bytes()).expect("forge");
     log.note(Record::new(&who(), kind::SESSION, event::ENDED, "", ""));
-    let brk = verify(dir.path()).expect_err("forged line");
+    let brk = verify(&trail(&dir)).expect_err("forged line");
     assert_eq!(brk.line, 10, "{brk}");
 }
 
@@ -136,7 +141,7 @@ fn rotation_keeps_the_chain_and_drops_the_oldest() {
         keep: 2,
         append_only: false,
     };
-    let log = AuditLog::open_with(dir.path(), opts).expect("open");
+    let log = AuditLog::open_with(&trail(&dir), opts).expect("open");
     for i in 0..60 {
         log.note(Record::new(
             &who(),
@@ -149,7 +154,7 @@ fn rotation_keeps_the_chain_and_drops_the_oldest() {
     assert!(dir.path().join("audit.jsonl.1").exists());
     assert!(dir.path().join("audit.jsonl.2").exists());
     assert!(!dir.path().join("audit.jsonl.3").exists());
-    let v = verify(dir.path()).expect("chain holds across rotation");
+    let v = verify(&trail(&dir)).expect("chain holds across rotation");
     assert!(v.first_seq > 1, "the oldest records rotated away");
     assert_eq!(v.first_seq + v.records - 1, 60);
     for f in &v.files {
@@ -160,8 +165,8 @@ fn rotation_keeps_the_chain_and_drops_the_oldest() {
 #[test]
 fn a_full_disk_refuses_the_act() {
     let dir = tempfile::tempdir().expect("tempdir");
-    std::os::unix::fs::symlink("/dev/full", dir.path().join(FILE_NAME)).expect("symlink");
-    let log = AuditLog::open(dir.path()).expect("open");
+    std::os::unix::fs::symlink("/dev/full", trail(&dir)).expect("symlink");
+    let log = AuditLog::open(&trail(&dir)).expect("open");
     let err = log
         .begin(&who(), kind::SHELL, "rm -rf /", "{}", true)
         .expect_err("no space");
@@ -171,19 +176,19 @@ fn a_full_disk_refuses_the_act() {
 #[test]
 fn two_handles_share_one_chain() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let a = AuditLog::open(dir.path()).expect("open a");
-    let b = AuditLog::open(dir.path()).expect("open b");
+    let a = AuditLog::open(&trail(&dir)).expect("open a");
+    let b = AuditLog::open(&trail(&dir)).expect("open b");
     for i in 0..5 {
         a.note(Record::new(&who(), kind::TOOL, &format!("a{i}"), "", ""));
         b.note(Record::new(&who(), kind::TOOL, &format!("b{i}"), "", ""));
     }
-    assert_eq!(verify(dir.path()).expect("holds").records, 10);
+    assert_eq!(verify(&trail(&dir)).expect("holds").records, 10);
 }
 
 #[test]
 fn server_supplied_fields_are_cut_and_escaped() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let log = AuditLog::open(dir.path()).expect("open");
+    let log = AuditLog::open(&trail(&dir)).expect("open");
     let w = Who {
         session_id: "x".repeat(1 << 20),
         session_type: "chat".into(),
@@ -201,7 +206,7 @@ fn server_supplied_fields_are_cut_and_escaped() {
 fn audit_file_is_private() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().expect("tempdir");
-    let log = AuditLog::open(dir.path()).expect("open");
+    let log = AuditLog::open(&trail(&dir)).expect("open");
     let mode = std::fs::metadata(log.path())
         .expect("meta")
         .permissions()
@@ -221,7 +226,7 @@ fn as_root_the_trail_is_append_only_where_the_filesystem_allows() {
         keep: 1,
         append_only: true,
     };
-    let log = AuditLog::open_with(dir.path(), opts).expect("open");
+    let log = AuditLog::open_with(&trail(&dir), opts).expect("open");
     log.note(Record::new(&who(), kind::TOOL, "cpu", "{}", ""));
     let f = std::fs::File::open(log.path()).expect("open");
     if file::append_only(&f) != Some(true) {
@@ -232,6 +237,6 @@ fn as_root_the_trail_is_append_only_where_the_filesystem_allows() {
     log.note(Record::new(&who(), kind::TOOL, "memory", "{}", ""));
     assert!(std::fs::write(log.path(), "forged\n").is_err());
     assert!(std::fs::remove_file(log.path()).is_err());
-    assert_eq!(verify(dir.path()).expect("holds").records, 2);
+    assert_eq!(verify(&trail(&dir)).expect("holds").records, 2);
     file::set_append_only(log.path(), false);
 }

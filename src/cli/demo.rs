@@ -47,12 +47,8 @@ pub async fn run(state_dir: &std::path::Path) -> anyhow::Result<()> {
     cfg.audit.append_only = false;
     cfg.server.enabled = true;
     cfg.server.address = addr.to_string();
-    let setup = crate::cli::setup::build(
-        &cfg,
-        None,
-        &Default::default(),
-        cfg.sandbox.max_concurrent_sessions as u32,
-    )?;
+    let setup =
+        crate::cli::setup::build(&cfg, None, &[], cfg.sandbox.max_concurrent_sessions as u32)?;
     let agent = crate::link::agent::from_setup(&cfg, &setup, AgentOptions::default())?;
     let shutdown = CancellationToken::new();
     let agent_task = {

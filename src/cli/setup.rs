@@ -12,38 +12,9 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 
 use crate::audit::AuditLog;
-use crate::config::{Config, Limits, RunnerKind};
-use crate::sandbox::{
-    EngineOptions, HostServices, LoadedRunner, Sandbox, SandboxOptions, SessionLimits,
-};
+use crate::config::{BudgetFlag, Config, RoleBudgets};
+use crate::sandbox::{EngineOptions, HostServices, LoadedRunner, Sandbox, SandboxOptions};
 use crate::session::Runners;
-use crate::shell::ShellLimits;
-
-/// Limit overrides from the command line (they beat the config file).
-#[derive(Debug, Clone, Default)]
-pub struct LimitOverrides {
-    /// `--fuel`.
-    pub fuel: Option<u64>,
-    /// `--max-memory`.
-    pub max_memory: Option<u64>,
-    /// `--timeout`.
-    pub timeout: Option<std::time::Duration>,
-}
-
-impl LimitOverrides {
-    fn apply(&self, mut l: Limits) -> Limits {
-        if let Some(f) = self.fuel {
-            l.fuel = f;
-        }
-        if let Some(m) = self.max_memory {
-            l.max_memory = m;
-        }
-        if let Some(t) = self.timeout {
-            l.timeout = t;
-        }
-        l
-    }
-}
 
 /// What start-up produced.
 #[derive(Clone)]
@@ -52,10 +23,8 @@ pub struct Setup {
     pub sandbox: Arc<Sandbox>,
     /// Runners by role.
     pub runners: Runners,
-    /// Budgets of diagnose sessions.
-    pub diagnose_limits: SessionLimits,
-    /// Budgets of chat sessions.
-    pub chat_limits: SessionLimits,
+    /// Budgets of each role's sessions, command-line flags applied.
+    pub budgets: RoleBudgets,
     /// The audit log.
     pub audit: AuditLog,
 }
@@ -64,31 +33,18 @@ pub struct Setup {
 ///
 /// `slots` is how many sessions may run at once; the instance pool is sized
 /// from it.
+///
+/// `flags` are the command line's budgets; they beat the config file's and
+/// pass the same checks.
 pub fn build(
     cfg: &Config,
     runner_override: Option<&Path>,
-    overrides: &LimitOverrides,
+    flags: &[BudgetFlag],
     slots: u32,
 ) -> anyhow::Result<Setup> {
-    let diagnose_limits =
-        SessionLimits::from(&overrides.apply(cfg.sandbox.limits_for(RunnerKind::Diagnose)));
-    let chat_limits =
-        SessionLimits::from(&overrides.apply(cfg.sandbox.limits_for(RunnerKind::Chat)));
-    for (what, l) in [("diagnose", &diagnose_limits), ("chat", &chat_limits)] {
-        if l.fuel == 0 {
-            bail!("{what} fuel budget must be greater than 0");
-        }
-        if l.max_memory < (1 << 20) {
-            bail!(
-                "{what} memory cap must be at least 1MiB (got {} bytes)",
-                l.max_memory
-            );
-        }
-        if l.timeout.is_zero() {
-            bail!("{what} timeout must be greater than 0");
-        }
-    }
-    let audit = AuditLog::open_with(&cfg.state_dir, cfg.audit.clone())?;
+    let budgets = cfg.sandbox.budgets.with_flags(flags)?;
+    let state = cfg.paths();
+    let audit = AuditLog::open_with(&state.audit_trail(), cfg.audit.clone())?;
     let shell_user = match &cfg.sandbox.shell_user {
         None => None,
         Some(name) => Some(
@@ -102,34 +58,28 @@ pub fn build(
             // A little headroom over the session limit: a cancelled
             // session's slot may still be on its way back to the pool.
             slots: slots.saturating_add(2),
-            max_memory: diagnose_limits.max_memory.max(chat_limits.max_memory),
+            max_memory: budgets.diagnose.max_memory.max(budgets.chat.max_memory),
         },
-        cache_dir: Some(cfg.state_dir.join("cache")),
+        cache_dir: Some(state.compile_cache()),
         services: HostServices {
             audit: Some(audit.clone()),
-            shell: ShellLimits {
-                max_timeout: cfg.sandbox.shell_timeout,
-                output_cap: usize::try_from(cfg.sandbox.shell_output).unwrap_or(usize::MAX),
-                user: shell_user,
-            },
+            shell_user,
         },
-        stdio_cap: usize::try_from(cfg.sandbox.guest_stdio).unwrap_or(usize::MAX),
     };
     let sandbox = Sandbox::new(opts)?;
     let (diagnose, chat) = load_runners(&sandbox, cfg, runner_override)?;
     let runners = Runners {
         diagnose: diagnose
-            .and_then(|r| r.diagnose_runner(diagnose_limits.clone()))
+            .and_then(|r| r.diagnose_runner(budgets.diagnose.clone()))
             .map(|r| Arc::new(r) as _),
         chat: chat
-            .and_then(|r| r.chat_runner(chat_limits.clone()))
+            .and_then(|r| r.chat_runner(budgets.chat.clone()))
             .map(|r| Arc::new(r) as _),
     };
     Ok(Setup {
         sandbox,
         runners,
-        diagnose_limits,
-        chat_limits,
+        budgets,
         audit,
     })
 }

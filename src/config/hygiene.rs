@@ -1,6 +1,6 @@
-//! Config hygiene: settings that work but leak or weaken something (one
-//! warning line each at start), the shape a token must have, and the form
-//! of a URL that logs may show.
+//! Config hygiene: settings that work but leak or weaken something, and
+//! renamed keys still in use (one warning line each at start), the shape a
+//! token must have, and the form of a URL that logs may show.
 //!
 //! The secrets here are the agent token and any password written into the
 //! server address (`https://user:pass@host`). Neither is ever logged: the
@@ -51,10 +51,11 @@ pub fn redact_url(url: &str) -> String {
 
 impl Config {
     /// Settings that work but deserve a warning at start, one line each:
-    /// a token in a file that group or others can read, a token sent over
-    /// plain `ws://`, and a `ca_file` that `tls_skip_verify` makes moot.
+    /// renamed keys still in use, a token in a file that group or others
+    /// can read, a token sent over plain `ws://`, and a `ca_file` that
+    /// `tls_skip_verify` makes moot.
     pub fn warnings(&self) -> Vec<String> {
-        let mut out = Vec::new();
+        let mut out = self.deprecated.clone();
         let s = &self.server;
         let has_token = !s.agent_token.is_empty();
         let file_mode = self

@@ -7,7 +7,7 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use crate::alerts::ringbuf::AlertBuffer;
-use crate::config::{Config, load_or_create_agent_id};
+use crate::config::Config;
 use crate::link::conn::{self, ConnContext, RegisterInfo, Timings};
 use crate::link::reconnect::{AttemptOutcome, Backoff, BackoffPolicy, wait};
 use crate::session::{Runners, SessionTable};
@@ -44,7 +44,7 @@ impl Agent {
         } else {
             None
         };
-        let agent_id = load_or_create_agent_id(&cfg.state_dir).context("agent id")?;
+        let agent_id = cfg.paths().load_or_create_agent_id().context("agent id")?;
         let table = SessionTable::new(
             runners,
             cfg.sandbox.max_concurrent_sessions,

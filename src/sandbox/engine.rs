@@ -62,7 +62,7 @@ pub(crate) fn build(opts: &EngineOptions) -> anyhow::Result<Engine> {
             .max_memories_per_component(2)
             .total_tables(slots * 8)
             .max_tables_per_component(8)
-            .table_elements(super::limits::SessionLimits::DEFAULT_TABLE_ELEMENTS)
+            .table_elements(super::budgets::Budgets::MAX_TABLE_ELEMENTS)
             .total_stacks(slots)
             .max_memory_size(usize::try_from(opts.max_memory).unwrap_or(usize::MAX));
         cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));

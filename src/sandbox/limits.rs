@@ -1,4 +1,5 @@
-//! Session budgets and how a guest that breaks one is stopped and blamed.
+//! How a guest that breaks a budget is stopped and blamed (the budgets
+//! themselves are [`Budgets`](super::budgets::Budgets)).
 //!
 //! Mechanism, chosen by measurement (see BENCHMARKS.md): fuel is the only
 //! instrumentation compiled into guest code. Fuel bounds the work of one run
@@ -16,59 +17,10 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use wasmtime::Trap;
 
-use crate::config::Limits;
 use crate::runner::{Budget, RunError};
 
-/// Budgets of one session, fixed when its store is created.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionLimits {
-    /// Fuel for one diagnose run or one chat turn.
-    pub fuel: u64,
-    /// Cap on the total size of each linear memory, in bytes.
-    pub max_memory: u64,
-    /// Wall-clock limit of one run or chat turn.
-    pub timeout: Duration,
-    /// Total bytes of output (deltas, report, chat answers) the session may
-    /// produce.
-    pub max_output: u64,
-    /// Tool calls plus shell requests per run or chat turn.
-    pub max_tool_calls: u64,
-    /// Cap on table elements per table.
-    pub max_table_elements: usize,
-    /// Cap on core instances, tables and memories per store.
-    pub max_instances: usize,
-}
-
-impl SessionLimits {
-    /// Table and instance caps generous enough for any component a
-    /// mainstream toolchain emits, small enough to bound host memory.
-    pub const DEFAULT_TABLE_ELEMENTS: usize = 20_000;
-    /// See [`SessionLimits::DEFAULT_TABLE_ELEMENTS`].
-    pub const DEFAULT_INSTANCES: usize = 64;
-}
-
-impl From<&Limits> for SessionLimits {
-    fn from(l: &Limits) -> Self {
-        SessionLimits {
-            fuel: l.fuel,
-            max_memory: l.max_memory,
-            timeout: l.timeout,
-            max_output: l.max_output,
-            max_tool_calls: l.max_tool_calls,
-            max_table_elements: Self::DEFAULT_TABLE_ELEMENTS,
-            max_instances: Self::DEFAULT_INSTANCES,
-        }
-    }
-}
-
-impl Default for SessionLimits {
-    fn default() -> Self {
-        SessionLimits::from(&Limits::default())
-    }
-}
-
 /// Raised (as a trap) by host code when a guest breaks a budget the host
-/// enforces itself: memory growth, table growth, output bytes, tool calls.
+/// enforces itself: memory growth, table growth, output bytes, host calls.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{budget} budget exhausted: {detail}")]
 pub(crate) struct BudgetExceeded {

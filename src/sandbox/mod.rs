@@ -9,11 +9,13 @@
 //! - `store.rs`: per-session store state, WASI with nothing granted, limiter,
 //!   and how a run or chat turn ends
 //! - `stdio.rs`: guest stdout/stderr, captured per run or turn for the log
-//! - `limits.rs`: budgets, how a call is guarded, how failures are blamed
+//! - `budgets.rs`: what a session may use, by name, default and bound
+//! - `limits.rs`: how a budget is enforced, a call guarded, a failure blamed
 //! - `host/`: the `catpaw:runner/host` imports, one capability per file
 //! - `run.rs`: the wasm implementations of the runner traits
 
 mod bindings;
+mod budgets;
 mod engine;
 mod host;
 mod limits;
@@ -28,9 +30,9 @@ use anyhow::{Context, bail};
 use wasmtime::Engine;
 use wasmtime::component::{HasSelf, Linker};
 
+pub use budgets::{BudgetKey, Budgets, Slot};
 pub use engine::EngineOptions;
 pub use host::HostServices;
-pub use limits::SessionLimits;
 pub use run::{WasmChatRunner, WasmDiagnoseRunner};
 
 use bindings::chat_world::ChatRunnerPre;
@@ -39,28 +41,14 @@ use host::HostContext;
 use store::SessionState;
 
 /// Settings of a [`Sandbox`].
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct SandboxOptions {
     /// Engine allocation settings.
     pub engine: EngineOptions,
     /// Where precompiled runners are cached (`None`: memory only).
     pub cache_dir: Option<PathBuf>,
-    /// Services the host imports use (audit, shell caps).
+    /// Services the host imports use (audit, shell user).
     pub services: HostServices,
-    /// Bytes of guest stdout/stderr kept per run or chat turn for the log
-    /// (and as many of guest log lines).
-    pub stdio_cap: usize,
-}
-
-impl Default for SandboxOptions {
-    fn default() -> Self {
-        SandboxOptions {
-            engine: EngineOptions::default(),
-            cache_dir: None,
-            services: HostServices::default(),
-            stdio_cap: 16 * 1024,
-        }
-    }
 }
 
 /// The process-wide sandbox: one engine, one linker, the compile cache.
@@ -69,7 +57,6 @@ pub struct Sandbox {
     linker: Linker<SessionState>,
     cache: engine::ComponentCache,
     services: Arc<HostServices>,
-    stdio_cap: usize,
 }
 
 impl std::fmt::Debug for Sandbox {
@@ -101,7 +88,6 @@ impl Sandbox {
             linker,
             cache: engine::ComponentCache::new(opts.cache_dir),
             services: Arc::new(opts.services),
-            stdio_cap: opts.stdio_cap,
         }))
     }
 
@@ -183,15 +169,17 @@ impl LoadedRunner {
         self.chat.is_some()
     }
 
-    /// A diagnose runner under `limits`, if the component exports one.
-    pub fn diagnose_runner(&self, limits: SessionLimits) -> Option<WasmDiagnoseRunner> {
+    /// A diagnose runner whose sessions get `budgets`, if the component
+    /// exports one.
+    pub fn diagnose_runner(&self, budgets: Budgets) -> Option<WasmDiagnoseRunner> {
         let pre = self.diagnose.clone()?;
-        Some(WasmDiagnoseRunner::new(self.sandbox.clone(), pre, limits))
+        Some(WasmDiagnoseRunner::new(self.sandbox.clone(), pre, budgets))
     }
 
-    /// A chat runner under `limits`, if the component exports one.
-    pub fn chat_runner(&self, limits: SessionLimits) -> Option<WasmChatRunner> {
+    /// A chat runner whose sessions get `budgets`, if the component exports
+    /// one.
+    pub fn chat_runner(&self, budgets: Budgets) -> Option<WasmChatRunner> {
         let pre = self.chat.clone()?;
-        Some(WasmChatRunner::new(self.sandbox.clone(), pre, limits))
+        Some(WasmChatRunner::new(self.sandbox.clone(), pre, budgets))
     }
 }

@@ -16,8 +16,9 @@ use super::Sandbox;
 use super::bindings::chat_world::{ChatRunner as ChatWorld, ChatRunnerPre};
 use super::bindings::diagnose_world::DiagnoseRunnerPre;
 use super::bindings::diagnose_world::exports::catpaw::runner::diagnose::Request;
+use super::budgets::Budgets;
 use super::host::HostContext;
-use super::limits::{self, Guarded, SessionLimits};
+use super::limits::{self, Guarded};
 use super::store::{SessionState, end_run, new_store};
 use crate::runner::{
     ChatHandle, ChatRunner, ChatSessionOpts, DiagnoseRequest, DiagnoseRunner, RunError,
@@ -28,14 +29,14 @@ use crate::runner::{
 pub struct WasmDiagnoseRunner {
     sandbox: Arc<Sandbox>,
     pre: DiagnoseRunnerPre<SessionState>,
-    limits: SessionLimits,
+    limits: Budgets,
 }
 
 impl WasmDiagnoseRunner {
     pub(crate) fn new(
         sandbox: Arc<Sandbox>,
         pre: DiagnoseRunnerPre<SessionState>,
-        limits: SessionLimits,
+        limits: Budgets,
     ) -> Self {
         WasmDiagnoseRunner {
             sandbox,
@@ -45,7 +46,7 @@ impl WasmDiagnoseRunner {
     }
 
     /// The budgets each session gets.
-    pub fn limits(&self) -> &SessionLimits {
+    pub fn limits(&self) -> &Budgets {
         &self.limits
     }
 }
@@ -53,17 +54,11 @@ impl WasmDiagnoseRunner {
 /// Creates the store of one session.
 fn session_store(
     sandbox: &Sandbox,
-    limits: &SessionLimits,
+    limits: &Budgets,
     info: &SessionInfo,
     sink: Arc<dyn StreamSink>,
 ) -> Result<Store<SessionState>, RunError> {
-    let host = HostContext::new(
-        info.clone(),
-        sink,
-        sandbox.services.clone(),
-        limits,
-        sandbox.stdio_cap,
-    );
+    let host = HostContext::new(info.clone(), sink, sandbox.services.clone(), limits);
     new_store(&sandbox.engine, limits, host)
         .map_err(|e| RunError::Host(format!("creating the session store: {e:#}")))
 }
@@ -75,7 +70,7 @@ fn session_store(
 /// on stderr.
 fn finish<T>(
     store: &mut Store<SessionState>,
-    limits: &SessionLimits,
+    limits: &Budgets,
     outcome: Guarded<T>,
 ) -> Result<T, RunError> {
     let printed = end_run(store);
@@ -94,7 +89,7 @@ fn finish<T>(
 /// it failed, that run ends here.
 fn instantiated<T>(
     store: &mut Store<SessionState>,
-    limits: &SessionLimits,
+    limits: &Budgets,
     outcome: Guarded<T>,
 ) -> Result<T, RunError> {
     match outcome {
@@ -109,7 +104,7 @@ fn instantiated<T>(
 
 /// Instantiation errors caused by the pool being full are the host's; all
 /// others (start functions trapping, budgets) are the guest's.
-fn instantiate_error(e: wasmtime::Error, limits: &SessionLimits) -> RunError {
+fn instantiate_error(e: wasmtime::Error, limits: &Budgets) -> RunError {
     let text = format!("{e:#}");
     if text.contains("maximum concurrent") || text.contains("pooling allocator") {
         return RunError::Host(format!("no sandbox slot free: {text}"));
@@ -181,14 +176,14 @@ impl DiagnoseRunner for WasmDiagnoseRunner {
 pub struct WasmChatRunner {
     sandbox: Arc<Sandbox>,
     pre: ChatRunnerPre<SessionState>,
-    limits: SessionLimits,
+    limits: Budgets,
 }
 
 impl WasmChatRunner {
     pub(crate) fn new(
         sandbox: Arc<Sandbox>,
         pre: ChatRunnerPre<SessionState>,
-        limits: SessionLimits,
+        limits: Budgets,
     ) -> Self {
         WasmChatRunner {
             sandbox,
@@ -198,7 +193,7 @@ impl WasmChatRunner {
     }
 
     /// The budgets each session (each turn, for fuel and time) gets.
-    pub fn limits(&self) -> &SessionLimits {
+    pub fn limits(&self) -> &Budgets {
         &self.limits
     }
 }
@@ -245,7 +240,7 @@ struct WasmChat {
     store: Store<SessionState>,
     inst: ChatWorld,
     conversation: ResourceAny,
-    limits: SessionLimits,
+    limits: Budgets,
     cancel: CancellationToken,
 }
 
@@ -316,7 +311,6 @@ mod tests {
                 pooling: false,
                 ..Default::default()
             },
-            stdio_cap,
             ..Default::default()
         })
         .expect("sandbox");
@@ -324,7 +318,10 @@ mod tests {
         let runner = sandbox
             .load_file(&path)
             .expect("trap guest")
-            .diagnose_runner(SessionLimits::default())
+            .diagnose_runner(Budgets {
+                guest_stdio: stdio_cap as u64,
+                ..Budgets::default()
+            })
             .expect("a diagnose runner");
         let info = SessionInfo {
             session_id: "trap-1".into(),

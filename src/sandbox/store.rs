@@ -6,8 +6,9 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use super::budgets::{self, Budgets};
 use super::host::HostContext;
-use super::limits::{BudgetExceeded, SessionLimits};
+use super::limits::BudgetExceeded;
 use super::stdio::Printed;
 use crate::runner::Budget;
 
@@ -37,7 +38,7 @@ impl WasiView for SessionState {
 /// `limits.fuel`. The guest's stdout and stderr go to `host`'s capture.
 pub(crate) fn new_store(
     engine: &wasmtime::Engine,
-    limits: &SessionLimits,
+    limits: &Budgets,
     host: HostContext,
 ) -> wasmtime::Result<Store<SessionState>> {
     let stdio = host.stdio();
@@ -93,11 +94,11 @@ pub(crate) struct Limiter {
 }
 
 impl Limiter {
-    fn new(limits: &SessionLimits) -> Self {
+    fn new(limits: &Budgets) -> Self {
         Limiter {
-            max_memory: usize::try_from(limits.max_memory).unwrap_or(usize::MAX),
-            max_table_elements: limits.max_table_elements,
-            max_instances: limits.max_instances,
+            max_memory: budgets::as_len(limits.max_memory),
+            max_table_elements: Budgets::MAX_TABLE_ELEMENTS,
+            max_instances: Budgets::MAX_INSTANCES,
             peak_memory: 0,
         }
     }

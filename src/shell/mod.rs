@@ -28,7 +28,9 @@ pub use supervise::Identity;
 /// The only `PATH` a command gets.
 pub const SHELL_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// Limits and identity for shell commands.
+/// Caps and identity for a session's shell commands. The caps are the
+/// session's `shell_timeout` and `shell_output` budgets
+/// (`crate::sandbox::Budgets`).
 #[derive(Debug, Clone)]
 pub struct ShellLimits {
     /// Longest a command may run; a guest's own timeout is capped to this.
@@ -37,16 +39,6 @@ pub struct ShellLimits {
     pub output_cap: usize,
     /// Who commands run as; `None` = the agent's own user.
     pub user: Option<Identity>,
-}
-
-impl Default for ShellLimits {
-    fn default() -> Self {
-        ShellLimits {
-            max_timeout: Duration::from_secs(30),
-            output_cap: 64 * 1024,
-            user: None,
-        }
-    }
 }
 
 /// What a finished command produced.

@@ -11,12 +11,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use catpaw_agent::audit::AuditLog;
+use catpaw_agent::config::StatePaths;
 use catpaw_agent::link::proto::SessionStartPayload;
 use catpaw_agent::sandbox::{
-    EngineOptions, HostServices, LoadedRunner, Sandbox, SandboxOptions, SessionLimits,
+    Budgets, EngineOptions, HostServices, LoadedRunner, Sandbox, SandboxOptions,
 };
 use catpaw_agent::session::{Runners, SessionEvent, run_session};
-use catpaw_agent::shell::ShellLimits;
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -53,7 +53,7 @@ pub struct TestSandbox {
 impl TestSandbox {
     pub fn new() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let audit = AuditLog::open(dir.path()).expect("audit");
+        let audit = AuditLog::open(&StatePaths::new(dir.path()).audit_trail()).expect("audit");
         let sandbox = Sandbox::new(SandboxOptions {
             engine: EngineOptions {
                 pooling: true,
@@ -63,13 +63,8 @@ impl TestSandbox {
             cache_dir: None,
             services: HostServices {
                 audit: Some(audit.clone()),
-                shell: ShellLimits {
-                    max_timeout: Duration::from_secs(10),
-                    output_cap: 64 * 1024,
-                    user: None,
-                },
+                shell_user: None,
             },
-            stdio_cap: 16 * 1024,
         })
         .expect("sandbox");
         TestSandbox {
@@ -105,21 +100,25 @@ impl TestSandbox {
     }
 }
 
-/// Limits for tests: the defaults with an optional tweak.
-pub fn limits(f: impl FnOnce(&mut SessionLimits)) -> SessionLimits {
-    let mut l = SessionLimits::default();
+/// Budgets for tests: the defaults (shell commands capped at 10 s) with an
+/// optional tweak.
+pub fn limits(f: impl FnOnce(&mut Budgets)) -> Budgets {
+    let mut l = Budgets {
+        shell_timeout: Duration::from_secs(10),
+        ..Budgets::default()
+    };
     f(&mut l);
     l
 }
 
-pub fn diagnose_runners(r: &LoadedRunner, l: SessionLimits) -> Runners {
+pub fn diagnose_runners(r: &LoadedRunner, l: Budgets) -> Runners {
     Runners {
         diagnose: Some(Arc::new(r.diagnose_runner(l).expect("exports diagnose"))),
         chat: None,
     }
 }
 
-pub fn chat_runners(r: &LoadedRunner, l: SessionLimits) -> Runners {
+pub fn chat_runners(r: &LoadedRunner, l: Budgets) -> Runners {
     Runners {
         diagnose: None,
         chat: Some(Arc::new(r.chat_runner(l).expect("exports chat"))),

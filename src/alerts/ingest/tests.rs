@@ -1,4 +1,5 @@
 use super::*;
+use std::path::PathBuf;
 
 #[test]
 fn events_are_validated_field_by_field() {
@@ -44,12 +45,8 @@ async fn the_socket_takes_good_lines_and_refuses_bad_ones() {
     let dir = tempfile::tempdir().expect("tempdir");
     let alerts = AlertBuffer::new(10);
     let stop = CancellationToken::new();
-    let server = tokio::spawn(serve_until(
-        dir.path().to_path_buf(),
-        alerts.clone(),
-        stop.clone(),
-    ));
-    let path = socket_path(dir.path());
+    let path = socket(dir.path());
+    let server = tokio::spawn(serve_until(path.clone(), alerts.clone(), stop.clone()));
     for _ in 0..100 {
         if path.exists() {
             break;
@@ -66,7 +63,7 @@ async fn the_socket_takes_good_lines_and_refuses_bad_ones() {
         r#"{"event_time":2,"event_status":"Nope","alert_key":"b"}"#.to_string(),
         r#"{"event_time":3,"event_status":"Ok","alert_key":"c"}"#.to_string(),
     ];
-    let report = send_lines(dir.path(), &lines).await.expect("send");
+    let report = send_lines(&path, &lines).await.expect("send");
     assert_eq!(report.accepted, 2);
     assert_eq!(report.refused.len(), 1);
     assert_eq!(report.refused[0].0, 2);
@@ -82,8 +79,13 @@ async fn the_socket_takes_good_lines_and_refuses_bad_ones() {
     assert!(!path.exists(), "socket removed on shutdown");
 }
 
-async fn serve_until(dir: PathBuf, alerts: AlertBuffer, stop: CancellationToken) {
-    serve(&dir, alerts, stop).await.expect("serve");
+async fn serve_until(socket: PathBuf, alerts: AlertBuffer, stop: CancellationToken) {
+    serve(&socket, alerts, stop).await.expect("serve");
+}
+
+/// The socket in a test's state dir.
+fn socket(state_dir: &Path) -> PathBuf {
+    crate::config::StatePaths::new(state_dir).ingest_socket()
 }
 
 /// A socket served with `opts` in a fresh dir, listening when this
@@ -98,14 +100,14 @@ async fn served(opts: IngestOptions) -> Served {
     let dir = tempfile::tempdir().expect("tempdir");
     let stop = CancellationToken::new();
     let task = {
-        let (d, s) = (dir.path().to_path_buf(), stop.clone());
+        let (path, s) = (socket(dir.path()), stop.clone());
         tokio::spawn(async move {
-            serve_with(&d, AlertBuffer::new(10), s, opts)
+            serve_with(&path, AlertBuffer::new(10), s, opts)
                 .await
                 .expect("serve");
         })
     };
-    let path = socket_path(dir.path());
+    let path = socket(dir.path());
     for _ in 0..200 {
         if UnixStream::connect(&path).await.is_ok() {
             break;
@@ -118,7 +120,7 @@ async fn served(opts: IngestOptions) -> Served {
 impl Served {
     async fn client(&self) -> BufReader<UnixStream> {
         BufReader::new(
-            UnixStream::connect(socket_path(self.dir.path()))
+            UnixStream::connect(socket(self.dir.path()))
                 .await
                 .expect("connect"),
         )

@@ -17,11 +17,12 @@ use std::sync::Arc;
 use tracing::Instrument;
 
 use super::bindings::host;
-use super::limits::{BudgetExceeded, SessionLimits};
+use super::budgets::{self, Budgets};
+use super::limits::BudgetExceeded;
 use super::stdio::{CapturedStdio, Printed};
 use crate::audit::{Act, AuditLog, Record, Who, event, outcome};
 use crate::runner::{Budget, SessionInfo, StreamSink};
-use crate::shell::ShellLimits;
+use crate::shell::{Identity, ShellLimits};
 
 /// Process-wide services the imports use, shared by every session.
 #[derive(Debug, Clone, Default)]
@@ -29,8 +30,9 @@ pub struct HostServices {
     /// Where tool and shell calls are audited (`None` disables auditing,
     /// which only tests and benchmarks do).
     pub audit: Option<AuditLog>,
-    /// Caps for granted shell commands.
-    pub shell: ShellLimits,
+    /// Who granted shell commands run as (`[sandbox] shell_user`); `None`:
+    /// the agent's own user.
+    pub shell_user: Option<Identity>,
 }
 
 /// Per-session state of the imports: the generated `Host` trait is
@@ -44,6 +46,8 @@ pub(crate) struct HostContext {
     services: Arc<HostServices>,
     /// Output budget of the whole session.
     stream: stream::StreamState,
+    /// Caps and user of this session's granted shell commands.
+    shell: ShellLimits,
     /// Tool calls plus shell requests allowed per run or chat turn.
     max_calls: u64,
     /// State of the current run or chat turn.
@@ -87,16 +91,24 @@ impl HostContext {
         info: SessionInfo,
         sink: Arc<dyn StreamSink>,
         services: Arc<HostServices>,
-        limits: &SessionLimits,
-        stdio_cap: usize,
+        limits: &Budgets,
     ) -> Self {
+        let shell = ShellLimits {
+            max_timeout: limits.shell_timeout,
+            output_cap: budgets::as_len(limits.shell_output),
+            user: services.shell_user.clone(),
+        };
         HostContext {
             info,
             sink,
             services,
             stream: stream::StreamState::new(limits.max_output),
-            max_calls: limits.max_tool_calls,
-            run: RunState::new(stdio_cap, stdio_cap),
+            shell,
+            max_calls: limits.max_host_calls,
+            run: RunState::new(
+                budgets::as_len(limits.guest_stdio),
+                budgets::as_len(limits.guest_stdio),
+            ),
         }
     }
 

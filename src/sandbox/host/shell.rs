@@ -44,7 +44,7 @@ pub(crate) async fn request(
     tracing::info!(session_id = %ctx.info.session_id, user = %crate::util::escape_control(&ctx.info.user_name),
         command = %crate::util::escape_control(shown), "running shell command for session");
     let timeout = Duration::from_millis(u64::from(timeout_ms));
-    let result = shell::run(&command, timeout, &ctx.services.shell).await;
+    let result = shell::run(&command, timeout, &ctx.shell).await;
     let (what, detail) = match &result {
         Ok(out) => (outcome::EXIT, format!("exit {}", out.exit_code)),
         Err(shell::ShellError::Timeout(d)) => (outcome::TIMEOUT, format!("killed after {d:?}")),

@@ -1,0 +1,123 @@
+//! Field checks: a raw value becomes a typed one, or an error that names
+//! the file and the field.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::ConfigError;
+use super::raw::RawSigning;
+use super::units::{duration_value, size_value};
+use crate::link::signing::{self, SigningConfig};
+
+/// Largest accepted `[server.signing] max_skew`, in seconds (one day).
+const MAX_SIGNING_SKEW_SECS: u64 = 24 * 3600;
+
+/// The variable a `${NAME}` value names, if it is one.
+pub(super) fn env_name(value: &str) -> Option<&str> {
+    value.trim().strip_prefix("${")?.strip_suffix('}')
+}
+
+/// Expands `${NAME}` (the whole value) from the environment.
+pub(super) fn expand_env(value: &str) -> Result<String, String> {
+    if let Some(name) = env_name(value) {
+        return std::env::var(name).map_err(|_| format!("environment variable {name} is not set"));
+    }
+    Ok(value.to_string())
+}
+
+/// The file being checked: its name for messages, and the directory
+/// relative paths in it are resolved against.
+pub(super) struct Ctx<'a> {
+    pub(super) path: &'a str,
+    pub(super) base: PathBuf,
+}
+
+impl Ctx<'_> {
+    pub(super) fn err(&self, field: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.path.to_string(),
+            field: field.to_string(),
+            message: message.into(),
+        }
+    }
+
+    pub(super) fn path_of(&self, v: Option<String>) -> Option<PathBuf> {
+        v.filter(|s| !s.trim().is_empty()).map(|s| {
+            let p = PathBuf::from(s);
+            if p.is_absolute() {
+                p
+            } else {
+                self.base.join(p)
+            }
+        })
+    }
+
+    pub(super) fn size(
+        &self,
+        field: &str,
+        v: Option<toml::Value>,
+        default: u64,
+    ) -> Result<u64, ConfigError> {
+        match v {
+            None => Ok(default),
+            Some(v) => size_value(&v).map_err(|m| self.err(field, m)),
+        }
+    }
+
+    pub(super) fn duration(
+        &self,
+        field: &str,
+        v: Option<toml::Value>,
+        default: Duration,
+    ) -> Result<Duration, ConfigError> {
+        match v {
+            None => Ok(default),
+            Some(v) => duration_value(&v).map_err(|m| self.err(field, m)),
+        }
+    }
+
+    /// `[server.signing]` (PROTOCOL §9).
+    pub(super) fn signing(&self, raw: RawSigning) -> Result<SigningConfig, ConfigError> {
+        let mut keys = BTreeMap::new();
+        for (id, text) in raw.keys {
+            let field = format!("[server.signing] keys.{id}");
+            // The id is matched against the payload's `key_id` and written
+            // to logs and the audit trail: keep it visible and one line.
+            if id.is_empty() || id.chars().any(char::is_control) {
+                return Err(self.err(
+                    &field,
+                    "a key id must be non-empty and free of control characters",
+                ));
+            }
+            let key = signing::parse_public_key(&text).map_err(|m| self.err(&field, m))?;
+            keys.insert(id, key);
+        }
+        let require = raw.require.unwrap_or(!keys.is_empty());
+        if require && keys.is_empty() {
+            return Err(self.err(
+                "[server.signing] require",
+                "is true but no keys are configured: add keys = { \"<id>\" = \"<base64 public key>\" } or set require = false",
+            ));
+        }
+        let field = "[server.signing] max_skew";
+        let max_skew = self.duration(field, raw.max_skew, signing::DEFAULT_MAX_SKEW)?;
+        // Timestamps are whole seconds; more than a day of skew would make
+        // the replay window (2 × max_skew) and its cache pointlessly large.
+        if max_skew.subsec_nanos() != 0 {
+            return Err(self.err(
+                field,
+                "must be a whole number of seconds, as timestamps are (e.g. \"300s\")",
+            ));
+        }
+        let secs = max_skew.as_secs();
+        if !(1..=MAX_SIGNING_SKEW_SECS).contains(&secs) {
+            return Err(self.err(field, format!("{secs}s is outside 1s..24h (e.g. \"300s\")")));
+        }
+        Ok(SigningConfig {
+            keys,
+            require,
+            max_skew,
+        })
+    }
+}

@@ -1,0 +1,398 @@
+//! The TOML configuration file.
+//!
+//! One file (default `conf.d/config.toml`). Every field has a default; a
+//! missing default file means "all defaults" (server disabled), while an
+//! explicitly named file must exist. Unknown keys and bad values are errors
+//! that name the file and the field.
+//!
+//! Relative paths in the file (`state_dir`, `ca_file`, `tls_cert`,
+//! `tls_key`, runner paths) are resolved against the directory that holds
+//! the config directory when the file lives in a directory named `conf.d`
+//! (the reference layout: `conf.d/` beside `state.d/`), else against the
+//! file's own directory.
+//!
+//! - `mod.rs`: the schema (what the rest of the agent reads) and the
+//!   load/parse entry
+//! - `raw.rs`: the file as TOML sees it
+//! - `check.rs`: field checks that turn raw values into typed ones
+//! - `budgets.rs`: the one funnel for session budgets (file, per-role
+//!   overrides, command-line flags)
+//! - `units.rs`: sizes and durations
+//! - `url.rs`: the server's WebSocket URL
+//! - `paths.rs`: the state directory's layout
+//! - `hygiene.rs`: settings that work but deserve a warning
+
+mod budgets;
+mod check;
+mod hygiene;
+mod paths;
+mod raw;
+mod units;
+mod url;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::link::signing::SigningConfig;
+pub use budgets::{BudgetFlag, RoleBudgets};
+use check::{Ctx, env_name, expand_env};
+pub use hygiene::{check_agent_token, redact_url};
+pub use paths::StatePaths;
+use raw::RawConfig;
+use url::ws_url;
+
+/// Default config file location.
+pub const DEFAULT_PATH: &str = "conf.d/config.toml";
+
+/// A configuration problem, naming the file and the field.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The named file could not be read.
+    #[error("{path}: cannot read config file: {source}")]
+    Read {
+        /// File.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// TOML syntax, unknown key or wrong type.
+    #[error("{path}: {message}")]
+    Parse {
+        /// File.
+        path: String,
+        /// What toml said.
+        message: String,
+    },
+    /// A value in the file that parses but is not acceptable.
+    #[error("config {path} `{field}`: {message}")]
+    Invalid {
+        /// File.
+        path: String,
+        /// Field, e.g. `[sandbox] max_memory`.
+        field: String,
+        /// What is wrong and what to do.
+        message: String,
+    },
+    /// A command-line value that is not acceptable (budgets: the same
+    /// rules and words as in the file).
+    #[error("command line `{flag}`: {message}")]
+    Flag {
+        /// The flag, e.g. `--max-memory`.
+        flag: String,
+        /// What is wrong and what to do.
+        message: String,
+    },
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the agent id, audit log and compile cache live.
+    pub state_dir: PathBuf,
+    /// Labels sent in `register`.
+    pub labels: BTreeMap<String, String>,
+    /// Plugin names sent in `register`.
+    pub plugins: Vec<String>,
+    /// `[server]`.
+    pub server: ServerConfig,
+    /// `[sandbox]`.
+    pub sandbox: SandboxConfig,
+    /// `[log]`.
+    pub log: LogConfig,
+    /// `[audit]`.
+    pub audit: crate::audit::AuditOptions,
+    /// The file it came from (for messages), if any.
+    pub source: Option<PathBuf>,
+    /// One warning line per renamed key the file still uses.
+    pub deprecated: Vec<String>,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, Default)]
+pub struct ServerConfig {
+    /// Connect at all.
+    pub enabled: bool,
+    /// `host[:port]` or `http(s)://` / `ws(s)://` URL without a path.
+    pub address: String,
+    /// Sent as `X-Agent-Token` when not empty.
+    pub agent_token: String,
+    /// The token came from `${ENV}`: the file itself holds no secret.
+    pub agent_token_from_env: bool,
+    /// PEM bundle that replaces the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// Skip certificate verification (explicit opt-in).
+    pub tls_skip_verify: bool,
+    /// Client certificate (mTLS).
+    pub tls_cert: Option<PathBuf>,
+    /// Client key (mTLS).
+    pub tls_key: Option<PathBuf>,
+    /// Alert ring buffer capacity.
+    pub alert_buffer_size: usize,
+    /// `[server.signing]`: pinned keys for signed sessions (PROTOCOL §9).
+    pub signing: SigningConfig,
+}
+
+/// `[sandbox]`.
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    /// Sessions that may run at once.
+    pub max_concurrent_sessions: usize,
+    /// Whether a remote session may ever get a shell.
+    pub allow_remote_shell: bool,
+    /// Unprivileged user that granted shell commands run as; required when
+    /// remote shells are allowed and the agent runs as root.
+    pub shell_user: Option<String>,
+    /// Runner for all session types.
+    pub runner: Option<PathBuf>,
+    /// Runner for inspect and diagnose.
+    pub diagnose_runner: Option<PathBuf>,
+    /// Runner for chat.
+    pub chat_runner: Option<PathBuf>,
+    /// Budgets of each role's sessions: `[sandbox]`, then
+    /// `[sandbox.diagnose]` / `[sandbox.chat]` (see `budgets.rs`).
+    pub budgets: RoleBudgets,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            max_concurrent_sessions: 3,
+            allow_remote_shell: false,
+            shell_user: None,
+            runner: None,
+            diagnose_runner: None,
+            chat_runner: None,
+            budgets: RoleBudgets::default(),
+        }
+    }
+}
+
+/// `[log]`.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// trace, debug, info, warn or error.
+    pub level: String,
+    /// text or json.
+    pub format: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+            format: "text".into(),
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            state_dir: PathBuf::from("state.d"),
+            labels: BTreeMap::new(),
+            plugins: Vec::new(),
+            server: ServerConfig {
+                alert_buffer_size: 1000,
+                ..ServerConfig::default()
+            },
+            sandbox: SandboxConfig::default(),
+            log: LogConfig::default(),
+            audit: default_audit(),
+            source: None,
+            deprecated: Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    /// Loads `path`, or the default path (all defaults when it is missing).
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let (path, explicit) = match path {
+            Some(p) => (p.to_path_buf(), true),
+            None => (PathBuf::from(DEFAULT_PATH), false),
+        };
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Config::default());
+            }
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.display().to_string(),
+                    source,
+                });
+            }
+        };
+        Config::parse(&text, &path)
+    }
+
+    /// Parses config text that came from `path`.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let shown = path.display().to_string();
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: shown.clone(),
+            message: e.message().to_string(),
+        })?;
+        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let base = if dir.file_name().is_some_and(|n| n == "conf.d") {
+            dir.parent().map(Path::to_path_buf).unwrap_or_default()
+        } else {
+            dir
+        };
+        let cx = Ctx { path: &shown, base };
+
+        let s = raw.server;
+        let enabled = s.enabled.unwrap_or(false);
+        let address = expand_env(&s.address.unwrap_or_default())
+            .map_err(|m| cx.err("[server] address", m))?;
+        if enabled {
+            ws_url(&address).map_err(|m| cx.err("[server] address", m))?;
+        }
+        let raw_token = s.agent_token.unwrap_or_default();
+        let agent_token_from_env = env_name(&raw_token).is_some();
+        let agent_token = expand_env(&raw_token)
+            .and_then(|t| check_agent_token(&t).map(|()| t))
+            .map_err(|m| cx.err("[server] agent_token", m))?;
+        let tls_cert = cx.path_of(s.tls_cert);
+        let tls_key = cx.path_of(s.tls_key);
+        if tls_cert.is_some() != tls_key.is_some() {
+            return Err(cx.err(
+                "[server] tls_cert",
+                "tls_cert and tls_key must be given together",
+            ));
+        }
+        let alert_buffer_size = match s.alert_buffer_size {
+            Some(n) if n > 0 => n as usize,
+            _ => 1000,
+        };
+        let server = ServerConfig {
+            enabled,
+            address,
+            agent_token,
+            agent_token_from_env,
+            ca_file: cx.path_of(s.ca_file),
+            tls_skip_verify: s.tls_skip_verify.unwrap_or(false),
+            tls_cert,
+            tls_key,
+            alert_buffer_size,
+            signing: cx.signing(s.signing.unwrap_or_default())?,
+        };
+
+        let sb = raw.sandbox;
+        let d = SandboxConfig::default();
+        let max_concurrent_sessions = match sb.max_concurrent_sessions {
+            None => d.max_concurrent_sessions,
+            Some(n) if n >= 1 => n as usize,
+            Some(n) => {
+                return Err(cx.err(
+                    "[sandbox] max_concurrent_sessions",
+                    format!("{n} must be at least 1"),
+                ));
+            }
+        };
+        let mut deprecated = Vec::new();
+        let budgets =
+            RoleBudgets::from_file(&shown, &sb.budgets, &sb.diagnose, &sb.chat, &mut deprecated)?;
+        let allow_remote_shell = sb.allow_remote_shell.unwrap_or(false);
+        let shell_user = sb.shell_user.filter(|u| !u.trim().is_empty());
+        // SAFETY: geteuid has no preconditions.
+        let is_root = unsafe { libc::geteuid() } == 0;
+        shell_user_rule(allow_remote_shell, shell_user.as_deref(), is_root)
+            .map_err(|m| cx.err("[sandbox] shell_user", m))?;
+        let sandbox = SandboxConfig {
+            max_concurrent_sessions,
+            allow_remote_shell,
+            shell_user,
+            runner: cx.path_of(sb.runner),
+            diagnose_runner: cx.path_of(sb.diagnose_runner),
+            chat_runner: cx.path_of(sb.chat_runner),
+            budgets,
+        };
+
+        let level = raw.log.level.unwrap_or_else(|| "info".into());
+        if !["trace", "debug", "info", "warn", "error"].contains(&level.as_str()) {
+            return Err(cx.err(
+                "[log] level",
+                format!("{level:?} is not one of trace, debug, info, warn, error"),
+            ));
+        }
+        let format = raw.log.format.unwrap_or_else(|| "text".into());
+        if !["text", "json"].contains(&format.as_str()) {
+            return Err(cx.err("[log] format", format!("{format:?} is not text or json")));
+        }
+        let da = default_audit();
+        let max_size = cx.size("[audit] max_size", raw.audit.max_size, da.max_size)?;
+        if max_size < 64 * 1024 {
+            return Err(cx.err(
+                "[audit] max_size",
+                format!("{max_size} bytes is too small (at least 64KiB)"),
+            ));
+        }
+        let keep = match raw.audit.keep {
+            None => da.keep,
+            Some(n) if (1..=1000).contains(&n) => n as u32,
+            Some(n) => return Err(cx.err("[audit] keep", format!("{n} is outside 1..1000"))),
+        };
+        let audit = crate::audit::AuditOptions {
+            max_size,
+            keep,
+            append_only: raw.audit.append_only.unwrap_or(da.append_only),
+        };
+        Ok(Config {
+            audit,
+            state_dir: cx
+                .path_of(raw.state_dir)
+                .unwrap_or_else(|| cx.base.join("state.d")),
+            labels: raw.labels,
+            plugins: raw.plugins,
+            server,
+            sandbox,
+            log: LogConfig { level, format },
+            source: Some(path.to_path_buf()),
+            deprecated,
+        })
+    }
+
+    /// The WebSocket URL of the server.
+    pub fn server_ws_url(&self) -> Result<String, String> {
+        ws_url(&self.server.address)
+    }
+
+    /// The files under `state_dir`.
+    pub fn paths(&self) -> StatePaths {
+        StatePaths::new(&self.state_dir)
+    }
+}
+
+/// A root agent that grants remote shells must hand them to an
+/// unprivileged user: a root shell could rewrite the audit trail and the
+/// agent itself.
+fn shell_user_rule(
+    allow_remote_shell: bool,
+    user: Option<&str>,
+    is_root: bool,
+) -> Result<(), String> {
+    if allow_remote_shell && is_root && user.is_none() {
+        return Err(
+            "must name an unprivileged user when allow_remote_shell = true and the agent \
+                    runs as root (remote shell commands would otherwise run as root)"
+                .into(),
+        );
+    }
+    if user == Some("root") {
+        return Err("must not be root".into());
+    }
+    Ok(())
+}
+
+/// `[audit]` defaults: 64 MiB files, 5 rotated kept, append-only
+/// attribute on (it only takes effect when the agent runs as root).
+fn default_audit() -> crate::audit::AuditOptions {
+    crate::audit::AuditOptions {
+        append_only: true,
+        ..crate::audit::AuditOptions::default()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,74 @@
+//! The state directory's layout: every file the agent keeps under
+//! `state_dir`, named in one place.
+//!
+//! ```text
+//! <state_dir>/
+//!   agent_id      this agent's UUID, created at first start
+//!   audit.jsonl   the audit trail (rotated to audit.jsonl.1, …; its chain
+//!                 head in audit.head)
+//!   cache/        precompiled runner components
+//!   agent.sock    the local alert ingest socket
+//! ```
+//!
+//! The modules that use these files take their paths from here; none of
+//! them knows the directory's layout.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+/// Paths inside one state directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatePaths {
+    root: PathBuf,
+}
+
+impl StatePaths {
+    /// The layout under `root` (`[state_dir]`).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        StatePaths { root: root.into() }
+    }
+
+    /// The state directory itself.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The file holding this agent's id.
+    pub fn agent_id(&self) -> PathBuf {
+        self.root.join("agent_id")
+    }
+
+    /// The audit trail's current file.
+    pub fn audit_trail(&self) -> PathBuf {
+        self.root.join("audit.jsonl")
+    }
+
+    /// The compile cache directory.
+    pub fn compile_cache(&self) -> PathBuf {
+        self.root.join("cache")
+    }
+
+    /// The local alert ingest socket.
+    pub fn ingest_socket(&self) -> PathBuf {
+        self.root.join("agent.sock")
+    }
+
+    /// Reads the agent id, or creates one (replacing a file that does not
+    /// hold a UUID).
+    pub fn load_or_create_agent_id(&self) -> anyhow::Result<uuid::Uuid> {
+        let path = self.agent_id();
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            if let Ok(id) = uuid::Uuid::parse_str(text.trim()) {
+                return Ok(id);
+            }
+            tracing::warn!(path = %path.display(), "agent id file does not hold a UUID; replacing it");
+        }
+        let id = uuid::Uuid::new_v4();
+        std::fs::create_dir_all(&self.root)
+            .with_context(|| format!("creating state dir {}", self.root.display()))?;
+        std::fs::write(&path, format!("{id}\n"))
+            .with_context(|| format!("writing agent id to {}", path.display()))?;
+        Ok(id)
+    }
+}

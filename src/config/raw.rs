@@ -1,0 +1,87 @@
+//! The file as TOML sees it: every key optional, unknown keys refused.
+//! `check.rs`, `budgets.rs` and `Config::parse` turn these shapes into the
+//! schema.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    pub(super) state_dir: Option<String>,
+    #[serde(default)]
+    pub(super) labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub(super) plugins: Vec<String>,
+    #[serde(default)]
+    pub(super) server: RawServer,
+    #[serde(default)]
+    pub(super) sandbox: RawSandbox,
+    #[serde(default)]
+    pub(super) log: RawLog,
+    #[serde(default)]
+    pub(super) audit: RawAudit,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAudit {
+    pub(super) max_size: Option<toml::Value>,
+    pub(super) keep: Option<i64>,
+    pub(super) append_only: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawServer {
+    pub(super) enabled: Option<bool>,
+    pub(super) address: Option<String>,
+    pub(super) agent_token: Option<String>,
+    pub(super) ca_file: Option<String>,
+    pub(super) tls_skip_verify: Option<bool>,
+    pub(super) tls_cert: Option<String>,
+    pub(super) tls_key: Option<String>,
+    pub(super) alert_buffer_size: Option<i64>,
+    pub(super) signing: Option<RawSigning>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSigning {
+    #[serde(default)]
+    pub(super) keys: BTreeMap<String, String>,
+    pub(super) require: Option<bool>,
+    pub(super) max_skew: Option<toml::Value>,
+}
+
+/// The budget keys of one section (`[sandbox]`, `[sandbox.diagnose]`,
+/// `[sandbox.chat]`), left untyped for the budget funnel (`budgets.rs`),
+/// which parses them and refuses unknown keys.
+pub(super) type RawBudgets = BTreeMap<String, toml::Value>;
+
+/// `[sandbox]`. Not `deny_unknown_fields` (serde cannot combine it with
+/// `flatten`): every key not named here lands in `budgets`, where the
+/// funnel refuses what is not a budget.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct RawSandbox {
+    pub(super) max_concurrent_sessions: Option<i64>,
+    pub(super) allow_remote_shell: Option<bool>,
+    pub(super) shell_user: Option<String>,
+    pub(super) runner: Option<String>,
+    pub(super) diagnose_runner: Option<String>,
+    pub(super) chat_runner: Option<String>,
+    #[serde(default)]
+    pub(super) diagnose: RawBudgets,
+    #[serde(default)]
+    pub(super) chat: RawBudgets,
+    #[serde(flatten)]
+    pub(super) budgets: RawBudgets,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLog {
+    pub(super) level: Option<String>,
+    pub(super) format: Option<String>,
+}
