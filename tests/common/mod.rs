@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod agent;
+pub mod process;
 pub mod server;
 pub mod slow_link;
 
