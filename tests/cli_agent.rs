@@ -296,8 +296,10 @@ async fn at_trace_level_neither_the_token_nor_the_url_password_is_logged() {
             .ok
     );
     c.session_until_done("s").await;
-    // A stray ack is logged at debug: proof that RUST_LOG took effect.
+    // A stray ack is logged at debug: proof that RUST_LOG took effect. The
+    // SIGTERM below must not overtake it (checked after the exit).
     c.ack("not-a-message-of-yours").await;
+    agent.wait_for_log(" DEBUG ", Duration::from_secs(5)).await;
     terminate_cleanly(&mut agent, &mut c).await;
 
     let text = agent.log();
