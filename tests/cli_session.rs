@@ -6,11 +6,17 @@ use std::io::Write;
 use std::process::Stdio;
 
 use common::guest;
-use common::process::AgentHome;
+use common::process::{AgentHome, HomeCommand};
 use serde_json::Value;
 
-// Each test runs the binary in a bare home: the default config path is
-// absent and state goes to a throwaway place.
+/// `catpaw-agent session`, run in a fresh bare home (so the default config
+/// path is absent and state goes to a throwaway place) that lives as long
+/// as the returned command.
+fn session() -> HomeCommand {
+    let mut cmd = AgentHome::bare().into_command();
+    cmd.arg("session");
+    cmd
+}
 
 fn json_lines(stdout: &[u8]) -> Vec<Value> {
     String::from_utf8_lossy(stdout)
@@ -21,17 +27,8 @@ fn json_lines(stdout: &[u8]) -> Vec<Value> {
 
 #[test]
 fn json_mode_prints_the_payloads_a_server_would_receive() {
-    let home = AgentHome::bare();
-    let out = home
-        .command()
-        .args([
-            "session",
-            "--type",
-            "inspect",
-            "--param",
-            "plugin=mem",
-            "--json",
-        ])
+    let out = session()
+        .args(["--type", "inspect", "--param", "plugin=mem", "--json"])
         .output()
         .expect("run");
     assert!(
@@ -71,12 +68,8 @@ fn json_mode_prints_the_payloads_a_server_would_receive() {
 
 #[test]
 fn a_failed_session_exits_non_zero_with_the_reason() {
-    let home = AgentHome::bare();
-    let out = home
-        .command()
-        .args([
-            "session", "--type", "diagnose", "--fuel", "100000", "--json",
-        ])
+    let out = session()
+        .args(["--type", "diagnose", "--fuel", "100000", "--json"])
         .output()
         .expect("run");
     assert_eq!(out.status.code(), Some(1));
@@ -93,10 +86,9 @@ fn a_failed_session_exits_non_zero_with_the_reason() {
 
 #[test]
 fn chat_reads_turns_from_stdin() {
-    let home = AgentHome::bare();
-    let mut child = home
-        .command()
-        .args(["session", "--type", "chat"])
+    let mut cmd = session();
+    let mut child = cmd
+        .args(["--type", "chat"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -124,10 +116,8 @@ fn a_bad_runner_is_refused_at_start() {
     let dir = tempfile::tempdir().expect("tempdir");
     let bad = dir.path().join("diagnose.wasm");
     std::fs::write(&bad, b"not wasm").expect("write");
-    let home = AgentHome::bare();
-    let out = home
-        .command()
-        .args(["session", "--type", "diagnose", "--runner"])
+    let out = session()
+        .args(["--type", "diagnose", "--runner"])
         .arg(&bad)
         .output()
         .expect("run");
@@ -142,10 +132,8 @@ fn a_bad_runner_is_refused_at_start() {
 #[test]
 fn a_runner_without_chat_cannot_serve_chat() {
     let spin = guest("hazard_echo");
-    let home = AgentHome::bare();
-    let out = home
-        .command()
-        .args(["session", "--type", "chat", "--runner"])
+    let out = session()
+        .args(["--type", "chat", "--runner"])
         .arg(&spin)
         .output()
         .expect("run");
@@ -157,11 +145,8 @@ fn a_runner_without_chat_cannot_serve_chat() {
 #[test]
 fn a_custom_runner_replaces_the_built_in_one() {
     let echo = guest("hazard_echo");
-    let home = AgentHome::bare();
-    let out = home
-        .command()
+    let out = session()
         .args([
-            "session",
             "--type",
             "inspect",
             "--param",
@@ -194,10 +179,8 @@ fn a_custom_runner_replaces_the_built_in_one() {
 
 #[test]
 fn bad_limit_flags_are_refused() {
-    let home = AgentHome::bare();
-    let out = home
-        .command()
-        .args(["session", "--type", "diagnose", "--max-memory", "lots"])
+    let out = session()
+        .args(["--type", "diagnose", "--max-memory", "lots"])
         .output()
         .expect("run");
     assert!(!out.status.success());
@@ -212,10 +195,9 @@ fn bad_limit_flags_are_refused() {
 fn a_reader_that_goes_away_ends_the_harness_quietly() {
     use std::io::{BufRead, BufReader};
     use std::os::unix::process::ExitStatusExt;
-    let home = AgentHome::bare();
-    let mut child = home
-        .command()
-        .args(["session", "--type", "diagnose", "--json"])
+    let mut cmd = session();
+    let mut child = cmd
+        .args(["--type", "diagnose", "--json"])
         .args(["--param", "descriptions=disk full on /"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -242,17 +224,8 @@ fn a_reader_that_goes_away_ends_the_harness_quietly() {
 #[test]
 fn a_guest_log_flood_is_capped_in_the_agent_log() {
     let flood = guest("hazard_log_flood");
-    let home = AgentHome::bare();
-    let out = home
-        .command()
-        .args([
-            "session",
-            "--type",
-            "inspect",
-            "--param",
-            "plugin=cpu",
-            "--runner",
-        ])
+    let out = session()
+        .args(["--type", "inspect", "--param", "plugin=cpu", "--runner"])
         .arg(&flood)
         .env("RUST_LOG", "warn")
         .output()

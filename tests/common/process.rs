@@ -131,6 +131,15 @@ impl AgentHome {
         cmd
     }
 
+    /// [`command`](Self::command), owning the home: for a one-shot run
+    /// whose home nothing else needs.
+    pub fn into_command(self) -> HomeCommand {
+        HomeCommand {
+            cmd: self.command(),
+            _home: self,
+        }
+    }
+
     /// The agent itself, to be set up and spawned; its log goes nowhere
     /// unless asked.
     pub fn agent(&self) -> Launch {
@@ -149,6 +158,25 @@ impl AgentHome {
     /// The agent with its defaults, started.
     pub fn spawn(&self) -> AgentProcess {
         self.agent().spawn()
+    }
+}
+
+/// A command and the home it runs in, removed when both are done.
+pub struct HomeCommand {
+    cmd: Command,
+    _home: AgentHome,
+}
+
+impl std::ops::Deref for HomeCommand {
+    type Target = Command;
+    fn deref(&self) -> &Command {
+        &self.cmd
+    }
+}
+
+impl std::ops::DerefMut for HomeCommand {
+    fn deref_mut(&mut self) -> &mut Command {
+        &mut self.cmd
     }
 }
 
