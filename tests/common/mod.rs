@@ -1,5 +1,18 @@
-//! Shared helpers for the end-to-end tests: real guests built from
-//! `guest-runners/`, a real sandbox, and the real session driver.
+//! Shared helpers for the end-to-end tests (all but `conformance.rs`,
+//! which shares nothing on purpose). Before writing a new one, look here.
+//!
+//! # Layout
+//!
+//! - this file: real guests built from `guest-runners/`, a real sandbox
+//!   ([`TestSandbox`]), and sessions run by the real session driver, said
+//!   the way a test means them ([`inspect`]`("cpu").budget(..).start_on(&spin)`);
+//! - [`server`]: the one fake catpaw-server, [`server::TestServer`], on
+//!   loopback over `ws://` or `wss://`;
+//! - [`agent`]: the agent in-process against it, with short timers
+//!   ([`agent::Harness`]);
+//! - [`process`]: the agent binary as a child process, with its home,
+//!   config, log and signals ([`process::AgentProcess`]);
+//! - [`slow_link`]: a throttling proxy between the agent and the server.
 #![allow(dead_code)]
 
 pub mod agent;
