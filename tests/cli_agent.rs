@@ -4,70 +4,43 @@
 mod common;
 
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use catpaw_agent::link::proto::Envelope;
+use common::process::{AgentHome, AgentProcess, command, server_toml};
 use common::server::{ServerConn, TestServer};
-use common::write_config;
 use serde_json::json;
-use std::path::PathBuf;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_catpaw-agent"));
-    // The config below reads the token from the environment.
-    c.env("CATPAW_TEST_TOKEN", "from-env");
-    c
-}
-
-/// A config for an agent served by `server`, with `token` and `extra`
-/// TOML after the `[server]` lines.
-fn server_config(dir: &std::path::Path, server: &TestServer, token: &str, extra: &str) -> PathBuf {
-    write_config(
-        dir,
-        &format!(
-            "[server]\nenabled = true\naddress = \"http://{}\"\nagent_token = \"{token}\"\n{extra}",
-            server.addr
-        ),
-    )
-}
-
-/// The agent on `config`, logging to `stderr`.
-fn spawn_agent(config: &std::path::Path, stderr: Stdio) -> std::process::Child {
-    bin()
-        .arg("--config")
-        .arg(config)
-        .stderr(stderr)
-        .spawn()
-        .expect("spawn agent")
+/// A home for an agent served by `server` with token `t`, then `extra`.
+fn served_by(server: &TestServer, extra: &str) -> AgentHome {
+    AgentHome::new(&server_toml(server, Some("t"), extra))
 }
 
 /// SIGTERM: the server sees a normal close frame and the agent exits 0.
-async fn terminate_cleanly(mut agent: std::process::Child, c: &mut ServerConn) {
-    // SAFETY: signalling our own child process.
-    unsafe { libc::kill(agent.id() as i32, libc::SIGTERM) };
-    assert_eq!(
-        c.expect_close().await,
-        tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Normal
-    );
-    let status = tokio::task::spawn_blocking(move || agent.wait())
+async fn terminate_cleanly(agent: &mut AgentProcess, c: &mut ServerConn) {
+    agent.sigterm();
+    assert_eq!(c.expect_close().await, CloseCode::Normal);
+    let status = agent
+        .wait_within(Duration::from_secs(15))
         .await
-        .expect("join")
-        .expect("wait");
+        .expect("the agent exits after its close frame");
     assert!(status.success(), "{status:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_serves_a_server_takes_local_alerts_and_stops_cleanly_on_sigterm() {
     let mut server = TestServer::start().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = server_config(dir.path(), &server, "${CATPAW_TEST_TOKEN}", "");
+    // The config reads the token from the environment.
+    let home = AgentHome::new(&server_toml(&server, Some("${CATPAW_TEST_TOKEN}"), ""))
+        .env("CATPAW_TEST_TOKEN", "from-env");
     // Logs are not read here; a full pipe must not stall the agent.
-    let agent = spawn_agent(&config, Stdio::null());
+    let mut agent = home.spawn();
     let (mut c, _) = server.accept_registered().await;
     assert_eq!(c.headers["x-agent-token"], "from-env");
     // state_dir defaults to state.d beside conf.d.
-    assert!(dir.path().join("state.d/agent_id").is_file());
+    assert!(home.state().join("agent_id").is_file());
 
     // A session works end to end through the binary.
     assert!(
@@ -78,16 +51,9 @@ async fn the_agent_serves_a_server_takes_local_alerts_and_stops_cleanly_on_sigte
     c.session_until_done("s").await;
 
     // Local alerts through the CLI.
-    let sock = dir.path().join("state.d/agent.sock");
-    for _ in 0..200 {
-        if sock.exists() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let out = bin()
-        .arg("--config")
-        .arg(&config)
+    let sock = home.wait_for_socket().await;
+    let out = home
+        .command()
         .args(["alert", "--json", r#"{"event_time":1700000000,"event_status":"Critical","alert_key":"disk-full","labels":{"host":"a"},"description":"disk /"}"#])
         .output()
         .expect("alert");
@@ -100,9 +66,8 @@ async fn the_agent_serves_a_server_takes_local_alerts_and_stops_cleanly_on_sigte
     let events = e.payload.expect("payload")["events"].clone();
     assert_eq!(events[0]["alert_key"], "disk-full");
 
-    let mut child = bin()
-        .arg("--config")
-        .arg(&config)
+    let mut child = home
+        .command()
         .args(["alert", "--json-lines", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -134,7 +99,7 @@ async fn the_agent_serves_a_server_takes_local_alerts_and_stops_cleanly_on_sigte
     }
     assert_eq!(keys, ["a", "c"]);
 
-    terminate_cleanly(agent, &mut c).await;
+    terminate_cleanly(&mut agent, &mut c).await;
     assert!(!sock.exists(), "socket removed on exit");
 }
 
@@ -144,11 +109,9 @@ async fn a_closed_log_stream_does_not_stop_the_agent() {
     // restarts, a pipe closes) the agent keeps serving and still stops
     // cleanly.
     let mut server = TestServer::start().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = server_config(dir.path(), &server, "t", "[log]\nlevel = \"debug\"\n");
-    let mut agent = spawn_agent(&config, Stdio::piped());
+    let home = served_by(&server, "[log]\nlevel = \"debug\"\n");
     // Close the read end before the agent logs anything.
-    drop(agent.stderr.take());
+    let mut agent = home.agent().close_log().spawn();
     let (mut c, _) = server.accept_registered().await;
     assert!(
         c.start_session("s", "inspect", json!({"plugin": "cpu"}))
@@ -156,22 +119,15 @@ async fn a_closed_log_stream_does_not_stop_the_agent() {
             .ok
     );
     c.session_until_done("s").await;
-    assert!(agent.try_wait().expect("try_wait").is_none(), "agent died");
-    terminate_cleanly(agent, &mut c).await;
+    assert!(agent.is_running(), "agent died");
+    terminate_cleanly(&mut agent, &mut c).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn command_line_limits_override_the_config_for_the_agent() {
     let mut server = TestServer::start().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = server_config(dir.path(), &server, "t", "[sandbox]\nfuel = 1000000000\n");
-    let agent = bin()
-        .arg("--config")
-        .arg(&config)
-        .args(["run", "--fuel", "1000"])
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn agent");
+    let home = served_by(&server, "[sandbox]\nfuel = 1000000000\n");
+    let mut agent = home.agent().args(["run", "--fuel", "1000"]).spawn();
     let (mut c, _) = server.accept_registered().await;
     assert!(
         c.start_session("s", "inspect", json!({"plugin": "cpu"}))
@@ -191,17 +147,13 @@ async fn command_line_limits_override_the_config_for_the_agent() {
             .is_some_and(|e| e.contains("1000 fuel")),
         "{err}"
     );
-    terminate_cleanly(agent, &mut c).await;
+    terminate_cleanly(&mut agent, &mut c).await;
 }
 
 #[test]
 fn a_bad_config_names_the_file_and_the_field() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = write_config(
-        dir.path(),
-        "[server]\nenabled = true\naddress = \"ftp://x\"\n",
-    );
-    let out = bin().arg("--config").arg(&config).output().expect("run");
+    let home = AgentHome::new("[server]\nenabled = true\naddress = \"ftp://x\"\n");
+    let out = home.command().output().expect("run");
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -210,7 +162,7 @@ fn a_bad_config_names_the_file_and_the_field() {
             && stderr.contains("ftp"),
         "{stderr}"
     );
-    let missing = bin()
+    let missing = command()
         .args(["--config", "/nonexistent/catpaw.toml"])
         .output()
         .expect("run");
@@ -220,11 +172,8 @@ fn a_bad_config_names_the_file_and_the_field() {
 
 #[test]
 fn alert_without_a_running_agent_says_so() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = write_config(dir.path(), "");
-    let out = bin()
-        .arg("--config")
-        .arg(&config)
+    let out = AgentHome::new("")
+        .command()
         .args(["alert", "--json", "{}"])
         .output()
         .expect("run");
@@ -234,7 +183,7 @@ fn alert_without_a_running_agent_says_so() {
 
 #[test]
 fn the_demo_runs_end_to_end() {
-    let out = bin().arg("demo").output().expect("demo");
+    let out = command().arg("demo").output().expect("demo");
     assert!(
         out.status.success(),
         "{}",
@@ -256,15 +205,13 @@ fn the_demo_runs_end_to_end() {
 
 #[test]
 fn a_configured_runner_must_serve_its_role() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let echo = std::path::Path::new(catpaw_agent::embedded::GUEST_DIR).join("hazard_echo.wasm");
-    let config = write_config(
-        dir.path(),
-        &format!("[sandbox]\nchat_runner = \"{}\"\n", echo.display()),
-    );
-    let out = bin()
-        .arg("--config")
-        .arg(&config)
+    let echo = common::guest("hazard_echo");
+    let home = AgentHome::new(&format!(
+        "[sandbox]\nchat_runner = \"{}\"\n",
+        echo.display()
+    ));
+    let out = home
+        .command()
         .args(["session", "--type", "diagnose"])
         .output()
         .expect("run");
@@ -276,20 +223,11 @@ fn a_configured_runner_must_serve_its_role() {
     );
 }
 
-/// The agent's log file in `dir`, for a child's stderr.
-fn log_file(dir: &std::path::Path) -> (PathBuf, Stdio) {
-    let path = dir.join("agent.log");
-    let file = std::fs::File::create(&path).expect("log file");
-    (path, Stdio::from(file))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_text_from_the_server_cannot_forge_log_lines() {
     let mut server = TestServer::start().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = server_config(dir.path(), &server, "t", "");
-    let (log, stderr) = log_file(dir.path());
-    let agent = spawn_agent(&config, stderr);
+    let home = served_by(&server, "");
+    let mut agent = home.agent().keep_log().spawn();
     let (mut c, _) = server.accept_registered().await;
 
     // Every value the agent logs from these frames carries a line break, a
@@ -321,9 +259,9 @@ async fn hostile_text_from_the_server_cannot_forge_log_lines() {
     .await;
     // The agent comes back: everything above has been logged by then.
     let (mut c2, _) = server.accept_registered().await;
-    terminate_cleanly(agent, &mut c2).await;
+    terminate_cleanly(&mut agent, &mut c2).await;
 
-    let bytes = std::fs::read(&log).expect("log");
+    let bytes = agent.log_bytes();
     assert!(!bytes.contains(&0x1b), "a raw ESC reached the log");
     assert!(!bytes.contains(&b'\r'), "a raw CR reached the log");
     let text = String::from_utf8_lossy(&bytes);
@@ -337,25 +275,18 @@ async fn hostile_text_from_the_server_cannot_forge_log_lines() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_trace_level_neither_the_token_nor_the_url_password_is_logged() {
     let mut server = TestServer::start().await;
-    let dir = tempfile::tempdir().expect("tempdir");
     let token = "tok-SECRET-31337";
-    let config = write_config(
-        dir.path(),
-        &format!(
-            "[server]\nenabled = true\naddress = \"http://agent:hunter2-pw@{}\"\nagent_token = \"{token}\"\n",
-            server.addr
-        ),
-    );
-    let (log, stderr) = log_file(dir.path());
+    let home = AgentHome::new(&format!(
+        "[server]\nenabled = true\naddress = \"http://agent:hunter2-pw@{}\"\nagent_token = \"{token}\"\n",
+        server.addr
+    ));
     // Trace for everything but the compiler, whose trace output (hundreds
     // of MB while it compiles the runners) says nothing about the wire.
-    let agent = bin()
+    let mut agent = home
+        .agent()
         .env("RUST_LOG", "trace,cranelift=info,wasmtime=info")
-        .arg("--config")
-        .arg(&config)
-        .stderr(stderr)
-        .spawn()
-        .expect("spawn agent");
+        .keep_log()
+        .spawn();
     let (mut c, _) = server.accept_registered().await;
     assert_eq!(c.headers["x-agent-token"], token, "the token is in use");
     // A stray ack is logged at debug: proof that RUST_LOG took effect (by
@@ -368,9 +299,13 @@ async fn at_trace_level_neither_the_token_nor_the_url_password_is_logged() {
             .ok
     );
     c.session_until_done("s").await;
-    terminate_cleanly(agent, &mut c).await;
+    // A stray ack is logged at debug: proof that RUST_LOG took effect. The
+    // SIGTERM below must not overtake it (checked after the exit).
+    c.ack("not-a-message-of-yours").await;
+    agent.wait_for_log(" DEBUG ", Duration::from_secs(5)).await;
+    terminate_cleanly(&mut agent, &mut c).await;
 
-    let text = std::fs::read_to_string(&log).expect("log");
+    let text = agent.log();
     assert!(text.contains(" DEBUG "), "verbose logging is on:\n{text}");
     assert!(!text.contains(token), "the token was logged");
     assert!(!text.contains("hunter2-pw"), "the URL password was logged");
@@ -400,15 +335,12 @@ async fn idle_ingest_clients_at_a_low_fd_limit_neither_spin_the_agent_nor_flood_
     /// ingest connection limit (64) is reached.
     const FD_LIMIT: libc::rlim_t = 48;
     let mut server = TestServer::start().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = server_config(dir.path(), &server, "t", "");
-    let (log, stderr) = log_file(dir.path());
-    let mut cmd = bin();
-    cmd.arg("--config").arg(&config).stderr(stderr);
+    let home = served_by(&server, "");
+    let mut launch = home.agent().keep_log();
     // SAFETY: runs in the forked child before exec; setrlimit is
     // async-signal-safe and the closure touches nothing else.
     unsafe {
-        cmd.pre_exec(|| {
+        launch.command_mut().pre_exec(|| {
             let l = libc::rlimit {
                 rlim_cur: FD_LIMIT,
                 rlim_max: FD_LIMIT,
@@ -419,26 +351,21 @@ async fn idle_ingest_clients_at_a_low_fd_limit_neither_spin_the_agent_nor_flood_
             Ok(())
         });
     }
-    let agent = cmd.spawn().expect("spawn agent");
-    let pid = agent.id();
+    let mut agent = launch.spawn();
+    let pid = agent.pid();
     let (mut c, _) = server.accept_registered().await;
-    let sock = dir.path().join("state.d/agent.sock");
-    for _ in 0..200 {
-        if sock.exists() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let sock = home.wait_for_socket().await;
 
     // 300 clients that connect and say nothing.
     let clients: Vec<_> = (0..300)
         .map(|_| std::os::unix::net::UnixStream::connect(&sock).expect("connect"))
         .collect();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let (cpu0, log0) = (cpu_ticks(pid), std::fs::metadata(&log).expect("log").len());
+    let log_size = || std::fs::metadata(agent.log_path()).expect("log").len();
+    let (cpu0, log0) = (cpu_ticks(pid), log_size());
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let (cpu1, log1) = (cpu_ticks(pid), std::fs::metadata(&log).expect("log").len());
-    let text = std::fs::read_to_string(&log).expect("log");
+    let (cpu1, log1) = (cpu_ticks(pid), log_size());
+    let text = agent.log();
     assert!(
         text.contains("ingest accept failed"),
         "the agent never hit its descriptor limit:\n{text}"
@@ -461,9 +388,8 @@ async fn idle_ingest_clients_at_a_low_fd_limit_neither_spin_the_agent_nor_flood_
         r#"{"event_time":1700000000,"event_status":"Warning","alert_key":"after-the-storm"}"#;
     let mut accepted = false;
     for _ in 0..50 {
-        let out = bin()
-            .arg("--config")
-            .arg(&config)
+        let out = home
+            .command()
             .args(["alert", "--json", event])
             .output()
             .expect("alert");
@@ -479,5 +405,5 @@ async fn idle_ingest_clients_at_a_low_fd_limit_neither_spin_the_agent_nor_flood_
         e.payload.expect("payload")["events"][0]["alert_key"],
         "after-the-storm"
     );
-    terminate_cleanly(agent, &mut c).await;
+    terminate_cleanly(&mut agent, &mut c).await;
 }

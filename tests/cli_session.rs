@@ -1,36 +1,21 @@
 //! The `catpaw-agent session` harness, run as a user would run it.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+mod common;
 
+use std::io::Write;
+use std::process::Stdio;
+
+use common::guest;
+use common::process::{AgentHome, HomeCommand};
 use serde_json::Value;
 
-/// The agent binary, run in a fresh directory (so the default config path
-/// is absent and state goes to a throwaway place) that lives as long as
-/// the returned guard.
-fn agent() -> Agent {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_catpaw-agent"));
-    cmd.current_dir(dir.path());
-    Agent { cmd, _dir: dir }
-}
-
-struct Agent {
-    cmd: Command,
-    _dir: tempfile::TempDir,
-}
-
-impl std::ops::Deref for Agent {
-    type Target = Command;
-    fn deref(&self) -> &Command {
-        &self.cmd
-    }
-}
-
-impl std::ops::DerefMut for Agent {
-    fn deref_mut(&mut self) -> &mut Command {
-        &mut self.cmd
-    }
+/// `catpaw-agent session`, run in a fresh bare home (so the default config
+/// path is absent and state goes to a throwaway place) that lives as long
+/// as the returned command.
+fn session() -> HomeCommand {
+    let mut cmd = AgentHome::bare().into_command();
+    cmd.arg("session");
+    cmd
 }
 
 fn json_lines(stdout: &[u8]) -> Vec<Value> {
@@ -42,15 +27,8 @@ fn json_lines(stdout: &[u8]) -> Vec<Value> {
 
 #[test]
 fn json_mode_prints_the_payloads_a_server_would_receive() {
-    let out = agent()
-        .args([
-            "session",
-            "--type",
-            "inspect",
-            "--param",
-            "plugin=mem",
-            "--json",
-        ])
+    let out = session()
+        .args(["--type", "inspect", "--param", "plugin=mem", "--json"])
         .output()
         .expect("run");
     assert!(
@@ -90,10 +68,8 @@ fn json_mode_prints_the_payloads_a_server_would_receive() {
 
 #[test]
 fn a_failed_session_exits_non_zero_with_the_reason() {
-    let out = agent()
-        .args([
-            "session", "--type", "diagnose", "--fuel", "100000", "--json",
-        ])
+    let out = session()
+        .args(["--type", "diagnose", "--fuel", "100000", "--json"])
         .output()
         .expect("run");
     assert_eq!(out.status.code(), Some(1));
@@ -110,9 +86,9 @@ fn a_failed_session_exits_non_zero_with_the_reason() {
 
 #[test]
 fn chat_reads_turns_from_stdin() {
-    let mut agent = agent();
-    let mut child = agent
-        .args(["session", "--type", "chat"])
+    let mut cmd = session();
+    let mut child = cmd
+        .args(["--type", "chat"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -140,8 +116,8 @@ fn a_bad_runner_is_refused_at_start() {
     let dir = tempfile::tempdir().expect("tempdir");
     let bad = dir.path().join("diagnose.wasm");
     std::fs::write(&bad, b"not wasm").expect("write");
-    let out = agent()
-        .args(["session", "--type", "diagnose", "--runner"])
+    let out = session()
+        .args(["--type", "diagnose", "--runner"])
         .arg(&bad)
         .output()
         .expect("run");
@@ -155,9 +131,9 @@ fn a_bad_runner_is_refused_at_start() {
 
 #[test]
 fn a_runner_without_chat_cannot_serve_chat() {
-    let spin = std::path::Path::new(catpaw_agent::embedded::GUEST_DIR).join("hazard_echo.wasm");
-    let out = agent()
-        .args(["session", "--type", "chat", "--runner"])
+    let spin = guest("hazard_echo");
+    let out = session()
+        .args(["--type", "chat", "--runner"])
         .arg(&spin)
         .output()
         .expect("run");
@@ -168,10 +144,9 @@ fn a_runner_without_chat_cannot_serve_chat() {
 
 #[test]
 fn a_custom_runner_replaces_the_built_in_one() {
-    let echo = std::path::Path::new(catpaw_agent::embedded::GUEST_DIR).join("hazard_echo.wasm");
-    let out = agent()
+    let echo = guest("hazard_echo");
+    let out = session()
         .args([
-            "session",
             "--type",
             "inspect",
             "--param",
@@ -204,8 +179,8 @@ fn a_custom_runner_replaces_the_built_in_one() {
 
 #[test]
 fn bad_limit_flags_are_refused() {
-    let out = agent()
-        .args(["session", "--type", "diagnose", "--max-memory", "lots"])
+    let out = session()
+        .args(["--type", "diagnose", "--max-memory", "lots"])
         .output()
         .expect("run");
     assert!(!out.status.success());
@@ -220,9 +195,9 @@ fn bad_limit_flags_are_refused() {
 fn a_reader_that_goes_away_ends_the_harness_quietly() {
     use std::io::{BufRead, BufReader};
     use std::os::unix::process::ExitStatusExt;
-    let mut a = agent();
-    let mut child = a
-        .args(["session", "--type", "diagnose", "--json"])
+    let mut cmd = session();
+    let mut child = cmd
+        .args(["--type", "diagnose", "--json"])
         .args(["--param", "descriptions=disk full on /"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -248,17 +223,9 @@ fn a_reader_that_goes_away_ends_the_harness_quietly() {
 
 #[test]
 fn a_guest_log_flood_is_capped_in_the_agent_log() {
-    let flood =
-        std::path::Path::new(catpaw_agent::embedded::GUEST_DIR).join("hazard_log_flood.wasm");
-    let out = agent()
-        .args([
-            "session",
-            "--type",
-            "inspect",
-            "--param",
-            "plugin=cpu",
-            "--runner",
-        ])
+    let flood = guest("hazard_log_flood");
+    let out = session()
+        .args(["--type", "inspect", "--param", "plugin=cpu", "--runner"])
         .arg(&flood)
         .env("RUST_LOG", "warn")
         .output()

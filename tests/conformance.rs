@@ -816,6 +816,21 @@ async fn register_envelope_and_payload() {
     );
     let p = &reg["payload"];
     assert!(p.is_object(), "register payload: {reg}");
+    let keys: HashSet<&str> = p.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+    assert_eq!(
+        keys,
+        HashSet::from([
+            "hostname",
+            "ip",
+            "os",
+            "arch",
+            "labels",
+            "plugins",
+            "agent_version",
+            "uptime_sec"
+        ]),
+        "register payload fields are those of §3: {reg}"
+    );
 
     assert_eq!(p["os"], "linux");
     assert_eq!(p["arch"], go_arch(), "arch in Go's spelling");
@@ -988,6 +1003,12 @@ async fn session_start_duplicate_session_id() {
     let id = conn.start_session("c1", "chat", json!({})).await;
     let ack = conn.ack_for(&id).await;
     assert_eq!(ack, json!({"ok": false, "error": "duplicate session_id"}));
+    // The id alone decides, whatever the type.
+    let id = conn
+        .start_session("c1", "inspect", json!({"plugin": "mem"}))
+        .await;
+    let ack = conn.ack_for(&id).await;
+    assert_eq!(ack, json!({"ok": false, "error": "duplicate session_id"}));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1031,6 +1052,12 @@ async fn session_start_limit_and_release_on_cancel() {
         assert!(Instant::now() < deadline, "slot not released after cancel");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // c3 holds the one slot now: the limit applies again.
+    let id = conn.start_session("c4", "chat", json!({})).await;
+    assert_eq!(
+        conn.ack_for(&id).await,
+        json!({"ok": false, "error": "max concurrent sessions reached"})
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1214,6 +1241,8 @@ async fn garbage_frames_are_ignored() {
         Message::text("\"just a string\""),
         Message::text("{\"type\": 5}"),
         Message::text("{\"no_type\": true}"),
+        Message::text("{}"),
+        Message::text("{\"type\": \"\"}"),
         Message::text(json!({"type": "frobnicate", "id": new_id(), "payload": {"x": 1}}).to_string()),
         Message::binary(vec![0u8, 1, 2, 3, 255]),
         Message::text(
@@ -1244,6 +1273,8 @@ async fn garbage_frames_are_ignored() {
     assert_eq!(v["payload"], json!({"ok": true}));
     let msgs = conn.until_done("s1").await;
     assert_eq!(done_count(&msgs), 1);
+    let done = msgs.last().unwrap();
+    assert!(done["payload"]["report"].is_string(), "no report: {done}");
     assert!(
         server
             .next_attempt(Duration::from_millis(300))
@@ -1285,6 +1316,8 @@ async fn frame_over_1mib_closes_connection_not_process() {
     );
     conn.start_ok("s1", "inspect", json!({"plugin": "mem"}))
         .await;
+    let msgs = conn.until_done("s1").await;
+    assert_eq!(done_count(&msgs), 1);
 }
 
 // ---------------------------------------------------------------------------
@@ -1361,6 +1394,21 @@ impl Attempt {
 
 fn check_alert_event(e: &Value, sent: &Value) {
     let obj = e.as_object().unwrap();
+    for k in obj.keys() {
+        assert!(
+            [
+                "event_time",
+                "event_status",
+                "alert_key",
+                "labels",
+                "attrs",
+                "description",
+                "description_format"
+            ]
+            .contains(&k.as_str()),
+            "unexpected alert event field {k:?}: {e}"
+        );
+    }
     for k in [
         "event_time",
         "event_status",

@@ -58,23 +58,21 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use catpaw_agent::config::Config;
-use catpaw_agent::link::agent::{Agent, AgentOptions};
+use catpaw_agent::link::agent::AgentOptions;
 use catpaw_agent::link::conn::Timings;
 use catpaw_agent::link::proto::{self, AckError, AckPayload, Envelope};
 use catpaw_agent::link::reconnect::BackoffPolicy;
 use catpaw_agent::session::Runners;
-use common::server::TestServer;
-use common::{TestSandbox, limits};
+use common::TestSandbox;
+use common::agent::{Harness, builtin_runners, harness_with};
+use common::server::{TestServer, Ws};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
-use tokio::net::TcpStream;
-use tokio_tungstenite::WebSocketStream;
+use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_util::sync::CancellationToken;
 
 /// Sessions the agent may run at once: small, so the limiter is often full.
 const MAX_SESSIONS: usize = 4;
@@ -110,43 +108,15 @@ fn options() -> AgentOptions {
     }
 }
 
-fn start_agent(server: &TestServer, state: &std::path::Path, runners: Runners) -> RunningAgent {
-    let mut cfg = Config {
-        state_dir: state.to_path_buf(),
-        ..Config::default()
-    };
-    cfg.server.enabled = true;
-    cfg.server.address = server.addr.to_string();
-    cfg.sandbox.max_concurrent_sessions = MAX_SESSIONS;
-    let agent = Agent::new(&cfg, runners, options()).expect("agent");
-    let shutdown = CancellationToken::new();
-    let task = {
-        let (a, s) = (agent.clone(), shutdown.clone());
-        tokio::spawn(async move { a.run(s).await })
-    };
-    RunningAgent {
-        agent,
-        shutdown,
-        task,
-    }
-}
-
-struct RunningAgent {
-    agent: Agent,
-    shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl RunningAgent {
-    /// Shuts the agent down; None when it stopped cleanly in time.
-    async fn stop(self) -> Option<String> {
-        self.shutdown.cancel();
-        match tokio::time::timeout(Duration::from_secs(10), self.task).await {
-            Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(format!("the agent task failed: {e}")),
-            Err(_) => Some("the agent did not stop within 10 s of shutdown".into()),
-        }
-    }
+/// The agent in-process on a fresh [`TestServer`], with [`options`] and
+/// at most [`MAX_SESSIONS`] sessions.
+async fn start_agent(runners: Runners) -> Harness {
+    harness_with(
+        |c| c.sandbox.max_concurrent_sessions = MAX_SESSIONS,
+        |_| runners,
+        options(),
+    )
+    .await
 }
 
 fn rss_mib() -> u64 {
@@ -600,8 +570,6 @@ fn lock(l: &Mutex<Ledger>) -> MutexGuard<'_, Ledger> {
     l.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-type Ws = WebSocketStream<TcpStream>;
-
 /// The server's side of one registered connection.
 struct Live {
     sink: SplitSink<Ws, Message>,
@@ -694,8 +662,8 @@ impl Run {
     }
 
     /// Accepts the agent's next connection and registers it.
-    async fn connect(&mut self, server: &mut TestServer, agent: &RunningAgent) -> Live {
-        self.check(!agent.task.is_finished(), || {
+    async fn connect(&mut self, server: &mut TestServer, agent: &JoinHandle<()>) -> Live {
+        self.check(!agent.is_finished(), || {
             "the agent task ended on its own".into()
         });
         let Some(mut c) = server.try_accept(Duration::from_secs(10)).await else {
@@ -729,7 +697,7 @@ impl Run {
     async fn chaos(
         &mut self,
         server: &mut TestServer,
-        agent: &RunningAgent,
+        agent: &JoinHandle<()>,
         deadline: Instant,
     ) -> Live {
         let mut frames = Gen::new(self.seed);
@@ -788,7 +756,7 @@ impl Run {
                     break; // the rest of a flood belonged to the old socket
                 }
                 self.check(!live.ended(), || {
-                    if agent.task.is_finished() {
+                    if agent.is_finished() {
                         "the agent task ended (a panic?) and took the connection with it".into()
                     } else {
                         "the agent closed the connection on its own".into()
@@ -889,9 +857,7 @@ struct Summary {
 }
 
 async fn run_seed(seed: u64, chaos: Duration, runners: Runners) -> Summary {
-    let mut server = TestServer::start().await;
-    let state = tempfile::tempdir().expect("tempdir");
-    let agent = start_agent(&server, state.path(), runners);
+    let mut h = start_agent(runners).await;
     let mut run = Run {
         seed,
         recent: VecDeque::new(),
@@ -899,9 +865,11 @@ async fn run_seed(seed: u64, chaos: Duration, runners: Runners) -> Summary {
         tally: BTreeMap::new(),
     };
 
-    let mut live = run.chaos(&mut server, &agent, Instant::now() + chaos).await;
+    let mut live = run
+        .chaos(&mut h.server, &h.task, Instant::now() + chaos)
+        .await;
     run.settle(&mut live).await;
-    let table = agent.agent.sessions();
+    let table = h.agent.sessions();
     // Sessions of dropped connections were cancelled; they leave the table
     // once their runner has stopped.
     let idle = table.wait_idle(Duration::from_secs(10)).await;
@@ -916,10 +884,10 @@ async fn run_seed(seed: u64, chaos: Duration, runners: Runners) -> Summary {
     run.check(table.wait_idle(Duration::from_secs(10)).await, || {
         "probe chats did not leave the table".into()
     });
-    run.check(!agent.task.is_finished(), || {
+    run.check(!h.task.is_finished(), || {
         "the agent task ended on its own".into()
     });
-    if let Some(e) = agent.stop().await {
+    if let Err(e) = h.try_stop().await {
         run.fail(&e);
     }
     run.check_ledgers();
@@ -957,18 +925,7 @@ async fn a_hostile_server_never_breaks_the_agent() {
         None => (0..3).map(|_| rand::random::<u32>().into()).collect(),
     };
     let sb = TestSandbox::new();
-    let runners = Runners {
-        diagnose: Some(Arc::new(
-            sb.builtin_diagnose()
-                .diagnose_runner(limits(|_| {}))
-                .expect("diagnose runner"),
-        )),
-        chat: Some(Arc::new(
-            sb.builtin_chat()
-                .chat_runner(limits(|_| {}))
-                .expect("chat runner"),
-        )),
-    };
+    let runners = builtin_runners(&sb);
     let rss_before = rss_mib();
     for &seed in &seeds {
         let t0 = Instant::now();
@@ -1018,9 +975,7 @@ async fn disconnect_with(server: &mut TestServer, retry: &Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_retry_after_value_ends_the_agent() {
     // No runners: these frames never start a session.
-    let mut server = TestServer::start().await;
-    let state = tempfile::tempdir().expect("tempdir");
-    let agent = start_agent(&server, state.path(), Runners::default());
+    let mut h = start_agent(Runners::default()).await;
     // Negative, zero, absent or garbage: the agent is back within about a
     // second (±25 %), before and after the clamp of §10.
     for retry in [
@@ -1031,21 +986,21 @@ async fn no_retry_after_value_ends_the_agent() {
         json!("soon"),
         Value::Null,
     ] {
-        disconnect_with(&mut server, &retry).await;
+        disconnect_with(&mut h.server, &retry).await;
         assert!(
-            !agent.task.is_finished(),
+            !h.task.is_finished(),
             "retry_after_sec {retry}: agent ended"
         );
     }
     // The agent must still answer.
-    let (mut c, _) = server.accept_registered().await;
+    let (mut c, _) = h.server.accept_registered().await;
     let ack = c.start_session("after", "chat", json!({})).await;
     assert_eq!(
         ack.error.as_deref(),
         Some(AckError::ChatEngineNotAvailable.to_string().as_str())
     );
     drop(c);
-    assert!(agent.stop().await.is_none(), "agent did not stop cleanly");
+    assert_eq!(h.try_stop().await, Ok(()), "agent did not stop cleanly");
 
     // Huge values: the agent may wait a long time (clamped or not), but it
     // stays alive through the wait and shutdown interrupts it at once.
@@ -1054,16 +1009,15 @@ async fn no_retry_after_value_ends_the_agent() {
         json!(1_000_000_000_000i64),
         json!(u64::MAX),
     ] {
-        let mut server = TestServer::start().await;
-        let agent = start_agent(&server, state.path(), Runners::default());
-        disconnect_with(&mut server, &retry).await;
+        let mut h = start_agent(Runners::default()).await;
+        disconnect_with(&mut h.server, &retry).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert!(
-            !agent.task.is_finished(),
+            !h.task.is_finished(),
             "retry_after_sec {retry}: agent ended"
         );
         let t0 = Instant::now();
-        assert_eq!(agent.stop().await, None, "retry_after_sec {retry}");
+        assert_eq!(h.try_stop().await, Ok(()), "retry_after_sec {retry}");
         assert!(
             t0.elapsed() < Duration::from_secs(3),
             "retry_after_sec {retry}: shutdown took {:?}",

@@ -14,18 +14,10 @@ async fn endless_loop_runs_out_of_fuel_while_a_normal_session_completes() {
     let sb = TestSandbox::new();
     let spin = sb.load("hazard_spin");
     let normal = sb.builtin_diagnose();
-    let hazard = start(
-        diagnose_runners(&spin, limits(|l| l.fuel = 200_000_000)),
-        "inspect",
-        inspect("cpu"),
-        false,
-    );
-    let beside = start(
-        diagnose_runners(&normal, limits(|_| {})),
-        "inspect",
-        inspect("mem"),
-        false,
-    );
+    let hazard = inspect("cpu")
+        .budget(|b| b.fuel = 200_000_000)
+        .start_on(&spin);
+    let beside = inspect("mem").start_on(&normal);
     let (h, n) = tokio::join!(hazard.finish(), beside.finish());
     let (code, error) = error_of(&h).expect("spin must fail");
     assert_eq!(code, "resource_exhausted");
@@ -39,18 +31,12 @@ async fn endless_loop_runs_out_of_fuel_while_a_normal_session_completes() {
 async fn cancel_stops_an_endless_loop_at_once() {
     let sb = TestSandbox::new();
     let spin = sb.load("hazard_spin");
-    let run = start(
-        diagnose_runners(
-            &spin,
-            limits(|l| {
-                l.fuel = u64::MAX / 4;
-                l.timeout = Duration::from_secs(600);
-            }),
-        ),
-        "inspect",
-        inspect("cpu"),
-        false,
-    );
+    let run = inspect("cpu")
+        .budget(|b| {
+            b.fuel = u64::MAX / 4;
+            b.timeout = Duration::from_secs(600);
+        })
+        .start_on(&spin);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let cancelled_at = Instant::now();
     run.cancel.cancel();
@@ -66,20 +52,13 @@ async fn wall_clock_budget_ends_an_endless_loop() {
     let sb = TestSandbox::new();
     let spin = sb.load("hazard_spin");
     let started = Instant::now();
-    let events = start(
-        diagnose_runners(
-            &spin,
-            limits(|l| {
-                l.fuel = u64::MAX / 4;
-                l.timeout = Duration::from_millis(500);
-            }),
-        ),
-        "inspect",
-        inspect("cpu"),
-        false,
-    )
-    .finish()
-    .await;
+    let events = inspect("cpu")
+        .budget(|b| {
+            b.fuel = u64::MAX / 4;
+            b.timeout = Duration::from_millis(500);
+        })
+        .run_on(&spin)
+        .await;
     assert!(started.elapsed() < Duration::from_secs(5));
     let (code, error) = error_of(&events).expect("must fail");
     assert_eq!(code, "resource_exhausted");
@@ -89,15 +68,8 @@ async fn wall_clock_budget_ends_an_endless_loop() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unbounded_recursion_traps() {
     let sb = TestSandbox::new();
-    let g = sb.load("hazard_recursion");
-    let events = start(
-        diagnose_runners(&g, limits(|_| {})),
-        "inspect",
-        inspect("cpu"),
-        false,
-    )
-    .finish()
-    .await;
+    let recursion = sb.load("hazard_recursion");
+    let events = inspect("cpu").run_on(&recursion).await;
     let (code, error) = error_of(&events).expect("must fail");
     assert_eq!(code, "runner_trapped");
     assert!(error.contains("stack overflow"), "{error}");
@@ -106,15 +78,8 @@ async fn unbounded_recursion_traps() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_guest_traps_with_its_message() {
     let sb = TestSandbox::new();
-    let g = sb.load("hazard_trap");
-    let events = start(
-        diagnose_runners(&g, limits(|_| {})),
-        "diagnose",
-        json!({}),
-        false,
-    )
-    .finish()
-    .await;
+    let panics = sb.load("hazard_trap");
+    let events = diagnose(json!({})).run_on(&panics).await;
     assert_eq!(
         stages(&events),
         ["thinking"],
@@ -128,15 +93,11 @@ async fn a_panicking_guest_traps_with_its_message() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_emit_flood_runs_out_of_output_budget() {
     let sb = TestSandbox::new();
-    let g = sb.load("hazard_emit_flood");
-    let events = start(
-        diagnose_runners(&g, limits(|l| l.max_output = 256 * 1024)),
-        "inspect",
-        inspect("cpu"),
-        false,
-    )
-    .finish()
-    .await;
+    let flood = sb.load("hazard_emit_flood");
+    let events = inspect("cpu")
+        .budget(|b| b.max_output = 256 * 1024)
+        .run_on(&flood)
+        .await;
     let (code, error) = error_of(&events).expect("must fail");
     assert_eq!(code, "resource_exhausted");
     assert!(error.contains("output"), "{error}");
@@ -160,17 +121,13 @@ async fn an_emit_flood_runs_out_of_output_budget() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outsized_report_or_answer_counts_against_the_output_budget() {
     let sb = TestSandbox::new();
-    let g = sb.load("hazard_echo");
-    let budget = |l: &mut catpaw_agent::sandbox::Budgets| l.max_output = 64 * 1024;
+    let echo = sb.load("hazard_echo");
     // A report past the budget never reaches the server.
-    let events = start(
-        diagnose_runners(&g, limits(budget)),
-        "inspect",
-        json!({"plugin": "cpu", "report_bytes": 4 << 20}),
-        false,
-    )
-    .finish()
-    .await;
+    let events = inspect("cpu")
+        .param("report_bytes", 4 << 20)
+        .budget(|b| b.max_output = 64 * 1024)
+        .run_on(&echo)
+        .await;
     let (code, error) = error_of(&events).expect("must fail");
     assert_eq!(code, "resource_exhausted");
     assert!(
@@ -179,27 +136,18 @@ async fn an_outsized_report_or_answer_counts_against_the_output_budget() {
     );
     assert!(report_of(&events).is_none());
     // One within it does.
-    let events = start(
-        diagnose_runners(&g, limits(budget)),
-        "inspect",
-        json!({"plugin": "cpu", "report_bytes": 32 * 1024}),
-        false,
-    )
-    .finish()
-    .await;
+    let events = inspect("cpu")
+        .param("report_bytes", 32 * 1024)
+        .budget(|b| b.max_output = 64 * 1024)
+        .run_on(&echo)
+        .await;
     assert_eq!(report_of(&events).map(|r| r.len()), Some(32 * 1024));
 
     // The same for a chat answer: the built-in chat's help does not fit
     // into 64 bytes.
-    let chat = sb.builtin_chat();
-    let run = start(
-        chat_runners(&chat, limits(|l| l.max_output = 64)),
-        "chat",
-        json!({}),
-        false,
-    );
-    let turns = run.inputs.as_ref().expect("chat input");
-    turns.send("help".into()).await.expect("send turn");
+    let bot = sb.builtin_chat();
+    let run = chat(json!({})).budget(|b| b.max_output = 64).start_on(&bot);
+    run.say("help").await;
     let events = run.finish().await;
     let (code, error) = error_of(&events).expect("must fail");
     assert_eq!(code, "resource_exhausted");
@@ -209,20 +157,12 @@ async fn an_outsized_report_or_answer_counts_against_the_output_budget() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_call_flood_runs_out_of_its_call_budget_and_the_audit_stays_bounded() {
     let sb = TestSandbox::new();
-    let g = sb.load("hazard_call_flood");
+    let flood = sb.load("hazard_call_flood");
     let normal = sb.builtin_diagnose();
-    let hazard = start(
-        diagnose_runners(&g, limits(|l| l.max_host_calls = 30)),
-        "inspect",
-        inspect("cpu"),
-        false,
-    );
-    let ok = start(
-        diagnose_runners(&normal, limits(|_| {})),
-        "inspect",
-        inspect("system"),
-        false,
-    );
+    let hazard = inspect("cpu")
+        .budget(|b| b.max_host_calls = 30)
+        .start_on(&flood);
+    let ok = inspect("system").start_on(&normal);
     let events = hazard.finish().await;
     let (code, error) = error_of(&events).expect("must fail");
     assert_eq!(code, "resource_exhausted");
@@ -259,13 +199,10 @@ fn events_session(audit: &[serde_json::Value], name: &str) -> serde_json::Value 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deltas_stream_while_the_guest_is_still_running() {
     let sb = TestSandbox::new();
-    let g = sb.load("hazard_emit_flood");
-    let mut run = start(
-        diagnose_runners(&g, limits(|l| l.timeout = Duration::from_secs(600))),
-        "inspect",
-        inspect("cpu"),
-        false,
-    );
+    let flood = sb.load("hazard_emit_flood");
+    let mut run = inspect("cpu")
+        .budget(|b| b.timeout = Duration::from_secs(600))
+        .start_on(&flood);
     // The flood never returns: any delta we see was streamed live.
     match run.next().await {
         SessionEvent::Output(p) => {
@@ -282,15 +219,8 @@ async fn deltas_stream_while_the_guest_is_still_running() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_guest_cannot_read_host_files_env_or_network() {
     let sb = TestSandbox::new();
-    let g = sb.load("hazard_file_probe");
-    let events = start(
-        diagnose_runners(&g, limits(|_| {})),
-        "inspect",
-        inspect("cpu"),
-        false,
-    )
-    .finish()
-    .await;
+    let probe = sb.load("hazard_file_probe");
+    let events = inspect("cpu").run_on(&probe).await;
     assert_eq!(
         error_of(&events),
         None,
@@ -304,15 +234,8 @@ async fn the_guest_cannot_read_host_files_env_or_network() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shell_is_denied_without_allow_shell_and_audited() {
     let sb = TestSandbox::new();
-    let g = sb.load("hazard_shell_probe");
-    let events = start(
-        diagnose_runners(&g, limits(|_| {})),
-        "inspect",
-        inspect("cpu"),
-        false,
-    )
-    .finish()
-    .await;
+    let probe = sb.load("hazard_shell_probe");
+    let events = inspect("cpu").run_on(&probe).await;
     let report = report_of(&events).expect("report");
     assert!(report.starts_with("shell denied"), "{report}");
     let audit = sb.audit_records();
@@ -331,15 +254,8 @@ async fn shell_is_denied_without_allow_shell_and_audited() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shell_is_granted_with_allow_shell_and_audited() {
     let sb = TestSandbox::new();
-    let g = sb.load("hazard_shell_probe");
-    let events = start(
-        diagnose_runners(&g, limits(|_| {})),
-        "inspect",
-        inspect("cpu"),
-        true,
-    )
-    .finish()
-    .await;
+    let probe = sb.load("hazard_shell_probe");
+    let events = inspect("cpu").allow_shell().run_on(&probe).await;
     let report = report_of(&events).expect("report");
     assert!(report.starts_with("shell granted"), "{report}");
     assert!(report.contains("catpaw-shell-ok"), "{report}");

@@ -19,22 +19,14 @@ fn peak_rss_bytes() -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_bomb_is_stopped_at_the_cap() {
     let sb = TestSandbox::new();
-    let g = sb.load("hazard_membomb");
+    let membomb = sb.load("hazard_membomb");
     let normal = sb.builtin_diagnose();
     let cap: u64 = 32 << 20;
     let before = peak_rss_bytes();
-    let bomb = start(
-        diagnose_runners(&g, limits(|l| l.max_memory = cap)),
-        "inspect",
-        inspect("cpu"),
-        false,
-    );
-    let beside = start(
-        diagnose_runners(&normal, limits(|_| {})),
-        "inspect",
-        inspect("disk"),
-        false,
-    );
+    let bomb = inspect("cpu")
+        .budget(|b| b.max_memory = cap)
+        .start_on(&membomb);
+    let beside = inspect("disk").start_on(&normal);
     let (b, n) = tokio::join!(bomb.finish(), beside.finish());
     let peak_growth = peak_rss_bytes().saturating_sub(before);
     let (code, error) = error_of(&b).expect("bomb must fail");

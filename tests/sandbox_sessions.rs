@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inspect_of_every_plugin_produces_a_report() {
     let sb = TestSandbox::new();
-    let runners = diagnose_runners(&sb.builtin_diagnose(), limits(|_| {}));
+    let built_in = sb.builtin_diagnose();
     // Each plugin's report carries the numbers of its own area.
     let evidence = [
         ("cpu", "CPU busy"),
@@ -21,9 +21,7 @@ async fn inspect_of_every_plugin_produces_a_report() {
         ("system", "uptime:"),
     ];
     for (plugin, numbers) in evidence {
-        let events = start(runners.clone(), "inspect", inspect(plugin), false)
-            .finish()
-            .await;
+        let events = inspect(plugin).run_on(&built_in).await;
         assert_eq!(
             error_of(&events),
             None,
@@ -59,16 +57,12 @@ async fn inspect_of_every_plugin_produces_a_report() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn diagnose_of_every_plugin_uses_the_alert_text() {
     let sb = TestSandbox::new();
-    let runners = diagnose_runners(&sb.builtin_diagnose(), limits(|_| {}));
+    let built_in = sb.builtin_diagnose();
     for plugin in ["cpu", "mem", "disk", "net", "process", "system"] {
-        let events = start(
-            runners.clone(),
-            "diagnose",
-            json!({"plugin": plugin, "descriptions": "memory usage above 90% on web-1"}),
-            false,
-        )
-        .finish()
-        .await;
+        let events =
+            diagnose(json!({"plugin": plugin, "descriptions": "memory usage above 90% on web-1"}))
+                .run_on(&built_in)
+                .await;
         assert_eq!(error_of(&events), None, "diagnose {plugin}: {events:?}");
         let report = report_of(&events).unwrap_or_default();
         assert!(
@@ -82,8 +76,7 @@ async fn diagnose_of_every_plugin_uses_the_alert_text() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn diagnose_defaults_to_the_system_plugin() {
     let sb = TestSandbox::new();
-    let runners = diagnose_runners(&sb.builtin_diagnose(), limits(|_| {}));
-    let events = start(runners, "diagnose", json!({}), false).finish().await;
+    let events = diagnose(json!({})).run_on(&sb.builtin_diagnose()).await;
     assert_eq!(error_of(&events), None);
     let report = report_of(&events).unwrap_or_default();
     assert!(report.contains("system"), "{report}");
@@ -92,8 +85,9 @@ async fn diagnose_defaults_to_the_system_plugin() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inspect_without_plugin_is_a_missing_plugin_error() {
     let sb = TestSandbox::new();
-    let runners = diagnose_runners(&sb.builtin_diagnose(), limits(|_| {}));
-    let events = start(runners, "inspect", json!({}), false).finish().await;
+    let events = session("inspect", json!({}))
+        .run_on(&sb.builtin_diagnose())
+        .await;
     assert_eq!(
         error_of(&events),
         Some((
@@ -107,10 +101,7 @@ async fn inspect_without_plugin_is_a_missing_plugin_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_plugin_fails_the_run_with_diagnose_failed() {
     let sb = TestSandbox::new();
-    let runners = diagnose_runners(&sb.builtin_diagnose(), limits(|_| {}));
-    let events = start(runners, "inspect", inspect("toaster"), false)
-        .finish()
-        .await;
+    let events = inspect("toaster").run_on(&sb.builtin_diagnose()).await;
     let (code, error) = error_of(&events).expect("must fail");
     assert_eq!(code, "diagnose_failed");
     assert!(error.contains("toaster"), "{error}");
@@ -119,8 +110,9 @@ async fn an_unknown_plugin_fails_the_run_with_diagnose_failed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_session_type_is_invalid_type() {
     let sb = TestSandbox::new();
-    let runners = diagnose_runners(&sb.builtin_diagnose(), limits(|_| {}));
-    let events = start(runners, "teleport", json!({}), false).finish().await;
+    let events = session("teleport", json!({}))
+        .run_on(&sb.builtin_diagnose())
+        .await;
     assert_eq!(
         error_of(&events),
         Some((
@@ -159,20 +151,18 @@ async fn next_reply(run: &mut Running) -> (String, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_keeps_state_across_turns() {
     let sb = TestSandbox::new();
-    let runners = chat_runners(&sb.builtin_chat(), limits(|_| {}));
-    let mut run = start(runners, "chat", json!({"message": "how is memory?"}), false);
+    let mut run = chat(json!({"message": "how is memory?"})).start_on(&sb.builtin_chat());
     let (stage, text) = next_reply(&mut run).await;
     assert_eq!(stage, "answer");
     assert!(text.to_lowercase().contains("memory"), "{text}");
-    let tx = run.inputs.clone().expect("inputs");
-    tx.send("what about disk space".into()).await.expect("send");
+    run.say("what about disk space").await;
     let (_, text) = next_reply(&mut run).await;
     assert!(text.to_lowercase().contains("disk"), "{text}");
-    tx.send("history".into()).await.expect("send");
+    run.say("history").await;
     let (_, text) = next_reply(&mut run).await;
     assert!(text.contains("how is memory?"), "{text}");
     assert!(text.contains("what about disk space"), "{text}");
-    drop(tx);
+    // finish() closes the input.
     let rest = run.finish().await;
     assert_eq!(rest.len(), 1, "only done after the input closed: {rest:?}");
 }
@@ -180,26 +170,22 @@ async fn chat_keeps_state_across_turns() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_chat_turn_is_reported_and_the_chat_goes_on() {
     let sb = TestSandbox::new();
-    let runners = chat_runners(&sb.builtin_chat(), limits(|_| {}));
-    let mut run = start(runners, "chat", json!({}), false);
-    let tx = run.inputs.clone().expect("inputs");
-    tx.send("   ".into()).await.expect("send");
+    let mut run = chat(json!({})).start_on(&sb.builtin_chat());
+    run.say("   ").await;
     let (stage, text) = next_reply(&mut run).await;
     assert_eq!(stage, "error");
     assert!(text.contains("empty"), "{text}");
-    tx.send("help".into()).await.expect("send");
+    run.say("help").await;
     let (stage, _) = next_reply(&mut run).await;
     assert_eq!(stage, "answer");
     run.cancel.cancel();
-    drop(tx);
     run.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_run_command_is_denied_without_allow_shell() {
     let sb = TestSandbox::new();
-    let runners = chat_runners(&sb.builtin_chat(), limits(|_| {}));
-    let mut run = start(runners, "chat", json!({"message": "run id -u"}), false);
+    let mut run = chat(json!({"message": "run id -u"})).start_on(&sb.builtin_chat());
     let (stage, text) = next_reply(&mut run).await;
     assert_eq!(stage, "answer");
     assert!(text.contains("not allowed"), "{text}");
@@ -216,13 +202,9 @@ async fn chat_run_command_is_denied_without_allow_shell() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_runs_commands_with_allow_shell() {
     let sb = TestSandbox::new();
-    let runners = chat_runners(&sb.builtin_chat(), limits(|_| {}));
-    let mut run = start(
-        runners,
-        "chat",
-        json!({"message": "run echo catpaw-$((6*7))"}),
-        true,
-    );
+    let mut run = chat(json!({"message": "run echo catpaw-$((6*7))"}))
+        .allow_shell()
+        .start_on(&sb.builtin_chat());
     let (_, text) = next_reply(&mut run).await;
     assert!(text.contains("catpaw-42"), "{text}");
     run.cancel.cancel();

@@ -12,23 +12,16 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use catpaw_agent::link::proto::{self, Envelope};
+use common::process::{AgentHome, AgentProcess, server_toml};
 use common::server::{ServerConn, TestServer};
-use common::write_config;
 use serde_json::{Value, json};
 
 const AGENT_ID: &str = "7d3c1e8a-4b6f-4f3e-9a51-2c8e0d9b6a10";
-
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_catpaw-agent"));
-    // The shell configs read the token from the environment.
-    c.env("CATPAW_TEST_TOKEN", "tok-from-env-5f3a");
-    c
-}
 
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
@@ -43,47 +36,45 @@ fn scratch() -> tempfile::TempDir {
     d
 }
 
-/// Config for an agent that grants remote shells, with a fixed agent id.
-fn shell_config(dir: &Path, server: &TestServer, extra: &str) -> PathBuf {
+/// A home for an agent served by `server` with `server_rest` after the
+/// `[server]` lines, a fixed agent id, and `[audit]` without the
+/// append-only attribute.
+fn home_with_id(server: &TestServer, token: Option<&str>, server_rest: &str) -> AgentHome {
+    let home = AgentHome::new(&server_toml(
+        server,
+        token,
+        &format!("{server_rest}[audit]\nappend_only = false\n"),
+    ));
+    home.write("state.d/agent_id", format!("{AGENT_ID}\n"));
+    home
+}
+
+/// A home for an agent that grants remote shells (token from the
+/// environment, a fixed agent id), then `extra` in `[sandbox]`.
+fn shell_home(server: &TestServer, extra: &str) -> AgentHome {
     let user = if is_root() {
         "shell_user = \"nobody\"\n"
     } else {
         ""
     };
-    let cfg = write_config(
-        dir,
-        &format!(
-            "[server]\nenabled = true\naddress = \"http://{}\"\nagent_token = \"${{CATPAW_TEST_TOKEN}}\"\n\
-             [sandbox]\nallow_remote_shell = true\n{user}{extra}\n[audit]\nappend_only = false\n",
-            server.addr
-        ),
-    );
-    let state = dir.join("state.d");
-    std::fs::create_dir_all(&state).expect("state dir");
-    std::fs::write(state.join("agent_id"), format!("{AGENT_ID}\n")).expect("agent id");
-    cfg
+    home_with_id(
+        server,
+        Some("${CATPAW_TEST_TOKEN}"),
+        &format!("[sandbox]\nallow_remote_shell = true\n{user}{extra}\n"),
+    )
+    // The shell configs read the token from the environment.
+    .env("CATPAW_TEST_TOKEN", "tok-from-env-5f3a")
 }
 
-fn spawn(cfg: &Path) -> Child {
-    bin()
-        .arg("--config")
-        .arg(cfg)
+/// The agent of a [`shell_home`], with one more variable no shell may see.
+fn spawn(home: &AgentHome) -> AgentProcess {
+    home.agent()
         .env("CATPAW_SECRET_SAUCE", "s3cr3t-sauce-91b")
-        .stderr(Stdio::null())
         .spawn()
-        .expect("spawn agent")
 }
 
-fn audit(dir: &Path) -> Vec<Value> {
-    std::fs::read_to_string(dir.join("state.d/audit.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("audit line is JSON"))
-        .collect()
-}
-
-fn shell_records(dir: &Path) -> Vec<Value> {
-    audit(dir)
+fn shell_records(home: &AgentHome) -> Vec<Value> {
+    home.audit()
         .into_iter()
         .filter(|r| r["kind"] == "shell")
         .collect()
@@ -173,47 +164,45 @@ async fn cancel(c: &mut ServerConn, id: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancel_mid_command_leaves_started_then_cancelled_and_kills_the_tree() {
-    let dir = tempfile::tempdir().expect("tempdir");
     let work = scratch();
     let mut server = TestServer::start().await;
-    let mut agent = spawn(&shell_config(dir.path(), &server, ""));
+    let home = shell_home(&server, "");
+    let mut agent = spawn(&home);
     let (mut c, _) = server.accept_registered().await;
     escaping_chat(&mut c, "s-cancel", work.path()).await;
     // The command runs: its started record is already on disk.
-    let recs = shell_records(dir.path());
+    let recs = shell_records(&home);
     assert_eq!(recs.len(), 1, "{recs:?}");
     assert_eq!(recs[0]["event"], "started");
     assert_eq!(recs[0]["session_id"], "s-cancel");
     cancel(&mut c, "s-cancel").await;
     c.session_until_done("s-cancel").await;
-    let recs = shell_records(dir.path());
+    let recs = shell_records(&home);
     assert_eq!(recs.len(), 2, "{recs:?}");
     assert_eq!(recs[1]["event"], "outcome");
     assert_eq!(recs[1]["outcome"], "cancelled");
     assert_eq!(recs[1]["act"], recs[0]["seq"]);
     assert_tree_gone(work.path(), "the cancel").await;
-    let _ = agent.kill();
-    let _ = agent.wait();
+    agent.sigkill();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_connection_mid_command_records_cancelled() {
-    let dir = tempfile::tempdir().expect("tempdir");
     let work = scratch();
     let mut server = TestServer::start().await;
-    let mut agent = spawn(&shell_config(dir.path(), &server, ""));
+    let home = shell_home(&server, "");
+    let mut agent = spawn(&home);
     let (mut c, _) = server.accept_registered().await;
     escaping_chat(&mut c, "s-drop", work.path()).await;
     drop(c);
     let outcome = || {
-        shell_records(dir.path())
+        shell_records(&home)
             .iter()
             .any(|r| r["event"] == "outcome" && r["outcome"] == "cancelled")
     };
     assert!(until(Duration::from_secs(10), outcome).await);
     assert_tree_gone(work.path(), "the connection").await;
-    let _ = agent.kill();
-    let _ = agent.wait();
+    agent.sigkill();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -223,12 +212,11 @@ async fn a_granted_shell_cannot_touch_the_audit_trail() {
         // own user, which SECURITY.md names as out of reach of this rule.
         return;
     }
-    let dir = tempfile::tempdir().expect("tempdir");
     let mut server = TestServer::start().await;
-    let cfg = shell_config(dir.path(), &server, "");
-    let mut agent = spawn(&cfg);
+    let home = shell_home(&server, "");
+    let mut agent = spawn(&home);
     let (mut c, _) = server.accept_registered().await;
-    let trail = dir.path().join("state.d/audit.jsonl");
+    let trail = home.state().join("audit.jsonl");
     let attack = format!(
         "id -u; sed -i 1d {t}; echo forged >> {t}; rm -f {t}",
         t = trail.display()
@@ -241,24 +229,22 @@ async fn a_granted_shell_cannot_touch_the_audit_trail() {
     );
     cancel(&mut c, "s-forge").await;
     c.session_until_done("s-forge").await;
-    let _ = agent.kill();
-    let _ = agent.wait();
-    let out = bin()
-        .args(["audit", "verify", "--config"])
-        .arg(&cfg)
+    agent.sigkill();
+    let out = home
+        .command()
+        .args(["audit", "verify"])
         .output()
         .expect("verify");
     assert!(out.status.success(), "{out:?} after {answer}");
-    let recs = shell_records(dir.path());
+    let recs = shell_records(&home);
     assert_eq!(recs[0]["event"], "started", "{recs:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_turn_timeout_mid_command_records_the_outcome() {
-    let dir = tempfile::tempdir().expect("tempdir");
     let mut server = TestServer::start().await;
-    let cfg = shell_config(dir.path(), &server, "[sandbox.chat]\ntimeout = \"2s\"\n");
-    let mut agent = spawn(&cfg);
+    let home = shell_home(&server, "[sandbox.chat]\ntimeout = \"2s\"\n");
+    let mut agent = spawn(&home);
     let (mut c, _) = server.accept_registered().await;
     chat_running(&mut c, "s-slow", "sleep 30").await;
     let msgs = c.session_until_done("s-slow").await;
@@ -269,42 +255,38 @@ async fn a_turn_timeout_mid_command_records_the_outcome() {
             .is_some_and(|p| p["code"] == "resource_exhausted")),
         "{msgs:?}"
     );
-    let recs = shell_records(dir.path());
+    let recs = shell_records(&home);
     assert_eq!(recs.len(), 2, "{recs:?}");
     assert_eq!(recs[0]["event"], "started");
     assert_eq!(recs[1]["outcome"], "cancelled");
-    let _ = agent.kill();
-    let _ = agent.wait();
+    agent.sigkill();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_command_leaves_started_kills_the_tree_and_the_next_start_closes_it() {
-    let dir = tempfile::tempdir().expect("tempdir");
     let work = scratch();
     let mut server = TestServer::start().await;
-    let cfg = shell_config(dir.path(), &server, "");
-    let mut agent = spawn(&cfg);
+    let home = shell_home(&server, "");
+    let mut agent = spawn(&home);
     let (mut c, _) = server.accept_registered().await;
     escaping_chat(&mut c, "s-kill", work.path()).await;
-    agent.kill().expect("SIGKILL");
-    agent.wait().expect("reaped");
+    agent.sigkill();
     assert_tree_gone(work.path(), "the agent").await;
-    let recs = shell_records(dir.path());
+    let recs = shell_records(&home);
     assert_eq!(recs.len(), 1, "{recs:?}");
     assert_eq!(recs[0]["event"], "started");
 
     // The next start writes the outcome the killed agent could not.
-    let mut again = spawn(&cfg);
+    let mut again = spawn(&home);
     let _ = server.accept_registered().await;
-    let recs = shell_records(dir.path());
+    let recs = shell_records(&home);
     assert_eq!(recs.len(), 2, "{recs:?}");
     assert_eq!(recs[1]["outcome"], "killed");
     assert_eq!(recs[1]["act"], recs[0]["seq"]);
-    let _ = again.kill();
-    let _ = again.wait();
-    let out = bin()
-        .args(["audit", "verify", "--config"])
-        .arg(&cfg)
+    again.sigkill();
+    let out = home
+        .command()
+        .args(["audit", "verify"])
         .output()
         .expect("verify");
     assert!(out.status.success(), "{out:?}");
@@ -312,32 +294,24 @@ async fn sigkill_mid_command_leaves_started_kills_the_tree_and_the_next_start_cl
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_exiting_takes_a_running_command_tree_along() {
-    let dir = tempfile::tempdir().expect("tempdir");
     let work = scratch();
     let mut server = TestServer::start().await;
-    let agent = spawn(&shell_config(dir.path(), &server, ""));
+    let home = shell_home(&server, "");
+    let mut agent = spawn(&home);
     let (mut c, _) = server.accept_registered().await;
     escaping_chat(&mut c, "s-exit", work.path()).await;
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(agent.id() as i32, libc::SIGTERM) };
-    let status = tokio::task::spawn_blocking(move || {
-        let mut agent = agent;
-        agent.wait()
-    })
-    .await
-    .expect("join")
-    .expect("wait");
+    let status = agent.stop().await;
     assert!(status.success(), "{status:?}");
     assert_tree_gone(work.path(), "the agent").await;
-    let recs = shell_records(dir.path());
+    let recs = shell_records(&home);
     assert_eq!(recs.last().expect("records")["outcome"], "cancelled");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_granted_shell_sees_none_of_the_agent_environment() {
-    let dir = tempfile::tempdir().expect("tempdir");
     let mut server = TestServer::start().await;
-    let mut agent = spawn(&shell_config(dir.path(), &server, ""));
+    let home = shell_home(&server, "");
+    let mut agent = spawn(&home);
     let (mut c, _) = server.accept_registered().await;
     chat_running(&mut c, "s-env", "env").await;
     let answer = answer_of(&mut c, "s-env").await;
@@ -345,31 +319,21 @@ async fn a_granted_shell_sees_none_of_the_agent_environment() {
     for secret in ["tok-from-env-5f3a", "s3cr3t-sauce-91b", "CATPAW_"] {
         assert!(!answer.contains(secret), "{secret} leaked: {answer}");
     }
-    let _ = agent.kill();
-    let _ = agent.wait();
+    agent.sigkill();
 }
 
 #[test]
 fn audit_verify_finds_a_tampered_line() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = write_config(dir.path(), "[audit]\nappend_only = false\n");
-    let out = bin()
-        .args([
-            "session",
-            "--type",
-            "inspect",
-            "--param",
-            "plugin=system",
-            "--config",
-        ])
-        .arg(&cfg)
+    let home = AgentHome::new("[audit]\nappend_only = false\n");
+    let out = home
+        .command()
+        .args(["session", "--type", "inspect", "--param", "plugin=system"])
         .output()
         .expect("session");
     assert!(out.status.success(), "{out:?}");
     let verify = || {
-        bin()
-            .args(["audit", "verify", "--config"])
-            .arg(&cfg)
+        home.command()
+            .args(["audit", "verify"])
             .output()
             .expect("verify")
     };
@@ -379,7 +343,7 @@ fn audit_verify_finds_a_tampered_line() {
         String::from_utf8_lossy(&ok.stdout).contains("intact"),
         "{ok:?}"
     );
-    let path = dir.path().join("state.d/audit.jsonl");
+    let path = home.state().join("audit.jsonl");
     let text = std::fs::read_to_string(&path).expect("audit");
     let n = text.lines().count();
     assert!(n >= 4, "{text}");
@@ -404,23 +368,15 @@ fn audit_verify_finds_a_tampered_line() {
 
 #[test]
 fn a_full_disk_refuses_the_shell() {
-    let dir = tempfile::tempdir().expect("tempdir");
     let work = scratch();
-    let cfg = write_config(dir.path(), "[audit]\nappend_only = false\n");
-    let state = dir.path().join("state.d");
+    let home = AgentHome::new("[audit]\nappend_only = false\n");
+    let state = home.state();
     std::fs::create_dir_all(&state).expect("state");
     std::os::unix::fs::symlink("/dev/full", state.join("audit.jsonl")).expect("symlink");
     let marker = work.path().join("ran");
-    let mut child = bin()
-        .args([
-            "session",
-            "--type",
-            "chat",
-            "--allow-shell",
-            "--json",
-            "--config",
-        ])
-        .arg(&cfg)
+    let mut child = home
+        .command()
+        .args(["session", "--type", "chat", "--allow-shell", "--json"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -497,25 +453,13 @@ async fn ack_of_raw(c: &mut ServerConn, frame: String) -> (bool, Option<String>)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signed_sessions_are_checked_over_the_wire() {
-    let dir = tempfile::tempdir().expect("tempdir");
     let mut server = TestServer::start().await;
-    let cfg = write_config(
-        dir.path(),
-        &format!(
-            "[server]\nenabled = true\naddress = \"http://{}\"\n[server.signing]\nkeys = {{ \"ops-1\" = \"{PUBLIC}\" }}\n\
-             [audit]\nappend_only = false\n",
-            server.addr
-        ),
+    let home = home_with_id(
+        &server,
+        None,
+        &format!("[server.signing]\nkeys = {{ \"ops-1\" = \"{PUBLIC}\" }}\n"),
     );
-    let state = dir.path().join("state.d");
-    std::fs::create_dir_all(&state).expect("state");
-    std::fs::write(state.join("agent_id"), format!("{AGENT_ID}\n")).expect("id");
-    let mut agent = bin()
-        .arg("--config")
-        .arg(&cfg)
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("agent");
+    let mut agent = home.spawn();
     let (mut c, _) = server.accept_registered().await;
     let params = r#"{"message": "help"}"#;
 
@@ -584,15 +528,14 @@ async fn signed_sessions_are_checked_over_the_wire() {
     assert_eq!(msgs.len(), 1, "only the done may follow: {msgs:?}");
     // The session's `ended` record follows its done.
     let ended = || {
-        audit(dir.path())
+        home.audit()
             .iter()
             .any(|r| r["event"] == "ended" && r["session_id"] == "g-1")
     };
     assert!(until(Duration::from_secs(5), ended).await);
 
-    let _ = agent.kill();
-    let _ = agent.wait();
-    let recs = audit(dir.path());
+    agent.sigkill();
+    let recs = home.audit();
     let accepted: Vec<_> = recs.iter().filter(|r| r["event"] == "accepted").collect();
     assert_eq!(accepted.len(), 1, "{recs:?}");
     assert_eq!(accepted[0]["key_id"], "ops-1");
@@ -604,21 +547,9 @@ async fn signed_sessions_are_checked_over_the_wire() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_ids_and_user_names_are_refused_and_stay_out_of_the_audit() {
-    let dir = tempfile::tempdir().expect("tempdir");
     let mut server = TestServer::start().await;
-    let cfg = write_config(
-        dir.path(),
-        &format!(
-            "[server]\nenabled = true\naddress = \"http://{}\"\n[audit]\nappend_only = false\n",
-            server.addr
-        ),
-    );
-    let mut agent = bin()
-        .arg("--config")
-        .arg(&cfg)
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("agent");
+    let home = AgentHome::new(&server_toml(&server, None, ""));
+    let mut agent = home.spawn();
     let (mut c, _) = server.accept_registered().await;
     let huge = "x".repeat(1_000_000);
     let ack = c
@@ -644,12 +575,10 @@ async fn oversized_ids_and_user_names_are_refused_and_stay_out_of_the_audit() {
         .await;
     assert!(ack.ok, "{ack:?}");
     c.session_until_done("fine").await;
-    let _ = agent.kill();
-    let _ = agent.wait();
-    let size = std::fs::metadata(dir.path().join("state.d/audit.jsonl"))
-        .expect("audit")
-        .len();
+    agent.sigkill();
+    let trail = home.state().join("audit.jsonl");
+    let size = std::fs::metadata(&trail).expect("audit").len();
     assert!(size < 64 * 1024, "audit grew to {size} bytes");
-    let text = std::fs::read_to_string(dir.path().join("state.d/audit.jsonl")).expect("audit");
+    let text = std::fs::read_to_string(&trail).expect("audit");
     assert!(!text.contains('\u{1b}'));
 }

@@ -133,11 +133,20 @@ pub async fn harness() -> Harness {
 impl Harness {
     /// Shuts the agent down and waits (10 s at most) for it to stop.
     pub async fn stop(self) {
+        if let Err(e) = self.try_stop().await {
+            panic!("{e}");
+        }
+    }
+
+    /// Like [`stop`](Self::stop), saying what went wrong instead of
+    /// panicking (for a test that adds its own context).
+    pub async fn try_stop(self) -> Result<(), String> {
         self.shutdown.cancel();
-        tokio::time::timeout(Duration::from_secs(10), self.task)
-            .await
-            .expect("agent stops on shutdown")
-            .expect("agent task");
+        match tokio::time::timeout(Duration::from_secs(10), self.task).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(format!("the agent task failed: {e}")),
+            Err(_) => Err("the agent did not stop within 10 s of shutdown".into()),
+        }
     }
 }
 

@@ -1,8 +1,22 @@
-//! Shared helpers for the end-to-end tests: real guests built from
-//! `guest-runners/`, a real sandbox, and the real session driver.
+//! Shared helpers for the end-to-end tests (all but `conformance.rs`,
+//! which shares nothing on purpose). Before writing a new one, look here.
+//!
+//! # Layout
+//!
+//! - this file: real guests built from `guest-runners/`, a real sandbox
+//!   ([`TestSandbox`]), and sessions run by the real session driver, said
+//!   the way a test means them ([`inspect`]`("cpu").budget(..).start_on(&spin)`);
+//! - [`server`]: the one fake catpaw-server, [`server::TestServer`], on
+//!   loopback over `ws://` or `wss://`;
+//! - [`agent`]: the agent in-process against it, with short timers
+//!   ([`agent::Harness`]);
+//! - [`process`]: the agent binary as a child process, with its home,
+//!   config, log and signals ([`process::AgentProcess`]);
+//! - [`slow_link`]: a throttling proxy between the agent and the server.
 #![allow(dead_code)]
 
 pub mod agent;
+pub mod process;
 pub mod server;
 pub mod slow_link;
 
@@ -132,6 +146,107 @@ pub fn params(v: Value) -> Map<String, Value> {
     }
 }
 
+/// A session as a sandbox test says it, run by the real session driver:
+///
+/// ```ignore
+/// inspect("cpu").budget(|b| b.fuel = 200_000_000).start_on(&spin)
+/// inspect("cpu").allow_shell().run_on(&probe).await
+/// chat(json!({})).budget(|b| b.max_output = 64).start_on(&bot)
+/// ```
+///
+/// The user is `tester`; the budget starts from the defaults; the shell is
+/// denied unless asked for.
+pub struct Plan {
+    session_type: String,
+    params: Map<String, Value>,
+    budget: Budgets,
+    allow_shell: bool,
+}
+
+/// A session of `session_type` with `params` (any type, known or not).
+pub fn session(session_type: &str, p: Value) -> Plan {
+    Plan {
+        session_type: session_type.to_string(),
+        params: params(p),
+        budget: limits(|_| {}),
+        allow_shell: false,
+    }
+}
+
+/// An `inspect` of `plugin`.
+pub fn inspect(plugin: &str) -> Plan {
+    session("inspect", json!({ "plugin": plugin }))
+}
+
+/// A `diagnose` with `params`.
+pub fn diagnose(params: Value) -> Plan {
+    session("diagnose", params)
+}
+
+/// A `chat` with `params`; later turns go in with [`Running::say`].
+pub fn chat(params: Value) -> Plan {
+    session("chat", params)
+}
+
+impl Plan {
+    /// One more parameter.
+    pub fn param(mut self, key: &str, value: impl Into<Value>) -> Plan {
+        self.params.insert(key.to_string(), value.into());
+        self
+    }
+
+    /// Changes the budget the runner gets.
+    pub fn budget(mut self, f: impl FnOnce(&mut Budgets)) -> Plan {
+        f(&mut self.budget);
+        self
+    }
+
+    /// The session may run shell commands.
+    pub fn allow_shell(mut self) -> Plan {
+        self.allow_shell = true;
+        self
+    }
+
+    /// Starts the session on `runner` (its chat export for a chat, its
+    /// diagnose export for anything else).
+    pub fn start_on(self, runner: &LoadedRunner) -> Running {
+        let runners = if self.session_type == "chat" {
+            chat_runners(runner, self.budget)
+        } else {
+            diagnose_runners(runner, self.budget)
+        };
+        let (tx, rx) = mpsc::channel(16);
+        let (in_tx, in_rx) = mpsc::channel(8);
+        let cancel = CancellationToken::new();
+        let start = SessionStartPayload {
+            session_id: uuid::Uuid::new_v4().to_string(),
+            session_type: self.session_type,
+            user_name: "tester".to_string(),
+            params: self.params,
+            key_id: None,
+        };
+        let task = tokio::spawn(run_session(
+            start,
+            self.allow_shell,
+            runners,
+            tx,
+            in_rx,
+            cancel.clone(),
+        ));
+        Running {
+            events: rx,
+            inputs: Some(in_tx),
+            cancel,
+            task,
+        }
+    }
+
+    /// Runs the session on `runner` to its end: every event up to `done`.
+    pub async fn run_on(self, runner: &LoadedRunner) -> Vec<SessionEvent> {
+        self.start_on(runner).finish().await
+    }
+}
+
 /// A running session whose events can be awaited.
 pub struct Running {
     pub events: mpsc::Receiver<SessionEvent>,
@@ -140,34 +255,17 @@ pub struct Running {
     pub task: tokio::task::JoinHandle<String>,
 }
 
-pub fn start(runners: Runners, session_type: &str, p: Value, allow_shell: bool) -> Running {
-    let (tx, rx) = mpsc::channel(16);
-    let (in_tx, in_rx) = mpsc::channel(8);
-    let cancel = CancellationToken::new();
-    let start = SessionStartPayload {
-        session_id: uuid::Uuid::new_v4().to_string(),
-        session_type: session_type.to_string(),
-        user_name: "tester".to_string(),
-        params: params(p),
-        key_id: None,
-    };
-    let task = tokio::spawn(run_session(
-        start,
-        allow_shell,
-        runners,
-        tx,
-        in_rx,
-        cancel.clone(),
-    ));
-    Running {
-        events: rx,
-        inputs: Some(in_tx),
-        cancel,
-        task,
-    }
-}
-
 impl Running {
+    /// Sends the next chat turn.
+    pub async fn say(&self, turn: &str) {
+        self.inputs
+            .as_ref()
+            .expect("the session's input is open")
+            .send(turn.to_string())
+            .await
+            .expect("send turn");
+    }
+
     /// Next event, failing the test after 60 s.
     pub async fn next(&mut self) -> SessionEvent {
         tokio::time::timeout(Duration::from_secs(60), self.events.recv())
@@ -225,8 +323,4 @@ pub fn stages(events: &[SessionEvent]) -> Vec<String> {
             _ => None,
         })
         .collect()
-}
-
-pub fn inspect(plugin: &str) -> Value {
-    json!({ "plugin": plugin })
 }

@@ -1,4 +1,5 @@
-//! A real WebSocket server on loopback that plays catpaw-server in tests.
+//! A real WebSocket server on loopback that plays catpaw-server in tests,
+//! over plain TCP or TLS (with or without a client certificate).
 #![allow(dead_code)]
 
 use std::sync::Arc;
@@ -7,45 +8,91 @@ use std::time::Duration;
 
 use catpaw_agent::link::proto::{self, AckPayload, Envelope};
 use futures_util::{SinkExt, StreamExt};
+use rustls::pki_types::CertificateDer;
 use serde_json::Value;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::{HeaderMap, StatusCode};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
+/// The server's side of a socket: plain TCP or TLS.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// The WebSocket of one agent connection.
+pub type Ws = WebSocketStream<Box<dyn Io>>;
+
 /// The test server: hands every accepted connection to the test.
 pub struct TestServer {
     pub addr: std::net::SocketAddr,
-    conns: mpsc::Receiver<ServerConn>,
+    /// Accepted connections; with TLS, also the handshakes that failed.
+    conns: mpsc::Receiver<Result<ServerConn, String>>,
     /// Answer upgrades with HTTP 401 while true.
     pub reject_401: Arc<AtomicBool>,
     /// Upgrade attempts seen (including rejected ones), with their time.
     attempts: mpsc::Receiver<std::time::Instant>,
+    tls: bool,
 }
 
 /// One accepted agent connection.
 pub struct ServerConn {
     pub headers: HeaderMap,
-    pub ws: WebSocketStream<tokio::net::TcpStream>,
+    /// The certificate the agent presented (TLS with client auth only).
+    pub client_cert: Option<CertificateDer<'static>>,
+    pub ws: Ws,
 }
 
 impl TestServer {
+    /// A plain `ws://` server.
     pub async fn start() -> TestServer {
+        Self::listen(None).await
+    }
+
+    /// A `wss://` server; `acceptor` holds its certificate and whether it
+    /// asks for a client certificate. A handshake that fails reaches the
+    /// test: [`accept`](Self::accept) panics on it, [`refused`](Self::refused)
+    /// counts it.
+    pub async fn start_tls(acceptor: TlsAcceptor) -> TestServer {
+        Self::listen(Some(acceptor)).await
+    }
+
+    async fn listen(tls: Option<TlsAcceptor>) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = mpsc::channel(16);
         let (atx, arx) = mpsc::channel(64);
         let reject = Arc::new(AtomicBool::new(false));
         let reject2 = reject.clone();
+        let is_tls = tls.is_some();
         tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
                 let tx = tx.clone();
                 let atx = atx.clone();
                 let reject = reject2.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
+                    let (io, client_cert): (Box<dyn Io>, _) = match tls {
+                        None => (Box::new(tcp), None),
+                        Some(acceptor) => match acceptor.accept(tcp).await {
+                            Ok(s) => {
+                                let cert = s
+                                    .get_ref()
+                                    .1
+                                    .peer_certificates()
+                                    .and_then(|c| c.first().cloned());
+                                (Box::new(s), cert)
+                            }
+                            Err(e) => {
+                                let _ = tx.send(Err(e.to_string())).await;
+                                return;
+                            }
+                        },
+                    };
                     let mut headers = HeaderMap::new();
                     // The callback type is tungstenite's; its error is big by design.
                     #[allow(clippy::result_large_err)]
@@ -59,8 +106,21 @@ impl TestServer {
                         }
                         Ok(resp)
                     };
-                    if let Ok(ws) = tokio_tungstenite::accept_hdr_async(tcp, cb).await {
-                        let _ = tx.send(ServerConn { headers, ws }).await;
+                    match tokio_tungstenite::accept_hdr_async(io, cb).await {
+                        Ok(ws) => {
+                            let conn = ServerConn {
+                                headers,
+                                client_cert,
+                                ws,
+                            };
+                            let _ = tx.send(Ok(conn)).await;
+                        }
+                        // A plain server's refused upgrades are counted by
+                        // `attempts`; over TLS the test hears of each.
+                        Err(e) if is_tls => {
+                            let _ = tx.send(Err(format!("upgrade: {e}"))).await;
+                        }
+                        Err(_) => {}
                     }
                 });
             }
@@ -70,15 +130,28 @@ impl TestServer {
             conns: rx,
             reject_401: reject,
             attempts: arx,
+            tls: is_tls,
         }
     }
 
-    /// The next agent connection (fails after `limit`).
+    /// The address for the agent's `[server] address`: `http://` or, with
+    /// TLS, `wss://localhost` (the name the test certificates carry).
+    pub fn url(&self) -> String {
+        if self.tls {
+            format!("wss://localhost:{}", self.addr.port())
+        } else {
+            format!("http://{}", self.addr)
+        }
+    }
+
+    /// The next agent connection (fails after `limit`, or on a failed TLS
+    /// handshake).
     pub async fn accept_within(&mut self, limit: Duration) -> ServerConn {
         tokio::time::timeout(limit, self.conns.recv())
             .await
             .expect("agent did not connect in time")
             .expect("server stopped")
+            .unwrap_or_else(|e| panic!("TLS handshake failed: {e}"))
     }
 
     /// A new connection within `limit`, if any.
@@ -87,6 +160,24 @@ impl TestServer {
             .await
             .ok()
             .flatten()
+            .map(|c| c.unwrap_or_else(|e| panic!("TLS handshake failed: {e}")))
+    }
+
+    /// Waits (30 s each at most) for `n` failed TLS handshakes and returns
+    /// their errors; panics if a connection gets through.
+    pub async fn refused(&mut self, n: usize) -> Vec<String> {
+        let mut errors = Vec::new();
+        while errors.len() < n {
+            let next = tokio::time::timeout(Duration::from_secs(30), self.conns.recv())
+                .await
+                .expect("the agent did not dial in time")
+                .expect("server stopped");
+            match next {
+                Err(e) => errors.push(e),
+                Ok(_) => panic!("the connection should have been refused"),
+            }
+        }
+        errors
     }
 
     pub async fn accept(&mut self) -> ServerConn {
@@ -96,9 +187,7 @@ impl TestServer {
     /// Accepts a connection, reads `register` and acks it.
     pub async fn accept_registered(&mut self) -> (ServerConn, Envelope) {
         let mut c = self.accept().await;
-        let reg = c.recv().await;
-        assert_eq!(reg.msg_type, "register");
-        c.ack(&reg.id).await;
+        let reg = c.register().await;
         (c, reg)
     }
 
@@ -112,6 +201,14 @@ impl TestServer {
 }
 
 impl ServerConn {
+    /// Reads `register`, acks it, and returns it.
+    pub async fn register(&mut self) -> Envelope {
+        let reg = self.recv().await;
+        assert_eq!(reg.msg_type, "register");
+        self.ack(&reg.id).await;
+        reg
+    }
+
     /// Next text frame as an envelope (skips pings); panics after 30 s.
     pub async fn recv(&mut self) -> Envelope {
         self.recv_within(Duration::from_secs(30))
