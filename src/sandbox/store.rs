@@ -1,5 +1,5 @@
 //! Per-session store state: the WASI context with nothing granted, the
-//! resource limiter, and the host state the imports run on; and how a run
+//! memory caps, and the host state the imports run on; and how a run
 //! or chat turn ends ([`end_run`]).
 
 use wasmtime::component::ResourceTable;
@@ -17,7 +17,7 @@ pub(crate) struct SessionState {
     wasi: WasiCtx,
     table: ResourceTable,
     /// Memory/table/instance caps.
-    limiter: Limiter,
+    caps: MemoryCaps,
     /// The host imports' state: session info, sink, services, and the
     /// state of the current run or chat turn (its guest stdio included).
     pub(crate) host: HostContext,
@@ -56,12 +56,12 @@ pub(crate) fn new_store(
     let state = SessionState {
         wasi: builder.build(),
         table: ResourceTable::new(),
-        limiter: Limiter::new(limits),
+        caps: MemoryCaps::new(limits),
         host,
         run_fuel: limits.fuel,
     };
     let mut store = Store::new(engine, state);
-    store.limiter(|s| &mut s.limiter);
+    store.limiter(|s| &mut s.caps);
     store.set_fuel(limits.fuel)?;
     store.fuel_async_yield_interval(Some(super::engine::FUEL_YIELD_INTERVAL))?;
     Ok(store)
@@ -81,11 +81,13 @@ pub(crate) fn end_run(store: &mut Store<SessionState>) -> Printed {
     printed
 }
 
-/// Store limiter: caps linear memory, table elements and instance counts.
+/// The store's caps on linear memory, table elements and instances
+/// (wasmtime's `ResourceLimiter`; not to be confused with the session
+/// limiter, which counts sessions).
 /// A denied memory growth traps with [`BudgetExceeded`] so the session ends
 /// with `resource_exhausted` naming the memory budget, rather than with an
 /// allocator abort that would look like a plain trap.
-pub(crate) struct Limiter {
+pub(crate) struct MemoryCaps {
     max_memory: usize,
     max_table_elements: usize,
     max_instances: usize,
@@ -93,9 +95,9 @@ pub(crate) struct Limiter {
     pub(crate) peak_memory: usize,
 }
 
-impl Limiter {
+impl MemoryCaps {
     fn new(limits: &Budgets) -> Self {
-        Limiter {
+        MemoryCaps {
             max_memory: budgets::as_len(limits.max_memory),
             max_table_elements: Budgets::MAX_TABLE_ELEMENTS,
             max_instances: Budgets::MAX_INSTANCES,
@@ -104,7 +106,7 @@ impl Limiter {
     }
 }
 
-impl ResourceLimiter for Limiter {
+impl ResourceLimiter for MemoryCaps {
     fn memory_growing(
         &mut self,
         current: usize,
