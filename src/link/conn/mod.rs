@@ -143,7 +143,10 @@ pub async fn run_once(ctx: &ConnContext, shutdown: &CancellationToken) -> Attemp
     let register = Envelope::new(proto::MSG_REGISTER, register_payload(&ctx.register));
     match out.write(&register, shutdown).await {
         Ok(()) => {}
-        Err(WriteError::Shutdown) => return AttemptOutcome::Shutdown,
+        Err(WriteError::Shutdown) => {
+            close_for_shutdown(&mut out, &mut stream, ctx.timings.write_timeout).await;
+            return AttemptOutcome::Shutdown;
+        }
         Err(_) => {
             tracing::warn!("sending register failed");
             return AttemptOutcome::DialFailed;
@@ -151,6 +154,11 @@ pub async fn run_once(ctx: &ConnContext, shutdown: &CancellationToken) -> Attemp
     }
     let ack = match first_message(ctx, &mut stream, shutdown).await {
         Ok(ack) => ack,
+        Err(AttemptOutcome::Shutdown) => {
+            // Registered or not, the server hears a normal close.
+            close_for_shutdown(&mut out, &mut stream, ctx.timings.write_timeout).await;
+            return AttemptOutcome::Shutdown;
+        }
         Err(outcome) => return outcome,
     };
     match ack
@@ -267,4 +275,4 @@ fn register_payload(info: &RegisterInfo) -> RegisterPayload {
 mod inbound;
 mod serve;
 
-use serve::{Out, Stream, WriteError, serve};
+use serve::{Out, Stream, WriteError, close_for_shutdown, serve};

@@ -165,7 +165,7 @@ pub(super) async fn serve(
             Step::Write(env) => (env, None),
             Step::Alerts(env, batch) => (env, Some(batch)),
             Step::End(AttemptOutcome::Shutdown) => {
-                return graceful_close(ctx, out, &mut out_rx).await;
+                return graceful_close(ctx, out, stream, &mut out_rx).await;
             }
             Step::End(outcome) => return outcome,
             Step::Disconnect(retry_after_sec) => {
@@ -182,7 +182,7 @@ pub(super) async fn serve(
                     ctx.alerts.push_front_batch(batch);
                 }
                 return match e {
-                    WriteError::Shutdown => graceful_close(ctx, out, &mut out_rx).await,
+                    WriteError::Shutdown => graceful_close(ctx, out, stream, &mut out_rx).await,
                     WriteError::Lost => dropped("write failed"),
                 };
             }
@@ -199,6 +199,7 @@ pub(super) async fn serve(
 async fn graceful_close(
     ctx: &ConnContext,
     out: &mut Out,
+    stream: &mut Stream,
     out_rx: &mut mpsc::Receiver<SessionEvent>,
 ) -> AttemptOutcome {
     ctx.table.cancel_all();
@@ -231,7 +232,30 @@ async fn graceful_close(
     if drained.is_err() {
         tracing::warn!("sessions did not finish within the shutdown grace period");
     }
-    out.close("agent shutting down", ctx.timings.write_timeout)
-        .await;
+    close_for_shutdown(out, stream, ctx.timings.write_timeout).await;
     AttemptOutcome::Shutdown
 }
+
+/// Sends our Close frame and finishes the closing handshake: reads until
+/// the server's Close (or the end of the stream), briefly. A socket closed
+/// with unread frames in its receive buffer (a register ack not read yet,
+/// say) is reset, and the server may then lose our Close frame and see
+/// "connection reset" instead of a normal close.
+pub(super) async fn close_for_shutdown(
+    out: &mut Out,
+    stream: &mut Stream,
+    write_timeout: Duration,
+) {
+    out.close("agent shutting down", write_timeout).await;
+    let _ = tokio::time::timeout(CLOSE_HANDSHAKE, async {
+        while let Some(Ok(m)) = stream.next().await {
+            if m.is_close() {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+/// How long shutdown waits for the server's answer to our Close frame.
+const CLOSE_HANDSHAKE: Duration = Duration::from_secs(1);
