@@ -1,5 +1,7 @@
 //! Signed sessions (PROTOCOL §9): the Ed25519 checks on `session_start` and
-//! `session_input`.
+//! `session_input`. (Over 450 lines on purpose: the order of checks, the
+//! signed text and the raw-frame reading are one argument, best read in one
+//! file; the replay cache and the tests live beside it.)
 //!
 //! Why: TLS proves who the control plane is, not that it is still honest. With
 //! keys pinned in `[server.signing]`, a server that is impersonated or
