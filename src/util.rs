@@ -14,23 +14,35 @@ pub fn truncate_utf8(s: &str, max: usize) -> &str {
 }
 
 /// `s` with every control character (C0, DEL, C1) written as an escape
-/// (`\n`, `\r`, `\t`, `\u{1b}`), so text that came from a server or a
-/// local client cannot start a forged line or drive a terminal.
+/// (`\n`, `\r`, `\t`, `\x1b`, `\u{9b}`), so text that came from a server
+/// or a local client cannot start a forged line or drive a terminal. Text
+/// that needs nothing comes back borrowed.
 pub fn escape_control(s: &str) -> std::borrow::Cow<'_, str> {
     if !s.chars().any(char::is_control) {
         return std::borrow::Cow::Borrowed(s);
     }
     let mut out = String::with_capacity(s.len() + 8);
     for c in s.chars() {
-        match c {
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
-            c => out.push(c),
-        }
+        push_escaped(&mut out, c);
     }
     std::borrow::Cow::Owned(out)
+}
+
+/// Appends `c` to `out`, escaped when it is a control character.
+fn push_escaped(out: &mut String, c: char) {
+    use std::fmt::Write as _;
+    match c {
+        '\n' => out.push_str("\\n"),
+        '\r' => out.push_str("\\r"),
+        '\t' => out.push_str("\\t"),
+        c if !c.is_control() => out.push(c),
+        c if (c as u32) < 0x80 => {
+            let _ = write!(out, "\\x{:02x}", c as u32);
+        }
+        c => {
+            let _ = write!(out, "\\u{{{:x}}}", c as u32);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -42,7 +54,7 @@ mod tests {
         assert_eq!(escape_control("plain text é"), "plain text é");
         assert_eq!(
             escape_control("a\nfake line\r\u{1b}[31mred\u{7f}\u{9b}"),
-            "a\\nfake line\\r\\u{1b}[31mred\\u{7f}\\u{9b}"
+            "a\\nfake line\\r\\x1b[31mred\\x7f\\u{9b}"
         );
     }
 

@@ -37,21 +37,6 @@ pub fn within_wire_cap(meta: &Metadata<'_>) -> bool {
     !wire || *meta.level() <= Level::INFO
 }
 
-fn push_escaped(out: &mut String, c: char) {
-    use std::fmt::Write as _;
-    match c {
-        '\n' => out.push_str("\\n"),
-        '\r' => out.push_str("\\r"),
-        '\t' => out.push_str("\\t"),
-        c if (c as u32) < 0x80 => {
-            let _ = write!(out, "\\x{:02x}", c as u32);
-        }
-        c => {
-            let _ = write!(out, "\\u{{{:x}}}", c as u32);
-        }
-    }
-}
-
 /// One formatted event with its control characters (C0, DEL, C1) escaped,
 /// except a final `\n`, which ends the line. Text that needs nothing comes
 /// back borrowed.
@@ -61,18 +46,11 @@ pub fn escape_controls(event: &[u8]) -> Cow<'_, [u8]> {
         None => (event, &b""[..]),
     };
     let text = String::from_utf8_lossy(body);
-    if !text.chars().any(char::is_control) && matches!(text, Cow::Borrowed(_)) {
+    let escaped = crate::util::escape_control(&text);
+    if matches!((&text, &escaped), (Cow::Borrowed(_), Cow::Borrowed(_))) {
         return Cow::Borrowed(event);
     }
-    let mut out = String::with_capacity(event.len() + 16);
-    for c in text.chars() {
-        if c.is_control() {
-            push_escaped(&mut out, c);
-        } else {
-            out.push(c);
-        }
-    }
-    let mut bytes = out.into_bytes();
+    let mut bytes = escaped.into_owned().into_bytes();
     bytes.extend_from_slice(end);
     Cow::Owned(bytes)
 }

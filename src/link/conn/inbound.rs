@@ -63,7 +63,7 @@ pub(super) fn handle_text(
                 return Inbound::Continue;
             };
             if let Err(e) = ctx.table.check_input(text) {
-                tracing::warn!(session_id = %crate::util::escape_control(&p.session_id), error = %e,
+                tracing::warn!(session_id = %p.session_id, error = %e,
                     "dropping session_input that failed its signature check");
                 return Inbound::Continue;
             }

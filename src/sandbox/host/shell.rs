@@ -28,7 +28,7 @@ pub(crate) async fn request(
     if !ctx.info.allow_shell {
         let reason = "shell access is disabled for this session (the operator must set \
                       [sandbox] allow_remote_shell = true and the session must ask for it)";
-        tracing::warn!(session_id = %ctx.info.session_id, command = %crate::util::escape_control(shown),
+        tracing::warn!(session_id = %ctx.info.session_id, command = %shown,
             "shell request denied");
         ctx.note(kind::SHELL, &command, &args, outcome::DENIED, reason);
         return Err(ShellError::Denied(reason.to_string()));
@@ -41,8 +41,8 @@ pub(crate) async fn request(
     let act = ctx
         .begin(kind::SHELL, &command, &args, true)
         .map_err(ShellError::Failed)?;
-    tracing::info!(session_id = %ctx.info.session_id, user = %crate::util::escape_control(&ctx.info.user_name),
-        command = %crate::util::escape_control(shown), "running shell command for session");
+    tracing::info!(session_id = %ctx.info.session_id, user = %ctx.info.user_name,
+        command = %shown, "running shell command for session");
     let timeout = Duration::from_millis(u64::from(timeout_ms));
     let result = shell::run(&command, timeout, &ctx.shell).await;
     let (what, detail) = match &result {
