@@ -78,15 +78,16 @@ pub fn verify(trail: &Path) -> Result<Verified, ChainBreak> {
             line,
             reason,
         };
-        if !text.is_empty() && text.last() != Some(&b'\n') {
-            let n = text.split(|&b| b == b'\n').count() as u64;
-            return Err(brk(n, "the last line is incomplete (a torn write)".into()));
-        }
-        for (i, line) in text.split(|&b| b == b'\n').enumerate() {
-            let n = i as u64 + 1;
-            if line.is_empty() && i == text.split(|&b| b == b'\n').count() - 1 {
-                break;
+        let body = match text.strip_suffix(b"\n") {
+            Some(body) => body,
+            None if text.is_empty() => continue,
+            None => {
+                let n = text.split(|&b| b == b'\n').count() as u64;
+                return Err(brk(n, "the last line is incomplete (a torn write)".into()));
             }
+        };
+        for (i, line) in body.split(|&b| b == b'\n').enumerate() {
+            let n = i as u64 + 1;
             let rec: Record = serde_json::from_slice(line)
                 .map_err(|e| brk(n, format!("not an audit record: {e}")))?;
             match &prev {

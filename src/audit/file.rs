@@ -220,11 +220,10 @@ impl Trail {
             // trail may sit on a device or be bloated by someone else.
             let regular = std::fs::metadata(&path)
                 .is_ok_and(|m| m.is_file() && m.len() <= self.opts.max_size.saturating_mul(2));
-            let Ok(text) = regular
-                .then(|| std::fs::read(&path))
-                .transpose()
-                .map(Option::unwrap_or_default)
-            else {
+            if !regular {
+                continue;
+            }
+            let Ok(text) = std::fs::read(&path) else {
                 continue;
             };
             for line in text.split(|&b| b == b'\n') {

@@ -197,11 +197,6 @@ pub struct Act {
 }
 
 impl Act {
-    /// The `seq` of the `started` record.
-    pub fn id(&self) -> u64 {
-        self.id
-    }
-
     /// Writes the outcome.
     pub fn finish(mut self, outcome: &str, detail: &str) {
         self.write(outcome, detail);
