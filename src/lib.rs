@@ -23,6 +23,9 @@
 //!   environment, optional `shell_user`, a subreaper supervisor that kills
 //!   the whole process tree
 //! - [`audit`]: the hash-chained, fail-closed audit trail
+//! - [`ai`]: the language models the AI runner asks through the host:
+//!   OpenAI-compatible endpoints and the server's gateway, failover,
+//!   retries, the daily token ledger (keys never leave it)
 //! - [`alerts`]: the alert ring buffer, the local ingest socket, frame caps
 //! - [`config`]: the TOML config file, `${ENV}` expansion, units, URL
 //!   derivation, the one funnel for budgets (file, per-role overrides,
@@ -32,6 +35,7 @@
 //! - [`embedded`]: the built-in runners, compiled into the binary
 //! - [`ratelimit`], [`util`]: small shared helpers
 
+pub mod ai;
 pub mod alerts;
 pub mod audit;
 pub mod cli;

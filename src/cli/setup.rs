@@ -2,9 +2,11 @@
 //!
 //! Runner choice, per session role: the `--runner` file if given (it serves
 //! whatever it exports), else `[sandbox] diagnose_runner` / `chat_runner`,
-//! else `[sandbox] runner`, else the built-in component. A runner file that
-//! cannot be loaded is an error at start, never a surprise at the first
-//! session.
+//! else `[sandbox] runner`, else the built-in component: the AI runner when
+//! `[ai] enabled = true` (with the rule-based one behind it for when the
+//! model is out of reach), the rule-based runner otherwise. A runner file
+//! that cannot be loaded is an error at start, never a surprise at the
+//! first session.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,6 +15,7 @@ use anyhow::{Context, bail};
 
 use crate::audit::AuditLog;
 use crate::config::{BudgetFlag, Config, RoleBudgets};
+use crate::runner::{ChatRunner, DiagnoseRunner, WithFallback};
 use crate::sandbox::{EngineOptions, HostServices, LoadedRunner, Sandbox, SandboxOptions};
 use crate::session::Runners;
 
@@ -52,6 +55,12 @@ pub fn build(
                 .map_err(|e| anyhow::anyhow!("config `[sandbox] shell_user`: {e}"))?,
         ),
     };
+    let llm = if cfg.ai.enabled {
+        let agent_id = state.load_or_create_agent_id()?.to_string();
+        crate::ai::Llm::new(&cfg.ai, agent_id, state.llm_daily_tokens()).context("config `[ai]`")?
+    } else {
+        None
+    };
     let opts = SandboxOptions {
         engine: EngineOptions {
             pooling: true,
@@ -64,11 +73,12 @@ pub fn build(
         services: HostServices {
             audit: Some(audit.clone()),
             shell_user,
+            llm: llm.map(Arc::new),
         },
     };
     let sandbox = Sandbox::new(opts)?;
     let (diagnose, chat) = load_runners(&sandbox, cfg, runner_override)?;
-    let runners = Runners {
+    let mut runners = Runners {
         diagnose: diagnose
             .and_then(|r| r.diagnose_runner(budgets.diagnose.clone()))
             .map(|r| Arc::new(r) as _),
@@ -76,12 +86,44 @@ pub fn build(
             .and_then(|r| r.chat_runner(budgets.chat.clone()))
             .map(|r| Arc::new(r) as _),
     };
+    let configured = runner_override.is_some()
+        || cfg.sandbox.runner.is_some()
+        || cfg.sandbox.diagnose_runner.is_some()
+        || cfg.sandbox.chat_runner.is_some();
+    if cfg.ai.enabled && !configured {
+        runners = with_ai(&sandbox, runners, &budgets)?;
+    }
     Ok(Setup {
         sandbox,
         runners,
         budgets,
         audit,
     })
+}
+
+/// The built-in AI runner for both roles, each with `rules` (the
+/// rule-based runners) behind it.
+fn with_ai(
+    sandbox: &Arc<Sandbox>,
+    rules: Runners,
+    budgets: &RoleBudgets,
+) -> anyhow::Result<Runners> {
+    let ai = sandbox.load("built-in AI runner", crate::embedded::AI)?;
+    let diagnose = match (ai.diagnose_runner(budgets.diagnose.clone()), rules.diagnose) {
+        (Some(primary), Some(fallback)) => Some(Arc::new(WithFallback {
+            primary: Arc::new(primary) as Arc<dyn DiagnoseRunner>,
+            fallback,
+        }) as Arc<dyn DiagnoseRunner>),
+        (_, rules) => rules,
+    };
+    let chat = match (ai.chat_runner(budgets.chat.clone()), rules.chat) {
+        (Some(primary), Some(fallback)) => Some(Arc::new(WithFallback {
+            primary: Arc::new(primary) as Arc<dyn ChatRunner>,
+            fallback,
+        }) as Arc<dyn ChatRunner>),
+        (_, rules) => rules,
+    };
+    Ok(Runners { diagnose, chat })
 }
 
 fn load_runners(

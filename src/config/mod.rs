@@ -18,10 +18,12 @@
 //! - `budgets.rs`: the one funnel for session budgets (file, per-role
 //!   overrides, command-line flags)
 //! - `units.rs`: sizes and durations
-//! - `url.rs`: the server's WebSocket URL
+//! - `url.rs`: the server's WebSocket and LLM gateway URLs
+//! - `ai.rs`: `[ai]`, the language models (catpaw's names)
 //! - `paths.rs`: the state directory's layout
 //! - `hygiene.rs`: settings that work but deserve a warning
 
+mod ai;
 mod budgets;
 mod check;
 mod hygiene;
@@ -34,6 +36,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::link::signing::SigningConfig;
+pub use ai::{AiConfig, GatewayConfig, ModelConfig, Secret};
 pub use budgets::{BudgetFlag, RoleBudgets};
 use check::{Ctx, env_name, expand_env};
 pub use hygiene::{check_agent_token, redact_url};
@@ -101,9 +104,12 @@ pub struct Config {
     pub log: LogConfig,
     /// `[audit]`.
     pub audit: crate::audit::AuditOptions,
+    /// `[ai]`.
+    pub ai: AiConfig,
     /// The file it came from (for messages), if any.
     pub source: Option<PathBuf>,
-    /// One warning line per renamed key the file still uses.
+    /// One warning line per renamed key the file still uses, and per
+    /// catpaw key accepted without effect.
     pub deprecated: Vec<String>,
 }
 
@@ -198,6 +204,7 @@ impl Default for Config {
             sandbox: SandboxConfig::default(),
             log: LogConfig::default(),
             audit: default_audit(),
+            ai: AiConfig::default(),
             source: None,
             deprecated: Vec::new(),
         }
@@ -338,8 +345,16 @@ impl Config {
             keep,
             append_only: raw.audit.append_only.unwrap_or(da.append_only),
         };
+        let ai = ai::parse(
+            &cx,
+            raw.ai,
+            &server.address,
+            &server.agent_token,
+            &mut deprecated,
+        )?;
         Ok(Config {
             audit,
+            ai,
             state_dir: cx
                 .path_of(raw.state_dir)
                 .unwrap_or_else(|| cx.base.join("state.d")),

@@ -8,6 +8,7 @@
 //!                 head in audit.head)
 //!   cache/        precompiled runner components
 //!   agent.sock    the local alert ingest socket
+//!   llm_tokens.json  LLM tokens used today, for [ai] daily_token_limit
 //! ```
 //!
 //! The modules that use these files take their paths from here; none of
@@ -52,6 +53,11 @@ impl StatePaths {
     /// The local alert ingest socket.
     pub fn ingest_socket(&self) -> PathBuf {
         self.root.join("agent.sock")
+    }
+
+    /// Today's LLM token count (`[ai] daily_token_limit`).
+    pub fn llm_daily_tokens(&self) -> PathBuf {
+        self.root.join("llm_tokens.json")
     }
 
     /// Reads the agent id, or creates one (replacing a file that does not

@@ -1,10 +1,17 @@
-//! Host-side bindings generated from `wit/runner.wit`.
+//! Host-side bindings generated from `wit/runner.wit` (0.2.0) and from
+//! `wit/v0.1.0/runner.wit`, which runners built before the `llm` import
+//! still use.
 //!
 //! A runner may export `diagnose`, `chat` or both, so the two single-export
-//! worlds get their own bindings; they share the one generated `host`
-//! interface so there is a single implementation of the imports.
+//! worlds get their own bindings; within one version they share the one
+//! generated `host` (and `llm`) interface, so there is a single
+//! implementation of the imports per version. wasmtime matches 0.x package
+//! versions exactly (0.1.0 and 0.2.0 are different instances to its
+//! linker), so the 0.1.0 imports are linked beside the 0.2.0 ones and
+//! forward to them (`host/v0_1.rs`).
 
-/// Bindings of the `diagnose-runner` world (also owns the `host` interface).
+/// Bindings of the `diagnose-runner` world (also owns the `host` and `llm`
+/// interfaces).
 pub mod diagnose_world {
     wasmtime::component::bindgen!({
         path: "wit",
@@ -23,8 +30,37 @@ pub mod chat_world {
         exports: { default: async },
         with: {
             "catpaw:runner/host": super::diagnose_world::catpaw::runner::host,
+            "catpaw:runner/llm": super::diagnose_world::catpaw::runner::llm,
         },
     });
 }
 
-pub use diagnose_world::catpaw::runner::host;
+/// The 0.1.0 contract.
+pub mod v0_1 {
+    /// Bindings of the 0.1.0 `diagnose-runner` world.
+    pub mod diagnose_world {
+        wasmtime::component::bindgen!({
+            path: "wit/v0.1.0",
+            world: "diagnose-runner",
+            imports: { default: async | trappable },
+            exports: { default: async },
+        });
+    }
+
+    /// Bindings of the 0.1.0 `chat-runner` world.
+    pub mod chat_world {
+        wasmtime::component::bindgen!({
+            path: "wit/v0.1.0",
+            world: "chat-runner",
+            imports: { default: async | trappable },
+            exports: { default: async },
+            with: {
+                "catpaw:runner/host": super::diagnose_world::catpaw::runner::host,
+            },
+        });
+    }
+
+    pub use diagnose_world::catpaw::runner::host;
+}
+
+pub use diagnose_world::catpaw::runner::{host, llm};

@@ -13,6 +13,7 @@
 //! - `limits.rs`: how a budget is enforced, a call guarded, a failure blamed
 //! - `host/`: the `catpaw:runner/host` imports, one capability per file
 //! - `run.rs`: the wasm implementations of the runner traits
+//! - `versions.rs`: the contract versions (0.2.0, 0.1.0) behind one type
 
 mod bindings;
 mod budgets;
@@ -22,6 +23,7 @@ mod limits;
 mod run;
 mod stdio;
 mod store;
+mod versions;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -35,10 +37,11 @@ pub use engine::EngineOptions;
 pub use host::HostServices;
 pub use run::{WasmChatRunner, WasmDiagnoseRunner};
 
-use bindings::chat_world::ChatRunnerPre;
-use bindings::diagnose_world::{DiagnoseRunner as DiagnoseWorld, DiagnoseRunnerPre};
+use bindings::diagnose_world::DiagnoseRunner as DiagnoseWorld;
+use bindings::v0_1::diagnose_world::DiagnoseRunner as DiagnoseWorld01;
 use host::HostContext;
 use store::SessionState;
+use versions::{ChatPre, DiagnosePre};
 
 /// Settings of a [`Sandbox`].
 #[derive(Debug, Clone, Default)]
@@ -67,7 +70,7 @@ impl std::fmt::Debug for Sandbox {
 
 impl Sandbox {
     /// Creates the engine and links WASI (nothing granted) and the
-    /// `catpaw:runner/host` imports.
+    /// `catpaw:runner/host` and `llm` imports (0.2.0, and `host` 0.1.0).
     pub fn new(opts: SandboxOptions) -> anyhow::Result<Arc<Sandbox>> {
         let engine = engine::build(&opts.engine)?;
         let mut linker = Linker::<SessionState>::new(&engine);
@@ -82,7 +85,14 @@ impl Sandbox {
             &mut s.host
         })
         .map_err(anyhow::Error::from)
-        .context("linking catpaw:runner/host")?;
+        .context("linking catpaw:runner/host and llm")?;
+        // Runners built against 0.1.0 import host@0.1.0, a different
+        // instance name to the linker; it forwards to the same code.
+        DiagnoseWorld01::add_to_linker::<SessionState, HasSelf<HostContext>>(&mut linker, |s| {
+            &mut s.host
+        })
+        .map_err(anyhow::Error::from)
+        .context("linking catpaw:runner/host@0.1.0")?;
         Ok(Arc::new(Sandbox {
             engine,
             linker,
@@ -112,11 +122,12 @@ impl Sandbox {
             .with_context(|| {
                 format!(
                     "runner {name}: it imports something catpaw-agent does not provide \
-                     (runners may import only catpaw:runner/host and wasi:* 0.2)"
+                     (runners may import only catpaw:runner/host and llm 0.2.0, \
+                     catpaw:runner/host 0.1.0, and wasi:* 0.2)"
                 )
             })?;
-        let diagnose = DiagnoseRunnerPre::new(pre.clone()).ok();
-        let chat = ChatRunnerPre::new(pre).ok();
+        let diagnose = DiagnosePre::new(&pre);
+        let chat = ChatPre::new(&pre);
         if diagnose.is_none() && chat.is_none() {
             bail!(
                 "runner {name}: exports neither catpaw:runner/diagnose nor catpaw:runner/chat \
@@ -124,7 +135,7 @@ impl Sandbox {
             );
         }
         tracing::info!(runner = %name, diagnose = diagnose.is_some(), chat = chat.is_some(),
-            "runner loaded");
+            contract = diagnose.as_ref().map_or("-", DiagnosePre::version), "runner loaded");
         Ok(LoadedRunner {
             name: name.to_string(),
             sandbox: self.clone(),
@@ -139,8 +150,8 @@ impl Sandbox {
 pub struct LoadedRunner {
     name: String,
     sandbox: Arc<Sandbox>,
-    diagnose: Option<DiagnoseRunnerPre<SessionState>>,
-    chat: Option<ChatRunnerPre<SessionState>>,
+    diagnose: Option<DiagnosePre>,
+    chat: Option<ChatPre>,
 }
 
 impl std::fmt::Debug for LoadedRunner {

@@ -13,13 +13,11 @@ use wasmtime::Store;
 use wasmtime::component::ResourceAny;
 
 use super::Sandbox;
-use super::bindings::chat_world::{ChatRunner as ChatWorld, ChatRunnerPre};
-use super::bindings::diagnose_world::DiagnoseRunnerPre;
-use super::bindings::diagnose_world::exports::catpaw::runner::diagnose::Request;
 use super::budgets::Budgets;
 use super::host::HostContext;
 use super::limits::{self, Guarded};
 use super::store::{SessionState, end_run, new_store};
+use super::versions::{ChatInstance, ChatPre, DiagnosePre};
 use crate::runner::{
     ChatHandle, ChatRunner, ChatSessionOpts, DiagnoseRequest, DiagnoseRunner, RunError,
     SessionInfo, StreamSink,
@@ -28,16 +26,12 @@ use crate::runner::{
 /// Serves inspect/diagnose sessions with a wasm component.
 pub struct WasmDiagnoseRunner {
     sandbox: Arc<Sandbox>,
-    pre: DiagnoseRunnerPre<SessionState>,
+    pre: DiagnosePre,
     limits: Budgets,
 }
 
 impl WasmDiagnoseRunner {
-    pub(crate) fn new(
-        sandbox: Arc<Sandbox>,
-        pre: DiagnoseRunnerPre<SessionState>,
-        limits: Budgets,
-    ) -> Self {
+    pub(crate) fn new(sandbox: Arc<Sandbox>, pre: DiagnosePre, limits: Budgets) -> Self {
         WasmDiagnoseRunner {
             sandbox,
             pre,
@@ -128,6 +122,16 @@ fn guest_failure(msg: String) -> RunError {
     ))
 }
 
+/// The error of a run the guest failed: when its last language-model call
+/// failed too, the model was out of reach and a rule-based runner may
+/// take over ([`RunError::ModelUnavailable`]).
+fn failed(store: &Store<SessionState>, msg: String) -> RunError {
+    match store.data().host.last_llm_failure() {
+        Some(why) => RunError::ModelUnavailable(why.to_string()),
+        None => guest_failure(msg),
+    }
+}
+
 /// Counts a report or chat answer against the session's output budget.
 fn charge_reply(store: &mut Store<SessionState>, text: &str, what: &str) -> Result<(), RunError> {
     Ok(store
@@ -147,26 +151,11 @@ impl DiagnoseRunner for WasmDiagnoseRunner {
     ) -> Result<String, RunError> {
         let limits = &self.limits;
         let mut store = session_store(&self.sandbox, limits, info, sink)?;
-        let outcome = limits::guard(
-            self.pre.instantiate_async(&mut store),
-            limits.timeout,
-            &cancel,
-        )
-        .await;
+        let outcome =
+            limits::guard(self.pre.instantiate(&mut store), limits.timeout, &cancel).await;
         let inst = instantiated(&mut store, limits, outcome)?;
-        let request = Request {
-            mode: req.mode,
-            plugin: req.plugin,
-            target: req.target,
-            params_json: serde_json::Value::Object(req.params).to_string(),
-        };
-        let outcome = limits::guard(
-            inst.catpaw_runner_diagnose().call_run(&mut store, &request),
-            limits.timeout,
-            &cancel,
-        )
-        .await;
-        let report = finish(&mut store, limits, outcome)?.map_err(guest_failure)?;
+        let outcome = limits::guard(inst.run(&mut store, req), limits.timeout, &cancel).await;
+        let report = finish(&mut store, limits, outcome)?.map_err(|m| failed(&store, m))?;
         charge_reply(&mut store, &report, "the report")?;
         Ok(report)
     }
@@ -175,16 +164,12 @@ impl DiagnoseRunner for WasmDiagnoseRunner {
 /// Serves chat sessions with a wasm component.
 pub struct WasmChatRunner {
     sandbox: Arc<Sandbox>,
-    pre: ChatRunnerPre<SessionState>,
+    pre: ChatPre,
     limits: Budgets,
 }
 
 impl WasmChatRunner {
-    pub(crate) fn new(
-        sandbox: Arc<Sandbox>,
-        pre: ChatRunnerPre<SessionState>,
-        limits: Budgets,
-    ) -> Self {
+    pub(crate) fn new(sandbox: Arc<Sandbox>, pre: ChatPre, limits: Budgets) -> Self {
         WasmChatRunner {
             sandbox,
             pre,
@@ -209,17 +194,11 @@ impl ChatRunner for WasmChatRunner {
     ) -> Result<Box<dyn ChatHandle>, RunError> {
         let limits = self.limits.clone();
         let mut store = session_store(&self.sandbox, &limits, info, sink)?;
-        let outcome = limits::guard(
-            self.pre.instantiate_async(&mut store),
-            limits.timeout,
-            &cancel,
-        )
-        .await;
+        let outcome =
+            limits::guard(self.pre.instantiate(&mut store), limits.timeout, &cancel).await;
         let inst = instantiated(&mut store, &limits, outcome)?;
         let outcome = limits::guard(
-            inst.catpaw_runner_chat()
-                .conversation()
-                .call_create(&mut store, opts.allow_shell),
+            inst.create(&mut store, opts.allow_shell),
             limits.timeout,
             &cancel,
         )
@@ -238,7 +217,7 @@ impl ChatRunner for WasmChatRunner {
 /// One open wasm conversation: its store lives as long as the chat.
 struct WasmChat {
     store: Store<SessionState>,
-    inst: ChatWorld,
+    inst: ChatInstance,
     conversation: ResourceAny,
     limits: Budgets,
     cancel: CancellationToken,
@@ -252,14 +231,13 @@ impl ChatHandle for WasmChat {
         // long chat is not starved by the turns before it.
         let outcome = limits::guard(
             self.inst
-                .catpaw_runner_chat()
-                .conversation()
-                .call_handle_message(&mut self.store, self.conversation, input),
+                .handle_message(&mut self.store, self.conversation, input),
             self.limits.timeout,
             &self.cancel,
         )
         .await;
-        let answer = finish(&mut self.store, &self.limits, outcome)?.map_err(guest_failure)?;
+        let answer =
+            finish(&mut self.store, &self.limits, outcome)?.map_err(|m| failed(&self.store, m))?;
         charge_reply(&mut self.store, &answer, "the answer")?;
         Ok(answer)
     }
