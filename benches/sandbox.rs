@@ -137,7 +137,7 @@ async fn raw_session(
         .await
         .expect("instantiate");
     let iface = inst
-        .get_export_index(&mut store, None, "catpaw:runner/diagnose@0.1.0")
+        .get_export_index(&mut store, None, "catpaw:runner/diagnose@0.2.0")
         .expect("diagnose export");
     let run = inst
         .get_export_index(&mut store, Some(&iface), "run")

@@ -74,6 +74,7 @@ pub fn build(
             audit: Some(audit.clone()),
             shell_user,
             llm: llm.map(Arc::new),
+            tool_timeout: cfg.ai.enabled.then_some(cfg.ai.tool_timeout),
         },
     };
     let sandbox = Sandbox::new(opts)?;

@@ -408,3 +408,7 @@ fn gateway(
         fallback_to_direct: g.fallback_to_direct.unwrap_or(false),
     })
 }
+
+#[cfg(test)]
+#[path = "ai_tests.rs"]
+mod tests;

@@ -82,6 +82,7 @@ impl TestSandbox {
                 audit: Some(audit.clone()),
                 shell_user: None,
                 llm: None,
+                tool_timeout: None,
             },
         })
         .expect("sandbox");

@@ -2,6 +2,7 @@
 //! - `noop`: returns at once (session set-up cost)
 //! - `emit`: emits `target` deltas (cost per emit)
 //! - `compute`: runs the shared compute kernel for `target` rounds
+//! - `llm`: makes `target` language-model calls (cost per `llm.complete`)
 wit_bindgen::generate!({ path: "../../wit", world: "diagnose-runner" });
 
 use catpaw::runner::host;
@@ -22,6 +23,29 @@ impl Guest for Runner {
                 Ok(String::new())
             }
             "compute" => Ok(catpaw_guest_common::bench_kernel(n).to_string()),
+            "llm" => {
+                use catpaw::runner::llm::{self, Message, Role};
+                let ask = [
+                    Message {
+                        role: Role::System,
+                        content: "You diagnose hosts.".into(),
+                        tool_calls: vec![],
+                        tool_call_id: None,
+                    },
+                    Message {
+                        role: Role::User,
+                        content: "Is the load high?".into(),
+                        tool_calls: vec![],
+                        tool_call_id: None,
+                    },
+                ];
+                let tools = host::list_tools();
+                for _ in 0..n {
+                    llm::complete(&ask, &tools, Some(host::Stage::Thinking))
+                        .map_err(|e| format!("{e:?}"))?;
+                }
+                Ok(String::new())
+            }
             other => Err(format!("unknown workload {other}")),
         }
     }

@@ -40,6 +40,9 @@ pub struct HostServices {
     /// The language models of `[ai]` (`None`: the `llm` import answers
     /// `not-configured`).
     pub llm: Option<Arc<crate::ai::Llm>>,
+    /// Longest a tool call may take (`[ai] tool_timeout` when `[ai]` is
+    /// enabled); `None`: tools run to their end.
+    pub tool_timeout: Option<std::time::Duration>,
 }
 
 /// Per-session state of the imports: the generated `Host` trait is

@@ -33,13 +33,24 @@ pub(crate) async fn call(ctx: &HostContext, name: String, args: String) -> Resul
     }
     let act = ctx.begin(kind::TOOL, &name, &args, false)?;
     let (n, a) = (name.clone(), args);
-    let result = match tokio::task::spawn_blocking(move || crate::tools::call(&n, &a)).await {
-        Ok(r) => r,
-        Err(e) => {
+    let task = tokio::task::spawn_blocking(move || crate::tools::call(&n, &a));
+    let joined = match ctx.services.tool_timeout {
+        None => Some(task.await),
+        // The blocking read goes on to its end (tools only read), but the
+        // session does not wait for it.
+        Some(limit) => tokio::time::timeout(limit, task).await.ok(),
+    };
+    let result = match joined {
+        Some(Ok(r)) => r,
+        Some(Err(e)) => {
             tracing::error!(session_id = %ctx.info.session_id, tool = %name, error = %e,
                 "tool panicked");
             Err(format!("tool {name} failed inside the host"))
         }
+        None => Err(format!(
+            "tool {name} did not finish within {:?} ([ai] tool_timeout)",
+            ctx.services.tool_timeout.unwrap_or_default()
+        )),
     };
     if let Some(act) = act {
         match &result {
