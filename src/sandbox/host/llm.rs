@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 use super::HostContext;
 use crate::ai::{self, CallContext, LlmError, Streamed};
 use crate::audit::{kind, outcome};
+use crate::link::proto::META_LLM_STREAM;
 use crate::runner::{Budget, Output};
 use crate::sandbox::bindings::host::{Stage, ToolInfo};
 use crate::sandbox::bindings::llm as wit;
@@ -329,8 +330,8 @@ pub(crate) async fn complete(
     }
 }
 
-/// Sends streamed text to the session as `stage` deltas (not at all when
-/// the guest asked for none) and the host's notices as `thinking`, each
+/// Sends streamed text to the session as `stage` deltas marked
+/// `llm_stream` (not at all when the guest asked for none) and the host's notices as `thinking`, each
 /// against the output budget. Past the budget it stops sending and says
 /// so; the call finishes, then the session ends.
 async fn forward(
@@ -344,10 +345,14 @@ async fn forward(
         if over.is_some() {
             continue;
         }
-        let (text, st) = match (s, stage) {
-            (Streamed::Text(t), Some(st)) => (t, super::stream::stage(st)),
+        let (text, st, meta) = match (s, stage) {
+            (Streamed::Text(t), Some(st)) => {
+                let mut m = serde_json::Map::new();
+                m.insert(META_LLM_STREAM.into(), serde_json::Value::Bool(true));
+                (t, super::stream::stage(st), Some(m))
+            }
             (Streamed::Text(_), None) => continue,
-            (Streamed::Notice(t), _) => (t, crate::runner::Stage::Thinking),
+            (Streamed::Notice(t), _) => (t, crate::runner::Stage::Thinking, None),
         };
         if let Err(e) = ctx
             .stream
@@ -356,7 +361,7 @@ async fn forward(
             over = Some(e);
             continue;
         }
-        sink.send(Output::delta(text, st, None)).await;
+        sink.send(Output::delta(text, st, meta)).await;
     }
     over
 }
