@@ -524,3 +524,51 @@ async fn a_runner_built_against_the_0_1_0_contract_still_runs() {
     );
     assert_eq!(deltas(&events, "thinking"), vec!["legacy runner here"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_past_its_llm_call_budget_ends_resource_exhausted() {
+    let server = LlmServer::start(vec![], Some(calls(&[("uptime", "{}")]))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let body = format!(
+        "[sandbox]\nmax_llm_calls = 2\n{}",
+        ai_toml(&[("main", server.base_url())], "")
+    );
+    let a = agent(dir.path(), &body);
+    let events = alert().start_with(a.runners.clone()).finish().await;
+    let (code, msg) = error_of(&events).expect("an error");
+    assert_eq!(code, "resource_exhausted");
+    assert!(
+        msg.contains("llm calls") && msg.contains("more than 2 language-model calls in one run"),
+        "{msg}"
+    );
+    assert_eq!(server.received().len(), 2);
+    let refused: Vec<Value> = std::fs::read_to_string(a.audit.path())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r["kind"] == "llm" && r["outcome"] == "refused")
+        .collect();
+    assert_eq!(refused.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_that_is_down_falls_back_to_direct_models() {
+    let server = LlmServer::start(vec![text("Direct answer.")], None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let body = ai_toml(&[("local", server.base_url())], "").replace(
+        "[ai.models.local]",
+        &format!(
+            "[ai.gateway]\nenabled = true\nbase_url = \"http://127.0.0.1:{}/api/v1/agent/llm\"\n\
+             max_retries = 0\nfallback_to_direct = true\n[ai.models.local]",
+            dead_port().await
+        ),
+    );
+    let a = agent(dir.path(), &body);
+    let events = alert().start_with(a.runners.clone()).finish().await;
+    assert_eq!(report_of(&events).as_deref(), Some("Direct answer."));
+    let thinking = deltas(&events, "thinking").concat();
+    assert!(
+        thinking.contains("model server:diagnose failed") && thinking.contains("trying local"),
+        "{thinking}"
+    );
+}
