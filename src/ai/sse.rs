@@ -18,10 +18,7 @@ impl Framer {
     pub(super) fn push(&mut self, bytes: &[u8]) -> Result<Vec<String>, String> {
         self.buf.extend_from_slice(bytes);
         let mut events = Vec::new();
-        loop {
-            let Some(end) = self.buf.iter().position(|&b| b == b'\n' || b == b'\r') else {
-                break;
-            };
+        while let Some(end) = self.buf.iter().position(|&b| b == b'\n' || b == b'\r') {
             // A `\r` at the very end may be the first half of `\r\n`.
             if self.buf[end] == b'\r' && end + 1 == self.buf.len() {
                 break;

@@ -165,7 +165,10 @@ fn tool_loop(
         let calls = reply.message.tool_calls.clone();
         messages.push(reply.message);
         if calls.is_empty() {
-            let answer = messages.last().map(|m| m.content.clone()).unwrap_or_default();
+            let answer = messages
+                .last()
+                .map(|m| m.content.clone())
+                .unwrap_or_default();
             return Ok(Ended::Answer(answer));
         }
         for call in &calls {
@@ -178,7 +181,11 @@ fn tool_loop(
 
 /// After the last round: one more call without tools, asking for the
 /// answer from what was gathered.
-fn wrap_up(messages: &mut Vec<Message>, settings: &AiSettings, stream_as: Stage) -> Result<String, String> {
+fn wrap_up(
+    messages: &mut Vec<Message>,
+    settings: &AiSettings,
+    stream_as: Stage,
+) -> Result<String, String> {
     messages.push(msg(
         Role::User,
         format!(
@@ -344,11 +351,11 @@ impl GuestConversation for Conversation {
                 return Err(e);
             }
         };
-        if let Ended::OutOfRounds = ended {
-            if let Err(e) = wrap_up(&mut messages, &settings, Stage::Answer) {
-                messages.truncate(kept);
-                return Err(e);
-            }
+        if let Ended::OutOfRounds = ended
+            && let Err(e) = wrap_up(&mut messages, &settings, Stage::Answer)
+        {
+            messages.truncate(kept);
+            return Err(e);
         }
         Ok(String::new())
     }
