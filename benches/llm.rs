@@ -58,6 +58,7 @@ async fn main() {
         provider: "openai".into(),
         base_url: server.base_url(),
         api_key: Secret::new("sk-bench-0123456789"),
+        api_key_from_env: false,
         model: "bench".into(),
         max_tokens: 1000,
         max_completion_tokens: 0,

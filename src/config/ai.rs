@@ -117,6 +117,8 @@ pub struct ModelConfig {
     pub base_url: String,
     /// Sent as `Authorization: Bearer` when not empty.
     pub api_key: Secret,
+    /// The key came from `${ENV}`: the file itself holds no secret.
+    pub api_key_from_env: bool,
     /// The provider's model id.
     pub model: String,
     /// `max_tokens` of each request (when `max_completion_tokens` is 0).
@@ -302,8 +304,9 @@ fn model(cx: &Ctx<'_>, name: &str, m: RawModel) -> Result<ModelConfig, ConfigErr
     if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
         return Err(cx.err(&field("base_url"), "must start with http:// or https://"));
     }
-    let api_key =
-        expand_env(&m.api_key.unwrap_or_default()).map_err(|e| cx.err(&field("api_key"), e))?;
+    let raw_key = m.api_key.unwrap_or_default();
+    let api_key_from_env = super::check::env_name(&raw_key).is_some();
+    let api_key = expand_env(&raw_key).map_err(|e| cx.err(&field("api_key"), e))?;
     if api_key.is_empty() {
         return Err(cx.err(
             &field("api_key"),
@@ -349,6 +352,7 @@ fn model(cx: &Ctx<'_>, name: &str, m: RawModel) -> Result<ModelConfig, ConfigErr
         provider: "openai".into(),
         base_url,
         api_key: Secret::new(api_key),
+        api_key_from_env,
         model,
         max_tokens,
         max_completion_tokens,

@@ -187,3 +187,33 @@ fn errors_name_the_field() {
     let e = err("[ai]\nmodels_priority = []\n");
     assert!(e.contains("models_priority"), "{e}");
 }
+
+#[test]
+fn a_key_sent_in_clear_text_is_warned_about() {
+    let model = |url: &str| {
+        format!(
+            "[ai]\nenabled = true\nmodel_priority = [\"m\"]\n[ai.models.m]\nbase_url = \"{url}\"\n\
+             api_key = \"k-123456\"\nmodel = \"x\"\n"
+        )
+    };
+    let w = parse(&model("http://llm.example.com:8000/v1"))
+        .expect("ok")
+        .warnings();
+    assert!(
+        w.iter().any(|l| l.contains(
+            "[ai.models.m] api_key is sent in clear text to http://llm.example.com:8000/v1"
+        )),
+        "{w:?}"
+    );
+    for local in [
+        "http://127.0.0.1:11434/v1",
+        "http://localhost:11434/v1",
+        "https://api.example.com/v1",
+    ] {
+        let w = parse(&model(local)).expect("ok").warnings();
+        assert!(
+            !w.iter().any(|l| l.contains("clear text")),
+            "{local}: {w:?}"
+        );
+    }
+}
