@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::ConfigError;
+use super::labels;
 use super::raw::RawSigning;
 use super::units::{duration_value, size_value};
 use crate::link::signing::{self, SigningConfig};
@@ -75,6 +76,42 @@ impl Ctx<'_> {
             None => Ok(default),
             Some(v) => duration_value(&v).map_err(|m| self.err(field, m)),
         }
+    }
+
+    /// `[global.labels]`, or the older top-level `labels` (with a
+    /// deprecation line); both at once is refused.
+    pub(super) fn labels(
+        &self,
+        global: Option<BTreeMap<String, String>>,
+        top: Option<BTreeMap<String, String>>,
+        deprecated: &mut Vec<String>,
+    ) -> Result<BTreeMap<String, String>, ConfigError> {
+        let labels = match (global, top) {
+            (Some(_), Some(_)) => {
+                return Err(self.err(
+                    "labels",
+                    "is given twice: keep `[global.labels]` and remove the top-level `labels`",
+                ));
+            }
+            (Some(g), None) => g,
+            (None, Some(t)) => {
+                deprecated.push(format!(
+                    "config {}: top-level `labels` is deprecated; move them to `[global.labels]`",
+                    self.path
+                ));
+                t
+            }
+            (None, None) => BTreeMap::new(),
+        };
+        for (k, v) in &labels {
+            let field = format!("[global.labels] {k}");
+            if k.is_empty() || k.chars().any(char::is_control) {
+                return Err(self.err(&field, "a label name must be non-empty and one line"));
+            }
+            labels::check_template(v, |n| std::env::var_os(n).is_some())
+                .map_err(|m| self.err(&field, m))?;
+        }
+        Ok(labels)
     }
 
     /// `[server.signing]` (PROTOCOL §9).

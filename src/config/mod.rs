@@ -19,12 +19,14 @@
 //!   overrides, command-line flags)
 //! - `units.rs`: sizes and durations
 //! - `url.rs`: the server's WebSocket URL
+//! - `labels.rs`: `[global.labels]` and their expansion
 //! - `paths.rs`: the state directory's layout
 //! - `hygiene.rs`: settings that work but deserve a warning
 
 mod budgets;
 mod check;
 mod hygiene;
+pub mod labels;
 mod paths;
 mod raw;
 mod units;
@@ -89,7 +91,8 @@ pub enum ConfigError {
 pub struct Config {
     /// Where the agent id, audit log and compile cache live.
     pub state_dir: PathBuf,
-    /// Labels sent in `register`.
+    /// `[global.labels]`: label templates, resolved at each `register`
+    /// (see `labels.rs`).
     pub labels: BTreeMap<String, String>,
     /// Plugin names sent in `register`.
     pub plugins: Vec<String>,
@@ -320,6 +323,7 @@ impl Config {
         if !["text", "json"].contains(&format.as_str()) {
             return Err(cx.err("[log] format", format!("{format:?} is not text or json")));
         }
+        let labels = cx.labels(raw.global.labels, raw.labels, &mut deprecated)?;
         let da = default_audit();
         let max_size = cx.size("[audit] max_size", raw.audit.max_size, da.max_size)?;
         if max_size < 64 * 1024 {
@@ -343,7 +347,7 @@ impl Config {
             state_dir: cx
                 .path_of(raw.state_dir)
                 .unwrap_or_else(|| cx.base.join("state.d")),
-            labels: raw.labels,
+            labels,
             plugins: raw.plugins,
             server,
             sandbox,

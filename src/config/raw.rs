@@ -10,8 +10,10 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields)]
 pub(super) struct RawConfig {
     pub(super) state_dir: Option<String>,
+    /// Older spelling of `[global.labels]`.
+    pub(super) labels: Option<BTreeMap<String, String>>,
     #[serde(default)]
-    pub(super) labels: BTreeMap<String, String>,
+    pub(super) global: RawGlobal,
     #[serde(default)]
     pub(super) plugins: Vec<String>,
     #[serde(default)]
@@ -22,6 +24,13 @@ pub(super) struct RawConfig {
     pub(super) log: RawLog,
     #[serde(default)]
     pub(super) audit: RawAudit,
+}
+
+/// `[global]`, as the reference agent spells it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawGlobal {
+    pub(super) labels: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -98,7 +98,7 @@ pub struct ConnContext {
 /// Static parts of `register`.
 #[derive(Debug, Clone)]
 pub struct RegisterInfo {
-    /// Labels from the config.
+    /// `[global.labels]` templates, resolved at each `register`.
     pub labels: std::collections::BTreeMap<String, String>,
     /// Plugin names from the config.
     pub plugins: Vec<String>,
@@ -260,12 +260,17 @@ async fn dial(ctx: &ConnContext, clock: &WriteClock) -> Result<Ws, AttemptOutcom
 }
 
 fn register_payload(info: &RegisterInfo) -> RegisterPayload {
-    RegisterPayload {
+    let host = crate::config::labels::HostFacts {
         hostname: crate::link::hostinfo::hostname(),
         ip: crate::link::hostinfo::primary_ipv4().unwrap_or_default(),
+    };
+    let labels = crate::config::labels::resolve(&info.labels, &host, |k| std::env::var(k).ok());
+    RegisterPayload {
+        hostname: labels.hostname().to_string(),
+        ip: labels.ip().to_string(),
         os: proto::go_os().to_string(),
         arch: proto::go_arch().to_string(),
-        labels: info.labels.clone(),
+        labels: labels.labels,
         plugins: info.plugins.clone(),
         agent_version: env!("CARGO_PKG_VERSION").to_string(),
         uptime_sec: info.started.elapsed().as_secs(),
