@@ -29,6 +29,10 @@
 //!   flags), the state-dir layout, config hygiene warnings
 //! - [`cli`]: what only the command line uses: setup, session harness,
 //!   demo, logging
+//! - [`telemetry`]: the one set of counters (sessions, budget breaches,
+//!   shell requests, alerts, reconnects, link state)
+//! - [`ops`]: what operators look at: the `status` socket and the
+//!   Prometheus endpoint, both reading [`telemetry`]
 //! - [`embedded`]: the built-in runners, compiled into the binary
 //! - [`ratelimit`], [`util`]: small shared helpers
 
@@ -38,10 +42,12 @@ pub mod cli;
 pub mod config;
 pub mod embedded;
 pub mod link;
+pub mod ops;
 pub mod ratelimit;
 pub mod runner;
 pub mod sandbox;
 pub mod session;
 pub mod shell;
+pub mod telemetry;
 pub mod tools;
 pub mod util;

@@ -84,6 +84,38 @@ pub fn build(
     })
 }
 
+/// The runner components `build` loads for `cfg`, each with the SHA-256 of
+/// its bytes as they are on disk now (the built-in ones: as compiled in),
+/// for `status`.
+pub fn runner_files(
+    cfg: &Config,
+    runner_override: Option<&Path>,
+) -> anyhow::Result<Vec<crate::ops::status::RunnerFile>> {
+    use crate::ops::status::RunnerFile;
+    let pick = |specific: &Option<PathBuf>| {
+        runner_override
+            .map(Path::to_path_buf)
+            .or_else(|| specific.clone())
+            .or_else(|| cfg.sandbox.runner.clone())
+    };
+    let entry = |role: &str, path: Option<PathBuf>, builtin: &[u8]| match path {
+        Some(p) => {
+            let bytes =
+                std::fs::read(&p).with_context(|| format!("reading runner {}", p.display()))?;
+            Ok(RunnerFile::new(role, &p.display().to_string(), &bytes))
+        }
+        None => Ok::<_, anyhow::Error>(RunnerFile::new(role, "built-in", builtin)),
+    };
+    Ok(vec![
+        entry(
+            "diagnose",
+            pick(&cfg.sandbox.diagnose_runner),
+            crate::embedded::DIAGNOSE,
+        )?,
+        entry("chat", pick(&cfg.sandbox.chat_runner), crate::embedded::CHAT)?,
+    ])
+}
+
 fn load_runners(
     sandbox: &Arc<Sandbox>,
     cfg: &Config,

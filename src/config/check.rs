@@ -158,3 +158,35 @@ impl Ctx<'_> {
         })
     }
 }
+
+impl super::Config {
+    /// Checks that every file the config names can be read (runners,
+    /// `ca_file`, `tls_cert`, `tls_key`): what the agent would otherwise
+    /// only find out at start. The error names the field.
+    pub fn check_files(&self) -> Result<(), ConfigError> {
+        let s = &self.server;
+        let sb = &self.sandbox;
+        let files = [
+            ("[server] ca_file", &s.ca_file),
+            ("[server] tls_cert", &s.tls_cert),
+            ("[server] tls_key", &s.tls_key),
+            ("[sandbox] runner", &sb.runner),
+            ("[sandbox] diagnose_runner", &sb.diagnose_runner),
+            ("[sandbox] chat_runner", &sb.chat_runner),
+        ];
+        for (field, path) in files {
+            let Some(path) = path else { continue };
+            if let Err(e) = std::fs::File::open(path) {
+                return Err(ConfigError::Invalid {
+                    path: self
+                        .source
+                        .as_ref()
+                        .map_or_else(|| super::DEFAULT_PATH.to_string(), |p| p.display().to_string()),
+                    field: field.to_string(),
+                    message: format!("cannot read {}: {e}", path.display()),
+                });
+            }
+        }
+        Ok(())
+    }
+}

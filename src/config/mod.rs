@@ -20,6 +20,8 @@
 //! - `units.rs`: sizes and durations
 //! - `url.rs`: the server's WebSocket URL
 //! - `labels.rs`: `[global.labels]` and their expansion
+//! - `show.rs`: the effective config as `config check` prints it, and the
+//!   commented example (`example.toml`)
 //! - `paths.rs`: the state directory's layout
 //! - `hygiene.rs`: settings that work but deserve a warning
 
@@ -29,6 +31,7 @@ mod hygiene;
 pub mod labels;
 mod paths;
 mod raw;
+mod show;
 mod units;
 mod url;
 
@@ -40,6 +43,7 @@ pub use budgets::{BudgetFlag, RoleBudgets};
 use check::{Ctx, env_name, expand_env};
 pub use hygiene::{check_agent_token, redact_url};
 pub use paths::StatePaths;
+pub use show::{EXAMPLE, REDACTED};
 use raw::RawConfig;
 use url::ws_url;
 
@@ -104,6 +108,8 @@ pub struct Config {
     pub log: LogConfig,
     /// `[audit]`.
     pub audit: crate::audit::AuditOptions,
+    /// `[metrics]`.
+    pub metrics: MetricsConfig,
     /// The file it came from (for messages), if any.
     pub source: Option<PathBuf>,
     /// One warning line per renamed key the file still uses.
@@ -170,6 +176,13 @@ impl Default for SandboxConfig {
     }
 }
 
+/// `[metrics]`: the Prometheus endpoint, off unless `listen` is set.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// Address to serve `/metrics` on, e.g. `127.0.0.1:9464`.
+    pub listen: Option<std::net::SocketAddr>,
+}
+
 /// `[log]`.
 #[derive(Debug, Clone)]
 pub struct LogConfig {
@@ -201,6 +214,7 @@ impl Default for Config {
             sandbox: SandboxConfig::default(),
             log: LogConfig::default(),
             audit: default_audit(),
+            metrics: MetricsConfig::default(),
             source: None,
             deprecated: Vec::new(),
         }
@@ -342,8 +356,20 @@ impl Config {
             keep,
             append_only: raw.audit.append_only.unwrap_or(da.append_only),
         };
+        let metrics = MetricsConfig {
+            listen: match raw.metrics.listen.filter(|l| !l.trim().is_empty()) {
+                None => None,
+                Some(l) => Some(l.trim().parse().map_err(|_| {
+                    cx.err(
+                        "[metrics] listen",
+                        format!("{l:?} is not an address and port, e.g. \"127.0.0.1:9464\""),
+                    )
+                })?),
+            },
+        };
         Ok(Config {
             audit,
+            metrics,
             state_dir: cx
                 .path_of(raw.state_dir)
                 .unwrap_or_else(|| cx.base.join("state.d")),

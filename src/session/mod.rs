@@ -4,6 +4,7 @@
 //! - `run.rs`: drives one session (inspect, diagnose, chat) over the runner
 //!   traits and turns every outcome into the wire payloads of PROTOCOL §5
 //! - `sink.rs`: adapts a runner's streamed output to those payloads
+//! - `figures.rs`: what one session produced, counted as it runs
 //! - `admission.rs`: the ack decision for a `session_start` (pure)
 //! - `table.rs`: running sessions, chat queues, cancel; asks admission and
 //!   starts what it admits
@@ -14,14 +15,16 @@
 //! the connection (or the local harness) drains.
 
 pub mod admission;
+mod figures;
 pub mod limiter;
 mod run;
 mod sink;
 mod table;
 
-pub use run::{Runners, run_session};
+pub use figures::{LiveFigures, SessionFigures};
+pub use run::{Runners, SessionEnd, drive, run_session};
 pub use sink::ChannelSink;
-pub use table::{CHAT_QUEUE, InputOutcome, SessionTable};
+pub use table::{ActiveSession, CHAT_QUEUE, InputOutcome, SessionTable};
 
 use crate::link::proto::{SessionErrorPayload, SessionOutputPayload};
 

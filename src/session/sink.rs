@@ -5,7 +5,9 @@
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 
-use super::SessionEvent;
+use super::{LiveFigures, SessionEvent};
+use crate::runner::Budget;
+use crate::telemetry::Telemetry;
 use crate::link::proto::SessionOutputPayload;
 use crate::runner::{Output, StreamSink};
 
@@ -16,6 +18,11 @@ pub struct ChannelSink {
     tx: mpsc::Sender<SessionEvent>,
     /// The code of the `session_error` this session sent, if any.
     failure: std::sync::Arc<std::sync::OnceLock<String>>,
+    /// The budget that stopped the session, if one did.
+    breach: std::sync::Arc<std::sync::OnceLock<Budget>>,
+    /// Output counted for the session's figures and the agent's counters.
+    figures: Option<std::sync::Arc<LiveFigures>>,
+    telemetry: Option<Telemetry>,
 }
 
 impl ChannelSink {
@@ -25,13 +32,48 @@ impl ChannelSink {
             session_id: session_id.into(),
             tx,
             failure: Default::default(),
+            breach: Default::default(),
+            figures: None,
+            telemetry: None,
         }
+    }
+
+    /// Counts output into `figures` and `telemetry` as it is sent.
+    pub fn counting(
+        mut self,
+        figures: std::sync::Arc<LiveFigures>,
+        telemetry: Option<Telemetry>,
+    ) -> Self {
+        self.figures = Some(figures);
+        self.telemetry = telemetry;
+        self
+    }
+
+    /// Notes the budget that stopped the session.
+    pub fn set_breach(&self, budget: Budget) {
+        let _ = self.breach.set(budget);
+    }
+
+    /// The budget that stopped the session, if one did.
+    pub fn breach(&self) -> Option<Budget> {
+        self.breach.get().copied()
     }
 
     /// Sends any session event (used for errors and the final `done`).
     pub async fn send_event(&self, ev: SessionEvent) {
-        if let SessionEvent::Error(e) = &ev {
-            let _ = self.failure.set(e.code.clone());
+        match &ev {
+            SessionEvent::Error(e) => {
+                let _ = self.failure.set(e.code.clone());
+            }
+            SessionEvent::Output(o) => {
+                let bytes = (o.delta.len() + o.report.as_ref().map_or(0, String::len)) as u64;
+                if let Some(f) = &self.figures {
+                    f.output(bytes);
+                }
+                if let Some(t) = &self.telemetry {
+                    t.output_sent(bytes);
+                }
+            }
         }
         // A closed channel means the consumer (connection) is gone; the
         // session is being torn down and there is nobody to tell.

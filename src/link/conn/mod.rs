@@ -93,6 +93,8 @@ pub struct ConnContext {
     pub alerts: AlertBuffer,
     /// Protocol timers.
     pub timings: Timings,
+    /// The agent's counters.
+    pub telemetry: crate::telemetry::Telemetry,
 }
 
 /// Static parts of `register`.
@@ -152,6 +154,7 @@ pub async fn run_once(ctx: &ConnContext, shutdown: &CancellationToken) -> Attemp
             return AttemptOutcome::DialFailed;
         }
     }
+    let sent_register = Instant::now();
     let ack = match first_message(ctx, &mut stream, shutdown).await {
         Ok(ack) => ack,
         Err(AttemptOutcome::Shutdown) => {
@@ -166,6 +169,7 @@ pub async fn run_once(ctx: &ConnContext, shutdown: &CancellationToken) -> Attemp
         .and_then(|e| e.decode::<AckPayload>())
     {
         Some(a) if a.ok => {
+            ctx.telemetry.register_acked(sent_register.elapsed());
             if let Some(w) = a.warning.filter(|w| !w.is_empty()) {
                 tracing::warn!(warning = %w, "server warning on register");
             }
@@ -180,6 +184,7 @@ pub async fn run_once(ctx: &ConnContext, shutdown: &CancellationToken) -> Attemp
         }
     }
     tracing::info!(url = %shown_url(ctx), agent_id = %ctx.agent_id, "registered with the server");
+    ctx.telemetry.set_link(crate::telemetry::LinkState::Connected);
     let outcome = serve(ctx, &mut out, &mut stream, shutdown).await;
     if outcome != AttemptOutcome::Shutdown {
         // The sessions' output has nowhere to go: end them (PROTOCOL §5).

@@ -174,7 +174,11 @@ pub(super) async fn serve(
             }
         };
         match out.write(&env, shutdown).await {
-            Ok(()) => {}
+            Ok(()) => {
+                if let Some(batch) = &batch {
+                    ctx.telemetry.alerts_sent(batch.len() as u64);
+                }
+            }
             Err(e) => {
                 // Sent or not, the server may not have it: at least once
                 // beats never for alerts.
