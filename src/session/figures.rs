@@ -67,10 +67,10 @@ impl SessionFigures {
     /// The session's one info line.
     pub fn log_end(&self, session_id: &str, session_type: &str, user: &str, outcome: &str) {
         tracing::info!(
-            session_id,
-            session_type,
-            user,
-            outcome,
+            session_id = %session_id,
+            session_type = %session_type,
+            user = %user,
+            outcome = %outcome,
             duration_ms = self.duration.as_millis() as u64,
             output_messages = self.output_messages,
             output_bytes = self.output_bytes,
