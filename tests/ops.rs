@@ -380,3 +380,56 @@ fn config_example_checks_clean_and_the_cli_documents_itself() {
     let man = String::from_utf8_lossy(&man.stdout);
     assert!(man.contains(".TH catpaw-agent 1") && man.contains("status"), "{man}");
 }
+
+/// `systemd-analyze verify` on the shipped unit, with ExecStart pointing at
+/// the binary under test (verify checks that it exists). Skipped, saying
+/// why, where systemd-analyze is not installed.
+#[test]
+fn the_systemd_unit_verifies() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/packaging/catpaw-agent.service"
+    ))
+    .expect("packaging/catpaw-agent.service");
+    for hardening in [
+        "User=catpaw",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "ReadWritePaths=/var/lib/catpaw-agent",
+        "PrivateTmp=yes",
+        "ProtectHome=yes",
+        "RestrictAddressFamilies=",
+        "SystemCallFilter=@system-service",
+        "CapabilityBoundingSet=CAP_SYSLOG",
+    ] {
+        assert!(
+            text.lines().any(|l| l.starts_with(hardening)),
+            "the unit lacks {hardening}"
+        );
+    }
+    let found = std::process::Command::new("systemd-analyze")
+        .arg("--version")
+        .output();
+    if !found.is_ok_and(|o| o.status.success()) {
+        println!("skipped: systemd-analyze is not installed, the unit was not verified");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let unit = dir.path().join("catpaw-agent.service");
+    std::fs::write(
+        &unit,
+        text.replace("/usr/bin/catpaw-agent", common::process::BIN),
+    )
+    .expect("write unit");
+    let out = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&unit)
+        .output()
+        .expect("systemd-analyze verify");
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "systemd-analyze verify: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
