@@ -433,3 +433,40 @@ fn the_systemd_unit_verifies() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// PROTOCOL §3 / the reference's `omitempty`: a successful inspect whose
+/// report is empty ends with a `done` that has no `report` field at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_report_is_omitted_from_done() {
+    let mut server = TestServer::start().await;
+    let echo = common::guest("hazard_echo");
+    let home = AgentHome::new(&server_toml(
+        &server,
+        Some("t"),
+        &format!("[sandbox]\ndiagnose_runner = {:?}\n", echo.display().to_string()),
+    ));
+    let _agent = home.spawn();
+    let (mut c, _) = server.accept_registered().await;
+    for (id, empty) in [("empty", true), ("full", false)] {
+        let start = catpaw_agent::link::proto::Envelope::new(
+            "session_start",
+            json!({"session_id": id, "session_type": "inspect", "user_name": "op",
+                   "params": {"plugin": "mem", "count": 0, "empty_report": empty}}),
+        );
+        c.send(&start).await;
+        let done = loop {
+            let text = c
+                .recv_text_within(Duration::from_secs(30))
+                .await
+                .expect("a frame");
+            let v: Value = serde_json::from_str(&text).expect("JSON");
+            if v["type"] == "session_output" && v["payload"]["done"] == true {
+                break v;
+            }
+        };
+        assert_eq!(done["payload"]["session_id"], id);
+        let payload = done["payload"].as_object().expect("payload");
+        assert_eq!(payload.contains_key("report"), !empty, "{done}");
+        assert!(!payload.contains_key("metadata"), "{done}");
+    }
+}
