@@ -437,7 +437,9 @@ fn main() -> ExitCode {
             Some(Command::Demo) => demo().await,
             Some(Command::Alert(args)) => alert(&cli, args).await,
             Some(Command::Audit(AuditCommand::Verify)) => audit_verify(&cli),
-            Some(Command::Config(ConfigCommand::Check)) => Ok(ops::config_check(cli.config.as_deref())),
+            Some(Command::Config(ConfigCommand::Check)) => {
+                Ok(ops::config_check(cli.config.as_deref()))
+            }
             Some(Command::Config(ConfigCommand::Example)) => {
                 print!("{}", catpaw_agent::config::EXAMPLE);
                 Ok(ExitCode::SUCCESS)

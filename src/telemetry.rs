@@ -440,7 +440,10 @@ mod tests {
         assert_eq!(c.budget_breaches["fuel"], 1);
         assert_eq!(c.budget_breaches["memory"], 0);
         assert_eq!((c.shell_granted, c.shell_denied), (0, 1));
-        assert_eq!((c.alerts_pushed, c.alerts_dropped, c.alerts_sent), (3, 1, 0));
+        assert_eq!(
+            (c.alerts_pushed, c.alerts_dropped, c.alerts_sent),
+            (3, 1, 0)
+        );
         assert_eq!(c.reconnects, 1);
         let text = t.encode();
         for line in [
@@ -453,7 +456,10 @@ mod tests {
             "catpaw_agent_session_output_bytes_total 11",
             "catpaw_agent_session_duration_seconds_count{type=\"inspect\"} 1",
         ] {
-            assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
         }
         assert!(text.ends_with("# EOF\n"), "{text}");
     }

@@ -59,11 +59,18 @@ async fn logged_sessions(format: &str) -> String {
     ));
     let agent = PipedAgent::spawn(&home);
     let (mut c, _) = server.accept_registered().await;
-    assert!(c.start_session("s1", "inspect", json!({"plugin": "mem"})).await.ok);
+    assert!(
+        c.start_session("s1", "inspect", json!({"plugin": "mem"}))
+            .await
+            .ok
+    );
     c.session_until_done("s1").await;
     // A message of a type this agent does not know: logged at debug only.
-    c.send(&catpaw_agent::link::proto::Envelope::new("future_type", json!({})))
-        .await;
+    c.send(&catpaw_agent::link::proto::Envelope::new(
+        "future_type",
+        json!({}),
+    ))
+    .await;
     assert!(c.start_session("s2", "inspect", json!({})).await.ok);
     c.session_until_done("s2").await;
     let bytes = agent.stop();
@@ -78,22 +85,37 @@ async fn logged_sessions(format: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_on_a_pipe_are_plain_with_one_info_line_per_session() {
     let log = logged_sessions("text").await;
-    let ended: Vec<&str> = log.lines().filter(|l| l.contains("session ended")).collect();
+    let ended: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("session ended"))
+        .collect();
     assert_eq!(ended.len(), 2, "one line per session:\n{log}");
-    let s1 = ended.iter().find(|l| l.contains("session_id=s1")).expect("s1");
+    let s1 = ended
+        .iter()
+        .find(|l| l.contains("session_id=s1"))
+        .expect("s1");
     assert!(s1.contains(" INFO "), "{s1}");
     assert!(s1.contains("outcome=ok"), "{s1}");
     assert!(s1.contains("output_bytes="), "{s1}");
     assert!(s1.contains("duration_ms="), "{s1}");
-    let s2 = ended.iter().find(|l| l.contains("session_id=s2")).expect("s2");
+    let s2 = ended
+        .iter()
+        .find(|l| l.contains("session_id=s2"))
+        .expect("s2");
     assert!(s2.contains("outcome=missing_plugin"), "{s2}");
     // Everything else a session says is debug: not in an info log.
     for line in log.lines() {
         if line.contains("s1") || line.contains("s2") {
-            assert!(line.contains("session ended"), "per-session chatter at info: {line}");
+            assert!(
+                line.contains("session ended"),
+                "per-session chatter at info: {line}"
+            );
         }
     }
-    assert!(!log.contains("future_type"), "unknown types are debug:\n{log}");
+    assert!(
+        !log.contains("future_type"),
+        "unknown types are debug:\n{log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -138,12 +160,21 @@ async fn status_shows_a_live_agent_with_a_session_running() {
     let (code, s, stderr) = status_json(&home);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(
-        std::fs::metadata(&socket).expect("socket").permissions().mode() & 0o777,
+        std::fs::metadata(&socket)
+            .expect("socket")
+            .permissions()
+            .mode()
+            & 0o777,
         0o600
     );
     assert_eq!(s["agent_id"], agent_id.as_str(), "{s}");
     assert_eq!(s["connection"]["state"], "connected", "{s}");
-    assert!(s["connection"]["server"].as_str().unwrap().contains(&server.addr.to_string()));
+    assert!(
+        s["connection"]["server"]
+            .as_str()
+            .unwrap()
+            .contains(&server.addr.to_string())
+    );
     assert!(s["connection"]["since_unix"].as_u64().unwrap() > 1_600_000_000);
     let sessions = s["sessions"].as_array().expect("sessions");
     assert_eq!(sessions.len(), 1, "{s}");
@@ -152,7 +183,10 @@ async fn status_shows_a_live_agent_with_a_session_running() {
     assert_eq!(sessions[0]["user"], "op");
     assert!(sessions[0]["age_ms"].is_u64(), "{s}");
     assert!(sessions[0]["figures"]["output_bytes"].is_u64(), "{s}");
-    assert_eq!(s["alerts"], json!({"buffered": 0, "pushed": 0, "dropped": 0, "sent": 0}));
+    assert_eq!(
+        s["alerts"],
+        json!({"buffered": 0, "pushed": 0, "dropped": 0, "sent": 0})
+    );
     assert_eq!(s["shell"], json!({"granted": 0, "denied": 0}));
     assert_eq!(s["budget_breaches"]["fuel"], 0);
     let runners = s["runners"].as_array().expect("runners");
@@ -160,7 +194,10 @@ async fn status_shows_a_live_agent_with_a_session_running() {
     for r in runners {
         assert_eq!(r["source"], "built-in");
         let hash = r["sha256"].as_str().unwrap();
-        assert!(hash.len() == 64 && hash.chars().all(|c| c.is_ascii_hexdigit()), "{r}");
+        assert!(
+            hash.len() == 64 && hash.chars().all(|c| c.is_ascii_hexdigit()),
+            "{r}"
+        );
     }
 
     // The text form says the same things.
@@ -246,7 +283,11 @@ async fn metrics_move_by_exactly_a_session_a_breach_and_a_dropped_alert() {
         .arg(&pushed)
         .output()
         .expect("alert");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let before = scrape(port);
     assert_eq!(before["catpaw_agent_alerts_pushed_total"], 2.0);
@@ -257,9 +298,17 @@ async fn metrics_move_by_exactly_a_session_a_breach_and_a_dropped_alert() {
     let e = c.recv_type("alert_events").await;
     assert_eq!(e.payload.expect("payload")["events"][0]["alert_key"], "b");
     // One good session, one that breaks its fuel budget.
-    assert!(c.start_session("ok-1", "inspect", json!({"plugin": "mem"})).await.ok);
+    assert!(
+        c.start_session("ok-1", "inspect", json!({"plugin": "mem"}))
+            .await
+            .ok
+    );
     c.session_until_done("ok-1").await;
-    assert!(c.start_session("fuel-1", "chat", json!({"message": "hi"})).await.ok);
+    assert!(
+        c.start_session("fuel-1", "chat", json!({"message": "hi"}))
+            .await
+            .ok
+    );
     let msgs = c.session_until_done("fuel-1").await;
     assert!(
         msgs.iter().any(|m| m.msg_type == "session_error"
@@ -284,24 +333,42 @@ async fn metrics_move_by_exactly_a_session_a_breach_and_a_dropped_alert() {
         ("catpaw_agent_alerts_sent_total", 1.0),
         ("catpaw_agent_budget_breaches_total{kind=\"fuel\"}", 1.0),
         ("catpaw_agent_connected", 1.0),
-        ("catpaw_agent_session_duration_seconds_count{type=\"chat\"}", 1.0),
-        ("catpaw_agent_session_duration_seconds_count{type=\"inspect\"}", 1.0),
-        ("catpaw_agent_sessions_ended_total{type=\"chat\",outcome=\"resource_exhausted\"}", 1.0),
-        ("catpaw_agent_sessions_ended_total{type=\"inspect\",outcome=\"ok\"}", 1.0),
+        (
+            "catpaw_agent_session_duration_seconds_count{type=\"chat\"}",
+            1.0,
+        ),
+        (
+            "catpaw_agent_session_duration_seconds_count{type=\"inspect\"}",
+            1.0,
+        ),
+        (
+            "catpaw_agent_sessions_ended_total{type=\"chat\",outcome=\"resource_exhausted\"}",
+            1.0,
+        ),
+        (
+            "catpaw_agent_sessions_ended_total{type=\"inspect\",outcome=\"ok\"}",
+            1.0,
+        ),
         ("catpaw_agent_sessions_started_total{type=\"chat\"}", 1.0),
         ("catpaw_agent_sessions_started_total{type=\"inspect\"}", 1.0),
     ];
     let got: Vec<(String, f64)> = moved.iter().map(|(k, v)| ((*k).clone(), **v)).collect();
     let want: Vec<(String, f64)> = want.iter().map(|(k, v)| (k.to_string(), *v)).collect();
     assert_eq!(got, want, "every counter that moved, and by how much");
-    assert!(m["catpaw_agent_session_output_deltas_total"] >= 2.0, "{m:?}");
+    assert!(
+        m["catpaw_agent_session_output_deltas_total"] >= 2.0,
+        "{m:?}"
+    );
     assert!(m["catpaw_agent_session_output_bytes_total"] > 0.0, "{m:?}");
     assert_eq!(m["catpaw_agent_register_ack_latency_seconds_count"], 1.0);
 
     // status reads the same counters.
     let (code, s, stderr) = status_json(&home);
     assert_eq!(code, 0, "{stderr}");
-    assert_eq!(s["alerts"], json!({"buffered": 0, "pushed": 2, "dropped": 1, "sent": 1}));
+    assert_eq!(
+        s["alerts"],
+        json!({"buffered": 0, "pushed": 2, "dropped": 1, "sent": 1})
+    );
     assert_eq!(s["budget_breaches"]["fuel"], 1);
 }
 
@@ -312,11 +379,18 @@ fn config_check_good_and_bad() {
          agent_token = \"tok-hidden\"\n",
     );
     std::fs::set_permissions(home.config(), std::fs::Permissions::from_mode(0o600)).unwrap();
-    let out = home.command().args(["config", "check"]).output().expect("check");
+    let out = home
+        .command()
+        .args(["config", "check"])
+        .output()
+        .expect("check");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
-    assert!(!stdout.contains("hidden") && !stderr.contains("hidden"), "{stdout}{stderr}");
+    assert!(
+        !stdout.contains("hidden") && !stderr.contains("hidden"),
+        "{stdout}{stderr}"
+    );
     for default in [
         "max_concurrent_sessions = 3",
         "fuel = 1000000000",
@@ -325,27 +399,49 @@ fn config_check_good_and_bad() {
         "level = \"info\"",
         "listen = \"\"",
     ] {
-        assert!(stdout.contains(default), "default {default} not shown:\n{stdout}");
+        assert!(
+            stdout.contains(default),
+            "default {default} not shown:\n{stdout}"
+        );
     }
 
     let bad = [
-        ("[server]\nenabled = true\naddress = \"ftp://x\"\n", "[server] address"),
+        (
+            "[server]\nenabled = true\naddress = \"ftp://x\"\n",
+            "[server] address",
+        ),
         ("[sandbox]\nmax_memory = \"12XB\"\n", "[sandbox] max_memory"),
-        ("[sandbox.chat]\ntimeout = \"soon\"\n", "[sandbox.chat] timeout"),
+        (
+            "[sandbox.chat]\ntimeout = \"soon\"\n",
+            "[sandbox.chat] timeout",
+        ),
         ("[log]\nlevel = \"loud\"\n", "[log] level"),
         ("[metrics]\nlisten = \"everywhere\"\n", "[metrics] listen"),
-        ("[global.labels]\nx = \"${CATPAW_TEST_UNSET_VAR}\"\n", "[global.labels] x"),
-        ("[sandbox]\nrunner = \"/nonexistent/r.wasm\"\n", "[sandbox] runner"),
+        (
+            "[global.labels]\nx = \"${CATPAW_TEST_UNSET_VAR}\"\n",
+            "[global.labels] x",
+        ),
+        (
+            "[sandbox]\nrunner = \"/nonexistent/r.wasm\"\n",
+            "[sandbox] runner",
+        ),
         ("[audit]\nkeep = 0\n", "[audit] keep"),
         ("[server]\nnot_a_key = 1\n", "not_a_key"),
         ("[server\n", "config.toml"),
     ];
     for (body, field) in bad {
         let home = AgentHome::new(body);
-        let out = home.command().args(["config", "check"]).output().expect("check");
+        let out = home
+            .command()
+            .args(["config", "check"])
+            .output()
+            .expect("check");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{body}: {stderr}");
-        assert!(stderr.contains(field), "{body}: the error must name {field}: {stderr}");
+        assert!(
+            stderr.contains(field),
+            "{body}: the error must name {field}: {stderr}"
+        );
     }
 }
 
@@ -363,9 +459,17 @@ fn config_example_checks_clean_and_the_cli_documents_itself() {
         .arg(&file)
         .output()
         .expect("check");
-    assert_eq!(check.status.code(), Some(0), "{}", String::from_utf8_lossy(&check.stderr));
+    assert_eq!(
+        check.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
 
-    let v = common::process::command().arg("--version").output().expect("version");
+    let v = common::process::command()
+        .arg("--version")
+        .output()
+        .expect("version");
     assert_eq!(
         String::from_utf8_lossy(&v.stdout).trim(),
         format!("catpaw-agent {}", env!("CARGO_PKG_VERSION"))
@@ -375,10 +479,19 @@ fn config_example_checks_clean_and_the_cli_documents_itself() {
         .output()
         .expect("completions");
     let bash = String::from_utf8_lossy(&bash.stdout);
-    assert!(bash.contains("complete -F") && bash.contains("status"), "{bash}");
-    let man = common::process::command().arg("manpage").output().expect("man");
+    assert!(
+        bash.contains("complete -F") && bash.contains("status"),
+        "{bash}"
+    );
+    let man = common::process::command()
+        .arg("manpage")
+        .output()
+        .expect("man");
     let man = String::from_utf8_lossy(&man.stdout);
-    assert!(man.contains(".TH catpaw-agent 1") && man.contains("status"), "{man}");
+    assert!(
+        man.contains(".TH catpaw-agent 1") && man.contains("status"),
+        "{man}"
+    );
 }
 
 /// `systemd-analyze verify` on the shipped unit, with ExecStart pointing at
@@ -443,7 +556,10 @@ async fn an_empty_report_is_omitted_from_done() {
     let home = AgentHome::new(&server_toml(
         &server,
         Some("t"),
-        &format!("[sandbox]\ndiagnose_runner = {:?}\n", echo.display().to_string()),
+        &format!(
+            "[sandbox]\ndiagnose_runner = {:?}\n",
+            echo.display().to_string()
+        ),
     ));
     let _agent = home.spawn();
     let (mut c, _) = server.accept_registered().await;

@@ -337,7 +337,8 @@ mod tests {
         let buf = Buf::default();
         let cap = filter_fn(within_wire_cap).with_max_level_hint(LevelFilter::TRACE);
         let filter = EnvFilter::new("trace,tungstenite::handshake=trace").and(cap);
-        let sub = tracing_subscriber::registry().with(layer(format, buf.clone()).with_filter(filter));
+        let sub =
+            tracing_subscriber::registry().with(layer(format, buf.clone()).with_filter(filter));
         tracing::subscriber::with_default(sub, f);
         let bytes = buf.0.lock().expect("buf").clone();
         String::from_utf8(bytes).expect("utf-8")
@@ -362,7 +363,10 @@ mod tests {
             tracing::warn!(reason = %reason, "server asked us to disconnect: {reason}");
         });
         assert_eq!(out.lines().count(), 1, "{out}");
-        assert!(out.contains("\u{1b}[33m") || out.contains("\u{1b}[3"), "level in colour: {out:?}");
+        assert!(
+            out.contains("\u{1b}[33m") || out.contains("\u{1b}[3"),
+            "level in colour: {out:?}"
+        );
         assert!(!out.contains("\u{1b}[2J"), "{out:?}");
         assert!(!out.contains("\u{1b}]"), "{out:?}");
         assert!(out.contains("\\x1b[2J"), "shown escaped: {out:?}");

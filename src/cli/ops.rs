@@ -26,7 +26,10 @@ pub fn config_check(config: Option<&Path>) -> ExitCode {
     for warning in cfg.warnings() {
         let _ = writeln!(err, "warning: {warning}");
     }
-    let _ = writeln!(err, "config {source} is valid; the effective config follows");
+    let _ = writeln!(
+        err,
+        "config {source} is valid; the effective config follows"
+    );
     let _ = write!(std::io::stdout(), "{}", cfg.effective());
     ExitCode::SUCCESS
 }

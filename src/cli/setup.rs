@@ -112,7 +112,11 @@ pub fn runner_files(
             pick(&cfg.sandbox.diagnose_runner),
             crate::embedded::DIAGNOSE,
         )?,
-        entry("chat", pick(&cfg.sandbox.chat_runner), crate::embedded::CHAT)?,
+        entry(
+            "chat",
+            pick(&cfg.sandbox.chat_runner),
+            crate::embedded::CHAT,
+        )?,
     ])
 }
 

@@ -178,10 +178,10 @@ impl super::Config {
             let Some(path) = path else { continue };
             if let Err(e) = std::fs::File::open(path) {
                 return Err(ConfigError::Invalid {
-                    path: self
-                        .source
-                        .as_ref()
-                        .map_or_else(|| super::DEFAULT_PATH.to_string(), |p| p.display().to_string()),
+                    path: self.source.as_ref().map_or_else(
+                        || super::DEFAULT_PATH.to_string(),
+                        |p| p.display().to_string(),
+                    ),
                     field: field.to_string(),
                     message: format!("cannot read {}: {e}", path.display()),
                 });

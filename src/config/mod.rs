@@ -43,8 +43,8 @@ pub use budgets::{BudgetFlag, RoleBudgets};
 use check::{Ctx, env_name, expand_env};
 pub use hygiene::{check_agent_token, redact_url};
 pub use paths::StatePaths;
-pub use show::{EXAMPLE, REDACTED};
 use raw::RawConfig;
+pub use show::{EXAMPLE, REDACTED};
 use url::ws_url;
 
 /// Default config file location.

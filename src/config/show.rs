@@ -91,15 +91,17 @@ impl Config {
         let _ = writeln!(w, "max_skew = {}", duration(s.signing.max_skew));
         let _ = writeln!(w, "\n[server.signing.keys]");
         for (id, key) in &s.signing.keys {
-            let b64 = base64::Engine::encode(
-                &base64::engine::general_purpose::STANDARD,
-                key.as_bytes(),
-            );
+            let b64 =
+                base64::Engine::encode(&base64::engine::general_purpose::STANDARD, key.as_bytes());
             let _ = writeln!(w, "{} = {}", table_key(id), q(&b64));
         }
         let sb = &self.sandbox;
         let _ = writeln!(w, "\n[sandbox]");
-        let _ = writeln!(w, "max_concurrent_sessions = {}", sb.max_concurrent_sessions);
+        let _ = writeln!(
+            w,
+            "max_concurrent_sessions = {}",
+            sb.max_concurrent_sessions
+        );
         let _ = writeln!(w, "allow_remote_shell = {}", sb.allow_remote_shell);
         let _ = writeln!(
             w,
@@ -121,7 +123,11 @@ impl Config {
         let _ = writeln!(w, "keep = {}", self.audit.keep);
         let _ = writeln!(w, "append_only = {}", self.audit.append_only);
         let _ = writeln!(w, "\n[metrics]");
-        let listen = self.metrics.listen.map(|a| a.to_string()).unwrap_or_default();
+        let listen = self
+            .metrics
+            .listen
+            .map(|a| a.to_string())
+            .unwrap_or_default();
         let _ = writeln!(w, "listen = {}", q(&listen));
         o
     }
@@ -186,6 +192,9 @@ mod tests {
         let shown = c.effective();
         assert!(!shown.contains("s3cret"), "{shown}");
         assert!(shown.contains("agent_token = \"<redacted>\""), "{shown}");
-        assert!(shown.contains("https://<redacted>@catpaw.example.com"), "{shown}");
+        assert!(
+            shown.contains("https://<redacted>@catpaw.example.com"),
+            "{shown}"
+        );
     }
 }

@@ -76,7 +76,13 @@ async fn answer(mut stream: TcpStream, telemetry: &Telemetry) -> std::io::Result
         }
         head.extend_from_slice(&buf[..n]);
         if head.len() > MAX_HEAD {
-            return respond(&mut stream, "431 Request Header Fields Too Large", "text/plain", "request head too large\n").await;
+            return respond(
+                &mut stream,
+                "431 Request Header Fields Too Large",
+                "text/plain",
+                "request head too large\n",
+            )
+            .await;
         }
     }
     let line = head.split(|b| *b == b'\n').next().unwrap_or_default();
@@ -85,8 +91,18 @@ async fn answer(mut stream: TcpStream, telemetry: &Telemetry) -> std::io::Result
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let path = target.split('?').next().unwrap_or("");
     match (method, path) {
-        ("GET", "/metrics") => respond(&mut stream, "200 OK", CONTENT_TYPE, &telemetry.encode()).await,
-        (_, "/metrics") => respond(&mut stream, "405 Method Not Allowed", "text/plain", "only GET\n").await,
+        ("GET", "/metrics") => {
+            respond(&mut stream, "200 OK", CONTENT_TYPE, &telemetry.encode()).await
+        }
+        (_, "/metrics") => {
+            respond(
+                &mut stream,
+                "405 Method Not Allowed",
+                "text/plain",
+                "only GET\n",
+            )
+            .await
+        }
         _ => respond(&mut stream, "404 Not Found", "text/plain", "try /metrics\n").await,
     }
 }
@@ -122,13 +138,18 @@ mod tests {
     async fn serves_metrics_and_nothing_else() {
         let t = Telemetry::new();
         t.session_started("chat");
-        let listener = bind("127.0.0.1:0".parse().expect("addr")).await.expect("bind");
+        let listener = bind("127.0.0.1:0".parse().expect("addr"))
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let stop = CancellationToken::new();
         let task = tokio::spawn(serve(listener, t, stop.clone()));
         let ok = get(addr, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await;
         assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok}");
-        assert!(ok.contains("catpaw_agent_sessions_started_total{type=\"chat\"} 1"), "{ok}");
+        assert!(
+            ok.contains("catpaw_agent_sessions_started_total{type=\"chat\"} 1"),
+            "{ok}"
+        );
         let nf = get(addr, "GET / HTTP/1.1\r\n\r\n").await;
         assert!(nf.starts_with("HTTP/1.1 404"), "{nf}");
         let na = get(addr, "POST /metrics HTTP/1.1\r\n\r\n").await;

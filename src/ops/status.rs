@@ -183,7 +183,12 @@ impl StatusSource {
                 server: self.server.clone(),
                 reconnects,
             },
-            sessions: self.table.list().into_iter().map(SessionRow::from).collect(),
+            sessions: self
+                .table
+                .list()
+                .into_iter()
+                .map(SessionRow::from)
+                .collect(),
             max_sessions: self.max_sessions,
             alerts: Alerts {
                 buffered: self.alerts.len() as u64,
@@ -220,7 +225,8 @@ async fn bind_private(socket: &Path) -> anyhow::Result<UnixListener> {
     tmp.push(format!(".{}.tmp", std::process::id()));
     let tmp = PathBuf::from(tmp);
     let _ = std::fs::remove_file(&tmp);
-    let listener = UnixListener::bind(&tmp).with_context(|| format!("binding {}", tmp.display()))?;
+    let listener =
+        UnixListener::bind(&tmp).with_context(|| format!("binding {}", tmp.display()))?;
     let placed = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
         .with_context(|| format!("chmod 0600 {}", tmp.display()))
         .and_then(|()| {
@@ -401,7 +407,11 @@ pub fn render(s: &Status) -> String {
         s.shell.granted, s.shell.denied
     );
     for r in &s.runners {
-        let _ = writeln!(w, "runner:      {} {} sha256:{}", r.role, r.source, r.sha256);
+        let _ = writeln!(
+            w,
+            "runner:      {} {} sha256:{}",
+            r.role, r.source, r.sha256
+        );
     }
     o
 }

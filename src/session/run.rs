@@ -9,8 +9,8 @@ use tokio_util::sync::CancellationToken;
 use super::{ChannelSink, SessionEvent};
 use crate::link::proto::{self, ErrorCode, SessionErrorPayload, SessionStartPayload, SessionType};
 use crate::runner::{
-    Budget, ChatRunner, ChatSessionOpts, DiagnoseRequest, DiagnoseRunner, Output, RunError, SessionInfo,
-    Stage, StreamSink,
+    Budget, ChatRunner, ChatSessionOpts, DiagnoseRequest, DiagnoseRunner, Output, RunError,
+    SessionInfo, Stage, StreamSink,
 };
 
 /// The runners available to sessions, by role.

@@ -6,10 +6,10 @@ use async_trait::async_trait;
 use tokio::sync::mpsc;
 
 use super::{LiveFigures, SessionEvent};
-use crate::runner::Budget;
-use crate::telemetry::Telemetry;
 use crate::link::proto::SessionOutputPayload;
+use crate::runner::Budget;
 use crate::runner::{Output, StreamSink};
+use crate::telemetry::Telemetry;
 
 /// Sends a session's output, tagged with its id, into a channel.
 #[derive(Debug, Clone)]

@@ -169,7 +169,7 @@ impl SessionTable {
                 figures: e.figures.snapshot(),
             })
             .collect();
-        v.sort_by(|a, b| b.figures.duration.cmp(&a.figures.duration));
+        v.sort_by_key(|s| std::cmp::Reverse(s.figures.duration));
         v
     }
 

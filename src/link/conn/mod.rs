@@ -184,7 +184,8 @@ pub async fn run_once(ctx: &ConnContext, shutdown: &CancellationToken) -> Attemp
         }
     }
     tracing::info!(url = %shown_url(ctx), agent_id = %ctx.agent_id, "registered with the server");
-    ctx.telemetry.set_link(crate::telemetry::LinkState::Connected);
+    ctx.telemetry
+        .set_link(crate::telemetry::LinkState::Connected);
     let outcome = serve(ctx, &mut out, &mut stream, shutdown).await;
     if outcome != AttemptOutcome::Shutdown {
         // The sessions' output has nowhere to go: end them (PROTOCOL §5).
