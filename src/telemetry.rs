@@ -2,9 +2,9 @@
 //! Prometheus endpoint alike (both in [`crate::ops`]).
 //!
 //! Whoever sees an event counts it here: the session table (sessions,
-//! budget breaches, shell requests, output), the alert buffer (pushed,
-//! dropped), the connection (alerts sent, register ack latency, link
-//! state) and the reconnect loop (reconnects by cause). A [`Telemetry`] is
+//! budget breaches, shell requests), the alert buffer (pushed, dropped),
+//! the connection (alerts and session output written, register ack
+//! latency, link state) and the reconnect loop (reconnects by cause). A [`Telemetry`] is
 //! cheap to clone; every clone counts into the same set.
 
 use std::sync::{Arc, Mutex};

@@ -11,6 +11,12 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+/// The bytes of text a `session_output` carries (delta and report): the
+/// measure of output in a session's figures and in the agent's counters.
+pub fn output_bytes(p: &crate::link::proto::SessionOutputPayload) -> u64 {
+    (p.delta.len() + p.report.as_ref().map_or(0, String::len)) as u64
+}
+
 /// Counts output as a session sends it; shared between the session's sink
 /// and its table entry.
 #[derive(Debug)]

@@ -21,7 +21,7 @@ mod run;
 mod sink;
 mod table;
 
-pub use figures::{LiveFigures, SessionFigures};
+pub use figures::{LiveFigures, SessionFigures, output_bytes};
 pub use run::{Runners, SessionEnd, drive, run_session};
 pub use sink::ChannelSink;
 pub use table::{ActiveSession, CHAT_QUEUE, InputOutcome, SessionTable};

@@ -9,7 +9,6 @@ use super::{LiveFigures, SessionEvent};
 use crate::link::proto::SessionOutputPayload;
 use crate::runner::Budget;
 use crate::runner::{Output, StreamSink};
-use crate::telemetry::Telemetry;
 
 /// Sends a session's output, tagged with its id, into a channel.
 #[derive(Debug, Clone)]
@@ -20,9 +19,8 @@ pub struct ChannelSink {
     failure: std::sync::Arc<std::sync::OnceLock<String>>,
     /// The budget that stopped the session, if one did.
     breach: std::sync::Arc<std::sync::OnceLock<Budget>>,
-    /// Output counted for the session's figures and the agent's counters.
+    /// Output counted for the session's figures.
     figures: Option<std::sync::Arc<LiveFigures>>,
-    telemetry: Option<Telemetry>,
 }
 
 impl ChannelSink {
@@ -34,18 +32,12 @@ impl ChannelSink {
             failure: Default::default(),
             breach: Default::default(),
             figures: None,
-            telemetry: None,
         }
     }
 
-    /// Counts output into `figures` and `telemetry` as it is sent.
-    pub fn counting(
-        mut self,
-        figures: std::sync::Arc<LiveFigures>,
-        telemetry: Option<Telemetry>,
-    ) -> Self {
+    /// Counts output into `figures` as the session produces it.
+    pub fn counting(mut self, figures: std::sync::Arc<LiveFigures>) -> Self {
         self.figures = Some(figures);
-        self.telemetry = telemetry;
         self
     }
 
@@ -66,12 +58,8 @@ impl ChannelSink {
                 let _ = self.failure.set(e.code.clone());
             }
             SessionEvent::Output(o) => {
-                let bytes = (o.delta.len() + o.report.as_ref().map_or(0, String::len)) as u64;
                 if let Some(f) = &self.figures {
-                    f.output(bytes);
-                }
-                if let Some(t) = &self.telemetry {
-                    t.output_sent(bytes);
+                    f.output(super::output_bytes(o));
                 }
             }
         }

@@ -150,7 +150,7 @@ impl SessionTable {
         }
     }
 
-    /// Counts sessions, budget breaches, shell requests and output into
+    /// Counts sessions, budget breaches and shell requests into
     /// `telemetry`.
     pub fn with_telemetry(mut self, telemetry: Telemetry) -> Self {
         self.telemetry = Some(telemetry);
@@ -297,7 +297,7 @@ impl SessionTable {
         let id = start.session_id.clone();
         let runners = self.runners.clone();
         let telemetry = self.telemetry.clone();
-        let sink = ChannelSink::new(id.clone(), out).counting(figures.clone(), telemetry.clone());
+        let sink = ChannelSink::new(id.clone(), out).counting(figures.clone());
         self.tasks.spawn(async move {
             let mut cleanup = cleanup;
             let (sid, stype, user) = (
