@@ -415,3 +415,6 @@ pub fn render(s: &Status) -> String {
     }
     o
 }
+
+#[cfg(test)]
+mod tests;
