@@ -378,18 +378,7 @@ async fn demo() -> anyhow::Result<ExitCode> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if !cli.budgets.flags().is_empty()
-        && matches!(
-            cli.command,
-            Some(
-                Command::Demo
-                    | Command::Alert(_)
-                    | Command::Audit(_)
-                    | Command::Config(_)
-                    | Command::Status(_)
-                    | Command::Completions { .. }
-                    | Command::Manpage
-            )
-        )
+        && !matches!(cli.command, None | Some(Command::Run | Command::Session(_)))
     {
         eprintln!(
             "catpaw-agent: --fuel, --max-memory and --timeout apply to the agent (`run`) and to `session`"
@@ -405,18 +394,11 @@ fn main() -> ExitCode {
         None
     };
     init_logging(cfg_for_log.as_ref());
-    if matches!(
+    if !matches!(
         cli.command,
-        Some(
-            Command::Session(_)
-                | Command::Demo
-                | Command::Config(_)
-                | Command::Status(_)
-                | Command::Completions { .. }
-                | Command::Manpage
-        )
+        None | Some(Command::Run | Command::Alert(_) | Command::Audit(_))
     ) {
-        // These print a transcript to stdout; like other Unix filters they
+        // These print a transcript or a document to stdout; like other Unix filters they
         // end quietly when the reader goes away (`... | head`) instead of
         // panicking on the failed write. Their sockets send with
         // MSG_NOSIGNAL and spawned commands get the default anyway; the
