@@ -239,7 +239,7 @@ async fn run_agent(cli: &Cli) -> anyhow::Result<ExitCode> {
         cfg.sandbox.max_concurrent_sessions as u32,
     )?;
     let runner_files = setup::runner_files(&cfg, cli.runner.as_deref())?;
-    let agent = catpaw_agent::link::agent::from_setup(&cfg, &setup, AgentOptions::default())?;
+    let agent = setup.agent(&cfg, AgentOptions::default())?;
     let metrics = match cfg.metrics.listen {
         Some(addr) => Some(catpaw_agent::ops::metrics::bind(addr).await?),
         None => None,

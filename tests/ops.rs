@@ -66,7 +66,7 @@ async fn logged_sessions(format: &str) -> String {
     );
     c.session_until_done("s1").await;
     // A message of a type this agent does not know: logged at debug only.
-    c.send(&catpaw_agent::link::proto::Envelope::new(
+    c.send(&catpaw_agent::proto::Envelope::new(
         "future_type",
         json!({}),
     ))
@@ -564,7 +564,7 @@ async fn an_empty_report_is_omitted_from_done() {
     let _agent = home.spawn();
     let (mut c, _) = server.accept_registered().await;
     for (id, empty) in [("empty", true), ("full", false)] {
-        let start = catpaw_agent::link::proto::Envelope::new(
+        let start = catpaw_agent::proto::Envelope::new(
             "session_start",
             json!({"session_id": id, "session_type": "inspect", "user_name": "op",
                    "params": {"plugin": "mem", "count": 0, "empty_report": empty}}),

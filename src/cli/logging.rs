@@ -33,7 +33,7 @@ use tracing_subscriber::fmt::MakeWriter;
 const WIRE_CRATES: [&str; 2] = ["tungstenite", "tokio_tungstenite"];
 
 /// True when the cap lets an event or span of `meta` through.
-pub fn within_wire_cap(meta: &Metadata<'_>) -> bool {
+pub(crate) fn within_wire_cap(meta: &Metadata<'_>) -> bool {
     let target = meta.target();
     let wire = WIRE_CRATES.iter().any(|c| {
         target
@@ -46,7 +46,7 @@ pub fn within_wire_cap(meta: &Metadata<'_>) -> bool {
 /// One formatted event with its control characters (C0, DEL, C1) escaped,
 /// except a final `\n`, which ends the line. Text that needs nothing comes
 /// back borrowed.
-pub fn escape_controls(event: &[u8]) -> Cow<'_, [u8]> {
+pub(crate) fn escape_controls(event: &[u8]) -> Cow<'_, [u8]> {
     let (body, end) = match event.strip_suffix(b"\n") {
         Some(body) => (body, &b"\n"[..]),
         None => (event, &b""[..]),
@@ -65,7 +65,7 @@ pub fn escape_controls(event: &[u8]) -> Cow<'_, [u8]> {
 /// [`escape_controls`] does, except SGR colour sequences (`ESC [` digits
 /// and `;` then `m`), which stay. Only for the coloured terminal format,
 /// whose field formatter has escaped every value already.
-pub fn escape_controls_keep_colour(event: &[u8]) -> Cow<'_, [u8]> {
+pub(crate) fn escape_controls_keep_colour(event: &[u8]) -> Cow<'_, [u8]> {
     if !event.contains(&0x1b) {
         return escape_controls(event);
     }
@@ -103,19 +103,9 @@ fn sgr_len(b: &[u8]) -> Option<usize> {
 /// with `keep_colour`, [`escape_controls_keep_colour`]). The formatter
 /// hands over one whole event per `write` call.
 #[derive(Debug)]
-pub struct EscapeControls<W> {
+pub(crate) struct EscapeControls<W> {
     inner: W,
     keep_colour: bool,
-}
-
-impl<W> EscapeControls<W> {
-    /// Escapes everything written to `inner`.
-    pub fn new(inner: W) -> Self {
-        EscapeControls {
-            inner,
-            keep_colour: false,
-        }
-    }
 }
 
 impl<W: Write> Write for EscapeControls<W> {
@@ -135,7 +125,7 @@ impl<W: Write> Write for EscapeControls<W> {
 
 /// Makes [`EscapeControls`] writers around the writers of `M`.
 #[derive(Debug, Clone)]
-pub struct Escaping<M> {
+pub(crate) struct Escaping<M> {
     make: M,
     keep_colour: bool,
 }
@@ -178,7 +168,7 @@ impl<'a, M: MakeWriter<'a>> MakeWriter<'a> for Escaping<M> {
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
+pub(crate) enum Format {
     /// One JSON object per line (`[log] format = "json"`).
     Json,
     /// Plain text.

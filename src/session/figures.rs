@@ -11,9 +11,22 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+/// The `kind` label of a budget in the agent's counters (one of
+/// [`crate::telemetry::BUDGET_KINDS`]).
+pub(crate) fn budget_kind(b: crate::runner::Budget) -> &'static str {
+    use crate::runner::Budget;
+    match b {
+        Budget::Fuel => "fuel",
+        Budget::Memory => "memory",
+        Budget::Time => "time",
+        Budget::Output => "output",
+        Budget::Calls => "calls",
+    }
+}
+
 /// The bytes of text a `session_output` carries (delta and report): the
 /// measure of output in a session's figures and in the agent's counters.
-pub fn output_bytes(p: &crate::link::proto::SessionOutputPayload) -> u64 {
+pub fn output_bytes(p: &crate::proto::SessionOutputPayload) -> u64 {
     (p.delta.len() + p.report.as_ref().map_or(0, String::len)) as u64
 }
 

@@ -6,13 +6,13 @@ use async_trait::async_trait;
 use tokio::sync::mpsc;
 
 use super::{LiveFigures, SessionEvent};
-use crate::link::proto::SessionOutputPayload;
+use crate::proto::SessionOutputPayload;
 use crate::runner::Budget;
 use crate::runner::{Output, StreamSink};
 
 /// Sends a session's output, tagged with its id, into a channel.
 #[derive(Debug, Clone)]
-pub struct ChannelSink {
+pub(crate) struct ChannelSink {
     session_id: String,
     tx: mpsc::Sender<SessionEvent>,
     /// The code of the `session_error` this session sent, if any.
@@ -36,23 +36,23 @@ impl ChannelSink {
     }
 
     /// Counts output into `figures` as the session produces it.
-    pub fn counting(mut self, figures: std::sync::Arc<LiveFigures>) -> Self {
+    pub(crate) fn counting(mut self, figures: std::sync::Arc<LiveFigures>) -> Self {
         self.figures = Some(figures);
         self
     }
 
     /// Notes the budget that stopped the session.
-    pub fn set_breach(&self, budget: Budget) {
+    pub(crate) fn set_breach(&self, budget: Budget) {
         let _ = self.breach.set(budget);
     }
 
     /// The budget that stopped the session, if one did.
-    pub fn breach(&self) -> Option<Budget> {
+    pub(crate) fn breach(&self) -> Option<Budget> {
         self.breach.get().copied()
     }
 
     /// Sends any session event (used for errors and the final `done`).
-    pub async fn send_event(&self, ev: SessionEvent) {
+    pub(crate) async fn send_event(&self, ev: SessionEvent) {
         match &ev {
             SessionEvent::Error(e) => {
                 let _ = self.failure.set(e.code.clone());

@@ -17,21 +17,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::runner::Budget;
-
-/// Budget kinds as the counters spell them (`kind` label).
+/// Budget kinds as the counters spell them (`kind` label): fuel, memory,
+/// time, output and host calls.
 pub const BUDGET_KINDS: [&str; 5] = ["fuel", "memory", "time", "output", "calls"];
-
-/// The `kind` label of a budget.
-pub fn budget_kind(b: Budget) -> &'static str {
-    match b {
-        Budget::Fuel => "fuel",
-        Budget::Memory => "memory",
-        Budget::Time => "time",
-        Budget::Output => "output",
-        Budget::Calls => "calls",
-    }
-}
 
 /// Where the link to the server stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -264,13 +252,12 @@ impl Telemetry {
             .observe(duration.as_secs_f64());
     }
 
-    /// A session was stopped by `budget`.
-    pub fn budget_breach(&self, budget: Budget) {
+    /// A session was stopped by the budget of `kind` (one of
+    /// [`BUDGET_KINDS`]).
+    pub fn budget_breach(&self, kind: &str) {
         self.0
             .budget_breaches
-            .get_or_create(&KindLabel {
-                kind: budget_kind(budget).into(),
-            })
+            .get_or_create(&KindLabel { kind: kind.into() })
             .inc();
     }
 

@@ -6,7 +6,7 @@ fn status_and_metrics_read_the_same_counters() {
     let t2 = t.clone();
     t.session_started("inspect");
     t.session_ended("inspect", "ok", Duration::from_millis(20));
-    t2.budget_breach(Budget::Fuel);
+    t2.budget_breach("fuel");
     t2.shell_request(false);
     t.alerts_pushed(3);
     t.alerts_dropped(1);
