@@ -103,6 +103,11 @@ async fn logs_on_a_pipe_are_plain_with_one_info_line_per_session() {
         .find(|l| l.contains("session_id=s2"))
         .expect("s2");
     assert!(s2.contains("outcome=missing_plugin"), "{s2}");
+    assert!(
+        s2.contains("error=\"plugin is required for inspect\""),
+        "{s2}"
+    );
+    assert!(!s1.contains("error="), "no error on success: {s1}");
     // Everything else a session says is debug: not in an info log.
     for line in log.lines() {
         if line.contains("s1") || line.contains("s2") {

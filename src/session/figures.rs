@@ -83,13 +83,16 @@ fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
 }
 
 impl SessionFigures {
-    /// The session's one info line.
-    pub fn log_end(&self, session_id: &str, session_type: &str, user: &str, outcome: &str) {
+    /// The session's one info line; `error` is the text of the
+    /// `session_error` it sent, if it sent one.
+    pub fn log_end(&self, who: (&str, &str, &str), outcome: &str, error: Option<&str>) {
+        let (session_id, session_type, user) = who;
         tracing::info!(
             session_id = %session_id,
             session_type = %session_type,
             user = %user,
             outcome = %outcome,
+            error,
             duration_ms = self.duration.as_millis() as u64,
             output_messages = self.output_messages,
             output_bytes = self.output_bytes,

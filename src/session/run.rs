@@ -84,6 +84,8 @@ pub struct SessionEnd {
     pub outcome: String,
     /// The budget that stopped it, if one did.
     pub breach: Option<Budget>,
+    /// The `session_error` text it sent, if any.
+    pub error: Option<String>,
 }
 
 /// [`run_session`] with a sink the caller built (one that counts output).
@@ -134,6 +136,7 @@ pub async fn drive(
     SessionEnd {
         outcome,
         breach: sink.breach(),
+        error: sink.failure_error().map(str::to_string),
     }
 }
 

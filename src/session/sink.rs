@@ -16,7 +16,7 @@ pub(crate) struct ChannelSink {
     session_id: String,
     tx: mpsc::Sender<SessionEvent>,
     /// The code of the `session_error` this session sent, if any.
-    failure: std::sync::Arc<std::sync::OnceLock<String>>,
+    failure: std::sync::Arc<std::sync::OnceLock<(String, String)>>,
     /// The budget that stopped the session, if one did.
     breach: std::sync::Arc<std::sync::OnceLock<Budget>>,
     /// Output counted for the session's figures.
@@ -55,7 +55,7 @@ impl ChannelSink {
     pub(crate) async fn send_event(&self, ev: SessionEvent) {
         match &ev {
             SessionEvent::Error(e) => {
-                let _ = self.failure.set(e.code.clone());
+                let _ = self.failure.set((e.code.clone(), e.error.clone()));
             }
             SessionEvent::Output(o) => {
                 if let Some(f) = &self.figures {
@@ -70,7 +70,12 @@ impl ChannelSink {
 
     /// The code of the `session_error` sent so far, if any.
     pub fn failure(&self) -> Option<&str> {
-        self.failure.get().map(String::as_str)
+        self.failure.get().map(|(code, _)| code.as_str())
+    }
+
+    /// The error text of that `session_error`, if any.
+    pub(crate) fn failure_error(&self) -> Option<&str> {
+        self.failure.get().map(|(_, error)| error.as_str())
     }
 
     /// The payload for `out`.

@@ -307,7 +307,7 @@ impl SessionTable {
             );
             let end = drive(start, allow_shell, runners, sink, rx, cancel).await;
             let fig = figures.snapshot();
-            fig.log_end(&sid, &stype, &user, &end.outcome);
+            fig.log_end((&sid, &stype, &user), &end.outcome, end.error.as_deref());
             if let Some(t) = &telemetry {
                 if let Some(b) = end.breach {
                     t.budget_breach(super::budget_kind(b));
