@@ -591,3 +591,44 @@ async fn an_empty_report_is_omitted_from_done() {
         assert!(!payload.contains_key("metadata"), "{done}");
     }
 }
+
+/// On a terminal the log is coloured (and only there: see the pipe tests
+/// above). `script` gives the agent a pseudo-terminal; skipped, saying
+/// why, where it is not installed.
+#[test]
+fn logs_on_a_terminal_are_coloured() {
+    let found = std::process::Command::new("script")
+        .arg("--version")
+        .output();
+    if !found.is_ok_and(|o| o.status.success()) {
+        println!("skipped: `script` (util-linux) is not installed, no terminal to test with");
+        return;
+    }
+    let home = AgentHome::bare();
+    let typescript = home.path().join("typescript");
+    let inner = format!(
+        "{} session --type inspect --param plugin=mem >/dev/null",
+        common::process::BIN
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &inner])
+        .arg(&typescript)
+        .current_dir(home.path())
+        .env("RUST_LOG", "info")
+        .env_remove("NO_COLOR")
+        .stdin(Stdio::null())
+        .output()
+        .expect("script");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bytes = std::fs::read(&typescript).expect("typescript");
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(text.contains("runner loaded"), "{text}");
+    assert!(
+        text.contains("\u{1b}[32m INFO\u{1b}[0m"),
+        "no colour on a terminal: {text:?}"
+    );
+}
