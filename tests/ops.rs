@@ -192,7 +192,10 @@ async fn status_shows_a_live_agent_with_a_session_running() {
         s["alerts"],
         json!({"buffered": 0, "pushed": 0, "dropped": 0, "sent": 0})
     );
-    assert_eq!(s["shell"], json!({"granted": 0, "denied": 0}));
+    assert_eq!(
+        s["shell"],
+        json!({"granted": 0, "denied": 0, "commands_run": 0, "commands_denied": 0})
+    );
     assert_eq!(s["budget_breaches"]["fuel"], 0);
     let runners = s["runners"].as_array().expect("runners");
     assert_eq!(runners.len(), 2, "{s}");
@@ -265,14 +268,18 @@ fn scrape_until(port: u16, series: &str, value: f64) -> std::collections::BTreeM
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn metrics_move_by_exactly_a_session_a_breach_and_a_dropped_alert() {
+async fn metrics_move_by_exactly_a_session_a_breach_a_denied_shell_and_a_dropped_alert() {
     let mut server = TestServer::start().await;
     let port = free_port();
+    // The diagnose runner asks for a shell, which this agent never grants.
+    let probe = common::guest("hazard_shell_probe");
     let home = AgentHome::new(&server_toml(
         &server,
         Some("t"),
         &format!(
-            "alert_buffer_size = 1\n[sandbox.chat]\nfuel = 1000\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n"
+            "alert_buffer_size = 1\n[sandbox]\ndiagnose_runner = {:?}\n[sandbox.chat]\nfuel = 1000\n\
+             [metrics]\nlisten = \"127.0.0.1:{port}\"\n",
+            probe.display().to_string()
         ),
     ));
     let _agent = home.spawn();
@@ -302,13 +309,16 @@ async fn metrics_move_by_exactly_a_session_a_breach_and_a_dropped_alert() {
     let (mut c, _) = server.accept_registered().await;
     let e = c.recv_type("alert_events").await;
     assert_eq!(e.payload.expect("payload")["events"][0]["alert_key"], "b");
-    // One good session, one that breaks its fuel budget.
+    // One good session that asks for a shell (denied, and so is the one
+    // command its runner asks for), one that breaks its fuel budget.
+    let params = json!({"plugin": "mem", "allow_shell": true});
+    assert!(c.start_session("ok-1", "inspect", params).await.ok);
+    let done = c.session_until_done("ok-1").await;
+    let report = done.last().unwrap().payload.as_ref().unwrap()["report"].clone();
     assert!(
-        c.start_session("ok-1", "inspect", json!({"plugin": "mem"}))
-            .await
-            .ok
+        report.as_str().unwrap().starts_with("shell denied"),
+        "{report}"
     );
-    c.session_until_done("ok-1").await;
     assert!(
         c.start_session("fuel-1", "chat", json!({"message": "hi"}))
             .await
@@ -321,6 +331,12 @@ async fn metrics_move_by_exactly_a_session_a_breach_and_a_dropped_alert() {
         "{msgs:?}"
     );
 
+    // A session is counted as ended just after its `done` is sent.
+    scrape_until(
+        port,
+        "catpaw_agent_sessions_ended_total{type=\"inspect\",outcome=\"ok\"}",
+        1.0,
+    );
     let m = scrape_until(
         port,
         "catpaw_agent_sessions_ended_total{type=\"chat\",outcome=\"resource_exhausted\"}",
@@ -356,6 +372,14 @@ async fn metrics_move_by_exactly_a_session_a_breach_and_a_dropped_alert() {
         ),
         ("catpaw_agent_sessions_started_total{type=\"chat\"}", 1.0),
         ("catpaw_agent_sessions_started_total{type=\"inspect\"}", 1.0),
+        (
+            "catpaw_agent_shell_commands_total{decision=\"denied\"}",
+            1.0,
+        ),
+        (
+            "catpaw_agent_shell_requests_total{decision=\"denied\"}",
+            1.0,
+        ),
     ];
     let got: Vec<(String, f64)> = moved.iter().map(|(k, v)| ((*k).clone(), **v)).collect();
     let want: Vec<(String, f64)> = want.iter().map(|(k, v)| (k.to_string(), *v)).collect();
@@ -375,6 +399,10 @@ async fn metrics_move_by_exactly_a_session_a_breach_and_a_dropped_alert() {
         json!({"buffered": 0, "pushed": 2, "dropped": 1, "sent": 1})
     );
     assert_eq!(s["budget_breaches"]["fuel"], 1);
+    assert_eq!(
+        s["shell"],
+        json!({"granted": 0, "denied": 1, "commands_run": 0, "commands_denied": 1})
+    );
 }
 
 #[test]

@@ -16,6 +16,7 @@ use crate::config::{BudgetFlag, Config, RoleBudgets};
 use crate::link::agent::{Agent, AgentOptions};
 use crate::sandbox::{EngineOptions, HostServices, LoadedRunner, Sandbox, SandboxOptions};
 use crate::session::Runners;
+use crate::telemetry::Telemetry;
 
 /// What start-up produced.
 #[derive(Clone)]
@@ -28,6 +29,8 @@ pub struct Setup {
     pub budgets: RoleBudgets,
     /// The audit log.
     pub audit: AuditLog,
+    /// The counters the sandbox counts into; the agent counts into them too.
+    pub telemetry: Telemetry,
 }
 
 impl Setup {
@@ -36,6 +39,7 @@ impl Setup {
     pub fn agent(&self, cfg: &Config, opts: AgentOptions) -> anyhow::Result<Agent> {
         let opts = AgentOptions {
             audit: Some(self.audit.clone()),
+            telemetry: opts.telemetry.or_else(|| Some(self.telemetry.clone())),
             ..opts
         };
         Agent::new(cfg, self.runners.clone(), opts)
@@ -58,6 +62,7 @@ pub fn build(
     let budgets = cfg.sandbox.budgets.with_flags(flags)?;
     let state = cfg.paths();
     let audit = AuditLog::open_with(&state.audit_trail(), cfg.audit.clone())?;
+    let telemetry = Telemetry::new();
     let shell_user = match &cfg.sandbox.shell_user {
         None => None,
         Some(name) => Some(
@@ -77,6 +82,7 @@ pub fn build(
         services: HostServices {
             audit: Some(audit.clone()),
             shell_user,
+            telemetry: Some(telemetry.clone()),
         },
     };
     let sandbox = Sandbox::new(opts)?;
@@ -94,6 +100,7 @@ pub fn build(
         runners,
         budgets,
         audit,
+        telemetry,
     })
 }
 

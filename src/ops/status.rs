@@ -107,6 +107,10 @@ pub struct Shell {
     pub granted: u64,
     /// Sessions that asked and were refused.
     pub denied: u64,
+    /// Shell commands runners asked for that ran.
+    pub commands_run: u64,
+    /// Shell commands runners asked for that were denied.
+    pub commands_denied: u64,
 }
 
 /// Everything `status` says.
@@ -170,6 +174,8 @@ impl StatusSource {
             budget_breaches,
             shell_granted,
             shell_denied,
+            shell_commands_run,
+            shell_commands_denied,
             reconnects,
         } = self.telemetry.counts();
         Status {
@@ -200,6 +206,8 @@ impl StatusSource {
             shell: Shell {
                 granted: shell_granted,
                 denied: shell_denied,
+                commands_run: shell_commands_run,
+                commands_denied: shell_commands_denied,
             },
             runners: self.runners.clone(),
         }
@@ -403,8 +411,8 @@ pub fn render(s: &Status) -> String {
     let _ = writeln!(w, "breaches:    {}", breaches.join(" "));
     let _ = writeln!(
         w,
-        "shell:       {} granted, {} denied",
-        s.shell.granted, s.shell.denied
+        "shell:       sessions {} granted, {} denied; commands {} run, {} denied",
+        s.shell.granted, s.shell.denied, s.shell.commands_run, s.shell.commands_denied
     );
     for r in &s.runners {
         let _ = writeln!(

@@ -2,7 +2,8 @@
 //! Prometheus endpoint alike (both in [`crate::ops`]).
 //!
 //! Whoever sees an event counts it here: the session table (sessions,
-//! budget breaches, shell requests), the alert buffer (pushed, dropped),
+//! budget breaches, sessions asking for a shell), the sandbox (shell
+//! commands run or denied), the alert buffer (pushed, dropped),
 //! the connection (alerts and session output written, register ack
 //! latency, link state) and the reconnect loop (reconnects by cause). A [`Telemetry`] is
 //! cheap to clone; every clone counts into the same set.
@@ -93,6 +94,7 @@ struct Inner {
     session_duration: Family<TypeLabel, Histogram, fn() -> Histogram>,
     budget_breaches: Family<KindLabel, Counter>,
     shell_requests: Family<DecisionLabel, Counter>,
+    shell_commands: Family<DecisionLabel, Counter>,
     alerts_pushed: Counter,
     alerts_dropped: Counter,
     alerts_sent: Counter,
@@ -131,6 +133,7 @@ impl Telemetry {
             Family::new_with_constructor(duration_histogram);
         let budget_breaches = Family::<KindLabel, Counter>::default();
         let shell_requests = Family::<DecisionLabel, Counter>::default();
+        let shell_commands = Family::<DecisionLabel, Counter>::default();
         let reconnects = Family::<CauseLabel, Counter>::default();
         let ack_latency = Histogram::new(exponential_buckets(0.001, 2.0, 15));
         let (alerts_pushed, alerts_dropped, alerts_sent) =
@@ -161,6 +164,11 @@ impl Telemetry {
             "shell_requests",
             "Sessions that asked for a shell, by decision (granted, denied)",
             shell_requests.clone(),
+        );
+        registry.register(
+            "shell_commands",
+            "Shell commands runners asked for, by decision (run, denied)",
+            shell_commands.clone(),
         );
         registry.register(
             "alerts_pushed",
@@ -209,6 +217,7 @@ impl Telemetry {
             session_duration,
             budget_breaches,
             shell_requests,
+            shell_commands,
             alerts_pushed,
             alerts_dropped,
             alerts_sent,
@@ -266,6 +275,17 @@ impl Telemetry {
         let decision = if granted { "granted" } else { "denied" };
         self.0
             .shell_requests
+            .get_or_create(&DecisionLabel {
+                decision: decision.into(),
+            })
+            .inc();
+    }
+
+    /// A runner's `request-shell` ran (`true`) or was denied.
+    pub fn shell_command(&self, ran: bool) {
+        let decision = if ran { "run" } else { "denied" };
+        self.0
+            .shell_commands
             .get_or_create(&DecisionLabel {
                 decision: decision.into(),
             })
@@ -343,11 +363,11 @@ impl Telemetry {
         let by = |f: &Family<KindLabel, Counter>, k: &str| {
             f.get(&KindLabel { kind: k.into() }).map_or(0, |c| c.get())
         };
-        let shell = |d: &str| {
-            i.shell_requests
-                .get(&DecisionLabel { decision: d.into() })
+        let decided = |f: &Family<DecisionLabel, Counter>, d: &str| {
+            f.get(&DecisionLabel { decision: d.into() })
                 .map_or(0, |c| c.get())
         };
+        let shell = |d: &str| decided(&i.shell_requests, d);
         let mut reconnects = 0;
         for cause in RECONNECT_CAUSES {
             reconnects += i
@@ -367,6 +387,8 @@ impl Telemetry {
                 .collect(),
             shell_granted: shell("granted"),
             shell_denied: shell("denied"),
+            shell_commands_run: decided(&i.shell_commands, "run"),
+            shell_commands_denied: decided(&i.shell_commands, "denied"),
             reconnects,
         }
     }
@@ -403,6 +425,10 @@ pub struct Counts {
     pub shell_granted: u64,
     /// Sessions that asked for a shell and were refused.
     pub shell_denied: u64,
+    /// Shell commands runners asked for that ran.
+    pub shell_commands_run: u64,
+    /// Shell commands runners asked for that were denied.
+    pub shell_commands_denied: u64,
     /// Connection attempts retried, all causes.
     pub reconnects: u64,
 }

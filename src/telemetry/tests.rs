@@ -8,6 +8,7 @@ fn status_and_metrics_read_the_same_counters() {
     t.session_ended("inspect", "ok", Duration::from_millis(20));
     t2.budget_breach("fuel");
     t2.shell_request(false);
+    t2.shell_command(false);
     t.alerts_pushed(3);
     t.alerts_dropped(1);
     t.reconnect("dropped");
@@ -16,6 +17,7 @@ fn status_and_metrics_read_the_same_counters() {
     assert_eq!(c.budget_breaches["fuel"], 1);
     assert_eq!(c.budget_breaches["memory"], 0);
     assert_eq!((c.shell_granted, c.shell_denied), (0, 1));
+    assert_eq!((c.shell_commands_run, c.shell_commands_denied), (0, 1));
     assert_eq!(
         (c.alerts_pushed, c.alerts_dropped, c.alerts_sent),
         (3, 1, 0)
