@@ -21,9 +21,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use catpaw_agent::ai::{AiConfig, ModelConfig, Secret};
 use catpaw_agent::ai::{CallContext, Llm, Message, Role};
 use catpaw_agent::audit::AuditLog;
-use catpaw_agent::config::{AiConfig, ModelConfig, Secret};
 use catpaw_agent::runner::{DiagnoseRequest, DiagnoseRunner, Output, SessionInfo, StreamSink};
 use catpaw_agent::sandbox::{Budgets, EngineOptions, HostServices, Sandbox, SandboxOptions};
 use tokio_util::sync::CancellationToken;
@@ -146,6 +146,7 @@ async fn main() {
             shell_user: None,
             llm: Some(client.clone()),
             tool_timeout: None,
+            telemetry: None,
         },
         ..SandboxOptions::default()
     })

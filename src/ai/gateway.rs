@@ -8,10 +8,10 @@
 use serde::Deserialize;
 use serde_json::json;
 
+use super::GatewayConfig;
 use super::openai::transport;
 use super::wire::{self, WireMessage, WireUsage};
 use super::{CallContext, Failure, Message, Reply, ToolSpec};
-use crate::config::GatewayConfig;
 
 /// Largest envelope read (the reference's cap).
 const MAX_BODY: usize = 10 << 20;

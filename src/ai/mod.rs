@@ -9,6 +9,7 @@
 //! is the caller and adds the session budgets and the audit.
 //!
 //! - `mod.rs`: [`Llm`]: failover and retries
+//! - `settings.rs`: what `[ai]` says, typed
 //! - `types.rs`: messages, tools, replies, errors
 //! - `scrub.rs`: credentials out of every text that leaves
 //! - `openai.rs`: one streamed chat completion; `sse.rs` its event framing
@@ -20,6 +21,7 @@ mod daily;
 mod gateway;
 mod openai;
 mod scrub;
+mod settings;
 mod sse;
 mod types;
 mod wire;
@@ -29,10 +31,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use crate::config::{AiConfig, GatewayConfig, ModelConfig};
 pub use daily::DailyLedger;
 pub(crate) use scrub::TextOut;
 use scrub::scrub;
+pub use settings::{AiConfig, GatewayConfig, ModelConfig, Secret};
 pub use types::*;
 
 /// One backend in failover order.

@@ -4,10 +4,10 @@
 //! A server that answers with plain JSON instead of a stream is read as
 //! such.
 
+use super::ModelConfig;
 use super::sse::Framer;
 use super::wire::{self, WireFunction, WireMessage, WireToolCall, WireUsage};
 use super::{Failure, Message, Reply, TextOut, ToolSpec};
-use crate::config::ModelConfig;
 use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};

@@ -15,9 +15,11 @@ use anyhow::{Context, bail};
 
 use crate::audit::AuditLog;
 use crate::config::{BudgetFlag, Config, RoleBudgets};
+use crate::link::agent::{Agent, AgentOptions};
 use crate::runner::{ChatRunner, DiagnoseRunner, WithFallback};
 use crate::sandbox::{EngineOptions, HostServices, LoadedRunner, Sandbox, SandboxOptions};
 use crate::session::Runners;
+use crate::telemetry::Telemetry;
 
 /// What start-up produced.
 #[derive(Clone)]
@@ -30,6 +32,21 @@ pub struct Setup {
     pub budgets: RoleBudgets,
     /// The audit log.
     pub audit: AuditLog,
+    /// The counters the sandbox counts into; the agent counts into them too.
+    pub telemetry: Telemetry,
+}
+
+impl Setup {
+    /// The agent for `cfg`, serving sessions with these runners and
+    /// recording them in this audit trail.
+    pub fn agent(&self, cfg: &Config, opts: AgentOptions) -> anyhow::Result<Agent> {
+        let opts = AgentOptions {
+            audit: Some(self.audit.clone()),
+            telemetry: opts.telemetry.or_else(|| Some(self.telemetry.clone())),
+            ..opts
+        };
+        Agent::new(cfg, self.runners.clone(), opts)
+    }
 }
 
 /// Builds the sandbox and loads the runners.
@@ -48,6 +65,7 @@ pub fn build(
     let budgets = cfg.sandbox.budgets.with_flags(flags)?;
     let state = cfg.paths();
     let audit = AuditLog::open_with(&state.audit_trail(), cfg.audit.clone())?;
+    let telemetry = Telemetry::new();
     let shell_user = match &cfg.sandbox.shell_user {
         None => None,
         Some(name) => Some(
@@ -75,6 +93,7 @@ pub fn build(
             shell_user,
             llm: llm.map(Arc::new),
             tool_timeout: cfg.ai.enabled.then_some(cfg.ai.tool_timeout),
+            telemetry: Some(telemetry.clone()),
         },
     };
     let sandbox = Sandbox::new(opts)?;
@@ -87,11 +106,7 @@ pub fn build(
             .and_then(|r| r.chat_runner(budgets.chat.clone()))
             .map(|r| Arc::new(r) as _),
     };
-    let configured = runner_override.is_some()
-        || cfg.sandbox.runner.is_some()
-        || cfg.sandbox.diagnose_runner.is_some()
-        || cfg.sandbox.chat_runner.is_some();
-    if cfg.ai.enabled && !configured {
+    if ai_serves(cfg, runner_override) {
         runners = with_ai(&sandbox, runners, &budgets)?;
     }
     Ok(Setup {
@@ -99,6 +114,7 @@ pub fn build(
         runners,
         budgets,
         audit,
+        telemetry,
     })
 }
 
@@ -125,6 +141,57 @@ fn with_ai(
         (_, rules) => rules,
     };
     Ok(Runners { diagnose, chat })
+}
+
+/// The runner components `build` loads for `cfg`, each with the SHA-256 of
+/// its bytes as they are on disk now (the built-in ones: as compiled in),
+/// for `status`.
+pub fn runner_files(
+    cfg: &Config,
+    runner_override: Option<&Path>,
+) -> anyhow::Result<Vec<crate::ops::status::RunnerFile>> {
+    use crate::ops::status::RunnerFile;
+    let pick = |specific: &Option<PathBuf>| {
+        runner_override
+            .map(Path::to_path_buf)
+            .or_else(|| specific.clone())
+            .or_else(|| cfg.sandbox.runner.clone())
+    };
+    let entry = |role: &str, path: Option<PathBuf>, builtin: &[u8]| match path {
+        Some(p) => {
+            let bytes =
+                std::fs::read(&p).with_context(|| format!("reading runner {}", p.display()))?;
+            Ok(RunnerFile::new(role, &p.display().to_string(), &bytes))
+        }
+        None => Ok::<_, anyhow::Error>(RunnerFile::new(role, "built-in", builtin)),
+    };
+    let mut files = vec![
+        entry(
+            "diagnose",
+            pick(&cfg.sandbox.diagnose_runner),
+            crate::embedded::DIAGNOSE,
+        )?,
+        entry(
+            "chat",
+            pick(&cfg.sandbox.chat_runner),
+            crate::embedded::CHAT,
+        )?,
+    ];
+    if ai_serves(cfg, runner_override) {
+        files.insert(0, entry("ai", None, crate::embedded::AI)?);
+    }
+    Ok(files)
+}
+
+/// Whether the built-in AI runner serves sessions: `[ai]` is on and no
+/// runner file is configured (a configured runner is the operator's
+/// explicit choice and wins).
+fn ai_serves(cfg: &Config, runner_override: Option<&Path>) -> bool {
+    cfg.ai.enabled
+        && runner_override.is_none()
+        && cfg.sandbox.runner.is_none()
+        && cfg.sandbox.diagnose_runner.is_none()
+        && cfg.sandbox.chat_runner.is_none()
 }
 
 fn load_runners(

@@ -17,7 +17,7 @@ use super::Config;
 /// forged one); other control or non-ASCII characters make the header
 /// invalid, and the token would silently not be sent. The message never
 /// repeats the token.
-pub fn check_agent_token(token: &str) -> Result<(), String> {
+pub(crate) fn check_agent_token(token: &str) -> Result<(), String> {
     if let Some(c) = token.chars().find(|c| c.is_control()) {
         return Err(format!(
             "contains the control character {c:?}; a token is one line of printable text \
@@ -56,6 +56,13 @@ impl Config {
     /// `tls_skip_verify` makes moot.
     pub fn warnings(&self) -> Vec<String> {
         let mut out = self.deprecated.clone();
+        if let Some(addr) = self.metrics.listen.filter(|a| !a.ip().is_loopback()) {
+            out.push(format!(
+                "[metrics] listen = \"{addr}\" is reachable from other hosts: the endpoint has no \
+                 authentication and shows session, shell and alert counts; prefer 127.0.0.1 \
+                 behind a scraper on the same host, or a firewall rule"
+            ));
+        }
         let s = &self.server;
         let has_token = !s.agent_token.is_empty();
         let file_mode = self

@@ -20,6 +20,9 @@
 //! - `units.rs`: sizes and durations
 //! - `url.rs`: the server's WebSocket and LLM gateway URLs
 //! - `ai.rs`: `[ai]`, the language models (catpaw's names)
+//! - `labels.rs`: `[global.labels]` and their expansion
+//! - `show.rs`: the effective config as `config check` prints it, and the
+//!   commented example (`example.toml`)
 //! - `paths.rs`: the state directory's layout
 //! - `hygiene.rs`: settings that work but deserve a warning
 
@@ -27,21 +30,24 @@ mod ai;
 mod budgets;
 mod check;
 mod hygiene;
+pub mod labels;
 mod paths;
 mod raw;
+mod show;
 mod units;
 mod url;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::link::signing::SigningConfig;
-pub use ai::{AiConfig, GatewayConfig, ModelConfig, Secret};
+use crate::session::signing::SigningConfig;
 pub use budgets::{BudgetFlag, RoleBudgets};
 use check::{Ctx, env_name, expand_env};
-pub use hygiene::{check_agent_token, redact_url};
+pub(crate) use hygiene::check_agent_token;
+pub use hygiene::redact_url;
 pub use paths::StatePaths;
 use raw::RawConfig;
+pub use show::{EXAMPLE, REDACTED};
 use url::ws_url;
 
 /// Default config file location.
@@ -92,7 +98,8 @@ pub enum ConfigError {
 pub struct Config {
     /// Where the agent id, audit log and compile cache live.
     pub state_dir: PathBuf,
-    /// Labels sent in `register`.
+    /// `[global.labels]`: label templates, resolved at each `register`
+    /// (see `labels.rs`).
     pub labels: BTreeMap<String, String>,
     /// Plugin names sent in `register`.
     pub plugins: Vec<String>,
@@ -104,8 +111,10 @@ pub struct Config {
     pub log: LogConfig,
     /// `[audit]`.
     pub audit: crate::audit::AuditOptions,
+    /// `[metrics]`.
+    pub metrics: MetricsConfig,
     /// `[ai]`.
-    pub ai: AiConfig,
+    pub ai: crate::ai::AiConfig,
     /// The file it came from (for messages), if any.
     pub source: Option<PathBuf>,
     /// One warning line per renamed key the file still uses, and per
@@ -173,6 +182,13 @@ impl Default for SandboxConfig {
     }
 }
 
+/// `[metrics]`: the Prometheus endpoint, off unless `listen` is set.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// Address to serve `/metrics` on, e.g. `127.0.0.1:9464`.
+    pub listen: Option<std::net::SocketAddr>,
+}
+
 /// `[log]`.
 #[derive(Debug, Clone)]
 pub struct LogConfig {
@@ -204,7 +220,8 @@ impl Default for Config {
             sandbox: SandboxConfig::default(),
             log: LogConfig::default(),
             audit: default_audit(),
-            ai: AiConfig::default(),
+            metrics: MetricsConfig::default(),
+            ai: crate::ai::AiConfig::default(),
             source: None,
             deprecated: Vec::new(),
         }
@@ -327,6 +344,7 @@ impl Config {
         if !["text", "json"].contains(&format.as_str()) {
             return Err(cx.err("[log] format", format!("{format:?} is not text or json")));
         }
+        let labels = cx.labels(raw.global.labels, raw.labels, &mut deprecated)?;
         let da = default_audit();
         let max_size = cx.size("[audit] max_size", raw.audit.max_size, da.max_size)?;
         if max_size < 64 * 1024 {
@@ -345,6 +363,17 @@ impl Config {
             keep,
             append_only: raw.audit.append_only.unwrap_or(da.append_only),
         };
+        let metrics = MetricsConfig {
+            listen: match raw.metrics.listen.filter(|l| !l.trim().is_empty()) {
+                None => None,
+                Some(l) => Some(l.trim().parse().map_err(|_| {
+                    cx.err(
+                        "[metrics] listen",
+                        format!("{l:?} is not an address and port, e.g. \"127.0.0.1:9464\""),
+                    )
+                })?),
+            },
+        };
         let ai = ai::parse(
             &cx,
             raw.ai,
@@ -354,11 +383,12 @@ impl Config {
         )?;
         Ok(Config {
             audit,
+            metrics,
             ai,
             state_dir: cx
                 .path_of(raw.state_dir)
                 .unwrap_or_else(|| cx.base.join("state.d")),
-            labels: raw.labels,
+            labels,
             plugins: raw.plugins,
             server,
             sandbox,

@@ -8,6 +8,7 @@
 //!                 head in audit.head)
 //!   cache/        precompiled runner components
 //!   agent.sock    the local alert ingest socket
+//!   status.sock   `catpaw-agent status` asks the running agent here
 //!   llm_tokens.json  LLM tokens used today, for [ai] daily_token_limit
 //! ```
 //!
@@ -46,13 +47,18 @@ impl StatePaths {
     }
 
     /// The compile cache directory.
-    pub fn compile_cache(&self) -> PathBuf {
+    pub(crate) fn compile_cache(&self) -> PathBuf {
         self.root.join("cache")
     }
 
     /// The local alert ingest socket.
     pub fn ingest_socket(&self) -> PathBuf {
         self.root.join("agent.sock")
+    }
+
+    /// The socket `catpaw-agent status` asks (mode 0600).
+    pub fn status_socket(&self) -> PathBuf {
+        self.root.join("status.sock")
     }
 
     /// Today's LLM token count (`[ai] daily_token_limit`).
@@ -62,7 +68,7 @@ impl StatePaths {
 
     /// Reads the agent id, or creates one (replacing a file that does not
     /// hold a UUID).
-    pub fn load_or_create_agent_id(&self) -> anyhow::Result<uuid::Uuid> {
+    pub(crate) fn load_or_create_agent_id(&self) -> anyhow::Result<uuid::Uuid> {
         let path = self.agent_id();
         if let Ok(text) = std::fs::read_to_string(&path) {
             if let Ok(id) = uuid::Uuid::parse_str(text.trim()) {

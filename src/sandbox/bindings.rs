@@ -12,7 +12,7 @@
 
 /// Bindings of the `diagnose-runner` world (also owns the `host` and `llm`
 /// interfaces).
-pub mod diagnose_world {
+pub(crate) mod diagnose_world {
     wasmtime::component::bindgen!({
         path: "wit",
         world: "diagnose-runner",
@@ -22,7 +22,7 @@ pub mod diagnose_world {
 }
 
 /// Bindings of the `chat-runner` world.
-pub mod chat_world {
+pub(crate) mod chat_world {
     wasmtime::component::bindgen!({
         path: "wit",
         world: "chat-runner",
@@ -36,7 +36,7 @@ pub mod chat_world {
 }
 
 /// The 0.1.0 contract.
-pub mod v0_1 {
+pub(crate) mod v0_1 {
     /// Bindings of the 0.1.0 `diagnose-runner` world.
     pub mod diagnose_world {
         wasmtime::component::bindgen!({
@@ -48,7 +48,7 @@ pub mod v0_1 {
     }
 
     /// Bindings of the 0.1.0 `chat-runner` world.
-    pub mod chat_world {
+    pub(crate) mod chat_world {
         wasmtime::component::bindgen!({
             path: "wit/v0.1.0",
             world: "chat-runner",

@@ -8,8 +8,8 @@ use std::time::Duration;
 use catpaw_agent::config::Config;
 use catpaw_agent::link::agent::{Agent, AgentOptions};
 use catpaw_agent::link::conn::Timings;
-use catpaw_agent::link::proto::Envelope;
 use catpaw_agent::link::reconnect::BackoffPolicy;
+use catpaw_agent::proto::Envelope;
 use catpaw_agent::session::Runners;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -40,6 +40,7 @@ pub fn fast() -> AgentOptions {
             jitter: 0.25,
         },
         audit: None,
+        telemetry: None,
     }
 }
 

@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use super::HostContext;
 use crate::ai::{self, CallContext, LlmError, Streamed};
 use crate::audit::{kind, outcome};
-use crate::link::proto::META_LLM_STREAM;
+use crate::proto::META_LLM_STREAM;
 use crate::runner::{Budget, Output};
 use crate::sandbox::bindings::host::{Stage, ToolInfo};
 use crate::sandbox::bindings::llm as wit;
@@ -61,7 +61,7 @@ pub(crate) fn settings(ctx: &HostContext) -> wit::AiSettings {
 
 /// The `run` or `turn` this session's budgets speak of.
 fn unit(ctx: &HostContext) -> &'static str {
-    if ctx.info.kind() == crate::link::proto::SessionType::Chat {
+    if ctx.info.kind() == crate::proto::SessionType::Chat {
         "turn"
     } else {
         "run"
@@ -268,7 +268,7 @@ pub(crate) async fn complete(
         Err(e) => return Ok(Err(wit::LlmError::ProviderRefused(e))),
     };
     let cx = CallContext {
-        scene: if ctx.info.kind() == crate::link::proto::SessionType::Chat {
+        scene: if ctx.info.kind() == crate::proto::SessionType::Chat {
             "chat"
         } else {
             "diagnose"

@@ -43,6 +43,8 @@ pub struct HostServices {
     /// Longest a tool call may take (`[ai] tool_timeout` when `[ai]` is
     /// enabled); `None`: tools run to their end.
     pub tool_timeout: Option<std::time::Duration>,
+    /// The agent's counters (shell commands run and denied).
+    pub telemetry: Option<crate::telemetry::Telemetry>,
 }
 
 /// Per-session state of the imports: the generated `Host` trait is
@@ -111,6 +113,13 @@ impl RunState {
 }
 
 impl HostContext {
+    /// Counts a `request-shell` that ran (`true`) or was denied.
+    pub(crate) fn count_shell_command(&self, ran: bool) {
+        if let Some(t) = &self.services.telemetry {
+            t.shell_command(ran);
+        }
+    }
+
     /// Context for one session under `limits`; a run or turn may write
     /// `stdio_cap` bytes of log lines and as many of stdout/stderr.
     pub(crate) fn new(
@@ -189,7 +198,7 @@ impl HostContext {
         let detail = format!(
             "made more than {} tool calls and shell requests in one {}",
             self.max_calls,
-            if self.info.kind() == crate::link::proto::SessionType::Chat {
+            if self.info.kind() == crate::proto::SessionType::Chat {
                 "turn"
             } else {
                 "run"

@@ -1,0 +1,263 @@
+//! The effective configuration as `catpaw-agent config check` prints it:
+//! every key with the value the agent will use (defaults included), secrets
+//! redacted, in the file's own syntax; and the commented example config
+//! `catpaw-agent config example` prints.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+use super::Config;
+use super::units::format_size;
+use crate::sandbox::{Budgets, Slot};
+
+/// The commented example config (every key, at its default).
+pub const EXAMPLE: &str = include_str!("example.toml");
+
+/// What a secret is replaced by.
+pub const REDACTED: &str = "<redacted>";
+
+fn q(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
+}
+
+/// A table key: bare when TOML allows it, quoted otherwise.
+fn table_key(k: &str) -> String {
+    let bare = !k.is_empty()
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if bare { k.to_string() } else { q(k) }
+}
+
+fn path(p: &Path) -> String {
+    q(&p.display().to_string())
+}
+
+fn opt_path(p: &Option<std::path::PathBuf>) -> String {
+    p.as_deref().map_or_else(|| q(""), path)
+}
+
+fn duration(d: Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        q(&format!("{}s", d.as_secs()))
+    } else {
+        q(&format!("{}ms", d.as_millis()))
+    }
+}
+
+/// `key = value` lines of every budget in `b`.
+fn budgets(out: &mut String, b: &Budgets) {
+    let mut copy = b.clone();
+    for key in Budgets::KEYS {
+        let value = match key.slot(&mut copy) {
+            Slot::Count(n) => n.to_string(),
+            Slot::Bytes(n, _) => q(&format_size(*n)),
+            Slot::Time(d) => duration(*d),
+        };
+        let _ = writeln!(out, "{} = {value}", key.name);
+    }
+}
+
+impl Config {
+    /// The effective configuration, in TOML: every key the file may hold
+    /// with the value in force, the agent token and any password in the
+    /// server address replaced by [`REDACTED`].
+    pub fn effective(&self) -> String {
+        let mut o = String::new();
+        let w = &mut o;
+        let _ = writeln!(w, "state_dir = {}", path(&self.state_dir));
+        let _ = writeln!(w, "\n[global.labels]");
+        for (k, v) in &self.labels {
+            let _ = writeln!(w, "{} = {}", table_key(k), q(v));
+        }
+        let s = &self.server;
+        let _ = writeln!(w, "\n[server]");
+        let _ = writeln!(w, "enabled = {}", s.enabled);
+        let address = super::redact_url(&s.address).replace("***@", &format!("{REDACTED}@"));
+        let _ = writeln!(w, "address = {}", q(&address));
+        let token = if s.agent_token.is_empty() {
+            ""
+        } else {
+            REDACTED
+        };
+        let _ = writeln!(w, "agent_token = {}", q(token));
+        let _ = writeln!(w, "ca_file = {}", opt_path(&s.ca_file));
+        let _ = writeln!(w, "tls_skip_verify = {}", s.tls_skip_verify);
+        let _ = writeln!(w, "tls_cert = {}", opt_path(&s.tls_cert));
+        let _ = writeln!(w, "tls_key = {}", opt_path(&s.tls_key));
+        let _ = writeln!(w, "alert_buffer_size = {}", s.alert_buffer_size);
+        let _ = writeln!(w, "\n[server.signing]");
+        let _ = writeln!(w, "require = {}", s.signing.require);
+        let _ = writeln!(w, "max_skew = {}", duration(s.signing.max_skew));
+        let _ = writeln!(w, "\n[server.signing.keys]");
+        for (id, key) in &s.signing.keys {
+            let b64 =
+                base64::Engine::encode(&base64::engine::general_purpose::STANDARD, key.as_bytes());
+            let _ = writeln!(w, "{} = {}", table_key(id), q(&b64));
+        }
+        let sb = &self.sandbox;
+        let _ = writeln!(w, "\n[sandbox]");
+        let _ = writeln!(
+            w,
+            "max_concurrent_sessions = {}",
+            sb.max_concurrent_sessions
+        );
+        let _ = writeln!(w, "allow_remote_shell = {}", sb.allow_remote_shell);
+        let _ = writeln!(
+            w,
+            "shell_user = {}",
+            q(sb.shell_user.as_deref().unwrap_or(""))
+        );
+        let _ = writeln!(w, "runner = {}", opt_path(&sb.runner));
+        let _ = writeln!(w, "diagnose_runner = {}", opt_path(&sb.diagnose_runner));
+        let _ = writeln!(w, "chat_runner = {}", opt_path(&sb.chat_runner));
+        let _ = writeln!(w, "\n[sandbox.diagnose]");
+        budgets(w, &sb.budgets.diagnose);
+        let _ = writeln!(w, "\n[sandbox.chat]");
+        budgets(w, &sb.budgets.chat);
+        let _ = writeln!(w, "\n[log]");
+        let _ = writeln!(w, "level = {}", q(&self.log.level));
+        let _ = writeln!(w, "format = {}", q(&self.log.format));
+        let _ = writeln!(w, "\n[audit]");
+        let _ = writeln!(w, "max_size = {}", q(&format_size(self.audit.max_size)));
+        let _ = writeln!(w, "keep = {}", self.audit.keep);
+        let _ = writeln!(w, "append_only = {}", self.audit.append_only);
+        let _ = writeln!(w, "\n[metrics]");
+        let listen = self
+            .metrics
+            .listen
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        let _ = writeln!(w, "listen = {}", q(&listen));
+        ai(w, &self.ai);
+        o
+    }
+}
+
+/// `[ai]`, its gateway and its models, keys redacted.
+fn ai(w: &mut String, ai: &crate::ai::AiConfig) {
+    let secret = |s: &crate::ai::Secret| q(if s.is_empty() { "" } else { REDACTED });
+    let _ = writeln!(w, "\n[ai]");
+    let _ = writeln!(w, "enabled = {}", ai.enabled);
+    let names: Vec<String> = ai.model_priority.iter().map(|n| q(n)).collect();
+    let _ = writeln!(w, "model_priority = [{}]", names.join(", "));
+    let _ = writeln!(w, "request_timeout = {}", duration(ai.request_timeout));
+    let _ = writeln!(w, "max_retries = {}", ai.max_retries);
+    let _ = writeln!(w, "retry_backoff = {}", duration(ai.retry_backoff));
+    let _ = writeln!(w, "daily_token_limit = {}", ai.daily_token_limit);
+    let _ = writeln!(w, "max_rounds = {}", ai.max_rounds);
+    let _ = writeln!(w, "tool_timeout = {}", duration(ai.tool_timeout));
+    let _ = writeln!(w, "language = {}", q(&ai.language));
+    let g = &ai.gateway;
+    let _ = writeln!(w, "\n[ai.gateway]");
+    let _ = writeln!(w, "enabled = {}", g.enabled);
+    let _ = writeln!(w, "base_url = {}", q(&g.base_url));
+    let _ = writeln!(w, "agent_token = {}", secret(&g.agent_token));
+    let _ = writeln!(w, "request_timeout = {}", duration(g.request_timeout));
+    let _ = writeln!(w, "max_retries = {}", g.max_retries);
+    let _ = writeln!(w, "fallback_to_direct = {}", g.fallback_to_direct);
+    for (name, m) in &ai.models {
+        let _ = writeln!(w, "\n[ai.models.{}]", table_key(name));
+        let _ = writeln!(w, "provider = {}", q(&m.provider));
+        let _ = writeln!(w, "base_url = {}", q(&m.base_url));
+        let _ = writeln!(w, "api_key = {}", secret(&m.api_key));
+        let _ = writeln!(w, "model = {}", q(&m.model));
+        let _ = writeln!(w, "max_tokens = {}", m.max_tokens);
+        let _ = writeln!(w, "max_completion_tokens = {}", m.max_completion_tokens);
+        let _ = writeln!(w, "context_window = {}", m.context_window);
+        if !m.extra_body.is_empty() {
+            let _ = writeln!(w, "\n[ai.models.{}.extra_body]", table_key(name));
+            for (k, v) in &m.extra_body {
+                // JSON scalars and arrays read back as the same TOML.
+                let _ = writeln!(w, "{} = {v}", table_key(k));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Config {
+        Config::parse(text, Path::new("/etc/catpaw/conf.d/config.toml")).expect("parses")
+    }
+
+    #[test]
+    fn the_example_parses_with_the_loader_and_says_the_defaults() {
+        let example = parse(EXAMPLE);
+        let empty = parse("");
+        // The example states the defaults: beside its labels and its
+        // server section, the agent it configures is the default one.
+        assert_eq!(example.sandbox.budgets, empty.sandbox.budgets);
+        assert_eq!(
+            example.sandbox.max_concurrent_sessions,
+            empty.sandbox.max_concurrent_sessions
+        );
+        assert_eq!(example.audit, empty.audit);
+        assert_eq!(example.metrics, empty.metrics);
+        assert_eq!(example.ai, empty.ai);
+        assert_eq!(example.log.level, empty.log.level);
+        assert_eq!(example.labels["from_hostname"], "${HOSTNAME}");
+        // Every key of the effective config appears in the example.
+        for line in empty.effective().lines() {
+            if let Some((key, _)) = line.split_once(" = ") {
+                assert!(
+                    EXAMPLE.lines().any(|l| {
+                        let l = l.trim_start_matches(['#', ' ']);
+                        l.starts_with(&format!("{key} ="))
+                    }),
+                    "the example does not mention `{key}`"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_effective_config_parses_back_to_the_same_config() {
+        let text = "[server]\nenabled = true\naddress = \"https://catpaw.example.com\"\n\
+                    [sandbox]\nfuel = 5000000\n[sandbox.chat]\nmax_memory = \"128MiB\"\n\
+                    [metrics]\nlisten = \"127.0.0.1:9464\"\n";
+        let c = parse(text);
+        let again = parse(&c.effective());
+        assert_eq!(again.sandbox.budgets, c.sandbox.budgets);
+        assert_eq!(again.metrics, c.metrics);
+        assert_eq!(again.server.address, c.server.address);
+        assert_eq!(again.effective(), c.effective());
+    }
+
+    #[test]
+    fn the_ai_section_shows_with_its_keys_redacted_and_parses_back() {
+        let c = parse(
+            "[ai]\nenabled = true\nmodel_priority = [\"local\"]\nlanguage = \"en\"\n\
+             [ai.models.local]\nbase_url = \"http://127.0.0.1:11434/v1\"\n\
+             api_key = \"key-s3cret\"\nmodel = \"qwen\"\n[ai.models.local.extra_body]\n\
+             enable_thinking = true\nthinking_budget = 1000\n",
+        );
+        let shown = c.effective();
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("api_key = \"<redacted>\""), "{shown}");
+        let again = parse(&shown);
+        assert_eq!(
+            again.ai.models["local"].extra_body,
+            c.ai.models["local"].extra_body
+        );
+        assert_eq!(again.ai.model_priority, c.ai.model_priority);
+        assert_eq!(again.effective(), shown);
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        let c = parse(
+            "[server]\nenabled = true\naddress = \"https://u:pw-s3cret@catpaw.example.com\"\n\
+             agent_token = \"tok-s3cret\"\n",
+        );
+        let shown = c.effective();
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("agent_token = \"<redacted>\""), "{shown}");
+        assert!(
+            shown.contains("https://<redacted>@catpaw.example.com"),
+            "{shown}"
+        );
+    }
+}
