@@ -133,35 +133,10 @@ async fn main() {
     }
     let direct = start.elapsed() / CALLS;
 
-    // From a guest, audited.
-    let audit = AuditLog::open(&dir.path().join("audit.jsonl")).expect("audit");
-    let sandbox = Sandbox::new(SandboxOptions {
-        engine: EngineOptions {
-            pooling: true,
-            slots: 4,
-            max_memory: 64 << 20,
-        },
-        services: HostServices {
-            audit: Some(audit),
-            shell_user: None,
-            llm: Some(client.clone()),
-            tool_timeout: None,
-            telemetry: None,
-        },
-        ..SandboxOptions::default()
-    })
-    .expect("sandbox");
+    // From a guest: without tools and audit (the floor of the import),
+    // then audited, then offering every tool as the AI runner does.
     let guest =
         std::path::Path::new(catpaw_agent::embedded::GUEST_DIR).join("catpaw_bench_guest.wasm");
-    let loaded = sandbox.load_file(&guest).expect("bench guest");
-    let runner = loaded
-        .diagnose_runner(Budgets {
-            max_llm_calls: u64::from(CALLS) + 1,
-            llm_tokens: u64::MAX,
-            llm_turn_tokens: u64::MAX,
-            ..Budgets::default()
-        })
-        .expect("diagnose");
     let info = SessionInfo {
         session_id: "bench".into(),
         session_type: "diagnose".into(),
@@ -170,23 +145,57 @@ async fn main() {
         key_id: None,
     };
     let sink: Arc<dyn StreamSink> = Arc::new(NullSink);
-    let run = async |plugin: &str, n: u32| {
-        let start = Instant::now();
-        runner
-            .run(
-                &info,
-                req(plugin, n),
-                sink.clone(),
-                CancellationToken::new(),
-            )
-            .await
-            .expect("run");
-        start.elapsed()
-    };
-    run("llm", 1).await;
-    let setup = (run("noop", 0).await + run("noop", 0).await + run("noop", 0).await) / 3;
-    let guest_total = run("llm", CALLS).await;
-    let guest_per = guest_total.saturating_sub(setup) / CALLS;
+    let mut per_guest = Vec::new();
+    for (audited, plugin) in [(false, "llm-bare"), (true, "llm-bare"), (true, "llm")] {
+        let audit = audited.then(|| {
+            AuditLog::open(&dir.path().join(format!("audit-{plugin}.jsonl"))).expect("audit")
+        });
+        let sandbox = Sandbox::new(SandboxOptions {
+            engine: EngineOptions {
+                pooling: true,
+                slots: 4,
+                max_memory: 64 << 20,
+            },
+            services: HostServices {
+                audit,
+                shell_user: None,
+                llm: Some(client.clone()),
+                tool_timeout: None,
+                telemetry: None,
+            },
+            ..SandboxOptions::default()
+        })
+        .expect("sandbox");
+        let loaded = sandbox.load_file(&guest).expect("bench guest");
+        let runner = loaded
+            .diagnose_runner(Budgets {
+                max_llm_calls: u64::from(CALLS) + 1,
+                llm_tokens: u64::MAX,
+                llm_turn_tokens: u64::MAX,
+                ..Budgets::default()
+            })
+            .expect("diagnose");
+        let run = async |plugin: &str, n: u32| {
+            let start = Instant::now();
+            runner
+                .run(
+                    &info,
+                    req(plugin, n),
+                    sink.clone(),
+                    CancellationToken::new(),
+                )
+                .await
+                .expect("run");
+            start.elapsed()
+        };
+        run(plugin, 1).await;
+        let setup = (run("noop", 0).await + run("noop", 0).await + run("noop", 0).await) / 3;
+        let total = run(plugin, CALLS).await;
+        per_guest.push((audited, plugin, total.saturating_sub(setup) / CALLS));
+    }
+    let (_, _, bare) = per_guest[0];
+    let (_, _, guest_per) = per_guest[1];
+    let (_, _, with_tools) = per_guest[2];
 
     println!("One language-model call, {CALLS} calls each, loopback server answering at once:\n");
     println!("| path | per call |");
@@ -195,22 +204,31 @@ async fn main() {
         "| raw HTTP floor (reqwest POST, SSE body read, nothing parsed) | {} |",
         us(floor)
     );
-    println!("| host client `Llm::complete` | {} |", us(direct));
     println!(
-        "| from a guest through `llm.complete` (audited) | {} |",
-        us(guest_per)
+        "| host client `Llm::complete` (no tools) | {} |",
+        us(direct)
+    );
+    println!("| from a guest, no tools, audit off | {} |", us(bare));
+    println!("| from a guest, no tools, audited | {} |", us(guest_per));
+    println!(
+        "| from a guest, every tool offered, audited (the AI runner's call) | {} |",
+        us(with_tools)
     );
     println!();
     println!(
-        "host client overhead over the floor: {}",
+        "host client over the floor (request, SSE parse, scrub, daily ledger): {}",
         us(direct.saturating_sub(floor))
     );
     println!(
-        "sandbox overhead over the client (WIT, budgets, audit, streaming): {}",
-        us(guest_per.saturating_sub(direct))
+        "the import over the client (WIT, budgets, streaming to the sink): {}",
+        us(bare.saturating_sub(direct))
     );
     println!(
-        "total host overhead per call, the model excluded: {}",
+        "the audit records of a call: {}",
+        us(guest_per.saturating_sub(bare))
+    );
+    println!(
+        "total host overhead per call, no tools, the model excluded: {}",
         us(guest_per.saturating_sub(floor))
     );
 }

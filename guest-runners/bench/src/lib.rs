@@ -2,7 +2,8 @@
 //! - `noop`: returns at once (session set-up cost)
 //! - `emit`: emits `target` deltas (cost per emit)
 //! - `compute`: runs the shared compute kernel for `target` rounds
-//! - `llm`: makes `target` language-model calls (cost per `llm.complete`)
+//! - `llm`: makes `target` language-model calls offering every tool (cost
+//!   per `llm.complete`); `llm-bare`: the same without tools
 wit_bindgen::generate!({ path: "../../wit", world: "diagnose-runner" });
 
 use catpaw::runner::host;
@@ -23,7 +24,7 @@ impl Guest for Runner {
                 Ok(String::new())
             }
             "compute" => Ok(catpaw_guest_common::bench_kernel(n).to_string()),
-            "llm" => {
+            "llm" | "llm-bare" => {
                 use catpaw::runner::llm::{self, Message, Role};
                 let ask = [
                     Message {
@@ -39,7 +40,12 @@ impl Guest for Runner {
                         tool_call_id: None,
                     },
                 ];
-                let tools = host::list_tools();
+                // `llm-bare` offers no tools (the request is smaller).
+                let tools = if req.plugin == "llm" {
+                    host::list_tools()
+                } else {
+                    Vec::new()
+                };
                 for _ in 0..n {
                     llm::complete(&ask, &tools, Some(host::Stage::Thinking))
                         .map_err(|e| format!("{e:?}"))?;
