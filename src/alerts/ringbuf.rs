@@ -111,22 +111,27 @@ impl AlertBuffer {
             return;
         };
         let mut g = self.lock();
-        let mut lost = 0;
-        if g.events.len() >= g.capacity {
-            g.events.pop_front();
-            lost = 1;
-        }
+        let evicted = if g.events.len() >= g.capacity {
+            g.events.pop_front()
+        } else {
+            None
+        };
         g.events.push_back(Entry { event, size });
-        let report = g.lose(lost, Instant::now());
+        if evicted.is_none() {
+            return;
+        }
+        let report = g.lose(1, Instant::now());
         let (total, capacity) = (g.dropped, g.capacity);
         drop(g);
+        // The overwritten event is freed outside the lock.
+        drop(evicted);
         log_overflow(report, total, capacity);
     }
 
     /// Takes the next `alert_events` frame's worth: at most
     /// [`frame::MAX_EVENTS`] events and
     /// [`frame::MAX_FRAME_BYTES`] of frame, oldest first.
-    pub(crate) fn drain_frame(&self) -> Vec<AlertEvent> {
+    pub fn drain_frame(&self) -> Vec<AlertEvent> {
         self.drain_batch(frame::MAX_EVENTS, frame::events_budget())
     }
 

@@ -272,6 +272,7 @@ fn register_payload(info: &RegisterInfo) -> RegisterPayload {
     }
 }
 
+mod batch;
 mod inbound;
 mod serve;
 
