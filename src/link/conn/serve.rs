@@ -136,6 +136,8 @@ enum Step {
     Idle,
     /// Write this envelope.
     Write(Envelope),
+    /// Write this ack of a `session_start` read at that instant.
+    Ack(Envelope, std::time::Instant),
     /// Write these session events (one batch).
     Events(Vec<SessionEvent>),
     /// Write this alert batch; on failure it goes back into the buffer.
@@ -177,7 +179,7 @@ pub(super) async fn serve(
                     }
                     Some(Ok(Message::Text(text))) => match handle_text(ctx, text.as_str(), &out_tx) {
                         Inbound::Continue => Step::Idle,
-                        Inbound::Reply(env) => Step::Write(env),
+                        Inbound::Ack(env) => Step::Ack(env, std::time::Instant::now()),
                         Inbound::Disconnect(retry_after_sec) => Step::Disconnect(retry_after_sec),
                     },
                     Some(Ok(Message::Binary(b))) => {
@@ -223,24 +225,18 @@ pub(super) async fn serve(
                 }
             }
         };
-        let (mut frames, what, alerts, outputs) = match step {
+        let mut w = match step {
             Step::Idle => continue,
-            Step::Write(env) => (
-                VecDeque::from([env.to_json()]),
-                env.msg_type,
-                None,
-                Vec::new(),
-            ),
-            Step::Events(events) => {
-                let (frames, outputs) = event_frames(events);
-                (frames, proto::MSG_SESSION_OUTPUT.to_string(), None, outputs)
-            }
-            Step::Alerts(env, batch) => (
-                VecDeque::from([env.to_json()]),
-                env.msg_type,
-                Some(batch),
-                Vec::new(),
-            ),
+            Step::Write(env) => Write::one(&env),
+            Step::Ack(env, received) => Write {
+                session_start: Some(received),
+                ..Write::one(&env)
+            },
+            Step::Events(events) => Write::events(events),
+            Step::Alerts(env, batch) => Write {
+                alerts: Some(batch),
+                ..Write::one(&env)
+            },
             Step::End(AttemptOutcome::Shutdown) => {
                 return graceful_close(ctx, out, stream, &mut out_rx, VecDeque::new()).await;
             }
@@ -250,29 +246,69 @@ pub(super) async fn serve(
                 return AttemptOutcome::ServerDisconnect { retry_after_sec };
             }
         };
-        match out.write_frames(&mut frames, &what, shutdown).await {
+        match out.write_frames(&mut w.frames, &w.what, shutdown).await {
             Ok(()) => {
-                if let Some(batch) = &alerts {
+                if let Some(batch) = &w.alerts {
                     ctx.telemetry.alerts_sent(batch.len() as u64);
                 }
-                for bytes in outputs {
+                for bytes in w.outputs {
                     ctx.telemetry.output_sent(bytes);
+                }
+                if let Some(received) = w.session_start {
+                    ctx.telemetry.session_acked(received.elapsed());
                 }
             }
             Err(e) => {
                 // Sent or not, the server may not have it: at least once
                 // beats never for alerts.
-                if let Some(batch) = alerts {
+                if let Some(batch) = w.alerts {
                     ctx.alerts.push_front_batch(batch);
-                    frames.clear();
+                    w.frames.clear();
                 }
                 return match e {
                     WriteError::Shutdown => {
-                        graceful_close(ctx, out, stream, &mut out_rx, frames).await
+                        graceful_close(ctx, out, stream, &mut out_rx, w.frames).await
                     }
                     WriteError::Lost => dropped("write failed"),
                 };
             }
+        }
+    }
+}
+
+/// One write of the serve loop and what to account once it is done.
+struct Write {
+    /// The frames, in order.
+    frames: VecDeque<String>,
+    /// What they are, for the log.
+    what: String,
+    /// The alert batch they carry (back into the buffer if not sent).
+    alerts: Option<Vec<AlertEvent>>,
+    /// Output bytes of each `session_output` among them.
+    outputs: Vec<u64>,
+    /// When the `session_start` this write acks was read.
+    session_start: Option<std::time::Instant>,
+}
+
+impl Write {
+    fn one(env: &Envelope) -> Write {
+        Write {
+            frames: VecDeque::from([env.to_json()]),
+            what: env.msg_type.clone(),
+            alerts: None,
+            outputs: Vec::new(),
+            session_start: None,
+        }
+    }
+
+    fn events(events: Vec<SessionEvent>) -> Write {
+        let (frames, outputs) = event_frames(events);
+        Write {
+            frames,
+            what: proto::MSG_SESSION_OUTPUT.to_string(),
+            alerts: None,
+            outputs,
+            session_start: None,
         }
     }
 }
