@@ -64,6 +64,7 @@ pub fn build(
         services: HostServices {
             audit: Some(audit.clone()),
             shell_user,
+            tools: std::sync::Arc::new(cfg.tools.clone()),
         },
     };
     let sandbox = Sandbox::new(opts)?;

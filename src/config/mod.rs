@@ -21,12 +21,14 @@
 //! - `url.rs`: the server's WebSocket URL
 //! - `paths.rs`: the state directory's layout
 //! - `hygiene.rs`: settings that work but deserve a warning
+//! - `tools.rs`: `[tools]`, what the diagnostic tools may read and reach
 
 mod budgets;
 mod check;
 mod hygiene;
 mod paths;
 mod raw;
+mod tools;
 mod units;
 mod url;
 
@@ -101,6 +103,8 @@ pub struct Config {
     pub log: LogConfig,
     /// `[audit]`.
     pub audit: crate::audit::AuditOptions,
+    /// `[tools]`: the files and endpoints tools may read and reach.
+    pub tools: crate::tools::ToolConfig,
     /// The file it came from (for messages), if any.
     pub source: Option<PathBuf>,
     /// One warning line per renamed key the file still uses.
@@ -198,6 +202,7 @@ impl Default for Config {
             sandbox: SandboxConfig::default(),
             log: LogConfig::default(),
             audit: default_audit(),
+            tools: crate::tools::ToolConfig::default(),
             source: None,
             deprecated: Vec::new(),
         }
@@ -338,8 +343,10 @@ impl Config {
             keep,
             append_only: raw.audit.append_only.unwrap_or(da.append_only),
         };
+        let tools = cx.tools(raw.tools)?;
         Ok(Config {
             audit,
+            tools,
             state_dir: cx
                 .path_of(raw.state_dir)
                 .unwrap_or_else(|| cx.base.join("state.d")),

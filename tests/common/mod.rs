@@ -78,6 +78,7 @@ impl TestSandbox {
             services: HostServices {
                 audit: Some(audit.clone()),
                 shell_user: None,
+                tools: Default::default(),
             },
         })
         .expect("sandbox");

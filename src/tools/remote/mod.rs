@@ -1,0 +1,5 @@
+//! placeholder
+
+use super::Tool;
+
+pub(super) const TOOLS: &[Tool] = &[];
