@@ -16,6 +16,11 @@ use super::mask::mask_secrets;
 pub(crate) const CMD_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest /dev/kmsg is read: a log flood must not keep the tool busy.
 const KMSG_BUDGET: Duration = Duration::from_secs(2);
+/// syslog level names, most severe first (index = level).
+pub(crate) const LEVELS: [&str; 8] = [
+    "emerg", "alert", "crit", "err", "warning", "notice", "info", "debug",
+];
+
 /// Longest log line kept, in bytes.
 const MAX_LINE: usize = 512;
 

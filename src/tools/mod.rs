@@ -42,6 +42,7 @@ mod service;
 mod storage;
 mod system;
 mod targets;
+mod x509;
 
 pub use mask::mask_secrets;
 pub use system::{cpu_busy_pct_since_last, mem_used_pct};

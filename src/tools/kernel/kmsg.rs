@@ -3,15 +3,11 @@
 use serde_json::{Value, json};
 
 use crate::tools::args::Args;
-use crate::tools::logs::{clip_line, kernel_records};
+use crate::tools::logs::{LEVELS, clip_line, kernel_records};
 
 /// Kernel log records scanned.
 const SCAN: usize = 5000;
 
-/// syslog level names, most severe first (index = level).
-pub(crate) const LEVELS: [&str; 8] = [
-    "emerg", "alert", "crit", "err", "warning", "notice", "info", "debug",
-];
 
 /// The records at `max_level` or more severe that contain `needle`
 /// (lowercase), the last `n`, each prefixed with its level name.
