@@ -1,0 +1,81 @@
+//! tls_cert: the certificate an allow-listed TLS endpoint presents, read
+//! during a handshake that completes even when the certificate is bad
+//! (expired or untrusted is what this tool exists to report).
+
+use serde_json::{Value, json};
+
+use super::net::{connect, split_host_port, timeout, tls};
+use super::{none_configured, targets};
+use crate::tools::args::Args;
+use crate::tools::x509;
+
+fn check(target: &str, deadline: std::time::Duration) -> Result<Value, String> {
+    let (host, port) = split_host_port(target)?;
+    let (sock, _, _) = connect(&host, port, deadline)?;
+    let t = tls(sock, &host)?;
+    let leaf = t.chain.first().ok_or("the server sent no certificate")?;
+    let c = x509::parse(leaf.as_ref())?;
+    let mut v = x509::row(&c, x509::now());
+    v["target"] = json!(target);
+    v["ok"] = json!(true);
+    v["trusted"] = json!(t.untrusted.is_none());
+    v["untrusted_reason"] = json!(t.untrusted);
+    v["chain_length"] = json!(t.chain.len());
+    v["tls_version"] = json!(t.version);
+    Ok(v)
+}
+
+pub(crate) fn run(args: &Args) -> Result<Value, String> {
+    let allowed = &args.config().targets.tls;
+    let list = targets(args, allowed, "tls")?;
+    if list.is_empty() {
+        return Ok(none_configured("tls"));
+    }
+    let deadline = timeout(args)?;
+    let rows: Vec<Value> = list
+        .iter()
+        .map(|t| check(t, deadline).unwrap_or_else(|e| json!({ "target": t, "ok": false, "error": e })))
+        .collect();
+    Ok(json!({ "available": true, "certificates": rows }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tools::targets::{Targets, ToolConfig};
+
+    #[test]
+    fn a_self_signed_endpoint_reports_expiry_and_distrust() {
+        let rcgen::CertifiedKey { cert, signing_key } =
+            rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("cert");
+        let der = cert.der().clone();
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(signing_key.serialize_der().into());
+        let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(vec![der], key)
+            .expect("server config");
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = l.accept().expect("accept");
+            let mut conn = rustls::ServerConnection::new(std::sync::Arc::new(config)).expect("conn");
+            while conn.is_handshaking() {
+                if conn.complete_io(&mut s).is_err() {
+                    break;
+                }
+            }
+        });
+        let target = format!("localhost:{port}");
+        let cfg = ToolConfig { targets: Targets { tls: vec![target], ..Targets::default() }, ..ToolConfig::default() };
+        let v = run(&Args::of("{}", &["target", "timeout_ms"]).with_config(cfg.clone().into())).expect("tls_cert");
+        server.join().expect("server");
+        let c = &v["certificates"][0];
+        assert_eq!(c["ok"], true, "{v}");
+        assert_eq!(c["trusted"], false, "{v}");
+        assert!(c["days_left"].as_i64().unwrap_or(0) > 300, "{v}");
+        let e = run(&Args::of(r#"{"target":"example.com:443"}"#, &["target", "timeout_ms"]).with_config(cfg.into())).unwrap_err();
+        assert!(e.contains("[tools.targets] tls"), "{e}");
+    }
+}
