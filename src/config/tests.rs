@@ -409,3 +409,48 @@ fn agent_id_is_created_kept_and_repaired() {
     let text = std::fs::read_to_string(dir.path().join("agent_id")).expect("read");
     assert_eq!(text, format!("{c}\n"));
 }
+
+#[test]
+fn tools_allow_lists_are_read_and_checked() {
+    let c = parse(
+        r#"
+[tools]
+log_files = ["/var/log/nginx/*.log"]
+files = ["/etc/passwd"]
+cert_files = ["/etc/ssl/site.pem"]
+sysctl_keys = ["kernel.ostype"]
+[tools.targets]
+dns = ["example.com"]
+tcp = ["db.internal:5432", "[::1]:6379"]
+ping = ["10.0.0.1"]
+http = ["https://example.com/healthz"]
+tls = ["example.com:443"]
+redis = ["127.0.0.1:6379"]
+docker_socket = "/var/run/docker.sock"
+"#,
+    )
+    .expect("ok");
+    let t = &c.tools;
+    assert_eq!(t.log_files, ["/var/log/nginx/*.log"]);
+    assert_eq!(t.targets.tcp, ["db.internal:5432", "[::1]:6379"]);
+    assert_eq!(t.targets.docker_socket.as_deref(), Some(Path::new("/var/run/docker.sock")));
+    assert!(parse("").expect("ok").tools.targets.dns.is_empty(), "nothing allowed by default");
+
+    let cases = [
+        ("[tools]\nlog_files = [\"var/log/x\"]", "[tools] log_files", "absolute"),
+        ("[tools]\nfiles = [\"/etc/*/passwd\"]", "[tools] files", "file name"),
+        ("[tools]\ncert_files = [\"/etc/../root/key\"]", "[tools] cert_files", ". or .."),
+        ("[tools]\nsysctl_keys = [\"vm/swappiness\"]", "[tools] sysctl_keys", "sysctl key"),
+        ("[tools.targets]\ntcp = [\"db\"]", "[tools.targets] tcp", "host:port"),
+        ("[tools.targets]\nhttp = [\"ftp://x\"]", "[tools.targets] http", "http://"),
+        ("[tools.targets]\ndns = [\"a b\"]", "[tools.targets] dns", "host name"),
+        ("[tools.targets]\ndocker_socket = \"docker.sock\"", "[tools.targets] docker_socket", "absolute"),
+        ("[tools.targets]\nredis_password = \"${CATPAW_NO_SUCH_VAR}\"", "[tools.targets] redis_password", "not set"),
+    ];
+    for (text, field, words) in cases {
+        let e = parse(text).expect_err(text).to_string();
+        assert!(e.contains(&format!("`{field}`")) && e.contains(words), "{text}: {e}");
+    }
+    let e = parse("[tools.targets]\nsmtp = [\"x:25\"]").expect_err("unknown key").to_string();
+    assert!(e.contains("smtp"), "{e}");
+}
