@@ -41,7 +41,10 @@ async fn every_tool_called_from_a_guest_answers_with_data_or_says_it_is_not_avai
             assert!(v.is_object(), "{tool}: {text}");
             if v["available"] == false {
                 let why = v["reason"].as_str().unwrap_or("");
-                assert!(!why.is_empty(), "{tool} says unavailable without a reason: {text}");
+                assert!(
+                    !why.is_empty(),
+                    "{tool} says unavailable without a reason: {text}"
+                );
             }
         } else {
             // An error is one line that names the tool.
@@ -62,7 +65,9 @@ async fn every_tool_called_from_a_guest_answers_with_data_or_says_it_is_not_avai
         assert_eq!(started.len(), 1, "{tool}: {started:?}");
         let outcomes: Vec<&Value> = audit
             .iter()
-            .filter(|a| a["kind"] == "tool" && a["event"] == "outcome" && a["act"] == started[0]["seq"])
+            .filter(|a| {
+                a["kind"] == "tool" && a["event"] == "outcome" && a["act"] == started[0]["seq"]
+            })
             .collect();
         assert_eq!(outcomes.len(), 1, "{tool}: {outcomes:?}");
         let want = if r["ok"] == true { "ok" } else { "error" };
@@ -76,8 +81,11 @@ async fn guests_reach_only_what_the_operator_allow_listed() {
     let open = format!("127.0.0.1:{}", listener.local_addr().expect("addr").port());
     let dir = tempfile::tempdir().expect("tempdir");
     let logs = std::fs::canonicalize(dir.path()).expect("canon");
-    std::fs::write(logs.join("app.log"), "started\nERROR password=Hunter2xyz refused\n")
-        .expect("write");
+    std::fs::write(
+        logs.join("app.log"),
+        "started\nERROR password=Hunter2xyz refused\n",
+    )
+    .expect("write");
     let sb = TestSandbox::with_tools(ToolConfig {
         log_files: vec![format!("{}/*.log", logs.display())],
         targets: Targets {
@@ -96,7 +104,10 @@ async fn guests_reach_only_what_the_operator_allow_listed() {
         ["file_check", r#"{"path":"/etc/shadow"}"#],
         ["cert_files", r#"{"path":"/etc/ssl/private/server.key"}"#],
         ["dns_lookup", r#"{"target":"exfil.example.com"}"#],
-        ["http_check", r#"{"target":"http://169.254.169.254/latest/meta-data/"}"#],
+        [
+            "http_check",
+            r#"{"target":"http://169.254.169.254/latest/meta-data/"}"#
+        ],
         ["tls_cert", r#"{"target":"example.com:443"}"#],
         ["redis_info", r#"{"target":"10.0.0.5:6379"}"#],
         ["ping", r#"{"target":"8.8.8.8"}"#],
@@ -124,18 +135,33 @@ async fn guests_reach_only_what_the_operator_allow_listed() {
         (11, "[tools] sysctl_keys"),
     ];
     for (i, key) in refusals {
-        assert_eq!(rows[i]["ok"], false, "call {i} should be refused: {}", text(i));
+        assert_eq!(
+            rows[i]["ok"],
+            false,
+            "call {i} should be refused: {}",
+            text(i)
+        );
         assert!(text(i).contains(key), "call {i}: {}", text(i));
     }
     let docker: Value = serde_json::from_str(&text(12)).expect("json");
     assert_eq!(docker["available"], false);
-    assert!(docker["reason"].as_str().unwrap_or("").contains("[tools.targets] docker_socket"));
+    assert!(
+        docker["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("[tools.targets] docker_socket")
+    );
     // Refused calls are audited as errors, like any failed call.
     let audit = sb.audit_records();
-    assert!(audit.iter().any(|a| a["kind"] == "tool"
-        && a["event"] == "outcome"
-        && a["outcome"] == "error"
-        && a["detail"].as_str().unwrap_or("").contains("[tools] log_files")));
+    assert!(audit.iter().any(|a| {
+        a["kind"] == "tool"
+            && a["event"] == "outcome"
+            && a["outcome"] == "error"
+            && a["detail"]
+                .as_str()
+                .unwrap_or("")
+                .contains("[tools] log_files")
+    }));
     drop(listener);
 }
 
@@ -145,7 +171,9 @@ async fn inspect_of_every_catpaw_plugin_name_through_the_agent_produces_a_report
     let (mut c, _) = h.server.accept_registered().await;
     for p in catpaw_guest_common::PLUGINS {
         let id = format!("inspect-{}", p.name);
-        let ack = c.start_session(&id, "inspect", json!({"plugin": p.name})).await;
+        let ack = c
+            .start_session(&id, "inspect", json!({"plugin": p.name}))
+            .await;
         assert!(ack.ok, "{}: {ack:?}", p.name);
         let msgs = c.session_until_done(&id).await;
         let done = payload(msgs.last().expect("done"));

@@ -23,20 +23,23 @@ impl Ctx<'_> {
             Ok(list)
         };
         let t = raw.targets;
-        let endpoint_list = |key: &str, list: Vec<String>, check: fn(&str) -> Result<(), String>| {
-            let field = format!("[tools.targets] {key}");
-            self.count(&field, list.len())?;
-            for e in &list {
-                check(e).map_err(|m| self.err(&field, m))?;
-            }
-            Ok::<_, ConfigError>(list)
-        };
+        let endpoint_list =
+            |key: &str, list: Vec<String>, check: fn(&str) -> Result<(), String>| {
+                let field = format!("[tools.targets] {key}");
+                self.count(&field, list.len())?;
+                for e in &list {
+                    check(e).map_err(|m| self.err(&field, m))?;
+                }
+                Ok::<_, ConfigError>(list)
+            };
         let sysctl_keys = raw.sysctl_keys;
         self.count("[tools] sysctl_keys", sysctl_keys.len())?;
         for k in &sysctl_keys {
             let plain = !k.is_empty()
                 && k.split('.').all(|p| {
-                    !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                    !p.is_empty()
+                        && p.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
                 });
             if !plain {
                 return Err(self.err(
@@ -47,9 +50,9 @@ impl Ctx<'_> {
         }
         let redis_password = match t.redis_password {
             None => None,
-            Some(p) => Some(
-                expand_env(&p).map_err(|m| self.err("[tools.targets] redis_password", m))?,
-            ),
+            Some(p) => {
+                Some(expand_env(&p).map_err(|m| self.err("[tools.targets] redis_password", m))?)
+            }
         };
         let docker_socket = match t.docker_socket.filter(|s| !s.trim().is_empty()) {
             None => None,
@@ -109,15 +112,23 @@ fn file_pattern(p: &str) -> Result<(), String> {
 pub(crate) fn host_name(h: &str) -> Result<(), String> {
     let ok = !h.is_empty()
         && h.len() <= 253
-        && h.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._:".contains(&b));
-    if ok { Ok(()) } else { Err(format!("{h:?} is not a host name or IP address")) }
+        && h.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._:".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{h:?} is not a host name or IP address"))
+    }
 }
 
 /// `host:port` (IPv6 as `[addr]:port`).
 pub(crate) fn host_port(e: &str) -> Result<(), String> {
     let bad = || format!("{e:?} must be host:port, e.g. \"db.example.com:5432\" or \"[::1]:6379\"");
     let (host, port) = e.rsplit_once(':').ok_or_else(bad)?;
-    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
     if port.parse::<u16>().map_or(true, |p| p == 0) || host_name(host).is_err() {
         return Err(bad());
     }
@@ -132,7 +143,9 @@ fn http_url(u: &str) -> Result<(), String> {
         .ok_or_else(|| format!("{u:?} must start with http:// or https://"))?;
     let host = rest.split(['/', '?', '#']).next().unwrap_or("");
     if host.is_empty() || host.contains('@') || u.chars().any(|c| c.is_control() || c == ' ') {
-        return Err(format!("{u:?} must name a host, without credentials or spaces"));
+        return Err(format!(
+            "{u:?} must name a host, without credentials or spaces"
+        ));
     }
     Ok(())
 }
@@ -140,6 +153,12 @@ fn http_url(u: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{Config, ConfigError};
+    use std::path::Path;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("/etc/catpaw/conf.d/config.toml"))
+    }
 
     #[test]
     fn entries_are_checked() {
@@ -156,5 +175,97 @@ mod tests {
         for bad in ["var/log", "/var/*/x.log", "/var/../etc/shadow"] {
             assert!(file_pattern(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn tools_allow_lists_are_read_and_checked() {
+        let c = parse(
+            r#"
+    [tools]
+    log_files = ["/var/log/nginx/*.log"]
+    files = ["/etc/passwd"]
+    cert_files = ["/etc/ssl/site.pem"]
+    sysctl_keys = ["kernel.ostype"]
+    [tools.targets]
+    dns = ["example.com"]
+    tcp = ["db.internal:5432", "[::1]:6379"]
+    ping = ["10.0.0.1"]
+    http = ["https://example.com/healthz"]
+    tls = ["example.com:443"]
+    redis = ["127.0.0.1:6379"]
+    docker_socket = "/var/run/docker.sock"
+    "#,
+        )
+        .expect("ok");
+        let t = &c.tools;
+        assert_eq!(t.log_files, ["/var/log/nginx/*.log"]);
+        assert_eq!(t.targets.tcp, ["db.internal:5432", "[::1]:6379"]);
+        assert_eq!(
+            t.targets.docker_socket.as_deref(),
+            Some(Path::new("/var/run/docker.sock"))
+        );
+        assert!(
+            parse("").expect("ok").tools.targets.dns.is_empty(),
+            "nothing allowed by default"
+        );
+
+        let cases = [
+            (
+                "[tools]\nlog_files = [\"var/log/x\"]",
+                "[tools] log_files",
+                "absolute",
+            ),
+            (
+                "[tools]\nfiles = [\"/etc/*/passwd\"]",
+                "[tools] files",
+                "file name",
+            ),
+            (
+                "[tools]\ncert_files = [\"/etc/../root/key\"]",
+                "[tools] cert_files",
+                ". or ..",
+            ),
+            (
+                "[tools]\nsysctl_keys = [\"vm/swappiness\"]",
+                "[tools] sysctl_keys",
+                "sysctl key",
+            ),
+            (
+                "[tools.targets]\ntcp = [\"db\"]",
+                "[tools.targets] tcp",
+                "host:port",
+            ),
+            (
+                "[tools.targets]\nhttp = [\"ftp://x\"]",
+                "[tools.targets] http",
+                "http://",
+            ),
+            (
+                "[tools.targets]\ndns = [\"a b\"]",
+                "[tools.targets] dns",
+                "host name",
+            ),
+            (
+                "[tools.targets]\ndocker_socket = \"docker.sock\"",
+                "[tools.targets] docker_socket",
+                "absolute",
+            ),
+            (
+                "[tools.targets]\nredis_password = \"${CATPAW_NO_SUCH_VAR}\"",
+                "[tools.targets] redis_password",
+                "not set",
+            ),
+        ];
+        for (text, field, words) in cases {
+            let e = parse(text).expect_err(text).to_string();
+            assert!(
+                e.contains(&format!("`{field}`")) && e.contains(words),
+                "{text}: {e}"
+            );
+        }
+        let e = parse("[tools.targets]\nsmtp = [\"x:25\"]")
+            .expect_err("unknown key")
+            .to_string();
+        assert!(e.contains("smtp"), "{e}");
     }
 }

@@ -92,9 +92,7 @@ impl Args {
                 "\"{key}\" must be at most {max} bytes, not {}",
                 s.len()
             )),
-            Some(Value::String(_)) => Err(format!(
-                "\"{key}\" must not contain control characters"
-            )),
+            Some(Value::String(_)) => Err(format!("\"{key}\" must not contain control characters")),
             Some(v) => Err(format!("\"{key}\" must be a string, not {v}")),
         }
     }

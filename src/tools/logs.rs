@@ -24,6 +24,9 @@ pub(crate) const LEVELS: [&str; 8] = [
 /// Longest log line kept, in bytes.
 const MAX_LINE: usize = 512;
 
+/// A kernel log record: (level 0–7, `[secs.micros] message`).
+pub(crate) type Record = (u8, String);
+
 /// One /dev/kmsg record `pri,seq,usec,flags[,…];message\n[ KEY=value…]` →
 /// (log level 0–7, `[secs.micros] message`). None for a record without
 /// the header.
@@ -51,7 +54,7 @@ pub(crate) fn parse_dmesg_raw(line: &str) -> Option<(u8, String)> {
 
 /// The last `n` kernel log records with their levels: /dev/kmsg, else
 /// `dmesg -r`. Ok is (source, records); Err says why neither worked.
-pub(crate) fn kernel_records(n: usize) -> Result<(&'static str, Vec<(u8, String)>), String> {
+pub(crate) fn kernel_records(n: usize) -> Result<(&'static str, Vec<Record>), String> {
     match read_kmsg(n) {
         Ok(lines) => Ok(("/dev/kmsg", lines)),
         Err(kmsg_err) => match read_dmesg(n) {

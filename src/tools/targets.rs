@@ -69,9 +69,9 @@ pub(crate) fn glob_match(pattern: &str, path: &str) -> bool {
     fn go(p: &[u8], s: &[u8]) -> bool {
         match p.split_first() {
             None => s.is_empty(),
-            Some((b'*', rest)) => {
-                (0..=s.len()).take_while(|&i| i == 0 || s[i - 1] != b'/').any(|i| go(rest, &s[i..]))
-            }
+            Some((b'*', rest)) => (0..=s.len())
+                .take_while(|&i| i == 0 || s[i - 1] != b'/')
+                .any(|i| go(rest, &s[i..])),
             Some((c, rest)) => s.first() == Some(c) && go(rest, &s[1..]),
         }
     }
@@ -86,8 +86,7 @@ pub(crate) fn check_path(path: &str, allowed: &[String], key: &str) -> Result<Pa
     let key = format!("[tools] {key}");
     let p = Path::new(path);
     if !p.is_absolute()
-        || p
-            .components()
+        || p.components()
             .any(|c| matches!(c, Component::ParentDir | Component::CurDir))
     {
         return Err(format!(
@@ -97,12 +96,8 @@ pub(crate) fn check_path(path: &str, allowed: &[String], key: &str) -> Result<Pa
     if !allowed.iter().any(|a| glob_match(a, path)) {
         return Err(refusal(path, allowed, &key));
     }
-    let real = std::fs::canonicalize(p).map_err(|e| {
-        format!(
-            "{path}: {}",
-            super::cmd::io_reason(&e)
-        )
-    })?;
+    let real =
+        std::fs::canonicalize(p).map_err(|e| format!("{path}: {}", super::cmd::io_reason(&e)))?;
     let real_text = real.to_string_lossy();
     if !allowed.iter().any(|a| glob_match(a, &real_text)) {
         return Err(format!(
@@ -164,7 +159,10 @@ mod tests {
         let allowed = vec!["db.example.com:5432".to_string()];
         assert!(check_target("DB.example.com:5432", &allowed, "tcp").is_ok());
         let e = check_target("evil.example.com:22", &allowed, "tcp").unwrap_err();
-        assert!(e.contains("[tools.targets] tcp") && e.contains("db.example.com"), "{e}");
+        assert!(
+            e.contains("[tools.targets] tcp") && e.contains("db.example.com"),
+            "{e}"
+        );
         let e = check_target("x", &[], "dns").unwrap_err();
         assert!(e.contains("[tools.targets] dns is empty"), "{e}");
     }

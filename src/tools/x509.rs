@@ -24,7 +24,9 @@ fn element(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
         if n == 0 || n > 4 || rest.len() < n {
             return None;
         }
-        let len = rest[..n].iter().fold(0usize, |a, &x| (a << 8) | usize::from(x));
+        let len = rest[..n]
+            .iter()
+            .fold(0usize, |a, &x| (a << 8) | usize::from(x));
         (len, &rest[n..])
     };
     if rest.len() < len {
@@ -70,12 +72,11 @@ fn common_name(name: &[u8]) -> String {
         let mut atvs = set;
         while let Some((_, atv, more)) = element(atvs) {
             atvs = more;
-            if let Some((0x06, oid, value)) = element(atv) {
-                if oid == [0x55, 0x04, 0x03] {
-                    if let Some((_, v, _)) = element(value) {
-                        return String::from_utf8_lossy(v).into_owned();
-                    }
-                }
+            if let Some((0x06, oid, value)) = element(atv)
+                && oid == [0x55, 0x04, 0x03]
+                && let Some((_, v, _)) = element(value)
+            {
+                return String::from_utf8_lossy(v).into_owned();
             }
         }
     }
@@ -124,7 +125,9 @@ pub(crate) fn parse_file(bytes: &[u8]) -> Result<Vec<CertInfo>, String> {
         .collect::<Result<_, _>>()
         .map_err(|e| format!("bad PEM: {e}"))?;
     if ders.is_empty() {
-        return Err("no certificate in the file (expected PEM \"BEGIN CERTIFICATE\" or DER)".into());
+        return Err(
+            "no certificate in the file (expected PEM \"BEGIN CERTIFICATE\" or DER)".into(),
+        );
     }
     ders.iter().map(|d| parse(d.as_ref())).collect()
 }
@@ -177,7 +180,12 @@ mod tests {
         assert_eq!(time(0x18, b"20000301000000Z"), Some(951_868_800));
         assert_eq!(time(0x17, b"49123123595 9Z"), None);
         assert_eq!(time(0x17, b"491231235959Z"), Some(2_524_607_999));
-        for junk in [&b""[..], b"\x30", b"\x30\x85\xff\xff\xff\xff\xff", b"\x30\x03\x02\x01\x01"] {
+        for junk in [
+            &b""[..],
+            b"\x30",
+            b"\x30\x85\xff\xff\xff\xff\xff",
+            b"\x30\x03\x02\x01\x01",
+        ] {
             assert!(parse(junk).is_err());
         }
         assert!(parse_file(b"hello").is_err());

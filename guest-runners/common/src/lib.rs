@@ -175,7 +175,11 @@ mod tests {
     #[test]
     fn every_plugin_has_tools_and_unknown_has_none() {
         for p in PLUGINS {
-            assert!(tools_for_plugin(p.name).is_some_and(|t| !t.is_empty()), "{}", p.name);
+            assert!(
+                tools_for_plugin(p.name).is_some_and(|t| !t.is_empty()),
+                "{}",
+                p.name
+            );
             assert!(!p.description.is_empty() && !p.description.contains('\n'));
             for (tool, args) in p.tools {
                 let v: Value = serde_json::from_str(args).expect("args are JSON");
@@ -187,15 +191,45 @@ mod tests {
         assert_eq!(unique.len(), names.len(), "{names:?}");
         // catpaw's read-only plugin names, all inspectable.
         for name in [
-            "cpu", "mem", "disk", "diskio", "net", "netif", "mount", "conntrack", "sockstat",
-            "tcpstate", "neigh", "procnum", "procfd", "filefd", "zombie", "uptime", "sysctl",
-            "systemd", "journaltail", "logfile", "filecheck", "hostident", "secmod", "cert", "dns",
-            "ntp", "ping", "http", "docker", "redis", "redis_sentinel",
+            "cpu",
+            "mem",
+            "disk",
+            "diskio",
+            "net",
+            "netif",
+            "mount",
+            "conntrack",
+            "sockstat",
+            "tcpstate",
+            "neigh",
+            "procnum",
+            "procfd",
+            "filefd",
+            "zombie",
+            "uptime",
+            "sysctl",
+            "systemd",
+            "journaltail",
+            "logfile",
+            "filecheck",
+            "hostident",
+            "secmod",
+            "cert",
+            "dns",
+            "ntp",
+            "ping",
+            "http",
+            "docker",
+            "redis",
+            "redis_sentinel",
         ] {
             assert!(plugin(name).is_some(), "{name}");
         }
         assert!(tools_for_plugin("toaster").is_none());
-        assert!(plugin("exec").is_none(), "exec runs commands: not read-only");
+        assert!(
+            plugin("exec").is_none(),
+            "exec runs commands: not read-only"
+        );
     }
 
     #[test]

@@ -128,11 +128,7 @@ pub const PLUGINS: &[Plugin] = &[
         "zombie processes and the parents not reaping them",
         &[("zombies", "{}")],
     ),
-    p(
-        "uptime",
-        "uptime and recent reboots",
-        &[("uptime", "{}")],
-    ),
+    p("uptime", "uptime and recent reboots", &[("uptime", "{}")]),
     p(
         "sysctl",
         "kernel parameters against recommended values, kernel taint",

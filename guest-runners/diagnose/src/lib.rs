@@ -10,8 +10,8 @@ wit_bindgen::generate!({ path: "../../wit", world: "diagnose-runner" });
 
 use catpaw::runner::host::{self, Stage};
 use catpaw_guest_common::{
-    Finding, Severity, judge, parse_tool_output, plugin_names, summarize,
-    thresholds_for, tools_for_alert, tools_for_plugin,
+    Finding, Severity, judge, parse_tool_output, plugin_names, summarize, thresholds_for,
+    tools_for_alert, tools_for_plugin,
 };
 use exports::catpaw::runner::diagnose::{Guest, Request};
 

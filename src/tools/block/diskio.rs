@@ -93,12 +93,19 @@ pub(crate) fn run(args: &Args) -> Result<Value, String> {
     std::thread::sleep(Duration::from_millis(ms));
     let b = parse(&read("/proc/diskstats")?);
     let secs = started.elapsed().as_secs_f64();
-    if let Some(d) = &only {
-        if !b.contains_key(d) {
-            let mut known: Vec<&String> = b.keys().collect();
-            known.sort();
-            return Err(format!("no device {d:?} in /proc/diskstats (known: {})", known.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")));
-        }
+    if let Some(d) = &only
+        && !b.contains_key(d)
+    {
+        let mut known: Vec<&String> = b.keys().collect();
+        known.sort();
+        return Err(format!(
+            "no device {d:?} in /proc/diskstats (known: {})",
+            known
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
     }
     let mut names: Vec<&String> = b
         .keys()
@@ -151,10 +158,16 @@ mod tests {
 
     #[test]
     fn live_disk_io() {
-        let a = Args::of(r#"{"sample_ms":200,"show_idle":true}"#, &["sample_ms", "device", "show_idle"]);
+        let a = Args::of(
+            r#"{"sample_ms":200,"show_idle":true}"#,
+            &["sample_ms", "device", "show_idle"],
+        );
         let v = run(&a).expect("disk_io");
         assert!(v["devices"].is_array(), "{v}");
-        let a = Args::of(r#"{"device":"nosuchdisk"}"#, &["sample_ms", "device", "show_idle"]);
+        let a = Args::of(
+            r#"{"device":"nosuchdisk"}"#,
+            &["sample_ms", "device", "show_idle"],
+        );
         assert!(run(&a).unwrap_err().contains("no device \"nosuchdisk\""));
     }
 }

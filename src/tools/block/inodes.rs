@@ -63,7 +63,13 @@ mod tests {
                     "/var" => (1000, 950),
                     _ => (0, 0),
                 };
-                Stat::Done(Some(Usage { total: 10, used: 1, avail: 9, inodes, inodes_used: used }))
+                Stat::Done(Some(Usage {
+                    total: 10,
+                    used: 1,
+                    avail: 9,
+                    inodes,
+                    inodes_used: used,
+                }))
             },
             10,
         );
@@ -73,7 +79,10 @@ mod tests {
         assert_eq!(rows[0]["inodes_free"], 50);
         assert_eq!(rows[1]["mount_point"], "/");
         assert_eq!(v["dynamic_inodes"], json!(["/data"]));
-        assert!(!v.to_string().contains("/proc"), "pseudo filesystems skipped");
+        assert!(
+            !v.to_string().contains("/proc"),
+            "pseudo filesystems skipped"
+        );
     }
 
     #[test]

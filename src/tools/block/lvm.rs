@@ -63,7 +63,11 @@ pub(crate) fn dm_volumes(base: &Path) -> Vec<Value> {
         .into_iter()
         .map(|n| {
             let dir = base.join(&n);
-            let read = |f: &str| std::fs::read_to_string(dir.join(f)).map(|s| s.trim().to_string()).unwrap_or_default();
+            let read = |f: &str| {
+                std::fs::read_to_string(dir.join(f))
+                    .map(|s| s.trim().to_string())
+                    .unwrap_or_default()
+            };
             let uuid = read("dm/uuid");
             let mut slaves: Vec<String> = std::fs::read_dir(dir.join("slaves"))
                 .into_iter()
@@ -90,7 +94,15 @@ pub(crate) fn run(_args: &Args) -> Result<Value, String> {
     let vgs = if !on_path("vgs") {
         json!({ "available": false, "reason": "vgs is not on PATH (lvm2 not installed)" })
     } else {
-        let args = ["--reportformat", "json", "--units", "b", "--nosuffix", "-o", "vg_name,vg_size,vg_free,pv_count,lv_count"];
+        let args = [
+            "--reportformat",
+            "json",
+            "--units",
+            "b",
+            "--nosuffix",
+            "-o",
+            "vg_name,vg_size,vg_free,pv_count,lv_count",
+        ];
         match run_cmd("vgs", &args, Duration::from_secs(10), Keep::Head) {
             Ok(t) => json!({ "available": true, "groups": parse_vgs(&t) }),
             Err(e) => json!({ "available": false, "reason": format!("{e} (vgs needs root)") }),
@@ -120,7 +132,13 @@ mod tests {
     #[test]
     fn dm_devices_from_sysfs() {
         let d = tempfile::tempdir().expect("tempdir");
-        for (p, t) in [("dm-0/dm/name", "vg0-root\n"), ("dm-0/dm/uuid", "LVM-xyz\n"), ("dm-0/size", "2048\n"), ("dm-0/dm/suspended", "0\n"), ("sda/size", "1\n")] {
+        for (p, t) in [
+            ("dm-0/dm/name", "vg0-root\n"),
+            ("dm-0/dm/uuid", "LVM-xyz\n"),
+            ("dm-0/size", "2048\n"),
+            ("dm-0/dm/suspended", "0\n"),
+            ("sda/size", "1\n"),
+        ] {
             let f = d.path().join(p);
             std::fs::create_dir_all(f.parent().expect("p")).expect("mkdir");
             std::fs::write(f, t).expect("write");

@@ -25,8 +25,15 @@ pub(crate) fn parse(text: &str) -> Vec<Value> {
             flags.push(f[i].trim_matches(['(', ')']).to_string());
             i += 1;
         }
-        let level = f.get(i).filter(|w| w.starts_with("raid") || **w == "linear").map(|w| w.to_string());
-        let members: Vec<&str> = f.iter().skip(i + usize::from(level.is_some())).copied().collect();
+        let level = f
+            .get(i)
+            .filter(|w| w.starts_with("raid") || **w == "linear")
+            .map(|w| w.to_string());
+        let members: Vec<&str> = f
+            .iter()
+            .skip(i + usize::from(level.is_some()))
+            .copied()
+            .collect();
         let failed: Vec<String> = members
             .iter()
             .filter(|m| m.contains("(F)"))
@@ -39,12 +46,18 @@ pub(crate) fn parse(text: &str) -> Vec<Value> {
                 break;
             }
             let l = lines.next().unwrap_or_default().trim();
-            if let Some(s) = l.split_whitespace().find(|w| w.starts_with('[') && w.ends_with(']') && w.chars().all(|c| "[U_]".contains(c))) {
+            if let Some(s) = l.split_whitespace().find(|w| {
+                w.starts_with('[') && w.ends_with(']') && w.chars().all(|c| "[U_]".contains(c))
+            }) {
                 status = s.trim_matches(['[', ']']).to_string();
             }
             for op in ["recovery", "resync", "reshape", "check"] {
                 if let Some(p) = l.find(&format!("{op} =")) {
-                    let pct = l[p..].split('=').nth(1).and_then(|s| s.split('%').next()).and_then(|s| s.trim().parse::<f64>().ok());
+                    let pct = l[p..]
+                        .split('=')
+                        .nth(1)
+                        .and_then(|s| s.split('%').next())
+                        .and_then(|s| s.trim().parse::<f64>().ok());
                     progress = Some(json!({ "operation": op, "pct": pct }));
                 }
             }
@@ -69,7 +82,9 @@ pub(crate) fn parse(text: &str) -> Vec<Value> {
 pub(crate) fn run(_args: &Args) -> Result<Value, String> {
     match std::fs::read_to_string("/proc/mdstat") {
         Ok(t) => Ok(json!({ "available": true, "arrays": parse(&t) })),
-        Err(_) => Ok(unavailable("/proc/mdstat is missing: the md driver is not loaded (no software RAID)")),
+        Err(_) => Ok(unavailable(
+            "/proc/mdstat is missing: the md driver is not loaded (no software RAID)",
+        )),
     }
 }
 

@@ -44,7 +44,9 @@ fn clean(sub: &str) -> Result<String, String> {
         .components()
         .all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
     if !ok {
-        return Err(format!("\"path\" {sub:?} must not contain . or .. components"));
+        return Err(format!(
+            "\"path\" {sub:?} must not contain . or .. components"
+        ));
     }
     Ok(sub.trim_start_matches('/').to_string())
 }
@@ -57,11 +59,19 @@ fn read(dir: &Path, file: &str) -> Option<String> {
 pub(crate) fn v2(root: &Path, sub: &str) -> Result<Value, String> {
     let dir = root.join(sub);
     if !dir.is_dir() {
-        return Err(format!("no cgroup {:?} under {}", format!("/{sub}"), root.display()));
+        return Err(format!(
+            "no cgroup {:?} under {}",
+            format!("/{sub}"),
+            root.display()
+        ));
     }
     let num = |f: &str| read(&dir, f).and_then(|t| parse_limit(&t));
-    let events = read(&dir, "memory.events").map(|t| parse_keyed(&t)).unwrap_or_default();
-    let cpu = read(&dir, "cpu.stat").map(|t| parse_keyed(&t)).unwrap_or_default();
+    let events = read(&dir, "memory.events")
+        .map(|t| parse_keyed(&t))
+        .unwrap_or_default();
+    let cpu = read(&dir, "cpu.stat")
+        .map(|t| parse_keyed(&t))
+        .unwrap_or_default();
     let mem = num("memory.current");
     let max = num("memory.max");
     Ok(json!({
@@ -93,11 +103,19 @@ pub(crate) fn v1(root: &Path, sub: &str) -> Result<Value, String> {
     let acct_dir = root.join("cpuacct").join(sub);
     let pids_dir = root.join("pids").join(sub);
     if ![&mem_dir, &cpu_dir, &pids_dir].iter().any(|d| d.is_dir()) {
-        return Err(format!("no cgroup {:?} under {} (v1)", format!("/{sub}"), root.display()));
+        return Err(format!(
+            "no cgroup {:?} under {} (v1)",
+            format!("/{sub}"),
+            root.display()
+        ));
     }
     let num = |d: &Path, f: &str| read(d, f).and_then(|t| parse_limit(&t));
-    let oom = read(&mem_dir, "memory.oom_control").map(|t| parse_keyed(&t)).unwrap_or_default();
-    let cpu = read(&cpu_dir, "cpu.stat").map(|t| parse_keyed(&t)).unwrap_or_default();
+    let oom = read(&mem_dir, "memory.oom_control")
+        .map(|t| parse_keyed(&t))
+        .unwrap_or_default();
+    let cpu = read(&cpu_dir, "cpu.stat")
+        .map(|t| parse_keyed(&t))
+        .unwrap_or_default();
     let quota = read(&cpu_dir, "cpu.cfs_quota_us").and_then(|t| t.trim().parse::<i64>().ok());
     let period = read(&cpu_dir, "cpu.cfs_period_us").and_then(|t| t.trim().parse::<i64>().ok());
     let cpus = match (quota, period) {
@@ -152,9 +170,15 @@ pub(crate) fn run(args: &Args) -> Result<Value, String> {
         (Some(_), Some(_)) => return Err("give \"unit\" or \"path\", not both".into()),
         (Some(unit), None) => {
             if unit.contains('/') || unit.starts_with('.') {
-                return Err(format!("\"unit\" {unit:?} must be a unit name such as nginx.service"));
+                return Err(format!(
+                    "\"unit\" {unit:?} must be a unit name such as nginx.service"
+                ));
             }
-            let unit = if unit.contains('.') { unit } else { format!("{unit}.service") };
+            let unit = if unit.contains('.') {
+                unit
+            } else {
+                format!("{unit}.service")
+            };
             format!("system.slice/{unit}")
         }
         (None, path) => clean(path.as_deref().unwrap_or("/"))?,
@@ -165,7 +189,9 @@ pub(crate) fn run(args: &Args) -> Result<Value, String> {
     } else if root.join("memory").is_dir() || root.join("cpu").is_dir() {
         v1(root, &sub)
     } else {
-        Ok(crate::tools::logs::unavailable(format!("no cgroup filesystem at {ROOT}")))
+        Ok(crate::tools::logs::unavailable(format!(
+            "no cgroup filesystem at {ROOT}"
+        )))
     }
 }
 
@@ -189,8 +215,14 @@ mod tests {
             ("system.slice/nginx.service/memory.current", "536870912\n"),
             ("system.slice/nginx.service/memory.max", "1073741824\n"),
             ("system.slice/nginx.service/memory.high", "max\n"),
-            ("system.slice/nginx.service/memory.events", include_str!("../fixtures/cgroup_v2_memory.events")),
-            ("system.slice/nginx.service/cpu.stat", include_str!("../fixtures/cgroup_v2_cpu.stat")),
+            (
+                "system.slice/nginx.service/memory.events",
+                include_str!("../fixtures/cgroup_v2_memory.events"),
+            ),
+            (
+                "system.slice/nginx.service/cpu.stat",
+                include_str!("../fixtures/cgroup_v2_cpu.stat"),
+            ),
             ("system.slice/nginx.service/cpu.max", "150000 100000\n"),
             ("system.slice/nginx.service/pids.current", "12\n"),
             ("system.slice/nginx.service/pids.max", "max\n"),
@@ -216,10 +248,16 @@ mod tests {
             ("memory/app/memory.usage_in_bytes", "100\n"),
             ("memory/app/memory.limit_in_bytes", "9223372036854771712\n"),
             ("memory/app/memory.failcnt", "3\n"),
-            ("memory/app/memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n"),
+            (
+                "memory/app/memory.oom_control",
+                "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n",
+            ),
             ("cpu/app/cpu.cfs_quota_us", "-1\n"),
             ("cpu/app/cpu.cfs_period_us", "100000\n"),
-            ("cpu/app/cpu.stat", "nr_periods 10\nnr_throttled 2\nthrottled_time 5000000\n"),
+            (
+                "cpu/app/cpu.stat",
+                "nr_periods 10\nnr_throttled 2\nthrottled_time 5000000\n",
+            ),
             ("cpuacct/app/cpuacct.usage", "2000000\n"),
         ]);
         let v = v1(d.path(), "app").expect("v1");

@@ -10,7 +10,11 @@ use serde_json::{Value, json};
 use crate::tools::args::Args;
 
 /// Directories scanned for core files.
-const DIRS: [&str; 3] = ["/var/lib/systemd/coredump", "/var/crash", "/var/lib/apport/coredump"];
+const DIRS: [&str; 3] = [
+    "/var/lib/systemd/coredump",
+    "/var/crash",
+    "/var/lib/apport/coredump",
+];
 /// Directory entries looked at per directory.
 const MAX_SCAN: usize = 5000;
 
@@ -19,7 +23,10 @@ const MAX_SCAN: usize = 5000;
 /// counted from the end.
 pub(crate) fn parse_systemd_name(name: &str) -> Option<(String, u64, u64)> {
     let rest = name.strip_prefix("core.")?;
-    let rest = [".zst", ".xz", ".lz4"].iter().find_map(|s| rest.strip_suffix(s)).unwrap_or(rest);
+    let rest = [".zst", ".xz", ".lz4"]
+        .iter()
+        .find_map(|s| rest.strip_suffix(s))
+        .unwrap_or(rest);
     let parts: Vec<&str> = rest.rsplitn(5, '.').collect();
     if parts.len() != 5 || parts[2].len() != 32 {
         return None;
@@ -31,7 +38,11 @@ pub(crate) fn parse_systemd_name(name: &str) -> Option<(String, u64, u64)> {
 
 pub(crate) fn run(args: &Args) -> Result<Value, String> {
     let limit = args.int("limit", 1, 100, 20)? as usize;
-    let read = |p: &str| std::fs::read_to_string(p).ok().map(|s| s.trim().to_string());
+    let read = |p: &str| {
+        std::fs::read_to_string(p)
+            .ok()
+            .map(|s| s.trim().to_string())
+    };
     let mut files = Vec::new();
     let mut unreadable = Vec::new();
     for dir in DIRS {
@@ -59,13 +70,16 @@ pub(crate) fn run(args: &Args) -> Result<Value, String> {
                 Some((c, u, p)) => (Some(c), Some(u), Some(p)),
                 None => (None, None, None),
             };
-            files.push((mtime, json!({
-                "path": format!("{dir}/{name}"), "size_bytes": meta.len(), "mtime_unix": mtime,
-                "process": comm, "uid": uid, "pid": pid,
-            })));
+            files.push((
+                mtime,
+                json!({
+                    "path": format!("{dir}/{name}"), "size_bytes": meta.len(), "mtime_unix": mtime,
+                    "process": comm, "uid": uid, "pid": pid,
+                }),
+            ));
         }
     }
-    files.sort_by(|a, b| b.0.cmp(&a.0));
+    files.sort_by_key(|f| std::cmp::Reverse(f.0));
     let total = files.len();
     let newest: Vec<Value> = files.into_iter().take(limit).map(|(_, v)| v).collect();
     Ok(json!({
@@ -84,7 +98,10 @@ mod tests {
     #[test]
     fn systemd_coredump_names() {
         let name = "core.my.app.1000.0123456789abcdef0123456789abcdef.4242.1700000000000000.zst";
-        assert_eq!(parse_systemd_name(name), Some(("my.app".into(), 1000, 4242)));
+        assert_eq!(
+            parse_systemd_name(name),
+            Some(("my.app".into(), 1000, 4242))
+        );
         assert_eq!(
             parse_systemd_name("core.bash.0.0123456789abcdef0123456789abcdef.7.1700000000000000"),
             Some(("bash".into(), 0, 7))

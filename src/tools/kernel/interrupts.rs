@@ -21,7 +21,10 @@ pub(crate) struct Irq {
 /// /proc/interrupts: a header of CPU names, then `IRQ: n n … desc`.
 pub(crate) fn parse(text: &str) -> (usize, Vec<Irq>) {
     let mut lines = text.lines();
-    let cpus = lines.next().map(|h| h.split_whitespace().count()).unwrap_or(0);
+    let cpus = lines
+        .next()
+        .map(|h| h.split_whitespace().count())
+        .unwrap_or(0);
     let rows = lines
         .filter_map(|l| {
             let (irq, rest) = l.split_once(':')?;
@@ -44,7 +47,11 @@ pub(crate) fn parse(text: &str) -> (usize, Vec<Irq>) {
             Some(Irq {
                 irq: irq.trim().to_string(),
                 total,
-                top_cpu_pct: if total == 0 { 0.0 } else { round1(top as f64 * 100.0 / total as f64) },
+                top_cpu_pct: if total == 0 {
+                    0.0
+                } else {
+                    round1(top as f64 * 100.0 / total as f64)
+                },
                 top_cpu,
                 description: fields[counts.len()..].join(" "),
             })
@@ -56,7 +63,7 @@ pub(crate) fn parse(text: &str) -> (usize, Vec<Irq>) {
 pub(crate) fn run(args: &Args) -> Result<Value, String> {
     let top = args.int("top", 1, 100, 20)? as usize;
     let (cpus, mut rows) = parse(&read("/proc/interrupts")?);
-    rows.sort_by(|a, b| b.total.cmp(&a.total));
+    rows.sort_by_key(|r| std::cmp::Reverse(r.total));
     let total = rows.len();
     let rows: Vec<Value> = rows
         .into_iter()

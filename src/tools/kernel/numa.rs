@@ -50,18 +50,25 @@ pub(crate) fn node_row(node: &str, numastat: &str, meminfo: &str) -> Value {
 
 pub(crate) fn run(_args: &Args) -> Result<Value, String> {
     let Ok(dir) = std::fs::read_dir(BASE) else {
-        return Ok(unavailable(format!("{BASE} is missing: the kernel has no NUMA support")));
+        return Ok(unavailable(format!(
+            "{BASE} is missing: the kernel has no NUMA support"
+        )));
     };
     let mut nodes: Vec<String> = dir
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.strip_prefix("node").is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit())))
+        .filter(|n| {
+            n.strip_prefix("node")
+                .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+        })
         .collect();
     nodes.sort_by_key(|n| n[4..].parse::<u64>().unwrap_or(0));
     let rows: Vec<Value> = nodes
         .iter()
         .map(|n| {
-            let f = |file: &str| std::fs::read_to_string(format!("{BASE}/{n}/{file}")).unwrap_or_default();
+            let f = |file: &str| {
+                std::fs::read_to_string(format!("{BASE}/{n}/{file}")).unwrap_or_default()
+            };
             node_row(n, &f("numastat"), &f("meminfo"))
         })
         .collect();

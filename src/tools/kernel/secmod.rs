@@ -28,7 +28,9 @@ pub(crate) fn apparmor_counts(text: &str) -> (u64, u64, u64) {
 }
 
 fn read(path: &str) -> Option<String> {
-    std::fs::read_to_string(path).ok().map(|s| s.trim().to_string())
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_string())
 }
 
 pub(crate) fn run(_args: &Args) -> Result<Value, String> {
@@ -76,7 +78,8 @@ mod tests {
     fn live_security_modules() {
         let v = run(&Args::empty()).expect("secmod");
         assert!(
-            ["enforcing", "permissive", "disabled"].contains(&v["selinux"]["mode"].as_str().unwrap_or("")),
+            ["enforcing", "permissive", "disabled"]
+                .contains(&v["selinux"]["mode"].as_str().unwrap_or("")),
             "{v}"
         );
         assert!(v["apparmor"]["present"].is_boolean(), "{v}");

@@ -62,7 +62,9 @@ pub(crate) fn key_path(key: &str) -> Option<String> {
         && key.split('.').all(|part| {
             !part.is_empty()
                 && part != ".."
-                && part.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
         });
     ok.then(|| format!("/proc/sys/{}", key.replace('.', "/")))
 }
@@ -102,7 +104,11 @@ pub(crate) fn run(args: &Args) -> Result<Value, String> {
     let allowed = |k: &str| BUILT_IN.contains(&k) || extra.iter().any(|e| e == k);
     let mut keys = args.strings("keys", 64, 128)?;
     if keys.is_empty() {
-        keys = BUILT_IN.iter().map(|k| k.to_string()).chain(extra.iter().cloned()).collect();
+        keys = BUILT_IN
+            .iter()
+            .map(|k| k.to_string())
+            .chain(extra.iter().cloned())
+            .collect();
     }
     for k in &keys {
         if !allowed(k) {
@@ -141,7 +147,10 @@ mod tests {
 
     #[test]
     fn keys_map_to_proc_sys_and_odd_keys_do_not() {
-        assert_eq!(key_path("vm.swappiness").as_deref(), Some("/proc/sys/vm/swappiness"));
+        assert_eq!(
+            key_path("vm.swappiness").as_deref(),
+            Some("/proc/sys/vm/swappiness")
+        );
         assert_eq!(
             key_path("fs.inotify.max_user_watches").as_deref(),
             Some("/proc/sys/fs/inotify/max_user_watches")
@@ -150,7 +159,10 @@ mod tests {
             assert_eq!(key_path(bad), None, "{bad}");
         }
         assert_eq!(taint_flags(0), Vec::<&str>::new());
-        assert_eq!(taint_flags(1 | 512), ["proprietary module", "kernel issued warning"]);
+        assert_eq!(
+            taint_flags(1 | 512),
+            ["proprietary module", "kernel issued warning"]
+        );
     }
 
     #[test]
@@ -170,6 +182,9 @@ mod tests {
         let v = run(&a).expect("sysctl");
         assert_eq!(v["values"]["kernel.ostype"], "Linux");
         let all = run(&Args::empty()).expect("all");
-        assert!(all["values"].as_object().is_some_and(|m| m.len() > 20), "{all}");
+        assert!(
+            all["values"].as_object().is_some_and(|m| m.len() > 20),
+            "{all}"
+        );
     }
 }

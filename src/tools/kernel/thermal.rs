@@ -25,10 +25,10 @@ pub(crate) fn zone(dir: &Path) -> Option<Value> {
         let Some(kind) = read(&format!("trip_point_{i}_type")) else {
             break;
         };
-        if matches!(kind.trim(), "critical" | "hot") {
-            if let Some(t) = read(&format!("trip_point_{i}_temp")).and_then(|t| millideg(&t)) {
-                critical = Some(critical.map_or(t, |c: f64| c.min(t)));
-            }
+        if matches!(kind.trim(), "critical" | "hot")
+            && let Some(t) = read(&format!("trip_point_{i}_temp")).and_then(|t| millideg(&t))
+        {
+            critical = Some(critical.map_or(t, |c: f64| c.min(t)));
         }
     }
     Some(json!({

@@ -34,11 +34,18 @@ pub(crate) fn parse(text: &str) -> BTreeMap<String, u64> {
 }
 
 /// Rates per second of `KEYS` between two readings `secs` apart.
-pub(crate) fn rates(a: &BTreeMap<String, u64>, b: &BTreeMap<String, u64>, secs: f64) -> Map<String, Value> {
+pub(crate) fn rates(
+    a: &BTreeMap<String, u64>,
+    b: &BTreeMap<String, u64>,
+    secs: f64,
+) -> Map<String, Value> {
     KEYS.iter()
         .filter_map(|k| {
             let (x, y) = (a.get(*k)?, b.get(*k)?);
-            Some((k.to_string(), json!(round1(y.saturating_sub(*x) as f64 / secs.max(0.001)))))
+            Some((
+                k.to_string(),
+                json!(round1(y.saturating_sub(*x) as f64 / secs.max(0.001))),
+            ))
         })
         .collect()
 }
@@ -69,6 +76,9 @@ mod tests {
         let r = rates(&a, &b, 0.5);
         assert_eq!(r["pswpout"], 1000.0);
         assert_eq!(r["pgmajfault"], 0.0);
-        assert!(!r.contains_key("allocstall_movable"), "absent counters are left out");
+        assert!(
+            !r.contains_key("allocstall_movable"),
+            "absent counters are left out"
+        );
     }
 }

@@ -42,7 +42,10 @@ fn getifaddrs() -> Result<Vec<(String, IpAddr, u32)>, String> {
     let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
     // SAFETY: getifaddrs writes a list head we free below.
     if unsafe { libc::getifaddrs(&mut head) } != 0 {
-        return Err(format!("getifaddrs failed: {}", std::io::Error::last_os_error()));
+        return Err(format!(
+            "getifaddrs failed: {}",
+            std::io::Error::last_os_error()
+        ));
     }
     let mut out = Vec::new();
     let mut cur = head;
@@ -53,7 +56,9 @@ fn getifaddrs() -> Result<Vec<(String, IpAddr, u32)>, String> {
         let (addr, mask) = unsafe { (ip_of(ifa.ifa_addr), ip_of(ifa.ifa_netmask)) };
         if let Some(addr) = addr {
             // SAFETY: ifa_name is a valid NUL-terminated string for the node's life.
-            let name = unsafe { CStr::from_ptr(ifa.ifa_name) }.to_string_lossy().into_owned();
+            let name = unsafe { CStr::from_ptr(ifa.ifa_name) }
+                .to_string_lossy()
+                .into_owned();
             let prefix = match mask {
                 Some(IpAddr::V4(m)) => u32::from(m).count_ones(),
                 Some(IpAddr::V6(m)) => u128::from(m).count_ones(),
@@ -91,7 +96,13 @@ pub(crate) fn inet6_scopes(text: &str) -> BTreeMap<Ipv6Addr, &'static str> {
 }
 
 fn scope_v4(a: Ipv4Addr) -> &'static str {
-    if a.is_loopback() { "host" } else if a.is_link_local() { "link" } else { "global" }
+    if a.is_loopback() {
+        "host"
+    } else if a.is_link_local() {
+        "link"
+    } else {
+        "global"
+    }
 }
 
 pub(crate) fn run(_args: &Args) -> Result<Value, String> {
@@ -118,7 +129,10 @@ mod tests {
     fn inet6_scopes_parse() {
         let s = inet6_scopes(include_str!("../fixtures/if_inet6"));
         assert_eq!(s[&"fd00::2".parse::<Ipv6Addr>().expect("ip")], "global");
-        assert_eq!(s[&"fe80::fc:ff:fe00:1".parse::<Ipv6Addr>().expect("ip")], "link");
+        assert_eq!(
+            s[&"fe80::fc:ff:fe00:1".parse::<Ipv6Addr>().expect("ip")],
+            "link"
+        );
         assert_eq!(s[&Ipv6Addr::LOCALHOST], "host");
     }
 
@@ -127,7 +141,8 @@ mod tests {
         let v = run(&Args::empty()).expect("addresses");
         let rows = v["addresses"].as_array().expect("rows");
         assert!(
-            rows.iter().any(|r| r["address"] == "127.0.0.1" && r["prefix"] == 8 && r["scope"] == "host"),
+            rows.iter()
+                .any(|r| r["address"] == "127.0.0.1" && r["prefix"] == 8 && r["scope"] == "host"),
             "{v}"
         );
     }

@@ -13,8 +13,14 @@ use crate::tools::procfs::tcp_state_name;
 
 fn top<K: ToString>(counts: HashMap<K, u64>, limit: usize, key: &str) -> Vec<Value> {
     let mut v: Vec<(K, u64)> = counts.into_iter().collect();
-    v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.to_string().cmp(&b.0.to_string())));
-    v.into_iter().take(limit).map(|(k, n)| json!({ key: k.to_string(), "count": n })).collect()
+    v.sort_by(|a, b| {
+        b.1.cmp(&a.1)
+            .then_with(|| a.0.to_string().cmp(&b.0.to_string()))
+    });
+    v.into_iter()
+        .take(limit)
+        .map(|(k, n)| json!({ key: k.to_string(), "count": n }))
+        .collect()
 }
 
 pub(crate) fn summarize(socks: &[Sock], limit: usize) -> Value {
@@ -42,14 +48,17 @@ pub(crate) fn summarize(socks: &[Sock], limit: usize) -> Value {
 
 pub(crate) fn run(args: &Args) -> Result<Value, String> {
     let limit = args.int("limit", 1, 50, 10)? as usize;
-    let socks: Vec<Sock> = read_tables(&["tcp", "tcp6"])?.into_iter().map(|(_, s)| s).collect();
+    let socks: Vec<Sock> = read_tables(&["tcp", "tcp6"])?
+        .into_iter()
+        .map(|(_, s)| s)
+        .collect();
     Ok(summarize(&socks, limit))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use super::super::sockets::parse;
+    use super::*;
 
     #[test]
     fn states_ports_and_peers() {
@@ -58,8 +67,14 @@ mod tests {
         assert_eq!(v["total"], 4);
         assert_eq!(v["states"]["LISTEN"], 2);
         assert_eq!(v["states"]["CLOSE_WAIT"], 1);
-        assert_eq!(v["close_wait_by_local_port"], json!([{"port": "50000", "count": 1}]));
-        assert_eq!(v["established_by_peer"], json!([{"peer": "10.0.0.9", "count": 1}]));
+        assert_eq!(
+            v["close_wait_by_local_port"],
+            json!([{"port": "50000", "count": 1}])
+        );
+        assert_eq!(
+            v["established_by_peer"],
+            json!([{"peer": "10.0.0.9", "count": 1}])
+        );
     }
 
     #[test]

@@ -12,7 +12,10 @@ use crate::tools::procfs::round1;
 /// Sums the per-CPU rows of /proc/net/stat/nf_conntrack by column name.
 pub(crate) fn parse_stat(text: &str) -> BTreeMap<String, u64> {
     let mut lines = text.lines();
-    let names: Vec<&str> = lines.next().map(|h| h.split_whitespace().collect()).unwrap_or_default();
+    let names: Vec<&str> = lines
+        .next()
+        .map(|h| h.split_whitespace().collect())
+        .unwrap_or_default();
     let mut sums = BTreeMap::new();
     for l in lines {
         for (n, v) in names.iter().zip(l.split_whitespace()) {
@@ -26,7 +29,11 @@ pub(crate) fn parse_stat(text: &str) -> BTreeMap<String, u64> {
 }
 
 pub(crate) fn run(_args: &Args) -> Result<Value, String> {
-    let read = |p: &str| std::fs::read_to_string(p).ok().and_then(|s| s.trim().parse::<u64>().ok());
+    let read = |p: &str| {
+        std::fs::read_to_string(p)
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+    };
     let (Some(count), Some(max)) = (
         read("/proc/sys/net/netfilter/nf_conntrack_count"),
         read("/proc/sys/net/netfilter/nf_conntrack_max"),
@@ -35,7 +42,9 @@ pub(crate) fn run(_args: &Args) -> Result<Value, String> {
             "/proc/sys/net/netfilter/nf_conntrack_count is missing: the nf_conntrack module is not loaded (no connection tracking)",
         ));
     };
-    let stat = std::fs::read_to_string("/proc/net/stat/nf_conntrack").map(|t| parse_stat(&t)).unwrap_or_default();
+    let stat = std::fs::read_to_string("/proc/net/stat/nf_conntrack")
+        .map(|t| parse_stat(&t))
+        .unwrap_or_default();
     let pick = |k: &str| stat.get(k).copied();
     Ok(json!({
         "available": true,

@@ -17,7 +17,10 @@ const MAX: usize = 500;
 
 /// `socket:[12345]` → 12345.
 pub(crate) fn socket_inode(link: &str) -> Option<u64> {
-    link.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
+    link.strip_prefix("socket:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
 }
 
 /// Inode → (pid, process name) over every fd this process may read.
@@ -29,10 +32,16 @@ fn owners() -> HashMap<u64, (u64, String)> {
         };
         let mut name: Option<String> = None;
         for fd in fds.flatten() {
-            let Ok(link) = std::fs::read_link(fd.path()) else { continue };
-            let Some(inode) = socket_inode(&link.to_string_lossy()) else { continue };
+            let Ok(link) = std::fs::read_link(fd.path()) else {
+                continue;
+            };
+            let Some(inode) = socket_inode(&link.to_string_lossy()) else {
+                continue;
+            };
             let n = name.get_or_insert_with(|| {
-                std::fs::read_to_string(format!("/proc/{pid}/comm")).map(|s| s.trim().to_string()).unwrap_or_default()
+                std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                    .map(|s| s.trim().to_string())
+                    .unwrap_or_default()
             });
             map.entry(inode).or_insert((pid, n.clone()));
         }
@@ -41,11 +50,18 @@ fn owners() -> HashMap<u64, (u64, String)> {
 }
 
 /// The listening rows: TCP in LISTEN, UDP with no remote peer.
-pub(crate) fn listening(rows: &[(&'static str, Sock)], port: Option<u16>) -> Vec<(&'static str, Sock)> {
+pub(crate) fn listening(
+    rows: &[(&'static str, Sock)],
+    port: Option<u16>,
+) -> Vec<(&'static str, Sock)> {
     let mut v: Vec<(&'static str, Sock)> = rows
         .iter()
         .filter(|(proto, s)| {
-            let listens = if proto.starts_with("tcp") { s.state == 0x0A } else { s.remote.port() == 0 };
+            let listens = if proto.starts_with("tcp") {
+                s.state == 0x0A
+            } else {
+                s.remote.port() == 0
+            };
             listens && port.is_none_or(|p| s.local.port() == p)
         })
         .cloned()
@@ -80,15 +96,16 @@ pub(crate) fn run(args: &Args) -> Result<Value, String> {
         .collect();
     let mut out = json!({ "total": total, "sockets": list });
     if !root {
-        out["owners_note"] = json!("not running as root: owners of other users' sockets are unknown");
+        out["owners_note"] =
+            json!("not running as root: owners of other users' sockets are unknown");
     }
     Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use super::super::sockets::parse;
+    use super::*;
 
     #[test]
     fn listeners_are_picked_and_sorted() {

@@ -4,8 +4,8 @@
 //! only (no netlink, no `ss`): plain files work in any namespace.
 
 mod addresses;
-mod conntrack;
 mod connections;
+mod conntrack;
 mod listening;
 mod neighbours;
 mod retrans;

@@ -63,8 +63,15 @@ mod tests {
     #[test]
     fn arp_rows() {
         let r = parse_arp(include_str!("../fixtures/arp"));
-        assert_eq!(r, vec![json!({"ip": "192.0.2.1", "mac": "02:fc:00:00:00:05", "interface": "eth0", "state": "reachable"})]);
-        let r = parse_arp("h\n10.0.0.7 0x1 0x0 00:00:00:00:00:00 * eth1\n10.0.0.8 0x1 0x6 aa:bb:cc:dd:ee:ff * eth1\n");
+        assert_eq!(
+            r,
+            vec![
+                json!({"ip": "192.0.2.1", "mac": "02:fc:00:00:00:05", "interface": "eth0", "state": "reachable"})
+            ]
+        );
+        let r = parse_arp(
+            "h\n10.0.0.7 0x1 0x0 00:00:00:00:00:00 * eth1\n10.0.0.8 0x1 0x6 aa:bb:cc:dd:ee:ff * eth1\n",
+        );
         assert_eq!(r[0]["state"], "incomplete");
         assert_eq!(r[1]["state"], "permanent");
     }

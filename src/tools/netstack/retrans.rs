@@ -40,7 +40,13 @@ pub(crate) fn report(a: &Counters, b: &Counters, secs: f64) -> Value {
             rates.insert(k.to_string(), json!(round1(d as f64 / secs)));
         }
     }
-    let pct = |retr: i64, out: i64| if out <= 0 { 0.0 } else { round1(retr as f64 * 100.0 / out as f64) };
+    let pct = |retr: i64, out: i64| {
+        if out <= 0 {
+            0.0
+        } else {
+            round1(retr as f64 * 100.0 / out as f64)
+        }
+    };
     let d = |k: &str| (get(b, "Tcp", k) - get(a, "Tcp", k)).max(0);
     json!({
         "totals": totals,
@@ -63,13 +69,17 @@ pub(crate) fn run(_args: &Args) -> Result<Value, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use super::super::snmp::parse;
+    use super::*;
 
     #[test]
     fn rates_and_ratios() {
-        let a = parse("Tcp: OutSegs RetransSegs CurrEstab\nTcp: 1000 10 5\nTcpExt: ListenOverflows\nTcpExt: 2\n");
-        let b = parse("Tcp: OutSegs RetransSegs CurrEstab\nTcp: 1200 20 6\nTcpExt: ListenOverflows\nTcpExt: 4\n");
+        let a = parse(
+            "Tcp: OutSegs RetransSegs CurrEstab\nTcp: 1000 10 5\nTcpExt: ListenOverflows\nTcpExt: 2\n",
+        );
+        let b = parse(
+            "Tcp: OutSegs RetransSegs CurrEstab\nTcp: 1200 20 6\nTcpExt: ListenOverflows\nTcpExt: 4\n",
+        );
         let v = report(&a, &b, 2.0);
         assert_eq!(v["per_sec"]["OutSegs"], 100.0);
         assert_eq!(v["per_sec"]["RetransSegs"], 5.0);

@@ -10,7 +10,9 @@ use crate::tools::args::Args;
 const MAX: usize = 500;
 
 fn v4(hex: &str) -> Option<Ipv4Addr> {
-    Some(Ipv4Addr::from(u32::from_str_radix(hex, 16).ok()?.to_le_bytes()))
+    Some(Ipv4Addr::from(
+        u32::from_str_radix(hex, 16).ok()?.to_le_bytes(),
+    ))
 }
 
 /// /proc/net/route rows.
@@ -76,11 +78,19 @@ pub(crate) fn parse_v6(text: &str) -> Vec<Value> {
 
 pub(crate) fn run(_args: &Args) -> Result<Value, String> {
     let read = |p: &str| std::fs::read_to_string(p).ok();
-    let mut v4 = read("/proc/net/route").map(|t| parse_v4(&t)).unwrap_or_default();
-    let mut v6 = read("/proc/net/ipv6_route").map(|t| parse_v6(&t)).unwrap_or_default();
+    let mut v4 = read("/proc/net/route")
+        .map(|t| parse_v4(&t))
+        .unwrap_or_default();
+    let mut v6 = read("/proc/net/ipv6_route")
+        .map(|t| parse_v6(&t))
+        .unwrap_or_default();
     v4.truncate(MAX);
     v6.truncate(MAX);
-    let defaults = v4.iter().chain(v6.iter()).filter(|r| r["default"] == true).count();
+    let defaults = v4
+        .iter()
+        .chain(v6.iter())
+        .filter(|r| r["default"] == true)
+        .count();
     Ok(json!({ "default_routes": defaults, "ipv4": v4, "ipv6": v6 }))
 }
 
@@ -99,7 +109,10 @@ mod tests {
         assert_eq!(r[1]["gateway"], Value::Null);
         let r6 = parse_v6(include_str!("../fixtures/ipv6_route"));
         assert!(r6.iter().any(|r| r["destination"] == "fd00::/64"), "{r6:?}");
-        let def = r6.iter().find(|r| r["default"] == true).expect("default v6");
+        let def = r6
+            .iter()
+            .find(|r| r["default"] == true)
+            .expect("default v6");
         assert_eq!(def["gateway"], "fd00::1");
     }
 }

@@ -12,7 +12,9 @@ pub(crate) fn parse(text: &str) -> Counters {
     let lines: Vec<&str> = text.lines().collect();
     for pair in lines.chunks(2) {
         let [names, values] = pair else { continue };
-        let (Some((p1, names)), Some((p2, values))) = (names.split_once(':'), values.split_once(':')) else {
+        let (Some((p1, names)), Some((p2, values))) =
+            (names.split_once(':'), values.split_once(':'))
+        else {
             continue;
         };
         if p1 != p2 {
@@ -31,7 +33,9 @@ pub(crate) fn parse(text: &str) -> Counters {
 /// Both files merged; "" for an unreadable one.
 pub(crate) fn read_all() -> Counters {
     let mut c = parse(&std::fs::read_to_string("/proc/net/snmp").unwrap_or_default());
-    c.extend(parse(&std::fs::read_to_string("/proc/net/netstat").unwrap_or_default()));
+    c.extend(parse(
+        &std::fs::read_to_string("/proc/net/netstat").unwrap_or_default(),
+    ));
     c
 }
 

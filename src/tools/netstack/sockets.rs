@@ -21,7 +21,9 @@ pub(crate) fn parse_addr(text: &str) -> Option<SocketAddr> {
     let (ip, port) = text.split_once(':')?;
     let port = u16::from_str_radix(port, 16).ok()?;
     let ip = match ip.len() {
-        8 => IpAddr::V4(Ipv4Addr::from(u32::from_str_radix(ip, 16).ok()?.to_le_bytes())),
+        8 => IpAddr::V4(Ipv4Addr::from(
+            u32::from_str_radix(ip, 16).ok()?.to_le_bytes(),
+        )),
         32 => {
             let mut b = [0u8; 16];
             for i in 0..4 {
@@ -71,7 +73,10 @@ pub(crate) fn read_tables(names: &[&'static str]) -> Result<Vec<(&'static str, S
         }
     }
     if !any {
-        return Err(format!("cannot read /proc/net/{}", names.join(" or /proc/net/")));
+        return Err(format!(
+            "cannot read /proc/net/{}",
+            names.join(" or /proc/net/")
+        ));
     }
     Ok(out)
 }
@@ -82,8 +87,14 @@ mod tests {
 
     #[test]
     fn addresses_decode() {
-        assert_eq!(parse_addr("0100007F:1F90"), Some("127.0.0.1:8080".parse().expect("addr")));
-        assert_eq!(parse_addr("00000000:0016"), Some("0.0.0.0:22".parse().expect("addr")));
+        assert_eq!(
+            parse_addr("0100007F:1F90"),
+            Some("127.0.0.1:8080".parse().expect("addr"))
+        );
+        assert_eq!(
+            parse_addr("00000000:0016"),
+            Some("0.0.0.0:22".parse().expect("addr"))
+        );
         assert_eq!(
             parse_addr("00000000000000000000000001000000:0050"),
             Some("[::1]:80".parse().expect("addr"))

@@ -10,7 +10,10 @@ use crate::tools::args::Args;
 pub(crate) fn parse(text: &str) -> Vec<(u64, u64, u64)> {
     text.lines()
         .filter_map(|l| {
-            let f: Vec<u64> = l.split_whitespace().map_while(|x| u64::from_str_radix(x, 16).ok()).collect();
+            let f: Vec<u64> = l
+                .split_whitespace()
+                .map_while(|x| u64::from_str_radix(x, 16).ok())
+                .collect();
             Some((*f.first()?, *f.get(1)?, *f.get(2)?))
         })
         .collect()
@@ -23,7 +26,9 @@ pub(crate) fn run(_args: &Args) -> Result<Value, String> {
         .iter()
         .enumerate()
         .filter(|(_, r)| r.1 > 0 || r.2 > 0)
-        .map(|(cpu, r)| json!({ "cpu": cpu, "processed": r.0, "dropped": r.1, "time_squeeze": r.2 }))
+        .map(
+            |(cpu, r)| json!({ "cpu": cpu, "processed": r.0, "dropped": r.1, "time_squeeze": r.2 }),
+        )
         .collect();
     let backlog = std::fs::read_to_string("/proc/sys/net/core/netdev_max_backlog")
         .ok()

@@ -12,7 +12,10 @@ use crate::tools::procs::cmdline_of;
 
 /// Tallies (name, state) pairs: counts per state and the `limit` most
 /// common names.
-pub(crate) fn tally(procs: &[(String, String)], limit: usize) -> (BTreeMap<String, u64>, Vec<(String, u64)>) {
+pub(crate) fn tally(
+    procs: &[(String, String)],
+    limit: usize,
+) -> (BTreeMap<String, u64>, Vec<(String, u64)>) {
     let mut states = BTreeMap::new();
     let mut names: HashMap<&str, u64> = HashMap::new();
     for (name, state) in procs {
@@ -36,9 +39,15 @@ pub(crate) fn run(args: &Args) -> Result<Value, String> {
         })
         .collect();
     if name.is_none() && contains.is_none() {
-        let pairs: Vec<(String, String)> = procs.iter().map(|(_, n, s)| (n.clone(), s.clone())).collect();
+        let pairs: Vec<(String, String)> = procs
+            .iter()
+            .map(|(_, n, s)| (n.clone(), s.clone()))
+            .collect();
         let (states, top) = tally(&pairs, limit);
-        let top: Vec<Value> = top.into_iter().map(|(n, c)| json!({ "name": n, "count": c })).collect();
+        let top: Vec<Value> = top
+            .into_iter()
+            .map(|(n, c)| json!({ "name": n, "count": c }))
+            .collect();
         return Ok(json!({ "total": procs.len(), "states": states, "top_names": top }));
     }
     let me = u64::from(std::process::id());
@@ -47,15 +56,21 @@ pub(crate) fn run(args: &Args) -> Result<Value, String> {
         .filter(|(pid, n, _)| {
             *pid != me
                 && name.as_ref().is_none_or(|want| n == want)
-                && contains.as_ref().is_none_or(|c| cmdline_of(*pid).is_some_and(|l| l.contains(c.as_str())))
+                && contains
+                    .as_ref()
+                    .is_none_or(|c| cmdline_of(*pid).is_some_and(|l| l.contains(c.as_str())))
         })
         .collect();
     let list: Vec<Value> = matches
         .iter()
         .take(limit)
-        .map(|(pid, n, s)| json!({ "pid": pid, "name": n, "state": s, "cmdline": cmdline_of(*pid) }))
+        .map(
+            |(pid, n, s)| json!({ "pid": pid, "name": n, "state": s, "cmdline": cmdline_of(*pid) }),
+        )
         .collect();
-    Ok(json!({ "name": name, "cmdline_contains": contains, "count": matches.len(), "processes": list }))
+    Ok(
+        json!({ "name": name, "cmdline_contains": contains, "count": matches.len(), "processes": list }),
+    )
 }
 
 #[cfg(test)]
@@ -64,10 +79,15 @@ mod tests {
 
     #[test]
     fn tallies() {
-        let p: Vec<(String, String)> = [("nginx", "S"), ("nginx", "S"), ("bash", "R"), ("nginx", "D")]
-            .iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect();
+        let p: Vec<(String, String)> = [
+            ("nginx", "S"),
+            ("nginx", "S"),
+            ("bash", "R"),
+            ("nginx", "D"),
+        ]
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
         let (states, top) = tally(&p, 1);
         assert_eq!(states["S"], 2);
         assert_eq!(states["D"], 1);
@@ -79,7 +99,12 @@ mod tests {
         // `; true` keeps the shell from exec-ing sleep, so its own
         // command line (with the secret) stays.
         let mut child = std::process::Command::new("sh")
-            .args(["-c", "sleep 30; true", "catpaw-count-probe", "--password=Hunter2secret"])
+            .args([
+                "-c",
+                "sleep 30; true",
+                "catpaw-count-probe",
+                "--password=Hunter2secret",
+            ])
             .spawn()
             .expect("spawn");
         std::thread::sleep(std::time::Duration::from_millis(100));

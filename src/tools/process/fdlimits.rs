@@ -9,12 +9,22 @@ use crate::tools::procfs::{pids, round1};
 /// The soft `Max open files` of /proc/<pid>/limits.
 pub(crate) fn parse_nofile(text: &str) -> Option<u64> {
     let line = text.lines().find(|l| l.starts_with("Max open files"))?;
-    line["Max open files".len()..].split_whitespace().next()?.parse().ok()
+    line["Max open files".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Rows (pid, name, open, soft limit, pct), highest pct first.
 pub(crate) fn rank(mut rows: Vec<(u64, String, u64, u64)>, limit: usize) -> Vec<Value> {
-    let pct = |open: u64, max: u64| if max == 0 { 0.0 } else { round1(open as f64 * 100.0 / max as f64) };
+    let pct = |open: u64, max: u64| {
+        if max == 0 {
+            0.0
+        } else {
+            round1(open as f64 * 100.0 / max as f64)
+        }
+    };
     rows.sort_by(|a, b| pct(b.2, b.3).total_cmp(&pct(a.2, a.3)).then(b.2.cmp(&a.2)));
     rows.into_iter()
         .take(limit)
@@ -35,7 +45,10 @@ pub(crate) fn run(args: &Args) -> Result<Value, String> {
                 }
             };
             let max = parse_nofile(&std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?)?;
-            let name = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?.trim().to_string();
+            let name = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .ok()?
+                .trim()
+                .to_string();
             Some((pid, name, open, max))
         })
         .collect();
@@ -53,9 +66,19 @@ mod tests {
 
     #[test]
     fn limits_and_ranking() {
-        assert_eq!(parse_nofile(include_str!("../fixtures/proc_limits")), Some(1024));
+        assert_eq!(
+            parse_nofile(include_str!("../fixtures/proc_limits")),
+            Some(1024)
+        );
         assert_eq!(parse_nofile("Max processes 10 10 processes\n"), None);
-        let v = rank(vec![(1, "a".into(), 100, 1000), (2, "b".into(), 900, 1024), (3, "c".into(), 5, 0)], 2);
+        let v = rank(
+            vec![
+                (1, "a".into(), 100, 1000),
+                (2, "b".into(), 900, 1024),
+                (3, "c".into(), 5, 0),
+            ],
+            2,
+        );
         assert_eq!(v[0]["name"], "b");
         assert_eq!(v[0]["used_pct"], 87.9);
         assert_eq!(v.len(), 2);

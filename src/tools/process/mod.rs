@@ -47,7 +47,12 @@ pub(super) const TOOLS: &[Tool] = &[
 /// among those this process may list.
 fn busiest(sub: &str) -> Option<u64> {
     super::procfs::pids()
-        .filter_map(|p| Some((p, std::fs::read_dir(format!("/proc/{p}/{sub}")).ok()?.count())))
+        .filter_map(|p| {
+            Some((
+                p,
+                std::fs::read_dir(format!("/proc/{p}/{sub}")).ok()?.count(),
+            ))
+        })
         .max_by_key(|(_, n)| *n)
         .map(|(p, _)| p)
 }

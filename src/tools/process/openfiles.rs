@@ -56,7 +56,11 @@ pub(crate) fn run(args: &Args) -> Result<Value, String> {
     let limit_nofile = std::fs::read_to_string(format!("/proc/{pid}/limits"))
         .ok()
         .and_then(|t| super::fdlimits::parse_nofile(&t));
-    let list: Vec<Value> = fds.iter().take(limit).map(|(fd, t)| json!({ "fd": fd, "target": t, "kind": kind(t) })).collect();
+    let list: Vec<Value> = fds
+        .iter()
+        .take(limit)
+        .map(|(fd, t)| json!({ "fd": fd, "target": t, "kind": kind(t) }))
+        .collect();
     let name = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
     Ok(json!({
         "pid": pid, "name": name.trim(), "open": fds.len(), "soft_limit": limit_nofile,
@@ -85,8 +89,16 @@ mod tests {
         let me = std::process::id();
         let a = Args::of(&format!(r#"{{"pid":{me},"limit":500}}"#), &["pid", "limit"]);
         let v = run(&a).expect("open_files");
-        let targets: Vec<&str> = v["fds"].as_array().expect("fds").iter().filter_map(|f| f["target"].as_str()).collect();
-        assert!(targets.contains(&path.to_string_lossy().as_ref()), "{targets:?}");
+        let targets: Vec<&str> = v["fds"]
+            .as_array()
+            .expect("fds")
+            .iter()
+            .filter_map(|f| f["target"].as_str())
+            .collect();
+        assert!(
+            targets.contains(&path.to_string_lossy().as_ref()),
+            "{targets:?}"
+        );
         assert!(v["soft_limit"].is_u64(), "{v}");
     }
 }

@@ -44,7 +44,9 @@ pub(crate) fn run(args: &Args) -> Result<Value, String> {
         .map(|(tid, name, state, ticks, wchan)| json!({ "tid": tid, "name": name, "state": state, "cpu_ticks": ticks, "wchan": wchan }))
         .collect();
     let name = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-    Ok(json!({ "pid": pid, "name": name.trim(), "thread_count": all.len(), "states": states, "threads": threads }))
+    Ok(
+        json!({ "pid": pid, "name": name.trim(), "thread_count": all.len(), "states": states, "threads": threads }),
+    )
 }
 
 #[cfg(test)]
@@ -67,7 +69,12 @@ mod tests {
         let a = Args::of(&format!(r#"{{"pid":{me},"limit":200}}"#), &["pid", "limit"]);
         let v = run(&a).expect("threads");
         assert_eq!(v["pid"], me);
-        let names: Vec<&str> = v["threads"].as_array().expect("threads").iter().filter_map(|t| t["name"].as_str()).collect();
+        let names: Vec<&str> = v["threads"]
+            .as_array()
+            .expect("threads")
+            .iter()
+            .filter_map(|t| t["name"].as_str())
+            .collect();
         assert!(names.contains(&"catpaw-probe"), "{names:?}");
         drop(tx);
         h.join().expect("join");

@@ -9,8 +9,11 @@ use crate::tools::args::Args;
 use crate::tools::procfs::{PidStat, parse_pid_stat, pids};
 use crate::tools::procs::cmdline_of;
 
+/// A zombie: (pid, parent pid, name).
+pub(crate) type Zombie = (u64, u64, String);
+
 /// Zombies among (pid, stat) and, per parent pid, how many it holds.
-pub(crate) fn find(procs: &[(u64, PidStat)]) -> (Vec<(u64, u64, String)>, BTreeMap<u64, u64>) {
+pub(crate) fn find(procs: &[(u64, PidStat)]) -> (Vec<Zombie>, BTreeMap<u64, u64>) {
     let mut zombies = Vec::new();
     let mut by_parent = BTreeMap::new();
     for (pid, st) in procs {
@@ -25,12 +28,22 @@ pub(crate) fn find(procs: &[(u64, PidStat)]) -> (Vec<(u64, u64, String)>, BTreeM
 pub(crate) fn run(args: &Args) -> Result<Value, String> {
     let limit = args.int("limit", 1, 200, 50)? as usize;
     let procs: Vec<(u64, PidStat)> = pids()
-        .filter_map(|p| Some((p, parse_pid_stat(&std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?)?)))
+        .filter_map(|p| {
+            Some((
+                p,
+                parse_pid_stat(&std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?)?,
+            ))
+        })
         .collect();
     let (zombies, by_parent) = find(&procs);
-    let name_of = |pid: u64| procs.iter().find(|(p, _)| *p == pid).map(|(_, s)| s.name.clone());
+    let name_of = |pid: u64| {
+        procs
+            .iter()
+            .find(|(p, _)| *p == pid)
+            .map(|(_, s)| s.name.clone())
+    };
     let mut parents: Vec<(u64, u64)> = by_parent.into_iter().collect();
-    parents.sort_by(|a, b| b.1.cmp(&a.1));
+    parents.sort_by_key(|p| std::cmp::Reverse(p.1));
     let parents: Vec<Value> = parents
         .into_iter()
         .take(limit)
@@ -59,7 +72,10 @@ mod tests {
             .collect();
         assert_eq!(procs.len(), 4);
         let (z, parents) = find(&procs);
-        assert_eq!(z, vec![(201, 100, "worker".into()), (202, 100, "worker".into())]);
+        assert_eq!(
+            z,
+            vec![(201, 100, "worker".into()), (202, 100, "worker".into())]
+        );
         assert_eq!(parents.get(&100), Some(&2));
     }
 
@@ -72,8 +88,16 @@ mod tests {
         let mut seen = false;
         while std::time::Instant::now() < deadline {
             let v = run(&Args::empty()).expect("zombies");
-            if v["zombies"].as_array().is_some_and(|z| z.iter().any(|r| r["pid"] == pid)) {
-                assert!(v["parents"].as_array().is_some_and(|p| p.iter().any(|r| r["pid"] == std::process::id())), "{v}");
+            if v["zombies"]
+                .as_array()
+                .is_some_and(|z| z.iter().any(|r| r["pid"] == pid))
+            {
+                assert!(
+                    v["parents"]
+                        .as_array()
+                        .is_some_and(|p| p.iter().any(|r| r["pid"] == std::process::id())),
+                    "{v}"
+                );
                 seen = true;
                 break;
             }

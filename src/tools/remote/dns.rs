@@ -40,7 +40,10 @@ mod tests {
 
     fn args(text: &str, dns: &[&str]) -> Args {
         let cfg = ToolConfig {
-            targets: Targets { dns: dns.iter().map(|s| s.to_string()).collect(), ..Targets::default() },
+            targets: Targets {
+                dns: dns.iter().map(|s| s.to_string()).collect(),
+                ..Targets::default()
+            },
             ..ToolConfig::default()
         };
         Args::of(text, &["target", "timeout_ms"]).with_config(cfg.into())
@@ -51,10 +54,19 @@ mod tests {
         let v = run(&args("{}", &["localhost"])).expect("dns");
         let row = &v["lookups"][0];
         assert_eq!(row["ok"], true, "{v}");
-        assert!(row["addresses"].as_array().is_some_and(|a| !a.is_empty()), "{v}");
+        assert!(
+            row["addresses"].as_array().is_some_and(|a| !a.is_empty()),
+            "{v}"
+        );
         let e = run(&args(r#"{"target":"evil.example.com"}"#, &["localhost"])).unwrap_err();
         assert!(e.contains("not allow-listed in [tools.targets] dns"), "{e}");
         let v = run(&args("{}", &[])).expect("none");
-        assert!(v["reason"].as_str().unwrap_or("").contains("[tools.targets] dns"), "{v}");
+        assert!(
+            v["reason"]
+                .as_str()
+                .unwrap_or("")
+                .contains("[tools.targets] dns"),
+            "{v}"
+        );
     }
 }

@@ -23,27 +23,42 @@ const MAX_CONTAINERS: usize = 200;
 /// `GET path` on the socket; Ok is the parsed JSON body of a 200.
 fn get(socket: &std::path::Path, path: &str) -> Result<Value, String> {
     let mut s = UnixStream::connect(socket).map_err(|e| {
-        format!("cannot connect to {}: {} (the agent's user needs access to the Docker socket)", socket.display(), crate::tools::cmd::io_reason(&e))
+        format!(
+            "cannot connect to {}: {} (the agent's user needs access to the Docker socket)",
+            socket.display(),
+            crate::tools::cmd::io_reason(&e)
+        )
     })?;
     let _ = s.set_read_timeout(Some(TIMEOUT));
     let _ = s.set_write_timeout(Some(TIMEOUT));
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: docker\r\n\r\n").as_bytes()).map_err(|e| e.to_string())?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: docker\r\n\r\n").as_bytes())
+        .map_err(|e| e.to_string())?;
     let (raw, cut) = read_capped(&mut s, MAX_RESPONSE)?;
     if cut {
-        return Err(format!("the Docker API answer is larger than {MAX_RESPONSE} bytes"));
+        return Err(format!(
+            "the Docker API answer is larger than {MAX_RESPONSE} bytes"
+        ));
     }
     body_of(&raw)
 }
 
 /// Status check and JSON body of a raw HTTP response.
 pub(crate) fn body_of(raw: &[u8]) -> Result<Value, String> {
-    let end = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or("the Docker API answer has no header")?;
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or("the Docker API answer has no header")?;
     let head = String::from_utf8_lossy(&raw[..end]);
     let status = head.lines().next().unwrap_or("");
     let body = &raw[end + 4..];
     if status.split_whitespace().nth(1) != Some("200") {
-        let msg = serde_json::from_slice::<Value>(body).ok().and_then(|v| v["message"].as_str().map(str::to_string));
-        return Err(format!("Docker API: {}", msg.unwrap_or_else(|| status.to_string())));
+        let msg = serde_json::from_slice::<Value>(body)
+            .ok()
+            .and_then(|v| v["message"].as_str().map(str::to_string));
+        return Err(format!(
+            "Docker API: {}",
+            msg.unwrap_or_else(|| status.to_string())
+        ));
     }
     serde_json::from_slice(body).map_err(|e| format!("Docker API gave invalid JSON: {e}"))
 }
@@ -101,12 +116,21 @@ pub(crate) fn run(args: &Args) -> Result<Value, String> {
         ));
     };
     if !socket.exists() {
-        return Ok(unavailable(format!("{} does not exist (Docker not running here?)", socket.display())));
+        return Ok(unavailable(format!(
+            "{} does not exist (Docker not running here?)",
+            socket.display()
+        )));
     }
     match container {
         Some(c) => {
-            if c.is_empty() || !c.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b)) {
-                return Err(format!("\"container\" {c:?} must be a container name or id"));
+            if c.is_empty()
+                || !c
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+            {
+                return Err(format!(
+                    "\"container\" {c:?} must be a container name or id"
+                ));
             }
             let v = get(&socket, &format!("/containers/{c}/json"))?;
             Ok(json!({ "available": true, "container": summarize_inspect(&v) }))
@@ -115,7 +139,9 @@ pub(crate) fn run(args: &Args) -> Result<Value, String> {
             let v = get(&socket, &format!("/containers/json?all={}", u8::from(all)))?;
             let rows = summarize_list(&v);
             let running = rows.iter().filter(|r| r["state"] == "running").count();
-            Ok(json!({ "available": true, "total": rows.len(), "running": running, "containers": rows }))
+            Ok(
+                json!({ "available": true, "total": rows.len(), "running": running, "containers": rows }),
+            )
         }
     }
 }
@@ -128,12 +154,14 @@ mod tests {
 
     #[test]
     fn list_and_inspect_are_summarized() {
-        let list: Value = serde_json::from_str(include_str!("../fixtures/docker_ps.json")).expect("json");
+        let list: Value =
+            serde_json::from_str(include_str!("../fixtures/docker_ps.json")).expect("json");
         let rows = summarize_list(&list);
         assert_eq!(rows[0]["id"], "4c0ffee12345");
         assert_eq!(rows[0]["state"], "running");
         assert_eq!(rows[1]["state"], "exited");
-        let e = body_of(b"HTTP/1.0 404 Not Found\r\n\r\n{\"message\":\"No such container: x\"}").unwrap_err();
+        let e = body_of(b"HTTP/1.0 404 Not Found\r\n\r\n{\"message\":\"No such container: x\"}")
+            .unwrap_err();
         assert_eq!(e, "Docker API: No such container: x");
     }
 
@@ -147,21 +175,44 @@ mod tests {
             let mut buf = [0u8; 2048];
             let n = s.read(&mut buf).expect("read");
             let body = include_str!("../fixtures/docker_inspect.json");
-            s.write_all(format!("HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n{body}").as_bytes()).expect("write");
+            s.write_all(
+                format!("HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n{body}")
+                    .as_bytes(),
+            )
+            .expect("write");
             String::from_utf8_lossy(&buf[..n]).into_owned()
         });
-        let cfg = ToolConfig { targets: Targets { docker_socket: Some(sock), ..Targets::default() }, ..ToolConfig::default() };
+        let cfg = ToolConfig {
+            targets: Targets {
+                docker_socket: Some(sock),
+                ..Targets::default()
+            },
+            ..ToolConfig::default()
+        };
         let a = Args::of(r#"{"container":"web"}"#, &["container", "all"]).with_config(cfg.into());
         let v = run(&a).expect("docker");
-        assert!(engine.join().expect("engine").starts_with("GET /containers/web/json HTTP/1.0\r\n"));
+        assert!(
+            engine
+                .join()
+                .expect("engine")
+                .starts_with("GET /containers/web/json HTTP/1.0\r\n")
+        );
         let c = &v["container"];
         assert_eq!(c["oom_killed"], true, "{v}");
         assert_eq!(c["restart_count"], 7);
         assert_eq!(c["health"], "unhealthy");
         let out = crate::tools::output::finish(v, false);
-        assert!(!out.contains("pr0d-db-pass") && !out.contains("AKIAIOSFODNN7EXAMPLE"), "{out}");
+        assert!(
+            !out.contains("pr0d-db-pass") && !out.contains("AKIAIOSFODNN7EXAMPLE"),
+            "{out}"
+        );
         assert!(out.contains("TZ=UTC"), "{out}");
         let none = run(&Args::of("{}", &["container", "all"])).expect("unconfigured");
-        assert!(none["reason"].as_str().unwrap_or("").contains("[tools.targets] docker_socket"));
+        assert!(
+            none["reason"]
+                .as_str()
+                .unwrap_or("")
+                .contains("[tools.targets] docker_socket")
+        );
     }
 }

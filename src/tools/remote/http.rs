@@ -31,18 +31,27 @@ pub(crate) fn split_url(url: &str) -> Result<(bool, String, u16, String), String
         Some(i) => (&rest[..i], rest[i..].to_string()),
         None => (rest, "/".to_string()),
     };
-    let path = if path.starts_with('?') { format!("/{path}") } else { path };
+    let path = if path.starts_with('?') {
+        format!("/{path}")
+    } else {
+        path
+    };
     let path = path.split('#').next().unwrap_or("/").to_string();
     let default = if https { 443 } else { 80 };
     let (host, port) = match authority.rsplit_once(':') {
         Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => match p.parse() {
             Ok(p) => (h.to_string(), p),
-            Err(_) if authority.starts_with('[') && authority.ends_with(']') => (authority.to_string(), default),
+            Err(_) if authority.starts_with('[') && authority.ends_with(']') => {
+                (authority.to_string(), default)
+            }
             Err(_) => return Err(format!("{url:?} has a bad port")),
         },
         _ => (authority.to_string(), default),
     };
-    let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
     if host.is_empty() {
         return Err(format!("{url:?} has no host"));
     }
@@ -51,22 +60,40 @@ pub(crate) fn split_url(url: &str) -> Result<(bool, String, u16, String), String
 
 /// Status code, reason, chosen headers and the body of a raw response.
 pub(crate) fn parse_response(raw: &[u8]) -> Result<Value, String> {
-    let end = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or("the response has no complete header")?;
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or("the response has no complete header")?;
     let head = String::from_utf8_lossy(&raw[..end]);
     let mut lines = head.lines();
     let status = lines.next().unwrap_or("");
     let mut parts = status.splitn(3, ' ');
     let version = parts.next().unwrap_or("");
     if !version.starts_with("HTTP/") {
-        return Err(format!("not an HTTP response: {:?}", crate::util::truncate_utf8(status, 80)));
+        return Err(format!(
+            "not an HTTP response: {:?}",
+            crate::util::truncate_utf8(status, 80)
+        ));
     }
-    let code: u16 = parts.next().and_then(|c| c.parse().ok()).ok_or("the status line has no code")?;
+    let code: u16 = parts
+        .next()
+        .and_then(|c| c.parse().ok())
+        .ok_or("the status line has no code")?;
     let reason = parts.next().unwrap_or("").to_string();
     let mut headers = serde_json::Map::new();
     for l in lines {
         if let Some((k, v)) = l.split_once(':') {
             let k = k.trim().to_ascii_lowercase();
-            if ["server", "content-type", "content-length", "location", "transfer-encoding", "cache-control"].contains(&k.as_str()) {
+            if [
+                "server",
+                "content-type",
+                "content-length",
+                "location",
+                "transfer-encoding",
+                "cache-control",
+            ]
+            .contains(&k.as_str())
+            {
                 headers.insert(k, json!(v.trim()));
             }
         }
@@ -94,12 +121,15 @@ fn check(url: &str, deadline: std::time::Duration) -> Result<Value, String> {
             return Err(format!("the certificate of {host} is not trusted: {why}"));
         }
         let cert = t.chain.first().and_then(|c| x509::parse(c.as_ref()).ok());
-        t.stream.write_all(req.as_bytes()).map_err(|e| super::net::reason(&e))?;
+        t.stream
+            .write_all(req.as_bytes())
+            .map_err(|e| super::net::reason(&e))?;
         let (raw, cut) = read_capped(&mut t.stream, MAX_RESPONSE)?;
         (raw, cut, cert)
     } else {
         let mut s = sock;
-        s.write_all(req.as_bytes()).map_err(|e| super::net::reason(&e))?;
+        s.write_all(req.as_bytes())
+            .map_err(|e| super::net::reason(&e))?;
         let (raw, cut) = read_capped(&mut s, MAX_RESPONSE)?;
         (raw, cut, None)
     };
@@ -125,7 +155,9 @@ pub(crate) fn run(args: &Args) -> Result<Value, String> {
     let deadline = timeout(args)?;
     let rows: Vec<Value> = list
         .iter()
-        .map(|u| check(u, deadline).unwrap_or_else(|e| json!({ "target": u, "ok": false, "error": e })))
+        .map(|u| {
+            check(u, deadline).unwrap_or_else(|e| json!({ "target": u, "ok": false, "error": e }))
+        })
         .collect();
     Ok(json!({ "available": true, "checks": rows }))
 }
@@ -138,10 +170,22 @@ mod tests {
 
     #[test]
     fn urls_split() {
-        assert_eq!(split_url("https://example.com"), Ok((true, "example.com".into(), 443, "/".into())));
-        assert_eq!(split_url("http://h:8080/a?b=1#frag"), Ok((false, "h".into(), 8080, "/a?b=1".into())));
-        assert_eq!(split_url("http://[::1]:81/x"), Ok((false, "::1".into(), 81, "/x".into())));
-        assert_eq!(split_url("http://h?x"), Ok((false, "h".into(), 80, "/?x".into())));
+        assert_eq!(
+            split_url("https://example.com"),
+            Ok((true, "example.com".into(), 443, "/".into()))
+        );
+        assert_eq!(
+            split_url("http://h:8080/a?b=1#frag"),
+            Ok((false, "h".into(), 8080, "/a?b=1".into()))
+        );
+        assert_eq!(
+            split_url("http://[::1]:81/x"),
+            Ok((false, "::1".into(), 81, "/x".into()))
+        );
+        assert_eq!(
+            split_url("http://h?x"),
+            Ok((false, "h".into(), 80, "/?x".into()))
+        );
         assert!(split_url("ftp://h").is_err());
         assert!(split_url("http://h:port/").is_err());
     }
@@ -154,7 +198,10 @@ mod tests {
         assert_eq!(v["headers"]["server"], "nginx");
         assert!(v["headers"].get("set-cookie").is_none());
         let body = v["body_start"].as_str().unwrap_or("");
-        assert!(body.contains("db down") && !body.contains("hunter2pass"), "{body}");
+        assert!(
+            body.contains("db down") && !body.contains("hunter2pass"),
+            "{body}"
+        );
         assert!(parse_response(b"garbage").is_err());
     }
 
@@ -167,18 +214,33 @@ mod tests {
             let mut buf = [0u8; 1024];
             let n = s.read(&mut buf).expect("read");
             let req = String::from_utf8_lossy(&buf[..n]).into_owned();
-            s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok").expect("write");
+            s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+                .expect("write");
             req
         });
         let url = format!("http://127.0.0.1:{port}/healthz");
-        let cfg = ToolConfig { targets: Targets { http: vec![url.clone()], ..Targets::default() }, ..ToolConfig::default() };
-        let v = run(&Args::of("{}", &["target", "timeout_ms"]).with_config(cfg.clone().into())).expect("http");
+        let cfg = ToolConfig {
+            targets: Targets {
+                http: vec![url.clone()],
+                ..Targets::default()
+            },
+            ..ToolConfig::default()
+        };
+        let v = run(&Args::of("{}", &["target", "timeout_ms"]).with_config(cfg.clone().into()))
+            .expect("http");
         let req = server.join().expect("server");
         assert!(req.starts_with("GET /healthz HTTP/1.1\r\n"), "{req}");
         assert_eq!(v["checks"][0]["status"], 200, "{v}");
         assert_eq!(v["checks"][0]["body_start"], "ok");
-        let e = run(&Args::of(r#"{"target":"http://169.254.169.254/latest/meta-data/"}"#, &["target", "timeout_ms"]).with_config(cfg.into()))
-            .unwrap_err();
-        assert!(e.contains("not allow-listed in [tools.targets] http"), "{e}");
+        let e = run(&Args::of(
+            r#"{"target":"http://169.254.169.254/latest/meta-data/"}"#,
+            &["target", "timeout_ms"],
+        )
+        .with_config(cfg.into()))
+        .unwrap_err();
+        assert!(
+            e.contains("not allow-listed in [tools.targets] http"),
+            "{e}"
+        );
     }
 }

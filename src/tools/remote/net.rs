@@ -12,22 +12,41 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore, SignatureScheme, StreamOwned};
+use rustls::{
+    ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore, SignatureScheme,
+    StreamOwned,
+};
 
 /// Default deadline of one network step (resolve, connect, exchange).
 pub(crate) const DEFAULT_TIMEOUT_MS: u64 = 5000;
 
 /// The deadline of a call from its `timeout_ms` argument.
 pub(crate) fn timeout(args: &crate::tools::args::Args) -> Result<Duration, String> {
-    Ok(Duration::from_millis(args.int("timeout_ms", 100, 10_000, DEFAULT_TIMEOUT_MS)?))
+    Ok(Duration::from_millis(args.int(
+        "timeout_ms",
+        100,
+        10_000,
+        DEFAULT_TIMEOUT_MS,
+    )?))
 }
 
 /// Resolves `host:port` on a helper thread with a deadline (getaddrinfo
 /// cannot be cancelled; a stuck lookup is left to finish on its own).
-pub(crate) fn resolve(host: &str, port: u16, deadline: Duration) -> Result<Vec<SocketAddr>, String> {
+pub(crate) fn resolve(
+    host: &str,
+    port: u16,
+    deadline: Duration,
+) -> Result<Vec<SocketAddr>, String> {
     let (tx, rx) = mpsc::channel();
-    let target = format!("{}:{port}", host.trim_start_matches('[').trim_end_matches(']'));
-    let query = if host.contains(':') && !host.starts_with('[') { format!("[{host}]:{port}") } else { target };
+    let target = format!(
+        "{}:{port}",
+        host.trim_start_matches('[').trim_end_matches(']')
+    );
+    let query = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        target
+    };
     std::thread::Builder::new()
         .name("catpaw-resolve".into())
         .spawn(move || {
@@ -44,14 +63,25 @@ pub(crate) fn resolve(host: &str, port: u16, deadline: Duration) -> Result<Vec<S
 
 /// `host:port` → (host, port); IPv6 in brackets.
 pub(crate) fn split_host_port(target: &str) -> Result<(String, u16), String> {
-    let (h, p) = target.rsplit_once(':').ok_or_else(|| format!("{target:?} is not host:port"))?;
-    let port = p.parse().map_err(|_| format!("{target:?} has no valid port"))?;
-    Ok((h.trim_start_matches('[').trim_end_matches(']').to_string(), port))
+    let (h, p) = target
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{target:?} is not host:port"))?;
+    let port = p
+        .parse()
+        .map_err(|_| format!("{target:?} has no valid port"))?;
+    Ok((
+        h.trim_start_matches('[').trim_end_matches(']').to_string(),
+        port,
+    ))
 }
 
 /// Connects to the first address that answers within `deadline`; the
 /// socket gets `deadline` as read and write timeout.
-pub(crate) fn connect(host: &str, port: u16, deadline: Duration) -> Result<(TcpStream, SocketAddr, Duration), String> {
+pub(crate) fn connect(
+    host: &str,
+    port: u16,
+    deadline: Duration,
+) -> Result<(TcpStream, SocketAddr, Duration), String> {
     let addrs = resolve(host, port, deadline)?;
     let mut last = String::new();
     for a in addrs.iter().take(4) {
@@ -96,7 +126,9 @@ pub(crate) fn read_capped(r: &mut impl Read, cap: usize) -> Result<(Vec<u8>, boo
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             // A TLS peer closing without close_notify still ends the body.
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !buf.is_empty() => return Ok((buf, false)),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !buf.is_empty() => {
+                return Ok((buf, false));
+            }
             Err(e) => return Err(reason(&e)),
         }
     }
@@ -140,22 +172,37 @@ impl ServerCertVerifier for Recorder {
     ) -> Result<ServerCertVerified, rustls::Error> {
         let verdict = match &self.inner {
             None => Some("no trusted root certificates on this host".to_string()),
-            Some(v) => v.verify_server_cert(end_entity, intermediates, server_name, ocsp, now).err().map(|e| e.to_string()),
+            Some(v) => v
+                .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+                .err()
+                .map(|e| e.to_string()),
         };
         *self.verdict.lock().unwrap_or_else(|p| p.into_inner()) = verdict;
         Ok(ServerCertVerified::assertion())
     }
 
-    fn verify_tls12_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         verify_tls12_signature(m, c, d, &self.provider.signature_verification_algorithms)
     }
 
-    fn verify_tls13_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         verify_tls13_signature(m, c, d, &self.provider.signature_verification_algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -175,26 +222,54 @@ pub(crate) fn tls(sock: TcpStream, host: &str) -> Result<Tls, String> {
     let inner = if roots.is_empty() {
         None
     } else {
-        WebPkiServerVerifier::builder_with_provider(roots, provider.clone()).build().ok()
+        WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
+            .build()
+            .ok()
     };
-    let recorder = Arc::new(Recorder { inner, provider: provider.clone(), verdict: Mutex::new(None) });
+    let recorder = Arc::new(Recorder {
+        inner,
+        provider: provider.clone(),
+        verdict: Mutex::new(None),
+    });
     let config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS setup: {e}"))?
         .dangerous()
         .with_custom_certificate_verifier(recorder.clone())
         .with_no_client_auth();
-    let name = ServerName::try_from(host.to_string()).map_err(|e| format!("{host:?} is not a TLS server name: {e}"))?;
-    let conn = ClientConnection::new(Arc::new(config), name).map_err(|e| format!("TLS setup: {e}"))?;
+    let name = ServerName::try_from(host.to_string())
+        .map_err(|e| format!("{host:?} is not a TLS server name: {e}"))?;
+    let conn =
+        ClientConnection::new(Arc::new(config), name).map_err(|e| format!("TLS setup: {e}"))?;
     let mut stream = StreamOwned::new(conn, sock);
     while stream.conn.is_handshaking() {
-        stream.conn.complete_io(&mut stream.sock).map_err(|e| format!("TLS handshake with {host}: {}", reason(&e)))?;
+        stream
+            .conn
+            .complete_io(&mut stream.sock)
+            .map_err(|e| format!("TLS handshake with {host}: {}", reason(&e)))?;
     }
-    let chain = stream.conn.peer_certificates().map(|c| c.iter().map(|c| c.clone().into_owned()).collect()).unwrap_or_default();
-    let version = stream.conn.protocol_version().map(|v| format!("{v:?}")).unwrap_or_default();
-    let untrusted = recorder.verdict.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let chain = stream
+        .conn
+        .peer_certificates()
+        .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
+        .unwrap_or_default();
+    let version = stream
+        .conn
+        .protocol_version()
+        .map(|v| format!("{v:?}"))
+        .unwrap_or_default();
+    let untrusted = recorder
+        .verdict
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
     let _ = stream.flush();
-    Ok(Tls { stream, chain, untrusted, version })
+    Ok(Tls {
+        stream,
+        chain,
+        untrusted,
+        version,
+    })
 }
 
 #[cfg(test)]

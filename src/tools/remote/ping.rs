@@ -52,7 +52,17 @@ pub(crate) fn run(args: &Args) -> Result<Value, String> {
         .iter()
         .map(|host| {
             // `--` ends options: an allow-listed name can never be read as one.
-            let argv = ["-n", "-c", c.as_str(), "-i", "0.2", "-W", "1", "--", host.as_str()];
+            let argv = [
+                "-n",
+                "-c",
+                c.as_str(),
+                "-i",
+                "0.2",
+                "-W",
+                "1",
+                "--",
+                host.as_str(),
+            ];
             let budget = Duration::from_secs(2 + count);
             match run_cmd("ping", &argv, budget, Keep::Head) {
                 Ok(t) => {
@@ -80,7 +90,9 @@ mod tests {
         assert_eq!(v["received"], 2.0);
         assert_eq!(v["loss_pct"], 33.3333);
         assert_eq!(v["rtt"]["avg_ms"], 0.045);
-        let v = parse("3 packets transmitted, 3 packets received, 0% packet loss\nround-trip min/avg/max = 0.1/0.2/0.3 ms\n");
+        let v = parse(
+            "3 packets transmitted, 3 packets received, 0% packet loss\nround-trip min/avg/max = 0.1/0.2/0.3 ms\n",
+        );
         assert_eq!(v["loss_pct"], 0.0);
         assert_eq!(v["rtt"]["max_ms"], 0.3);
     }

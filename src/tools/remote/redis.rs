@@ -28,26 +28,35 @@ pub(crate) fn command(parts: &[&str]) -> Vec<u8> {
 /// an error reply or a malformed one.
 pub(crate) fn read_reply(r: &mut impl BufRead) -> Result<String, String> {
     let mut line = String::new();
-    r.take(4096).read_line(&mut line).map_err(|e| super::net::reason(&e))?;
+    r.take(4096)
+        .read_line(&mut line)
+        .map_err(|e| super::net::reason(&e))?;
     let line = line.trim_end_matches("\r\n");
     match line.chars().next() {
         Some('+') => Ok(line[1..].to_string()),
         Some('-') => Err(format!("redis replied: {}", &line[1..])),
         Some('$') => {
-            let n: i64 = line[1..].parse().map_err(|_| "bad RESP bulk length".to_string())?;
+            let n: i64 = line[1..]
+                .parse()
+                .map_err(|_| "bad RESP bulk length".to_string())?;
             if n < 0 {
                 return Ok(String::new());
             }
             let n = n as usize;
             if n > MAX_REPLY {
-                return Err(format!("the reply is {n} bytes, more than the {MAX_REPLY} read"));
+                return Err(format!(
+                    "the reply is {n} bytes, more than the {MAX_REPLY} read"
+                ));
             }
             let mut buf = vec![0u8; n + 2];
             r.read_exact(&mut buf).map_err(|e| super::net::reason(&e))?;
             buf.truncate(n);
             Ok(String::from_utf8_lossy(&buf).into_owned())
         }
-        _ => Err(format!("not a Redis reply: {:?}", crate::util::truncate_utf8(line, 60))),
+        _ => Err(format!(
+            "not a Redis reply: {:?}",
+            crate::util::truncate_utf8(line, 60)
+        )),
     }
 }
 
@@ -61,10 +70,16 @@ pub(crate) fn parse_info(text: &str) -> Map<String, Value> {
             section = s.trim().to_lowercase();
             continue;
         }
-        let Some((k, v)) = l.split_once(':') else { continue };
+        let Some((k, v)) = l.split_once(':') else {
+            continue;
+        };
         let value = if let Ok(i) = v.parse::<i64>() {
             json!(i)
-        } else if let Ok(f) = v.parse::<f64>().map_err(|_| ()).and_then(|f| if f.is_finite() { Ok(f) } else { Err(()) }) {
+        } else if let Ok(f) = v
+            .parse::<f64>()
+            .map_err(|_| ())
+            .and_then(|f| if f.is_finite() { Ok(f) } else { Err(()) })
+        {
             json!(f)
         } else {
             json!(v)
@@ -76,18 +91,27 @@ pub(crate) fn parse_info(text: &str) -> Map<String, Value> {
     out
 }
 
-fn info(target: &str, section: &str, password: Option<&str>, deadline: std::time::Duration) -> Result<Value, String> {
+fn info(
+    target: &str,
+    section: &str,
+    password: Option<&str>,
+    deadline: std::time::Duration,
+) -> Result<Value, String> {
     let (host, port) = split_host_port(target)?;
     let (sock, _, took) = connect(&host, port, deadline)?;
     let mut w = sock.try_clone().map_err(|e| e.to_string())?;
     let mut r = BufReader::new(sock);
     if let Some(pw) = password {
-        w.write_all(&command(&["AUTH", pw])).map_err(|e| super::net::reason(&e))?;
+        w.write_all(&command(&["AUTH", pw]))
+            .map_err(|e| super::net::reason(&e))?;
         read_reply(&mut r).map_err(|e| format!("AUTH failed: {e}"))?;
     }
-    w.write_all(&command(&["INFO", section])).map_err(|e| super::net::reason(&e))?;
+    w.write_all(&command(&["INFO", section]))
+        .map_err(|e| super::net::reason(&e))?;
     let text = read_reply(&mut r)?;
-    Ok(json!({ "target": target, "ok": true, "connect_ms": ms(took), "sections": parse_info(&text) }))
+    Ok(
+        json!({ "target": target, "ok": true, "connect_ms": ms(took), "sections": parse_info(&text) }),
+    )
 }
 
 pub(crate) fn run(args: &Args) -> Result<Value, String> {
@@ -98,7 +122,18 @@ pub(crate) fn run(args: &Args) -> Result<Value, String> {
     }
     let section = args.choice(
         "section",
-        &["default", "server", "clients", "memory", "persistence", "stats", "replication", "cpu", "keyspace", "sentinel"],
+        &[
+            "default",
+            "server",
+            "clients",
+            "memory",
+            "persistence",
+            "stats",
+            "replication",
+            "cpu",
+            "keyspace",
+            "sentinel",
+        ],
         "default",
     )?;
     let deadline = timeout(args)?;
@@ -119,13 +154,20 @@ mod tests {
 
     #[test]
     fn resp_and_info_parse() {
-        assert_eq!(command(&["INFO", "memory"]), b"*2\r\n$4\r\nINFO\r\n$6\r\nmemory\r\n");
+        assert_eq!(
+            command(&["INFO", "memory"]),
+            b"*2\r\n$4\r\nINFO\r\n$6\r\nmemory\r\n"
+        );
         let mut r = BufReader::new(&b"$5\r\nhello\r\n"[..]);
         assert_eq!(read_reply(&mut r), Ok("hello".into()));
         let mut r = BufReader::new(&b"-NOAUTH Authentication required.\r\n"[..]);
         assert!(read_reply(&mut r).unwrap_err().contains("NOAUTH"));
         let mut r = BufReader::new(&b"HTTP/1.1 400\r\n"[..]);
-        assert!(read_reply(&mut r).unwrap_err().contains("not a Redis reply"));
+        assert!(
+            read_reply(&mut r)
+                .unwrap_err()
+                .contains("not a Redis reply")
+        );
         let s = parse_info(include_str!("../fixtures/redis_info"));
         assert_eq!(s["server"]["redis_version"], "7.2.4");
         assert_eq!(s["memory"]["used_memory"], 1048576);
@@ -154,7 +196,11 @@ mod tests {
                     cmd.push(l.trim().to_string());
                 }
                 let cmd: Vec<String> = cmd.into_iter().skip(1).step_by(2).collect();
-                let reply = if cmd[0] == "AUTH" { "+OK\r\n".to_string() } else { format!("${}\r\n{info}\r\n", info.len()) };
+                let reply = if cmd[0] == "AUTH" {
+                    "+OK\r\n".to_string()
+                } else {
+                    format!("${}\r\n{info}\r\n", info.len())
+                };
                 w.write_all(reply.as_bytes()).expect("write");
                 seen.push(cmd.join(" "));
             }
@@ -167,16 +213,34 @@ mod tests {
     fn info_of_an_allowed_server_is_read_authenticated_and_masked() {
         let (addr, server) = fake_redis(include_str!("../fixtures/redis_info"));
         let cfg = ToolConfig {
-            targets: Targets { redis: vec![addr.clone()], redis_password: Some("pw-1".into()), ..Targets::default() },
+            targets: Targets {
+                redis: vec![addr.clone()],
+                redis_password: Some("pw-1".into()),
+                ..Targets::default()
+            },
             ..ToolConfig::default()
         };
-        let a = Args::of(r#"{"section":"server"}"#, &["target", "section", "timeout_ms"]).with_config(cfg.clone().into());
+        let a = Args::of(
+            r#"{"section":"server"}"#,
+            &["target", "section", "timeout_ms"],
+        )
+        .with_config(cfg.clone().into());
         let v = run(&a).expect("redis_info");
         assert_eq!(server.join().expect("server"), ["AUTH pw-1", "INFO server"]);
-        assert_eq!(v["servers"][0]["sections"]["replication"]["connected_slaves"], 1, "{v}");
+        assert_eq!(
+            v["servers"][0]["sections"]["replication"]["connected_slaves"], 1,
+            "{v}"
+        );
         let out = crate::tools::output::finish(v, false);
-        assert!(!out.contains("r3dis-S3cret") && !out.contains("mast3rauth"), "{out}");
-        let a = Args::of(r#"{"target":"10.9.9.9:6379"}"#, &["target", "section", "timeout_ms"]).with_config(cfg.into());
+        assert!(
+            !out.contains("r3dis-S3cret") && !out.contains("mast3rauth"),
+            "{out}"
+        );
+        let a = Args::of(
+            r#"{"target":"10.9.9.9:6379"}"#,
+            &["target", "section", "timeout_ms"],
+        )
+        .with_config(cfg.into());
         assert!(run(&a).unwrap_err().contains("[tools.targets] redis"));
     }
 }

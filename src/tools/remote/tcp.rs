@@ -34,7 +34,13 @@ mod tests {
     use crate::tools::targets::{Targets, ToolConfig};
 
     fn args(text: &str, tcp: Vec<String>) -> Args {
-        let cfg = ToolConfig { targets: Targets { tcp, ..Targets::default() }, ..ToolConfig::default() };
+        let cfg = ToolConfig {
+            targets: Targets {
+                tcp,
+                ..Targets::default()
+            },
+            ..ToolConfig::default()
+        };
         Args::of(text, &["target", "timeout_ms"]).with_config(cfg.into())
     }
 
@@ -50,7 +56,13 @@ mod tests {
         assert_eq!(v["connects"][0]["ok"], true, "{v}");
         assert!(v["connects"][0]["connect_ms"].is_f64(), "{v}");
         assert_eq!(v["connects"][1]["ok"], false);
-        assert!(v["connects"][1]["error"].as_str().unwrap_or("").contains("refused"), "{v}");
+        assert!(
+            v["connects"][1]["error"]
+                .as_str()
+                .unwrap_or("")
+                .contains("refused"),
+            "{v}"
+        );
         let e = run(&args(r#"{"target":"127.0.0.1:22"}"#, vec![open])).unwrap_err();
         assert!(e.contains("[tools.targets] tcp"), "{e}");
     }

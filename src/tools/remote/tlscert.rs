@@ -34,7 +34,9 @@ pub(crate) fn run(args: &Args) -> Result<Value, String> {
     let deadline = timeout(args)?;
     let rows: Vec<Value> = list
         .iter()
-        .map(|t| check(t, deadline).unwrap_or_else(|e| json!({ "target": t, "ok": false, "error": e })))
+        .map(|t| {
+            check(t, deadline).unwrap_or_else(|e| json!({ "target": t, "ok": false, "error": e }))
+        })
         .collect();
     Ok(json!({ "available": true, "certificates": rows }))
 }
@@ -50,17 +52,20 @@ mod tests {
             rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("cert");
         let der = cert.der().clone();
         let key = rustls::pki_types::PrivateKeyDer::Pkcs8(signing_key.serialize_der().into());
-        let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .expect("versions")
-            .with_no_client_auth()
-            .with_single_cert(vec![der], key)
-            .expect("server config");
+        let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![der], key)
+        .expect("server config");
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = l.local_addr().expect("addr").port();
         let server = std::thread::spawn(move || {
             let (mut s, _) = l.accept().expect("accept");
-            let mut conn = rustls::ServerConnection::new(std::sync::Arc::new(config)).expect("conn");
+            let mut conn =
+                rustls::ServerConnection::new(std::sync::Arc::new(config)).expect("conn");
             while conn.is_handshaking() {
                 if conn.complete_io(&mut s).is_err() {
                     break;
@@ -68,14 +73,25 @@ mod tests {
             }
         });
         let target = format!("localhost:{port}");
-        let cfg = ToolConfig { targets: Targets { tls: vec![target], ..Targets::default() }, ..ToolConfig::default() };
-        let v = run(&Args::of("{}", &["target", "timeout_ms"]).with_config(cfg.clone().into())).expect("tls_cert");
+        let cfg = ToolConfig {
+            targets: Targets {
+                tls: vec![target],
+                ..Targets::default()
+            },
+            ..ToolConfig::default()
+        };
+        let v = run(&Args::of("{}", &["target", "timeout_ms"]).with_config(cfg.clone().into()))
+            .expect("tls_cert");
         server.join().expect("server");
         let c = &v["certificates"][0];
         assert_eq!(c["ok"], true, "{v}");
         assert_eq!(c["trusted"], false, "{v}");
         assert!(c["days_left"].as_i64().unwrap_or(0) > 300, "{v}");
-        let e = run(&Args::of(r#"{"target":"example.com:443"}"#, &["target", "timeout_ms"]).with_config(cfg.into())).unwrap_err();
+        let e = run(
+            &Args::of(r#"{"target":"example.com:443"}"#, &["target", "timeout_ms"])
+                .with_config(cfg.into()),
+        )
+        .unwrap_err();
         assert!(e.contains("[tools.targets] tls"), "{e}");
     }
 }

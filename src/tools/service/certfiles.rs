@@ -19,9 +19,12 @@ const MAX_CERTS: usize = 20;
 fn file_row(path: &str, allowed: &[String], now: i64) -> Value {
     let read = || -> Result<Vec<u8>, String> {
         let real = check_path(path, allowed, "cert_files")?;
-        let f = std::fs::File::open(&real).map_err(|e| format!("{path}: {}", crate::tools::cmd::io_reason(&e)))?;
+        let f = std::fs::File::open(&real)
+            .map_err(|e| format!("{path}: {}", crate::tools::cmd::io_reason(&e)))?;
         let mut buf = Vec::new();
-        f.take(MAX_FILE + 1).read_to_end(&mut buf).map_err(|e| format!("{path}: {e}"))?;
+        f.take(MAX_FILE + 1)
+            .read_to_end(&mut buf)
+            .map_err(|e| format!("{path}: {e}"))?;
         if buf.len() as u64 > MAX_FILE {
             return Err(format!("{path} is larger than {MAX_FILE} bytes"));
         }
@@ -30,7 +33,11 @@ fn file_row(path: &str, allowed: &[String], now: i64) -> Value {
     match read().and_then(|b| x509::parse_file(&b)) {
         Ok(certs) => {
             let soonest = certs.iter().map(|c| c.not_after).min();
-            let rows: Vec<Value> = certs.iter().take(MAX_CERTS).map(|c| x509::row(c, now)).collect();
+            let rows: Vec<Value> = certs
+                .iter()
+                .take(MAX_CERTS)
+                .map(|c| x509::row(c, now))
+                .collect();
             json!({
                 "path": path,
                 "certificates": certs.len(),
@@ -51,7 +58,9 @@ pub(crate) fn run(args: &Args) -> Result<Value, String> {
             vec![p]
         }
         None if allowed.is_empty() => {
-            return Ok(unavailable("no certificate files are allow-listed: the operator lists them in [tools] cert_files"));
+            return Ok(unavailable(
+                "no certificate files are allow-listed: the operator lists them in [tools] cert_files",
+            ));
         }
         None => expand(allowed, MAX_FILES),
     };
@@ -70,15 +79,25 @@ mod tests {
         let dir = std::fs::canonicalize(d.path()).expect("canon");
         std::fs::write(dir.join("site.pem"), include_str!("../fixtures/cert.pem")).expect("write");
         std::fs::write(dir.join("junk.pem"), "not a cert").expect("write");
-        let cfg = ToolConfig { cert_files: vec![format!("{}/*.pem", dir.display())], ..ToolConfig::default() };
+        let cfg = ToolConfig {
+            cert_files: vec![format!("{}/*.pem", dir.display())],
+            ..ToolConfig::default()
+        };
         let a = Args::of("{}", &["path"]).with_config(cfg.clone().into());
         let v = run(&a).expect("cert_files");
         let files = v["files"].as_array().expect("files");
         assert_eq!(files.len(), 2);
-        assert!(files[0]["error"].as_str().unwrap_or("").contains("no certificate"), "{v}");
+        assert!(
+            files[0]["error"]
+                .as_str()
+                .unwrap_or("")
+                .contains("no certificate"),
+            "{v}"
+        );
         assert_eq!(files[1]["certs"][0]["subject_cn"], "catpaw-test.example");
         assert!(files[1]["days_left"].as_i64().unwrap_or(0) > 0, "{v}");
-        let a = Args::of(r#"{"path":"/etc/ssl/private/key.pem"}"#, &["path"]).with_config(cfg.into());
+        let a =
+            Args::of(r#"{"path":"/etc/ssl/private/key.pem"}"#, &["path"]).with_config(cfg.into());
         assert!(run(&a).unwrap_err().contains("[tools] cert_files"));
     }
 }

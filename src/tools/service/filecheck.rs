@@ -81,15 +81,17 @@ pub(crate) fn run(args: &Args) -> Result<Value, String> {
     let paths = match args.string("path", 4096)? {
         Some(p) => {
             // Refusals are errors for an explicit path.
-            if let Err(e) = check_path(&p, allowed, "files") {
-                if !e.ends_with(": not found") {
-                    return Err(e);
-                }
+            if let Err(e) = check_path(&p, allowed, "files")
+                && !e.ends_with(": not found")
+            {
+                return Err(e);
             }
             vec![p]
         }
         None if allowed.is_empty() => {
-            return Ok(unavailable("no files are allow-listed: the operator lists them in [tools] files"));
+            return Ok(unavailable(
+                "no files are allow-listed: the operator lists them in [tools] files",
+            ));
         }
         None => expand(allowed, MAX_FILES),
     };
@@ -103,7 +105,13 @@ mod tests {
     use crate::tools::targets::ToolConfig;
 
     fn args(text: &str, allowed: Vec<String>) -> Args {
-        Args::of(text, &["path"]).with_config(ToolConfig { files: allowed, ..ToolConfig::default() }.into())
+        Args::of(text, &["path"]).with_config(
+            ToolConfig {
+                files: allowed,
+                ..ToolConfig::default()
+            }
+            .into(),
+        )
     }
 
     #[test]
@@ -120,17 +128,27 @@ mod tests {
         let dir = std::fs::canonicalize(d.path()).expect("canon");
         let f = dir.join("app.conf");
         std::fs::write(&f, "abc").expect("write");
-        std::fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o640)).expect("chmod");
-        let allowed = vec![format!("{}/app.conf", dir.display()), format!("{}/gone.conf", dir.display())];
+        std::fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o640))
+            .expect("chmod");
+        let allowed = vec![
+            format!("{}/app.conf", dir.display()),
+            format!("{}/gone.conf", dir.display()),
+        ];
         let v = run(&args("{}", allowed.clone())).expect("file_check");
         let rows = v["files"].as_array().expect("rows");
         assert_eq!(rows[0]["mode"], "0640");
         assert_eq!(rows[0]["size_bytes"], 3);
         assert_eq!(rows[0]["type"], "file");
-        assert_eq!(rows[0]["sha256"], "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            rows[0]["sha256"],
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
         assert_eq!(rows[1]["exists"], false);
         let e = run(&args(r#"{"path":"/etc/shadow"}"#, allowed)).unwrap_err();
         assert!(e.contains("not allow-listed in [tools] files"), "{e}");
-        assert_eq!(run(&args("{}", Vec::new())).expect("none")["available"], false);
+        assert_eq!(
+            run(&args("{}", Vec::new())).expect("none")["available"],
+            false
+        );
     }
 }

@@ -33,12 +33,22 @@ pub(crate) fn parse_iptables_save(text: &str) -> Tables {
             table = name.trim().to_string();
         } else if let Some(rest) = l.strip_prefix(':') {
             let mut f = rest.split_whitespace();
-            let (Some(chain), Some(policy)) = (f.next(), f.next()) else { continue };
-            let c = t.entry(table.clone()).or_default().entry(chain.to_string()).or_default();
+            let (Some(chain), Some(policy)) = (f.next(), f.next()) else {
+                continue;
+            };
+            let c = t
+                .entry(table.clone())
+                .or_default()
+                .entry(chain.to_string())
+                .or_default();
             c.policy = (policy != "-").then(|| policy.to_string());
         } else if let Some(rest) = l.strip_prefix("-A ") {
             let chain = rest.split_whitespace().next().unwrap_or("").to_string();
-            let c = t.entry(table.clone()).or_default().entry(chain).or_default();
+            let c = t
+                .entry(table.clone())
+                .or_default()
+                .entry(chain)
+                .or_default();
             c.rules += 1;
             if rest.contains("-j DROP") || rest.contains("-j REJECT") {
                 c.drop_or_reject += 1;
@@ -53,12 +63,26 @@ pub(crate) fn parse_nft_json(text: &str) -> Result<Tables, String> {
     let v: Value = serde_json::from_str(text).map_err(|e| format!("nft gave invalid JSON: {e}"))?;
     let mut t = Tables::new();
     for item in v["nftables"].as_array().into_iter().flatten() {
-        let key = |o: &Value| format!("{} {}", o["family"].as_str().unwrap_or(""), o["table"].as_str().unwrap_or(""));
+        let key = |o: &Value| {
+            format!(
+                "{} {}",
+                o["family"].as_str().unwrap_or(""),
+                o["table"].as_str().unwrap_or("")
+            )
+        };
         if let Some(c) = item.get("chain") {
-            let e = t.entry(key(c)).or_default().entry(c["name"].as_str().unwrap_or("").to_string()).or_default();
+            let e = t
+                .entry(key(c))
+                .or_default()
+                .entry(c["name"].as_str().unwrap_or("").to_string())
+                .or_default();
             e.policy = c["policy"].as_str().map(str::to_string);
         } else if let Some(r) = item.get("rule") {
-            let e = t.entry(key(r)).or_default().entry(r["chain"].as_str().unwrap_or("").to_string()).or_default();
+            let e = t
+                .entry(key(r))
+                .or_default()
+                .entry(r["chain"].as_str().unwrap_or("").to_string())
+                .or_default();
             e.rules += 1;
             let expr = r["expr"].to_string();
             if expr.contains("{\"drop\":") || expr.contains("{\"reject\":") {
@@ -70,15 +94,25 @@ pub(crate) fn parse_nft_json(text: &str) -> Result<Tables, String> {
 }
 
 fn answer(backend: &str, tables: Tables) -> Value {
-    let rules: u64 = tables.values().flat_map(|c| c.values()).map(|c| c.rules).sum();
-    let drops: u64 = tables.values().flat_map(|c| c.values()).map(|c| c.drop_or_reject).sum();
+    let rules: u64 = tables
+        .values()
+        .flat_map(|c| c.values())
+        .map(|c| c.rules)
+        .sum();
+    let drops: u64 = tables
+        .values()
+        .flat_map(|c| c.values())
+        .map(|c| c.drop_or_reject)
+        .sum();
     json!({ "available": true, "backend": backend, "rules": rules, "drop_or_reject": drops, "tables": tables })
 }
 
 pub(crate) fn run(_args: &Args) -> Result<Value, String> {
     let mut errors = Vec::new();
     if on_path("nft") {
-        match run_cmd("nft", &["-j", "list", "ruleset"], TIMEOUT, Keep::Head).and_then(|t| parse_nft_json(&t)) {
+        match run_cmd("nft", &["-j", "list", "ruleset"], TIMEOUT, Keep::Head)
+            .and_then(|t| parse_nft_json(&t))
+        {
             Ok(t) if !t.is_empty() => return Ok(answer("nftables", t)),
             Ok(_) => errors.push("nft: empty ruleset".to_string()),
             Err(e) => errors.push(e),
@@ -95,7 +129,10 @@ pub(crate) fn run(_args: &Args) -> Result<Value, String> {
     if errors.is_empty() {
         return Ok(unavailable("neither nft nor iptables-save is on PATH"));
     }
-    Ok(unavailable(format!("{} (reading firewall rules needs root)", errors.join("; "))))
+    Ok(unavailable(format!(
+        "{} (reading firewall rules needs root)",
+        errors.join("; ")
+    )))
 }
 
 #[cfg(test)]

@@ -7,11 +7,18 @@ use crate::tools::args::Args;
 use crate::tools::procfs::parse_os_pretty_name;
 
 fn read(path: &str) -> Option<String> {
-    std::fs::read_to_string(path).ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
 }
 
 /// A container runtime named by /proc/1/cgroup or marker files.
-pub(crate) fn container_hint(cgroup: &str, dockerenv: bool, containerenv: bool) -> Option<&'static str> {
+pub(crate) fn container_hint(
+    cgroup: &str,
+    dockerenv: bool,
+    containerenv: bool,
+) -> Option<&'static str> {
     if dockerenv || cgroup.contains("/docker/") || cgroup.contains("docker-") {
         Some("docker")
     } else if containerenv || cgroup.contains("libpod") {
@@ -39,7 +46,9 @@ pub(crate) fn run(_args: &Args) -> Result<Value, String> {
     // SAFETY: `u` is a live out-parameter.
     let arch = if unsafe { libc::uname(&mut u) } == 0 {
         // SAFETY: uname NUL-terminates its fields.
-        unsafe { std::ffi::CStr::from_ptr(u.machine.as_ptr()) }.to_string_lossy().into_owned()
+        unsafe { std::ffi::CStr::from_ptr(u.machine.as_ptr()) }
+            .to_string_lossy()
+            .into_owned()
     } else {
         String::new()
     };
@@ -56,17 +65,19 @@ pub(crate) fn run(_args: &Args) -> Result<Value, String> {
     );
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let timezone = read("/etc/timezone").or_else(|| {
-        std::fs::read_link("/etc/localtime")
-            .ok()
-            .and_then(|p| p.to_string_lossy().split_once("zoneinfo/").map(|(_, z)| z.to_string()))
+        std::fs::read_link("/etc/localtime").ok().and_then(|p| {
+            p.to_string_lossy()
+                .split_once("zoneinfo/")
+                .map(|(_, z)| z.to_string())
+        })
     });
     let mut addrs: Vec<String> = Vec::new();
     if let Ok(socks) = std::net::UdpSocket::bind("0.0.0.0:0") {
         // connect() on UDP only picks the route's source address; nothing is sent.
-        if socks.connect("192.0.2.1:9").is_ok() {
-            if let Ok(a) = socks.local_addr() {
-                addrs.push(a.ip().to_string());
-            }
+        if socks.connect("192.0.2.1:9").is_ok()
+            && let Ok(a) = socks.local_addr()
+        {
+            addrs.push(a.ip().to_string());
         }
     }
     Ok(json!({
@@ -92,11 +103,19 @@ mod tests {
 
     #[test]
     fn container_and_vm_hints() {
-        assert_eq!(container_hint("0::/docker/abc\n", false, false), Some("docker"));
-        assert_eq!(container_hint("0::/kubepods/besteffort/pod1\n", false, false), Some("kubernetes"));
+        assert_eq!(
+            container_hint("0::/docker/abc\n", false, false),
+            Some("docker")
+        );
+        assert_eq!(
+            container_hint("0::/kubepods/besteffort/pod1\n", false, false),
+            Some("kubernetes")
+        );
         assert_eq!(container_hint("0::/\n", false, true), Some("podman"));
         assert_eq!(container_hint("0::/init.scope\n", false, false), None);
-        assert!(has_hypervisor_flag("processor : 0\nflags : fpu vme hypervisor lahf_lm\n"));
+        assert!(has_hypervisor_flag(
+            "processor : 0\nflags : fpu vme hypervisor lahf_lm\n"
+        ));
         assert!(!has_hypervisor_flag("flags : fpu vme\n"));
     }
 

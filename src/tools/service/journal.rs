@@ -18,9 +18,15 @@ pub(crate) fn tail(text: &str, needle: &str, n: usize, cut_first: bool) -> (usiz
         // Only the tail of the output was kept: its first line may be cut.
         lines.remove(0);
     }
-    let hits: Vec<&str> = lines.into_iter().filter(|l| needle.is_empty() || l.to_lowercase().contains(needle)).collect();
+    let hits: Vec<&str> = lines
+        .into_iter()
+        .filter(|l| needle.is_empty() || l.to_lowercase().contains(needle))
+        .collect();
     let start = hits.len().saturating_sub(n);
-    (hits.len(), hits[start..].iter().map(|l| clip_line(l)).collect())
+    (
+        hits.len(),
+        hits[start..].iter().map(|l| clip_line(l)).collect(),
+    )
 }
 
 pub(crate) fn run(args: &Args) -> Result<Value, String> {
@@ -32,9 +38,17 @@ pub(crate) fn run(args: &Args) -> Result<Value, String> {
     let priority = match args.string("priority", 16)? {
         None => None,
         Some(p) if LEVELS.contains(&p.as_str()) => Some(p),
-        Some(p) => return Err(format!("\"priority\" must be one of {}, not {p:?}", LEVELS.join(", "))),
+        Some(p) => {
+            return Err(format!(
+                "\"priority\" must be one of {}, not {p:?}",
+                LEVELS.join(", ")
+            ));
+        }
     };
-    let needle = args.string("contains", 200)?.unwrap_or_default().to_lowercase();
+    let needle = args
+        .string("contains", 200)?
+        .unwrap_or_default()
+        .to_lowercase();
     if let Some(why) = systemd_missing("journalctl") {
         return Ok(unavailable(why));
     }
@@ -49,7 +63,9 @@ pub(crate) fn run(args: &Args) -> Result<Value, String> {
     let text = match run_cmd("journalctl", &argv, CMD_TIMEOUT, Keep::Tail) {
         Ok(t) => t,
         Err(e) if e.contains("No journal files") || e.contains("ermission") => {
-            return Ok(unavailable(format!("{e} (reading the system journal needs root or the systemd-journal group)")));
+            return Ok(unavailable(format!(
+                "{e} (reading the system journal needs root or the systemd-journal group)"
+            )));
         }
         Err(e) => return Err(e),
     };
@@ -77,10 +93,17 @@ mod tests {
 
     #[test]
     fn live_journal_answers() {
-        let v = run(&Args::of(r#"{"unit":"sshd.service","lines":3}"#, &["unit", "lines", "priority", "contains"]));
+        let v = run(&Args::of(
+            r#"{"unit":"sshd.service","lines":3}"#,
+            &["unit", "lines", "priority", "contains"],
+        ));
         let v = v.expect("journal_tail");
         assert!(v["available"].is_boolean(), "{v}");
-        let e = run(&Args::of(r#"{"priority":"loud"}"#, &["unit", "lines", "priority", "contains"])).unwrap_err();
+        let e = run(&Args::of(
+            r#"{"priority":"loud"}"#,
+            &["unit", "lines", "priority", "contains"],
+        ))
+        .unwrap_err();
         assert!(e.contains("\"priority\" must be one of"), "{e}");
     }
 }

@@ -71,10 +71,14 @@ pub(super) const TOOLS: &[Tool] = &[
 fn check_unit(unit: &str) -> Result<(), String> {
     let ok = !unit.is_empty()
         && !unit.starts_with('-')
-        && unit.bytes().all(|b| b.is_ascii_alphanumeric() || b"@._:-\\".contains(&b));
+        && unit
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"@._:-\\".contains(&b));
     if ok {
         Ok(())
     } else {
-        Err(format!("\"unit\" {unit:?} is not a systemd unit name such as nginx.service"))
+        Err(format!(
+            "\"unit\" {unit:?} is not a systemd unit name such as nginx.service"
+        ))
     }
 }

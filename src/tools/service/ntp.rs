@@ -29,7 +29,11 @@ pub(crate) struct Clock {
 /// The JSON answer for one reading and the daemons found.
 pub(crate) fn report(c: Clock, daemons: &[&str]) -> Value {
     let synced = c.state != TIME_ERROR && c.status & STA_UNSYNC == 0;
-    let offset_ms = if c.status & STA_NANO != 0 { c.offset as f64 / 1e6 } else { c.offset as f64 / 1e3 };
+    let offset_ms = if c.status & STA_NANO != 0 {
+        c.offset as f64 / 1e6
+    } else {
+        c.offset as f64 / 1e3
+    };
     json!({
         "synchronized": synced,
         "offset_ms": (offset_ms * 1000.0).round() / 1000.0,
@@ -46,7 +50,10 @@ fn read_clock() -> Result<Clock, String> {
     // SAFETY: `tx` is a live, properly sized out-parameter.
     let state = unsafe { libc::adjtimex(&mut tx) };
     if state < 0 {
-        return Err(format!("adjtimex failed: {}", std::io::Error::last_os_error()));
+        return Err(format!(
+            "adjtimex failed: {}",
+            std::io::Error::last_os_error()
+        ));
     }
     Ok(Clock {
         state,
@@ -74,12 +81,24 @@ mod tests {
 
     #[test]
     fn readings_are_judged() {
-        let synced = Clock { state: 0, status: 0x2001, offset: 1_500_000, maxerror_us: 16000, esterror_us: 500 };
+        let synced = Clock {
+            state: 0,
+            status: 0x2001,
+            offset: 1_500_000,
+            maxerror_us: 16000,
+            esterror_us: 500,
+        };
         let v = report(synced, &["chronyd"]);
         assert_eq!(v["synchronized"], true);
         assert_eq!(v["offset_ms"], 1.5, "nanoseconds with STA_NANO");
         assert_eq!(v["max_error_ms"], 16.0);
-        let unsynced = Clock { state: 5, status: STA_UNSYNC, offset: -2500, maxerror_us: 16_000_000, esterror_us: 16_000_000 };
+        let unsynced = Clock {
+            state: 5,
+            status: STA_UNSYNC,
+            offset: -2500,
+            maxerror_us: 16_000_000,
+            esterror_us: 16_000_000,
+        };
         let v = report(unsynced, &[]);
         assert_eq!(v["synchronized"], false);
         assert_eq!(v["offset_ms"], -2.5, "microseconds without");

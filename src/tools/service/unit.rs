@@ -20,7 +20,9 @@ pub(crate) fn parse_show(text: &str) -> Map<String, Value> {
         .map(|(k, v)| {
             let v = match v {
                 "" | "[not set]" | "18446744073709551615" => Value::Null,
-                v if v.bytes().all(|b| b.is_ascii_digit()) && v.len() < 19 => json!(v.parse::<u64>().unwrap_or(0)),
+                v if v.bytes().all(|b| b.is_ascii_digit()) && v.len() < 19 => {
+                    json!(v.parse::<u64>().unwrap_or(0))
+                }
                 v => json!(v),
             };
             (k.to_string(), v)
@@ -33,8 +35,13 @@ pub(crate) fn count_units(text: &str) -> (BTreeMap<String, u64>, Vec<String>) {
     let mut states = BTreeMap::new();
     let mut failed = Vec::new();
     for l in text.lines() {
-        let f: Vec<&str> = l.split_whitespace().skip_while(|w| ["●", "*", "×"].contains(w)).collect();
-        let (Some(unit), Some(active)) = (f.first(), f.get(2)) else { continue };
+        let f: Vec<&str> = l
+            .split_whitespace()
+            .skip_while(|w| ["●", "*", "×"].contains(w))
+            .collect();
+        let (Some(unit), Some(active)) = (f.first(), f.get(2)) else {
+            continue;
+        };
         *states.entry(active.to_string()).or_insert(0) += 1;
         if *active == "failed" {
             failed.push(unit.to_string());
@@ -52,14 +59,27 @@ pub(crate) fn run(args: &Args) -> Result<Value, String> {
         return Ok(unavailable(why));
     }
     let result = match &unit {
-        Some(u) => run_cmd("systemctl", &["show", "--no-pager", "-p", PROPS, "--", u], CMD_TIMEOUT, Keep::Head).map(|t| {
+        Some(u) => run_cmd(
+            "systemctl",
+            &["show", "--no-pager", "-p", PROPS, "--", u],
+            CMD_TIMEOUT,
+            Keep::Head,
+        )
+        .map(|t| {
             let props = parse_show(&t);
             let found = props.get("LoadState").and_then(Value::as_str) != Some("not-found");
             json!({ "available": true, "unit": u, "found": found, "properties": props })
         }),
         None => run_cmd(
             "systemctl",
-            &["list-units", "--type=service", "--all", "--plain", "--no-legend", "--no-pager"],
+            &[
+                "list-units",
+                "--type=service",
+                "--all",
+                "--plain",
+                "--no-legend",
+                "--no-pager",
+            ],
             CMD_TIMEOUT,
             Keep::Head,
         )

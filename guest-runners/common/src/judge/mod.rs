@@ -23,46 +23,128 @@ use crate::{Finding, Severity, text};
 pub const THRESHOLDS: &[(&str, &str)] = &[
     ("cpu", "usage ≥ 80 % warning, ≥ 90 % critical (catpaw)"),
     ("cpu", "iowait ≥ 20 % warning; steal ≥ 10 % warning"),
-    ("load", "load5 / cores ≥ 3.0 warning, ≥ 5.0 critical (catpaw)"),
+    (
+        "load",
+        "load5 / cores ≥ 3.0 warning, ≥ 5.0 critical (catpaw)",
+    ),
     ("memory", "used ≥ 85 % warning, ≥ 90 % critical (catpaw)"),
     ("swap", "used ≥ 10 % warning, ≥ 30 % critical (catpaw)"),
-    ("disk", "space or inodes used ≥ 90 % warning, ≥ 99 % critical (catpaw)"),
+    (
+        "disk",
+        "space or inodes used ≥ 90 % warning, ≥ 99 % critical (catpaw)",
+    ),
     ("mounts", "a real filesystem mounted read-only: warning"),
     ("network", "interface errors or drops > 0: warning"),
-    ("tcp", "CLOSE_WAIT ≥ 100 warning, ≥ 1000 critical; TIME_WAIT ≥ 5000 warning, ≥ 20000 critical (catpaw)"),
-    ("fd", "file descriptors used ≥ 80 % warning, ≥ 90 % critical (catpaw)"),
-    ("procfd", "a process's open files ≥ 80 % of its limit warning, ≥ 90 % critical (catpaw)"),
-    ("systemd", "failed units > 0: warning; the asked-for unit not active: critical (catpaw)"),
-    ("kernel", "OOM kills, I/O errors or segfaults in the kernel log: warning"),
-    ("pressure", "avg10 stall ≥ 10 % warning, ≥ 25 % critical (catpaw)"),
+    (
+        "tcp",
+        "CLOSE_WAIT ≥ 100 warning, ≥ 1000 critical; TIME_WAIT ≥ 5000 warning, ≥ 20000 critical (catpaw)",
+    ),
+    (
+        "fd",
+        "file descriptors used ≥ 80 % warning, ≥ 90 % critical (catpaw)",
+    ),
+    (
+        "procfd",
+        "a process's open files ≥ 80 % of its limit warning, ≥ 90 % critical (catpaw)",
+    ),
+    (
+        "systemd",
+        "failed units > 0: warning; the asked-for unit not active: critical (catpaw)",
+    ),
+    (
+        "kernel",
+        "OOM kills, I/O errors or segfaults in the kernel log: warning",
+    ),
+    (
+        "pressure",
+        "avg10 stall ≥ 10 % warning, ≥ 25 % critical (catpaw)",
+    ),
     ("oom", "OOM kills since boot > 0: warning"),
-    ("diskio", "await ≥ 50/200 ms HDD, 20/100 SSD, 10/50 NVMe warning/critical (catpaw)"),
+    (
+        "diskio",
+        "await ≥ 50/200 ms HDD, 20/100 SSD, 10/50 NVMe warning/critical (catpaw)",
+    ),
     ("raid", "a degraded array: critical"),
     ("zombie", "zombies > 0 warning, > 20 critical (catpaw)"),
-    ("uptime", "up for less than 10 minutes (a reboot): critical (catpaw)"),
-    ("conntrack", "table used ≥ 75 % warning, ≥ 90 % critical (catpaw)"),
-    ("neigh", "neighbour table used ≥ 75 % of gc_thresh3 warning, ≥ 90 % critical (catpaw)"),
-    ("sockstat", "listen-queue overflows ≥ 1/s warning, ≥ 100/s critical (catpaw)"),
-    ("retrans", "retransmitted ≥ 2 % of segments sent warning, ≥ 10 % critical"),
-    ("softnet", "packets dropped in the receive backlog > 0: warning"),
-    ("thermal", "a zone ≥ 80 °C warning (catpaw), at its critical trip point critical"),
-    ("sysctl", "net.core.somaxconn < 65535 or vm.swappiness > 10 warning (catpaw); a tainted kernel warning"),
-    ("secmod", "SELinux running in another mode than configured: warning (catpaw)"),
-    ("ntp", "clock not synchronised critical; |offset| ≥ 100 ms warning, ≥ 500 ms critical (catpaw)"),
-    ("cert", "expires within 30 days warning, 7 days critical (catpaw)"),
+    (
+        "uptime",
+        "up for less than 10 minutes (a reboot): critical (catpaw)",
+    ),
+    (
+        "conntrack",
+        "table used ≥ 75 % warning, ≥ 90 % critical (catpaw)",
+    ),
+    (
+        "neigh",
+        "neighbour table used ≥ 75 % of gc_thresh3 warning, ≥ 90 % critical (catpaw)",
+    ),
+    (
+        "sockstat",
+        "listen-queue overflows ≥ 1/s warning, ≥ 100/s critical (catpaw)",
+    ),
+    (
+        "retrans",
+        "retransmitted ≥ 2 % of segments sent warning, ≥ 10 % critical",
+    ),
+    (
+        "softnet",
+        "packets dropped in the receive backlog > 0: warning",
+    ),
+    (
+        "thermal",
+        "a zone ≥ 80 °C warning (catpaw), at its critical trip point critical",
+    ),
+    (
+        "sysctl",
+        "net.core.somaxconn < 65535 or vm.swappiness > 10 warning (catpaw); a tainted kernel warning",
+    ),
+    (
+        "secmod",
+        "SELinux running in another mode than configured: warning (catpaw)",
+    ),
+    (
+        "ntp",
+        "clock not synchronised critical; |offset| ≥ 100 ms warning, ≥ 500 ms critical (catpaw)",
+    ),
+    (
+        "cert",
+        "expires within 30 days warning, 7 days critical (catpaw)",
+    ),
     ("dns", "a name that does not resolve: critical (catpaw)"),
-    ("ping", "unreachable critical; loss ≥ 1 % warning, ≥ 50 % critical (catpaw)"),
-    ("http", "no answer critical (catpaw); 5xx critical, 4xx warning"),
-    ("net", "an endpoint that refuses or does not answer: critical (catpaw)"),
-    ("docker", "unhealthy critical; restarting or paused warning; restarts ≥ 3 warning, ≥ 5 critical (catpaw)"),
-    ("redis", "a server that does not answer: critical (catpaw); a sentinel master not ok: critical"),
-    ("logs", "lines with error, fatal, panic or exception: warning (catpaw)"),
+    (
+        "ping",
+        "unreachable critical; loss ≥ 1 % warning, ≥ 50 % critical (catpaw)",
+    ),
+    (
+        "http",
+        "no answer critical (catpaw); 5xx critical, 4xx warning",
+    ),
+    (
+        "net",
+        "an endpoint that refuses or does not answer: critical (catpaw)",
+    ),
+    (
+        "docker",
+        "unhealthy critical; restarting or paused warning; restarts ≥ 3 warning, ≥ 5 critical (catpaw)",
+    ),
+    (
+        "redis",
+        "a server that does not answer: critical (catpaw); a sentinel master not ok: critical",
+    ),
+    (
+        "logs",
+        "lines with error, fatal, panic or exception: warning (catpaw)",
+    ),
     ("files", "an allow-listed file missing: warning"),
 ];
 
 /// The rules of the given areas, in [`THRESHOLDS`] order.
 pub fn thresholds_for(areas: &[&str]) -> Vec<(&'static str, &'static str)> {
-    THRESHOLDS.iter().filter(|(a, _)| areas.contains(a)).copied().collect()
+    THRESHOLDS
+        .iter()
+        .filter(|(a, _)| areas.contains(a))
+        .copied()
+        .collect()
 }
 
 pub(crate) fn level(v: f64, warn: f64, crit: f64) -> Severity {

@@ -19,12 +19,23 @@ pub(super) fn judge(tool: &str, v: &Value) -> Option<Vec<Finding>> {
                 if f["exists"] == false {
                     Finding::new(Severity::Warning, "files", format!("{path} is missing"))
                 } else if f.get("error").is_some() {
-                    Finding::new(Severity::Warning, "files", format!("{path}: {}", text(f, "error")))
+                    Finding::new(
+                        Severity::Warning,
+                        "files",
+                        format!("{path}: {}", text(f, "error")),
+                    )
                 } else {
                     Finding::new(
                         Severity::Ok,
                         "files",
-                        format!("{path}: {} mode {} uid {} size {} mtime {}", text(f, "type"), text(f, "mode"), int(f, "uid"), int(f, "size_bytes"), int(f, "mtime_unix")),
+                        format!(
+                            "{path}: {} mode {} uid {} size {} mtime {}",
+                            text(f, "type"),
+                            text(f, "mode"),
+                            int(f, "uid"),
+                            int(f, "size_bytes"),
+                            int(f, "mtime_unix")
+                        ),
                     )
                 }
             })
@@ -35,16 +46,31 @@ pub(super) fn judge(tool: &str, v: &Value) -> Option<Vec<Finding>> {
                 Some(days) => Finding::new(
                     cert_level(days),
                     "cert",
-                    format!("{} ({}) expires in {days} days", text(f, "path"), text(&f["certs"][0], "subject_cn")),
+                    format!(
+                        "{} ({}) expires in {days} days",
+                        text(f, "path"),
+                        text(&f["certs"][0], "subject_cn")
+                    ),
                 ),
-                None => Finding::new(Severity::Warning, "cert", format!("{}: {}", text(f, "path"), text(f, "error"))),
+                None => Finding::new(
+                    Severity::Warning,
+                    "cert",
+                    format!("{}: {}", text(f, "path"), text(f, "error")),
+                ),
             })
             .collect(),
         "ntp" => {
             let synced = v["synchronized"] == true;
             let off = num(v, "offset_ms").abs();
-            let sev = if !synced { Severity::Critical } else { super::level(off, 100.0, 500.0) };
-            let daemons: Vec<&str> = list(v, "time_daemons").iter().filter_map(Value::as_str).collect();
+            let sev = if !synced {
+                Severity::Critical
+            } else {
+                super::level(off, 100.0, 500.0)
+            };
+            let daemons: Vec<&str> = list(v, "time_daemons")
+                .iter()
+                .filter_map(Value::as_str)
+                .collect();
             vec![Finding::new(
                 sev,
                 "ntp",
@@ -53,7 +79,11 @@ pub(super) fn judge(tool: &str, v: &Value) -> Option<Vec<Finding>> {
                     if synced { "" } else { "NOT " },
                     num(v, "offset_ms"),
                     num(v, "max_error_ms"),
-                    if daemons.is_empty() { "none found".to_string() } else { daemons.join(", ") }
+                    if daemons.is_empty() {
+                        "none found".to_string()
+                    } else {
+                        daemons.join(", ")
+                    }
                 ),
             )]
         }
@@ -67,14 +97,26 @@ pub(super) fn judge(tool: &str, v: &Value) -> Option<Vec<Finding>> {
                 text(v, "os"),
                 text(v, "architecture"),
                 text(v, "kernel"),
-                if v["virtualized"] == true { "virtual machine" } else { "no hypervisor flag" },
-                v.get("container").and_then(Value::as_str).map(|c| format!(", in a {c} container")).unwrap_or_default()
+                if v["virtualized"] == true {
+                    "virtual machine"
+                } else {
+                    "no hypervisor flag"
+                },
+                v.get("container")
+                    .and_then(Value::as_str)
+                    .map(|c| format!(", in a {c} container"))
+                    .unwrap_or_default()
             ),
         )],
         "firewall" => vec![Finding::new(
             Severity::Ok,
             "firewall",
-            format!("{}: {} rules, {} drop or reject", text(v, "backend"), int(v, "rules"), int(v, "drop_or_reject")),
+            format!(
+                "{}: {} rules, {} drop or reject",
+                text(v, "backend"),
+                int(v, "rules"),
+                int(v, "drop_or_reject")
+            ),
         )],
         _ => return None,
     })
@@ -83,7 +125,11 @@ pub(super) fn judge(tool: &str, v: &Value) -> Option<Vec<Finding>> {
 fn unit(v: &Value) -> Vec<Finding> {
     if let Some(p) = v.get("properties") {
         let active = text(p, "ActiveState");
-        let sev = if active == "active" { Severity::Ok } else { Severity::Critical };
+        let sev = if active == "active" {
+            Severity::Ok
+        } else {
+            Severity::Critical
+        };
         return vec![Finding::new(
             sev,
             "systemd",
@@ -105,9 +151,21 @@ fn unit(v: &Value) -> Vec<Finding> {
         .map(|(k, n)| format!("{n} {k}"))
         .collect();
     vec![Finding::new(
-        if failed.is_empty() { Severity::Ok } else { Severity::Warning },
+        if failed.is_empty() {
+            Severity::Ok
+        } else {
+            Severity::Warning
+        },
         "systemd",
-        format!("services: {}{}", states.join(", "), if failed.is_empty() { String::new() } else { format!("; failed: {}", failed.join(", ")) }),
+        format!(
+            "services: {}{}",
+            states.join(", "),
+            if failed.is_empty() {
+                String::new()
+            } else {
+                format!("; failed: {}", failed.join(", "))
+            }
+        ),
     )]
 }
 
@@ -116,7 +174,10 @@ fn logs(tool: &str, v: &Value) -> Vec<Finding> {
         return vec![Finding::new(
             Severity::Ok,
             "logs",
-            format!("{} allow-listed log files", files.as_array().map_or(0, Vec::len)),
+            format!(
+                "{} allow-listed log files",
+                files.as_array().map_or(0, Vec::len)
+            ),
         )];
     }
     let lines: Vec<&str> = list(v, "lines").iter().filter_map(Value::as_str).collect();
@@ -127,10 +188,26 @@ fn logs(tool: &str, v: &Value) -> Vec<Finding> {
             BAD_WORDS.iter().any(|w| l.contains(w))
         })
         .collect();
-    let what = if tool == "log_tail" { text(v, "path") } else { v.get("unit").and_then(Value::as_str).unwrap_or("journal") };
+    let what = if tool == "log_tail" {
+        text(v, "path")
+    } else {
+        v.get("unit").and_then(Value::as_str).unwrap_or("journal")
+    };
     match bad.last() {
-        Some(last) => vec![Finding::new(Severity::Warning, "logs", format!("{what}: {} alarming lines of {}, latest: {last}", bad.len(), lines.len()))],
-        None => vec![Finding::new(Severity::Ok, "logs", format!("{what}: {} lines, nothing alarming", lines.len()))],
+        Some(last) => vec![Finding::new(
+            Severity::Warning,
+            "logs",
+            format!(
+                "{what}: {} alarming lines of {}, latest: {last}",
+                bad.len(),
+                lines.len()
+            ),
+        )],
+        None => vec![Finding::new(
+            Severity::Ok,
+            "logs",
+            format!("{what}: {} lines, nothing alarming", lines.len()),
+        )],
     }
 }
 
@@ -141,7 +218,11 @@ mod tests {
     use serde_json::json;
 
     fn worst(tool: &str, v: serde_json::Value) -> Severity {
-        judge(tool, &v).iter().map(|f| f.severity).max().unwrap_or(Severity::Ok)
+        judge(tool, &v)
+            .iter()
+            .map(|f| f.severity)
+            .max()
+            .unwrap_or(Severity::Ok)
     }
 
     #[test]

@@ -20,7 +20,10 @@ impl Guest for Runner {
             Some(list) => list
                 .iter()
                 .filter_map(|c| {
-                    Some((c.get(0)?.as_str()?.to_string(), c.get(1)?.as_str()?.to_string()))
+                    Some((
+                        c.get(0)?.as_str()?.to_string(),
+                        c.get(1)?.as_str()?.to_string(),
+                    ))
                 })
                 .collect(),
             None => host::list_tools()
