@@ -3,7 +3,8 @@
 //! can see, and none of it can change the host.
 //!
 //! Each tool reads /proc and /sys directly (a helper command only where
-//! the kernel offers no file: `dmesg`, `systemctl`) and returns JSON with
+//! the kernel offers no file: `dmesg`, `systemctl`, `journalctl`, `nft`)
+//! and returns JSON with
 //! fixed field names, because guest runners parse it. [`call`] is the one
 //! way out: every string of every result is masked, then the output is
 //! bounded to [`MAX_OUTPUT_BYTES`] (lists shortened, rows dropped and
@@ -14,16 +15,31 @@
 //! synchronous; the sandbox host runs them on a blocking thread.
 //!
 //! - `args.rs`: argument parsing with errors that name the arg
+//! - `targets.rs`: the operator's allow-lists (`[tools]`): paths, endpoints
 //! - `cmd.rs`: helper commands: no stdin, timeout, bounded output
 //! - `procfs.rs`: reading /proc; pure parsers over its text (fixture tests)
 //! - `system.rs`: cpu, memory, uptime, fd_usage, heartbeat figures
 //! - `storage.rs`: disk_usage, mounts
 //! - `net.rs`: network_interfaces, tcp_summary
 //! - `procs.rs`: top_processes
-//! - `logs.rs`: kernel_log, failed_units
+//! - `logs.rs`: kernel_log, failed_units; kernel records, systemd presence
+//! - `kernel/`: pressure, cgroups, OOM, kernel log search, interrupts,
+//!   NUMA, thermal, sysctl, security modules, coredumps, vmstat
+//! - `block/`: disk I/O, block devices, inodes, LVM, md RAID
+//! - `netstack/`: retransmits, connections, listeners, routes, neighbours,
+//!   addresses, conntrack, sockstat, softnet
+//! - `process/`: zombies, threads, open files, process counts, fd limits
+//! - `service/`: systemd units and journal, allow-listed logs, files and
+//!   certificates, NTP, host identity, firewall
+//! - `remote/`: the network-touching tools, allow-listed targets only
+//! - `x509.rs`: certificate validity and names from DER
 //! - `output.rs`: what every result goes through: mask, shorten, cut
 //! - `mask/`: secret masking (shapes, keys, per-program flags)
 //! - `tests_host.rs`: every tool run for real on this host
+//!
+//! Fixtures of captured /proc, /sys and command output are in `fixtures/`.
+//! A tool that cannot work here (no binary, no privilege, no such kernel
+//! feature) answers `{"available": false, "reason": …}` rather than failing.
 
 mod args;
 mod block;
