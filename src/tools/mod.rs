@@ -4,9 +4,9 @@
 //!
 //! Each tool reads /proc and /sys directly (a helper command only where
 //! the kernel offers no file: `dmesg`, `systemctl`, `journalctl`, `nft`)
-//! and returns JSON with
-//! fixed field names, because guest runners parse it. [`call`] is the one
-//! way out: every string of every result is masked, then the output is
+//! and returns JSON with fixed field names, because guest runners parse
+//! it. [`call_with`] (or [`call`], which allows no files or targets) is
+//! the one way out: every string of every result is masked, then the output is
 //! bounded to [`MAX_OUTPUT_BYTES`] (lists shortened, rows dropped and
 //! counted in `"omitted": {"<list>": n}` so the result stays valid JSON,
 //! and only then the text cut with a marker), in that order (see
