@@ -6,7 +6,7 @@ use std::time::Instant;
 use serde_json::{Value, json};
 
 use super::net::{resolve, timeout};
-use super::{ms, none_configured, targets};
+use super::{each_target, ms, none_configured, targets};
 use crate::tools::args::Args;
 
 pub(crate) fn run(args: &Args) -> Result<Value, String> {
@@ -16,20 +16,20 @@ pub(crate) fn run(args: &Args) -> Result<Value, String> {
         return Ok(none_configured("dns"));
     }
     let deadline = timeout(args)?;
-    let rows: Vec<Value> = names
-        .iter()
-        .map(|n| {
-            let started = Instant::now();
-            match resolve(n, 0, deadline) {
-                Ok(a) => {
-                    let mut ips: Vec<String> = a.iter().map(|s| s.ip().to_string()).collect();
-                    ips.dedup();
-                    json!({ "target": n, "ok": true, "addresses": ips, "time_ms": ms(started.elapsed()) })
-                }
-                Err(e) => json!({ "target": n, "ok": false, "error": e, "time_ms": ms(started.elapsed()) }),
+    let rows = each_target(&names, |n| {
+        let started = Instant::now();
+        Ok(match resolve(n, 0, deadline) {
+            Ok(a) => {
+                let mut ips: Vec<String> = a.iter().map(|s| s.ip().to_string()).collect();
+                ips.dedup();
+                json!({ "target": n, "ok": true, "addresses": ips, "time_ms": ms(started.elapsed()) })
+            }
+            Err(e) => {
+                json!({ "target": n, "ok": false, "error": e, "time_ms": ms(started.elapsed()) })
             }
         })
-        .collect();
+    });
+
     Ok(json!({ "available": true, "lookups": rows }))
 }
 

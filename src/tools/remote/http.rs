@@ -8,7 +8,7 @@ use std::time::Instant;
 use serde_json::{Value, json};
 
 use super::net::{connect, read_capped, timeout, tls};
-use super::{ms, none_configured, targets};
+use super::{each_target, ms, none_configured, targets};
 use crate::tools::args::Args;
 use crate::tools::mask::mask_secrets;
 use crate::tools::x509;
@@ -112,8 +112,18 @@ fn check(url: &str, deadline: std::time::Duration) -> Result<Value, String> {
     let (https, host, port, path) = split_url(url)?;
     let started = Instant::now();
     let (sock, addr, connect_took) = connect(&host, port, deadline)?;
+    let authority = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.clone()
+    };
+    let authority = if port == if https { 443 } else { 80 } {
+        authority
+    } else {
+        format!("{authority}:{port}")
+    };
     let req = format!(
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: catpaw-agent\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: catpaw-agent\r\nAccept: */*\r\nConnection: close\r\n\r\n"
     );
     let (raw, cut, cert) = if https {
         let mut t = tls(sock, &host)?;
@@ -153,12 +163,7 @@ pub(crate) fn run(args: &Args) -> Result<Value, String> {
         return Ok(none_configured("http"));
     }
     let deadline = timeout(args)?;
-    let rows: Vec<Value> = list
-        .iter()
-        .map(|u| {
-            check(u, deadline).unwrap_or_else(|e| json!({ "target": u, "ok": false, "error": e }))
-        })
-        .collect();
+    let rows = each_target(&list, |u| check(u, deadline));
     Ok(json!({ "available": true, "checks": rows }))
 }
 

@@ -18,6 +18,10 @@ use super::targets::check_target;
 
 /// Targets one call may touch.
 const MAX_TARGETS: usize = 20;
+/// Time one call may spend over all its targets: those left when it is
+/// spent are reported as skipped, so a list of dead endpoints cannot hold
+/// a session (or a blocking thread) for minutes.
+const CALL_BUDGET: std::time::Duration = std::time::Duration::from_secs(20);
 
 pub(super) const TOOLS: &[Tool] = &[
     Tool::new(
@@ -77,6 +81,32 @@ fn targets(args: &Args, allowed: &[String], key: &str) -> Result<Vec<String>, St
     }
 }
 
+/// `check` of each target in turn while the call's budget lasts; a
+/// failed check is a row with its error, not a failed call.
+fn each_target(
+    list: &[String],
+    check: impl Fn(&str) -> Result<serde_json::Value, String>,
+) -> Vec<serde_json::Value> {
+    each_target_within(list, CALL_BUDGET, check)
+}
+
+fn each_target_within(
+    list: &[String],
+    budget: std::time::Duration,
+    check: impl Fn(&str) -> Result<serde_json::Value, String>,
+) -> Vec<serde_json::Value> {
+    let started = std::time::Instant::now();
+    list.iter()
+        .map(|t| {
+            if started.elapsed() >= budget {
+                return serde_json::json!({ "target": t, "ok": false,
+                    "error": format!("skipped: this call's {budget:?} budget was spent on the targets before it") });
+            }
+            check(t).unwrap_or_else(|e| serde_json::json!({ "target": t, "ok": false, "error": e }))
+        })
+        .collect()
+}
+
 /// The answer of a network tool with no configured targets.
 fn none_configured(key: &str) -> serde_json::Value {
     super::logs::unavailable(format!(
@@ -87,4 +117,39 @@ fn none_configured(key: &str) -> serde_json::Value {
 /// Milliseconds with one decimal.
 fn ms(d: std::time::Duration) -> f64 {
     (d.as_secs_f64() * 10_000.0).round() / 10.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_past_the_call_budget_are_skipped_not_tried() {
+        let list = vec!["a:1".to_string(), "b:2".to_string()];
+        let tried = std::cell::Cell::new(0);
+        let rows = each_target_within(&list, std::time::Duration::ZERO, |_| {
+            tried.set(tried.get() + 1);
+            Ok(serde_json::json!({}))
+        });
+        assert_eq!(tried.get(), 0);
+        assert!(
+            rows[1]["error"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("skipped:"),
+            "{rows:?}"
+        );
+        let rows = each_target(&list, |t| {
+            if t == "a:1" {
+                Err("refused".into())
+            } else {
+                Ok(serde_json::json!({"target": t, "ok": true}))
+            }
+        });
+        assert_eq!(
+            rows[0],
+            serde_json::json!({"target": "a:1", "ok": false, "error": "refused"})
+        );
+        assert_eq!(rows[1]["ok"], true);
+    }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::{none_configured, targets};
+use super::{each_target, none_configured, targets};
 use crate::tools::args::Args;
 use crate::tools::cmd::{Keep, on_path, run as run_cmd};
 use crate::tools::logs::unavailable;
@@ -48,34 +48,17 @@ pub(crate) fn run(args: &Args) -> Result<Value, String> {
         return Ok(unavailable("ping is not on PATH (install iputils-ping)"));
     }
     let c = count.to_string();
-    let rows: Vec<Value> = list
-        .iter()
-        .map(|host| {
-            // `--` ends options: an allow-listed name can never be read as one.
-            let argv = [
-                "-n",
-                "-c",
-                c.as_str(),
-                "-i",
-                "0.2",
-                "-W",
-                "1",
-                "--",
-                host.as_str(),
-            ];
-            let budget = Duration::from_secs(2 + count);
-            match run_cmd("ping", &argv, budget, Keep::Head) {
-                Ok(t) => {
-                    let mut v = parse(&t);
-                    v["target"] = json!(host);
-                    v["ok"] = json!(true);
-                    v
-                }
-                // ping exits 1 when no reply came: its summary still counts.
-                Err(e) => json!({ "target": host, "ok": false, "error": e }),
-            }
-        })
-        .collect();
+    let rows = each_target(&list, |host| {
+        // `--` ends options: an allow-listed name can never be read as one.
+        let argv = ["-n", "-c", c.as_str(), "-i", "0.2", "-W", "1", "--", host];
+        let budget = Duration::from_secs(2 + count);
+        // ping fails (exit 1) when no reply came at all: the host is then
+        // unreachable, and the row carries ping's own words for it.
+        let mut v = parse(&run_cmd("ping", &argv, budget, Keep::Head)?);
+        v["target"] = json!(host);
+        v["ok"] = json!(true);
+        Ok(v)
+    });
     Ok(json!({ "available": true, "pings": rows }))
 }
 

@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use serde_json::{Map, Value, json};
 
 use super::net::{connect, split_host_port, timeout};
-use super::{ms, none_configured, targets};
+use super::{each_target, ms, none_configured, targets};
 use crate::tools::args::Args;
 
 /// Largest INFO reply read.
@@ -137,13 +137,9 @@ pub(crate) fn run(args: &Args) -> Result<Value, String> {
         "default",
     )?;
     let deadline = timeout(args)?;
-    let rows: Vec<Value> = list
-        .iter()
-        .map(|x| {
-            info(x, section, t.redis_password.as_deref(), deadline)
-                .unwrap_or_else(|e| json!({ "target": x, "ok": false, "error": e }))
-        })
-        .collect();
+    let rows = each_target(&list, |x| {
+        info(x, section, t.redis_password.as_deref(), deadline)
+    });
     Ok(json!({ "available": true, "servers": rows }))
 }
 

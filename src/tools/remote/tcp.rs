@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 
 use super::net::{connect, split_host_port, timeout};
-use super::{ms, none_configured, targets};
+use super::{each_target, ms, none_configured, targets};
 use crate::tools::args::Args;
 
 pub(crate) fn run(args: &Args) -> Result<Value, String> {
@@ -15,16 +15,16 @@ pub(crate) fn run(args: &Args) -> Result<Value, String> {
         return Ok(none_configured("tcp"));
     }
     let deadline = timeout(args)?;
-    let rows: Vec<Value> = list
-        .iter()
-        .map(|t| {
-            let r = split_host_port(t).and_then(|(h, p)| connect(&h, p, deadline));
-            match r {
-                Ok((_, addr, took)) => json!({ "target": t, "ok": true, "address": addr.to_string(), "connect_ms": ms(took) }),
-                Err(e) => json!({ "target": t, "ok": false, "error": e }),
+    let rows = each_target(&list, |t| {
+        let r = split_host_port(t).and_then(|(h, p)| connect(&h, p, deadline));
+        Ok(match r {
+            Ok((_, addr, took)) => {
+                json!({ "target": t, "ok": true, "address": addr.to_string(), "connect_ms": ms(took) })
             }
+            Err(e) => json!({ "target": t, "ok": false, "error": e }),
         })
-        .collect();
+    });
+
     Ok(json!({ "available": true, "connects": rows }))
 }
 

@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 
 use super::net::{connect, split_host_port, timeout, tls};
-use super::{none_configured, targets};
+use super::{each_target, none_configured, targets};
 use crate::tools::args::Args;
 use crate::tools::x509;
 
@@ -32,12 +32,7 @@ pub(crate) fn run(args: &Args) -> Result<Value, String> {
         return Ok(none_configured("tls"));
     }
     let deadline = timeout(args)?;
-    let rows: Vec<Value> = list
-        .iter()
-        .map(|t| {
-            check(t, deadline).unwrap_or_else(|e| json!({ "target": t, "ok": false, "error": e }))
-        })
-        .collect();
+    let rows = each_target(&list, |t| check(t, deadline));
     Ok(json!({ "available": true, "certificates": rows }))
 }
 
