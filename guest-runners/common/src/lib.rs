@@ -120,6 +120,39 @@ pub fn tools_for_alert(text: &str) -> Vec<(&'static str, &'static str)> {
         tools.push(("memory", "{}"));
         tools.push(("top_processes", r#"{"by":"memory","limit":5}"#));
     }
+    if has(&["oom", "out of memory", "killed process"]) {
+        tools.push(("oom_kills", "{}"));
+    }
+    if has(&["i/o", "iowait", "latency", "await", "iops", "diskio"]) {
+        tools.push(("disk_io", "{}"));
+        tools.push(("pressure", r#"{"resource":"io"}"#));
+    }
+    if has(&["conntrack"]) {
+        tools.push(("conntrack", "{}"));
+    }
+    if has(&["zombie"]) {
+        tools.push(("zombies", "{}"));
+    }
+    if has(&["ntp", "clock", "time sync", "offset"]) {
+        tools.push(("ntp", "{}"));
+    }
+    if has(&["cert", "ssl", "tls"]) {
+        tools.push(("cert_files", "{}"));
+        tools.push(("tls_cert", "{}"));
+    }
+    if has(&["reboot", "uptime"]) {
+        tools.push(("uptime", "{}"));
+    }
+    if has(&["retrans", "packet loss", "drop"]) {
+        tools.push(("tcp_retrans", "{}"));
+        tools.push(("softnet", "{}"));
+    }
+    if has(&["close_wait", "time_wait", "close-wait", "time-wait"]) {
+        tools.push(("tcp_connections", "{}"));
+    }
+    if has(&["too many open files", "file descriptor", "fd "]) {
+        tools.push(("fd_limits", "{}"));
+    }
     if has(&["disk", "space", "inode", "filesystem", "mount"]) {
         tools.push(("disk_usage", "{}"));
     }
@@ -240,7 +273,13 @@ mod tests {
                 .map(|(n, _)| n)
                 .collect::<Vec<_>>()
         };
-        assert_eq!(names("OOM killer fired"), ["memory", "top_processes"]);
+        assert_eq!(
+            names("OOM killer fired"),
+            ["memory", "top_processes", "oom_kills"]
+        );
+        assert!(names("disk await 300ms on sdb").contains(&"disk_io"));
+        assert!(names("NTP clock offset 2s").contains(&"ntp"));
+        assert!(names("too many open files in java").contains(&"fd_limits"));
         assert_eq!(names("Disk space low on /"), ["disk_usage"]);
         assert_eq!(names("high load average"), ["cpu", "top_processes"]);
         assert!(names("TCP connection storm").contains(&"tcp_summary"));
