@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
-use crate::link::proto;
+use crate::proto;
 
 /// What a streamed delta is about (`session_output.stage`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -110,7 +110,7 @@ impl SessionInfo {
     }
 
     /// Who the session's audit records name.
-    pub fn who(&self) -> crate::audit::Who {
+    pub(crate) fn who(&self) -> crate::audit::Who {
         crate::audit::Who {
             session_id: self.session_id.clone(),
             session_type: self.session_type.clone(),

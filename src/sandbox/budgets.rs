@@ -63,13 +63,13 @@ const ANY_BYTES: RangeInclusive<u64> = 0..=u64::MAX;
 impl Budgets {
     /// Cap on table elements per table: generous enough for any component
     /// a mainstream toolchain emits, small enough to bound host memory.
-    pub const MAX_TABLE_ELEMENTS: usize = 20_000;
+    pub(crate) const MAX_TABLE_ELEMENTS: usize = 20_000;
     /// Cap on core instances, tables and memories per store (see
     /// [`Budgets::MAX_TABLE_ELEMENTS`]).
-    pub const MAX_INSTANCES: usize = 64;
+    pub(crate) const MAX_INSTANCES: usize = 64;
 
     /// Every budget by its config key, with the values it accepts.
-    pub const KEYS: &[BudgetKey] = &[
+    pub(crate) const KEYS: &[BudgetKey] = &[
         BudgetKey {
             name: "fuel",
             slot: |b| Slot::Count(&mut b.fuel),

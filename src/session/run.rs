@@ -7,7 +7,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{ChannelSink, SessionEvent};
-use crate::link::proto::{self, ErrorCode, SessionErrorPayload, SessionStartPayload, SessionType};
+use crate::proto::{self, ErrorCode, SessionErrorPayload, SessionStartPayload, SessionType};
 use crate::runner::{
     ChatRunner, ChatSessionOpts, DiagnoseRequest, DiagnoseRunner, Output, RunError, SessionInfo,
     Stage, StreamSink,

@@ -5,11 +5,12 @@
 //! Each tool reads /proc and /sys directly (a helper command only where
 //! the kernel offers no file: `dmesg`, `systemctl`, `journalctl`, `nft`)
 //! and returns JSON with fixed field names, because guest runners parse
-//! it. [`call_with`] (or [`call`], which allows no files or targets) is
-//! the one way out: every string of every result is masked, then the output is
-//! bounded to [`MAX_OUTPUT_BYTES`] (lists shortened, rows dropped and
-//! counted in `"omitted": {"<list>": n}` so the result stays valid JSON,
-//! and only then the text cut with a marker), in that order (see
+//! it. [`call_with`] (tests also use `call`, which allows no files or
+//! targets) is the one way out: every string of every result is masked,
+//! then the output is bounded to [`MAX_OUTPUT_BYTES`] (lists shortened,
+//! rows dropped and counted in `"omitted": {"<list>": n}` so the result
+//! stays valid JSON, and only then the text cut with a marker), in that
+//! order (see
 //! `output.rs`). A tool that cuts a field itself (command lines, log
 //! lines) masks it before the cut, for the same reason. Tools are
 //! synchronous; the sandbox host runs them on a blocking thread.
@@ -60,8 +61,8 @@ mod system;
 mod targets;
 mod x509;
 
-pub use mask::mask_secrets;
-pub use system::{cpu_busy_pct_since_last, mem_used_pct};
+pub(crate) use mask::mask_secrets;
+pub(crate) use system::{cpu_busy_pct_since_last, mem_used_pct};
 pub use targets::{Targets, ToolConfig};
 
 #[cfg(test)]
@@ -71,8 +72,8 @@ use serde_json::Value;
 
 /// One tool in the catalog.
 #[derive(Debug, Clone, Copy)]
-pub struct ToolInfo {
-    /// Name passed to [`call`].
+pub(crate) struct ToolInfo {
+    /// Name passed to [`call_with`].
     pub name: &'static str,
     /// One line saying what it returns.
     pub description: &'static str,
@@ -81,7 +82,7 @@ pub struct ToolInfo {
 }
 
 /// Largest tool output in bytes.
-pub const MAX_OUTPUT_BYTES: usize = 32 * 1024;
+pub(crate) const MAX_OUTPUT_BYTES: usize = 32 * 1024;
 
 const NO_ARGS: &str = r#"{"type":"object","properties":{},"additionalProperties":false}"#;
 
@@ -206,14 +207,15 @@ fn tools() -> impl Iterator<Item = &'static Tool> {
 }
 
 /// Every tool, in a stable order.
-pub fn catalog() -> &'static [ToolInfo] {
+pub(crate) fn catalog() -> &'static [ToolInfo] {
     static CATALOG: std::sync::OnceLock<Vec<ToolInfo>> = std::sync::OnceLock::new();
     CATALOG.get_or_init(|| tools().map(|t| t.info).collect())
 }
 
 /// Runs one tool with no operator allow-lists (network tools and
 /// file tools then refuse every target). See [`call_with`].
-pub fn call(name: &str, args_json: &str) -> Result<String, String> {
+#[cfg(test)]
+pub(crate) fn call(name: &str, args_json: &str) -> Result<String, String> {
     static NONE: std::sync::OnceLock<std::sync::Arc<ToolConfig>> = std::sync::OnceLock::new();
     call_with(NONE.get_or_init(Default::default), name, args_json)
 }
@@ -222,7 +224,7 @@ pub fn call(name: &str, args_json: &str) -> Result<String, String> {
 /// is a JSON object (`{}` or `""` for none). Ok is the JSON result,
 /// secrets masked, at most [`MAX_OUTPUT_BYTES`]; Err is a one-line
 /// message fit to show an operator, secrets masked too.
-pub fn call_with(
+pub(crate) fn call_with(
     config: &std::sync::Arc<ToolConfig>,
     name: &str,
     args_json: &str,

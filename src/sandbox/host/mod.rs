@@ -151,7 +151,7 @@ impl HostContext {
         let detail = format!(
             "made more than {} tool calls and shell requests in one {}",
             self.max_calls,
-            if self.info.kind() == crate::link::proto::SessionType::Chat {
+            if self.info.kind() == crate::proto::SessionType::Chat {
                 "turn"
             } else {
                 "run"
