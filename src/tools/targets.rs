@@ -107,6 +107,23 @@ pub(crate) fn check_path(path: &str, allowed: &[String], key: &str) -> Result<Pa
     Ok(real)
 }
 
+/// Opens the allow-listed file `real` (shown as `path`) for reading, only
+/// if it is a regular file: opened without blocking, so a FIFO or a
+/// device in an allowed directory is refused instead of hanging the tool.
+pub(crate) fn open_regular(real: &Path, path: &str) -> Result<std::fs::File, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(real)
+        .map_err(|e| format!("{path}: {}", super::cmd::io_reason(&e)))?;
+    let meta = f.metadata().map_err(|e| format!("{path}: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!("{path} is not a regular file"));
+    }
+    Ok(f)
+}
+
 /// The existing files matching the patterns of `allowed` (a pattern's
 /// directory is listed for `*`), sorted, at most `max`.
 pub(crate) fn expand(allowed: &[String], max: usize) -> Vec<String> {
@@ -186,6 +203,14 @@ mod tests {
         assert!(e.contains("absolute path without"), "{e}");
         let e = check_path("relative.log", &allowed, "log_files").unwrap_err();
         assert!(e.contains("absolute"), "{e}");
+        let fifo = format!("{d}/pipe.log");
+        let c = std::ffi::CString::new(fifo.clone()).expect("cstring");
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+        let real = check_path(&fifo, &allowed, "log_files").expect("allowed");
+        let e = open_regular(&real, &fifo).unwrap_err();
+        assert!(e.ends_with("is not a regular file"), "{e}");
+        std::fs::remove_file(&fifo).expect("rm fifo");
         let listed = expand(&allowed, 10);
         assert_eq!(listed, [format!("{d}/app.log"), format!("{d}/sneaky.log")]);
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::net::read_capped;
+use super::net::{Deadline, read_capped};
 use crate::tools::args::Args;
 use crate::tools::logs::unavailable;
 
@@ -33,7 +33,11 @@ fn get(socket: &std::path::Path, path: &str) -> Result<Value, String> {
     let _ = s.set_write_timeout(Some(TIMEOUT));
     s.write_all(format!("GET {path} HTTP/1.0\r\nHost: docker\r\n\r\n").as_bytes())
         .map_err(|e| e.to_string())?;
-    let (raw, cut) = read_capped(&mut s, MAX_RESPONSE)?;
+    let mut r = Deadline {
+        inner: &mut s,
+        until: std::time::Instant::now() + TIMEOUT,
+    };
+    let (raw, cut) = read_capped(&mut r, MAX_RESPONSE)?;
     if cut {
         return Err(format!(
             "the Docker API answer is larger than {MAX_RESPONSE} bytes"

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 
-use super::net::{connect, read_capped, timeout, tls};
+use super::net::{Deadline, connect, read_capped, timeout, tls};
 use super::{each_target, ms, none_configured, targets};
 use crate::tools::args::Args;
 use crate::tools::mask::mask_secrets;
@@ -134,13 +134,21 @@ fn check(url: &str, deadline: std::time::Duration) -> Result<Value, String> {
         t.stream
             .write_all(req.as_bytes())
             .map_err(|e| super::net::reason(&e))?;
-        let (raw, cut) = read_capped(&mut t.stream, MAX_RESPONSE)?;
+        let mut r = Deadline {
+            inner: &mut t.stream,
+            until: Instant::now() + deadline,
+        };
+        let (raw, cut) = read_capped(&mut r, MAX_RESPONSE)?;
         (raw, cut, cert)
     } else {
         let mut s = sock;
         s.write_all(req.as_bytes())
             .map_err(|e| super::net::reason(&e))?;
-        let (raw, cut) = read_capped(&mut s, MAX_RESPONSE)?;
+        let mut r = Deadline {
+            inner: &mut s,
+            until: Instant::now() + deadline,
+        };
+        let (raw, cut) = read_capped(&mut r, MAX_RESPONSE)?;
         (raw, cut, None)
     };
     let mut v = parse_response(&raw)?;

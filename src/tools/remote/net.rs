@@ -110,6 +110,23 @@ pub(crate) fn reason(e: &std::io::Error) -> String {
     }
 }
 
+/// A reader that fails with `TimedOut` once `until` has passed: socket
+/// timeouts bound each read, this bounds them all together, so a peer
+/// that sends a byte now and then cannot hold a call open.
+pub(crate) struct Deadline<R> {
+    pub(crate) inner: R,
+    pub(crate) until: Instant,
+}
+
+impl<R: Read> Read for Deadline<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if Instant::now() >= self.until {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        self.inner.read(buf)
+    }
+}
+
 /// Reads until EOF or `cap` bytes (more is dropped and flagged).
 pub(crate) fn read_capped(r: &mut impl Read, cap: usize) -> Result<(Vec<u8>, bool), String> {
     let mut buf = Vec::new();
@@ -285,6 +302,21 @@ mod tests {
         assert_eq!(a[0], "127.0.0.1:80".parse().expect("addr"));
         let a = resolve("::1", 80, Duration::from_secs(2)).expect("resolve v6");
         assert_eq!(a[0], "[::1]:80".parse().expect("addr"));
+    }
+
+    #[test]
+    fn a_slow_reader_is_cut_at_its_deadline() {
+        let mut r = Deadline {
+            inner: &b"data"[..],
+            until: Instant::now(),
+        };
+        let e = read_capped(&mut r, 10).unwrap_err();
+        assert_eq!(e, "timed out");
+        let mut r = Deadline {
+            inner: &b"data"[..],
+            until: Instant::now() + Duration::from_secs(5),
+        };
+        assert_eq!(read_capped(&mut r, 10), Ok((b"data".to_vec(), false)));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 
 use serde_json::{Map, Value, json};
 
-use super::net::{connect, split_host_port, timeout};
+use super::net::{Deadline, connect, split_host_port, timeout};
 use super::{each_target, ms, none_configured, targets};
 use crate::tools::args::Args;
 
@@ -100,7 +100,10 @@ fn info(
     let (host, port) = split_host_port(target)?;
     let (sock, _, took) = connect(&host, port, deadline)?;
     let mut w = sock.try_clone().map_err(|e| e.to_string())?;
-    let mut r = BufReader::new(sock);
+    let mut r = BufReader::new(Deadline {
+        inner: sock,
+        until: std::time::Instant::now() + deadline,
+    });
     if let Some(pw) = password {
         w.write_all(&command(&["AUTH", pw]))
             .map_err(|e| super::net::reason(&e))?;

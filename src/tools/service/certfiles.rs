@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use crate::tools::args::Args;
 use crate::tools::logs::unavailable;
-use crate::tools::targets::{check_path, expand};
+use crate::tools::targets::{check_path, expand, open_regular};
 use crate::tools::x509;
 
 /// Largest certificate file read.
@@ -19,8 +19,7 @@ const MAX_CERTS: usize = 20;
 fn file_row(path: &str, allowed: &[String], now: i64) -> Value {
     let read = || -> Result<Vec<u8>, String> {
         let real = check_path(path, allowed, "cert_files")?;
-        let f = std::fs::File::open(&real)
-            .map_err(|e| format!("{path}: {}", crate::tools::cmd::io_reason(&e)))?;
+        let f = open_regular(&real, path)?;
         let mut buf = Vec::new();
         f.take(MAX_FILE + 1)
             .read_to_end(&mut buf)

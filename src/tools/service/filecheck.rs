@@ -10,12 +10,14 @@ use sha2::{Digest, Sha256};
 
 use crate::tools::args::Args;
 use crate::tools::logs::unavailable;
-use crate::tools::targets::{check_path, expand};
+use crate::tools::targets::{check_path, expand, open_regular};
 
 /// Largest file hashed.
 const MAX_HASH: u64 = 50 * 1024 * 1024;
 /// Files checked at most in one call.
 const MAX_FILES: usize = 50;
+/// Bytes hashed at most in one call, over all its files.
+const HASH_BUDGET: u64 = 256 * 1024 * 1024;
 
 /// The lowercase hex SHA-256 of what `r` yields.
 pub(crate) fn sha256_hex(mut r: impl Read) -> std::io::Result<String> {
@@ -31,8 +33,9 @@ pub(crate) fn sha256_hex(mut r: impl Read) -> std::io::Result<String> {
     Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// One file's row; `path` as asked, the allow-list already passed.
-fn check(path: &str, allowed: &[String]) -> Value {
+/// One file's row; `path` as asked. `budget` is what this call may still
+/// hash, in bytes, and shrinks by what this file takes.
+fn check(path: &str, allowed: &[String], budget: &mut u64) -> Value {
     let real = match check_path(path, allowed, "files") {
         Ok(r) => r,
         Err(e) if e.ends_with(": not found") => return json!({ "path": path, "exists": false }),
@@ -54,11 +57,18 @@ fn check(path: &str, allowed: &[String]) -> Value {
     let target_meta = std::fs::metadata(&real).ok();
     let size = target_meta.as_ref().map(|m| m.len()).unwrap_or(0);
     let sha256 = match &target_meta {
-        Some(m) if m.is_file() && m.len() <= MAX_HASH => std::fs::File::open(&real)
-            .and_then(sha256_hex)
-            .map_err(|e| crate::tools::cmd::io_reason(&e))
-            .map_or_else(|e| json!({ "error": e }), Value::from),
-        Some(m) if m.is_file() => json!(format!("not hashed: larger than {MAX_HASH} bytes")),
+        Some(m) if m.is_file() && m.len() > MAX_HASH => {
+            json!(format!("not hashed: larger than {MAX_HASH} bytes"))
+        }
+        Some(m) if m.is_file() && m.len() > *budget => {
+            json!("not hashed: this call's hashing budget was spent; ask for the file alone")
+        }
+        Some(m) if m.is_file() => {
+            *budget -= m.len();
+            open_regular(&real, path)
+                .and_then(|f| sha256_hex(f).map_err(|e| crate::tools::cmd::io_reason(&e)))
+                .map_or_else(|e| json!({ "error": e }), Value::from)
+        }
         _ => Value::Null,
     };
     let m = target_meta.as_ref().unwrap_or(&meta);
@@ -95,7 +105,11 @@ pub(crate) fn run(args: &Args) -> Result<Value, String> {
         }
         None => expand(allowed, MAX_FILES),
     };
-    let rows: Vec<Value> = paths.iter().map(|p| check(p, allowed)).collect();
+    let mut budget = HASH_BUDGET;
+    let rows: Vec<Value> = paths
+        .iter()
+        .map(|p| check(p, allowed, &mut budget))
+        .collect();
     Ok(json!({ "available": true, "files": rows }))
 }
 

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::tools::args::Args;
 use crate::tools::logs::{clip_line, unavailable};
-use crate::tools::targets::{check_path, expand};
+use crate::tools::targets::{check_path, expand, open_regular};
 
 /// Bytes read from the end of the file.
 const TAIL_BYTES: u64 = 256 * 1024;
@@ -61,8 +61,7 @@ pub(crate) fn run(args: &Args) -> Result<Value, String> {
         );
     };
     let real = check_path(&path, allowed, "log_files")?;
-    let mut f = std::fs::File::open(&real)
-        .map_err(|e| format!("{path}: {}", crate::tools::cmd::io_reason(&e)))?;
+    let mut f = open_regular(&real, &path)?;
     let len = f.metadata().map(|m| m.len()).unwrap_or(0);
     let start = len.saturating_sub(TAIL_BYTES);
     f.seek(SeekFrom::Start(start))
