@@ -8,8 +8,11 @@
 //!   zombies and processes, kernel parameters and modules
 //! - `network.rs`: the network stack and the network-touching tools
 //! - `services.rs`: units, journals, logs, files, certificates, time
+//! - `inventory.rs`: devices, sockets, addresses, routes, interrupts,
+//!   NUMA, volumes, process details
 
 mod basics;
+mod inventory;
 mod network;
 mod services;
 mod system;
@@ -191,6 +194,7 @@ pub(crate) fn judge_only(tool: &str, v: &Value) -> Vec<Finding> {
         t => system::judge(t, v)
             .or_else(|| network::judge(t, v))
             .or_else(|| services::judge(t, v))
+            .or_else(|| inventory::judge(t, v))
             .unwrap_or_default(),
     }
 }
