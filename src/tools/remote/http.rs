@@ -256,4 +256,29 @@ mod tests {
             "{e}"
         );
     }
+
+    #[test]
+    fn an_untrusted_certificate_fails_the_check_and_says_why() {
+        let (port, server) = super::super::net::self_signed_server();
+        let url = format!("https://localhost:{port}/");
+        let cfg = ToolConfig {
+            targets: Targets {
+                http: vec![url],
+                ..Targets::default()
+            },
+            ..ToolConfig::default()
+        };
+        let v =
+            run(&Args::of("{}", &["target", "timeout_ms"]).with_config(cfg.into())).expect("http");
+        server.join().expect("server");
+        let row = &v["checks"][0];
+        assert_eq!(row["ok"], false, "{v}");
+        assert!(
+            row["error"]
+                .as_str()
+                .unwrap_or("")
+                .contains("certificate of localhost is not trusted"),
+            "{v}"
+        );
+    }
 }

@@ -289,6 +289,37 @@ pub(crate) fn tls(sock: TcpStream, host: &str) -> Result<Tls, String> {
     })
 }
 
+/// A TLS server on loopback with a fresh self-signed certificate for
+/// `localhost`, for one connection: it completes the handshake, answers
+/// one HTTP request with 200, and closes. (tests)
+#[cfg(test)]
+pub(crate) fn self_signed_server() -> (u16, std::thread::JoinHandle<()>) {
+    let rcgen::CertifiedKey { cert, signing_key } =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("cert");
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(signing_key.serialize_der().into());
+    let config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.der().clone()], key)
+        .expect("server config");
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    let server = std::thread::spawn(move || {
+        let (s, _) = l.accept().expect("accept");
+        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+        let conn = rustls::ServerConnection::new(Arc::new(config)).expect("conn");
+        let mut tls = StreamOwned::new(conn, s);
+        let mut buf = [0u8; 1024];
+        if tls.read(&mut buf).is_ok_and(|n| n > 0) {
+            let _ = tls.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+            tls.conn.send_close_notify();
+            let _ = tls.flush();
+        }
+    });
+    (port, server)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

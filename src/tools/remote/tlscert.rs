@@ -43,30 +43,7 @@ mod tests {
 
     #[test]
     fn a_self_signed_endpoint_reports_expiry_and_distrust() {
-        let rcgen::CertifiedKey { cert, signing_key } =
-            rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("cert");
-        let der = cert.der().clone();
-        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(signing_key.serialize_der().into());
-        let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_no_client_auth()
-        .with_single_cert(vec![der], key)
-        .expect("server config");
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = l.local_addr().expect("addr").port();
-        let server = std::thread::spawn(move || {
-            let (mut s, _) = l.accept().expect("accept");
-            let mut conn =
-                rustls::ServerConnection::new(std::sync::Arc::new(config)).expect("conn");
-            while conn.is_handshaking() {
-                if conn.complete_io(&mut s).is_err() {
-                    break;
-                }
-            }
-        });
+        let (port, server) = super::super::net::self_signed_server();
         let target = format!("localhost:{port}");
         let cfg = ToolConfig {
             targets: Targets {
