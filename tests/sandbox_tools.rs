@@ -195,3 +195,25 @@ async fn inspect_of_every_catpaw_plugin_name_through_the_agent_produces_a_report
     }
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_answers_about_an_inspect_plugin_named_in_the_message() {
+    let sb = TestSandbox::new();
+    let mut run =
+        chat(json!({"message": "is the conntrack table full?"})).start_on(&sb.builtin_chat());
+    let answer = loop {
+        match run.next().await {
+            catpaw_agent::session::SessionEvent::Output(p)
+                if p.metadata.as_ref().and_then(|m| m.get("turn_done"))
+                    == Some(&Value::Bool(true)) =>
+            {
+                break p.delta.clone();
+            }
+            _ => continue,
+        }
+    };
+    assert!(answer.contains("connection tracking table"), "{answer}");
+    assert!(answer.contains("conntrack"), "{answer}");
+    run.cancel.cancel();
+    run.finish().await;
+}
