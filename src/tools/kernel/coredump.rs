@@ -50,7 +50,13 @@ pub(crate) fn run(args: &Args) -> Result<Value, String> {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => {
-                unreadable.push(format!("{dir}: {}", crate::tools::cmd::io_reason(&e)));
+                let why = crate::tools::cmd::io_reason(&e);
+                let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
+                    " (listing it needs root)"
+                } else {
+                    ""
+                };
+                unreadable.push(format!("{dir}: {why}{hint}"));
                 continue;
             }
         };
