@@ -228,8 +228,15 @@ pub enum ProtoError {
     EmptyType,
 }
 
+// Go's `omitempty`, which the reference agent's payloads use: a field
+// tagged so is left out when it is "" / an empty map / 0, not only when
+// absent. Every optional field below follows it (PROTOCOL §3).
 fn is_empty_str(s: &Option<String>) -> bool {
     s.as_deref().is_none_or(str::is_empty)
+}
+
+fn is_empty_map(m: &Option<Map<String, Value>>) -> bool {
+    m.as_ref().is_none_or(Map::is_empty)
 }
 
 /// Every frame: one JSON text message.
@@ -363,8 +370,8 @@ pub struct AlertEvent {
     /// Text.
     #[serde(default)]
     pub description: String,
-    /// `markdown` or omitted.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// `markdown` or omitted (also when empty).
+    #[serde(default, skip_serializing_if = "is_empty_str")]
     pub description_format: Option<String>,
 }
 
@@ -386,11 +393,11 @@ pub struct SessionOutputPayload {
     pub stage: String,
     /// True on the last message.
     pub done: bool,
-    /// Final report (inspect/diagnose).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Final report (inspect/diagnose); omitted when empty.
+    #[serde(default, skip_serializing_if = "is_empty_str")]
     pub report: Option<String>,
-    /// Extra data, e.g. `{"turn_done": true}`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Extra data, e.g. `{"turn_done": true}`; omitted when empty.
+    #[serde(default, skip_serializing_if = "is_empty_map")]
     pub metadata: Option<Map<String, Value>>,
 }
 
@@ -410,11 +417,11 @@ pub struct SessionErrorPayload {
 pub struct AckPayload {
     /// Accepted?
     pub ok: bool,
-    /// Why not.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Why not; omitted when empty.
+    #[serde(default, skip_serializing_if = "is_empty_str")]
     pub error: Option<String>,
-    /// Server-side warning on the register ack.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Server-side warning on the register ack; omitted when empty.
+    #[serde(default, skip_serializing_if = "is_empty_str")]
     pub warning: Option<String>,
 }
 

@@ -227,7 +227,12 @@ fn a_configured_runner_must_serve_its_role() {
 async fn hostile_text_from_the_server_cannot_forge_log_lines() {
     let mut server = TestServer::start().await;
     let home = served_by(&server, "");
-    let mut agent = home.agent().keep_log().spawn();
+    // Debug: most of these frames are logged at debug only.
+    let mut agent = home
+        .agent()
+        .env("RUST_LOG", "debug,cranelift=info,wasmtime=info")
+        .keep_log()
+        .spawn();
     let (mut c, _) = server.accept_registered().await;
 
     // Every value the agent logs from these frames carries a line break, a

@@ -64,6 +64,8 @@ fn log_overflow(lost: Option<u64>, total: u64, capacity: usize) {
 #[derive(Debug, Clone)]
 pub struct AlertBuffer {
     inner: Arc<Mutex<Inner>>,
+    /// The agent's counters (pushed, dropped).
+    telemetry: Option<crate::telemetry::Telemetry>,
 }
 
 /// How many of `incoming` events fit beside `len` queued ones in
@@ -89,6 +91,20 @@ impl AlertBuffer {
                 dropped: 0,
                 overflow: Tally::new(OVERFLOW_LOG_EVERY),
             })),
+            telemetry: None,
+        }
+    }
+
+    /// Counts pushed and dropped events into `telemetry`.
+    pub fn with_telemetry(mut self, telemetry: crate::telemetry::Telemetry) -> Self {
+        self.telemetry = Some(telemetry);
+        self
+    }
+
+    fn count(&self, pushed: u64, dropped: u64) {
+        if let Some(t) = &self.telemetry {
+            t.alerts_pushed(pushed);
+            t.alerts_dropped(dropped);
         }
     }
 
@@ -104,6 +120,7 @@ impl AlertBuffer {
             let mut g = self.lock();
             g.dropped += 1;
             drop(g);
+            self.count(0, 1);
             tracing::warn!(
                 alert_key = %crate::util::truncate_utf8(&event.alert_key, 200),
                 "alert event dropped: its keys alone exceed the 256 KiB alert frame"
@@ -120,6 +137,7 @@ impl AlertBuffer {
         let report = g.lose(lost, Instant::now());
         let (total, capacity) = (g.dropped, g.capacity);
         drop(g);
+        self.count(1, lost);
         log_overflow(report, total, capacity);
     }
 
@@ -164,6 +182,7 @@ impl AlertBuffer {
         let report = g.lose(drop_n as u64, Instant::now());
         let (total, capacity) = (g.dropped, g.capacity);
         drop(g);
+        self.count(0, drop_n as u64);
         log_overflow(report, total, capacity);
     }
 

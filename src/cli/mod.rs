@@ -1,9 +1,11 @@
 //! What only the command line uses: turning a config into a sandbox and
 //! runners (`setup.rs`), the local session harness (`session.rs`, the
-//! `session` subcommand), the loopback demo (`demo.rs`) and log output
-//! (`logging.rs`). The core modules never import from here.
+//! `session` subcommand), the loopback demo (`demo.rs`), log output
+//! (`logging.rs`) and the operator commands `config check` and `status`
+//! (`ops.rs`). The core modules never import from here.
 
 pub mod demo;
 pub mod logging;
+pub mod ops;
 pub mod session;
 pub mod setup;

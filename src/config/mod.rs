@@ -19,6 +19,9 @@
 //!   overrides, command-line flags)
 //! - `units.rs`: sizes and durations
 //! - `url.rs`: the server's WebSocket URL
+//! - `labels.rs`: `[global.labels]` and their expansion
+//! - `show.rs`: the effective config as `config check` prints it, and the
+//!   commented example (`example.toml`)
 //! - `paths.rs`: the state directory's layout
 //! - `hygiene.rs`: settings that work but deserve a warning
 //! - `tools.rs`: `[tools]`, what the diagnostic tools may read and reach
@@ -26,8 +29,10 @@
 mod budgets;
 mod check;
 mod hygiene;
+pub mod labels;
 mod paths;
 mod raw;
+mod show;
 mod tools;
 mod units;
 mod url;
@@ -42,6 +47,7 @@ pub(crate) use hygiene::check_agent_token;
 pub use hygiene::redact_url;
 pub use paths::StatePaths;
 use raw::RawConfig;
+pub use show::{EXAMPLE, REDACTED};
 use url::ws_url;
 
 /// Default config file location.
@@ -92,7 +98,8 @@ pub enum ConfigError {
 pub struct Config {
     /// Where the agent id, audit log and compile cache live.
     pub state_dir: PathBuf,
-    /// Labels sent in `register`.
+    /// `[global.labels]`: label templates, resolved at each `register`
+    /// (see `labels.rs`).
     pub labels: BTreeMap<String, String>,
     /// Plugin names sent in `register`.
     pub plugins: Vec<String>,
@@ -106,6 +113,8 @@ pub struct Config {
     pub audit: crate::audit::AuditOptions,
     /// `[tools]`: the files and endpoints tools may read and reach.
     pub tools: crate::tools::ToolConfig,
+    /// `[metrics]`.
+    pub metrics: MetricsConfig,
     /// The file it came from (for messages), if any.
     pub source: Option<PathBuf>,
     /// One warning line per renamed key the file still uses.
@@ -172,6 +181,13 @@ impl Default for SandboxConfig {
     }
 }
 
+/// `[metrics]`: the Prometheus endpoint, off unless `listen` is set.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// Address to serve `/metrics` on, e.g. `127.0.0.1:9464`.
+    pub listen: Option<std::net::SocketAddr>,
+}
+
 /// `[log]`.
 #[derive(Debug, Clone)]
 pub struct LogConfig {
@@ -204,6 +220,7 @@ impl Default for Config {
             log: LogConfig::default(),
             audit: default_audit(),
             tools: crate::tools::ToolConfig::default(),
+            metrics: MetricsConfig::default(),
             source: None,
             deprecated: Vec::new(),
         }
@@ -326,6 +343,7 @@ impl Config {
         if !["text", "json"].contains(&format.as_str()) {
             return Err(cx.err("[log] format", format!("{format:?} is not text or json")));
         }
+        let labels = cx.labels(raw.global.labels, raw.labels, &mut deprecated)?;
         let da = default_audit();
         let max_size = cx.size("[audit] max_size", raw.audit.max_size, da.max_size)?;
         if max_size < 64 * 1024 {
@@ -344,14 +362,26 @@ impl Config {
             keep,
             append_only: raw.audit.append_only.unwrap_or(da.append_only),
         };
+        let metrics = MetricsConfig {
+            listen: match raw.metrics.listen.filter(|l| !l.trim().is_empty()) {
+                None => None,
+                Some(l) => Some(l.trim().parse().map_err(|_| {
+                    cx.err(
+                        "[metrics] listen",
+                        format!("{l:?} is not an address and port, e.g. \"127.0.0.1:9464\""),
+                    )
+                })?),
+            },
+        };
         let tools = cx.tools(raw.tools)?;
         Ok(Config {
             audit,
+            metrics,
             tools,
             state_dir: cx
                 .path_of(raw.state_dir)
                 .unwrap_or_else(|| cx.base.join("state.d")),
-            labels: raw.labels,
+            labels,
             plugins: raw.plugins,
             server,
             sandbox,

@@ -10,8 +10,10 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields)]
 pub(super) struct RawConfig {
     pub(super) state_dir: Option<String>,
+    /// Older spelling of `[global.labels]`.
+    pub(super) labels: Option<BTreeMap<String, String>>,
     #[serde(default)]
-    pub(super) labels: BTreeMap<String, String>,
+    pub(super) global: RawGlobal,
     #[serde(default)]
     pub(super) plugins: Vec<String>,
     #[serde(default)]
@@ -24,6 +26,8 @@ pub(super) struct RawConfig {
     pub(super) audit: RawAudit,
     #[serde(default)]
     pub(super) tools: RawTools,
+    #[serde(default)]
+    pub(super) metrics: RawMetrics,
 }
 
 /// `[tools]`: what the tools may read and reach.
@@ -60,6 +64,20 @@ pub(super) struct RawTargets {
     pub(super) redis: Vec<String>,
     pub(super) redis_password: Option<String>,
     pub(super) docker_socket: Option<String>,
+}
+
+/// `[metrics]`: the opt-in Prometheus endpoint.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMetrics {
+    pub(super) listen: Option<String>,
+}
+
+/// `[global]`, as the reference agent spells it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawGlobal {
+    pub(super) labels: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -48,7 +48,8 @@ impl Ctx<'_> {
                 ));
             }
         }
-        let redis_password = match t.redis_password {
+        // Empty means none: no AUTH is sent.
+        let redis_password = match t.redis_password.filter(|p| !p.is_empty()) {
             None => None,
             Some(p) => {
                 Some(expand_env(&p).map_err(|m| self.err("[tools.targets] redis_password", m))?)

@@ -9,8 +9,8 @@ use tokio_util::sync::CancellationToken;
 use super::{ChannelSink, SessionEvent};
 use crate::proto::{self, ErrorCode, SessionErrorPayload, SessionStartPayload, SessionType};
 use crate::runner::{
-    ChatRunner, ChatSessionOpts, DiagnoseRequest, DiagnoseRunner, Output, RunError, SessionInfo,
-    Stage, StreamSink,
+    Budget, ChatRunner, ChatSessionOpts, DiagnoseRequest, DiagnoseRunner, Output, RunError,
+    SessionInfo, Stage, StreamSink,
 };
 
 /// The runners available to sessions, by role.
@@ -72,6 +72,31 @@ pub async fn run_session(
     cancel: CancellationToken,
 ) -> String {
     let sink = ChannelSink::new(start.session_id.clone(), out);
+    drive(start, allow_shell, runners, sink, inputs, cancel)
+        .await
+        .outcome
+}
+
+/// How a session ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionEnd {
+    /// `ok`, `cancelled`, or the code of the `session_error` it sent.
+    pub outcome: String,
+    /// The budget that stopped it, if one did.
+    pub breach: Option<Budget>,
+    /// The `session_error` text it sent, if any.
+    pub error: Option<String>,
+}
+
+/// [`run_session`] with a sink the caller built (one that counts output).
+pub async fn drive(
+    start: SessionStartPayload,
+    allow_shell: bool,
+    runners: Runners,
+    sink: ChannelSink,
+    inputs: mpsc::Receiver<String>,
+    cancel: CancellationToken,
+) -> SessionEnd {
     let info = SessionInfo {
         session_id: start.session_id.clone(),
         session_type: start.session_type.clone(),
@@ -103,15 +128,20 @@ pub async fn run_session(
     done.done = true;
     done.report = report;
     sink.send(done).await;
-    match sink.failure() {
+    let outcome = match sink.failure() {
         Some(code) => code.to_string(),
         None if cancel.is_cancelled() => "cancelled".to_string(),
         None => "ok".to_string(),
+    };
+    SessionEnd {
+        outcome,
+        breach: sink.breach(),
+        error: sink.failure_error().map(str::to_string),
     }
 }
 
 async fn send_error(sink: &ChannelSink, info: &SessionInfo, code: ErrorCode, error: String) {
-    tracing::warn!(session_id = %info.session_id, code = code.as_str(), %error, "session failed");
+    tracing::debug!(session_id = %info.session_id, code = code.as_str(), %error, "session failed");
     sink.send_event(SessionEvent::Error(SessionErrorPayload {
         session_id: info.session_id.clone(),
         error,
@@ -128,8 +158,11 @@ async fn report_failure(
     failure: ErrorCode,
 ) {
     if *err == RunError::Cancelled {
-        tracing::info!(session_id = %info.session_id, "session cancelled");
+        tracing::debug!(session_id = %info.session_id, "session cancelled");
         return;
+    }
+    if let RunError::ResourceExhausted { budget, .. } = err {
+        sink.set_breach(*budget);
     }
     send_error(sink, info, err.code(failure), err.to_string()).await;
 }
@@ -176,7 +209,7 @@ async fn run_diagnose(
             .unwrap_or_else(|| proto::DEFAULT_TARGET.to_string()),
         params: params.clone(),
     };
-    tracing::info!(session_id = %info.session_id, session_type = %info.session_type,
+    tracing::debug!(session_id = %info.session_id, session_type = %info.session_type,
         plugin = %req.plugin, target = %req.target, user = %info.user_name, "session started");
     let started = std::time::Instant::now();
     match runner
@@ -184,7 +217,7 @@ async fn run_diagnose(
         .await
     {
         Ok(report) => {
-            tracing::info!(session_id = %info.session_id, elapsed_ms = started.elapsed().as_millis() as u64,
+            tracing::debug!(session_id = %info.session_id, elapsed_ms = started.elapsed().as_millis() as u64,
                 report_bytes = report.len(), "session finished");
             Some(report)
         }
@@ -221,7 +254,7 @@ async fn run_chat(
         .await;
         return;
     };
-    tracing::info!(session_id = %info.session_id, user = %info.user_name,
+    tracing::debug!(session_id = %info.session_id, user = %info.user_name,
         allow_shell = info.allow_shell, "chat started");
     let opts = ChatSessionOpts {
         allow_shell: info.allow_shell,

@@ -7,7 +7,7 @@
 use std::path::{Component, Path, PathBuf};
 
 /// `[tools]`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ToolConfig {
     /// Files `log_tail` may read: absolute paths, `*` matching within one
     /// path component (`/var/log/nginx/*.log`).
@@ -23,7 +23,7 @@ pub struct ToolConfig {
 }
 
 /// `[tools.targets]`: the endpoints network tools may reach.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Targets {
     /// Names `dns_lookup` may resolve.
     pub dns: Vec<String>,

@@ -84,6 +84,7 @@ impl TestSandbox {
                 audit: Some(audit.clone()),
                 shell_user: None,
                 tools: Arc::new(tools),
+                telemetry: None,
             },
         })
         .expect("sandbox");

@@ -71,10 +71,15 @@ impl Out {
     }
 }
 
-fn event_envelope(ev: SessionEvent) -> Envelope {
+/// The frame for a session event, and the output bytes it carries (none
+/// for an error), counted once it is written.
+fn event_envelope(ev: SessionEvent) -> (Envelope, Option<u64>) {
     match ev {
-        SessionEvent::Output(p) => Envelope::new(proto::MSG_SESSION_OUTPUT, p),
-        SessionEvent::Error(p) => Envelope::new(proto::MSG_SESSION_ERROR, p),
+        SessionEvent::Output(p) => {
+            let bytes = crate::session::output_bytes(&p);
+            (Envelope::new(proto::MSG_SESSION_OUTPUT, p), Some(bytes))
+        }
+        SessionEvent::Error(p) => (Envelope::new(proto::MSG_SESSION_ERROR, p), None),
     }
 }
 
@@ -84,6 +89,8 @@ enum Step {
     Idle,
     /// Write this envelope.
     Write(Envelope),
+    /// Write a session's message carrying this much output (if any).
+    Session(Envelope, Option<u64>),
     /// Write this alert batch; on failure it goes back into the buffer.
     Alerts(Envelope, Vec<AlertEvent>),
     /// The connection ends.
@@ -133,7 +140,10 @@ pub(super) async fn serve(
                     Some(Ok(_)) => Step::Idle,
                 }
             }
-            Some(ev) = out_rx.recv() => Step::Write(event_envelope(ev)),
+            Some(ev) = out_rx.recv() => {
+                let (env, output) = event_envelope(ev);
+                Step::Session(env, output)
+            }
             _ = &mut read_deadline => Step::End(dropped("no frame from the server within the read timeout")),
             _ = heartbeat.tick() => {
                 let hb = HeartbeatPayload {
@@ -160,10 +170,11 @@ pub(super) async fn serve(
                 }
             }
         };
-        let (env, batch) = match step {
+        let (env, batch, output) = match step {
             Step::Idle => continue,
-            Step::Write(env) => (env, None),
-            Step::Alerts(env, batch) => (env, Some(batch)),
+            Step::Write(env) => (env, None, None),
+            Step::Session(env, output) => (env, None, output),
+            Step::Alerts(env, batch) => (env, Some(batch), None),
             Step::End(AttemptOutcome::Shutdown) => {
                 return graceful_close(ctx, out, stream, &mut out_rx).await;
             }
@@ -174,7 +185,14 @@ pub(super) async fn serve(
             }
         };
         match out.write(&env, shutdown).await {
-            Ok(()) => {}
+            Ok(()) => {
+                if let Some(batch) = &batch {
+                    ctx.telemetry.alerts_sent(batch.len() as u64);
+                }
+                if let Some(bytes) = output {
+                    ctx.telemetry.output_sent(bytes);
+                }
+            }
             Err(e) => {
                 // Sent or not, the server may not have it: at least once
                 // beats never for alerts.
@@ -218,13 +236,12 @@ async fn graceful_close(
                     _ => continue,
                 }
             };
-            if out
-                .sink
-                .send(Message::text(event_envelope(ev).to_json()))
-                .await
-                .is_err()
-            {
+            let (env, output) = event_envelope(ev);
+            if out.sink.send(Message::text(env.to_json())).await.is_err() {
                 return;
+            }
+            if let Some(bytes) = output {
+                ctx.telemetry.output_sent(bytes);
             }
         }
     })

@@ -35,6 +35,8 @@ pub struct HostServices {
     pub shell_user: Option<Identity>,
     /// What the operator allow-listed for the tools (`[tools]`).
     pub tools: Arc<crate::tools::ToolConfig>,
+    /// The agent's counters (shell commands run and denied).
+    pub telemetry: Option<crate::telemetry::Telemetry>,
 }
 
 /// Per-session state of the imports: the generated `Host` trait is
@@ -87,6 +89,13 @@ impl RunState {
 }
 
 impl HostContext {
+    /// Counts a `request-shell` that ran (`true`) or was denied.
+    pub(crate) fn count_shell_command(&self, ran: bool) {
+        if let Some(t) = &self.services.telemetry {
+            t.shell_command(ran);
+        }
+    }
+
     /// Context for one session under `limits`; a run or turn may write
     /// `stdio_cap` bytes of log lines and as many of stdout/stderr.
     pub(crate) fn new(
