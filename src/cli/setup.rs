@@ -82,6 +82,7 @@ pub fn build(
         services: HostServices {
             audit: Some(audit.clone()),
             shell_user,
+            tools: std::sync::Arc::new(cfg.tools.clone()),
             telemetry: Some(telemetry.clone()),
         },
     };

@@ -24,6 +24,7 @@
 //!   commented example (`example.toml`)
 //! - `paths.rs`: the state directory's layout
 //! - `hygiene.rs`: settings that work but deserve a warning
+//! - `tools.rs`: `[tools]`, what the diagnostic tools may read and reach
 
 mod budgets;
 mod check;
@@ -32,6 +33,7 @@ pub mod labels;
 mod paths;
 mod raw;
 mod show;
+mod tools;
 mod units;
 mod url;
 
@@ -109,6 +111,8 @@ pub struct Config {
     pub log: LogConfig,
     /// `[audit]`.
     pub audit: crate::audit::AuditOptions,
+    /// `[tools]`: the files and endpoints tools may read and reach.
+    pub tools: crate::tools::ToolConfig,
     /// `[metrics]`.
     pub metrics: MetricsConfig,
     /// The file it came from (for messages), if any.
@@ -215,6 +219,7 @@ impl Default for Config {
             sandbox: SandboxConfig::default(),
             log: LogConfig::default(),
             audit: default_audit(),
+            tools: crate::tools::ToolConfig::default(),
             metrics: MetricsConfig::default(),
             source: None,
             deprecated: Vec::new(),
@@ -368,9 +373,11 @@ impl Config {
                 })?),
             },
         };
+        let tools = cx.tools(raw.tools)?;
         Ok(Config {
             audit,
             metrics,
+            tools,
             state_dir: cx
                 .path_of(raw.state_dir)
                 .unwrap_or_else(|| cx.base.join("state.d")),

@@ -33,6 +33,8 @@ pub struct HostServices {
     /// Who granted shell commands run as (`[sandbox] shell_user`); `None`:
     /// the agent's own user.
     pub shell_user: Option<Identity>,
+    /// What the operator allow-listed for the tools (`[tools]`).
+    pub tools: Arc<crate::tools::ToolConfig>,
     /// The agent's counters (shell commands run and denied).
     pub telemetry: Option<crate::telemetry::Telemetry>,
 }
