@@ -162,6 +162,7 @@ async fn main() {
                 llm: Some(client.clone()),
                 tool_timeout: None,
                 telemetry: None,
+                tools: Default::default(),
             },
             ..SandboxOptions::default()
         })

@@ -45,6 +45,10 @@
 //! - [`embedded`]: the built-in runners, compiled into the binary
 //! - [`ratelimit`], [`util`]: small shared helpers
 
+// The docs are read by people working on the crate (`cargo doc
+// --document-private-items`): they link to crate-private items freely.
+#![allow(rustdoc::private_intra_doc_links)]
+
 pub mod ai;
 pub mod alerts;
 pub mod audit;

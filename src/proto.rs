@@ -260,12 +260,19 @@ pub struct Envelope {
     pub payload: Option<Value>,
 }
 
+/// A fresh random (version 4) message id, drawn from the thread's
+/// cryptographically seeded generator instead of a `getrandom` call per
+/// message.
+fn fresh_id() -> uuid::Uuid {
+    uuid::Builder::from_random_bytes(rand::random()).into_uuid()
+}
+
 impl Envelope {
     /// A new message with a fresh id.
     pub fn new(msg_type: &str, payload: impl Serialize) -> Envelope {
         Envelope {
             msg_type: msg_type.to_string(),
-            id: uuid::Uuid::new_v4().to_string(),
+            id: fresh_id().to_string(),
             ref_id: None,
             payload: serde_json::to_value(payload).ok().filter(|v| !v.is_null()),
         }
@@ -276,6 +283,28 @@ impl Envelope {
         let mut e = Envelope::new(msg_type, payload);
         e.ref_id = Some(ref_id.to_string());
         e
+    }
+
+    /// The JSON text of a new message of `msg_type` carrying `payload`,
+    /// written straight from the payload: the same bytes as
+    /// `Envelope::new(msg_type, payload).to_json()` for a payload that is
+    /// not `null`, without the detour through a `serde_json::Value` (the
+    /// per-delta path).
+    pub fn encode(msg_type: &str, payload: &impl Serialize) -> String {
+        #[derive(Serialize)]
+        struct Frame<'a, P> {
+            #[serde(rename = "type")]
+            msg_type: &'a str,
+            id: uuid::fmt::Hyphenated,
+            payload: &'a P,
+        }
+        let frame = Frame {
+            msg_type,
+            id: fresh_id().hyphenated(),
+            payload,
+        };
+        // Serializing plain structs cannot fail.
+        serde_json::to_string(&frame).unwrap_or_default()
     }
 
     /// JSON text of the frame.

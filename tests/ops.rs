@@ -354,6 +354,7 @@ async fn metrics_move_by_exactly_a_session_a_breach_a_denied_shell_and_a_dropped
         ("catpaw_agent_alerts_sent_total", 1.0),
         ("catpaw_agent_budget_breaches_total{kind=\"fuel\"}", 1.0),
         ("catpaw_agent_connected", 1.0),
+        ("catpaw_agent_session_ack_latency_seconds_count", 2.0),
         (
             "catpaw_agent_session_duration_seconds_count{type=\"chat\"}",
             1.0,

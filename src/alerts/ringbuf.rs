@@ -128,23 +128,30 @@ impl AlertBuffer {
             return;
         };
         let mut g = self.lock();
-        let mut lost = 0;
-        if g.events.len() >= g.capacity {
-            g.events.pop_front();
-            lost = 1;
-        }
+        let evicted = if g.events.len() >= g.capacity {
+            g.events.pop_front()
+        } else {
+            None
+        };
         g.events.push_back(Entry { event, size });
-        let report = g.lose(lost, Instant::now());
+        let Some(evicted) = evicted else {
+            drop(g);
+            self.count(1, 0);
+            return;
+        };
+        let report = g.lose(1, Instant::now());
         let (total, capacity) = (g.dropped, g.capacity);
         drop(g);
-        self.count(1, lost);
+        // The overwritten event is freed outside the lock.
+        drop(evicted);
+        self.count(1, 1);
         log_overflow(report, total, capacity);
     }
 
     /// Takes the next `alert_events` frame's worth: at most
     /// [`frame::MAX_EVENTS`] events and
     /// [`frame::MAX_FRAME_BYTES`] of frame, oldest first.
-    pub(crate) fn drain_frame(&self) -> Vec<AlertEvent> {
+    pub fn drain_frame(&self) -> Vec<AlertEvent> {
         self.drain_batch(frame::MAX_EVENTS, frame::events_budget())
     }
 

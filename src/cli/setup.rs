@@ -93,6 +93,7 @@ pub fn build(
             shell_user,
             llm: llm.map(Arc::new),
             tool_timeout: cfg.ai.enabled.then_some(cfg.ai.tool_timeout),
+            tools: std::sync::Arc::new(cfg.tools.clone()),
             telemetry: Some(telemetry.clone()),
         },
     };

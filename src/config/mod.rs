@@ -25,6 +25,7 @@
 //!   commented example (`example.toml`)
 //! - `paths.rs`: the state directory's layout
 //! - `hygiene.rs`: settings that work but deserve a warning
+//! - `tools.rs`: `[tools]`, what the diagnostic tools may read and reach
 
 mod ai;
 mod budgets;
@@ -34,6 +35,7 @@ pub mod labels;
 mod paths;
 mod raw;
 mod show;
+mod tools;
 mod units;
 mod url;
 
@@ -111,6 +113,8 @@ pub struct Config {
     pub log: LogConfig,
     /// `[audit]`.
     pub audit: crate::audit::AuditOptions,
+    /// `[tools]`: the files and endpoints tools may read and reach.
+    pub tools: crate::tools::ToolConfig,
     /// `[metrics]`.
     pub metrics: MetricsConfig,
     /// `[ai]`.
@@ -220,6 +224,7 @@ impl Default for Config {
             sandbox: SandboxConfig::default(),
             log: LogConfig::default(),
             audit: default_audit(),
+            tools: crate::tools::ToolConfig::default(),
             metrics: MetricsConfig::default(),
             ai: crate::ai::AiConfig::default(),
             source: None,
@@ -381,9 +386,11 @@ impl Config {
             &server.agent_token,
             &mut deprecated,
         )?;
+        let tools = cx.tools(raw.tools)?;
         Ok(Config {
             audit,
             metrics,
+            tools,
             ai,
             state_dir: cx
                 .path_of(raw.state_dir)

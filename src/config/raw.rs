@@ -25,9 +25,47 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) audit: RawAudit,
     #[serde(default)]
+    pub(super) tools: RawTools,
+    #[serde(default)]
     pub(super) metrics: RawMetrics,
     #[serde(default)]
     pub(super) ai: RawAi,
+}
+
+/// `[tools]`: what the tools may read and reach.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTools {
+    #[serde(default)]
+    pub(super) log_files: Vec<String>,
+    #[serde(default)]
+    pub(super) files: Vec<String>,
+    #[serde(default)]
+    pub(super) cert_files: Vec<String>,
+    #[serde(default)]
+    pub(super) sysctl_keys: Vec<String>,
+    #[serde(default)]
+    pub(super) targets: RawTargets,
+}
+
+/// `[tools.targets]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTargets {
+    #[serde(default)]
+    pub(super) dns: Vec<String>,
+    #[serde(default)]
+    pub(super) tcp: Vec<String>,
+    #[serde(default)]
+    pub(super) ping: Vec<String>,
+    #[serde(default)]
+    pub(super) http: Vec<String>,
+    #[serde(default)]
+    pub(super) tls: Vec<String>,
+    #[serde(default)]
+    pub(super) redis: Vec<String>,
+    pub(super) redis_password: Option<String>,
+    pub(super) docker_socket: Option<String>,
 }
 
 /// `[metrics]`: the opt-in Prometheus endpoint.

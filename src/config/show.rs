@@ -129,6 +129,41 @@ impl Config {
             .map(|a| a.to_string())
             .unwrap_or_default();
         let _ = writeln!(w, "listen = {}", q(&listen));
+        let t = &self.tools;
+        let list = |v: &[String]| {
+            format!(
+                "[{}]",
+                v.iter().map(|x| q(x)).collect::<Vec<_>>().join(", ")
+            )
+        };
+        let _ = writeln!(w, "\n[tools]");
+        let _ = writeln!(w, "log_files = {}", list(&t.log_files));
+        let _ = writeln!(w, "files = {}", list(&t.files));
+        let _ = writeln!(w, "cert_files = {}", list(&t.cert_files));
+        let _ = writeln!(w, "sysctl_keys = {}", list(&t.sysctl_keys));
+        let tt = &t.targets;
+        let _ = writeln!(w, "\n[tools.targets]");
+        let _ = writeln!(w, "dns = {}", list(&tt.dns));
+        let _ = writeln!(w, "tcp = {}", list(&tt.tcp));
+        let _ = writeln!(w, "ping = {}", list(&tt.ping));
+        let _ = writeln!(w, "http = {}", list(&tt.http));
+        let _ = writeln!(w, "tls = {}", list(&tt.tls));
+        let _ = writeln!(w, "redis = {}", list(&tt.redis));
+        let pw = if tt.redis_password.as_deref().unwrap_or("").is_empty() {
+            ""
+        } else {
+            REDACTED
+        };
+        let _ = writeln!(w, "redis_password = {}", q(pw));
+        let _ = writeln!(
+            w,
+            "docker_socket = {}",
+            q(&tt
+                .docker_socket
+                .as_deref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default())
+        );
         ai(w, &self.ai);
         o
     }
@@ -196,6 +231,7 @@ mod tests {
         );
         assert_eq!(example.audit, empty.audit);
         assert_eq!(example.metrics, empty.metrics);
+        assert_eq!(example.tools, empty.tools);
         assert_eq!(example.ai, empty.ai);
         assert_eq!(example.log.level, empty.log.level);
         assert_eq!(example.labels["from_hostname"], "${HOSTNAME}");
@@ -217,11 +253,15 @@ mod tests {
     fn the_effective_config_parses_back_to_the_same_config() {
         let text = "[server]\nenabled = true\naddress = \"https://catpaw.example.com\"\n\
                     [sandbox]\nfuel = 5000000\n[sandbox.chat]\nmax_memory = \"128MiB\"\n\
-                    [metrics]\nlisten = \"127.0.0.1:9464\"\n";
+                    [metrics]\nlisten = \"127.0.0.1:9464\"\n\
+                    [tools]\nlog_files = [\"/var/log/*.log\"]\n\
+                    [tools.targets]\ntcp = [\"db:5432\", \"[::1]:6379\"]\n\
+                    docker_socket = \"/run/docker.sock\"\n";
         let c = parse(text);
         let again = parse(&c.effective());
         assert_eq!(again.sandbox.budgets, c.sandbox.budgets);
         assert_eq!(again.metrics, c.metrics);
+        assert_eq!(again.tools, c.tools);
         assert_eq!(again.server.address, c.server.address);
         assert_eq!(again.effective(), c.effective());
     }
@@ -250,11 +290,12 @@ mod tests {
     fn secrets_are_redacted() {
         let c = parse(
             "[server]\nenabled = true\naddress = \"https://u:pw-s3cret@catpaw.example.com\"\n\
-             agent_token = \"tok-s3cret\"\n",
+             agent_token = \"tok-s3cret\"\n[tools.targets]\nredis_password = \"redis-s3cret\"\n",
         );
         let shown = c.effective();
         assert!(!shown.contains("s3cret"), "{shown}");
         assert!(shown.contains("agent_token = \"<redacted>\""), "{shown}");
+        assert!(shown.contains("redis_password = \"<redacted>\""), "{shown}");
         assert!(
             shown.contains("https://<redacted>@catpaw.example.com"),
             "{shown}"

@@ -298,3 +298,37 @@ fn outbound_payloads_match_the_reference_field_by_field() {
         );
     }
 }
+
+#[test]
+fn encode_writes_the_bytes_an_envelope_would() {
+    let p = SessionOutputPayload {
+        session_id: "s-1".into(),
+        delta: "tab\there \"quoted\" é".into(),
+        stage: STAGE_THINKING.into(),
+        done: false,
+        report: None,
+        metadata: None,
+    };
+    let fast = Envelope::encode(MSG_SESSION_OUTPUT, &p);
+    let parsed = Envelope::parse(&fast).expect("parses");
+    let mut slow = Envelope::new(MSG_SESSION_OUTPUT, &p);
+    slow.id = parsed.id.clone();
+    // The same JSON; the payload's keys in declaration order, as the
+    // reference's encoder writes a struct.
+    let as_value = |t: &str| serde_json::from_str::<Value>(t).expect("json");
+    assert_eq!(as_value(&fast), as_value(&slow.to_json()));
+    let keys = r#"{"session_id":"s-1","delta":"#;
+    assert!(
+        fast.starts_with(r#"{"type":"session_output","id":""#),
+        "{fast}"
+    );
+    assert!(fast.contains(keys), "{fast}");
+    let id = uuid::Uuid::parse_str(&parsed.id).expect("a uuid");
+    assert_eq!(id.get_version(), Some(uuid::Version::Random));
+    assert_ne!(
+        parsed.id,
+        Envelope::parse(&Envelope::encode(MSG_SESSION_OUTPUT, &p))
+            .expect("parses")
+            .id
+    );
+}

@@ -108,6 +108,7 @@ struct Inner {
     alerts_sent: Counter,
     reconnects: Family<CauseLabel, Counter>,
     ack_latency: Histogram,
+    session_ack_latency: Histogram,
     output_deltas: Counter,
     output_bytes: Counter,
     connected: Gauge,
@@ -144,6 +145,7 @@ impl Telemetry {
         let shell_commands = Family::<DecisionLabel, Counter>::default();
         let reconnects = Family::<CauseLabel, Counter>::default();
         let ack_latency = Histogram::new(exponential_buckets(0.001, 2.0, 15));
+        let session_ack_latency = Histogram::new(exponential_buckets(0.000_025, 2.0, 16));
         let (alerts_pushed, alerts_dropped, alerts_sent) =
             (Counter::default(), Counter::default(), Counter::default());
         let (output_deltas, output_bytes) = (Counter::default(), Counter::default());
@@ -204,6 +206,11 @@ impl Telemetry {
             ack_latency.clone(),
         );
         registry.register(
+            "session_ack_latency_seconds",
+            "Time from reading a session_start to its ack written to the socket",
+            session_ack_latency.clone(),
+        );
+        registry.register(
             "session_output_deltas",
             "session_output messages sent",
             output_deltas.clone(),
@@ -231,6 +238,7 @@ impl Telemetry {
             alerts_sent,
             reconnects,
             ack_latency,
+            session_ack_latency,
             output_deltas,
             output_bytes,
             connected,
@@ -328,6 +336,11 @@ impl Telemetry {
     /// The server acked `register` after `latency`.
     pub fn register_acked(&self, latency: Duration) {
         self.0.ack_latency.observe(latency.as_secs_f64());
+    }
+
+    /// A `session_start` read `latency` ago is acked on the socket.
+    pub fn session_acked(&self, latency: Duration) {
+        self.0.session_ack_latency.observe(latency.as_secs_f64());
     }
 
     /// A `session_output` carrying `bytes` of text was sent.

@@ -69,6 +69,11 @@ pub struct TestSandbox {
 
 impl TestSandbox {
     pub fn new() -> Self {
+        Self::with_tools(Default::default())
+    }
+
+    /// A sandbox whose tools run under the allow-lists `tools`.
+    pub fn with_tools(tools: catpaw_agent::tools::ToolConfig) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let audit = AuditLog::open(&StatePaths::new(dir.path()).audit_trail()).expect("audit");
         let sandbox = Sandbox::new(SandboxOptions {
@@ -83,6 +88,7 @@ impl TestSandbox {
                 shell_user: None,
                 llm: None,
                 tool_timeout: None,
+                tools: Arc::new(tools),
                 telemetry: None,
             },
         })

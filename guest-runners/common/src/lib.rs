@@ -3,9 +3,11 @@
 //! everything is unit-tested natively.
 
 mod judge;
+mod plugins;
 mod summary;
 
-pub use judge::{THRESHOLDS, judge};
+pub use judge::{THRESHOLDS, judge, thresholds_for};
+pub use plugins::{PLUGINS, Plugin, plugin, plugin_names};
 pub use summary::summarize;
 
 use serde_json::Value;
@@ -104,37 +106,9 @@ pub fn parse_tool_output(tool: &str, raw: &str) -> Result<Value, String> {
     })
 }
 
-/// Which tools (with their JSON args) a plugin area needs.
-pub fn tools_for_plugin(plugin: &str) -> Option<Vec<(&'static str, &'static str)>> {
-    Some(match plugin {
-        "cpu" => vec![
-            ("cpu", "{}"),
-            ("top_processes", r#"{"by":"cpu","limit":5}"#),
-        ],
-        "mem" => vec![
-            ("memory", "{}"),
-            ("top_processes", r#"{"by":"memory","limit":5}"#),
-        ],
-        "disk" => vec![("disk_usage", "{}"), ("mounts", "{}")],
-        "net" => vec![("network_interfaces", "{}"), ("tcp_summary", "{}")],
-        "process" => vec![
-            ("top_processes", r#"{"by":"cpu","limit":5}"#),
-            ("top_processes", r#"{"by":"memory","limit":5}"#),
-            ("fd_usage", r#"{"limit":5}"#),
-        ],
-        "system" => vec![
-            ("uptime", "{}"),
-            ("cpu", "{}"),
-            ("memory", "{}"),
-            ("disk_usage", "{}"),
-            ("network_interfaces", "{}"),
-            ("tcp_summary", "{}"),
-            ("fd_usage", r#"{"limit":5}"#),
-            ("failed_units", "{}"),
-            ("kernel_log", r#"{"lines":20}"#),
-        ],
-        _ => return None,
-    })
+/// Which tools (with their JSON args) a plugin calls.
+pub fn tools_for_plugin(name: &str) -> Option<Vec<(&'static str, &'static str)>> {
+    plugin(name).map(|p| p.tools.to_vec())
 }
 
 /// Extra tools an alert text points at, by keyword.
@@ -145,6 +119,39 @@ pub fn tools_for_alert(text: &str) -> Vec<(&'static str, &'static str)> {
     if has(&["memory", "mem ", "oom", "swap", "ram"]) {
         tools.push(("memory", "{}"));
         tools.push(("top_processes", r#"{"by":"memory","limit":5}"#));
+    }
+    if has(&["oom", "out of memory", "killed process"]) {
+        tools.push(("oom_kills", "{}"));
+    }
+    if has(&["i/o", "iowait", "latency", "await", "iops", "diskio"]) {
+        tools.push(("disk_io", "{}"));
+        tools.push(("pressure", r#"{"resource":"io"}"#));
+    }
+    if has(&["conntrack"]) {
+        tools.push(("conntrack", "{}"));
+    }
+    if has(&["zombie"]) {
+        tools.push(("zombies", "{}"));
+    }
+    if has(&["ntp", "clock", "time sync", "offset"]) {
+        tools.push(("ntp", "{}"));
+    }
+    if has(&["cert", "ssl", "tls"]) {
+        tools.push(("cert_files", "{}"));
+        tools.push(("tls_cert", "{}"));
+    }
+    if has(&["reboot", "uptime"]) {
+        tools.push(("uptime", "{}"));
+    }
+    if has(&["retrans", "packet loss", "drop"]) {
+        tools.push(("tcp_retrans", "{}"));
+        tools.push(("softnet", "{}"));
+    }
+    if has(&["close_wait", "time_wait", "close-wait", "time-wait"]) {
+        tools.push(("tcp_connections", "{}"));
+    }
+    if has(&["too many open files", "file descriptor", "fd "]) {
+        tools.push(("fd_limits", "{}"));
     }
     if has(&["disk", "space", "inode", "filesystem", "mount"]) {
         tools.push(("disk_usage", "{}"));
@@ -166,9 +173,6 @@ pub fn tools_for_alert(text: &str) -> Vec<(&'static str, &'static str)> {
     }
     tools
 }
-
-/// Known plugin names, for error messages.
-pub const PLUGINS: [&str; 6] = ["cpu", "mem", "disk", "net", "process", "system"];
 
 /// The compute-bound kernel of the sandbox benchmark: xorshift updates over
 /// a 1024-entry table, `rounds` times. The benchmark runs this very function
@@ -204,9 +208,61 @@ mod tests {
     #[test]
     fn every_plugin_has_tools_and_unknown_has_none() {
         for p in PLUGINS {
-            assert!(tools_for_plugin(p).is_some_and(|t| !t.is_empty()), "{p}");
+            assert!(
+                tools_for_plugin(p.name).is_some_and(|t| !t.is_empty()),
+                "{}",
+                p.name
+            );
+            assert!(!p.description.is_empty() && !p.description.contains('\n'));
+            for (tool, args) in p.tools {
+                let v: Value = serde_json::from_str(args).expect("args are JSON");
+                assert!(v.is_object(), "{}: {tool} {args}", p.name);
+            }
+        }
+        let names = plugin_names();
+        let unique: std::collections::BTreeSet<&str> = names.iter().copied().collect();
+        assert_eq!(unique.len(), names.len(), "{names:?}");
+        // catpaw's read-only plugin names, all inspectable.
+        for name in [
+            "cpu",
+            "mem",
+            "disk",
+            "diskio",
+            "net",
+            "netif",
+            "mount",
+            "conntrack",
+            "sockstat",
+            "tcpstate",
+            "neigh",
+            "procnum",
+            "procfd",
+            "filefd",
+            "zombie",
+            "uptime",
+            "sysctl",
+            "systemd",
+            "journaltail",
+            "logfile",
+            "filecheck",
+            "hostident",
+            "secmod",
+            "cert",
+            "dns",
+            "ntp",
+            "ping",
+            "http",
+            "docker",
+            "redis",
+            "redis_sentinel",
+        ] {
+            assert!(plugin(name).is_some(), "{name}");
         }
         assert!(tools_for_plugin("toaster").is_none());
+        assert!(
+            plugin("exec").is_none(),
+            "exec runs commands: not read-only"
+        );
     }
 
     #[test]
@@ -217,7 +273,13 @@ mod tests {
                 .map(|(n, _)| n)
                 .collect::<Vec<_>>()
         };
-        assert_eq!(names("OOM killer fired"), ["memory", "top_processes"]);
+        assert_eq!(
+            names("OOM killer fired"),
+            ["memory", "top_processes", "oom_kills"]
+        );
+        assert!(names("disk await 300ms on sdb").contains(&"disk_io"));
+        assert!(names("NTP clock offset 2s").contains(&"ntp"));
+        assert!(names("too many open files in java").contains(&"fd_limits"));
         assert_eq!(names("Disk space low on /"), ["disk_usage"]);
         assert_eq!(names("high load average"), ["cpu", "top_processes"]);
         assert!(names("TCP connection storm").contains(&"tcp_summary"));

@@ -9,8 +9,8 @@ pub(super) enum Inbound {
     Continue,
     /// `retry_after_sec` as the server sent it (the reconnect policy clamps).
     Disconnect(i64),
-    /// An ack to send back.
-    Reply(Envelope),
+    /// The ack of a `session_start`, to send back.
+    Ack(Envelope),
 }
 
 pub(super) fn handle_text(
@@ -55,7 +55,7 @@ pub(super) fn handle_text(
                     }
                 }
             };
-            Inbound::Reply(Envelope::reply(proto::MSG_ACK, &env.id, ack))
+            Inbound::Ack(Envelope::reply(proto::MSG_ACK, &env.id, ack))
         }
         proto::MSG_SESSION_INPUT => {
             let Some(p) = env.decode::<SessionInputPayload>() else {

@@ -283,6 +283,7 @@ fn register_payload(info: &RegisterInfo) -> RegisterPayload {
     }
 }
 
+mod batch;
 mod inbound;
 mod serve;
 

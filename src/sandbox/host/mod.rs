@@ -43,6 +43,8 @@ pub struct HostServices {
     /// Longest a tool call may take (`[ai] tool_timeout` when `[ai]` is
     /// enabled); `None`: tools run to their end.
     pub tool_timeout: Option<std::time::Duration>,
+    /// What the operator allow-listed for the tools (`[tools]`).
+    pub tools: Arc<crate::tools::ToolConfig>,
     /// The agent's counters (shell commands run and denied).
     pub telemetry: Option<crate::telemetry::Telemetry>,
 }

@@ -32,8 +32,8 @@ pub(crate) async fn call(ctx: &HostContext, name: String, args: String) -> Resul
         return Err(e);
     }
     let act = ctx.begin(kind::TOOL, &name, &args, false)?;
-    let (n, a) = (name.clone(), args);
-    let task = tokio::task::spawn_blocking(move || crate::tools::call(&n, &a));
+    let (n, a, cfg) = (name.clone(), args, ctx.services.tools.clone());
+    let task = tokio::task::spawn_blocking(move || crate::tools::call_with(&cfg, &n, &a));
     let joined = match ctx.services.tool_timeout {
         None => Some(task.await),
         // The blocking read goes on to its end (tools only read), but the
