@@ -13,9 +13,13 @@
 //! - `limits.rs`: how a budget is enforced, a call guarded, a failure blamed
 //! - `host/`: the `catpaw:runner/host` imports, one capability per file
 //! - `run.rs`: the wasm implementations of the runner traits
+//! - `compat.rs`: serving components of WIT 0.1.0 and 0.2.0 alike
+//! - `describe.rs`: reading a runner's `describe` once at load
 
 mod bindings;
 mod budgets;
+mod compat;
+mod describe;
 mod engine;
 mod host;
 mod limits;
@@ -31,12 +35,14 @@ use wasmtime::Engine;
 use wasmtime::component::{HasSelf, Linker};
 
 pub use budgets::{BudgetKey, Budgets, Slot};
+pub use compat::WitVersion;
 pub use engine::EngineOptions;
 pub use host::HostServices;
 pub use run::{WasmChatRunner, WasmDiagnoseRunner};
 
-use bindings::chat_world::ChatRunnerPre;
-use bindings::diagnose_world::{DiagnoseRunner as DiagnoseWorld, DiagnoseRunnerPre};
+use crate::runner::Description;
+use bindings::diagnose_world::DiagnoseRunner as DiagnoseWorld;
+use compat::{ChatPre, DiagnosePre};
 use host::HostContext;
 use store::SessionState;
 
@@ -83,6 +89,14 @@ impl Sandbox {
         })
         .map_err(anyhow::Error::from)
         .context("linking catpaw:runner/host")?;
+        // Components built against 0.1.0 import the same functions under
+        // the older name; the same implementation serves them.
+        bindings::v1::diagnose_world::DiagnoseRunner::add_to_linker::<
+            SessionState,
+            HasSelf<HostContext>,
+        >(&mut linker, |s| &mut s.host)
+        .map_err(anyhow::Error::from)
+        .context("linking catpaw:runner/host@0.1.0")?;
         Ok(Arc::new(Sandbox {
             engine,
             linker,
@@ -115,19 +129,36 @@ impl Sandbox {
                      (runners may import only catpaw:runner/host and wasi:* 0.2)"
                 )
             })?;
-        let diagnose = DiagnoseRunnerPre::new(pre.clone()).ok();
-        let chat = ChatRunnerPre::new(pre).ok();
+        let compat::Exports {
+            version,
+            diagnose,
+            chat,
+        } = compat::exports(&pre);
         if diagnose.is_none() && chat.is_none() {
             bail!(
                 "runner {name}: exports neither catpaw:runner/diagnose nor catpaw:runner/chat \
                  (build it against wit/runner.wit, world diagnose-runner, chat-runner or runner)"
             );
         }
-        tracing::info!(runner = %name, diagnose = diagnose.is_some(), chat = chat.is_some(),
-            "runner loaded");
+        let description = match describe::read(self, diagnose.as_ref(), chat.as_ref()) {
+            Ok(d) => d,
+            Err(e) => bail!(
+                "runner {name}: its describe export failed: {e} (describe must return at once \
+                 without calling the host)"
+            ),
+        };
+        let description = description.map(|d| {
+            let (d, dropped) = d.bounded();
+            for what in dropped {
+                tracing::warn!(runner = %name, %what, "describe: entry dropped");
+            }
+            d
+        });
         Ok(LoadedRunner {
             name: name.to_string(),
             sandbox: self.clone(),
+            version,
+            description,
             diagnose,
             chat,
         })
@@ -139,14 +170,17 @@ impl Sandbox {
 pub struct LoadedRunner {
     name: String,
     sandbox: Arc<Sandbox>,
-    diagnose: Option<DiagnoseRunnerPre<SessionState>>,
-    chat: Option<ChatRunnerPre<SessionState>>,
+    version: WitVersion,
+    description: Option<Description>,
+    diagnose: Option<DiagnosePre>,
+    chat: Option<ChatPre>,
 }
 
 impl std::fmt::Debug for LoadedRunner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LoadedRunner")
             .field("name", &self.name)
+            .field("version", &self.version)
             .field("diagnose", &self.diagnose.is_some())
             .field("chat", &self.chat.is_some())
             .finish()
@@ -157,6 +191,25 @@ impl LoadedRunner {
     /// The name it was loaded under (usually its path).
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The WIT version it was built against.
+    pub fn version(&self) -> WitVersion {
+        self.version
+    }
+
+    /// What its `describe` export said (bounded); `None` for a component
+    /// built against 0.1.0, which has none.
+    pub fn description(&self) -> Option<&Description> {
+        self.description.as_ref()
+    }
+
+    /// The inspect plugins it offers, by name (none for 0.1.0).
+    pub fn plugin_names(&self) -> Vec<String> {
+        self.description
+            .iter()
+            .flat_map(|d| d.plugins.iter().map(|p| p.name.clone()))
+            .collect()
     }
 
     /// Whether it serves `inspect` and `diagnose`.

@@ -13,11 +13,10 @@ use wasmtime::Store;
 use wasmtime::component::ResourceAny;
 
 use super::Sandbox;
-use super::bindings::chat_world::{ChatRunner as ChatWorld, ChatRunnerPre};
-use super::bindings::diagnose_world::DiagnoseRunnerPre;
 use super::bindings::diagnose_world::exports::catpaw::runner::diagnose::Request;
 use super::budgets::Budgets;
-use super::host::HostContext;
+use super::compat::{ChatInstance, ChatPre, DiagnosePre};
+use super::host::{HostContext, HostServices};
 use super::limits::{self, Guarded};
 use super::store::{SessionState, end_run, new_store};
 use crate::runner::{
@@ -28,16 +27,12 @@ use crate::runner::{
 /// Serves inspect/diagnose sessions with a wasm component.
 pub struct WasmDiagnoseRunner {
     sandbox: Arc<Sandbox>,
-    pre: DiagnoseRunnerPre<SessionState>,
+    pre: DiagnosePre,
     limits: Budgets,
 }
 
 impl WasmDiagnoseRunner {
-    pub(crate) fn new(
-        sandbox: Arc<Sandbox>,
-        pre: DiagnoseRunnerPre<SessionState>,
-        limits: Budgets,
-    ) -> Self {
+    pub(crate) fn new(sandbox: Arc<Sandbox>, pre: DiagnosePre, limits: Budgets) -> Self {
         WasmDiagnoseRunner {
             sandbox,
             pre,
@@ -58,7 +53,32 @@ fn session_store(
     info: &SessionInfo,
     sink: Arc<dyn StreamSink>,
 ) -> Result<Store<SessionState>, RunError> {
-    let host = HostContext::new(info.clone(), sink, sandbox.services.clone(), limits);
+    store_with(sandbox, sandbox.services.clone(), limits, info, sink)
+}
+
+/// A store like a session's whose host calls are not audited: for the
+/// load-time `describe` call, which belongs to no session.
+pub(super) fn session_store_without_audit(
+    sandbox: &Sandbox,
+    limits: &Budgets,
+    info: &SessionInfo,
+    sink: Arc<dyn StreamSink>,
+) -> Result<Store<SessionState>, RunError> {
+    let services = HostServices {
+        audit: None,
+        shell_user: sandbox.services.shell_user.clone(),
+    };
+    store_with(sandbox, Arc::new(services), limits, info, sink)
+}
+
+fn store_with(
+    sandbox: &Sandbox,
+    services: Arc<HostServices>,
+    limits: &Budgets,
+    info: &SessionInfo,
+    sink: Arc<dyn StreamSink>,
+) -> Result<Store<SessionState>, RunError> {
+    let host = HostContext::new(info.clone(), sink, services, limits);
     new_store(&sandbox.engine, limits, host)
         .map_err(|e| RunError::Host(format!("creating the session store: {e:#}")))
 }
@@ -147,12 +167,8 @@ impl DiagnoseRunner for WasmDiagnoseRunner {
     ) -> Result<String, RunError> {
         let limits = &self.limits;
         let mut store = session_store(&self.sandbox, limits, info, sink)?;
-        let outcome = limits::guard(
-            self.pre.instantiate_async(&mut store),
-            limits.timeout,
-            &cancel,
-        )
-        .await;
+        let outcome =
+            limits::guard(self.pre.instantiate(&mut store), limits.timeout, &cancel).await;
         let inst = instantiated(&mut store, limits, outcome)?;
         let request = Request {
             mode: req.mode,
@@ -160,12 +176,7 @@ impl DiagnoseRunner for WasmDiagnoseRunner {
             target: req.target,
             params_json: serde_json::Value::Object(req.params).to_string(),
         };
-        let outcome = limits::guard(
-            inst.catpaw_runner_diagnose().call_run(&mut store, &request),
-            limits.timeout,
-            &cancel,
-        )
-        .await;
+        let outcome = limits::guard(inst.run(&mut store, &request), limits.timeout, &cancel).await;
         let report = finish(&mut store, limits, outcome)?.map_err(guest_failure)?;
         charge_reply(&mut store, &report, "the report")?;
         Ok(report)
@@ -175,16 +186,12 @@ impl DiagnoseRunner for WasmDiagnoseRunner {
 /// Serves chat sessions with a wasm component.
 pub struct WasmChatRunner {
     sandbox: Arc<Sandbox>,
-    pre: ChatRunnerPre<SessionState>,
+    pre: ChatPre,
     limits: Budgets,
 }
 
 impl WasmChatRunner {
-    pub(crate) fn new(
-        sandbox: Arc<Sandbox>,
-        pre: ChatRunnerPre<SessionState>,
-        limits: Budgets,
-    ) -> Self {
+    pub(crate) fn new(sandbox: Arc<Sandbox>, pre: ChatPre, limits: Budgets) -> Self {
         WasmChatRunner {
             sandbox,
             pre,
@@ -209,17 +216,11 @@ impl ChatRunner for WasmChatRunner {
     ) -> Result<Box<dyn ChatHandle>, RunError> {
         let limits = self.limits.clone();
         let mut store = session_store(&self.sandbox, &limits, info, sink)?;
-        let outcome = limits::guard(
-            self.pre.instantiate_async(&mut store),
-            limits.timeout,
-            &cancel,
-        )
-        .await;
+        let outcome =
+            limits::guard(self.pre.instantiate(&mut store), limits.timeout, &cancel).await;
         let inst = instantiated(&mut store, &limits, outcome)?;
         let outcome = limits::guard(
-            inst.catpaw_runner_chat()
-                .conversation()
-                .call_create(&mut store, opts.allow_shell),
+            inst.create(&mut store, opts.allow_shell),
             limits.timeout,
             &cancel,
         )
@@ -238,7 +239,7 @@ impl ChatRunner for WasmChatRunner {
 /// One open wasm conversation: its store lives as long as the chat.
 struct WasmChat {
     store: Store<SessionState>,
-    inst: ChatWorld,
+    inst: ChatInstance,
     conversation: ResourceAny,
     limits: Budgets,
     cancel: CancellationToken,
@@ -252,9 +253,7 @@ impl ChatHandle for WasmChat {
         // long chat is not starved by the turns before it.
         let outcome = limits::guard(
             self.inst
-                .catpaw_runner_chat()
-                .conversation()
-                .call_handle_message(&mut self.store, self.conversation, input),
+                .handle_message(&mut self.store, self.conversation, input),
             self.limits.timeout,
             &self.cancel,
         )

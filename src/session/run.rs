@@ -20,6 +20,9 @@ pub struct Runners {
     pub diagnose: Option<Arc<dyn DiagnoseRunner>>,
     /// Serves `chat`.
     pub chat: Option<Arc<dyn ChatRunner>>,
+    /// The inspect plugins the diagnose runner offers (its `describe`), for
+    /// `register.plugins`.
+    pub plugins: Vec<String>,
 }
 
 impl std::fmt::Debug for Runners {
@@ -27,6 +30,7 @@ impl std::fmt::Debug for Runners {
         f.debug_struct("Runners")
             .field("diagnose", &self.diagnose.is_some())
             .field("chat", &self.chat.is_some())
+            .field("plugins", &self.plugins)
             .finish()
     }
 }

@@ -3,7 +3,7 @@
 //! through a drop guard, so every path a session can end by cleans up.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -47,7 +47,9 @@ pub enum InputOutcome {
 pub struct SessionTable {
     inner: Arc<Mutex<HashMap<String, Entry>>>,
     limiter: ConcurrencyLimiter,
-    runners: Runners,
+    /// The runners new sessions get; replaced whole by a reload, while
+    /// running sessions keep the ones they started with.
+    runners: Arc<RwLock<Runners>>,
     allow_remote_shell: bool,
     tasks: TaskTracker,
     /// Session lifecycle records (accepted, refused, ended).
@@ -123,7 +125,7 @@ impl SessionTable {
         SessionTable {
             inner: Arc::new(Mutex::new(HashMap::new())),
             limiter: ConcurrencyLimiter::new(max_sessions),
-            runners,
+            runners: Arc::new(RwLock::new(runners)),
             allow_remote_shell,
             tasks: TaskTracker::new(),
             audit: None,
@@ -162,9 +164,18 @@ impl SessionTable {
         self.lock().len()
     }
 
-    /// The runners sessions are served by.
-    pub fn runners(&self) -> &Runners {
-        &self.runners
+    /// The runners new sessions are served by.
+    pub fn runners(&self) -> Runners {
+        self.runners
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Serves new sessions with `runners` from now on (a reload). Sessions
+    /// already running finish on the runners they started with.
+    pub fn replace_runners(&self, runners: Runners) {
+        *self.runners.write().unwrap_or_else(|p| p.into_inner()) = runners;
     }
 
     /// Checks a `session_start` payload (PROTOCOL §5 in order, with the
@@ -194,13 +205,14 @@ impl SessionTable {
         frame: &str,
         out: mpsc::Sender<SessionEvent>,
     ) -> Result<String, AckError> {
+        let runners = self.runners();
         let mut table = self.lock();
         let (verifier, agent_id) = &*self.signing;
         let Admitted { start, kind } = admission::decide(
             payload,
             |_| verifier.check_start(frame, agent_id, unix_now()),
-            |t| self.runners.serves(t),
-            self.runners.any(),
+            |t| runners.serves(t),
+            runners.any(),
             self.limiter.is_full(),
             |id| table.contains_key(id),
         )?;
@@ -244,7 +256,6 @@ impl SessionTable {
             outcome: None,
         };
         let id = start.session_id.clone();
-        let runners = self.runners.clone();
         self.tasks.spawn(async move {
             let mut cleanup = cleanup;
             let outcome = run_session(start, allow_shell, runners, out, rx, cancel).await;

@@ -129,6 +129,7 @@ pub fn diagnose_runners(r: &LoadedRunner, l: Budgets) -> Runners {
     Runners {
         diagnose: Some(Arc::new(r.diagnose_runner(l).expect("exports diagnose"))),
         chat: None,
+        plugins: Vec::new(),
     }
 }
 
@@ -136,6 +137,7 @@ pub fn chat_runners(r: &LoadedRunner, l: Budgets) -> Runners {
     Runners {
         diagnose: None,
         chat: Some(Arc::new(r.chat_runner(l).expect("exports chat"))),
+        plugins: Vec::new(),
     }
 }
 

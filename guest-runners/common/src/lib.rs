@@ -104,25 +104,62 @@ pub fn parse_tool_output(tool: &str, raw: &str) -> Result<Value, String> {
     })
 }
 
-/// Which tools (with their JSON args) a plugin area needs.
-pub fn tools_for_plugin(plugin: &str) -> Option<Vec<(&'static str, &'static str)>> {
-    Some(match plugin {
-        "cpu" => vec![
+/// One inspect plugin of the built-in runners: its name (the session's
+/// `params.plugin`), the line `describe` gives the server for it, and the
+/// tools (with their JSON args) it calls. This table is the one list of
+/// plugins: the runner's dispatch, its error messages and `describe` all
+/// read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Plugin {
+    /// Name, e.g. `mem`.
+    pub name: &'static str,
+    /// One line saying what it looks at.
+    pub description: &'static str,
+    /// Tools it calls, in order, with their JSON args.
+    pub tools: &'static [(&'static str, &'static str)],
+}
+
+/// Every inspect plugin the built-in runners offer.
+pub const PLUGINS: &[Plugin] = &[
+    Plugin {
+        name: "cpu",
+        description: "CPU usage, load average and the busiest processes",
+        tools: &[
             ("cpu", "{}"),
             ("top_processes", r#"{"by":"cpu","limit":5}"#),
         ],
-        "mem" => vec![
+    },
+    Plugin {
+        name: "mem",
+        description: "Memory and swap use and the largest processes",
+        tools: &[
             ("memory", "{}"),
             ("top_processes", r#"{"by":"memory","limit":5}"#),
         ],
-        "disk" => vec![("disk_usage", "{}"), ("mounts", "{}")],
-        "net" => vec![("network_interfaces", "{}"), ("tcp_summary", "{}")],
-        "process" => vec![
+    },
+    Plugin {
+        name: "disk",
+        description: "Space and inode use of every filesystem, and the mounts",
+        tools: &[("disk_usage", "{}"), ("mounts", "{}")],
+    },
+    Plugin {
+        name: "net",
+        description: "Network interfaces with their counters, and TCP states",
+        tools: &[("network_interfaces", "{}"), ("tcp_summary", "{}")],
+    },
+    Plugin {
+        name: "process",
+        description: "The busiest processes by CPU and memory, and open file descriptors",
+        tools: &[
             ("top_processes", r#"{"by":"cpu","limit":5}"#),
             ("top_processes", r#"{"by":"memory","limit":5}"#),
             ("fd_usage", r#"{"limit":5}"#),
         ],
-        "system" => vec![
+    },
+    Plugin {
+        name: "system",
+        description: "Everything at once: uptime, CPU, memory, disks, network, units, kernel log",
+        tools: &[
             ("uptime", "{}"),
             ("cpu", "{}"),
             ("memory", "{}"),
@@ -133,8 +170,20 @@ pub fn tools_for_plugin(plugin: &str) -> Option<Vec<(&'static str, &'static str)
             ("failed_units", "{}"),
             ("kernel_log", r#"{"lines":20}"#),
         ],
-        _ => return None,
-    })
+    },
+];
+
+/// Which tools (with their JSON args) a plugin area needs.
+pub fn tools_for_plugin(plugin: &str) -> Option<Vec<(&'static str, &'static str)>> {
+    PLUGINS
+        .iter()
+        .find(|p| p.name == plugin)
+        .map(|p| p.tools.to_vec())
+}
+
+/// The plugin names, comma-separated, for error messages.
+pub fn plugin_names() -> String {
+    PLUGINS.iter().map(|p| p.name).collect::<Vec<_>>().join(", ")
 }
 
 /// Extra tools an alert text points at, by keyword.
@@ -166,9 +215,6 @@ pub fn tools_for_alert(text: &str) -> Vec<(&'static str, &'static str)> {
     }
     tools
 }
-
-/// Known plugin names, for error messages.
-pub const PLUGINS: [&str; 6] = ["cpu", "mem", "disk", "net", "process", "system"];
 
 /// The compute-bound kernel of the sandbox benchmark: xorshift updates over
 /// a 1024-entry table, `rounds` times. The benchmark runs this very function
@@ -204,7 +250,12 @@ mod tests {
     #[test]
     fn every_plugin_has_tools_and_unknown_has_none() {
         for p in PLUGINS {
-            assert!(tools_for_plugin(p).is_some_and(|t| !t.is_empty()), "{p}");
+            assert!(
+                tools_for_plugin(p.name).is_some_and(|t| !t.is_empty()),
+                "{}",
+                p.name
+            );
+            assert!(!p.description.is_empty() && !p.description.contains('\n'));
         }
         assert!(tools_for_plugin("toaster").is_none());
     }

@@ -10,8 +10,11 @@ wit_bindgen::generate!({ path: "../../wit", world: "diagnose-runner" });
 
 use catpaw::runner::host::{self, Stage};
 use catpaw_guest_common::{
-    Finding, PLUGINS, Severity, THRESHOLDS, judge, parse_tool_output, summarize, tools_for_alert,
-    tools_for_plugin,
+    Finding, PLUGINS, Severity, THRESHOLDS, judge, parse_tool_output, plugin_names, summarize,
+    tools_for_alert, tools_for_plugin,
+};
+use exports::catpaw::runner::describe::{
+    Guest as Describe, PluginInfo, RunnerInfo,
 };
 use exports::catpaw::runner::diagnose::{Guest, Request};
 
@@ -140,7 +143,7 @@ impl Guest for Runner {
             return Err(format!(
                 "unknown plugin \"{}\" (known: {})",
                 req.plugin,
-                PLUGINS.join(", ")
+                plugin_names()
             ));
         };
         let alert = if req.mode == "alert" {
@@ -171,5 +174,22 @@ impl Guest for Runner {
             findings.extend(gather(tool, args));
         }
         Ok(render(&req, alert.as_deref(), &findings))
+    }
+}
+
+impl Describe for Runner {
+    fn describe() -> RunnerInfo {
+        RunnerInfo {
+            name: "catpaw-diagnose".to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            plugins: PLUGINS
+                .iter()
+                .map(|p| PluginInfo {
+                    name: p.name.to_string(),
+                    description: p.description.to_string(),
+                })
+                .collect(),
+            capabilities: vec!["tools".to_string()],
+        }
     }
 }
