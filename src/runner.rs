@@ -14,6 +14,7 @@ use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
 use crate::link::proto;
+use crate::sandbox::Receipt;
 
 /// What a streamed delta is about (`session_output.stage`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -218,6 +219,18 @@ pub trait DiagnoseRunner: Send + Sync {
         sink: Arc<dyn StreamSink>,
         cancel: CancellationToken,
     ) -> Result<String, RunError>;
+
+    /// [`run`](Self::run), with the session's receipt when the runner
+    /// keeps one (the sandbox's do; others may not).
+    async fn run_metered(
+        &self,
+        info: &SessionInfo,
+        req: DiagnoseRequest,
+        sink: Arc<dyn StreamSink>,
+        cancel: CancellationToken,
+    ) -> (Result<String, RunError>, Option<Receipt>) {
+        (self.run(info, req, sink, cancel).await, None)
+    }
 }
 
 /// Serves `chat` sessions.
@@ -238,6 +251,12 @@ pub trait ChatRunner: Send + Sync {
 pub trait ChatHandle: Send {
     /// Answers one user turn.
     async fn handle_message(&mut self, input: &str) -> Result<String, RunError>;
+
+    /// The receipt of the last run (turn, or the start before the first
+    /// turn) and of the whole session so far, when the runner keeps them.
+    fn receipts(&self) -> Option<(Receipt, Receipt)> {
+        None
+    }
 }
 
 /// What a runner says about itself through the WIT `describe` export, read

@@ -166,3 +166,129 @@ fn a_runner_that_serves_no_role_is_refused_at_start() {
     assert!(err.contains("exports neither"), "{err}");
     assert!(err.contains("empty.wasm"), "{err}");
 }
+
+/// The numbers of a receipt that must hold whatever the session did.
+fn assert_plausible(r: &catpaw_agent::sandbox::Receipt, what: &str) {
+    assert!(r.runs >= 1, "{what}: {r:?}");
+    assert!(r.fuel_used > 0, "{what}: {r:?}");
+    assert!(r.fuel_max_run <= r.fuel_limit, "{what}: {r:?}");
+    assert!(
+        r.peak_memory > 0 && r.peak_memory <= r.memory_limit,
+        "{what}: {r:?}"
+    );
+    assert!(r.output_bytes <= r.output_limit, "{what}: {r:?}");
+    assert!(r.host_calls_max_run <= r.host_calls_limit, "{what}: {r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_session_kind_ends_with_a_receipt_within_its_budgets() {
+    use common::{chat, diagnose, inspect};
+    let sb = TestSandbox::new();
+    let d = sb.builtin_diagnose();
+    let (_, end) = inspect("mem").start_on(&d).finish_with_end().await;
+    assert_eq!(end.outcome, "ok");
+    let r = end.receipt.expect("an inspect has a receipt");
+    assert_plausible(&r, "inspect");
+    assert_eq!(r.runs, 1);
+    assert!(
+        r.tool_calls >= 2,
+        "mem calls memory and top_processes: {r:?}"
+    );
+    let (_, end) = diagnose(serde_json::json!({"descriptions": "cpu load high"}))
+        .start_on(&d)
+        .finish_with_end()
+        .await;
+    assert_plausible(&end.receipt.expect("a diagnose has a receipt"), "diagnose");
+
+    let c = sb.builtin_chat();
+    let run = chat(serde_json::json!({"message": "memory"})).start_on(&c);
+    run.say("disk").await;
+    let (_, end) = run.finish_with_end().await;
+    let r = end.receipt.expect("a chat has a receipt");
+    assert_plausible(&r, "chat");
+    assert_eq!(r.runs, 3, "the start and two turns: {r:?}");
+    assert!(
+        r.fuel_used > r.fuel_max_run,
+        "fuel adds up across turns: {r:?}"
+    );
+
+    // A session that breaks its fuel budget still gets a receipt, which
+    // shows the budget spent.
+    let spin = sb.load("hazard_spin");
+    let (_, end) = inspect("cpu")
+        .budget(|b| b.fuel = 50_000_000)
+        .start_on(&spin)
+        .finish_with_end()
+        .await;
+    assert_eq!(end.outcome, "resource_exhausted");
+    let r = end.receipt.expect("a failed session has a receipt");
+    assert_eq!(r.fuel_used, 50_000_000, "{r:?}");
+    assert_eq!(r.fuel_limit, 50_000_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_writes_the_receipt_in_its_log_line_and_the_ended_audit_record() {
+    use common::process::server_toml;
+    let mut server = TestServer::start().await;
+    let home = AgentHome::new(&server_toml(
+        &server,
+        Some("t"),
+        "[log]\nlevel = \"info\"\n",
+    ));
+    let agent = home.agent().keep_log().spawn();
+    let (mut c, _) = server.accept_registered().await;
+    assert!(
+        c.start_session("r-1", "inspect", serde_json::json!({"plugin": "cpu"}))
+            .await
+            .ok
+    );
+    c.session_until_done("r-1").await;
+    let ended = || {
+        home.audit()
+            .into_iter()
+            .find(|r| r["event"] == "ended" && r["session_id"] == "r-1")
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let record = loop {
+        if let Some(r) = ended() {
+            break r;
+        }
+        assert!(std::time::Instant::now() < deadline, "no ended record");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(record["outcome"], "ok");
+    let receipt = &record["receipt"];
+    assert!(
+        receipt["fuel_used"].as_u64().is_some_and(|f| f > 0),
+        "{record}"
+    );
+    assert!(
+        receipt["tool_calls"].as_u64().is_some_and(|n| n >= 2),
+        "{record}"
+    );
+    assert!(
+        agent
+            .wait_for_log("session ended", std::time::Duration::from_secs(10))
+            .await
+    );
+    let log = agent.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("session ended") && l.contains("r-1"))
+        .expect("the session-end line");
+    assert!(
+        line.contains("receipt=") && line.contains("memory peak"),
+        "{line}"
+    );
+    // The audit trail still verifies with the new field in it.
+    let out = home
+        .command()
+        .args(["audit", "verify"])
+        .output()
+        .expect("verify");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

@@ -6,6 +6,7 @@
 //! one more (a turn). Every run ends in [`finish`], however it ends.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
@@ -15,10 +16,11 @@ use wasmtime::component::ResourceAny;
 use super::Sandbox;
 use super::bindings::diagnose_world::exports::catpaw::runner::diagnose::Request;
 use super::budgets::Budgets;
+use super::budgets::Receipt;
 use super::compat::{ChatInstance, ChatPre, DiagnosePre};
 use super::host::{HostContext, HostServices};
 use super::limits::{self, Guarded};
-use super::store::{SessionState, end_run, new_store};
+use super::store::{self, SessionState, end_run, new_store};
 use crate::runner::{
     ChatHandle, ChatRunner, ChatSessionOpts, DiagnoseRequest, DiagnoseRunner, RunError,
     SessionInfo, StreamSink,
@@ -83,17 +85,57 @@ fn store_with(
         .map_err(|e| RunError::Host(format!("creating the session store: {e:#}")))
 }
 
+/// The receipts of one session: the run going on (or just ended) and the
+/// session's sum.
+#[derive(Debug, Clone)]
+struct Meter {
+    started: Instant,
+    last: Receipt,
+    session: Receipt,
+}
+
+impl Meter {
+    fn new(limits: &Budgets) -> Self {
+        Meter {
+            started: Instant::now(),
+            last: Receipt::against(limits),
+            session: Receipt::against(limits),
+        }
+    }
+
+    /// A run or turn begins now.
+    fn begin(&mut self) {
+        self.started = Instant::now();
+    }
+
+    /// The run that began last ended with `run` (from the store).
+    fn end(&mut self, mut run: Receipt) {
+        run.wall_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        run.wall_max_run_ms = run.wall_ms;
+        self.session.add(&run);
+        self.last = run;
+    }
+
+    /// The run's reply (report, answer) was charged: `bytes` more output.
+    fn replied(&mut self, bytes: u64) {
+        self.last.output_bytes += bytes;
+        self.session.output_bytes += bytes;
+    }
+}
+
 /// Ends a run or chat turn whose last guest call ended with `outcome`
 /// (see [`end_run`]: what the guest printed is logged, the budgets are
-/// whole again) and turns that outcome into the session's result, blaming
-/// the guest or the host. A trap's error carries the guest's last words
-/// on stderr.
+/// whole again, the run's receipt goes to `meter`) and turns that outcome
+/// into the session's result, blaming the guest or the host. A trap's
+/// error carries the guest's last words on stderr.
 fn finish<T>(
     store: &mut Store<SessionState>,
     limits: &Budgets,
+    meter: &mut Meter,
     outcome: Guarded<T>,
 ) -> Result<T, RunError> {
-    let printed = end_run(store);
+    let (printed, receipt) = end_run(store);
+    meter.end(receipt);
     match outcome {
         Guarded::Finished(Ok(v)) => Ok(v),
         Guarded::Finished(Err(e)) => {
@@ -110,15 +152,16 @@ fn finish<T>(
 fn instantiated<T>(
     store: &mut Store<SessionState>,
     limits: &Budgets,
+    meter: &mut Meter,
     outcome: Guarded<T>,
 ) -> Result<T, RunError> {
     match outcome {
         Guarded::Finished(Ok(inst)) => Ok(inst),
         Guarded::Finished(Err(e)) => {
-            end_run(store);
+            meter.end(end_run(store).1);
             Err(instantiate_error(e, limits))
         }
-        other => finish(store, limits, other),
+        other => finish(store, limits, meter, other),
     }
 }
 
@@ -149,11 +192,14 @@ fn guest_failure(msg: String) -> RunError {
 }
 
 /// Counts a report or chat answer against the session's output budget.
-fn charge_reply(store: &mut Store<SessionState>, text: &str, what: &str) -> Result<(), RunError> {
-    Ok(store
-        .data_mut()
-        .host
-        .charge_reply(text.len() as u64, what)?)
+fn charge_reply(
+    store: &mut Store<SessionState>,
+    meter: &mut Meter,
+    text: &str,
+    what: &str,
+) -> Result<(), RunError> {
+    meter.replied(store::charge_reply(store, text, what)?);
+    Ok(())
 }
 
 #[async_trait]
@@ -165,11 +211,37 @@ impl DiagnoseRunner for WasmDiagnoseRunner {
         sink: Arc<dyn StreamSink>,
         cancel: CancellationToken,
     ) -> Result<String, RunError> {
+        self.run_metered(info, req, sink, cancel).await.0
+    }
+
+    async fn run_metered(
+        &self,
+        info: &SessionInfo,
+        req: DiagnoseRequest,
+        sink: Arc<dyn StreamSink>,
+        cancel: CancellationToken,
+    ) -> (Result<String, RunError>, Option<Receipt>) {
+        let mut meter = Meter::new(&self.limits);
+        let result = self.run_in(info, req, sink, cancel, &mut meter).await;
+        (result, Some(meter.session))
+    }
+}
+
+impl WasmDiagnoseRunner {
+    async fn run_in(
+        &self,
+        info: &SessionInfo,
+        req: DiagnoseRequest,
+        sink: Arc<dyn StreamSink>,
+        cancel: CancellationToken,
+        meter: &mut Meter,
+    ) -> Result<String, RunError> {
         let limits = &self.limits;
         let mut store = session_store(&self.sandbox, limits, info, sink)?;
+        meter.begin();
         let outcome =
             limits::guard(self.pre.instantiate(&mut store), limits.timeout, &cancel).await;
-        let inst = instantiated(&mut store, limits, outcome)?;
+        let inst = instantiated(&mut store, limits, meter, outcome)?;
         let request = Request {
             mode: req.mode,
             plugin: req.plugin,
@@ -177,8 +249,8 @@ impl DiagnoseRunner for WasmDiagnoseRunner {
             params_json: serde_json::Value::Object(req.params).to_string(),
         };
         let outcome = limits::guard(inst.run(&mut store, &request), limits.timeout, &cancel).await;
-        let report = finish(&mut store, limits, outcome)?.map_err(guest_failure)?;
-        charge_reply(&mut store, &report, "the report")?;
+        let report = finish(&mut store, limits, meter, outcome)?.map_err(guest_failure)?;
+        charge_reply(&mut store, meter, &report, "the report")?;
         Ok(report)
     }
 }
@@ -215,22 +287,25 @@ impl ChatRunner for WasmChatRunner {
         cancel: CancellationToken,
     ) -> Result<Box<dyn ChatHandle>, RunError> {
         let limits = self.limits.clone();
+        let mut meter = Meter::new(&limits);
         let mut store = session_store(&self.sandbox, &limits, info, sink)?;
         let outcome =
             limits::guard(self.pre.instantiate(&mut store), limits.timeout, &cancel).await;
-        let inst = instantiated(&mut store, &limits, outcome)?;
+        let inst = instantiated(&mut store, &limits, &mut meter, outcome)?;
         let outcome = limits::guard(
             inst.create(&mut store, opts.allow_shell),
             limits.timeout,
             &cancel,
         )
         .await;
-        let conversation = finish(&mut store, &limits, outcome)?.map_err(guest_failure)?;
+        let conversation =
+            finish(&mut store, &limits, &mut meter, outcome)?.map_err(guest_failure)?;
         Ok(Box::new(WasmChat {
             store,
             inst,
             conversation,
             limits,
+            meter,
             cancel,
         }))
     }
@@ -242,6 +317,7 @@ struct WasmChat {
     inst: ChatInstance,
     conversation: ResourceAny,
     limits: Budgets,
+    meter: Meter,
     cancel: CancellationToken,
 }
 
@@ -251,6 +327,7 @@ impl ChatHandle for WasmChat {
         // Fuel, tool calls, guest log lines and captured stdio are per-turn
         // budgets, made whole when the last turn (or `create`) finished: a
         // long chat is not starved by the turns before it.
+        self.meter.begin();
         let outcome = limits::guard(
             self.inst
                 .handle_message(&mut self.store, self.conversation, input),
@@ -258,9 +335,14 @@ impl ChatHandle for WasmChat {
             &self.cancel,
         )
         .await;
-        let answer = finish(&mut self.store, &self.limits, outcome)?.map_err(guest_failure)?;
-        charge_reply(&mut self.store, &answer, "the answer")?;
+        let answer = finish(&mut self.store, &self.limits, &mut self.meter, outcome)?
+            .map_err(guest_failure)?;
+        charge_reply(&mut self.store, &mut self.meter, &answer, "the answer")?;
         Ok(answer)
+    }
+
+    fn receipts(&self) -> Option<(Receipt, Receipt)> {
+        Some((self.meter.last.clone(), self.meter.session.clone()))
     }
 }
 

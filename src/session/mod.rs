@@ -19,7 +19,7 @@ mod run;
 mod sink;
 mod table;
 
-pub use run::{Runners, run_session};
+pub use run::{Runners, SessionEnd, run_session};
 pub use sink::ChannelSink;
 pub use table::{CHAT_QUEUE, InputOutcome, SessionTable};
 

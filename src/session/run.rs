@@ -12,6 +12,18 @@ use crate::runner::{
     ChatRunner, ChatSessionOpts, DiagnoseRequest, DiagnoseRunner, Output, RunError, SessionInfo,
     Stage, StreamSink,
 };
+use crate::sandbox::Receipt;
+
+/// How a session ended: `ok`, `cancelled` or the code of the
+/// `session_error` it sent, and what it used (when its runner keeps a
+/// receipt).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionEnd {
+    /// `ok`, `cancelled`, or an error code.
+    pub outcome: String,
+    /// What the session used, against its budgets.
+    pub receipt: Option<Receipt>,
+}
 
 /// The runners available to sessions, by role.
 #[derive(Clone, Default)]
@@ -61,8 +73,8 @@ fn param_str(params: &Map<String, Value>, key: &str) -> Option<String> {
 
 /// Runs one accepted session. Every path ends with exactly one
 /// `session_output{done:true}` on `out` (unless the consumer is gone).
-/// Returns how it ended, for the audit: `ok`, `cancelled`, or the code of
-/// the `session_error` it sent.
+/// Returns how it ended and its receipt, for the audit; both also go to
+/// the one `session ended` log line.
 ///
 /// `allow_shell` is the final decision for this session (operator opt-in
 /// and session request already combined). `inputs` carries later chat turns;
@@ -74,7 +86,8 @@ pub async fn run_session(
     out: mpsc::Sender<SessionEvent>,
     inputs: mpsc::Receiver<String>,
     cancel: CancellationToken,
-) -> String {
+) -> SessionEnd {
+    let started = std::time::Instant::now();
     let sink = ChannelSink::new(start.session_id.clone(), out);
     let info = SessionInfo {
         session_id: start.session_id.clone(),
@@ -84,14 +97,14 @@ pub async fn run_session(
         key_id: start.key_id.clone(),
     };
     let kind = SessionType::parse(&start.session_type);
-    let report = match &kind {
+    let (report, receipt) = match &kind {
         SessionType::Inspect | SessionType::Diagnose => {
             run_diagnose(&info, &kind, &start.params, &runners, &sink, &cancel).await
         }
-        SessionType::Chat => {
-            run_chat(&info, &start.params, &runners, &sink, inputs, &cancel).await;
-            None
-        }
+        SessionType::Chat => (
+            None,
+            run_chat(&info, &start.params, &runners, &sink, inputs, &cancel).await,
+        ),
         SessionType::Other(other) => {
             send_error(
                 &sink,
@@ -100,18 +113,27 @@ pub async fn run_session(
                 proto::unknown_session_type(other),
             )
             .await;
-            None
+            (None, None)
         }
     };
     let mut done = Output::delta("", Stage::Final, None);
     done.done = true;
     done.report = report;
     sink.send(done).await;
-    match sink.failure() {
+    let outcome = match sink.failure() {
         Some(code) => code.to_string(),
         None if cancel.is_cancelled() => "cancelled".to_string(),
         None => "ok".to_string(),
+    };
+    let elapsed_ms = started.elapsed().as_millis() as u64;
+    match &receipt {
+        Some(r) => tracing::info!(session_id = %info.session_id,
+            session_type = %info.session_type, %outcome, elapsed_ms,
+            receipt = %r.line(), "session ended"),
+        None => tracing::info!(session_id = %info.session_id,
+            session_type = %info.session_type, %outcome, elapsed_ms, "session ended"),
     }
+    SessionEnd { outcome, receipt }
 }
 
 async fn send_error(sink: &ChannelSink, info: &SessionInfo, code: ErrorCode, error: String) {
@@ -138,7 +160,8 @@ async fn report_failure(
     send_error(sink, info, err.code(failure), err.to_string()).await;
 }
 
-/// Inspect and diagnose: one run, then the report on `done`.
+/// Inspect and diagnose: one run, then the report on `done`; returns the
+/// report and the run's receipt.
 async fn run_diagnose(
     info: &SessionInfo,
     kind: &SessionType,
@@ -146,7 +169,7 @@ async fn run_diagnose(
     runners: &Runners,
     sink: &ChannelSink,
     cancel: &CancellationToken,
-) -> Option<String> {
+) -> (Option<String>, Option<Receipt>) {
     let Some(runner) = runners.diagnose.clone() else {
         // The ack already refused this; kept for callers that skip the ack.
         send_error(
@@ -156,7 +179,7 @@ async fn run_diagnose(
             proto::AckError::DiagnoseEngineNotAvailable.to_string(),
         )
         .await;
-        return None;
+        return (None, None);
     };
     let inspect = *kind == SessionType::Inspect;
     let plugin = match (param_str(params, proto::PARAM_PLUGIN), inspect) {
@@ -169,7 +192,7 @@ async fn run_diagnose(
                 proto::PLUGIN_REQUIRED_FOR_INSPECT.to_string(),
             )
             .await;
-            return None;
+            return (None, None);
         }
         (None, false) => proto::DEFAULT_DIAGNOSE_PLUGIN.to_string(),
     };
@@ -182,19 +205,14 @@ async fn run_diagnose(
     };
     tracing::info!(session_id = %info.session_id, session_type = %info.session_type,
         plugin = %req.plugin, target = %req.target, user = %info.user_name, "session started");
-    let started = std::time::Instant::now();
-    match runner
-        .run(info, req, Arc::new(sink.clone()), cancel.clone())
-        .await
-    {
-        Ok(report) => {
-            tracing::info!(session_id = %info.session_id, elapsed_ms = started.elapsed().as_millis() as u64,
-                report_bytes = report.len(), "session finished");
-            Some(report)
-        }
+    let (result, receipt) = runner
+        .run_metered(info, req, Arc::new(sink.clone()), cancel.clone())
+        .await;
+    match result {
+        Ok(report) => (Some(report), receipt),
         Err(e) => {
             report_failure(sink, info, &e, ErrorCode::DiagnoseFailed).await;
-            None
+            (None, receipt)
         }
     }
 }
@@ -206,15 +224,16 @@ fn turn_done() -> Map<String, Value> {
 }
 
 /// Chat: one conversation, one turn per message, until cancelled, the input
-/// channel closes, or the runner breaks a budget.
+/// channel closes, or the runner breaks a budget. Each turn's receipt is
+/// logged as the turn ends; the session's is returned.
 async fn run_chat(
     info: &SessionInfo,
     params: &Map<String, Value>,
     runners: &Runners,
     sink: &ChannelSink,
-    mut inputs: mpsc::Receiver<String>,
+    inputs: mpsc::Receiver<String>,
     cancel: &CancellationToken,
-) {
+) -> Option<Receipt> {
     let Some(runner) = runners.chat.clone() else {
         send_error(
             sink,
@@ -223,7 +242,7 @@ async fn run_chat(
             proto::AckError::ChatEngineNotAvailable.to_string(),
         )
         .await;
-        return;
+        return None;
     };
     tracing::info!(session_id = %info.session_id, user = %info.user_name,
         allow_shell = info.allow_shell, "chat started");
@@ -237,9 +256,22 @@ async fn run_chat(
         Ok(c) => c,
         Err(e) => {
             report_failure(sink, info, &e, ErrorCode::ChatInitFailed).await;
-            return;
+            return None;
         }
     };
+    converse(info, params, sink, inputs, cancel, chat.as_mut()).await;
+    chat.receipts().map(|(_, session)| session)
+}
+
+/// The turns of an open chat.
+async fn converse(
+    info: &SessionInfo,
+    params: &Map<String, Value>,
+    sink: &ChannelSink,
+    mut inputs: mpsc::Receiver<String>,
+    cancel: &CancellationToken,
+    chat: &mut dyn crate::runner::ChatHandle,
+) {
     let mut pending = param_str(params, proto::PARAM_MESSAGE);
     loop {
         let message = match pending.take() {
@@ -253,7 +285,11 @@ async fn run_chat(
                 },
             },
         };
-        match chat.handle_message(&message).await {
+        let result = chat.handle_message(&message).await;
+        if let Some((turn, _)) = chat.receipts() {
+            tracing::info!(session_id = %info.session_id, receipt = %turn.line(), "chat turn ended");
+        }
+        match result {
             Ok(reply) => {
                 sink.send(Output::delta(reply, Stage::Answer, Some(turn_done())))
                     .await

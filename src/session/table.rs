@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::admission::{self, Admitted};
-use super::{Runners, SessionEvent, run_session};
+use super::{Runners, SessionEnd, SessionEvent, run_session};
 use crate::audit::{AuditLog, Record, Who, event, kind};
 use crate::link::proto::{self, AckError, SessionStartPayload, SessionType};
 use crate::link::signing::Verifier;
@@ -75,7 +75,7 @@ struct Cleanup {
     id: String,
     _permit: Permit,
     audit: Option<(AuditLog, Who)>,
-    outcome: Option<String>,
+    end: Option<SessionEnd>,
 }
 
 impl Drop for Cleanup {
@@ -84,10 +84,14 @@ impl Drop for Cleanup {
         t.remove(&self.id);
         drop(t);
         if let Some((log, who)) = &self.audit {
-            let outcome = self.outcome.as_deref().unwrap_or("cancelled");
-            log.note(
-                Record::new(who, kind::SESSION, event::ENDED, "", "").with_outcome(outcome, ""),
-            );
+            let end = self.end.as_ref();
+            let outcome = end.map_or("cancelled", |e| e.outcome.as_str());
+            let mut record =
+                Record::new(who, kind::SESSION, event::ENDED, "", "").with_outcome(outcome, "");
+            record.receipt = end
+                .and_then(|e| e.receipt.as_ref())
+                .and_then(|r| serde_json::to_value(r).ok());
+            log.note(record);
         }
     }
 }
@@ -253,13 +257,13 @@ impl SessionTable {
             id: start.session_id.clone(),
             _permit: permit,
             audit: self.audit.clone().map(|l| (l, who)),
-            outcome: None,
+            end: None,
         };
         let id = start.session_id.clone();
         self.tasks.spawn(async move {
             let mut cleanup = cleanup;
-            let outcome = run_session(start, allow_shell, runners, out, rx, cancel).await;
-            cleanup.outcome = Some(outcome);
+            let end = run_session(start, allow_shell, runners, out, rx, cancel).await;
+            cleanup.end = Some(end);
             drop(cleanup);
         });
         Ok(id)

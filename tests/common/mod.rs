@@ -30,7 +30,7 @@ use catpaw_agent::link::proto::SessionStartPayload;
 use catpaw_agent::sandbox::{
     Budgets, EngineOptions, HostServices, LoadedRunner, Sandbox, SandboxOptions,
 };
-use catpaw_agent::session::{Runners, SessionEvent, run_session};
+use catpaw_agent::session::{Runners, SessionEnd, SessionEvent, run_session};
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -254,7 +254,7 @@ pub struct Running {
     pub events: mpsc::Receiver<SessionEvent>,
     pub inputs: Option<mpsc::Sender<String>>,
     pub cancel: CancellationToken,
-    pub task: tokio::task::JoinHandle<String>,
+    pub task: tokio::task::JoinHandle<SessionEnd>,
 }
 
 impl Running {
@@ -278,7 +278,13 @@ impl Running {
 
     /// Collects events up to and including `done`, and checks that exactly
     /// one `done` arrives and nothing after it.
-    pub async fn finish(mut self) -> Vec<SessionEvent> {
+    pub async fn finish(self) -> Vec<SessionEvent> {
+        self.finish_with_end().await.0
+    }
+
+    /// [`finish`](Self::finish), with how the session ended and its
+    /// receipt.
+    pub async fn finish_with_end(mut self) -> (Vec<SessionEvent>, SessionEnd) {
         drop(self.inputs.take());
         let mut all = Vec::new();
         loop {
@@ -289,9 +295,9 @@ impl Running {
                 break;
             }
         }
-        self.task.await.expect("session task");
+        let end = self.task.await.expect("session task");
         assert!(self.events.recv().await.is_none(), "events after done");
-        all
+        (all, end)
     }
 }
 

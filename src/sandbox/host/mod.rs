@@ -60,6 +60,8 @@ pub(crate) struct HostContext {
 struct RunState {
     /// Tool calls and shell requests made.
     calls: u64,
+    /// What the run called, by kind, for its receipt.
+    counts: RunCounts,
     /// Guest log budget.
     log: log::LogState,
     /// Guest stdout and stderr (the store's WASI streams write here).
@@ -70,18 +72,35 @@ impl RunState {
     fn new(log_cap: usize, stdio_cap: usize) -> Self {
         RunState {
             calls: 0,
+            counts: RunCounts::default(),
             log: log::LogState::new(log_cap),
             stdio: CapturedStdio::new(stdio_cap),
         }
     }
 
-    /// Starts the next run: returns what this one printed and how many log
-    /// lines it dropped past the cap.
-    fn reset(&mut self) -> (Printed, u64) {
+    /// Starts the next run: returns what this one printed, how many log
+    /// lines it dropped past the cap, and what it called.
+    fn reset(&mut self) -> (Printed, u64, RunCounts) {
         self.calls = 0;
         let dropped_lines = self.log.reset();
-        (self.stdio.take(), dropped_lines)
+        (
+            self.stdio.take(),
+            dropped_lines,
+            std::mem::take(&mut self.counts),
+        )
     }
+}
+
+/// Host calls of one run by kind, and the session's output so far: the
+/// host's part of a [`Receipt`](super::budgets::Receipt).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct RunCounts {
+    pub(crate) tool_calls: u64,
+    pub(crate) shell_requests: u64,
+    pub(crate) emits: u64,
+    pub(crate) log_lines: u64,
+    /// Output bytes the session has charged, this run's included.
+    pub(crate) output_total: u64,
 }
 
 impl HostContext {
@@ -121,15 +140,16 @@ impl HostContext {
     /// budgets and an empty capture. What the run left goes to the log in
     /// full (dropped log lines counted, then everything the guest printed);
     /// what it printed is also returned, for the error of a failed run.
-    pub(crate) fn end_run(&mut self) -> Printed {
-        let (printed, dropped_lines) = self.run.reset();
+    pub(crate) fn end_run(&mut self) -> (Printed, RunCounts) {
+        let (printed, dropped_lines, mut counts) = self.run.reset();
+        counts.output_total = self.stream.used();
         let sid = &self.info.session_id;
         if dropped_lines > 0 {
             tracing::warn!(target: "guest", session_id = %sid,
                 dropped_lines, "guest log lines past the cap were dropped");
         }
         printed.log(sid);
-        printed
+        (printed, counts)
     }
 
     /// Counts a report or chat answer against the session's output budget.
@@ -143,6 +163,11 @@ impl HostContext {
     /// otherwise fill the audit log and the disk under it.
     fn charge_call(&mut self, kind: &str, name: &str) -> Result<(), BudgetExceeded> {
         self.run.calls += 1;
+        if kind == crate::audit::kind::SHELL {
+            self.run.counts.shell_requests += 1;
+        } else {
+            self.run.counts.tool_calls += 1;
+        }
         if self.run.calls <= self.max_calls {
             return Ok(());
         }
@@ -218,6 +243,7 @@ impl host::Host for HostContext {
         stage: host::Stage,
         metadata_json: Option<String>,
     ) -> wasmtime::Result<()> {
+        self.run.counts.emits += 1;
         let span = self.span("emit");
         stream::emit(self, delta, stage, metadata_json)
             .instrument(span)
@@ -251,6 +277,7 @@ impl host::Host for HostContext {
     }
 
     async fn log(&mut self, level: host::Level, message: String) -> wasmtime::Result<()> {
+        self.run.counts.log_lines += 1;
         log::log(self, level, &message);
         Ok(())
     }
