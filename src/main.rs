@@ -80,6 +80,19 @@ enum Command {
     /// Work with the audit trail in the state dir.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Check a runner component: does it load, what it serves, and a run
+    /// of each role under the default limits with its receipt. Exit 0 only
+    /// when everything passes.
+    CheckRunner(CheckArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct CheckArgs {
+    /// The runner component (.wasm).
+    file: PathBuf,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -291,6 +304,20 @@ fn audit_verify(cli: &Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+async fn check_runner(args: &CheckArgs) -> anyhow::Result<ExitCode> {
+    let report = catpaw_agent::cli::check::check(&args.file).await?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", catpaw_agent::cli::check::render(&report));
+    }
+    Ok(if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
 async fn demo() -> anyhow::Result<ExitCode> {
     let dir = std::env::temp_dir().join(format!("catpaw-demo-{}", uuid::Uuid::new_v4()));
     let result = catpaw_agent::cli::demo::run(&dir).await;
@@ -303,7 +330,7 @@ fn main() -> ExitCode {
     if !cli.budgets.flags().is_empty()
         && matches!(
             cli.command,
-            Some(Command::Demo | Command::Alert(_) | Command::Audit(_))
+            Some(Command::Demo | Command::Alert(_) | Command::Audit(_) | Command::CheckRunner(_))
         )
     {
         eprintln!(
@@ -342,6 +369,7 @@ fn main() -> ExitCode {
             Some(Command::Demo) => demo().await,
             Some(Command::Alert(args)) => alert(&cli, args).await,
             Some(Command::Audit(AuditCommand::Verify)) => audit_verify(&cli),
+            Some(Command::CheckRunner(args)) => check_runner(args).await,
             Some(Command::Run) | None => run_agent(&cli).await,
         }
     });

@@ -15,6 +15,7 @@
 //! - `run.rs`: the wasm implementations of the runner traits
 //! - `compat.rs`: serving components of WIT 0.1.0 and 0.2.0 alike
 //! - `describe.rs`: reading a runner's `describe` once at load
+//! - `probe.rs`: looking a runner file over step by step (`check-runner`)
 
 mod bindings;
 mod budgets;
@@ -23,6 +24,7 @@ mod describe;
 mod engine;
 mod host;
 mod limits;
+mod probe;
 mod run;
 mod stdio;
 mod store;
@@ -38,6 +40,7 @@ pub use budgets::{BudgetKey, Budgets, Receipt, Slot};
 pub use compat::WitVersion;
 pub use engine::EngineOptions;
 pub use host::HostServices;
+pub use probe::{Probe, Step};
 pub use run::{WasmChatRunner, WasmDiagnoseRunner};
 
 use crate::runner::Description;
@@ -210,6 +213,16 @@ impl LoadedRunner {
             .iter()
             .flat_map(|d| d.plugins.iter().map(|p| p.name.clone()))
             .collect()
+    }
+
+    /// The WIT world its exports match: `runner`, `diagnose-runner` or
+    /// `chat-runner`.
+    pub fn world(&self) -> &'static str {
+        match (self.diagnose.is_some(), self.chat.is_some()) {
+            (true, true) => "runner",
+            (true, false) => "diagnose-runner",
+            _ => "chat-runner",
+        }
     }
 
     /// Whether it serves `inspect` and `diagnose`.
