@@ -22,9 +22,14 @@ struct Cli {
     /// Config file (default conf.d/config.toml; missing default = all defaults).
     #[arg(long, global = true)]
     config: Option<PathBuf>,
-    /// Runner component that replaces the built-in ones.
+    /// Runner component that replaces the built-in ones (for the roles it
+    /// serves).
     #[arg(long, global = true)]
     runner: Option<PathBuf>,
+    /// Reload the runner files when they change (the agent; SIGHUP always
+    /// reloads). Same as `[sandbox] watch_runners = true`.
+    #[arg(long)]
+    watch: bool,
     /// Session budgets for `run` (the default) and `session`.
     #[command(flatten)]
     budgets: BudgetArgs,
@@ -224,6 +229,8 @@ async fn run_agent(cli: &Cli) -> anyhow::Result<ExitCode> {
         cfg.sandbox.max_concurrent_sessions as u32,
     )?;
     let agent = catpaw_agent::link::agent::from_setup(&cfg, &setup, AgentOptions::default())?;
+    // Caught from here on: SIGHUP's default would end the agent.
+    let hup = catpaw_agent::cli::reload::hangups();
     let url = catpaw_agent::config::redact_url(&cfg.server_ws_url().unwrap_or_default());
     tracing::info!(agent_id = %agent.agent_id(), url = %url,
         max_sessions = cfg.sandbox.max_concurrent_sessions, "catpaw-agent starting");
@@ -234,6 +241,20 @@ async fn run_agent(cli: &Cli) -> anyhow::Result<ExitCode> {
         tracing::info!("shutting down: cancelling sessions and closing the connection");
         stopper.cancel();
     });
+    let reloader = catpaw_agent::cli::reload::Reloader {
+        sandbox: setup.sandbox.clone(),
+        config_path: cli.config.clone(),
+        runner_override: cli.runner.clone(),
+        flags: cli.budgets.flags(),
+        pool_memory: setup
+            .budgets
+            .diagnose
+            .max_memory
+            .max(setup.budgets.chat.max_memory),
+        table: agent.sessions(),
+    };
+    let watch = cli.watch || cfg.sandbox.watch_runners;
+    let reloads = tokio::spawn(reloader.serve(hup, watch, shutdown.clone()));
     let ingest = {
         let socket = cfg.paths().ingest_socket();
         let alerts = agent.alerts();
@@ -246,6 +267,7 @@ async fn run_agent(cli: &Cli) -> anyhow::Result<ExitCode> {
     };
     agent.run(shutdown).await;
     let _ = ingest.await;
+    let _ = reloads.await;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -327,6 +349,10 @@ async fn demo() -> anyhow::Result<ExitCode> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.watch && !matches!(cli.command, None | Some(Command::Run)) {
+        eprintln!("catpaw-agent: --watch applies to the agent (`run`)");
+        return ExitCode::from(2);
+    }
     if !cli.budgets.flags().is_empty()
         && matches!(
             cli.command,
