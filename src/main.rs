@@ -2,7 +2,7 @@
 //! and hands over to the library.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -89,6 +89,22 @@ enum Command {
     /// of each role under the default limits with its receipt. Exit 0 only
     /// when everything passes.
     CheckRunner(CheckArgs),
+    /// Work with runner projects.
+    #[command(subcommand)]
+    Runner(RunnerCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum RunnerCommand {
+    /// Create a runner project NAME in the current directory that builds
+    /// as generated and passes check-runner.
+    New {
+        /// Project (and component) name: lowercase letters, digits, - and _.
+        name: String,
+        /// Language of the runner.
+        #[arg(long, value_enum)]
+        lang: catpaw_agent::cli::scaffold::Lang,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -396,6 +412,14 @@ fn main() -> ExitCode {
             Some(Command::Alert(args)) => alert(&cli, args).await,
             Some(Command::Audit(AuditCommand::Verify)) => audit_verify(&cli),
             Some(Command::CheckRunner(args)) => check_runner(args).await,
+            Some(Command::Runner(RunnerCommand::New { name, lang })) => {
+                let dir = catpaw_agent::cli::scaffold::create(Path::new("."), name, *lang)?;
+                print!(
+                    "{}",
+                    catpaw_agent::cli::scaffold::next_steps(&dir, name, *lang)
+                );
+                Ok(ExitCode::SUCCESS)
+            }
             Some(Command::Run) | None => run_agent(&cli).await,
         }
     });

@@ -106,7 +106,10 @@ pub async fn check(file: &Path) -> anyhow::Result<Report> {
             return Ok(report);
         }
     };
-    let timing = scratch.join("timing");
+    // The probe times compiling into the sandbox's own cache directory, so
+    // loading the runner afterwards reads the artifact instead of
+    // compiling a second time.
+    let timing = scratch.join("cache");
     let probe = {
         let sandbox = sandbox.clone();
         let name = file.display().to_string();
@@ -183,7 +186,14 @@ async fn smoke(runner: &LoadedRunner) -> Vec<Run> {
             "descriptions".into(),
             Value::String("check-runner smoke test: high load".into()),
         );
-        runs.push(diagnose_run(&d, "diagnose", "system", params).await);
+        // A diagnose names the runner's first plugin, or the server's
+        // default when it describes none.
+        let plugin = runner
+            .plugin_names()
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| crate::link::proto::DEFAULT_DIAGNOSE_PLUGIN.to_string());
+        runs.push(diagnose_run(&d, "diagnose", &plugin, params).await);
     }
     if let Some(c) = runner.chat_runner(Budgets::default()) {
         runs.push(chat_run(&c).await);

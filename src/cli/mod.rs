@@ -1,12 +1,13 @@
 //! What only the command line uses: turning a config into a sandbox and
 //! runners (`setup.rs`), the local session harness (`session.rs`, the
 //! `session` subcommand), the runner check (`check.rs`), the loopback demo
-//! (`demo.rs`), hot reload of the runners (`reload.rs`) and log output
-//! (`logging.rs`). The core modules never import from here.
+//! (`demo.rs`), hot reload of the runners (`reload.rs`), new runner
+//! projects (`scaffold.rs`) and log output (`logging.rs`). The core modules never import from here.
 
 pub mod check;
 pub mod demo;
 pub mod logging;
 pub mod reload;
+pub mod scaffold;
 pub mod session;
 pub mod setup;

@@ -17,6 +17,7 @@
 
 pub mod agent;
 pub mod process;
+pub mod python;
 pub mod server;
 pub mod slow_link;
 
