@@ -67,6 +67,12 @@ pub struct TestSandbox {
 
 impl TestSandbox {
     pub fn new() -> Self {
+        Self::with_cache(None)
+    }
+
+    /// A sandbox that keeps compiled runners in `cache_dir` (shared by
+    /// tests whose runner takes long to compile).
+    pub fn with_cache(cache_dir: Option<PathBuf>) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let audit = AuditLog::open(&StatePaths::new(dir.path()).audit_trail()).expect("audit");
         let sandbox = Sandbox::new(SandboxOptions {
@@ -75,7 +81,7 @@ impl TestSandbox {
                 slots: 8,
                 max_memory: 64 << 20,
             },
-            cache_dir: None,
+            cache_dir,
             services: HostServices {
                 audit: Some(audit.clone()),
                 shell_user: None,

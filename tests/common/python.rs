@@ -49,3 +49,40 @@ pub fn build(dir: &Path, wit: &Path, out: &Path) {
     );
     std::fs::rename(&tmp, out).expect("rename the built component");
 }
+
+/// The example Python runner (`guest-runners/python`), built once per
+/// change of its sources or the WIT: cached in `target/python-runner/`
+/// under a hash of them, so a test run builds it at most once.
+pub fn example_runner() -> PathBuf {
+    use sha2::{Digest, Sha256};
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let src = root.join("guest-runners/python");
+    let wit = root.join("wit/runner.wit");
+    let mut h = Sha256::new();
+    for f in [src.join("app.py"), src.join("chat.py"), wit] {
+        h.update(std::fs::read(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display())));
+    }
+    let hash: String = h
+        .finalize()
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let dir = root.join("target/python-runner");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let out = dir.join(format!("catpaw_py-{hash}.wasm"));
+    if !out.is_file() {
+        build(&src, &root.join("wit"), &out);
+    }
+    out
+}
+
+/// A compile cache shared by every test that loads a Python runner (one
+/// compile of its interpreter takes tens of seconds in a debug build).
+pub fn compile_cache() -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/python-runner/compiled");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    dir
+}
