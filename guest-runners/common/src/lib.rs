@@ -183,7 +183,11 @@ pub fn tools_for_plugin(plugin: &str) -> Option<Vec<(&'static str, &'static str)
 
 /// The plugin names, comma-separated, for error messages.
 pub fn plugin_names() -> String {
-    PLUGINS.iter().map(|p| p.name).collect::<Vec<_>>().join(", ")
+    PLUGINS
+        .iter()
+        .map(|p| p.name)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Extra tools an alert text points at, by keyword.

@@ -13,9 +13,7 @@ use catpaw_guest_common::{
     Finding, PLUGINS, Severity, THRESHOLDS, judge, parse_tool_output, plugin_names, summarize,
     tools_for_alert, tools_for_plugin,
 };
-use exports::catpaw::runner::describe::{
-    Guest as Describe, PluginInfo, RunnerInfo,
-};
+use exports::catpaw::runner::describe::{Guest as Describe, PluginInfo, RunnerInfo};
 use exports::catpaw::runner::diagnose::{Guest, Request};
 
 struct Runner;
