@@ -244,7 +244,7 @@ async fn run_agent(cli: &Cli) -> anyhow::Result<ExitCode> {
         &cli.budgets.flags(),
         cfg.sandbox.max_concurrent_sessions as u32,
     )?;
-    let agent = catpaw_agent::link::agent::from_setup(&cfg, &setup, AgentOptions::default())?;
+    let agent = setup.agent(&cfg, AgentOptions::default())?;
     // Caught from here on: SIGHUP's default would end the agent.
     let hup = catpaw_agent::cli::reload::hangups();
     let url = catpaw_agent::config::redact_url(&cfg.server_ws_url().unwrap_or_default());

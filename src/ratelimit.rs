@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 /// Counts occurrences; says when a line is due and how many it covers.
 #[derive(Debug, Clone)]
-pub struct Tally {
+pub(crate) struct Tally {
     every: Duration,
     last_line: Option<Instant>,
     pending: u64,
@@ -36,7 +36,7 @@ impl Tally {
 
     /// The count not yet logged, when a line is due at `now`; for callers
     /// that flush periodically so that the tail of a burst is reported too.
-    pub fn due(&mut self, now: Instant) -> Option<u64> {
+    pub(crate) fn due(&mut self, now: Instant) -> Option<u64> {
         if self.pending == 0 {
             return None;
         }

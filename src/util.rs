@@ -2,7 +2,7 @@
 
 /// The longest prefix of `s` that is at most `max` bytes and ends on a char
 /// boundary.
-pub fn truncate_utf8(s: &str, max: usize) -> &str {
+pub(crate) fn truncate_utf8(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;
     }
@@ -17,7 +17,7 @@ pub fn truncate_utf8(s: &str, max: usize) -> &str {
 /// (`\n`, `\r`, `\t`, `\x1b`, `\u{9b}`), so text that came from a server
 /// or a local client cannot start a forged line or drive a terminal. Text
 /// that needs nothing comes back borrowed.
-pub fn escape_control(s: &str) -> std::borrow::Cow<'_, str> {
+pub(crate) fn escape_control(s: &str) -> std::borrow::Cow<'_, str> {
     if !s.chars().any(char::is_control) {
         return std::borrow::Cow::Borrowed(s);
     }

@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use catpaw_agent::alerts::frame::MAX_FRAME_BYTES;
-use catpaw_agent::link::proto::{AlertEvent, Envelope, EventStatus};
+use catpaw_agent::proto::{AlertEvent, Envelope, EventStatus};
 use common::agent::*;
 use common::server::TestServer;
 use serde_json::{Value, json};

@@ -7,7 +7,7 @@ use std::io::Write;
 use std::process::Stdio;
 use std::time::Duration;
 
-use catpaw_agent::link::proto::Envelope;
+use catpaw_agent::proto::Envelope;
 use common::process::{AgentHome, AgentProcess, command, server_toml};
 use common::server::{ServerConn, TestServer};
 use serde_json::json;

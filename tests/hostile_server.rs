@@ -60,8 +60,8 @@ use std::time::{Duration, Instant};
 
 use catpaw_agent::link::agent::AgentOptions;
 use catpaw_agent::link::conn::Timings;
-use catpaw_agent::link::proto::{self, AckError, AckPayload, Envelope};
 use catpaw_agent::link::reconnect::BackoffPolicy;
+use catpaw_agent::proto::{self, AckError, AckPayload, Envelope};
 use catpaw_agent::session::Runners;
 use common::TestSandbox;
 use common::agent::{Harness, builtin_runners, harness_with};

@@ -10,7 +10,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use catpaw_agent::link::proto::{self, AlertEvent, Envelope, EventStatus};
+use catpaw_agent::proto::{self, AlertEvent, Envelope, EventStatus};
 use catpaw_agent::session::Runners;
 use common::agent::*;
 use common::server::{ServerConn, TestServer};

@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use catpaw_agent::link::proto::{self, Envelope};
+use catpaw_agent::proto::{self, Envelope};
 use common::guest;
 use common::process::{AgentHome, AgentProcess, server_toml};
 use common::server::{ServerConn, TestServer};

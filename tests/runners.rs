@@ -168,7 +168,7 @@ fn a_runner_that_serves_no_role_is_refused_at_start() {
 }
 
 /// The numbers of a receipt that must hold whatever the session did.
-fn assert_plausible(r: &catpaw_agent::sandbox::Receipt, what: &str) {
+fn assert_plausible(r: &catpaw_agent::runner::Receipt, what: &str) {
     assert!(r.runs >= 1, "{what}: {r:?}");
     assert!(r.fuel_used > 0, "{what}: {r:?}");
     assert!(r.fuel_max_run <= r.fuel_limit, "{what}: {r:?}");

@@ -16,7 +16,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use catpaw_agent::link::proto::{self, Envelope};
+use catpaw_agent::proto::{self, Envelope};
 use common::process::{AgentHome, AgentProcess, server_toml};
 use common::server::{ServerConn, TestServer};
 use serde_json::{Value, json};

@@ -17,10 +17,10 @@
 
 use std::sync::OnceLock;
 
-use crate::link::proto::{self, AlertEvent, AlertEventsPayload, Envelope};
+use crate::proto::{self, AlertEvent, AlertEventsPayload, Envelope};
 
 /// Most events in one frame.
-pub const MAX_EVENTS: usize = 100;
+pub(crate) const MAX_EVENTS: usize = 100;
 /// Most bytes of JSON in one frame, envelope included.
 pub const MAX_FRAME_BYTES: usize = 256 * 1024;
 
@@ -45,12 +45,12 @@ fn frame_overhead() -> usize {
 
 /// Bytes the events of one frame may take, the commas between them
 /// included.
-pub fn events_budget() -> usize {
+pub(crate) fn events_budget() -> usize {
     MAX_FRAME_BYTES - frame_overhead()
 }
 
 /// Bytes of one event's JSON.
-pub fn encoded_len(ev: &AlertEvent) -> usize {
+pub(crate) fn encoded_len(ev: &AlertEvent) -> usize {
     struct Count(usize);
     impl std::io::Write for Count {
         fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
@@ -75,7 +75,7 @@ pub fn encoded_len(ev: &AlertEvent) -> usize {
 /// bytes with the commas between them. The first event always goes, so
 /// an event that does not fit alone cannot block the queue (the buffer
 /// cuts events to fit before they get here).
-pub fn batch_len(
+pub(crate) fn batch_len(
     sizes: impl IntoIterator<Item = usize>,
     max_events: usize,
     budget: usize,
@@ -173,7 +173,7 @@ pub fn fit(ev: &mut AlertEvent, max: usize) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::link::proto::EventStatus;
+    use crate::proto::EventStatus;
 
     fn event(description: &str) -> AlertEvent {
         AlertEvent {

@@ -28,23 +28,23 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::alerts::ringbuf::AlertBuffer;
-use crate::link::proto::{AlertEvent, EventStatus};
+use crate::proto::{AlertEvent, EventStatus};
 use crate::ratelimit::Tally;
 
 /// Longest accepted line.
-pub const MAX_LINE: usize = 64 * 1024;
+pub(crate) const MAX_LINE: usize = 64 * 1024;
 /// Clients served at once.
-pub const MAX_CONNECTIONS: usize = 64;
+pub(crate) const MAX_CONNECTIONS: usize = 64;
 /// A client that sends no complete line for this long is closed.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// At most one log line per this long about failing accepts or refused
 /// connections.
-pub const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(10);
+pub(crate) const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// The limits of the socket; the defaults are the constants above, tests
 /// shorten them.
 #[derive(Debug, Clone)]
-pub struct IngestOptions {
+pub(crate) struct IngestOptions {
     /// Clients served at once.
     pub max_connections: usize,
     /// Closes a client that sends no complete line for this long.
@@ -62,7 +62,7 @@ impl Default for IngestOptions {
 
 /// The pause after the `n`th accept failure in a row (n ≥ 1): 100 ms,
 /// doubling, at most 1 s.
-pub fn accept_pause(n: u32) -> Duration {
+pub(crate) fn accept_pause(n: u32) -> Duration {
     let ms = 100u64.saturating_mul(1 << n.clamp(1, 5).saturating_sub(1));
     Duration::from_millis(ms.min(1000))
 }
@@ -87,7 +87,7 @@ fn string_map(
 }
 
 /// Validates one event line.
-pub fn parse_event(line: &str) -> Result<AlertEvent, String> {
+pub(crate) fn parse_event(line: &str) -> Result<AlertEvent, String> {
     let v: Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
     let Value::Object(m) = v else {
         return Err("an event must be a JSON object".into());
@@ -269,7 +269,7 @@ pub async fn serve(
 }
 
 /// [`serve`] with explicit limits.
-pub async fn serve_with(
+pub(crate) async fn serve_with(
     socket: &Path,
     alerts: AlertBuffer,
     shutdown: CancellationToken,

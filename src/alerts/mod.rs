@@ -5,4 +5,4 @@
 
 pub mod frame;
 pub mod ingest;
-pub mod ringbuf;
+pub(crate) mod ringbuf;

@@ -13,14 +13,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::alerts::frame;
-use crate::link::proto::AlertEvent;
+use crate::proto::AlertEvent;
 use crate::ratelimit::Tally;
 
 /// Default capacity (`[server] alert_buffer_size` ≤ 0).
-pub const DEFAULT_CAPACITY: usize = 1000;
+pub(crate) const DEFAULT_CAPACITY: usize = 1000;
 
 /// At most one overflow warning per this long.
-pub const OVERFLOW_LOG_EVERY: Duration = Duration::from_secs(10);
+pub(crate) const OVERFLOW_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// An event and its encoded size.
 #[derive(Debug)]
@@ -126,7 +126,7 @@ impl AlertBuffer {
     /// Takes the next `alert_events` frame's worth: at most
     /// [`frame::MAX_EVENTS`] events and
     /// [`frame::MAX_FRAME_BYTES`] of frame, oldest first.
-    pub fn drain_frame(&self) -> Vec<AlertEvent> {
+    pub(crate) fn drain_frame(&self) -> Vec<AlertEvent> {
         self.drain_batch(frame::MAX_EVENTS, frame::events_budget())
     }
 
@@ -134,7 +134,7 @@ impl AlertBuffer {
     /// between them) stays within `max_bytes`; at least one when any waits.
     /// Also reports overwrites whose warning was held back, so the tail of
     /// a burst is logged too.
-    pub fn drain_batch(&self, max: usize, max_bytes: usize) -> Vec<AlertEvent> {
+    pub(crate) fn drain_batch(&self, max: usize, max_bytes: usize) -> Vec<AlertEvent> {
         let mut g = self.lock();
         let n = frame::batch_len(g.events.iter().map(|e| e.size), max, max_bytes);
         let batch = g.events.drain(..n).map(|e| e.event).collect();
@@ -147,7 +147,7 @@ impl AlertBuffer {
 
     /// Puts an unsent batch back at the front. Events pushed meanwhile are
     /// newer and win: if not everything fits, the oldest of the batch go.
-    pub fn push_front_batch(&self, batch: Vec<AlertEvent>) {
+    pub(crate) fn push_front_batch(&self, batch: Vec<AlertEvent>) {
         // Sizes outside the lock; these events were fitted on the way in.
         let sized: Vec<Entry> = batch
             .into_iter()
@@ -191,7 +191,7 @@ impl AlertBuffer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::link::proto::EventStatus;
+    use crate::proto::EventStatus;
 
     fn ev(i: i64) -> AlertEvent {
         AlertEvent {
@@ -288,9 +288,9 @@ mod tests {
             if batch.is_empty() {
                 break;
             }
-            let frame = crate::link::proto::Envelope::new(
-                crate::link::proto::MSG_ALERT_EVENTS,
-                crate::link::proto::AlertEventsPayload {
+            let frame = crate::proto::Envelope::new(
+                crate::proto::MSG_ALERT_EVENTS,
+                crate::proto::AlertEventsPayload {
                     events: batch.clone(),
                 },
             )

@@ -8,10 +8,10 @@ use sha2::{Digest, Sha256};
 use super::{Record, rotated};
 
 /// `prev` of the very first record of a trail.
-pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+pub(crate) const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// Lowercase hex SHA-256 of one line (without its newline).
-pub fn line_hash(line: &[u8]) -> String {
+pub(crate) fn line_hash(line: &[u8]) -> String {
     let digest = Sha256::digest(line);
     let mut s = String::with_capacity(64);
     for b in digest {

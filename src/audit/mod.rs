@@ -35,8 +35,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-pub use chain::{ChainBreak, Verified, line_hash, verify};
-pub use record::{FIELD_MAX, Record, Who, event, kind, now, outcome};
+pub use chain::{ChainBreak, Verified, verify};
+pub use record::{Record, Who, event, kind, now, outcome};
 
 /// How the trail is kept (`[audit]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,7 +90,7 @@ impl AuditLog {
 
     /// Opens the trail, picks up its chain, and closes every act a killed
     /// agent left open with a `killed` outcome.
-    pub fn open_with(trail: &Path, opts: AuditOptions) -> anyhow::Result<AuditLog> {
+    pub(crate) fn open_with(trail: &Path, opts: AuditOptions) -> anyhow::Result<AuditLog> {
         let trail = file::Trail::open(trail, opts)?;
         let log = AuditLog {
             path: trail.path().to_path_buf(),
@@ -125,7 +125,7 @@ impl AuditLog {
 
     /// Writes the `started` record of an act and returns its guard. Err
     /// means the record could not be written and the act must not happen.
-    pub fn begin(
+    pub(crate) fn begin(
         &self,
         who: &Who,
         kind: &str,
@@ -188,7 +188,7 @@ fn process_alive(pid: u32) -> bool {
 /// outcome record follows: [`Act::finish`], or, when the act is dropped
 /// unfinished (its future was cancelled), a `cancelled` one.
 #[derive(Debug)]
-pub struct Act {
+pub(crate) struct Act {
     log: AuditLog,
     base: Record,
     id: u64,

@@ -5,55 +5,55 @@ use serde::{Deserialize, Serialize};
 /// Longest text kept per field of a record. Guest-supplied names and
 /// arguments and server-supplied ids are all cut here, so no caller can make
 /// one record large.
-pub const FIELD_MAX: usize = 1024;
+pub(crate) const FIELD_MAX: usize = 1024;
 
 /// What a record is about.
 pub mod kind {
     /// A session's lifecycle: accepted, refused, ended.
-    pub const SESSION: &str = "session";
+    pub(crate) const SESSION: &str = "session";
     /// A read-only tool call.
-    pub const TOOL: &str = "tool";
+    pub(crate) const TOOL: &str = "tool";
     /// A shell command.
-    pub const SHELL: &str = "shell";
+    pub(crate) const SHELL: &str = "shell";
 }
 
 /// Where in its life an act or a session is.
 pub mod event {
     /// Written (and for a shell, synced) before the act happens.
-    pub const STARTED: &str = "started";
+    pub(crate) const STARTED: &str = "started";
     /// How an act ended; follows its `started` record, or stands alone
     /// for an act that never started (denied, refused).
-    pub const OUTCOME: &str = "outcome";
+    pub(crate) const OUTCOME: &str = "outcome";
     /// A session was accepted (ack ok).
-    pub const ACCEPTED: &str = "accepted";
+    pub(crate) const ACCEPTED: &str = "accepted";
     /// A session was refused (ack error in `detail`).
-    pub const REFUSED: &str = "refused";
+    pub(crate) const REFUSED: &str = "refused";
     /// A session ended (`outcome`: ok, cancelled, or its error code).
-    pub const ENDED: &str = "ended";
+    pub(crate) const ENDED: &str = "ended";
 }
 
 /// Outcomes of an act.
 pub mod outcome {
     /// A tool answered.
-    pub const OK: &str = "ok";
+    pub(crate) const OK: &str = "ok";
     /// A tool failed.
     pub const ERROR: &str = "error";
     /// A shell command exited (code in `detail`).
-    pub const EXIT: &str = "exit";
+    pub(crate) const EXIT: &str = "exit";
     /// A shell command ran past its timeout and its tree was killed.
-    pub const TIMEOUT: &str = "timeout";
+    pub(crate) const TIMEOUT: &str = "timeout";
     /// The session ended (cancel, turn timeout, disconnect, shutdown) while
     /// the act ran; a shell's whole tree was killed.
-    pub const CANCELLED: &str = "cancelled";
+    pub(crate) const CANCELLED: &str = "cancelled";
     /// The agent stopped (SIGKILL, crash, power loss) while the act ran;
     /// written by the next agent start.
-    pub const KILLED: &str = "killed";
+    pub(crate) const KILLED: &str = "killed";
     /// Shell access is not granted to the session.
-    pub const DENIED: &str = "denied";
+    pub(crate) const DENIED: &str = "denied";
     /// The host refused the request (budget, bad command, audit unavailable).
-    pub const REFUSED: &str = "refused";
+    pub(crate) const REFUSED: &str = "refused";
     /// The command could not be started.
-    pub const FAILED: &str = "failed";
+    pub(crate) const FAILED: &str = "failed";
 }
 
 /// Who an act is done for: the session and the operator behind it.
@@ -144,7 +144,7 @@ impl Record {
     }
 
     /// Sets the outcome and its detail (cut and masked).
-    pub fn with_outcome(mut self, outcome: &str, detail: &str) -> Record {
+    pub(crate) fn with_outcome(mut self, outcome: &str, detail: &str) -> Record {
         self.outcome = outcome.to_string();
         self.detail = masked_cut(detail);
         self

@@ -1,4 +1,6 @@
 use super::*;
+use chain::line_hash;
+use record::FIELD_MAX;
 
 fn who() -> Who {
     Who {

@@ -18,12 +18,10 @@ use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
 use crate::runner::{
-    Budget, ChatRunner, ChatSessionOpts, DiagnoseRequest, DiagnoseRunner, Output, RunError,
-    SessionInfo, StreamSink,
+    Budget, ChatRunner, ChatSessionOpts, DiagnoseRequest, DiagnoseRunner, Output, Receipt,
+    RunError, SessionInfo, StreamSink,
 };
-use crate::sandbox::{
-    Budgets, EngineOptions, LoadedRunner, Receipt, Sandbox, SandboxOptions, Step,
-};
+use crate::sandbox::{Budgets, EngineOptions, LoadedRunner, Sandbox, SandboxOptions, Step};
 
 /// The whole verdict, as `--json` prints it.
 #[derive(Debug, Serialize)]
@@ -192,7 +190,7 @@ async fn smoke(runner: &LoadedRunner) -> Vec<Run> {
             .plugin_names()
             .into_iter()
             .next()
-            .unwrap_or_else(|| crate::link::proto::DEFAULT_DIAGNOSE_PLUGIN.to_string());
+            .unwrap_or_else(|| crate::proto::DEFAULT_DIAGNOSE_PLUGIN.to_string());
         runs.push(diagnose_run(&d, "diagnose", &plugin, params).await);
     }
     if let Some(c) = runner.chat_runner(Budgets::default()) {

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::session::{Style, print_event};
 use crate::config::Config;
 use crate::link::agent::AgentOptions;
-use crate::link::proto::{
+use crate::proto::{
     self, AckPayload, Envelope, RegisterPayload, SessionErrorPayload, SessionOutputPayload,
 };
 use crate::session::SessionEvent;
@@ -49,7 +49,7 @@ pub async fn run(state_dir: &std::path::Path) -> anyhow::Result<()> {
     cfg.server.address = addr.to_string();
     let setup =
         crate::cli::setup::build(&cfg, None, &[], cfg.sandbox.max_concurrent_sessions as u32)?;
-    let agent = crate::link::agent::from_setup(&cfg, &setup, AgentOptions::default())?;
+    let agent = setup.agent(&cfg, AgentOptions::default())?;
     let shutdown = CancellationToken::new();
     let agent_task = {
         let agent = agent.clone();
@@ -98,7 +98,7 @@ pub async fn run(state_dir: &std::path::Path) -> anyhow::Result<()> {
         ("inspect", json!({"plugin": "cpu"}), "inspect cpu"),
         (
             "diagnose",
-            json!({"plugin": "mem", "descriptions": "memory usage above 80% on this host"}),
+            json!({(proto::PARAM_PLUGIN): "mem", (proto::PARAM_DESCRIPTIONS): "memory usage above 80% on this host"}),
             "diagnose mem (alert: memory usage above 80% on this host)",
         ),
     ];

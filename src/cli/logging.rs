@@ -27,7 +27,7 @@ use tracing_subscriber::fmt::MakeWriter;
 const WIRE_CRATES: [&str; 2] = ["tungstenite", "tokio_tungstenite"];
 
 /// True when the cap lets an event or span of `meta` through.
-pub fn within_wire_cap(meta: &Metadata<'_>) -> bool {
+pub(crate) fn within_wire_cap(meta: &Metadata<'_>) -> bool {
     let target = meta.target();
     let wire = WIRE_CRATES.iter().any(|c| {
         target
@@ -40,7 +40,7 @@ pub fn within_wire_cap(meta: &Metadata<'_>) -> bool {
 /// One formatted event with its control characters (C0, DEL, C1) escaped,
 /// except a final `\n`, which ends the line. Text that needs nothing comes
 /// back borrowed.
-pub fn escape_controls(event: &[u8]) -> Cow<'_, [u8]> {
+pub(crate) fn escape_controls(event: &[u8]) -> Cow<'_, [u8]> {
     let (body, end) = match event.strip_suffix(b"\n") {
         Some(body) => (body, &b"\n"[..]),
         None => (event, &b""[..]),
@@ -58,7 +58,7 @@ pub fn escape_controls(event: &[u8]) -> Cow<'_, [u8]> {
 /// A writer that escapes each event it is handed (see [`escape_controls`]).
 /// The formatter hands over one whole event per `write` call.
 #[derive(Debug)]
-pub struct EscapeControls<W>(pub W);
+pub(crate) struct EscapeControls<W>(pub W);
 
 impl<W: Write> Write for EscapeControls<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
@@ -73,7 +73,7 @@ impl<W: Write> Write for EscapeControls<W> {
 
 /// Makes [`EscapeControls`] writers around the writers of `M`.
 #[derive(Debug, Clone)]
-pub struct Escaping<M>(pub M);
+pub(crate) struct Escaping<M>(pub M);
 
 impl<'a, M: MakeWriter<'a>> MakeWriter<'a> for Escaping<M> {
     type Writer = EscapeControls<M::Writer>;

@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::link::proto::{self, SessionStartPayload, SessionType};
+use crate::proto::{self, SessionStartPayload, SessionType};
 use crate::session::{Runners, SessionEvent, run_session};
 
 /// What to run.

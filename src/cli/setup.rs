@@ -14,6 +14,7 @@ use anyhow::{Context, bail};
 
 use crate::audit::AuditLog;
 use crate::config::{BudgetFlag, Config, RoleBudgets};
+use crate::link::agent::{Agent, AgentOptions};
 use crate::sandbox::{EngineOptions, HostServices, LoadedRunner, Sandbox, SandboxOptions};
 use crate::session::Runners;
 
@@ -28,6 +29,18 @@ pub struct Setup {
     pub budgets: RoleBudgets,
     /// The audit log.
     pub audit: AuditLog,
+}
+
+impl Setup {
+    /// The agent for `cfg`, serving sessions with these runners and
+    /// recording them in this audit trail.
+    pub fn agent(&self, cfg: &Config, opts: AgentOptions) -> anyhow::Result<Agent> {
+        let opts = AgentOptions {
+            audit: Some(self.audit.clone()),
+            ..opts
+        };
+        Agent::new(cfg, self.runners.clone(), opts)
+    }
 }
 
 /// Builds the sandbox and loads the runners.

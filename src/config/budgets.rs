@@ -84,7 +84,7 @@ impl RoleBudgets {
 
     /// Both roles with the command line's flags applied (flags beat the
     /// file).
-    pub fn with_flags(&self, flags: &[BudgetFlag]) -> Result<RoleBudgets, ConfigError> {
+    pub(crate) fn with_flags(&self, flags: &[BudgetFlag]) -> Result<RoleBudgets, ConfigError> {
         let mut out = self.clone();
         for flag in flags {
             for b in [&mut out.diagnose, &mut out.chat] {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::ConfigError;
 use super::raw::RawSigning;
 use super::units::{duration_value, size_value};
-use crate::link::signing::{self, SigningConfig};
+use crate::session::signing::{self, SigningConfig};
 
 /// Largest accepted `[server.signing] max_skew`, in seconds (one day).
 const MAX_SIGNING_SKEW_SECS: u64 = 24 * 3600;

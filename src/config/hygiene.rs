@@ -17,7 +17,7 @@ use super::Config;
 /// forged one); other control or non-ASCII characters make the header
 /// invalid, and the token would silently not be sent. The message never
 /// repeats the token.
-pub fn check_agent_token(token: &str) -> Result<(), String> {
+pub(crate) fn check_agent_token(token: &str) -> Result<(), String> {
     if let Some(c) = token.chars().find(|c| c.is_control()) {
         return Err(format!(
             "contains the control character {c:?}; a token is one line of printable text \

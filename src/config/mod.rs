@@ -33,10 +33,11 @@ mod url;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::link::signing::SigningConfig;
+use crate::session::signing::SigningConfig;
 pub use budgets::{BudgetFlag, RoleBudgets};
 use check::{Ctx, env_name, expand_env};
-pub use hygiene::{check_agent_token, redact_url};
+pub(crate) use hygiene::check_agent_token;
+pub use hygiene::redact_url;
 pub use paths::StatePaths;
 use raw::RawConfig;
 use url::ws_url;

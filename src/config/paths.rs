@@ -45,7 +45,7 @@ impl StatePaths {
     }
 
     /// The compile cache directory.
-    pub fn compile_cache(&self) -> PathBuf {
+    pub(crate) fn compile_cache(&self) -> PathBuf {
         self.root.join("cache")
     }
 
@@ -56,7 +56,7 @@ impl StatePaths {
 
     /// Reads the agent id, or creates one (replacing a file that does not
     /// hold a UUID).
-    pub fn load_or_create_agent_id(&self) -> anyhow::Result<uuid::Uuid> {
+    pub(crate) fn load_or_create_agent_id(&self) -> anyhow::Result<uuid::Uuid> {
         let path = self.agent_id();
         if let Ok(text) = std::fs::read_to_string(&path) {
             if let Ok(id) = uuid::Uuid::parse_str(text.trim()) {

@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use super::units::{parse_duration, parse_size};
 use super::*;
-use crate::link::signing::{self, SigningConfig};
+use crate::session::signing::{self, SigningConfig};
 
 fn parse(text: &str) -> Result<Config, ConfigError> {
     Config::parse(text, Path::new("/etc/catpaw/conf.d/config.toml"))

@@ -1,5 +1,6 @@
 //! The agent: the reconnect loop around [`conn::run_once`], plus the parts
-//! that outlive connections (session table, alert buffer).
+//! that outlive connections (session table, alert buffer). The command line
+//! builds one from its setup with `cli::setup::Setup::agent`.
 
 use std::time::Instant;
 
@@ -52,7 +53,7 @@ impl Agent {
         )
         .with_audit(opts.audit.clone())
         .with_signing(
-            crate::link::signing::Verifier::new(cfg.server.signing.clone()),
+            crate::session::signing::Verifier::new(cfg.server.signing.clone()),
             agent_id.to_string(),
         );
         Ok(Agent {
@@ -114,17 +115,4 @@ impl Agent {
             .await;
         tracing::info!("agent stopped");
     }
-}
-
-/// An agent whose runners and audit trail come from `setup`.
-pub fn from_setup(
-    cfg: &Config,
-    setup: &crate::cli::setup::Setup,
-    opts: AgentOptions,
-) -> anyhow::Result<Agent> {
-    let opts = AgentOptions {
-        audit: Some(setup.audit.clone()),
-        ..opts
-    };
-    Agent::new(cfg, setup.runners.clone(), opts)
 }

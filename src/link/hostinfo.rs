@@ -12,7 +12,7 @@ pub fn hostname() -> String {
 }
 
 /// The first IPv4 address of an interface that is up and not loopback.
-pub fn primary_ipv4() -> Option<String> {
+pub(crate) fn primary_ipv4() -> Option<String> {
     let mut addrs: *mut libc::ifaddrs = std::ptr::null_mut();
     // SAFETY: getifaddrs fills `addrs` with a list we free below; we only
     // read fields of entries while the list is alive.

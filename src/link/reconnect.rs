@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 /// How one connection attempt ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AttemptOutcome {
+pub(crate) enum AttemptOutcome {
     /// Dial, TLS, upgrade or handshake failed.
     DialFailed,
     /// HTTP 401 on the upgrade.
@@ -61,7 +61,7 @@ impl Default for BackoffPolicy {
 
 /// Backoff state across attempts.
 #[derive(Debug, Clone)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     policy: BackoffPolicy,
     current: Duration,
     auth_current: Duration,
@@ -83,7 +83,7 @@ impl Backoff {
     /// A 401 does not touch the normal backoff and a dial failure does not
     /// touch the 401 backoff: they escalate independently, and any
     /// successful registration resets both.
-    pub fn next_wait(&mut self, outcome: &AttemptOutcome) -> Option<Duration> {
+    pub(crate) fn next_wait(&mut self, outcome: &AttemptOutcome) -> Option<Duration> {
         let p = &self.policy;
         match outcome {
             AttemptOutcome::Shutdown => None,
@@ -125,7 +125,7 @@ impl Backoff {
     }
 
     /// The jitter fraction of the policy.
-    pub fn jitter_fraction(&self) -> f64 {
+    pub(crate) fn jitter_fraction(&self) -> f64 {
         self.policy.jitter
     }
 

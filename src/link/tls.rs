@@ -36,7 +36,7 @@ fn load_key(path: &Path) -> anyhow::Result<PrivateKeyDer<'static>> {
 }
 
 /// The rustls client configuration for `[server]`.
-pub fn client_config(server: &ServerConfig) -> anyhow::Result<Arc<ClientConfig>> {
+pub(crate) fn client_config(server: &ServerConfig) -> anyhow::Result<Arc<ClientConfig>> {
     let builder = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .context("TLS protocol versions")?;

@@ -29,12 +29,12 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 /// Unsent bytes the kernel may hold for the connection (`TCP_NOTSENT_LOWAT`).
-pub const UNSENT_LOWAT: u32 = 64 * 1024;
+pub(crate) const UNSENT_LOWAT: u32 = 64 * 1024;
 
 /// When a write through a [`Metered`] stream last moved bytes. Clones share
 /// the clock.
 #[derive(Debug, Clone)]
-pub struct WriteClock {
+pub(crate) struct WriteClock {
     origin: Instant,
     /// Nanoseconds from `origin` to the last progress.
     last: Arc<AtomicU64>,
@@ -70,7 +70,7 @@ impl WriteClock {
 
 /// A stream whose writes tick a [`WriteClock`]; reads pass through.
 #[derive(Debug)]
-pub struct Metered<S> {
+pub(crate) struct Metered<S> {
     inner: S,
     clock: WriteClock,
 }
@@ -135,12 +135,12 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Metered<S> {
 /// No byte moved for the whole limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("no write progress for {0:?}")]
-pub struct Stalled(pub Duration);
+pub(crate) struct Stalled(pub Duration);
 
 /// Runs `write` (which writes through a stream metered by `clock`) to its
 /// end, unless no byte moves for `idle`. The wait starts now: time the
 /// connection spent idle before this write does not count against it.
-pub async fn unless_stalled<F: Future>(
+pub(crate) async fn unless_stalled<F: Future>(
     clock: &WriteClock,
     idle: Duration,
     write: F,

@@ -7,7 +7,7 @@
 //! imports are served by that same implementation (`compat.rs`).
 
 /// Bindings of the `diagnose-runner` world (also owns the `host` interface).
-pub mod diagnose_world {
+pub(crate) mod diagnose_world {
     wasmtime::component::bindgen!({
         path: "wit",
         world: "diagnose-runner",
@@ -17,7 +17,7 @@ pub mod diagnose_world {
 }
 
 /// Bindings of the `chat-runner` world.
-pub mod chat_world {
+pub(crate) mod chat_world {
     wasmtime::component::bindgen!({
         path: "wit",
         world: "chat-runner",

@@ -7,10 +7,13 @@
 //! funnel in `crate::config` that parses and bounds every value from the
 //! file and the command line alike. How a guest that breaks a budget is
 //! stopped and blamed is `limits.rs`. What a session used of them is its
-//! [`Receipt`].
+//! [`Receipt`] (a runner-level record, so the session layer and the runner
+//! traits can carry it; [`Budgets::receipt`] starts one).
 
 use std::ops::RangeInclusive;
 use std::time::Duration;
+
+use crate::runner::Receipt;
 
 /// Budgets of one session, fixed when its store is created. Fuel, time
 /// and host calls are per diagnose run or chat turn; output is per session.
@@ -64,13 +67,13 @@ const ANY_BYTES: RangeInclusive<u64> = 0..=u64::MAX;
 impl Budgets {
     /// Cap on table elements per table: generous enough for any component
     /// a mainstream toolchain emits, small enough to bound host memory.
-    pub const MAX_TABLE_ELEMENTS: usize = 20_000;
+    pub(crate) const MAX_TABLE_ELEMENTS: usize = 20_000;
     /// Cap on core instances, tables and memories per store (see
     /// [`Budgets::MAX_TABLE_ELEMENTS`]).
-    pub const MAX_INSTANCES: usize = 64;
+    pub(crate) const MAX_INSTANCES: usize = 64;
 
     /// Every budget by its config key, with the values it accepts.
-    pub const KEYS: &[BudgetKey] = &[
+    pub(crate) const KEYS: &[BudgetKey] = &[
         BudgetKey {
             name: "fuel",
             slot: |b| Slot::Count(&mut b.fuel),
@@ -145,111 +148,18 @@ pub enum Slot<'a> {
     Time(&'a mut Duration),
 }
 
-/// What a run, a chat turn or a whole session used, beside the budgets it
-/// had: the figures an author sizes limits by. A run's receipt comes from
-/// the store when the run ends; a session's adds its runs up (totals,
-/// and the largest single run where the budget is per run).
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Receipt {
-    /// Runs counted: 1 for a run or turn; a chat session counts its
-    /// start and every turn.
-    pub runs: u64,
-    /// Fuel used, all runs together.
-    pub fuel_used: u64,
-    /// Fuel used by the hungriest single run (the budget is per run).
-    pub fuel_max_run: u64,
-    /// Fuel each run had.
-    pub fuel_limit: u64,
-    /// Largest total linear memory the instance reached, in bytes.
-    pub peak_memory: u64,
-    /// The memory cap, in bytes.
-    pub memory_limit: u64,
-    /// Wall time of all runs together, in milliseconds.
-    pub wall_ms: u64,
-    /// Wall time of the longest single run, in milliseconds.
-    pub wall_max_run_ms: u64,
-    /// Wall-clock limit of one run, in milliseconds.
-    pub timeout_ms: u64,
-    /// `call-tool` calls.
-    pub tool_calls: u64,
-    /// `request-shell` requests, granted or not.
-    pub shell_requests: u64,
-    /// Tool calls plus shell requests of the busiest single run.
-    pub host_calls_max_run: u64,
-    /// Tool calls plus shell requests one run may make.
-    pub host_calls_limit: u64,
-    /// `emit` calls.
-    pub emits: u64,
-    /// `log` calls (kept or dropped past the cap).
-    pub log_lines: u64,
-    /// Bytes of output charged (deltas, report, answers), all runs.
-    pub output_bytes: u64,
-    /// The session's output budget, in bytes.
-    pub output_limit: u64,
-}
-
-impl Receipt {
-    /// An empty receipt carrying the limits of `b`.
-    pub fn against(b: &Budgets) -> Receipt {
+impl Budgets {
+    /// An empty receipt carrying these limits, for a run or session to
+    /// fill in.
+    pub fn receipt(&self) -> Receipt {
         Receipt {
-            fuel_limit: b.fuel,
-            memory_limit: b.max_memory,
-            timeout_ms: millis(b.timeout),
-            host_calls_limit: b.max_host_calls,
-            output_limit: b.max_output,
+            fuel_limit: self.fuel,
+            memory_limit: self.max_memory,
+            timeout_ms: millis(self.timeout),
+            host_calls_limit: self.max_host_calls,
+            output_limit: self.max_output,
             ..Receipt::default()
         }
-    }
-
-    /// Adds one run's receipt to this (session) receipt.
-    pub fn add(&mut self, run: &Receipt) {
-        self.runs += run.runs;
-        self.fuel_used = self.fuel_used.saturating_add(run.fuel_used);
-        self.fuel_max_run = self.fuel_max_run.max(run.fuel_max_run);
-        self.peak_memory = self.peak_memory.max(run.peak_memory);
-        self.wall_ms = self.wall_ms.saturating_add(run.wall_ms);
-        self.wall_max_run_ms = self.wall_max_run_ms.max(run.wall_max_run_ms);
-        self.tool_calls += run.tool_calls;
-        self.shell_requests += run.shell_requests;
-        self.host_calls_max_run = self.host_calls_max_run.max(run.host_calls_max_run);
-        self.emits += run.emits;
-        self.log_lines += run.log_lines;
-        self.output_bytes = self.output_bytes.saturating_add(run.output_bytes);
-    }
-
-    /// One line for a terminal or a log: each figure beside its budget,
-    /// with the share of the per-run budgets the hungriest run used.
-    pub fn line(&self) -> String {
-        let pct = |used: u64, limit: u64| {
-            if limit == 0 {
-                0.0
-            } else {
-                used as f64 * 100.0 / limit as f64
-            }
-        };
-        format!(
-            "{} run(s): fuel {} (max run {:.1}% of {}), memory peak {} of {} ({:.0}%), \
-             time {} ms (max run {} ms of {} ms), host calls {} tool + {} shell \
-             (max run {} of {}), {} emits, {} log lines, output {} of {} bytes",
-            self.runs,
-            self.fuel_used,
-            pct(self.fuel_max_run, self.fuel_limit),
-            self.fuel_limit,
-            self.peak_memory,
-            self.memory_limit,
-            pct(self.peak_memory, self.memory_limit),
-            self.wall_ms,
-            self.wall_max_run_ms,
-            self.timeout_ms,
-            self.tool_calls,
-            self.shell_requests,
-            self.host_calls_max_run,
-            self.host_calls_limit,
-            self.emits,
-            self.log_lines,
-            self.output_bytes,
-            self.output_limit,
-        )
     }
 }
 

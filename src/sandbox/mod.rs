@@ -36,7 +36,7 @@ use anyhow::{Context, bail};
 use wasmtime::Engine;
 use wasmtime::component::{HasSelf, Linker};
 
-pub use budgets::{BudgetKey, Budgets, Receipt, Slot};
+pub use budgets::{BudgetKey, Budgets, Slot};
 pub use compat::WitVersion;
 pub use engine::EngineOptions;
 pub use host::HostServices;

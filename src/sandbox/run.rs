@@ -16,11 +16,11 @@ use wasmtime::component::ResourceAny;
 use super::Sandbox;
 use super::bindings::diagnose_world::exports::catpaw::runner::diagnose::Request;
 use super::budgets::Budgets;
-use super::budgets::Receipt;
 use super::compat::{ChatInstance, ChatPre, DiagnosePre};
 use super::host::{HostContext, HostServices};
 use super::limits::{self, Guarded};
 use super::store::{self, SessionState, end_run, new_store};
+use crate::runner::Receipt;
 use crate::runner::{
     ChatHandle, ChatRunner, ChatSessionOpts, DiagnoseRequest, DiagnoseRunner, RunError,
     SessionInfo, StreamSink,
@@ -98,8 +98,8 @@ impl Meter {
     fn new(limits: &Budgets) -> Self {
         Meter {
             started: Instant::now(),
-            last: Receipt::against(limits),
-            session: Receipt::against(limits),
+            last: limits.receipt(),
+            session: limits.receipt(),
         }
     }
 

@@ -6,11 +6,12 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::budgets::{self, Budgets, Receipt};
+use super::budgets::{self, Budgets};
 use super::host::HostContext;
 use super::limits::BudgetExceeded;
 use super::stdio::Printed;
 use crate::runner::Budget;
+use crate::runner::Receipt;
 
 /// Everything one session's `Store` owns.
 pub(crate) struct SessionState {
@@ -63,7 +64,7 @@ pub(crate) fn new_store(
         caps: MemoryCaps::new(limits),
         host,
         run_fuel: limits.fuel,
-        limits: Receipt::against(limits),
+        limits: limits.receipt(),
         output_before: 0,
     };
     let mut store = Store::new(engine, state);

@@ -8,16 +8,16 @@
 
 use serde_json::Value;
 
-use crate::link::proto::{AckError, SessionStartPayload, SessionType, Unauthorized};
+use crate::proto::{AckError, SessionStartPayload, SessionType, Unauthorized};
 
 /// Longest `session_id` accepted (PROTOCOL §10).
-pub const MAX_SESSION_ID: usize = 128;
+pub(crate) const MAX_SESSION_ID: usize = 128;
 /// Longest `user_name` accepted (PROTOCOL §10).
-pub const MAX_USER_NAME: usize = 256;
+pub(crate) const MAX_USER_NAME: usize = 256;
 
 /// An accepted `session_start`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Admitted {
+pub(crate) struct Admitted {
     /// The payload; its `key_id` is the one the signature check vouched
     /// for (never a claimed one).
     pub start: SessionStartPayload,
@@ -27,7 +27,7 @@ pub struct Admitted {
 
 /// Decides the ack of a `session_start`. `serves` says whether a runner
 /// serves a known type; `any_runner` whether any runner exists at all.
-pub fn decide(
+pub(crate) fn decide(
     payload: Option<&Value>,
     verify: impl FnOnce(&SessionStartPayload) -> Result<Option<String>, Unauthorized>,
     serves: impl Fn(&SessionType) -> bool,

@@ -6,14 +6,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Caps how many sessions run at once. Clones share the same slots.
 #[derive(Debug, Clone)]
-pub struct ConcurrencyLimiter {
+pub(crate) struct ConcurrencyLimiter {
     max: usize,
     active: Arc<AtomicUsize>,
 }
 
 /// One taken slot; dropping it gives the slot back.
 #[derive(Debug)]
-pub struct Permit {
+pub(crate) struct Permit {
     active: Arc<AtomicUsize>,
 }
 
@@ -33,7 +33,7 @@ impl ConcurrencyLimiter {
     }
 
     /// Takes a slot if one is free; never waits.
-    pub fn try_acquire(&self) -> Option<Permit> {
+    pub(crate) fn try_acquire(&self) -> Option<Permit> {
         self.active
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < self.max).then_some(n + 1)
@@ -55,7 +55,7 @@ impl ConcurrencyLimiter {
     }
 
     /// True when no slot is free.
-    pub fn is_full(&self) -> bool {
+    pub(crate) fn is_full(&self) -> bool {
         self.active() >= self.max
     }
 }

@@ -5,6 +5,8 @@
 //!   traits and turns every outcome into the wire payloads of PROTOCOL §5
 //! - `sink.rs`: adapts a runner's streamed output to those payloads
 //! - `admission.rs`: the ack decision for a `session_start` (pure)
+//! - `signing.rs`: Ed25519 checks of signed `session_start` / `session_input`
+//!   (PROTOCOL §9) and their bounded replay cache, asked by admission
 //! - `table.rs`: running sessions, chat queues, cancel; asks admission and
 //!   starts what it admits
 //! - `limiter.rs`: the concurrency limiter (RAII permits)
@@ -13,17 +15,18 @@
 //! [`crate::runner`] traits and emit [`SessionEvent`]s into a channel that
 //! the connection (or the local harness) drains.
 
-pub mod admission;
+pub(crate) mod admission;
 pub mod limiter;
 mod run;
+pub mod signing;
 mod sink;
 mod table;
 
 pub use run::{Runners, SessionEnd, run_session};
-pub use sink::ChannelSink;
-pub use table::{CHAT_QUEUE, InputOutcome, SessionTable};
+pub(crate) use sink::ChannelSink;
+pub use table::{InputOutcome, SessionTable};
 
-use crate::link::proto::{SessionErrorPayload, SessionOutputPayload};
+use crate::proto::{SessionErrorPayload, SessionOutputPayload};
 
 /// One message a session sends toward the server.
 #[derive(Debug, Clone, PartialEq)]

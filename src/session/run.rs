@@ -7,12 +7,12 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{ChannelSink, SessionEvent};
-use crate::link::proto::{self, ErrorCode, SessionErrorPayload, SessionStartPayload, SessionType};
+use crate::proto::{self, ErrorCode, SessionErrorPayload, SessionStartPayload, SessionType};
+use crate::runner::Receipt;
 use crate::runner::{
     ChatRunner, ChatSessionOpts, DiagnoseRequest, DiagnoseRunner, Output, RunError, SessionInfo,
     Stage, StreamSink,
 };
-use crate::sandbox::Receipt;
 
 /// How a session ended: `ok`, `cancelled` or the code of the
 /// `session_error` it sent, and what it used (when its runner keeps a

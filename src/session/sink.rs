@@ -6,12 +6,12 @@ use async_trait::async_trait;
 use tokio::sync::mpsc;
 
 use super::SessionEvent;
-use crate::link::proto::SessionOutputPayload;
+use crate::proto::SessionOutputPayload;
 use crate::runner::{Output, StreamSink};
 
 /// Sends a session's output, tagged with its id, into a channel.
 #[derive(Debug, Clone)]
-pub struct ChannelSink {
+pub(crate) struct ChannelSink {
     session_id: String,
     tx: mpsc::Sender<SessionEvent>,
     /// The code of the `session_error` this session sent, if any.
@@ -29,7 +29,7 @@ impl ChannelSink {
     }
 
     /// Sends any session event (used for errors and the final `done`).
-    pub async fn send_event(&self, ev: SessionEvent) {
+    pub(crate) async fn send_event(&self, ev: SessionEvent) {
         if let SessionEvent::Error(e) = &ev {
             let _ = self.failure.set(e.code.clone());
         }

@@ -14,12 +14,12 @@ use tokio_util::task::TaskTracker;
 use super::admission::{self, Admitted};
 use super::{Runners, SessionEnd, SessionEvent, run_session};
 use crate::audit::{AuditLog, Record, Who, event, kind};
-use crate::link::proto::{self, AckError, SessionStartPayload, SessionType};
-use crate::link::signing::Verifier;
+use crate::proto::{self, AckError, SessionStartPayload, SessionType};
 use crate::session::limiter::{ConcurrencyLimiter, Permit};
+use crate::session::signing::Verifier;
 
 /// Chat turns queued per session before new ones are dropped.
-pub const CHAT_QUEUE: usize = 8;
+pub(crate) const CHAT_QUEUE: usize = 8;
 
 struct Entry {
     session_type: String,
@@ -138,23 +138,23 @@ impl SessionTable {
     }
 
     /// Writes session lifecycle records to `audit`.
-    pub fn with_audit(mut self, audit: Option<AuditLog>) -> Self {
+    pub(crate) fn with_audit(mut self, audit: Option<AuditLog>) -> Self {
         self.audit = audit;
         self
     }
 
     /// Checks signatures with `verifier` for the agent `agent_id`.
-    pub fn with_signing(mut self, verifier: Verifier, agent_id: String) -> Self {
+    pub(crate) fn with_signing(mut self, verifier: Verifier, agent_id: String) -> Self {
         self.signing = Arc::new((verifier, agent_id));
         self
     }
 
     /// Checks a `session_input` frame's signature (PROTOCOL §9): Ok with
     /// the key id when signed, Ok(None) when unsigned and allowed.
-    pub fn check_input(
+    pub(crate) fn check_input(
         &self,
         frame: &str,
-    ) -> Result<Option<String>, crate::link::signing::Unauthorized> {
+    ) -> Result<Option<String>, crate::session::signing::Unauthorized> {
         let (v, agent_id) = &*self.signing;
         v.check_input(frame, agent_id, unix_now())
     }
@@ -302,7 +302,7 @@ impl SessionTable {
     }
 
     /// Cancels every session (connection lost, shutdown).
-    pub fn cancel_all(&self) {
+    pub(crate) fn cancel_all(&self) {
         for e in self.lock().values() {
             e.cancel.cancel();
         }

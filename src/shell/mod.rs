@@ -26,7 +26,7 @@ use tokio::process::Command;
 pub use supervise::Identity;
 
 /// The only `PATH` a command gets.
-pub const SHELL_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub(crate) const SHELL_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Caps and identity for a session's shell commands. The caps are the
 /// session's `shell_timeout` and `shell_output` budgets

@@ -31,7 +31,7 @@ pub struct Identity {
 
 impl Identity {
     /// Looks `name` up in the user database.
-    pub fn lookup(name: &str) -> Result<Identity, String> {
+    pub(crate) fn lookup(name: &str) -> Result<Identity, String> {
         let c = std::ffi::CString::new(name).map_err(|_| format!("{name:?} is not a user name"))?;
         let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
         let mut buf = vec![0 as libc::c_char; 16 * 1024];

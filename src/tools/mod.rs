@@ -36,8 +36,8 @@ mod procs;
 mod storage;
 mod system;
 
-pub use mask::mask_secrets;
-pub use system::{cpu_busy_pct_since_last, mem_used_pct};
+pub(crate) use mask::mask_secrets;
+pub(crate) use system::{cpu_busy_pct_since_last, mem_used_pct};
 
 #[cfg(test)]
 mod tests_host;
@@ -46,7 +46,7 @@ use serde_json::Value;
 
 /// One tool in the catalog.
 #[derive(Debug, Clone, Copy)]
-pub struct ToolInfo {
+pub(crate) struct ToolInfo {
     /// Name passed to [`call`].
     pub name: &'static str,
     /// One line saying what it returns.
@@ -56,7 +56,7 @@ pub struct ToolInfo {
 }
 
 /// Largest tool output in bytes.
-pub const MAX_OUTPUT_BYTES: usize = 32 * 1024;
+pub(crate) const MAX_OUTPUT_BYTES: usize = 32 * 1024;
 
 const NO_ARGS: &str = r#"{"type":"object","properties":{},"additionalProperties":false}"#;
 
@@ -172,7 +172,7 @@ const TOOLS: [Tool; 11] = [
 ];
 
 /// Every tool, in a stable order.
-pub fn catalog() -> &'static [ToolInfo] {
+pub(crate) fn catalog() -> &'static [ToolInfo] {
     static CATALOG: std::sync::OnceLock<Vec<ToolInfo>> = std::sync::OnceLock::new();
     CATALOG.get_or_init(|| TOOLS.iter().map(|t| t.info).collect())
 }

@@ -129,7 +129,7 @@ pub(crate) fn fd_usage(args: &Args) -> Result<Value, String> {
 
 /// Host CPU busy percent since the previous call in this process (the
 /// first call measures since boot). `None` when /proc/stat is unreadable.
-pub fn cpu_busy_pct_since_last() -> Option<f64> {
+pub(crate) fn cpu_busy_pct_since_last() -> Option<f64> {
     static LAST: Mutex<Option<CpuTimes>> = Mutex::new(None);
     let (_, now) = cpu_times().ok()?;
     let mut last = LAST.lock().unwrap_or_else(|p| p.into_inner());
@@ -138,7 +138,7 @@ pub fn cpu_busy_pct_since_last() -> Option<f64> {
 }
 
 /// Memory used percent ((MemTotal − MemAvailable) / MemTotal).
-pub fn mem_used_pct() -> Option<f64> {
+pub(crate) fn mem_used_pct() -> Option<f64> {
     let m = parse_meminfo(&read("/proc/meminfo").ok()?);
     let total = *m.get("MemTotal")?;
     let avail = *m.get("MemAvailable")?;

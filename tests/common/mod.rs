@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use catpaw_agent::audit::AuditLog;
 use catpaw_agent::config::StatePaths;
-use catpaw_agent::link::proto::SessionStartPayload;
+use catpaw_agent::proto::SessionStartPayload;
 use catpaw_agent::sandbox::{
     Budgets, EngineOptions, HostServices, LoadedRunner, Sandbox, SandboxOptions,
 };

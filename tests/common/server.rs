@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use catpaw_agent::link::proto::{self, AckPayload, Envelope};
+use catpaw_agent::proto::{self, AckPayload, Envelope};
 use futures_util::{SinkExt, StreamExt};
 use rustls::pki_types::CertificateDer;
 use serde_json::Value;

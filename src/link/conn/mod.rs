@@ -29,12 +29,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::alerts::ringbuf::AlertBuffer;
 use crate::config::redact_url;
-use crate::link::proto::{
+use crate::link::reconnect::AttemptOutcome;
+use crate::link::transport::{self, Metered, WriteClock};
+use crate::proto::{
     self, AckPayload, AlertEvent, AlertEventsPayload, DisconnectPayload, Envelope,
     HeartbeatPayload, RegisterPayload, SessionCancelPayload, SessionInputPayload,
 };
-use crate::link::reconnect::AttemptOutcome;
-use crate::link::transport::{self, Metered, WriteClock};
 use crate::session::{InputOutcome, SessionEvent, SessionTable};
 
 /// Largest inbound message accepted.
@@ -76,7 +76,7 @@ impl Default for Timings {
 
 /// Everything a connection needs; shared across reconnects.
 #[derive(Clone)]
-pub struct ConnContext {
+pub(crate) struct ConnContext {
     /// `ws://` or `wss://` URL of the agent endpoint.
     pub url: String,
     /// Sent as `X-Agent-Token` when not empty.
@@ -97,7 +97,7 @@ pub struct ConnContext {
 
 /// Static parts of `register`.
 #[derive(Debug, Clone)]
-pub struct RegisterInfo {
+pub(crate) struct RegisterInfo {
     /// Labels from the config.
     pub labels: std::collections::BTreeMap<String, String>,
     /// Plugin names from the config; empty: those the diagnose runner
@@ -121,7 +121,7 @@ fn dropped(reason: &str) -> AttemptOutcome {
 }
 
 /// Runs one connection attempt to its end.
-pub async fn run_once(ctx: &ConnContext, shutdown: &CancellationToken) -> AttemptOutcome {
+pub(crate) async fn run_once(ctx: &ConnContext, shutdown: &CancellationToken) -> AttemptOutcome {
     let clock = WriteClock::new();
     let ws = tokio::select! {
         _ = shutdown.cancelled() => return AttemptOutcome::Shutdown,

@@ -92,7 +92,7 @@ impl RunState {
 }
 
 /// Host calls of one run by kind, and the session's output so far: the
-/// host's part of a [`Receipt`](super::budgets::Receipt).
+/// host's part of a [`Receipt`](crate::runner::Receipt).
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct RunCounts {
     pub(crate) tool_calls: u64,
@@ -174,7 +174,7 @@ impl HostContext {
         let detail = format!(
             "made more than {} tool calls and shell requests in one {}",
             self.max_calls,
-            if self.info.kind() == crate::link::proto::SessionType::Chat {
+            if self.info.kind() == crate::proto::SessionType::Chat {
                 "turn"
             } else {
                 "run"

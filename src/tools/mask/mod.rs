@@ -65,7 +65,7 @@ enum Pending {
 }
 
 /// Returns `text` with secret values replaced by `***`.
-pub fn mask_secrets(text: &str) -> String {
+pub(crate) fn mask_secrets(text: &str) -> String {
     let text = shapes::mask_pem(text);
     let mut m = Masker {
         out: String::with_capacity(text.len()),

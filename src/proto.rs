@@ -16,23 +16,23 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// Protocol version sent in `X-Proto-Version`.
-pub const PROTO_VERSION: &str = "1";
+pub(crate) const PROTO_VERSION: &str = "1";
 
 // Message types.
 /// Agent → server: first message after the upgrade.
 pub const MSG_REGISTER: &str = "register";
 /// Agent → server: liveness and load, every 30 s.
-pub const MSG_HEARTBEAT: &str = "heartbeat";
+pub(crate) const MSG_HEARTBEAT: &str = "heartbeat";
 /// Agent → server: a batch of alert events.
-pub const MSG_ALERT_EVENTS: &str = "alert_events";
+pub(crate) const MSG_ALERT_EVENTS: &str = "alert_events";
 /// Agent → server: streamed session output.
-pub const MSG_SESSION_OUTPUT: &str = "session_output";
+pub(crate) const MSG_SESSION_OUTPUT: &str = "session_output";
 /// Agent → server: a session failed.
-pub const MSG_SESSION_ERROR: &str = "session_error";
+pub(crate) const MSG_SESSION_ERROR: &str = "session_error";
 /// Both ways: acknowledgement.
 pub const MSG_ACK: &str = "ack";
 /// Server → agent: keep-alive.
-pub const MSG_PING: &str = "ping";
+pub(crate) const MSG_PING: &str = "ping";
 /// Server → agent: go away and come back later.
 pub const MSG_DISCONNECT: &str = "disconnect";
 /// Server → agent: start a session.
@@ -44,11 +44,11 @@ pub const MSG_SESSION_CANCEL: &str = "session_cancel";
 
 // Session types.
 /// One-shot look at one plugin area.
-pub const SESSION_INSPECT: &str = "inspect";
+pub(crate) const SESSION_INSPECT: &str = "inspect";
 /// Alert diagnosis.
-pub const SESSION_DIAGNOSE: &str = "diagnose";
+pub(crate) const SESSION_DIAGNOSE: &str = "diagnose";
 /// Multi-turn chat.
-pub const SESSION_CHAT: &str = "chat";
+pub(crate) const SESSION_CHAT: &str = "chat";
 
 /// `session_start.session_type`, parsed once at admission. Anything else
 /// the server sends is kept as [`SessionType::Other`]: it is acked and then
@@ -89,39 +89,39 @@ impl SessionType {
 
 // Stages of `session_output.stage`.
 /// The runner explains what it is about to do.
-pub const STAGE_THINKING: &str = "thinking";
+pub(crate) const STAGE_THINKING: &str = "thinking";
 /// The runner calls a tool.
-pub const STAGE_TOOL_CALL: &str = "tool_call";
+pub(crate) const STAGE_TOOL_CALL: &str = "tool_call";
 /// What a tool returned.
-pub const STAGE_TOOL_RESULT: &str = "tool_result";
+pub(crate) const STAGE_TOOL_RESULT: &str = "tool_result";
 /// Part of the answer.
-pub const STAGE_ANSWER: &str = "answer";
+pub(crate) const STAGE_ANSWER: &str = "answer";
 /// A failed chat turn.
-pub const STAGE_ERROR: &str = "error";
+pub(crate) const STAGE_ERROR: &str = "error";
 
 // Keys of `session_start.params` and of `session_output.metadata`.
 /// The plugin area of inspect / diagnose.
-pub const PARAM_PLUGIN: &str = "plugin";
+pub(crate) const PARAM_PLUGIN: &str = "plugin";
 /// The target host of inspect / diagnose.
-pub const PARAM_TARGET: &str = "target";
+pub(crate) const PARAM_TARGET: &str = "target";
 /// The alert text of a diagnose.
-pub const PARAM_DESCRIPTIONS: &str = "descriptions";
+pub(crate) const PARAM_DESCRIPTIONS: &str = "descriptions";
 /// A chat's first turn.
-pub const PARAM_MESSAGE: &str = "message";
+pub(crate) const PARAM_MESSAGE: &str = "message";
 /// The session asks for a shell (JSON `true` only).
-pub const PARAM_ALLOW_SHELL: &str = "allow_shell";
+pub(crate) const PARAM_ALLOW_SHELL: &str = "allow_shell";
 /// `metadata` flag on the message that ends a chat turn.
-pub const META_TURN_DONE: &str = "turn_done";
+pub(crate) const META_TURN_DONE: &str = "turn_done";
 /// `target` when the server gives none.
-pub const DEFAULT_TARGET: &str = "localhost";
+pub(crate) const DEFAULT_TARGET: &str = "localhost";
 /// `plugin` of a diagnose when the server gives none.
-pub const DEFAULT_DIAGNOSE_PLUGIN: &str = "system";
+pub(crate) const DEFAULT_DIAGNOSE_PLUGIN: &str = "system";
 
 /// `session_error.error` of an inspect session without a plugin.
-pub const PLUGIN_REQUIRED_FOR_INSPECT: &str = "plugin is required for inspect";
+pub(crate) const PLUGIN_REQUIRED_FOR_INSPECT: &str = "plugin is required for inspect";
 
 /// `session_error.error` for a session type nobody knows.
-pub fn unknown_session_type(t: &str) -> String {
+pub(crate) fn unknown_session_type(t: &str) -> String {
     format!("unknown session type: {t}")
 }
 
@@ -158,7 +158,7 @@ pub enum AckError {
 }
 
 /// Why a signed-session check refused a message. `Display` is the wire text
-/// of `ack.error` (PROTOCOL §9); the checks live in [`crate::link::signing`].
+/// of `ack.error` (PROTOCOL §9); the checks live in [`crate::session::signing`].
 #[derive(thiserror::Error, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unauthorized {
     /// Unsigned, and `require` is on.
@@ -294,7 +294,7 @@ impl Envelope {
 
 /// `register` payload.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RegisterPayload {
+pub(crate) struct RegisterPayload {
     /// Host name.
     pub hostname: String,
     /// Primary non-loopback IPv4, may be "".
@@ -319,7 +319,7 @@ fn is_zero_or_none(v: &Option<f64>) -> bool {
 
 /// `heartbeat` payload.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct HeartbeatPayload {
+pub(crate) struct HeartbeatPayload {
     /// Sessions running now.
     pub active_sessions: u64,
     /// Alert events waiting in the buffer.
@@ -370,7 +370,7 @@ pub struct AlertEvent {
 
 /// `alert_events` payload.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AlertEventsPayload {
+pub(crate) struct AlertEventsPayload {
     /// The batch, oldest first.
     pub events: Vec<AlertEvent>,
 }
@@ -420,7 +420,7 @@ pub struct AckPayload {
 
 /// `disconnect` payload.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-pub struct DisconnectPayload {
+pub(crate) struct DisconnectPayload {
     /// Why.
     #[serde(default)]
     pub reason: String,
@@ -452,7 +452,7 @@ pub struct SessionStartPayload {
 
 /// `session_input` payload.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-pub struct SessionInputPayload {
+pub(crate) struct SessionInputPayload {
     /// Session id.
     #[serde(default)]
     pub session_id: String,
@@ -463,7 +463,7 @@ pub struct SessionInputPayload {
 
 /// `session_cancel` payload.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-pub struct SessionCancelPayload {
+pub(crate) struct SessionCancelPayload {
     /// Session id.
     #[serde(default)]
     pub session_id: String,
@@ -473,7 +473,7 @@ pub struct SessionCancelPayload {
 }
 
 /// Go's GOOS for this build.
-pub fn go_os() -> &'static str {
+pub(crate) fn go_os() -> &'static str {
     go_os_of(std::env::consts::OS)
 }
 

@@ -66,7 +66,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
-use crate::link::proto;
+use crate::proto;
 
 mod replay;
 
@@ -77,10 +77,10 @@ use replay::{ReplayCache, replay_id};
 const DOMAIN: &str = "catpaw-session-v1";
 
 /// Most `(key_id, nonce)` pairs the replay cache holds (see the module doc).
-pub const REPLAY_CACHE_CAP: usize = 100_000;
+pub(crate) const REPLAY_CACHE_CAP: usize = 100_000;
 
 /// Default accepted clock difference either way.
-pub const DEFAULT_MAX_SKEW: Duration = Duration::from_secs(300);
+pub(crate) const DEFAULT_MAX_SKEW: Duration = Duration::from_secs(300);
 
 /// Longest accepted nonce, in characters (all ASCII).
 const NONCE_MAX: usize = 64;
@@ -112,7 +112,7 @@ impl Default for SigningConfig {
 /// Decodes a pinned public key as written in `[server.signing] keys`:
 /// standard padded base64 of the 32-byte Ed25519 key. The error says what is
 /// wrong with it, for the config error that names the key.
-pub fn parse_public_key(base64: &str) -> Result<VerifyingKey, String> {
+pub(crate) fn parse_public_key(base64: &str) -> Result<VerifyingKey, String> {
     let bytes = BASE64.decode(base64.trim()).map_err(|_| {
         "is not standard padded base64 (e.g. \"ebVWLo/mVPlAeLES6KmLp5AfhTrmlb7X4OORC60ElmQ=\")"
             .to_string()
@@ -131,13 +131,13 @@ pub fn parse_public_key(base64: &str) -> Result<VerifyingKey, String> {
     Ok(key)
 }
 
-pub use crate::link::proto::Unauthorized;
+pub use crate::proto::Unauthorized;
 
 /// Checks signatures of inbound session messages. Cheap to clone: clones
 /// share the configuration and one replay cache, so every connection must
 /// use clones of one `Verifier` for replays across reconnects to be caught.
 #[derive(Clone)]
-pub struct Verifier {
+pub(crate) struct Verifier {
     inner: Arc<Inner>,
 }
 
@@ -191,7 +191,7 @@ impl Verifier {
     /// (the envelope JSON), `agent_id` this connection's `X-Agent-ID`.
     /// `Ok(None)`: unsigned and allowed; `Ok(Some(key_id))`: validly signed
     /// by that key, nonce now recorded.
-    pub fn check_start(
+    pub(crate) fn check_start(
         &self,
         frame: &str,
         agent_id: &str,
@@ -201,7 +201,7 @@ impl Verifier {
     }
 
     /// Checks a `session_input`; as [`Verifier::check_start`].
-    pub fn check_input(
+    pub(crate) fn check_input(
         &self,
         frame: &str,
         agent_id: &str,
@@ -262,19 +262,22 @@ fn unsigned(require: bool) -> Result<Option<String>, Unauthorized> {
     }
 }
 
+#[cfg(test)]
 /// The text a signer signs for this `session_start` frame (PROTOCOL §9): the
 /// frame must hold `timestamp` and `nonce`; `key_id` and `signature` are not
 /// signed and may be absent.
-pub fn signed_text_start(frame: &str, agent_id: &str) -> Result<String, Unauthorized> {
+pub(crate) fn signed_text_start(frame: &str, agent_id: &str) -> Result<String, Unauthorized> {
     signed_text_of(Kind::Start, frame, agent_id)
 }
 
+#[cfg(test)]
 /// The text a signer signs for this `session_input` frame; as
 /// [`signed_text_start`].
-pub fn signed_text_input(frame: &str, agent_id: &str) -> Result<String, Unauthorized> {
+pub(crate) fn signed_text_input(frame: &str, agent_id: &str) -> Result<String, Unauthorized> {
     signed_text_of(Kind::Input, frame, agent_id)
 }
 
+#[cfg(test)]
 fn signed_text_of(kind: Kind, frame: &str, agent_id: &str) -> Result<String, Unauthorized> {
     let fields = parse_frame(frame).map_err(|()| Unauthorized::BadSignature)?;
     signed_text(
