@@ -148,3 +148,15 @@ fn a_0_1_0_component_passes_and_says_it_has_no_describe() {
     );
     assert_eq!(runs(&r), ["diagnose"]);
 }
+
+#[test]
+fn a_component_with_an_import_the_host_lacks_fails_naming_it() {
+    let (code, r) = check(&guest("hazard_foreign_import"));
+    assert_eq!(code, 1, "{r}");
+    let s = step(&r, "imports");
+    assert_eq!(s["ok"], false);
+    let detail = s["detail"].as_str().unwrap();
+    assert!(detail.contains("test:foreign/probe"), "{detail}");
+    assert!(detail.contains("may import only catpaw:runner/host"), "{detail}");
+    assert!(r["runs"].as_array().unwrap().is_empty(), "nothing runs: {r}");
+}
