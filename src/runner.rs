@@ -243,6 +243,19 @@ pub trait ChatRunner: Send + Sync {
         sink: Arc<dyn StreamSink>,
         cancel: CancellationToken,
     ) -> Result<Box<dyn ChatHandle>, RunError>;
+
+    /// [`start`](Self::start); when the start fails, the receipt of that
+    /// failed start if the runner keeps one (an open chat's receipts come
+    /// from [`ChatHandle::receipts`]).
+    async fn start_metered(
+        &self,
+        info: &SessionInfo,
+        opts: ChatSessionOpts,
+        sink: Arc<dyn StreamSink>,
+        cancel: CancellationToken,
+    ) -> (Result<Box<dyn ChatHandle>, RunError>, Option<Receipt>) {
+        (self.start(info, opts, sink, cancel).await, None)
+    }
 }
 
 /// One open conversation; it keeps its state between turns.

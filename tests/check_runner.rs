@@ -157,6 +157,12 @@ fn a_component_with_an_import_the_host_lacks_fails_naming_it() {
     assert_eq!(s["ok"], false);
     let detail = s["detail"].as_str().unwrap();
     assert!(detail.contains("test:foreign/probe"), "{detail}");
-    assert!(detail.contains("may import only catpaw:runner/host"), "{detail}");
-    assert!(r["runs"].as_array().unwrap().is_empty(), "nothing runs: {r}");
+    assert!(
+        detail.contains("may import only catpaw:runner/host"),
+        "{detail}"
+    );
+    assert!(
+        r["runs"].as_array().unwrap().is_empty(),
+        "nothing runs: {r}"
+    );
 }

@@ -292,3 +292,17 @@ async fn the_agent_writes_the_receipt_in_its_log_line_and_the_ended_audit_record
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_whose_start_fails_still_ends_with_a_receipt() {
+    let sb = TestSandbox::new();
+    let refuse = sb.load("hazard_chat_refuse");
+    let (_, end) = common::chat(serde_json::json!({"message": "hi"}))
+        .start_on(&refuse)
+        .finish_with_end()
+        .await;
+    assert_eq!(end.outcome, "chat_init_failed");
+    let r = end.receipt.expect("the failed start's receipt");
+    assert_eq!(r.runs, 1);
+    assert_plausible(&r, "refused chat");
+}

@@ -286,26 +286,53 @@ impl ChatRunner for WasmChatRunner {
         sink: Arc<dyn StreamSink>,
         cancel: CancellationToken,
     ) -> Result<Box<dyn ChatHandle>, RunError> {
+        self.start_metered(info, opts, sink, cancel).await.0
+    }
+
+    async fn start_metered(
+        &self,
+        info: &SessionInfo,
+        opts: ChatSessionOpts,
+        sink: Arc<dyn StreamSink>,
+        cancel: CancellationToken,
+    ) -> (Result<Box<dyn ChatHandle>, RunError>, Option<Receipt>) {
+        let mut meter = Meter::new(&self.limits);
+        match self.start_in(info, opts, sink, cancel, &mut meter).await {
+            Ok(chat) => (Ok(chat), None),
+            Err(e) => (Err(e), Some(meter.session)),
+        }
+    }
+}
+
+impl WasmChatRunner {
+    /// Opens the conversation; the start's receipt goes to `meter` (and
+    /// on to the chat, which keeps metering its turns).
+    async fn start_in(
+        &self,
+        info: &SessionInfo,
+        opts: ChatSessionOpts,
+        sink: Arc<dyn StreamSink>,
+        cancel: CancellationToken,
+        meter: &mut Meter,
+    ) -> Result<Box<dyn ChatHandle>, RunError> {
         let limits = self.limits.clone();
-        let mut meter = Meter::new(&limits);
         let mut store = session_store(&self.sandbox, &limits, info, sink)?;
         let outcome =
             limits::guard(self.pre.instantiate(&mut store), limits.timeout, &cancel).await;
-        let inst = instantiated(&mut store, &limits, &mut meter, outcome)?;
+        let inst = instantiated(&mut store, &limits, meter, outcome)?;
         let outcome = limits::guard(
             inst.create(&mut store, opts.allow_shell),
             limits.timeout,
             &cancel,
         )
         .await;
-        let conversation =
-            finish(&mut store, &limits, &mut meter, outcome)?.map_err(guest_failure)?;
+        let conversation = finish(&mut store, &limits, meter, outcome)?.map_err(guest_failure)?;
         Ok(Box::new(WasmChat {
             store,
             inst,
             conversation,
             limits,
-            meter,
+            meter: meter.clone(),
             cancel,
         }))
     }

@@ -249,14 +249,14 @@ async fn run_chat(
     let opts = ChatSessionOpts {
         allow_shell: info.allow_shell,
     };
-    let mut chat = match runner
-        .start(info, opts, Arc::new(sink.clone()), cancel.clone())
-        .await
-    {
+    let (started, start_receipt) = runner
+        .start_metered(info, opts, Arc::new(sink.clone()), cancel.clone())
+        .await;
+    let mut chat = match started {
         Ok(c) => c,
         Err(e) => {
             report_failure(sink, info, &e, ErrorCode::ChatInitFailed).await;
-            return None;
+            return start_receipt;
         }
     };
     converse(info, params, sink, inputs, cancel, chat.as_mut()).await;
