@@ -46,6 +46,13 @@ const SMOKE: Sizes = Sizes {
     ack_samples: 10,
 };
 
+/// One delta, as the bench guest emits it.
+const DELTA: &str = "0123456789abcdef";
+
+/// Frames the throughput runs received (deltas arrive merged when the
+/// socket is the bottleneck).
+static FRAMES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// Emits `target` deltas natively: the no-sandbox baseline.
 struct NativeEmitter;
 
@@ -60,8 +67,7 @@ impl DiagnoseRunner for NativeEmitter {
     ) -> Result<String, RunError> {
         let n: u32 = req.target.parse().unwrap_or(0);
         for _ in 0..n {
-            sink.send(Output::delta("0123456789abcdef", Stage::Answer, None))
-                .await;
+            sink.send(Output::delta(DELTA, Stage::Answer, None)).await;
         }
         Ok(String::new())
     }
@@ -87,10 +93,24 @@ async fn connect(
     (server, conn, shutdown, state)
 }
 
+/// CPU time this process has used (agent and in-process server alike).
+fn cpu_time() -> Duration {
+    // SAFETY: getrusage writes into the struct we hand it.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// CPU spent by the throughput runs, and their deltas.
+static CPU_NANOS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static CPU_DELTAS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// Deltas per second through the whole path: runner → session → socket.
 async fn deltas_per_sec(runners: Runners, deltas: u32) -> f64 {
     let (_server, mut c, stop, _state) = connect(runners).await;
     let start = Instant::now();
+    let cpu = cpu_time();
     assert!(
         c.start_session(
             "flood",
@@ -102,11 +122,20 @@ async fn deltas_per_sec(runners: Runners, deltas: u32) -> f64 {
     );
     let msgs = c.session_until_done("flood").await;
     let secs = start.elapsed().as_secs_f64();
+    let cpu = cpu_time() - cpu;
+    CPU_NANOS.fetch_add(cpu.as_nanos() as u64, std::sync::atomic::Ordering::Relaxed);
+    CPU_DELTAS.fetch_add(u64::from(deltas), std::sync::atomic::Ordering::Relaxed);
+    // Deltas queued behind a busy socket arrive merged: count the text.
+    let text: usize = msgs
+        .iter()
+        .filter_map(|m| m.payload.as_ref()?["delta"].as_str().map(str::len))
+        .sum();
     assert_eq!(
-        msgs.len() as u32,
-        deltas + 1,
-        "every delta arrived, then done"
+        text,
+        deltas as usize * DELTA.len(),
+        "every delta's text arrived, then done"
     );
+    FRAMES.fetch_add(msgs.len() as u64, std::sync::atomic::Ordering::Relaxed);
     stop.cancel();
     f64::from(deltas) / secs
 }
@@ -176,6 +205,22 @@ async fn main() {
     }
     let (sandboxed, baseline, ratio) = (median(sandboxed), median(baseline), median(ratios));
 
+    // A session's whole life with nothing else running: start → done.
+    let (_server, mut c, stop, _state) = connect(wasm.clone()).await;
+    let mut life = Vec::with_capacity(ack_samples);
+    for i in 0..ack_samples {
+        let id = format!("noop{i}");
+        let t0 = Instant::now();
+        let ack = c
+            .start_session(&id, "inspect", json!({"plugin": "noop", "target": "0"}))
+            .await;
+        assert!(ack.ok, "{ack:?}");
+        c.session_until_done(&id).await;
+        life.push(t0.elapsed());
+    }
+    stop.cancel();
+    life.sort();
+
     // Ack latency while 3 sessions stream as fast as they can.
     let (_server, mut c, stop, _state) = connect(wasm).await;
     for i in 0..3 {
@@ -222,4 +267,20 @@ async fn main() {
         "| deltas/s, native DiagnoseRunner → server socket (baseline, median of {rounds}) | {baseline:.0} |"
     );
     println!("| sandboxed / native (median of the {rounds} per-round ratios) | {ratio:.2}× |");
+    let cpu_per_delta = CPU_NANOS.load(std::sync::atomic::Ordering::Relaxed) as f64
+        / CPU_DELTAS.load(std::sync::atomic::Ordering::Relaxed).max(1) as f64
+        / 1000.0;
+    println!(
+        "| process CPU per delta, all throughput runs (agent and the in-process server) | {cpu_per_delta:.2} µs |"
+    );
+    println!(
+        "| noop session start → done, p50 / p99, nothing else running ({ack_samples} sessions) | {:.0} / {:.0} µs |",
+        pct(&life, 0.5).as_secs_f64() * 1e6,
+        pct(&life, 0.99).as_secs_f64() * 1e6
+    );
+    let runs = 2 * rounds as u64 + 1;
+    println!(
+        "| frames per throughput run ({deltas} deltas; merged under backpressure) | {} |",
+        FRAMES.load(std::sync::atomic::Ordering::Relaxed) / runs
+    );
 }

@@ -13,6 +13,8 @@
 //!
 //! - [`cli`]: what only the command line uses: setup, session harness,
 //!   demo, logging
+//! - [`ops`]: what operators look at: the `status` socket and the
+//!   Prometheus endpoint, both reading [`telemetry`]
 //! - [`link`]: the server link: connection, reconnect loop and policy, TLS,
 //!   transport; it connects sessions and alerts to the server
 //! - [`config`]: the TOML config file, `${ENV}` expansion, units, URL
@@ -34,8 +36,15 @@
 //!   the whole process tree
 //! - [`proto`]: the wire contract (PROTOCOL.md): envelope, payloads and
 //!   every wire string
+//! - [`telemetry`]: the one set of counters (sessions, budget breaches,
+//!   shell requests, alerts, reconnects, link state), counted by session,
+//!   alerts and link, read by ops
 //! - [`embedded`]: the built-in runners, compiled into the binary
 //! - [`ratelimit`], [`util`]: small shared helpers
+
+// The docs are read by people working on the crate (`cargo doc
+// --document-private-items`): they link to crate-private items freely.
+#![allow(rustdoc::private_intra_doc_links)]
 
 pub mod alerts;
 pub mod audit;
@@ -43,11 +52,13 @@ pub mod cli;
 pub mod config;
 pub mod embedded;
 pub mod link;
+pub mod ops;
 pub mod proto;
 pub mod ratelimit;
 pub mod runner;
 pub mod sandbox;
 pub mod session;
 pub mod shell;
+pub mod telemetry;
 pub mod tools;
 pub mod util;

@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use serde_json::{Map, Value};
 
 use catpaw_agent::cli::session::{LocalOutcome, LocalSession, run_local};
-use catpaw_agent::cli::setup;
+use catpaw_agent::cli::{ops, setup};
 use catpaw_agent::config::{BudgetFlag, Config};
 use catpaw_agent::link::agent::AgentOptions;
 use tokio_util::sync::CancellationToken;
@@ -92,6 +92,18 @@ enum Command {
     /// Work with runner projects.
     #[command(subcommand)]
     Runner(RunnerCommand),
+    /// Check the config file, or print a commented example.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Ask the running agent (same state_dir) what it is doing.
+    Status(StatusArgs),
+    /// Print a shell completion script, e.g. `catpaw-agent completions bash`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff).
+    Manpage,
 }
 
 #[derive(Debug, Subcommand)]
@@ -112,6 +124,22 @@ struct CheckArgs {
     /// The runner component (.wasm).
     file: PathBuf,
     /// Print the report as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Validate the config and print the effective config (defaults shown,
+    /// secrets redacted): exit 0 when good, 2 with the field named when not.
+    Check,
+    /// Print a commented config with every key at its default.
+    Example,
+}
+
+#[derive(Debug, clap::Args)]
+struct StatusArgs {
+    /// Print the status as one JSON object.
     #[arg(long)]
     json: bool,
 }
@@ -244,9 +272,14 @@ async fn run_agent(cli: &Cli) -> anyhow::Result<ExitCode> {
         &cli.budgets.flags(),
         cfg.sandbox.max_concurrent_sessions as u32,
     )?;
+    let runner_files = setup::runner_files(&cfg, cli.runner.as_deref())?;
     let agent = setup.agent(&cfg, AgentOptions::default())?;
     // Caught from here on: SIGHUP's default would end the agent.
     let hup = catpaw_agent::cli::reload::hangups();
+    let metrics = match cfg.metrics.listen {
+        Some(addr) => Some(catpaw_agent::ops::metrics::bind(addr).await?),
+        None => None,
+    };
     let url = catpaw_agent::config::redact_url(&cfg.server_ws_url().unwrap_or_default());
     tracing::info!(agent_id = %agent.agent_id(), url = %url,
         max_sessions = cfg.sandbox.max_concurrent_sessions, "catpaw-agent starting");
@@ -281,9 +314,38 @@ async fn run_agent(cli: &Cli) -> anyhow::Result<ExitCode> {
             }
         })
     };
+    let status = {
+        let socket = cfg.paths().status_socket();
+        let source = catpaw_agent::ops::status::StatusSource {
+            telemetry: agent.telemetry(),
+            table: agent.sessions(),
+            alerts: agent.alerts(),
+            agent_id: agent.agent_id().to_string(),
+            server: agent.server_url(),
+            max_sessions: cfg.sandbox.max_concurrent_sessions,
+            runners: runner_files,
+        };
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            if let Err(e) = catpaw_agent::ops::status::serve(&socket, source, stop).await {
+                tracing::error!(error = %format!("{e:#}"), "`catpaw-agent status` is not available");
+            }
+        })
+    };
+    let metrics = metrics.map(|listener| {
+        tokio::spawn(catpaw_agent::ops::metrics::serve(
+            listener,
+            agent.telemetry(),
+            shutdown.clone(),
+        ))
+    });
     agent.run(shutdown).await;
     let _ = ingest.await;
     let _ = reloads.await;
+    let _ = status.await;
+    if let Some(m) = metrics {
+        let _ = m.await;
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -356,6 +418,21 @@ async fn check_runner(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+fn completions(shell: clap_complete::Shell) -> ExitCode {
+    use clap::CommandFactory;
+    let mut cmd = Cli::command();
+    clap_complete::generate(shell, &mut cmd, "catpaw-agent", &mut std::io::stdout());
+    ExitCode::SUCCESS
+}
+
+fn manpage() -> anyhow::Result<ExitCode> {
+    use clap::CommandFactory;
+    clap_mangen::Man::new(Cli::command())
+        .render(&mut std::io::stdout())
+        .context("writing the man page")?;
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn demo() -> anyhow::Result<ExitCode> {
     let dir = std::env::temp_dir().join(format!("catpaw-demo-{}", uuid::Uuid::new_v4()));
     let result = catpaw_agent::cli::demo::run(&dir).await;
@@ -370,10 +447,7 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     if !cli.budgets.flags().is_empty()
-        && matches!(
-            cli.command,
-            Some(Command::Demo | Command::Alert(_) | Command::Audit(_) | Command::CheckRunner(_))
-        )
+        && !matches!(cli.command, None | Some(Command::Run | Command::Session(_)))
     {
         eprintln!(
             "catpaw-agent: --fuel, --max-memory and --timeout apply to the agent (`run`) and to `session`"
@@ -389,8 +463,11 @@ fn main() -> ExitCode {
         None
     };
     init_logging(cfg_for_log.as_ref());
-    if matches!(cli.command, Some(Command::Session(_)) | Some(Command::Demo)) {
-        // These print a transcript to stdout; like other Unix filters they
+    if !matches!(
+        cli.command,
+        None | Some(Command::Run | Command::Alert(_) | Command::Audit(_))
+    ) {
+        // These print a transcript or a document to stdout; like other Unix filters they
         // end quietly when the reader goes away (`... | head`) instead of
         // panicking on the failed write. Their sockets send with
         // MSG_NOSIGNAL and spawned commands get the default anyway; the
@@ -420,6 +497,16 @@ fn main() -> ExitCode {
                 );
                 Ok(ExitCode::SUCCESS)
             }
+            Some(Command::Config(ConfigCommand::Check)) => {
+                Ok(ops::config_check(cli.config.as_deref()))
+            }
+            Some(Command::Config(ConfigCommand::Example)) => {
+                print!("{}", catpaw_agent::config::EXAMPLE);
+                Ok(ExitCode::SUCCESS)
+            }
+            Some(Command::Status(args)) => ops::status(cli.config.as_deref(), args.json).await,
+            Some(Command::Completions { shell }) => Ok(completions(*shell)),
+            Some(Command::Manpage) => manpage(),
             Some(Command::Run) | None => run_agent(&cli).await,
         }
     });

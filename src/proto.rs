@@ -228,8 +228,15 @@ pub enum ProtoError {
     EmptyType,
 }
 
+// Go's `omitempty`, which the reference agent's payloads use: a field
+// tagged so is left out when it is "" / an empty map / 0, not only when
+// absent. Every optional field below follows it (PROTOCOL §3).
 fn is_empty_str(s: &Option<String>) -> bool {
     s.as_deref().is_none_or(str::is_empty)
+}
+
+fn is_empty_map(m: &Option<Map<String, Value>>) -> bool {
+    m.as_ref().is_none_or(Map::is_empty)
 }
 
 /// Every frame: one JSON text message.
@@ -249,12 +256,19 @@ pub struct Envelope {
     pub payload: Option<Value>,
 }
 
+/// A fresh random (version 4) message id, drawn from the thread's
+/// cryptographically seeded generator instead of a `getrandom` call per
+/// message.
+fn fresh_id() -> uuid::Uuid {
+    uuid::Builder::from_random_bytes(rand::random()).into_uuid()
+}
+
 impl Envelope {
     /// A new message with a fresh id.
     pub fn new(msg_type: &str, payload: impl Serialize) -> Envelope {
         Envelope {
             msg_type: msg_type.to_string(),
-            id: uuid::Uuid::new_v4().to_string(),
+            id: fresh_id().to_string(),
             ref_id: None,
             payload: serde_json::to_value(payload).ok().filter(|v| !v.is_null()),
         }
@@ -265,6 +279,28 @@ impl Envelope {
         let mut e = Envelope::new(msg_type, payload);
         e.ref_id = Some(ref_id.to_string());
         e
+    }
+
+    /// The JSON text of a new message of `msg_type` carrying `payload`,
+    /// written straight from the payload: the same bytes as
+    /// `Envelope::new(msg_type, payload).to_json()` for a payload that is
+    /// not `null`, without the detour through a `serde_json::Value` (the
+    /// per-delta path).
+    pub fn encode(msg_type: &str, payload: &impl Serialize) -> String {
+        #[derive(Serialize)]
+        struct Frame<'a, P> {
+            #[serde(rename = "type")]
+            msg_type: &'a str,
+            id: uuid::fmt::Hyphenated,
+            payload: &'a P,
+        }
+        let frame = Frame {
+            msg_type,
+            id: fresh_id().hyphenated(),
+            payload,
+        };
+        // Serializing plain structs cannot fail.
+        serde_json::to_string(&frame).unwrap_or_default()
     }
 
     /// JSON text of the frame.
@@ -363,8 +399,8 @@ pub struct AlertEvent {
     /// Text.
     #[serde(default)]
     pub description: String,
-    /// `markdown` or omitted.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// `markdown` or omitted (also when empty).
+    #[serde(default, skip_serializing_if = "is_empty_str")]
     pub description_format: Option<String>,
 }
 
@@ -386,11 +422,11 @@ pub struct SessionOutputPayload {
     pub stage: String,
     /// True on the last message.
     pub done: bool,
-    /// Final report (inspect/diagnose).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Final report (inspect/diagnose); omitted when empty.
+    #[serde(default, skip_serializing_if = "is_empty_str")]
     pub report: Option<String>,
-    /// Extra data, e.g. `{"turn_done": true}`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Extra data, e.g. `{"turn_done": true}`; omitted when empty.
+    #[serde(default, skip_serializing_if = "is_empty_map")]
     pub metadata: Option<Map<String, Value>>,
 }
 
@@ -410,11 +446,11 @@ pub struct SessionErrorPayload {
 pub struct AckPayload {
     /// Accepted?
     pub ok: bool,
-    /// Why not.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Why not; omitted when empty.
+    #[serde(default, skip_serializing_if = "is_empty_str")]
     pub error: Option<String>,
-    /// Server-side warning on the register ack.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Server-side warning on the register ack; omitted when empty.
+    #[serde(default, skip_serializing_if = "is_empty_str")]
     pub warning: Option<String>,
 }
 

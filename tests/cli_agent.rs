@@ -227,7 +227,12 @@ fn a_configured_runner_must_serve_its_role() {
 async fn hostile_text_from_the_server_cannot_forge_log_lines() {
     let mut server = TestServer::start().await;
     let home = served_by(&server, "");
-    let mut agent = home.agent().keep_log().spawn();
+    // Debug: most of these frames are logged at debug only.
+    let mut agent = home
+        .agent()
+        .env("RUST_LOG", "debug,cranelift=info,wasmtime=info")
+        .keep_log()
+        .spawn();
     let (mut c, _) = server.accept_registered().await;
 
     // Every value the agent logs from these frames carries a line break, a
@@ -405,5 +410,52 @@ async fn idle_ingest_clients_at_a_low_fd_limit_neither_spin_the_agent_nor_flood_
         e.payload.expect("payload")["events"][0]["alert_key"],
         "after-the-storm"
     );
+    terminate_cleanly(&mut agent, &mut c).await;
+}
+
+/// Configured for a thousand sessions, the agent starts under
+/// `ulimit -v 64G` and serves a hundred chats open at once: a linear
+/// memory reserves what a session may use (not 4 GiB), and no instance
+/// pool reserves address space for a thousand sessions up front.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_session_agent_serves_a_hundred_open_chats_under_ulimit_v() {
+    const CHATS: usize = 100;
+    let mut server = TestServer::start().await;
+    let home = served_by(&server, "[sandbox]\nmax_concurrent_sessions = 1000\n");
+    let mut launch = home.agent().keep_log();
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs in the
+    // child between fork and exec.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        launch.command_mut().pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 64 << 30,
+                rlim_max: 64 << 30,
+            };
+            if libc::setrlimit(libc::RLIMIT_AS, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut agent = launch.spawn();
+    let (mut c, _) = server.accept_registered().await;
+    for i in 0..CHATS {
+        let ack = c.start_session(&format!("c{i}"), "chat", json!({})).await;
+        assert!(ack.ok, "chat {i}: {ack:?}\n{}", agent.log());
+    }
+    for i in 0..CHATS {
+        let input = json!({"session_id": format!("c{i}"), "message": "help"});
+        c.send(&Envelope::new("session_input", input)).await;
+    }
+    let mut answered = std::collections::BTreeSet::new();
+    while answered.len() < CHATS {
+        let m = c.recv_type("session_output").await;
+        let p = m.payload.expect("payload");
+        if p["metadata"]["turn_done"] == true {
+            answered.insert(p["session_id"].as_str().expect("id").to_string());
+        }
+    }
+    assert!(agent.is_running(), "{}", agent.log());
     terminate_cleanly(&mut agent, &mut c).await;
 }

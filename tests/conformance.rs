@@ -840,7 +840,12 @@ async fn register_envelope_and_payload() {
         let addr: Ipv4Addr = ip.parse().expect("ip must be an IPv4 address");
         assert!(!addr.is_loopback(), "ip must be non-loopback: {ip}");
     }
-    assert_eq!(p["labels"], json!({"team": "x"}));
+    // §3: the configured labels plus `from_hostname` / `from_hostip`,
+    // always added, equal to `hostname` / `ip`.
+    assert_eq!(
+        p["labels"],
+        json!({"team": "x", "from_hostname": p["hostname"], "from_hostip": p["ip"]})
+    );
     assert_eq!(p["plugins"], json!(["cpu"]));
     assert!(
         p["agent_version"].as_str().is_some_and(|s| !s.is_empty()),
@@ -850,6 +855,34 @@ async fn register_envelope_and_payload() {
         .as_u64()
         .unwrap_or_else(|| panic!("uptime_sec must be a non-negative int: {p}"));
     assert!(up < 60, "uptime_sec is since process start: {up}");
+}
+
+/// §3: `[global.labels]` as the reference writes them; `${HOSTNAME}` and
+/// `${IP}` prefer the environment for the identity labels, other labels
+/// see the resolved identity, and `register.hostname` / `ip` follow it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn register_global_labels_expand_like_the_reference() {
+    let mut server = Server::start().await;
+    let mut cfg = Cfg::new(&server);
+    cfg.top = "[global.labels]\nfrom_hostname = \"${HOSTNAME}\"\nfrom_hostip = \"${IP}\"\n\
+               where = \"${SHORT_HOSTNAME}/${IP}\"\n"
+        .into();
+    cfg.env = vec![
+        ("HOSTNAME".into(), "node-7.example".into()),
+        ("IP".into(), "192.0.2.7".into()),
+    ];
+    let _agent = Agent::start(&cfg);
+    let mut conn = server.accept(SOON).await;
+    let reg = conn.json(SOON).await;
+    let p = &reg["payload"];
+    assert_eq!(
+        p["labels"],
+        json!({"from_hostname": "node-7.example", "from_hostip": "192.0.2.7",
+               "where": format!("{}/192.0.2.7", hostname().split('.').next().unwrap())}),
+        "{reg}"
+    );
+    assert_eq!(p["hostname"], "node-7.example");
+    assert_eq!(p["ip"], "192.0.2.7");
 }
 
 // ---------------------------------------------------------------------------

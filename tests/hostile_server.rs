@@ -105,6 +105,7 @@ fn options() -> AgentOptions {
             jitter: 0.25,
         },
         audit: None,
+        telemetry: None,
     }
 }
 

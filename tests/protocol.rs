@@ -227,6 +227,50 @@ async fn inspect_streams_deltas_then_one_done_with_the_report() {
     h.stop().await;
 }
 
+/// A guest that streams faster than the socket takes frames gets its
+/// deltas merged on the wire: fewer frames, each under 16 KiB, the same
+/// text in the same order, then the one `done`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_of_deltas_arrives_merged_with_the_same_text() {
+    const DELTAS: usize = 20_000;
+    let mut h = harness_with(
+        |_| {},
+        |sb| {
+            diagnose_runners(
+                &sb.load("catpaw_bench_guest"),
+                limits(|l| l.max_output = 64 << 20),
+            )
+        },
+        fast(),
+    )
+    .await;
+    let (mut c, _) = h.server.accept_registered().await;
+    let params = json!({"plugin": "emit", "target": DELTAS.to_string()});
+    assert!(c.start_session("flood", "inspect", params).await.ok);
+    let msgs = c.session_until_done("flood").await;
+    let (done, deltas) = msgs.split_last().expect("done");
+    let text: String = deltas
+        .iter()
+        .map(|m| payload(m)["delta"].as_str().expect("delta").to_string())
+        .collect();
+    assert_eq!(text, "0123456789abcdef".repeat(DELTAS));
+    assert!(
+        deltas.len() < DELTAS,
+        "{} frames for {DELTAS} deltas: nothing was merged",
+        deltas.len()
+    );
+    for m in deltas {
+        let p = payload(m);
+        assert!(p["delta"].as_str().expect("delta").len() <= 16 * 1024);
+        assert_eq!(
+            (p["done"].clone(), p["stage"].clone()),
+            (json!(false), json!("answer"))
+        );
+    }
+    assert_eq!(payload(done)["done"], true);
+    h.stop().await;
+}
+
 /// The next chat turn reply (`turn_done`), skipping streamed deltas.
 async fn turn(c: &mut ServerConn) -> Value {
     loop {

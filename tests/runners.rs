@@ -15,7 +15,10 @@ use common::server::TestServer;
 use common::{TestSandbox, guest};
 use tokio_util::sync::CancellationToken;
 
-const BUILTIN_PLUGINS: [&str; 6] = ["cpu", "mem", "disk", "net", "process", "system"];
+/// The built-in diagnose runner's plugins: its one table.
+fn builtin_plugins() -> Vec<&'static str> {
+    catpaw_guest_common::plugin_names()
+}
 
 #[test]
 fn the_builtin_runners_describe_themselves() {
@@ -25,7 +28,7 @@ fn the_builtin_runners_describe_themselves() {
     let desc = d.description().expect("0.2.0 runners describe themselves");
     assert_eq!(desc.name, "catpaw-diagnose");
     let names: Vec<&str> = desc.plugins.iter().map(|p| p.name.as_str()).collect();
-    assert_eq!(names, BUILTIN_PLUGINS);
+    assert_eq!(names, builtin_plugins());
     for p in &desc.plugins {
         assert!(!p.description.is_empty(), "{} has a description", p.name);
     }
@@ -68,7 +71,7 @@ async fn registered_plugins(runners: impl FnOnce(&TestSandbox) -> Runners) -> se
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn register_lists_the_plugins_the_diagnose_runner_describes() {
     let plugins = registered_plugins(common::agent::builtin_runners).await;
-    assert_eq!(plugins, serde_json::json!(BUILTIN_PLUGINS));
+    assert_eq!(plugins, serde_json::json!(builtin_plugins()));
 
     let plugins = registered_plugins(|sb| {
         let old = sb.load("hazard_trap");

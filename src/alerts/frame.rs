@@ -49,8 +49,68 @@ pub(crate) fn events_budget() -> usize {
     MAX_FRAME_BYTES - frame_overhead()
 }
 
-/// Bytes of one event's JSON.
+/// Bytes of one event's JSON, counted without writing it: the field names
+/// and punctuation serde_json writes for an [`AlertEvent`] plus each
+/// string's escaped length. Every push measures its event, so this is the
+/// ring buffer's hot path; a test holds it to [`serialized_len`] on
+/// escapes, multibyte text, empty and present optional fields.
 pub(crate) fn encoded_len(ev: &AlertEvent) -> usize {
+    const HEAD: usize = r#"{"event_time":"#.len();
+    const STATUS: usize = r#","event_status":"#.len();
+    const KEY: usize = r#","alert_key":"#.len();
+    const LABELS: usize = r#","labels":"#.len();
+    const ATTRS: usize = r#","attrs":"#.len();
+    const DESCRIPTION: usize = r#","description":"#.len();
+    const FORMAT: usize = r#","description_format":"#.len();
+    let mut n = HEAD + int_len(ev.event_time);
+    n += STATUS + status_len(ev.event_status);
+    n += KEY + quoted_len(&ev.alert_key);
+    n += LABELS + map_len(&ev.labels);
+    if !ev.attrs.is_empty() {
+        n += ATTRS + map_len(&ev.attrs);
+    }
+    n += DESCRIPTION + quoted_len(&ev.description);
+    if let Some(f) = &ev.description_format {
+        n += FORMAT + quoted_len(f);
+    }
+    n + 1
+}
+
+/// Digits (and sign) of `v` in JSON.
+fn int_len(v: i64) -> usize {
+    let digits = v
+        .unsigned_abs()
+        .checked_ilog10()
+        .map_or(1, |d| d as usize + 1);
+    digits + usize::from(v < 0)
+}
+
+/// Bytes of a status as serde writes it (quotes included).
+fn status_len(status: proto::EventStatus) -> usize {
+    static LENS: OnceLock<[usize; 4]> = OnceLock::new();
+    let lens = LENS.get_or_init(|| {
+        use proto::EventStatus::*;
+        [Critical, Warning, Info, Ok].map(|s| serialized_len(&s))
+    });
+    lens[status as usize]
+}
+
+/// Bytes of a map of strings: `{"k":"v",…}`.
+fn map_len(map: &std::collections::BTreeMap<String, String>) -> usize {
+    let pairs: usize = map
+        .iter()
+        .map(|(k, v)| quoted_len(k) + 1 + quoted_len(v))
+        .sum();
+    2 + pairs + map.len().saturating_sub(1)
+}
+
+/// Bytes of a JSON string, quotes included.
+fn quoted_len(s: &str) -> usize {
+    2 + json_str_len(s)
+}
+
+/// Bytes of `value` as serde_json writes it.
+fn serialized_len(value: &impl serde::Serialize) -> usize {
     struct Count(usize);
     impl std::io::Write for Count {
         fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
@@ -64,7 +124,7 @@ pub(crate) fn encoded_len(ev: &AlertEvent) -> usize {
     let mut c = Count(0);
     // Serializing a struct of strings and maps cannot fail; if it somehow
     // did, "too big" is the safe answer.
-    match serde_json::to_writer(&mut c, ev) {
+    match serde_json::to_writer(&mut c, value) {
         Ok(()) => c.0,
         Err(_) => usize::MAX,
     }
@@ -105,8 +165,17 @@ fn json_char_len(c: char) -> usize {
     }
 }
 
+/// Bytes of `s` inside a JSON string. serde_json escapes only ASCII
+/// (quote, backslash, controls) and writes every other byte as it is, so
+/// counting bytes is exact and needs no decoding.
 fn json_str_len(s: &str) -> usize {
-    s.chars().map(json_char_len).sum()
+    s.bytes()
+        .map(|b| match b {
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
+            0..0x20 => 6,
+            _ => 1,
+        })
+        .sum()
 }
 
 /// Cuts `s` so that its JSON shrinks by at least `excess` bytes where
@@ -156,6 +225,9 @@ fn cut_values(map: &mut std::collections::BTreeMap<String, String>, len: &mut us
 /// when even cutting every value is not enough (giant keys).
 pub fn fit(ev: &mut AlertEvent, max: usize) -> Option<usize> {
     let mut len = encoded_len(ev);
+    if len <= max {
+        return Some(len);
+    }
     if len > max {
         len -= cut_str(&mut ev.description, len - max);
     }
@@ -284,6 +356,42 @@ mod tests {
             assert!(len <= events_budget(), "{unit:?}: {len}");
             assert!(ev.description.ends_with(" bytes]"));
         }
+    }
+
+    #[test]
+    fn the_counted_length_is_what_serde_json_writes() {
+        use proto::EventStatus::*;
+        let texts = [
+            "",
+            "plain",
+            "q\"uote",
+            "back\\slash",
+            "nl\ncr\rtab\t",
+            "\u{1}\u{8}\u{c}\u{1f}\u{7f}",
+            "é日本🙂",
+            "</script>",
+        ];
+        let mut checked = 0;
+        for (i, t) in texts.iter().enumerate() {
+            for status in [Critical, Warning, Info, Ok] {
+                for time in [0, 7, -1, 1_764_115_200, i64::MIN, i64::MAX] {
+                    let mut ev = event(t);
+                    ev.event_status = status;
+                    ev.event_time = time;
+                    ev.alert_key = texts[(i + 1) % texts.len()].to_string();
+                    if i % 2 == 0 {
+                        ev.attrs.insert(t.to_string(), "v".into());
+                        ev.description_format = Some("markdown".into());
+                    }
+                    if i % 3 == 0 {
+                        ev.labels.clear();
+                    }
+                    assert_eq!(encoded_len(&ev), serialized_len(&ev), "{ev:?}");
+                    checked += 1;
+                }
+            }
+        }
+        assert_eq!(checked, texts.len() * 4 * 6);
     }
 
     #[test]

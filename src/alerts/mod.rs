@@ -5,4 +5,4 @@
 
 pub mod frame;
 pub mod ingest;
-pub(crate) mod ringbuf;
+pub mod ringbuf;

@@ -64,6 +64,8 @@ fn log_overflow(lost: Option<u64>, total: u64, capacity: usize) {
 #[derive(Debug, Clone)]
 pub struct AlertBuffer {
     inner: Arc<Mutex<Inner>>,
+    /// The agent's counters (pushed, dropped).
+    telemetry: Option<crate::telemetry::Telemetry>,
 }
 
 /// How many of `incoming` events fit beside `len` queued ones in
@@ -89,6 +91,20 @@ impl AlertBuffer {
                 dropped: 0,
                 overflow: Tally::new(OVERFLOW_LOG_EVERY),
             })),
+            telemetry: None,
+        }
+    }
+
+    /// Counts pushed and dropped events into `telemetry`.
+    pub fn with_telemetry(mut self, telemetry: crate::telemetry::Telemetry) -> Self {
+        self.telemetry = Some(telemetry);
+        self
+    }
+
+    fn count(&self, pushed: u64, dropped: u64) {
+        if let Some(t) = &self.telemetry {
+            t.alerts_pushed(pushed);
+            t.alerts_dropped(dropped);
         }
     }
 
@@ -104,6 +120,7 @@ impl AlertBuffer {
             let mut g = self.lock();
             g.dropped += 1;
             drop(g);
+            self.count(0, 1);
             tracing::warn!(
                 alert_key = %crate::util::truncate_utf8(&event.alert_key, 200),
                 "alert event dropped: its keys alone exceed the 256 KiB alert frame"
@@ -111,22 +128,30 @@ impl AlertBuffer {
             return;
         };
         let mut g = self.lock();
-        let mut lost = 0;
-        if g.events.len() >= g.capacity {
-            g.events.pop_front();
-            lost = 1;
-        }
+        let evicted = if g.events.len() >= g.capacity {
+            g.events.pop_front()
+        } else {
+            None
+        };
         g.events.push_back(Entry { event, size });
-        let report = g.lose(lost, Instant::now());
+        let Some(evicted) = evicted else {
+            drop(g);
+            self.count(1, 0);
+            return;
+        };
+        let report = g.lose(1, Instant::now());
         let (total, capacity) = (g.dropped, g.capacity);
         drop(g);
+        // The overwritten event is freed outside the lock.
+        drop(evicted);
+        self.count(1, 1);
         log_overflow(report, total, capacity);
     }
 
     /// Takes the next `alert_events` frame's worth: at most
     /// [`frame::MAX_EVENTS`] events and
     /// [`frame::MAX_FRAME_BYTES`] of frame, oldest first.
-    pub(crate) fn drain_frame(&self) -> Vec<AlertEvent> {
+    pub fn drain_frame(&self) -> Vec<AlertEvent> {
         self.drain_batch(frame::MAX_EVENTS, frame::events_budget())
     }
 
@@ -164,6 +189,7 @@ impl AlertBuffer {
         let report = g.lose(drop_n as u64, Instant::now());
         let (total, capacity) = (g.dropped, g.capacity);
         drop(g);
+        self.count(0, drop_n as u64);
         log_overflow(report, total, capacity);
     }
 

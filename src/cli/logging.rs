@@ -8,10 +8,16 @@
 //!    escapes every control character of an event except the newline that
 //!    ends it. It sits at the writer, not in the field formatter, so it
 //!    covers every field, every message, span fields and records bridged
-//!    from the `log` crate, with no call site to forget. The formatter's
-//!    own colour codes would be escaped too, so colours are off. The JSON
-//!    format escapes control characters itself; the writer then finds
-//!    nothing to do.
+//!    from the `log` crate, with no call site to forget. The JSON format
+//!    escapes control characters itself; the writer then finds nothing to
+//!    do.
+//!
+//!    Colour is on only when stderr is a terminal (and `NO_COLOR` is not
+//!    set): a pipe, a file or the journal get plain text. On a terminal
+//!    the field formatter escapes every value first, so the only escape
+//!    sequences left for the writer to see are the formatter's own colour
+//!    codes (SGR, `ESC [ … m`), which it lets through; anything else is
+//!    still escaped.
 //! 2. **No wire secrets.** At debug and trace, tungstenite logs the upgrade
 //!    request (with the `X-Agent-Token` header) and frames as they are
 //!    read. The WebSocket crates are capped at info here, a filter ANDed
@@ -55,41 +61,184 @@ pub(crate) fn escape_controls(event: &[u8]) -> Cow<'_, [u8]> {
     Cow::Owned(bytes)
 }
 
-/// A writer that escapes each event it is handed (see [`escape_controls`]).
-/// The formatter hands over one whole event per `write` call.
+/// One formatted event with its control characters escaped as
+/// [`escape_controls`] does, except SGR colour sequences (`ESC [` digits
+/// and `;` then `m`), which stay. Only for the coloured terminal format,
+/// whose field formatter has escaped every value already.
+pub(crate) fn escape_controls_keep_colour(event: &[u8]) -> Cow<'_, [u8]> {
+    if !event.contains(&0x1b) {
+        return escape_controls(event);
+    }
+    let mut out = Vec::with_capacity(event.len() + 8);
+    let mut rest = event;
+    while let Some(at) = rest.iter().position(|b| *b == 0x1b) {
+        let seq_len = sgr_len(&rest[at..]);
+        out.extend_from_slice(&escape_controls(&rest[..at]));
+        match seq_len {
+            Some(n) => {
+                out.extend_from_slice(&rest[at..at + n]);
+                rest = &rest[at + n..];
+            }
+            None => {
+                out.extend_from_slice(b"\\x1b");
+                rest = &rest[at + 1..];
+            }
+        }
+    }
+    out.extend_from_slice(&escape_controls(rest));
+    Cow::Owned(out)
+}
+
+/// The length of the SGR sequence `b` starts with, if it starts with one.
+fn sgr_len(b: &[u8]) -> Option<usize> {
+    let body = b.strip_prefix(b"\x1b[")?;
+    let params = body
+        .iter()
+        .take_while(|c| c.is_ascii_digit() || **c == b';')
+        .count();
+    (body.get(params) == Some(&b'm')).then_some(2 + params + 1)
+}
+
+/// A writer that escapes each event it is handed (see [`escape_controls`];
+/// with `keep_colour`, [`escape_controls_keep_colour`]). The formatter
+/// hands over one whole event per `write` call.
 #[derive(Debug)]
-pub(crate) struct EscapeControls<W>(pub W);
+pub(crate) struct EscapeControls<W> {
+    inner: W,
+    keep_colour: bool,
+}
 
 impl<W: Write> Write for EscapeControls<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.write_all(&escape_controls(buf))?;
+        if self.keep_colour {
+            self.inner.write_all(&escape_controls_keep_colour(buf))?;
+        } else {
+            self.inner.write_all(&escape_controls(buf))?;
+        }
         Ok(buf.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.0.flush()
+        self.inner.flush()
     }
 }
 
 /// Makes [`EscapeControls`] writers around the writers of `M`.
 #[derive(Debug, Clone)]
-pub(crate) struct Escaping<M>(pub M);
+pub(crate) struct Escaping<M> {
+    make: M,
+    keep_colour: bool,
+}
+
+impl<M> Escaping<M> {
+    /// Escapes every control character.
+    pub fn new(make: M) -> Self {
+        Escaping {
+            make,
+            keep_colour: false,
+        }
+    }
+
+    /// Lets SGR colour sequences through (see [`escape_controls_keep_colour`]).
+    pub fn keeping_colour(make: M) -> Self {
+        Escaping {
+            make,
+            keep_colour: true,
+        }
+    }
+}
 
 impl<'a, M: MakeWriter<'a>> MakeWriter<'a> for Escaping<M> {
     type Writer = EscapeControls<M::Writer>;
 
     fn make_writer(&'a self) -> Self::Writer {
-        EscapeControls(self.0.make_writer())
+        EscapeControls {
+            inner: self.make.make_writer(),
+            keep_colour: self.keep_colour,
+        }
     }
 
     fn make_writer_for(&'a self, meta: &Metadata<'_>) -> Self::Writer {
-        EscapeControls(self.0.make_writer_for(meta))
+        EscapeControls {
+            inner: self.make.make_writer_for(meta),
+            keep_colour: self.keep_colour,
+        }
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Format {
+    /// One JSON object per line (`[log] format = "json"`).
+    Json,
+    /// Plain text.
+    Text,
+    /// Text with colour: only for a terminal.
+    Coloured,
+}
+
+impl Format {
+    /// `json` → JSON; text otherwise, coloured when `stderr_is_terminal`
+    /// and `NO_COLOR` is not set.
+    pub fn choose(json: bool, stderr_is_terminal: bool, no_color: bool) -> Format {
+        match (json, stderr_is_terminal && !no_color) {
+            (true, _) => Format::Json,
+            (false, true) => Format::Coloured,
+            (false, false) => Format::Text,
+        }
+    }
+}
+
+/// The fmt layer for `format`, writing to `make`.
+fn layer<S, M>(
+    format: Format,
+    make: M,
+) -> Box<dyn tracing_subscriber::Layer<S> + Send + Sync + 'static>
+where
+    S: tracing::Subscriber + for<'s> tracing_subscriber::registry::LookupSpan<'s>,
+    M: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::field::MakeExt;
+    // A log write that fails (stderr closed: a collector restarted, a pipe
+    // whose reader went away) drops that line; by default the subscriber
+    // would report the failure with eprintln!, which panics on the same
+    // closed stream and takes the agent down with it.
+    let base = tracing_subscriber::fmt::layer().log_internal_errors(false);
+    match format {
+        Format::Json => base
+            .json()
+            .with_ansi(false)
+            .with_writer(Escaping::new(make))
+            .boxed(),
+        Format::Text => base
+            .with_ansi(false)
+            .with_writer(Escaping::new(make))
+            .boxed(),
+        Format::Coloured => {
+            let fields = tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
+                let text = format!("{value:?}");
+                let text = crate::util::escape_control(&text);
+                match field.name() {
+                    "message" => write!(w, "{text}"),
+                    name if name.starts_with("log.") => Ok(()),
+                    name => write!(w, "{name}={text}"),
+                }
+            })
+            .delimited(" ");
+            base.fmt_fields(fields)
+                .with_ansi(true)
+                .with_writer(Escaping::keeping_colour(make))
+                .boxed()
+        }
     }
 }
 
 /// Installs the process's logger: stderr, `level` unless `RUST_LOG` says
-/// otherwise, text or JSON, with both rules of the module doc.
+/// otherwise, JSON or text (coloured only on a terminal), with both rules
+/// of the module doc.
 pub fn init(level: &str, json: bool) {
+    use std::io::IsTerminal;
     use tracing_subscriber::filter::{EnvFilter, FilterExt, LevelFilter, filter_fn};
     use tracing_subscriber::prelude::*;
 
@@ -97,19 +246,12 @@ pub fn init(level: &str, json: bool) {
     // The hint keeps the `log` bridge's max level at the env filter's, so
     // disabled `log::trace!` calls (cranelift has many) stay free.
     let cap = filter_fn(within_wire_cap).with_max_level_hint(LevelFilter::TRACE);
-    // A log write that fails (stderr closed: a collector restarted, a pipe
-    // whose reader went away) drops that line; by default the subscriber
-    // would report the failure with eprintln!, which panics on the same
-    // closed stream and takes the agent down with it.
-    let layer = tracing_subscriber::fmt::layer()
-        .with_writer(Escaping(io::stderr))
-        .with_ansi(false)
-        .log_internal_errors(false);
-    let layer = if json {
-        layer.json().with_filter(env.and(cap)).boxed()
-    } else {
-        layer.with_filter(env.and(cap)).boxed()
-    };
+    let format = Format::choose(
+        json,
+        io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
+    );
+    let layer = layer(format, io::stderr).with_filter(env.and(cap));
     tracing_subscriber::registry().with(layer).init();
 }
 
@@ -178,25 +320,56 @@ mod tests {
         }
     }
 
-    /// Logs through the same layer shape as [`init`], into a buffer.
-    fn capture(json: bool, f: impl FnOnce()) -> String {
+    /// Logs through the layer [`init`] installs, into a buffer.
+    fn capture_as(format: Format, f: impl FnOnce()) -> String {
         use tracing_subscriber::filter::{EnvFilter, FilterExt, LevelFilter, filter_fn};
         use tracing_subscriber::prelude::*;
         let buf = Buf::default();
         let cap = filter_fn(within_wire_cap).with_max_level_hint(LevelFilter::TRACE);
         let filter = EnvFilter::new("trace,tungstenite::handshake=trace").and(cap);
-        let layer = tracing_subscriber::fmt::layer()
-            .with_writer(Escaping(buf.clone()))
-            .with_ansi(false);
-        let layer = if json {
-            layer.json().with_filter(filter).boxed()
-        } else {
-            layer.with_filter(filter).boxed()
-        };
-        let sub = tracing_subscriber::registry().with(layer);
+        let sub =
+            tracing_subscriber::registry().with(layer(format, buf.clone()).with_filter(filter));
         tracing::subscriber::with_default(sub, f);
         let bytes = buf.0.lock().expect("buf").clone();
         String::from_utf8(bytes).expect("utf-8")
+    }
+
+    fn capture(json: bool, f: impl FnOnce()) -> String {
+        capture_as(if json { Format::Json } else { Format::Text }, f)
+    }
+
+    #[test]
+    fn colour_only_on_a_terminal_and_never_for_json() {
+        assert_eq!(Format::choose(false, false, false), Format::Text);
+        assert_eq!(Format::choose(false, true, false), Format::Coloured);
+        assert_eq!(Format::choose(false, true, true), Format::Text, "NO_COLOR");
+        assert_eq!(Format::choose(true, true, false), Format::Json);
+    }
+
+    #[test]
+    fn coloured_lines_keep_their_colour_but_not_a_hostile_escape() {
+        let reason = "bye\n2025 ERROR forged \u{1b}[2J\u{1b}]0;title\u{7}";
+        let out = capture_as(Format::Coloured, || {
+            tracing::warn!(reason = %reason, "server asked us to disconnect: {reason}");
+        });
+        assert_eq!(out.lines().count(), 1, "{out}");
+        assert!(
+            out.contains("\u{1b}[33m") || out.contains("\u{1b}[3"),
+            "level in colour: {out:?}"
+        );
+        assert!(!out.contains("\u{1b}[2J"), "{out:?}");
+        assert!(!out.contains("\u{1b}]"), "{out:?}");
+        assert!(out.contains("\\x1b[2J"), "shown escaped: {out:?}");
+        assert!(out.contains("reason=bye\\n2025"), "{out:?}");
+    }
+
+    #[test]
+    fn only_sgr_sequences_pass_the_colour_writer() {
+        let out = escape_controls_keep_colour(b"\x1b[1;31mred\x1b[0m \x1b[2J \x1b]0;t\x07\n");
+        assert_eq!(
+            String::from_utf8(out.into_owned()).expect("utf-8"),
+            "\x1b[1;31mred\x1b[0m \\x1b[2J \\x1b]0;t\\x07\n"
+        );
     }
 
     #[test]

@@ -17,6 +17,7 @@ use crate::config::{BudgetFlag, Config, RoleBudgets};
 use crate::link::agent::{Agent, AgentOptions};
 use crate::sandbox::{EngineOptions, HostServices, LoadedRunner, Sandbox, SandboxOptions};
 use crate::session::Runners;
+use crate::telemetry::Telemetry;
 
 /// What start-up produced.
 #[derive(Clone)]
@@ -29,6 +30,8 @@ pub struct Setup {
     pub budgets: RoleBudgets,
     /// The audit log.
     pub audit: AuditLog,
+    /// The counters the sandbox counts into; the agent counts into them too.
+    pub telemetry: Telemetry,
 }
 
 impl Setup {
@@ -37,6 +40,7 @@ impl Setup {
     pub fn agent(&self, cfg: &Config, opts: AgentOptions) -> anyhow::Result<Agent> {
         let opts = AgentOptions {
             audit: Some(self.audit.clone()),
+            telemetry: opts.telemetry.or_else(|| Some(self.telemetry.clone())),
             ..opts
         };
         Agent::new(cfg, self.runners.clone(), opts)
@@ -59,6 +63,7 @@ pub fn build(
     let budgets = cfg.sandbox.budgets.with_flags(flags)?;
     let state = cfg.paths();
     let audit = AuditLog::open_with(&state.audit_trail(), cfg.audit.clone())?;
+    let telemetry = Telemetry::new();
     let shell_user = match &cfg.sandbox.shell_user {
         None => None,
         Some(name) => Some(
@@ -78,6 +83,8 @@ pub fn build(
         services: HostServices {
             audit: Some(audit.clone()),
             shell_user,
+            tools: std::sync::Arc::new(cfg.tools.clone()),
+            telemetry: Some(telemetry.clone()),
         },
     };
     let sandbox = Sandbox::new(opts)?;
@@ -87,7 +94,44 @@ pub fn build(
         runners,
         budgets,
         audit,
+        telemetry,
     })
+}
+
+/// The runner components `build` loads for `cfg`, each with the SHA-256 of
+/// its bytes as they are on disk now (the built-in ones: as compiled in),
+/// for `status`.
+pub fn runner_files(
+    cfg: &Config,
+    runner_override: Option<&Path>,
+) -> anyhow::Result<Vec<crate::ops::status::RunnerFile>> {
+    use crate::ops::status::RunnerFile;
+    let pick = |specific: &Option<PathBuf>| {
+        runner_override
+            .map(Path::to_path_buf)
+            .or_else(|| specific.clone())
+            .or_else(|| cfg.sandbox.runner.clone())
+    };
+    let entry = |role: &str, path: Option<PathBuf>, builtin: &[u8]| match path {
+        Some(p) => {
+            let bytes =
+                std::fs::read(&p).with_context(|| format!("reading runner {}", p.display()))?;
+            Ok(RunnerFile::new(role, &p.display().to_string(), &bytes))
+        }
+        None => Ok::<_, anyhow::Error>(RunnerFile::new(role, "built-in", builtin)),
+    };
+    Ok(vec![
+        entry(
+            "diagnose",
+            pick(&cfg.sandbox.diagnose_runner),
+            crate::embedded::DIAGNOSE,
+        )?,
+        entry(
+            "chat",
+            pick(&cfg.sandbox.chat_runner),
+            crate::embedded::CHAT,
+        )?,
+    ])
 }
 
 /// Where one role's runner comes from.

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::ConfigError;
+use super::labels;
 use super::raw::RawSigning;
 use super::units::{duration_value, size_value};
 use crate::session::signing::{self, SigningConfig};
@@ -77,6 +78,42 @@ impl Ctx<'_> {
         }
     }
 
+    /// `[global.labels]`, or the older top-level `labels` (with a
+    /// deprecation line); both at once is refused.
+    pub(super) fn labels(
+        &self,
+        global: Option<BTreeMap<String, String>>,
+        top: Option<BTreeMap<String, String>>,
+        deprecated: &mut Vec<String>,
+    ) -> Result<BTreeMap<String, String>, ConfigError> {
+        let labels = match (global, top) {
+            (Some(_), Some(_)) => {
+                return Err(self.err(
+                    "labels",
+                    "is given twice: keep `[global.labels]` and remove the top-level `labels`",
+                ));
+            }
+            (Some(g), None) => g,
+            (None, Some(t)) => {
+                deprecated.push(format!(
+                    "config {}: top-level `labels` is deprecated; move them to `[global.labels]`",
+                    self.path
+                ));
+                t
+            }
+            (None, None) => BTreeMap::new(),
+        };
+        for (k, v) in &labels {
+            let field = format!("[global.labels] {k}");
+            if k.is_empty() || k.chars().any(char::is_control) {
+                return Err(self.err(&field, "a label name must be non-empty and one line"));
+            }
+            labels::check_template(v, |n| std::env::var_os(n).is_some())
+                .map_err(|m| self.err(&field, m))?;
+        }
+        Ok(labels)
+    }
+
     /// `[server.signing]` (PROTOCOL §9).
     pub(super) fn signing(&self, raw: RawSigning) -> Result<SigningConfig, ConfigError> {
         let mut keys = BTreeMap::new();
@@ -119,5 +156,37 @@ impl Ctx<'_> {
             require,
             max_skew,
         })
+    }
+}
+
+impl super::Config {
+    /// Checks that every file the config names can be read (runners,
+    /// `ca_file`, `tls_cert`, `tls_key`): what the agent would otherwise
+    /// only find out at start. The error names the field.
+    pub fn check_files(&self) -> Result<(), ConfigError> {
+        let s = &self.server;
+        let sb = &self.sandbox;
+        let files = [
+            ("[server] ca_file", &s.ca_file),
+            ("[server] tls_cert", &s.tls_cert),
+            ("[server] tls_key", &s.tls_key),
+            ("[sandbox] runner", &sb.runner),
+            ("[sandbox] diagnose_runner", &sb.diagnose_runner),
+            ("[sandbox] chat_runner", &sb.chat_runner),
+        ];
+        for (field, path) in files {
+            let Some(path) = path else { continue };
+            if let Err(e) = std::fs::File::open(path) {
+                return Err(ConfigError::Invalid {
+                    path: self.source.as_ref().map_or_else(
+                        || super::DEFAULT_PATH.to_string(),
+                        |p| p.display().to_string(),
+                    ),
+                    field: field.to_string(),
+                    message: format!("cannot read {}: {e}", path.display()),
+                });
+            }
+        }
+        Ok(())
     }
 }

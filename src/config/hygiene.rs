@@ -56,6 +56,13 @@ impl Config {
     /// `tls_skip_verify` makes moot.
     pub fn warnings(&self) -> Vec<String> {
         let mut out = self.deprecated.clone();
+        if let Some(addr) = self.metrics.listen.filter(|a| !a.ip().is_loopback()) {
+            out.push(format!(
+                "[metrics] listen = \"{addr}\" is reachable from other hosts: the endpoint has no \
+                 authentication and shows session, shell and alert counts; prefer 127.0.0.1 \
+                 behind a scraper on the same host, or a firewall rule"
+            ));
+        }
         let s = &self.server;
         let has_token = !s.agent_token.is_empty();
         let file_mode = self

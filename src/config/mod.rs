@@ -19,14 +19,21 @@
 //!   overrides, command-line flags)
 //! - `units.rs`: sizes and durations
 //! - `url.rs`: the server's WebSocket URL
+//! - `labels.rs`: `[global.labels]` and their expansion
+//! - `show.rs`: the effective config as `config check` prints it, and the
+//!   commented example (`example.toml`)
 //! - `paths.rs`: the state directory's layout
 //! - `hygiene.rs`: settings that work but deserve a warning
+//! - `tools.rs`: `[tools]`, what the diagnostic tools may read and reach
 
 mod budgets;
 mod check;
 mod hygiene;
+pub mod labels;
 mod paths;
 mod raw;
+mod show;
+mod tools;
 mod units;
 mod url;
 
@@ -40,6 +47,7 @@ pub(crate) use hygiene::check_agent_token;
 pub use hygiene::redact_url;
 pub use paths::StatePaths;
 use raw::RawConfig;
+pub use show::{EXAMPLE, REDACTED};
 use url::ws_url;
 
 /// Default config file location.
@@ -90,7 +98,8 @@ pub enum ConfigError {
 pub struct Config {
     /// Where the agent id, audit log and compile cache live.
     pub state_dir: PathBuf,
-    /// Labels sent in `register`.
+    /// `[global.labels]`: label templates, resolved at each `register`
+    /// (see `labels.rs`).
     pub labels: BTreeMap<String, String>,
     /// Plugin names sent in `register`.
     pub plugins: Vec<String>,
@@ -102,6 +111,10 @@ pub struct Config {
     pub log: LogConfig,
     /// `[audit]`.
     pub audit: crate::audit::AuditOptions,
+    /// `[tools]`: the files and endpoints tools may read and reach.
+    pub tools: crate::tools::ToolConfig,
+    /// `[metrics]`.
+    pub metrics: MetricsConfig,
     /// The file it came from (for messages), if any.
     pub source: Option<PathBuf>,
     /// One warning line per renamed key the file still uses.
@@ -171,6 +184,13 @@ impl Default for SandboxConfig {
     }
 }
 
+/// `[metrics]`: the Prometheus endpoint, off unless `listen` is set.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// Address to serve `/metrics` on, e.g. `127.0.0.1:9464`.
+    pub listen: Option<std::net::SocketAddr>,
+}
+
 /// `[log]`.
 #[derive(Debug, Clone)]
 pub struct LogConfig {
@@ -202,6 +222,8 @@ impl Default for Config {
             sandbox: SandboxConfig::default(),
             log: LogConfig::default(),
             audit: default_audit(),
+            tools: crate::tools::ToolConfig::default(),
+            metrics: MetricsConfig::default(),
             source: None,
             deprecated: Vec::new(),
         }
@@ -325,6 +347,7 @@ impl Config {
         if !["text", "json"].contains(&format.as_str()) {
             return Err(cx.err("[log] format", format!("{format:?} is not text or json")));
         }
+        let labels = cx.labels(raw.global.labels, raw.labels, &mut deprecated)?;
         let da = default_audit();
         let max_size = cx.size("[audit] max_size", raw.audit.max_size, da.max_size)?;
         if max_size < 64 * 1024 {
@@ -343,12 +366,26 @@ impl Config {
             keep,
             append_only: raw.audit.append_only.unwrap_or(da.append_only),
         };
+        let metrics = MetricsConfig {
+            listen: match raw.metrics.listen.filter(|l| !l.trim().is_empty()) {
+                None => None,
+                Some(l) => Some(l.trim().parse().map_err(|_| {
+                    cx.err(
+                        "[metrics] listen",
+                        format!("{l:?} is not an address and port, e.g. \"127.0.0.1:9464\""),
+                    )
+                })?),
+            },
+        };
+        let tools = cx.tools(raw.tools)?;
         Ok(Config {
             audit,
+            metrics,
+            tools,
             state_dir: cx
                 .path_of(raw.state_dir)
                 .unwrap_or_else(|| cx.base.join("state.d")),
-            labels: raw.labels,
+            labels,
             plugins: raw.plugins,
             server,
             sandbox,

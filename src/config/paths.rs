@@ -8,6 +8,7 @@
 //!                 head in audit.head)
 //!   cache/        precompiled runner components
 //!   agent.sock    the local alert ingest socket
+//!   status.sock   `catpaw-agent status` asks the running agent here
 //! ```
 //!
 //! The modules that use these files take their paths from here; none of
@@ -52,6 +53,11 @@ impl StatePaths {
     /// The local alert ingest socket.
     pub fn ingest_socket(&self) -> PathBuf {
         self.root.join("agent.sock")
+    }
+
+    /// The socket `catpaw-agent status` asks (mode 0600).
+    pub fn status_socket(&self) -> PathBuf {
+        self.root.join("status.sock")
     }
 
     /// Reads the agent id, or creates one (replacing a file that does not

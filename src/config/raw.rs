@@ -10,8 +10,10 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields)]
 pub(super) struct RawConfig {
     pub(super) state_dir: Option<String>,
+    /// Older spelling of `[global.labels]`.
+    pub(super) labels: Option<BTreeMap<String, String>>,
     #[serde(default)]
-    pub(super) labels: BTreeMap<String, String>,
+    pub(super) global: RawGlobal,
     #[serde(default)]
     pub(super) plugins: Vec<String>,
     #[serde(default)]
@@ -22,6 +24,60 @@ pub(super) struct RawConfig {
     pub(super) log: RawLog,
     #[serde(default)]
     pub(super) audit: RawAudit,
+    #[serde(default)]
+    pub(super) tools: RawTools,
+    #[serde(default)]
+    pub(super) metrics: RawMetrics,
+}
+
+/// `[tools]`: what the tools may read and reach.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTools {
+    #[serde(default)]
+    pub(super) log_files: Vec<String>,
+    #[serde(default)]
+    pub(super) files: Vec<String>,
+    #[serde(default)]
+    pub(super) cert_files: Vec<String>,
+    #[serde(default)]
+    pub(super) sysctl_keys: Vec<String>,
+    #[serde(default)]
+    pub(super) targets: RawTargets,
+}
+
+/// `[tools.targets]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTargets {
+    #[serde(default)]
+    pub(super) dns: Vec<String>,
+    #[serde(default)]
+    pub(super) tcp: Vec<String>,
+    #[serde(default)]
+    pub(super) ping: Vec<String>,
+    #[serde(default)]
+    pub(super) http: Vec<String>,
+    #[serde(default)]
+    pub(super) tls: Vec<String>,
+    #[serde(default)]
+    pub(super) redis: Vec<String>,
+    pub(super) redis_password: Option<String>,
+    pub(super) docker_socket: Option<String>,
+}
+
+/// `[metrics]`: the opt-in Prometheus endpoint.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMetrics {
+    pub(super) listen: Option<String>,
+}
+
+/// `[global]`, as the reference agent spells it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawGlobal {
+    pub(super) labels: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

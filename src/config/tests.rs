@@ -409,3 +409,36 @@ fn agent_id_is_created_kept_and_repaired() {
     let text = std::fs::read_to_string(dir.path().join("agent_id")).expect("read");
     assert_eq!(text, format!("{c}\n"));
 }
+
+#[test]
+fn global_labels_as_the_reference_spells_them() {
+    let c = parse(
+        "[global.labels]\nfrom_hostname = \"${HOSTNAME}\"\nfrom_hostip = \"${IP}\"\nteam = \"db\"\n",
+    )
+    .expect("ok");
+    assert_eq!(
+        c.labels["from_hostname"], "${HOSTNAME}",
+        "kept for register"
+    );
+    assert_eq!(c.labels["team"], "db");
+    assert!(c.warnings().is_empty());
+
+    let c = parse("labels = { team = \"db\" }\n").expect("older spelling");
+    assert_eq!(c.labels["team"], "db");
+    assert!(
+        c.warnings().iter().any(|w| w.contains("[global.labels]")),
+        "{:?}",
+        c.warnings()
+    );
+
+    let e = parse("labels = { a = \"b\" }\n[global.labels]\nc = \"d\"\n").expect_err("twice");
+    assert!(e.to_string().contains("`labels`"), "{e}");
+    let e = parse("[global.labels]\nwhere = \"${CATPAW_SURELY_UNSET_VAR}\"\n").expect_err("unset");
+    let msg = e.to_string();
+    assert!(msg.contains("[global.labels] where"), "{msg}");
+    assert!(msg.contains("CATPAW_SURELY_UNSET_VAR"), "{msg}");
+    assert!(
+        parse("[global]\ninterval = \"30s\"\n").is_err(),
+        "unknown keys refused"
+    );
+}

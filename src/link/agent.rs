@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::link::conn::{self, ConnContext, RegisterInfo, Timings};
 use crate::link::reconnect::{AttemptOutcome, Backoff, BackoffPolicy, wait};
 use crate::session::{Runners, SessionTable};
+use crate::telemetry::{LinkState, Telemetry};
 
 /// A configured agent, ready to run.
 #[derive(Clone)]
@@ -29,6 +30,8 @@ pub struct AgentOptions {
     pub backoff: BackoffPolicy,
     /// Where session lifecycle records go (the setup's audit log).
     pub audit: Option<crate::audit::AuditLog>,
+    /// The counters to count into (a fresh set when `None`).
+    pub telemetry: Option<Telemetry>,
 }
 
 impl Agent {
@@ -46,6 +49,7 @@ impl Agent {
             None
         };
         let agent_id = cfg.paths().load_or_create_agent_id().context("agent id")?;
+        let telemetry = opts.telemetry.clone().unwrap_or_default();
         let table = SessionTable::new(
             runners,
             cfg.sandbox.max_concurrent_sessions,
@@ -55,7 +59,8 @@ impl Agent {
         .with_signing(
             crate::session::signing::Verifier::new(cfg.server.signing.clone()),
             agent_id.to_string(),
-        );
+        )
+        .with_telemetry(telemetry.clone());
         Ok(Agent {
             ctx: ConnContext {
                 url,
@@ -68,8 +73,10 @@ impl Agent {
                     started: Instant::now(),
                 },
                 table,
-                alerts: AlertBuffer::new(cfg.server.alert_buffer_size as i64),
+                alerts: AlertBuffer::new(cfg.server.alert_buffer_size as i64)
+                    .with_telemetry(telemetry.clone()),
                 timings: opts.timings,
+                telemetry,
             },
             policy: opts.backoff,
         })
@@ -85,6 +92,16 @@ impl Agent {
         self.ctx.table.clone()
     }
 
+    /// The agent's counters.
+    pub fn telemetry(&self) -> Telemetry {
+        self.ctx.telemetry.clone()
+    }
+
+    /// The WebSocket URL it connects to, as logs and `status` may show it.
+    pub fn server_url(&self) -> String {
+        crate::config::redact_url(&self.ctx.url)
+    }
+
     /// This agent's id.
     pub fn agent_id(&self) -> uuid::Uuid {
         self.ctx.agent_id
@@ -94,7 +111,9 @@ impl Agent {
     /// policy.
     pub async fn run(&self, shutdown: CancellationToken) {
         let mut backoff = Backoff::new(self.policy.clone());
+        let t = &self.ctx.telemetry;
         loop {
+            t.set_link(LinkState::Connecting);
             let outcome = conn::run_once(&self.ctx, &shutdown).await;
             let Some(d) = backoff.next_wait(&outcome) else {
                 break;
@@ -102,6 +121,8 @@ impl Agent {
             if outcome == AttemptOutcome::Shutdown {
                 break;
             }
+            t.set_link(LinkState::Waiting);
+            t.reconnect(reconnect_cause(&outcome));
             tracing::info!(?outcome, wait = ?d, "reconnecting after a wait");
             let floor = backoff.floor(&outcome);
             if !wait(d, backoff.jitter_fraction(), floor, &shutdown).await {
@@ -113,6 +134,20 @@ impl Agent {
             .table
             .wait_idle(std::time::Duration::from_secs(5))
             .await;
+        t.set_link(LinkState::Stopped);
         tracing::info!("agent stopped");
+    }
+}
+
+/// The `cause` label of a reconnect (one of
+/// [`crate::telemetry::RECONNECT_CAUSES`]).
+fn reconnect_cause(outcome: &AttemptOutcome) -> &'static str {
+    match outcome {
+        AttemptOutcome::DialFailed => "dial_failed",
+        AttemptOutcome::Unauthorized => "unauthorized",
+        AttemptOutcome::DroppedAfterRegister => "dropped",
+        AttemptOutcome::ServerDisconnect { .. } => "server_disconnect",
+        // The loop ends on a shutdown; nothing is retried.
+        AttemptOutcome::Shutdown => "shutdown",
     }
 }

@@ -24,6 +24,20 @@ pub(crate) const FUEL_YIELD_INTERVAL: u64 = 1_000_000;
 /// Largest wasm call stack a guest may use.
 const MAX_WASM_STACK: usize = 1 << 20;
 
+/// Guard region after each linear memory (wasmtime's default).
+const MEMORY_GUARD: u64 = 32 << 20;
+
+/// Most address space the instance pool may reserve up front. Past this,
+/// instances are allocated on demand, each reserving its own memory only
+/// while it lives: an agent configured for a thousand sessions must still
+/// start under `ulimit -v` (each pooled memory slot is reserved whether a
+/// session uses it or not).
+const POOL_BUDGET: u64 = 32 << 30;
+
+/// Linear memories one component may hold (the pool keeps this many slots
+/// per instance).
+const MEMORIES_PER_COMPONENT: u32 = 2;
+
 /// How the engine allocates instances.
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
@@ -45,21 +59,54 @@ impl Default for EngineOptions {
     }
 }
 
-/// Builds the process engine: fuel metering, async support, and (by
-/// default) a pooling allocator sized from the session limit.
+/// Bytes of address space one linear memory takes: the largest memory a
+/// session may get (rounded up to 64 KiB wasm pages) and its guard.
+///
+/// wasmtime's default reserves 4 GiB per memory so that bounds checks can
+/// be left to the guard pages; at 100 sessions that was 823 GiB of virtual
+/// size, and an agent under `ulimit -v` could not start. Reserving only
+/// `max_memory` costs explicit bounds checks in guest code (see
+/// BENCHMARKS.md, "Sandbox": the compute kernel's figure), which
+/// I/O-bound runners do not notice.
+fn memory_reservation(max_memory: u64) -> u64 {
+    max_memory.max(1 << 16).div_ceil(1 << 16) * (1 << 16)
+}
+
+/// Whether the instance pool for `slots` instances with memories of
+/// `max_memory` fits [`POOL_BUDGET`].
+pub(crate) fn pool_fits(slots: u32, max_memory: u64) -> bool {
+    let per_memory = memory_reservation(max_memory) + MEMORY_GUARD;
+    u64::from(slots.max(1)) * u64::from(MEMORIES_PER_COMPONENT) * per_memory <= POOL_BUDGET
+}
+
+/// Builds the process engine: fuel metering, async support, linear
+/// memories reserved at `max_memory`, and (by default, when it fits
+/// [`POOL_BUDGET`]) a pooling allocator sized from the session limit.
 pub(crate) fn build(opts: &EngineOptions) -> anyhow::Result<Engine> {
     let mut cfg = Config::new();
     cfg.consume_fuel(true);
     cfg.max_wasm_stack(MAX_WASM_STACK);
     cfg.wasm_component_model(true);
-    if opts.pooling {
+    cfg.memory_reservation(memory_reservation(opts.max_memory));
+    cfg.memory_guard_size(MEMORY_GUARD);
+    cfg.memory_reservation_for_growth(0);
+    let pooling = opts.pooling && pool_fits(opts.slots, opts.max_memory);
+    if opts.pooling && !pooling {
+        tracing::info!(
+            slots = opts.slots,
+            max_memory = opts.max_memory,
+            "instances are allocated on demand: a pool for this many sessions would reserve more than {} GiB of address space",
+            POOL_BUDGET >> 30
+        );
+    }
+    if pooling {
         let slots = opts.slots.max(1);
         let mut pool = PoolingAllocationConfig::new();
         pool.total_component_instances(slots)
             .total_core_instances(slots * 16)
             .max_core_instances_per_component(16)
-            .total_memories(slots * 2)
-            .max_memories_per_component(2)
+            .total_memories(slots * MEMORIES_PER_COMPONENT)
+            .max_memories_per_component(MEMORIES_PER_COMPONENT)
             .total_tables(slots * 8)
             .max_tables_per_component(8)
             .table_elements(super::budgets::Budgets::MAX_TABLE_ELEMENTS)

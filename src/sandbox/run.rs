@@ -66,9 +66,11 @@ pub(super) fn session_store_without_audit(
     info: &SessionInfo,
     sink: Arc<dyn StreamSink>,
 ) -> Result<Store<SessionState>, RunError> {
+    // Not a session: nothing audited, nothing counted.
     let services = HostServices {
         audit: None,
-        shell_user: sandbox.services.shell_user.clone(),
+        telemetry: None,
+        ..(*sandbox.services).clone()
     };
     store_with(sandbox, Arc::new(services), limits, info, sink)
 }

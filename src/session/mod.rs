@@ -4,6 +4,7 @@
 //! - `run.rs`: drives one session (inspect, diagnose, chat) over the runner
 //!   traits and turns every outcome into the wire payloads of PROTOCOL §5
 //! - `sink.rs`: adapts a runner's streamed output to those payloads
+//! - `figures.rs`: what one session produced, counted as it runs
 //! - `admission.rs`: the ack decision for a `session_start` (pure)
 //! - `signing.rs`: Ed25519 checks of signed `session_start` / `session_input`
 //!   (PROTOCOL §9) and their bounded replay cache, asked by admission
@@ -16,15 +17,19 @@
 //! the connection (or the local harness) drains.
 
 pub(crate) mod admission;
+mod figures;
 pub mod limiter;
 mod run;
 pub mod signing;
 mod sink;
 mod table;
 
+pub use figures::SessionFigures;
+pub(crate) use figures::{LiveFigures, budget_kind, output_bytes};
+pub(crate) use run::drive;
 pub use run::{Runners, SessionEnd, run_session};
 pub(crate) use sink::ChannelSink;
-pub use table::{InputOutcome, SessionTable};
+pub use table::{ActiveSession, InputOutcome, SessionTable};
 
 use crate::proto::{SessionErrorPayload, SessionOutputPayload};
 

@@ -10,20 +10,9 @@ use super::{ChannelSink, SessionEvent};
 use crate::proto::{self, ErrorCode, SessionErrorPayload, SessionStartPayload, SessionType};
 use crate::runner::Receipt;
 use crate::runner::{
-    ChatRunner, ChatSessionOpts, DiagnoseRequest, DiagnoseRunner, Output, RunError, SessionInfo,
-    Stage, StreamSink,
+    Budget, ChatRunner, ChatSessionOpts, DiagnoseRequest, DiagnoseRunner, Output, RunError,
+    SessionInfo, Stage, StreamSink,
 };
-
-/// How a session ended: `ok`, `cancelled` or the code of the
-/// `session_error` it sent, and what it used (when its runner keeps a
-/// receipt).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionEnd {
-    /// `ok`, `cancelled`, or an error code.
-    pub outcome: String,
-    /// What the session used, against its budgets.
-    pub receipt: Option<Receipt>,
-}
 
 /// The runners available to sessions, by role.
 #[derive(Clone, Default)]
@@ -87,8 +76,32 @@ pub async fn run_session(
     inputs: mpsc::Receiver<String>,
     cancel: CancellationToken,
 ) -> SessionEnd {
-    let started = std::time::Instant::now();
     let sink = ChannelSink::new(start.session_id.clone(), out);
+    drive(start, allow_shell, runners, sink, inputs, cancel).await
+}
+
+/// How a session ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionEnd {
+    /// `ok`, `cancelled`, or the code of the `session_error` it sent.
+    pub outcome: String,
+    /// The budget that stopped it, if one did.
+    pub breach: Option<Budget>,
+    /// The `session_error` text it sent, if any.
+    pub error: Option<String>,
+    /// What it used against its budgets, when its runner keeps a receipt.
+    pub receipt: Option<Receipt>,
+}
+
+/// [`run_session`] with a sink the caller built (one that counts output).
+pub async fn drive(
+    start: SessionStartPayload,
+    allow_shell: bool,
+    runners: Runners,
+    sink: ChannelSink,
+    inputs: mpsc::Receiver<String>,
+    cancel: CancellationToken,
+) -> SessionEnd {
     let info = SessionInfo {
         session_id: start.session_id.clone(),
         session_type: start.session_type.clone(),
@@ -125,19 +138,16 @@ pub async fn run_session(
         None if cancel.is_cancelled() => "cancelled".to_string(),
         None => "ok".to_string(),
     };
-    let elapsed_ms = started.elapsed().as_millis() as u64;
-    match &receipt {
-        Some(r) => tracing::info!(session_id = %info.session_id,
-            session_type = %info.session_type, %outcome, elapsed_ms,
-            receipt = %r.line(), "session ended"),
-        None => tracing::info!(session_id = %info.session_id,
-            session_type = %info.session_type, %outcome, elapsed_ms, "session ended"),
+    SessionEnd {
+        outcome,
+        breach: sink.breach(),
+        error: sink.failure_error().map(str::to_string),
+        receipt,
     }
-    SessionEnd { outcome, receipt }
 }
 
 async fn send_error(sink: &ChannelSink, info: &SessionInfo, code: ErrorCode, error: String) {
-    tracing::warn!(session_id = %info.session_id, code = code.as_str(), %error, "session failed");
+    tracing::debug!(session_id = %info.session_id, code = code.as_str(), %error, "session failed");
     sink.send_event(SessionEvent::Error(SessionErrorPayload {
         session_id: info.session_id.clone(),
         error,
@@ -154,8 +164,11 @@ async fn report_failure(
     failure: ErrorCode,
 ) {
     if *err == RunError::Cancelled {
-        tracing::info!(session_id = %info.session_id, "session cancelled");
+        tracing::debug!(session_id = %info.session_id, "session cancelled");
         return;
+    }
+    if let RunError::ResourceExhausted { budget, .. } = err {
+        sink.set_breach(*budget);
     }
     send_error(sink, info, err.code(failure), err.to_string()).await;
 }
@@ -203,7 +216,7 @@ async fn run_diagnose(
             .unwrap_or_else(|| proto::DEFAULT_TARGET.to_string()),
         params: params.clone(),
     };
-    tracing::info!(session_id = %info.session_id, session_type = %info.session_type,
+    tracing::debug!(session_id = %info.session_id, session_type = %info.session_type,
         plugin = %req.plugin, target = %req.target, user = %info.user_name, "session started");
     let (result, receipt) = runner
         .run_metered(info, req, Arc::new(sink.clone()), cancel.clone())
@@ -244,7 +257,7 @@ async fn run_chat(
         .await;
         return None;
     };
-    tracing::info!(session_id = %info.session_id, user = %info.user_name,
+    tracing::debug!(session_id = %info.session_id, user = %info.user_name,
         allow_shell = info.allow_shell, "chat started");
     let opts = ChatSessionOpts {
         allow_shell: info.allow_shell,
@@ -287,7 +300,7 @@ async fn converse(
         };
         let result = chat.handle_message(&message).await;
         if let Some((turn, _)) = chat.receipts() {
-            tracing::info!(session_id = %info.session_id, receipt = %turn.line(), "chat turn ended");
+            tracing::debug!(session_id = %info.session_id, receipt = %turn.line(), "chat turn ended");
         }
         match result {
             Ok(reply) => {

@@ -5,8 +5,9 @@
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 
-use super::SessionEvent;
+use super::{LiveFigures, SessionEvent};
 use crate::proto::SessionOutputPayload;
+use crate::runner::Budget;
 use crate::runner::{Output, StreamSink};
 
 /// Sends a session's output, tagged with its id, into a channel.
@@ -15,7 +16,11 @@ pub(crate) struct ChannelSink {
     session_id: String,
     tx: mpsc::Sender<SessionEvent>,
     /// The code of the `session_error` this session sent, if any.
-    failure: std::sync::Arc<std::sync::OnceLock<String>>,
+    failure: std::sync::Arc<std::sync::OnceLock<(String, String)>>,
+    /// The budget that stopped the session, if one did.
+    breach: std::sync::Arc<std::sync::OnceLock<Budget>>,
+    /// Output counted for the session's figures.
+    figures: Option<std::sync::Arc<LiveFigures>>,
 }
 
 impl ChannelSink {
@@ -25,13 +30,38 @@ impl ChannelSink {
             session_id: session_id.into(),
             tx,
             failure: Default::default(),
+            breach: Default::default(),
+            figures: None,
         }
+    }
+
+    /// Counts output into `figures` as the session produces it.
+    pub(crate) fn counting(mut self, figures: std::sync::Arc<LiveFigures>) -> Self {
+        self.figures = Some(figures);
+        self
+    }
+
+    /// Notes the budget that stopped the session.
+    pub(crate) fn set_breach(&self, budget: Budget) {
+        let _ = self.breach.set(budget);
+    }
+
+    /// The budget that stopped the session, if one did.
+    pub(crate) fn breach(&self) -> Option<Budget> {
+        self.breach.get().copied()
     }
 
     /// Sends any session event (used for errors and the final `done`).
     pub(crate) async fn send_event(&self, ev: SessionEvent) {
-        if let SessionEvent::Error(e) = &ev {
-            let _ = self.failure.set(e.code.clone());
+        match &ev {
+            SessionEvent::Error(e) => {
+                let _ = self.failure.set((e.code.clone(), e.error.clone()));
+            }
+            SessionEvent::Output(o) => {
+                if let Some(f) = &self.figures {
+                    f.output(super::output_bytes(o));
+                }
+            }
         }
         // A closed channel means the consumer (connection) is gone; the
         // session is being torn down and there is nobody to tell.
@@ -40,7 +70,12 @@ impl ChannelSink {
 
     /// The code of the `session_error` sent so far, if any.
     pub fn failure(&self) -> Option<&str> {
-        self.failure.get().map(String::as_str)
+        self.failure.get().map(|(code, _)| code.as_str())
+    }
+
+    /// The error text of that `session_error`, if any.
+    pub(crate) fn failure_error(&self) -> Option<&str> {
+        self.failure.get().map(|(_, error)| error.as_str())
     }
 
     /// The payload for `out`.

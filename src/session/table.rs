@@ -12,19 +12,35 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::admission::{self, Admitted};
-use super::{Runners, SessionEnd, SessionEvent, run_session};
+use super::{ChannelSink, LiveFigures, Runners, SessionEnd, SessionEvent, SessionFigures, drive};
 use crate::audit::{AuditLog, Record, Who, event, kind};
 use crate::proto::{self, AckError, SessionStartPayload, SessionType};
 use crate::session::limiter::{ConcurrencyLimiter, Permit};
 use crate::session::signing::Verifier;
+use crate::telemetry::Telemetry;
 
 /// Chat turns queued per session before new ones are dropped.
 pub(crate) const CHAT_QUEUE: usize = 8;
 
 struct Entry {
     session_type: String,
+    user: String,
+    figures: Arc<LiveFigures>,
     cancel: CancellationToken,
     input: Option<mpsc::Sender<String>>,
+}
+
+/// A running session, as `status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ActiveSession {
+    /// Session id.
+    pub session_id: String,
+    /// inspect, diagnose, chat.
+    pub session_type: String,
+    /// The operator who started it.
+    pub user: String,
+    /// Its figures so far (`duration_ms` is its age).
+    pub figures: SessionFigures,
 }
 
 /// What `session_input` did.
@@ -56,6 +72,8 @@ pub struct SessionTable {
     audit: Option<AuditLog>,
     /// Signature checks of PROTOCOL §9, with this agent's id.
     signing: Arc<(Verifier, String)>,
+    /// The agent's counters.
+    telemetry: Option<Telemetry>,
 }
 
 impl std::fmt::Debug for SessionTable {
@@ -134,7 +152,31 @@ impl SessionTable {
             tasks: TaskTracker::new(),
             audit: None,
             signing: Arc::new((Verifier::new(Default::default()), String::new())),
+            telemetry: None,
         }
+    }
+
+    /// Counts sessions, budget breaches and shell requests into
+    /// `telemetry`.
+    pub fn with_telemetry(mut self, telemetry: Telemetry) -> Self {
+        self.telemetry = Some(telemetry);
+        self
+    }
+
+    /// The running sessions, oldest first.
+    pub fn list(&self) -> Vec<ActiveSession> {
+        let mut v: Vec<ActiveSession> = self
+            .lock()
+            .iter()
+            .map(|(id, e)| ActiveSession {
+                session_id: id.clone(),
+                session_type: e.session_type.clone(),
+                user: e.user.clone(),
+                figures: e.figures.snapshot(),
+            })
+            .collect();
+        v.sort_by_key(|s| std::cmp::Reverse(s.figures.duration));
+        v
     }
 
     /// Writes session lifecycle records to `audit`.
@@ -231,6 +273,13 @@ impl SessionTable {
             tracing::warn!(session_id = %start.session_id,
                 "session asked for a shell; denied because [sandbox] allow_remote_shell is false");
         }
+        if let Some(t) = &self.telemetry {
+            if asked {
+                t.shell_request(allow_shell);
+            }
+            t.session_started(&start.session_type);
+        }
+        let figures = Arc::new(LiveFigures::default());
         let cancel = CancellationToken::new();
         let (tx, rx) = mpsc::channel(CHAT_QUEUE);
         let is_chat = kind == SessionType::Chat;
@@ -238,6 +287,8 @@ impl SessionTable {
             start.session_id.clone(),
             Entry {
                 session_type: start.session_type.clone(),
+                user: start.user_name.clone(),
+                figures: figures.clone(),
                 cancel: cancel.clone(),
                 input: is_chat.then_some(tx),
             },
@@ -260,9 +311,29 @@ impl SessionTable {
             end: None,
         };
         let id = start.session_id.clone();
+        let telemetry = self.telemetry.clone();
+        let sink = ChannelSink::new(id.clone(), out).counting(figures.clone());
         self.tasks.spawn(async move {
             let mut cleanup = cleanup;
-            let end = run_session(start, allow_shell, runners, out, rx, cancel).await;
+            let (sid, stype, user) = (
+                start.session_id.clone(),
+                start.session_type.clone(),
+                start.user_name.clone(),
+            );
+            let end = drive(start, allow_shell, runners, sink, rx, cancel).await;
+            let fig = figures.snapshot();
+            fig.log_end(
+                (&sid, &stype, &user),
+                &end.outcome,
+                end.error.as_deref(),
+                end.receipt.as_ref(),
+            );
+            if let Some(t) = &telemetry {
+                if let Some(b) = end.breach {
+                    t.budget_breach(super::budget_kind(b));
+                }
+                t.session_ended(&stype, &end.outcome, fig.duration);
+            }
             cleanup.end = Some(end);
             drop(cleanup);
         });
@@ -293,7 +364,7 @@ impl SessionTable {
     pub fn cancel(&self, session_id: &str) -> bool {
         match self.lock().get(session_id) {
             Some(e) => {
-                tracing::info!(session_id, session_type = %e.session_type, "cancelling session");
+                tracing::debug!(session_id, session_type = %e.session_type, "cancelling session");
                 e.cancel.cancel();
                 true
             }

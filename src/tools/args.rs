@@ -1,18 +1,45 @@
 //! Tool arguments: a JSON object checked against the tool's schema, so a
 //! misspelt argument is an error rather than silently ignored.
 
+use std::sync::Arc;
+
 use serde_json::{Map, Value};
 
-/// Parsed arguments of one call.
+use super::targets::ToolConfig;
+
+/// Parsed arguments of one call, and the operator's allow-lists it runs
+/// under.
 pub(crate) struct Args {
     map: Map<String, Value>,
+    config: Arc<ToolConfig>,
 }
 
 impl Args {
     /// No arguments.
     #[cfg(test)]
     pub(crate) fn empty() -> Args {
-        Args { map: Map::new() }
+        Args {
+            map: Map::new(),
+            config: Arc::default(),
+        }
+    }
+
+    /// Arguments parsed from `text` for a tool accepting `allowed` (tests).
+    #[cfg(test)]
+    pub(crate) fn of(text: &str, allowed: &[&str]) -> Args {
+        let allowed: Vec<String> = allowed.iter().map(|s| s.to_string()).collect();
+        Args::parse("test", text, &allowed).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The same arguments under `config`.
+    pub(crate) fn with_config(mut self, config: Arc<ToolConfig>) -> Args {
+        self.config = config;
+        self
+    }
+
+    /// The operator's allow-lists.
+    pub(crate) fn config(&self) -> &ToolConfig {
+        &self.config
     }
 
     /// Parses `{}`-style text (empty text means no arguments) and refuses
@@ -47,7 +74,76 @@ impl Args {
                 unknown.join(", "),
             ));
         }
-        Ok(Args { map })
+        Ok(Args {
+            map,
+            config: Arc::default(),
+        })
+    }
+
+    /// String `key` of at most `max` bytes without control characters,
+    /// or None when absent.
+    pub(crate) fn string(&self, key: &str, max: usize) -> Result<Option<String>, String> {
+        match self.map.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if s.len() <= max && !s.chars().any(char::is_control) => {
+                Ok(Some(s.clone()))
+            }
+            Some(Value::String(s)) if s.len() > max => Err(format!(
+                "\"{key}\" must be at most {max} bytes, not {}",
+                s.len()
+            )),
+            Some(Value::String(_)) => Err(format!("\"{key}\" must not contain control characters")),
+            Some(v) => Err(format!("\"{key}\" must be a string, not {v}")),
+        }
+    }
+
+    /// A list of strings `key` (a single string counts as one), each as
+    /// [`Args::string`] checks it, at most `max_items`; empty when absent.
+    pub(crate) fn strings(
+        &self,
+        key: &str,
+        max_items: usize,
+        max: usize,
+    ) -> Result<Vec<String>, String> {
+        let items = match self.map.get(key) {
+            None | Some(Value::Null) => return Ok(Vec::new()),
+            Some(Value::Array(a)) => a.clone(),
+            Some(v @ Value::String(_)) => vec![v.clone()],
+            Some(v) => return Err(format!("\"{key}\" must be a list of strings, not {v}")),
+        };
+        if items.len() > max_items {
+            return Err(format!(
+                "\"{key}\" may hold at most {max_items} items, not {}",
+                items.len()
+            ));
+        }
+        items
+            .into_iter()
+            .map(|v| match v {
+                Value::String(s) if s.len() <= max && !s.chars().any(char::is_control) => Ok(s),
+                other => Err(format!(
+                    "\"{key}\" items must be strings of at most {max} bytes without control \
+                     characters, not {other}"
+                )),
+            })
+            .collect()
+    }
+
+    /// Boolean `key`, or `default` when absent.
+    pub(crate) fn flag(&self, key: &str, default: bool) -> Result<bool, String> {
+        match self.map.get(key) {
+            None | Some(Value::Null) => Ok(default),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(v) => Err(format!("\"{key}\" must be true or false, not {v}")),
+        }
+    }
+
+    /// Optional integer `key` in `min..=max`.
+    pub(crate) fn opt_int(&self, key: &str, min: u64, max: u64) -> Result<Option<u64>, String> {
+        match self.map.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(_) => self.int(key, min, max, min).map(Some),
+        }
     }
 
     /// Integer `key` in `min..=max`, or `default` when absent.

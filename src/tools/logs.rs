@@ -13,29 +13,60 @@ use super::cmd::{Keep, MAX_CMD_OUTPUT, io_reason, on_path, run};
 use super::mask::mask_secrets;
 
 /// Longest a helper command may run.
-const CMD_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const CMD_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest /dev/kmsg is read: a log flood must not keep the tool busy.
 const KMSG_BUDGET: Duration = Duration::from_secs(2);
+/// syslog level names, most severe first (index = level).
+pub(crate) const LEVELS: [&str; 8] = [
+    "emerg", "alert", "crit", "err", "warning", "notice", "info", "debug",
+];
+
 /// Longest log line kept, in bytes.
 const MAX_LINE: usize = 512;
 
+/// A kernel log record: (level 0–7, `[secs.micros] message`).
+pub(crate) type Record = (u8, String);
+
 /// One /dev/kmsg record `pri,seq,usec,flags[,…];message\n[ KEY=value…]` →
-/// `[secs.micros] message`. None for a record without the header.
-pub(crate) fn format_kmsg(rec: &str) -> Option<String> {
+/// (log level 0–7, `[secs.micros] message`). None for a record without
+/// the header.
+pub(crate) fn parse_kmsg(rec: &str) -> Option<(u8, String)> {
     let (head, msg) = rec.split_once(';')?;
-    let usec: u64 = head.split(',').nth(2)?.trim().parse().ok()?;
+    let mut fields = head.split(',');
+    // The priority holds the facility too: the level is its low 3 bits.
+    let level = fields.next()?.trim().parse::<u32>().ok()? & 7;
+    let usec: u64 = fields.nth(1)?.trim().parse().ok()?;
     // Continuation lines hold the record's dictionary, not its text.
     let msg = msg.lines().next().unwrap_or("");
-    Some(format!(
-        "[{}.{:06}] {msg}",
-        usec / 1_000_000,
-        usec % 1_000_000
+    Some((
+        level as u8,
+        format!("[{}.{:06}] {msg}", usec / 1_000_000, usec % 1_000_000),
     ))
+}
+
+/// One `dmesg -r` line `<pri>[ secs.micros] message` → (level, the rest).
+pub(crate) fn parse_dmesg_raw(line: &str) -> Option<(u8, String)> {
+    let rest = line.strip_prefix('<')?;
+    let (pri, text) = rest.split_once('>')?;
+    let level = pri.parse::<u32>().ok()? & 7;
+    Some((level as u8, text.trim_start().to_string()))
+}
+
+/// The last `n` kernel log records with their levels: /dev/kmsg, else
+/// `dmesg -r`. Ok is (source, records); Err says why neither worked.
+pub(crate) fn kernel_records(n: usize) -> Result<(&'static str, Vec<Record>), String> {
+    match read_kmsg(n) {
+        Ok(lines) => Ok(("/dev/kmsg", lines)),
+        Err(kmsg_err) => match read_dmesg(n) {
+            Ok(lines) => Ok(("dmesg", lines)),
+            Err(dmesg_err) => Err(format!("{kmsg_err} and {dmesg_err}")),
+        },
+    }
 }
 
 /// The last `n` records of the kernel ring buffer, read from /dev/kmsg
 /// without blocking (a read after the newest record gives EAGAIN).
-fn read_kmsg(n: usize) -> Result<Vec<String>, String> {
+fn read_kmsg(n: usize) -> Result<Vec<(u8, String)>, String> {
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
         .read(true)
@@ -50,7 +81,7 @@ fn read_kmsg(n: usize) -> Result<Vec<String>, String> {
         match f.read(&mut buf) {
             Ok(0) => break,
             Ok(len) => {
-                if let Some(line) = format_kmsg(&String::from_utf8_lossy(&buf[..len])) {
+                if let Some(line) = parse_kmsg(&String::from_utf8_lossy(&buf[..len])) {
                     if lines.len() == n {
                         lines.pop_front();
                     }
@@ -68,33 +99,32 @@ fn read_kmsg(n: usize) -> Result<Vec<String>, String> {
     Ok(lines.into())
 }
 
-/// The last `n` lines of `dmesg` output.
-fn read_dmesg(n: usize) -> Result<Vec<String>, String> {
-    let text = run("dmesg", &[], CMD_TIMEOUT, Keep::Tail)?;
+/// The last `n` lines of `dmesg -r` output (raw: with levels).
+fn read_dmesg(n: usize) -> Result<Vec<(u8, String)>, String> {
+    let text = run("dmesg", &["-r"], CMD_TIMEOUT, Keep::Tail)?;
     let mut lines: Vec<&str> = text.lines().collect();
     if text.len() >= MAX_CMD_OUTPUT && !lines.is_empty() {
         // Only the tail was kept: its first line may be cut.
         lines.remove(0);
     }
     let start = lines.len().saturating_sub(n);
-    Ok(lines[start..].iter().map(|l| l.to_string()).collect())
+    Ok(lines[start..]
+        .iter()
+        .map(|l| parse_dmesg_raw(l).unwrap_or((6, l.to_string())))
+        .collect())
+}
+
+/// A log line masked, then cut to [`MAX_LINE`] bytes.
+pub(crate) fn clip_line(line: &str) -> String {
+    crate::util::truncate_utf8(&mask_secrets(line), MAX_LINE).to_string()
 }
 
 pub(crate) fn kernel_log(args: &Args) -> Result<Value, String> {
     let n = args.int("lines", 1, 500, 50)? as usize;
-    let (source, lines) = match read_kmsg(n) {
-        Ok(lines) => ("/dev/kmsg", lines),
-        Err(kmsg_err) => match read_dmesg(n) {
-            Ok(lines) => ("dmesg", lines),
-            Err(dmesg_err) => return Err(format!("{kmsg_err} and {dmesg_err}")),
-        },
-    };
+    let (source, lines) = kernel_records(n)?;
     // Masked before the cut, as in top_processes: the dispatcher's own
     // masking comes too late for a secret the cut has made unrecognisable.
-    let lines: Vec<String> = lines
-        .iter()
-        .map(|l| crate::util::truncate_utf8(&mask_secrets(l), MAX_LINE).to_string())
-        .collect();
+    let lines: Vec<String> = lines.iter().map(|(_, l)| clip_line(l)).collect();
     Ok(json!({ "source": source, "lines": lines }))
 }
 
@@ -133,22 +163,38 @@ pub(crate) fn parse_failed_units(text: &str) -> Vec<FailedUnit> {
 }
 
 /// Signs in systemctl's error that systemd is not the init system here.
-const NO_SYSTEMD: [&str; 3] = [
+pub(crate) const NO_SYSTEMD: [&str; 3] = [
     "not been booted with systemd",
     "Failed to connect to bus",
     "Failed to get D-Bus connection",
 ];
 
-pub(crate) fn failed_units(_args: &Args) -> Result<Value, String> {
-    let unavailable = |reason: &str| Ok(json!({ "available": false, "reason": reason }));
-    if !on_path("systemctl") {
-        return unavailable("systemctl is not on PATH");
+/// Why systemd's tool `bin` cannot answer here, if it cannot: not on
+/// PATH, or systemd is not the running init.
+pub(crate) fn systemd_missing(bin: &str) -> Option<String> {
+    if !on_path(bin) {
+        return Some(format!("{bin} is not on PATH"));
     }
     // What sd_booted(3) checks: systemd creates this directory at boot.
     if !std::path::Path::new("/run/systemd/system").is_dir() {
-        return unavailable(
-            "systemd is not running (System has not been booted with systemd; e.g. in a container)",
+        return Some(
+            "systemd is not running (System has not been booted with systemd; e.g. in a container)"
+                .into(),
         );
+    }
+    None
+}
+
+/// The `{"available": false, "reason": …}` answer of a tool that cannot
+/// work on this host.
+pub(crate) fn unavailable(reason: impl Into<String>) -> Value {
+    json!({ "available": false, "reason": reason.into() })
+}
+
+pub(crate) fn failed_units(_args: &Args) -> Result<Value, String> {
+    let unavailable = |reason: &str| Ok(json!({ "available": false, "reason": reason }));
+    if let Some(why) = systemd_missing("systemctl") {
+        return unavailable(&why);
     }
     let args = ["--failed", "--plain", "--no-legend", "--no-pager"];
     match run("systemctl", &args, CMD_TIMEOUT, Keep::Head) {
@@ -193,8 +239,23 @@ mod tests {
             ("6,1;x", None),
         ];
         for (rec, want) in cases {
-            assert_eq!(format_kmsg(rec).as_deref(), want, "{rec:?}");
+            assert_eq!(parse_kmsg(rec).map(|r| r.1).as_deref(), want, "{rec:?}");
         }
+    }
+
+    #[test]
+    fn kmsg_levels_and_raw_dmesg_lines() {
+        assert_eq!(
+            parse_kmsg("3,7,2000000,-;disk error\n"),
+            Some((3, "[2.000000] disk error".into()))
+        );
+        // Facility 3 (daemon) priority 30 is level 6.
+        assert_eq!(parse_kmsg("30,1,0,-;x").map(|r| r.0), Some(6));
+        assert_eq!(
+            parse_dmesg_raw("<4>[   12.345678] eth0: link down"),
+            Some((4, "[   12.345678] eth0: link down".into()))
+        );
+        assert_eq!(parse_dmesg_raw("no level"), None);
     }
 
     #[test]

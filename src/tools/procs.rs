@@ -28,7 +28,7 @@ fn uid_of(pid: u64) -> Option<u64> {
 
 /// The command line, arguments joined by spaces, secrets masked, at most
 /// [`MAX_CMDLINE`] chars. Empty for kernel threads; None when gone.
-fn cmdline_of(pid: u64) -> Option<String> {
+pub(crate) fn cmdline_of(pid: u64) -> Option<String> {
     let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     let text = String::from_utf8_lossy(&raw)
         .split('\0')

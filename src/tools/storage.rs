@@ -129,7 +129,7 @@ pub(crate) enum Stat {
 /// statvfs, on a helper thread with a deadline for remote filesystems. A
 /// thread stuck in the kernel is left behind: it cannot be cancelled, and
 /// it ends when the call finally returns.
-fn stat_mount(m: &MountEntry) -> Stat {
+pub(crate) fn stat_mount(m: &MountEntry) -> Stat {
     if !REMOTE_PREFIXES.iter().any(|p| m.fs_type.starts_with(p)) {
         return Stat::Done(statvfs(&m.mount_point));
     }

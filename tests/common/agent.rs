@@ -40,6 +40,7 @@ pub fn fast() -> AgentOptions {
             jitter: 0.25,
         },
         audit: None,
+        telemetry: None,
     }
 }
 

@@ -67,12 +67,21 @@ pub struct TestSandbox {
 
 impl TestSandbox {
     pub fn new() -> Self {
-        Self::with_cache(None)
+        Self::build(None, Default::default())
     }
 
     /// A sandbox that keeps compiled runners in `cache_dir` (shared by
     /// tests whose runner takes long to compile).
     pub fn with_cache(cache_dir: Option<PathBuf>) -> Self {
+        Self::build(cache_dir, Default::default())
+    }
+
+    /// A sandbox whose tools run under the allow-lists `tools`.
+    pub fn with_tools(tools: catpaw_agent::tools::ToolConfig) -> Self {
+        Self::build(None, tools)
+    }
+
+    fn build(cache_dir: Option<PathBuf>, tools: catpaw_agent::tools::ToolConfig) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let audit = AuditLog::open(&StatePaths::new(dir.path()).audit_trail()).expect("audit");
         let sandbox = Sandbox::new(SandboxOptions {
@@ -85,6 +94,8 @@ impl TestSandbox {
             services: HostServices {
                 audit: Some(audit.clone()),
                 shell_user: None,
+                tools: Arc::new(tools),
+                telemetry: None,
             },
         })
         .expect("sandbox");

@@ -11,7 +11,7 @@ wit_bindgen::generate!({ path: "../../wit", world: "chat-runner" });
 use std::cell::RefCell;
 
 use catpaw::runner::host::{self, ShellError, Stage};
-use catpaw_guest_common::{Finding, judge, parse_tool_output, summarize};
+use catpaw_guest_common::{Finding, Plugin, judge, parse_tool_output, plugin, summarize};
 use exports::catpaw::runner::chat::{Guest, GuestConversation};
 use exports::catpaw::runner::describe::{Guest as Describe, RunnerInfo};
 
@@ -42,6 +42,8 @@ enum Topic {
     Processes,
     Network,
     Uptime,
+    /// An inspect plugin named in the message (`conntrack`, `ntp`, …).
+    Plugin(&'static Plugin),
 }
 
 impl Topic {
@@ -59,6 +61,7 @@ impl Topic {
             }
             Topic::Network => vec![("network_interfaces", "{}"), ("tcp_summary", "{}")],
             Topic::Uptime => vec![("uptime", "{}")],
+            Topic::Plugin(p) => p.tools.to_vec(),
         }
     }
 
@@ -71,6 +74,7 @@ impl Topic {
             Topic::Processes => "Top processes",
             Topic::Network => "Network",
             Topic::Uptime => "Uptime",
+            Topic::Plugin(p) => p.description,
         }
     }
 
@@ -91,7 +95,9 @@ impl Topic {
         } else if has(&["uptime", "boot"]) {
             Some(Topic::Uptime)
         } else {
-            None
+            text.split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+                .find_map(plugin)
+                .map(Topic::Plugin)
         }
     }
 }
@@ -136,6 +142,7 @@ fn help(allow_shell: bool) -> String {
          - **processes** / **top**: top processes by CPU (say \"memory\" for by memory)\n\
          - **network** / **tcp** / **ports**: interfaces and TCP sockets\n\
          - **uptime**: uptime, kernel and OS\n\
+         - any inspect plugin by name, e.g. **conntrack**, **zombie**, **ntp**, **diskio**, **sysctl**\n\
          - **history**: what you asked so far\n\
          - **again** / **more**: repeat the last lookup with fresh numbers\n\
          - **run <command>**: run a shell command ({})",
@@ -259,6 +266,14 @@ mod tests {
         assert_eq!(Topic::of("load average"), Some(Topic::Cpu));
         assert_eq!(Topic::of("open tcp ports"), Some(Topic::Network));
         assert_eq!(Topic::of("hello there"), None);
+        assert_eq!(
+            Topic::of("is conntrack full?"),
+            catpaw_guest_common::plugin("conntrack").map(Topic::Plugin)
+        );
+        assert_eq!(
+            Topic::of("check ntp please"),
+            catpaw_guest_common::plugin("ntp").map(Topic::Plugin)
+        );
         assert_eq!(
             Topic::Processes.tools("by memory")[0].1,
             r#"{"by":"memory","limit":5}"#

@@ -3,9 +3,11 @@
 //! everything is unit-tested natively.
 
 mod judge;
+mod plugins;
 mod summary;
 
-pub use judge::{THRESHOLDS, judge};
+pub use judge::{THRESHOLDS, judge, thresholds_for};
+pub use plugins::{PLUGINS, Plugin, plugin, plugin_names};
 pub use summary::summarize;
 
 use serde_json::Value;
@@ -104,90 +106,9 @@ pub fn parse_tool_output(tool: &str, raw: &str) -> Result<Value, String> {
     })
 }
 
-/// One inspect plugin of the built-in runners: its name (the session's
-/// `params.plugin`), the line `describe` gives the server for it, and the
-/// tools (with their JSON args) it calls. This table is the one list of
-/// plugins: the runner's dispatch, its error messages and `describe` all
-/// read it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Plugin {
-    /// Name, e.g. `mem`.
-    pub name: &'static str,
-    /// One line saying what it looks at.
-    pub description: &'static str,
-    /// Tools it calls, in order, with their JSON args.
-    pub tools: &'static [(&'static str, &'static str)],
-}
-
-/// Every inspect plugin the built-in runners offer.
-pub const PLUGINS: &[Plugin] = &[
-    Plugin {
-        name: "cpu",
-        description: "CPU usage, load average and the busiest processes",
-        tools: &[
-            ("cpu", "{}"),
-            ("top_processes", r#"{"by":"cpu","limit":5}"#),
-        ],
-    },
-    Plugin {
-        name: "mem",
-        description: "Memory and swap use and the largest processes",
-        tools: &[
-            ("memory", "{}"),
-            ("top_processes", r#"{"by":"memory","limit":5}"#),
-        ],
-    },
-    Plugin {
-        name: "disk",
-        description: "Space and inode use of every filesystem, and the mounts",
-        tools: &[("disk_usage", "{}"), ("mounts", "{}")],
-    },
-    Plugin {
-        name: "net",
-        description: "Network interfaces with their counters, and TCP states",
-        tools: &[("network_interfaces", "{}"), ("tcp_summary", "{}")],
-    },
-    Plugin {
-        name: "process",
-        description: "The busiest processes by CPU and memory, and open file descriptors",
-        tools: &[
-            ("top_processes", r#"{"by":"cpu","limit":5}"#),
-            ("top_processes", r#"{"by":"memory","limit":5}"#),
-            ("fd_usage", r#"{"limit":5}"#),
-        ],
-    },
-    Plugin {
-        name: "system",
-        description: "Everything at once: uptime, CPU, memory, disks, network, units, kernel log",
-        tools: &[
-            ("uptime", "{}"),
-            ("cpu", "{}"),
-            ("memory", "{}"),
-            ("disk_usage", "{}"),
-            ("network_interfaces", "{}"),
-            ("tcp_summary", "{}"),
-            ("fd_usage", r#"{"limit":5}"#),
-            ("failed_units", "{}"),
-            ("kernel_log", r#"{"lines":20}"#),
-        ],
-    },
-];
-
-/// Which tools (with their JSON args) a plugin area needs.
-pub fn tools_for_plugin(plugin: &str) -> Option<Vec<(&'static str, &'static str)>> {
-    PLUGINS
-        .iter()
-        .find(|p| p.name == plugin)
-        .map(|p| p.tools.to_vec())
-}
-
-/// The plugin names, comma-separated, for error messages.
-pub fn plugin_names() -> String {
-    PLUGINS
-        .iter()
-        .map(|p| p.name)
-        .collect::<Vec<_>>()
-        .join(", ")
+/// Which tools (with their JSON args) a plugin calls.
+pub fn tools_for_plugin(name: &str) -> Option<Vec<(&'static str, &'static str)>> {
+    plugin(name).map(|p| p.tools.to_vec())
 }
 
 /// Extra tools an alert text points at, by keyword.
@@ -198,6 +119,39 @@ pub fn tools_for_alert(text: &str) -> Vec<(&'static str, &'static str)> {
     if has(&["memory", "mem ", "oom", "swap", "ram"]) {
         tools.push(("memory", "{}"));
         tools.push(("top_processes", r#"{"by":"memory","limit":5}"#));
+    }
+    if has(&["oom", "out of memory", "killed process"]) {
+        tools.push(("oom_kills", "{}"));
+    }
+    if has(&["i/o", "iowait", "latency", "await", "iops", "diskio"]) {
+        tools.push(("disk_io", "{}"));
+        tools.push(("pressure", r#"{"resource":"io"}"#));
+    }
+    if has(&["conntrack"]) {
+        tools.push(("conntrack", "{}"));
+    }
+    if has(&["zombie"]) {
+        tools.push(("zombies", "{}"));
+    }
+    if has(&["ntp", "clock", "time sync", "offset"]) {
+        tools.push(("ntp", "{}"));
+    }
+    if has(&["cert", "ssl", "tls"]) {
+        tools.push(("cert_files", "{}"));
+        tools.push(("tls_cert", "{}"));
+    }
+    if has(&["reboot", "uptime"]) {
+        tools.push(("uptime", "{}"));
+    }
+    if has(&["retrans", "packet loss", "drop"]) {
+        tools.push(("tcp_retrans", "{}"));
+        tools.push(("softnet", "{}"));
+    }
+    if has(&["close_wait", "time_wait", "close-wait", "time-wait"]) {
+        tools.push(("tcp_connections", "{}"));
+    }
+    if has(&["too many open files", "file descriptor", "fd "]) {
+        tools.push(("fd_limits", "{}"));
     }
     if has(&["disk", "space", "inode", "filesystem", "mount"]) {
         tools.push(("disk_usage", "{}"));
@@ -260,8 +214,55 @@ mod tests {
                 p.name
             );
             assert!(!p.description.is_empty() && !p.description.contains('\n'));
+            for (tool, args) in p.tools {
+                let v: Value = serde_json::from_str(args).expect("args are JSON");
+                assert!(v.is_object(), "{}: {tool} {args}", p.name);
+            }
+        }
+        let names = plugin_names();
+        let unique: std::collections::BTreeSet<&str> = names.iter().copied().collect();
+        assert_eq!(unique.len(), names.len(), "{names:?}");
+        // catpaw's read-only plugin names, all inspectable.
+        for name in [
+            "cpu",
+            "mem",
+            "disk",
+            "diskio",
+            "net",
+            "netif",
+            "mount",
+            "conntrack",
+            "sockstat",
+            "tcpstate",
+            "neigh",
+            "procnum",
+            "procfd",
+            "filefd",
+            "zombie",
+            "uptime",
+            "sysctl",
+            "systemd",
+            "journaltail",
+            "logfile",
+            "filecheck",
+            "hostident",
+            "secmod",
+            "cert",
+            "dns",
+            "ntp",
+            "ping",
+            "http",
+            "docker",
+            "redis",
+            "redis_sentinel",
+        ] {
+            assert!(plugin(name).is_some(), "{name}");
         }
         assert!(tools_for_plugin("toaster").is_none());
+        assert!(
+            plugin("exec").is_none(),
+            "exec runs commands: not read-only"
+        );
     }
 
     #[test]
@@ -272,7 +273,13 @@ mod tests {
                 .map(|(n, _)| n)
                 .collect::<Vec<_>>()
         };
-        assert_eq!(names("OOM killer fired"), ["memory", "top_processes"]);
+        assert_eq!(
+            names("OOM killer fired"),
+            ["memory", "top_processes", "oom_kills"]
+        );
+        assert!(names("disk await 300ms on sdb").contains(&"disk_io"));
+        assert!(names("NTP clock offset 2s").contains(&"ntp"));
+        assert!(names("too many open files in java").contains(&"fd_limits"));
         assert_eq!(names("Disk space low on /"), ["disk_usage"]);
         assert_eq!(names("high load average"), ["cpu", "top_processes"]);
         assert!(names("TCP connection storm").contains(&"tcp_summary"));

@@ -88,7 +88,10 @@ pub fn summarize(tool: &str, v: &Value) -> String {
             list(v, "lines").len(),
             text(v, "source")
         ),
-        other => format!("{other} returned {} bytes", v.to_string().len()),
+        other => match crate::judge::judge_only(other, v).first() {
+            Some(f) => f.text.clone(),
+            None => format!("{other} returned {} bytes", v.to_string().len()),
+        },
     }
 }
 

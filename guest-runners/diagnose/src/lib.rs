@@ -10,7 +10,7 @@ wit_bindgen::generate!({ path: "../../wit", world: "diagnose-runner" });
 
 use catpaw::runner::host::{self, Stage};
 use catpaw_guest_common::{
-    Finding, PLUGINS, Severity, THRESHOLDS, judge, parse_tool_output, plugin_names, summarize,
+    Finding, PLUGINS, Severity, judge, parse_tool_output, plugin_names, summarize, thresholds_for,
     tools_for_alert, tools_for_plugin,
 };
 use exports::catpaw::runner::describe::{Guest as Describe, PluginInfo, RunnerInfo};
@@ -125,7 +125,12 @@ fn render(req: &Request, alert: Option<&str>, findings: &[Finding]) -> String {
         }
     }
     out.push_str("\n## Thresholds\n\n");
-    for (area, rule) in THRESHOLDS {
+    let areas: Vec<&str> = findings.iter().map(|f| f.area.as_str()).collect();
+    let rules = thresholds_for(&areas);
+    if rules.is_empty() {
+        out.push_str("- none apply: these findings are informational\n");
+    }
+    for (area, rule) in rules {
         out.push_str(&format!("- {area}: {rule}\n"));
     }
     out.push_str(&format!(
@@ -141,7 +146,7 @@ impl Guest for Runner {
             return Err(format!(
                 "unknown plugin \"{}\" (known: {})",
                 req.plugin,
-                plugin_names()
+                plugin_names().join(", ")
             ));
         };
         let alert = if req.mode == "alert" {

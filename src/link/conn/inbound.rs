@@ -9,8 +9,8 @@ pub(super) enum Inbound {
     Continue,
     /// `retry_after_sec` as the server sent it (the reconnect policy clamps).
     Disconnect(i64),
-    /// An ack to send back.
-    Reply(Envelope),
+    /// The ack of a `session_start`, to send back.
+    Ack(Envelope),
 }
 
 pub(super) fn handle_text(
@@ -39,7 +39,7 @@ pub(super) fn handle_text(
         proto::MSG_SESSION_START => {
             let ack = match ctx.table.start(env.payload.as_ref(), text, out.clone()) {
                 Ok(id) => {
-                    tracing::info!(session_id = %id, "session accepted");
+                    tracing::debug!(session_id = %id, "session accepted");
                     AckPayload {
                         ok: true,
                         error: None,
@@ -55,7 +55,7 @@ pub(super) fn handle_text(
                     }
                 }
             };
-            Inbound::Reply(Envelope::reply(proto::MSG_ACK, &env.id, ack))
+            Inbound::Ack(Envelope::reply(proto::MSG_ACK, &env.id, ack))
         }
         proto::MSG_SESSION_INPUT => {
             let Some(p) = env.decode::<SessionInputPayload>() else {
@@ -75,13 +75,13 @@ pub(super) fn handle_text(
                     tracing::warn!(session_id = %p.session_id, "chat input queue full; message dropped")
                 }
                 InputOutcome::Empty => {
-                    tracing::info!(session_id = %p.session_id, "ignoring empty chat input")
+                    tracing::debug!(session_id = %p.session_id, "ignoring empty chat input")
                 }
                 InputOutcome::Unknown => {
-                    tracing::info!(session_id = %p.session_id, "ignoring input for an unknown session")
+                    tracing::debug!(session_id = %p.session_id, "ignoring input for an unknown session")
                 }
                 InputOutcome::NotChat => {
-                    tracing::info!(session_id = %p.session_id, "ignoring input for a session that is not a chat")
+                    tracing::debug!(session_id = %p.session_id, "ignoring input for a session that is not a chat")
                 }
             }
             Inbound::Continue
@@ -89,11 +89,13 @@ pub(super) fn handle_text(
         proto::MSG_SESSION_CANCEL => {
             let p = env.decode::<SessionCancelPayload>().unwrap_or_default();
             let found = ctx.table.cancel(&p.session_id);
-            tracing::info!(session_id = %p.session_id, reason = %p.reason, found, "session_cancel");
+            tracing::debug!(session_id = %p.session_id, reason = %p.reason, found, "session_cancel");
             Inbound::Continue
         }
         other => {
-            tracing::warn!(msg_type = other, "ignoring a message of unknown type");
+            // Debug, as the reference agent: a newer server may send types
+            // this agent does not know yet, and that is no fault.
+            tracing::debug!(msg_type = other, "ignoring a message of unknown type");
             Inbound::Continue
         }
     }

@@ -93,12 +93,14 @@ pub(crate) struct ConnContext {
     pub alerts: AlertBuffer,
     /// Protocol timers.
     pub timings: Timings,
+    /// The agent's counters.
+    pub telemetry: crate::telemetry::Telemetry,
 }
 
 /// Static parts of `register`.
 #[derive(Debug, Clone)]
 pub(crate) struct RegisterInfo {
-    /// Labels from the config.
+    /// `[global.labels]` templates, resolved at each `register`.
     pub labels: std::collections::BTreeMap<String, String>,
     /// Plugin names from the config; empty: those the diagnose runner
     /// describes (read again for every connection, so a reload shows).
@@ -156,6 +158,7 @@ pub(crate) async fn run_once(ctx: &ConnContext, shutdown: &CancellationToken) ->
             return AttemptOutcome::DialFailed;
         }
     }
+    let sent_register = Instant::now();
     let ack = match first_message(ctx, &mut stream, shutdown).await {
         Ok(ack) => ack,
         Err(AttemptOutcome::Shutdown) => {
@@ -170,6 +173,7 @@ pub(crate) async fn run_once(ctx: &ConnContext, shutdown: &CancellationToken) ->
         .and_then(|e| e.decode::<AckPayload>())
     {
         Some(a) if a.ok => {
+            ctx.telemetry.register_acked(sent_register.elapsed());
             if let Some(w) = a.warning.filter(|w| !w.is_empty()) {
                 tracing::warn!(warning = %w, "server warning on register");
             }
@@ -184,6 +188,8 @@ pub(crate) async fn run_once(ctx: &ConnContext, shutdown: &CancellationToken) ->
         }
     }
     tracing::info!(url = %shown_url(ctx), agent_id = %ctx.agent_id, "registered with the server");
+    ctx.telemetry
+        .set_link(crate::telemetry::LinkState::Connected);
     let outcome = serve(ctx, &mut out, &mut stream, shutdown).await;
     if outcome != AttemptOutcome::Shutdown {
         // The sessions' output has nowhere to go: end them (PROTOCOL §5).
@@ -269,18 +275,24 @@ fn register_payload(info: &RegisterInfo, table: &SessionTable) -> RegisterPayloa
     } else {
         info.plugins.clone()
     };
-    RegisterPayload {
+    let host = crate::config::labels::HostFacts {
         hostname: crate::link::hostinfo::hostname(),
         ip: crate::link::hostinfo::primary_ipv4().unwrap_or_default(),
+    };
+    let labels = crate::config::labels::resolve(&info.labels, &host, |k| std::env::var(k).ok());
+    RegisterPayload {
+        hostname: labels.hostname().to_string(),
+        ip: labels.ip().to_string(),
         os: proto::go_os().to_string(),
         arch: proto::go_arch().to_string(),
-        labels: info.labels.clone(),
+        labels: labels.labels,
         plugins,
         agent_version: env!("CARGO_PKG_VERSION").to_string(),
         uptime_sec: info.started.elapsed().as_secs(),
     }
 }
 
+mod batch;
 mod inbound;
 mod serve;
 

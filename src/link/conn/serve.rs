@@ -1,7 +1,18 @@
 //! The serve loop of a registered connection and its one write path: the
 //! biased select (inbound, session output, heartbeat, alerts) and the
 //! graceful close on shutdown.
+//!
+//! Session output is written in batches: whatever the sessions queued
+//! while the last write was under way is taken at once (bounded by
+//! [`batch::MAX_EVENTS`]), plain deltas merged ([`batch::merge`]), each
+//! frame fed to the socket, and the socket flushed once: one write syscall
+//! for a backlog instead of one per 16-byte delta.
 
+use std::collections::VecDeque;
+
+use futures_util::future::poll_fn;
+
+use super::batch;
 use super::inbound::{Inbound, handle_text};
 use super::*;
 
@@ -26,17 +37,39 @@ pub(super) enum WriteError {
 }
 
 impl Out {
-    /// Writes one envelope: done when the frame is flushed to the socket,
-    /// lost when no byte moves for `idle`, interrupted by shutdown. An
-    /// interrupted frame's rest stays queued in the sink and goes out
-    /// first on the next flush, so the stream's framing stays whole.
+    /// Writes one envelope; as [`Out::write_frames`].
     pub(super) async fn write(
         &mut self,
         env: &Envelope,
         shutdown: &CancellationToken,
     ) -> Result<(), WriteError> {
-        let msg = Message::text(env.to_json());
-        let sending = transport::unless_stalled(&self.clock, self.idle, self.sink.send(msg));
+        let mut one = VecDeque::from([env.to_json()]);
+        self.write_frames(&mut one, &env.msg_type, shutdown).await
+    }
+
+    /// Writes `frames` in order and flushes once: done when the last is
+    /// flushed to the socket, lost when no byte moves for `idle`,
+    /// interrupted by shutdown. A frame leaves `frames` only once the sink
+    /// has taken it whole, so after an interruption `frames` holds exactly
+    /// what was not sent, and a frame the sink took goes out first on the
+    /// next flush: the stream's framing stays whole. `what` names the
+    /// frames in the log.
+    pub(super) async fn write_frames(
+        &mut self,
+        frames: &mut VecDeque<String>,
+        what: &str,
+        shutdown: &CancellationToken,
+    ) -> Result<(), WriteError> {
+        let Out { sink, clock, idle } = self;
+        let sending = transport::unless_stalled(clock, *idle, async {
+            while !frames.is_empty() {
+                poll_fn(|cx| sink.poll_ready_unpin(cx)).await?;
+                if let Some(f) = frames.pop_front() {
+                    sink.start_send_unpin(Message::text(f))?;
+                }
+            }
+            sink.flush().await
+        });
         let r = tokio::select! {
             biased;
             _ = shutdown.cancelled() => return Err(WriteError::Shutdown),
@@ -45,11 +78,11 @@ impl Out {
         match r {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => {
-                tracing::warn!(error = %e, msg_type = %env.msg_type, "write failed");
+                tracing::warn!(error = %e, msg_type = %what, "write failed");
                 Err(WriteError::Lost)
             }
             Err(stalled) => {
-                tracing::warn!(error = %stalled, msg_type = %env.msg_type, "write stalled: the server takes no data");
+                tracing::warn!(error = %stalled, msg_type = %what, "write stalled: the server takes no data");
                 Err(WriteError::Lost)
             }
         }
@@ -71,11 +104,30 @@ impl Out {
     }
 }
 
-fn event_envelope(ev: SessionEvent) -> Envelope {
+/// The frame text of a session event, and the output bytes it carries
+/// (none for an error), counted once it is written.
+fn event_frame(ev: &SessionEvent) -> (String, Option<u64>) {
     match ev {
-        SessionEvent::Output(p) => Envelope::new(proto::MSG_SESSION_OUTPUT, p),
-        SessionEvent::Error(p) => Envelope::new(proto::MSG_SESSION_ERROR, p),
+        SessionEvent::Output(p) => (
+            Envelope::encode(proto::MSG_SESSION_OUTPUT, p),
+            Some(crate::session::output_bytes(p)),
+        ),
+        SessionEvent::Error(p) => (Envelope::encode(proto::MSG_SESSION_ERROR, p), None),
     }
+}
+
+/// The frames of a batch of session events (merged, then encoded) and
+/// the output bytes each `session_output` among them carries.
+fn event_frames(events: Vec<SessionEvent>) -> (VecDeque<String>, Vec<u64>) {
+    let merged = batch::merge(events);
+    let mut frames = VecDeque::with_capacity(merged.len());
+    let mut outputs = Vec::with_capacity(merged.len());
+    for ev in &merged {
+        let (frame, output) = event_frame(ev);
+        frames.push_back(frame);
+        outputs.extend(output);
+    }
+    (frames, outputs)
 }
 
 /// What one turn of the serve loop decided.
@@ -84,6 +136,10 @@ enum Step {
     Idle,
     /// Write this envelope.
     Write(Envelope),
+    /// Write this ack of a `session_start` read at that instant.
+    Ack(Envelope, std::time::Instant),
+    /// Write these session events (one batch).
+    Events(Vec<SessionEvent>),
     /// Write this alert batch; on failure it goes back into the buffer.
     Alerts(Envelope, Vec<AlertEvent>),
     /// The connection ends.
@@ -123,7 +179,7 @@ pub(super) async fn serve(
                     }
                     Some(Ok(Message::Text(text))) => match handle_text(ctx, text.as_str(), &out_tx) {
                         Inbound::Continue => Step::Idle,
-                        Inbound::Reply(env) => Step::Write(env),
+                        Inbound::Ack(env) => Step::Ack(env, std::time::Instant::now()),
                         Inbound::Disconnect(retry_after_sec) => Step::Disconnect(retry_after_sec),
                     },
                     Some(Ok(Message::Binary(b))) => {
@@ -133,7 +189,16 @@ pub(super) async fn serve(
                     Some(Ok(_)) => Step::Idle,
                 }
             }
-            Some(ev) = out_rx.recv() => Step::Write(event_envelope(ev)),
+            Some(ev) = out_rx.recv() => {
+                let mut events = vec![ev];
+                while events.len() < batch::MAX_EVENTS {
+                    match out_rx.try_recv() {
+                        Ok(ev) => events.push(ev),
+                        Err(_) => break,
+                    }
+                }
+                Step::Events(events)
+            }
             _ = &mut read_deadline => Step::End(dropped("no frame from the server within the read timeout")),
             _ = heartbeat.tick() => {
                 let hb = HeartbeatPayload {
@@ -160,12 +225,20 @@ pub(super) async fn serve(
                 }
             }
         };
-        let (env, batch) = match step {
+        let mut w = match step {
             Step::Idle => continue,
-            Step::Write(env) => (env, None),
-            Step::Alerts(env, batch) => (env, Some(batch)),
+            Step::Write(env) => Write::one(&env),
+            Step::Ack(env, received) => Write {
+                session_start: Some(received),
+                ..Write::one(&env)
+            },
+            Step::Events(events) => Write::events(events),
+            Step::Alerts(env, batch) => Write {
+                alerts: Some(batch),
+                ..Write::one(&env)
+            },
             Step::End(AttemptOutcome::Shutdown) => {
-                return graceful_close(ctx, out, stream, &mut out_rx).await;
+                return graceful_close(ctx, out, stream, &mut out_rx, VecDeque::new()).await;
             }
             Step::End(outcome) => return outcome,
             Step::Disconnect(retry_after_sec) => {
@@ -173,16 +246,29 @@ pub(super) async fn serve(
                 return AttemptOutcome::ServerDisconnect { retry_after_sec };
             }
         };
-        match out.write(&env, shutdown).await {
-            Ok(()) => {}
+        match out.write_frames(&mut w.frames, &w.what, shutdown).await {
+            Ok(()) => {
+                if let Some(batch) = &w.alerts {
+                    ctx.telemetry.alerts_sent(batch.len() as u64);
+                }
+                for bytes in w.outputs {
+                    ctx.telemetry.output_sent(bytes);
+                }
+                if let Some(received) = w.session_start {
+                    ctx.telemetry.session_acked(received.elapsed());
+                }
+            }
             Err(e) => {
                 // Sent or not, the server may not have it: at least once
                 // beats never for alerts.
-                if let Some(batch) = batch {
+                if let Some(batch) = w.alerts {
                     ctx.alerts.push_front_batch(batch);
+                    w.frames.clear();
                 }
                 return match e {
-                    WriteError::Shutdown => graceful_close(ctx, out, stream, &mut out_rx).await,
+                    WriteError::Shutdown => {
+                        graceful_close(ctx, out, stream, &mut out_rx, w.frames).await
+                    }
                     WriteError::Lost => dropped("write failed"),
                 };
             }
@@ -190,8 +276,46 @@ pub(super) async fn serve(
     }
 }
 
+/// One write of the serve loop and what to account once it is done.
+struct Write {
+    /// The frames, in order.
+    frames: VecDeque<String>,
+    /// What they are, for the log.
+    what: String,
+    /// The alert batch they carry (back into the buffer if not sent).
+    alerts: Option<Vec<AlertEvent>>,
+    /// Output bytes of each `session_output` among them.
+    outputs: Vec<u64>,
+    /// When the `session_start` this write acks was read.
+    session_start: Option<std::time::Instant>,
+}
+
+impl Write {
+    fn one(env: &Envelope) -> Write {
+        Write {
+            frames: VecDeque::from([env.to_json()]),
+            what: env.msg_type.clone(),
+            alerts: None,
+            outputs: Vec::new(),
+            session_start: None,
+        }
+    }
+
+    fn events(events: Vec<SessionEvent>) -> Write {
+        let (frames, outputs) = event_frames(events);
+        Write {
+            frames,
+            what: proto::MSG_SESSION_OUTPUT.to_string(),
+            alerts: None,
+            outputs,
+            session_start: None,
+        }
+    }
+}
+
 /// Shutdown: cancel sessions, send their final messages while the socket is
-/// up, then close with a normal close frame. Bounded: sessions get
+/// up (after `unsent`, the frames a shutdown interrupted), then close with
+/// a normal close frame. Bounded: sessions get
 /// `shutdown_grace` to finish (the rest of a frame a shutdown interrupted
 /// goes out with the first of their messages), the close frame
 /// `write_timeout` more; a socket that takes nothing costs no more than
@@ -201,10 +325,16 @@ async fn graceful_close(
     out: &mut Out,
     stream: &mut Stream,
     out_rx: &mut mpsc::Receiver<SessionEvent>,
+    unsent: VecDeque<String>,
 ) -> AttemptOutcome {
     ctx.table.cancel_all();
     let deadline = tokio::time::Instant::now() + ctx.timings.shutdown_grace;
     let drained = tokio::time::timeout_at(deadline, async {
+        for frame in unsent {
+            if out.sink.send(Message::text(frame)).await.is_err() {
+                return;
+            }
+        }
         loop {
             let ev = if ctx.table.active() == 0 {
                 // Sessions are gone; flush what they left in the channel.
@@ -218,13 +348,12 @@ async fn graceful_close(
                     _ => continue,
                 }
             };
-            if out
-                .sink
-                .send(Message::text(event_envelope(ev).to_json()))
-                .await
-                .is_err()
-            {
+            let (frame, output) = event_frame(&ev);
+            if out.sink.send(Message::text(frame)).await.is_err() {
                 return;
+            }
+            if let Some(bytes) = output {
+                ctx.telemetry.output_sent(bytes);
             }
         }
     })

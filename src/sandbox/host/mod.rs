@@ -33,6 +33,10 @@ pub struct HostServices {
     /// Who granted shell commands run as (`[sandbox] shell_user`); `None`:
     /// the agent's own user.
     pub shell_user: Option<Identity>,
+    /// What the operator allow-listed for the tools (`[tools]`).
+    pub tools: Arc<crate::tools::ToolConfig>,
+    /// The agent's counters (shell commands run and denied).
+    pub telemetry: Option<crate::telemetry::Telemetry>,
 }
 
 /// Per-session state of the imports: the generated `Host` trait is
@@ -104,6 +108,13 @@ pub(crate) struct RunCounts {
 }
 
 impl HostContext {
+    /// Counts a `request-shell` that ran (`true`) or was denied.
+    pub(crate) fn count_shell_command(&self, ran: bool) {
+        if let Some(t) = &self.services.telemetry {
+            t.shell_command(ran);
+        }
+    }
+
     /// Context for one session under `limits`; a run or turn may write
     /// `stdio_cap` bytes of log lines and as many of stdout/stderr.
     pub(crate) fn new(

@@ -31,6 +31,7 @@ pub(crate) async fn request(
         tracing::warn!(session_id = %ctx.info.session_id, command = %shown,
             "shell request denied");
         ctx.note(kind::SHELL, &command, &args, outcome::DENIED, reason);
+        ctx.count_shell_command(false);
         return Err(ShellError::Denied(reason.to_string()));
     }
     if command.len() > MAX_COMMAND || command.trim().is_empty() || command.contains('\0') {
@@ -43,6 +44,7 @@ pub(crate) async fn request(
         .map_err(ShellError::Failed)?;
     tracing::info!(session_id = %ctx.info.session_id, user = %ctx.info.user_name,
         command = %shown, "running shell command for session");
+    ctx.count_shell_command(true);
     let timeout = Duration::from_millis(u64::from(timeout_ms));
     let result = shell::run(&command, timeout, &ctx.shell).await;
     let (what, detail) = match &result {

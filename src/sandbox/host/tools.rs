@@ -32,15 +32,16 @@ pub(crate) async fn call(ctx: &HostContext, name: String, args: String) -> Resul
         return Err(e);
     }
     let act = ctx.begin(kind::TOOL, &name, &args, false)?;
-    let (n, a) = (name.clone(), args);
-    let result = match tokio::task::spawn_blocking(move || crate::tools::call(&n, &a)).await {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!(session_id = %ctx.info.session_id, tool = %name, error = %e,
+    let (n, a, cfg) = (name.clone(), args, ctx.services.tools.clone());
+    let result =
+        match tokio::task::spawn_blocking(move || crate::tools::call_with(&cfg, &n, &a)).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(session_id = %ctx.info.session_id, tool = %name, error = %e,
                 "tool panicked");
-            Err(format!("tool {name} failed inside the host"))
-        }
-    };
+                Err(format!("tool {name} failed inside the host"))
+            }
+        };
     if let Some(act) = act {
         match &result {
             Ok(out) => act.finish(outcome::OK, &format!("{} bytes", out.len())),

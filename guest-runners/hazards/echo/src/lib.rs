@@ -1,6 +1,7 @@
 //! A well-behaved test runner: echoes its params, streams `count` answer
 //! deltas (default 3), returns a one-line report (padded with `.` to
-//! `report_bytes` when that param is given).
+//! `report_bytes` when that param is given, empty when `empty_report` is
+//! true).
 wit_bindgen::generate!({ path: "../../../wit", world: "diagnose-runner" });
 
 #[allow(unused_imports)]
@@ -29,6 +30,9 @@ impl Guest for Runner {
         let count = params.get("count").and_then(|c| c.as_u64()).unwrap_or(3);
         for i in 0..count {
             host::emit(&format!("delta {i}"), host::Stage::Answer, None);
+        }
+        if params.get("empty_report") == Some(&serde_json::Value::Bool(true)) {
+            return Ok(String::new());
         }
         let mut report = format!(
             "echo report: plugin={} target={} mode={}",

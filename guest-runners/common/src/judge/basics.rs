@@ -1,86 +1,28 @@
-//! Judging tool results against thresholds.
+//! Judges of the first tools: cpu, memory, disks, mounts, processes,
+//! interfaces, TCP, descriptors, systemd units, kernel log.
 
 use serde_json::Value;
 
+use super::level;
 use crate::{Finding, Severity, fmt_bytes, int, list, num, text};
 
-/// The thresholds the runners judge by, as shown in reports:
-/// `(area, rule)`.
-pub const THRESHOLDS: [(&str, &str); 12] = [
-    ("cpu", "usage ≥ 80 % warning, ≥ 95 % critical"),
-    ("cpu", "iowait ≥ 20 % warning; steal ≥ 10 % warning"),
-    ("load", "load1 / cores ≥ 1.0 warning, ≥ 2.0 critical"),
-    ("memory", "used ≥ 80 % warning, ≥ 90 % critical"),
-    ("swap", "used ≥ 50 % warning"),
-    (
-        "disk",
-        "used ≥ 85 % warning, ≥ 95 % critical; inodes ≥ 85 % warning",
-    ),
-    ("mounts", "a real filesystem mounted read-only: warning"),
-    ("network", "interface errors or drops > 0: warning"),
-    ("tcp", "TIME_WAIT > 5000: warning"),
-    ("fd", "file descriptors used ≥ 80 % warning"),
-    ("systemd", "failed units > 0: warning"),
-    (
-        "kernel",
-        "OOM kills, I/O errors or segfaults in the kernel log: warning",
-    ),
-];
-
-fn level(v: f64, warn: f64, crit: f64) -> Severity {
-    if v >= crit {
-        Severity::Critical
-    } else if v >= warn {
-        Severity::Warning
-    } else {
-        Severity::Ok
-    }
-}
-
-/// Findings from one tool's parsed output.
-pub fn judge(tool: &str, v: &Value) -> Vec<Finding> {
-    match tool {
-        "cpu" => cpu(v),
-        "memory" => memory(v),
-        "disk_usage" => disk(v),
-        "mounts" => mounts(v),
-        "top_processes" => top(v),
-        "network_interfaces" => interfaces(v),
-        "tcp_summary" => tcp(v),
-        "uptime" => vec![Finding::new(
-            Severity::Ok,
-            "uptime",
-            format!(
-                "{} up {:.1} days, kernel {}",
-                text(v, "hostname"),
-                num(v, "uptime_sec") / 86400.0,
-                text(v, "kernel_release")
-            ),
-        )],
-        "fd_usage" => fds(v),
-        "failed_units" => units(v),
-        "kernel_log" => kernel(v),
-        _ => Vec::new(),
-    }
-}
-
-fn cpu(v: &Value) -> Vec<Finding> {
+pub(super) fn cpu(v: &Value) -> Vec<Finding> {
     let cores = int(v, "cores").max(1) as f64;
     let usage = num(v, "usage_pct");
-    let load1 = num(v, "load1");
-    let per_core = load1 / cores;
+    let load5 = num(v, "load5");
+    let per_core = load5 / cores;
     let mut f = vec![
         Finding::new(
-            level(usage, 80.0, 95.0),
+            level(usage, 80.0, 90.0),
             "cpu",
             format!("CPU busy {usage:.1} % over {cores} cores"),
         ),
         Finding::new(
-            level(per_core, 1.0, 2.0),
+            level(per_core, 3.0, 5.0),
             "load",
             format!(
-                "load {load1:.2} / {:.2} / {:.2} (1/5/15 min) = {per_core:.2} per core",
-                num(v, "load5"),
+                "load {:.2} / {load5:.2} / {:.2} (1/5/15 min) = {per_core:.2} per core over 5 min",
+                num(v, "load1"),
                 num(v, "load15")
             ),
         ),
@@ -104,10 +46,10 @@ fn cpu(v: &Value) -> Vec<Finding> {
     f
 }
 
-fn memory(v: &Value) -> Vec<Finding> {
+pub(super) fn memory(v: &Value) -> Vec<Finding> {
     let used = num(v, "used_pct");
     let mut f = vec![Finding::new(
-        level(used, 80.0, 90.0),
+        level(used, 85.0, 90.0),
         "memory",
         format!(
             "memory used {used:.1} % ({} of {}, {} available)",
@@ -119,7 +61,7 @@ fn memory(v: &Value) -> Vec<Finding> {
     if int(v, "swap_total_bytes") > 0 {
         let swap = num(v, "swap_used_pct");
         f.push(Finding::new(
-            level(swap, 50.0, f64::INFINITY),
+            level(swap, 10.0, 30.0),
             "swap",
             format!(
                 "swap used {swap:.1} % ({} of {})",
@@ -131,13 +73,13 @@ fn memory(v: &Value) -> Vec<Finding> {
     f
 }
 
-fn disk(v: &Value) -> Vec<Finding> {
+pub(super) fn disk(v: &Value) -> Vec<Finding> {
     let mut f = Vec::new();
     for fs in list(v, "filesystems") {
         let used = num(fs, "used_pct");
         let mount = text(fs, "mount_point");
         f.push(Finding::new(
-            level(used, 85.0, 95.0),
+            level(used, 90.0, 99.0),
             "disk",
             format!(
                 "{mount} ({}) used {used:.1} % ({} free of {})",
@@ -147,9 +89,9 @@ fn disk(v: &Value) -> Vec<Finding> {
             ),
         ));
         let inodes = num(fs, "inodes_used_pct");
-        if inodes >= 85.0 {
+        if inodes >= 90.0 {
             f.push(Finding::new(
-                Severity::Warning,
+                level(inodes, 90.0, 99.0),
                 "disk",
                 format!("{mount} inodes used {inodes:.1} %"),
             ));
@@ -165,7 +107,7 @@ fn disk(v: &Value) -> Vec<Finding> {
     f
 }
 
-fn mounts(v: &Value) -> Vec<Finding> {
+pub(super) fn mounts(v: &Value) -> Vec<Finding> {
     let all = list(v, "mounts");
     let real = ["ext2", "ext3", "ext4", "xfs", "btrfs", "zfs", "f2fs"];
     let mut f = vec![Finding::new(
@@ -189,7 +131,7 @@ fn mounts(v: &Value) -> Vec<Finding> {
     f
 }
 
-fn top(v: &Value) -> Vec<Finding> {
+pub(super) fn top(v: &Value) -> Vec<Finding> {
     let by = text(v, "by");
     let rows: Vec<String> = list(v, "processes")
         .iter()
@@ -219,7 +161,7 @@ fn top(v: &Value) -> Vec<Finding> {
     )]
 }
 
-fn interfaces(v: &Value) -> Vec<Finding> {
+pub(super) fn interfaces(v: &Value) -> Vec<Finding> {
     let mut f = Vec::new();
     for i in list(v, "interfaces") {
         let name = text(i, "name");
@@ -244,7 +186,7 @@ fn interfaces(v: &Value) -> Vec<Finding> {
     f
 }
 
-fn tcp(v: &Value) -> Vec<Finding> {
+pub(super) fn tcp(v: &Value) -> Vec<Finding> {
     let states = v.get("states");
     let state = |s: &str| {
         states
@@ -253,15 +195,12 @@ fn tcp(v: &Value) -> Vec<Finding> {
             .unwrap_or(0)
     };
     let tw = state("TIME_WAIT");
+    let cw = state("CLOSE_WAIT");
     vec![Finding::new(
-        if tw > 5000 {
-            Severity::Warning
-        } else {
-            Severity::Ok
-        },
+        level(tw as f64, 5000.0, 20000.0).max(level(cw as f64, 100.0, 1000.0)),
         "tcp",
         format!(
-            "{} sockets: {} established, {} listening, {tw} time-wait; {} listening ports",
+            "{} sockets: {} established, {} listening, {tw} time-wait, {cw} close-wait; {} listening ports",
             int(v, "total"),
             state("ESTABLISHED"),
             state("LISTEN"),
@@ -270,7 +209,7 @@ fn tcp(v: &Value) -> Vec<Finding> {
     )]
 }
 
-fn fds(v: &Value) -> Vec<Finding> {
+pub(super) fn fds(v: &Value) -> Vec<Finding> {
     let used = num(v, "used_pct");
     let top: Vec<String> = list(v, "top")
         .iter()
@@ -278,7 +217,7 @@ fn fds(v: &Value) -> Vec<Finding> {
         .map(|p| format!("{} ({})", text(p, "name"), int(p, "open_fds")))
         .collect();
     vec![Finding::new(
-        level(used, 80.0, f64::INFINITY),
+        level(used, 80.0, 90.0),
         "fd",
         format!(
             "file descriptors {} of {} ({used:.1} %); most: {}",
@@ -289,7 +228,7 @@ fn fds(v: &Value) -> Vec<Finding> {
     )]
 }
 
-fn units(v: &Value) -> Vec<Finding> {
+pub(super) fn units(v: &Value) -> Vec<Finding> {
     if v.get("available").and_then(Value::as_bool) != Some(true) {
         return vec![Finding::new(
             Severity::Ok,
@@ -309,7 +248,7 @@ fn units(v: &Value) -> Vec<Finding> {
     }
 }
 
-fn kernel(v: &Value) -> Vec<Finding> {
+pub(super) fn kernel(v: &Value) -> Vec<Finding> {
     let patterns = [
         "out of memory",
         "oom-kill",
@@ -349,6 +288,7 @@ fn kernel(v: &Value) -> Vec<Finding> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::judge;
     use super::*;
     use serde_json::json;
 
@@ -359,25 +299,27 @@ mod tests {
     #[test]
     fn memory_thresholds() {
         let m = |pct: f64| json!({"used_pct": pct, "total_bytes": 100, "used_bytes": 50, "available_bytes": 50});
-        assert_eq!(worst(&judge("memory", &m(50.0))), Severity::Ok);
+        assert_eq!(worst(&judge("memory", &m(84.0))), Severity::Ok);
         assert_eq!(worst(&judge("memory", &m(85.0))), Severity::Warning);
         assert_eq!(worst(&judge("memory", &m(93.0))), Severity::Critical);
-        let swap = json!({"used_pct": 10.0, "swap_total_bytes": 100, "swap_used_bytes": 60, "swap_used_pct": 60.0});
-        assert_eq!(worst(&judge("memory", &swap)), Severity::Warning);
+        let swap = |pct: f64| json!({"used_pct": 10.0, "swap_total_bytes": 100, "swap_used_bytes": 20, "swap_used_pct": pct});
+        assert_eq!(worst(&judge("memory", &swap(5.0))), Severity::Ok);
+        assert_eq!(worst(&judge("memory", &swap(20.0))), Severity::Warning);
+        assert_eq!(worst(&judge("memory", &swap(60.0))), Severity::Critical);
     }
 
     #[test]
     fn load_is_judged_per_core() {
-        let c = |load: f64| json!({"cores": 4, "usage_pct": 10.0, "load1": load});
-        assert_eq!(worst(&judge("cpu", &c(3.0))), Severity::Ok);
-        assert_eq!(worst(&judge("cpu", &c(4.5))), Severity::Warning);
-        assert_eq!(worst(&judge("cpu", &c(9.0))), Severity::Critical);
+        let c = |load: f64| json!({"cores": 4, "usage_pct": 10.0, "load5": load});
+        assert_eq!(worst(&judge("cpu", &c(11.0))), Severity::Ok);
+        assert_eq!(worst(&judge("cpu", &c(12.0))), Severity::Warning);
+        assert_eq!(worst(&judge("cpu", &c(20.0))), Severity::Critical);
     }
 
     #[test]
     fn disk_and_inodes() {
         let d = json!({"filesystems": [
-            {"mount_point": "/", "used_pct": 96.0, "inodes_used_pct": 10.0},
+            {"mount_point": "/", "used_pct": 99.5, "inodes_used_pct": 10.0},
             {"mount_point": "/var", "used_pct": 10.0, "inodes_used_pct": 90.0}
         ]});
         let f = judge("disk_usage", &d);

@@ -1,0 +1,56 @@
+//! The operator commands: `config check` and `status`.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+use crate::config::Config;
+
+/// `catpaw-agent config check`: exit 0 and the effective config (defaults
+/// shown, secrets redacted) on stdout, warnings on stderr; exit 2 with the
+/// error, which names the file and the field.
+pub fn config_check(config: Option<&Path>) -> ExitCode {
+    let checked = Config::load(config).and_then(|c| c.check_files().map(|()| c));
+    let cfg = match checked {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "catpaw-agent: config is not valid: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let source = cfg.source.as_ref().map_or_else(
+        || format!("{} (not found: all defaults)", crate::config::DEFAULT_PATH),
+        |p| p.display().to_string(),
+    );
+    let mut err = std::io::stderr();
+    for warning in cfg.warnings() {
+        let _ = writeln!(err, "warning: {warning}");
+    }
+    let _ = writeln!(
+        err,
+        "config {source} is valid; the effective config follows"
+    );
+    let _ = write!(std::io::stdout(), "{}", cfg.effective());
+    ExitCode::SUCCESS
+}
+
+/// `catpaw-agent status [--json]`: exit 1 with a message naming the state
+/// dir when no agent answers.
+pub async fn status(config: Option<&Path>, json: bool) -> anyhow::Result<ExitCode> {
+    let cfg = Config::load(config)?;
+    let paths = cfg.paths();
+    match crate::ops::status::query(paths.root(), &paths.status_socket()).await {
+        Ok(s) if json => {
+            println!("{}", serde_json::to_string_pretty(&s)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(s) => {
+            print!("{}", crate::ops::status::render(&s));
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "catpaw-agent: {e}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}

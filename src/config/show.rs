@@ -1,0 +1,241 @@
+//! The effective configuration as `catpaw-agent config check` prints it:
+//! every key with the value the agent will use (defaults included), secrets
+//! redacted, in the file's own syntax; and the commented example config
+//! `catpaw-agent config example` prints.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+use super::Config;
+use super::units::format_size;
+use crate::sandbox::{Budgets, Slot};
+
+/// The commented example config (every key, at its default).
+pub const EXAMPLE: &str = include_str!("example.toml");
+
+/// What a secret is replaced by.
+pub const REDACTED: &str = "<redacted>";
+
+fn q(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
+}
+
+/// A table key: bare when TOML allows it, quoted otherwise.
+fn table_key(k: &str) -> String {
+    let bare = !k.is_empty()
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if bare { k.to_string() } else { q(k) }
+}
+
+fn path(p: &Path) -> String {
+    q(&p.display().to_string())
+}
+
+fn opt_path(p: &Option<std::path::PathBuf>) -> String {
+    p.as_deref().map_or_else(|| q(""), path)
+}
+
+fn duration(d: Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        q(&format!("{}s", d.as_secs()))
+    } else {
+        q(&format!("{}ms", d.as_millis()))
+    }
+}
+
+/// `key = value` lines of every budget in `b`.
+fn budgets(out: &mut String, b: &Budgets) {
+    let mut copy = b.clone();
+    for key in Budgets::KEYS {
+        let value = match key.slot(&mut copy) {
+            Slot::Count(n) => n.to_string(),
+            Slot::Bytes(n, _) => q(&format_size(*n)),
+            Slot::Time(d) => duration(*d),
+        };
+        let _ = writeln!(out, "{} = {value}", key.name);
+    }
+}
+
+impl Config {
+    /// The effective configuration, in TOML: every key the file may hold
+    /// with the value in force, the agent token and any password in the
+    /// server address replaced by [`REDACTED`].
+    pub fn effective(&self) -> String {
+        let mut o = String::new();
+        let w = &mut o;
+        let _ = writeln!(w, "state_dir = {}", path(&self.state_dir));
+        let _ = writeln!(w, "\n[global.labels]");
+        for (k, v) in &self.labels {
+            let _ = writeln!(w, "{} = {}", table_key(k), q(v));
+        }
+        let s = &self.server;
+        let _ = writeln!(w, "\n[server]");
+        let _ = writeln!(w, "enabled = {}", s.enabled);
+        let address = super::redact_url(&s.address).replace("***@", &format!("{REDACTED}@"));
+        let _ = writeln!(w, "address = {}", q(&address));
+        let token = if s.agent_token.is_empty() {
+            ""
+        } else {
+            REDACTED
+        };
+        let _ = writeln!(w, "agent_token = {}", q(token));
+        let _ = writeln!(w, "ca_file = {}", opt_path(&s.ca_file));
+        let _ = writeln!(w, "tls_skip_verify = {}", s.tls_skip_verify);
+        let _ = writeln!(w, "tls_cert = {}", opt_path(&s.tls_cert));
+        let _ = writeln!(w, "tls_key = {}", opt_path(&s.tls_key));
+        let _ = writeln!(w, "alert_buffer_size = {}", s.alert_buffer_size);
+        let _ = writeln!(w, "\n[server.signing]");
+        let _ = writeln!(w, "require = {}", s.signing.require);
+        let _ = writeln!(w, "max_skew = {}", duration(s.signing.max_skew));
+        let _ = writeln!(w, "\n[server.signing.keys]");
+        for (id, key) in &s.signing.keys {
+            let b64 =
+                base64::Engine::encode(&base64::engine::general_purpose::STANDARD, key.as_bytes());
+            let _ = writeln!(w, "{} = {}", table_key(id), q(&b64));
+        }
+        let sb = &self.sandbox;
+        let _ = writeln!(w, "\n[sandbox]");
+        let _ = writeln!(
+            w,
+            "max_concurrent_sessions = {}",
+            sb.max_concurrent_sessions
+        );
+        let _ = writeln!(w, "allow_remote_shell = {}", sb.allow_remote_shell);
+        let _ = writeln!(
+            w,
+            "shell_user = {}",
+            q(sb.shell_user.as_deref().unwrap_or(""))
+        );
+        let _ = writeln!(w, "runner = {}", opt_path(&sb.runner));
+        let _ = writeln!(w, "diagnose_runner = {}", opt_path(&sb.diagnose_runner));
+        let _ = writeln!(w, "chat_runner = {}", opt_path(&sb.chat_runner));
+        let _ = writeln!(w, "\n[sandbox.diagnose]");
+        budgets(w, &sb.budgets.diagnose);
+        let _ = writeln!(w, "\n[sandbox.chat]");
+        budgets(w, &sb.budgets.chat);
+        let _ = writeln!(w, "\n[log]");
+        let _ = writeln!(w, "level = {}", q(&self.log.level));
+        let _ = writeln!(w, "format = {}", q(&self.log.format));
+        let _ = writeln!(w, "\n[audit]");
+        let _ = writeln!(w, "max_size = {}", q(&format_size(self.audit.max_size)));
+        let _ = writeln!(w, "keep = {}", self.audit.keep);
+        let _ = writeln!(w, "append_only = {}", self.audit.append_only);
+        let _ = writeln!(w, "\n[metrics]");
+        let listen = self
+            .metrics
+            .listen
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        let _ = writeln!(w, "listen = {}", q(&listen));
+        let t = &self.tools;
+        let list = |v: &[String]| {
+            format!(
+                "[{}]",
+                v.iter().map(|x| q(x)).collect::<Vec<_>>().join(", ")
+            )
+        };
+        let _ = writeln!(w, "\n[tools]");
+        let _ = writeln!(w, "log_files = {}", list(&t.log_files));
+        let _ = writeln!(w, "files = {}", list(&t.files));
+        let _ = writeln!(w, "cert_files = {}", list(&t.cert_files));
+        let _ = writeln!(w, "sysctl_keys = {}", list(&t.sysctl_keys));
+        let tt = &t.targets;
+        let _ = writeln!(w, "\n[tools.targets]");
+        let _ = writeln!(w, "dns = {}", list(&tt.dns));
+        let _ = writeln!(w, "tcp = {}", list(&tt.tcp));
+        let _ = writeln!(w, "ping = {}", list(&tt.ping));
+        let _ = writeln!(w, "http = {}", list(&tt.http));
+        let _ = writeln!(w, "tls = {}", list(&tt.tls));
+        let _ = writeln!(w, "redis = {}", list(&tt.redis));
+        let pw = if tt.redis_password.as_deref().unwrap_or("").is_empty() {
+            ""
+        } else {
+            REDACTED
+        };
+        let _ = writeln!(w, "redis_password = {}", q(pw));
+        let _ = writeln!(
+            w,
+            "docker_socket = {}",
+            q(&tt
+                .docker_socket
+                .as_deref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default())
+        );
+        o
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Config {
+        Config::parse(text, Path::new("/etc/catpaw/conf.d/config.toml")).expect("parses")
+    }
+
+    #[test]
+    fn the_example_parses_with_the_loader_and_says_the_defaults() {
+        let example = parse(EXAMPLE);
+        let empty = parse("");
+        // The example states the defaults: beside its labels and its
+        // server section, the agent it configures is the default one.
+        assert_eq!(example.sandbox.budgets, empty.sandbox.budgets);
+        assert_eq!(
+            example.sandbox.max_concurrent_sessions,
+            empty.sandbox.max_concurrent_sessions
+        );
+        assert_eq!(example.audit, empty.audit);
+        assert_eq!(example.metrics, empty.metrics);
+        assert_eq!(example.tools, empty.tools);
+        assert_eq!(example.log.level, empty.log.level);
+        assert_eq!(example.labels["from_hostname"], "${HOSTNAME}");
+        // Every key of the effective config appears in the example.
+        for line in empty.effective().lines() {
+            if let Some((key, _)) = line.split_once(" = ") {
+                assert!(
+                    EXAMPLE.lines().any(|l| {
+                        let l = l.trim_start_matches(['#', ' ']);
+                        l.starts_with(&format!("{key} ="))
+                    }),
+                    "the example does not mention `{key}`"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_effective_config_parses_back_to_the_same_config() {
+        let text = "[server]\nenabled = true\naddress = \"https://catpaw.example.com\"\n\
+                    [sandbox]\nfuel = 5000000\n[sandbox.chat]\nmax_memory = \"128MiB\"\n\
+                    [metrics]\nlisten = \"127.0.0.1:9464\"\n\
+                    [tools]\nlog_files = [\"/var/log/*.log\"]\n\
+                    [tools.targets]\ntcp = [\"db:5432\", \"[::1]:6379\"]\n\
+                    docker_socket = \"/run/docker.sock\"\n";
+        let c = parse(text);
+        let again = parse(&c.effective());
+        assert_eq!(again.sandbox.budgets, c.sandbox.budgets);
+        assert_eq!(again.metrics, c.metrics);
+        assert_eq!(again.tools, c.tools);
+        assert_eq!(again.server.address, c.server.address);
+        assert_eq!(again.effective(), c.effective());
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        let c = parse(
+            "[server]\nenabled = true\naddress = \"https://u:pw-s3cret@catpaw.example.com\"\n\
+             agent_token = \"tok-s3cret\"\n[tools.targets]\nredis_password = \"redis-s3cret\"\n",
+        );
+        let shown = c.effective();
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("agent_token = \"<redacted>\""), "{shown}");
+        assert!(shown.contains("redis_password = \"<redacted>\""), "{shown}");
+        assert!(
+            shown.contains("https://<redacted>@catpaw.example.com"),
+            "{shown}"
+        );
+    }
+}

@@ -1,0 +1,70 @@
+use std::os::unix::fs::PermissionsExt;
+
+use super::*;
+
+fn source() -> StatusSource {
+    StatusSource {
+        telemetry: Telemetry::new(),
+        table: SessionTable::new(Default::default(), 2, false),
+        alerts: AlertBuffer::new(10),
+        agent_id: "id-1".into(),
+        server: "ws://127.0.0.1:1/api/v1/agent/ws".into(),
+        max_sessions: 2,
+        runners: vec![RunnerFile::new("diagnose", "built-in", b"abc")],
+    }
+}
+
+#[test]
+fn runner_hashes_are_sha256_hex() {
+    assert_eq!(
+        RunnerFile::new("chat", "x", b"abc").sha256,
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    );
+}
+
+#[tokio::test]
+async fn answers_with_the_status_and_refuses_a_second_agent() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket = dir.path().join("status.sock");
+    // A socket file left by an agent that died is replaced.
+    drop(std::os::unix::net::UnixListener::bind(&socket).expect("stale"));
+    let stop = CancellationToken::new();
+    let src = source();
+    src.telemetry.alerts_pushed(4);
+    let (path, stop2) = (socket.clone(), stop.clone());
+    let task = tokio::spawn(async move { serve(&path, src, stop2).await });
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        match query(dir.path(), &socket).await {
+            Ok(s) => break s,
+            Err(e) if std::time::Instant::now() > deadline => panic!("{e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    };
+    assert_eq!(status.agent_id, "id-1");
+    assert_eq!(status.alerts.pushed, 4);
+    assert_eq!(status.connection.state, "connecting");
+    assert_eq!(status.runners.len(), 1);
+    assert_eq!(
+        std::fs::metadata(&socket)
+            .expect("socket")
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    let second = serve(&socket, source(), CancellationToken::new()).await;
+    assert!(
+        second
+            .expect_err("in use")
+            .to_string()
+            .contains("another catpaw-agent"),
+    );
+    stop.cancel();
+    task.await.expect("join").expect("served");
+    assert!(!socket.exists(), "removed at shutdown");
+    let e = query(dir.path(), &socket)
+        .await
+        .expect_err("nobody answers");
+    assert!(matches!(e, QueryError::NotRunning { .. }), "{e}");
+}

@@ -1,0 +1,217 @@
+//! What the operator allow-listed for the tools (`[tools]` and
+//! `[tools.targets]` in the config file, checked by `crate::config`): the
+//! files the file tools may read and the endpoints the network tools may
+//! reach. Anything not listed is refused with the config key to add it
+//! to; an empty list refuses everything (fail closed).
+
+use std::path::{Component, Path, PathBuf};
+
+/// `[tools]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ToolConfig {
+    /// Files `log_tail` may read: absolute paths, `*` matching within one
+    /// path component (`/var/log/nginx/*.log`).
+    pub log_files: Vec<String>,
+    /// Files `file_check` may examine (same form).
+    pub files: Vec<String>,
+    /// Certificate files `cert_files` may read (same form).
+    pub cert_files: Vec<String>,
+    /// sysctl keys `sysctl` may read beyond its built-in list.
+    pub sysctl_keys: Vec<String>,
+    /// `[tools.targets]`.
+    pub targets: Targets,
+}
+
+/// `[tools.targets]`: the endpoints network tools may reach.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Targets {
+    /// Names `dns_lookup` may resolve.
+    pub dns: Vec<String>,
+    /// `host:port` endpoints `tcp_connect` may connect to.
+    pub tcp: Vec<String>,
+    /// Hosts `ping` may ping.
+    pub ping: Vec<String>,
+    /// URLs `http_check` may fetch.
+    pub http: Vec<String>,
+    /// `host:port` TLS endpoints `tls_cert` may read the certificate of.
+    pub tls: Vec<String>,
+    /// `host:port` Redis servers (or sentinels) `redis_info` may ask.
+    pub redis: Vec<String>,
+    /// Password sent with `AUTH` to the Redis targets, if any.
+    pub redis_password: Option<String>,
+    /// The Docker Engine socket `docker` may ask (none: refused).
+    pub docker_socket: Option<PathBuf>,
+}
+
+/// Whether `target` is one of `allowed` (exact, ASCII case-insensitive:
+/// host names are); Err names the config key that would allow it.
+pub(crate) fn check_target(target: &str, allowed: &[String], key: &str) -> Result<(), String> {
+    if allowed.iter().any(|a| a.eq_ignore_ascii_case(target)) {
+        return Ok(());
+    }
+    Err(refusal(target, allowed, &format!("[tools.targets] {key}")))
+}
+
+fn refusal(target: &str, allowed: &[String], key: &str) -> String {
+    if allowed.is_empty() {
+        format!("{target:?} is not allow-listed: {key} is empty; the operator adds it there")
+    } else {
+        format!(
+            "{target:?} is not allow-listed in {key} (allowed: {})",
+            allowed.join(", ")
+        )
+    }
+}
+
+/// Whether `pattern` (`*` matches any run of characters but `/`)
+/// matches `path`.
+pub(crate) fn glob_match(pattern: &str, path: &str) -> bool {
+    fn go(p: &[u8], s: &[u8]) -> bool {
+        match p.split_first() {
+            None => s.is_empty(),
+            Some((b'*', rest)) => (0..=s.len())
+                .take_while(|&i| i == 0 || s[i - 1] != b'/')
+                .any(|i| go(rest, &s[i..])),
+            Some((c, rest)) => s.first() == Some(c) && go(rest, &s[1..]),
+        }
+    }
+    go(pattern.as_bytes(), path.as_bytes())
+}
+
+/// Checks that `path` may be read under the allow-list `allowed` (config
+/// key `key`): it must be absolute, without `.`/`..` components, match a
+/// pattern, and so must the file it resolves to (a symlink out of the
+/// allowed set is refused). Ok is the resolved path to open.
+pub(crate) fn check_path(path: &str, allowed: &[String], key: &str) -> Result<PathBuf, String> {
+    let key = format!("[tools] {key}");
+    let p = Path::new(path);
+    if !p.is_absolute()
+        || p.components()
+            .any(|c| matches!(c, Component::ParentDir | Component::CurDir))
+    {
+        return Err(format!(
+            "{path:?} must be an absolute path without . or .. components"
+        ));
+    }
+    if !allowed.iter().any(|a| glob_match(a, path)) {
+        return Err(refusal(path, allowed, &key));
+    }
+    let real =
+        std::fs::canonicalize(p).map_err(|e| format!("{path}: {}", super::cmd::io_reason(&e)))?;
+    let real_text = real.to_string_lossy();
+    if !allowed.iter().any(|a| glob_match(a, &real_text)) {
+        return Err(format!(
+            "{path:?} resolves to {real_text:?}, which is not allow-listed in {key}"
+        ));
+    }
+    Ok(real)
+}
+
+/// Opens the allow-listed file `real` (shown as `path`) for reading, only
+/// if it is a regular file: opened without blocking, so a FIFO or a
+/// device in an allowed directory is refused instead of hanging the tool.
+pub(crate) fn open_regular(real: &Path, path: &str) -> Result<std::fs::File, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(real)
+        .map_err(|e| format!("{path}: {}", super::cmd::io_reason(&e)))?;
+    let meta = f.metadata().map_err(|e| format!("{path}: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!("{path} is not a regular file"));
+    }
+    Ok(f)
+}
+
+/// The existing files matching the patterns of `allowed` (a pattern's
+/// directory is listed for `*`), sorted, at most `max`.
+pub(crate) fn expand(allowed: &[String], max: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    for pattern in allowed {
+        if !pattern.contains('*') {
+            out.push(pattern.clone());
+            continue;
+        }
+        let Some((dir, _)) = pattern.rsplit_once('/') else {
+            continue;
+        };
+        // `*` in a directory component is matched by walking one level.
+        if dir.contains('*') {
+            continue;
+        }
+        let Ok(entries) = std::fs::read_dir(if dir.is_empty() { "/" } else { dir }) else {
+            continue;
+        };
+        let mut found: Vec<String> = entries
+            .flatten()
+            .map(|e| format!("{dir}/{}", e.file_name().to_string_lossy()))
+            .filter(|p| glob_match(pattern, p))
+            .collect();
+        found.sort();
+        out.extend(found);
+    }
+    out.dedup();
+    out.truncate(max);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_match_within_one_component() {
+        assert!(glob_match("/var/log/*.log", "/var/log/syslog.log"));
+        assert!(glob_match("/var/log/app/*", "/var/log/app/x"));
+        assert!(!glob_match("/var/log/*.log", "/var/log/sub/x.log"));
+        assert!(!glob_match("/var/log/*.log", "/var/log/x.txt"));
+        assert!(glob_match("/etc/passwd", "/etc/passwd"));
+        assert!(!glob_match("/etc/passwd", "/etc/passwd2"));
+        assert!(glob_match("/a/*/c", "/a/b/c"));
+    }
+
+    #[test]
+    fn targets_outside_the_list_are_refused_naming_the_key() {
+        let allowed = vec!["db.example.com:5432".to_string()];
+        assert!(check_target("DB.example.com:5432", &allowed, "tcp").is_ok());
+        let e = check_target("evil.example.com:22", &allowed, "tcp").unwrap_err();
+        assert!(
+            e.contains("[tools.targets] tcp") && e.contains("db.example.com"),
+            "{e}"
+        );
+        let e = check_target("x", &[], "dns").unwrap_err();
+        assert!(e.contains("[tools.targets] dns is empty"), "{e}");
+    }
+
+    #[test]
+    fn paths_must_be_allowed_also_after_symlinks() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = std::fs::canonicalize(dir.path()).expect("canon");
+        let d = d.to_string_lossy();
+        std::fs::write(format!("{d}/app.log"), "x").expect("write");
+        std::fs::write(format!("{d}/secret.txt"), "s").expect("write");
+        std::os::unix::fs::symlink(format!("{d}/secret.txt"), format!("{d}/sneaky.log"))
+            .expect("symlink");
+        let allowed = vec![format!("{d}/*.log")];
+        assert!(check_path(&format!("{d}/app.log"), &allowed, "log_files").is_ok());
+        let e = check_path(&format!("{d}/secret.txt"), &allowed, "log_files").unwrap_err();
+        assert!(e.contains("[tools] log_files"), "{e}");
+        let e = check_path(&format!("{d}/sneaky.log"), &allowed, "log_files").unwrap_err();
+        assert!(e.contains("resolves to"), "{e}");
+        let e = check_path(&format!("{d}/../x.log"), &allowed, "log_files").unwrap_err();
+        assert!(e.contains("absolute path without"), "{e}");
+        let e = check_path("relative.log", &allowed, "log_files").unwrap_err();
+        assert!(e.contains("absolute"), "{e}");
+        let fifo = format!("{d}/pipe.log");
+        let c = std::ffi::CString::new(fifo.clone()).expect("cstring");
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+        let real = check_path(&fifo, &allowed, "log_files").expect("allowed");
+        let e = open_regular(&real, &fifo).unwrap_err();
+        assert!(e.ends_with("is not a regular file"), "{e}");
+        std::fs::remove_file(&fifo).expect("rm fifo");
+        let listed = expand(&allowed, 10);
+        assert_eq!(listed, [format!("{d}/app.log"), format!("{d}/sneaky.log")]);
+    }
+}

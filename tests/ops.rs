@@ -1,0 +1,663 @@
+//! What an operator looks at, through the real binary: logs written to a
+//! pipe, `status` with and without a running agent, the Prometheus
+//! endpoint scraped over real HTTP, `config check` / `config example`,
+//! and the systemd unit.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::process::{AgentHome, server_toml};
+use common::server::TestServer;
+use serde_json::{Value, json};
+
+/// The agent with its stderr on a pipe, read to the end by a thread.
+struct PipedAgent {
+    child: Child,
+    log: std::thread::JoinHandle<Vec<u8>>,
+}
+
+impl PipedAgent {
+    fn spawn(home: &AgentHome) -> PipedAgent {
+        let mut child = home
+            .command()
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn agent");
+        let mut pipe = child.stderr.take().expect("stderr pipe");
+        let log = std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = pipe.read_to_end(&mut buf);
+            buf
+        });
+        PipedAgent { child, log }
+    }
+
+    /// SIGTERM, wait for the exit, and the whole log.
+    fn stop(mut self) -> Vec<u8> {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let status = self.child.wait().expect("wait");
+        assert!(status.success(), "{status:?}");
+        self.log.join().expect("log reader")
+    }
+}
+
+/// A chat and an inspect through the agent; the log goes to a pipe.
+async fn logged_sessions(format: &str) -> String {
+    let mut server = TestServer::start().await;
+    let home = AgentHome::new(&server_toml(
+        &server,
+        Some("t"),
+        &format!("[log]\nformat = \"{format}\"\n"),
+    ));
+    let agent = PipedAgent::spawn(&home);
+    let (mut c, _) = server.accept_registered().await;
+    assert!(
+        c.start_session("s1", "inspect", json!({"plugin": "mem"}))
+            .await
+            .ok
+    );
+    c.session_until_done("s1").await;
+    // A message of a type this agent does not know: logged at debug only.
+    c.send(&catpaw_agent::proto::Envelope::new(
+        "future_type",
+        json!({}),
+    ))
+    .await;
+    assert!(c.start_session("s2", "inspect", json!({})).await.ok);
+    c.session_until_done("s2").await;
+    let bytes = agent.stop();
+    assert!(
+        !bytes.contains(&0x1b),
+        "an ANSI escape reached a log on a pipe:\n{}",
+        String::from_utf8_lossy(&bytes)
+    );
+    String::from_utf8(bytes).expect("utf-8 log")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_on_a_pipe_are_plain_with_one_info_line_per_session() {
+    let log = logged_sessions("text").await;
+    let ended: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("session ended"))
+        .collect();
+    assert_eq!(ended.len(), 2, "one line per session:\n{log}");
+    let s1 = ended
+        .iter()
+        .find(|l| l.contains("session_id=s1"))
+        .expect("s1");
+    assert!(s1.contains(" INFO "), "{s1}");
+    assert!(s1.contains("outcome=ok"), "{s1}");
+    assert!(s1.contains("output_bytes="), "{s1}");
+    assert!(s1.contains("duration_ms="), "{s1}");
+    let s2 = ended
+        .iter()
+        .find(|l| l.contains("session_id=s2"))
+        .expect("s2");
+    assert!(s2.contains("outcome=missing_plugin"), "{s2}");
+    assert!(
+        s2.contains("error=\"plugin is required for inspect\""),
+        "{s2}"
+    );
+    assert!(!s1.contains("error="), "no error on success: {s1}");
+    // Everything else a session says is debug: not in an info log.
+    for line in log.lines() {
+        if line.contains("s1") || line.contains("s2") {
+            assert!(
+                line.contains("session ended"),
+                "per-session chatter at info: {line}"
+            );
+        }
+    }
+    assert!(
+        !log.contains("future_type"),
+        "unknown types are debug:\n{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_are_one_object_per_line() {
+    let log = logged_sessions("json").await;
+    let mut ended = 0;
+    for line in log.lines() {
+        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        if v["fields"]["message"] == "session ended" {
+            ended += 1;
+            assert_eq!(v["level"], "INFO", "{line}");
+            assert!(v["fields"]["outcome"].is_string(), "{line}");
+            assert!(v["fields"]["output_bytes"].is_u64(), "{line}");
+        }
+    }
+    assert_eq!(ended, 2, "{log}");
+}
+
+/// Runs `catpaw-agent status --json` from `home`.
+fn status_json(home: &AgentHome) -> (i32, Value, String) {
+    let out = home
+        .command()
+        .args(["status", "--json"])
+        .output()
+        .expect("status");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let v = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (out.status.code().unwrap_or(-1), v, stderr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_a_live_agent_with_a_session_running() {
+    let mut server = TestServer::start().await;
+    let home = AgentHome::new(&server_toml(&server, Some("t"), ""));
+    let _agent = home.spawn();
+    let (mut c, _) = server.accept_registered().await;
+    let agent_id = c.headers["x-agent-id"].to_str().expect("ascii").to_string();
+    // A chat stays open until cancelled.
+    assert!(c.start_session("chat-1", "chat", json!({})).await.ok);
+
+    let socket = home.state().join("status.sock");
+    let (code, s, stderr) = status_json(&home);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        std::fs::metadata(&socket)
+            .expect("socket")
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    assert_eq!(s["agent_id"], agent_id.as_str(), "{s}");
+    assert_eq!(s["connection"]["state"], "connected", "{s}");
+    assert!(
+        s["connection"]["server"]
+            .as_str()
+            .unwrap()
+            .contains(&server.addr.to_string())
+    );
+    assert!(s["connection"]["since_unix"].as_u64().unwrap() > 1_600_000_000);
+    let sessions = s["sessions"].as_array().expect("sessions");
+    assert_eq!(sessions.len(), 1, "{s}");
+    assert_eq!(sessions[0]["session_id"], "chat-1");
+    assert_eq!(sessions[0]["session_type"], "chat");
+    assert_eq!(sessions[0]["user"], "op");
+    assert!(sessions[0]["age_ms"].is_u64(), "{s}");
+    assert!(sessions[0]["figures"]["output_bytes"].is_u64(), "{s}");
+    assert_eq!(
+        s["alerts"],
+        json!({"buffered": 0, "pushed": 0, "dropped": 0, "sent": 0})
+    );
+    assert_eq!(
+        s["shell"],
+        json!({"granted": 0, "denied": 0, "commands_run": 0, "commands_denied": 0})
+    );
+    assert_eq!(s["budget_breaches"]["fuel"], 0);
+    let runners = s["runners"].as_array().expect("runners");
+    assert_eq!(runners.len(), 2, "{s}");
+    for r in runners {
+        assert_eq!(r["source"], "built-in");
+        let hash = r["sha256"].as_str().unwrap();
+        assert!(
+            hash.len() == 64 && hash.chars().all(|c| c.is_ascii_hexdigit()),
+            "{r}"
+        );
+    }
+
+    // The text form says the same things.
+    let out = home.command().arg("status").output().expect("status");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("connected"), "{text}");
+    assert!(text.contains("chat-1  chat  user=op"), "{text}");
+    assert!(text.contains(&agent_id), "{text}");
+}
+
+#[test]
+fn status_without_an_agent_exits_1_and_says_so() {
+    let home = AgentHome::new("[server]\nenabled = false\n");
+    let (code, _, stderr) = status_json(&home);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("no catpaw-agent is running"), "{stderr}");
+    assert!(stderr.contains("status.sock"), "{stderr}");
+}
+
+/// A free loopback port (bound, then released for the agent).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// `GET /metrics` over a real connection: the samples, by series.
+fn scrape(port: u16) -> std::collections::BTreeMap<String, f64> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to metrics");
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .expect("request");
+    let mut text = String::new();
+    s.read_to_string(&mut text).expect("response");
+    let (head, body) = text.split_once("\r\n\r\n").expect("HTTP response");
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    assert!(head.contains("openmetrics-text"), "{head}");
+    body.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| {
+            let (series, v) = l.rsplit_once(' ')?;
+            Some((series.to_string(), v.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Scrapes until `series` has `value` (counters move after the server has
+/// seen a session's `done`), at most 10 s.
+fn scrape_until(port: u16, series: &str, value: f64) -> std::collections::BTreeMap<String, f64> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = scrape(port);
+        if m.get(series) == Some(&value) || Instant::now() > deadline {
+            return m;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_move_by_exactly_a_session_a_breach_a_denied_shell_and_a_dropped_alert() {
+    let mut server = TestServer::start().await;
+    let port = free_port();
+    // The diagnose runner asks for a shell, which this agent never grants.
+    let probe = common::guest("hazard_shell_probe");
+    let home = AgentHome::new(&server_toml(
+        &server,
+        Some("t"),
+        &format!(
+            "alert_buffer_size = 1\n[sandbox]\ndiagnose_runner = {:?}\n[sandbox.chat]\nfuel = 1000\n\
+             [metrics]\nlisten = \"127.0.0.1:{port}\"\n",
+            probe.display().to_string()
+        ),
+    ));
+    let _agent = home.spawn();
+    // Two alerts into a one-event buffer before the agent is registered
+    // (it waits for the register ack): the first is dropped.
+    home.wait_for_socket().await;
+    let two = "{\"event_time\":1,\"event_status\":\"Warning\",\"alert_key\":\"a\",\"description\":\"d\"}\n\
+               {\"event_time\":2,\"event_status\":\"Warning\",\"alert_key\":\"b\",\"description\":\"d\"}\n";
+    let pushed = home.write("two.ndjson", two);
+    let out = home
+        .command()
+        .args(["alert", "--json-lines"])
+        .arg(&pushed)
+        .output()
+        .expect("alert");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let before = scrape(port);
+    assert_eq!(before["catpaw_agent_alerts_pushed_total"], 2.0);
+    assert_eq!(before["catpaw_agent_alerts_dropped_total"], 1.0);
+    assert_eq!(before["catpaw_agent_alerts_sent_total"], 0.0);
+
+    let (mut c, _) = server.accept_registered().await;
+    let e = c.recv_type("alert_events").await;
+    assert_eq!(e.payload.expect("payload")["events"][0]["alert_key"], "b");
+    // One good session that asks for a shell (denied, and so is the one
+    // command its runner asks for), one that breaks its fuel budget.
+    let params = json!({"plugin": "mem", "allow_shell": true});
+    assert!(c.start_session("ok-1", "inspect", params).await.ok);
+    let done = c.session_until_done("ok-1").await;
+    let report = done.last().unwrap().payload.as_ref().unwrap()["report"].clone();
+    assert!(
+        report.as_str().unwrap().starts_with("shell denied"),
+        "{report}"
+    );
+    assert!(
+        c.start_session("fuel-1", "chat", json!({"message": "hi"}))
+            .await
+            .ok
+    );
+    let msgs = c.session_until_done("fuel-1").await;
+    assert!(
+        msgs.iter().any(|m| m.msg_type == "session_error"
+            && m.payload.as_ref().unwrap()["code"] == "resource_exhausted"),
+        "{msgs:?}"
+    );
+
+    // A session is counted as ended just after its `done` is sent.
+    scrape_until(
+        port,
+        "catpaw_agent_sessions_ended_total{type=\"inspect\",outcome=\"ok\"}",
+        1.0,
+    );
+    let m = scrape_until(
+        port,
+        "catpaw_agent_sessions_ended_total{type=\"chat\",outcome=\"resource_exhausted\"}",
+        1.0,
+    );
+    let moved: Vec<(&String, &f64)> = m
+        .iter()
+        .filter(|(k, v)| **v != 0.0 && !k.contains("_bucket") && !k.contains("_sum"))
+        .filter(|(k, _)| !k.starts_with("catpaw_agent_register_ack_latency"))
+        .filter(|(k, _)| !k.starts_with("catpaw_agent_session_output"))
+        .collect();
+    let want = [
+        ("catpaw_agent_alerts_dropped_total", 1.0),
+        ("catpaw_agent_alerts_pushed_total", 2.0),
+        ("catpaw_agent_alerts_sent_total", 1.0),
+        ("catpaw_agent_budget_breaches_total{kind=\"fuel\"}", 1.0),
+        ("catpaw_agent_connected", 1.0),
+        ("catpaw_agent_session_ack_latency_seconds_count", 2.0),
+        (
+            "catpaw_agent_session_duration_seconds_count{type=\"chat\"}",
+            1.0,
+        ),
+        (
+            "catpaw_agent_session_duration_seconds_count{type=\"inspect\"}",
+            1.0,
+        ),
+        (
+            "catpaw_agent_sessions_ended_total{type=\"chat\",outcome=\"resource_exhausted\"}",
+            1.0,
+        ),
+        (
+            "catpaw_agent_sessions_ended_total{type=\"inspect\",outcome=\"ok\"}",
+            1.0,
+        ),
+        ("catpaw_agent_sessions_started_total{type=\"chat\"}", 1.0),
+        ("catpaw_agent_sessions_started_total{type=\"inspect\"}", 1.0),
+        (
+            "catpaw_agent_shell_commands_total{decision=\"denied\"}",
+            1.0,
+        ),
+        (
+            "catpaw_agent_shell_requests_total{decision=\"denied\"}",
+            1.0,
+        ),
+    ];
+    let got: Vec<(String, f64)> = moved.iter().map(|(k, v)| ((*k).clone(), **v)).collect();
+    let want: Vec<(String, f64)> = want.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+    assert_eq!(got, want, "every counter that moved, and by how much");
+    assert!(
+        m["catpaw_agent_session_output_deltas_total"] >= 2.0,
+        "{m:?}"
+    );
+    assert!(m["catpaw_agent_session_output_bytes_total"] > 0.0, "{m:?}");
+    assert_eq!(m["catpaw_agent_register_ack_latency_seconds_count"], 1.0);
+
+    // status reads the same counters.
+    let (code, s, stderr) = status_json(&home);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        s["alerts"],
+        json!({"buffered": 0, "pushed": 2, "dropped": 1, "sent": 1})
+    );
+    assert_eq!(s["budget_breaches"]["fuel"], 1);
+    assert_eq!(
+        s["shell"],
+        json!({"granted": 0, "denied": 1, "commands_run": 0, "commands_denied": 1})
+    );
+}
+
+#[test]
+fn config_check_good_and_bad() {
+    let home = AgentHome::new(
+        "[server]\nenabled = true\naddress = \"https://op:pw-hidden@catpaw.example.com\"\n\
+         agent_token = \"tok-hidden\"\n",
+    );
+    std::fs::set_permissions(home.config(), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = home
+        .command()
+        .args(["config", "check"])
+        .output()
+        .expect("check");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        !stdout.contains("hidden") && !stderr.contains("hidden"),
+        "{stdout}{stderr}"
+    );
+    for default in [
+        "max_concurrent_sessions = 3",
+        "fuel = 1000000000",
+        "max_memory = \"64MiB\"",
+        "alert_buffer_size = 1000",
+        "level = \"info\"",
+        "listen = \"\"",
+    ] {
+        assert!(
+            stdout.contains(default),
+            "default {default} not shown:\n{stdout}"
+        );
+    }
+
+    let bad = [
+        (
+            "[server]\nenabled = true\naddress = \"ftp://x\"\n",
+            "[server] address",
+        ),
+        ("[sandbox]\nmax_memory = \"12XB\"\n", "[sandbox] max_memory"),
+        (
+            "[sandbox.chat]\ntimeout = \"soon\"\n",
+            "[sandbox.chat] timeout",
+        ),
+        ("[log]\nlevel = \"loud\"\n", "[log] level"),
+        ("[metrics]\nlisten = \"everywhere\"\n", "[metrics] listen"),
+        (
+            "[global.labels]\nx = \"${CATPAW_TEST_UNSET_VAR}\"\n",
+            "[global.labels] x",
+        ),
+        (
+            "[sandbox]\nrunner = \"/nonexistent/r.wasm\"\n",
+            "[sandbox] runner",
+        ),
+        ("[audit]\nkeep = 0\n", "[audit] keep"),
+        ("[server]\nnot_a_key = 1\n", "not_a_key"),
+        ("[server\n", "config.toml"),
+    ];
+    for (body, field) in bad {
+        let home = AgentHome::new(body);
+        let out = home
+            .command()
+            .args(["config", "check"])
+            .output()
+            .expect("check");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{body}: {stderr}");
+        assert!(
+            stderr.contains(field),
+            "{body}: the error must name {field}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn config_example_checks_clean_and_the_cli_documents_itself() {
+    let out = common::process::command()
+        .args(["config", "example"])
+        .output()
+        .expect("example");
+    assert!(out.status.success());
+    let home = AgentHome::bare();
+    let file = home.write("conf.d/config.toml", &out.stdout);
+    let check = common::process::command()
+        .args(["config", "check", "--config"])
+        .arg(&file)
+        .output()
+        .expect("check");
+    assert_eq!(
+        check.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+
+    let v = common::process::command()
+        .arg("--version")
+        .output()
+        .expect("version");
+    assert_eq!(
+        String::from_utf8_lossy(&v.stdout).trim(),
+        format!("catpaw-agent {}", env!("CARGO_PKG_VERSION"))
+    );
+    let bash = common::process::command()
+        .args(["completions", "bash"])
+        .output()
+        .expect("completions");
+    let bash = String::from_utf8_lossy(&bash.stdout);
+    assert!(
+        bash.contains("complete -F") && bash.contains("status"),
+        "{bash}"
+    );
+    let man = common::process::command()
+        .arg("manpage")
+        .output()
+        .expect("man");
+    let man = String::from_utf8_lossy(&man.stdout);
+    assert!(
+        man.contains(".TH catpaw-agent 1") && man.contains("status"),
+        "{man}"
+    );
+}
+
+/// `systemd-analyze verify` on the shipped unit, with ExecStart pointing at
+/// the binary under test (verify checks that it exists). Skipped, saying
+/// why, where systemd-analyze is not installed.
+#[test]
+fn the_systemd_unit_verifies() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/packaging/catpaw-agent.service"
+    ))
+    .expect("packaging/catpaw-agent.service");
+    for hardening in [
+        "User=catpaw",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "ReadWritePaths=/var/lib/catpaw-agent",
+        "PrivateTmp=yes",
+        "ProtectHome=yes",
+        "RestrictAddressFamilies=",
+        "SystemCallFilter=@system-service",
+        "CapabilityBoundingSet=CAP_SYSLOG",
+    ] {
+        assert!(
+            text.lines().any(|l| l.starts_with(hardening)),
+            "the unit lacks {hardening}"
+        );
+    }
+    let found = std::process::Command::new("systemd-analyze")
+        .arg("--version")
+        .output();
+    if !found.is_ok_and(|o| o.status.success()) {
+        println!("skipped: systemd-analyze is not installed, the unit was not verified");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let unit = dir.path().join("catpaw-agent.service");
+    std::fs::write(
+        &unit,
+        text.replace("/usr/bin/catpaw-agent", common::process::BIN),
+    )
+    .expect("write unit");
+    let out = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&unit)
+        .output()
+        .expect("systemd-analyze verify");
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "systemd-analyze verify: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// PROTOCOL §3 / the reference's `omitempty`: a successful inspect whose
+/// report is empty ends with a `done` that has no `report` field at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_report_is_omitted_from_done() {
+    let mut server = TestServer::start().await;
+    let echo = common::guest("hazard_echo");
+    let home = AgentHome::new(&server_toml(
+        &server,
+        Some("t"),
+        &format!(
+            "[sandbox]\ndiagnose_runner = {:?}\n",
+            echo.display().to_string()
+        ),
+    ));
+    let _agent = home.spawn();
+    let (mut c, _) = server.accept_registered().await;
+    for (id, empty) in [("empty", true), ("full", false)] {
+        let start = catpaw_agent::proto::Envelope::new(
+            "session_start",
+            json!({"session_id": id, "session_type": "inspect", "user_name": "op",
+                   "params": {"plugin": "mem", "count": 0, "empty_report": empty}}),
+        );
+        c.send(&start).await;
+        let done = loop {
+            let text = c
+                .recv_text_within(Duration::from_secs(30))
+                .await
+                .expect("a frame");
+            let v: Value = serde_json::from_str(&text).expect("JSON");
+            if v["type"] == "session_output" && v["payload"]["done"] == true {
+                break v;
+            }
+        };
+        assert_eq!(done["payload"]["session_id"], id);
+        let payload = done["payload"].as_object().expect("payload");
+        assert_eq!(payload.contains_key("report"), !empty, "{done}");
+        assert!(!payload.contains_key("metadata"), "{done}");
+    }
+}
+
+/// On a terminal the log is coloured (and only there: see the pipe tests
+/// above). `script` gives the agent a pseudo-terminal; skipped, saying
+/// why, where it is not installed.
+#[test]
+fn logs_on_a_terminal_are_coloured() {
+    let found = std::process::Command::new("script")
+        .arg("--version")
+        .output();
+    if !found.is_ok_and(|o| o.status.success()) {
+        println!("skipped: `script` (util-linux) is not installed, no terminal to test with");
+        return;
+    }
+    let home = AgentHome::bare();
+    let typescript = home.path().join("typescript");
+    let inner = format!(
+        "{} session --type inspect --param plugin=mem >/dev/null",
+        common::process::BIN
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &inner])
+        .arg(&typescript)
+        .current_dir(home.path())
+        .env("RUST_LOG", "info")
+        .env_remove("NO_COLOR")
+        .stdin(Stdio::null())
+        .output()
+        .expect("script");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bytes = std::fs::read(&typescript).expect("typescript");
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(text.contains("runner loaded"), "{text}");
+    assert!(
+        text.contains("\u{1b}[32m INFO\u{1b}[0m"),
+        "no colour on a terminal: {text:?}"
+    );
+}

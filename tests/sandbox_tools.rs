@@ -1,0 +1,219 @@
+//! The read-only tools from inside real guests: every tool answers a
+//! default call with data or a plain "not available here", within the
+//! output cap and audited; allow-lists hold for what a guest asks; and
+//! every catpaw plugin name inspects to a report through the agent.
+
+mod common;
+
+use catpaw_agent::tools::{Targets, ToolConfig};
+use common::agent::*;
+use common::*;
+use serde_json::{Value, json};
+
+/// The rows the tool-tour guest reports.
+fn tour_rows(events: &[catpaw_agent::session::SessionEvent]) -> Vec<Value> {
+    assert_eq!(error_of(events), None, "{events:?}");
+    let report = report_of(events).unwrap_or_default();
+    serde_json::from_str::<Value>(&report)
+        .unwrap_or_else(|e| panic!("tour report is not JSON ({e}): {report}"))
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_tool_called_from_a_guest_answers_with_data_or_says_it_is_not_available() {
+    let sb = TestSandbox::new();
+    let tour = sb.load("hazard_tool_tour");
+    let rows = tour_rows(&inspect("tour").run_on(&tour).await);
+    assert!(rows.len() >= 40, "{} tools", rows.len());
+    for r in &rows {
+        let tool = r["tool"].as_str().unwrap_or("");
+        let text = r["text"].as_str().unwrap_or("");
+        assert!(
+            r["bytes"].as_u64().unwrap_or(u64::MAX) <= 32 * 1024,
+            "{tool}: {} bytes",
+            r["bytes"]
+        );
+        if r["ok"] == true {
+            let v: Value = serde_json::from_str(text)
+                .unwrap_or_else(|e| panic!("{tool} gave invalid JSON ({e}): {text}"));
+            assert!(v.is_object(), "{tool}: {text}");
+            if v["available"] == false {
+                let why = v["reason"].as_str().unwrap_or("");
+                assert!(
+                    !why.is_empty(),
+                    "{tool} says unavailable without a reason: {text}"
+                );
+            }
+        } else {
+            // An error is one line that names the tool.
+            assert!(
+                text.starts_with(&format!("tool {tool}: ")) && !text.contains('\n'),
+                "{tool}: {text}"
+            );
+        }
+    }
+    // One started and one outcome record per call, tied together.
+    let audit = sb.audit_records();
+    for r in &rows {
+        let tool = r["tool"].as_str().unwrap_or("");
+        let started: Vec<&Value> = audit
+            .iter()
+            .filter(|a| a["kind"] == "tool" && a["name"] == tool && a["event"] == "started")
+            .collect();
+        assert_eq!(started.len(), 1, "{tool}: {started:?}");
+        let outcomes: Vec<&Value> = audit
+            .iter()
+            .filter(|a| {
+                a["kind"] == "tool" && a["event"] == "outcome" && a["act"] == started[0]["seq"]
+            })
+            .collect();
+        assert_eq!(outcomes.len(), 1, "{tool}: {outcomes:?}");
+        let want = if r["ok"] == true { "ok" } else { "error" };
+        assert_eq!(outcomes[0]["outcome"], want, "{tool}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guests_reach_only_what_the_operator_allow_listed() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let open = format!("127.0.0.1:{}", listener.local_addr().expect("addr").port());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let logs = std::fs::canonicalize(dir.path()).expect("canon");
+    std::fs::write(
+        logs.join("app.log"),
+        "started\nERROR password=Hunter2xyz refused\n",
+    )
+    .expect("write");
+    let sb = TestSandbox::with_tools(ToolConfig {
+        log_files: vec![format!("{}/*.log", logs.display())],
+        targets: Targets {
+            tcp: vec![open.clone()],
+            ..Targets::default()
+        },
+        ..ToolConfig::default()
+    });
+    let tour = sb.load("hazard_tool_tour");
+    let log = format!("{{\"path\":\"{}/app.log\"}}", logs.display());
+    let calls = json!([
+        ["tcp_connect", "{}"],
+        ["tcp_connect", r#"{"target":"127.0.0.1:22"}"#],
+        ["log_tail", log],
+        ["log_tail", r#"{"path":"/etc/shadow"}"#],
+        ["file_check", r#"{"path":"/etc/shadow"}"#],
+        ["cert_files", r#"{"path":"/etc/ssl/private/server.key"}"#],
+        ["dns_lookup", r#"{"target":"exfil.example.com"}"#],
+        [
+            "http_check",
+            r#"{"target":"http://169.254.169.254/latest/meta-data/"}"#
+        ],
+        ["tls_cert", r#"{"target":"example.com:443"}"#],
+        ["redis_info", r#"{"target":"10.0.0.5:6379"}"#],
+        ["ping", r#"{"target":"8.8.8.8"}"#],
+        ["sysctl", r#"{"keys":["kernel.random.boot_id"]}"#],
+        ["docker", "{}"],
+    ]);
+    let rows = tour_rows(&inspect("tour").param("calls", calls).run_on(&tour).await);
+    let text = |i: usize| rows[i]["text"].as_str().unwrap_or("").to_string();
+    assert_eq!(rows[0]["ok"], true, "{}", text(0));
+    let connect: Value = serde_json::from_str(&text(0)).expect("json");
+    assert_eq!(connect["connects"][0]["ok"], true, "{connect}");
+    assert_eq!(rows[2]["ok"], true, "{}", text(2));
+    assert!(text(2).contains("ERROR password=***"), "{}", text(2));
+    assert!(!text(2).contains("Hunter2xyz"));
+    let refusals = [
+        (1, "[tools.targets] tcp"),
+        (3, "[tools] log_files"),
+        (4, "[tools] files is empty"),
+        (5, "[tools] cert_files is empty"),
+        (6, "[tools.targets] dns is empty"),
+        (7, "[tools.targets] http is empty"),
+        (8, "[tools.targets] tls is empty"),
+        (9, "[tools.targets] redis is empty"),
+        (10, "[tools.targets] ping is empty"),
+        (11, "[tools] sysctl_keys"),
+    ];
+    for (i, key) in refusals {
+        assert_eq!(
+            rows[i]["ok"],
+            false,
+            "call {i} should be refused: {}",
+            text(i)
+        );
+        assert!(text(i).contains(key), "call {i}: {}", text(i));
+    }
+    let docker: Value = serde_json::from_str(&text(12)).expect("json");
+    assert_eq!(docker["available"], false);
+    assert!(
+        docker["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("[tools.targets] docker_socket")
+    );
+    // Refused calls are audited as errors, like any failed call.
+    let audit = sb.audit_records();
+    assert!(audit.iter().any(|a| {
+        a["kind"] == "tool"
+            && a["event"] == "outcome"
+            && a["outcome"] == "error"
+            && a["detail"]
+                .as_str()
+                .unwrap_or("")
+                .contains("[tools] log_files")
+    }));
+    drop(listener);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inspect_of_every_catpaw_plugin_name_through_the_agent_produces_a_report() {
+    let mut h = harness().await;
+    let (mut c, _) = h.server.accept_registered().await;
+    for p in catpaw_guest_common::PLUGINS {
+        let id = format!("inspect-{}", p.name);
+        let ack = c
+            .start_session(&id, "inspect", json!({"plugin": p.name}))
+            .await;
+        assert!(ack.ok, "{}: {ack:?}", p.name);
+        let msgs = c.session_until_done(&id).await;
+        let done = payload(msgs.last().expect("done"));
+        let report = done["report"].as_str().unwrap_or("");
+        assert!(
+            report.starts_with(&format!("# Inspection: {} on ", p.name)),
+            "{}: {done}",
+            p.name
+        );
+        for part in ["**Overall:", "## Findings", "## Thresholds"] {
+            assert!(report.contains(part), "{} lacks {part}: {report}", p.name);
+        }
+        assert!(!report.contains("unknown tool"), "{}: {report}", p.name);
+        let calls = msgs
+            .iter()
+            .filter(|m| payload(m)["stage"] == "tool_call")
+            .count();
+        assert_eq!(calls, p.tools.len(), "{}: one call per tool", p.name);
+    }
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_answers_about_an_inspect_plugin_named_in_the_message() {
+    let sb = TestSandbox::new();
+    let mut run =
+        chat(json!({"message": "is the conntrack table full?"})).start_on(&sb.builtin_chat());
+    let answer = loop {
+        match run.next().await {
+            catpaw_agent::session::SessionEvent::Output(p)
+                if p.metadata.as_ref().and_then(|m| m.get("turn_done"))
+                    == Some(&Value::Bool(true)) =>
+            {
+                break p.delta.clone();
+            }
+            _ => continue,
+        }
+    };
+    assert!(answer.contains("connection tracking table"), "{answer}");
+    assert!(answer.contains("conntrack"), "{answer}");
+    run.cancel.cancel();
+    run.finish().await;
+}
