@@ -1,5 +1,6 @@
 //! Builds the guest runners in `guest-runners/` for `wasm32-wasip2` and
-//! stages the built-in ones (`diagnose`, `chat`) for embedding in the binary.
+//! stages the built-in ones (`diagnose`, `chat`, `ai`) for embedding in the
+//! binary.
 //!
 //! The guest workspace has its own target dir, so this nested cargo never
 //! contends with the outer build's lock. Variables that the outer cargo sets
@@ -10,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const TARGET: &str = "wasm32-wasip2";
-const EMBEDDED: [&str; 2] = ["catpaw_diagnose", "catpaw_chat"];
+const EMBEDDED: [&str; 3] = ["catpaw_diagnose", "catpaw_chat", "catpaw_ai"];
 
 fn main() {
     let root = PathBuf::from(env("CARGO_MANIFEST_DIR"));

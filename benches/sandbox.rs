@@ -56,7 +56,18 @@ enum Mech {
 }
 
 fn raw_engine(pooling: bool, mech: Mech) -> Engine {
+    raw_engine_reserving(pooling, mech, None)
+}
+
+/// A raw engine; `reserve` sets each linear memory's reservation (and a
+/// 32 MiB guard) as the agent's engine does, instead of wasmtime's 4 GiB.
+fn raw_engine_reserving(pooling: bool, mech: Mech, reserve: Option<u64>) -> Engine {
     let mut cfg = Config::new();
+    if let Some(bytes) = reserve {
+        cfg.memory_reservation(bytes);
+        cfg.memory_guard_size(32 << 20);
+        cfg.memory_reservation_for_growth(0);
+    }
     if pooling {
         let mut pool = PoolingAllocationConfig::new();
         pool.total_component_instances(8)
@@ -137,7 +148,7 @@ async fn raw_session(
         .await
         .expect("instantiate");
     let iface = inst
-        .get_export_index(&mut store, None, "catpaw:runner/diagnose@0.1.0")
+        .get_export_index(&mut store, None, "catpaw:runner/diagnose@0.2.0")
         .expect("diagnose export");
     let run = inst
         .get_export_index(&mut store, Some(&iface), "run")
@@ -224,14 +235,19 @@ async fn main() {
     // --- session set-up ---
     let n = 2000;
     let mut rows = Vec::new();
-    for pooling in [true, false] {
-        let e = raw_engine(pooling, Mech::None);
+    for (pooling, reserve) in [(true, None), (true, Some(64 << 20)), (false, None)] {
+        let e = raw_engine_reserving(pooling, Mech::None, reserve);
         let pre = raw_pre(&e, &bench_bytes);
         let t = time_n(n, || raw_session(&e, &pre, Mech::None, "noop", "0")).await;
         rows.push((
             format!(
-                "raw wasmtime floor, {} allocator",
-                if pooling { "pooling" } else { "on-demand" }
+                "raw wasmtime floor, {} allocator{}",
+                if pooling { "pooling" } else { "on-demand" },
+                if reserve.is_some() {
+                    ", memories reserved at 64 MiB (as the agent's engine)"
+                } else {
+                    ""
+                }
             ),
             t,
         ));

@@ -25,6 +25,9 @@
 //! - [`sandbox`]: wasmtime engine, component cache, per-session stores,
 //!   session budgets and their enforcement, the host side of the WIT
 //!   imports (the only wasmtime user)
+//! - [`ai`]: the language models runners ask through the host's `llm`
+//!   import: OpenAI-compatible endpoints and the server's gateway,
+//!   failover, retries, the daily token ledger (keys never leave it)
 //! - [`runner`]: the runner roles (diagnose, chat) and the output sink, the
 //!   seam between sessions and the sandbox
 //! - [`audit`]: the hash-chained, fail-closed audit trail
@@ -46,6 +49,7 @@
 // --document-private-items`): they link to crate-private items freely.
 #![allow(rustdoc::private_intra_doc_links)]
 
+pub mod ai;
 pub mod alerts;
 pub mod audit;
 pub mod cli;

@@ -112,6 +112,10 @@ pub(crate) const PARAM_MESSAGE: &str = "message";
 pub(crate) const PARAM_ALLOW_SHELL: &str = "allow_shell";
 /// `metadata` flag on the message that ends a chat turn.
 pub(crate) const META_TURN_DONE: &str = "turn_done";
+/// `session_output.metadata` key, `true` on a delta that is a piece of
+/// language-model text streamed as it arrives (consecutive pieces join
+/// without separators).
+pub(crate) const META_LLM_STREAM: &str = "llm_stream";
 /// `target` when the server gives none.
 pub(crate) const DEFAULT_TARGET: &str = "localhost";
 /// `plugin` of a diagnose when the server gives none.

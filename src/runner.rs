@@ -153,6 +153,10 @@ pub enum Budget {
     Output,
     /// Tool calls and shell requests per run or chat turn.
     Calls,
+    /// Language-model tokens per session or per run (chat turn).
+    LlmTokens,
+    /// Language-model calls per run or chat turn.
+    LlmCalls,
 }
 
 impl std::fmt::Display for Budget {
@@ -163,6 +167,8 @@ impl std::fmt::Display for Budget {
             Budget::Time => "time",
             Budget::Output => "output",
             Budget::Calls => "tool call",
+            Budget::LlmTokens => "llm tokens",
+            Budget::LlmCalls => "llm calls",
         })
     }
 }
@@ -191,6 +197,10 @@ pub enum RunError {
     /// The host could not run the runner (instantiation failed, pool full…).
     #[error("host error: {0}")]
     Host(String),
+    /// The runner gave up because its language model could not be
+    /// reached (the text says why); a rule-based runner may take over.
+    #[error("the language model is unavailable: {0}")]
+    ModelUnavailable(String),
 }
 
 impl RunError {
@@ -201,7 +211,10 @@ impl RunError {
         match self {
             RunError::ResourceExhausted { .. } => proto::ErrorCode::ResourceExhausted,
             RunError::Trapped(_) => proto::ErrorCode::RunnerTrapped,
-            RunError::Failed(_) | RunError::Cancelled | RunError::Host(_) => failure_code,
+            RunError::Failed(_)
+            | RunError::Cancelled
+            | RunError::Host(_)
+            | RunError::ModelUnavailable(_) => failure_code,
         }
     }
 }
@@ -489,5 +502,115 @@ mod tests {
         assert_eq!(d.plugins[1].description.len(), Description::MAX_LINE);
         assert_eq!(d.capabilities, ["tools"]);
         assert_eq!(dropped.len(), 3, "{dropped:?}");
+    }
+}
+
+/// A runner backed by a language model, with a rule-based runner behind
+/// it: when the model cannot be reached ([`RunError::ModelUnavailable`]),
+/// the session says so in its stream and the fallback serves it (a chat
+/// tries the model again on its next turn).
+pub struct WithFallback<R: ?Sized> {
+    /// The model-backed runner.
+    pub primary: Arc<R>,
+    /// The rule-based runner.
+    pub fallback: Arc<R>,
+}
+
+/// What the stream says when the fallback takes over.
+fn fallback_notice(why: &str) -> Output {
+    Output::delta(
+        format!(
+            "The language model could not be reached ({why}). Falling back to the built-in \
+             rule-based runner for this answer."
+        ),
+        Stage::Thinking,
+        None,
+    )
+}
+
+#[async_trait]
+impl DiagnoseRunner for WithFallback<dyn DiagnoseRunner> {
+    async fn run(
+        &self,
+        info: &SessionInfo,
+        req: DiagnoseRequest,
+        sink: Arc<dyn StreamSink>,
+        cancel: CancellationToken,
+    ) -> Result<String, RunError> {
+        let first = self
+            .primary
+            .run(info, req.clone(), sink.clone(), cancel.clone())
+            .await;
+        match first {
+            Err(RunError::ModelUnavailable(why)) => {
+                sink.send(fallback_notice(&why)).await;
+                self.fallback.run(info, req, sink, cancel).await
+            }
+            other => other,
+        }
+    }
+}
+
+#[async_trait]
+impl ChatRunner for WithFallback<dyn ChatRunner> {
+    async fn start(
+        &self,
+        info: &SessionInfo,
+        opts: ChatSessionOpts,
+        sink: Arc<dyn StreamSink>,
+        cancel: CancellationToken,
+    ) -> Result<Box<dyn ChatHandle>, RunError> {
+        let primary = self
+            .primary
+            .start(info, opts, sink.clone(), cancel.clone())
+            .await?;
+        Ok(Box::new(FallbackChat {
+            primary,
+            fallback: None,
+            runner: self.fallback.clone(),
+            info: info.clone(),
+            opts,
+            sink,
+            cancel,
+        }))
+    }
+}
+
+/// A conversation with the model, and the rule-based one started the
+/// first time the model is out of reach.
+struct FallbackChat {
+    primary: Box<dyn ChatHandle>,
+    fallback: Option<Box<dyn ChatHandle>>,
+    runner: Arc<dyn ChatRunner>,
+    info: SessionInfo,
+    opts: ChatSessionOpts,
+    sink: Arc<dyn StreamSink>,
+    cancel: CancellationToken,
+}
+
+#[async_trait]
+impl ChatHandle for FallbackChat {
+    async fn handle_message(&mut self, input: &str) -> Result<String, RunError> {
+        let why = match self.primary.handle_message(input).await {
+            Err(RunError::ModelUnavailable(why)) => why,
+            other => return other,
+        };
+        self.sink.send(fallback_notice(&why)).await;
+        if self.fallback.is_none() {
+            let handle = self
+                .runner
+                .start(
+                    &self.info,
+                    self.opts,
+                    self.sink.clone(),
+                    self.cancel.clone(),
+                )
+                .await?;
+            self.fallback = Some(handle);
+        }
+        match &mut self.fallback {
+            Some(f) => f.handle_message(input).await,
+            None => Err(RunError::Host("the fallback chat did not start".into())),
+        }
     }
 }

@@ -305,3 +305,102 @@ fn a_guest_log_flood_is_capped_in_the_agent_log() {
         "the count of dropped lines: {stderr}"
     );
 }
+
+/// `[ai]` pointing at the scripted model server on `base_url`.
+fn ai_home(base_url: &str) -> common::process::AgentHome {
+    common::process::AgentHome::new(&format!(
+        "[ai]\nenabled = true\nmodel_priority = [\"local\"]\nmax_retries = 0\nlanguage = \"en\"\n\
+         [ai.models.local]\nprovider = \"openai\"\nbase_url = \"{base_url}\"\n\
+         api_key = \"local-test-key-31f2\"\nmodel = \"qwen\"\n"
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_ai_configured_a_diagnose_is_answered_by_the_model() {
+    use common::llm::{LlmServer, calls, text};
+    let server = LlmServer::start(
+        vec![
+            calls(&[("cpu", "{}")]),
+            text("## Report\n\nThe CPU is idle."),
+        ],
+        None,
+    )
+    .await;
+    let home = ai_home(&server.base_url());
+    let mut cmd = home.command();
+    cmd.args([
+        "session",
+        "--type",
+        "diagnose",
+        "--param",
+        "plugin=cpu",
+        "--param",
+        "descriptions=load above 8",
+        "--json",
+    ]);
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .expect("join")
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = json_lines(&out.stdout);
+    let last = lines.last().expect("lines");
+    assert_eq!(last["report"], "## Report\n\nThe CPU is idle.");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["stage"] == "tool_call" && l["delta"] == "cpu({})")
+    );
+    assert_eq!(server.received().len(), 2);
+    assert!(home.audit().iter().any(|r| r["kind"] == "llm"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_ai_configured_a_chat_talks_to_the_model_turn_by_turn() {
+    use common::llm::{LlmServer, text};
+    let server = LlmServer::start(
+        vec![text("Hello from the model."), text("Still here.")],
+        None,
+    )
+    .await;
+    let home = ai_home(&server.base_url());
+    let mut cmd = home.command();
+    cmd.args(["session", "--type", "chat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let out = tokio::task::spawn_blocking(move || {
+        let mut child = cmd.spawn().expect("spawn");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(b"hi\nare you there?\n")
+            .expect("write");
+        child.wait_with_output()
+    })
+    .await
+    .expect("join")
+    .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("Hello from the model.") && stdout.contains("Still here."),
+        "{stdout}"
+    );
+    let got = server.received();
+    assert_eq!(got.len(), 2);
+    assert_eq!(
+        got[1].messages().len(),
+        4,
+        "the second turn carries the first"
+    );
+}

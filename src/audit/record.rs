@@ -15,6 +15,8 @@ pub mod kind {
     pub(crate) const TOOL: &str = "tool";
     /// A shell command.
     pub(crate) const SHELL: &str = "shell";
+    /// A language-model call (provider, model, tokens; never the content).
+    pub(crate) const LLM: &str = "llm";
 }
 
 /// Where in its life an act or a session is.

@@ -159,6 +159,8 @@ fn advice(e: &RunError) -> String {
                 Budget::Time => "timeout",
                 Budget::Output => "max_output",
                 Budget::Calls => "max_host_calls",
+                Budget::LlmTokens => "llm_tokens",
+                Budget::LlmCalls => "max_llm_calls",
             };
             format!(
                 "{e}: the run does not fit the default limits; make it do less, or raise \
@@ -169,6 +171,10 @@ fn advice(e: &RunError) -> String {
         RunError::Failed(m) => {
             format!("the runner returned an error: {m}; a smoke run must succeed")
         }
+        RunError::ModelUnavailable(_) => format!(
+            "{e}: the language model could not be reached; check [ai] (the agent would serve \
+             the session with the rule-based runner)"
+        ),
         RunError::Cancelled | RunError::Host(_) => format!("{e}"),
     }
 }

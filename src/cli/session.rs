@@ -195,7 +195,31 @@ async fn next_turn(
     }
 }
 
+thread_local! {
+    /// Whether the terminal line is a model stream still being written:
+    /// its pieces join on one line until another event ends it.
+    static STREAMING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 pub(crate) fn print_event(ev: &SessionEvent, st: &Style) {
+    if let SessionEvent::Output(p) = ev
+        && !p.done
+        && p.metadata
+            .as_ref()
+            .and_then(|m| m.get(proto::META_LLM_STREAM))
+            .and_then(Value::as_bool)
+            == Some(true)
+    {
+        if !STREAMING.replace(true) && p.stage != proto::STAGE_ANSWER {
+            print!("{}[{}]{} ", st.dim, p.stage, st.reset);
+        }
+        print!("{}", p.delta);
+        let _ = std::io::stdout().flush();
+        return;
+    }
+    if STREAMING.replace(false) {
+        println!();
+    }
     match ev {
         SessionEvent::Error(e) => {
             eprintln!(
@@ -215,7 +239,9 @@ pub(crate) fn print_event(ev: &SessionEvent, st: &Style) {
                 proto::STAGE_TOOL_RESULT => (st.green, "tool result"),
                 proto::STAGE_ERROR => (st.red, "error"),
                 proto::STAGE_ANSWER => {
-                    println!("{}", p.delta.trim_end());
+                    if !p.delta.is_empty() {
+                        println!("{}", p.delta.trim_end());
+                    }
                     return;
                 }
                 _ => (st.dim, "output"),

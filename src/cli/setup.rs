@@ -2,8 +2,10 @@
 //!
 //! Runner choice, per session role: the `--runner` file if given, else
 //! `[sandbox] diagnose_runner` / `chat_runner`, else `[sandbox] runner`,
-//! else the built-in component. A file named for every role replaces only
-//! the roles it exports; the others keep the built-in runner, with one
+//! else the built-in component: the AI runner when `[ai] enabled = true`
+//! (with the rule-based one behind it for when the model is out of reach),
+//! the rule-based runner otherwise. A file named for every role replaces
+//! only the roles it exports; the others keep the built-in runner, with one
 //! warning. A runner file that cannot be loaded is an error at start, never
 //! a surprise at the first session.
 
@@ -15,6 +17,7 @@ use anyhow::{Context, bail};
 use crate::audit::AuditLog;
 use crate::config::{BudgetFlag, Config, RoleBudgets};
 use crate::link::agent::{Agent, AgentOptions};
+use crate::runner::{ChatRunner, DiagnoseRunner, WithFallback};
 use crate::sandbox::{EngineOptions, HostServices, LoadedRunner, Sandbox, SandboxOptions};
 use crate::session::Runners;
 use crate::telemetry::Telemetry;
@@ -71,6 +74,12 @@ pub fn build(
                 .map_err(|e| anyhow::anyhow!("config `[sandbox] shell_user`: {e}"))?,
         ),
     };
+    let llm = if cfg.ai.enabled {
+        let agent_id = state.load_or_create_agent_id()?.to_string();
+        crate::ai::Llm::new(&cfg.ai, agent_id, state.llm_daily_tokens()).context("config `[ai]`")?
+    } else {
+        None
+    };
     let opts = SandboxOptions {
         engine: EngineOptions {
             pooling: true,
@@ -83,6 +92,8 @@ pub fn build(
         services: HostServices {
             audit: Some(audit.clone()),
             shell_user,
+            llm: llm.map(Arc::new),
+            tool_timeout: cfg.ai.enabled.then_some(cfg.ai.tool_timeout),
             tools: std::sync::Arc::new(cfg.tools.clone()),
             telemetry: Some(telemetry.clone()),
         },
@@ -95,6 +106,35 @@ pub fn build(
         budgets,
         audit,
         telemetry,
+    })
+}
+
+/// The built-in AI runner for both roles, each with `rules` (the
+/// rule-based runners) behind it.
+fn with_ai(
+    sandbox: &Arc<Sandbox>,
+    rules: Runners,
+    budgets: &RoleBudgets,
+) -> anyhow::Result<Runners> {
+    let ai = sandbox.load("built-in AI runner", crate::embedded::AI)?;
+    let diagnose = match (ai.diagnose_runner(budgets.diagnose.clone()), rules.diagnose) {
+        (Some(primary), Some(fallback)) => Some(Arc::new(WithFallback {
+            primary: Arc::new(primary) as Arc<dyn DiagnoseRunner>,
+            fallback,
+        }) as Arc<dyn DiagnoseRunner>),
+        (_, rules) => rules,
+    };
+    let chat = match (ai.chat_runner(budgets.chat.clone()), rules.chat) {
+        (Some(primary), Some(fallback)) => Some(Arc::new(WithFallback {
+            primary: Arc::new(primary) as Arc<dyn ChatRunner>,
+            fallback,
+        }) as Arc<dyn ChatRunner>),
+        (_, rules) => rules,
+    };
+    Ok(Runners {
+        diagnose,
+        chat,
+        plugins: rules.plugins,
     })
 }
 
@@ -120,7 +160,7 @@ pub fn runner_files(
         }
         None => Ok::<_, anyhow::Error>(RunnerFile::new(role, "built-in", builtin)),
     };
-    Ok(vec![
+    let mut files = vec![
         entry(
             "diagnose",
             pick(&cfg.sandbox.diagnose_runner),
@@ -131,7 +171,22 @@ pub fn runner_files(
             pick(&cfg.sandbox.chat_runner),
             crate::embedded::CHAT,
         )?,
-    ])
+    ];
+    if ai_serves(cfg, runner_override) {
+        files.insert(0, entry("ai", None, crate::embedded::AI)?);
+    }
+    Ok(files)
+}
+
+/// Whether the built-in AI runner serves sessions: `[ai]` is on and no
+/// runner file is configured (a configured runner is the operator's
+/// explicit choice and wins).
+fn ai_serves(cfg: &Config, runner_override: Option<&Path>) -> bool {
+    cfg.ai.enabled
+        && runner_override.is_none()
+        && cfg.sandbox.runner.is_none()
+        && cfg.sandbox.diagnose_runner.is_none()
+        && cfg.sandbox.chat_runner.is_none()
 }
 
 /// Where one role's runner comes from.
@@ -171,12 +226,28 @@ fn source_of(
     }
 }
 
+/// The runners sessions are served by (at start and on every reload):
+/// each role's file or built-in runner (see [`load_roles`]), with the AI
+/// runner in front when `[ai]` serves.
+pub fn load_runners(
+    sandbox: &Arc<Sandbox>,
+    cfg: &Config,
+    runner_override: Option<&Path>,
+    budgets: &RoleBudgets,
+) -> anyhow::Result<Runners> {
+    let runners = load_roles(sandbox, cfg, runner_override, budgets)?;
+    if ai_serves(cfg, runner_override) {
+        return with_ai(sandbox, runners, budgets);
+    }
+    Ok(runners)
+}
+
 /// Loads the runner of each role (see the module doc), each file once.
 /// A file named for every role (`--runner`, `[sandbox] runner`) replaces
 /// only the roles it serves; the others keep the built-in runner, with one
 /// warning naming what was kept. A file that serves no role at all, or a
 /// role-specific file that does not serve its role, is refused.
-pub fn load_runners(
+fn load_roles(
     sandbox: &Arc<Sandbox>,
     cfg: &Config,
     runner_override: Option<&Path>,

@@ -89,6 +89,35 @@ impl Config {
                     .to_string(),
             );
         }
+        let ai = &self.ai;
+        if ai.enabled {
+            for (name, m) in &ai.models {
+                if let Some((path, mode)) = file_mode.filter(|(_, m)| m & 0o077 != 0)
+                    && !m.api_key_from_env
+                {
+                    out.push(format!(
+                        "{}: holds [ai.models.{name}] api_key and is accessible to group or \
+                         others (mode {mode:04o}); run `chmod 600 {}`, or set api_key = \
+                         \"${{NAME}}\" and pass the key in the environment",
+                        path.display(),
+                        path.display()
+                    ));
+                }
+                if clear_text_remote(&m.base_url) {
+                    out.push(format!(
+                        "[ai.models.{name}] api_key is sent in clear text to {}: use https://",
+                        m.base_url
+                    ));
+                }
+            }
+            if ai.gateway.enabled && clear_text_remote(&ai.gateway.base_url) {
+                out.push(format!(
+                    "[ai.gateway] agent_token is sent in clear text to {}: use an https:// \
+                     [server] address or base_url",
+                    ai.gateway.base_url
+                ));
+            }
+        }
         if s.ca_file.is_some() && s.tls_skip_verify {
             out.push(
                 "[server] ca_file is ignored because tls_skip_verify = true: the server's \
@@ -99,6 +128,20 @@ impl Config {
         }
         out
     }
+}
+
+/// An `http://` URL to a host other than this one: what is sent there
+/// (a key, a token) crosses the network readable.
+fn clear_text_remote(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = match host.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    };
+    !matches!(host, "127.0.0.1" | "localhost" | "[::1]" | "::1") && !host.starts_with("127.")
 }
 
 #[cfg(test)]

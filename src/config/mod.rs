@@ -18,7 +18,8 @@
 //! - `budgets.rs`: the one funnel for session budgets (file, per-role
 //!   overrides, command-line flags)
 //! - `units.rs`: sizes and durations
-//! - `url.rs`: the server's WebSocket URL
+//! - `url.rs`: the server's WebSocket and LLM gateway URLs
+//! - `ai.rs`: `[ai]`, the language models (catpaw's names)
 //! - `labels.rs`: `[global.labels]` and their expansion
 //! - `show.rs`: the effective config as `config check` prints it, and the
 //!   commented example (`example.toml`)
@@ -26,6 +27,7 @@
 //! - `hygiene.rs`: settings that work but deserve a warning
 //! - `tools.rs`: `[tools]`, what the diagnostic tools may read and reach
 
+mod ai;
 mod budgets;
 mod check;
 mod hygiene;
@@ -115,9 +117,12 @@ pub struct Config {
     pub tools: crate::tools::ToolConfig,
     /// `[metrics]`.
     pub metrics: MetricsConfig,
+    /// `[ai]`.
+    pub ai: crate::ai::AiConfig,
     /// The file it came from (for messages), if any.
     pub source: Option<PathBuf>,
-    /// One warning line per renamed key the file still uses.
+    /// One warning line per renamed key the file still uses, and per
+    /// catpaw key accepted without effect.
     pub deprecated: Vec<String>,
 }
 
@@ -224,6 +229,7 @@ impl Default for Config {
             audit: default_audit(),
             tools: crate::tools::ToolConfig::default(),
             metrics: MetricsConfig::default(),
+            ai: crate::ai::AiConfig::default(),
             source: None,
             deprecated: Vec::new(),
         }
@@ -377,11 +383,19 @@ impl Config {
                 })?),
             },
         };
+        let ai = ai::parse(
+            &cx,
+            raw.ai,
+            &server.address,
+            &server.agent_token,
+            &mut deprecated,
+        )?;
         let tools = cx.tools(raw.tools)?;
         Ok(Config {
             audit,
             metrics,
             tools,
+            ai,
             state_dir: cx
                 .path_of(raw.state_dir)
                 .unwrap_or_else(|| cx.base.join("state.d")),

@@ -9,6 +9,7 @@
 //!   cache/        precompiled runner components
 //!   agent.sock    the local alert ingest socket
 //!   status.sock   `catpaw-agent status` asks the running agent here
+//!   llm_tokens.json  LLM tokens used today, for [ai] daily_token_limit
 //! ```
 //!
 //! The modules that use these files take their paths from here; none of
@@ -58,6 +59,11 @@ impl StatePaths {
     /// The socket `catpaw-agent status` asks (mode 0600).
     pub fn status_socket(&self) -> PathBuf {
         self.root.join("status.sock")
+    }
+
+    /// Today's LLM token count (`[ai] daily_token_limit`).
+    pub fn llm_daily_tokens(&self) -> PathBuf {
+        self.root.join("llm_tokens.json")
     }
 
     /// Reads the agent id, or creates one (replacing a file that does not

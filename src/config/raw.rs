@@ -28,6 +28,8 @@ pub(super) struct RawConfig {
     pub(super) tools: RawTools,
     #[serde(default)]
     pub(super) metrics: RawMetrics,
+    #[serde(default)]
+    pub(super) ai: RawAi,
 }
 
 /// `[tools]`: what the tools may read and reach.
@@ -141,4 +143,64 @@ pub(super) struct RawSandbox {
 pub(super) struct RawLog {
     pub(super) level: Option<String>,
     pub(super) format: Option<String>,
+}
+
+/// `[ai]`, with catpaw's own key names. The keys catpaw has for features
+/// this agent leaves to the server (alert aggregation, diagnosis records,
+/// MCP, its own concurrency queue) are accepted so a catpaw config file
+/// loads unchanged, and ignored (`ai.rs` says so in one warning line).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAi {
+    pub(super) enabled: Option<bool>,
+    pub(super) model_priority: Option<Vec<String>>,
+    pub(super) request_timeout: Option<toml::Value>,
+    pub(super) max_retries: Option<i64>,
+    pub(super) retry_backoff: Option<toml::Value>,
+    pub(super) daily_token_limit: Option<i64>,
+    pub(super) max_rounds: Option<i64>,
+    pub(super) tool_timeout: Option<toml::Value>,
+    pub(super) language: Option<String>,
+    #[serde(default)]
+    pub(super) models: BTreeMap<String, RawModel>,
+    #[serde(default)]
+    pub(super) gateway: RawGateway,
+    pub(super) max_concurrent_diagnoses: Option<toml::Value>,
+    pub(super) queue_full_policy: Option<toml::Value>,
+    pub(super) aggregate_window: Option<toml::Value>,
+    pub(super) diagnose_retention: Option<toml::Value>,
+    pub(super) diagnose_max_count: Option<toml::Value>,
+    pub(super) mcp: Option<toml::Value>,
+}
+
+/// `[ai.models.<name>]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawModel {
+    pub(super) provider: Option<String>,
+    pub(super) base_url: Option<String>,
+    pub(super) api_key: Option<String>,
+    pub(super) model: Option<String>,
+    pub(super) max_tokens: Option<i64>,
+    pub(super) max_completion_tokens: Option<i64>,
+    pub(super) context_window: Option<i64>,
+    /// Shown by catpaw's chat as a cost; accepted and unused here.
+    #[serde(rename = "input_price")]
+    pub(super) _input_price: Option<f64>,
+    /// See `input_price`.
+    #[serde(rename = "output_price")]
+    pub(super) _output_price: Option<f64>,
+    pub(super) extra_body: Option<toml::Table>,
+}
+
+/// `[ai.gateway]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawGateway {
+    pub(super) enabled: Option<bool>,
+    pub(super) base_url: Option<String>,
+    pub(super) agent_token: Option<String>,
+    pub(super) request_timeout: Option<toml::Value>,
+    pub(super) max_retries: Option<i64>,
+    pub(super) fallback_to_direct: Option<bool>,
 }

@@ -165,7 +165,49 @@ impl Config {
                 .map(|p| p.display().to_string())
                 .unwrap_or_default())
         );
+        ai(w, &self.ai);
         o
+    }
+}
+
+/// `[ai]`, its gateway and its models, keys redacted.
+fn ai(w: &mut String, ai: &crate::ai::AiConfig) {
+    let secret = |s: &crate::ai::Secret| q(if s.is_empty() { "" } else { REDACTED });
+    let _ = writeln!(w, "\n[ai]");
+    let _ = writeln!(w, "enabled = {}", ai.enabled);
+    let names: Vec<String> = ai.model_priority.iter().map(|n| q(n)).collect();
+    let _ = writeln!(w, "model_priority = [{}]", names.join(", "));
+    let _ = writeln!(w, "request_timeout = {}", duration(ai.request_timeout));
+    let _ = writeln!(w, "max_retries = {}", ai.max_retries);
+    let _ = writeln!(w, "retry_backoff = {}", duration(ai.retry_backoff));
+    let _ = writeln!(w, "daily_token_limit = {}", ai.daily_token_limit);
+    let _ = writeln!(w, "max_rounds = {}", ai.max_rounds);
+    let _ = writeln!(w, "tool_timeout = {}", duration(ai.tool_timeout));
+    let _ = writeln!(w, "language = {}", q(&ai.language));
+    let g = &ai.gateway;
+    let _ = writeln!(w, "\n[ai.gateway]");
+    let _ = writeln!(w, "enabled = {}", g.enabled);
+    let _ = writeln!(w, "base_url = {}", q(&g.base_url));
+    let _ = writeln!(w, "agent_token = {}", secret(&g.agent_token));
+    let _ = writeln!(w, "request_timeout = {}", duration(g.request_timeout));
+    let _ = writeln!(w, "max_retries = {}", g.max_retries);
+    let _ = writeln!(w, "fallback_to_direct = {}", g.fallback_to_direct);
+    for (name, m) in &ai.models {
+        let _ = writeln!(w, "\n[ai.models.{}]", table_key(name));
+        let _ = writeln!(w, "provider = {}", q(&m.provider));
+        let _ = writeln!(w, "base_url = {}", q(&m.base_url));
+        let _ = writeln!(w, "api_key = {}", secret(&m.api_key));
+        let _ = writeln!(w, "model = {}", q(&m.model));
+        let _ = writeln!(w, "max_tokens = {}", m.max_tokens);
+        let _ = writeln!(w, "max_completion_tokens = {}", m.max_completion_tokens);
+        let _ = writeln!(w, "context_window = {}", m.context_window);
+        if !m.extra_body.is_empty() {
+            let _ = writeln!(w, "\n[ai.models.{}.extra_body]", table_key(name));
+            for (k, v) in &m.extra_body {
+                // JSON scalars and arrays read back as the same TOML.
+                let _ = writeln!(w, "{} = {v}", table_key(k));
+            }
+        }
     }
 }
 
@@ -191,6 +233,7 @@ mod tests {
         assert_eq!(example.audit, empty.audit);
         assert_eq!(example.metrics, empty.metrics);
         assert_eq!(example.tools, empty.tools);
+        assert_eq!(example.ai, empty.ai);
         assert_eq!(example.log.level, empty.log.level);
         assert_eq!(example.labels["from_hostname"], "${HOSTNAME}");
         // Every key of the effective config appears in the example.
@@ -222,6 +265,26 @@ mod tests {
         assert_eq!(again.tools, c.tools);
         assert_eq!(again.server.address, c.server.address);
         assert_eq!(again.effective(), c.effective());
+    }
+
+    #[test]
+    fn the_ai_section_shows_with_its_keys_redacted_and_parses_back() {
+        let c = parse(
+            "[ai]\nenabled = true\nmodel_priority = [\"local\"]\nlanguage = \"en\"\n\
+             [ai.models.local]\nbase_url = \"http://127.0.0.1:11434/v1\"\n\
+             api_key = \"key-s3cret\"\nmodel = \"qwen\"\n[ai.models.local.extra_body]\n\
+             enable_thinking = true\nthinking_budget = 1000\n",
+        );
+        let shown = c.effective();
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("api_key = \"<redacted>\""), "{shown}");
+        let again = parse(&shown);
+        assert_eq!(
+            again.ai.models["local"].extra_body,
+            c.ai.models["local"].extra_body
+        );
+        assert_eq!(again.ai.model_priority, c.ai.model_priority);
+        assert_eq!(again.effective(), shown);
     }
 
     #[test]

@@ -1,7 +1,23 @@
-//! The server's WebSocket URL, derived from `[server] address`.
+//! The server's URLs, derived from `[server] address`: its WebSocket and
+//! its LLM gateway.
 
 /// Derives the WebSocket URL from `[server] address` (PROTOCOL §1).
 pub(super) fn ws_url(address: &str) -> Result<String, String> {
+    let (secure, authority) = split(address)?;
+    let ws = if secure { "wss" } else { "ws" };
+    Ok(format!("{ws}://{authority}/api/v1/agent/ws"))
+}
+
+/// Derives the LLM gateway's base URL from `[server] address`, as catpaw
+/// does: the same host over http(s), path `/api/v1/agent/llm`.
+pub(super) fn gateway_url(address: &str) -> Result<String, String> {
+    let (secure, authority) = split(address)?;
+    let http = if secure { "https" } else { "http" };
+    Ok(format!("{http}://{authority}/api/v1/agent/llm"))
+}
+
+/// Whether `address` is TLS, and its authority (host and port).
+fn split(address: &str) -> Result<(bool, &str), String> {
     let a = address.trim();
     if a.is_empty() {
         return Err("is empty (use host:port, http(s):// or ws(s)://)".into());
@@ -10,9 +26,9 @@ pub(super) fn ws_url(address: &str) -> Result<String, String> {
         Some((s, r)) => (s.to_ascii_lowercase(), r),
         None => ("http".to_string(), a),
     };
-    let ws = match scheme.as_str() {
-        "http" | "ws" => "ws",
-        "https" | "wss" => "wss",
+    let secure = match scheme.as_str() {
+        "http" | "ws" => false,
+        "https" | "wss" => true,
         other => {
             return Err(format!(
                 "scheme `{other}` is not supported (use host:port, http(s):// or ws(s)://)"
@@ -26,11 +42,11 @@ pub(super) fn ws_url(address: &str) -> Result<String, String> {
     };
     if !(path.is_empty() || path == "/") {
         return Err(format!(
-            "has a path `{path}`; give only the server's base address (the agent adds /api/v1/agent/ws)"
+            "has a path `{path}`; give only the server's base address (the agent adds /api/v1/agent/ws and /api/v1/agent/llm)"
         ));
     }
     if authority.is_empty() {
         return Err("has no host".into());
     }
-    Ok(format!("{ws}://{authority}/api/v1/agent/ws"))
+    Ok((secure, authority))
 }

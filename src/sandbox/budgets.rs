@@ -15,8 +15,9 @@ use std::time::Duration;
 
 use crate::runner::Receipt;
 
-/// Budgets of one session, fixed when its store is created. Fuel, time
-/// and host calls are per diagnose run or chat turn; output is per session.
+/// Budgets of one session, fixed when its store is created. Fuel, time,
+/// host calls, LLM calls and `llm_turn_tokens` are per diagnose run or chat
+/// turn; output and `llm_tokens` are per session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Budgets {
     /// Fuel for one diagnose run or one chat turn.
@@ -40,6 +41,13 @@ pub struct Budgets {
     pub shell_timeout: Duration,
     /// Bytes kept from each of a shell command's stdout and stderr.
     pub shell_output: u64,
+    /// Language-model tokens (prompt plus completion) the whole session
+    /// may use.
+    pub llm_tokens: u64,
+    /// Language-model tokens one run or chat turn may use.
+    pub llm_turn_tokens: u64,
+    /// Language-model calls per run or chat turn.
+    pub max_llm_calls: u64,
 }
 
 impl Default for Budgets {
@@ -53,6 +61,11 @@ impl Default for Budgets {
             guest_stdio: 16 << 10,
             shell_timeout: Duration::from_secs(30),
             shell_output: 64 << 10,
+            // A diagnose of 15 rounds with a few KiB of tool output each
+            // stays well inside these; a model looping on itself does not.
+            llm_tokens: 400_000,
+            llm_turn_tokens: 200_000,
+            max_llm_calls: 32,
         }
     }
 }
@@ -105,6 +118,18 @@ impl Budgets {
         BudgetKey {
             name: "shell_output",
             slot: |b| Slot::Bytes(&mut b.shell_output, ANY_BYTES),
+        },
+        BudgetKey {
+            name: "llm_tokens",
+            slot: |b| Slot::Count(&mut b.llm_tokens),
+        },
+        BudgetKey {
+            name: "llm_turn_tokens",
+            slot: |b| Slot::Count(&mut b.llm_turn_tokens),
+        },
+        BudgetKey {
+            name: "max_llm_calls",
+            slot: |b| Slot::Count(&mut b.max_llm_calls),
         },
     ];
 

@@ -14,8 +14,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::Sandbox;
 use super::budgets::Budgets;
-use super::compat::{ChatPre, DiagnosePre};
 use super::limits::{self, Guarded};
+use super::versions::{ChatPre, DiagnosePre};
 use crate::runner::{Description, Output, SessionInfo, StreamSink};
 
 struct Nowhere;

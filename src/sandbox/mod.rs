@@ -13,13 +13,12 @@
 //! - `limits.rs`: how a budget is enforced, a call guarded, a failure blamed
 //! - `host/`: the `catpaw:runner/host` imports, one capability per file
 //! - `run.rs`: the wasm implementations of the runner traits
-//! - `compat.rs`: serving components of WIT 0.1.0 and 0.2.0 alike
+//! - `versions.rs`: the contract versions (0.2.0, 0.1.0) behind one type
 //! - `describe.rs`: reading a runner's `describe` once at load
 //! - `probe.rs`: looking a runner file over step by step (`check-runner`)
 
 mod bindings;
 mod budgets;
-mod compat;
 mod describe;
 mod engine;
 mod host;
@@ -28,6 +27,7 @@ mod probe;
 mod run;
 mod stdio;
 mod store;
+mod versions;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -37,17 +37,18 @@ use wasmtime::Engine;
 use wasmtime::component::{HasSelf, Linker};
 
 pub use budgets::{BudgetKey, Budgets, Slot};
-pub use compat::WitVersion;
 pub use engine::EngineOptions;
 pub use host::HostServices;
 pub use probe::{Probe, Step};
 pub use run::{WasmChatRunner, WasmDiagnoseRunner};
+pub use versions::WitVersion;
 
 use crate::runner::Description;
 use bindings::diagnose_world::DiagnoseRunner as DiagnoseWorld;
-use compat::{ChatPre, DiagnosePre};
+use bindings::v0_1::diagnose_world::DiagnoseRunner as DiagnoseWorld01;
 use host::HostContext;
 use store::SessionState;
+use versions::{ChatPre, DiagnosePre};
 
 /// Settings of a [`Sandbox`].
 #[derive(Debug, Clone, Default)]
@@ -76,7 +77,7 @@ impl std::fmt::Debug for Sandbox {
 
 impl Sandbox {
     /// Creates the engine and links WASI (nothing granted) and the
-    /// `catpaw:runner/host` imports.
+    /// `catpaw:runner/host` and `llm` imports (0.2.0, and `host` 0.1.0).
     pub fn new(opts: SandboxOptions) -> anyhow::Result<Arc<Sandbox>> {
         let engine = engine::build(&opts.engine)?;
         let mut linker = Linker::<SessionState>::new(&engine);
@@ -91,13 +92,12 @@ impl Sandbox {
             &mut s.host
         })
         .map_err(anyhow::Error::from)
-        .context("linking catpaw:runner/host")?;
-        // Components built against 0.1.0 import the same functions under
-        // the older name; the same implementation serves them.
-        bindings::v1::diagnose_world::DiagnoseRunner::add_to_linker::<
-            SessionState,
-            HasSelf<HostContext>,
-        >(&mut linker, |s| &mut s.host)
+        .context("linking catpaw:runner/host and llm")?;
+        // Runners built against 0.1.0 import host@0.1.0, a different
+        // instance name to the linker; it forwards to the same code.
+        DiagnoseWorld01::add_to_linker::<SessionState, HasSelf<HostContext>>(&mut linker, |s| {
+            &mut s.host
+        })
         .map_err(anyhow::Error::from)
         .context("linking catpaw:runner/host@0.1.0")?;
         Ok(Arc::new(Sandbox {
@@ -129,14 +129,16 @@ impl Sandbox {
             .with_context(|| {
                 format!(
                     "runner {name}: it imports something catpaw-agent does not provide \
-                     (runners may import only catpaw:runner/host and wasi:* 0.2)"
+                     (runners may import only catpaw:runner/host and llm 0.2.0, \
+                     catpaw:runner/host 0.1.0, and wasi:* 0.2)"
                 )
             })?;
-        let compat::Exports {
-            version,
-            diagnose,
-            chat,
-        } = compat::exports(&pre);
+        let diagnose = DiagnosePre::new(&pre);
+        let chat = ChatPre::new(&pre);
+        let version = match (&diagnose, &chat) {
+            (Some(DiagnosePre::V2(_)), _) | (_, Some(ChatPre::V2(_))) => WitVersion::V0_2,
+            _ => WitVersion::V0_1,
+        };
         if diagnose.is_none() && chat.is_none() {
             bail!(
                 "runner {name}: exports neither catpaw:runner/diagnose nor catpaw:runner/chat \

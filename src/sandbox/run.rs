@@ -14,12 +14,11 @@ use wasmtime::Store;
 use wasmtime::component::ResourceAny;
 
 use super::Sandbox;
-use super::bindings::diagnose_world::exports::catpaw::runner::diagnose::Request;
 use super::budgets::Budgets;
-use super::compat::{ChatInstance, ChatPre, DiagnosePre};
 use super::host::{HostContext, HostServices};
 use super::limits::{self, Guarded};
 use super::store::{self, SessionState, end_run, new_store};
+use super::versions::{ChatInstance, ChatPre, DiagnosePre};
 use crate::runner::Receipt;
 use crate::runner::{
     ChatHandle, ChatRunner, ChatSessionOpts, DiagnoseRequest, DiagnoseRunner, RunError,
@@ -193,6 +192,16 @@ fn guest_failure(msg: String) -> RunError {
     ))
 }
 
+/// The error of a run the guest failed: when its last language-model call
+/// failed too, the model was out of reach and a rule-based runner may
+/// take over ([`RunError::ModelUnavailable`]).
+fn failed(store: &Store<SessionState>, msg: String) -> RunError {
+    match store.data().host.last_llm_failure() {
+        Some(why) => RunError::ModelUnavailable(why.to_string()),
+        None => guest_failure(msg),
+    }
+}
+
 /// Counts a report or chat answer against the session's output budget.
 fn charge_reply(
     store: &mut Store<SessionState>,
@@ -244,14 +253,8 @@ impl WasmDiagnoseRunner {
         let outcome =
             limits::guard(self.pre.instantiate(&mut store), limits.timeout, &cancel).await;
         let inst = instantiated(&mut store, limits, meter, outcome)?;
-        let request = Request {
-            mode: req.mode,
-            plugin: req.plugin,
-            target: req.target,
-            params_json: serde_json::Value::Object(req.params).to_string(),
-        };
-        let outcome = limits::guard(inst.run(&mut store, &request), limits.timeout, &cancel).await;
-        let report = finish(&mut store, limits, meter, outcome)?.map_err(guest_failure)?;
+        let outcome = limits::guard(inst.run(&mut store, req), limits.timeout, &cancel).await;
+        let report = finish(&mut store, limits, meter, outcome)?.map_err(|m| failed(&store, m))?;
         charge_reply(&mut store, meter, &report, "the report")?;
         Ok(report)
     }
@@ -365,7 +368,7 @@ impl ChatHandle for WasmChat {
         )
         .await;
         let answer = finish(&mut self.store, &self.limits, &mut self.meter, outcome)?
-            .map_err(guest_failure)?;
+            .map_err(|m| failed(&self.store, m))?;
         charge_reply(&mut self.store, &mut self.meter, &answer, "the answer")?;
         Ok(answer)
     }

@@ -21,6 +21,8 @@ pub(crate) fn budget_kind(b: crate::runner::Budget) -> &'static str {
         Budget::Time => "time",
         Budget::Output => "output",
         Budget::Calls => "calls",
+        Budget::LlmTokens => "llm_tokens",
+        Budget::LlmCalls => "llm_calls",
     }
 }
 

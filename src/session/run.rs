@@ -307,6 +307,16 @@ async fn converse(
                 sink.send(Output::delta(reply, Stage::Answer, Some(turn_done())))
                     .await
             }
+            Err(e @ RunError::ModelUnavailable(_)) => {
+                // No rule-based runner behind this one: the turn fails,
+                // saying why, and the chat goes on.
+                sink.send(Output::delta(
+                    e.to_string(),
+                    Stage::Error,
+                    Some(turn_done()),
+                ))
+                .await
+            }
             Err(RunError::Failed(msg)) | Err(RunError::Host(msg)) => {
                 // A failed turn is reported in the conversation; the chat
                 // goes on (reference behaviour).

@@ -19,8 +19,16 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 /// Budget kinds as the counters spell them (`kind` label): fuel, memory,
-/// time, output and host calls.
-pub const BUDGET_KINDS: [&str; 5] = ["fuel", "memory", "time", "output", "calls"];
+/// time, output, host calls, language-model tokens and calls.
+pub const BUDGET_KINDS: [&str; 7] = [
+    "fuel",
+    "memory",
+    "time",
+    "output",
+    "calls",
+    "llm_tokens",
+    "llm_calls",
+];
 
 /// Where the link to the server stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

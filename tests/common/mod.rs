@@ -12,10 +12,13 @@
 //!   ([`agent::Harness`]);
 //! - [`process`]: the agent binary as a child process, with its home,
 //!   config, log and signals ([`process::AgentProcess`]);
-//! - [`slow_link`]: a throttling proxy between the agent and the server.
+//! - [`slow_link`]: a throttling proxy between the agent and the server;
+//! - [`llm`]: a scripted OpenAI-compatible server and catpaw-server LLM
+//!   gateway on loopback (real HTTP, real SSE framing).
 #![allow(dead_code)]
 
 pub mod agent;
+pub mod llm;
 pub mod process;
 pub mod python;
 pub mod server;
@@ -94,6 +97,8 @@ impl TestSandbox {
             services: HostServices {
                 audit: Some(audit.clone()),
                 shell_user: None,
+                llm: None,
+                tool_timeout: None,
                 tools: Arc::new(tools),
                 telemetry: None,
             },
@@ -231,10 +236,16 @@ impl Plan {
     /// diagnose export for anything else).
     pub fn start_on(self, runner: &LoadedRunner) -> Running {
         let runners = if self.session_type == "chat" {
-            chat_runners(runner, self.budget)
+            chat_runners(runner, self.budget.clone())
         } else {
-            diagnose_runners(runner, self.budget)
+            diagnose_runners(runner, self.budget.clone())
         };
+        self.start_with(runners)
+    }
+
+    /// Starts the session on `runners` as they are (e.g. those
+    /// `catpaw_agent::cli::setup::build` made from a config file).
+    pub fn start_with(self, runners: Runners) -> Running {
         let (tx, rx) = mpsc::channel(16);
         let (in_tx, in_rx) = mpsc::channel(8);
         let cancel = CancellationToken::new();

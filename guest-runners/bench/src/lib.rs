@@ -2,6 +2,8 @@
 //! - `noop`: returns at once (session set-up cost)
 //! - `emit`: emits `target` deltas (cost per emit)
 //! - `compute`: runs the shared compute kernel for `target` rounds
+//! - `llm`: makes `target` language-model calls offering every tool (cost
+//!   per `llm.complete`); `llm-bare`: the same without tools
 wit_bindgen::generate!({ path: "../../wit", world: "diagnose-runner" });
 
 use catpaw::runner::host;
@@ -33,6 +35,34 @@ impl Guest for Runner {
                 Ok(String::new())
             }
             "compute" => Ok(catpaw_guest_common::bench_kernel(n).to_string()),
+            "llm" | "llm-bare" => {
+                use catpaw::runner::llm::{self, Message, Role};
+                let ask = [
+                    Message {
+                        role: Role::System,
+                        content: "You diagnose hosts.".into(),
+                        tool_calls: vec![],
+                        tool_call_id: None,
+                    },
+                    Message {
+                        role: Role::User,
+                        content: "Is the load high?".into(),
+                        tool_calls: vec![],
+                        tool_call_id: None,
+                    },
+                ];
+                // `llm-bare` offers no tools (the request is smaller).
+                let tools = if req.plugin == "llm" {
+                    host::list_tools()
+                } else {
+                    Vec::new()
+                };
+                for _ in 0..n {
+                    llm::complete(&ask, &tools, Some(host::Stage::Thinking))
+                        .map_err(|e| format!("{e:?}"))?;
+                }
+                Ok(String::new())
+            }
             other => Err(format!("unknown workload {other}")),
         }
     }

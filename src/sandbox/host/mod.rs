@@ -1,22 +1,26 @@
 //! Host side of the `catpaw:runner/host` imports.
 //!
 //! Each capability lives in its own file and owns its state and logic:
-//! `stream.rs` (`emit`), `tools.rs`, `shell.rs`, `log.rs`. This file holds
+//! `stream.rs` (`emit`), `tools.rs`, `shell.rs`, `log.rs`, `llm.rs` (the
+//! `llm` interface), and `v0_1.rs` (the 0.1.0 imports, forwarded to these).
+//! This file holds
 //! what they share: the per-session [`HostContext`] the generated `Host`
 //! trait is implemented on, the per-run [`RunState`] inside it, the call
 //! budget that tools and shell draw on together, and the audit helpers. A
 //! new capability is a new file plus one method in the `Host` impl below.
 
+mod llm;
 mod log;
 mod shell;
 mod stream;
 mod tools;
+mod v0_1;
 
 use std::sync::Arc;
 
 use tracing::Instrument;
 
-use super::bindings::host;
+use super::bindings::{host, llm as llm_wit};
 use super::budgets::{self, Budgets};
 use super::limits::BudgetExceeded;
 use super::stdio::{CapturedStdio, Printed};
@@ -33,6 +37,12 @@ pub struct HostServices {
     /// Who granted shell commands run as (`[sandbox] shell_user`); `None`:
     /// the agent's own user.
     pub shell_user: Option<Identity>,
+    /// The language models of `[ai]` (`None`: the `llm` import answers
+    /// `not-configured`).
+    pub llm: Option<Arc<crate::ai::Llm>>,
+    /// Longest a tool call may take (`[ai] tool_timeout` when `[ai]` is
+    /// enabled); `None`: tools run to their end.
+    pub tool_timeout: Option<std::time::Duration>,
     /// What the operator allow-listed for the tools (`[tools]`).
     pub tools: Arc<crate::tools::ToolConfig>,
     /// The agent's counters (shell commands run and denied).
@@ -54,6 +64,11 @@ pub(crate) struct HostContext {
     shell: ShellLimits,
     /// Tool calls plus shell requests allowed per run or chat turn.
     max_calls: u64,
+    /// Language-model budgets and the session's token use.
+    llm: llm::LlmBudget,
+    /// Why the last language-model call of the run that ended last failed,
+    /// if it did (a failed AI run then falls back to the rule-based one).
+    last_llm_failure: Option<String>,
     /// State of the current run or chat turn.
     run: RunState,
 }
@@ -66,6 +81,12 @@ struct RunState {
     calls: u64,
     /// What the run called, by kind, for its receipt.
     counts: RunCounts,
+    /// Language-model calls made.
+    llm_calls: u64,
+    /// Language-model tokens used.
+    llm_tokens: u64,
+    /// Why the last language-model call failed (None after a success).
+    llm_failure: Option<String>,
     /// Guest log budget.
     log: log::LogState,
     /// Guest stdout and stderr (the store's WASI streams write here).
@@ -77,6 +98,9 @@ impl RunState {
         RunState {
             calls: 0,
             counts: RunCounts::default(),
+            llm_calls: 0,
+            llm_tokens: 0,
+            llm_failure: None,
             log: log::LogState::new(log_cap),
             stdio: CapturedStdio::new(stdio_cap),
         }
@@ -86,6 +110,8 @@ impl RunState {
     /// lines it dropped past the cap, and what it called.
     fn reset(&mut self) -> (Printed, u64, RunCounts) {
         self.calls = 0;
+        self.llm_calls = 0;
+        self.llm_tokens = 0;
         let dropped_lines = self.log.reset();
         (
             self.stdio.take(),
@@ -135,6 +161,13 @@ impl HostContext {
             stream: stream::StreamState::new(limits.max_output),
             shell,
             max_calls: limits.max_host_calls,
+            llm: llm::LlmBudget {
+                session_limit: limits.llm_tokens,
+                run_limit: limits.llm_turn_tokens,
+                max_calls: limits.max_llm_calls,
+                session_used: 0,
+            },
+            last_llm_failure: None,
             run: RunState::new(
                 budgets::as_len(limits.guest_stdio),
                 budgets::as_len(limits.guest_stdio),
@@ -152,6 +185,7 @@ impl HostContext {
     /// full (dropped log lines counted, then everything the guest printed);
     /// what it printed is also returned, for the error of a failed run.
     pub(crate) fn end_run(&mut self) -> (Printed, RunCounts) {
+        self.last_llm_failure = self.run.llm_failure.take();
         let (printed, dropped_lines, mut counts) = self.run.reset();
         counts.output_total = self.stream.used();
         let sid = &self.info.session_id;
@@ -161,6 +195,12 @@ impl HostContext {
         }
         printed.log(sid);
         (printed, counts)
+    }
+
+    /// Why the last language-model call of the run that just ended
+    /// failed, when it did.
+    pub(crate) fn last_llm_failure(&self) -> Option<&str> {
+        self.last_llm_failure.as_deref()
     }
 
     /// Counts a report or chat answer against the session's output budget.
@@ -291,5 +331,23 @@ impl host::Host for HostContext {
         self.run.counts.log_lines += 1;
         log::log(self, level, &message);
         Ok(())
+    }
+}
+
+impl llm_wit::Host for HostContext {
+    async fn settings(&mut self) -> wasmtime::Result<llm_wit::AiSettings> {
+        Ok(llm::settings(self))
+    }
+
+    async fn complete(
+        &mut self,
+        messages: Vec<llm_wit::Message>,
+        tools: Vec<host::ToolInfo>,
+        stream_as: Option<host::Stage>,
+    ) -> wasmtime::Result<Result<llm_wit::Reply, llm_wit::LlmError>> {
+        let span = self.span("llm-complete");
+        llm::complete(self, messages, tools, stream_as)
+            .instrument(span)
+            .await
     }
 }

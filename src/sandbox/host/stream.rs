@@ -50,7 +50,7 @@ impl StreamState {
     }
 }
 
-fn stage(s: host::Stage) -> Stage {
+pub(crate) fn stage(s: host::Stage) -> Stage {
     match s {
         host::Stage::Thinking => Stage::Thinking,
         host::Stage::ToolCall => Stage::ToolCall,

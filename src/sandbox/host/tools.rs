@@ -33,15 +33,25 @@ pub(crate) async fn call(ctx: &HostContext, name: String, args: String) -> Resul
     }
     let act = ctx.begin(kind::TOOL, &name, &args, false)?;
     let (n, a, cfg) = (name.clone(), args, ctx.services.tools.clone());
-    let result =
-        match tokio::task::spawn_blocking(move || crate::tools::call_with(&cfg, &n, &a)).await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(session_id = %ctx.info.session_id, tool = %name, error = %e,
+    let task = tokio::task::spawn_blocking(move || crate::tools::call_with(&cfg, &n, &a));
+    let joined = match ctx.services.tool_timeout {
+        None => Some(task.await),
+        // The blocking read goes on to its end (tools only read), but the
+        // session does not wait for it.
+        Some(limit) => tokio::time::timeout(limit, task).await.ok(),
+    };
+    let result = match joined {
+        Some(Ok(r)) => r,
+        Some(Err(e)) => {
+            tracing::error!(session_id = %ctx.info.session_id, tool = %name, error = %e,
                 "tool panicked");
-                Err(format!("tool {name} failed inside the host"))
-            }
-        };
+            Err(format!("tool {name} failed inside the host"))
+        }
+        None => Err(format!(
+            "tool {name} did not finish within {:?} ([ai] tool_timeout)",
+            ctx.services.tool_timeout.unwrap_or_default()
+        )),
+    };
     if let Some(act) = act {
         match &result {
             Ok(out) => act.finish(outcome::OK, &format!("{} bytes", out.len())),

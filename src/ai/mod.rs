@@ -1,0 +1,377 @@
+//! Language models for the AI runner, asked by the host on a guest's
+//! behalf: OpenAI-compatible endpoints (streamed over SSE) and
+//! catpaw-server's LLM gateway, failover down `model_priority`, retries
+//! with backoff, and the daily token ledger. The keys live here and in
+//! the HTTP headers, nowhere else: every text that leaves this module
+//! (errors, notices) has them scrubbed.
+//!
+//! No wasmtime here; the sandbox's `llm` import (`sandbox/host/llm.rs`)
+//! is the caller and adds the session budgets and the audit.
+//!
+//! - `mod.rs`: [`Llm`]: failover and retries
+//! - `settings.rs`: what `[ai]` says, typed
+//! - `types.rs`: messages, tools, replies, errors
+//! - `scrub.rs`: credentials out of every text that leaves
+//! - `openai.rs`: one streamed chat completion; `sse.rs` its event framing
+//! - `gateway.rs`: one gateway call (`POST {base}/chat`)
+//! - `wire.rs`: the JSON both speak
+//! - `daily.rs`: `daily_token_limit`, persisted in the state directory
+
+mod daily;
+mod gateway;
+mod openai;
+mod scrub;
+mod settings;
+mod sse;
+mod types;
+mod wire;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+pub use daily::DailyLedger;
+pub(crate) use scrub::TextOut;
+use scrub::scrub;
+pub use settings::{AiConfig, GatewayConfig, ModelConfig, Secret};
+pub use types::*;
+
+/// One backend in failover order.
+#[derive(Debug, Clone)]
+enum Backend {
+    Gateway(GatewayConfig),
+    Direct(String, ModelConfig),
+}
+
+impl Backend {
+    fn provider(&self) -> &'static str {
+        match self {
+            Backend::Gateway(_) => "gateway",
+            Backend::Direct(..) => "openai",
+        }
+    }
+}
+
+/// Why one attempt failed.
+#[derive(Debug, Clone)]
+pub(crate) enum Failure {
+    /// The endpoint answered with an HTTP error.
+    Status(u16, String),
+    /// No complete answer within the timeout.
+    Timeout(String),
+    /// Connection or protocol trouble.
+    Transport(String),
+    /// The answer could not be read.
+    Malformed(String),
+}
+
+impl Failure {
+    /// 429 and 5xx may pass; other 4xx will not (catpaw's rule, also for
+    /// failover).
+    fn transient(&self) -> bool {
+        match self {
+            Failure::Status(code, _) => *code == 429 || *code >= 500,
+            _ => true,
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Status(code, body) => write!(f, "HTTP {code}: {body}"),
+            Failure::Timeout(m) | Failure::Transport(m) | Failure::Malformed(m) => f.write_str(m),
+        }
+    }
+}
+
+/// Longest retry wait (catpaw's cap).
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// The models of one agent, asked in `model_priority` order.
+#[derive(Debug)]
+pub struct Llm {
+    cfg: AiConfig,
+    backends: Vec<Backend>,
+    http: reqwest::Client,
+    agent_id: String,
+    daily: DailyLedger,
+}
+
+impl Llm {
+    /// A client for `cfg`; `agent_id` is sent to the gateway, the daily
+    /// token count is kept at `daily_path`. None when `[ai]` is off.
+    pub fn new(
+        cfg: &AiConfig,
+        agent_id: String,
+        daily_path: PathBuf,
+    ) -> anyhow::Result<Option<Llm>> {
+        if !cfg.enabled {
+            return Ok(None);
+        }
+        let mut backends = Vec::new();
+        if cfg.gateway.enabled {
+            backends.push(Backend::Gateway(cfg.gateway.clone()));
+        }
+        if !cfg.gateway.enabled || cfg.gateway.fallback_to_direct {
+            for name in &cfg.model_priority {
+                if let Some(m) = cfg.models.get(name) {
+                    backends.push(Backend::Direct(name.clone(), m.clone()));
+                }
+            }
+        }
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("catpaw-agent/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| anyhow::anyhow!("building the HTTP client for [ai]: {e}"))?;
+        Ok(Some(Llm {
+            cfg: cfg.clone(),
+            backends,
+            http,
+            agent_id,
+            daily: DailyLedger::open(daily_path, cfg.daily_token_limit)?,
+        }))
+    }
+
+    /// The `[ai]` settings.
+    pub fn config(&self) -> &AiConfig {
+        &self.cfg
+    }
+
+    /// Asks the models in order until one answers. Text is streamed to
+    /// `stream` as it arrives (a closed receiver only stops the stream).
+    pub async fn complete(
+        &self,
+        cx: &CallContext,
+        messages: &[Message],
+        tools: &[ToolSpec],
+        stream: &mpsc::Sender<Streamed>,
+    ) -> (Result<Reply, LlmError>, CallReport) {
+        let started = Instant::now();
+        let mut report = CallReport {
+            provider: "-",
+            name: "-".into(),
+            model: "-".into(),
+            attempts: 0,
+            duration: Duration::ZERO,
+        };
+        let mut result = self
+            .failover(cx, messages, tools, stream, &mut report)
+            .await;
+        if let Ok(reply) = &mut result {
+            self.daily.add(reply.usage.total());
+            let m = &mut reply.message;
+            m.content = self.scrub(&m.content);
+            for c in &mut m.tool_calls {
+                c.arguments = self.scrub(&c.arguments);
+                c.name = self.scrub(&c.name);
+                c.id = self.scrub(&c.id);
+            }
+        }
+        report.duration = started.elapsed();
+        (result, report)
+    }
+
+    async fn failover(
+        &self,
+        cx: &CallContext,
+        messages: &[Message],
+        tools: &[ToolSpec],
+        stream: &mpsc::Sender<Streamed>,
+        report: &mut CallReport,
+    ) -> Result<Reply, LlmError> {
+        if self.backends.is_empty() {
+            return Err(LlmError::NotConfigured(
+                "[ai] lists no model and no gateway".into(),
+            ));
+        }
+        self.daily.check().map_err(LlmError::Budget)?;
+        let mut failed: Vec<String> = Vec::new();
+        let mut all_timeouts = true;
+        for (i, backend) in self.backends.iter().enumerate() {
+            let name = match backend {
+                Backend::Gateway(_) => format!("server:{}", cx.scene),
+                Backend::Direct(name, _) => name.clone(),
+            };
+            report.provider = backend.provider();
+            report.name = name.clone();
+            report.model = match backend {
+                Backend::Gateway(_) => "-".into(),
+                Backend::Direct(_, m) => m.model.clone(),
+            };
+            let retries = match backend {
+                Backend::Gateway(g) => g.max_retries,
+                Backend::Direct(..) => self.cfg.max_retries,
+            };
+            match self
+                .with_retries(cx, backend, &name, retries, messages, tools, stream, report)
+                .await
+            {
+                Ok(reply) => return Ok(reply),
+                Err(f) => {
+                    let text = self.scrub(&f.to_string());
+                    if !f.transient() {
+                        return Err(LlmError::Refused(format!(
+                            "model {name} ({}) refused the request: {text}",
+                            backend.provider()
+                        )));
+                    }
+                    all_timeouts &= matches!(f, Failure::Timeout(_));
+                    failed.push(format!("{name}: {text}"));
+                    if let Some(next) = self.backends.get(i + 1) {
+                        let next = match next {
+                            Backend::Gateway(_) => format!("server:{}", cx.scene),
+                            Backend::Direct(n, _) => n.clone(),
+                        };
+                        let _ = stream
+                            .send(Streamed::Notice(format!(
+                                "model {name} failed ({text}); trying {next}"
+                            )))
+                            .await;
+                    }
+                }
+            }
+        }
+        let list = failed.join("; ");
+        if all_timeouts {
+            Err(LlmError::Timeout(format!(
+                "no model answered in time: {list}"
+            )))
+        } else {
+            Err(LlmError::AllFailed(format!(
+                "all {} models failed: {list}",
+                self.backends.len()
+            )))
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn with_retries(
+        &self,
+        cx: &CallContext,
+        backend: &Backend,
+        name: &str,
+        retries: u32,
+        messages: &[Message],
+        tools: &[ToolSpec],
+        stream: &mpsc::Sender<Streamed>,
+        report: &mut CallReport,
+    ) -> Result<Reply, Failure> {
+        let mut attempt = 0;
+        loop {
+            report.attempts += 1;
+            let result = match backend {
+                Backend::Gateway(g) => {
+                    let call = gateway::chat(&self.http, g, &self.agent_id, cx, messages, tools);
+                    let r = match tokio::time::timeout(g.request_timeout, call).await {
+                        Ok(r) => r.map(|(reply, model)| {
+                            if let Some(m) = model {
+                                report.model = m;
+                            }
+                            reply
+                        }),
+                        Err(_) => Err(Failure::Timeout(format!(
+                            "the gateway did not answer within {:?}",
+                            g.request_timeout
+                        ))),
+                    };
+                    // The gateway does not stream: its text goes out whole.
+                    if let Ok(reply) = &r {
+                        let mut out = TextOut::new(stream, self.secrets());
+                        out.text(&reply.message.content).await;
+                        out.flush().await;
+                    }
+                    r
+                }
+                Backend::Direct(_, m) => {
+                    let mut out = TextOut::new(stream, self.secrets());
+                    let call = openai::chat(&self.http, m, messages, tools, &mut out);
+                    let r = match tokio::time::timeout(self.cfg.request_timeout, call).await {
+                        Ok(r) => r,
+                        Err(_) => Err(Failure::Timeout(format!(
+                            "no complete answer within request_timeout {:?}",
+                            self.cfg.request_timeout
+                        ))),
+                    };
+                    out.flush().await;
+                    r
+                }
+            };
+            let f = match result {
+                Ok(reply) => return Ok(reply),
+                Err(f) => f,
+            };
+            if !f.transient() || attempt >= retries {
+                return Err(f);
+            }
+            attempt += 1;
+            let wait = backoff(self.cfg.retry_backoff, attempt);
+            let _ = stream
+                .send(Streamed::Notice(format!(
+                    "model {name}: {}; retry {attempt} of {retries} in {:.1}s",
+                    self.scrub(&f.to_string()),
+                    wait.as_secs_f64()
+                )))
+                .await;
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Every configured credential (at least 4 bytes long: a shorter one
+    /// would redact ordinary words).
+    fn secrets(&self) -> Vec<String> {
+        self.cfg
+            .models
+            .values()
+            .map(|m| m.api_key.expose())
+            .chain(std::iter::once(self.cfg.gateway.agent_token.expose()))
+            .filter(|s| s.len() >= 4)
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// `text` with every configured credential replaced: a provider may
+    /// echo the key it was sent, in an error body or in the answer.
+    pub fn scrub(&self, text: &str) -> String {
+        scrub(text, &self.secrets())
+    }
+
+    /// Tokens used today, by every session.
+    pub fn tokens_today(&self) -> u64 {
+        self.daily.used()
+    }
+}
+
+/// Wait before retry `n` (1-based): `base` doubled per retry, capped, with
+/// ±25% jitter so agents that failed together do not retry together.
+fn backoff(base: Duration, n: u32) -> Duration {
+    let exp = base.saturating_mul(1u32 << (n - 1).min(16));
+    let capped = exp.min(MAX_BACKOFF);
+    capped.mul_f64(0.75 + rand::random::<f64>() * 0.5)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        let b = Duration::from_secs(2);
+        let first = backoff(b, 1);
+        assert!(first >= Duration::from_millis(1500) && first <= Duration::from_millis(2500));
+        let third = backoff(b, 3);
+        assert!(third >= Duration::from_secs(6) && third <= Duration::from_secs(10));
+        assert!(backoff(b, 12) <= MAX_BACKOFF.mul_f64(1.25));
+    }
+
+    #[test]
+    fn only_429_and_5xx_are_transient() {
+        assert!(Failure::Status(429, String::new()).transient());
+        assert!(Failure::Status(503, String::new()).transient());
+        assert!(!Failure::Status(401, String::new()).transient());
+        assert!(!Failure::Status(400, String::new()).transient());
+        assert!(Failure::Timeout(String::new()).transient());
+    }
+}

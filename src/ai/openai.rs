@@ -1,0 +1,278 @@
+//! One chat completion from an OpenAI-compatible endpoint
+//! (`POST {base_url}/chat/completions`), streamed: the model's text goes
+//! out as it arrives, tool-call fragments are put back together by index.
+//! A server that answers with plain JSON instead of a stream is read as
+//! such.
+
+use super::ModelConfig;
+use super::sse::Framer;
+use super::wire::{self, WireFunction, WireMessage, WireToolCall, WireUsage};
+use super::{Failure, Message, Reply, TextOut, ToolSpec};
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// Largest error body kept (it goes into messages, cut further there).
+const MAX_ERROR_BODY: usize = 64 << 10;
+/// Largest non-streamed answer read.
+const MAX_BODY: usize = 10 << 20;
+
+/// The request body: `extra_body` first, the standard fields over it, so
+/// a vendor field can never replace the model, the messages or the tools.
+pub(super) fn body(m: &ModelConfig, messages: &[Message], tools: &[ToolSpec]) -> Value {
+    let mut body = m.extra_body.clone();
+    body.insert("model".into(), json!(m.model));
+    body.insert("messages".into(), wire::messages(messages));
+    if !tools.is_empty() {
+        body.insert("tools".into(), wire::tools(tools));
+    }
+    body.remove("max_tokens");
+    body.remove("max_completion_tokens");
+    if m.max_completion_tokens > 0 {
+        body.insert(
+            "max_completion_tokens".into(),
+            json!(m.max_completion_tokens),
+        );
+    } else if m.max_tokens > 0 {
+        body.insert("max_tokens".into(), json!(m.max_tokens));
+    }
+    body.insert("stream".into(), json!(true));
+    body.insert("stream_options".into(), json!({ "include_usage": true }));
+    Value::Object(body)
+}
+
+pub(super) async fn chat(
+    http: &reqwest::Client,
+    m: &ModelConfig,
+    messages: &[Message],
+    tools: &[ToolSpec],
+    out: &mut TextOut<'_>,
+) -> Result<Reply, Failure> {
+    let url = format!("{}/chat/completions", m.base_url);
+    let mut req = http
+        .post(&url)
+        .header(reqwest::header::ACCEPT, "text/event-stream")
+        .json(&body(m, messages, tools));
+    if !m.api_key.is_empty() {
+        req = req.bearer_auth(m.api_key.expose());
+    }
+    let resp = req.send().await.map_err(transport)?;
+    let status = resp.status();
+    if !status.is_success() {
+        let text = read_capped(resp, MAX_ERROR_BODY).await.unwrap_or_default();
+        return Err(Failure::Status(status.as_u16(), error_text(&text)));
+    }
+    let is_stream = resp
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    let mut reply = if is_stream {
+        read_stream(resp, out).await?
+    } else {
+        let text = read_capped(resp, MAX_BODY).await.map_err(transport)?;
+        let c: wire::Completion = serde_json::from_str(&text)
+            .map_err(|e| Failure::Malformed(format!("the answer is not a chat completion: {e}")))?;
+        let usage = c.usage.unwrap_or_default().into();
+        let Some(choice) = c.choices.into_iter().next() else {
+            return Err(Failure::Malformed("the answer has no choices".into()));
+        };
+        let reply = wire::reply(choice.message, choice.finish_reason, usage);
+        out.text(&reply.message.content).await;
+        reply
+    };
+    if reply.usage.total() == 0 {
+        reply.usage = wire::estimate(messages, &reply);
+    }
+    Ok(reply)
+}
+
+/// One streamed chunk.
+#[derive(Debug, Deserialize)]
+struct Chunk {
+    #[serde(default)]
+    choices: Vec<ChunkChoice>,
+    #[serde(default)]
+    usage: Option<WireUsage>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ChunkChoice {
+    #[serde(default)]
+    delta: Delta,
+    #[serde(default)]
+    finish_reason: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Delta {
+    #[serde(default)]
+    content: Option<String>,
+    #[serde(default)]
+    tool_calls: Vec<DeltaCall>,
+}
+
+#[derive(Debug, Deserialize)]
+struct DeltaCall {
+    #[serde(default)]
+    index: usize,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    function: Option<DeltaFunction>,
+}
+
+#[derive(Debug, Deserialize)]
+struct DeltaFunction {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    arguments: Option<String>,
+}
+
+/// Most tool calls one answer may carry.
+const MAX_CALLS: usize = 64;
+
+/// Puts a streamed answer back together, one event at a time.
+#[derive(Default)]
+struct Assembler {
+    content: String,
+    calls: Vec<WireToolCall>,
+    finish: Option<String>,
+    usage: WireUsage,
+}
+
+impl Assembler {
+    /// Takes one event's data: `Ok(None)` at `[DONE]`, else the text it
+    /// added (possibly empty).
+    fn event(&mut self, data: &str) -> Result<Option<String>, Failure> {
+        if data.trim() == "[DONE]" {
+            return Ok(None);
+        }
+        let chunk: Chunk = serde_json::from_str(data).map_err(|e| {
+            Failure::Malformed(format!(
+                "the event stream carried an event that is not a completion chunk ({e}): {}",
+                crate::util::truncate_utf8(data, 120)
+            ))
+        })?;
+        if let Some(u) = chunk.usage {
+            self.usage = u;
+        }
+        let mut added = String::new();
+        for c in chunk.choices {
+            if let Some(text) = c.delta.content {
+                self.content.push_str(&text);
+                added.push_str(&text);
+            }
+            for d in c.delta.tool_calls {
+                if d.index >= MAX_CALLS {
+                    return Err(Failure::Malformed(format!(
+                        "the model sent a tool call with index {}, more than {MAX_CALLS}",
+                        d.index
+                    )));
+                }
+                while self.calls.len() <= d.index {
+                    self.calls.push(WireToolCall {
+                        id: String::new(),
+                        function: WireFunction::default(),
+                    });
+                }
+                let call = &mut self.calls[d.index];
+                if let Some(id) = d.id {
+                    call.id = id;
+                }
+                if let Some(f) = d.function {
+                    if let Some(n) = f.name {
+                        call.function.name.push_str(&n);
+                    }
+                    if let Some(a) = f.arguments {
+                        call.function.arguments.push_str(&a);
+                    }
+                }
+            }
+            if let Some(f) = c.finish_reason {
+                self.finish = Some(f);
+            }
+        }
+        Ok(Some(added))
+    }
+}
+
+async fn read_stream(resp: reqwest::Response, out: &mut TextOut<'_>) -> Result<Reply, Failure> {
+    let mut framer = Framer::default();
+    let mut a = Assembler::default();
+    let mut body = resp.bytes_stream();
+    let mut ended = false;
+    while !ended && let Some(bytes) = body.next().await {
+        let bytes = bytes.map_err(transport)?;
+        for data in framer.push(&bytes).map_err(Failure::Malformed)? {
+            match a.event(&data)? {
+                Some(text) => out.text(&text).await,
+                None => ended = true,
+            }
+        }
+    }
+    if !ended && let Some(data) = framer.finish() {
+        match a.event(&data)? {
+            Some(text) => out.text(&text).await,
+            None => ended = true,
+        }
+    }
+    if !ended && a.finish.is_none() {
+        return Err(Failure::Malformed(
+            "the event stream ended before the model finished (no finish_reason, no [DONE])".into(),
+        ));
+    }
+    for (i, c) in a.calls.iter_mut().enumerate() {
+        if c.id.is_empty() {
+            c.id = format!("call_{i}");
+        }
+    }
+    let message = WireMessage {
+        content: Some(a.content),
+        tool_calls: a.calls,
+    };
+    Ok(wire::reply(message, a.finish, a.usage.into()))
+}
+
+/// Reads at most `cap` bytes of a body as text.
+async fn read_capped(resp: reqwest::Response, cap: usize) -> Result<String, reqwest::Error> {
+    let mut out = Vec::new();
+    let mut body = resp.bytes_stream();
+    while let Some(b) = body.next().await {
+        let b = b?;
+        let room = cap.saturating_sub(out.len());
+        out.extend_from_slice(&b[..b.len().min(room)]);
+        if out.len() >= cap {
+            break;
+        }
+    }
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// The message of an OpenAI-style error body, or the body itself, cut.
+pub(super) fn error_text(body: &str) -> String {
+    let msg = serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|v| {
+            v.pointer("/error/message")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| body.trim().to_string());
+    crate::util::truncate_utf8(&msg, 300).to_string()
+}
+
+pub(super) fn transport(e: reqwest::Error) -> Failure {
+    if e.is_timeout() {
+        return Failure::Timeout(format!("timed out: {e}"));
+    }
+    // reqwest's Display names the URL, which never holds a key here.
+    let mut text = e.to_string();
+    let mut src = std::error::Error::source(&e);
+    while let Some(s) = src {
+        text.push_str(&format!(": {s}"));
+        src = s.source();
+    }
+    Failure::Transport(text)
+}

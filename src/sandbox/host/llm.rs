@@ -1,0 +1,367 @@
+//! `llm`: a guest asks the configured language model through the host.
+//!
+//! The key, the provider, retries and failover stay in [`crate::ai`]; this
+//! file adds what the sandbox owns: the session's and the run's token and
+//! call budgets (breaking one ends the session with `resource_exhausted`),
+//! the audit record of every call (provider, model, tokens, duration,
+//! outcome; never the content), masking of tool results before they
+//! reach a provider, and streaming the model's text to the session while
+//! the call runs. Nothing a guest receives carries a credential: error
+//! texts come scrubbed from `ai`.
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use super::HostContext;
+use crate::ai::{self, CallContext, LlmError, Streamed};
+use crate::audit::{kind, outcome};
+use crate::proto::META_LLM_STREAM;
+use crate::runner::{Budget, Output};
+use crate::sandbox::bindings::host::{Stage, ToolInfo};
+use crate::sandbox::bindings::llm as wit;
+use crate::sandbox::limits::BudgetExceeded;
+use crate::tools::mask_secrets;
+
+/// Most bytes of conversation (all message texts and call arguments) one
+/// call may send: a guest must not make the host build an outsized request.
+const MAX_CONVERSATION: usize = 4 << 20;
+/// Most messages one call may send.
+const MAX_MESSAGES: usize = 1024;
+
+/// Token and call use of the session (the run's part is in `RunState`).
+pub(crate) struct LlmBudget {
+    /// `llm_tokens`: per session.
+    pub(crate) session_limit: u64,
+    /// `llm_turn_tokens`: per run or chat turn.
+    pub(crate) run_limit: u64,
+    /// `max_llm_calls`: per run or chat turn.
+    pub(crate) max_calls: u64,
+    /// Tokens the session used so far.
+    pub(crate) session_used: u64,
+}
+
+pub(crate) fn settings(ctx: &HostContext) -> wit::AiSettings {
+    match &ctx.services.llm {
+        Some(l) => {
+            let c = l.config();
+            wit::AiSettings {
+                enabled: true,
+                max_rounds: c.max_rounds,
+                language: c.language.clone(),
+            }
+        }
+        None => wit::AiSettings {
+            enabled: false,
+            max_rounds: 0,
+            language: String::new(),
+        },
+    }
+}
+
+/// The `run` or `turn` this session's budgets speak of.
+fn unit(ctx: &HostContext) -> &'static str {
+    if ctx.info.kind() == crate::proto::SessionType::Chat {
+        "turn"
+    } else {
+        "run"
+    }
+}
+
+/// Counts one call and checks that tokens are left; past a budget the
+/// call is refused, audited, and the session ends.
+fn charge_call(ctx: &mut HostContext) -> Result<(), BudgetExceeded> {
+    ctx.run.llm_calls += 1;
+    let b = &ctx.llm;
+    let refuse = |ctx: &HostContext, budget: Budget, detail: String| {
+        ctx.note(kind::LLM, "complete", "", outcome::REFUSED, &detail);
+        tracing::warn!(session_id = %ctx.info.session_id, %detail, "llm budget exhausted");
+        Err(BudgetExceeded { budget, detail })
+    };
+    if ctx.run.llm_calls > b.max_calls {
+        let detail = format!(
+            "made more than {} language-model calls in one {}",
+            b.max_calls,
+            unit(ctx)
+        );
+        return refuse(ctx, Budget::LlmCalls, detail);
+    }
+    if b.session_used >= b.session_limit {
+        let detail = format!(
+            "used {} language-model tokens, the session's llm_tokens budget is {}",
+            b.session_used, b.session_limit
+        );
+        return refuse(ctx, Budget::LlmTokens, detail);
+    }
+    if ctx.run.llm_tokens >= b.run_limit {
+        let detail = format!(
+            "used {} language-model tokens in one {}, the llm_turn_tokens budget is {}",
+            ctx.run.llm_tokens,
+            unit(ctx),
+            b.run_limit
+        );
+        return refuse(ctx, Budget::LlmTokens, detail);
+    }
+    Ok(())
+}
+
+/// Adds a call's tokens; the call that takes the session or the run past
+/// its budget ends the session (its reply is not handed over).
+fn charge_tokens(ctx: &mut HostContext, tokens: u64) -> Result<(), BudgetExceeded> {
+    ctx.llm.session_used = ctx.llm.session_used.saturating_add(tokens);
+    ctx.run.llm_tokens = ctx.run.llm_tokens.saturating_add(tokens);
+    let b = &ctx.llm;
+    let detail = if b.session_used > b.session_limit {
+        format!(
+            "used {} language-model tokens, more than the session's llm_tokens budget of {}",
+            b.session_used, b.session_limit
+        )
+    } else if ctx.run.llm_tokens > b.run_limit {
+        format!(
+            "used {} language-model tokens in one {}, more than the llm_turn_tokens budget of {}",
+            ctx.run.llm_tokens,
+            unit(ctx),
+            b.run_limit
+        )
+    } else {
+        return Ok(());
+    };
+    tracing::warn!(session_id = %ctx.info.session_id, %detail, "llm budget exhausted");
+    Err(BudgetExceeded {
+        budget: Budget::LlmTokens,
+        detail,
+    })
+}
+
+fn message(m: wit::Message) -> ai::Message {
+    let role = match m.role {
+        wit::Role::System => ai::Role::System,
+        wit::Role::User => ai::Role::User,
+        wit::Role::Assistant => ai::Role::Assistant,
+        wit::Role::Tool => ai::Role::Tool,
+    };
+    // Tool results reach the guest masked already; a guest may still put
+    // anything in a tool message, so it is masked again on the way out.
+    let content = if role == ai::Role::Tool {
+        mask_secrets(&m.content)
+    } else {
+        m.content
+    };
+    ai::Message {
+        role,
+        content,
+        tool_calls: m
+            .tool_calls
+            .into_iter()
+            .map(|c| ai::ToolCall {
+                id: c.id,
+                name: c.name,
+                arguments: c.arguments_json,
+            })
+            .collect(),
+        tool_call_id: m.tool_call_id,
+    }
+}
+
+fn tool(t: ToolInfo) -> ai::ToolSpec {
+    let parameters = serde_json::from_str::<serde_json::Value>(&t.params_schema)
+        .ok()
+        .filter(serde_json::Value::is_object)
+        .unwrap_or_else(|| serde_json::json!({ "type": "object" }));
+    ai::ToolSpec {
+        name: t.name,
+        description: t.description,
+        parameters,
+    }
+}
+
+fn reply(r: ai::Reply, model: String) -> wit::Reply {
+    wit::Reply {
+        message: wit::Message {
+            role: wit::Role::Assistant,
+            content: r.message.content,
+            tool_calls: r
+                .message
+                .tool_calls
+                .into_iter()
+                .map(|c| wit::ToolCall {
+                    id: c.id,
+                    name: c.name,
+                    arguments_json: c.arguments,
+                })
+                .collect(),
+            tool_call_id: None,
+        },
+        finish_reason: r.finish_reason,
+        usage: wit::Usage {
+            prompt_tokens: u32::try_from(r.usage.prompt_tokens).unwrap_or(u32::MAX),
+            completion_tokens: u32::try_from(r.usage.completion_tokens).unwrap_or(u32::MAX),
+        },
+        model,
+    }
+}
+
+fn error(e: LlmError) -> wit::LlmError {
+    match e {
+        LlmError::NotConfigured(m) => wit::LlmError::NotConfigured(m),
+        LlmError::Budget(m) => wit::LlmError::Budget(m),
+        LlmError::Timeout(m) => wit::LlmError::Timeout(m),
+        LlmError::Refused(m) => wit::LlmError::ProviderRefused(m),
+        LlmError::AllFailed(m) => wit::LlmError::AllProvidersFailed(m),
+    }
+}
+
+fn error_kind(e: &LlmError) -> &'static str {
+    match e {
+        LlmError::NotConfigured(_) => "not_configured",
+        LlmError::Budget(_) => "daily_token_limit",
+        LlmError::Timeout(_) => "timeout",
+        LlmError::Refused(_) => "provider_refused",
+        LlmError::AllFailed(_) => "all_providers_failed",
+    }
+}
+
+pub(crate) async fn complete(
+    ctx: &mut HostContext,
+    messages: Vec<wit::Message>,
+    tools: Vec<ToolInfo>,
+    stream_as: Option<Stage>,
+) -> wasmtime::Result<Result<wit::Reply, wit::LlmError>> {
+    charge_call(ctx)?;
+    let Some(llm) = ctx.services.llm.clone() else {
+        let e = LlmError::NotConfigured("[ai] enabled is false in the agent's config".into());
+        ctx.run.llm_failure = Some(e.to_string());
+        return Ok(Err(error(e)));
+    };
+    let size: usize = messages
+        .iter()
+        .map(|m| {
+            m.content.len()
+                + m.tool_calls
+                    .iter()
+                    .map(|c| c.arguments_json.len() + c.name.len() + c.id.len())
+                    .sum::<usize>()
+        })
+        .sum::<usize>()
+        + tools
+            .iter()
+            .map(|t| t.params_schema.len() + t.description.len())
+            .sum::<usize>();
+    if messages.len() > MAX_MESSAGES || size > MAX_CONVERSATION {
+        let e = format!(
+            "the host refused to send {} messages of {size} bytes (at most {MAX_MESSAGES} \
+             messages of {MAX_CONVERSATION} bytes per call)",
+            messages.len()
+        );
+        ctx.note(kind::LLM, "complete", "", outcome::REFUSED, &e);
+        return Ok(Err(wit::LlmError::ProviderRefused(e)));
+    }
+    let messages: Vec<ai::Message> = messages.into_iter().map(message).collect();
+    let tools: Vec<ai::ToolSpec> = tools.into_iter().map(tool).collect();
+    let args = format!(
+        "{{\"messages\":{},\"tools\":{}}}",
+        messages.len(),
+        tools.len()
+    );
+    let act = match ctx.begin(kind::LLM, "complete", &args, false) {
+        Ok(a) => a,
+        Err(e) => return Ok(Err(wit::LlmError::ProviderRefused(e))),
+    };
+    let cx = CallContext {
+        scene: if ctx.info.kind() == crate::proto::SessionType::Chat {
+            "chat"
+        } else {
+            "diagnose"
+        },
+        session_id: ctx.info.session_id.clone(),
+    };
+    let (tx, rx) = mpsc::channel::<Streamed>(64);
+    let call = async move {
+        let r = llm.complete(&cx, &messages, &tools, &tx).await;
+        drop(tx);
+        r
+    };
+    let ((result, report), over) = tokio::join!(call, forward(ctx, rx, stream_as));
+    let detail = format!(
+        "provider={} name={} model={} attempts={} duration_ms={}",
+        report.provider,
+        report.name,
+        report.model,
+        report.attempts,
+        report.duration.as_millis()
+    );
+    let result = match result {
+        Ok(r) => {
+            if let Some(act) = act {
+                // `prompt=` / `completion=`: the audit masks the value of
+                // any key that says `token`.
+                act.finish(
+                    outcome::OK,
+                    &format!(
+                        "{detail} prompt={} completion={} finish={}",
+                        r.usage.prompt_tokens, r.usage.completion_tokens, r.finish_reason
+                    ),
+                );
+            }
+            ctx.run.llm_failure = None;
+            Ok(r)
+        }
+        Err(e) => {
+            if let Some(act) = act {
+                act.finish(
+                    outcome::ERROR,
+                    &format!("{detail} error={}", error_kind(&e)),
+                );
+            }
+            tracing::warn!(session_id = %ctx.info.session_id, error = %e, "llm call failed");
+            ctx.run.llm_failure = Some(e.to_string());
+            Err(e)
+        }
+    };
+    if let Some(over) = over {
+        return Err(over.into());
+    }
+    match result {
+        Ok(r) => {
+            charge_tokens(ctx, r.usage.total())?;
+            Ok(Ok(reply(r, report.name)))
+        }
+        Err(e) => Ok(Err(error(e))),
+    }
+}
+
+/// Sends streamed text to the session as `stage` deltas marked
+/// `llm_stream` (not at all when the guest asked for none) and the host's notices as `thinking`, each
+/// against the output budget. Past the budget it stops sending and says
+/// so; the call finishes, then the session ends.
+async fn forward(
+    ctx: &mut HostContext,
+    mut rx: mpsc::Receiver<Streamed>,
+    stage: Option<Stage>,
+) -> Option<BudgetExceeded> {
+    let sink = Arc::clone(&ctx.sink);
+    let mut over = None;
+    while let Some(s) = rx.recv().await {
+        if over.is_some() {
+            continue;
+        }
+        let (text, st, meta) = match (s, stage) {
+            (Streamed::Text(t), Some(st)) => {
+                let mut m = serde_json::Map::new();
+                m.insert(META_LLM_STREAM.into(), serde_json::Value::Bool(true));
+                (t, super::stream::stage(st), Some(m))
+            }
+            (Streamed::Text(_), None) => continue,
+            (Streamed::Notice(t), _) => (t, crate::runner::Stage::Thinking, None),
+        };
+        if let Err(e) = ctx
+            .stream
+            .charge(text.len() as u64, "a streamed model delta")
+        {
+            over = Some(e);
+            continue;
+        }
+        sink.send(Output::delta(text, st, meta)).await;
+    }
+    over
+}
