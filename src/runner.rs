@@ -472,39 +472,6 @@ impl Receipt {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_description_is_bounded_and_bad_plugin_names_dropped() {
-        let p = |name: &str, description: &str| PluginInfo {
-            name: name.into(),
-            description: description.into(),
-        };
-        let raw = Description {
-            name: "x\u{1b}[31m".repeat(40),
-            version: "1.0".into(),
-            plugins: vec![
-                p("cpu", "CPU\nand load"),
-                p("cpu", "again"),
-                p("has space", "no"),
-                p("", "empty"),
-                p("disk", &"d".repeat(500)),
-            ],
-            capabilities: vec!["tools".into(), " ".into()],
-        };
-        let (d, dropped) = raw.bounded();
-        assert!(d.name.len() <= Description::MAX_NAME && !d.name.contains('\u{1b}'));
-        let names: Vec<&str> = d.plugins.iter().map(|p| p.name.as_str()).collect();
-        assert_eq!(names, ["cpu", "disk"]);
-        assert_eq!(d.plugins[0].description, "CPU and load");
-        assert_eq!(d.plugins[1].description.len(), Description::MAX_LINE);
-        assert_eq!(d.capabilities, ["tools"]);
-        assert_eq!(dropped.len(), 3, "{dropped:?}");
-    }
-}
-
 /// A runner backed by a language model, with a rule-based runner behind
 /// it: when the model cannot be reached ([`RunError::ModelUnavailable`]),
 /// the session says so in its stream and the fallback serves it (a chat
@@ -612,5 +579,38 @@ impl ChatHandle for FallbackChat {
             Some(f) => f.handle_message(input).await,
             None => Err(RunError::Host("the fallback chat did not start".into())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_description_is_bounded_and_bad_plugin_names_dropped() {
+        let p = |name: &str, description: &str| PluginInfo {
+            name: name.into(),
+            description: description.into(),
+        };
+        let raw = Description {
+            name: "x\u{1b}[31m".repeat(40),
+            version: "1.0".into(),
+            plugins: vec![
+                p("cpu", "CPU\nand load"),
+                p("cpu", "again"),
+                p("has space", "no"),
+                p("", "empty"),
+                p("disk", &"d".repeat(500)),
+            ],
+            capabilities: vec!["tools".into(), " ".into()],
+        };
+        let (d, dropped) = raw.bounded();
+        assert!(d.name.len() <= Description::MAX_NAME && !d.name.contains('\u{1b}'));
+        let names: Vec<&str> = d.plugins.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["cpu", "disk"]);
+        assert_eq!(d.plugins[0].description, "CPU and load");
+        assert_eq!(d.plugins[1].description.len(), Description::MAX_LINE);
+        assert_eq!(d.capabilities, ["tools"]);
+        assert_eq!(dropped.len(), 3, "{dropped:?}");
     }
 }
