@@ -179,10 +179,12 @@ async fn main() {
     let wasm = Runners {
         diagnose: Some(Arc::new(loaded.diagnose_runner(limits).expect("diagnose"))),
         chat: None,
+        plugins: Vec::new(),
     };
     let native = Runners {
         diagnose: Some(Arc::new(NativeEmitter)),
         chat: None,
+        plugins: Vec::new(),
     };
 
     // Warm-up, then interleaved rounds (alternating which path goes first)

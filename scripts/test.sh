@@ -11,6 +11,15 @@ step "toolchain: wasm32-wasip2 target, rustfmt, clippy"
 rustup target add wasm32-wasip2
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 
+step "componentize-py (Python runners) in target/py-venv"
+# The Python runner tests find it there; the example runner itself is built
+# by the tests, once per change of its sources (cached in target/python-runner).
+if [ ! -x target/py-venv/bin/componentize-py ]; then
+    python3 -m venv target/py-venv
+    target/py-venv/bin/pip install --quiet "componentize-py==0.25.1"
+fi
+target/py-venv/bin/componentize-py --version
+
 step "cargo fmt --check"
 cargo fmt --all --check
 (cd guest-runners && cargo fmt --all --check)

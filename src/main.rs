@@ -2,7 +2,7 @@
 //! and hands over to the library.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -22,9 +22,14 @@ struct Cli {
     /// Config file (default conf.d/config.toml; missing default = all defaults).
     #[arg(long, global = true)]
     config: Option<PathBuf>,
-    /// Runner component that replaces the built-in ones.
+    /// Runner component that replaces the built-in ones (for the roles it
+    /// serves).
     #[arg(long, global = true)]
     runner: Option<PathBuf>,
+    /// Reload the runner files when they change (the agent; SIGHUP always
+    /// reloads). Same as `[sandbox] watch_runners = true`.
+    #[arg(long)]
+    watch: bool,
     /// Session budgets for `run` (the default) and `session`.
     #[command(flatten)]
     budgets: BudgetArgs,
@@ -80,6 +85,13 @@ enum Command {
     /// Work with the audit trail in the state dir.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Check a runner component: does it load, what it serves, and a run
+    /// of each role under the default limits with its receipt. Exit 0 only
+    /// when everything passes.
+    CheckRunner(CheckArgs),
+    /// Work with runner projects.
+    #[command(subcommand)]
+    Runner(RunnerCommand),
     /// Check the config file, or print a commented example.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -92,6 +104,28 @@ enum Command {
     },
     /// Print the man page (roff).
     Manpage,
+}
+
+#[derive(Debug, Subcommand)]
+enum RunnerCommand {
+    /// Create a runner project NAME in the current directory that builds
+    /// as generated and passes check-runner.
+    New {
+        /// Project (and component) name: lowercase letters, digits, - and _.
+        name: String,
+        /// Language of the runner.
+        #[arg(long, value_enum)]
+        lang: catpaw_agent::cli::scaffold::Lang,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct CheckArgs {
+    /// The runner component (.wasm).
+    file: PathBuf,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -240,6 +274,8 @@ async fn run_agent(cli: &Cli) -> anyhow::Result<ExitCode> {
     )?;
     let runner_files = setup::runner_files(&cfg, cli.runner.as_deref())?;
     let agent = setup.agent(&cfg, AgentOptions::default())?;
+    // Caught from here on: SIGHUP's default would end the agent.
+    let hup = catpaw_agent::cli::reload::hangups();
     let metrics = match cfg.metrics.listen {
         Some(addr) => Some(catpaw_agent::ops::metrics::bind(addr).await?),
         None => None,
@@ -254,6 +290,20 @@ async fn run_agent(cli: &Cli) -> anyhow::Result<ExitCode> {
         tracing::info!("shutting down: cancelling sessions and closing the connection");
         stopper.cancel();
     });
+    let reloader = catpaw_agent::cli::reload::Reloader {
+        sandbox: setup.sandbox.clone(),
+        config_path: cli.config.clone(),
+        runner_override: cli.runner.clone(),
+        flags: cli.budgets.flags(),
+        pool_memory: setup
+            .budgets
+            .diagnose
+            .max_memory
+            .max(setup.budgets.chat.max_memory),
+        table: agent.sessions(),
+    };
+    let watch = cli.watch || cfg.sandbox.watch_runners;
+    let reloads = tokio::spawn(reloader.serve(hup, watch, shutdown.clone()));
     let ingest = {
         let socket = cfg.paths().ingest_socket();
         let alerts = agent.alerts();
@@ -291,6 +341,7 @@ async fn run_agent(cli: &Cli) -> anyhow::Result<ExitCode> {
     });
     agent.run(shutdown).await;
     let _ = ingest.await;
+    let _ = reloads.await;
     let _ = status.await;
     if let Some(m) = metrics {
         let _ = m.await;
@@ -353,6 +404,20 @@ fn audit_verify(cli: &Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+async fn check_runner(args: &CheckArgs) -> anyhow::Result<ExitCode> {
+    let report = catpaw_agent::cli::check::check(&args.file).await?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", catpaw_agent::cli::check::render(&report));
+    }
+    Ok(if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
 fn completions(shell: clap_complete::Shell) -> ExitCode {
     use clap::CommandFactory;
     let mut cmd = Cli::command();
@@ -377,6 +442,10 @@ async fn demo() -> anyhow::Result<ExitCode> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.watch && !matches!(cli.command, None | Some(Command::Run)) {
+        eprintln!("catpaw-agent: --watch applies to the agent (`run`)");
+        return ExitCode::from(2);
+    }
     if !cli.budgets.flags().is_empty()
         && !matches!(cli.command, None | Some(Command::Run | Command::Session(_)))
     {
@@ -419,6 +488,15 @@ fn main() -> ExitCode {
             Some(Command::Demo) => demo().await,
             Some(Command::Alert(args)) => alert(&cli, args).await,
             Some(Command::Audit(AuditCommand::Verify)) => audit_verify(&cli),
+            Some(Command::CheckRunner(args)) => check_runner(args).await,
+            Some(Command::Runner(RunnerCommand::New { name, lang })) => {
+                let dir = catpaw_agent::cli::scaffold::create(Path::new("."), name, *lang)?;
+                print!(
+                    "{}",
+                    catpaw_agent::cli::scaffold::next_steps(&dir, name, *lang)
+                );
+                Ok(ExitCode::SUCCESS)
+            }
             Some(Command::Config(ConfigCommand::Check)) => {
                 Ok(ops::config_check(cli.config.as_deref()))
             }

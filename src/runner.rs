@@ -231,6 +231,18 @@ pub trait DiagnoseRunner: Send + Sync {
         sink: Arc<dyn StreamSink>,
         cancel: CancellationToken,
     ) -> Result<String, RunError>;
+
+    /// [`run`](Self::run), with the session's receipt when the runner
+    /// keeps one (the sandbox's do; others may not).
+    async fn run_metered(
+        &self,
+        info: &SessionInfo,
+        req: DiagnoseRequest,
+        sink: Arc<dyn StreamSink>,
+        cancel: CancellationToken,
+    ) -> (Result<String, RunError>, Option<Receipt>) {
+        (self.run(info, req, sink, cancel).await, None)
+    }
 }
 
 /// Serves `chat` sessions.
@@ -244,6 +256,19 @@ pub trait ChatRunner: Send + Sync {
         sink: Arc<dyn StreamSink>,
         cancel: CancellationToken,
     ) -> Result<Box<dyn ChatHandle>, RunError>;
+
+    /// [`start`](Self::start); when the start fails, the receipt of that
+    /// failed start if the runner keeps one (an open chat's receipts come
+    /// from [`ChatHandle::receipts`]).
+    async fn start_metered(
+        &self,
+        info: &SessionInfo,
+        opts: ChatSessionOpts,
+        sink: Arc<dyn StreamSink>,
+        cancel: CancellationToken,
+    ) -> (Result<Box<dyn ChatHandle>, RunError>, Option<Receipt>) {
+        (self.start(info, opts, sink, cancel).await, None)
+    }
 }
 
 /// One open conversation; it keeps its state between turns.
@@ -251,6 +276,200 @@ pub trait ChatRunner: Send + Sync {
 pub trait ChatHandle: Send {
     /// Answers one user turn.
     async fn handle_message(&mut self, input: &str) -> Result<String, RunError>;
+
+    /// The receipt of the last run (turn, or the start before the first
+    /// turn) and of the whole session so far, when the runner keeps them.
+    fn receipts(&self) -> Option<(Receipt, Receipt)> {
+        None
+    }
+}
+
+/// What a runner says about itself through the WIT `describe` export, read
+/// once when it is loaded; cut and checked by the host (see
+/// [`Description::bounded`]), since nothing a guest sends is trusted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Description {
+    /// Short name, e.g. `catpaw-diagnose`.
+    pub name: String,
+    /// The runner's own version.
+    pub version: String,
+    /// The inspect plugins it offers.
+    pub plugins: Vec<PluginInfo>,
+    /// Host capabilities it says it uses (`tools`, `shell`, …).
+    pub capabilities: Vec<String>,
+}
+
+/// One inspect plugin a runner offers.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PluginInfo {
+    /// The `params.plugin` value that selects it.
+    pub name: String,
+    /// One line saying what it looks at.
+    pub description: String,
+}
+
+impl Description {
+    /// Most plugins kept from one runner.
+    pub const MAX_PLUGINS: usize = 64;
+    /// Longest name, version, plugin name or capability kept, in bytes.
+    pub const MAX_NAME: usize = 64;
+    /// Longest plugin description kept, in bytes.
+    pub const MAX_LINE: usize = 200;
+
+    /// The description with every field cut to its cap and freed of
+    /// control characters, and plugins whose name is not a plain word
+    /// (`[A-Za-z0-9_.-]+`) or repeats an earlier one dropped. Returns what
+    /// was dropped beside it, for the load log.
+    pub fn bounded(self) -> (Description, Vec<String>) {
+        let clean = |s: &str, max: usize| -> String {
+            let s: String = s
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect();
+            crate::util::truncate_utf8(s.trim(), max).to_string()
+        };
+        let mut dropped = Vec::new();
+        let mut plugins: Vec<PluginInfo> = Vec::new();
+        for p in self.plugins {
+            let plain = !p.name.is_empty()
+                && p.name.len() <= Self::MAX_NAME
+                && p.name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+            if !plain {
+                dropped.push(format!(
+                    "plugin name {:?} is not a plain word",
+                    clean(&p.name, Self::MAX_NAME)
+                ));
+            } else if plugins.iter().any(|q| q.name == p.name) {
+                dropped.push(format!("plugin {} is listed twice", p.name));
+            } else if plugins.len() == Self::MAX_PLUGINS {
+                dropped.push(format!(
+                    "plugin {}: more than {}",
+                    p.name,
+                    Self::MAX_PLUGINS
+                ));
+            } else {
+                plugins.push(PluginInfo {
+                    description: clean(&p.description, Self::MAX_LINE),
+                    name: p.name,
+                });
+            }
+        }
+        let capabilities = self
+            .capabilities
+            .iter()
+            .take(Self::MAX_PLUGINS)
+            .map(|c| clean(c, Self::MAX_NAME))
+            .filter(|c| !c.is_empty())
+            .collect();
+        (
+            Description {
+                name: clean(&self.name, Self::MAX_NAME),
+                version: clean(&self.version, Self::MAX_NAME),
+                plugins,
+                capabilities,
+            },
+            dropped,
+        )
+    }
+}
+
+/// What a run, a chat turn or a whole session used, beside the budgets it
+/// had: the figures an author sizes limits by. The sandbox fills a run's
+/// in from its store when the run ends (the limits come from
+/// `Budgets::receipt`); a session's adds its runs up (totals, and the
+/// largest single run where the budget is per run).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Receipt {
+    /// Runs counted: 1 for a run or turn; a chat session counts its
+    /// start and every turn.
+    pub runs: u64,
+    /// Fuel used, all runs together.
+    pub fuel_used: u64,
+    /// Fuel used by the hungriest single run (the budget is per run).
+    pub fuel_max_run: u64,
+    /// Fuel each run had.
+    pub fuel_limit: u64,
+    /// Largest total linear memory the instance reached, in bytes.
+    pub peak_memory: u64,
+    /// The memory cap, in bytes.
+    pub memory_limit: u64,
+    /// Wall time of all runs together, in milliseconds.
+    pub wall_ms: u64,
+    /// Wall time of the longest single run, in milliseconds.
+    pub wall_max_run_ms: u64,
+    /// Wall-clock limit of one run, in milliseconds.
+    pub timeout_ms: u64,
+    /// `call-tool` calls.
+    pub tool_calls: u64,
+    /// `request-shell` requests, granted or not.
+    pub shell_requests: u64,
+    /// Tool calls plus shell requests of the busiest single run.
+    pub host_calls_max_run: u64,
+    /// Tool calls plus shell requests one run may make.
+    pub host_calls_limit: u64,
+    /// `emit` calls.
+    pub emits: u64,
+    /// `log` calls (kept or dropped past the cap).
+    pub log_lines: u64,
+    /// Bytes of output charged (deltas, report, answers), all runs.
+    pub output_bytes: u64,
+    /// The session's output budget, in bytes.
+    pub output_limit: u64,
+}
+
+impl Receipt {
+    /// Adds one run's receipt to this (session) receipt.
+    pub fn add(&mut self, run: &Receipt) {
+        self.runs += run.runs;
+        self.fuel_used = self.fuel_used.saturating_add(run.fuel_used);
+        self.fuel_max_run = self.fuel_max_run.max(run.fuel_max_run);
+        self.peak_memory = self.peak_memory.max(run.peak_memory);
+        self.wall_ms = self.wall_ms.saturating_add(run.wall_ms);
+        self.wall_max_run_ms = self.wall_max_run_ms.max(run.wall_max_run_ms);
+        self.tool_calls += run.tool_calls;
+        self.shell_requests += run.shell_requests;
+        self.host_calls_max_run = self.host_calls_max_run.max(run.host_calls_max_run);
+        self.emits += run.emits;
+        self.log_lines += run.log_lines;
+        self.output_bytes = self.output_bytes.saturating_add(run.output_bytes);
+    }
+
+    /// One line for a terminal or a log: each figure beside its budget,
+    /// with the share of the per-run budgets the hungriest run used.
+    pub fn line(&self) -> String {
+        let pct = |used: u64, limit: u64| {
+            if limit == 0 {
+                0.0
+            } else {
+                used as f64 * 100.0 / limit as f64
+            }
+        };
+        format!(
+            "{} run(s): fuel {} (max run {:.1}% of {}), memory peak {} of {} ({:.0}%), \
+             time {} ms (max run {} ms of {} ms), host calls {} tool + {} shell \
+             (max run {} of {}), {} emits, {} log lines, output {} of {} bytes",
+            self.runs,
+            self.fuel_used,
+            pct(self.fuel_max_run, self.fuel_limit),
+            self.fuel_limit,
+            self.peak_memory,
+            self.memory_limit,
+            pct(self.peak_memory, self.memory_limit),
+            self.wall_ms,
+            self.wall_max_run_ms,
+            self.timeout_ms,
+            self.tool_calls,
+            self.shell_requests,
+            self.host_calls_max_run,
+            self.host_calls_limit,
+            self.emits,
+            self.log_lines,
+            self.output_bytes,
+            self.output_limit,
+        )
+    }
 }
 
 /// A runner backed by a language model, with a rule-based runner behind
@@ -360,5 +579,38 @@ impl ChatHandle for FallbackChat {
             Some(f) => f.handle_message(input).await,
             None => Err(RunError::Host("the fallback chat did not start".into())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_description_is_bounded_and_bad_plugin_names_dropped() {
+        let p = |name: &str, description: &str| PluginInfo {
+            name: name.into(),
+            description: description.into(),
+        };
+        let raw = Description {
+            name: "x\u{1b}[31m".repeat(40),
+            version: "1.0".into(),
+            plugins: vec![
+                p("cpu", "CPU\nand load"),
+                p("cpu", "again"),
+                p("has space", "no"),
+                p("", "empty"),
+                p("disk", &"d".repeat(500)),
+            ],
+            capabilities: vec!["tools".into(), " ".into()],
+        };
+        let (d, dropped) = raw.bounded();
+        assert!(d.name.len() <= Description::MAX_NAME && !d.name.contains('\u{1b}'));
+        let names: Vec<&str> = d.plugins.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["cpu", "disk"]);
+        assert_eq!(d.plugins[0].description, "CPU and load");
+        assert_eq!(d.plugins[1].description.len(), Description::MAX_LINE);
+        assert_eq!(d.capabilities, ["tools"]);
+        assert_eq!(dropped.len(), 3, "{dropped:?}");
     }
 }

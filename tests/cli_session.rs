@@ -18,11 +18,84 @@ fn session() -> HomeCommand {
     cmd
 }
 
+/// The payload lines of `--json` output (the receipt line that ends it is
+/// left out; [`receipt_line`] reads it).
 fn json_lines(stdout: &[u8]) -> Vec<Value> {
+    all_json_lines(stdout)
+        .into_iter()
+        .filter(|v| v.get("receipt").is_none())
+        .collect()
+}
+
+fn all_json_lines(stdout: &[u8]) -> Vec<Value> {
     String::from_utf8_lossy(stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
         .collect()
+}
+
+/// The receipt `--json` prints after the last payload.
+fn receipt_line(stdout: &[u8]) -> Value {
+    let all = all_json_lines(stdout);
+    let last = all.last().expect("output");
+    assert!(
+        last.get("receipt").is_some(),
+        "the last line is the receipt: {last}"
+    );
+    assert_eq!(
+        all.iter().filter(|v| v.get("receipt").is_some()).count(),
+        1,
+        "one receipt"
+    );
+    last["receipt"].clone()
+}
+
+#[test]
+fn every_session_kind_ends_with_a_plausible_receipt() {
+    let cases: [&[&str]; 3] = [
+        &["--type", "inspect", "--param", "plugin=cpu"],
+        &["--type", "diagnose", "--param", "descriptions=disk full"],
+        &["--type", "chat", "--param", "message=memory"],
+    ];
+    for args in cases {
+        let out = session().args(args).arg("--json").output().expect("run");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let r = receipt_line(&out.stdout);
+        let n = |k: &str| r[k].as_u64().unwrap_or_else(|| panic!("{k} in {r}"));
+        assert!(
+            n("fuel_used") > 0 && n("fuel_max_run") <= n("fuel_limit"),
+            "{args:?}: {r}"
+        );
+        assert!(
+            n("peak_memory") > 0 && n("peak_memory") <= n("memory_limit"),
+            "{r}"
+        );
+        assert!(
+            n("tool_calls") > 0,
+            "every built-in session calls a tool: {r}"
+        );
+        assert!(n("emits") > 0 && n("output_bytes") > 0, "{r}");
+        assert!(n("output_bytes") <= n("output_limit"), "{r}");
+        assert_eq!(n("memory_limit"), 64 << 20);
+        assert_eq!(n("shell_requests"), 0);
+    }
+    // Without --json the receipt is one line beside the transcript.
+    let out = session()
+        .args(["--type", "inspect", "--param", "plugin=mem"])
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err.lines().filter(|l| l.contains("receipt: ")).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(
+        lines[0].contains("fuel") && lines[0].contains("memory peak"),
+        "{err}"
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("receipt"));
 }
 
 #[test]
@@ -127,19 +200,6 @@ fn a_bad_runner_is_refused_at_start() {
         stderr.contains("diagnose.wasm") && stderr.contains("not a WebAssembly file"),
         "{stderr}"
     );
-}
-
-#[test]
-fn a_runner_without_chat_cannot_serve_chat() {
-    let spin = guest("hazard_echo");
-    let out = session()
-        .args(["--type", "chat", "--runner"])
-        .arg(&spin)
-        .output()
-        .expect("run");
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("no runner serves chat"), "{stderr}");
 }
 
 #[test]

@@ -655,7 +655,7 @@ fn logs_on_a_terminal_are_coloured() {
     );
     let bytes = std::fs::read(&typescript).expect("typescript");
     let text = String::from_utf8_lossy(&bytes);
-    assert!(text.contains("runner loaded"), "{text}");
+    assert!(text.contains("runners ready"), "{text}");
     assert!(
         text.contains("\u{1b}[32m INFO\u{1b}[0m"),
         "no colour on a terminal: {text:?}"

@@ -120,6 +120,10 @@ pub struct Record {
     /// How long the act took, in milliseconds (outcome records).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<u64>,
+    /// What a session used against its budgets (its `ended` record), as
+    /// the sandbox's receipt writes itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<serde_json::Value>,
     /// Lowercase hex SHA-256 of the previous line of the trail.
     #[serde(default)]
     pub prev: String,

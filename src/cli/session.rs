@@ -3,7 +3,9 @@
 //!
 //! It drives the same session code the server connection uses, so `--json`
 //! prints exactly the `session_output` / `session_error` payloads a server
-//! would receive.
+//! would receive, followed by one line the server never sees:
+//! `{"session_id":…,"receipt":{…}}`, what the session used against its
+//! budgets. Without `--json` the receipt is one line on stderr.
 
 use std::io::{BufRead, IsTerminal, Write};
 
@@ -145,7 +147,17 @@ pub async fn run_local(runners: Runners, req: LocalSession) -> anyhow::Result<Lo
             inputs = next_turn(inputs, prompt, &st).await;
         }
     }
-    let _ = task.await;
+    if let Ok(end) = task.await
+        && let Some(receipt) = &end.receipt
+    {
+        if req.json {
+            let line = serde_json::json!({ "session_id": session_id, "receipt": receipt });
+            println!("{line}");
+        } else {
+            // Beside the transcript, not in it: stdout stays the session's.
+            eprintln!("{}receipt: {}{}", st.dim, receipt.line(), st.reset);
+        }
+    }
     Ok(outcome)
 }
 

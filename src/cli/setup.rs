@@ -1,12 +1,13 @@
 //! Turns configuration into a ready sandbox and the runners sessions use.
 //!
-//! Runner choice, per session role: the `--runner` file if given (it serves
-//! whatever it exports), else `[sandbox] diagnose_runner` / `chat_runner`,
-//! else `[sandbox] runner`, else the built-in component: the AI runner when
-//! `[ai] enabled = true` (with the rule-based one behind it for when the
-//! model is out of reach), the rule-based runner otherwise. A runner file
-//! that cannot be loaded is an error at start, never a surprise at the
-//! first session.
+//! Runner choice, per session role: the `--runner` file if given, else
+//! `[sandbox] diagnose_runner` / `chat_runner`, else `[sandbox] runner`,
+//! else the built-in component: the AI runner when `[ai] enabled = true`
+//! (with the rule-based one behind it for when the model is out of reach),
+//! the rule-based runner otherwise. A file named for every role replaces
+//! only the roles it exports; the others keep the built-in runner, with one
+//! warning. A runner file that cannot be loaded is an error at start, never
+//! a surprise at the first session.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -98,18 +99,7 @@ pub fn build(
         },
     };
     let sandbox = Sandbox::new(opts)?;
-    let (diagnose, chat) = load_runners(&sandbox, cfg, runner_override)?;
-    let mut runners = Runners {
-        diagnose: diagnose
-            .and_then(|r| r.diagnose_runner(budgets.diagnose.clone()))
-            .map(|r| Arc::new(r) as _),
-        chat: chat
-            .and_then(|r| r.chat_runner(budgets.chat.clone()))
-            .map(|r| Arc::new(r) as _),
-    };
-    if ai_serves(cfg, runner_override) {
-        runners = with_ai(&sandbox, runners, &budgets)?;
-    }
+    let runners = load_runners(&sandbox, cfg, runner_override, &budgets)?;
     Ok(Setup {
         sandbox,
         runners,
@@ -141,7 +131,11 @@ fn with_ai(
         }) as Arc<dyn ChatRunner>),
         (_, rules) => rules,
     };
-    Ok(Runners { diagnose, chat })
+    Ok(Runners {
+        diagnose,
+        chat,
+        plugins: rules.plugins,
+    })
 }
 
 /// The runner components `build` loads for `cfg`, each with the SHA-256 of
@@ -195,55 +189,177 @@ fn ai_serves(cfg: &Config, runner_override: Option<&Path>) -> bool {
         && cfg.sandbox.chat_runner.is_none()
 }
 
-fn load_runners(
+/// Where one role's runner comes from.
+struct Source {
+    /// The file, or `None` for the built-in runner.
+    path: Option<PathBuf>,
+    /// What named it, for messages: `--runner`, a config key.
+    origin: &'static str,
+    /// Whether it was named for this role alone (then it must serve it).
+    specific: bool,
+}
+
+fn source_of(
+    cfg: &Config,
+    runner_override: Option<&Path>,
+    specific: &Option<PathBuf>,
+    key: &'static str,
+) -> Source {
+    if let Some(p) = runner_override {
+        return Source {
+            path: Some(p.to_path_buf()),
+            origin: "--runner",
+            specific: false,
+        };
+    }
+    if let Some(p) = specific {
+        return Source {
+            path: Some(p.clone()),
+            origin: key,
+            specific: true,
+        };
+    }
+    Source {
+        path: cfg.sandbox.runner.clone(),
+        origin: "[sandbox] runner",
+        specific: false,
+    }
+}
+
+/// The runners sessions are served by (at start and on every reload):
+/// each role's file or built-in runner (see [`load_roles`]), with the AI
+/// runner in front when `[ai]` serves.
+pub fn load_runners(
     sandbox: &Arc<Sandbox>,
     cfg: &Config,
     runner_override: Option<&Path>,
-) -> anyhow::Result<(Option<LoadedRunner>, Option<LoadedRunner>)> {
-    if let Some(path) = runner_override {
+    budgets: &RoleBudgets,
+) -> anyhow::Result<Runners> {
+    let runners = load_roles(sandbox, cfg, runner_override, budgets)?;
+    if ai_serves(cfg, runner_override) {
+        return with_ai(sandbox, runners, budgets);
+    }
+    Ok(runners)
+}
+
+/// Loads the runner of each role (see the module doc), each file once.
+/// A file named for every role (`--runner`, `[sandbox] runner`) replaces
+/// only the roles it serves; the others keep the built-in runner, with one
+/// warning naming what was kept. A file that serves no role at all, or a
+/// role-specific file that does not serve its role, is refused.
+fn load_roles(
+    sandbox: &Arc<Sandbox>,
+    cfg: &Config,
+    runner_override: Option<&Path>,
+    budgets: &RoleBudgets,
+) -> anyhow::Result<Runners> {
+    let diagnose_src = source_of(
+        cfg,
+        runner_override,
+        &cfg.sandbox.diagnose_runner,
+        "[sandbox] diagnose_runner",
+    );
+    let chat_src = source_of(
+        cfg,
+        runner_override,
+        &cfg.sandbox.chat_runner,
+        "[sandbox] chat_runner",
+    );
+    let mut loaded: Vec<(PathBuf, LoadedRunner)> = Vec::new();
+    let mut load = |src: &Source| -> anyhow::Result<Option<LoadedRunner>> {
+        let Some(path) = &src.path else {
+            return Ok(None);
+        };
+        if let Some((_, r)) = loaded.iter().find(|(p, _)| p == path) {
+            return Ok(Some(r.clone()));
+        }
         let r = sandbox
             .load_file(path)
-            .with_context(|| format!("loading --runner {}", path.display()))?;
-        return Ok((Some(r.clone()), Some(r)));
-    }
-    let pick = |specific: &Option<PathBuf>| specific.clone().or_else(|| cfg.sandbox.runner.clone());
-    let load = |path: Option<PathBuf>,
-                builtin: &'static [u8],
-                name: &str,
-                field: &str|
-     -> anyhow::Result<LoadedRunner> {
-        match path {
-            Some(p) => sandbox
-                .load_file(&p)
-                .with_context(|| format!("config `[sandbox] {field}`")),
-            None => sandbox.load(name, builtin),
-        }
+            .with_context(|| format!("loading {} {}", src.origin, path.display()))?;
+        loaded.push((path.clone(), r.clone()));
+        Ok(Some(r))
     };
-    let diagnose = load(
-        pick(&cfg.sandbox.diagnose_runner),
-        crate::embedded::DIAGNOSE,
-        "built-in diagnose runner",
-        "diagnose_runner",
-    )?;
-    let chat = load(
-        pick(&cfg.sandbox.chat_runner),
-        crate::embedded::CHAT,
-        "built-in chat runner",
-        "chat_runner",
-    )?;
-    // A runner configured for one role must serve it; one configured as
-    // `runner` (all types) serves whatever it exports.
-    if cfg.sandbox.diagnose_runner.is_some() && !diagnose.serves_diagnose() {
-        bail!(
-            "config `[sandbox] diagnose_runner`: {} does not export catpaw:runner/diagnose",
-            diagnose.name()
-        );
+    let from_diagnose_src = load(&diagnose_src)?;
+    let from_chat_src = load(&chat_src)?;
+    let diagnose = pick(sandbox, from_diagnose_src, &diagnose_src, Role::Diagnose)?;
+    let chat = pick(sandbox, from_chat_src, &chat_src, Role::Chat)?;
+    tracing::info!(diagnose = %diagnose.name(), chat = %chat.name(),
+        plugins = ?diagnose.plugin_names(), "runners ready");
+    Ok(Runners {
+        plugins: diagnose.plugin_names(),
+        diagnose: diagnose
+            .diagnose_runner(budgets.diagnose.clone())
+            .map(|r| Arc::new(r) as _),
+        chat: chat
+            .chat_runner(budgets.chat.clone())
+            .map(|r| Arc::new(r) as _),
+    })
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Diagnose,
+    Chat,
+}
+
+impl Role {
+    fn name(self) -> &'static str {
+        match self {
+            Role::Diagnose => "inspect/diagnose",
+            Role::Chat => "chat",
+        }
     }
-    if cfg.sandbox.chat_runner.is_some() && !chat.serves_chat() {
-        bail!(
-            "config `[sandbox] chat_runner`: {} does not export catpaw:runner/chat",
-            chat.name()
-        );
+
+    fn serves(self, r: &LoadedRunner) -> bool {
+        match self {
+            Role::Diagnose => r.serves_diagnose(),
+            Role::Chat => r.serves_chat(),
+        }
     }
-    Ok((Some(diagnose), Some(chat)))
+
+    fn export(self) -> &'static str {
+        match self {
+            Role::Diagnose => "catpaw:runner/diagnose",
+            Role::Chat => "catpaw:runner/chat",
+        }
+    }
+
+    fn builtin(self, sandbox: &Arc<Sandbox>) -> anyhow::Result<LoadedRunner> {
+        match self {
+            Role::Diagnose => sandbox.load("built-in diagnose runner", crate::embedded::DIAGNOSE),
+            Role::Chat => sandbox.load("built-in chat runner", crate::embedded::CHAT),
+        }
+    }
+}
+
+/// The runner of `role`: the loaded file when it serves the role, else
+/// the built-in one (refused instead when the file was named for this role
+/// alone).
+fn pick(
+    sandbox: &Arc<Sandbox>,
+    loaded: Option<LoadedRunner>,
+    src: &Source,
+    role: Role,
+) -> anyhow::Result<LoadedRunner> {
+    match loaded {
+        Some(r) if role.serves(&r) => Ok(r),
+        Some(r) if src.specific => bail!(
+            "config `{}`: {} does not export {} (build it against the diagnose-runner, \
+             chat-runner or runner world of wit/runner.wit)",
+            src.origin,
+            r.name(),
+            role.export()
+        ),
+        Some(r) => {
+            tracing::warn!(
+                "{} {} does not serve {} sessions; the built-in {} runner is kept for them",
+                src.origin,
+                r.name(),
+                role.name(),
+                role.name()
+            );
+            role.builtin(sandbox)
+        }
+        None => role.builtin(sandbox),
+    }
 }

@@ -167,6 +167,8 @@ pub struct SandboxConfig {
     pub diagnose_runner: Option<PathBuf>,
     /// Runner for chat.
     pub chat_runner: Option<PathBuf>,
+    /// Reload a runner file when it changes (as on SIGHUP).
+    pub watch_runners: bool,
     /// Budgets of each role's sessions: `[sandbox]`, then
     /// `[sandbox.diagnose]` / `[sandbox.chat]` (see `budgets.rs`).
     pub budgets: RoleBudgets,
@@ -181,6 +183,7 @@ impl Default for SandboxConfig {
             runner: None,
             diagnose_runner: None,
             chat_runner: None,
+            watch_runners: false,
             budgets: RoleBudgets::default(),
         }
     }
@@ -335,6 +338,7 @@ impl Config {
             runner: cx.path_of(sb.runner),
             diagnose_runner: cx.path_of(sb.diagnose_runner),
             chat_runner: cx.path_of(sb.chat_runner),
+            watch_runners: sb.watch_runners.unwrap_or(false),
             budgets,
         };
 

@@ -129,6 +129,7 @@ pub(super) struct RawSandbox {
     pub(super) runner: Option<String>,
     pub(super) diagnose_runner: Option<String>,
     pub(super) chat_runner: Option<String>,
+    pub(super) watch_runners: Option<bool>,
     #[serde(default)]
     pub(super) diagnose: RawBudgets,
     #[serde(default)]

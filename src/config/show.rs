@@ -111,6 +111,7 @@ impl Config {
         let _ = writeln!(w, "runner = {}", opt_path(&sb.runner));
         let _ = writeln!(w, "diagnose_runner = {}", opt_path(&sb.diagnose_runner));
         let _ = writeln!(w, "chat_runner = {}", opt_path(&sb.chat_runner));
+        let _ = writeln!(w, "watch_runners = {}", sb.watch_runners);
         let _ = writeln!(w, "\n[sandbox.diagnose]");
         budgets(w, &sb.budgets.diagnose);
         let _ = writeln!(w, "\n[sandbox.chat]");

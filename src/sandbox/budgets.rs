@@ -6,10 +6,14 @@
 //! `[sandbox.diagnose]` and `[sandbox.chat]` accept it, through the one
 //! funnel in `crate::config` that parses and bounds every value from the
 //! file and the command line alike. How a guest that breaks a budget is
-//! stopped and blamed is `limits.rs`.
+//! stopped and blamed is `limits.rs`. What a session used of them is its
+//! [`Receipt`] (a runner-level record, so the session layer and the runner
+//! traits can carry it; [`Budgets::receipt`] starts one).
 
 use std::ops::RangeInclusive;
 use std::time::Duration;
+
+use crate::runner::Receipt;
 
 /// Budgets of one session, fixed when its store is created. Fuel, time,
 /// host calls, LLM calls and `llm_turn_tokens` are per diagnose run or chat
@@ -167,6 +171,25 @@ pub enum Slot<'a> {
     Bytes(&'a mut u64, RangeInclusive<u64>),
     /// A duration longer than zero.
     Time(&'a mut Duration),
+}
+
+impl Budgets {
+    /// An empty receipt carrying these limits, for a run or session to
+    /// fill in.
+    pub fn receipt(&self) -> Receipt {
+        Receipt {
+            fuel_limit: self.fuel,
+            memory_limit: self.max_memory,
+            timeout_ms: millis(self.timeout),
+            host_calls_limit: self.max_host_calls,
+            output_limit: self.max_output,
+            ..Receipt::default()
+        }
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]

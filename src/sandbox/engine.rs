@@ -199,7 +199,7 @@ fn compile(engine: &Engine, what: &str, bytes: &[u8]) -> anyhow::Result<Componen
 
 /// Refuses files that are not components with a message that says what
 /// they are instead.
-fn check_is_component(what: &str, bytes: &[u8]) -> anyhow::Result<()> {
+pub(crate) fn check_is_component(what: &str, bytes: &[u8]) -> anyhow::Result<()> {
     if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
         bail!("{what}: not a WebAssembly file (no \\0asm header)");
     }

@@ -14,12 +14,16 @@
 //! - `host/`: the `catpaw:runner/host` imports, one capability per file
 //! - `run.rs`: the wasm implementations of the runner traits
 //! - `versions.rs`: the contract versions (0.2.0, 0.1.0) behind one type
+//! - `describe.rs`: reading a runner's `describe` once at load
+//! - `probe.rs`: looking a runner file over step by step (`check-runner`)
 
 mod bindings;
 mod budgets;
+mod describe;
 mod engine;
 mod host;
 mod limits;
+mod probe;
 mod run;
 mod stdio;
 mod store;
@@ -35,8 +39,11 @@ use wasmtime::component::{HasSelf, Linker};
 pub use budgets::{BudgetKey, Budgets, Slot};
 pub use engine::EngineOptions;
 pub use host::HostServices;
+pub use probe::{Probe, Step};
 pub use run::{WasmChatRunner, WasmDiagnoseRunner};
+pub use versions::WitVersion;
 
+use crate::runner::Description;
 use bindings::diagnose_world::DiagnoseRunner as DiagnoseWorld;
 use bindings::v0_1::diagnose_world::DiagnoseRunner as DiagnoseWorld01;
 use host::HostContext;
@@ -128,17 +135,35 @@ impl Sandbox {
             })?;
         let diagnose = DiagnosePre::new(&pre);
         let chat = ChatPre::new(&pre);
+        let version = match (&diagnose, &chat) {
+            (Some(DiagnosePre::V2(_)), _) | (_, Some(ChatPre::V2(_))) => WitVersion::V0_2,
+            _ => WitVersion::V0_1,
+        };
         if diagnose.is_none() && chat.is_none() {
             bail!(
                 "runner {name}: exports neither catpaw:runner/diagnose nor catpaw:runner/chat \
                  (build it against wit/runner.wit, world diagnose-runner, chat-runner or runner)"
             );
         }
-        tracing::info!(runner = %name, diagnose = diagnose.is_some(), chat = chat.is_some(),
-            contract = diagnose.as_ref().map_or("-", DiagnosePre::version), "runner loaded");
+        let description = match describe::read(self, diagnose.as_ref(), chat.as_ref()) {
+            Ok(d) => d,
+            Err(e) => bail!(
+                "runner {name}: its describe export failed: {e} (describe must return at once \
+                 without calling the host)"
+            ),
+        };
+        let description = description.map(|d| {
+            let (d, dropped) = d.bounded();
+            for what in dropped {
+                tracing::warn!(runner = %name, %what, "describe: entry dropped");
+            }
+            d
+        });
         Ok(LoadedRunner {
             name: name.to_string(),
             sandbox: self.clone(),
+            version,
+            description,
             diagnose,
             chat,
         })
@@ -150,6 +175,8 @@ impl Sandbox {
 pub struct LoadedRunner {
     name: String,
     sandbox: Arc<Sandbox>,
+    version: WitVersion,
+    description: Option<Description>,
     diagnose: Option<DiagnosePre>,
     chat: Option<ChatPre>,
 }
@@ -158,6 +185,7 @@ impl std::fmt::Debug for LoadedRunner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LoadedRunner")
             .field("name", &self.name)
+            .field("version", &self.version)
             .field("diagnose", &self.diagnose.is_some())
             .field("chat", &self.chat.is_some())
             .finish()
@@ -168,6 +196,35 @@ impl LoadedRunner {
     /// The name it was loaded under (usually its path).
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The WIT version it was built against.
+    pub fn version(&self) -> WitVersion {
+        self.version
+    }
+
+    /// What its `describe` export said (bounded); `None` for a component
+    /// built against 0.1.0, which has none.
+    pub fn description(&self) -> Option<&Description> {
+        self.description.as_ref()
+    }
+
+    /// The inspect plugins it offers, by name (none for 0.1.0).
+    pub fn plugin_names(&self) -> Vec<String> {
+        self.description
+            .iter()
+            .flat_map(|d| d.plugins.iter().map(|p| p.name.clone()))
+            .collect()
+    }
+
+    /// The WIT world its exports match: `runner`, `diagnose-runner` or
+    /// `chat-runner`.
+    pub fn world(&self) -> &'static str {
+        match (self.diagnose.is_some(), self.chat.is_some()) {
+            (true, true) => "runner",
+            (true, false) => "diagnose-runner",
+            _ => "chat-runner",
+        }
     }
 
     /// Whether it serves `inspect` and `diagnose`.

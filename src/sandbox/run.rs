@@ -6,6 +6,7 @@
 //! one more (a turn). Every run ends in [`finish`], however it ends.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
@@ -14,10 +15,11 @@ use wasmtime::component::ResourceAny;
 
 use super::Sandbox;
 use super::budgets::Budgets;
-use super::host::HostContext;
+use super::host::{HostContext, HostServices};
 use super::limits::{self, Guarded};
-use super::store::{SessionState, end_run, new_store};
+use super::store::{self, SessionState, end_run, new_store};
 use super::versions::{ChatInstance, ChatPre, DiagnosePre};
+use crate::runner::Receipt;
 use crate::runner::{
     ChatHandle, ChatRunner, ChatSessionOpts, DiagnoseRequest, DiagnoseRunner, RunError,
     SessionInfo, StreamSink,
@@ -52,22 +54,89 @@ fn session_store(
     info: &SessionInfo,
     sink: Arc<dyn StreamSink>,
 ) -> Result<Store<SessionState>, RunError> {
-    let host = HostContext::new(info.clone(), sink, sandbox.services.clone(), limits);
+    store_with(sandbox, sandbox.services.clone(), limits, info, sink)
+}
+
+/// A store like a session's whose host calls are not audited: for the
+/// load-time `describe` call, which belongs to no session.
+pub(super) fn session_store_without_audit(
+    sandbox: &Sandbox,
+    limits: &Budgets,
+    info: &SessionInfo,
+    sink: Arc<dyn StreamSink>,
+) -> Result<Store<SessionState>, RunError> {
+    // Not a session: nothing audited, nothing counted.
+    let services = HostServices {
+        audit: None,
+        telemetry: None,
+        ..(*sandbox.services).clone()
+    };
+    store_with(sandbox, Arc::new(services), limits, info, sink)
+}
+
+fn store_with(
+    sandbox: &Sandbox,
+    services: Arc<HostServices>,
+    limits: &Budgets,
+    info: &SessionInfo,
+    sink: Arc<dyn StreamSink>,
+) -> Result<Store<SessionState>, RunError> {
+    let host = HostContext::new(info.clone(), sink, services, limits);
     new_store(&sandbox.engine, limits, host)
         .map_err(|e| RunError::Host(format!("creating the session store: {e:#}")))
 }
 
+/// The receipts of one session: the run going on (or just ended) and the
+/// session's sum.
+#[derive(Debug, Clone)]
+struct Meter {
+    started: Instant,
+    last: Receipt,
+    session: Receipt,
+}
+
+impl Meter {
+    fn new(limits: &Budgets) -> Self {
+        Meter {
+            started: Instant::now(),
+            last: limits.receipt(),
+            session: limits.receipt(),
+        }
+    }
+
+    /// A run or turn begins now.
+    fn begin(&mut self) {
+        self.started = Instant::now();
+    }
+
+    /// The run that began last ended with `run` (from the store).
+    fn end(&mut self, mut run: Receipt) {
+        run.wall_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        run.wall_max_run_ms = run.wall_ms;
+        self.session.add(&run);
+        self.last = run;
+    }
+
+    /// The run's reply (report, answer) was charged: `bytes` more output.
+    fn replied(&mut self, bytes: u64) {
+        self.last.output_bytes += bytes;
+        self.session.output_bytes += bytes;
+    }
+}
+
 /// Ends a run or chat turn whose last guest call ended with `outcome`
 /// (see [`end_run`]: what the guest printed is logged, the budgets are
-/// whole again) and turns that outcome into the session's result, blaming
-/// the guest or the host. A trap's error carries the guest's last words
-/// on stderr.
+/// whole again, the run's receipt goes to `meter`) and turns that outcome
+/// into the session's result, blaming the guest or the host. A trap's
+/// error carries the guest's last words on stderr.
 fn finish<T>(
     store: &mut Store<SessionState>,
     limits: &Budgets,
+    meter: &mut Meter,
     outcome: Guarded<T>,
 ) -> Result<T, RunError> {
-    let printed = end_run(store);
+    let (printed, receipt) = end_run(store);
+    meter.end(receipt);
     match outcome {
         Guarded::Finished(Ok(v)) => Ok(v),
         Guarded::Finished(Err(e)) => {
@@ -84,15 +153,16 @@ fn finish<T>(
 fn instantiated<T>(
     store: &mut Store<SessionState>,
     limits: &Budgets,
+    meter: &mut Meter,
     outcome: Guarded<T>,
 ) -> Result<T, RunError> {
     match outcome {
         Guarded::Finished(Ok(inst)) => Ok(inst),
         Guarded::Finished(Err(e)) => {
-            end_run(store);
+            meter.end(end_run(store).1);
             Err(instantiate_error(e, limits))
         }
-        other => finish(store, limits, other),
+        other => finish(store, limits, meter, other),
     }
 }
 
@@ -133,11 +203,14 @@ fn failed(store: &Store<SessionState>, msg: String) -> RunError {
 }
 
 /// Counts a report or chat answer against the session's output budget.
-fn charge_reply(store: &mut Store<SessionState>, text: &str, what: &str) -> Result<(), RunError> {
-    Ok(store
-        .data_mut()
-        .host
-        .charge_reply(text.len() as u64, what)?)
+fn charge_reply(
+    store: &mut Store<SessionState>,
+    meter: &mut Meter,
+    text: &str,
+    what: &str,
+) -> Result<(), RunError> {
+    meter.replied(store::charge_reply(store, text, what)?);
+    Ok(())
 }
 
 #[async_trait]
@@ -149,14 +222,40 @@ impl DiagnoseRunner for WasmDiagnoseRunner {
         sink: Arc<dyn StreamSink>,
         cancel: CancellationToken,
     ) -> Result<String, RunError> {
+        self.run_metered(info, req, sink, cancel).await.0
+    }
+
+    async fn run_metered(
+        &self,
+        info: &SessionInfo,
+        req: DiagnoseRequest,
+        sink: Arc<dyn StreamSink>,
+        cancel: CancellationToken,
+    ) -> (Result<String, RunError>, Option<Receipt>) {
+        let mut meter = Meter::new(&self.limits);
+        let result = self.run_in(info, req, sink, cancel, &mut meter).await;
+        (result, Some(meter.session))
+    }
+}
+
+impl WasmDiagnoseRunner {
+    async fn run_in(
+        &self,
+        info: &SessionInfo,
+        req: DiagnoseRequest,
+        sink: Arc<dyn StreamSink>,
+        cancel: CancellationToken,
+        meter: &mut Meter,
+    ) -> Result<String, RunError> {
         let limits = &self.limits;
         let mut store = session_store(&self.sandbox, limits, info, sink)?;
+        meter.begin();
         let outcome =
             limits::guard(self.pre.instantiate(&mut store), limits.timeout, &cancel).await;
-        let inst = instantiated(&mut store, limits, outcome)?;
+        let inst = instantiated(&mut store, limits, meter, outcome)?;
         let outcome = limits::guard(inst.run(&mut store, req), limits.timeout, &cancel).await;
-        let report = finish(&mut store, limits, outcome)?.map_err(|m| failed(&store, m))?;
-        charge_reply(&mut store, &report, "the report")?;
+        let report = finish(&mut store, limits, meter, outcome)?.map_err(|m| failed(&store, m))?;
+        charge_reply(&mut store, meter, &report, "the report")?;
         Ok(report)
     }
 }
@@ -192,23 +291,53 @@ impl ChatRunner for WasmChatRunner {
         sink: Arc<dyn StreamSink>,
         cancel: CancellationToken,
     ) -> Result<Box<dyn ChatHandle>, RunError> {
+        self.start_metered(info, opts, sink, cancel).await.0
+    }
+
+    async fn start_metered(
+        &self,
+        info: &SessionInfo,
+        opts: ChatSessionOpts,
+        sink: Arc<dyn StreamSink>,
+        cancel: CancellationToken,
+    ) -> (Result<Box<dyn ChatHandle>, RunError>, Option<Receipt>) {
+        let mut meter = Meter::new(&self.limits);
+        match self.start_in(info, opts, sink, cancel, &mut meter).await {
+            Ok(chat) => (Ok(chat), None),
+            Err(e) => (Err(e), Some(meter.session)),
+        }
+    }
+}
+
+impl WasmChatRunner {
+    /// Opens the conversation; the start's receipt goes to `meter` (and
+    /// on to the chat, which keeps metering its turns).
+    async fn start_in(
+        &self,
+        info: &SessionInfo,
+        opts: ChatSessionOpts,
+        sink: Arc<dyn StreamSink>,
+        cancel: CancellationToken,
+        meter: &mut Meter,
+    ) -> Result<Box<dyn ChatHandle>, RunError> {
         let limits = self.limits.clone();
         let mut store = session_store(&self.sandbox, &limits, info, sink)?;
         let outcome =
             limits::guard(self.pre.instantiate(&mut store), limits.timeout, &cancel).await;
-        let inst = instantiated(&mut store, &limits, outcome)?;
+        let inst = instantiated(&mut store, &limits, meter, outcome)?;
         let outcome = limits::guard(
             inst.create(&mut store, opts.allow_shell),
             limits.timeout,
             &cancel,
         )
         .await;
-        let conversation = finish(&mut store, &limits, outcome)?.map_err(guest_failure)?;
+        let conversation = finish(&mut store, &limits, meter, outcome)?.map_err(guest_failure)?;
         Ok(Box::new(WasmChat {
             store,
             inst,
             conversation,
             limits,
+            meter: meter.clone(),
             cancel,
         }))
     }
@@ -220,6 +349,7 @@ struct WasmChat {
     inst: ChatInstance,
     conversation: ResourceAny,
     limits: Budgets,
+    meter: Meter,
     cancel: CancellationToken,
 }
 
@@ -229,6 +359,7 @@ impl ChatHandle for WasmChat {
         // Fuel, tool calls, guest log lines and captured stdio are per-turn
         // budgets, made whole when the last turn (or `create`) finished: a
         // long chat is not starved by the turns before it.
+        self.meter.begin();
         let outcome = limits::guard(
             self.inst
                 .handle_message(&mut self.store, self.conversation, input),
@@ -236,10 +367,14 @@ impl ChatHandle for WasmChat {
             &self.cancel,
         )
         .await;
-        let answer =
-            finish(&mut self.store, &self.limits, outcome)?.map_err(|m| failed(&self.store, m))?;
-        charge_reply(&mut self.store, &answer, "the answer")?;
+        let answer = finish(&mut self.store, &self.limits, &mut self.meter, outcome)?
+            .map_err(|m| failed(&self.store, m))?;
+        charge_reply(&mut self.store, &mut self.meter, &answer, "the answer")?;
         Ok(answer)
+    }
+
+    fn receipts(&self) -> Option<(Receipt, Receipt)> {
+        Some((self.meter.last.clone(), self.meter.session.clone()))
     }
 }
 

@@ -11,6 +11,7 @@ use super::host::HostContext;
 use super::limits::BudgetExceeded;
 use super::stdio::Printed;
 use crate::runner::Budget;
+use crate::runner::Receipt;
 
 /// Everything one session's `Store` owns.
 pub(crate) struct SessionState {
@@ -23,6 +24,10 @@ pub(crate) struct SessionState {
     pub(crate) host: HostContext,
     /// Fuel each run or chat turn starts with.
     run_fuel: u64,
+    /// The limits every run's receipt is set against.
+    limits: Receipt,
+    /// Output bytes the session had charged when the current run began.
+    output_before: u64,
     /// Counts this store among the live ones.
     _live: Live,
 }
@@ -108,6 +113,8 @@ pub(crate) fn new_store(
         caps: MemoryCaps::new(limits),
         host,
         run_fuel: limits.fuel,
+        limits: limits.receipt(),
+        output_before: 0,
         _live: Live::new(),
     };
     let mut store = Store::new(engine, state);
@@ -121,14 +128,48 @@ pub(crate) fn new_store(
 /// store for the next turn: the host state's per-run part starts afresh
 /// (logging what the guest printed) and the fuel is refilled, so every
 /// per-run budget is whole again. Returns what the guest printed, for the
-/// error of a failed run.
-pub(crate) fn end_run(store: &mut Store<SessionState>) -> Printed {
-    let printed = store.data_mut().host.end_run();
+/// error of a failed run, and the run's receipt (its wall time is the
+/// caller's to fill in: the store does not know when the run began).
+pub(crate) fn end_run(store: &mut Store<SessionState>) -> (Printed, Receipt) {
+    let (printed, counts) = store.data_mut().host.end_run();
     let fuel = store.data().run_fuel;
+    // A run that ran out of fuel may read 0 left; one that never started
+    // reads the whole tank.
+    let left = store.get_fuel().unwrap_or(0);
     store
         .set_fuel(fuel)
         .expect("fuel was set on this store in new_store, so metering is on");
-    printed
+    let state = store.data_mut();
+    let fuel_used = fuel.saturating_sub(left);
+    let receipt = Receipt {
+        runs: 1,
+        fuel_used,
+        fuel_max_run: fuel_used,
+        peak_memory: state.caps.peak_memory as u64,
+        tool_calls: counts.tool_calls,
+        shell_requests: counts.shell_requests,
+        host_calls_max_run: counts.tool_calls + counts.shell_requests,
+        emits: counts.emits,
+        log_lines: counts.log_lines,
+        output_bytes: counts.output_total.saturating_sub(state.output_before),
+        ..state.limits.clone()
+    };
+    state.output_before = counts.output_total;
+    (printed, receipt)
+}
+
+/// Counts a report or chat answer (charged after its run ended) against
+/// the session's output budget; returns its size for the run's receipt.
+pub(crate) fn charge_reply(
+    store: &mut Store<SessionState>,
+    text: &str,
+    what: &str,
+) -> Result<u64, BudgetExceeded> {
+    let bytes = text.len() as u64;
+    let state = store.data_mut();
+    state.host.charge_reply(bytes, what)?;
+    state.output_before = state.output_before.saturating_add(bytes);
+    Ok(bytes)
 }
 
 /// The store's caps on linear memory, table elements and instances
@@ -141,7 +182,7 @@ pub(crate) struct MemoryCaps {
     max_memory: usize,
     max_table_elements: usize,
     max_instances: usize,
-    /// Largest total linear memory seen, for the report.
+    /// Largest linear memory seen, for the receipt.
     pub(crate) peak_memory: usize,
 }
 

@@ -14,7 +14,46 @@ use super::bindings::v0_1::diagnose_world::{
     DiagnoseRunner as Diag1, DiagnoseRunnerPre as DiagPre1,
 };
 use super::store::SessionState;
-use crate::runner::DiagnoseRequest;
+use crate::runner::{Description, DiagnoseRequest, PluginInfo};
+
+/// The WIT package version a runner was built against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WitVersion {
+    /// `catpaw:runner@0.1.0`: no `describe`, no `llm`.
+    V0_1,
+    /// `catpaw:runner@0.2.0`.
+    V0_2,
+}
+
+impl std::fmt::Display for WitVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            WitVersion::V0_1 => "catpaw:runner@0.1.0",
+            WitVersion::V0_2 => "catpaw:runner@0.2.0",
+        })
+    }
+}
+
+/// Turns a generated `runner-info` (each world has its own type) into a
+/// [`Description`].
+macro_rules! description {
+    ($info:expr) => {{
+        let i = $info;
+        Description {
+            name: i.name,
+            version: i.version,
+            plugins: i
+                .plugins
+                .into_iter()
+                .map(|p| PluginInfo {
+                    name: p.name,
+                    description: p.description,
+                })
+                .collect(),
+            capabilities: i.capabilities,
+        }
+    }};
+}
 
 /// A pre-linked runner's `diagnose` export.
 #[derive(Clone)]
@@ -49,14 +88,6 @@ impl DiagnosePre {
             .ok()
             .map(DiagnosePre::V2)
             .or_else(|| DiagPre1::new(pre.clone()).ok().map(DiagnosePre::V1))
-    }
-
-    /// The contract version it speaks.
-    pub(crate) fn version(&self) -> &'static str {
-        match self {
-            DiagnosePre::V2(_) => "0.2.0",
-            DiagnosePre::V1(_) => "0.1.0",
-        }
     }
 
     pub(crate) async fn instantiate(
@@ -96,6 +127,42 @@ impl DiagnoseInstance {
                 };
                 i.catpaw_runner_diagnose().call_run(store, &r).await
             }
+        }
+    }
+}
+
+impl DiagnoseInstance {
+    /// What `describe` says; `None` for a 0.1.0 runner, which has none.
+    pub(crate) async fn describe(
+        &self,
+        store: &mut Store<SessionState>,
+    ) -> Option<wasmtime::Result<Description>> {
+        match self {
+            DiagnoseInstance::V2(i) => Some(
+                i.catpaw_runner_describe()
+                    .call_describe(store)
+                    .await
+                    .map(|d| description!(d)),
+            ),
+            DiagnoseInstance::V1(_) => None,
+        }
+    }
+}
+
+impl ChatInstance {
+    /// What `describe` says; `None` for a 0.1.0 runner, which has none.
+    pub(crate) async fn describe(
+        &self,
+        store: &mut Store<SessionState>,
+    ) -> Option<wasmtime::Result<Description>> {
+        match self {
+            ChatInstance::V2(i) => Some(
+                i.catpaw_runner_describe()
+                    .call_describe(store)
+                    .await
+                    .map(|d| description!(d)),
+            ),
+            ChatInstance::V1(_) => None,
         }
     }
 }

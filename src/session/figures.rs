@@ -87,8 +87,15 @@ fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
 impl SessionFigures {
     /// The session's one info line; `error` is the text of the
     /// `session_error` it sent, if it sent one.
-    pub fn log_end(&self, who: (&str, &str, &str), outcome: &str, error: Option<&str>) {
+    pub fn log_end(
+        &self,
+        who: (&str, &str, &str),
+        outcome: &str,
+        error: Option<&str>,
+        receipt: Option<&crate::runner::Receipt>,
+    ) {
         let (session_id, session_type, user) = who;
+        let receipt = receipt.map(crate::runner::Receipt::line);
         tracing::info!(
             session_id = %session_id,
             session_type = %session_type,
@@ -98,6 +105,7 @@ impl SessionFigures {
             duration_ms = self.duration.as_millis() as u64,
             output_messages = self.output_messages,
             output_bytes = self.output_bytes,
+            receipt = receipt.as_deref(),
             "session ended"
         );
     }

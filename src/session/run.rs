@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{ChannelSink, SessionEvent};
 use crate::proto::{self, ErrorCode, SessionErrorPayload, SessionStartPayload, SessionType};
+use crate::runner::Receipt;
 use crate::runner::{
     Budget, ChatRunner, ChatSessionOpts, DiagnoseRequest, DiagnoseRunner, Output, RunError,
     SessionInfo, Stage, StreamSink,
@@ -20,6 +21,9 @@ pub struct Runners {
     pub diagnose: Option<Arc<dyn DiagnoseRunner>>,
     /// Serves `chat`.
     pub chat: Option<Arc<dyn ChatRunner>>,
+    /// The inspect plugins the diagnose runner offers (its `describe`), for
+    /// `register.plugins`.
+    pub plugins: Vec<String>,
 }
 
 impl std::fmt::Debug for Runners {
@@ -27,6 +31,7 @@ impl std::fmt::Debug for Runners {
         f.debug_struct("Runners")
             .field("diagnose", &self.diagnose.is_some())
             .field("chat", &self.chat.is_some())
+            .field("plugins", &self.plugins)
             .finish()
     }
 }
@@ -57,8 +62,8 @@ fn param_str(params: &Map<String, Value>, key: &str) -> Option<String> {
 
 /// Runs one accepted session. Every path ends with exactly one
 /// `session_output{done:true}` on `out` (unless the consumer is gone).
-/// Returns how it ended, for the audit: `ok`, `cancelled`, or the code of
-/// the `session_error` it sent.
+/// Returns how it ended and its receipt, for the audit; both also go to
+/// the one `session ended` log line.
 ///
 /// `allow_shell` is the final decision for this session (operator opt-in
 /// and session request already combined). `inputs` carries later chat turns;
@@ -70,11 +75,9 @@ pub async fn run_session(
     out: mpsc::Sender<SessionEvent>,
     inputs: mpsc::Receiver<String>,
     cancel: CancellationToken,
-) -> String {
+) -> SessionEnd {
     let sink = ChannelSink::new(start.session_id.clone(), out);
-    drive(start, allow_shell, runners, sink, inputs, cancel)
-        .await
-        .outcome
+    drive(start, allow_shell, runners, sink, inputs, cancel).await
 }
 
 /// How a session ended.
@@ -86,6 +89,8 @@ pub struct SessionEnd {
     pub breach: Option<Budget>,
     /// The `session_error` text it sent, if any.
     pub error: Option<String>,
+    /// What it used against its budgets, when its runner keeps a receipt.
+    pub receipt: Option<Receipt>,
 }
 
 /// [`run_session`] with a sink the caller built (one that counts output).
@@ -105,14 +110,14 @@ pub async fn drive(
         key_id: start.key_id.clone(),
     };
     let kind = SessionType::parse(&start.session_type);
-    let report = match &kind {
+    let (report, receipt) = match &kind {
         SessionType::Inspect | SessionType::Diagnose => {
             run_diagnose(&info, &kind, &start.params, &runners, &sink, &cancel).await
         }
-        SessionType::Chat => {
-            run_chat(&info, &start.params, &runners, &sink, inputs, &cancel).await;
-            None
-        }
+        SessionType::Chat => (
+            None,
+            run_chat(&info, &start.params, &runners, &sink, inputs, &cancel).await,
+        ),
         SessionType::Other(other) => {
             send_error(
                 &sink,
@@ -121,7 +126,7 @@ pub async fn drive(
                 proto::unknown_session_type(other),
             )
             .await;
-            None
+            (None, None)
         }
     };
     let mut done = Output::delta("", Stage::Final, None);
@@ -137,6 +142,7 @@ pub async fn drive(
         outcome,
         breach: sink.breach(),
         error: sink.failure_error().map(str::to_string),
+        receipt,
     }
 }
 
@@ -167,7 +173,8 @@ async fn report_failure(
     send_error(sink, info, err.code(failure), err.to_string()).await;
 }
 
-/// Inspect and diagnose: one run, then the report on `done`.
+/// Inspect and diagnose: one run, then the report on `done`; returns the
+/// report and the run's receipt.
 async fn run_diagnose(
     info: &SessionInfo,
     kind: &SessionType,
@@ -175,7 +182,7 @@ async fn run_diagnose(
     runners: &Runners,
     sink: &ChannelSink,
     cancel: &CancellationToken,
-) -> Option<String> {
+) -> (Option<String>, Option<Receipt>) {
     let Some(runner) = runners.diagnose.clone() else {
         // The ack already refused this; kept for callers that skip the ack.
         send_error(
@@ -185,7 +192,7 @@ async fn run_diagnose(
             proto::AckError::DiagnoseEngineNotAvailable.to_string(),
         )
         .await;
-        return None;
+        return (None, None);
     };
     let inspect = *kind == SessionType::Inspect;
     let plugin = match (param_str(params, proto::PARAM_PLUGIN), inspect) {
@@ -198,7 +205,7 @@ async fn run_diagnose(
                 proto::PLUGIN_REQUIRED_FOR_INSPECT.to_string(),
             )
             .await;
-            return None;
+            return (None, None);
         }
         (None, false) => proto::DEFAULT_DIAGNOSE_PLUGIN.to_string(),
     };
@@ -211,19 +218,14 @@ async fn run_diagnose(
     };
     tracing::debug!(session_id = %info.session_id, session_type = %info.session_type,
         plugin = %req.plugin, target = %req.target, user = %info.user_name, "session started");
-    let started = std::time::Instant::now();
-    match runner
-        .run(info, req, Arc::new(sink.clone()), cancel.clone())
-        .await
-    {
-        Ok(report) => {
-            tracing::debug!(session_id = %info.session_id, elapsed_ms = started.elapsed().as_millis() as u64,
-                report_bytes = report.len(), "session finished");
-            Some(report)
-        }
+    let (result, receipt) = runner
+        .run_metered(info, req, Arc::new(sink.clone()), cancel.clone())
+        .await;
+    match result {
+        Ok(report) => (Some(report), receipt),
         Err(e) => {
             report_failure(sink, info, &e, ErrorCode::DiagnoseFailed).await;
-            None
+            (None, receipt)
         }
     }
 }
@@ -235,15 +237,16 @@ fn turn_done() -> Map<String, Value> {
 }
 
 /// Chat: one conversation, one turn per message, until cancelled, the input
-/// channel closes, or the runner breaks a budget.
+/// channel closes, or the runner breaks a budget. Each turn's receipt is
+/// logged as the turn ends; the session's is returned.
 async fn run_chat(
     info: &SessionInfo,
     params: &Map<String, Value>,
     runners: &Runners,
     sink: &ChannelSink,
-    mut inputs: mpsc::Receiver<String>,
+    inputs: mpsc::Receiver<String>,
     cancel: &CancellationToken,
-) {
+) -> Option<Receipt> {
     let Some(runner) = runners.chat.clone() else {
         send_error(
             sink,
@@ -252,23 +255,36 @@ async fn run_chat(
             proto::AckError::ChatEngineNotAvailable.to_string(),
         )
         .await;
-        return;
+        return None;
     };
     tracing::debug!(session_id = %info.session_id, user = %info.user_name,
         allow_shell = info.allow_shell, "chat started");
     let opts = ChatSessionOpts {
         allow_shell: info.allow_shell,
     };
-    let mut chat = match runner
-        .start(info, opts, Arc::new(sink.clone()), cancel.clone())
-        .await
-    {
+    let (started, start_receipt) = runner
+        .start_metered(info, opts, Arc::new(sink.clone()), cancel.clone())
+        .await;
+    let mut chat = match started {
         Ok(c) => c,
         Err(e) => {
             report_failure(sink, info, &e, ErrorCode::ChatInitFailed).await;
-            return;
+            return start_receipt;
         }
     };
+    converse(info, params, sink, inputs, cancel, chat.as_mut()).await;
+    chat.receipts().map(|(_, session)| session)
+}
+
+/// The turns of an open chat.
+async fn converse(
+    info: &SessionInfo,
+    params: &Map<String, Value>,
+    sink: &ChannelSink,
+    mut inputs: mpsc::Receiver<String>,
+    cancel: &CancellationToken,
+    chat: &mut dyn crate::runner::ChatHandle,
+) {
     let mut pending = param_str(params, proto::PARAM_MESSAGE);
     loop {
         let message = match pending.take() {
@@ -282,7 +298,11 @@ async fn run_chat(
                 },
             },
         };
-        match chat.handle_message(&message).await {
+        let result = chat.handle_message(&message).await;
+        if let Some((turn, _)) = chat.receipts() {
+            tracing::debug!(session_id = %info.session_id, receipt = %turn.line(), "chat turn ended");
+        }
+        match result {
             Ok(reply) => {
                 sink.send(Output::delta(reply, Stage::Answer, Some(turn_done())))
                     .await

@@ -3,7 +3,7 @@
 //! through a drop guard, so every path a session can end by cleans up.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::admission::{self, Admitted};
-use super::{ChannelSink, LiveFigures, Runners, SessionEvent, SessionFigures, drive};
+use super::{ChannelSink, LiveFigures, Runners, SessionEnd, SessionEvent, SessionFigures, drive};
 use crate::audit::{AuditLog, Record, Who, event, kind};
 use crate::proto::{self, AckError, SessionStartPayload, SessionType};
 use crate::session::limiter::{ConcurrencyLimiter, Permit};
@@ -63,7 +63,9 @@ pub enum InputOutcome {
 pub struct SessionTable {
     inner: Arc<Mutex<HashMap<String, Entry>>>,
     limiter: ConcurrencyLimiter,
-    runners: Runners,
+    /// The runners new sessions get; replaced whole by a reload, while
+    /// running sessions keep the ones they started with.
+    runners: Arc<RwLock<Runners>>,
     allow_remote_shell: bool,
     tasks: TaskTracker,
     /// Session lifecycle records (accepted, refused, ended).
@@ -91,7 +93,7 @@ struct Cleanup {
     id: String,
     _permit: Permit,
     audit: Option<(AuditLog, Who)>,
-    outcome: Option<String>,
+    end: Option<SessionEnd>,
 }
 
 impl Drop for Cleanup {
@@ -100,10 +102,14 @@ impl Drop for Cleanup {
         t.remove(&self.id);
         drop(t);
         if let Some((log, who)) = &self.audit {
-            let outcome = self.outcome.as_deref().unwrap_or("cancelled");
-            log.note(
-                Record::new(who, kind::SESSION, event::ENDED, "", "").with_outcome(outcome, ""),
-            );
+            let end = self.end.as_ref();
+            let outcome = end.map_or("cancelled", |e| e.outcome.as_str());
+            let mut record =
+                Record::new(who, kind::SESSION, event::ENDED, "", "").with_outcome(outcome, "");
+            record.receipt = end
+                .and_then(|e| e.receipt.as_ref())
+                .and_then(|r| serde_json::to_value(r).ok());
+            log.note(record);
         }
     }
 }
@@ -141,7 +147,7 @@ impl SessionTable {
         SessionTable {
             inner: Arc::new(Mutex::new(HashMap::new())),
             limiter: ConcurrencyLimiter::new(max_sessions),
-            runners,
+            runners: Arc::new(RwLock::new(runners)),
             allow_remote_shell,
             tasks: TaskTracker::new(),
             audit: None,
@@ -204,9 +210,18 @@ impl SessionTable {
         self.lock().len()
     }
 
-    /// The runners sessions are served by.
-    pub fn runners(&self) -> &Runners {
-        &self.runners
+    /// The runners new sessions are served by.
+    pub fn runners(&self) -> Runners {
+        self.runners
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Serves new sessions with `runners` from now on (a reload). Sessions
+    /// already running finish on the runners they started with.
+    pub fn replace_runners(&self, runners: Runners) {
+        *self.runners.write().unwrap_or_else(|p| p.into_inner()) = runners;
     }
 
     /// Checks a `session_start` payload (PROTOCOL §5 in order, with the
@@ -236,13 +251,14 @@ impl SessionTable {
         frame: &str,
         out: mpsc::Sender<SessionEvent>,
     ) -> Result<String, AckError> {
+        let runners = self.runners();
         let mut table = self.lock();
         let (verifier, agent_id) = &*self.signing;
         let Admitted { start, kind } = admission::decide(
             payload,
             |_| verifier.check_start(frame, agent_id, unix_now()),
-            |t| self.runners.serves(t),
-            self.runners.any(),
+            |t| runners.serves(t),
+            runners.any(),
             self.limiter.is_full(),
             |id| table.contains_key(id),
         )?;
@@ -292,10 +308,9 @@ impl SessionTable {
             id: start.session_id.clone(),
             _permit: permit,
             audit: self.audit.clone().map(|l| (l, who)),
-            outcome: None,
+            end: None,
         };
         let id = start.session_id.clone();
-        let runners = self.runners.clone();
         let telemetry = self.telemetry.clone();
         let sink = ChannelSink::new(id.clone(), out).counting(figures.clone());
         self.tasks.spawn(async move {
@@ -307,14 +322,19 @@ impl SessionTable {
             );
             let end = drive(start, allow_shell, runners, sink, rx, cancel).await;
             let fig = figures.snapshot();
-            fig.log_end((&sid, &stype, &user), &end.outcome, end.error.as_deref());
+            fig.log_end(
+                (&sid, &stype, &user),
+                &end.outcome,
+                end.error.as_deref(),
+                end.receipt.as_ref(),
+            );
             if let Some(t) = &telemetry {
                 if let Some(b) = end.breach {
                     t.budget_breach(super::budget_kind(b));
                 }
                 t.session_ended(&stype, &end.outcome, fig.duration);
             }
-            cleanup.outcome = Some(end.outcome);
+            cleanup.end = Some(end);
             drop(cleanup);
         });
         Ok(id)

@@ -86,6 +86,7 @@ pub fn builtin_runners(sb: &TestSandbox) -> Runners {
         chat: Some(Arc::new(
             sb.builtin_chat().chat_runner(limits(|_| {})).expect("c"),
         )),
+        plugins: sb.builtin_diagnose().plugin_names(),
     }
 }
 

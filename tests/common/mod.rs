@@ -20,6 +20,7 @@
 pub mod agent;
 pub mod llm;
 pub mod process;
+pub mod python;
 pub mod server;
 pub mod slow_link;
 
@@ -33,7 +34,7 @@ use catpaw_agent::proto::SessionStartPayload;
 use catpaw_agent::sandbox::{
     Budgets, EngineOptions, HostServices, LoadedRunner, Sandbox, SandboxOptions,
 };
-use catpaw_agent::session::{Runners, SessionEvent, run_session};
+use catpaw_agent::session::{Runners, SessionEnd, SessionEvent, run_session};
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -69,11 +70,21 @@ pub struct TestSandbox {
 
 impl TestSandbox {
     pub fn new() -> Self {
-        Self::with_tools(Default::default())
+        Self::build(None, Default::default())
+    }
+
+    /// A sandbox that keeps compiled runners in `cache_dir` (shared by
+    /// tests whose runner takes long to compile).
+    pub fn with_cache(cache_dir: Option<PathBuf>) -> Self {
+        Self::build(cache_dir, Default::default())
     }
 
     /// A sandbox whose tools run under the allow-lists `tools`.
     pub fn with_tools(tools: catpaw_agent::tools::ToolConfig) -> Self {
+        Self::build(None, tools)
+    }
+
+    fn build(cache_dir: Option<PathBuf>, tools: catpaw_agent::tools::ToolConfig) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let audit = AuditLog::open(&StatePaths::new(dir.path()).audit_trail()).expect("audit");
         let sandbox = Sandbox::new(SandboxOptions {
@@ -82,7 +93,7 @@ impl TestSandbox {
                 slots: 8,
                 max_memory: 64 << 20,
             },
-            cache_dir: None,
+            cache_dir,
             services: HostServices {
                 audit: Some(audit.clone()),
                 shell_user: None,
@@ -141,6 +152,7 @@ pub fn diagnose_runners(r: &LoadedRunner, l: Budgets) -> Runners {
     Runners {
         diagnose: Some(Arc::new(r.diagnose_runner(l).expect("exports diagnose"))),
         chat: None,
+        plugins: Vec::new(),
     }
 }
 
@@ -148,6 +160,7 @@ pub fn chat_runners(r: &LoadedRunner, l: Budgets) -> Runners {
     Runners {
         diagnose: None,
         chat: Some(Arc::new(r.chat_runner(l).expect("exports chat"))),
+        plugins: Vec::new(),
     }
 }
 
@@ -270,7 +283,7 @@ pub struct Running {
     pub events: mpsc::Receiver<SessionEvent>,
     pub inputs: Option<mpsc::Sender<String>>,
     pub cancel: CancellationToken,
-    pub task: tokio::task::JoinHandle<String>,
+    pub task: tokio::task::JoinHandle<SessionEnd>,
 }
 
 impl Running {
@@ -294,7 +307,13 @@ impl Running {
 
     /// Collects events up to and including `done`, and checks that exactly
     /// one `done` arrives and nothing after it.
-    pub async fn finish(mut self) -> Vec<SessionEvent> {
+    pub async fn finish(self) -> Vec<SessionEvent> {
+        self.finish_with_end().await.0
+    }
+
+    /// [`finish`](Self::finish), with how the session ended and its
+    /// receipt.
+    pub async fn finish_with_end(mut self) -> (Vec<SessionEvent>, SessionEnd) {
         drop(self.inputs.take());
         let mut all = Vec::new();
         loop {
@@ -305,9 +324,9 @@ impl Running {
                 break;
             }
         }
-        self.task.await.expect("session task");
+        let end = self.task.await.expect("session task");
         assert!(self.events.recv().await.is_none(), "events after done");
-        all
+        (all, end)
     }
 }
 

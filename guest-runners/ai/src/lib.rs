@@ -27,6 +27,20 @@ use exports::catpaw::runner::diagnose::{Guest as DiagnoseGuest, Request};
 struct Runner;
 export!(Runner);
 
+/// It names no plugins of its own: it asks the model about whatever area a
+/// session names, and the rule-based runner behind it (whose table the
+/// agent lists to the server) serves when the model is out of reach.
+impl exports::catpaw::runner::describe::Guest for Runner {
+    fn describe() -> exports::catpaw::runner::describe::RunnerInfo {
+        exports::catpaw::runner::describe::RunnerInfo {
+            name: "catpaw-ai".to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            plugins: Vec::new(),
+            capabilities: vec!["tools".to_string(), "shell".to_string(), "llm".to_string()],
+        }
+    }
+}
+
 /// Name of the pseudo-tool that asks the host for a shell command.
 const SHELL_TOOL: &str = "run_shell";
 /// Most bytes of one tool result shown in the stream (the model gets it

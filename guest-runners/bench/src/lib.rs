@@ -12,6 +12,17 @@ use exports::catpaw::runner::diagnose::{Guest, Request};
 struct Runner;
 export!(Runner);
 
+impl exports::catpaw::runner::describe::Guest for Runner {
+    fn describe() -> exports::catpaw::runner::describe::RunnerInfo {
+        exports::catpaw::runner::describe::RunnerInfo {
+            name: "catpaw-bench".to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            plugins: Vec::new(),
+            capabilities: Vec::new(),
+        }
+    }
+}
+
 impl Guest for Runner {
     fn run(req: Request) -> Result<String, String> {
         let n: u32 = req.target.parse().unwrap_or(0);

@@ -13,9 +13,21 @@ use std::cell::RefCell;
 use catpaw::runner::host::{self, ShellError, Stage};
 use catpaw_guest_common::{Finding, Plugin, judge, parse_tool_output, plugin, summarize};
 use exports::catpaw::runner::chat::{Guest, GuestConversation};
+use exports::catpaw::runner::describe::{Guest as Describe, RunnerInfo};
 
 struct Runner;
 export!(Runner);
+
+impl Describe for Runner {
+    fn describe() -> RunnerInfo {
+        RunnerInfo {
+            name: "catpaw-chat".to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            plugins: Vec::new(),
+            capabilities: vec!["tools".to_string(), "shell".to_string()],
+        }
+    }
+}
 
 impl Guest for Runner {
     type Conversation = Conversation;

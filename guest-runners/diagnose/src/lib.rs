@@ -10,9 +10,10 @@ wit_bindgen::generate!({ path: "../../wit", world: "diagnose-runner" });
 
 use catpaw::runner::host::{self, Stage};
 use catpaw_guest_common::{
-    Finding, Severity, judge, parse_tool_output, plugin_names, summarize, thresholds_for,
+    Finding, PLUGINS, Severity, judge, parse_tool_output, plugin_names, summarize, thresholds_for,
     tools_for_alert, tools_for_plugin,
 };
+use exports::catpaw::runner::describe::{Guest as Describe, PluginInfo, RunnerInfo};
 use exports::catpaw::runner::diagnose::{Guest, Request};
 
 struct Runner;
@@ -176,5 +177,22 @@ impl Guest for Runner {
             findings.extend(gather(tool, args));
         }
         Ok(render(&req, alert.as_deref(), &findings))
+    }
+}
+
+impl Describe for Runner {
+    fn describe() -> RunnerInfo {
+        RunnerInfo {
+            name: "catpaw-diagnose".to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            plugins: PLUGINS
+                .iter()
+                .map(|p| PluginInfo {
+                    name: p.name.to_string(),
+                    description: p.description.to_string(),
+                })
+                .collect(),
+            capabilities: vec!["tools".to_string()],
+        }
     }
 }

@@ -102,7 +102,8 @@ pub(crate) struct ConnContext {
 pub(crate) struct RegisterInfo {
     /// `[global.labels]` templates, resolved at each `register`.
     pub labels: std::collections::BTreeMap<String, String>,
-    /// Plugin names from the config.
+    /// Plugin names from the config; empty: those the diagnose runner
+    /// describes (read again for every connection, so a reload shows).
     pub plugins: Vec<String>,
     /// Process start, for `uptime_sec`.
     pub started: Instant,
@@ -142,7 +143,10 @@ pub(crate) async fn run_once(ctx: &ConnContext, shutdown: &CancellationToken) ->
         idle: ctx.timings.write_timeout,
     };
 
-    let register = Envelope::new(proto::MSG_REGISTER, register_payload(&ctx.register));
+    let register = Envelope::new(
+        proto::MSG_REGISTER,
+        register_payload(&ctx.register, &ctx.table),
+    );
     match out.write(&register, shutdown).await {
         Ok(()) => {}
         Err(WriteError::Shutdown) => {
@@ -265,7 +269,12 @@ async fn dial(ctx: &ConnContext, clock: &WriteClock) -> Result<Ws, AttemptOutcom
     }
 }
 
-fn register_payload(info: &RegisterInfo) -> RegisterPayload {
+fn register_payload(info: &RegisterInfo, table: &SessionTable) -> RegisterPayload {
+    let plugins = if info.plugins.is_empty() {
+        table.runners().plugins
+    } else {
+        info.plugins.clone()
+    };
     let host = crate::config::labels::HostFacts {
         hostname: crate::link::hostinfo::hostname(),
         ip: crate::link::hostinfo::primary_ipv4().unwrap_or_default(),
@@ -277,7 +286,7 @@ fn register_payload(info: &RegisterInfo) -> RegisterPayload {
         os: proto::go_os().to_string(),
         arch: proto::go_arch().to_string(),
         labels: labels.labels,
-        plugins: info.plugins.clone(),
+        plugins,
         agent_version: env!("CARGO_PKG_VERSION").to_string(),
         uptime_sec: info.started.elapsed().as_secs(),
     }

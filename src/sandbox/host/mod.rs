@@ -79,6 +79,8 @@ pub(crate) struct HostContext {
 struct RunState {
     /// Tool calls and shell requests made.
     calls: u64,
+    /// What the run called, by kind, for its receipt.
+    counts: RunCounts,
     /// Language-model calls made.
     llm_calls: u64,
     /// Language-model tokens used.
@@ -95,6 +97,7 @@ impl RunState {
     fn new(log_cap: usize, stdio_cap: usize) -> Self {
         RunState {
             calls: 0,
+            counts: RunCounts::default(),
             llm_calls: 0,
             llm_tokens: 0,
             llm_failure: None,
@@ -103,15 +106,31 @@ impl RunState {
         }
     }
 
-    /// Starts the next run: returns what this one printed and how many log
-    /// lines it dropped past the cap.
-    fn reset(&mut self) -> (Printed, u64) {
+    /// Starts the next run: returns what this one printed, how many log
+    /// lines it dropped past the cap, and what it called.
+    fn reset(&mut self) -> (Printed, u64, RunCounts) {
         self.calls = 0;
         self.llm_calls = 0;
         self.llm_tokens = 0;
         let dropped_lines = self.log.reset();
-        (self.stdio.take(), dropped_lines)
+        (
+            self.stdio.take(),
+            dropped_lines,
+            std::mem::take(&mut self.counts),
+        )
     }
+}
+
+/// Host calls of one run by kind, and the session's output so far: the
+/// host's part of a [`Receipt`](crate::runner::Receipt).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct RunCounts {
+    pub(crate) tool_calls: u64,
+    pub(crate) shell_requests: u64,
+    pub(crate) emits: u64,
+    pub(crate) log_lines: u64,
+    /// Output bytes the session has charged, this run's included.
+    pub(crate) output_total: u64,
 }
 
 impl HostContext {
@@ -165,16 +184,17 @@ impl HostContext {
     /// budgets and an empty capture. What the run left goes to the log in
     /// full (dropped log lines counted, then everything the guest printed);
     /// what it printed is also returned, for the error of a failed run.
-    pub(crate) fn end_run(&mut self) -> Printed {
+    pub(crate) fn end_run(&mut self) -> (Printed, RunCounts) {
         self.last_llm_failure = self.run.llm_failure.take();
-        let (printed, dropped_lines) = self.run.reset();
+        let (printed, dropped_lines, mut counts) = self.run.reset();
+        counts.output_total = self.stream.used();
         let sid = &self.info.session_id;
         if dropped_lines > 0 {
             tracing::warn!(target: "guest", session_id = %sid,
                 dropped_lines, "guest log lines past the cap were dropped");
         }
         printed.log(sid);
-        printed
+        (printed, counts)
     }
 
     /// Why the last language-model call of the run that just ended
@@ -194,6 +214,11 @@ impl HostContext {
     /// otherwise fill the audit log and the disk under it.
     fn charge_call(&mut self, kind: &str, name: &str) -> Result<(), BudgetExceeded> {
         self.run.calls += 1;
+        if kind == crate::audit::kind::SHELL {
+            self.run.counts.shell_requests += 1;
+        } else {
+            self.run.counts.tool_calls += 1;
+        }
         if self.run.calls <= self.max_calls {
             return Ok(());
         }
@@ -269,6 +294,7 @@ impl host::Host for HostContext {
         stage: host::Stage,
         metadata_json: Option<String>,
     ) -> wasmtime::Result<()> {
+        self.run.counts.emits += 1;
         let span = self.span("emit");
         stream::emit(self, delta, stage, metadata_json)
             .instrument(span)
@@ -302,6 +328,7 @@ impl host::Host for HostContext {
     }
 
     async fn log(&mut self, level: host::Level, message: String) -> wasmtime::Result<()> {
+        self.run.counts.log_lines += 1;
         log::log(self, level, &message);
         Ok(())
     }

@@ -28,6 +28,11 @@ impl StreamState {
         }
     }
 
+    /// Bytes of output charged so far.
+    pub(crate) fn used(&self) -> u64 {
+        self.used
+    }
+
     /// Counts `bytes` of `what` against the budget, or says why not.
     pub(crate) fn charge(&mut self, bytes: u64, what: &str) -> Result<(), BudgetExceeded> {
         let used = self.used.saturating_add(bytes);

@@ -6,6 +6,17 @@ use exports::catpaw::runner::chat::{Conversation, Guest, GuestConversation};
 struct Runner;
 export!(Runner);
 
+impl exports::catpaw::runner::describe::Guest for Runner {
+    fn describe() -> exports::catpaw::runner::describe::RunnerInfo {
+        exports::catpaw::runner::describe::RunnerInfo {
+            name: "hazard-chat-refuse".to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            plugins: Vec::new(),
+            capabilities: Vec::new(),
+        }
+    }
+}
+
 impl Guest for Runner {
     type Conversation = Refuser;
 }

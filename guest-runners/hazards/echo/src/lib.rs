@@ -11,6 +11,17 @@ use exports::catpaw::runner::diagnose::{Guest, Request};
 struct Runner;
 export!(Runner);
 
+impl exports::catpaw::runner::describe::Guest for Runner {
+    fn describe() -> exports::catpaw::runner::describe::RunnerInfo {
+        exports::catpaw::runner::describe::RunnerInfo {
+            name: "hazard-echo".to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            plugins: Vec::new(),
+            capabilities: Vec::new(),
+        }
+    }
+}
+
 impl Guest for Runner {
     fn run(req: Request) -> Result<String, String> {
         host::emit(&req.params_json, host::Stage::Thinking, None);

@@ -1,7 +1,9 @@
 //! Hazard: tries to reach the host's files, environment and network.
 //! Reports "blocked: …" when every attempt failed, an error naming what
 //! succeeded otherwise.
-wit_bindgen::generate!({ path: "../../../wit", world: "diagnose-runner" });
+// Built against the kept 0.1.0 WIT: the hazards double as proof that
+// components of the previous version still load and run.
+wit_bindgen::generate!({ path: "../../../wit/v0.1.0/runner.wit", world: "diagnose-runner" });
 
 #[allow(unused_imports)]
 use catpaw::runner::host;

@@ -11,6 +11,17 @@ use exports::catpaw::runner::diagnose::{Guest, Request};
 struct Runner;
 export!(Runner);
 
+impl exports::catpaw::runner::describe::Guest for Runner {
+    fn describe() -> exports::catpaw::runner::describe::RunnerInfo {
+        exports::catpaw::runner::describe::RunnerInfo {
+            name: "hazard-llm-probe".to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            plugins: Vec::new(),
+            capabilities: vec!["llm".to_string()],
+        }
+    }
+}
+
 impl Guest for Runner {
     fn run(req: Request) -> Result<String, String> {
         let mut seen = format!("request: {req:?}\n");

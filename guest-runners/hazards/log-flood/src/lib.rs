@@ -1,6 +1,8 @@
 //! Hazard: writes 100 000 warning lines of 1 KiB through the `log` import,
 //! then returns a report as if nothing happened.
-wit_bindgen::generate!({ path: "../../../wit", world: "diagnose-runner" });
+// Built against the kept 0.1.0 WIT: the hazards double as proof that
+// components of the previous version still load and run.
+wit_bindgen::generate!({ path: "../../../wit/v0.1.0/runner.wit", world: "diagnose-runner" });
 
 #[allow(unused_imports)]
 use catpaw::runner::host;

@@ -1,6 +1,8 @@
 //! Hazard: unbounded, non-tail recursion on the wasm call stack (scalar
 //! arguments only, so nothing lands on the shadow stack in linear memory).
-wit_bindgen::generate!({ path: "../../../wit", world: "diagnose-runner" });
+// Built against the kept 0.1.0 WIT: the hazards double as proof that
+// components of the previous version still load and run.
+wit_bindgen::generate!({ path: "../../../wit/v0.1.0/runner.wit", world: "diagnose-runner" });
 
 use exports::catpaw::runner::diagnose::{Guest, Request};
 

@@ -1,6 +1,8 @@
 //! Hazard: an endless loop that never calls the host. Only fuel, the
 //! wall-clock deadline or a cancel can stop it.
-wit_bindgen::generate!({ path: "../../../wit", world: "diagnose-runner" });
+// Built against the kept 0.1.0 WIT: the hazards double as proof that
+// components of the previous version still load and run.
+wit_bindgen::generate!({ path: "../../../wit/v0.1.0/runner.wit", world: "diagnose-runner" });
 
 #[allow(unused_imports)]
 use catpaw::runner::host;

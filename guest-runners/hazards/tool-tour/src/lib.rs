@@ -12,6 +12,17 @@ use serde_json::{Value, json};
 struct Runner;
 export!(Runner);
 
+impl exports::catpaw::runner::describe::Guest for Runner {
+    fn describe() -> exports::catpaw::runner::describe::RunnerInfo {
+        exports::catpaw::runner::describe::RunnerInfo {
+            name: "hazard-tool-tour".to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            plugins: Vec::new(),
+            capabilities: vec!["tools".to_string()],
+        }
+    }
+}
+
 impl Guest for Runner {
     fn run(req: Request) -> Result<String, String> {
         let params: Value =

@@ -1,0 +1,306 @@
+//! `catpaw-agent check-runner FILE`: tells a runner author whether a
+//! component will load and what it costs, before any agent runs it.
+//!
+//! The file is probed step by step (component, compile, exports, imports,
+//! worlds and WIT version, `describe`), then each role it serves is run
+//! once under the default limits, the way the agent runs sessions: an
+//! inspect of each plugin it describes, a diagnose, and a two-turn chat.
+//! Each run's receipt is shown. The check passes only when every step and
+//! run does; each failure says what to change.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use tokio_util::sync::CancellationToken;
+
+use crate::runner::{
+    Budget, ChatRunner, ChatSessionOpts, DiagnoseRequest, DiagnoseRunner, Output, Receipt,
+    RunError, SessionInfo, StreamSink,
+};
+use crate::sandbox::{Budgets, EngineOptions, LoadedRunner, Sandbox, SandboxOptions, Step};
+
+/// The whole verdict, as `--json` prints it.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// The file checked.
+    pub file: String,
+    /// True when every step and run passed.
+    pub ok: bool,
+    /// WIT package version it was built against, once known.
+    pub wit: Option<String>,
+    /// The world its exports match, once known.
+    pub world: Option<String>,
+    /// The probe's steps.
+    pub steps: Vec<Step>,
+    /// Compiling it, in milliseconds.
+    pub compile_ms: Option<f64>,
+    /// Loading it back from the compile cache, in milliseconds.
+    pub cached_load_ms: Option<f64>,
+    /// One run per role it serves.
+    pub runs: Vec<Run>,
+}
+
+/// One smoke run.
+#[derive(Debug, Serialize)]
+pub struct Run {
+    /// `inspect <plugin>`, `diagnose`, `chat`.
+    pub what: String,
+    /// Whether it finished without error.
+    pub ok: bool,
+    /// For a failure: what went wrong and what to change.
+    pub error: Option<String>,
+    /// Output messages it streamed.
+    pub deltas: u64,
+    /// What it used.
+    pub receipt: Option<Receipt>,
+}
+
+/// Counts what a smoke run streams.
+#[derive(Default)]
+struct Counter(AtomicU64);
+
+#[async_trait]
+impl StreamSink for Counter {
+    async fn send(&self, _out: Output) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Checks `file`; the report says everything, Err only when the check
+/// itself could not run (no scratch directory, no engine).
+pub async fn check(file: &Path) -> anyhow::Result<Report> {
+    let scratch = tempfile_dir()?;
+    let sandbox = Sandbox::new(SandboxOptions {
+        engine: EngineOptions {
+            pooling: false,
+            ..EngineOptions::default()
+        },
+        cache_dir: Some(scratch.join("cache")),
+        services: Default::default(),
+    })?;
+    let mut report = Report {
+        file: file.display().to_string(),
+        ok: false,
+        wit: None,
+        world: None,
+        steps: Vec::new(),
+        compile_ms: None,
+        cached_load_ms: None,
+        runs: Vec::new(),
+    };
+    let bytes = match std::fs::read(file) {
+        Ok(b) => b,
+        Err(e) => {
+            report.steps.push(Step {
+                name: "read",
+                ok: false,
+                detail: format!("cannot read {}: {e}", file.display()),
+            });
+            let _ = std::fs::remove_dir_all(&scratch);
+            return Ok(report);
+        }
+    };
+    // The probe times compiling into the sandbox's own cache directory, so
+    // loading the runner afterwards reads the artifact instead of
+    // compiling a second time.
+    let timing = scratch.join("cache");
+    let probe = {
+        let sandbox = sandbox.clone();
+        let name = file.display().to_string();
+        tokio::task::spawn_blocking(move || sandbox.probe(&name, &bytes, &timing)).await?
+    };
+    report.steps = probe.steps;
+    report.compile_ms = probe.compile_time.map(|d| d.as_secs_f64() * 1e3);
+    report.cached_load_ms = probe.cached_load_time.map(|d| d.as_secs_f64() * 1e3);
+    if let Some(runner) = &probe.runner {
+        report.wit = Some(runner.version().to_string());
+        report.world = Some(runner.world().to_string());
+        report.runs = smoke(runner).await;
+    }
+    report.ok = probe.runner.is_some()
+        && report.steps.iter().all(|s| s.ok)
+        && report.runs.iter().all(|r| r.ok);
+    let _ = std::fs::remove_dir_all(&scratch);
+    Ok(report)
+}
+
+/// A private scratch directory (the compile cache refuses others).
+fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    let dir = std::env::temp_dir().join(format!("catpaw-check-{}", uuid::Uuid::new_v4()));
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| anyhow::anyhow!("creating {}: {e}", dir.display()))?;
+    Ok(dir)
+}
+
+fn info(kind: &str) -> SessionInfo {
+    SessionInfo {
+        session_id: format!("check-{kind}"),
+        session_type: kind.to_string(),
+        user_name: "check-runner".to_string(),
+        allow_shell: false,
+        key_id: None,
+    }
+}
+
+/// What to change for a run that failed with `e`.
+fn advice(e: &RunError) -> String {
+    match e {
+        RunError::ResourceExhausted { budget, .. } => {
+            let key = match budget {
+                Budget::Fuel => "fuel",
+                Budget::Memory => "max_memory",
+                Budget::Time => "timeout",
+                Budget::Output => "max_output",
+                Budget::Calls => "max_host_calls",
+                Budget::LlmTokens => "llm_tokens",
+                Budget::LlmCalls => "max_llm_calls",
+            };
+            format!(
+                "{e}: the run does not fit the default limits; make it do less, or raise \
+                 `{key}` under [sandbox] for every session"
+            )
+        }
+        RunError::Trapped(_) => format!("{e}: the runner crashed; fix the trap it names"),
+        RunError::Failed(m) => {
+            format!("the runner returned an error: {m}; a smoke run must succeed")
+        }
+        RunError::ModelUnavailable(_) => format!(
+            "{e}: the language model could not be reached; check [ai] (the agent would serve \
+             the session with the rule-based runner)"
+        ),
+        RunError::Cancelled | RunError::Host(_) => format!("{e}"),
+    }
+}
+
+async fn smoke(runner: &LoadedRunner) -> Vec<Run> {
+    let mut runs = Vec::new();
+    if let Some(d) = runner.diagnose_runner(Budgets::default()) {
+        for plugin in runner.plugin_names() {
+            runs.push(diagnose_run(&d, "inspect", &plugin, Map::new()).await);
+        }
+        let mut params = Map::new();
+        params.insert(
+            "descriptions".into(),
+            Value::String("check-runner smoke test: high load".into()),
+        );
+        // A diagnose names the runner's first plugin, or the server's
+        // default when it describes none.
+        let plugin = runner
+            .plugin_names()
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| crate::proto::DEFAULT_DIAGNOSE_PLUGIN.to_string());
+        runs.push(diagnose_run(&d, "diagnose", &plugin, params).await);
+    }
+    if let Some(c) = runner.chat_runner(Budgets::default()) {
+        runs.push(chat_run(&c).await);
+    }
+    runs
+}
+
+async fn diagnose_run(
+    runner: &dyn DiagnoseRunner,
+    kind: &str,
+    plugin: &str,
+    params: Map<String, Value>,
+) -> Run {
+    let sink = Arc::new(Counter::default());
+    let req = DiagnoseRequest {
+        mode: if kind == "inspect" {
+            "inspect"
+        } else {
+            "alert"
+        }
+        .to_string(),
+        plugin: plugin.to_string(),
+        target: "localhost".to_string(),
+        params,
+    };
+    let (result, receipt) = runner
+        .run_metered(&info(kind), req, sink.clone(), CancellationToken::new())
+        .await;
+    Run {
+        what: if kind == "inspect" {
+            format!("inspect {plugin}")
+        } else {
+            "diagnose".to_string()
+        },
+        ok: result.is_ok(),
+        error: result.err().map(|e| advice(&e)),
+        deltas: sink.0.load(Ordering::Relaxed),
+        receipt,
+    }
+}
+
+async fn chat_run(runner: &dyn ChatRunner) -> Run {
+    let sink = Arc::new(Counter::default());
+    let mut run = Run {
+        what: "chat (2 turns)".to_string(),
+        ok: false,
+        error: None,
+        deltas: 0,
+        receipt: None,
+    };
+    let opts = ChatSessionOpts { allow_shell: false };
+    let started = runner
+        .start(&info("chat"), opts, sink.clone(), CancellationToken::new())
+        .await;
+    let mut chat = match started {
+        Ok(c) => c,
+        Err(e) => {
+            run.error = Some(format!("starting the conversation: {}", advice(&e)));
+            return run;
+        }
+    };
+    let mut failed = None;
+    for turn in ["hello", "help"] {
+        if let Err(e) = chat.handle_message(turn).await {
+            failed = Some(format!("turn {turn:?}: {}", advice(&e)));
+            break;
+        }
+    }
+    run.receipt = chat.receipts().map(|(_, s)| s);
+    run.deltas = sink.0.load(Ordering::Relaxed);
+    run.ok = failed.is_none();
+    run.error = failed;
+    run
+}
+
+/// The report for a terminal.
+pub fn render(r: &Report) -> String {
+    let mut out = format!("check-runner {}\n", r.file);
+    let mark = |ok: bool| if ok { "ok  " } else { "FAIL" };
+    for s in &r.steps {
+        out.push_str(&format!("  {} {:<10} {}\n", mark(s.ok), s.name, s.detail));
+    }
+    if let (Some(c), Some(l)) = (r.compile_ms, r.cached_load_ms) {
+        out.push_str(&format!(
+            "       {:<10} compile {c:.1} ms, cached load {l:.2} ms\n",
+            "timing"
+        ));
+    }
+    for run in &r.runs {
+        let what = match &run.error {
+            Some(e) => e.clone(),
+            None => format!("{} deltas", run.deltas),
+        };
+        out.push_str(&format!("  {} {:<10} {what}\n", mark(run.ok), run.what));
+        if let Some(receipt) = &run.receipt {
+            out.push_str(&format!("       receipt: {}\n", receipt.line()));
+        }
+    }
+    let failed = r.steps.iter().filter(|s| !s.ok).count() + r.runs.iter().filter(|x| !x.ok).count();
+    out.push_str(&if r.ok {
+        "result: ok, the runner is ready for --runner or [sandbox] runner\n".to_string()
+    } else {
+        format!("result: FAIL ({failed} failed; see above for what to change)\n")
+    });
+    out
+}

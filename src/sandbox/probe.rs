@@ -1,0 +1,174 @@
+//! Looking a runner file over step by step, for `catpaw-agent
+//! check-runner`: is it a component, what it imports and exports, can the
+//! host satisfy its imports, does it load (exports, `describe`), and how
+//! long compiling and loading from the compile cache take.
+//!
+//! The steps stop at the first that fails: each later one needs the
+//! earlier. Running the roles it serves is the caller's (it uses the same
+//! runner traits sessions use).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmtime::component::Component;
+
+use super::engine::{self, ComponentCache};
+use super::{LoadedRunner, Sandbox};
+
+/// One step of a probe.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Step {
+    /// What was checked, e.g. `imports`.
+    pub name: &'static str,
+    /// Whether it passed.
+    pub ok: bool,
+    /// What was found; for a failure, what is wrong and what to change.
+    pub detail: String,
+}
+
+/// What a probe found.
+#[derive(Debug)]
+pub struct Probe {
+    /// The steps taken, in order; the last failed if any did.
+    pub steps: Vec<Step>,
+    /// Compiling the component (and writing it to the compile cache).
+    pub compile_time: Option<Duration>,
+    /// Loading the compiled component back from the compile cache, as an
+    /// agent restart does.
+    pub cached_load_time: Option<Duration>,
+    /// The loaded runner, when every step passed.
+    pub runner: Option<LoadedRunner>,
+}
+
+impl Probe {
+    fn step(&mut self, name: &'static str, result: Result<String, String>) -> bool {
+        let ok = result.is_ok();
+        let detail = result.unwrap_or_else(|e| e);
+        self.steps.push(Step { name, ok, detail });
+        ok
+    }
+}
+
+impl Sandbox {
+    /// Probes the runner `bytes` (named `name`). `scratch` is an empty
+    /// private directory for the compile-cache timing.
+    pub fn probe(self: &Arc<Self>, name: &str, bytes: &[u8], scratch: &std::path::Path) -> Probe {
+        let mut p = Probe {
+            steps: Vec::new(),
+            compile_time: None,
+            cached_load_time: None,
+            runner: None,
+        };
+        let header = engine::check_is_component(name, bytes).map_err(|e| format!("{e:#}"));
+        if !p.step(
+            "component",
+            header.map(|()| format!("{} bytes, a WebAssembly component", bytes.len())),
+        ) {
+            return p;
+        }
+        let started = Instant::now();
+        let component =
+            ComponentCache::new(Some(scratch.to_path_buf())).load(&self.engine, name, bytes);
+        let component = match component {
+            Ok(c) => c,
+            Err(e) => {
+                p.step(
+                    "compile",
+                    Err(format!(
+                        "{e:#}: rebuild it with a component toolchain (cargo build --target \
+                         wasm32-wasip2, componentize-py) against wit/runner.wit"
+                    )),
+                );
+                return p;
+            }
+        };
+        p.compile_time = Some(started.elapsed());
+        let started = Instant::now();
+        if ComponentCache::new(Some(scratch.to_path_buf()))
+            .load(&self.engine, name, bytes)
+            .is_ok()
+        {
+            p.cached_load_time = Some(started.elapsed());
+        }
+        p.step("compile", Ok("compiled".to_string()));
+        let (imports, exports) = interface(&self.engine, &component);
+        p.step("exports", Ok(exports.join(", ")));
+        let unknown: Vec<&String> = imports.iter().filter(|i| !known_import(i)).collect();
+        let link = self
+            .linker
+            .instantiate_pre(&component)
+            .map(|_| ())
+            .map_err(|e| format!("{e:#}"));
+        let linked = match (link, unknown.is_empty()) {
+            (Ok(()), _) => Ok(format!("all {} imports are provided", imports.len())),
+            (Err(e), true) => Err(format!(
+                "the host cannot satisfy an import: {e} (a runner may import only \
+                 catpaw:runner/host and wasi:* 0.2; rebuild without the others)"
+            )),
+            (Err(e), false) => Err(format!(
+                "imports the host does not provide: {} ({e}); a runner may import only \
+                 catpaw:runner/host and wasi:* 0.2: remove these from the build",
+                unknown
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        };
+        if !p.step("imports", linked) {
+            return p;
+        }
+        match self.load(name, bytes) {
+            Ok(r) => {
+                p.step(
+                    "worlds",
+                    Ok(format!(
+                        "{} world {} (inspect/diagnose: {}, chat: {})",
+                        r.version(),
+                        r.world(),
+                        r.serves_diagnose(),
+                        r.serves_chat()
+                    )),
+                );
+                let described = match r.description() {
+                    Some(d) => Ok(format!(
+                        "{} {}: plugins [{}], capabilities [{}]",
+                        d.name,
+                        d.version,
+                        d.plugins
+                            .iter()
+                            .map(|p| p.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        d.capabilities.join(", ")
+                    )),
+                    None => Ok(format!(
+                        "none: built against {}, which has no describe (it loads, lists no \
+                         plugins; rebuild against 0.2.0 to list them)",
+                        r.version()
+                    )),
+                };
+                p.step("describe", described);
+                p.runner = Some(r);
+            }
+            Err(e) => {
+                p.step("load", Err(format!("{e:#}")));
+            }
+        }
+        p
+    }
+}
+
+/// The component's import and export names.
+fn interface(engine: &wasmtime::Engine, c: &Component) -> (Vec<String>, Vec<String>) {
+    let ty = c.component_type();
+    let imports = ty.imports(engine).map(|(n, _)| n.to_string()).collect();
+    let exports = ty.exports(engine).map(|(n, _)| n.to_string()).collect();
+    (imports, exports)
+}
+
+/// Whether the host links an import of this name at all (versions are
+/// checked by the linker).
+fn known_import(name: &str) -> bool {
+    name.starts_with("wasi:") || name.starts_with("catpaw:runner/host@")
+}

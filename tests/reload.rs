@@ -1,0 +1,220 @@
+//! Hot reload of the runners in a running agent: SIGHUP, a watched file
+//! that changes, a broken replacement, and sessions that run across the
+//! swap.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use catpaw_agent::proto::{self, Envelope};
+use common::guest;
+use common::process::{AgentHome, AgentProcess, server_toml};
+use common::server::{ServerConn, TestServer};
+use serde_json::{Value, json};
+
+const SOON: Duration = Duration::from_secs(30);
+
+/// Replaces `to` with `from`'s bytes in one step (a rename), as a deploy
+/// tool would, so a watcher never sees half a file.
+fn install(from: &Path, to: &Path) {
+    install_bytes(&std::fs::read(from).expect("read guest"), to);
+}
+
+fn install_bytes(bytes: &[u8], to: &Path) {
+    let tmp = to.with_extension("tmp");
+    std::fs::write(&tmp, bytes).expect("write");
+    std::fs::rename(&tmp, to).expect("rename");
+}
+
+/// An agent whose diagnose and chat runners are the files `d.wasm` and
+/// `c.wasm` in its home (the built-in runners to begin with), `extra`
+/// added to `[sandbox]`; its log kept at info.
+fn agent_with_runner_files(server: &TestServer, extra: &str) -> (AgentHome, AgentProcess) {
+    let home = AgentHome::new(&server_toml(
+        server,
+        Some("t"),
+        &format!(
+            "[sandbox]\ndiagnose_runner = \"d.wasm\"\nchat_runner = \"c.wasm\"\n{extra}\n\
+             [log]\nlevel = \"info\"\n"
+        ),
+    ));
+    install(&guest("catpaw_diagnose"), &home.path().join("d.wasm"));
+    install(&guest("catpaw_chat"), &home.path().join("c.wasm"));
+    let agent = home.agent().keep_log().spawn();
+    (home, agent)
+}
+
+/// Waits until the log holds `needle` `n` times.
+async fn log_count(agent: &AgentProcess, needle: &str, n: usize) {
+    let deadline = std::time::Instant::now() + SOON;
+    while agent.log().matches(needle).count() < n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the log never held {needle:?} {n} times:\n{}",
+            agent.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The next chat turn of session `id`: (stage, delta).
+async fn turn(c: &mut ServerConn, id: &str) -> (String, String) {
+    loop {
+        let e = c.recv().await;
+        let p = e.payload.clone().unwrap_or_default();
+        if p["session_id"] != id {
+            continue;
+        }
+        assert_ne!(e.msg_type, "session_error", "{p}");
+        if p["metadata"]["turn_done"] == true {
+            return (
+                p["stage"].as_str().unwrap_or("").to_string(),
+                p["delta"].as_str().unwrap_or("").to_string(),
+            );
+        }
+    }
+}
+
+async fn say(c: &mut ServerConn, id: &str, message: &str) {
+    c.send(&Envelope::new(
+        proto::MSG_SESSION_INPUT,
+        json!({"session_id": id, "message": message}),
+    ))
+    .await;
+}
+
+/// Starts a chat whose first turn is answered; returns the answer.
+async fn open_chat(c: &mut ServerConn, id: &str) -> String {
+    assert!(
+        c.start_session(id, "chat", json!({"message": "help"}))
+            .await
+            .ok
+    );
+    let (stage, answer) = turn(c, id).await;
+    assert_eq!(stage, "answer", "{answer}");
+    answer
+}
+
+/// An inspect of cpu; its report, or the error it ended with.
+async fn inspect(c: &mut ServerConn, id: &str) -> Result<String, String> {
+    assert!(
+        c.start_session(id, "inspect", json!({"plugin": "cpu"}))
+            .await
+            .ok
+    );
+    let msgs = c.session_until_done(id).await;
+    for m in &msgs {
+        if m.msg_type == "session_error" {
+            return Err(m.payload.clone().unwrap_or_default()["error"].to_string());
+        }
+    }
+    let done = msgs
+        .last()
+        .expect("done")
+        .payload
+        .clone()
+        .unwrap_or_default();
+    Ok(done["report"].as_str().unwrap_or("").to_string())
+}
+
+/// After a reload: the open chat `old` still answers (it runs on the
+/// component it started with), a new chat gets the refusing runner, an
+/// inspect gets the echo runner.
+async fn assert_swapped(c: &mut ServerConn, old: &str, fresh: &str, inspect_id: &str) {
+    say(c, old, "memory").await;
+    let (stage, answer) = turn(c, old).await;
+    assert_eq!(
+        stage, "answer",
+        "the old chat answers on its old runner: {answer}"
+    );
+    assert!(
+        c.start_session(fresh, "chat", json!({"message": "hi"}))
+            .await
+            .ok
+    );
+    let msgs = c.session_until_done(fresh).await;
+    let refused = msgs.iter().any(|m| {
+        m.msg_type == "session_error"
+            && m.payload.clone().unwrap_or_default()["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("refuses to chat"))
+    });
+    assert!(refused, "a new chat gets the new runner: {msgs:?}");
+    let report = inspect(c, inspect_id).await.expect("inspect");
+    assert!(report.contains("echo report"), "{report}");
+}
+
+fn plugins(reg: &Envelope) -> Value {
+    reg.payload.clone().unwrap_or_default()["plugins"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_swaps_the_runners_for_new_sessions_only_and_register_follows() {
+    let mut server = TestServer::start().await;
+    let (home, agent) = agent_with_runner_files(&server, "");
+    let (mut c, reg) = server.accept_registered().await;
+    assert_eq!(
+        plugins(&reg),
+        json!(catpaw_guest_common::plugin_names()),
+        "{reg:?}"
+    );
+    open_chat(&mut c, "c1").await;
+
+    install(&guest("hazard_echo"), &home.path().join("d.wasm"));
+    install(&guest("hazard_chat_refuse"), &home.path().join("c.wasm"));
+    // SAFETY: kill with a pid of a child this test spawned.
+    assert_eq!(unsafe { libc::kill(agent.pid() as i32, libc::SIGHUP) }, 0);
+    log_count(&agent, "runners reloaded", 1).await;
+    assert!(agent.log().contains("reason=\"SIGHUP\""), "{}", agent.log());
+    assert_swapped(&mut c, "c1", "c2", "i1").await;
+
+    // The next connection's register lists the new diagnose runner's
+    // plugins (hazard-echo describes none).
+    drop(c);
+    let (_c, reg) = server.accept_registered().await;
+    assert_eq!(plugins(&reg), json!([]), "{reg:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watched_file_change_reloads_and_a_broken_one_is_refused() {
+    let mut server = TestServer::start().await;
+    let (home, agent) = agent_with_runner_files(&server, "watch_runners = true");
+    let (mut c, _) = server.accept_registered().await;
+    open_chat(&mut c, "c1").await;
+
+    // A broken replacement is refused and the old runner stays.
+    install_bytes(b"not a component at all", &home.path().join("d.wasm"));
+    log_count(&agent, "runner reload refused", 1).await;
+    let log = agent.log();
+    let refused = log
+        .lines()
+        .find(|l| l.contains("runner reload refused"))
+        .expect("line");
+    assert!(
+        refused.contains("d.wasm") && refused.contains("not a WebAssembly file"),
+        "{refused}"
+    );
+    let report = inspect(&mut c, "i0").await.expect("the old runner serves");
+    assert!(report.contains("# Inspection: cpu"), "{report}");
+
+    // A good replacement (both files, in one reload or two) is taken.
+    install(&guest("hazard_chat_refuse"), &home.path().join("c.wasm"));
+    install(&guest("hazard_echo"), &home.path().join("d.wasm"));
+    let deadline = std::time::Instant::now() + SOON;
+    loop {
+        let log = agent.log();
+        let reloads: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("runners reloaded"))
+            .collect();
+        if reloads.iter().any(|l| l.contains("d.wasm"))
+            && reloads.iter().any(|l| l.contains("c.wasm"))
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{log}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_swapped(&mut c, "c1", "c2", "i1").await;
+}
