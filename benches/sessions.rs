@@ -71,39 +71,34 @@ async fn main() {
     let runner = Arc::new(loaded.chat_runner(budgets).expect("serves chat"));
     let sink: Arc<dyn StreamSink> = Arc::new(NullSink);
 
+    // One chat session that has answered `message`.
+    let open_chat = |id: String, message: &'static str| {
+        let (runner, sink) = (runner.clone(), sink.clone());
+        async move {
+            let mut h = runner
+                .start(
+                    &info(&id),
+                    ChatSessionOpts { allow_shell: false },
+                    sink,
+                    CancellationToken::new(),
+                )
+                .await
+                .expect("start");
+            h.handle_message(message).await.expect("turn");
+            h
+        }
+    };
+
     // Warm up (first instantiation faults in shared code pages), then the
     // idle figure.
-    {
-        let info = info("warm");
-        let mut h = runner
-            .start(
-                &info,
-                ChatSessionOpts { allow_shell: false },
-                sink.clone(),
-                CancellationToken::new(),
-            )
-            .await
-            .expect("start");
-        h.handle_message("help").await.expect("turn");
-    }
+    drop(open_chat("warm".into(), "help").await);
     let (idle, idle_vsz) = rss_vsz_kib();
 
     let mut open: Vec<Box<dyn ChatHandle>> = Vec::with_capacity(most);
     let mut rows = Vec::new();
     for &n in steps {
         while open.len() < n {
-            let info = info(&format!("s{}", open.len()));
-            let mut h = runner
-                .start(
-                    &info,
-                    ChatSessionOpts { allow_shell: false },
-                    sink.clone(),
-                    CancellationToken::new(),
-                )
-                .await
-                .expect("start");
-            h.handle_message("load").await.expect("turn");
-            open.push(h);
+            open.push(open_chat(format!("s{}", open.len()), "load").await);
         }
         let (rss, vsz) = rss_vsz_kib();
         rows.push((n, rss, vsz));
