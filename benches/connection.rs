@@ -7,6 +7,9 @@
 //! `cargo test --all-targets` runs it) it does a quick smoke run of the same
 //! code with small counts, so the bench cannot rot unnoticed.
 
+#[path = "../tests/common/guests.rs"]
+mod guests;
+
 #[path = "../tests/common/server.rs"]
 mod server;
 
@@ -158,8 +161,7 @@ async fn main() {
         rounds,
         ack_samples,
     } = if full { FULL } else { SMOKE };
-    let guest =
-        std::path::Path::new(catpaw_agent::embedded::GUEST_DIR).join("catpaw_bench_guest.wasm");
+    let guest = guests::guest("catpaw_bench_guest");
     let sandbox = Sandbox::new(SandboxOptions {
         engine: EngineOptions {
             pooling: true,

@@ -12,6 +12,9 @@
 //!
 //! Run: `cargo bench --bench llm`
 
+#[path = "../tests/common/guests.rs"]
+mod guests;
+
 #[path = "../tests/common/llm.rs"]
 #[allow(dead_code)]
 mod llm;
@@ -135,8 +138,7 @@ async fn main() {
 
     // From a guest: without tools and audit (the floor of the import),
     // then audited, then offering every tool as the AI runner does.
-    let guest =
-        std::path::Path::new(catpaw_agent::embedded::GUEST_DIR).join("catpaw_bench_guest.wasm");
+    let guest = guests::guest("catpaw_bench_guest");
     let info = SessionInfo {
         session_id: "bench".into(),
         session_type: "diagnose".into(),

@@ -12,6 +12,9 @@
 //!   async yields, epoch, fuel + epoch);
 //! - compiling a component vs deserializing a precompiled one.
 
+#[path = "../tests/common/guests.rs"]
+mod guests;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -209,9 +212,7 @@ fn ms(d: Duration) -> String {
 
 #[tokio::main]
 async fn main() {
-    let guest_dir = std::path::Path::new(catpaw_agent::embedded::GUEST_DIR);
-    let bench_bytes =
-        std::fs::read(guest_dir.join("catpaw_bench_guest.wasm")).expect("bench guest");
+    let bench_bytes = std::fs::read(guests::guest("catpaw_bench_guest")).expect("bench guest");
     let diagnose_bytes = catpaw_agent::embedded::DIAGNOSE;
 
     // --- compile vs deserialize ---

@@ -10,7 +10,3 @@ pub const CHAT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/catpaw_chat.wa
 /// The built-in AI runner component (diagnose, inspect and chat through
 /// the `llm` import), used when `[ai] enabled = true`.
 pub const AI: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/catpaw_ai.wasm"));
-
-/// Where this build placed every guest it built, test guests included
-/// (used by the test suite and benchmarks).
-pub const GUEST_DIR: &str = env!("CATPAW_GUEST_DIR");

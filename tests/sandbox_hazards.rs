@@ -3,11 +3,16 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
+use catpaw_agent::runner::{DiagnoseRequest, DiagnoseRunner, RunError, SessionInfo, StreamSink};
+use catpaw_agent::sandbox::{Budgets, EngineOptions, Sandbox, SandboxOptions};
 use catpaw_agent::session::SessionEvent;
 use common::*;
 use serde_json::json;
+use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn endless_loop_runs_out_of_fuel_while_a_normal_session_completes() {
@@ -268,4 +273,105 @@ async fn shell_is_granted_with_allow_shell_and_audited() {
     assert_eq!(shell[1]["act"], shell[0]["seq"]);
     assert_eq!(shell[1]["outcome"], "exit");
     assert_eq!(shell[1]["detail"], "exit 0");
+}
+
+/// Runs the trap hazard (a stdout line, then a panic) in a sandbox
+/// keeping `stdio_cap` bytes of stdio; returns the session's error and
+/// everything it logged.
+fn run_the_trap_guest(stdio_cap: usize) -> (RunError, String) {
+    use std::io::Write;
+    use std::sync::Mutex;
+
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+    impl Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("buf").extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    struct NullSink;
+    #[async_trait]
+    impl StreamSink for NullSink {
+        async fn send(&self, _out: catpaw_agent::runner::Output) {}
+    }
+
+    let sandbox = Sandbox::new(SandboxOptions {
+        engine: EngineOptions {
+            pooling: false,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .expect("sandbox");
+    let path = guest("hazard_trap");
+    let runner = sandbox
+        .load_file(&path)
+        .expect("trap guest")
+        .diagnose_runner(Budgets {
+            guest_stdio: stdio_cap as u64,
+            ..Budgets::default()
+        })
+        .expect("a diagnose runner");
+    let info = SessionInfo {
+        session_id: "trap-1".into(),
+        session_type: "diagnose".into(),
+        user_name: "test".into(),
+        allow_shell: false,
+        key_id: None,
+    };
+    let req = DiagnoseRequest {
+        mode: "inspect".into(),
+        plugin: "cpu".into(),
+        target: "localhost".into(),
+        params: Default::default(),
+    };
+    let buf = Buf::default();
+    let writer = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let result = tracing::subscriber::with_default(subscriber, || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(runner.run(&info, req, Arc::new(NullSink), CancellationToken::new()))
+    });
+    let log = String::from_utf8(buf.0.lock().expect("buf").clone()).expect("utf-8");
+    (result.expect_err("the guest panics"), log)
+}
+
+#[test]
+fn a_trapped_run_logs_everything_the_guest_printed() {
+    let (err, log) = run_the_trap_guest(16 * 1024);
+    // The stderr tail goes into the error …
+    assert!(
+        matches!(err, RunError::Trapped(ref m) if m.contains("deliberate panic")),
+        "{err:?}"
+    );
+    // … and the whole of what the guest printed into the log.
+    let logged = |stream: &str, text: &str| {
+        log.lines().any(|l| {
+            l.contains("session_id=trap-1")
+                && l.contains(&format!("stream=\"{stream}\""))
+                && l.contains(text)
+        })
+    };
+    assert!(
+        logged("stdout", "hazard-trap: stdout before the panic"),
+        "{log}"
+    );
+    assert!(logged("stderr", "panicked at"), "{log}");
+    assert!(logged("stderr", "hazard-trap: deliberate panic"), "{log}");
+    assert!(logged("stderr", "RUST_BACKTRACE"), "{log}");
+
+    // Past the cap, the log says how much was dropped.
+    let (_, log) = run_the_trap_guest(8);
+    assert!(log.contains("dropped_bytes="), "{log}");
 }

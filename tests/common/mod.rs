@@ -3,7 +3,8 @@
 //!
 //! # Layout
 //!
-//! - this file: real guests built from `guest-runners/`, a real sandbox
+//! - [`guests`]: real guests built from `guest-runners/` ([`guest`]);
+//! - this file: a real sandbox
 //!   ([`TestSandbox`]), and sessions run by the real session driver, said
 //!   the way a test means them ([`inspect`]`("cpu").budget(..).start_on(&spin)`);
 //! - [`server`]: the one fake catpaw-server, [`server::TestServer`], on
@@ -18,6 +19,7 @@
 #![allow(dead_code)]
 
 pub mod agent;
+pub mod guests;
 pub mod llm;
 pub mod process;
 pub mod python;
@@ -56,10 +58,7 @@ pub fn write_config(dir: &std::path::Path, body: &str) -> PathBuf {
     path
 }
 
-/// Path of a built guest component, e.g. `guest("hazard_spin")`.
-pub fn guest(name: &str) -> PathBuf {
-    PathBuf::from(catpaw_agent::embedded::GUEST_DIR).join(format!("{name}.wasm"))
-}
+pub use guests::guest;
 
 /// A sandbox whose audit log lives in a fresh temp dir.
 pub struct TestSandbox {
