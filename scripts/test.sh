@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-step() { printf '\n==> %s\n' "$*"; }
+started=$SECONDS
+step() { printf '\n==> [%dm%02ds] %s\n' $(((SECONDS - started) / 60)) $(((SECONDS - started) % 60)) "$*"; }
 
 step "toolchain: wasm32-wasip2 target, rustfmt, clippy"
 rustup target add wasm32-wasip2
@@ -28,8 +29,13 @@ step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
 (cd guest-runners && cargo clippy --release --target wasm32-wasip2 --all-targets -- -D warnings)
 
+step "guest runners: the hazard, bench and example guests the tests run"
+(cd guest-runners && cargo build --release --locked --target wasm32-wasip2 --workspace)
+
 step "guest unit tests (native)"
 (cd guest-runners && cargo test --workspace --lib --locked)
 
 step "host tests"
 cargo test --all-targets --locked
+
+step "all passed"
