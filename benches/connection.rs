@@ -182,11 +182,13 @@ async fn main() {
         diagnose: Some(Arc::new(loaded.diagnose_runner(limits).expect("diagnose"))),
         chat: None,
         plugins: Vec::new(),
+        files: Vec::new(),
     };
     let native = Runners {
         diagnose: Some(Arc::new(NativeEmitter)),
         chat: None,
         plugins: Vec::new(),
+        files: Vec::new(),
     };
 
     // Warm-up, then interleaved rounds (alternating which path goes first)

@@ -272,7 +272,6 @@ async fn run_agent(cli: &Cli) -> anyhow::Result<ExitCode> {
         &cli.budgets.flags(),
         cfg.sandbox.max_concurrent_sessions as u32,
     )?;
-    let runner_files = setup::runner_files(&cfg, cli.runner.as_deref())?;
     let agent = setup.agent(&cfg, AgentOptions::default())?;
     // Caught from here on: SIGHUP's default would end the agent.
     let hup = catpaw_agent::cli::reload::hangups();
@@ -323,7 +322,6 @@ async fn run_agent(cli: &Cli) -> anyhow::Result<ExitCode> {
             agent_id: agent.agent_id().to_string(),
             server: agent.server_url(),
             max_sessions: cfg.sandbox.max_concurrent_sessions,
-            runners: runner_files,
         };
         let stop = shutdown.clone();
         tokio::spawn(async move {

@@ -1,5 +1,23 @@
 //! Small text helpers shared across modules.
 
+/// Lowercase hex of a SHA-256 digest.
+pub(crate) fn hex_digest(digest: &[u8]) -> String {
+    use std::fmt::Write as _;
+    digest
+        .iter()
+        .fold(String::with_capacity(digest.len() * 2), |mut s, b| {
+            // Writing to a String cannot fail.
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+/// The lowercase hex SHA-256 of `bytes`.
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex_digest(&sha2::Sha256::digest(bytes))
+}
+
 /// The longest prefix of `s` that is at most `max` bytes and ends on a char
 /// boundary.
 pub(crate) fn truncate_utf8(s: &str, max: usize) -> &str {

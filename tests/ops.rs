@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
@@ -139,18 +140,6 @@ async fn json_logs_are_one_object_per_line() {
     assert_eq!(ended, 2, "{log}");
 }
 
-/// Runs `catpaw-agent status --json` from `home`.
-fn status_json(home: &AgentHome) -> (i32, Value, String) {
-    let out = home
-        .command()
-        .args(["status", "--json"])
-        .output()
-        .expect("status");
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let v = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-    (out.status.code().unwrap_or(-1), v, stderr)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_shows_a_live_agent_with_a_session_running() {
     let mut server = TestServer::start().await;
@@ -162,7 +151,7 @@ async fn status_shows_a_live_agent_with_a_session_running() {
     assert!(c.start_session("chat-1", "chat", json!({})).await.ok);
 
     let socket = home.state().join("status.sock");
-    let (code, s, stderr) = status_json(&home);
+    let (code, s, stderr) = home.status_json();
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(
         std::fs::metadata(&socket)
@@ -217,10 +206,43 @@ async fn status_shows_a_live_agent_with_a_session_running() {
     assert!(text.contains(&agent_id), "{text}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_which_runner_serves_each_role_after_the_per_role_fallback() {
+    // A diagnose-only file given with --runner serves inspect/diagnose;
+    // chat keeps the built-in runner, and status says exactly that.
+    let mut server = TestServer::start().await;
+    let home = AgentHome::new(&server_toml(&server, Some("t"), ""));
+    let echo = common::guest("hazard_echo");
+    let _agent = home
+        .agent()
+        .args([OsStr::new("--runner"), echo.as_os_str()])
+        .spawn();
+    let _ = server.accept_registered().await;
+    let (code, s, stderr) = home.status_json();
+    assert_eq!(code, 0, "{stderr}");
+    let sha = common::process::sha256_hex;
+    assert_eq!(
+        common::process::status_runners(&s),
+        vec![
+            (
+                "diagnose".to_string(),
+                echo.display().to_string(),
+                sha(&std::fs::read(&echo).expect("echo"))
+            ),
+            (
+                "chat".to_string(),
+                "built-in".to_string(),
+                sha(catpaw_agent::embedded::CHAT)
+            ),
+        ],
+        "{s}"
+    );
+}
+
 #[test]
 fn status_without_an_agent_exits_1_and_says_so() {
     let home = AgentHome::new("[server]\nenabled = false\n");
-    let (code, _, stderr) = status_json(&home);
+    let (code, _, stderr) = home.status_json();
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("no catpaw-agent is running"), "{stderr}");
     assert!(stderr.contains("status.sock"), "{stderr}");
@@ -393,7 +415,7 @@ async fn metrics_move_by_exactly_a_session_a_breach_a_denied_shell_and_a_dropped
     assert_eq!(m["catpaw_agent_register_ack_latency_seconds_count"], 1.0);
 
     // status reads the same counters.
-    let (code, s, stderr) = status_json(&home);
+    let (code, s, stderr) = home.status_json();
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(
         s["alerts"],

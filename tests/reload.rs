@@ -145,6 +145,26 @@ async fn assert_swapped(c: &mut ServerConn, old: &str, fresh: &str, inspect_id: 
     assert!(report.contains("echo report"), "{report}");
 }
 
+/// The SHA-256 of the diagnose and the chat runner, as `status` lists them.
+fn runner_hashes(home: &AgentHome) -> [String; 2] {
+    let (code, s, stderr) = home.status_json();
+    assert_eq!(code, 0, "{stderr}");
+    let runners = common::process::status_runners(&s);
+    let of = |role: &str| {
+        runners
+            .iter()
+            .find(|(r, _, _)| r == role)
+            .unwrap_or_else(|| panic!("no {role} runner in {s}"))
+            .2
+            .clone()
+    };
+    [of("diagnose"), of("chat")]
+}
+
+fn hash_of(path: &Path) -> String {
+    common::process::sha256_hex(&std::fs::read(path).expect("read guest"))
+}
+
 fn plugins(reg: &Envelope) -> Value {
     reg.payload.clone().unwrap_or_default()["plugins"].clone()
 }
@@ -160,6 +180,13 @@ async fn sighup_swaps_the_runners_for_new_sessions_only_and_register_follows() {
         "{reg:?}"
     );
     open_chat(&mut c, "c1").await;
+    assert_eq!(
+        runner_hashes(&home),
+        [
+            hash_of(&guest("catpaw_diagnose")),
+            hash_of(&guest("catpaw_chat"))
+        ]
+    );
 
     install(&guest("hazard_echo"), &home.path().join("d.wasm"));
     install(&guest("hazard_chat_refuse"), &home.path().join("c.wasm"));
@@ -168,6 +195,14 @@ async fn sighup_swaps_the_runners_for_new_sessions_only_and_register_follows() {
     log_count(&agent, "runners reloaded", 1).await;
     assert!(agent.log().contains("reason=\"SIGHUP\""), "{}", agent.log());
     assert_swapped(&mut c, "c1", "c2", "i1").await;
+    // `status` shows the runners that serve new sessions now.
+    assert_eq!(
+        runner_hashes(&home),
+        [
+            hash_of(&guest("hazard_echo")),
+            hash_of(&guest("hazard_chat_refuse"))
+        ]
+    );
 
     // The next connection's register lists the new diagnose runner's
     // plugins (hazard-echo describes none).

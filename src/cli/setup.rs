@@ -19,7 +19,7 @@ use crate::config::{BudgetFlag, Config, RoleBudgets};
 use crate::link::agent::{Agent, AgentOptions};
 use crate::runner::{ChatRunner, DiagnoseRunner, WithFallback};
 use crate::sandbox::{EngineOptions, HostServices, LoadedRunner, Sandbox, SandboxOptions};
-use crate::session::Runners;
+use crate::session::{RunnerFile, Runners};
 use crate::telemetry::Telemetry;
 
 /// What start-up produced.
@@ -117,6 +117,12 @@ fn with_ai(
     budgets: &RoleBudgets,
 ) -> anyhow::Result<Runners> {
     let ai = sandbox.load("built-in AI runner", crate::embedded::AI)?;
+    let mut files = vec![RunnerFile {
+        role: "ai".into(),
+        source: BUILT_IN.into(),
+        sha256: ai.sha256().to_string(),
+    }];
+    files.extend(rules.files);
     let diagnose = match (ai.diagnose_runner(budgets.diagnose.clone()), rules.diagnose) {
         (Some(primary), Some(fallback)) => Some(Arc::new(WithFallback {
             primary: Arc::new(primary) as Arc<dyn DiagnoseRunner>,
@@ -135,47 +141,8 @@ fn with_ai(
         diagnose,
         chat,
         plugins: rules.plugins,
+        files,
     })
-}
-
-/// The runner components `build` loads for `cfg`, each with the SHA-256 of
-/// its bytes as they are on disk now (the built-in ones: as compiled in),
-/// for `status`.
-pub fn runner_files(
-    cfg: &Config,
-    runner_override: Option<&Path>,
-) -> anyhow::Result<Vec<crate::ops::status::RunnerFile>> {
-    use crate::ops::status::RunnerFile;
-    let pick = |specific: &Option<PathBuf>| {
-        runner_override
-            .map(Path::to_path_buf)
-            .or_else(|| specific.clone())
-            .or_else(|| cfg.sandbox.runner.clone())
-    };
-    let entry = |role: &str, path: Option<PathBuf>, builtin: &[u8]| match path {
-        Some(p) => {
-            let bytes =
-                std::fs::read(&p).with_context(|| format!("reading runner {}", p.display()))?;
-            Ok(RunnerFile::new(role, &p.display().to_string(), &bytes))
-        }
-        None => Ok::<_, anyhow::Error>(RunnerFile::new(role, "built-in", builtin)),
-    };
-    let mut files = vec![
-        entry(
-            "diagnose",
-            pick(&cfg.sandbox.diagnose_runner),
-            crate::embedded::DIAGNOSE,
-        )?,
-        entry(
-            "chat",
-            pick(&cfg.sandbox.chat_runner),
-            crate::embedded::CHAT,
-        )?,
-    ];
-    if ai_serves(cfg, runner_override) {
-        files.insert(0, entry("ai", None, crate::embedded::AI)?);
-    }
-    Ok(files)
 }
 
 /// Whether the built-in AI runner serves sessions: `[ai]` is on and no
@@ -281,11 +248,13 @@ fn load_roles(
     };
     let from_diagnose_src = load(&diagnose_src)?;
     let from_chat_src = load(&chat_src)?;
-    let diagnose = pick(sandbox, from_diagnose_src, &diagnose_src, Role::Diagnose)?;
-    let chat = pick(sandbox, from_chat_src, &chat_src, Role::Chat)?;
+    let (diagnose, diagnose_file) =
+        pick(sandbox, from_diagnose_src, &diagnose_src, Role::Diagnose)?;
+    let (chat, chat_file) = pick(sandbox, from_chat_src, &chat_src, Role::Chat)?;
     tracing::info!(diagnose = %diagnose.name(), chat = %chat.name(),
         plugins = ?diagnose.plugin_names(), "runners ready");
     Ok(Runners {
+        files: vec![diagnose_file, chat_file],
         plugins: diagnose.plugin_names(),
         diagnose: diagnose
             .diagnose_runner(budgets.diagnose.clone())
@@ -306,6 +275,14 @@ impl Role {
     fn name(self) -> &'static str {
         match self {
             Role::Diagnose => "inspect/diagnose",
+            Role::Chat => "chat",
+        }
+    }
+
+    /// The role as `status` names it.
+    fn status_name(self) -> &'static str {
+        match self {
+            Role::Diagnose => "diagnose",
             Role::Chat => "chat",
         }
     }
@@ -332,17 +309,33 @@ impl Role {
     }
 }
 
+/// What `status` shows for a built-in runner's source.
+const BUILT_IN: &str = "built-in";
+
 /// The runner of `role`: the loaded file when it serves the role, else
 /// the built-in one (refused instead when the file was named for this role
-/// alone).
+/// alone); with the entry `status` shows for it.
 fn pick(
     sandbox: &Arc<Sandbox>,
     loaded: Option<LoadedRunner>,
     src: &Source,
     role: Role,
-) -> anyhow::Result<LoadedRunner> {
+) -> anyhow::Result<(LoadedRunner, RunnerFile)> {
+    let entry = |r: &LoadedRunner, source: String| RunnerFile {
+        role: role.status_name().into(),
+        source,
+        sha256: r.sha256().to_string(),
+    };
+    let builtin = || -> anyhow::Result<(LoadedRunner, RunnerFile)> {
+        let r = role.builtin(sandbox)?;
+        let file = entry(&r, BUILT_IN.into());
+        Ok((r, file))
+    };
     match loaded {
-        Some(r) if role.serves(&r) => Ok(r),
+        Some(r) if role.serves(&r) => {
+            let file = entry(&r, r.name().to_string());
+            Ok((r, file))
+        }
         Some(r) if src.specific => bail!(
             "config `{}`: {} does not export {} (build it against the diagnose-runner, \
              chat-runner or runner world of wit/runner.wit)",
@@ -358,8 +351,8 @@ fn pick(
                 role.name(),
                 role.name()
             );
-            role.builtin(sandbox)
+            builtin()
         }
-        None => role.builtin(sandbox),
+        None => builtin(),
     }
 }

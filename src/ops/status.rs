@@ -15,6 +15,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::alerts::ringbuf::AlertBuffer;
+pub use crate::session::RunnerFile;
 use crate::session::{ActiveSession, SessionTable};
 use crate::telemetry::{Counts, Telemetry};
 
@@ -22,30 +23,6 @@ use crate::telemetry::{Counts, Telemetry};
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest answer a client reads.
 const MAX_ANSWER: u64 = 4 << 20;
-
-/// A runner component the agent loaded, and the SHA-256 of its bytes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RunnerFile {
-    /// diagnose or chat.
-    pub role: String,
-    /// The file, or `built-in`.
-    pub source: String,
-    /// Hex SHA-256 of the component's bytes.
-    pub sha256: String,
-}
-
-impl RunnerFile {
-    /// The entry for `bytes` loaded from `source` for `role`.
-    pub fn new(role: &str, source: &str, bytes: &[u8]) -> RunnerFile {
-        use sha2::Digest;
-        let digest = sha2::Sha256::digest(bytes);
-        RunnerFile {
-            role: role.to_string(),
-            source: source.to_string(),
-            sha256: digest.iter().map(|b| format!("{b:02x}")).collect(),
-        }
-    }
-}
 
 /// The connection as `status` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -136,7 +113,8 @@ pub struct Status {
     pub budget_breaches: std::collections::BTreeMap<String, u64>,
     /// Shell requests.
     pub shell: Shell,
-    /// The runner components in use.
+    /// The runner components serving new sessions, one per role (the AI
+    /// runner first when it is in front of the others).
     pub runners: Vec<RunnerFile>,
 }
 
@@ -155,8 +133,6 @@ pub struct StatusSource {
     pub server: String,
     /// `[sandbox] max_concurrent_sessions`.
     pub max_sessions: usize,
-    /// The runner components loaded at start.
-    pub runners: Vec<RunnerFile>,
 }
 
 fn unix(t: SystemTime) -> u64 {
@@ -209,7 +185,8 @@ impl StatusSource {
                 commands_run: shell_commands_run,
                 commands_denied: shell_commands_denied,
             },
-            runners: self.runners.clone(),
+            // What serves new sessions now: follows every reload.
+            runners: self.table.runners().files,
         }
     }
 }

@@ -161,6 +161,7 @@ impl Sandbox {
         });
         Ok(LoadedRunner {
             name: name.to_string(),
+            sha256: crate::util::sha256_hex(bytes),
             sandbox: self.clone(),
             version,
             description,
@@ -174,6 +175,8 @@ impl Sandbox {
 #[derive(Clone)]
 pub struct LoadedRunner {
     name: String,
+    /// Hex SHA-256 of the bytes that were compiled.
+    sha256: String,
     sandbox: Arc<Sandbox>,
     version: WitVersion,
     description: Option<Description>,
@@ -196,6 +199,11 @@ impl LoadedRunner {
     /// The name it was loaded under (usually its path).
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Hex SHA-256 of the component bytes it was compiled from.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
     }
 
     /// The WIT version it was built against.

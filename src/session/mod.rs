@@ -27,7 +27,7 @@ mod table;
 pub use figures::SessionFigures;
 pub(crate) use figures::{LiveFigures, budget_kind, output_bytes};
 pub(crate) use run::drive;
-pub use run::{Runners, SessionEnd, run_session};
+pub use run::{RunnerFile, Runners, SessionEnd, run_session};
 pub(crate) use sink::ChannelSink;
 pub use table::{ActiveSession, InputOutcome, SessionTable};
 

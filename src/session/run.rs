@@ -24,6 +24,20 @@ pub struct Runners {
     /// The inspect plugins the diagnose runner offers (its `describe`), for
     /// `register.plugins`.
     pub plugins: Vec<String>,
+    /// The components behind these runners, for `status`.
+    pub files: Vec<RunnerFile>,
+}
+
+/// A runner component in service: the role it serves, where it came from
+/// and the SHA-256 of the bytes that were compiled.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RunnerFile {
+    /// diagnose, chat, or ai (the built-in AI runner in front of both).
+    pub role: String,
+    /// The file, or `built-in`.
+    pub source: String,
+    /// Hex SHA-256 of the component's bytes.
+    pub sha256: String,
 }
 
 impl std::fmt::Debug for Runners {
@@ -32,6 +46,7 @@ impl std::fmt::Debug for Runners {
             .field("diagnose", &self.diagnose.is_some())
             .field("chat", &self.chat.is_some())
             .field("plugins", &self.plugins)
+            .field("files", &self.files)
             .finish()
     }
 }

@@ -87,6 +87,7 @@ pub fn builtin_runners(sb: &TestSandbox) -> Runners {
             sb.builtin_chat().chat_runner(limits(|_| {})).expect("c"),
         )),
         plugins: sb.builtin_diagnose().plugin_names(),
+        files: Vec::new(),
     }
 }
 

@@ -152,6 +152,7 @@ pub fn diagnose_runners(r: &LoadedRunner, l: Budgets) -> Runners {
         diagnose: Some(Arc::new(r.diagnose_runner(l).expect("exports diagnose"))),
         chat: None,
         plugins: Vec::new(),
+        files: Vec::new(),
     }
 }
 
@@ -160,6 +161,7 @@ pub fn chat_runners(r: &LoadedRunner, l: Budgets) -> Runners {
         diagnose: None,
         chat: Some(Arc::new(r.chat_runner(l).expect("exports chat"))),
         plugins: Vec::new(),
+        files: Vec::new(),
     }
 }
 

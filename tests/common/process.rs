@@ -131,6 +131,19 @@ impl AgentHome {
         cmd
     }
 
+    /// Runs `catpaw-agent status --json` in the home: (exit code, the
+    /// JSON, or null when stdout is not JSON, stderr).
+    pub fn status_json(&self) -> (i32, serde_json::Value, String) {
+        let out = self
+            .command()
+            .args(["status", "--json"])
+            .output()
+            .expect("status");
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let v = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+        (out.status.code().unwrap_or(-1), v, stderr)
+    }
+
     /// [`command`](Self::command), owning the home: for a one-shot run
     /// whose home nothing else needs.
     pub fn into_command(self) -> HomeCommand {
@@ -331,4 +344,26 @@ impl Drop for AgentProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// (role, source, sha256) of each runner a `status --json` lists.
+pub fn status_runners(status: &serde_json::Value) -> Vec<(String, String, String)> {
+    status["runners"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no runners in {status}"))
+        .iter()
+        .map(|r| {
+            let field = |k: &str| r[k].as_str().unwrap_or_default().to_string();
+            (field("role"), field("source"), field("sha256"))
+        })
+        .collect()
+}
+
+/// Lowercase hex SHA-256, as `status` shows a runner's.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }

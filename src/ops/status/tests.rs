@@ -5,19 +5,29 @@ use super::*;
 fn source() -> StatusSource {
     StatusSource {
         telemetry: Telemetry::new(),
-        table: SessionTable::new(Default::default(), 2, false),
+        table: SessionTable::new(
+            crate::session::Runners {
+                files: vec![RunnerFile {
+                    role: "diagnose".into(),
+                    source: "built-in".into(),
+                    sha256: crate::util::sha256_hex(b"abc"),
+                }],
+                ..Default::default()
+            },
+            2,
+            false,
+        ),
         alerts: AlertBuffer::new(10),
         agent_id: "id-1".into(),
         server: "ws://127.0.0.1:1/api/v1/agent/ws".into(),
         max_sessions: 2,
-        runners: vec![RunnerFile::new("diagnose", "built-in", b"abc")],
     }
 }
 
 #[test]
 fn runner_hashes_are_sha256_hex() {
     assert_eq!(
-        RunnerFile::new("chat", "x", b"abc").sha256,
+        crate::util::sha256_hex(b"abc"),
         "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     );
 }

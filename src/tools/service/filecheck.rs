@@ -30,7 +30,7 @@ pub(crate) fn sha256_hex(mut r: impl Read) -> std::io::Result<String> {
         }
         h.update(&buf[..n]);
     }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(crate::util::hex_digest(&h.finalize()))
 }
 
 /// One file's row; `path` as asked. `budget` is what this call may still
