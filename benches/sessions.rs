@@ -4,6 +4,13 @@
 //! run (sandbox built and runner loaded, no session). The virtual size is
 //! printed beside it: the agent must start under `ulimit -v`.
 //!
+//! A second table says where each open session's resident memory goes,
+//! from `/proc/self/smaps`: the pages of the runner's memory image (shared
+//! with every other instance of it, but counted in each instance's RSS),
+//! the async stack the session's store keeps between turns, the rest of
+//! its linear memory and pool slots, and the host heap; and the
+//! proportional set size (PSS), which counts shared pages once.
+//!
 //! Run: `cargo bench --bench sessions`. Without `--bench` (as
 //! `cargo test --all-targets` runs it) it does a smoke run with 20 chats.
 
@@ -44,6 +51,61 @@ fn rss_vsz_kib() -> (u64, u64) {
     let vsz = f.next().expect("size") * page;
     let rss = f.next().expect("resident") * page;
     (rss, vsz)
+}
+
+/// Resident KiB by kind, from `/proc/self/smaps` (see the module doc).
+#[derive(Default, Clone, Copy)]
+struct Where {
+    image: u64,
+    stacks: u64,
+    other_anon: u64,
+    heap: u64,
+    pss: u64,
+}
+
+/// The size of an async (fiber) stack: wasmtime's default, which the
+/// sandbox keeps.
+const ASYNC_STACK_KIB: u64 = 2048;
+
+fn where_resident() -> Where {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").expect("smaps");
+    let mut w = Where::default();
+    let (mut name, mut size_kib) = (String::new(), 0u64);
+    for line in smaps.lines() {
+        let mut parts = line.split_whitespace();
+        let first = parts.next().unwrap_or_default();
+        if let Some((a, b)) = first.split_once('-')
+            && let (Ok(a), Ok(b)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16))
+        {
+            size_kib = (b - a) / 1024;
+            name = parts.nth(4).unwrap_or("").to_string();
+            continue;
+        }
+        let kib = || {
+            parts
+                .clone()
+                .next()
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        match first {
+            "Rss:" => {
+                let rss = kib();
+                if name.contains("wasm-memory-image") {
+                    w.image += rss;
+                } else if name == "[heap]" {
+                    w.heap += rss;
+                } else if name.is_empty() && size_kib == ASYNC_STACK_KIB {
+                    w.stacks += rss;
+                } else if name.is_empty() {
+                    w.other_anon += rss;
+                }
+            }
+            "Pss:" => w.pss += kib(),
+            _ => {}
+        }
+    }
+    w
 }
 
 fn mib(kib: u64) -> String {
@@ -93,6 +155,7 @@ async fn main() {
     // idle figure.
     drop(open_chat("warm".into(), "help").await);
     let (idle, idle_vsz) = rss_vsz_kib();
+    let idle_where = where_resident();
 
     let mut open: Vec<Box<dyn ChatHandle>> = Vec::with_capacity(most);
     let mut rows = Vec::new();
@@ -101,7 +164,7 @@ async fn main() {
             open.push(open_chat(format!("s{}", open.len()), "load").await);
         }
         let (rss, vsz) = rss_vsz_kib();
-        rows.push((n, rss, vsz));
+        rows.push((n, rss, vsz, where_resident()));
     }
     drop(open);
     // Let the runtime finish dropping what the sessions held.
@@ -118,7 +181,7 @@ async fn main() {
         mib(idle),
         mib(idle_vsz)
     );
-    for (n, rss, vsz) in rows {
+    for &(n, rss, vsz, _) in &rows {
         println!(
             "| {n} chats open, each answered a turn | {} | {:.1} KiB | {} |",
             mib(rss),
@@ -131,4 +194,22 @@ async fn main() {
         mib(after),
         (after as f64 - idle as f64) / idle as f64 * 100.0
     );
+
+    println!("\n### Where each open session's resident memory goes (KiB, over idle)\n");
+    println!(
+        "| open chats | memory image (shared) | async stack kept by the store | \
+         linear memory and pool slots | host heap | RSS | PSS |\n|---|---|---|---|---|---|---|"
+    );
+    for &(n, rss, _, w) in &rows {
+        let per = |v: u64, idle: u64| v.saturating_sub(idle) as f64 / n as f64;
+        println!(
+            "| {n} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
+            per(w.image, idle_where.image),
+            per(w.stacks, idle_where.stacks),
+            per(w.other_anon, idle_where.other_anon),
+            per(w.heap, idle_where.heap),
+            per(rss, idle),
+            per(w.pss, idle_where.pss),
+        );
+    }
 }
