@@ -12,8 +12,6 @@ use serde_json::{Map, Value};
 use catpaw_agent::cli::session::{LocalOutcome, LocalSession, run_local};
 use catpaw_agent::cli::{ops, setup};
 use catpaw_agent::config::{BudgetFlag, Config};
-use catpaw_agent::link::agent::AgentOptions;
-use tokio_util::sync::CancellationToken;
 
 /// catpaw agent whose remote diagnosis sessions run in a WebAssembly sandbox.
 #[derive(Debug, Parser)]
@@ -234,116 +232,14 @@ async fn session(cli: &Cli, args: &SessionArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Waits for SIGINT or SIGTERM.
-async fn terminated() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot watch SIGTERM; only Ctrl-C stops the agent");
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
-}
-
 async fn run_agent(cli: &Cli) -> anyhow::Result<ExitCode> {
-    let cfg = Config::load(cli.config.as_deref())?;
-    if !cfg.server.enabled {
-        anyhow::bail!(
-            "[server] enabled is false in {}: nothing to connect to (set enabled = true and address, \
-             or try `catpaw-agent demo` / `catpaw-agent session`)",
-            cfg.source
-                .as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_else(|| catpaw_agent::config::DEFAULT_PATH.to_string())
-        );
-    }
-    for warning in cfg.warnings() {
-        tracing::warn!("{warning}");
-    }
-    let setup = setup::build(
-        &cfg,
-        cli.runner.as_deref(),
-        &cli.budgets.flags(),
-        cfg.sandbox.max_concurrent_sessions as u32,
-    )?;
-    let agent = setup.agent(&cfg, AgentOptions::default())?;
-    // Caught from here on: SIGHUP's default would end the agent.
-    let hup = catpaw_agent::cli::reload::hangups();
-    let metrics = match cfg.metrics.listen {
-        Some(addr) => Some(catpaw_agent::ops::metrics::bind(addr).await?),
-        None => None,
-    };
-    let url = catpaw_agent::config::redact_url(&cfg.server_ws_url().unwrap_or_default());
-    tracing::info!(agent_id = %agent.agent_id(), url = %url,
-        max_sessions = cfg.sandbox.max_concurrent_sessions, "catpaw-agent starting");
-    let shutdown = CancellationToken::new();
-    let stopper = shutdown.clone();
-    tokio::spawn(async move {
-        terminated().await;
-        tracing::info!("shutting down: cancelling sessions and closing the connection");
-        stopper.cancel();
-    });
-    let reloader = catpaw_agent::cli::reload::Reloader {
-        sandbox: setup.sandbox.clone(),
-        config_path: cli.config.clone(),
-        runner_override: cli.runner.clone(),
+    catpaw_agent::cli::serve::run(catpaw_agent::cli::serve::ServeArgs {
+        config: cli.config.clone(),
+        runner: cli.runner.clone(),
         flags: cli.budgets.flags(),
-        pool_memory: setup
-            .budgets
-            .diagnose
-            .max_memory
-            .max(setup.budgets.chat.max_memory),
-        table: agent.sessions(),
-    };
-    let watch = cli.watch || cfg.sandbox.watch_runners;
-    let reloads = tokio::spawn(reloader.serve(hup, watch, shutdown.clone()));
-    let ingest = {
-        let socket = cfg.paths().ingest_socket();
-        let alerts = agent.alerts();
-        let stop = shutdown.clone();
-        tokio::spawn(async move {
-            if let Err(e) = catpaw_agent::alerts::ingest::serve(&socket, alerts, stop).await {
-                tracing::error!(error = %format!("{e:#}"), "local alert ingest is not available");
-            }
-        })
-    };
-    let status = {
-        let socket = cfg.paths().status_socket();
-        let source = catpaw_agent::ops::status::StatusSource {
-            telemetry: agent.telemetry(),
-            table: agent.sessions(),
-            alerts: agent.alerts(),
-            agent_id: agent.agent_id().to_string(),
-            server: agent.server_url(),
-            max_sessions: cfg.sandbox.max_concurrent_sessions,
-        };
-        let stop = shutdown.clone();
-        tokio::spawn(async move {
-            if let Err(e) = catpaw_agent::ops::status::serve(&socket, source, stop).await {
-                tracing::error!(error = %format!("{e:#}"), "`catpaw-agent status` is not available");
-            }
-        })
-    };
-    let metrics = metrics.map(|listener| {
-        tokio::spawn(catpaw_agent::ops::metrics::serve(
-            listener,
-            agent.telemetry(),
-            shutdown.clone(),
-        ))
-    });
-    agent.run(shutdown).await;
-    let _ = ingest.await;
-    let _ = reloads.await;
-    let _ = status.await;
-    if let Some(m) = metrics {
-        let _ = m.await;
-    }
+        watch: cli.watch,
+    })
+    .await?;
     Ok(ExitCode::SUCCESS)
 }
 

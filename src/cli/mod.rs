@@ -1,7 +1,7 @@
 //! What only the command line uses: turning a config into a sandbox and
 //! runners (`setup.rs`), the local session harness (`session.rs`, the
 //! `session` subcommand), the runner check (`check.rs`), the loopback demo
-//! (`demo.rs`), hot reload of the runners (`reload.rs`), new runner
+//! (`demo.rs`), the agent's main loop (`serve.rs`), hot reload of the runners (`reload.rs`), new runner
 //! projects (`scaffold.rs`), log output (`logging.rs`) and the operator
 //! commands `config check` and `status` (`ops.rs`). The core modules never
 //! import from here.
@@ -12,5 +12,6 @@ pub mod logging;
 pub mod ops;
 pub mod reload;
 pub mod scaffold;
+pub mod serve;
 pub mod session;
 pub mod setup;
