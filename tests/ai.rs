@@ -79,7 +79,10 @@ async fn a_diagnose_calls_two_tools_and_reports() {
     .await;
     let dir = tempfile::tempdir().unwrap();
     let a = agent(dir.path(), &ai_toml(&[("main", server.base_url())], ""));
-    let events = alert().start_with(a.runners.clone()).finish().await;
+    let (events, end) = alert()
+        .start_with(a.runners.clone())
+        .finish_with_end()
+        .await;
     assert_eq!(error_of(&events), None);
     assert_eq!(report_of(&events).as_deref(), Some(report));
     let st = stages(&events);
@@ -149,6 +152,31 @@ async fn a_diagnose_calls_two_tools_and_reports() {
     }
     let last = audited[2]["detail"].as_str().unwrap();
     assert!(last.contains("prompt=50 completion=20"), "{last}");
+    // The session's receipt counts the calls and the tokens they were
+    // charged, as the audit trail has them.
+    let field = |d: &str, key: &str| -> u64 {
+        let v = d.split(&format!("{key}=")).nth(1).expect(key);
+        v.split(|c: char| !c.is_ascii_digit())
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let audited_tokens: u64 = audited
+        .iter()
+        .map(|r| {
+            let d = r["detail"].as_str().unwrap();
+            field(d, "prompt") + field(d, "completion")
+        })
+        .sum();
+    let receipt = end.receipt.expect("a receipt");
+    assert_eq!(receipt.llm_calls, 3, "{receipt:?}");
+    assert_eq!(receipt.llm_tokens, audited_tokens, "{receipt:?}");
+    assert!(
+        receipt.line().contains("3 model call(s) using"),
+        "{}",
+        receipt.line()
+    );
     let trail = std::fs::read_to_string(a.audit.path()).unwrap();
     assert!(!trail.contains("process X"), "the audit holds no content");
 }
@@ -215,7 +243,11 @@ async fn chat_keeps_its_history_across_turns() {
     assert_eq!(second[2], "assistant: Hello Alice, the host looks fine.");
     assert_eq!(second[3], "user: What did I ask you?");
     assert_eq!(got[1].header("x-agent-scene"), None);
-    s.finish().await;
+    // The AI chat keeps a receipt: two model calls over the session.
+    let (_, end) = s.finish_with_end().await;
+    let receipt = end.receipt.expect("a receipt");
+    assert_eq!(receipt.llm_calls, 2, "{receipt:?}");
+    assert!(receipt.llm_tokens > 0, "{receipt:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -300,8 +332,18 @@ async fn a_401_is_not_retried_and_the_rule_based_runner_answers() {
     )
     .replace("max_retries = 0", "max_retries = 3");
     let a = agent(dir.path(), &body);
-    let events = alert().start_with(a.runners.clone()).finish().await;
+    let (events, end) = alert()
+        .start_with(a.runners.clone())
+        .finish_with_end()
+        .await;
     assert_eq!(server.received().len(), 1, "a 401 is not retried");
+    // The receipt covers both runs: the AI runner's, whose one model call
+    // was refused, and the rule-based runner's that answered.
+    let receipt = end.receipt.expect("a receipt");
+    assert_eq!(receipt.runs, 2, "{receipt:?}");
+    assert_eq!(receipt.llm_calls, 1, "{receipt:?}");
+    assert_eq!(receipt.llm_tokens, 0, "{receipt:?}");
+    assert!(receipt.fuel_used > 0, "{receipt:?}");
     assert_eq!(second.received().len(), 0, "nor failed over");
     let thinking = deltas(&events, "thinking").concat();
     assert!(

@@ -39,6 +39,12 @@ pub struct Receipt {
     pub emits: u64,
     /// `log` calls (kept or dropped past the cap).
     pub log_lines: u64,
+    /// Language-model calls (`llm.complete`), all runs.
+    #[serde(default)]
+    pub llm_calls: u64,
+    /// Language-model tokens charged (prompt and completion), all runs.
+    #[serde(default)]
+    pub llm_tokens: u64,
     /// Bytes of output charged (deltas, report, answers), all runs.
     pub output_bytes: u64,
     /// The session's output budget, in bytes.
@@ -59,6 +65,8 @@ impl Receipt {
         self.host_calls_max_run = self.host_calls_max_run.max(run.host_calls_max_run);
         self.emits += run.emits;
         self.log_lines += run.log_lines;
+        self.llm_calls += run.llm_calls;
+        self.llm_tokens = self.llm_tokens.saturating_add(run.llm_tokens);
         self.output_bytes = self.output_bytes.saturating_add(run.output_bytes);
     }
 
@@ -72,10 +80,18 @@ impl Receipt {
                 used as f64 * 100.0 / limit as f64
             }
         };
+        let llm = if self.llm_calls > 0 {
+            format!(
+                ", {} model call(s) using {} tokens",
+                self.llm_calls, self.llm_tokens
+            )
+        } else {
+            String::new()
+        };
         format!(
             "{} run(s): fuel {} (max run {:.1}% of {}), memory peak {} of {} ({:.0}%), \
              time {} ms (max run {} ms of {} ms), host calls {} tool + {} shell \
-             (max run {} of {}), {} emits, {} log lines, output {} of {} bytes",
+             (max run {} of {}){llm}, {} emits, {} log lines, output {} of {} bytes",
             self.runs,
             self.fuel_used,
             pct(self.fuel_max_run, self.fuel_limit),

@@ -151,6 +151,8 @@ pub(crate) fn end_run(store: &mut Store<SessionState>) -> (Printed, Receipt) {
         host_calls_max_run: counts.tool_calls + counts.shell_requests,
         emits: counts.emits,
         log_lines: counts.log_lines,
+        llm_calls: counts.llm_calls,
+        llm_tokens: counts.llm_tokens,
         output_bytes: counts.output_total.saturating_sub(state.output_before),
         ..state.limits.clone()
     };

@@ -110,14 +110,11 @@ impl RunState {
     /// lines it dropped past the cap, and what it called.
     fn reset(&mut self) -> (Printed, u64, RunCounts) {
         self.calls = 0;
-        self.llm_calls = 0;
-        self.llm_tokens = 0;
+        let mut counts = std::mem::take(&mut self.counts);
+        counts.llm_calls = std::mem::take(&mut self.llm_calls);
+        counts.llm_tokens = std::mem::take(&mut self.llm_tokens);
         let dropped_lines = self.log.reset();
-        (
-            self.stdio.take(),
-            dropped_lines,
-            std::mem::take(&mut self.counts),
-        )
+        (self.stdio.take(), dropped_lines, counts)
     }
 }
 
@@ -129,6 +126,8 @@ pub(crate) struct RunCounts {
     pub(crate) shell_requests: u64,
     pub(crate) emits: u64,
     pub(crate) log_lines: u64,
+    pub(crate) llm_calls: u64,
+    pub(crate) llm_tokens: u64,
     /// Output bytes the session has charged, this run's included.
     pub(crate) output_total: u64,
 }
