@@ -485,28 +485,9 @@ async fn the_gateway_is_asked_as_catpaw_server_expects() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_hostile_runner_cannot_learn_the_key() {
-    use std::io::Write;
-    use std::sync::{Arc, Mutex};
+    use std::sync::Arc;
 
-    #[derive(Clone, Default)]
-    struct Buf(Arc<Mutex<Vec<u8>>>);
-    impl Write for Buf {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let log = Buf::default();
-    let writer = log.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (_guard, log) = common::capture_log(tracing::Level::TRACE);
 
     // The provider echoes the Authorization header it got: first in a
     // 500 error body, then in the model's answer.
@@ -546,7 +527,7 @@ async fn a_hostile_runner_cannot_learn_the_key() {
     );
     let trail = std::fs::read_to_string(a.audit.path()).unwrap();
     assert!(!trail.contains(KEY), "the audit holds the key");
-    let logged = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    let logged = log.text();
     assert!(
         logged.contains("llm call failed"),
         "the log was captured: {logged}"

@@ -279,20 +279,6 @@ async fn shell_is_granted_with_allow_shell_and_audited() {
 /// keeping `stdio_cap` bytes of stdio; returns the session's error and
 /// everything it logged.
 fn run_the_trap_guest(stdio_cap: usize) -> (RunError, String) {
-    use std::io::Write;
-    use std::sync::Mutex;
-
-    #[derive(Clone, Default)]
-    struct Buf(Arc<Mutex<Vec<u8>>>);
-    impl Write for Buf {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().expect("buf").extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
     struct NullSink;
     #[async_trait]
     impl StreamSink for NullSink {
@@ -329,22 +315,14 @@ fn run_the_trap_guest(stdio_cap: usize) -> (RunError, String) {
         target: "localhost".into(),
         params: Default::default(),
     };
-    let buf = Buf::default();
-    let writer = buf.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::INFO)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let result = tracing::subscriber::with_default(subscriber, || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime")
-            .block_on(runner.run(&info, req, Arc::new(NullSink), CancellationToken::new()))
-    });
-    let log = String::from_utf8(buf.0.lock().expect("buf").clone()).expect("utf-8");
-    (result.expect_err("the guest panics"), log)
+    let (guard, log) = capture_log(tracing::Level::INFO);
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(runner.run(&info, req, Arc::new(NullSink), CancellationToken::new()));
+    drop(guard);
+    (result.expect_err("the guest panics"), log.text())
 }
 
 #[test]

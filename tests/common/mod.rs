@@ -60,6 +60,44 @@ pub fn write_config(dir: &std::path::Path, body: &str) -> PathBuf {
 
 pub use guests::guest;
 
+/// What `tracing` logs on this thread at `level` and above, as plain text,
+/// while the guard lives (a current-thread runtime's tasks included).
+pub fn capture_log(level: tracing::Level) -> (tracing::subscriber::DefaultGuard, CapturedLog) {
+    let log = CapturedLog::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    (tracing::subscriber::set_default(subscriber), log)
+}
+
+/// The text [`capture_log`] collected.
+#[derive(Clone, Default)]
+pub struct CapturedLog(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl CapturedLog {
+    /// Everything logged so far.
+    pub fn text(&self) -> String {
+        let bytes = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        String::from_utf8(bytes).expect("the log is UTF-8")
+    }
+}
+
+impl std::io::Write for CapturedLog {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// A sandbox whose audit log lives in a fresh temp dir.
 pub struct TestSandbox {
     pub sandbox: Arc<Sandbox>,
