@@ -37,16 +37,7 @@ impl Framer {
                 }
                 continue;
             }
-            if let Some(rest) = line.strip_prefix("data:") {
-                let rest = rest.strip_prefix(' ').unwrap_or(rest);
-                match &mut self.data {
-                    Some(d) => {
-                        d.push('\n');
-                        d.push_str(rest);
-                    }
-                    None => self.data = Some(rest.to_string()),
-                }
-            }
+            self.data_line(&line);
         }
         let pending = self.buf.len() + self.data.as_ref().map_or(0, String::len);
         if pending > MAX_EVENT {
@@ -57,21 +48,27 @@ impl Framer {
         Ok(events)
     }
 
+    /// Adds a `data:` line's value to the event being read (other fields
+    /// are ignored).
+    fn data_line(&mut self, line: &str) {
+        if let Some(rest) = line.strip_prefix("data:") {
+            let rest = rest.strip_prefix(' ').unwrap_or(rest);
+            match &mut self.data {
+                Some(d) => {
+                    d.push('\n');
+                    d.push_str(rest);
+                }
+                None => self.data = Some(rest.to_string()),
+            }
+        }
+    }
+
     /// At the end of the stream: the last event, if it was not closed by
     /// a blank line.
     pub(super) fn finish(&mut self) -> Option<String> {
         if !self.buf.is_empty() {
             let line = String::from_utf8_lossy(&std::mem::take(&mut self.buf)).into_owned();
-            if let Some(rest) = line.strip_prefix("data:") {
-                let rest = rest.strip_prefix(' ').unwrap_or(rest);
-                match &mut self.data {
-                    Some(d) => {
-                        d.push('\n');
-                        d.push_str(rest);
-                    }
-                    None => self.data = Some(rest.to_string()),
-                }
-            }
+            self.data_line(&line);
         }
         self.data.take()
     }
