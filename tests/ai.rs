@@ -269,17 +269,27 @@ async fn a_model_looping_on_tool_calls_stops_at_max_rounds() {
     assert!(report.contains("all 3 tool-calling rounds"), "{report}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_session_past_its_llm_token_budget_ends_resource_exhausted() {
+/// An alert's diagnose against a model that asks for `uptime` on every
+/// call, with `budget` (a `[sandbox]` line) set: the model server, the
+/// agent, its dir and the session's events.
+async fn against_endless_tool_calls(
+    budget: &str,
+) -> (LlmServer, Setup, tempfile::TempDir, Vec<SessionEvent>) {
     let server = LlmServer::start(vec![], Some(calls(&[("uptime", "{}")]))).await;
     let dir = tempfile::tempdir().unwrap();
-    // Each scripted call uses 50 tokens: the third breaks 120.
     let body = format!(
-        "[sandbox]\nllm_tokens = 120\n{}",
+        "[sandbox]\n{budget}\n{}",
         ai_toml(&[("main", server.base_url())], "")
     );
     let a = agent(dir.path(), &body);
     let events = alert().start_with(a.runners.clone()).finish().await;
+    (server, a, dir, events)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_past_its_llm_token_budget_ends_resource_exhausted() {
+    // Each scripted call uses 50 tokens: the third breaks 120.
+    let (server, _a, _dir, events) = against_endless_tool_calls("llm_tokens = 120").await;
     let (code, msg) = error_of(&events).expect("an error");
     assert_eq!(code, "resource_exhausted");
     assert!(
@@ -550,14 +560,7 @@ async fn a_runner_built_against_the_0_1_0_contract_still_runs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_past_its_llm_call_budget_ends_resource_exhausted() {
-    let server = LlmServer::start(vec![], Some(calls(&[("uptime", "{}")]))).await;
-    let dir = tempfile::tempdir().unwrap();
-    let body = format!(
-        "[sandbox]\nmax_llm_calls = 2\n{}",
-        ai_toml(&[("main", server.base_url())], "")
-    );
-    let a = agent(dir.path(), &body);
-    let events = alert().start_with(a.runners.clone()).finish().await;
+    let (server, a, _dir, events) = against_endless_tool_calls("max_llm_calls = 2").await;
     let (code, msg) = error_of(&events).expect("an error");
     assert_eq!(code, "resource_exhausted");
     assert!(
