@@ -11,6 +11,11 @@
 //! (the reference layout: `conf.d/` beside `state.d/`), else against the
 //! file's own directory.
 //!
+//! (Just over 450 lines on purpose: the `Config` types and `Config::parse`,
+//! which resolves every section of the raw file into them in one pass,
+//! stay together. Each section's own rules already live in the files
+//! below: budgets, AI, tools, labels, paths, URLs and units.)
+//!
 //! - `mod.rs`: the schema (what the rest of the agent reads) and the
 //!   load/parse entry
 //! - `raw.rs`: the file as TOML sees it
