@@ -71,6 +71,8 @@ impl TestServer {
         let is_tls = tls.is_some();
         tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
+                // As a Go server's sockets are.
+                let _ = tcp.set_nodelay(true);
                 let tx = tx.clone();
                 let atx = atx.clone();
                 let reject = reject2.clone();
