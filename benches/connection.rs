@@ -193,6 +193,9 @@ fn pct(sorted: &[Duration], p: f64) -> Duration {
 }
 
 fn main() {
+    // The agent's logger at its default level: what a session logs is part
+    // of what it costs.
+    catpaw_agent::cli::logging::init(&catpaw_agent::config::Config::default().log.level, false);
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -212,6 +212,9 @@ fn ms(d: Duration) -> String {
 
 #[tokio::main]
 async fn main() {
+    // The agent's logger at its default level: what a session logs is part
+    // of what it costs.
+    catpaw_agent::cli::logging::init(&catpaw_agent::config::Config::default().log.level, false);
     let bench_bytes = std::fs::read(guests::guest("catpaw_bench_guest")).expect("bench guest");
     let diagnose_bytes = catpaw_agent::embedded::DIAGNOSE;
 

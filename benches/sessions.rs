@@ -114,6 +114,9 @@ fn mib(kib: u64) -> String {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    // The agent's logger at its default level: what a session logs is part
+    // of what it costs.
+    catpaw_agent::cli::logging::init(&catpaw_agent::config::Config::default().log.level, false);
     let full = std::env::args().any(|a| a == "--bench");
     let steps: &[usize] = if full { &[100, 1000] } else { &[10, 20] };
     let most = *steps.last().expect("steps");
