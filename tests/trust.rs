@@ -582,3 +582,28 @@ async fn oversized_ids_and_user_names_are_refused_and_stay_out_of_the_audit() {
     let text = std::fs::read_to_string(&trail).expect("audit");
     assert!(!text.contains('\u{1b}'));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clone_url_with_a_token_for_password_is_masked_and_the_agent_serves_on() {
+    let mut server = TestServer::start().await;
+    let home = AgentHome::new(&server_toml(&server, None, ""));
+    let mut agent = home.spawn();
+    let (mut c, _) = server.accept_registered().await;
+    // A chat user pastes a clone URL whose password is a deploy token.
+    let token = "glpat-abcdefghijklmnopqrstuvwx";
+    let message = format!("why does git clone https://oauth2:{token}@gitlab.example/g/r.git hang?");
+    let ack = c
+        .start_session("paste", "chat", json!({"message": message}))
+        .await;
+    assert!(ack.ok, "{ack:?}");
+    // The agent lives on and serves the next session.
+    let ack = c
+        .start_session("next", "inspect", json!({"plugin": "cpu"}))
+        .await;
+    assert!(ack.ok, "{ack:?}");
+    c.session_until_done("next").await;
+    assert!(agent.is_running(), "the agent is still up");
+    let trail = std::fs::read_to_string(home.state().join("audit.jsonl")).expect("audit");
+    assert!(trail.contains("oauth2:***@gitlab.example"), "{trail}");
+    assert!(!trail.contains(token), "{trail}");
+}

@@ -262,8 +262,13 @@ pub(super) fn mask_in_word(word: &str) -> Cow<'_, str> {
                 out.push_str(&word[copied..i + 2 + from]);
                 out.push_str("***");
                 copied = i + 2 + to;
+                // The scan goes on after the masked password: a token
+                // shape inside it is already hidden, and slicing from
+                // before `copied` would split the output.
+                i = copied;
+            } else {
+                i += 2;
             }
-            i += 2;
             continue;
         }
         if starts_token {

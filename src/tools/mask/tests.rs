@@ -72,6 +72,33 @@ const SECRETS: &[(&str, &str, &str)] = &[
         "S3cr3t",
     ),
     ("https://u:p@ss@h/", "https://u:***@h/", "p@ss"),
+    // A URL whose password is itself token-shaped (a deploy token in a
+    // clone URL): masked once, as the password.
+    (
+        "git clone https://oauth2:glpat-abcdefghijklmnopqrstuvwx@gitlab.com/g/r.git",
+        "git clone https://oauth2:***@gitlab.com/g/r.git",
+        "glpat-abcdefghijklmnopqrstuvwx",
+    ),
+    (
+        "https://x-access-token:ghs_abcdefghijklmnopqrstuvwxyz0123456789@github.com/o/r",
+        "https://x-access-token:***@github.com/o/r",
+        "abcdefghijklmnopqrstuvwxyz0123456789",
+    ),
+    (
+        "postgres://admin:AKIAIOSFODNN7EXAMPLE@db:5432/x",
+        "postgres://admin:***@db:5432/x",
+        "AKIAIOSFODNN7EXAMPLE",
+    ),
+    (
+        "https://u:eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NSJ9.S3cr3tSignature@h/x",
+        "https://u:***@h/x",
+        "S3cr3tSignature",
+    ),
+    (
+        "https://u:a/glpat-abcdefghijklmnopqrstuvwx@h/x",
+        "https://u:***@h/x",
+        "glpat-abcdefghijklmnopqrstuvwx",
+    ),
     ("https://u:S3/cr3t@h/x", "https://u:***@h/x", "cr3t"),
     (
         "git clone https://user:S3cr3t@github.com/org/repo.git",
@@ -623,6 +650,11 @@ fn odd_input_never_panics_and_a_flagged_secret_never_survives() {
         "-----END ",
         "eyJ",
         "AKIA",
+        "AKIAIOSFODNN7EXAMPLE",
+        "glpat-abcdefghijklmnopqrstuvwx",
+        "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NSJ9.S3cr3tSignature",
+        "https://u:",
+        "@h/",
         ";",
         "|",
         "%",
