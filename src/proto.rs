@@ -85,6 +85,18 @@ impl SessionType {
             SessionType::Other(s) => s,
         }
     }
+
+    /// The type as a metric label: the three served types by name, any
+    /// other as `other`. A server's `session_type` is free text; as a label
+    /// each new spelling would be a series kept for the process's life.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            SessionType::Inspect => SESSION_INSPECT,
+            SessionType::Diagnose => SESSION_DIAGNOSE,
+            SessionType::Chat => SESSION_CHAT,
+            SessionType::Other(_) => "other",
+        }
+    }
 }
 
 // Stages of `session_output.stage`.

@@ -683,3 +683,33 @@ fn logs_on_a_terminal_are_coloured() {
         "no colour on a terminal: {text:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_types_nobody_serves_are_counted_as_other_not_as_new_series() {
+    let mut server = TestServer::start().await;
+    let port = free_port();
+    let home = AgentHome::new(&server_toml(
+        &server,
+        None,
+        &format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n"),
+    ));
+    let _agent = home.spawn();
+    let (mut c, _) = server.accept_registered().await;
+    // A server's session_type is free text; each spelling as a label would
+    // be a series kept for the agent's life.
+    for (i, kind) in ["bogus-1", "bogus-2"].iter().enumerate() {
+        let id = format!("odd-{i}");
+        assert!(c.start_session(&id, kind, json!({})).await.ok);
+        c.session_until_done(&id).await;
+    }
+    let m = scrape_until(
+        port,
+        "catpaw_agent_sessions_ended_total{type=\"other\",outcome=\"invalid_type\"}",
+        2.0,
+    );
+    assert_eq!(
+        m["catpaw_agent_sessions_started_total{type=\"other\"}"],
+        2.0
+    );
+    assert!(!m.keys().any(|k| k.contains("bogus")), "{m:?}");
+}

@@ -277,12 +277,13 @@ impl SessionTable {
             if asked {
                 t.shell_request(allow_shell);
             }
-            t.session_started(&start.session_type);
+            t.session_started(kind.metric_label());
         }
         let figures = Arc::new(LiveFigures::default());
         let cancel = CancellationToken::new();
         let (tx, rx) = mpsc::channel(CHAT_QUEUE);
         let is_chat = kind == SessionType::Chat;
+        let type_label = kind.metric_label();
         table.insert(
             start.session_id.clone(),
             Entry {
@@ -332,7 +333,7 @@ impl SessionTable {
                 if let Some(b) = end.breach {
                     t.budget_breach(super::budget_kind(b));
                 }
-                t.session_ended(&stype, &end.outcome, fig.duration);
+                t.session_ended(type_label, &end.outcome, fig.duration);
             }
             cleanup.end = Some(end);
             drop(cleanup);

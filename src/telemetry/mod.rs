@@ -253,7 +253,9 @@ impl Telemetry {
         }))
     }
 
-    /// A session of `session_type` was accepted.
+    /// A session of `session_type` was accepted. The label is
+    /// [`SessionType::metric_label`](crate::proto::SessionType::metric_label):
+    /// one of four, never the free text a server sent.
     pub fn session_started(&self, session_type: &str) {
         self.0
             .sessions_started
