@@ -578,6 +578,30 @@ async fn a_run_past_its_llm_call_budget_ends_resource_exhausted() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_answer_without_end_is_refused_at_the_cap_not_read_whole() {
+    let server = LlmServer::start(vec![Reply::Endless], None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let body = format!(
+        "[server]\naddress = \"127.0.0.1:{}\"\n\
+         [ai]\nenabled = true\nlanguage = \"en\"\n\
+         [ai.gateway]\nenabled = true\nmax_retries = 0\nrequest_timeout = \"10m\"\n",
+        server.port
+    );
+    let a = agent(dir.path(), &body);
+    let events = alert().start_with(a.runners.clone()).finish().await;
+    let thinking = deltas(&events, "thinking").concat();
+    // Reading the whole body would have lasted until the 10-minute timeout.
+    assert!(
+        thinking.contains("the gateway's answer is more than 10485760 bytes"),
+        "{thinking}"
+    );
+    assert!(
+        report_of(&events).is_some(),
+        "the rule-based runner answered"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_that_is_down_falls_back_to_direct_models() {
     let server = LlmServer::start(vec![text("Direct answer.")], None).await;
     let dir = tempfile::tempdir().unwrap();

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::GatewayConfig;
-use super::openai::transport;
+use super::openai::{read_limited, transport};
 use super::wire::{self, WireMessage, WireUsage};
 use super::{CallContext, Failure, Message, Reply, ToolSpec};
 
@@ -71,11 +71,10 @@ pub(super) async fn chat(
     }
     let resp = req.send().await.map_err(transport)?;
     let status = resp.status();
-    let bytes = resp.bytes().await.map_err(transport)?;
-    if bytes.len() > MAX_BODY {
+    let (bytes, over) = read_limited(resp, MAX_BODY).await.map_err(transport)?;
+    if over {
         return Err(Failure::Malformed(format!(
-            "the gateway's answer is {} bytes, more than {MAX_BODY}",
-            bytes.len()
+            "the gateway's answer is more than {MAX_BODY} bytes"
         )));
     }
     let env: Result<Envelope, _> = serde_json::from_slice(&bytes);

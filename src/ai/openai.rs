@@ -237,17 +237,28 @@ async fn read_stream(resp: reqwest::Response, out: &mut TextOut<'_>) -> Result<R
 
 /// Reads at most `cap` bytes of a body as text.
 async fn read_capped(resp: reqwest::Response, cap: usize) -> Result<String, reqwest::Error> {
+    let (out, _) = read_limited(resp, cap).await?;
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// Reads a body up to `cap` bytes, and whether it had more (the rest is
+/// never read, so a peer sending without end costs `cap` at most).
+pub(super) async fn read_limited(
+    resp: reqwest::Response,
+    cap: usize,
+) -> Result<(Vec<u8>, bool), reqwest::Error> {
     let mut out = Vec::new();
     let mut body = resp.bytes_stream();
     while let Some(b) = body.next().await {
         let b = b?;
         let room = cap.saturating_sub(out.len());
-        out.extend_from_slice(&b[..b.len().min(room)]);
-        if out.len() >= cap {
-            break;
+        if b.len() > room {
+            out.extend_from_slice(&b[..room]);
+            return Ok((out, true));
         }
+        out.extend_from_slice(&b);
     }
-    Ok(String::from_utf8_lossy(&out).into_owned())
+    Ok((out, false))
 }
 
 /// The message of an OpenAI-style error body, or the body itself, cut.

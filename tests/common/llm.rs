@@ -33,6 +33,9 @@ pub enum Reply {
     /// Headers and one text event, then nothing (the connection stays
     /// open).
     Stall,
+    /// A 200 whose body never ends (no length; bytes until the client
+    /// hangs up).
+    Endless,
     /// Built from the request (e.g. to echo a header).
     With(Arc<dyn Fn(&Request) -> Reply + Send + Sync>),
 }
@@ -257,6 +260,14 @@ async fn serve(mut sock: TcpStream, st: Arc<Mutex<State>>) -> std::io::Result<()
             sock.flush().await?;
             tokio::time::sleep(Duration::from_secs(3600)).await;
             Ok(())
+        }
+        Reply::Endless => {
+            let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{\"data\":\"";
+            sock.write_all(head.as_bytes()).await?;
+            let chunk = vec![b'a'; 64 << 10];
+            loop {
+                sock.write_all(&chunk).await?;
+            }
         }
         Reply::With(_) => unreachable!("resolved above"),
     }
