@@ -103,7 +103,7 @@ pub fn verify(trail: &Path) -> Result<Verified, ChainBreak> {
                             ),
                         ));
                     }
-                    if rec.seq != seq + 1 {
+                    if seq.checked_add(1) != Some(rec.seq) {
                         return Err(brk(
                             n,
                             format!("seq {} follows seq {seq}: records are missing", rec.seq),

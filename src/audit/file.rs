@@ -129,7 +129,7 @@ impl Trail {
         } else if let Some((_, len)) = current {
             self.seen.1 = len;
         }
-        rec.seq = self.seq + 1;
+        rec.seq = self.seq.saturating_add(1);
         rec.prev = self.prev.clone();
         let mut line = serde_json::to_vec(rec).map_err(std::io::Error::other)?;
         let full = self.seen.1 > 0 && self.seen.1 + line.len() as u64 + 1 > self.opts.max_size;
@@ -145,6 +145,13 @@ impl Trail {
         let Some(f) = self.file.as_mut() else {
             return Err(std::io::Error::other("audit file is not open"));
         };
+        // A write that failed or a process that died mid-line can leave a
+        // torn line the append-only attribute keeps. The record starts on a
+        // line of its own, so the torn one stays one bad line (which
+        // `verify` reports) instead of swallowing this record.
+        if ends_torn(f, self.seen.1)? {
+            line.insert(0, b'\n');
+        }
         let result = f
             .write_all(&line)
             .and_then(|()| if sync { f.sync_data() } else { Ok(()) });
@@ -259,7 +266,19 @@ fn open_append(path: &Path) -> std::io::Result<File> {
         .open(path)
 }
 
-/// The last complete line of `f`, without its newline.
+/// Whether the file of length `len` ends inside a line (a torn write).
+fn ends_torn(f: &File, len: u64) -> std::io::Result<bool> {
+    use std::os::unix::fs::FileExt;
+    if len == 0 {
+        return Ok(false);
+    }
+    let mut last = [0u8];
+    f.read_exact_at(&mut last, len - 1)?;
+    Ok(last[0] != b'\n')
+}
+
+/// The last complete line of `f`, without its newline (a torn line after
+/// it is not a record).
 fn last_line(f: &mut File) -> std::io::Result<Option<Vec<u8>>> {
     let len = f.metadata()?.len();
     if len == 0 {
@@ -270,8 +289,15 @@ fn last_line(f: &mut File) -> std::io::Result<Option<Vec<u8>>> {
     f.seek(SeekFrom::Start(start))?;
     let mut buf = Vec::new();
     f.read_to_end(&mut buf)?;
+    if buf.last() != Some(&b'\n') {
+        let complete = buf.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        buf.truncate(complete);
+    }
     while buf.last() == Some(&b'\n') {
         buf.pop();
+    }
+    if buf.is_empty() {
+        return Ok(None);
     }
     let from = buf.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
     Ok(Some(buf[from..].to_vec()))

@@ -175,6 +175,77 @@ fn a_full_disk_refuses_the_act() {
     assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "{err}");
 }
 
+/// Appends `bytes` as they are: what a write cut short leaves behind.
+fn append_raw(path: &Path, bytes: &[u8]) {
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .expect("open");
+    std::io::Write::write_all(&mut f, bytes).expect("append");
+}
+
+#[test]
+fn a_torn_line_stays_one_bad_line_and_the_next_act_is_whole() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = AuditLog::open(&trail(&dir)).expect("open");
+    log.begin(&who(), kind::TOOL, "cpu", "{}", false)
+        .expect("begin")
+        .finish(outcome::OK, "");
+    // A write a full disk cut short, kept by the append-only attribute.
+    append_raw(log.path(), b"{\"seq\":3,\"kind\":\"shell\",\"ev");
+    let act = log
+        .begin(&who(), kind::SHELL, "df -h", "{}", true)
+        .expect("begin");
+    let text = std::fs::read_to_string(log.path()).expect("read");
+    let started: serde_json::Value =
+        serde_json::from_str(text.lines().last().expect("a line")).expect("a line of its own");
+    assert_eq!(started["event"], "started");
+    assert_eq!(started["seq"], 3, "chained to the last whole record");
+    act.finish(outcome::EXIT, "exit 0");
+    // The act is closed: a restart finds nothing open.
+    drop(log);
+    let log = AuditLog::open(&trail(&dir)).expect("reopen");
+    assert_eq!(
+        lines_lossy(log.path()).len(),
+        4,
+        "2 + 2 records, none added"
+    );
+    let brk = verify(&trail(&dir)).expect_err("the torn line is reported");
+    assert_eq!(brk.line, 3, "{brk}");
+    assert!(brk.reason.contains("not an audit record"), "{brk}");
+}
+
+#[test]
+fn after_a_crash_mid_line_the_chain_goes_on_from_the_last_whole_record() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = AuditLog::open(&trail(&dir)).expect("open");
+    log.begin(&who(), kind::TOOL, "cpu", "{}", false)
+        .expect("begin")
+        .finish(outcome::OK, "");
+    drop(log);
+    let whole = std::fs::read_to_string(trail(&dir)).expect("read");
+    let last_whole = whole.lines().last().expect("a line").to_string();
+    // The process died mid-line, and the head file is gone too: the head
+    // comes from the trail itself.
+    append_raw(&trail(&dir), b"{\"seq\":3,\"ki");
+    std::fs::remove_file(trail(&dir).with_extension("head")).expect("remove head");
+    let log = AuditLog::open(&trail(&dir)).expect("reopen");
+    log.note(Record::new(&who(), kind::SESSION, event::ENDED, "", ""));
+    let recs = lines_lossy(log.path());
+    let next = recs.last().expect("a record");
+    assert_eq!(next["seq"], 3);
+    assert_eq!(next["prev"], line_hash(last_whole.as_bytes()));
+}
+
+/// The records of a trail, skipping lines that are not records.
+fn lines_lossy(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .expect("read")
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
 #[test]
 fn two_handles_share_one_chain() {
     let dir = tempfile::tempdir().expect("tempdir");
