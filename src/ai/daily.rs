@@ -95,7 +95,13 @@ impl DailyLedger {
             std::fs::create_dir_all(dir)?;
         }
         let tmp = self.path.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec(&c)?)?;
+        // Synced before the rename: after a power loss the file holds the
+        // old count or the new one, never an empty one (which would stop
+        // the agent from starting, see `open`).
+        let mut f = std::fs::File::create(&tmp)?;
+        std::io::Write::write_all(&mut f, &serde_json::to_vec(&c)?)?;
+        f.sync_data()?;
+        drop(f);
         std::fs::rename(&tmp, &self.path)?;
         Ok(())
     }

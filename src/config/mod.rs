@@ -60,6 +60,11 @@ use url::ws_url;
 /// Default config file location.
 pub const DEFAULT_PATH: &str = "conf.d/config.toml";
 
+/// Most `[sandbox] max_concurrent_sessions` may say: each session is an
+/// instance with its own memory, and the pool and the limiter count in
+/// `u32`; a larger figure is a typo, not a plan.
+const MAX_SESSIONS_CAP: i64 = 100_000;
+
 /// A configuration problem, naming the file and the field.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -319,11 +324,17 @@ impl Config {
         let d = SandboxConfig::default();
         let max_concurrent_sessions = match sb.max_concurrent_sessions {
             None => d.max_concurrent_sessions,
-            Some(n) if n >= 1 => n as usize,
-            Some(n) => {
+            Some(n) if (1..=MAX_SESSIONS_CAP).contains(&n) => n as usize,
+            Some(n) if n < 1 => {
                 return Err(cx.err(
                     "[sandbox] max_concurrent_sessions",
                     format!("{n} must be at least 1"),
+                ));
+            }
+            Some(n) => {
+                return Err(cx.err(
+                    "[sandbox] max_concurrent_sessions",
+                    format!("{n} is more than {MAX_SESSIONS_CAP}"),
                 ));
             }
         };

@@ -82,6 +82,13 @@ fn bad_values_name_the_file_and_field() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("max_concurrent_sessions"), "{e}");
+    let e = parse("[sandbox]\nmax_concurrent_sessions = 4294967296")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("max_concurrent_sessions") && e.contains("more than 100000"),
+        "{e}"
+    );
     let e = parse("[log]\nlevel = \"loud\"").unwrap_err().to_string();
     assert!(e.contains("[log] level"), "{e}");
 }
