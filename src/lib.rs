@@ -9,17 +9,21 @@
 //! [`shell`], each act recorded in [`audit`].
 //!
 //! Listed from the top down: a module uses only modules listed below it,
-//! never one above (no import runs back up, and none goes in a circle).
+//! never one above (no import outside tests runs back up, and none goes in
+//! a circle).
 //!
-//! - [`cli`]: what only the command line uses: setup, session harness,
-//!   demo, logging
+//! - [`cli`]: what only the command line uses: setup, the agent's serve
+//!   loop, the session harness, demo, `check-runner`, hot reload (SIGHUP,
+//!   `--watch`), `runner new`, `config check` / `status`, logging
 //! - [`ops`]: what operators look at: the `status` socket and the
 //!   Prometheus endpoint, both reading [`telemetry`]
 //! - [`link`]: the server link: connection, reconnect loop and policy, TLS,
 //!   transport; it connects sessions and alerts to the server
-//! - [`config`]: the TOML config file, `${ENV}` expansion, units, URL
+//! - [`config`]: the TOML config file (`[server]` with signing, `[sandbox]`,
+//!   `[ai]`, `[tools]`, `[global.labels]`…), `${ENV}` expansion, units, URL
 //!   derivation, the one funnel for budgets (file, per-role overrides,
-//!   flags), the state-dir layout, config hygiene warnings
+//!   flags), the state-dir layout, config hygiene warnings, the effective
+//!   config and the example file
 //! - [`session`]: admission (ack decisions, signed-session checks), the
 //!   session table and limiter, driving one session to its single `done`
 //! - [`sandbox`]: wasmtime engine, component cache, per-session stores,
@@ -29,7 +33,9 @@
 //!   import: OpenAI-compatible endpoints and the server's gateway,
 //!   failover, retries, the daily token ledger (keys never leave it)
 //! - [`runner`]: the runner roles (diagnose, chat) and the output sink, the
-//!   seam between sessions and the sandbox
+//!   seam between sessions and the sandbox; what a runner describes of
+//!   itself, usage receipts, and the model-backed runner with the
+//!   rule-based one behind it
 //! - [`audit`]: the hash-chained, fail-closed audit trail
 //! - [`tools`]: read-only structured diagnostic tools offered to guests;
 //!   secret masking
@@ -41,7 +47,7 @@
 //!   every wire string
 //! - [`telemetry`]: the one set of counters (sessions, budget breaches,
 //!   shell requests, alerts, reconnects, link state), counted by session,
-//!   alerts and link, read by ops
+//!   sandbox, alerts and link, read by ops
 //! - [`embedded`]: the built-in runners, compiled into the binary
 //! - [`ratelimit`], [`util`]: small shared helpers
 

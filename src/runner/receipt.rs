@@ -17,7 +17,8 @@ pub struct Receipt {
     pub fuel_max_run: u64,
     /// Fuel each run had.
     pub fuel_limit: u64,
-    /// Largest total linear memory the instance reached, in bytes.
+    /// Size of the largest linear memory the instance reached, in bytes
+    /// (the cap applies to each memory).
     pub peak_memory: u64,
     /// The memory cap, in bytes.
     pub memory_limit: u64,

@@ -1,17 +1,20 @@
 //! The sandbox: runs session runners as wasmtime components.
 //!
-//! This is the only part of the crate that knows wasmtime. The session
-//! layer sees [`LoadedRunner`], which hands out
+//! This is the only part of the crate that knows wasmtime. Setup loads
+//! runner files into a [`LoadedRunner`], which hands out
 //! [`DiagnoseRunner`](crate::runner::DiagnoseRunner) and
-//! [`ChatRunner`](crate::runner::ChatRunner) implementations.
+//! [`ChatRunner`](crate::runner::ChatRunner) implementations; the session
+//! layer sees only those traits.
 //!
+//! - `bindings.rs`: the host bindings generated from the WIT, both versions
 //! - `engine.rs`: the process engine and the compiled-component cache
 //! - `store.rs`: per-session store state, WASI with nothing granted, limiter,
 //!   and how a run or chat turn ends
 //! - `stdio.rs`: guest stdout/stderr, captured per run or turn for the log
 //! - `budgets.rs`: what a session may use, by name, default and bound
 //! - `limits.rs`: how a budget is enforced, a call guarded, a failure blamed
-//! - `host/`: the `catpaw:runner/host` imports, one capability per file
+//! - `host/`: the `catpaw:runner/host` and `llm` imports, one capability
+//!   per file
 //! - `run.rs`: the wasm implementations of the runner traits
 //! - `versions.rs`: the contract versions (0.2.0, 0.1.0) behind one type
 //! - `describe.rs`: reading a runner's `describe` once at load

@@ -103,11 +103,13 @@ impl Sandbox {
             (Ok(()), _) => Ok(format!("all {} imports are provided", imports.len())),
             (Err(e), true) => Err(format!(
                 "the host cannot satisfy an import: {e} (a runner may import only \
-                 catpaw:runner/host and wasi:* 0.2; rebuild without the others)"
+                 catpaw:runner/host and llm 0.2.0, catpaw:runner/host 0.1.0, and wasi:* 0.2; \
+                 rebuild without the others)"
             )),
             (Err(e), false) => Err(format!(
                 "imports the host does not provide: {} ({e}); a runner may import only \
-                 catpaw:runner/host and wasi:* 0.2: remove these from the build",
+                 catpaw:runner/host and llm 0.2.0, catpaw:runner/host 0.1.0, and wasi:* 0.2: \
+                 remove these from the build",
                 unknown
                     .iter()
                     .map(|s| s.as_str())
@@ -170,5 +172,7 @@ fn interface(engine: &wasmtime::Engine, c: &Component) -> (Vec<String>, Vec<Stri
 /// Whether the host links an import of this name at all (versions are
 /// checked by the linker).
 fn known_import(name: &str) -> bool {
-    name.starts_with("wasi:") || name.starts_with("catpaw:runner/host@")
+    name.starts_with("wasi:")
+        || name.starts_with("catpaw:runner/host@")
+        || name.starts_with("catpaw:runner/llm@")
 }

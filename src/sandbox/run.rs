@@ -3,7 +3,9 @@
 //!
 //! A diagnose session is one run: instantiation plus the `run` call. A chat
 //! session's instantiation plus `create` is its first run, and each message
-//! one more (a turn). Every run ends in [`finish`], however it ends.
+//! one more (a turn). Every run ends in `store::end_run`, however it ends:
+//! through [`finish`], or through [`instantiated`] when instantiation
+//! itself failed.
 
 use std::sync::Arc;
 use std::time::Instant;

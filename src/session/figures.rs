@@ -2,9 +2,10 @@
 //! them for running sessions), logged once when it ends (the session's one
 //! info line) and summed into [`crate::telemetry`].
 //!
-//! Every per-session figure lives in [`SessionFigures`]; the end line, the
-//! status socket and the counters all read that one struct, so a figure
-//! added here shows up in all three.
+//! Every per-session figure lives in [`SessionFigures`]; the end line and
+//! the status socket read that one struct, so a figure added here shows up
+//! in both. The counters take the session's duration from it; output bytes
+//! reach them from the write path, once they are on the socket.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};

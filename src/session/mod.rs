@@ -7,7 +7,8 @@
 //! - `figures.rs`: what one session produced, counted as it runs
 //! - `admission.rs`: the ack decision for a `session_start` (pure)
 //! - `signing.rs`: Ed25519 checks of signed `session_start` / `session_input`
-//!   (PROTOCOL §9) and their bounded replay cache, asked by admission
+//!   (PROTOCOL §9) and their bounded replay cache: the table hands the
+//!   `session_start` check to admission and checks `session_input` itself
 //! - `table.rs`: running sessions, chat queues, cancel; asks admission and
 //!   starts what it admits
 //! - `limiter.rs`: the concurrency limiter (RAII permits)

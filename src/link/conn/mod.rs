@@ -10,9 +10,12 @@
 //! at [`transport::UNSENT_LOWAT`], so a session message waits behind about
 //! one frame's worth of alerts, even on a slow link.
 //!
-//! Every write goes through one path, `Out::write`: its deadline runs from
-//! the last byte that moved ([`transport`]), and shutdown interrupts it, so
-//! SIGTERM never waits behind a stuck socket.
+//! While the connection serves, every write goes through one path,
+//! `Out::write_frames`: its deadline runs from the last byte that moved
+//! ([`transport`]), and shutdown interrupts it. After shutdown, the
+//! sessions' final messages and the close frame are written under the
+//! shutdown grace and the write timeout, so SIGTERM never waits behind a
+//! stuck socket longer than those.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

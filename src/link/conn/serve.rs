@@ -1,4 +1,4 @@
-//! The serve loop of a registered connection and its one write path: the
+//! The serve loop of a registered connection and its write path: the
 //! biased select (inbound, session output, heartbeat, alerts) and the
 //! graceful close on shutdown.
 //!

@@ -3,8 +3,9 @@
 //! The key, the provider, retries and failover stay in [`crate::ai`]; this
 //! file adds what the sandbox owns: the session's and the run's token and
 //! call budgets (breaking one ends the session with `resource_exhausted`),
-//! the audit record of every call (provider, model, tokens, duration,
-//! outcome; never the content), masking of tool results before they
+//! the audit record of every call that reaches a provider (provider, model,
+//! tokens, duration, outcome; never the content; with `[ai]` off a call is
+//! refused before any of that), masking of tool results before they
 //! reach a provider, and streaming the model's text to the session while
 //! the call runs. Nothing a guest receives carries a credential: error
 //! texts come scrubbed from `ai`.

@@ -2,8 +2,9 @@
 //!
 //! Each line is capped, and so is the total a run or chat turn may write
 //! (the `[sandbox] guest_stdio` budget, shared in spirit with captured
-//! stdout/stderr): past it, lines are counted and dropped, with one warning,
-//! so a guest cannot flood the host's log and the disk under it.
+//! stdout/stderr): past it, lines are counted and dropped, with a warning
+//! at the first drop and the count when the run ends, so a guest cannot
+//! flood the host's log and the disk under it.
 
 use super::HostContext;
 use crate::sandbox::bindings::host::Level;
