@@ -140,6 +140,9 @@ struct Assembler {
     calls: Vec<WireToolCall>,
     finish: Option<String>,
     usage: WireUsage,
+    /// Bytes of text, names and arguments so far: held to [`MAX_BODY`],
+    /// as an answer read whole is.
+    size: usize,
 }
 
 impl Assembler {
@@ -157,6 +160,12 @@ impl Assembler {
         })?;
         if let Some(u) = chunk.usage {
             self.usage = u;
+        }
+        self.size = self.size.saturating_add(chunk_size(&chunk));
+        if self.size > MAX_BODY {
+            return Err(Failure::Malformed(format!(
+                "the streamed answer is more than {MAX_BODY} bytes"
+            )));
         }
         let mut added = String::new();
         for c in chunk.choices {
@@ -196,6 +205,29 @@ impl Assembler {
         }
         Ok(Some(added))
     }
+}
+
+/// Bytes a chunk adds to the answer being put together.
+fn chunk_size(chunk: &Chunk) -> usize {
+    chunk
+        .choices
+        .iter()
+        .map(|c| {
+            let calls: usize = c
+                .delta
+                .tool_calls
+                .iter()
+                .map(|d| {
+                    d.id.as_ref().map_or(0, String::len)
+                        + d.function.as_ref().map_or(0, |f| {
+                            f.name.as_ref().map_or(0, String::len)
+                                + f.arguments.as_ref().map_or(0, String::len)
+                        })
+                })
+                .sum();
+            c.delta.content.as_ref().map_or(0, String::len) + calls
+        })
+        .sum()
 }
 
 async fn read_stream(resp: reqwest::Response, out: &mut TextOut<'_>) -> Result<Reply, Failure> {
@@ -286,4 +318,32 @@ pub(super) fn transport(e: reqwest::Error) -> Failure {
         src = s.source();
     }
     Failure::Transport(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_streamed_answer_past_the_cap_is_refused() {
+        let mut a = Assembler::default();
+        let piece = "x".repeat(1 << 20);
+        let event =
+            serde_json::json!({"choices": [{"index": 0, "delta": {"content": piece}}]}).to_string();
+        for _ in 0..10 {
+            assert!(a.event(&event).is_ok(), "10 MiB is allowed");
+        }
+        match a.event(&event) {
+            Err(Failure::Malformed(m)) => assert!(m.contains("more than 10485760 bytes"), "{m}"),
+            other => panic!("expected the cap, got {other:?}"),
+        }
+        // Tool-call arguments count too.
+        let mut a = Assembler::default();
+        let args = serde_json::json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}}]})
+            .to_string();
+        for _ in 0..10 {
+            assert!(a.event(&args).is_ok());
+        }
+        assert!(a.event(&args).is_err());
+    }
 }
