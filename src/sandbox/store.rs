@@ -121,7 +121,20 @@ pub(crate) fn new_store(
     store.limiter(|s| &mut s.caps);
     store.set_fuel(limits.fuel)?;
     store.fuel_async_yield_interval(Some(super::engine::FUEL_YIELD_INTERVAL))?;
+    store.set_hostcall_fuel(hostcall_bytes(limits.max_output));
     Ok(store)
+}
+
+/// Most bytes one call may carry out of the guest into the host: what
+/// wasmtime copies (every string, every list element) before the host's
+/// own checks run. Lists can point many elements at one string, so without
+/// this a few KiB of guest memory could make the host allocate gigabytes.
+/// The most a guest may hand over in one piece is its output (`max_output`)
+/// or a model conversation (4 MiB), plus room for the rest of the call;
+/// past it the call traps before the copy.
+pub(crate) fn hostcall_bytes(max_output: u64) -> usize {
+    let most = max_output.max(4 << 20).saturating_add(1 << 20);
+    usize::try_from(most).unwrap_or(usize::MAX)
 }
 
 /// Ends a diagnose run or chat turn, however it ended, and readies the

@@ -2,6 +2,10 @@
 //! every import that could leak them (session, settings, tools, two model
 //! calls whose provider echoes what it was sent) and returns all it got as
 //! its report, so a test can check that no key is in it.
+//!
+//! With target `amplify` it tries to make the host allocate far more than
+//! it holds itself: 64 tool descriptions whose schemas all point at one
+//! 1 MiB string, 64 MiB for the host to copy out of 1 MiB of guest memory.
 wit_bindgen::generate!({ path: "../../../wit", world: "diagnose-runner" });
 
 use catpaw::runner::host;
@@ -24,6 +28,9 @@ impl exports::catpaw::runner::describe::Guest for Runner {
 
 impl Guest for Runner {
     fn run(req: Request) -> Result<String, String> {
+        if req.target == "amplify" {
+            return Ok(format!("complete: {:?}", amplify(64, 1 << 20)));
+        }
         let mut seen = format!("request: {req:?}\n");
         seen.push_str(&format!("session: {:?}\n", host::session()));
         seen.push_str(&format!("settings: {:?}\n", llm::settings()));
@@ -40,4 +47,24 @@ impl Guest for Runner {
         }
         Ok(seen)
     }
+}
+
+/// Calls `complete` with `n` tools whose schemas share one `len`-byte
+/// string: the guest holds `len` bytes, the host is asked to copy `n * len`.
+fn amplify(n: usize, len: usize) -> Result<llm::Reply, llm::LlmError> {
+    let mut schema = std::mem::ManuallyDrop::new("x".repeat(len));
+    let (ptr, cap) = (schema.as_mut_ptr(), schema.capacity());
+    let tools: Vec<host::ToolInfo> = (0..n)
+        .map(|_| host::ToolInfo {
+            name: "cpu".into(),
+            description: String::new(),
+            // SAFETY: every copy aliases one buffer that is never freed
+            // (the tools are forgotten below, the original never dropped);
+            // nothing writes through any of them.
+            params_schema: unsafe { String::from_raw_parts(ptr, len, cap) },
+        })
+        .collect();
+    let r = llm::complete(&[], &tools, None);
+    std::mem::forget(tools);
+    r
 }
