@@ -96,6 +96,18 @@ async fn a_panicking_guest_traps_with_its_message() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_that_asks_the_host_to_copy_more_than_the_guest_holds_traps_before_the_copy() {
+    let sb = TestSandbox::new();
+    let probe = sb.load("hazard_llm_probe");
+    // 64 tool schemas that all point at one 1 MiB string: 64 MiB for the
+    // host to copy out of 1 MiB of guest memory.
+    let events = diagnose(json!({"target": "amplify"})).run_on(&probe).await;
+    let (code, error) = error_of(&events).expect("must fail");
+    assert_eq!(code, "runner_trapped", "{error}");
+    assert!(error.contains("too much data"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_emit_flood_runs_out_of_output_budget() {
     let sb = TestSandbox::new();
     let flood = sb.load("hazard_emit_flood");
@@ -352,4 +364,21 @@ fn a_trapped_run_logs_everything_the_guest_printed() {
     // Past the cap, the log says how much was dropped.
     let (_, log) = run_the_trap_guest(8);
     assert!(log.contains("dropped_bytes="), "{log}");
+}
+
+#[test]
+fn a_runner_whose_describe_acts_on_the_host_does_not_load() {
+    let sb = TestSandbox::new();
+    // Its describe calls a tool and the model: acts no session owns, which
+    // nothing could audit.
+    let err = sb
+        .sandbox
+        .load_file(&guest("hazard_describe_calls"))
+        .map(|_| ())
+        .expect_err("must not load");
+    let text = format!("{err:#}");
+    assert!(
+        text.contains("describe export failed") && text.contains("more than 0 tool calls"),
+        "{text}"
+    );
 }

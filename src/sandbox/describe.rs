@@ -1,11 +1,13 @@
 //! Reading a runner's `describe` export, once, when it is loaded.
 //!
 //! The call runs in a store of its own under the default budgets, with a
-//! session info that names no session, output going nowhere, and no audit
-//! (`describe` must not call the host; one that does gets what any session
-//! would, minus the audit records). Loading is synchronous and may happen
-//! on a runtime thread, so the call gets a thread and a small runtime of
-//! its own.
+//! session info that names no session, output going nowhere, and no
+//! audit. It belongs to no session, so nothing it does could be audited:
+//! it may make no tool call, no shell request and no model call (its
+//! budgets for them are zero and it sees no model), and a runner whose
+//! `describe` tries does not load. Loading is synchronous and may happen on
+//! a runtime thread, so the call gets a thread and a small runtime of its
+//! own.
 
 use std::sync::Arc;
 
@@ -55,7 +57,12 @@ async fn call(
     diagnose: Option<DiagnosePre>,
     chat: Option<ChatPre>,
 ) -> Result<Option<Description>, String> {
-    let limits = Budgets::default();
+    // No act on the host: none of it could be audited.
+    let limits = Budgets {
+        max_host_calls: 0,
+        max_llm_calls: 0,
+        ..Budgets::default()
+    };
     let info = SessionInfo {
         session_id: "describe".into(),
         session_type: "describe".into(),

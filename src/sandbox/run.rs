@@ -59,8 +59,9 @@ fn session_store(
     store_with(sandbox, sandbox.services.clone(), limits, info, sink)
 }
 
-/// A store like a session's whose host calls are not audited: for the
-/// load-time `describe` call, which belongs to no session.
+/// A store like a session's whose host calls are not audited and that
+/// sees no model: for the load-time `describe` call, which belongs to no
+/// session (its budgets allow no tool, shell or model call either).
 pub(super) fn session_store_without_audit(
     sandbox: &Sandbox,
     limits: &Budgets,
@@ -71,6 +72,7 @@ pub(super) fn session_store_without_audit(
     let services = HostServices {
         audit: None,
         telemetry: None,
+        llm: None,
         ..(*sandbox.services).clone()
     };
     store_with(sandbox, Arc::new(services), limits, info, sink)
