@@ -217,3 +217,36 @@ async fn chat_answers_about_an_inspect_plugin_named_in_the_message() {
     run.cancel.cancel();
     run.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tool_the_session_stops_waiting_for_is_audited_when_it_really_ends() {
+    use std::time::Duration;
+    // The session waits 100 ms for a tool; vmstat samples for a second.
+    let sb = TestSandbox::with_tool_timeout(Duration::from_millis(100));
+    let tour = sb.load("hazard_tool_tour");
+    let rows = tour_rows(
+        &diagnose(json!({"calls": [["vmstat", "{}"]]}))
+            .run_on(&tour)
+            .await,
+    );
+    assert_eq!(rows[0]["ok"], false);
+    let text = rows[0]["text"].as_str().unwrap_or_default();
+    assert!(text.contains("did not finish within"), "{text}");
+    // The outcome record is written when the read has really ended, with
+    // what it did, not when the session stopped waiting.
+    let outcome = || {
+        sb.audit_records()
+            .into_iter()
+            .find(|r| r["name"] == "vmstat" && r["event"] == "outcome")
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let rec = loop {
+        if let Some(r) = outcome() {
+            break r;
+        }
+        assert!(std::time::Instant::now() < deadline, "no outcome record");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(rec["outcome"], "ok", "{rec}");
+    assert!(rec["duration_ms"].as_u64().unwrap_or(0) >= 900, "{rec}");
+}

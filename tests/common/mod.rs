@@ -107,21 +107,31 @@ pub struct TestSandbox {
 
 impl TestSandbox {
     pub fn new() -> Self {
-        Self::build(None, Default::default())
+        Self::build(None, Default::default(), None)
+    }
+
+    /// A sandbox whose tool calls are waited for `limit` at most (as
+    /// `[ai] tool_timeout` sets it).
+    pub fn with_tool_timeout(limit: Duration) -> Self {
+        Self::build(None, Default::default(), Some(limit))
     }
 
     /// A sandbox that keeps compiled runners in `cache_dir` (shared by
     /// tests whose runner takes long to compile).
     pub fn with_cache(cache_dir: Option<PathBuf>) -> Self {
-        Self::build(cache_dir, Default::default())
+        Self::build(cache_dir, Default::default(), None)
     }
 
     /// A sandbox whose tools run under the allow-lists `tools`.
     pub fn with_tools(tools: catpaw_agent::tools::ToolConfig) -> Self {
-        Self::build(None, tools)
+        Self::build(None, tools, None)
     }
 
-    fn build(cache_dir: Option<PathBuf>, tools: catpaw_agent::tools::ToolConfig) -> Self {
+    fn build(
+        cache_dir: Option<PathBuf>,
+        tools: catpaw_agent::tools::ToolConfig,
+        tool_timeout: Option<Duration>,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let audit = AuditLog::open(&StatePaths::new(dir.path()).audit_trail()).expect("audit");
         let sandbox = Sandbox::new(SandboxOptions {
@@ -135,7 +145,7 @@ impl TestSandbox {
                 audit: Some(audit.clone()),
                 shell_user: None,
                 llm: None,
-                tool_timeout: None,
+                tool_timeout,
                 tools: Arc::new(tools),
                 telemetry: None,
             },

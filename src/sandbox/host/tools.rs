@@ -1,8 +1,12 @@
 //! `list-tools` / `call-tool`: the read-only diagnostic tools of
 //! [`crate::tools`], run on a blocking thread (they read /proc and may
 //! sample for a moment). Audited in order: the `started` record is written
-//! before the tool runs (if it cannot be, the tool does not run), the
-//! outcome after — or `cancelled` when the session ends first.
+//! before the tool runs (if it cannot be, the tool does not run), and the
+//! outcome when the tool has ended, written by the thread that ran it. A
+//! session that stops waiting (`[ai] tool_timeout`, cancel, its deadline)
+//! does not stop a blocking read, so the record waits for the read, not
+//! for the session; a tool that never started (the runtime shut down
+//! first) is recorded `cancelled`.
 
 use super::HostContext;
 use crate::audit::{kind, outcome};
@@ -33,30 +37,42 @@ pub(crate) async fn call(ctx: &HostContext, name: String, args: String) -> Resul
     }
     let act = ctx.begin(kind::TOOL, &name, &args, false)?;
     let (n, a, cfg) = (name.clone(), args, ctx.services.tools.clone());
-    let task = tokio::task::spawn_blocking(move || crate::tools::call_with(&cfg, &n, &a));
+    let task = tokio::task::spawn_blocking(move || {
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            crate::tools::call_with(&cfg, &n, &a)
+        }));
+        let result = ran.unwrap_or_else(|panic| {
+            tracing::error!(tool = %n, panic = ?panic, "tool panicked");
+            Err(format!("tool {n} failed inside the host"))
+        });
+        if let Some(act) = act {
+            match &result {
+                Ok(out) => act.finish(outcome::OK, &format!("{} bytes", out.len())),
+                Err(e) => act.finish(outcome::ERROR, e),
+            }
+        }
+        result
+    });
     let joined = match ctx.services.tool_timeout {
         None => Some(task.await),
         // The blocking read goes on to its end (tools only read), but the
         // session does not wait for it.
         Some(limit) => tokio::time::timeout(limit, task).await.ok(),
     };
-    let result = match joined {
+    match joined {
         Some(Ok(r)) => r,
         Some(Err(e)) => {
             tracing::error!(session_id = %ctx.info.session_id, tool = %name, error = %e,
-                "tool panicked");
+                "tool task failed");
             Err(format!("tool {name} failed inside the host"))
         }
-        None => Err(format!(
-            "tool {name} did not finish within {:?} ([ai] tool_timeout)",
-            ctx.services.tool_timeout.unwrap_or_default()
-        )),
-    };
-    if let Some(act) = act {
-        match &result {
-            Ok(out) => act.finish(outcome::OK, &format!("{} bytes", out.len())),
-            Err(e) => act.finish(outcome::ERROR, e),
+        None => {
+            let limit = ctx.services.tool_timeout.unwrap_or_default();
+            tracing::warn!(session_id = %ctx.info.session_id, tool = %name, ?limit,
+                "stopped waiting for a tool; its audit outcome follows when it ends");
+            Err(format!(
+                "tool {name} did not finish within {limit:?} ([ai] tool_timeout)"
+            ))
         }
     }
-    result
 }
