@@ -396,6 +396,72 @@ async fn heartbeats_report_sessions_alerts_and_load() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_streaming_without_pause_does_not_stop_heartbeats_or_alerts() {
+    let mut opts = fast();
+    opts.timings.heartbeat = Duration::from_millis(200);
+    let mut h = harness_with(
+        |_| {},
+        |sb| {
+            diagnose_runners(
+                &sb.load("catpaw_bench_guest"),
+                limits(|l| {
+                    l.fuel = u64::MAX / 4;
+                    l.max_output = u64::MAX;
+                    l.timeout = Duration::from_secs(600);
+                }),
+            )
+        },
+        opts,
+    )
+    .await;
+    let (mut c, _) = h.server.accept_registered().await;
+    // Streams with no end, so there is always output waiting to be sent.
+    let params = json!({"plugin": "emit", "target": "4000000000"});
+    for id in ["flood-1", "flood-2", "flood-3"] {
+        assert!(c.start_session(id, "inspect", params.clone()).await.ok);
+    }
+    // A server that reads slowly: the output backs up into the socket and
+    // the agent's queue, so session output is always waiting to be sent.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    h.agent.alerts().push(alert(7));
+    let (mut heartbeats, mut alerts, mut deltas) = (0, 0, 0);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while (heartbeats < 2 || alerts < 1) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let e = c.recv().await;
+        match e.msg_type.as_str() {
+            "heartbeat" => heartbeats += 1,
+            "alert_events" => alerts += 1,
+            "session_output" => {
+                assert_ne!(payload(&e)["done"], true, "the stream has no end");
+                deltas += 1;
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(
+        heartbeats >= 2 && alerts == 1,
+        "{heartbeats} heartbeats and {alerts} alert frames among {deltas} outputs"
+    );
+    for id in ["flood-1", "flood-2", "flood-3"] {
+        c.send(&Envelope::new(
+            proto::MSG_SESSION_CANCEL,
+            json!({"session_id": id}),
+        ))
+        .await;
+    }
+    // Each ends with its done (read in one pass: they interleave).
+    let mut done = 0;
+    while done < 3 {
+        let e = c.recv().await;
+        if e.msg_type == "session_output" && payload(&e)["done"] == true {
+            done += 1;
+        }
+    }
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_sends_done_for_running_sessions_then_a_normal_close() {
     let mut h = harness().await;
     let (mut c, _) = h.server.accept_registered().await;
@@ -426,5 +492,62 @@ async fn a_dropped_connection_cancels_sessions_and_reconnects_fast() {
         sessions.wait_idle(Duration::from_secs(5)).await,
         "session survived the drop"
     );
+    h.stop().await;
+}
+
+/// A diagnose runner with a bug: it streams a line, then panics.
+struct Buggy;
+
+#[async_trait::async_trait]
+impl catpaw_agent::runner::DiagnoseRunner for Buggy {
+    async fn run(
+        &self,
+        _info: &catpaw_agent::runner::SessionInfo,
+        _req: catpaw_agent::runner::DiagnoseRequest,
+        sink: std::sync::Arc<dyn catpaw_agent::runner::StreamSink>,
+        _cancel: tokio_util::sync::CancellationToken,
+    ) -> Result<String, catpaw_agent::runner::RunError> {
+        use catpaw_agent::runner::{Output, Stage};
+        sink.send(Output::delta("looking", Stage::Thinking, None))
+            .await;
+        let empty: Vec<u8> = Vec::new();
+        panic!(
+            "index out of bounds: the len is {} but the index is 3",
+            empty.len()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bug_in_a_session_ends_it_with_an_error_and_done_and_frees_its_slot_at_once() {
+    let buggy = |_: &TestSandbox| Runners {
+        diagnose: Some(std::sync::Arc::new(Buggy)),
+        chat: None,
+        plugins: Vec::new(),
+        files: Vec::new(),
+    };
+    let mut h = harness_with(|c| c.sandbox.max_concurrent_sessions = 1, buggy, fast()).await;
+    let (mut c, _) = h.server.accept_registered().await;
+    // One slot: the next session is admitted the moment the last `done`
+    // arrives, so the slot was free before it was sent.
+    for id in ["bug-1", "bug-2", "bug-3"] {
+        let ack = c
+            .start_session(id, "inspect", json!({"plugin": "cpu"}))
+            .await;
+        assert!(ack.ok, "{id}: {ack:?}");
+        let msgs = c.session_until_done(id).await;
+        let error = msgs
+            .iter()
+            .find(|m| m.msg_type == "session_error")
+            .and_then(|m| m.payload.clone())
+            .expect("a session_error");
+        assert_eq!(error["code"], "diagnose_failed");
+        let text = error["error"].as_str().unwrap_or_default();
+        assert!(
+            text.contains("internal error") && text.contains("index out of bounds"),
+            "{text}"
+        );
+        assert_eq!(msgs.last().unwrap().payload.as_ref().unwrap()["done"], true);
+    }
     h.stop().await;
 }

@@ -539,8 +539,17 @@ async fn signed_sessions_are_checked_over_the_wire() {
     let accepted: Vec<_> = recs.iter().filter(|r| r["event"] == "accepted").collect();
     assert_eq!(accepted.len(), 1, "{recs:?}");
     assert_eq!(accepted[0]["key_id"], "ops-1");
-    let refused = recs.iter().filter(|r| r["event"] == "refused").count();
-    assert_eq!(refused, 6, "{recs:?}");
+    let refused: Vec<_> = recs.iter().filter(|r| r["event"] == "refused").collect();
+    assert_eq!(refused.len(), 7, "6 starts and 1 input: {recs:?}");
+    // The unsigned chat turn is audited too (PROTOCOL §9: every refusal).
+    let input: Vec<_> = refused
+        .iter()
+        .filter(|r| r["name"] == "session_input")
+        .collect();
+    assert_eq!(input.len(), 1, "{recs:?}");
+    assert_eq!(input[0]["session_id"], "g-1");
+    let detail = input[0]["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("signature required"), "{detail}");
 }
 
 // ---- bounded input (PROTOCOL §10) ----
@@ -596,9 +605,15 @@ async fn a_clone_url_with_a_token_for_password_is_masked_and_the_agent_serves_on
         .start_session("paste", "chat", json!({"message": message}))
         .await;
     assert!(ack.ok, "{ack:?}");
-    // The agent lives on and serves the next session.
+    // The agent lives on and serves the next session, whose alert text
+    // holds a command with its password.
+    let descriptions = "replication broke after: mysql -uroot -pS3cr3tPw -h db1";
     let ack = c
-        .start_session("next", "inspect", json!({"plugin": "cpu"}))
+        .start_session(
+            "next",
+            "diagnose",
+            json!({"plugin": "cpu", "descriptions": descriptions}),
+        )
         .await;
     assert!(ack.ok, "{ack:?}");
     c.session_until_done("next").await;
@@ -606,4 +621,6 @@ async fn a_clone_url_with_a_token_for_password_is_masked_and_the_agent_serves_on
     let trail = std::fs::read_to_string(home.state().join("audit.jsonl")).expect("audit");
     assert!(trail.contains("oauth2:***@gitlab.example"), "{trail}");
     assert!(!trail.contains(token), "{trail}");
+    assert!(trail.contains("-p***"), "{trail}");
+    assert!(!trail.contains("S3cr3tPw"), "{trail}");
 }

@@ -1,6 +1,9 @@
 //! Drives one accepted session to its single `done` (PROTOCOL §5).
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+
+use futures_util::FutureExt;
 
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
@@ -76,7 +79,8 @@ fn param_str(params: &Map<String, Value>, key: &str) -> Option<String> {
 }
 
 /// Runs one accepted session. Every path ends with exactly one
-/// `session_output{done:true}` on `out` (unless the consumer is gone).
+/// `session_output{done:true}` on `out` (unless the consumer is gone), a
+/// panic on the host side included (it is sent as `diagnose_failed`).
 /// Returns how it ended and its receipt, for the audit; both also go to
 /// the one `session ended` log line.
 ///
@@ -92,7 +96,7 @@ pub async fn run_session(
     cancel: CancellationToken,
 ) -> SessionEnd {
     let sink = ChannelSink::new(start.session_id.clone(), out);
-    drive(start, allow_shell, runners, sink, inputs, cancel).await
+    drive(start, allow_shell, runners, sink, inputs, cancel, |_| {}).await
 }
 
 /// How a session ended.
@@ -109,6 +113,9 @@ pub struct SessionEnd {
 }
 
 /// [`run_session`] with a sink the caller built (one that counts output).
+/// `before_done` gets the session's end just before its `done` is sent:
+/// the session table frees the id and the slot there, so a server that
+/// answers a `done` with a new `session_start` at once finds them free.
 pub async fn drive(
     start: SessionStartPayload,
     allow_shell: bool,
@@ -116,6 +123,7 @@ pub async fn drive(
     sink: ChannelSink,
     inputs: mpsc::Receiver<String>,
     cancel: CancellationToken,
+    before_done: impl FnOnce(&SessionEnd) + Send,
 ) -> SessionEnd {
     let info = SessionInfo {
         session_id: start.session_id.clone(),
@@ -125,40 +133,72 @@ pub async fn drive(
         key_id: start.key_id.clone(),
     };
     let kind = SessionType::parse(&start.session_type);
-    let (report, receipt) = match &kind {
-        SessionType::Inspect | SessionType::Diagnose => {
-            run_diagnose(&info, &kind, &start.params, &runners, &sink, &cancel).await
+    let body = async {
+        match &kind {
+            SessionType::Inspect | SessionType::Diagnose => {
+                run_diagnose(&info, &kind, &start.params, &runners, &sink, &cancel).await
+            }
+            SessionType::Chat => (
+                None,
+                run_chat(&info, &start.params, &runners, &sink, inputs, &cancel).await,
+            ),
+            SessionType::Other(other) => {
+                send_error(
+                    &sink,
+                    &info,
+                    ErrorCode::InvalidType,
+                    proto::unknown_session_type(other),
+                )
+                .await;
+                (None, None)
+            }
         }
-        SessionType::Chat => (
-            None,
-            run_chat(&info, &start.params, &runners, &sink, inputs, &cancel).await,
-        ),
-        SessionType::Other(other) => {
+    };
+    // A bug on the host side of a session (a runner wrapper, a host import)
+    // must still end it the protocol's way, with an error and its `done`,
+    // instead of leaving the server waiting for a session that is gone.
+    let (report, receipt) = match AssertUnwindSafe(body).catch_unwind().await {
+        Ok(ended) => ended,
+        Err(panic) => {
+            let what = panic_text(panic.as_ref());
+            tracing::error!(session_id = %info.session_id, panic = %what,
+                "an internal error ended this session");
             send_error(
                 &sink,
                 &info,
-                ErrorCode::InvalidType,
-                proto::unknown_session_type(other),
+                ErrorCode::DiagnoseFailed,
+                format!("the agent hit an internal error and ended the session: {what}"),
             )
             .await;
             (None, None)
         }
     };
-    let mut done = Output::delta("", Stage::Final, None);
-    done.done = true;
-    done.report = report;
-    sink.send(done).await;
     let outcome = match sink.failure() {
         Some(code) => code.to_string(),
         None if cancel.is_cancelled() => "cancelled".to_string(),
         None => "ok".to_string(),
     };
-    SessionEnd {
+    let end = SessionEnd {
         outcome,
         breach: sink.breach(),
         error: sink.failure_error().map(str::to_string),
         receipt,
-    }
+    };
+    before_done(&end);
+    let mut done = Output::delta("", Stage::Final, None);
+    done.done = true;
+    done.report = report;
+    sink.send(done).await;
+    end
+}
+
+/// What a panic said, when it said it with a string.
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_string())
 }
 
 async fn send_error(sink: &ChannelSink, info: &SessionInfo, code: ErrorCode, error: String) {

@@ -86,8 +86,9 @@ impl std::fmt::Debug for SessionTable {
 }
 
 /// Removes the entry, releases the permit and writes the session's `ended`
-/// audit record when the session task ends — on every path, a task torn
-/// down at shutdown included (then the outcome reads `cancelled`).
+/// audit record when it is dropped: just before the session's `done` is
+/// sent, or on any other path, a task torn down at shutdown included (then
+/// the outcome reads `cancelled`).
 struct Cleanup {
     table: Arc<Mutex<HashMap<String, Entry>>>,
     id: String,
@@ -192,13 +193,28 @@ impl SessionTable {
     }
 
     /// Checks a `session_input` frame's signature (PROTOCOL §9): Ok with
-    /// the key id when signed, Ok(None) when unsigned and allowed.
+    /// the key id when signed, Ok(None) when unsigned and allowed. A
+    /// refusal is audited, as every refusal of §9 is; `payload` names the
+    /// session in that record.
     pub(crate) fn check_input(
         &self,
         frame: &str,
+        payload: Option<&Value>,
     ) -> Result<Option<String>, crate::session::signing::Unauthorized> {
         let (v, agent_id) = &*self.signing;
-        v.check_input(frame, agent_id, unix_now())
+        let checked = v.check_input(frame, agent_id, unix_now());
+        if let (Err(e), Some(log)) = (&checked, &self.audit) {
+            let rec = Record::new(
+                &who_of(payload),
+                kind::SESSION,
+                event::REFUSED,
+                proto::MSG_SESSION_INPUT,
+                "",
+            )
+            .with_outcome("refused", &e.to_string());
+            log.note(rec);
+        }
+        checked
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
@@ -321,7 +337,11 @@ impl SessionTable {
                 start.session_type.clone(),
                 start.user_name.clone(),
             );
-            let end = drive(start, allow_shell, runners, sink, rx, cancel).await;
+            let release = move |end: &SessionEnd| {
+                cleanup.end = Some(end.clone());
+                drop(cleanup);
+            };
+            let end = drive(start, allow_shell, runners, sink, rx, cancel, release).await;
             let fig = figures.snapshot();
             fig.log_end(
                 (&sid, &stype, &user),
@@ -335,8 +355,6 @@ impl SessionTable {
                 }
                 t.session_ended(type_label, &end.outcome, fig.duration);
             }
-            cleanup.end = Some(end);
-            drop(cleanup);
         });
         Ok(id)
     }
@@ -401,7 +419,17 @@ fn accepted_record(who: &Who, start: &SessionStartPayload, allow_shell: bool) ->
         .get(proto::PARAM_PLUGIN)
         .and_then(Value::as_str)
         .unwrap_or_default();
-    let params = Value::Object(start.params.clone()).to_string();
-    Record::new(who, kind::SESSION, event::ACCEPTED, plugin, &params)
-        .with_outcome("", &format!("allow_shell={allow_shell}"))
+    // Each string masked on its own: in the JSON text the first word of a
+    // value is glued to its key (`{"message":"mysql`), and the rules that
+    // look at a command's program name would not see it.
+    let mut params = Value::Object(start.params.clone());
+    crate::tools::mask_json(&mut params);
+    Record::new(
+        who,
+        kind::SESSION,
+        event::ACCEPTED,
+        plugin,
+        &params.to_string(),
+    )
+    .with_outcome("", &format!("allow_shell={allow_shell}"))
 }

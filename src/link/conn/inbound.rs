@@ -62,7 +62,7 @@ pub(super) fn handle_text(
                 tracing::warn!("ignoring session_input without a valid payload");
                 return Inbound::Continue;
             };
-            if let Err(e) = ctx.table.check_input(text) {
+            if let Err(e) = ctx.table.check_input(text, env.payload.as_ref()) {
                 tracing::warn!(session_id = %p.session_id, error = %e,
                     "dropping session_input that failed its signature check");
                 return Inbound::Continue;

@@ -1,14 +1,18 @@
 //! One server connection: dial → register → ack → serve, until it drops.
 //!
-//! The connection owns the socket and nothing else: sessions live in the
-//! [`SessionTable`], alerts in the [`AlertBuffer`], and both outlive it.
+//! The connection owns the socket and nothing else: the [`SessionTable`]
+//! and the [`AlertBuffer`] outlive it. Sessions do not: a dropped
+//! connection cancels them (PROTOCOL §5), and the output they had queued
+//! is dropped with it (and logged).
 //! The serve loop is biased: inbound frames first (they are rare and cheap,
 //! and a `session_start` must be acked even while sessions stream), then
-//! session output, then heartbeats, then alert batches one at a time, so a
-//! backlog of alerts never holds a session's deltas back. An alert frame is
-//! capped at 256 KiB ([`crate::alerts::frame`]) and the kernel's unsent queue
-//! at [`transport::UNSENT_LOWAT`], so a session message waits behind about
-//! one frame's worth of alerts, even on a slow link.
+//! the heartbeat and alert timers, then session output and alert batches,
+//! which take turns while both wait: a steady stream of deltas never stops
+//! heartbeats or alerts, and a backlog of alerts holds a session's deltas
+//! back by one alert frame at a time. An alert frame is capped at 256 KiB
+//! ([`crate::alerts::frame`]) and the kernel's unsent queue at
+//! [`transport::UNSENT_LOWAT`], so a session message waits behind about one
+//! frame's worth of alerts, even on a slow link.
 //!
 //! While the connection serves, every write goes through one path,
 //! `Out::write_frames`: its deadline runs from the last byte that moved

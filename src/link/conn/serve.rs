@@ -1,6 +1,6 @@
 //! The serve loop of a registered connection and its write path: the
-//! biased select (inbound, session output, heartbeat, alerts) and the
-//! graceful close on shutdown.
+//! biased select (inbound, heartbeat and alert timers, session output and
+//! alert batches taking turns) and the graceful close on shutdown.
 //!
 //! Session output is written in batches: whatever the sessions queued
 //! while the last write was under way is taken at once (bounded by
@@ -164,6 +164,9 @@ pub(super) async fn serve(
     let read_deadline = tokio::time::sleep(t.read_timeout);
     tokio::pin!(read_deadline);
     let mut alerts_due = false;
+    // Whether the last write was an alert batch: while session output and
+    // alerts both wait, they take turns.
+    let mut alerts_last = false;
     loop {
         let step = tokio::select! {
             biased;
@@ -189,17 +192,8 @@ pub(super) async fn serve(
                     Some(Ok(_)) => Step::Idle,
                 }
             }
-            Some(ev) = out_rx.recv() => {
-                let mut events = vec![ev];
-                while events.len() < batch::MAX_EVENTS {
-                    match out_rx.try_recv() {
-                        Ok(ev) => events.push(ev),
-                        Err(_) => break,
-                    }
-                }
-                Step::Events(events)
-            }
-            _ = &mut read_deadline => Step::End(dropped("no frame from the server within the read timeout")),
+            // Timers before session output: a steady stream must not stop
+            // heartbeats or alert flushes (both are cheap and rare).
             _ = heartbeat.tick() => {
                 let hb = HeartbeatPayload {
                     active_sessions: ctx.table.active() as u64,
@@ -213,18 +207,22 @@ pub(super) async fn serve(
                 alerts_due = true;
                 Step::Idle
             }
-            // One batch per turn of the loop, after everything above.
-            _ = std::future::ready(()), if alerts_due => {
-                let batch = ctx.alerts.drain_frame();
-                if batch.is_empty() {
-                    alerts_due = false;
-                    Step::Idle
-                } else {
-                    let env = Envelope::new(proto::MSG_ALERT_EVENTS, AlertEventsPayload { events: batch.clone() });
-                    Step::Alerts(env, batch)
+            _ = std::future::ready(()), if alerts_due && !alerts_last => alert_step(ctx, &mut alerts_due),
+            Some(ev) = out_rx.recv() => {
+                let mut events = vec![ev];
+                while events.len() < batch::MAX_EVENTS {
+                    match out_rx.try_recv() {
+                        Ok(ev) => events.push(ev),
+                        Err(_) => break,
+                    }
                 }
+                Step::Events(events)
             }
+            _ = &mut read_deadline => Step::End(dropped("no frame from the server within the read timeout")),
+            // One batch per turn of the loop when nothing else waits.
+            _ = std::future::ready(()), if alerts_due => alert_step(ctx, &mut alerts_due),
         };
+        alerts_last = matches!(step, Step::Alerts(..));
         let mut w = match step {
             Step::Idle => continue,
             Step::Write(env) => Write::one(&env),
@@ -240,8 +238,12 @@ pub(super) async fn serve(
             Step::End(AttemptOutcome::Shutdown) => {
                 return graceful_close(ctx, out, stream, &mut out_rx, VecDeque::new()).await;
             }
-            Step::End(outcome) => return outcome,
+            Step::End(outcome) => {
+                log_dropped_output(&mut out_rx, 0);
+                return outcome;
+            }
             Step::Disconnect(retry_after_sec) => {
+                log_dropped_output(&mut out_rx, 0);
                 out.close("disconnect requested", t.write_timeout).await;
                 return AttemptOutcome::ServerDisconnect { retry_after_sec };
             }
@@ -269,11 +271,48 @@ pub(super) async fn serve(
                     WriteError::Shutdown => {
                         graceful_close(ctx, out, stream, &mut out_rx, w.frames).await
                     }
-                    WriteError::Lost => dropped("write failed"),
+                    WriteError::Lost => {
+                        log_dropped_output(&mut out_rx, w.outputs.len());
+                        dropped("write failed")
+                    }
                 };
             }
         }
     }
+}
+
+/// Logs the session output a dropped connection takes with it: `unsent`
+/// frames of the write that failed, and whatever the sessions had queued.
+/// The sessions themselves are cancelled by the caller.
+fn log_dropped_output(out_rx: &mut mpsc::Receiver<SessionEvent>, unsent: usize) {
+    let mut queued = 0usize;
+    while out_rx.try_recv().is_ok() {
+        queued += 1;
+    }
+    if queued + unsent > 0 {
+        tracing::warn!(
+            queued,
+            unsent,
+            "the connection dropped with session output not sent; those sessions are cancelled"
+        );
+    }
+}
+
+/// The next alert batch to write, or `Idle` (and no longer due) when the
+/// buffer is empty.
+fn alert_step(ctx: &ConnContext, alerts_due: &mut bool) -> Step {
+    let batch = ctx.alerts.drain_frame();
+    if batch.is_empty() {
+        *alerts_due = false;
+        return Step::Idle;
+    }
+    let env = Envelope::new(
+        proto::MSG_ALERT_EVENTS,
+        AlertEventsPayload {
+            events: batch.clone(),
+        },
+    );
+    Step::Alerts(env, batch)
 }
 
 /// One write of the serve loop and what to account once it is done.
