@@ -46,7 +46,14 @@ pub(crate) async fn request(
         command = %shown, "running shell command for session");
     ctx.count_shell_command(true);
     let timeout = Duration::from_millis(u64::from(timeout_ms));
-    let result = shell::run(&command, timeout, &ctx.shell).await;
+    // Read a little past the cap, mask, then cut: a secret that straddles
+    // the cap is masked whole instead of leaving its first part behind.
+    let cap = ctx.shell.output_cap;
+    let reading = shell::ShellLimits {
+        output_cap: cap.saturating_add(MASK_SLACK),
+        ..ctx.shell.clone()
+    };
+    let result = shell::run(&command, timeout, &reading).await;
     let (what, detail) = match &result {
         Ok(out) => (outcome::EXIT, format!("exit {}", out.exit_code)),
         Err(shell::ShellError::Timeout(d)) => (outcome::TIMEOUT, format!("killed after {d:?}")),
@@ -56,13 +63,51 @@ pub(crate) async fn request(
         act.finish(what, &detail);
     }
     match result {
-        Ok(out) => Ok(ShellOutput {
-            exit_code: out.exit_code,
-            stdout: mask_secrets(&out.stdout),
-            stderr: mask_secrets(&out.stderr),
-            truncated: out.truncated,
-        }),
+        Ok(out) => {
+            let (stdout, cut_out) = masked_cut(&out.stdout, cap);
+            let (stderr, cut_err) = masked_cut(&out.stderr, cap);
+            Ok(ShellOutput {
+                exit_code: out.exit_code,
+                stdout,
+                stderr,
+                truncated: out.truncated || cut_out || cut_err,
+            })
+        }
         Err(shell::ShellError::Timeout(_)) => Err(ShellError::Timeout),
         Err(shell::ShellError::Failed(e)) => Err(ShellError::Failed(e)),
+    }
+}
+
+/// Bytes read past the output cap so that masking sees a secret that
+/// straddles it whole (longer than any token shape masking knows).
+const MASK_SLACK: usize = 4096;
+
+/// `text` masked, then cut to `cap` bytes; and whether it was cut.
+fn masked_cut(text: &str, cap: usize) -> (String, bool) {
+    let masked = mask_secrets(text);
+    let kept = crate::util::truncate_utf8(&masked, cap);
+    (kept.to_string(), kept.len() < masked.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_secret_across_the_output_cap_is_masked_whole_before_the_cut() {
+        let token = "ghp_abcdefghijklmnopqrstuvwxyz0123456789";
+        let text = format!("{} {token} tail\n", "x".repeat(100));
+        // The cap falls inside the token's body.
+        let (kept, cut) = masked_cut(&text, 100 + 1 + 10);
+        assert!(cut);
+        assert!(!kept.contains("abcdef"), "{kept}");
+        assert!(kept.len() <= 111, "{kept}");
+        // Under the cap nothing is cut, and the secret is still masked.
+        let (whole, cut) = masked_cut(&text, 4096);
+        assert!(!cut);
+        assert!(
+            whole.contains("ghp_***") && whole.ends_with(" tail\n"),
+            "{whole}"
+        );
     }
 }
