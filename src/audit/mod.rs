@@ -157,7 +157,7 @@ impl AuditLog {
         for started in open {
             if started
                 .pid
-                .is_some_and(|pid| pid != me && process_alive(pid))
+                .is_some_and(|pid| pid != me && writer_alive(pid, started.time))
             {
                 continue;
             }
@@ -176,12 +176,51 @@ impl AuditLog {
     }
 }
 
+/// Whether the process that wrote a `started` record at `time` (unix
+/// seconds) may still be running it: `pid` is alive and did not start
+/// after the record was written (a pid reused since, after a reboot say,
+/// is another process). When the start time cannot be read, it counts as
+/// alive: the act stays open rather than be closed falsely.
+fn writer_alive(pid: u32, time: f64) -> bool {
+    if !process_alive(pid) {
+        return false;
+    }
+    match process_start(pid) {
+        // A second of slack for the clock's granularity.
+        Some(started) => started <= time + 1.0,
+        None => true,
+    }
+}
+
+/// When process `pid` started, in unix seconds (from `/proc`).
+fn process_start(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which may hold spaces and parens.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let ticks: f64 = rest.split_whitespace().nth(19)?.parse().ok()?;
+    let boot: f64 = std::fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (hz > 0).then(|| boot + ticks / hz as f64)
+}
+
 fn process_alive(pid: u32) -> bool {
     let Ok(pid) = i32::try_from(pid) else {
         return false;
     };
     // SAFETY: kill with signal 0 only checks that the process exists.
-    unsafe { libc::kill(pid, 0) == 0 }
+    if unsafe { libc::kill(pid, 0) } == 0 {
+        return true;
+    }
+    // EPERM: it exists, under another user (an agent of another user
+    // sharing the trail is still running its act).
+    std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 /// An act in progress: its `started` record is on disk. Exactly one

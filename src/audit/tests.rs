@@ -313,3 +313,15 @@ fn as_root_the_trail_is_append_only_where_the_filesystem_allows() {
     assert_eq!(verify(&trail(&dir)).expect("holds").records, 2);
     file::set_append_only(log.path(), false);
 }
+
+#[test]
+fn a_live_pid_that_started_after_the_record_is_not_its_writer() {
+    let me = std::process::id();
+    assert!(
+        writer_alive(me, record::now()),
+        "written now by this process"
+    );
+    // A record from 1970 with this pid: the pid was reused since.
+    assert!(!writer_alive(me, 0.0));
+    assert!(!writer_alive(4_194_999, record::now()), "no such process");
+}
