@@ -622,3 +622,31 @@ async fn a_gateway_that_is_down_falls_back_to_direct_models() {
         "{thinking}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_model_down_every_open_chat_is_answered_by_the_rule_based_runner() {
+    let dir = tempfile::tempdir().unwrap();
+    let down = format!("http://127.0.0.1:{}/v1", dead_port().await);
+    // As many chats as the agent allows (4): each now holds the model-backed
+    // chat and the rule-based one behind it, two sandbox instances.
+    let a = agent(dir.path(), &ai_toml(&[("down", down)], ""));
+    let mut chats: Vec<_> = (0..4)
+        .map(|_| chat(json!({"message": "how is memory?"})).start_with(a.runners.clone()))
+        .collect();
+    for (i, s) in chats.iter_mut().enumerate() {
+        let answer = loop {
+            match s.next().await {
+                SessionEvent::Output(p)
+                    if p.metadata
+                        .as_ref()
+                        .is_some_and(|m| m.contains_key("turn_done")) =>
+                {
+                    break p;
+                }
+                SessionEvent::Error(e) => panic!("chat {i}: {e:?}"),
+                _ => {}
+            }
+        };
+        assert_eq!(answer.stage, "answer", "chat {i}: {}", answer.delta);
+    }
+}

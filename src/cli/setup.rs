@@ -83,9 +83,17 @@ pub fn build(
     let opts = SandboxOptions {
         engine: EngineOptions {
             pooling: true,
-            // A little headroom over the session limit: a cancelled
-            // session's slot may still be on its way back to the pool.
-            slots: slots.saturating_add(2),
+            // With the model-backed runner in front, a chat whose model
+            // failed holds two instances (the model-backed chat and the
+            // rule-based one behind it). Plus a little headroom: a
+            // cancelled session's slot may still be on its way back.
+            slots: slots
+                .saturating_mul(if ai_serves(cfg, runner_override) {
+                    2
+                } else {
+                    1
+                })
+                .saturating_add(2),
             max_memory: budgets.diagnose.max_memory.max(budgets.chat.max_memory),
         },
         cache_dir: Some(state.compile_cache()),
