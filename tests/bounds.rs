@@ -10,6 +10,7 @@ use catpaw_agent::alerts::frame::MAX_FRAME_BYTES;
 use catpaw_agent::proto::{AlertEvent, Envelope, EventStatus};
 use common::agent::*;
 use common::server::TestServer;
+use common::{diagnose_runners, limits};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -125,6 +126,59 @@ async fn an_oversized_alert_arrives_cut_with_a_marker() {
         "{}",
         &d[d.len() - 60..]
     );
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_huge_delta_on_a_slow_link_does_not_hold_an_ack_back() {
+    // 256 KiB/s agent → server; one 2 MiB delta takes 8 s to cross.
+    let server = TestServer::start().await;
+    let link = common::slow_link::start(server.addr, 256 * 1024).await;
+    let mut h = harness_on(
+        server,
+        |c| c.server.address = link.to_string(),
+        |sb| {
+            diagnose_runners(
+                &sb.load("catpaw_bench_guest"),
+                limits(|l| l.max_output = 8 << 20),
+            )
+        },
+        fast(),
+    );
+    let (mut c, _) = h.server.accept_registered().await;
+    const BIG: usize = 2 << 20;
+    let params = json!({"plugin": "emit-big", "target": BIG.to_string()});
+    assert!(c.start_session("big", "inspect", params).await.ok);
+    // The delta is on its way; a new session asks to start.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let t0 = Instant::now();
+    let start = Envelope::new(
+        "session_start",
+        json!({"session_id": "next", "session_type": "inspect", "user_name": "op",
+               "params": {"plugin": "noop", "target": "0"}}),
+    );
+    c.send(&start).await;
+    let (mut text, mut acked) = (0usize, None);
+    loop {
+        let e = c
+            .recv_within(Duration::from_secs(30))
+            .await
+            .expect("a frame");
+        let p = payload(&e);
+        if e.msg_type == "ack" && e.ref_id.as_deref() == Some(start.id.as_str()) {
+            acked = Some(t0.elapsed());
+        }
+        if e.msg_type == "session_output" && p["session_id"] == "big" {
+            text += p["delta"].as_str().map_or(0, str::len);
+            if p["done"] == true {
+                break;
+            }
+        }
+    }
+    // The whole text arrived (in pieces), and the ack did not wait for it.
+    assert_eq!(text, BIG);
+    let acked = acked.expect("the ack came before the big session ended");
+    assert!(acked < Duration::from_secs(3), "ack after {acked:?}");
     h.stop().await;
 }
 

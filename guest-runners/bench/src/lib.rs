@@ -4,6 +4,7 @@
 //! - `compute`: runs the shared compute kernel for `target` rounds
 //! - `llm`: makes `target` language-model calls offering every tool (cost
 //!   per `llm.complete`); `llm-bare`: the same without tools
+//! - `emit-big`: emits one delta of `target` bytes
 wit_bindgen::generate!({ path: "../../wit", world: "diagnose-runner" });
 
 use catpaw::runner::host;
@@ -32,6 +33,11 @@ impl Guest for Runner {
                 for _ in 0..n {
                     host::emit("0123456789abcdef", host::Stage::Answer, None);
                 }
+                Ok(String::new())
+            }
+            // One delta of `n` bytes.
+            "emit-big" => {
+                host::emit(&"x".repeat(n as usize), host::Stage::Answer, None);
                 Ok(String::new())
             }
             "compute" => Ok(catpaw_guest_common::bench_kernel(n).to_string()),

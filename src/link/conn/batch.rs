@@ -13,7 +13,9 @@
 //! interleave differently than they were queued; each session's stream is
 //! independent on the wire.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+
+use tokio::sync::mpsc;
 
 use crate::proto::SessionOutputPayload;
 use crate::session::SessionEvent;
@@ -26,6 +28,60 @@ pub(crate) const MERGE_CAP: usize = 16 * 1024;
 /// backlog cannot keep the serve loop from reading inbound frames (an ack
 /// waits behind at most one write).
 pub(crate) const MAX_EVENTS: usize = 256;
+
+/// At most this many bytes of delta text go into one write. A plain delta
+/// larger than what is left is split, its rest sent by the next writes
+/// (a server appends deltas, so the text is the same): one huge `emit` on
+/// a slow link cannot hold an inbound `session_cancel` or an ack back for
+/// longer than this much takes to cross. A report or an error is never
+/// split.
+pub(crate) const MAX_WRITE_BYTES: usize = 64 * 1024;
+
+/// Takes one write's worth of events, oldest first: from `pending` (the
+/// rest of a split delta), then from `rx`. At most [`MAX_EVENTS`] events
+/// and about [`MAX_WRITE_BYTES`] of text.
+pub(crate) fn take(
+    pending: &mut VecDeque<SessionEvent>,
+    rx: &mut mpsc::Receiver<SessionEvent>,
+) -> Vec<SessionEvent> {
+    let mut out = Vec::new();
+    let mut bytes = 0usize;
+    while out.len() < MAX_EVENTS && bytes < MAX_WRITE_BYTES {
+        let Some(ev) = pending.pop_front().or_else(|| rx.try_recv().ok()) else {
+            break;
+        };
+        let room = MAX_WRITE_BYTES - bytes;
+        match ev {
+            SessionEvent::Output(mut p) if mergeable(&p) && p.delta.len() > room => {
+                let at = p.delta.floor_char_boundary(room);
+                if at == 0 {
+                    pending.push_front(SessionEvent::Output(p));
+                    break;
+                }
+                let rest = p.delta.split_off(at);
+                pending.push_front(SessionEvent::Output(SessionOutputPayload {
+                    delta: rest,
+                    ..p.clone()
+                }));
+                out.push(SessionEvent::Output(p));
+                break;
+            }
+            ev => {
+                bytes = bytes.saturating_add(text_len(&ev));
+                out.push(ev);
+            }
+        }
+    }
+    out
+}
+
+/// Bytes of text an event carries.
+fn text_len(ev: &SessionEvent) -> usize {
+    match ev {
+        SessionEvent::Output(p) => p.delta.len() + p.report.as_ref().map_or(0, String::len),
+        SessionEvent::Error(e) => e.error.len(),
+    }
+}
 
 /// True for a plain delta: text only, no `done`, report or metadata.
 fn mergeable(p: &SessionOutputPayload) -> bool {
@@ -207,5 +263,66 @@ mod tests {
         let big = "y".repeat(MERGE_CAP + 1);
         let merged = merge(vec![delta("a", "answer", "z"), delta("a", "answer", &big)]);
         assert_eq!(merged.len(), 2);
+    }
+
+    fn texts(events: &[SessionEvent]) -> String {
+        events
+            .iter()
+            .map(|e| match e {
+                SessionEvent::Output(p) => p.delta.clone(),
+                SessionEvent::Error(e) => e.error.clone(),
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn one_huge_delta_is_split_across_writes_and_what_follows_waits() {
+        let (tx, mut rx) = mpsc::channel(8);
+        let big = "é".repeat(100 * 1024); // 200 KiB, two bytes a char
+        tx.send(delta("a", "answer", &big)).await.unwrap();
+        tx.send(done("a")).await.unwrap();
+        let mut pending = VecDeque::new();
+        let mut writes = Vec::new();
+        loop {
+            let w = take(&mut pending, &mut rx);
+            if w.is_empty() {
+                break;
+            }
+            writes.push(w);
+        }
+        assert!(writes.len() >= 4, "{} writes", writes.len());
+        for w in &writes[..writes.len() - 1] {
+            assert!(texts(w).len() <= MAX_WRITE_BYTES);
+        }
+        let all: Vec<SessionEvent> = writes.into_iter().flatten().collect();
+        let (last, deltas) = all.split_last().unwrap();
+        assert_eq!(
+            texts(deltas),
+            big,
+            "the same text, in order, cut on char boundaries"
+        );
+        assert!(matches!(last, SessionEvent::Output(p) if p.done));
+    }
+
+    #[tokio::test]
+    async fn small_events_are_taken_up_to_the_event_cap_and_a_report_is_never_split() {
+        let (tx, mut rx) = mpsc::channel(400);
+        for _ in 0..300 {
+            tx.send(delta("a", "answer", "x")).await.unwrap();
+        }
+        let mut pending = VecDeque::new();
+        assert_eq!(take(&mut pending, &mut rx).len(), MAX_EVENTS);
+        assert_eq!(take(&mut pending, &mut rx).len(), 300 - MAX_EVENTS);
+        let mut report = done("a");
+        if let SessionEvent::Output(p) = &mut report {
+            p.report = Some("r".repeat(MAX_WRITE_BYTES * 2));
+        }
+        tx.send(report).await.unwrap();
+        let w = take(&mut pending, &mut rx);
+        assert_eq!(w.len(), 1);
+        assert!(
+            matches!(&w[0], SessionEvent::Output(p) if p.report.as_ref().unwrap().len() == MAX_WRITE_BYTES * 2)
+        );
+        assert!(pending.is_empty());
     }
 }

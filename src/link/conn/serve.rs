@@ -4,7 +4,8 @@
 //!
 //! Session output is written in batches: whatever the sessions queued
 //! while the last write was under way is taken at once (bounded by
-//! [`batch::MAX_EVENTS`]), plain deltas merged ([`batch::merge`]), each
+//! [`batch::MAX_EVENTS`] and [`batch::MAX_WRITE_BYTES`], a larger delta
+//! split across writes), plain deltas merged ([`batch::merge`]), each
 //! frame fed to the socket, and the socket flushed once: one write syscall
 //! for a backlog instead of one per 16-byte delta.
 
@@ -167,6 +168,9 @@ pub(super) async fn serve(
     // Whether the last write was an alert batch: while session output and
     // alerts both wait, they take turns.
     let mut alerts_last = false;
+    // Session output taken from the channel but not yet written: the rest
+    // of a delta split to bound one write (`batch::take`).
+    let mut pending: VecDeque<SessionEvent> = VecDeque::new();
     loop {
         let step = tokio::select! {
             biased;
@@ -208,21 +212,25 @@ pub(super) async fn serve(
                 Step::Idle
             }
             _ = std::future::ready(()), if alerts_due && !alerts_last => alert_step(ctx, &mut alerts_due),
-            Some(ev) = out_rx.recv() => {
-                let mut events = vec![ev];
-                while events.len() < batch::MAX_EVENTS {
-                    match out_rx.try_recv() {
-                        Ok(ev) => events.push(ev),
-                        Err(_) => break,
-                    }
-                }
-                Step::Events(events)
+            // The rest of a split delta goes before anything newer.
+            _ = std::future::ready(()), if !pending.is_empty() => {
+                Step::Events(batch::take(&mut pending, &mut out_rx))
+            }
+            Some(ev) = out_rx.recv(), if pending.is_empty() => {
+                pending.push_back(ev);
+                Step::Events(batch::take(&mut pending, &mut out_rx))
             }
             _ = &mut read_deadline => Step::End(dropped("no frame from the server within the read timeout")),
             // One batch per turn of the loop when nothing else waits.
             _ = std::future::ready(()), if alerts_due => alert_step(ctx, &mut alerts_due),
         };
-        alerts_last = matches!(step, Step::Alerts(..));
+        // Only the two that take turns change whose turn it is (a timer
+        // firing in between must not hand it back to the alerts).
+        match step {
+            Step::Alerts(..) => alerts_last = true,
+            Step::Events(..) => alerts_last = false,
+            _ => {}
+        }
         let mut w = match step {
             Step::Idle => continue,
             Step::Write(env) => Write::one(&env),
@@ -236,14 +244,15 @@ pub(super) async fn serve(
                 ..Write::one(&env)
             },
             Step::End(AttemptOutcome::Shutdown) => {
-                return graceful_close(ctx, out, stream, &mut out_rx, VecDeque::new()).await;
+                let unsent = pending.iter().map(|ev| event_frame(ev).0).collect();
+                return graceful_close(ctx, out, stream, &mut out_rx, unsent).await;
             }
             Step::End(outcome) => {
-                log_dropped_output(&mut out_rx, 0);
+                log_dropped_output(&mut out_rx, pending.len());
                 return outcome;
             }
             Step::Disconnect(retry_after_sec) => {
-                log_dropped_output(&mut out_rx, 0);
+                log_dropped_output(&mut out_rx, pending.len());
                 out.close("disconnect requested", t.write_timeout).await;
                 return AttemptOutcome::ServerDisconnect { retry_after_sec };
             }
@@ -269,10 +278,12 @@ pub(super) async fn serve(
                 }
                 return match e {
                     WriteError::Shutdown => {
-                        graceful_close(ctx, out, stream, &mut out_rx, w.frames).await
+                        let mut unsent = w.frames;
+                        unsent.extend(pending.iter().map(|ev| event_frame(ev).0));
+                        graceful_close(ctx, out, stream, &mut out_rx, unsent).await
                     }
                     WriteError::Lost => {
-                        log_dropped_output(&mut out_rx, w.outputs.len());
+                        log_dropped_output(&mut out_rx, w.outputs.len() + pending.len());
                         dropped("write failed")
                     }
                 };
