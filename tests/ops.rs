@@ -279,10 +279,18 @@ fn scrape(port: u16) -> std::collections::BTreeMap<String, f64> {
 /// Scrapes until `series` has `value` (counters move after the server has
 /// seen a session's `done`), at most 10 s.
 fn scrape_until(port: u16, series: &str, value: f64) -> std::collections::BTreeMap<String, f64> {
+    scrape_when(port, |m| m.get(series) == Some(&value))
+}
+
+/// Scrapes until `ready` holds of the samples (10 s at most).
+fn scrape_when(
+    port: u16,
+    ready: impl Fn(&std::collections::BTreeMap<String, f64>) -> bool,
+) -> std::collections::BTreeMap<String, f64> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let m = scrape(port);
-        if m.get(series) == Some(&value) || Instant::now() > deadline {
+        if ready(&m) || Instant::now() > deadline {
             return m;
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -359,11 +367,14 @@ async fn metrics_move_by_exactly_a_session_a_breach_a_denied_shell_and_a_dropped
         "catpaw_agent_sessions_ended_total{type=\"inspect\",outcome=\"ok\"}",
         1.0,
     );
-    let m = scrape_until(
-        port,
-        "catpaw_agent_sessions_ended_total{type=\"chat\",outcome=\"resource_exhausted\"}",
-        1.0,
-    );
+    // Output is counted once its frame is written, which may come a moment
+    // after the server has read it.
+    let m = scrape_when(port, |m| {
+        m.get("catpaw_agent_sessions_ended_total{type=\"chat\",outcome=\"resource_exhausted\"}")
+            == Some(&1.0)
+            && m.get("catpaw_agent_session_output_deltas_total")
+                .is_some_and(|n| *n >= 2.0)
+    });
     let moved: Vec<(&String, &f64)> = m
         .iter()
         .filter(|(k, v)| **v != 0.0 && !k.contains("_bucket") && !k.contains("_sum"))
