@@ -63,6 +63,15 @@ fn push_escaped(out: &mut String, c: char) {
     }
 }
 
+/// What a panic said, when it said it with a string.
+pub(crate) fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::{escape_control, truncate_utf8};

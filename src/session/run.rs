@@ -160,7 +160,7 @@ pub async fn drive(
     let (report, receipt) = match AssertUnwindSafe(body).catch_unwind().await {
         Ok(ended) => ended,
         Err(panic) => {
-            let what = panic_text(panic.as_ref());
+            let what = crate::util::panic_text(panic.as_ref());
             tracing::error!(session_id = %info.session_id, panic = %what,
                 "an internal error ended this session");
             send_error(
@@ -190,15 +190,6 @@ pub async fn drive(
     done.report = report;
     sink.send(done).await;
     end
-}
-
-/// What a panic said, when it said it with a string.
-fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic without a message".to_string())
 }
 
 async fn send_error(sink: &ChannelSink, info: &SessionInfo, code: ErrorCode, error: String) {

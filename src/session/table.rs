@@ -203,18 +203,20 @@ impl SessionTable {
     ) -> Result<Option<String>, crate::session::signing::Unauthorized> {
         let (v, agent_id) = &*self.signing;
         let checked = v.check_input(frame, agent_id, unix_now());
-        if let (Err(e), Some(log)) = (&checked, &self.audit) {
-            let rec = Record::new(
-                &who_of(payload),
-                kind::SESSION,
-                event::REFUSED,
-                proto::MSG_SESSION_INPUT,
-                "",
-            )
-            .with_outcome("refused", &e.to_string());
-            log.note(rec);
+        if let Err(e) = &checked {
+            self.note_refusal(payload, proto::MSG_SESSION_INPUT, &e.to_string());
         }
         checked
+    }
+
+    /// Audits a refused `session_start` (`what` empty) or `session_input`:
+    /// who `payload` names, and why.
+    fn note_refusal(&self, payload: Option<&Value>, what: &str, why: &str) {
+        if let Some(log) = &self.audit {
+            let rec = Record::new(&who_of(payload), kind::SESSION, event::REFUSED, what, "")
+                .with_outcome("refused", why);
+            log.note(rec);
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
@@ -253,10 +255,8 @@ impl SessionTable {
         out: mpsc::Sender<SessionEvent>,
     ) -> Result<String, AckError> {
         let result = self.admit(payload, frame, out);
-        if let (Err(e), Some(log)) = (&result, &self.audit) {
-            let rec = Record::new(&who_of(payload), kind::SESSION, event::REFUSED, "", "")
-                .with_outcome("refused", &e.to_string());
-            log.note(rec);
+        if let Err(e) = &result {
+            self.note_refusal(payload, "", &e.to_string());
         }
         result
     }
@@ -278,6 +278,7 @@ impl SessionTable {
             self.limiter.is_full(),
             |id| table.contains_key(id),
         )?;
+        let type_label = kind.metric_label();
         let permit = self
             .limiter
             .try_acquire()
@@ -293,13 +294,12 @@ impl SessionTable {
             if asked {
                 t.shell_request(allow_shell);
             }
-            t.session_started(kind.metric_label());
+            t.session_started(type_label);
         }
         let figures = Arc::new(LiveFigures::default());
         let cancel = CancellationToken::new();
         let (tx, rx) = mpsc::channel(CHAT_QUEUE);
         let is_chat = kind == SessionType::Chat;
-        let type_label = kind.metric_label();
         table.insert(
             start.session_id.clone(),
             Entry {

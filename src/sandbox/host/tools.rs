@@ -42,7 +42,8 @@ pub(crate) async fn call(ctx: &HostContext, name: String, args: String) -> Resul
             crate::tools::call_with(&cfg, &n, &a)
         }));
         let result = ran.unwrap_or_else(|panic| {
-            tracing::error!(tool = %n, panic = ?panic, "tool panicked");
+            let what = crate::util::panic_text(panic.as_ref());
+            tracing::error!(tool = %n, panic = %what, "tool panicked");
             Err(format!("tool {n} failed inside the host"))
         });
         if let Some(act) = act {
