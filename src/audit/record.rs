@@ -165,10 +165,9 @@ fn cut(s: &str) -> &str {
     crate::util::truncate_utf8(s, FIELD_MAX)
 }
 
-/// Masked first, then cut: a cut first could leave a secret's prefix in a
-/// shape masking no longer recognises.
+/// Masked first, then cut ([`crate::tools::masked_cut`]).
 fn masked_cut(s: &str) -> String {
-    cut(&crate::tools::mask_secrets(s)).to_string()
+    crate::tools::masked_cut(s, FIELD_MAX).0
 }
 
 /// Server-supplied identifiers are cut and kept free of control characters

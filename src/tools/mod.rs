@@ -61,7 +61,7 @@ mod system;
 mod targets;
 mod x509;
 
-pub(crate) use mask::{mask_json, mask_secrets};
+pub(crate) use mask::{mask_json, mask_secrets, masked_cut};
 pub(crate) use system::{cpu_busy_pct_since_last, mem_used_pct};
 pub use targets::{Targets, ToolConfig};
 

@@ -12,7 +12,7 @@ use super::HostContext;
 use crate::audit::{kind, outcome};
 use crate::sandbox::bindings::host::{ShellError, ShellOutput};
 use crate::shell;
-use crate::tools::mask_secrets;
+use crate::tools::{mask_secrets, masked_cut};
 
 /// Longest command text accepted from a guest.
 const MAX_COMMAND: usize = 8 * 1024;
@@ -81,13 +81,6 @@ pub(crate) async fn request(
 /// Bytes read past the output cap so that masking sees a secret that
 /// straddles it whole (longer than any token shape masking knows).
 const MASK_SLACK: usize = 4096;
-
-/// `text` masked, then cut to `cap` bytes; and whether it was cut.
-fn masked_cut(text: &str, cap: usize) -> (String, bool) {
-    let masked = mask_secrets(text);
-    let kept = crate::util::truncate_utf8(&masked, cap);
-    (kept.to_string(), kept.len() < masked.len())
-}
 
 #[cfg(test)]
 mod tests {

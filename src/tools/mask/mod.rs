@@ -64,6 +64,15 @@ enum Pending {
     Quote(char),
 }
 
+/// `text` masked, then cut to at most `cap` bytes (on a char boundary), and
+/// whether it was cut. Masking comes first: a cut first could leave a
+/// secret's prefix in a shape masking no longer recognises.
+pub(crate) fn masked_cut(text: &str, cap: usize) -> (String, bool) {
+    let masked = mask_secrets(text);
+    let kept = crate::util::truncate_utf8(&masked, cap);
+    (kept.to_string(), kept.len() < masked.len())
+}
+
 /// Returns `text` with secret values replaced by `***`.
 pub(crate) fn mask_secrets(text: &str) -> String {
     let text = shapes::mask_pem(text);
