@@ -1,3 +1,7 @@
+//! `Config::parse` case by case: defaults, units, each section's keys, their
+//! errors and warnings. (Just over 450 lines on purpose: the cases of one
+//! parse read best as one table.)
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
