@@ -130,10 +130,19 @@ impl Agent {
             }
         }
         self.ctx.table.cancel_all();
-        self.ctx
+        // Sessions that were not on a connection (it had dropped) get the
+        // same grace as those that were.
+        let idle = self
+            .ctx
             .table
-            .wait_idle(std::time::Duration::from_secs(5))
+            .wait_idle(self.ctx.timings.shutdown_grace)
             .await;
+        if !idle {
+            tracing::warn!(
+                running = self.ctx.table.active(),
+                "sessions still running after the shutdown grace period; stopping without them"
+            );
+        }
         t.set_link(LinkState::Stopped);
         tracing::info!("agent stopped");
     }
