@@ -57,6 +57,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     for warning in cfg.warnings() {
         tracing::warn!("{warning}");
     }
+    // Before anything in the state dir is touched: one agent per dir.
+    let _lock = super::statelock::acquire(&cfg.paths())?;
     let setup = setup::build(
         &cfg,
         args.runner.as_deref(),

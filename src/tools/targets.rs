@@ -43,13 +43,37 @@ pub struct Targets {
     pub docker_socket: Option<PathBuf>,
 }
 
-/// Whether `target` is one of `allowed` (exact, ASCII case-insensitive:
-/// host names are); Err names the config key that would allow it.
+/// Whether `target` is one of `allowed`; Err names the config key that
+/// would allow it. Host names (and a URL's scheme) compare ASCII
+/// case-insensitively, as DNS and URLs treat them; a URL's path and query
+/// compare exactly (`/ok` does not admit `/OK`: servers may tell them apart).
 pub(crate) fn check_target(target: &str, allowed: &[String], key: &str) -> Result<(), String> {
-    if allowed.iter().any(|a| a.eq_ignore_ascii_case(target)) {
+    if allowed.iter().any(|a| same_target(a, target)) {
         return Ok(());
     }
     Err(refusal(target, allowed, &format!("[tools.targets] {key}")))
+}
+
+/// `a` and `b` name the same target: equal up to ASCII case in the part
+/// that names the host (all of `host:port`; a URL up to its path), equal
+/// byte for byte after it.
+fn same_target(a: &str, b: &str) -> bool {
+    let (a_host, a_rest) = split_host(a);
+    let (b_host, b_rest) = split_host(b);
+    a_host.eq_ignore_ascii_case(b_host) && a_rest == b_rest
+}
+
+/// Splits a target into the part that names the host and the rest: for a
+/// URL (`scheme://authority/path?query`) at the first `/`, `?` or `#` after
+/// the authority; anything else is all host.
+fn split_host(t: &str) -> (&str, &str) {
+    let Some(start) = t.find("://").map(|i| i + 3) else {
+        return (t, "");
+    };
+    match t[start..].find(['/', '?', '#']) {
+        Some(i) => t.split_at(start + i),
+        None => (t, ""),
+    }
 }
 
 fn refusal(target: &str, allowed: &[String], key: &str) -> String {
@@ -175,6 +199,17 @@ mod tests {
     fn targets_outside_the_list_are_refused_naming_the_key() {
         let allowed = vec!["db.example.com:5432".to_string()];
         assert!(check_target("DB.example.com:5432", &allowed, "tcp").is_ok());
+        // A URL's host ignores case, its path and query do not.
+        let urls = vec!["https://Svc.example.com:8443/ok?probe=1".to_string()];
+        assert!(check_target("HTTPS://svc.EXAMPLE.com:8443/ok?probe=1", &urls, "http").is_ok());
+        for other in [
+            "https://svc.example.com:8443/OK?probe=1",
+            "https://svc.example.com:8443/ok?probe=2",
+            "https://svc.example.com:8443/ok?PROBE=1",
+            "https://svc.example.com:8443/ok",
+        ] {
+            assert!(check_target(other, &urls, "http").is_err(), "{other}");
+        }
         let e = check_target("evil.example.com:22", &allowed, "tcp").unwrap_err();
         assert!(
             e.contains("[tools.targets] tcp") && e.contains("db.example.com"),
