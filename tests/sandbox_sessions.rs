@@ -237,7 +237,10 @@ fn bad_runner_files_are_refused_with_a_clear_message() {
     for (name, bytes, expect) in cases {
         let path = dir.path().join(name);
         std::fs::write(&path, bytes).expect("write");
-        let err = sb.sandbox.load_file(&path, DEFAULT_MAX_RUNNER_SIZE).expect_err(name);
+        let err = sb
+            .sandbox
+            .load_file(&path, DEFAULT_MAX_RUNNER_SIZE)
+            .expect_err(name);
         let msg = format!("{err:#}");
         assert!(msg.contains(expect), "{name}: {msg}");
         assert!(msg.contains(name), "error names the file: {msg}");

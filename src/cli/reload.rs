@@ -237,10 +237,7 @@ enum Seen {
     Absent(String),
     /// `fstat` on the opened descriptor, and the content hash of a
     /// regular file within the cap.
-    Present {
-        stat: Stat,
-        hash: Option<[u8; 32]>,
-    },
+    Present { stat: Stat, hash: Option<[u8; 32]> },
 }
 
 /// What `fstat` says of a file, as far as a change shows in it.
@@ -291,7 +288,12 @@ fn fingerprints(
 
 /// `path` now: opened without blocking and judged on the descriptor; the
 /// hash of `before` reused when it still holds (see the module doc).
-fn fingerprint(path: &Path, before: Option<&Fingerprint>, cap: u64, now: SystemTime) -> Fingerprint {
+fn fingerprint(
+    path: &Path,
+    before: Option<&Fingerprint>,
+    cap: u64,
+    now: SystemTime,
+) -> Fingerprint {
     let absent = |why: String| Fingerprint {
         path: path.to_path_buf(),
         seen: Seen::Absent(why),

@@ -22,7 +22,10 @@ fn regular_files_within_the_cap_are_read_through_links() {
         format!("{} is too large: 15 bytes > 14 bytes", link.display())
     );
     let e = read_file(&dir.path().join("none"), 10).unwrap_err();
-    assert!(e.is_not_found() && e.to_string().ends_with(": not found"), "{e}");
+    assert!(
+        e.is_not_found() && e.to_string().ends_with(": not found"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -65,7 +68,14 @@ fn a_file_that_grows_after_fstat_is_read_no_further_than_the_cap() {
     assert!(buf.len() <= 9, "read {} bytes past a cap of 8", buf.len());
     let e = opened.read_error(e);
     assert!(
-        matches!(e, FileError::TooLarge { size: 9, cap: 8, .. }),
+        matches!(
+            e,
+            FileError::TooLarge {
+                size: 9,
+                cap: 8,
+                ..
+            }
+        ),
         "{e}"
     );
 }

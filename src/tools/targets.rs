@@ -190,7 +190,8 @@ mod tests {
         let found = locate_allowed(&format!("{d}/app.log"), &allowed, "log_files").expect("app");
         assert_eq!(found.real_path(), Path::new(&format!("{d}/app.log")));
         // A link between two allowed files is followed.
-        let found = locate_allowed(&format!("{d}/alias.log"), &allowed, "log_files").expect("alias");
+        let found =
+            locate_allowed(&format!("{d}/alias.log"), &allowed, "log_files").expect("alias");
         assert_eq!(found.real_path(), Path::new(&format!("{d}/app.log")));
         let e = locate_allowed(&format!("{d}/secret.txt"), &allowed, "log_files").unwrap_err();
         assert!(e.contains("[tools] log_files"), "{e}");

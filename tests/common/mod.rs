@@ -159,7 +159,9 @@ impl TestSandbox {
     }
 
     pub fn load(&self, name: &str) -> LoadedRunner {
-        self.sandbox.load_file(&guest(name), DEFAULT_MAX_RUNNER_SIZE).expect("load guest")
+        self.sandbox
+            .load_file(&guest(name), DEFAULT_MAX_RUNNER_SIZE)
+            .expect("load guest")
     }
 
     pub fn builtin_diagnose(&self) -> LoadedRunner {

@@ -8,9 +8,9 @@ use std::os::unix::fs::MetadataExt;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::fsafe::Kind;
 use crate::tools::args::Args;
 use crate::tools::logs::unavailable;
-use crate::fsafe::Kind;
 use crate::tools::targets::{expand, locate_allowed};
 
 /// Largest file hashed.
