@@ -169,7 +169,9 @@ async fn main() {
             ..SandboxOptions::default()
         })
         .expect("sandbox");
-        let loaded = sandbox.load_file(&guest).expect("bench guest");
+        let loaded = sandbox
+            .load_file(&guest, catpaw_agent::config::DEFAULT_MAX_RUNNER_SIZE)
+            .expect("bench guest");
         let runner = loaded
             .diagnose_runner(Budgets {
                 max_llm_calls: u64::from(CALLS) + 1,

@@ -181,6 +181,14 @@ pub struct ServerConfig {
     pub signing: SigningConfig,
 }
 
+/// `[sandbox] max_runner_size` when unset: room three times over for the
+/// largest runner measured (a Python component, its interpreter included:
+/// 17.6 MiB, BENCHMARKS.md).
+pub const DEFAULT_MAX_RUNNER_SIZE: u64 = 64 << 20;
+
+/// What `[sandbox] max_runner_size` may be.
+const RUNNER_SIZE_RANGE: std::ops::RangeInclusive<u64> = (1 << 20)..=(1 << 30);
+
 /// `[sandbox]`.
 #[derive(Debug, Clone)]
 pub struct SandboxConfig {
@@ -199,6 +207,9 @@ pub struct SandboxConfig {
     pub chat_runner: Option<PathBuf>,
     /// Reload a runner file when it changes (as on SIGHUP).
     pub watch_runners: bool,
+    /// The largest runner file loaded or watched, in bytes: a larger one
+    /// (or anything but a regular file) is refused without being read.
+    pub max_runner_size: u64,
     /// Budgets of each role's sessions: `[sandbox]`, then
     /// `[sandbox.diagnose]` / `[sandbox.chat]` (see `budgets.rs`).
     pub budgets: RoleBudgets,
@@ -214,6 +225,7 @@ impl Default for SandboxConfig {
             diagnose_runner: None,
             chat_runner: None,
             watch_runners: false,
+            max_runner_size: DEFAULT_MAX_RUNNER_SIZE,
             budgets: RoleBudgets::default(),
         }
     }
@@ -428,6 +440,17 @@ impl Config {
                 ));
             }
         };
+        let max_runner_size = cx.size(
+            "[sandbox] max_runner_size",
+            sb.max_runner_size,
+            DEFAULT_MAX_RUNNER_SIZE,
+        )?;
+        if !RUNNER_SIZE_RANGE.contains(&max_runner_size) {
+            return Err(cx.err(
+                "[sandbox] max_runner_size",
+                format!("{max_runner_size} bytes is outside 1MiB..1GiB"),
+            ));
+        }
         let mut deprecated = Vec::new();
         let budgets =
             RoleBudgets::from_file(&shown, &sb.budgets, &sb.diagnose, &sb.chat, &mut deprecated)?;
@@ -445,6 +468,7 @@ impl Config {
             diagnose_runner: cx.path_of(sb.diagnose_runner),
             chat_runner: cx.path_of(sb.chat_runner),
             watch_runners: sb.watch_runners.unwrap_or(false),
+            max_runner_size,
             budgets,
         };
 

@@ -130,6 +130,7 @@ pub(super) struct RawSandbox {
     pub(super) diagnose_runner: Option<String>,
     pub(super) chat_runner: Option<String>,
     pub(super) watch_runners: Option<bool>,
+    pub(super) max_runner_size: Option<toml::Value>,
     #[serde(default)]
     pub(super) diagnose: RawBudgets,
     #[serde(default)]

@@ -22,6 +22,7 @@ fn defaults_when_the_file_is_empty() {
     assert_eq!(c.sandbox.max_concurrent_sessions, 3);
     assert!(!c.sandbox.allow_remote_shell);
     assert_eq!(c.sandbox.budgets, RoleBudgets::default());
+    assert_eq!(c.sandbox.max_runner_size, 64 << 20);
     assert!(c.warnings().is_empty());
 }
 
@@ -95,6 +96,21 @@ fn bad_values_name_the_file_and_field() {
     );
     let e = parse("[log]\nlevel = \"loud\"").unwrap_err().to_string();
     assert!(e.contains("[log] level"), "{e}");
+    let sized = |v: &str| parse(&format!("[sandbox]\nmax_runner_size = {v}"));
+    assert_eq!(
+        sized("\"8MiB\"").expect("8MiB").sandbox.max_runner_size,
+        8 << 20
+    );
+    for (bad, says) in [
+        ("\"2GiB\"", "outside 1MiB..1GiB"),
+        ("\"lots\"", "not a size"),
+    ] {
+        let e = sized(bad).unwrap_err().to_string();
+        assert!(
+            e.contains("[sandbox] max_runner_size") && e.contains(says),
+            "{e}"
+        );
+    }
 }
 
 #[test]

@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use catpaw_agent::audit::AuditLog;
-use catpaw_agent::config::StatePaths;
+use catpaw_agent::config::{DEFAULT_MAX_RUNNER_SIZE, StatePaths};
 use catpaw_agent::proto::SessionStartPayload;
 use catpaw_agent::sandbox::{
     Budgets, EngineOptions, HostServices, LoadedRunner, Sandbox, SandboxOptions,
@@ -159,7 +159,9 @@ impl TestSandbox {
     }
 
     pub fn load(&self, name: &str) -> LoadedRunner {
-        self.sandbox.load_file(&guest(name)).expect("load guest")
+        self.sandbox
+            .load_file(&guest(name), DEFAULT_MAX_RUNNER_SIZE)
+            .expect("load guest")
     }
 
     pub fn builtin_diagnose(&self) -> LoadedRunner {
