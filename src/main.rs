@@ -85,7 +85,8 @@ enum Command {
     Audit(AuditCommand),
     /// Check a runner component: does it load, what it serves, and a run
     /// of each role under the default limits with its receipt. Exit 0 only
-    /// when everything passes.
+    /// when everything passes. The compiled code is kept in the state
+    /// dir's compile cache, so a second check of the same file is quick.
     CheckRunner(CheckArgs),
     /// Work with runner projects.
     #[command(subcommand)]
@@ -298,8 +299,8 @@ fn audit_verify(cli: &Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn check_runner(args: &CheckArgs) -> anyhow::Result<ExitCode> {
-    let report = catpaw_agent::cli::check::check(&args.file).await?;
+async fn check_runner(cli: &Cli, args: &CheckArgs) -> anyhow::Result<ExitCode> {
+    let report = catpaw_agent::cli::check::check(&args.file, cli.config.as_deref()).await?;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
@@ -382,7 +383,7 @@ fn main() -> ExitCode {
             Some(Command::Demo) => demo().await,
             Some(Command::Alert(args)) => alert(&cli, args).await,
             Some(Command::Audit(AuditCommand::Verify)) => audit_verify(&cli),
-            Some(Command::CheckRunner(args)) => check_runner(args).await,
+            Some(Command::CheckRunner(args)) => check_runner(&cli, args).await,
             Some(Command::Runner(RunnerCommand::New { name, lang })) => {
                 let dir = catpaw_agent::cli::scaffold::create(Path::new("."), name, *lang)?;
                 print!(

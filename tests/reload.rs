@@ -190,10 +190,21 @@ async fn sighup_swaps_the_runners_for_new_sessions_only_and_register_follows() {
 
     install(&guest("hazard_echo"), &home.path().join("d.wasm"));
     install(&guest("hazard_chat_refuse"), &home.path().join("c.wasm"));
+    let before = agent.log().len();
     // SAFETY: kill with a pid of a child this test spawned.
     assert_eq!(unsafe { libc::kill(agent.pid() as i32, libc::SIGHUP) }, 0);
     log_count(&agent, "runners reloaded", 1).await;
     assert!(agent.log().contains("reason=\"SIGHUP\""), "{}", agent.log());
+    // A new file is compiled, and the log says so before and after (a
+    // large runner takes a while).
+    let reload_log = agent.log()[before..].to_string();
+    let d = home.path().join("d.wasm").display().to_string();
+    let compiling = reload_log.find(&format!("compiling {d} ("));
+    let compiled = reload_log.find(&format!("compiled {d} in "));
+    assert!(
+        matches!((compiling, compiled), (Some(a), Some(b)) if a < b),
+        "{reload_log}"
+    );
     assert_swapped(&mut c, "c1", "c2", "i1").await;
     // `status` shows the runners that serve new sessions now.
     assert_eq!(

@@ -29,6 +29,18 @@ fn new_project(name: &str, lang: &str) -> (AgentHome, PathBuf) {
     );
     let dir = home.path().join(name);
     assert!(dir.join("wit/runner.wit").is_file());
+    // Build output and what `session` and `check-runner` keep in the
+    // project (the default state_dir) stay out of its repository.
+    let ignored = std::fs::read_to_string(dir.join(".gitignore")).expect(".gitignore");
+    let lines: Vec<&str> = ignored.lines().collect();
+    let wanted: &[&str] = if lang == "rust" {
+        &["/state.d/", "/target/"]
+    } else {
+        &["/state.d/", "__pycache__/", "*.wasm"]
+    };
+    for w in wanted {
+        assert!(lines.contains(w), "{w} in .gitignore: {ignored}");
+    }
     (home, dir)
 }
 

@@ -17,6 +17,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
+use crate::config::Config;
 use crate::runner::{
     Budget, ChatRunner, ChatSessionOpts, DiagnoseRequest, DiagnoseRunner, Output, Receipt,
     RunError, SessionInfo, StreamSink,
@@ -36,9 +37,12 @@ pub struct Report {
     pub world: Option<String>,
     /// The probe's steps.
     pub steps: Vec<Step>,
-    /// Compiling it, in milliseconds.
+    /// The compiled code came from the compile cache (an earlier check or
+    /// agent compiled the same file).
+    pub from_cache: bool,
+    /// Compiling it, in milliseconds; `None` when it came from the cache.
     pub compile_ms: Option<f64>,
-    /// Loading it back from the compile cache, in milliseconds.
+    /// Loading it from the compile cache, in milliseconds.
     pub cached_load_ms: Option<f64>,
     /// One run per role it serves.
     pub runs: Vec<Run>,
@@ -71,15 +75,20 @@ impl StreamSink for Counter {
 }
 
 /// Checks `file`; the report says everything, Err only when the check
-/// itself could not run (no scratch directory, no engine).
-pub async fn check(file: &Path) -> anyhow::Result<Report> {
-    let scratch = tempfile_dir()?;
+/// itself could not run (a config that does not load, no engine).
+///
+/// The compiled code goes to the compile cache of the state directory the
+/// config (`config`, or the default path) names, as the agent's and
+/// `session`'s do: checking the same file again, or serving it from that
+/// state directory, skips the compile (tens of seconds for a Python runner).
+pub async fn check(file: &Path, config: Option<&Path>) -> anyhow::Result<Report> {
+    let cache = Config::load(config)?.paths().compile_cache();
     let sandbox = Sandbox::new(SandboxOptions {
         engine: EngineOptions {
             pooling: false,
             ..EngineOptions::default()
         },
-        cache_dir: Some(scratch.join("cache")),
+        cache_dir: Some(cache.clone()),
         services: Default::default(),
     })?;
     let mut report = Report {
@@ -88,6 +97,7 @@ pub async fn check(file: &Path) -> anyhow::Result<Report> {
         wit: None,
         world: None,
         steps: Vec::new(),
+        from_cache: false,
         compile_ms: None,
         cached_load_ms: None,
         runs: Vec::new(),
@@ -113,20 +123,19 @@ pub async fn check(file: &Path) -> anyhow::Result<Report> {
                     e => e.to_string(),
                 },
             });
-            let _ = std::fs::remove_dir_all(&scratch);
             return Ok(report);
         }
     };
-    // The probe times compiling into the sandbox's own cache directory, so
-    // loading the runner afterwards reads the artifact instead of
-    // compiling a second time.
-    let timing = scratch.join("cache");
+    // The probe compiles into (or reads from) the sandbox's own cache
+    // directory, so loading the runner afterwards reads the artifact
+    // instead of compiling a second time.
     let probe = {
         let sandbox = sandbox.clone();
         let name = file.display().to_string();
-        tokio::task::spawn_blocking(move || sandbox.probe(&name, &bytes, &timing)).await?
+        tokio::task::spawn_blocking(move || sandbox.probe(&name, &bytes, &cache)).await?
     };
     report.steps = probe.steps;
+    report.from_cache = probe.from_cache;
     report.compile_ms = probe.compile_time.map(|d| d.as_secs_f64() * 1e3);
     report.cached_load_ms = probe.cached_load_time.map(|d| d.as_secs_f64() * 1e3);
     if let Some(runner) = &probe.runner {
@@ -137,19 +146,7 @@ pub async fn check(file: &Path) -> anyhow::Result<Report> {
     report.ok = probe.runner.is_some()
         && report.steps.iter().all(|s| s.ok)
         && report.runs.iter().all(|r| r.ok);
-    let _ = std::fs::remove_dir_all(&scratch);
     Ok(report)
-}
-
-/// A private scratch directory (the compile cache refuses others).
-fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
-    use std::os::unix::fs::DirBuilderExt;
-    let dir = std::env::temp_dir().join(format!("catpaw-check-{}", uuid::Uuid::new_v4()));
-    std::fs::DirBuilder::new()
-        .mode(0o700)
-        .create(&dir)
-        .map_err(|e| anyhow::anyhow!("creating {}: {e}", dir.display()))?;
-    Ok(dir)
 }
 
 fn info(kind: &str) -> SessionInfo {
@@ -180,7 +177,7 @@ fn advice(e: &RunError) -> String {
                  `{key}` under [sandbox] for every session"
             )
         }
-        RunError::Trapped(_) => format!("{e}: the runner crashed; fix the trap it names"),
+        RunError::Trapped(_) => format!("the runner crashed; fix the trap it names: {e}"),
         RunError::Failed(m) => {
             format!("the runner returned an error: {m}; a smoke run must succeed")
         }
@@ -293,15 +290,22 @@ pub fn render(r: &Report) -> String {
     for s in &r.steps {
         out.push_str(&format!("  {} {:<10} {}\n", mark(s.ok), s.name, s.detail));
     }
-    if let (Some(c), Some(l)) = (r.compile_ms, r.cached_load_ms) {
-        out.push_str(&format!(
+    match (r.compile_ms, r.cached_load_ms) {
+        (Some(c), Some(l)) => out.push_str(&format!(
             "       {:<10} compile {c:.1} ms, cached load {l:.2} ms\n",
             "timing"
-        ));
+        )),
+        (None, Some(l)) => out.push_str(&format!(
+            "       {:<10} cached load {l:.2} ms (not compiled: from cache)\n",
+            "timing"
+        )),
+        _ => {}
     }
     for run in &r.runs {
+        // A trap's error ends with the guest's stderr (a panic message, a
+        // traceback): its lines are indented under the run.
         let what = match &run.error {
-            Some(e) => e.clone(),
+            Some(e) => e.replace('\n', "\n         | "),
             None => format!("{} deltas", run.deltas),
         };
         out.push_str(&format!("  {} {:<10} {what}\n", mark(run.ok), run.what));

@@ -28,11 +28,13 @@ fn files(lang: Lang) -> &'static [(&'static str, &'static str)] {
             ("Cargo.toml", include_str!("scaffold/rust_Cargo.toml.tmpl")),
             ("src/lib.rs", include_str!("scaffold/rust_lib.rs.tmpl")),
             ("README.md", include_str!("scaffold/rust_README.md.tmpl")),
+            (".gitignore", include_str!("scaffold/rust_gitignore.tmpl")),
         ],
         Lang::Python => &[
             ("app.py", include_str!("scaffold/py_app.py.tmpl")),
             ("chat.py", include_str!("scaffold/py_chat.py.tmpl")),
             ("README.md", include_str!("scaffold/py_README.md.tmpl")),
+            (".gitignore", include_str!("scaffold/py_gitignore.tmpl")),
         ],
     }
 }

@@ -142,17 +142,27 @@ impl ComponentCache {
         what: &str,
         bytes: &[u8],
     ) -> anyhow::Result<Component> {
+        self.load_from(engine, what, bytes).map(|(c, _)| c)
+    }
+
+    /// [`load`](Self::load), saying where the compiled code came from.
+    pub(crate) fn load_from(
+        &self,
+        engine: &Engine,
+        what: &str,
+        bytes: &[u8],
+    ) -> anyhow::Result<(Component, Origin)> {
         check_is_component(what, bytes)?;
         let key = cache_key(engine, bytes);
         if let Some(c) = self.lock().get(&key) {
-            return Ok(c.clone());
+            return Ok((c.clone(), Origin::Memory));
         }
-        let component = match &self.dir {
+        let (component, origin) = match &self.dir {
             Some(dir) => self.load_via_disk(engine, what, bytes, dir, &key)?,
-            None => compile(engine, what, bytes)?,
+            None => (compile(engine, what, bytes)?, Origin::Compiled),
         };
         self.lock().insert(key, component.clone());
-        Ok(component)
+        Ok((component, origin))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Component>> {
@@ -169,7 +179,7 @@ impl ComponentCache {
         bytes: &[u8],
         dir: &Path,
         key: &str,
-    ) -> anyhow::Result<Component> {
+    ) -> anyhow::Result<(Component, Origin)> {
         let path = dir.join(format!("{key}.cwasm"));
         if private_dir(dir) && path.is_file() {
             // SAFETY: the artifact was written by this program into a
@@ -177,7 +187,7 @@ impl ComponentCache {
             // name that includes the engine's compatibility hash; wasmtime
             // still validates its header and refuses a mismatched engine.
             match unsafe { Component::deserialize_file(engine, &path) } {
-                Ok(c) => return Ok(c),
+                Ok(c) => return Ok((c, Origin::Disk)),
                 Err(e) => tracing::warn!(path = %path.display(), error = %e,
                     "precompiled runner in cache is unusable; recompiling"),
             }
@@ -187,14 +197,51 @@ impl ComponentCache {
             tracing::warn!(dir = %dir.display(), error = %format!("{e:#}"),
                 "could not write the compiled runner to the cache; it will be compiled again next start");
         }
-        Ok(component)
+        Ok((component, Origin::Compiled))
     }
 }
 
+/// Where [`ComponentCache::load_from`] found a component's compiled code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// Compiled now (and written to the cache directory, when there is one).
+    Compiled,
+    /// Read back from the cache directory.
+    Disk,
+    /// Compiled or read earlier by this process.
+    Memory,
+}
+
+/// Compiles a component, with a log line before and after: a Python
+/// runner (some 18 MB with its interpreter) takes tens of seconds, and a
+/// start or reload that says nothing for that long looks hung.
 fn compile(engine: &Engine, what: &str, bytes: &[u8]) -> anyhow::Result<Component> {
-    Component::new(engine, bytes)
+    let size = size_text(bytes.len());
+    tracing::info!(
+        runner = what,
+        bytes = bytes.len(),
+        "compiling {what} ({size})"
+    );
+    let started = std::time::Instant::now();
+    let component = Component::new(engine, bytes)
         .map_err(anyhow::Error::from)
-        .with_context(|| format!("{what}: not a valid WebAssembly component"))
+        .with_context(|| format!("{what}: not a valid WebAssembly component"))?;
+    let secs = started.elapsed().as_secs_f64();
+    tracing::info!(
+        runner = what,
+        seconds = secs,
+        "compiled {what} in {secs:.1} s"
+    );
+    Ok(component)
+}
+
+/// A file size for a log line: "18.4 MB", "412 kB", "96 bytes".
+fn size_text(n: usize) -> String {
+    match n {
+        n if n >= 1_000_000 => format!("{:.1} MB", n as f64 / 1e6),
+        n if n >= 1_000 => format!("{} kB", n / 1_000),
+        n => format!("{n} bytes"),
+    }
 }
 
 /// Refuses files that are not components with a message that says what
@@ -269,6 +316,13 @@ fn store_artifact(dir: &Path, path: &Path, component: &Component) -> anyhow::Res
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_read_at_a_glance() {
+        assert_eq!(size_text(18_381_423), "18.4 MB");
+        assert_eq!(size_text(412_345), "412 kB");
+        assert_eq!(size_text(96), "96 bytes");
+    }
 
     #[test]
     fn non_components_are_refused_with_a_reason() {

@@ -64,13 +64,14 @@ pub(crate) async fn guard<T>(
 
 /// Blames a failed guest call. `fuel` and `timeout` are the budgets that
 /// were in force, for the message; `stderr_tail` is the guest's last words
-/// (a Rust panic message lands there before the trap).
+/// (a Rust panic message or a Python traceback lands there before the
+/// trap), put on lines of its own after the trap.
 pub(crate) fn classify(err: &wasmtime::Error, fuel: u64, stderr_tail: Option<&str>) -> RunError {
     if let Some(b) = err.downcast_ref::<BudgetExceeded>() {
         return b.clone().into();
     }
     let with_tail = |msg: String| match stderr_tail {
-        Some(t) if !t.trim().is_empty() => format!("{msg} (guest stderr: {})", t.trim()),
+        Some(t) if !t.trim().is_empty() => format!("{msg}; guest stderr:\n{}", t.trim()),
         _ => msg,
     };
     if let Some(trap) = err.downcast_ref::<Trap>() {

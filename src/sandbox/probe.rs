@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use wasmtime::component::Component;
 
-use super::engine::{self, ComponentCache};
+use super::engine::{self, ComponentCache, Origin};
 use super::{LoadedRunner, Sandbox};
 
 /// One step of a probe.
@@ -31,10 +31,14 @@ pub struct Step {
 pub struct Probe {
     /// The steps taken, in order; the last failed if any did.
     pub steps: Vec<Step>,
-    /// Compiling the component (and writing it to the compile cache).
+    /// The compiled code was read from the compile cache: an earlier run
+    /// compiled the same bytes with the same engine.
+    pub from_cache: bool,
+    /// Compiling the component (and writing it to the compile cache);
+    /// `None` when it came from the cache.
     pub compile_time: Option<Duration>,
-    /// Loading the compiled component back from the compile cache, as an
-    /// agent restart does.
+    /// Loading the compiled component from the compile cache, as an agent
+    /// restart does.
     pub cached_load_time: Option<Duration>,
     /// The loaded runner, when every step passed.
     pub runner: Option<LoadedRunner>,
@@ -50,11 +54,14 @@ impl Probe {
 }
 
 impl Sandbox {
-    /// Probes the runner `bytes` (named `name`). `scratch` is an empty
-    /// private directory for the compile-cache timing.
-    pub fn probe(self: &Arc<Self>, name: &str, bytes: &[u8], scratch: &std::path::Path) -> Probe {
+    /// Probes the runner `bytes` (named `name`), compiling it into the
+    /// compile cache `cache_dir` (the sandbox's own, so loading the runner
+    /// afterwards reads the artifact), or reading it from there when an
+    /// earlier run compiled the same bytes.
+    pub fn probe(self: &Arc<Self>, name: &str, bytes: &[u8], cache_dir: &std::path::Path) -> Probe {
         let mut p = Probe {
             steps: Vec::new(),
+            from_cache: false,
             compile_time: None,
             cached_load_time: None,
             runner: None,
@@ -66,10 +73,12 @@ impl Sandbox {
         ) {
             return p;
         }
+        // A fresh cache over the same directory, so the figures are the
+        // disk's and the compiler's, never this process's memory.
         let started = Instant::now();
-        let component =
-            ComponentCache::new(Some(scratch.to_path_buf())).load(&self.engine, name, bytes);
-        let component = match component {
+        let loaded =
+            ComponentCache::new(Some(cache_dir.to_path_buf())).load_from(&self.engine, name, bytes);
+        let (component, origin) = match loaded {
             Ok(c) => c,
             Err(e) => {
                 p.step(
@@ -82,17 +91,35 @@ impl Sandbox {
                 return p;
             }
         };
-        p.compile_time = Some(started.elapsed());
-        let started = Instant::now();
-        if ComponentCache::new(Some(scratch.to_path_buf()))
-            .load(&self.engine, name, bytes)
-            .is_ok()
-        {
-            p.cached_load_time = Some(started.elapsed());
-        }
-        p.step("compile", Ok("compiled".to_string()));
+        let took = started.elapsed();
+        let detail = if origin == Origin::Compiled {
+            p.compile_time = Some(took);
+            let started = Instant::now();
+            let again = ComponentCache::new(Some(cache_dir.to_path_buf())).load_from(
+                &self.engine,
+                name,
+                bytes,
+            );
+            if let Ok((_, Origin::Disk)) = again {
+                p.cached_load_time = Some(started.elapsed());
+            }
+            format!(
+                "compiled in {:.1} s, kept in {}",
+                took.as_secs_f64(),
+                cache_dir.display()
+            )
+        } else {
+            p.from_cache = true;
+            p.cached_load_time = Some(took);
+            format!(
+                "from cache {} in {:.1} ms (compiled by an earlier run)",
+                cache_dir.display(),
+                took.as_secs_f64() * 1e3
+            )
+        };
+        p.step("compile", Ok(detail));
         let (imports, exports) = interface(&self.engine, &component);
-        p.step("exports", Ok(exports.join(", ")));
+        p.step("exports", Ok(own_exports(&exports)));
         let unknown: Vec<&String> = imports.iter().filter(|i| !known_import(i)).collect();
         let link = self
             .linker
@@ -169,10 +196,48 @@ fn interface(engine: &wasmtime::Engine, c: &Component) -> (Vec<String>, Vec<Stri
     (imports, exports)
 }
 
+/// The exports a runner serves, `catpaw:runner/*`. Toolchains may add
+/// their own: componentize-py leaves `exports`, the interface it calls
+/// once at build time to load the Python code, in every component. Those
+/// are named only when there is nothing else to name.
+fn own_exports(all: &[String]) -> String {
+    let own: Vec<&str> = all
+        .iter()
+        .map(String::as_str)
+        .filter(|e| e.starts_with("catpaw:runner/"))
+        .collect();
+    if own.is_empty() {
+        return format!("none of catpaw:runner (it exports: {})", all.join(", "));
+    }
+    own.join(", ")
+}
+
 /// Whether the host links an import of this name at all (versions are
 /// checked by the linker).
 fn known_import(name: &str) -> bool {
     name.starts_with("wasi:")
         || name.starts_with("catpaw:runner/host@")
         || name.starts_with("catpaw:runner/llm@")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_runners_own_exports_are_listed() {
+        let all = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            own_exports(&all(&[
+                "exports",
+                "catpaw:runner/describe@0.2.0",
+                "catpaw:runner/diagnose@0.2.0"
+            ])),
+            "catpaw:runner/describe@0.2.0, catpaw:runner/diagnose@0.2.0"
+        );
+        assert_eq!(
+            own_exports(&all(&["wasi:cli/run@0.2.0"])),
+            "none of catpaw:runner (it exports: wasi:cli/run@0.2.0)"
+        );
+    }
 }

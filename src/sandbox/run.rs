@@ -144,7 +144,7 @@ fn finish<T>(
     match outcome {
         Guarded::Finished(Ok(v)) => Ok(v),
         Guarded::Finished(Err(e)) => {
-            let tail = printed.stderr_tail(3);
+            let tail = printed.stderr_tail();
             Err(limits::classify(&e, limits.fuel, Some(&tail)))
         }
         Guarded::TimedOut => Err(limits::timed_out(limits.timeout)),

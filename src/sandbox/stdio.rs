@@ -108,16 +108,57 @@ impl Printed {
         }
     }
 
-    /// The last `n` lines written to stderr: a Rust guest's panic message
-    /// lands there just before the trap.
-    pub(crate) fn stderr_tail(&self, n: usize) -> String {
+    /// The end of what was written to stderr, for a trap's error: a Rust
+    /// guest's panic message and a Python guest's traceback (componentize-py
+    /// prints an export's uncaught exception there before it traps) land
+    /// there just before the trap. At most [`TRAP_TAIL_LINES`] lines and
+    /// [`TRAP_TAIL_BYTES`] bytes, without the panic hook's advice to set
+    /// `RUST_BACKTRACE` (a guest has no environment to set it in).
+    pub(crate) fn stderr_tail(&self) -> String {
         let stderr: String = self
             .runs
             .iter()
             .filter(|(name, _)| *name == "stderr")
             .map(|(_, t)| t.as_str())
             .collect();
-        last_lines(&stderr, n).to_string()
+        let useful: Vec<&str> = stderr
+            .lines()
+            .filter(|l| !l.starts_with("note: run with `RUST_BACKTRACE=1`"))
+            .collect();
+        tail_within(&useful.join("\n"), TRAP_TAIL_LINES, TRAP_TAIL_BYTES)
+    }
+}
+
+/// Most lines of stderr a trap's error carries: a traceback some twenty
+/// frames deep.
+pub(crate) const TRAP_TAIL_LINES: usize = 40;
+
+/// Most bytes of stderr a trap's error carries (it goes to the server in
+/// `session_error.error`).
+pub(crate) const TRAP_TAIL_BYTES: usize = 2048;
+
+/// The last `n` lines of `text`, cut further to its last `max_bytes`
+/// bytes (at a line start when there is one, else at a character), with a
+/// leading "…" when anything was cut.
+fn tail_within(text: &str, n: usize, max_bytes: usize) -> String {
+    let lines = last_lines(text, n);
+    let mut cut = lines.len() < text.trim_end().trim_start_matches('\n').len();
+    let mut kept = lines;
+    if kept.len() > max_bytes {
+        cut = true;
+        let mut start = kept.len() - max_bytes;
+        while !kept.is_char_boundary(start) {
+            start += 1;
+        }
+        kept = &kept[start..];
+        if let Some(i) = kept.find('\n') {
+            kept = &kept[i + 1..];
+        }
+    }
+    if cut && !kept.is_empty() {
+        format!("…\n{kept}")
+    } else {
+        kept.to_string()
     }
 }
 
@@ -217,6 +258,39 @@ mod tests {
     }
 
     #[test]
+    fn a_trap_tail_is_bounded_in_lines_and_bytes_and_says_it_was_cut() {
+        assert_eq!(tail_within("a\nb\n", 5, 100), "a\nb");
+        assert_eq!(tail_within("a\nb\nc", 2, 100), "…\nb\nc");
+        let long = format!("{}\nlast line", "x".repeat(5000));
+        assert_eq!(tail_within(&long, 5, 100), "…\nlast line");
+        // One long line is cut at a character, never inside one.
+        let wide = "é".repeat(100);
+        let t = tail_within(&wide, 5, 11);
+        assert!(
+            t.starts_with("…\n") && t.ends_with('é') && t.len() <= 11 + 4,
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn the_stderr_tail_drops_the_backtrace_advice() {
+        let c = CapturedStdio::new(1 << 16);
+        c.push(
+            "stderr",
+            b"Traceback (most recent call last):\nKeyError: 'x'\n",
+        );
+        c.push(
+            "stderr",
+            b"thread '<unnamed>' panicked at lib.rs:1:1:\nboom\nnote: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n",
+        );
+        let tail = c.take().stderr_tail();
+        assert!(
+            tail.starts_with("Traceback") && tail.ends_with("boom"),
+            "{tail}"
+        );
+    }
+
+    #[test]
     fn the_capture_keeps_runs_in_order_up_to_the_cap_and_starts_afresh() {
         let c = CapturedStdio::new(10);
         c.push("stdout", b"out\n");
@@ -231,7 +305,7 @@ mod tests {
             ]
         );
         assert_eq!(p.dropped_bytes, 4);
-        assert_eq!(p.stderr_tail(1), "e");
+        assert_eq!(p.stderr_tail(), "err1\ne");
         let next = c.take();
         assert!(next.runs.is_empty() && next.dropped_bytes == 0);
     }
