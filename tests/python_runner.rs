@@ -283,6 +283,9 @@ fn a_python_exception_shows_its_traceback_and_a_second_check_reads_the_compile_c
         .unwrap_or_else(|| panic!("a session_error line: {out}"));
     assert_eq!(error["code"], "runner_trapped", "{error}");
     shows_the_exception(error["error"].as_str().expect("error text"), line);
+    // Both kept their files in the default state dir, in the project's
+    // parent here (docs/runners.md, "state.d").
+    assert!(home.path().join("state.d/audit.jsonl").is_file());
 }
 
 /// Building a Python runner leaves Python's bytecode beside its sources;
