@@ -122,4 +122,22 @@ mod tests {
         let err = create(dir.path(), "probe", Lang::Rust).expect_err("exists");
         assert!(err.to_string().contains("already exists"), "{err}");
     }
+
+    #[test]
+    fn each_project_ignores_its_build_output_and_the_state_dir() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (lang, wanted) in [
+            (Lang::Rust, &["/target/", "/state.d/"][..]),
+            (
+                Lang::Python,
+                &["*.wasm", "__pycache__/", "*.pyc", "/state.d/"][..],
+            ),
+        ] {
+            let made = create(dir.path(), &format!("p{}", wanted.len()), lang).expect("create");
+            let ignored = std::fs::read_to_string(made.join(".gitignore")).expect(".gitignore");
+            for w in wanted {
+                assert!(ignored.lines().any(|l| l == *w), "{lang:?} {w}: {ignored}");
+            }
+        }
+    }
 }
