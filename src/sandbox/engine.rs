@@ -165,6 +165,17 @@ impl ComponentCache {
         Ok((component, origin))
     }
 
+    /// Whether the cache directory holds the compiled code of `bytes`
+    /// (writing it may have failed: that is a warning, not an error).
+    pub(crate) fn on_disk(&self, engine: &Engine, bytes: &[u8]) -> bool {
+        self.dir.as_ref().is_some_and(|dir| {
+            private_dir(dir)
+                && dir
+                    .join(format!("{}.cwasm", cache_key(engine, bytes)))
+                    .is_file()
+        })
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Component>> {
         match self.mem.lock() {
             Ok(g) => g,
