@@ -277,27 +277,6 @@ async fn alert(cli: &Cli, args: &AlertArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn audit_verify(cli: &Cli) -> anyhow::Result<ExitCode> {
-    let cfg = Config::load(cli.config.as_deref())?;
-    match catpaw_agent::audit::verify(&cfg.paths().audit_trail()) {
-        Ok(v) => {
-            println!(
-                "audit trail intact: {} records (seq {}..{}) in {} file(s) under {}",
-                v.records,
-                v.first_seq,
-                (v.first_seq + v.records).saturating_sub(1),
-                v.files.len(),
-                cfg.state_dir.display()
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(brk) => {
-            println!("audit trail broken at {brk}");
-            Ok(ExitCode::from(1))
-        }
-    }
-}
-
 async fn check_runner(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     let report = catpaw_agent::cli::check::check(&args.file).await?;
     if args.json {
@@ -381,7 +360,7 @@ fn main() -> ExitCode {
             Some(Command::Session(args)) => session(&cli, args).await,
             Some(Command::Demo) => demo().await,
             Some(Command::Alert(args)) => alert(&cli, args).await,
-            Some(Command::Audit(AuditCommand::Verify)) => audit_verify(&cli),
+            Some(Command::Audit(AuditCommand::Verify)) => ops::audit_verify(cli.config.as_deref()),
             Some(Command::CheckRunner(args)) => check_runner(args).await,
             Some(Command::Runner(RunnerCommand::New { name, lang })) => {
                 let dir = catpaw_agent::cli::scaffold::create(Path::new("."), name, *lang)?;

@@ -1,4 +1,4 @@
-//! The operator commands: `config check` and `status`.
+//! The operator commands: `config check`, `status` and `audit verify`.
 
 use std::io::Write;
 use std::path::Path;
@@ -50,6 +50,45 @@ pub async fn status(config: Option<&Path>, json: bool) -> anyhow::Result<ExitCod
         }
         Err(e) => {
             let _ = writeln!(std::io::stderr(), "catpaw-agent: {e}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+/// `catpaw-agent audit verify`: exit 0 when the trail in the state dir
+/// holds every record it should; exit 1 when it is broken, when what is
+/// there is not a trail (a device, say), or when there is no trail at all —
+/// each said on stdout with the file (or dir) and the reason.
+pub fn audit_verify(config: Option<&Path>) -> anyhow::Result<ExitCode> {
+    use crate::audit::{Problem, verify};
+    let cfg = Config::load(config)?;
+    let mut out = std::io::stdout();
+    match verify(&cfg.paths().audit_trail()) {
+        Ok(v) => {
+            let _ = writeln!(
+                out,
+                "audit trail intact: {} records (seq {}..{}) in {} file(s) under {}; \
+                 head seq {} hash {}",
+                v.records,
+                v.first_seq,
+                v.last_seq,
+                v.files.len(),
+                cfg.state_dir.display(),
+                v.last_seq,
+                v.last_hash
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(brk) if brk.problem == Problem::NoTrail => {
+            let _ = writeln!(out, "no audit trail: {brk}");
+            Ok(ExitCode::from(1))
+        }
+        Err(brk) if brk.problem == Problem::NotAFile => {
+            let _ = writeln!(out, "not an audit trail: {brk}");
+            Ok(ExitCode::from(1))
+        }
+        Err(brk) => {
+            let _ = writeln!(out, "audit trail broken at {brk}");
             Ok(ExitCode::from(1))
         }
     }

@@ -143,6 +143,8 @@ impl Agent {
                 "sessions still running after the shutdown grace period; stopping without them"
             );
         }
+        // The last partial second of refused starts.
+        self.ctx.table.flush_refusals();
         t.set_link(LinkState::Stopped);
         tracing::info!("agent stopped");
     }
