@@ -51,10 +51,7 @@ fn audit_verify_says_what_is_missing_with_exit_1() {
     let (code, said) = verify(&home);
     assert_eq!(code, Some(1), "{said}");
     assert!(said.contains("no audit trail"), "{said}");
-    assert!(
-        said.contains(&home.state().display().to_string()),
-        "{said}"
-    );
+    assert!(said.contains(&home.state().display().to_string()), "{said}");
 
     let out = run_session(&home);
     assert!(out.status.success(), "{out:?}");
@@ -73,6 +70,11 @@ fn audit_verify_says_what_is_missing_with_exit_1() {
     // gap, which verify keeps reporting.
     let out = run_session(&home);
     assert!(out.status.success(), "{out:?}");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("ERROR") && log.contains("audit trail damaged"),
+        "{log}"
+    );
     let (code, said) = verify(&home);
     assert_eq!(code, Some(1), "{said}");
     assert!(said.contains("the agent recorded a gap"), "{said}");
@@ -156,6 +158,63 @@ async fn five_thousand_refused_starts_add_a_few_kib_to_the_trail() {
         .find(|r| r["event"] == "refused")
         .expect("a refused record");
     assert_eq!(first["session_id"], "flood-0");
+    agent.sigkill();
+    let (code, said) = verify(&home);
+    assert_eq!(code, Some(0), "{said}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_logs_the_head_at_start_and_at_rotation() {
+    use catpaw_agent::audit::{AuditLog, Record, Who};
+    let mut server = TestServer::start().await;
+    let home = AgentHome::new(&server_toml(
+        &server,
+        None,
+        "[audit]\nmax_size = \"64KiB\"\nappend_only = false\n",
+    ));
+    // A trail past 64 KiB, so the agent's first record rotates it.
+    let trail = home.state().join("audit.jsonl");
+    let log = AuditLog::open(&trail).expect("open");
+    let who = Who::default();
+    for i in 0..200 {
+        log.note(Record::new(
+            &who,
+            "tool",
+            &format!("t{i}"),
+            &"x".repeat(400),
+            "",
+        ));
+    }
+    drop(log);
+    let text = std::fs::read_to_string(&trail).expect("trail");
+    let last = text.lines().last().expect("a record");
+    let hash = common::process::sha256_hex(last.as_bytes());
+    let mut agent = home.agent().keep_log().spawn();
+    let (mut c, _) = server.accept_registered().await;
+    let opened = agent.log();
+    let line = opened
+        .lines()
+        .find(|l| l.contains("audit trail opened"))
+        .unwrap_or_else(|| panic!("no head at start: {opened}"));
+    assert!(line.contains("seq=200") && line.contains(&hash), "{line}");
+    let ack = c
+        .start_session("s-1", "inspect", json!({"plugin": "cpu"}))
+        .await;
+    assert!(ack.ok, "{ack:?}");
+    assert!(
+        agent
+            .wait_for_log("audit trail rotated", Duration::from_secs(10))
+            .await,
+        "{}",
+        agent.log()
+    );
+    let log = agent.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("audit trail rotated"))
+        .expect("the rotation line");
+    assert!(line.contains("seq=200") && line.contains(&hash), "{line}");
+    c.session_until_done("s-1").await;
     agent.sigkill();
     let (code, said) = verify(&home);
     assert_eq!(code, Some(0), "{said}");

@@ -112,7 +112,9 @@ pub(crate) fn parse(bytes: &[u8]) -> HeadState {
             .ok_or_else(|| format!("no {k}"))
     };
     let num = |k: &str| -> Result<u64, String> {
-        field(k)?.parse().map_err(|_| format!("{k} is not a number"))
+        field(k)?
+            .parse()
+            .map_err(|_| format!("{k} is not a number"))
     };
     let head = (|| {
         Ok::<_, String>(Head {

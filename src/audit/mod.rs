@@ -53,8 +53,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-pub use verify::{ChainBreak, Problem, Verified, verify};
 pub use record::{Record, Who, event, kind, now, outcome};
+pub use verify::{ChainBreak, Problem, Verified, verify};
 
 /// How the trail is kept (`[audit]`).
 #[derive(Debug, Clone, PartialEq, Eq)]

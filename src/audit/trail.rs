@@ -117,7 +117,9 @@ impl Trail {
         let end_seq = end.as_ref().map_or(0, |e| e.seq);
         self.head = Head {
             seq: seq.max(end_seq),
-            hash: end.as_ref().map_or_else(|| GENESIS.to_string(), |e| e.hash.clone()),
+            hash: end
+                .as_ref()
+                .map_or_else(|| GENESIS.to_string(), |e| e.hash.clone()),
             first,
             cur: if cur == 0 { seq.max(end_seq) + 1 } else { cur },
             len: meta.len(),
@@ -186,8 +188,10 @@ impl Trail {
 
     /// `seq` of the first record of the oldest file on disk.
     fn first_on_disk(&self) -> std::io::Result<Option<u64>> {
-        let mut candidates: Vec<PathBuf> =
-            (1..=self.opts.keep.max(1)).rev().map(|n| self.rotated(n)).collect();
+        let mut candidates: Vec<PathBuf> = (1..=self.opts.keep.max(1))
+            .rev()
+            .map(|n| self.rotated(n))
+            .collect();
         candidates.push(self.path.clone());
         for p in candidates {
             if let Some(seq) = first_seq(&p)? {
@@ -261,7 +265,11 @@ impl Trail {
             }));
         }
         // Removed, or replaced by a file no agent wrote.
-        let what = if at_path.is_none() { "removed" } else { "replaced" };
+        let what = if at_path.is_none() {
+            "removed"
+        } else {
+            "replaced"
+        };
         let (from, to) = (self.head.cur, self.head.seq);
         self.file = None;
         self.reopen()?;

@@ -153,7 +153,14 @@ pub fn verify(trail: &Path) -> Result<Verified, ChainBreak> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(no_trail()),
-        Err(e) => return Err(brk(dir, 0, Problem::Unreadable, format!("cannot list: {e}"))),
+        Err(e) => {
+            return Err(brk(
+                dir,
+                0,
+                Problem::Unreadable,
+                format!("cannot list: {e}"),
+            ));
+        }
     };
     let prefix = format!("{name}.");
     let mut numbered: BTreeMap<u32, PathBuf> = BTreeMap::new();
@@ -179,17 +186,25 @@ pub fn verify(trail: &Path) -> Result<Verified, ChainBreak> {
         None
     };
     let lock = match &head_snap {
-        Some(h) => Some(
-            Lock::take(&h.file, false)
-                .map_err(|e| brk(&head_path, 0, Problem::Unreadable, format!("cannot lock: {e}")))?,
-        ),
+        Some(h) => Some(Lock::take(&h.file, false).map_err(|e| {
+            brk(
+                &head_path,
+                0,
+                Problem::Unreadable,
+                format!("cannot lock: {e}"),
+            )
+        })?),
         None => None,
     };
     let head_state = match &head_snap {
-        Some(h) => Some(
-            head::read(&h.file)
-                .map_err(|e| brk(&head_path, 0, Problem::Unreadable, format!("cannot read: {e}")))?,
-        ),
+        Some(h) => Some(head::read(&h.file).map_err(|e| {
+            brk(
+                &head_path,
+                0,
+                Problem::Unreadable,
+                format!("cannot read: {e}"),
+            )
+        })?),
         None => None,
     };
     let mut files = Vec::new();
@@ -225,9 +240,7 @@ pub fn verify(trail: &Path) -> Result<Verified, ChainBreak> {
             &head_path,
             0,
             Problem::HeadUnusable,
-            format!(
-                "{what}: whether records were cut from the end of the trail cannot be checked"
-            ),
+            format!("{what}: whether records were cut from the end of the trail cannot be checked"),
         )
     };
     let (head_seq, head_hash, first) = match head_state {
@@ -332,7 +345,10 @@ fn walk(files: &[Snap]) -> Result<Walk, ChainBreak> {
                 if end.seq.checked_add(1) != Some(rec.seq) {
                     return Err(at(
                         Problem::Chain,
-                        format!("seq {} follows seq {}: records are missing", rec.seq, end.seq),
+                        format!(
+                            "seq {} follows seq {}: records are missing",
+                            rec.seq, end.seq
+                        ),
                     ));
                 }
             }

@@ -266,6 +266,29 @@ mod tests {
         assert_eq!((one.count, one.last_session_id), (Some(1), None));
     }
 
+    #[test]
+    fn shutdown_writes_the_current_second_at_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = AuditLog::open(&dir.path().join("audit.jsonl")).expect("open");
+        let r = Refusals::new(log.clone());
+        r.note("", "invalid payload", who("a"));
+        r.note("", "invalid payload", who("b"));
+        let counted = || {
+            std::fs::read_to_string(log.path())
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .filter_map(|v| v["count"].as_u64())
+                .sum::<u64>()
+        };
+        r.flush();
+        assert_eq!(counted(), 2);
+        // The last handle going writes what is left too.
+        r.note("", "invalid payload", who("c"));
+        drop(r);
+        assert_eq!(counted(), 3);
+    }
+
     #[tokio::test]
     async fn the_last_partial_second_is_written_by_the_timer() {
         let dir = tempfile::tempdir().expect("tempdir");

@@ -60,7 +60,10 @@ fn a_tail_cut_while_stopped_is_recorded_at_the_next_start_not_re_anchored() {
     let brk = verify(&trail(&dir)).expect_err("the gap stays reported");
     assert_eq!(brk.problem, Problem::GapRecorded, "{brk}");
     assert_eq!(brk.line, 6, "{brk}");
-    assert!(brk.reason.contains("records seq 6..10 are missing"), "{brk}");
+    assert!(
+        brk.reason.contains("records seq 6..10 are missing"),
+        "{brk}"
+    );
 }
 
 #[test]
