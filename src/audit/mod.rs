@@ -40,12 +40,13 @@
 //!
 //! Layout: `record` (one line's shape), `chain` (hashing), `file`
 //! (regular files by descriptor, locks, lines), `head` (the anchor),
-//! `trail` (the writer), `verify` (the checker).
+//! `scan` (reading what is on disk), `trail` (the writer), `verify` (the checker).
 
 mod chain;
 mod file;
 mod head;
 mod record;
+mod scan;
 mod trail;
 mod verify;
 

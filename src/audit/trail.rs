@@ -20,8 +20,8 @@ use anyhow::Context;
 
 use super::chain::{GENESIS, line_hash};
 use super::file::{self, Lock, Mode};
-use super::head::{self, End, Head, HeadState};
-use super::{AuditOptions, Record, event, kind, rotated};
+use super::head::{self, Head, HeadState};
+use super::{AuditOptions, Record, event, kind, rotated, scan};
 
 /// A gap found in the trail: written as an `audit_gap` record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,9 +92,10 @@ impl Trail {
         self.protect(&f);
         let meta = f.metadata()?;
         self.file = Some(f);
-        let end = self.disk_end()?;
+        let end = scan::disk_end(&self.path, self.opts.keep)?;
         let (dev, ino) = id(&meta);
-        let derived_first = || self.first_on_disk().map(|f| f.unwrap_or(1));
+        let derived_first =
+            || scan::first_on_disk(&self.path, self.opts.keep).map(|f| f.unwrap_or(1));
         let (seq, first, cur, mismatch, lost) = match &state {
             HeadState::Valid(h) => {
                 let m = head::compare(h.seq, &h.hash, h.first, end.as_ref());
@@ -112,7 +113,7 @@ impl Trail {
         };
         let cur = match cur {
             Some(h) if (h.dev, h.ino) == (dev, ino) => h.cur,
-            _ => self.first_of_current()?,
+            _ => scan::first_seq(&self.path)?.unwrap_or(0),
         };
         let end_seq = end.as_ref().map_or(0, |e| e.seq);
         self.head = Head {
@@ -154,56 +155,18 @@ impl Trail {
         Ok(gap)
     }
 
+    /// `started` records of the current and the previous file that have
+    /// no outcome yet.
+    pub(super) fn open_acts(&self) -> Vec<Record> {
+        scan::open_acts(&self.path, self.opts.max_size)
+    }
+
     pub(super) fn path(&self) -> &Path {
         &self.path
     }
 
     fn rotated(&self, n: u32) -> PathBuf {
         rotated(&self.path, n)
-    }
-
-    /// The last whole record on disk: of the current file, or of the
-    /// newest rotated file that has one.
-    fn disk_end(&self) -> std::io::Result<Option<End>> {
-        let mut candidates = vec![self.path.clone()];
-        candidates.extend((1..=self.opts.keep.max(1)).map(|n| self.rotated(n)));
-        for p in candidates {
-            let f = match file::open_regular(&p, Mode::Read) {
-                Ok(f) => f,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e),
-            };
-            let len = f.metadata()?.len();
-            if let Some(line) = file::last_line(&f, len)? {
-                let rec = serde_json::from_slice::<Record>(&line).unwrap_or_default();
-                return Ok(Some(End {
-                    seq: rec.seq,
-                    hash: line_hash(&line),
-                    prev: rec.prev,
-                }));
-            }
-        }
-        Ok(None)
-    }
-
-    /// `seq` of the first record of the oldest file on disk.
-    fn first_on_disk(&self) -> std::io::Result<Option<u64>> {
-        let mut candidates: Vec<PathBuf> = (1..=self.opts.keep.max(1))
-            .rev()
-            .map(|n| self.rotated(n))
-            .collect();
-        candidates.push(self.path.clone());
-        for p in candidates {
-            if let Some(seq) = first_seq(&p)? {
-                return Ok(Some(seq));
-            }
-        }
-        Ok(None)
-    }
-
-    /// `seq` of the current file's first record (0: it has none).
-    fn first_of_current(&self) -> std::io::Result<u64> {
-        Ok(first_seq(&self.path)?.unwrap_or(0))
     }
 
     /// Appends one record, filling in `seq` and `prev`.
@@ -248,7 +211,7 @@ impl Trail {
             if len >= self.head.len {
                 return Ok(None);
             }
-            let end = self.disk_end()?;
+            let end = scan::disk_end(&self.path, self.opts.keep)?;
             let kept = end.as_ref().map_or(0, |e| e.seq);
             let was = self.head.len;
             self.head.hash = end.map_or_else(|| GENESIS.to_string(), |e| e.hash);
@@ -273,7 +236,7 @@ impl Trail {
         let (from, to) = (self.head.cur, self.head.seq);
         self.file = None;
         self.reopen()?;
-        let end = self.disk_end()?;
+        let end = scan::disk_end(&self.path, self.opts.keep)?;
         self.head.hash = end.map_or_else(|| GENESIS.to_string(), |e| e.hash);
         self.head.cur = self.head.seq + 1;
         let held = if to >= from {
@@ -365,7 +328,7 @@ impl Trail {
         let keep = self.opts.keep.max(1);
         let oldest = self.rotated(keep);
         if oldest.exists() {
-            let dropped_last = last_seq(&oldest)?;
+            let dropped_last = scan::last_seq(&oldest)?;
             file::set_append_only(&oldest, false);
             std::fs::remove_file(&oldest)?;
             let before = self.head.first;
@@ -377,7 +340,7 @@ impl Trail {
                     } else {
                         self.path.clone()
                     };
-                    first_seq(&next)?.unwrap_or(self.head.cur)
+                    scan::first_seq(&next)?.unwrap_or(self.head.cur)
                 }
             };
             // At once: a crash before the next record must not make the
@@ -429,44 +392,6 @@ impl Trail {
                  capabilities do not allow it); the hash chain still shows tampering");
         }
     }
-
-    /// `started` records of the current and the previous file that have no
-    /// outcome yet.
-    pub(super) fn open_acts(&self) -> Vec<Record> {
-        let mut open = std::collections::BTreeMap::new();
-        for path in [self.rotated(1), self.path.clone()] {
-            // Only regular files, and no more than rotation allows: the
-            // trail may be bloated by someone else.
-            let Ok(f) = file::open_regular(&path, Mode::Read) else {
-                continue;
-            };
-            if f.metadata()
-                .map_or(true, |m| m.len() > self.opts.max_size.saturating_mul(2))
-            {
-                continue;
-            }
-            let mut text = Vec::new();
-            if std::io::Read::read_to_end(&mut &f, &mut text).is_err() {
-                continue;
-            }
-            for line in text.split(|&b| b == b'\n') {
-                // Cheap filter first: most lines are neither.
-                let started = contains(line, b"\"event\":\"started\"");
-                if !started && !contains(line, b"\"event\":\"outcome\"") {
-                    continue;
-                }
-                let Ok(rec) = serde_json::from_slice::<Record>(line) else {
-                    continue;
-                };
-                if rec.event == event::STARTED {
-                    open.insert(rec.seq, rec);
-                } else if let Some(act) = rec.act {
-                    open.remove(&act);
-                }
-            }
-        }
-        open.into_values().collect()
-    }
 }
 
 /// The `audit_gap` record for `gap`.
@@ -480,29 +405,4 @@ pub(super) fn gap_record(gap: Gap) -> Record {
     .with_outcome("", &gap.detail);
     rec.missing = gap.missing;
     rec
-}
-
-/// `seq` of the first record of the regular file at `path`.
-fn first_seq(path: &Path) -> std::io::Result<Option<u64>> {
-    let f = match file::open_regular(path, Mode::Read) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    Ok(file::first_line(&f)?
-        .and_then(|l| serde_json::from_slice::<Record>(&l).ok())
-        .map(|r| r.seq))
-}
-
-/// `seq` of the last record of the regular file at `path`.
-fn last_seq(path: &Path) -> std::io::Result<Option<u64>> {
-    let f = file::open_regular(path, Mode::Read)?;
-    let len = f.metadata()?.len();
-    Ok(file::last_line(&f, len)?
-        .and_then(|l| serde_json::from_slice::<Record>(&l).ok())
-        .map(|r| r.seq))
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
 }

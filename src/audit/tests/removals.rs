@@ -214,3 +214,17 @@ fn the_head_is_overwritten_in_place_and_fixed_size() {
         head::HEAD_LEN as u64
     );
 }
+
+#[test]
+fn a_head_from_before_the_anchor_is_upgraded_without_a_gap() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let all = written(&dir, 3);
+    // What agents wrote before the head anchored the start and the file.
+    let legacy = format!("3 {}\n", line_hash(all[2].as_bytes()));
+    std::fs::write(trail(&dir).with_extension("head"), legacy).expect("head");
+    verify(&trail(&dir)).expect("a legacy head that matches");
+    let log = AuditLog::open(&trail(&dir)).expect("reopen");
+    log.note(Record::new(&who(), kind::TOOL, "cpu", "{}", ""));
+    assert_eq!(lines(log.path()).len(), 4, "no gap record");
+    assert_eq!(verify(&trail(&dir)).expect("holds").last_seq, 4);
+}
