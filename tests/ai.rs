@@ -516,7 +516,10 @@ async fn a_redirect_from_the_provider_is_not_followed() {
         elsewhere.port
     );
     assert!(thinking.contains(&shown), "{thinking}");
-    assert!(!thinking.contains("stolen") && !thinking.contains("pw@"), "{thinking}");
+    assert!(
+        !thinking.contains("stolen") && !thinking.contains("pw@"),
+        "{thinking}"
+    );
     assert!(thinking.contains("Falling back"), "{thinking}");
 }
 
@@ -535,7 +538,10 @@ async fn a_redirect_from_the_gateway_is_not_followed_and_the_token_stays_home() 
     let events = alert().start_with(a.runners.clone()).finish().await;
     let got = server.received();
     assert_eq!(got.len(), 1, "a redirect is not retried");
-    assert_eq!(got[0].header("x-agent-token"), Some("gw-token-0123456789abcdef"));
+    assert_eq!(
+        got[0].header("x-agent-token"),
+        Some("gw-token-0123456789abcdef")
+    );
     assert_eq!(elsewhere.received().len(), 0, "the redirect was followed");
     let thinking = deltas(&events, "thinking").concat();
     assert!(

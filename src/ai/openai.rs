@@ -378,7 +378,10 @@ mod tests {
         assert_eq!(masked_location(&url), "https://evil.example:8443/v1/x?…");
         let long = reqwest::Url::parse(&format!("http://h/{}", "a".repeat(500))).unwrap();
         let shown = masked_location(&long);
-        assert!(shown.len() <= MAX_LOCATION + "…".len() && shown.ends_with('…'), "{shown}");
+        assert!(
+            shown.len() <= MAX_LOCATION + "…".len() && shown.ends_with('…'),
+            "{shown}"
+        );
     }
 
     #[test]

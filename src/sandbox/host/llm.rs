@@ -291,7 +291,13 @@ pub(crate) async fn complete(
     let call = match llm.admit(messages, tools, &token_limits(ctx)) {
         Ok(c) => c,
         Err(e) => {
-            ctx.note(kind::LLM, "complete", &args, outcome::REFUSED, &e.to_string());
+            ctx.note(
+                kind::LLM,
+                "complete",
+                &args,
+                outcome::REFUSED,
+                &e.to_string(),
+            );
             tracing::warn!(session_id = %ctx.info.session_id, error = %e, "llm call refused");
             ctx.run.llm_failure = Some(e.to_string());
             return Ok(Err(error(e)));
