@@ -423,6 +423,9 @@ async fn the_gateway_is_asked_as_catpaw_server_expects() {
     let id = std::fs::read_to_string(dir.path().join("state.d/agent_id")).unwrap();
     assert_eq!(r.header("x-agent-id"), Some(id.trim()));
     assert!(r.body["timeout_ms"].as_u64().is_some());
+    // The gateway has no max_tokens setting: the host asks for 4000, the
+    // default of a model's, as the budgets leave room.
+    assert_eq!(r.body["max_tokens"], 4000);
     assert!(r.body["metadata"]["session_id"].as_str().is_some());
     assert!(r.body["tools"].as_array().is_some_and(|t| !t.is_empty()));
     assert_eq!(

@@ -112,12 +112,13 @@ impl DailyLedger {
 
     /// Holds tokens for one call: `plan` is given what is left today (None
     /// when there is no limit; calls under way count as used) and answers
-    /// how many to hold, or why the call is refused. The check and the hold
-    /// are one step, so calls at the same time cannot share the same room.
-    pub fn reserve<E>(
+    /// how many to hold (with what it planned), or why the call is
+    /// refused. The check and the hold are one step, so calls at the same
+    /// time cannot share the same room.
+    pub fn reserve<T, E>(
         self: &Arc<Self>,
-        plan: impl FnOnce(Option<(String, u64)>) -> Result<u64, E>,
-    ) -> Result<Hold, E> {
+        plan: impl FnOnce(Option<(String, u64)>) -> Result<(u64, T), E>,
+    ) -> Result<(Hold, T), E> {
         let mut s = self.lock();
         let left = (self.limit > 0).then(|| {
             let used = s.count.tokens.saturating_add(s.held);
@@ -130,12 +131,13 @@ impl DailyLedger {
                 self.limit.saturating_sub(used),
             )
         });
-        let tokens = plan(left)?;
+        let (tokens, planned) = plan(left)?;
         s.held = s.held.saturating_add(tokens);
-        Ok(Hold {
+        let hold = Hold {
             ledger: Arc::clone(self),
             tokens,
-        })
+        };
+        Ok((hold, planned))
     }
 
     /// Gives back `held` and charges `tokens` (at most `held`) to today's
@@ -181,10 +183,11 @@ mod tests {
 
     /// Holds `n` if that much is left (or there is no limit).
     fn hold(l: &Arc<DailyLedger>, n: u64) -> Result<Hold, String> {
-        l.reserve(|left| match left {
+        let (hold, ()) = l.reserve(|left| match left {
             Some((what, left)) if left < n => Err(format!("{what}: {left} left")),
-            _ => Ok(n),
-        })
+            _ => Ok((n, ())),
+        })?;
+        Ok(hold)
     }
 
     #[test]

@@ -144,18 +144,6 @@ pub struct Call {
     hold: Hold,
 }
 
-impl Call {
-    /// The most prompt tokens it can cost.
-    pub fn prompt_bound(&self) -> u64 {
-        self.bounds.prompt
-    }
-
-    /// The largest `max_tokens` any backend is sent for it.
-    pub fn max_tokens(&self) -> u64 {
-        self.bounds.answer
-    }
-}
-
 impl Llm {
     /// A client for `cfg`; `agent_id` is sent to the gateway, the daily
     /// token count is kept at `daily_path`. None when `[ai]` is off.
@@ -222,8 +210,7 @@ impl Llm {
             .map(Backend::answer_want)
             .max()
             .unwrap_or(GATEWAY_ANSWER);
-        let mut bounds = None;
-        let hold = self
+        let (hold, bounds) = self
             .daily
             .reserve(|daily| {
                 let mut all = limits.to_vec();
@@ -231,11 +218,9 @@ impl Llm {
                     all.push(TokenLimit { name, left });
                 }
                 let b = cost::plan(prompt, want, &all)?;
-                bounds = Some(b);
-                Ok(b.total())
+                Ok((b.total(), b))
             })
             .map_err(LlmError::Budget)?;
-        let bounds = bounds.ok_or_else(|| LlmError::Budget("no bounds were planned".into()))?;
         Ok(Call {
             messages,
             tools,
