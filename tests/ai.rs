@@ -231,7 +231,8 @@ async fn a_redirect_from_the_provider_is_not_followed() {
     assert_eq!(server.received().len(), 1, "a redirect is not retried");
     let thinking = deltas(&events, "thinking").concat();
     let shown = format!(
-        "HTTP 307 redirect to http://127.0.0.1:{}/v1/chat/completions?…: redirects are not followed",
+        "model main (openai) refused the request: HTTP 307 redirect to \
+         http://127.0.0.1:{}/v1/chat/completions?…: redirects are not followed",
         elsewhere.port
     );
     assert!(thinking.contains(&shown), "{thinking}");
