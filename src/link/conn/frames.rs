@@ -13,7 +13,11 @@
 //! has left. [`message`] checks every frame once more before it reaches
 //! the socket and refuses (debug builds: panics on) any that is over.
 
+use std::collections::VecDeque;
+
 use tokio_tungstenite::tungstenite::Message;
+
+use super::batch;
 
 use crate::proto::{self, Envelope, SessionOutputPayload};
 use crate::session::SessionEvent;
@@ -42,6 +46,32 @@ pub(super) fn session_frames(ev: SessionEvent) -> Vec<Frame> {
             }]
         }
     }
+}
+
+/// The frames of a batch of session events (merged, then built and
+/// bounded here) and the output bytes each `session_output` among
+/// them carries.
+pub(super) fn event_frames(events: Vec<SessionEvent>) -> (VecDeque<String>, Vec<u64>) {
+    let mut texts = VecDeque::with_capacity(events.len());
+    let mut outputs = Vec::with_capacity(events.len());
+    for ev in batch::merge(events) {
+        for f in session_frames(ev) {
+            texts.push_back(f.text);
+            outputs.extend(f.output);
+        }
+    }
+    (texts, outputs)
+}
+
+/// The frame texts of events not yet written, for a graceful close.
+pub(super) fn unsent_frames<'a>(
+    events: impl IntoIterator<Item = &'a SessionEvent>,
+) -> VecDeque<String> {
+    events
+        .into_iter()
+        .flat_map(|ev| session_frames(ev.clone()))
+        .map(|f| f.text)
+        .collect()
 }
 
 fn output_frames(mut p: SessionOutputPayload) -> Vec<Frame> {

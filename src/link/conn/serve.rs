@@ -110,30 +110,6 @@ impl Out {
     }
 }
 
-/// The frames of a batch of session events (merged, then built and
-/// bounded by [`frames`]) and the output bytes each `session_output` among
-/// them carries.
-fn event_frames(events: Vec<SessionEvent>) -> (VecDeque<String>, Vec<u64>) {
-    let mut texts = VecDeque::with_capacity(events.len());
-    let mut outputs = Vec::with_capacity(events.len());
-    for ev in batch::merge(events) {
-        for f in frames::session_frames(ev) {
-            texts.push_back(f.text);
-            outputs.extend(f.output);
-        }
-    }
-    (texts, outputs)
-}
-
-/// The frame texts of events not yet written, for a graceful close.
-fn unsent_frames<'a>(events: impl IntoIterator<Item = &'a SessionEvent>) -> VecDeque<String> {
-    events
-        .into_iter()
-        .flat_map(|ev| frames::session_frames(ev.clone()))
-        .map(|f| f.text)
-        .collect()
-}
-
 /// What one turn of the serve loop decided.
 enum Step {
     /// Nothing to write.
@@ -255,7 +231,7 @@ pub(super) async fn serve(
                 ..Write::one(&env)
             },
             Step::End(AttemptOutcome::Shutdown) => {
-                let unsent = unsent_frames(&pending);
+                let unsent = frames::unsent_frames(&pending);
                 return graceful_close(ctx, out, stream, &mut out_rx, unsent).await;
             }
             Step::End(outcome) => {
@@ -291,7 +267,7 @@ pub(super) async fn serve(
                 return match e {
                     WriteError::Shutdown => {
                         let mut unsent = w.frames;
-                        unsent.extend(unsent_frames(&pending));
+                        unsent.extend(frames::unsent_frames(&pending));
                         graceful_close(ctx, out, stream, &mut out_rx, unsent).await
                     }
                     WriteError::Lost => {
@@ -372,7 +348,7 @@ impl Write {
     }
 
     fn events(events: Vec<SessionEvent>) -> Write {
-        let (frames, outputs) = event_frames(events);
+        let (frames, outputs) = frames::event_frames(events);
         Write {
             frames,
             what: proto::MSG_SESSION_OUTPUT.to_string(),
