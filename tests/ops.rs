@@ -855,3 +855,89 @@ fn without_a_config_file_the_agent_says_there_is_none_and_how_to_make_one() {
         "{stderr}"
     );
 }
+
+/// `GET /metrics` over tokio; the whole response (empty when the endpoint
+/// closed the connection without answering).
+async fn scrape_text(port: u16) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+        return String::new();
+    };
+    if s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .is_err()
+    {
+        return String::new();
+    }
+    let mut text = Vec::new();
+    let _ = s.read_to_end(&mut text).await;
+    String::from_utf8_lossy(&text).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_do_not_keep_scrapes_out() {
+    use tokio::io::AsyncWriteExt;
+    let mut server = TestServer::start().await;
+    let port = free_port();
+    let home = AgentHome::new(&server_toml(
+        &server,
+        None,
+        &format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n"),
+    ));
+    let _agent = home.spawn();
+    let _registered = server.accept_registered().await;
+    assert!(scrape_text(port).await.starts_with("HTTP/1.1 200 OK"));
+
+    // 40 slowloris clients on one address: a byte of head every 0.5 s,
+    // never the blank line that ends it; dropped, they come back.
+    const SLOW: usize = 40;
+    let until = tokio::time::Instant::now() + Duration::from_secs(12);
+    let (holding, mut held) = tokio::sync::mpsc::channel::<()>(SLOW);
+    let mut slow = tokio::task::JoinSet::new();
+    for _ in 0..SLOW {
+        let holding = holding.clone();
+        slow.spawn(async move {
+            let mut told = false;
+            while tokio::time::Instant::now() < until {
+                if let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+                    let mut head = b"GET /metrics HTTP/1.1\r\nX-Slow: "
+                        .iter()
+                        .chain(std::iter::repeat(&b'a'));
+                    while tokio::time::Instant::now() < until {
+                        let byte = *head.next().expect("endless");
+                        if s.write_all(&[byte]).await.is_err() {
+                            break;
+                        }
+                        if !told {
+                            told = true;
+                            let _ = holding.send(()).await;
+                        }
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        });
+    }
+    for _ in 0..SLOW {
+        held.recv().await.expect("a slow client connected");
+    }
+
+    // 24 honest scrapes while they hold on, each answered.
+    let mut failed = Vec::new();
+    for i in 0..24 {
+        let text = tokio::time::timeout(Duration::from_secs(5), scrape_text(port))
+            .await
+            .unwrap_or_default();
+        if !text.starts_with("HTTP/1.1 200 OK") {
+            failed.push((i, text.lines().next().unwrap_or("").to_string()));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(
+        tokio::time::Instant::now() < until,
+        "the slow clients stopped too soon"
+    );
+    assert!(failed.is_empty(), "scrapes not answered: {failed:?}");
+    slow.shutdown().await;
+}
