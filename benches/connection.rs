@@ -220,7 +220,9 @@ async fn bench() {
         ..SandboxOptions::default()
     })
     .expect("sandbox");
-    let loaded = sandbox.load_file(&guest).expect("bench guest");
+    let loaded = sandbox
+        .load_file(&guest, catpaw_agent::config::DEFAULT_MAX_RUNNER_SIZE)
+        .expect("bench guest");
     let limits = Budgets {
         fuel: u64::MAX / 4,
         max_output: u64::MAX,

@@ -124,7 +124,10 @@ async fn main() {
     let call = async || {
         let (tx, mut rx) = tokio::sync::mpsc::channel(64);
         let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
-        let (r, _) = client.complete(&cx, &messages, &[], &tx).await;
+        let admitted = client
+            .admit(messages.clone(), vec![], &[])
+            .expect("within budget");
+        let (r, _) = client.complete(&cx, admitted, &tx).await;
         drop(tx);
         drain.await.expect("drain");
         r.expect("reply");
@@ -169,7 +172,9 @@ async fn main() {
             ..SandboxOptions::default()
         })
         .expect("sandbox");
-        let loaded = sandbox.load_file(&guest).expect("bench guest");
+        let loaded = sandbox
+            .load_file(&guest, catpaw_agent::config::DEFAULT_MAX_RUNNER_SIZE)
+            .expect("bench guest");
         let runner = loaded
             .diagnose_runner(Budgets {
                 max_llm_calls: u64::from(CALLS) + 1,

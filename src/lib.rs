@@ -50,6 +50,9 @@
 //!   sandbox, alerts and link, read by ops
 //! - [`embedded`]: the built-in runners, compiled into the binary
 //! - [`ratelimit`], [`util`]: small shared helpers
+//! - [`fsafe`]: opening a file someone else may replace (runner files,
+//!   allow-listed files) and judging it on the descriptor: its kind, its
+//!   size against a cap, the path it really has; reads bounded by the cap
 
 // The docs are read by people working on the crate (`cargo doc
 // --document-private-items`): they link to crate-private items freely.
@@ -61,6 +64,7 @@ pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod embedded;
+pub mod fsafe;
 pub mod link;
 pub mod ops;
 pub mod proto;

@@ -31,12 +31,56 @@ pub(crate) fn truncate_utf8(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-/// `s` with every control character (C0, DEL, C1) written as an escape
-/// (`\n`, `\r`, `\t`, `\x1b`, `\u{9b}`), so text that came from a server
-/// or a local client cannot start a forged line or drive a terminal. Text
-/// that needs nothing comes back borrowed.
+/// Code points of Unicode general category Cf (format), Unicode 16, as
+/// inclusive ranges: bidi embeddings, overrides and isolates (U+202A…202E,
+/// U+2066…2069), zero-width characters, the BOM, tag characters.
+const FORMAT_CHARS: [(u32, u32); 22] = [
+    (0x00AD, 0x00AD),
+    (0x0600, 0x0605),
+    (0x061C, 0x061C),
+    (0x06DD, 0x06DD),
+    (0x070F, 0x070F),
+    (0x0890, 0x0891),
+    (0x08E2, 0x08E2),
+    (0x180E, 0x180E),
+    (0x200B, 0x200F),
+    (0x202A, 0x202E),
+    (0x2060, 0x2064),
+    (0x2066, 0x206F),
+    (0xFEFF, 0xFEFF),
+    (0xFFF9, 0xFFFB),
+    (0x110BD, 0x110BD),
+    (0x110CD, 0x110CD),
+    (0x13430, 0x1343F),
+    (0x1BCA0, 0x1BCA3),
+    (0x1D173, 0x1D17A),
+    (0xE0001, 0xE0001),
+    (0xE0020, 0xE007F),
+    // Zl and Zp: the line and paragraph separators.
+    (0x2028, 0x2029),
+];
+
+/// Whether `c` is of Unicode general category Cc (control), Cf (format),
+/// Zl or Zp (PROTOCOL §10): characters that move or hide text when it is
+/// shown (a U+202E makes `exe.txt` display as `txt.exe`) or that start a
+/// line.
+pub(crate) fn is_control_or_format(c: char) -> bool {
+    if c.is_control() {
+        return true;
+    }
+    let c = c as u32;
+    // Every listed range lies at or above U+00AD: ASCII text returns here.
+    c >= 0xAD && FORMAT_CHARS.iter().any(|&(lo, hi)| (lo..=hi).contains(&c))
+}
+
+/// `s` with every control, format and separator character (Unicode Cc,
+/// Cf, Zl, Zp: C0, DEL, C1, bidi overrides, zero-widths) written as an
+/// escape (`\n`, `\r`, `\t`, `\x1b`, `\u{9b}`, `\u{202e}`), so text that
+/// came from a server or a local client cannot start a forged line, drive
+/// a terminal or reorder what a reader sees. Text that needs nothing comes
+/// back borrowed.
 pub(crate) fn escape_control(s: &str) -> std::borrow::Cow<'_, str> {
-    if !s.chars().any(char::is_control) {
+    if !s.chars().any(is_control_or_format) {
         return std::borrow::Cow::Borrowed(s);
     }
     let mut out = String::with_capacity(s.len() + 8);
@@ -53,7 +97,7 @@ fn push_escaped(out: &mut String, c: char) {
         '\n' => out.push_str("\\n"),
         '\r' => out.push_str("\\r"),
         '\t' => out.push_str("\\t"),
-        c if !c.is_control() => out.push(c),
+        c if !is_control_or_format(c) => out.push(c),
         c if (c as u32) < 0x80 => {
             let _ = write!(out, "\\x{:02x}", c as u32);
         }
@@ -74,7 +118,7 @@ pub(crate) fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{escape_control, truncate_utf8};
+    use super::{escape_control, is_control_or_format, truncate_utf8};
 
     #[test]
     fn control_characters_are_escaped() {
@@ -83,6 +127,32 @@ mod tests {
             escape_control("a\nfake line\r\u{1b}[31mred\u{7f}\u{9b}"),
             "a\\nfake line\\r\\x1b[31mred\\x7f\\u{9b}"
         );
+    }
+
+    #[test]
+    fn bidi_format_and_separator_characters_are_escaped() {
+        assert_eq!(
+            escape_control("invoice\u{202e}fdp.exe\u{2066}\u{200b}\u{2028}\u{feff}"),
+            "invoice\\u{202e}fdp.exe\\u{2066}\\u{200b}\\u{2028}\\u{feff}"
+        );
+        for c in [
+            '\u{0}',
+            '\u{7f}',
+            '\u{9b}',
+            '\u{ad}',
+            '\u{61c}',
+            '\u{202a}',
+            '\u{2069}',
+            '\u{2029}',
+            '\u{e0041}',
+        ] {
+            assert!(is_control_or_format(c), "{:x}", c as u32);
+        }
+        for c in [
+            'a', 'é', ' ', '\u{2010}', '\u{2070}', '\u{fffc}', '中', '😀',
+        ] {
+            assert!(!is_control_or_format(c), "{:x}", c as u32);
+        }
     }
 
     #[test]

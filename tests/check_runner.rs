@@ -121,6 +121,21 @@ fn a_file_that_is_not_a_component_fails_at_the_first_step() {
         assert!(s["detail"].as_str().unwrap().contains(expect), "{r}");
         assert!(r["runs"].as_array().unwrap().is_empty());
     }
+    // A FIFO is refused without a read (which would wait for a writer).
+    let fifo = home.path().join("pipe.wasm");
+    let c = std::ffi::CString::new(fifo.to_string_lossy().as_bytes()).expect("cstring");
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+    let (code, r) = check(&fifo);
+    assert_eq!(code, 1, "{r}");
+    let detail = step(&r, "read")["detail"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        detail.ends_with("pipe.wasm is a FIFO, not a regular file"),
+        "{r}"
+    );
     let (code, r) = check(&home.path().join("missing.wasm"));
     assert_eq!(code, 1);
     assert!(

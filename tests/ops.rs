@@ -724,3 +724,220 @@ async fn session_types_nobody_serves_are_counted_as_other_not_as_new_series() {
     );
     assert!(!m.keys().any(|k| k.contains("bogus")), "{m:?}");
 }
+
+/// One of catpaw's own config files from the workspace's `shared/fixtures`
+/// (read there, never copied into this repository); None, saying why, in
+/// a clone that has no such folder beside it.
+fn catpaw_fixture(name: &str) -> Option<String> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/fixtures")
+        .join(name);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Some(text),
+        Err(e) => {
+            eprintln!(
+                "skipped: {} cannot be read ({e}); catpaw's config files live in the \
+                 workspace's shared/fixtures, beside this checkout",
+                path.display()
+            );
+            None
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catpaws_own_config_files_load_with_one_warning_and_the_agent_serves_on_them() {
+    for (name, every_section) in [
+        ("catpaw-v0.24-config.toml", false),
+        ("catpaw-v0.24-config-all-sections.toml", true),
+    ] {
+        let Some(text) = catpaw_fixture(name) else {
+            return;
+        };
+        let mut server = TestServer::start().await;
+        // Upstream's own file has no [server]: one is added after it.
+        let body = if every_section {
+            text.replace("PORT", &server.addr.port().to_string())
+        } else {
+            format!("{text}\n{}", server_toml(&server, None, ""))
+        };
+        let home = AgentHome::new(&body)
+            .env("CATPAW_AGENT_TOKEN", "tok-fixture")
+            .env("OPENAI_API_KEY", "sk-fixture")
+            .env("DEEPSEEK_API_KEY", "sk-fixture")
+            .env("MINIMAX_API_KEY", "sk-fixture");
+        let out = home
+            .command()
+            .args(["config", "check"])
+            .output()
+            .expect("check");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{name}: {stderr}");
+        let about_keys: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.starts_with("warning:") && l.contains("catpaw keys without effect"))
+            .collect();
+        assert_eq!(about_keys.len(), 1, "{name}: {stderr}");
+        let mut named = vec!["`[global] interval`", "`[notify]`"];
+        if every_section {
+            named.extend([
+                "`[log] output`",
+                "`[ai] aggregate_window`",
+                "`[ai] max_concurrent_diagnoses`",
+                "`[ai.models.deepseek] input_price`",
+            ]);
+        }
+        for key in named {
+            assert!(
+                about_keys[0].contains(key),
+                "{name}: {key} in {}",
+                about_keys[0]
+            );
+        }
+        // And the agent runs on it: registers and serves a session.
+        let mut agent = home.spawn();
+        let (mut c, _) = server.accept_registered().await;
+        let ack = c
+            .start_session("fixture-1", "inspect", json!({"plugin": "cpu"}))
+            .await;
+        assert!(ack.ok, "{name}: {ack:?}");
+        c.session_until_done("fixture-1").await;
+        agent.sigkill();
+    }
+}
+
+#[test]
+fn a_config_with_three_mistakes_reports_all_three_with_their_lines() {
+    let home = AgentHome::new(
+        "[server]\nenabled = true\naddress = \"127.0.0.1:9\"\nstate_dir = \"/x\"\n\
+         [sandbox]\nmax_memory = \"lots\"\n[log]\nlevel = \"loud\"\n",
+    );
+    let out = home
+        .command()
+        .args(["config", "check"])
+        .output()
+        .expect("check");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    for line in [
+        "3 problems in",
+        "config.toml:4:1 `[server] state_dir`: unknown field",
+        "top-level key",
+        "config.toml:6:1 `[sandbox] max_memory`",
+        "config.toml:8:1 `[log] level`",
+    ] {
+        assert!(stderr.contains(line), "{line} in {stderr}");
+    }
+}
+
+#[test]
+fn without_a_config_file_the_agent_says_there_is_none_and_how_to_make_one() {
+    let home = AgentHome::bare();
+    let out = home.command().output().expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("no config file: conf.d/config.toml does not exist")
+            && stderr.contains("catpaw-agent config example"),
+        "{stderr}"
+    );
+    // A state dir the agent could not create fails `config check`.
+    let home = AgentHome::new("state_dir = \"/proc/self/status/state.d\"\n");
+    let out = home
+        .command()
+        .args(["config", "check"])
+        .output()
+        .expect("check");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("`state_dir`") && stderr.contains("not a directory"),
+        "{stderr}"
+    );
+}
+
+/// `GET /metrics` over tokio; the whole response (empty when the endpoint
+/// closed the connection without answering).
+async fn scrape_text(port: u16) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+        return String::new();
+    };
+    if s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .is_err()
+    {
+        return String::new();
+    }
+    let mut text = Vec::new();
+    let _ = s.read_to_end(&mut text).await;
+    String::from_utf8_lossy(&text).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_do_not_keep_scrapes_out() {
+    use tokio::io::AsyncWriteExt;
+    let mut server = TestServer::start().await;
+    let port = free_port();
+    let home = AgentHome::new(&server_toml(
+        &server,
+        None,
+        &format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n"),
+    ));
+    let _agent = home.spawn();
+    let _registered = server.accept_registered().await;
+    assert!(scrape_text(port).await.starts_with("HTTP/1.1 200 OK"));
+
+    // 40 slowloris clients on one address: a byte of head every 0.5 s,
+    // never the blank line that ends it; dropped, they come back.
+    const SLOW: usize = 40;
+    let until = tokio::time::Instant::now() + Duration::from_secs(12);
+    let (holding, mut held) = tokio::sync::mpsc::channel::<()>(SLOW);
+    let mut slow = tokio::task::JoinSet::new();
+    for _ in 0..SLOW {
+        let holding = holding.clone();
+        slow.spawn(async move {
+            let mut told = false;
+            while tokio::time::Instant::now() < until {
+                if let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+                    let mut head = b"GET /metrics HTTP/1.1\r\nX-Slow: "
+                        .iter()
+                        .chain(std::iter::repeat(&b'a'));
+                    while tokio::time::Instant::now() < until {
+                        let byte = *head.next().expect("endless");
+                        if s.write_all(&[byte]).await.is_err() {
+                            break;
+                        }
+                        if !told {
+                            told = true;
+                            let _ = holding.send(()).await;
+                        }
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        });
+    }
+    for _ in 0..SLOW {
+        held.recv().await.expect("a slow client connected");
+    }
+
+    // 24 honest scrapes while they hold on, each answered.
+    let mut failed = Vec::new();
+    for i in 0..24 {
+        let text = tokio::time::timeout(Duration::from_secs(5), scrape_text(port))
+            .await
+            .unwrap_or_default();
+        if !text.starts_with("HTTP/1.1 200 OK") {
+            failed.push((i, text.lines().next().unwrap_or("").to_string()));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(
+        tokio::time::Instant::now() < until,
+        "the slow clients stopped too soon"
+    );
+    assert!(failed.is_empty(), "scrapes not answered: {failed:?}");
+    slow.shutdown().await;
+}

@@ -5,6 +5,7 @@
 
 mod common;
 
+use catpaw_agent::config::DEFAULT_MAX_RUNNER_SIZE;
 use catpaw_agent::sandbox::{LoadedRunner, WitVersion};
 use catpaw_agent::session::SessionEvent;
 use common::{TestSandbox, chat, diagnose, error_of, inspect, report_of, stages};
@@ -19,7 +20,7 @@ fn python() -> &'static (TestSandbox, LoadedRunner) {
         let sb = TestSandbox::with_cache(Some(common::python::compile_cache()));
         let r = sb
             .sandbox
-            .load_file(&file)
+            .load_file(&file, DEFAULT_MAX_RUNNER_SIZE)
             .expect("the Python runner loads");
         (sb, r)
     })

@@ -253,3 +253,164 @@ async fn a_watched_file_change_reloads_and_a_broken_one_is_refused() {
     }
     assert_swapped(&mut c, "c1", "c2", "i1").await;
 }
+
+/// What is put in place of a watched runner file.
+#[derive(Clone, Copy, Debug)]
+enum Hazard {
+    /// A FIFO nobody writes to: a read waits forever.
+    Fifo,
+    /// A link to /dev/zero: a read never ends.
+    DevZero,
+    /// A 200 MiB sparse file: free on disk, 200 MiB in memory if read.
+    Sparse,
+}
+
+const HAZARDS: [Hazard; 3] = [Hazard::Fifo, Hazard::DevZero, Hazard::Sparse];
+
+impl Hazard {
+    /// Puts it at `to` in one step (made beside it, then renamed), as a
+    /// deploy would put a runner.
+    fn put(self, to: &Path) {
+        let tmp = to.with_extension("hazard");
+        match self {
+            Hazard::Fifo => {
+                let c = std::ffi::CString::new(tmp.to_string_lossy().as_bytes()).expect("cstring");
+                // SAFETY: a valid NUL-terminated path.
+                assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+            }
+            Hazard::DevZero => std::os::unix::fs::symlink("/dev/zero", &tmp).expect("symlink"),
+            Hazard::Sparse => std::fs::File::create(&tmp)
+                .and_then(|f| f.set_len(200 << 20))
+                .expect("sparse file"),
+        }
+        std::fs::rename(&tmp, to).expect("rename");
+    }
+
+    /// What the refusal says it is.
+    fn refusal(self) -> &'static str {
+        match self {
+            Hazard::Fifo => "d.wasm is a FIFO, not a regular file",
+            Hazard::DevZero => "d.wasm is a character device, not a regular file",
+            Hazard::Sparse => "d.wasm is too large: 209715200 bytes > 67108864 bytes",
+        }
+    }
+}
+
+/// Waits until one line of the log holds every one of `needles`.
+async fn log_line(agent: &AgentProcess, needles: &[&str]) -> String {
+    let deadline = std::time::Instant::now() + SOON;
+    loop {
+        let log = agent.log();
+        if let Some(l) = log.lines().find(|l| needles.iter().all(|n| l.contains(n))) {
+            return l.to_string();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no log line held all of {needles:?}:\n{log}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The agent still serves: a session gets its ack and its done, from the
+/// runner in service; `status` answers; the agent holds under 100 MB.
+async fn assert_serving(c: &mut ServerConn, home: &AgentHome, agent: &AgentProcess, id: &str) {
+    let report = inspect(c, id).await.expect("the runner in service serves");
+    assert!(report.contains("# Inspection: cpu"), "{report}");
+    let (code, status, stderr) = home.status_json();
+    assert_eq!(code, 0, "status answers: {stderr}");
+    assert!(status["runners"].is_array(), "{status}");
+    let rss = agent.memory("VmRSS");
+    assert!(rss < 100 << 20, "VmRSS {rss} bytes");
+}
+
+/// A heartbeat, the next the agent sends (it sends one 30 s after the
+/// connection opened); other messages are passed over.
+async fn next_heartbeat(c: &mut ServerConn) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(45);
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let e = c.recv_within(left).await.expect("a heartbeat within 45 s");
+        if e.msg_type == "heartbeat" {
+            return;
+        }
+    }
+}
+
+/// Puts `hazard` where a watched runner was, and checks the agent serves
+/// on, refusing it with a warning that says what it is, for as long as
+/// the connection's first heartbeat takes.
+async fn a_watched_runner_replaced_by(hazard: Hazard) {
+    let mut server = TestServer::start().await;
+    let (home, agent) = agent_with_runner_files(&server, "watch_runners = true");
+    let (mut c, _) = server.accept_registered().await;
+    hazard.put(&home.path().join("d.wasm"));
+    let refused = log_line(&agent, &["runner reload refused", hazard.refusal()]).await;
+    assert!(refused.contains("WARN"), "{refused}");
+    assert_serving(&mut c, &home, &agent, "i1").await;
+    next_heartbeat(&mut c).await;
+    assert_serving(&mut c, &home, &agent, "i2").await;
+    let peak = agent.memory("VmHWM");
+    assert!(peak < 100 << 20, "VmHWM {peak} bytes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fifo_in_place_of_a_watched_runner_is_refused_and_the_agent_serves_on() {
+    a_watched_runner_replaced_by(Hazard::Fifo).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_to_dev_zero_in_place_of_a_watched_runner_is_refused_and_the_agent_serves_on() {
+    a_watched_runner_replaced_by(Hazard::DevZero).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_file_in_place_of_a_watched_runner_is_refused_and_the_agent_serves_on() {
+    a_watched_runner_replaced_by(Hazard::Sparse).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_with_a_fifo_a_device_or_a_huge_runner_fails_naming_it() {
+    let server = TestServer::start().await;
+    for hazard in HAZARDS {
+        let home = AgentHome::new(&server_toml(
+            &server,
+            Some("t"),
+            "[sandbox]\ndiagnose_runner = \"d.wasm\"\n",
+        ));
+        hazard.put(&home.path().join("d.wasm"));
+        let mut agent = home.agent().keep_log().spawn();
+        let exit = agent.wait_within(SOON).await;
+        let log = agent.log();
+        assert_eq!(exit.and_then(|s| s.code()), Some(2), "{hazard:?}: {log}");
+        assert!(log.contains(hazard.refusal()), "{hazard:?}: {log}");
+        if let Hazard::Sparse = hazard {
+            assert!(log.contains("`[sandbox] max_runner_size`"), "{log}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runner_path_linked_to_a_versioned_file_loads_and_follows_the_link() {
+    let mut server = TestServer::start().await;
+    let home = AgentHome::new(&server_toml(
+        &server,
+        Some("t"),
+        "[sandbox]\ndiagnose_runner = \"d.wasm\"\nwatch_runners = true\n[log]\nlevel = \"info\"\n",
+    ));
+    install(&guest("catpaw_diagnose"), &home.path().join("d-v1.wasm"));
+    install(&guest("hazard_echo"), &home.path().join("d-v2.wasm"));
+    let link = home.path().join("d.wasm");
+    std::os::unix::fs::symlink("d-v1.wasm", &link).expect("symlink");
+    let agent = home.agent().keep_log().spawn();
+    let (mut c, _) = server.accept_registered().await;
+    let report = inspect(&mut c, "i1").await.expect("v1 serves");
+    assert!(report.contains("# Inspection: cpu"), "{report}");
+    // The deploy points the link at the next version, in one step.
+    let tmp = home.path().join("d.wasm.new");
+    std::os::unix::fs::symlink("d-v2.wasm", &tmp).expect("symlink");
+    std::fs::rename(&tmp, &link).expect("rename");
+    log_count(&agent, "runners reloaded", 1).await;
+    let report = inspect(&mut c, "i2").await.expect("v2 serves");
+    assert!(report.contains("echo report"), "{report}");
+}

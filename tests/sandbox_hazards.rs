@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use catpaw_agent::config::DEFAULT_MAX_RUNNER_SIZE;
 use catpaw_agent::runner::{DiagnoseRequest, DiagnoseRunner, RunError, SessionInfo, StreamSink};
 use catpaw_agent::sandbox::{Budgets, EngineOptions, Sandbox, SandboxOptions};
 use catpaw_agent::session::SessionEvent;
@@ -307,7 +308,7 @@ fn run_the_trap_guest(stdio_cap: usize) -> (RunError, String) {
     .expect("sandbox");
     let path = guest("hazard_trap");
     let runner = sandbox
-        .load_file(&path)
+        .load_file(&path, DEFAULT_MAX_RUNNER_SIZE)
         .expect("trap guest")
         .diagnose_runner(Budgets {
             guest_stdio: stdio_cap as u64,
@@ -373,7 +374,7 @@ fn a_runner_whose_describe_acts_on_the_host_does_not_load() {
     // nothing could audit.
     let err = sb
         .sandbox
-        .load_file(&guest("hazard_describe_calls"))
+        .load_file(&guest("hazard_describe_calls"), DEFAULT_MAX_RUNNER_SIZE)
         .map(|_| ())
         .expect_err("must not load");
     let text = format!("{err:#}");

@@ -3,6 +3,7 @@
 
 mod common;
 
+use catpaw_agent::config::DEFAULT_MAX_RUNNER_SIZE;
 use catpaw_agent::session::SessionEvent;
 use common::*;
 use serde_json::{Value, json};
@@ -236,14 +237,17 @@ fn bad_runner_files_are_refused_with_a_clear_message() {
     for (name, bytes, expect) in cases {
         let path = dir.path().join(name);
         std::fs::write(&path, bytes).expect("write");
-        let err = sb.sandbox.load_file(&path).expect_err(name);
+        let err = sb
+            .sandbox
+            .load_file(&path, DEFAULT_MAX_RUNNER_SIZE)
+            .expect_err(name);
         let msg = format!("{err:#}");
         assert!(msg.contains(expect), "{name}: {msg}");
         assert!(msg.contains(name), "error names the file: {msg}");
     }
     let missing = sb
         .sandbox
-        .load_file(&dir.path().join("nope.wasm"))
+        .load_file(&dir.path().join("nope.wasm"), DEFAULT_MAX_RUNNER_SIZE)
         .expect_err("missing");
     assert!(format!("{missing:#}").contains("nope.wasm"));
 }

@@ -583,6 +583,98 @@ async fn signed_sessions_are_checked_over_the_wire() {
     assert!(detail.contains("signature required"), "{detail}");
 }
 
+/// A home whose agent requires signatures by the §9 test key.
+fn signing_home(server: &TestServer) -> AgentHome {
+    home_with_id(
+        server,
+        None,
+        &format!("[server.signing]\nkeys = {{ \"ops-1\" = \"{PUBLIC}\" }}\n"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_start_accepted_before_a_restart_is_refused_after_it() {
+    let mut server = TestServer::start().await;
+    let home = signing_home(&server);
+    let mut agent = home.spawn();
+    let (mut c, _) = server.accept_registered().await;
+    let params = r#"{"message": "help", "allow_shell": true}"#;
+    let good = signed_start("k-1", params, now(), "n-keep-1", "ops-1", AGENT_ID);
+    assert_eq!(ack_of_raw(&mut c, good.clone()).await, (true, None));
+    // Killed at once: nothing but what was synced before the ack survives.
+    agent.sigkill();
+    drop(c);
+
+    let mut agent = home.spawn();
+    let (mut c, _) = server.accept_registered().await;
+    let replay = ack_of_raw(&mut c, good.replace("\"id\":\"", "\"id\":\"r")).await;
+    assert_eq!(replay, (false, Some("unauthorized: replayed nonce".into())));
+    // A fresh nonce is still welcome.
+    let fresh = signed_start("k-2", params, now(), "n-keep-2", "ops-1", AGENT_ID);
+    assert_eq!(ack_of_raw(&mut c, fresh).await, (true, None));
+    agent.sigkill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_torn_replay_journal_refuses_signed_starts_for_one_window() {
+    let mut server = TestServer::start().await;
+    let home = signing_home(&server);
+    // The header and half a line: a crash mid-write, or tampering.
+    home.write("state.d/replay_nonces", "catpaw-replay-v1\nab12");
+    let mut agent = home.agent().keep_log().spawn();
+    let (mut c, _) = server.accept_registered().await;
+    let start = signed_start(
+        "t-1",
+        r#"{"message": "help"}"#,
+        now(),
+        "n-t-1",
+        "ops-1",
+        AGENT_ID,
+    );
+    assert_eq!(
+        ack_of_raw(&mut c, start).await,
+        (false, Some("unauthorized: replayed nonce".into()))
+    );
+    // Unsigned starts are refused as ever; nothing else is affected.
+    let ack = c.start_session("u-1", "chat", json!({})).await;
+    assert_eq!(
+        ack.error.as_deref(),
+        Some("unauthorized: signature required")
+    );
+    agent.sigkill();
+    let log = String::from_utf8_lossy(&agent.log_bytes()).into_owned();
+    assert!(log.contains("replay journal cannot be trusted"), "{log}");
+    assert!(home.state().join("replay_nonces.bad").is_file());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_agent_on_the_same_state_dir_exits_2_naming_the_first() {
+    let mut server = TestServer::start().await;
+    let home = home_with_id(&server, None, "");
+    let mut first = home.spawn();
+    let conn = server.accept_registered().await;
+    let mut second = home.agent().keep_log().spawn();
+    let status = second
+        .wait_within(Duration::from_secs(20))
+        .await
+        .expect("the second agent exits");
+    assert_eq!(status.code(), Some(2));
+    let log = String::from_utf8_lossy(&second.log_bytes()).into_owned();
+    assert!(
+        log.contains("is in use by another catpaw-agent")
+            && log.contains(&format!("pid {}", first.pid())),
+        "{log}"
+    );
+    // The first one serves on; once it is gone, the dir is free again.
+    assert!(first.is_running());
+    drop(conn);
+    first.sigkill();
+    let mut third = home.spawn();
+    let _again = server.accept_registered().await;
+    assert!(third.is_running());
+    third.sigkill();
+}
+
 // ---- bounded input (PROTOCOL §10) ----
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -600,6 +692,23 @@ async fn oversized_ids_and_user_names_are_refused_and_stay_out_of_the_audit() {
         .start_session("ok\u{1b}[31m\nforged", "inspect", json!({"plugin": "cpu"}))
         .await;
     assert_eq!(ack.error.as_deref(), Some("invalid session_id"));
+    // Trojan Source: a bidi override, an isolate, a zero-width space and a
+    // line separator would reorder or hide text in a log or the audit.
+    for spoof in [
+        "invoice\u{202e}fdp.exe",
+        "a\u{2066}b",
+        "a\u{200b}b",
+        "a\u{2028}b",
+    ] {
+        let ack = c
+            .start_session(spoof, "inspect", json!({"plugin": "cpu"}))
+            .await;
+        assert_eq!(
+            ack.error.as_deref(),
+            Some("invalid session_id"),
+            "{spoof:?}"
+        );
+    }
     let start = Envelope::new(
         proto::MSG_SESSION_START,
         json!({"session_id": "s", "session_type": "inspect", "user_name": "u".repeat(300), "params": {"plugin": "cpu"}}),
@@ -621,6 +730,7 @@ async fn oversized_ids_and_user_names_are_refused_and_stay_out_of_the_audit() {
     assert!(size < 64 * 1024, "audit grew to {size} bytes");
     let text = std::fs::read_to_string(&trail).expect("audit");
     assert!(!text.contains('\u{1b}'));
+    assert!(!text.contains('\u{202e}') && !text.contains('\u{2066}'));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

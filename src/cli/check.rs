@@ -92,13 +92,26 @@ pub async fn check(file: &Path) -> anyhow::Result<Report> {
         cached_load_ms: None,
         runs: Vec::new(),
     };
-    let bytes = match std::fs::read(file) {
+    // As the agent reads it: a regular file within the default
+    // `[sandbox] max_runner_size`, judged before a byte is read.
+    let cap = crate::config::DEFAULT_MAX_RUNNER_SIZE;
+    let bytes = match tokio::task::spawn_blocking({
+        let file = file.to_path_buf();
+        move || crate::fsafe::read_file(&file, cap)
+    })
+    .await?
+    {
         Ok(b) => b,
         Err(e) => {
             report.steps.push(Step {
                 name: "read",
                 ok: false,
-                detail: format!("cannot read {}: {e}", file.display()),
+                detail: match e {
+                    crate::fsafe::FileError::TooLarge { .. } => format!(
+                        "{e}: the agent's default `[sandbox] max_runner_size` is {cap} bytes"
+                    ),
+                    e => e.to_string(),
+                },
             });
             let _ = std::fs::remove_dir_all(&scratch);
             return Ok(report);

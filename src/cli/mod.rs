@@ -2,8 +2,9 @@
 //! runners (`setup.rs`), the local session harness (`session.rs`, the
 //! `session` subcommand), the runner check (`check.rs`), the loopback demo
 //! (`demo.rs`), the agent's main loop (`serve.rs`), hot reload of the runners (`reload.rs`), new runner
-//! projects (`scaffold.rs`), log output (`logging.rs`) and the operator
-//! commands `config check` and `status` (`ops.rs`). The core modules never
+//! projects (`scaffold.rs`), log output (`logging.rs`), the one-agent-per-
+//! state-dir lock (`statelock.rs`) and the operator commands `config check`
+//! and `status` (`ops.rs`). The core modules never
 //! import from here.
 
 pub mod check;
@@ -15,3 +16,4 @@ pub mod scaffold;
 pub mod serve;
 pub mod session;
 pub mod setup;
+pub mod statelock;

@@ -12,24 +12,38 @@
 //! labels, the session limit) need a restart; the pool's memory slot size
 //! is fixed at start, so a larger `max_memory` is refused too.
 //!
-//! The watcher polls each runner file's size, mtime and content hash once
-//! a second: cheap for a handful of files and free of platform quirks.
+//! The watcher polls the runner files once a second (cheap for a handful
+//! of files and free of platform quirks), on a blocking thread, never on
+//! the runtime the connection runs on: each file is opened without
+//! blocking and judged by `fstat` on the descriptor (device, inode, size,
+//! mtime, ctime, kind), so a FIFO, a device or a huge file put in a
+//! runner's place costs a stat a second and is refused by the reload it
+//! triggers. The content is hashed only when that stat changed, or while
+//! the file is younger than [`RACY`] (git's "racily clean" rule: a
+//! rewrite within one timestamp tick keeps size and times the same), and
+//! only for a regular file within `[sandbox] max_runner_size`, read no
+//! further than that: a big file costs nothing while it sits there.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::bail;
 use sha2::{Digest, Sha256};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{BudgetFlag, Config};
+use crate::config::{BudgetFlag, Config, DEFAULT_MAX_RUNNER_SIZE};
+use crate::fsafe::Kind;
 use crate::sandbox::Sandbox;
 use crate::session::SessionTable;
 
 /// How often the watcher looks at the runner files.
 pub const WATCH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How long after its last change a file's stat may hide a rewrite: the
+/// coarsest timestamps in use (FAT: 2 s), with a margin.
+pub const RACY: Duration = Duration::from_secs(3);
 
 /// Everything a reload needs, captured at start.
 #[derive(Clone)]
@@ -78,13 +92,18 @@ impl Reloader {
         Ok(())
     }
 
-    /// The runner files the current config (or `--runner`) names.
-    fn watched(&self) -> Vec<PathBuf> {
+    /// The runner files the current config (or `--runner`) names, and the
+    /// largest one it loads.
+    fn watched(&self) -> (Vec<PathBuf>, u64) {
+        let cfg = Config::load(self.config_path.as_deref()).ok();
+        let cap = cfg
+            .as_ref()
+            .map_or(DEFAULT_MAX_RUNNER_SIZE, |c| c.sandbox.max_runner_size);
         if let Some(p) = &self.runner_override {
-            return vec![p.clone()];
+            return (vec![p.clone()], cap);
         }
-        let Ok(cfg) = Config::load(self.config_path.as_deref()) else {
-            return Vec::new();
+        let Some(cfg) = cfg else {
+            return (Vec::new(), cap);
         };
         let mut paths: Vec<PathBuf> = [
             cfg.sandbox.runner,
@@ -95,7 +114,31 @@ impl Reloader {
         .flatten()
         .collect();
         paths.dedup();
-        paths
+        (paths, cap)
+    }
+
+    /// Looks at the watched files on a blocking thread, `before` being
+    /// the last look; `None` when shutdown comes first.
+    async fn look(
+        &self,
+        before: Vec<Fingerprint>,
+        shutdown: &CancellationToken,
+    ) -> Option<Vec<Fingerprint>> {
+        let me = self.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            let (paths, cap) = me.watched();
+            fingerprints(&paths, &before, cap, SystemTime::now())
+        });
+        tokio::select! {
+            _ = shutdown.cancelled() => None,
+            r = task => match r {
+                Ok(now) => Some(now),
+                Err(e) => {
+                    tracing::error!(error = %e, "looking at the runner files failed");
+                    Some(Vec::new())
+                }
+            },
+        }
     }
 
     /// Reloads in a blocking thread (compiling takes a while) and logs
@@ -105,7 +148,7 @@ impl Reloader {
         let result = tokio::task::spawn_blocking(move || me.reload(&why)).await;
         match result {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(error = %format!("{e:#}"),
+            Ok(Err(e)) => tracing::warn!(error = %format!("{e:#}"),
                 "runner reload refused; the runners in service stay"),
             Err(e) => tracing::error!(error = %e,
                 "runner reload failed; the runners in service stay"),
@@ -116,7 +159,13 @@ impl Reloader {
     /// (see [`hangups`]), and when `watch` is set, on every change of a
     /// runner file.
     pub async fn serve(self, mut hup: Option<Signal>, watch: bool, shutdown: CancellationToken) {
-        let mut seen = fingerprints(&self.watched());
+        let mut seen = Vec::new();
+        if watch {
+            match self.look(seen, &shutdown).await {
+                Some(now) => seen = now,
+                None => return,
+            }
+        }
         let mut tick = tokio::time::interval(WATCH_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -124,17 +173,27 @@ impl Reloader {
                 _ = shutdown.cancelled() => return,
                 Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => None } } => {
                     self.reload_logged("SIGHUP".into()).await;
-                    seen = fingerprints(&self.watched());
+                    if watch {
+                        match self.look(std::mem::take(&mut seen), &shutdown).await {
+                            Some(now) => seen = now,
+                            None => return,
+                        }
+                    }
                 }
                 _ = tick.tick(), if watch => {
-                    let now = fingerprints(&self.watched());
-                    if now != seen {
-                        let changed: Vec<String> = now
-                            .iter()
-                            .filter(|f| !seen.contains(f))
-                            .map(|f| f.path.display().to_string())
-                            .collect();
-                        seen = now;
+                    let Some(now) = self.look(seen.clone(), &shutdown).await else {
+                        return;
+                    };
+                    let changed: Vec<String> = now
+                        .iter()
+                        .filter(|f| !seen.contains(f))
+                        .map(|f| f.path.display().to_string())
+                        .collect();
+                    let gone = seen.len() != now.len();
+                    // Kept even when nothing changed: it carries the hashes
+                    // the next look may reuse.
+                    seen = now;
+                    if !changed.is_empty() || gone {
                         self.reload_logged(format!("changed: {}", changed.join(", "))).await;
                     }
                 }
@@ -155,29 +214,115 @@ pub fn hangups() -> Option<Signal> {
     }
 }
 
-/// What a runner file looks like now; a missing file has no size or hash.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What a runner file looked like at one look.
+#[derive(Debug, Clone)]
 struct Fingerprint {
     path: PathBuf,
-    size: Option<u64>,
-    mtime: Option<std::time::SystemTime>,
-    hash: Option<[u8; 32]>,
+    seen: Seen,
+    /// The file had not changed for [`RACY`] when it was hashed, so its
+    /// hash holds for as long as its stat does.
+    settled: bool,
 }
 
-fn fingerprints(paths: &[PathBuf]) -> Vec<Fingerprint> {
-    paths.iter().map(|p| fingerprint(p)).collect()
+/// Equal when the file is the same; `settled` is bookkeeping.
+impl PartialEq for Fingerprint {
+    fn eq(&self, other: &Self) -> bool {
+        self.path == other.path && self.seen == other.seen
+    }
 }
 
-fn fingerprint(path: &Path) -> Fingerprint {
-    let meta = std::fs::metadata(path).ok();
-    // The hash catches a rewrite that keeps size and mtime (coarse
-    // timestamps); size and mtime alone would miss it.
-    let hash = std::fs::read(path).ok().map(|b| Sha256::digest(&b).into());
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Seen {
+    /// It could not be opened: why.
+    Absent(String),
+    /// `fstat` on the opened descriptor, and the content hash of a
+    /// regular file within the cap.
+    Present { stat: Stat, hash: Option<[u8; 32]> },
+}
+
+/// What `fstat` says of a file, as far as a change shows in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stat {
+    dev: u64,
+    ino: u64,
+    kind: Kind,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Stat {
+    fn of(meta: &std::fs::Metadata) -> Stat {
+        use std::os::unix::fs::MetadataExt;
+        Stat {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            kind: Kind::of(meta),
+            size: meta.len(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+
+    /// Whether its last change is at least [`RACY`] before `now`.
+    fn settled_at(&self, now: SystemTime) -> bool {
+        let last = self.mtime.max(self.ctime).0;
+        let now = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        now.saturating_sub(last) > RACY.as_secs() as i64
+    }
+}
+
+fn fingerprints(
+    paths: &[PathBuf],
+    before: &[Fingerprint],
+    cap: u64,
+    now: SystemTime,
+) -> Vec<Fingerprint> {
+    paths
+        .iter()
+        .map(|p| fingerprint(p, before.iter().find(|f| &f.path == p), cap, now))
+        .collect()
+}
+
+/// `path` now: opened without blocking and judged on the descriptor; the
+/// hash of `before` reused when it still holds (see the module doc).
+fn fingerprint(
+    path: &Path,
+    before: Option<&Fingerprint>,
+    cap: u64,
+    now: SystemTime,
+) -> Fingerprint {
+    let absent = |why: String| Fingerprint {
+        path: path.to_path_buf(),
+        seen: Seen::Absent(why),
+        settled: false,
+    };
+    let peeked = match crate::fsafe::peek(path) {
+        Ok(p) => p,
+        Err(e) => return absent(e.to_string()),
+    };
+    let stat = Stat::of(peeked.metadata());
+    let settled = stat.settled_at(now);
+    let kept = before.and_then(|b| match &b.seen {
+        Seen::Present { stat: s, hash } if b.settled && *s == stat => Some(*hash),
+        _ => None,
+    });
+    let hash = match kept {
+        Some(hash) => hash,
+        // Not a regular file within the cap: the stat says it all, and the
+        // reload it triggers refuses it.
+        None => peeked.into_regular(cap).ok().and_then(|mut f| {
+            let mut h = Sha256::new();
+            std::io::copy(&mut f.bounded(), &mut h).ok()?;
+            Some(h.finalize().into())
+        }),
+    };
     Fingerprint {
         path: path.to_path_buf(),
-        size: meta.as_ref().map(|m| m.len()),
-        mtime: meta.and_then(|m| m.modified().ok()),
-        hash,
+        seen: Seen::Present { stat, hash },
+        settled,
     }
 }
 
@@ -185,18 +330,84 @@ fn fingerprint(path: &Path) -> Fingerprint {
 mod tests {
     use super::*;
 
+    const CAP: u64 = DEFAULT_MAX_RUNNER_SIZE;
+
+    fn look(p: &Path, before: Option<&Fingerprint>) -> Fingerprint {
+        fingerprint(p, before, CAP, SystemTime::now())
+    }
+
+    fn hash(f: &Fingerprint) -> Option<[u8; 32]> {
+        match &f.seen {
+            Seen::Present { hash, .. } => *hash,
+            Seen::Absent(_) => None,
+        }
+    }
+
     #[test]
     fn a_fingerprint_changes_with_the_content_even_at_the_same_size() {
         let dir = tempfile::tempdir().expect("tempdir");
         let p = dir.path().join("r.wasm");
         std::fs::write(&p, b"aaaa").expect("write");
-        let a = fingerprint(&p);
-        assert_eq!(a, fingerprint(&p));
+        let a = look(&p, None);
+        assert_eq!(a, look(&p, Some(&a)));
         std::fs::write(&p, b"bbbb").expect("write");
-        let b = fingerprint(&p);
-        assert_ne!(a.hash, b.hash);
+        // A fresh file is not settled: its hash is taken again.
+        let b = look(&p, Some(&a));
+        assert_ne!(hash(&a), hash(&b));
         assert_ne!(a, b);
         std::fs::remove_file(&p).expect("rm");
-        assert_eq!(fingerprint(&p).size, None);
+        let gone = look(&p, Some(&b));
+        assert!(matches!(&gone.seen, Seen::Absent(why) if why.ends_with("not found")));
+    }
+
+    #[test]
+    fn a_settled_file_is_not_read_again_while_its_stat_holds() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("r.wasm");
+        std::fs::write(&p, b"aaaa").expect("write");
+        let later = SystemTime::now() + RACY + Duration::from_secs(2);
+        let mut first = fingerprint(&p, None, CAP, later);
+        assert!(first.settled);
+        // A hash no read of the file gives: kept, so the file was not read.
+        if let Seen::Present { hash, .. } = &mut first.seen {
+            *hash = Some([7; 32]);
+        }
+        let again = fingerprint(&p, Some(&first), CAP, later);
+        assert_eq!(hash(&again), Some([7; 32]));
+        // Unsettled, the same stat is hashed again.
+        first.settled = false;
+        let fresh = fingerprint(&p, Some(&first), CAP, later);
+        assert_eq!(hash(&fresh), Some(Sha256::digest(b"aaaa").into()));
+    }
+
+    #[test]
+    fn what_is_not_a_regular_file_within_the_cap_is_never_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fifo = dir.path().join("fifo.wasm");
+        let c = std::ffi::CString::new(fifo.to_string_lossy().as_bytes()).expect("cstring");
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+        let zero = dir.path().join("zero.wasm");
+        std::os::unix::fs::symlink("/dev/zero", &zero).expect("symlink");
+        let big = dir.path().join("big.wasm");
+        std::fs::File::create(&big)
+            .and_then(|f| f.set_len(CAP + 1))
+            .expect("sparse file");
+        for (p, kind) in [
+            (&fifo, Kind::Fifo),
+            (&zero, Kind::CharDevice),
+            (&big, Kind::Regular),
+        ] {
+            // A read of any of these would hang or take long; the test
+            // harness would time out rather than fail here.
+            let f = look(p, None);
+            match f.seen {
+                Seen::Present { stat, hash } => {
+                    assert_eq!(stat.kind, kind, "{}", p.display());
+                    assert_eq!(hash, None, "{}", p.display());
+                }
+                Seen::Absent(why) => panic!("{}: {why}", p.display()),
+            }
+        }
     }
 }

@@ -45,18 +45,29 @@ async fn terminated() {
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let cfg = Config::load(args.config.as_deref())?;
     if !cfg.server.enabled {
-        anyhow::bail!(
-            "[server] enabled is false in {}: nothing to connect to (set enabled = true and address, \
-             or try `catpaw-agent demo` / `catpaw-agent session`)",
-            cfg.source
-                .as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_else(|| crate::config::DEFAULT_PATH.to_string())
-        );
+        match &cfg.source {
+            Some(file) => anyhow::bail!(
+                "[server] enabled is false in {}: nothing to connect to (set enabled = true and \
+                 address, or try `catpaw-agent demo` / `catpaw-agent session`)",
+                file.display()
+            ),
+            None => anyhow::bail!(
+                "no config file: {} does not exist here ({}), so there is no server to connect \
+                 to. Write one with `mkdir -p conf.d && catpaw-agent config example > {}` and set \
+                 [server] enabled and address, or pass --config FILE (or try `catpaw-agent demo`)",
+                crate::config::DEFAULT_PATH,
+                std::env::current_dir()
+                    .map(|d| d.display().to_string())
+                    .unwrap_or_else(|_| "the current directory".into()),
+                crate::config::DEFAULT_PATH
+            ),
+        }
     }
     for warning in cfg.warnings() {
         tracing::warn!("{warning}");
     }
+    // Before anything in the state dir is touched: one agent per dir.
+    let _lock = super::statelock::acquire(&cfg.paths())?;
     let setup = setup::build(
         &cfg,
         args.runner.as_deref(),

@@ -249,7 +249,7 @@ fn load_roles(
             return Ok(Some(r.clone()));
         }
         let r = sandbox
-            .load_file(path)
+            .load_file(path, cfg.sandbox.max_runner_size)
             .with_context(|| format!("loading {} {}", src.origin, path.display()))?;
         loaded.push((path.clone(), r.clone()));
         Ok(Some(r))

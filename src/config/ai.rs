@@ -33,38 +33,13 @@ use crate::ai::{AiConfig, GatewayConfig, ModelConfig, Secret};
 
 /// Parses `[ai]`. `server_address` and `server_token` are `[server]`'s,
 /// from which the gateway's URL and token are derived when not given.
-/// `ignored` gets one line naming the catpaw keys this agent accepts but
-/// does not use.
 pub(super) fn parse(
     cx: &Ctx<'_>,
     raw: RawAi,
     server_address: &str,
     server_token: &str,
-    ignored: &mut Vec<String>,
 ) -> Result<AiConfig, ConfigError> {
     let d = AiConfig::default();
-    let unused: Vec<&str> = [
-        (
-            "max_concurrent_diagnoses",
-            raw.max_concurrent_diagnoses.is_some(),
-        ),
-        ("queue_full_policy", raw.queue_full_policy.is_some()),
-        ("aggregate_window", raw.aggregate_window.is_some()),
-        ("diagnose_retention", raw.diagnose_retention.is_some()),
-        ("diagnose_max_count", raw.diagnose_max_count.is_some()),
-        ("mcp", raw.mcp.is_some()),
-    ]
-    .into_iter()
-    .filter_map(|(k, set)| set.then_some(k))
-    .collect();
-    if !unused.is_empty() {
-        ignored.push(format!(
-            "config {}: `[ai] {}` have no effect in this agent (sessions are limited by \
-             [sandbox] max_concurrent_sessions; alerts are aggregated by the server)",
-            cx.path,
-            unused.join("`, `")
-        ));
-    }
     let time = |field: &str, v: Option<toml::Value>, default: Duration| match v {
         None => Ok(default),
         Some(v) => match duration_value(&v) {

@@ -2,7 +2,7 @@
 //! the file and the field.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::ConfigError;
@@ -174,19 +174,86 @@ impl super::Config {
             ("[sandbox] diagnose_runner", &sb.diagnose_runner),
             ("[sandbox] chat_runner", &sb.chat_runner),
         ];
+        let invalid = |field: &str, message: String| ConfigError::Invalid {
+            path: self.source.as_ref().map_or_else(
+                || super::DEFAULT_PATH.to_string(),
+                |p| p.display().to_string(),
+            ),
+            field: field.to_string(),
+            message,
+        };
         for (field, path) in files {
             let Some(path) = path else { continue };
             if let Err(e) = std::fs::File::open(path) {
-                return Err(ConfigError::Invalid {
-                    path: self.source.as_ref().map_or_else(
-                        || super::DEFAULT_PATH.to_string(),
-                        |p| p.display().to_string(),
-                    ),
-                    field: field.to_string(),
-                    message: format!("cannot read {}: {e}", path.display()),
-                });
+                return Err(invalid(
+                    field,
+                    format!("cannot read {}: {e}", path.display()),
+                ));
             }
         }
-        Ok(())
+        state_dir_usable(&self.state_dir).map_err(|m| invalid("state_dir", m))
+    }
+}
+
+/// Whether the agent can use `dir` as its state dir: an existing directory
+/// it may write in, or one it can create (the nearest existing parent is a
+/// directory it may write in).
+fn state_dir_usable(dir: &Path) -> Result<(), String> {
+    let writable = |p: &Path| {
+        let Ok(c) = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()) else {
+            return false;
+        };
+        // SAFETY: a valid NUL-terminated path.
+        unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) == 0 }
+    };
+    let mut probe = dir.to_path_buf();
+    loop {
+        match std::fs::metadata(&probe) {
+            Ok(m) if !m.is_dir() => {
+                return Err(format!("{} is not a directory", probe.display()));
+            }
+            Ok(_) if writable(&probe) => return Ok(()),
+            Ok(_) if probe == dir => {
+                return Err(format!("{} is not writable by this user", dir.display()));
+            }
+            Ok(_) => {
+                return Err(format!(
+                    "{} does not exist and cannot be created: {} is not writable by this user",
+                    dir.display(),
+                    probe.display()
+                ));
+            }
+            Err(_) => match probe.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() => probe = parent.to_path_buf(),
+                _ => probe = PathBuf::from("."),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod state_dir_tests {
+    use super::state_dir_usable;
+
+    #[test]
+    fn a_state_dir_that_cannot_be_made_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(state_dir_usable(&dir.path().join("a/b/state.d")).is_ok());
+        let file = dir.path().join("file");
+        std::fs::write(&file, "x").unwrap();
+        let e = state_dir_usable(&file.join("state.d")).unwrap_err();
+        assert!(e.contains("is not a directory"), "{e}");
+        // Root may write anywhere: only a plain user can be refused by mode.
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            use std::os::unix::fs::PermissionsExt;
+            let locked = dir.path().join("locked");
+            std::fs::create_dir(&locked).unwrap();
+            std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o500)).unwrap();
+            let e = state_dir_usable(&locked.join("state.d")).unwrap_err();
+            assert!(e.contains("cannot be created"), "{e}");
+        } else {
+            eprintln!("skipped the mode case: root may write in any directory");
+        }
     }
 }

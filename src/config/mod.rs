@@ -35,6 +35,7 @@
 mod ai;
 mod budgets;
 mod check;
+mod document;
 mod hygiene;
 pub mod labels;
 mod paths;
@@ -42,6 +43,7 @@ mod raw;
 mod show;
 mod tools;
 mod units;
+mod upstream;
 mod url;
 
 use std::collections::BTreeMap;
@@ -50,6 +52,7 @@ use std::path::{Path, PathBuf};
 use crate::session::signing::SigningConfig;
 pub use budgets::{BudgetFlag, RoleBudgets};
 use check::{Ctx, env_name, expand_env};
+use document::Document;
 pub(crate) use hygiene::check_agent_token;
 pub use hygiene::redact_url;
 pub use paths::StatePaths;
@@ -60,29 +63,46 @@ use url::ws_url;
 /// Default config file location.
 pub const DEFAULT_PATH: &str = "conf.d/config.toml";
 
+/// The file read when `--config` names a directory (`--config conf.d`).
+const FILE_NAME: &str = "config.toml";
+
 /// Most `[sandbox] max_concurrent_sessions` may say: each session is an
 /// instance with its own memory, and the pool and the limiter count in
 /// `u32`; a larger figure is a typo, not a plan.
 const MAX_SESSIONS_CAP: i64 = 100_000;
 
+/// Most problems reported from one file: past that, the file is likely not
+/// a config at all.
+const MAX_PROBLEMS: usize = 50;
+
 /// A configuration problem, naming the file and the field.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The named file could not be read.
-    #[error("{path}: cannot read config file: {source}")]
+    /// The named file could not be read. (The cause is shown in the
+    /// message, not chained as a source: `{:#}` would print it twice.)
+    #[error("{path}: cannot read config file: {cause}")]
     Read {
         /// File.
         path: String,
         /// Cause.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    /// TOML syntax, unknown key or wrong type.
-    #[error("{path}: {message}")]
+    /// One problem in the file (TOML syntax, unknown key, wrong type or a
+    /// bad value), already written out with its `file:line:col`.
+    #[error("{message}")]
     Parse {
         /// File.
         path: String,
-        /// What toml said.
+        /// The problem, starting with `file:line:col`.
         message: String,
+    },
+    /// Several problems in the file, one line each, all reported in one run.
+    #[error("{} problems in {path}:\n  {}", problems.len(), problems.join("\n  "))]
+    Problems {
+        /// File.
+        path: String,
+        /// One line each, starting with `file:line:col`.
+        problems: Vec<String>,
     },
     /// A value in the file that parses but is not acceptable.
     #[error("config {path} `{field}`: {message}")]
@@ -161,6 +181,14 @@ pub struct ServerConfig {
     pub signing: SigningConfig,
 }
 
+/// `[sandbox] max_runner_size` when unset: room three times over for the
+/// largest runner measured (a Python component, its interpreter included:
+/// 17.6 MiB, BENCHMARKS.md).
+pub const DEFAULT_MAX_RUNNER_SIZE: u64 = 64 << 20;
+
+/// What `[sandbox] max_runner_size` may be.
+const RUNNER_SIZE_RANGE: std::ops::RangeInclusive<u64> = (1 << 20)..=(1 << 30);
+
 /// `[sandbox]`.
 #[derive(Debug, Clone)]
 pub struct SandboxConfig {
@@ -179,6 +207,9 @@ pub struct SandboxConfig {
     pub chat_runner: Option<PathBuf>,
     /// Reload a runner file when it changes (as on SIGHUP).
     pub watch_runners: bool,
+    /// The largest runner file loaded or watched, in bytes: a larger one
+    /// (or anything but a regular file) is refused without being read.
+    pub max_runner_size: u64,
     /// Budgets of each role's sessions: `[sandbox]`, then
     /// `[sandbox.diagnose]` / `[sandbox.chat]` (see `budgets.rs`).
     pub budgets: RoleBudgets,
@@ -194,6 +225,7 @@ impl Default for SandboxConfig {
             diagnose_runner: None,
             chat_runner: None,
             watch_runners: false,
+            max_runner_size: DEFAULT_MAX_RUNNER_SIZE,
             budgets: RoleBudgets::default(),
         }
     }
@@ -250,6 +282,8 @@ impl Config {
     /// Loads `path`, or the default path (all defaults when it is missing).
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
         let (path, explicit) = match path {
+            // catpaw's habit: `--config conf.d` names the directory.
+            Some(p) if p.is_dir() => (p.join(FILE_NAME), true),
             Some(p) => (p.to_path_buf(), true),
             None => (PathBuf::from(DEFAULT_PATH), false),
         };
@@ -258,23 +292,91 @@ impl Config {
             Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => {
                 return Ok(Config::default());
             }
-            Err(source) => {
+            Err(cause) => {
                 return Err(ConfigError::Read {
                     path: path.display().to_string(),
-                    source,
+                    cause,
                 });
             }
         };
         Config::parse(&text, &path)
     }
 
-    /// Parses config text that came from `path`.
+    /// Parses config text that came from `path`. Every problem is
+    /// reported, each at its `file:line:col` (see `document.rs`); catpaw's
+    /// keys without effect here are one warning line.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let shown = path.display().to_string();
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let many = |problems: Vec<String>| ConfigError::Problems {
             path: shown.clone(),
-            message: e.message().to_string(),
+            problems,
+        };
+        let mut doc = Document::parse(text).map_err(|errors| {
+            many(
+                errors
+                    .iter()
+                    .map(|e| format!("config {shown}{e}"))
+                    .collect(),
+            )
         })?;
+        let ignored = doc.strip_upstream();
+        // (where in the file, the line), sorted by position at the end.
+        let mut problems: Vec<(usize, String)> = Vec::new();
+        // Each round removes the key of the problem it found; a problem
+        // that names no removable key ends the rounds.
+        for _ in 0..MAX_PROBLEMS {
+            // (span, key to remove, the field as shown, what is wrong)
+            let (at, key, field, problem) = match doc.raw() {
+                Err(e) => {
+                    let key = e.span().and_then(|s| doc.path_at(&s));
+                    let mut message = e.message().to_string();
+                    if let Some(hint) = key.as_deref().and_then(document::hint) {
+                        message = format!("{message}; {hint}");
+                    }
+                    let field = key.as_deref().map(document::show_path);
+                    (e.span(), key, field, message)
+                }
+                Ok(raw) => match Config::from_raw(raw, path) {
+                    Ok(mut cfg) if problems.is_empty() => {
+                        cfg.deprecated
+                            .splice(0..0, upstream::warning(&shown, &ignored));
+                        return Ok(cfg);
+                    }
+                    Ok(_) => break,
+                    Err(ConfigError::Invalid { field, message, .. }) => {
+                        let key = document::field_path(&field);
+                        let at = doc.key_span(&key);
+                        (at.clone(), at.map(|_| key), Some(field), message)
+                    }
+                    Err(other) => (None, None, None, other.to_string()),
+                },
+            };
+            let loc = doc.loc(at.clone());
+            let line = match &field {
+                Some(f) => format!("config {shown}{loc} `{f}`: {problem}"),
+                None => format!("config {shown}{loc}: {problem}"),
+            };
+            problems.push((at.map_or(usize::MAX, |a| a.start), line));
+            match key {
+                Some(key) if doc.remove(&key) => {}
+                _ => break,
+            }
+        }
+        problems.sort_by_key(|(at, _)| *at);
+        let mut problems: Vec<String> = problems.into_iter().map(|(_, line)| line).collect();
+        Err(if problems.len() == 1 {
+            ConfigError::Parse {
+                path: shown,
+                message: problems.remove(0),
+            }
+        } else {
+            many(problems)
+        })
+    }
+
+    /// The typed config from the strict schema's view of the file.
+    fn from_raw(raw: RawConfig, path: &Path) -> Result<Config, ConfigError> {
+        let shown = path.display().to_string();
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let base = if dir.file_name().is_some_and(|n| n == "conf.d") {
             dir.parent().map(Path::to_path_buf).unwrap_or_default()
@@ -338,6 +440,17 @@ impl Config {
                 ));
             }
         };
+        let max_runner_size = cx.size(
+            "[sandbox] max_runner_size",
+            sb.max_runner_size,
+            DEFAULT_MAX_RUNNER_SIZE,
+        )?;
+        if !RUNNER_SIZE_RANGE.contains(&max_runner_size) {
+            return Err(cx.err(
+                "[sandbox] max_runner_size",
+                format!("{max_runner_size} bytes is outside 1MiB..1GiB"),
+            ));
+        }
         let mut deprecated = Vec::new();
         let budgets =
             RoleBudgets::from_file(&shown, &sb.budgets, &sb.diagnose, &sb.chat, &mut deprecated)?;
@@ -355,6 +468,7 @@ impl Config {
             diagnose_runner: cx.path_of(sb.diagnose_runner),
             chat_runner: cx.path_of(sb.chat_runner),
             watch_runners: sb.watch_runners.unwrap_or(false),
+            max_runner_size,
             budgets,
         };
 
@@ -399,13 +513,7 @@ impl Config {
                 })?),
             },
         };
-        let ai = ai::parse(
-            &cx,
-            raw.ai,
-            &server.address,
-            &server.agent_token,
-            &mut deprecated,
-        )?;
+        let ai = ai::parse(&cx, raw.ai, &server.address, &server.agent_token)?;
         let tools = cx.tools(raw.tools)?;
         Ok(Config {
             audit,

@@ -10,6 +10,9 @@
 //!   agent.sock    the local alert ingest socket
 //!   status.sock   `catpaw-agent status` asks the running agent here
 //!   llm_tokens.json  LLM tokens used today, for [ai] daily_token_limit
+//!   replay_nonces    signed messages accepted within the replay window
+//!                 (PROTOCOL §9), so the window holds across restarts
+//!   agent.lock    held (flock) by the one agent serving this state dir
 //! ```
 //!
 //! The modules that use these files take their paths from here; none of
@@ -64,6 +67,16 @@ impl StatePaths {
     /// Today's LLM token count (`[ai] daily_token_limit`).
     pub fn llm_daily_tokens(&self) -> PathBuf {
         self.root.join("llm_tokens.json")
+    }
+
+    /// The signed-session replay journal (`[server.signing]`).
+    pub fn replay_nonces(&self) -> PathBuf {
+        self.root.join("replay_nonces")
+    }
+
+    /// The lock file one agent holds while it serves this state dir.
+    pub fn agent_lock(&self) -> PathBuf {
+        self.root.join("agent.lock")
     }
 
     /// Reads the agent id, or creates one (replacing a file that does not

@@ -130,6 +130,7 @@ pub(super) struct RawSandbox {
     pub(super) diagnose_runner: Option<String>,
     pub(super) chat_runner: Option<String>,
     pub(super) watch_runners: Option<bool>,
+    pub(super) max_runner_size: Option<toml::Value>,
     #[serde(default)]
     pub(super) diagnose: RawBudgets,
     #[serde(default)]
@@ -147,8 +148,8 @@ pub(super) struct RawLog {
 
 /// `[ai]`, with catpaw's own key names. The keys catpaw has for features
 /// this agent leaves to the server (alert aggregation, diagnosis records,
-/// MCP, its own concurrency queue) are accepted so a catpaw config file
-/// loads unchanged, and ignored (`ai.rs` says so in one warning line).
+/// MCP, its own concurrency queue) never reach this schema: `upstream.rs`
+/// takes them out and names them in one warning line.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawAi {
@@ -165,12 +166,6 @@ pub(super) struct RawAi {
     pub(super) models: BTreeMap<String, RawModel>,
     #[serde(default)]
     pub(super) gateway: RawGateway,
-    pub(super) max_concurrent_diagnoses: Option<toml::Value>,
-    pub(super) queue_full_policy: Option<toml::Value>,
-    pub(super) aggregate_window: Option<toml::Value>,
-    pub(super) diagnose_retention: Option<toml::Value>,
-    pub(super) diagnose_max_count: Option<toml::Value>,
-    pub(super) mcp: Option<toml::Value>,
 }
 
 /// `[ai.models.<name>]`.
@@ -184,12 +179,6 @@ pub(super) struct RawModel {
     pub(super) max_tokens: Option<i64>,
     pub(super) max_completion_tokens: Option<i64>,
     pub(super) context_window: Option<i64>,
-    /// Shown by catpaw's chat as a cost; accepted and unused here.
-    #[serde(rename = "input_price")]
-    pub(super) _input_price: Option<f64>,
-    /// See `input_price`.
-    #[serde(rename = "output_price")]
-    pub(super) _output_price: Option<f64>,
     pub(super) extra_body: Option<toml::Table>,
 }
 

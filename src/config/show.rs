@@ -112,6 +112,11 @@ impl Config {
         let _ = writeln!(w, "diagnose_runner = {}", opt_path(&sb.diagnose_runner));
         let _ = writeln!(w, "chat_runner = {}", opt_path(&sb.chat_runner));
         let _ = writeln!(w, "watch_runners = {}", sb.watch_runners);
+        let _ = writeln!(
+            w,
+            "max_runner_size = {}",
+            q(&format_size(sb.max_runner_size))
+        );
         let _ = writeln!(w, "\n[sandbox.diagnose]");
         budgets(w, &sb.budgets.diagnose);
         let _ = writeln!(w, "\n[sandbox.chat]");
@@ -229,6 +234,10 @@ mod tests {
         assert_eq!(
             example.sandbox.max_concurrent_sessions,
             empty.sandbox.max_concurrent_sessions
+        );
+        assert_eq!(
+            example.sandbox.max_runner_size,
+            empty.sandbox.max_runner_size
         );
         assert_eq!(example.audit, empty.audit);
         assert_eq!(example.metrics, empty.metrics);

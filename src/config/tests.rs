@@ -22,6 +22,7 @@ fn defaults_when_the_file_is_empty() {
     assert_eq!(c.sandbox.max_concurrent_sessions, 3);
     assert!(!c.sandbox.allow_remote_shell);
     assert_eq!(c.sandbox.budgets, RoleBudgets::default());
+    assert_eq!(c.sandbox.max_runner_size, 64 << 20);
     assert!(c.warnings().is_empty());
 }
 
@@ -95,6 +96,21 @@ fn bad_values_name_the_file_and_field() {
     );
     let e = parse("[log]\nlevel = \"loud\"").unwrap_err().to_string();
     assert!(e.contains("[log] level"), "{e}");
+    let sized = |v: &str| parse(&format!("[sandbox]\nmax_runner_size = {v}"));
+    assert_eq!(
+        sized("\"8MiB\"").expect("8MiB").sandbox.max_runner_size,
+        8 << 20
+    );
+    for (bad, says) in [
+        ("\"2GiB\"", "outside 1MiB..1GiB"),
+        ("\"lots\"", "not a size"),
+    ] {
+        let e = sized(bad).unwrap_err().to_string();
+        assert!(
+            e.contains("[sandbox] max_runner_size") && e.contains(says),
+            "{e}"
+        );
+    }
 }
 
 #[test]
@@ -222,7 +238,9 @@ fn file_and_command_line_budgets_pass_one_check_with_one_message() {
         let e = parse(&format!("[sandbox.chat]\n{body}"))
             .expect_err(body)
             .to_string();
-        let want = format!("config /etc/catpaw/conf.d/config.toml `[sandbox.chat] {key}`: {words}");
+        // The key's line and column follow the file's name.
+        let want =
+            format!("config /etc/catpaw/conf.d/config.toml:2:1 `[sandbox.chat] {key}`: {words}");
         assert!(e.starts_with(&want), "{e}\nwant {want}");
         let e = RoleBudgets::default()
             .with_flags(&[flag])
@@ -448,8 +466,15 @@ fn global_labels_as_the_reference_spells_them() {
     let msg = e.to_string();
     assert!(msg.contains("[global.labels] where"), "{msg}");
     assert!(msg.contains("CATPAW_SURELY_UNSET_VAR"), "{msg}");
+    // catpaw's collection interval means nothing here: one warning, no error.
+    let c = parse("[global]\ninterval = \"30s\"\n").expect("catpaw's key");
+    assert_eq!(c.warnings().len(), 1, "{:?}", c.warnings());
+    assert!(c.warnings()[0].contains("`[global] interval`"));
+    // A key catpaw does not have either is refused, named with its place.
+    let e = parse("[global]\nintervall = \"30s\"\n").expect_err("unknown");
     assert!(
-        parse("[global]\ninterval = \"30s\"\n").is_err(),
-        "unknown keys refused"
+        e.to_string()
+            .contains("config.toml:2:1 `[global] intervall`: unknown field"),
+        "{e}"
     );
 }

@@ -57,7 +57,11 @@ impl Agent {
         )
         .with_audit(opts.audit.clone())
         .with_signing(
-            crate::session::signing::Verifier::new(cfg.server.signing.clone()),
+            crate::session::signing::Verifier::persistent(
+                cfg.server.signing.clone(),
+                &cfg.paths().replay_nonces(),
+                crate::session::signing::now_unix(),
+            )?,
             agent_id.to_string(),
         )
         .with_telemetry(telemetry.clone());

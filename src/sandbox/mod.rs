@@ -111,10 +111,19 @@ impl Sandbox {
         }))
     }
 
-    /// Loads a runner from a file.
-    pub fn load_file(self: &Arc<Self>, path: &Path) -> anyhow::Result<LoadedRunner> {
-        let bytes =
-            std::fs::read(path).with_context(|| format!("reading runner {}", path.display()))?;
+    /// Loads a runner from a file of at most `max_size` bytes
+    /// (`[sandbox] max_runner_size`). A link is followed; what it leads
+    /// to is judged on the opened descriptor: anything but a regular file
+    /// (a FIFO, a device) is refused without a read, and so is a file
+    /// above `max_size`, also one that grows past it while read.
+    pub fn load_file(self: &Arc<Self>, path: &Path, max_size: u64) -> anyhow::Result<LoadedRunner> {
+        let bytes = crate::fsafe::read_file(path, max_size).map_err(|e| match e {
+            crate::fsafe::FileError::TooLarge { .. } => anyhow::anyhow!(
+                "runner {e} (the cap is `[sandbox] max_runner_size`; raise it to load a \
+                 larger runner)"
+            ),
+            e => anyhow::anyhow!("runner {e}"),
+        })?;
         self.load(&path.display().to_string(), &bytes)
     }
 

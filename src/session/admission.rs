@@ -42,7 +42,12 @@ pub(crate) fn decide(
     if start.session_id.is_empty() {
         return Err(AckError::MissingSessionId);
     }
-    if start.session_id.len() > MAX_SESSION_ID || start.session_id.chars().any(char::is_control) {
+    if start.session_id.len() > MAX_SESSION_ID
+        || start
+            .session_id
+            .chars()
+            .any(crate::util::is_control_or_format)
+    {
         return Err(AckError::InvalidSessionId);
     }
     if start.user_name.len() > MAX_USER_NAME {
@@ -174,6 +179,14 @@ mod tests {
             ),
             (
                 p(json!({"session_id": "a\nb", "session_type":"chat"})),
+                true,
+                true,
+                false,
+                false,
+                Err(AckError::InvalidSessionId),
+            ),
+            (
+                p(json!({"session_id": "a\u{202e}b", "session_type":"chat"})),
                 true,
                 true,
                 false,

@@ -8,10 +8,11 @@
 //! compromised past TLS cannot start a session or feed a chat turn, because it
 //! does not hold the signer's private key.
 //!
-//! This module is pure: it gets the frame text, the connection's agent id and
-//! the time (`now_unix`), and answers with a verdict. It does no I/O; the only
-//! side effect is the replay cache, and a `warn!` when that cache refuses
-//! because it is full. The caller acks, drops and audits.
+//! This module gets the frame text, the connection's agent id and the time
+//! (`now_unix`), and answers with a verdict. Its only side effects are the
+//! replay cache, which an agent keeps on disk too (`journal.rs`: one synced
+//! line per accepted signed message), and a `warn!` when that cache refuses.
+//! The caller acks, drops and audits.
 //!
 //! # Order of the checks
 //!
@@ -56,9 +57,11 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use anyhow::Context as _;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use ed25519_dalek::{Signature, VerifyingKey};
@@ -68,6 +71,7 @@ use serde_json::value::RawValue;
 use crate::proto;
 use crate::util::sha256_hex;
 
+mod journal;
 mod replay;
 
 use replay::{ReplayCache, replay_id};
@@ -169,6 +173,45 @@ impl Verifier {
         Verifier::with_replay_capacity(cfg, REPLAY_CACHE_CAP)
     }
 
+    /// A verifier whose replay cache is kept in the journal at `path` (§9:
+    /// the window holds across restarts), loaded at `now_unix`. Without
+    /// signing configured nothing is read or written. A journal that cannot
+    /// be trusted refuses signed messages for one window (`2 × max_skew`)
+    /// from now, with an error log line saying why; one that cannot be
+    /// written at all is an error.
+    pub fn persistent(cfg: SigningConfig, path: &Path, now_unix: i64) -> anyhow::Result<Verifier> {
+        if cfg.keys.is_empty() && !cfg.require {
+            return Ok(Verifier::new(cfg));
+        }
+        let loaded = journal::Journal::load(path, now_unix).with_context(|| {
+            format!(
+                "cannot keep the signed-session replay journal {} (PROTOCOL §9); check that the state dir is writable",
+                path.display()
+            )
+        })?;
+        let window = i64::try_from(cfg.max_skew.as_secs().saturating_mul(2)).unwrap_or(i64::MAX);
+        let blind_until = loaded.distrusted.map(|why| {
+            tracing::error!(
+                path = %path.display(),
+                why = %why,
+                refuse_for_secs = window,
+                "the signed-session replay journal cannot be trusted; refusing signed messages for one replay window (the file is kept as replay_nonces.bad)"
+            );
+            now_unix.saturating_add(window)
+        });
+        Ok(Verifier {
+            inner: Arc::new(Inner {
+                cfg,
+                replay: Mutex::new(ReplayCache::persistent(
+                    REPLAY_CACHE_CAP,
+                    loaded.journal,
+                    loaded.entries,
+                    blind_until,
+                )),
+            }),
+        })
+    }
+
     /// As [`Verifier::new`] with a smaller cache, so tests can fill it.
     pub(crate) fn with_replay_capacity(cfg: SigningConfig, cap: usize) -> Verifier {
         Verifier {
@@ -252,6 +295,15 @@ impl Verifier {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// The wall clock in unix seconds, as signed timestamps count it (0 before
+/// 1970, which only makes every timestamp stale).
+pub(crate) fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
 
 fn unsigned(require: bool) -> Result<Option<String>, Unauthorized> {

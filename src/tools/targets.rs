@@ -43,13 +43,37 @@ pub struct Targets {
     pub docker_socket: Option<PathBuf>,
 }
 
-/// Whether `target` is one of `allowed` (exact, ASCII case-insensitive:
-/// host names are); Err names the config key that would allow it.
+/// Whether `target` is one of `allowed`; Err names the config key that
+/// would allow it. Host names (and a URL's scheme) compare ASCII
+/// case-insensitively, as DNS and URLs treat them; a URL's path and query
+/// compare exactly (`/ok` does not admit `/OK`: servers may tell them apart).
 pub(crate) fn check_target(target: &str, allowed: &[String], key: &str) -> Result<(), String> {
-    if allowed.iter().any(|a| a.eq_ignore_ascii_case(target)) {
+    if allowed.iter().any(|a| same_target(a, target)) {
         return Ok(());
     }
     Err(refusal(target, allowed, &format!("[tools.targets] {key}")))
+}
+
+/// `a` and `b` name the same target: equal up to ASCII case in the part
+/// that names the host (all of `host:port`; a URL up to its path), equal
+/// byte for byte after it.
+fn same_target(a: &str, b: &str) -> bool {
+    let (a_host, a_rest) = split_host(a);
+    let (b_host, b_rest) = split_host(b);
+    a_host.eq_ignore_ascii_case(b_host) && a_rest == b_rest
+}
+
+/// Splits a target into the part that names the host and the rest: for a
+/// URL (`scheme://authority/path?query`) at the first `/`, `?` or `#` after
+/// the authority; anything else is all host.
+fn split_host(t: &str) -> (&str, &str) {
+    let Some(start) = t.find("://").map(|i| i + 3) else {
+        return (t, "");
+    };
+    match t[start..].find(['/', '?', '#']) {
+        Some(i) => t.split_at(start + i),
+        None => (t, ""),
+    }
 }
 
 fn refusal(target: &str, allowed: &[String], key: &str) -> String {
@@ -78,11 +102,20 @@ pub(crate) fn glob_match(pattern: &str, path: &str) -> bool {
     go(pattern.as_bytes(), path.as_bytes())
 }
 
-/// Checks that `path` may be read under the allow-list `allowed` (config
-/// key `key`): it must be absolute, without `.`/`..` components, match a
-/// pattern, and so must the file it resolves to (a symlink out of the
-/// allowed set is refused). Ok is the resolved path to open.
-pub(crate) fn check_path(path: &str, allowed: &[String], key: &str) -> Result<PathBuf, String> {
+/// Finds the file `path` names, for a tool that may read only what the
+/// allow-list `allowed` (config key `key`) names: `path` must be absolute,
+/// without `.`/`..` components, and match a pattern; then it is opened
+/// without reading (`fsafe::locate`) and the path the kernel records for
+/// the descriptor must match a pattern too, so a symlink out of the
+/// allowed set is refused, also one swapped into any component of `path`
+/// while this runs: what is checked is what was opened. Read it with
+/// [`Located::open_regular`](crate::fsafe::Located::open_regular), which
+/// reopens that same file, never the path.
+pub(crate) fn locate_allowed(
+    path: &str,
+    allowed: &[String],
+    key: &str,
+) -> Result<crate::fsafe::Located, String> {
     let key = format!("[tools] {key}");
     let p = Path::new(path);
     if !p.is_absolute()
@@ -96,32 +129,14 @@ pub(crate) fn check_path(path: &str, allowed: &[String], key: &str) -> Result<Pa
     if !allowed.iter().any(|a| glob_match(a, path)) {
         return Err(refusal(path, allowed, &key));
     }
-    let real =
-        std::fs::canonicalize(p).map_err(|e| format!("{path}: {}", super::cmd::io_reason(&e)))?;
-    let real_text = real.to_string_lossy();
+    let located = crate::fsafe::locate(p).map_err(|e| e.to_string())?;
+    let real_text = located.real_path().to_string_lossy();
     if !allowed.iter().any(|a| glob_match(a, &real_text)) {
         return Err(format!(
             "{path:?} resolves to {real_text:?}, which is not allow-listed in {key}"
         ));
     }
-    Ok(real)
-}
-
-/// Opens the allow-listed file `real` (shown as `path`) for reading, only
-/// if it is a regular file: opened without blocking, so a FIFO or a
-/// device in an allowed directory is refused instead of hanging the tool.
-pub(crate) fn open_regular(real: &Path, path: &str) -> Result<std::fs::File, String> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(real)
-        .map_err(|e| format!("{path}: {}", super::cmd::io_reason(&e)))?;
-    let meta = f.metadata().map_err(|e| format!("{path}: {e}"))?;
-    if !meta.is_file() {
-        return Err(format!("{path} is not a regular file"));
-    }
-    Ok(f)
+    Ok(located)
 }
 
 /// The existing files matching the patterns of `allowed` (a pattern's
@@ -175,6 +190,17 @@ mod tests {
     fn targets_outside_the_list_are_refused_naming_the_key() {
         let allowed = vec!["db.example.com:5432".to_string()];
         assert!(check_target("DB.example.com:5432", &allowed, "tcp").is_ok());
+        // A URL's host ignores case, its path and query do not.
+        let urls = vec!["https://Svc.example.com:8443/ok?probe=1".to_string()];
+        assert!(check_target("HTTPS://svc.EXAMPLE.com:8443/ok?probe=1", &urls, "http").is_ok());
+        for other in [
+            "https://svc.example.com:8443/OK?probe=1",
+            "https://svc.example.com:8443/ok?probe=2",
+            "https://svc.example.com:8443/ok?PROBE=1",
+            "https://svc.example.com:8443/ok",
+        ] {
+            assert!(check_target(other, &urls, "http").is_err(), "{other}");
+        }
         let e = check_target("evil.example.com:22", &allowed, "tcp").unwrap_err();
         assert!(
             e.contains("[tools.targets] tcp") && e.contains("db.example.com"),
@@ -193,25 +219,41 @@ mod tests {
         std::fs::write(format!("{d}/secret.txt"), "s").expect("write");
         std::os::unix::fs::symlink(format!("{d}/secret.txt"), format!("{d}/sneaky.log"))
             .expect("symlink");
+        std::os::unix::fs::symlink(format!("{d}/app.log"), format!("{d}/alias.log"))
+            .expect("symlink");
         let allowed = vec![format!("{d}/*.log")];
-        assert!(check_path(&format!("{d}/app.log"), &allowed, "log_files").is_ok());
-        let e = check_path(&format!("{d}/secret.txt"), &allowed, "log_files").unwrap_err();
+        let found = locate_allowed(&format!("{d}/app.log"), &allowed, "log_files").expect("app");
+        assert_eq!(found.real_path(), Path::new(&format!("{d}/app.log")));
+        // A link between two allowed files is followed.
+        let found =
+            locate_allowed(&format!("{d}/alias.log"), &allowed, "log_files").expect("alias");
+        assert_eq!(found.real_path(), Path::new(&format!("{d}/app.log")));
+        let e = locate_allowed(&format!("{d}/secret.txt"), &allowed, "log_files").unwrap_err();
         assert!(e.contains("[tools] log_files"), "{e}");
-        let e = check_path(&format!("{d}/sneaky.log"), &allowed, "log_files").unwrap_err();
-        assert!(e.contains("resolves to"), "{e}");
-        let e = check_path(&format!("{d}/../x.log"), &allowed, "log_files").unwrap_err();
+        let e = locate_allowed(&format!("{d}/sneaky.log"), &allowed, "log_files").unwrap_err();
+        assert!(e.contains("resolves to") && e.contains("secret.txt"), "{e}");
+        let e = locate_allowed(&format!("{d}/../x.log"), &allowed, "log_files").unwrap_err();
         assert!(e.contains("absolute path without"), "{e}");
-        let e = check_path("relative.log", &allowed, "log_files").unwrap_err();
+        let e = locate_allowed("relative.log", &allowed, "log_files").unwrap_err();
         assert!(e.contains("absolute"), "{e}");
+        let e = locate_allowed(&format!("{d}/gone.log"), &allowed, "log_files").unwrap_err();
+        assert!(e.ends_with(": not found"), "{e}");
         let fifo = format!("{d}/pipe.log");
         let c = std::ffi::CString::new(fifo.clone()).expect("cstring");
         // SAFETY: a valid NUL-terminated path.
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
-        let real = check_path(&fifo, &allowed, "log_files").expect("allowed");
-        let e = open_regular(&real, &fifo).unwrap_err();
-        assert!(e.ends_with("is not a regular file"), "{e}");
+        let found = locate_allowed(&fifo, &allowed, "log_files").expect("allowed");
+        let e = found.open_regular(u64::MAX).unwrap_err().to_string();
+        assert_eq!(e, format!("{fifo} is a FIFO, not a regular file"));
         std::fs::remove_file(&fifo).expect("rm fifo");
         let listed = expand(&allowed, 10);
-        assert_eq!(listed, [format!("{d}/app.log"), format!("{d}/sneaky.log")]);
+        assert_eq!(
+            listed,
+            [
+                format!("{d}/alias.log"),
+                format!("{d}/app.log"),
+                format!("{d}/sneaky.log")
+            ]
+        );
     }
 }

@@ -15,10 +15,13 @@
 //!   config, log and signals ([`process::AgentProcess`]);
 //! - [`slow_link`]: a throttling proxy between the agent and the server;
 //! - [`llm`]: a scripted OpenAI-compatible server and catpaw-server LLM
-//!   gateway on loopback (real HTTP, real SSE framing).
+//!   gateway on loopback (real HTTP, real SSE framing);
+//! - [`ai`]: the agent with `[ai]` against it, and what tests read back
+//!   (deltas, `llm` audit records, the daily ledger).
 #![allow(dead_code)]
 
 pub mod agent;
+pub mod ai;
 pub mod guests;
 pub mod llm;
 pub mod process;
@@ -31,7 +34,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use catpaw_agent::audit::AuditLog;
-use catpaw_agent::config::StatePaths;
+use catpaw_agent::config::{DEFAULT_MAX_RUNNER_SIZE, StatePaths};
 use catpaw_agent::proto::SessionStartPayload;
 use catpaw_agent::sandbox::{
     Budgets, EngineOptions, HostServices, LoadedRunner, Sandbox, SandboxOptions,
@@ -159,7 +162,9 @@ impl TestSandbox {
     }
 
     pub fn load(&self, name: &str) -> LoadedRunner {
-        self.sandbox.load_file(&guest(name)).expect("load guest")
+        self.sandbox
+            .load_file(&guest(name), DEFAULT_MAX_RUNNER_SIZE)
+            .expect("load guest")
     }
 
     pub fn builtin_diagnose(&self) -> LoadedRunner {

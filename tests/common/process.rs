@@ -272,6 +272,19 @@ impl AgentProcess {
         self.child.id()
     }
 
+    /// A memory figure of the agent from /proc/PID/status, in bytes:
+    /// `VmRSS` (resident now) or `VmHWM` (the peak so far).
+    pub fn memory(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("/proc/PID/status");
+        let kib = status
+            .lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no {field} in /proc/PID/status"));
+        kib * 1024
+    }
+
     pub fn is_running(&mut self) -> bool {
         self.child.try_wait().expect("try_wait").is_none()
     }

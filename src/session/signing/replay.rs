@@ -1,12 +1,14 @@
 //! The bounded replay cache of signed sessions: which `(key_id, nonce)`
 //! pairs were accepted, until they expire. Policy (fail closed when full)
-//! is explained in the parent module's doc.
+//! is explained in the parent module's doc; its copy on disk, which makes
+//! it hold across restarts, in [`super::journal`].
 
 use std::collections::{BTreeSet, HashMap};
 
 use sha2::{Digest, Sha256};
 
 use super::Unauthorized;
+use super::journal::Journal;
 
 pub(super) type ReplayId = [u8; 32];
 
@@ -27,6 +29,12 @@ pub(super) struct ReplayCache {
     seen: HashMap<ReplayId, i64>,
     /// The same entries ordered by expiry, oldest first, for eviction.
     by_expiry: BTreeSet<(i64, ReplayId)>,
+    /// The copy on disk every accepted entry is synced to first (none in
+    /// tests and when signing is off).
+    journal: Option<Journal>,
+    /// Every message is refused before this second: the journal could not
+    /// be trusted at start, so a nonce seen before it may be missing.
+    blind_until: Option<i64>,
 }
 
 impl ReplayCache {
@@ -35,7 +43,28 @@ impl ReplayCache {
             cap,
             seen: HashMap::new(),
             by_expiry: BTreeSet::new(),
+            journal: None,
+            blind_until: None,
         }
+    }
+
+    /// A cache that starts from `entries` (loaded from `journal`) and
+    /// records every entry it admits there before admitting it. With
+    /// `blind_until`, it refuses everything before that second.
+    pub(super) fn persistent(
+        cap: usize,
+        journal: Journal,
+        entries: Vec<(ReplayId, i64)>,
+        blind_until: Option<i64>,
+    ) -> ReplayCache {
+        let mut cache = ReplayCache::new(cap);
+        for (id, expires) in entries.into_iter().take(cap) {
+            cache.by_expiry.insert((expires, id));
+            cache.seen.insert(id, expires);
+        }
+        cache.journal = Some(journal);
+        cache.blind_until = blind_until;
+        cache
     }
 
     pub(super) fn len(&self) -> usize {
@@ -45,6 +74,16 @@ impl ReplayCache {
     /// Records `id` as seen at `now` for `keep` seconds, or refuses it as a
     /// replay (seen and unexpired) or because the cache is full.
     pub(super) fn admit(&mut self, id: ReplayId, now: i64, keep: i64) -> Result<(), Unauthorized> {
+        if let Some(until) = self.blind_until {
+            if now < until {
+                tracing::warn!(
+                    seconds_left = until - now,
+                    "refusing a signed message: the replay journal could not be trusted at start, so nonces seen before it may be missing; signed messages are accepted again once one replay window has passed"
+                );
+                return Err(Unauthorized::ReplayedNonce);
+            }
+            self.blind_until = None;
+        }
         self.evict_expired(now);
         if self.seen.contains_key(&id) {
             return Err(Unauthorized::ReplayedNonce);
@@ -57,11 +96,33 @@ impl ReplayCache {
             return Err(Unauthorized::ReplayedNonce);
         }
         let expires = now.saturating_add(keep);
+        if let Some(journal) = &mut self.journal {
+            // On disk before it counts as accepted: a nonce the journal
+            // lacks could be replayed after a restart.
+            if let Err(e) = journal.append(&id, expires) {
+                tracing::warn!(error = %e, "refusing a signed message: cannot record its nonce in the replay journal");
+                return Err(Unauthorized::ReplayedNonce);
+            }
+        }
         // Expiry index first: should the second insert fail to allocate,
         // the orphan is evicted in time instead of counting forever.
         self.by_expiry.insert((expires, id));
         self.seen.insert(id, expires);
+        self.compact_journal();
         Ok(())
+    }
+
+    /// Rewrites the journal with the live entries once expired ones make up
+    /// most of it. A failure leaves the old, complete journal in place.
+    fn compact_journal(&mut self) {
+        let live = self.seen.len();
+        let Some(journal) = self.journal.as_mut().filter(|j| j.wants_compaction(live)) else {
+            return;
+        };
+        let entries: Vec<(ReplayId, i64)> = self.seen.iter().map(|(id, e)| (*id, *e)).collect();
+        if let Err(e) = journal.compact(&entries) {
+            tracing::warn!(error = %e, "cannot compact the replay journal; it keeps growing until a compaction succeeds");
+        }
     }
 
     /// Drops entries whose expiry lies before `now`. A clock that steps back

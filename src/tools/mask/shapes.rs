@@ -243,8 +243,79 @@ static SHAPE_START: [bool; 256] = {
     t
 };
 
-/// Masks the tokens and URL passwords inside one whitespace-free word.
+/// Masks the tokens, URL passwords and Go DSN passwords inside one
+/// whitespace-free word.
 pub(super) fn mask_in_word(word: &str) -> Cow<'_, str> {
+    match mask_go_dsn(word) {
+        Cow::Borrowed(word) => mask_tokens(word),
+        Cow::Owned(dsn) => Cow::Owned(mask_tokens(&dsn).into_owned()),
+    }
+}
+
+/// The network names of Go's `database/sql` DSN (`user:pw@tcp(db:3306)/x`,
+/// `user:pw@unix(/run/mysqld.sock)/x`), each with its `(`, after the `@`.
+const DSN_NETS: [&[u8]; 6] = [b"tcp(", b"tcp4(", b"tcp6(", b"unix(", b"udp(", b"unixgram("];
+
+/// Masks the password of a Go DSN: the text from the colon that ends the
+/// user name up to the `@` before a network name and `(`. The user name is
+/// the first run of `[A-Za-z0-9_.-]` before a `:` that starts the word or
+/// follows `=`, a quote, `(`, `,` or `;` (an empty one only at the word's
+/// start or after `=`), so `dsn="root:p=w@tcp(h)/x"` hides `p=w` and
+/// `{"dsn":"app:p@ss@tcp(h)/x"}` hides `p@ss`. Without such a colon the
+/// first one counts: when in doubt more is hidden, never less.
+fn mask_go_dsn(word: &str) -> Cow<'_, str> {
+    let b = word.as_bytes();
+    let mut out = String::new();
+    let mut copied = 0;
+    let mut from = 0;
+    while let Some(off) = b[from..].iter().position(|c| *c == b'@') {
+        let at = from + off;
+        from = at + 1;
+        if !DSN_NETS.iter().any(|n| b[at + 1..].starts_with(n)) {
+            continue;
+        }
+        let Some(colon) = user_colon(b, copied, at) else {
+            continue;
+        };
+        let pw = colon + 1;
+        if pw < at {
+            // `pw` and `at` sit on ASCII bytes (`:` and `@`).
+            out.push_str(&word[copied..pw]);
+            out.push_str("***");
+            copied = at;
+        }
+    }
+    if copied == 0 {
+        return Cow::Borrowed(word);
+    }
+    out.push_str(&word[copied..]);
+    Cow::Owned(out)
+}
+
+/// The index of the colon that ends a DSN's user name in `b[from..at]`
+/// (see [`mask_go_dsn`]).
+fn user_colon(b: &[u8], from: usize, at: usize) -> Option<usize> {
+    let user_char = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-');
+    let colons = || (from..at).filter(|&i| b[i] == b':');
+    colons()
+        .find(|&c| {
+            let start = (from..c)
+                .rev()
+                .find(|&i| !user_char(b[i]))
+                .map_or(from, |i| i + 1);
+            let before = start.checked_sub(1).filter(|&i| i >= from).map(|i| b[i]);
+            match before {
+                None => true,
+                Some(b'=') => true,
+                Some(b'"' | b'\'' | b'(' | b',' | b';') => start < c,
+                Some(_) => false,
+            }
+        })
+        .or_else(|| colons().next())
+}
+
+/// Masks the tokens and URL passwords inside one whitespace-free word.
+fn mask_tokens(word: &str) -> Cow<'_, str> {
     let b = word.as_bytes();
     let mut out = String::new();
     let (mut i, mut copied) = (0, 0);

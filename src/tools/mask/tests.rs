@@ -105,6 +105,22 @@ const SECRETS: &[(&str, &str, &str)] = &[
         "git clone https://user:***@github.com/org/repo.git",
         "S3cr3t",
     ),
+    // Go's database/sql DSN (no scheme, no `//`).
+    (
+        "user:S3cr3t@tcp(db:3306)/x",
+        "user:***@tcp(db:3306)/x",
+        "S3cr3t",
+    ),
+    (
+        "dsn=root:S3cr3t@unix(/run/mysqld/mysqld.sock)/app?parseTime=true",
+        "dsn=root:***@unix(/run/mysqld/mysqld.sock)/app?parseTime=true",
+        "S3cr3t",
+    ),
+    (
+        r#"{"dsn":"app:p@ss:w0rd@tcp6([::1]:3306)/db"}"#,
+        r#"{"dsn":"app:***@tcp6([::1]:3306)/db"}"#,
+        "w0rd",
+    ),
     (
         "DATABASE_URL=postgres://app:S3cr3t@db:5432/x",
         "DATABASE_URL=postgres://app:***@db:5432/x",

@@ -245,16 +245,21 @@ mod tests {
         assert!(req.starts_with("GET /healthz HTTP/1.1\r\n"), "{req}");
         assert_eq!(v["checks"][0]["status"], 200, "{v}");
         assert_eq!(v["checks"][0]["body_start"], "ok");
-        let e = run(&Args::of(
+        // The listed path in other case is another URL: refused before
+        // any connection (the server above accepted its one request).
+        let upper = format!(r#"{{"target":"http://127.0.0.1:{port}/HEALTHZ"}}"#);
+        for target in [
             r#"{"target":"http://169.254.169.254/latest/meta-data/"}"#,
-            &["target", "timeout_ms"],
-        )
-        .with_config(cfg.into()))
-        .unwrap_err();
-        assert!(
-            e.contains("not allow-listed in [tools.targets] http"),
-            "{e}"
-        );
+            upper.as_str(),
+        ] {
+            let e =
+                run(&Args::of(target, &["target", "timeout_ms"]).with_config(cfg.clone().into()))
+                    .unwrap_err();
+            assert!(
+                e.contains("not allow-listed in [tools.targets] http"),
+                "{target}: {e}"
+            );
+        }
     }
 
     #[test]

@@ -1,12 +1,10 @@
 //! cert_files: expiry of the certificates in operator allow-listed files.
 
-use std::io::Read;
-
 use serde_json::{Value, json};
 
 use crate::tools::args::Args;
 use crate::tools::logs::unavailable;
-use crate::tools::targets::{check_path, expand, open_regular};
+use crate::tools::targets::{expand, locate_allowed};
 use crate::tools::x509;
 
 /// Largest certificate file read.
@@ -18,16 +16,10 @@ const MAX_CERTS: usize = 20;
 
 fn file_row(path: &str, allowed: &[String], now: i64) -> Value {
     let read = || -> Result<Vec<u8>, String> {
-        let real = check_path(path, allowed, "cert_files")?;
-        let f = open_regular(&real, path)?;
-        let mut buf = Vec::new();
-        f.take(MAX_FILE + 1)
-            .read_to_end(&mut buf)
-            .map_err(|e| format!("{path}: {e}"))?;
-        if buf.len() as u64 > MAX_FILE {
-            return Err(format!("{path} is larger than {MAX_FILE} bytes"));
-        }
-        Ok(buf)
+        locate_allowed(path, allowed, "cert_files")?
+            .open_regular(MAX_FILE)
+            .and_then(|f| f.read_all())
+            .map_err(|e| e.to_string())
     };
     match read().and_then(|b| x509::parse_file(&b)) {
         Ok(certs) => {
@@ -53,7 +45,8 @@ pub(crate) fn run(args: &Args) -> Result<Value, String> {
     let now = x509::now();
     let paths = match args.string("path", 4096)? {
         Some(p) => {
-            check_path(&p, allowed, "cert_files")?;
+            // Refusals are errors for an explicit path.
+            locate_allowed(&p, allowed, "cert_files")?;
             vec![p]
         }
         None if allowed.is_empty() => {

@@ -8,9 +8,10 @@ use std::os::unix::fs::MetadataExt;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::fsafe::Kind;
 use crate::tools::args::Args;
 use crate::tools::logs::unavailable;
-use crate::tools::targets::{check_path, expand, open_regular};
+use crate::tools::targets::{expand, locate_allowed};
 
 /// Largest file hashed.
 const MAX_HASH: u64 = 50 * 1024 * 1024;
@@ -34,53 +35,49 @@ pub(crate) fn sha256_hex(mut r: impl Read) -> std::io::Result<String> {
 }
 
 /// One file's row; `path` as asked. `budget` is what this call may still
-/// hash, in bytes, and shrinks by what this file takes.
+/// hash, in bytes, and shrinks by what this file takes. Everything but
+/// `type` comes from the descriptor the allow-list check judged, so a
+/// link swapped in meanwhile shows nothing of the file it leads to.
 fn check(path: &str, allowed: &[String], budget: &mut u64) -> Value {
-    let real = match check_path(path, allowed, "files") {
-        Ok(r) => r,
+    let found = match locate_allowed(path, allowed, "files") {
+        Ok(f) => f,
         Err(e) if e.ends_with(": not found") => return json!({ "path": path, "exists": false }),
         Err(e) => return json!({ "path": path, "error": e }),
     };
-    let meta = match std::fs::symlink_metadata(path) {
-        Ok(m) => m,
-        Err(e) => return json!({ "path": path, "error": crate::tools::cmd::io_reason(&e) }),
+    // The entry the path names itself, for `type` alone.
+    let is_link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+    let kind = match found.kind() {
+        _ if is_link => "symlink",
+        Kind::Directory => "directory",
+        Kind::Regular => "file",
+        _ => "other",
     };
-    let kind = if meta.file_type().is_symlink() {
-        "symlink"
-    } else if meta.is_dir() {
-        "directory"
-    } else if meta.is_file() {
-        "file"
-    } else {
-        "other"
-    };
-    let target_meta = std::fs::metadata(&real).ok();
-    let size = target_meta.as_ref().map(|m| m.len()).unwrap_or(0);
-    let sha256 = match &target_meta {
-        Some(m) if m.is_file() && m.len() > MAX_HASH => {
+    let m = found.metadata();
+    let sha256 = match found.kind() {
+        Kind::Regular if m.len() > MAX_HASH => {
             json!(format!("not hashed: larger than {MAX_HASH} bytes"))
         }
-        Some(m) if m.is_file() && m.len() > *budget => {
+        Kind::Regular if m.len() > *budget => {
             json!("not hashed: this call's hashing budget was spent; ask for the file alone")
         }
-        Some(m) if m.is_file() => {
+        Kind::Regular => {
             *budget -= m.len();
-            open_regular(&real, path)
-                .and_then(|f| sha256_hex(f).map_err(|e| crate::tools::cmd::io_reason(&e)))
-                .map_or_else(|e| json!({ "error": e }), Value::from)
+            found
+                .open_regular(MAX_HASH)
+                .and_then(|mut f| sha256_hex(f.bounded()).map_err(|e| f.read_error(e)))
+                .map_or_else(|e| json!({ "error": e.to_string() }), Value::from)
         }
         _ => Value::Null,
     };
-    let m = target_meta.as_ref().unwrap_or(&meta);
     json!({
         "path": path,
         "exists": true,
         "type": kind,
-        "resolved": if kind == "symlink" { Some(real.display().to_string()) } else { None },
+        "resolved": is_link.then(|| found.real_path().display().to_string()),
         "mode": format!("{:04o}", m.mode() & 0o7777),
         "uid": m.uid(),
         "gid": m.gid(),
-        "size_bytes": size,
+        "size_bytes": m.len(),
         "mtime_unix": m.mtime(),
         "sha256": sha256,
     })
@@ -91,7 +88,7 @@ pub(crate) fn run(args: &Args) -> Result<Value, String> {
     let paths = match args.string("path", 4096)? {
         Some(p) => {
             // Refusals are errors for an explicit path.
-            if let Err(e) = check_path(&p, allowed, "files")
+            if let Err(e) = locate_allowed(&p, allowed, "files")
                 && !e.ends_with(": not found")
             {
                 return Err(e);

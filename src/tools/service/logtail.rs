@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::tools::args::Args;
 use crate::tools::logs::{clip_line, unavailable};
-use crate::tools::targets::{check_path, expand, open_regular};
+use crate::tools::targets::{expand, locate_allowed};
 
 /// Bytes read from the end of the file.
 const TAIL_BYTES: u64 = 256 * 1024;
@@ -52,7 +52,10 @@ pub(crate) fn run(args: &Args) -> Result<Value, String> {
         let files: Vec<Value> = expand(allowed, 200)
             .into_iter()
             .map(|p| {
-                let size = std::fs::metadata(&p).ok().map(|m| m.len());
+                // The size of what the path leads to, if that is allowed.
+                let size = locate_allowed(&p, allowed, "log_files")
+                    .ok()
+                    .map(|f| f.metadata().len());
                 json!({ "path": p, "size_bytes": size })
             })
             .collect();
@@ -60,10 +63,13 @@ pub(crate) fn run(args: &Args) -> Result<Value, String> {
             json!({ "available": true, "allowed_files": files, "hint": "pass \"path\" to read one" }),
         );
     };
-    let real = check_path(&path, allowed, "log_files")?;
-    let mut f = open_regular(&real, &path)?;
-    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    // No size cap: only the tail is read, however long the file.
+    let mut opened = locate_allowed(&path, allowed, "log_files")?
+        .open_regular(u64::MAX)
+        .map_err(|e| e.to_string())?;
+    let len = opened.metadata().len();
     let start = len.saturating_sub(TAIL_BYTES);
+    let f = opened.file();
     f.seek(SeekFrom::Start(start))
         .map_err(|e| format!("{path}: {e}"))?;
     let mut buf = Vec::new();

@@ -11,6 +11,9 @@ mod logtail;
 mod ntp;
 mod unit;
 
+#[cfg(test)]
+mod swap_tests;
+
 use super::Tool;
 
 pub(super) const TOOLS: &[Tool] = &[
