@@ -86,10 +86,10 @@ pub struct Record {
     /// Unix time in seconds with millisecond precision.
     #[serde(default)]
     pub time: f64,
-    /// [`kind`]: session, tool or shell.
+    /// [`kind`]: session, tool, shell, llm or audit.
     #[serde(default)]
     pub kind: String,
-    /// [`event`]: started, outcome, accepted, refused, ended.
+    /// [`event`]: started, outcome, accepted, refused, ended, audit_gap.
     #[serde(default)]
     pub event: String,
     /// For an outcome: the `seq` of its `started` record.

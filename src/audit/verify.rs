@@ -8,6 +8,9 @@
 //! records, which the agent writes when it finds such damage itself, are
 //! reported too. What none of this can show is a consistent rewrite of
 //! trail and head together by someone who can write both (SECURITY.md).
+//! A head in the format of agents before the anchor (`seq hash`) names no
+//! first `seq`, so the start is checked only once an agent has opened the
+//! trail and rewritten its head.
 //!
 //! The snapshot is taken under a shared lock on the head, which writers
 //! hold exclusively per record: the files' lengths and the head are read
