@@ -11,7 +11,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::Read;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 
 /// How a file is opened.
@@ -26,22 +26,9 @@ pub(crate) enum Mode {
 }
 
 /// What a path is, in words, when it is not a regular file.
-fn kind_of(ft: std::fs::FileType) -> Option<&'static str> {
-    if ft.is_file() {
-        None
-    } else if ft.is_dir() {
-        Some("a directory")
-    } else if ft.is_char_device() {
-        Some("a character device")
-    } else if ft.is_block_device() {
-        Some("a block device")
-    } else if ft.is_fifo() {
-        Some("a FIFO")
-    } else if ft.is_socket() {
-        Some("a socket")
-    } else {
-        Some("not a regular file")
-    }
+fn kind_of(meta: &std::fs::Metadata) -> Option<&'static str> {
+    let kind = crate::fsafe::Kind::of(meta);
+    (kind != crate::fsafe::Kind::Regular).then(|| kind.describe())
 }
 
 /// The error for `path` being `what`.
@@ -77,7 +64,7 @@ pub(crate) fn open_regular(path: &Path, mode: Mode) -> std::io::Result<File> {
             // Say what the path is when that is why it failed (a
             // directory, a socket).
             if let Ok(m) = std::fs::metadata(path)
-                && let Some(what) = kind_of(m.file_type())
+                && let Some(what) = kind_of(&m)
             {
                 return Err(not_regular(path, what));
             }
@@ -85,7 +72,7 @@ pub(crate) fn open_regular(path: &Path, mode: Mode) -> std::io::Result<File> {
         }
     };
     let meta = f.metadata()?;
-    if let Some(what) = kind_of(meta.file_type()) {
+    if let Some(what) = kind_of(&meta) {
         return Err(not_regular(path, what));
     }
     Ok(f)
