@@ -257,8 +257,8 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// `GET /metrics` over a real connection: the samples, by series.
-fn scrape(port: u16) -> std::collections::BTreeMap<String, f64> {
+/// `GET /metrics` over a real connection: the exposition text.
+fn scrape_text(port: u16) -> String {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to metrics");
     s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .expect("request");
@@ -267,7 +267,13 @@ fn scrape(port: u16) -> std::collections::BTreeMap<String, f64> {
     let (head, body) = text.split_once("\r\n\r\n").expect("HTTP response");
     assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
     assert!(head.contains("openmetrics-text"), "{head}");
-    body.lines()
+    body.to_string()
+}
+
+/// `GET /metrics` over a real connection: the samples, by series.
+fn scrape(port: u16) -> std::collections::BTreeMap<String, f64> {
+    scrape_text(port)
+        .lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())
         .filter_map(|l| {
             let (series, v) = l.rsplit_once(' ')?;
@@ -854,4 +860,88 @@ fn without_a_config_file_the_agent_says_there_is_none_and_how_to_make_one() {
         stderr.contains("`state_dir`") && stderr.contains("not a directory"),
         "{stderr}"
     );
+}
+
+/// The metric names README lists (`{a,b}` spelled out), with their
+/// label names.
+fn readme_metrics() -> Vec<(String, Vec<String>)> {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let mut out = Vec::new();
+    for quoted in readme.split('`').skip(1).step_by(2) {
+        let Some(rest) = quoted.strip_prefix("catpaw_agent_") else {
+            continue;
+        };
+        let (name, labels) = match rest.split_once('{') {
+            Some((n, l)) if !n.ends_with('_') => (n.to_string(), l.trim_end_matches('}')),
+            _ => (rest.to_string(), ""),
+        };
+        let labels: Vec<String> = labels
+            .split(',')
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect();
+        // `alerts_{pushed,dropped,sent}_total`: one name per alternative.
+        if let Some((head, tail)) = name.split_once('{') {
+            let (alts, tail) = tail.split_once('}').expect("closing brace");
+            for a in alts.split(',') {
+                out.push((format!("{head}{a}{tail}"), labels.clone()));
+            }
+        } else {
+            out.push((name, labels));
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_agent_exports_every_metric_family_readme_lists() {
+    let server = TestServer::start().await;
+    let port = free_port();
+    let home = AgentHome::new(&server_toml(
+        &server,
+        None,
+        &format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n"),
+    ));
+    let _agent = home.spawn();
+    home.wait_for_socket().await;
+    let text = scrape_text(port);
+    let listed = readme_metrics();
+    assert!(listed.len() >= 15, "README lists {listed:?}");
+    for (name, labels) in &listed {
+        // Counters are exposed as `<family>_total` under `# TYPE <family>`.
+        let family = name.strip_suffix("_total").unwrap_or(name);
+        let typed = format!("# TYPE catpaw_agent_{family} ");
+        assert!(
+            text.contains(&typed),
+            "no {typed:?} before any event:\n{text}"
+        );
+        // A labelled family has its series at zero, each label present.
+        let series: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with(&format!("catpaw_agent_{name}")) && !l.starts_with('#'))
+            .collect();
+        assert!(!series.is_empty(), "{name} has no series:\n{text}");
+        for l in &series {
+            for label in labels {
+                assert!(l.contains(&format!("{label}=\"")), "{l} lacks {label}");
+            }
+            let value: f64 = l
+                .rsplit_once(' ')
+                .and_then(|(_, v)| v.parse().ok())
+                .expect(l);
+            if *name != "connected" {
+                assert_eq!(value, 0.0, "{l}");
+            }
+        }
+    }
+    // The closed label sets are there from the start.
+    for line in [
+        "catpaw_agent_budget_breaches_total{kind=\"fuel\"} 0",
+        "catpaw_agent_shell_requests_total{decision=\"granted\"} 0",
+        "catpaw_agent_shell_commands_total{decision=\"run\"} 0",
+        "catpaw_agent_reconnects_total{cause=\"dial_failed\"} 0",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line:?}:\n{text}");
+    }
 }
