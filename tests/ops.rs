@@ -904,7 +904,12 @@ async fn a_fresh_agent_exports_every_metric_family_readme_lists() {
         &format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n"),
     ));
     let _agent = home.spawn();
-    home.wait_for_socket().await;
+    // The endpoint is up once it accepts; nothing has happened by then.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "/metrics never came up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let text = scrape_text(port);
     let listed = readme_metrics();
     assert!(listed.len() >= 15, "README lists {listed:?}");
@@ -944,4 +949,55 @@ async fn a_fresh_agent_exports_every_metric_family_readme_lists() {
     ] {
         assert!(text.lines().any(|l| l == line), "missing {line:?}:\n{text}");
     }
+}
+
+/// The append-only attribute of `path`: read, or cleared (`set` false).
+fn append_only_attr(path: &std::path::Path, clear: bool) -> Option<bool> {
+    use std::os::fd::AsRawFd;
+    const FS_APPEND_FL: libc::c_long = 0x20;
+    let f = std::fs::File::open(path).ok()?;
+    let mut flags: libc::c_long = 0;
+    // SAFETY: FS_IOC_GETFLAGS writes one long into a live local.
+    if unsafe { libc::ioctl(f.as_raw_fd(), libc::FS_IOC_GETFLAGS, &mut flags) } != 0 {
+        return None;
+    }
+    if clear {
+        let off = flags & !FS_APPEND_FL;
+        // SAFETY: FS_IOC_SETFLAGS reads one long from a live local.
+        unsafe { libc::ioctl(f.as_raw_fd(), libc::FS_IOC_SETFLAGS, &off) };
+    }
+    Some(flags & FS_APPEND_FL != 0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn as_root_the_start_says_which_files_are_append_only_and_how_to_lift_it() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: only root can set the append-only attribute");
+        return;
+    }
+    let mut server = TestServer::start().await;
+    let home = AgentHome::new(&server_toml(&server, None, "[audit]\nappend_only = true\n"));
+    let agent = PipedAgent::spawn(&home);
+    server.accept_registered().await;
+    let bytes = agent.stop();
+    let log = String::from_utf8_lossy(&bytes);
+    let trail = home.state().join("audit.jsonl");
+    let set = append_only_attr(&trail, true);
+    if set != Some(true) {
+        eprintln!("skipped: this filesystem does not keep the append-only attribute ({set:?})");
+        assert!(!log.contains("append-only: these files"), "{log}");
+        return;
+    }
+    let line = log
+        .lines()
+        .find(|l| l.contains("the audit trail is append-only"))
+        .unwrap_or_else(|| panic!("no append-only line:\n{log}"));
+    assert!(line.contains(&trail.display().to_string()), "{line}");
+    assert!(
+        line.contains("chattr -a FILE") && line.contains("[audit] append_only = false"),
+        "{line}"
+    );
+    // Once lifted, the state dir goes.
+    std::fs::remove_dir_all(home.state()).expect("removable once lifted");
 }
