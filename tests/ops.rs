@@ -127,9 +127,16 @@ async fn logs_on_a_pipe_are_plain_with_one_info_line_per_session() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_logs_are_one_object_per_line() {
     let log = logged_sessions("json").await;
-    let mut ended = 0;
+    let (mut ended, mut ready) = (0, 0);
     for line in log.lines() {
         let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        if v["fields"]["message"] == "runners ready" {
+            // A comma-joined list, not a Rust Debug rendering.
+            let plugins = v["fields"]["plugins"].as_str().unwrap_or("");
+            assert!(plugins.starts_with("cpu, mem, "), "{line}");
+            assert!(!plugins.contains('"') && !plugins.contains('['), "{line}");
+            ready += 1;
+        }
         if v["fields"]["message"] == "session ended" {
             ended += 1;
             assert_eq!(v["level"], "INFO", "{line}");
@@ -138,6 +145,7 @@ async fn json_logs_are_one_object_per_line() {
         }
     }
     assert_eq!(ended, 2, "{log}");
+    assert_eq!(ready, 1, "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

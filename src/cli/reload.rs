@@ -89,7 +89,7 @@ impl Reloader {
         self.table.replace_runners(runners);
         tracing::info!(
             reason = why,
-            ?plugins,
+            plugins = %plugins.join(", "),
             "runners reloaded: new sessions use them, running sessions finish on the old ones"
         );
         Ok(())

@@ -260,7 +260,7 @@ fn load_roles(
         pick(sandbox, from_diagnose_src, &diagnose_src, Role::Diagnose)?;
     let (chat, chat_file) = pick(sandbox, from_chat_src, &chat_src, Role::Chat)?;
     tracing::info!(diagnose = %diagnose.name(), chat = %chat.name(),
-        plugins = ?diagnose.plugin_names(), "runners ready");
+        plugins = %diagnose.plugin_names().join(", "), "runners ready");
     Ok(Runners {
         files: vec![diagnose_file, chat_file],
         plugins: diagnose.plugin_names(),
