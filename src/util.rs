@@ -122,7 +122,7 @@ pub(crate) fn human_duration(d: std::time::Duration) -> String {
     let ms = d.as_millis();
     match ms {
         0..1_000 => format!("{ms} ms"),
-        1_000..60_000 if ms % 1_000 == 0 => format!("{} s", ms / 1_000),
+        1_000..60_000 if ms.is_multiple_of(1_000) => format!("{} s", ms / 1_000),
         1_000..60_000 => format!("{:.1} s", d.as_secs_f64()),
         60_000..3_600_000 => {
             let s = d.as_secs();
