@@ -127,9 +127,16 @@ async fn logs_on_a_pipe_are_plain_with_one_info_line_per_session() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_logs_are_one_object_per_line() {
     let log = logged_sessions("json").await;
-    let mut ended = 0;
+    let (mut ended, mut ready) = (0, 0);
     for line in log.lines() {
         let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        if v["fields"]["message"] == "runners ready" {
+            // A comma-joined list, not a Rust Debug rendering.
+            let plugins = v["fields"]["plugins"].as_str().unwrap_or("");
+            assert!(plugins.starts_with("cpu, mem, "), "{line}");
+            assert!(!plugins.contains('"') && !plugins.contains('['), "{line}");
+            ready += 1;
+        }
         if v["fields"]["message"] == "session ended" {
             ended += 1;
             assert_eq!(v["level"], "INFO", "{line}");
@@ -138,6 +145,7 @@ async fn json_logs_are_one_object_per_line() {
         }
     }
     assert_eq!(ended, 2, "{log}");
+    assert_eq!(ready, 1, "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -257,8 +265,8 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// `GET /metrics` over a real connection: the samples, by series.
-fn scrape(port: u16) -> std::collections::BTreeMap<String, f64> {
+/// `GET /metrics` over a real connection: the exposition text.
+fn scrape_body(port: u16) -> String {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to metrics");
     s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .expect("request");
@@ -267,7 +275,13 @@ fn scrape(port: u16) -> std::collections::BTreeMap<String, f64> {
     let (head, body) = text.split_once("\r\n\r\n").expect("HTTP response");
     assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
     assert!(head.contains("openmetrics-text"), "{head}");
-    body.lines()
+    body.to_string()
+}
+
+/// `GET /metrics` over a real connection: the samples, by series.
+fn scrape(port: u16) -> std::collections::BTreeMap<String, f64> {
+    scrape_body(port)
+        .lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())
         .filter_map(|l| {
             let (series, v) = l.rsplit_once(' ')?;
@@ -940,4 +954,144 @@ async fn slow_clients_do_not_keep_scrapes_out() {
     );
     assert!(failed.is_empty(), "scrapes not answered: {failed:?}");
     slow.shutdown().await;
+}
+
+/// The metric names README lists (`{a,b}` spelled out), with their
+/// label names.
+fn readme_metrics() -> Vec<(String, Vec<String>)> {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let mut out = Vec::new();
+    for quoted in readme.split('`').skip(1).step_by(2) {
+        let Some(rest) = quoted.strip_prefix("catpaw_agent_") else {
+            continue;
+        };
+        let (name, labels) = match rest.split_once('{') {
+            Some((n, l)) if !n.ends_with('_') => (n.to_string(), l.trim_end_matches('}')),
+            _ => (rest.to_string(), ""),
+        };
+        let labels: Vec<String> = labels
+            .split(',')
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect();
+        // `alerts_{pushed,dropped,sent}_total`: one name per alternative.
+        if let Some((head, tail)) = name.split_once('{') {
+            let (alts, tail) = tail.split_once('}').expect("closing brace");
+            for a in alts.split(',') {
+                out.push((format!("{head}{a}{tail}"), labels.clone()));
+            }
+        } else {
+            out.push((name, labels));
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_agent_exports_every_metric_family_readme_lists() {
+    let server = TestServer::start().await;
+    let port = free_port();
+    let home = AgentHome::new(&server_toml(
+        &server,
+        None,
+        &format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n"),
+    ));
+    let _agent = home.spawn();
+    // The endpoint is up once it accepts; nothing has happened by then.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "/metrics never came up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let text = scrape_body(port);
+    let listed = readme_metrics();
+    assert!(listed.len() >= 15, "README lists {listed:?}");
+    for (name, labels) in &listed {
+        // Counters are exposed as `<family>_total` under `# TYPE <family>`.
+        let family = name.strip_suffix("_total").unwrap_or(name);
+        let typed = format!("# TYPE catpaw_agent_{family} ");
+        assert!(
+            text.contains(&typed),
+            "no {typed:?} before any event:\n{text}"
+        );
+        // A labelled family has its series at zero, each label present.
+        let series: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with(&format!("catpaw_agent_{name}")) && !l.starts_with('#'))
+            .collect();
+        assert!(!series.is_empty(), "{name} has no series:\n{text}");
+        for l in &series {
+            for label in labels {
+                assert!(l.contains(&format!("{label}=\"")), "{l} lacks {label}");
+            }
+            let value: f64 = l
+                .rsplit_once(' ')
+                .and_then(|(_, v)| v.parse().ok())
+                .expect(l);
+            if *name != "connected" {
+                assert_eq!(value, 0.0, "{l}");
+            }
+        }
+    }
+    // The closed label sets are there from the start.
+    for line in [
+        "catpaw_agent_budget_breaches_total{kind=\"fuel\"} 0",
+        "catpaw_agent_shell_requests_total{decision=\"granted\"} 0",
+        "catpaw_agent_shell_commands_total{decision=\"run\"} 0",
+        "catpaw_agent_reconnects_total{cause=\"dial_failed\"} 0",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line:?}:\n{text}");
+    }
+}
+
+/// The append-only attribute of `path`: read, or cleared (`set` false).
+fn append_only_attr(path: &std::path::Path, clear: bool) -> Option<bool> {
+    use std::os::fd::AsRawFd;
+    const FS_APPEND_FL: libc::c_long = 0x20;
+    let f = std::fs::File::open(path).ok()?;
+    let mut flags: libc::c_long = 0;
+    // SAFETY: FS_IOC_GETFLAGS writes one long into a live local.
+    if unsafe { libc::ioctl(f.as_raw_fd(), libc::FS_IOC_GETFLAGS, &mut flags) } != 0 {
+        return None;
+    }
+    if clear {
+        let off = flags & !FS_APPEND_FL;
+        // SAFETY: FS_IOC_SETFLAGS reads one long from a live local.
+        unsafe { libc::ioctl(f.as_raw_fd(), libc::FS_IOC_SETFLAGS, &off) };
+    }
+    Some(flags & FS_APPEND_FL != 0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn as_root_the_start_says_which_files_are_append_only_and_how_to_lift_it() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: only root can set the append-only attribute");
+        return;
+    }
+    let mut server = TestServer::start().await;
+    let home = AgentHome::new(&server_toml(&server, None, "[audit]\nappend_only = true\n"));
+    let agent = PipedAgent::spawn(&home);
+    server.accept_registered().await;
+    let bytes = agent.stop();
+    let log = String::from_utf8_lossy(&bytes);
+    let trail = home.state().join("audit.jsonl");
+    let set = append_only_attr(&trail, true);
+    if set != Some(true) {
+        eprintln!("skipped: this filesystem does not keep the append-only attribute ({set:?})");
+        assert!(!log.contains("append-only: these files"), "{log}");
+        return;
+    }
+    let line = log
+        .lines()
+        .find(|l| l.contains("the audit trail is append-only"))
+        .unwrap_or_else(|| panic!("no append-only line:\n{log}"));
+    assert!(line.contains(&trail.display().to_string()), "{line}");
+    assert!(
+        line.contains("chattr -a FILE") && line.contains("[audit] append_only = false"),
+        "{line}"
+    );
+    // Once lifted, the state dir goes.
+    std::fs::remove_dir_all(home.state()).expect("removable once lifted");
 }

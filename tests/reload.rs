@@ -232,6 +232,32 @@ async fn a_watched_file_change_reloads_and_a_broken_one_is_refused() {
     );
     let report = inspect(&mut c, "i0").await.expect("the old runner serves");
     assert!(report.contains("# Inspection: cpu"), "{report}");
+    // `status` says the last reload was refused and why, beside the
+    // runners that stayed in service.
+    let (code, s, stderr) = home.status_json();
+    assert_eq!(code, 0, "{stderr}");
+    let last = &s["last_reload"];
+    assert_eq!(last["ok"], false, "{s}");
+    let result = last["result"].as_str().unwrap_or("");
+    assert!(
+        result.starts_with("refused: ") && result.contains("not a WebAssembly file"),
+        "{last}"
+    );
+    assert!(
+        last["trigger"].as_str().unwrap_or("").contains("d.wasm"),
+        "{last}"
+    );
+    assert!(last["at_unix"].as_u64().unwrap_or(0) > 0, "{last}");
+    let out = home.command().arg("status").output().expect("status");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("reload:"))
+        .unwrap_or_else(|| panic!("no reload line: {text}"));
+    assert!(
+        line.contains("refused: ") && line.contains("stay in service"),
+        "{line}"
+    );
 
     // A good replacement (both files, in one reload or two) is taken.
     install(&guest("hazard_chat_refuse"), &home.path().join("c.wasm"));
@@ -252,6 +278,17 @@ async fn a_watched_file_change_reloads_and_a_broken_one_is_refused() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_swapped(&mut c, "c1", "c2", "i1").await;
+    // The good reload is the last one now.
+    let deadline = std::time::Instant::now() + SOON;
+    loop {
+        let (_, s, _) = home.status_json();
+        if s["last_reload"]["result"] == "ok" {
+            assert_eq!(s["last_reload"]["ok"], true, "{s}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{s}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// What is put in place of a watched runner file.

@@ -35,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{BudgetFlag, Config, DEFAULT_MAX_RUNNER_SIZE};
 use crate::fsafe::Kind;
+use crate::ops::reloads::LastReload;
 use crate::sandbox::Sandbox;
 use crate::session::SessionTable;
 
@@ -60,6 +61,8 @@ pub struct Reloader {
     pub pool_memory: u64,
     /// Where new runners go.
     pub table: SessionTable,
+    /// Where each reload's outcome is recorded for `status`.
+    pub last: LastReload,
 }
 
 impl Reloader {
@@ -86,7 +89,7 @@ impl Reloader {
         self.table.replace_runners(runners);
         tracing::info!(
             reason = why,
-            ?plugins,
+            plugins = %plugins.join(", "),
             "runners reloaded: new sessions use them, running sessions finish on the old ones"
         );
         Ok(())
@@ -145,13 +148,22 @@ impl Reloader {
     /// the outcome.
     async fn reload_logged(&self, why: String) {
         let me = self.clone();
+        let trigger = why.clone();
         let result = tokio::task::spawn_blocking(move || me.reload(&why)).await;
+        // Recorded before the log line: whoever reads the line and asks
+        // `status` sees this outcome.
         match result {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error = %format!("{e:#}"),
-                "runner reload refused; the runners in service stay"),
-            Err(e) => tracing::error!(error = %e,
-                "runner reload failed; the runners in service stay"),
+            Ok(Ok(())) => self.last.record(&trigger, Ok(())),
+            Ok(Err(e)) => {
+                let why = format!("{e:#}");
+                self.last.record(&trigger, Err(why.clone()));
+                tracing::warn!(error = %why, "runner reload refused; the runners in service stay");
+            }
+            Err(e) => {
+                self.last
+                    .record(&trigger, Err(format!("the reload task failed: {e}")));
+                tracing::error!(error = %e, "runner reload failed; the runners in service stay");
+            }
         }
     }
 

@@ -74,6 +74,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         &args.flags,
         cfg.sandbox.max_concurrent_sessions as u32,
     )?;
+    setup::note_append_only(&cfg.paths().audit_trail());
     let agent = setup.agent(&cfg, AgentOptions::default())?;
     // Caught from here on: SIGHUP's default would end the agent.
     let hup = crate::cli::reload::hangups();
@@ -91,7 +92,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!("shutting down: cancelling sessions and closing the connection");
         stopper.cancel();
     });
+    let reloads = crate::ops::reloads::LastReload::default();
     let reloader = crate::cli::reload::Reloader {
+        last: reloads.clone(),
         sandbox: setup.sandbox.clone(),
         config_path: args.config.clone(),
         runner_override: args.runner.clone(),
@@ -104,7 +107,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         table: agent.sessions(),
     };
     let watch = args.watch || cfg.sandbox.watch_runners;
-    let reloads = tokio::spawn(reloader.serve(hup, watch, shutdown.clone()));
+    let reloader = tokio::spawn(reloader.serve(hup, watch, shutdown.clone()));
     let ingest = {
         let socket = cfg.paths().ingest_socket();
         let alerts = agent.alerts();
@@ -124,6 +127,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             agent_id: agent.agent_id().to_string(),
             server: agent.server_url(),
             max_sessions: cfg.sandbox.max_concurrent_sessions,
+            reloads: reloads.clone(),
         };
         let stop = shutdown.clone();
         tokio::spawn(async move {
@@ -141,7 +145,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     });
     agent.run(shutdown).await;
     let _ = ingest.await;
-    let _ = reloads.await;
+    let _ = reloader.await;
     let _ = status.await;
     if let Some(m) = metrics {
         let _ = m.await;

@@ -247,7 +247,8 @@ async fn first_message(
         };
         match next {
             Err(_) => {
-                tracing::warn!(timeout = ?ctx.timings.ack_timeout, "no register ack from the server");
+                tracing::warn!(timeout = %crate::util::human_duration(ctx.timings.ack_timeout),
+                    "no register ack from the server");
                 return Err(AttemptOutcome::DialFailed);
             }
             Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,

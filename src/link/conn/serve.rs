@@ -164,7 +164,10 @@ pub(super) async fn serve(
                     None => Step::End(dropped("server closed the stream")),
                     Some(Err(e)) => Step::End(dropped(&format!("read failed: {e}"))),
                     Some(Ok(Message::Close(frame))) => {
-                        tracing::info!(?frame, "server closed the connection");
+                        tracing::info!(close = %frame.as_ref().map_or_else(
+                            || "no close frame".to_string(),
+                            |f| format!("code {}: {}", u16::from(f.code), f.reason),
+                        ), "server closed the connection");
                         Step::End(AttemptOutcome::DroppedAfterRegister)
                     }
                     Some(Ok(Message::Text(text))) => match handle_text(ctx, text.as_str(), &out_tx) {
