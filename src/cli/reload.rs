@@ -98,26 +98,7 @@ impl Reloader {
     /// The runner files the current config (or `--runner`) names, and the
     /// largest one it loads.
     fn watched(&self) -> (Vec<PathBuf>, u64) {
-        let cfg = Config::load(self.config_path.as_deref()).ok();
-        let cap = cfg
-            .as_ref()
-            .map_or(DEFAULT_MAX_RUNNER_SIZE, |c| c.sandbox.max_runner_size);
-        if let Some(p) = &self.runner_override {
-            return (vec![p.clone()], cap);
-        }
-        let Some(cfg) = cfg else {
-            return (Vec::new(), cap);
-        };
-        let mut paths: Vec<PathBuf> = [
-            cfg.sandbox.runner,
-            cfg.sandbox.diagnose_runner,
-            cfg.sandbox.chat_runner,
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
-        paths.dedup();
-        (paths, cap)
+        watched(self.config_path.as_deref(), self.runner_override.as_deref())
     }
 
     /// Looks at the watched files on a blocking thread, `before` being
@@ -170,14 +151,27 @@ impl Reloader {
     /// Serves reloads until `shutdown`: on every SIGHUP `hup` receives
     /// (see [`hangups`]), and when `watch` is set, on every change of a
     /// runner file.
-    pub async fn serve(self, mut hup: Option<Signal>, watch: bool, shutdown: CancellationToken) {
+    /// With `watch`, the watcher starts from that [`Baseline`].
+    pub async fn serve(
+        self,
+        mut hup: Option<Signal>,
+        watch: Option<Baseline>,
+        shutdown: CancellationToken,
+    ) {
         let mut seen = Vec::new();
-        if watch {
-            match self.look(seen, &shutdown).await {
-                Some(now) => seen = now,
+        if let Some(Baseline(before)) = &watch {
+            match self.look(before.clone(), &shutdown).await {
+                Some(now) => {
+                    if now.iter().any(|f| !before.contains(f)) || now.len() != before.len() {
+                        self.reload_logged("changed since they were loaded".into())
+                            .await;
+                    }
+                    seen = now;
+                }
                 None => return,
             }
         }
+        let watch = watch.is_some();
         let mut tick = tokio::time::interval(WATCH_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -212,6 +206,42 @@ impl Reloader {
             }
         }
     }
+}
+
+/// The runner files `config_path` (or `runner_override`) names, and the
+/// largest one the config lets load.
+fn watched(config_path: Option<&Path>, runner_override: Option<&Path>) -> (Vec<PathBuf>, u64) {
+    let cfg = Config::load(config_path).ok();
+    let cap = cfg
+        .as_ref()
+        .map_or(DEFAULT_MAX_RUNNER_SIZE, |c| c.sandbox.max_runner_size);
+    if let Some(p) = runner_override {
+        return (vec![p.to_path_buf()], cap);
+    }
+    let Some(cfg) = cfg else {
+        return (Vec::new(), cap);
+    };
+    let mut paths: Vec<PathBuf> = [
+        cfg.sandbox.runner,
+        cfg.sandbox.diagnose_runner,
+        cfg.sandbox.chat_runner,
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    paths.dedup();
+    (paths, cap)
+}
+
+/// What the watched runner files were before the runners were loaded.
+/// The watcher compares its first look with this, so a file replaced
+/// between the load and the watcher's start is seen as the change it is.
+pub struct Baseline(Vec<Fingerprint>);
+
+/// Takes the [`Baseline`]: call it before the runners are loaded.
+pub fn baseline(config_path: Option<&Path>, runner_override: Option<&Path>) -> Baseline {
+    let (paths, cap) = watched(config_path, runner_override);
+    Baseline(fingerprints(&paths, &[], cap, SystemTime::now()))
 }
 
 /// Starts catching SIGHUP (whose default would end the process); call it

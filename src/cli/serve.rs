@@ -68,6 +68,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     // Before anything in the state dir is touched: one agent per dir.
     let _lock = super::statelock::acquire(&cfg.paths())?;
+    // Before the runners load: a file replaced from here on is a change.
+    let baseline = (args.watch || cfg.sandbox.watch_runners).then(|| {
+        crate::cli::reload::baseline(args.config.as_deref(), args.runner.as_deref())
+    });
     let setup = setup::build(
         &cfg,
         args.runner.as_deref(),
@@ -106,8 +110,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             .max(setup.budgets.chat.max_memory),
         table: agent.sessions(),
     };
-    let watch = args.watch || cfg.sandbox.watch_runners;
-    let reloader = tokio::spawn(reloader.serve(hup, watch, shutdown.clone()));
+    let reloader = tokio::spawn(reloader.serve(hup, baseline, shutdown.clone()));
     let ingest = {
         let socket = cfg.paths().ingest_socket();
         let alerts = agent.alerts();
