@@ -366,7 +366,10 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     if !cli.budgets.flags().is_empty()
-        && !matches!(cli.command, None | Some(Command::Run(_) | Command::Session(_)))
+        && !matches!(
+            cli.command,
+            None | Some(Command::Run(_) | Command::Session(_))
+        )
     {
         eprintln!(
             "catpaw-agent: --fuel, --max-memory and --timeout apply to the agent (`run`) and to `session`"

@@ -1040,8 +1040,8 @@ async fn the_readme_install_checks_quietly_and_the_unit_serves_with_the_env_file
     assert!(installs.contains_key(pre[0]), "the unit runs {}", pre[0]);
     // The docs name no other layout.
     for doc in ["README.md", "SECURITY.md"] {
-        let text = std::fs::read_to_string(format!("{}/{doc}", env!("CARGO_MANIFEST_DIR")))
-            .expect("doc");
+        let text =
+            std::fs::read_to_string(format!("{}/{doc}", env!("CARGO_MANIFEST_DIR"))).expect("doc");
         for (prefix, want) in [
             ("/etc/catpaw", "/etc/catpaw-agent"),
             ("/var/lib/catpaw", UNIT_STATE_DIR),
@@ -1051,7 +1051,9 @@ async fn the_readme_install_checks_quietly_and_the_unit_serves_with_the_env_file
                     rest.starts_with(|c: char| c.is_alphanumeric() || "-_.".contains(c))
                 };
                 assert!(
-                    text[at..].strip_prefix(want).is_some_and(|rest| !name_goes_on(rest)),
+                    text[at..]
+                        .strip_prefix(want)
+                        .is_some_and(|rest| !name_goes_on(rest)),
                     "{doc}: {} is not under {want}",
                     text[at..].split_whitespace().next().unwrap_or_default()
                 );
@@ -1070,8 +1072,14 @@ async fn the_readme_install_checks_quietly_and_the_unit_serves_with_the_env_file
     let mut config = String::from_utf8(example.stdout).expect("utf-8");
     for (from, to) in [
         ("enabled = false", "enabled = true".to_string()),
-        ("address = \"\"", "address = \"https://catpaw.example.com\"".into()),
-        ("agent_token = \"\"", "agent_token = \"${CATPAW_TOKEN}\"".into()),
+        (
+            "address = \"\"",
+            "address = \"https://catpaw.example.com\"".into(),
+        ),
+        (
+            "agent_token = \"\"",
+            "agent_token = \"${CATPAW_TOKEN}\"".into(),
+        ),
         (
             "# state_dir = \"/var/lib/catpaw-agent\"",
             format!("state_dir = \"{}\"", under(UNIT_STATE_DIR).display()),
@@ -1110,7 +1118,11 @@ async fn the_readme_install_checks_quietly_and_the_unit_serves_with_the_env_file
 
     let out = command(&pre, true).output().expect("ExecStartPre");
     assert_eq!(
-        (out.status.code(), out.stdout.as_slice(), out.stderr.as_slice()),
+        (
+            out.status.code(),
+            out.stdout.as_slice(),
+            out.stderr.as_slice()
+        ),
         (Some(0), &b""[..], &b""[..]),
         "{}",
         String::from_utf8_lossy(&out.stderr)
@@ -1257,7 +1269,10 @@ fn the_man_page_is_one_complete_page() {
         catpaw_agent::cli::manpage::UNIT_CONFIG_FILE,
         catpaw_agent::config::UNIT_ENV_FILE,
     ] {
-        assert!(files.contains(&path.replace('-', "\\-")), "FILES lacks {path}");
+        assert!(
+            files.contains(&path.replace('-', "\\-")),
+            "FILES lacks {path}"
+        );
     }
     // The page formats without a complaint where groff is installed.
     let mut groff = match std::process::Command::new("groff")

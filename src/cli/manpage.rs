@@ -179,7 +179,10 @@ fn files(page: &mut Roff) {
         ),
     );
     let layout: [(PathBuf, &str); 9] = [
-        (state.agent_id(), "This agent's UUID, created at first start."),
+        (
+            state.agent_id(),
+            "This agent's UUID, created at first start.",
+        ),
         (
             trail.clone(),
             "The audit trail, one hash-chained JSON record per line, mode 0600; rotated to \
@@ -190,7 +193,10 @@ fn files(page: &mut Roff) {
             "The audit chain's head as the last writer left it.",
         ),
         (state.compile_cache(), "Precompiled runner components."),
-        (state.ingest_socket(), "The local alert socket (catpaw-agent alert), mode 0600."),
+        (
+            state.ingest_socket(),
+            "The local alert socket (catpaw-agent alert), mode 0600.",
+        ),
         (
             state.status_socket(),
             "The socket catpaw-agent status asks, mode 0600.",

@@ -165,7 +165,10 @@ fn secret_in_shared_file(
         String::new()
     };
     format!(
-        "{}: holds {field} and is accessible to group or others (mode {mode:04o}); put          {var}=... in an environment file only root can read ({UNIT_ENV_FILE}, mode 0600, which          the systemd unit loads with EnvironmentFile=) and set {key} = \"${{{var}}}\"{chmod}",
+        "{}: holds {field} and is accessible to group or others (mode {mode:04o}); put \
+         {var}=... in an environment file only root can read ({UNIT_ENV_FILE}, mode 0600, \
+         which the systemd unit loads with EnvironmentFile=) and set {key} = \"${{{var}}}\"\
+         {chmod}",
         path.display()
     )
 }
