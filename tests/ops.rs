@@ -1095,3 +1095,362 @@ async fn as_root_the_start_says_which_files_are_append_only_and_how_to_lift_it()
     // Once lifted, the state dir goes.
     std::fs::remove_dir_all(home.state()).expect("removable once lifted");
 }
+
+/// The ```sh block of README's "Install as a service".
+fn readme_install_block() -> String {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let section = readme
+        .split("## Install as a service")
+        .nth(1)
+        .expect("README has an install section");
+    let block = section.split("```sh\n").nth(1).expect("an sh block");
+    block.split("```").next().expect("its end").to_string()
+}
+
+/// `install -m MODE [-o U -g G] SRC DEST` lines of the install block (not
+/// `install -d`): DEST → MODE.
+fn readme_installs(block: &str) -> std::collections::BTreeMap<String, u32> {
+    block
+        .lines()
+        .filter_map(|l| {
+            let words: Vec<&str> = l.split('#').next()?.split_whitespace().collect();
+            if words.first() != Some(&"install") || words.contains(&"-d") {
+                return None;
+            }
+            let mode = words.iter().position(|w| *w == "-m")?;
+            let mode = u32::from_str_radix(words[mode + 1], 8).expect("octal mode");
+            Some((words.last()?.to_string(), mode))
+        })
+        .collect()
+}
+
+/// The unit's `Key=Value` settings, comments left out (a key set twice
+/// keeps its last value).
+fn unit_settings(unit: &str) -> std::collections::BTreeMap<String, String> {
+    unit.lines()
+        .filter(|l| !l.starts_with('#') && !l.starts_with('['))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// An `EnvironmentFile=` as systemd reads it: `KEY=VALUE` lines, `#`
+/// comments and blank lines skipped.
+fn read_env_file(path: &std::path::Path) -> Vec<(String, String)> {
+    std::fs::read_to_string(path)
+        .expect("env file")
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let (k, v) = l.split_once('=').expect("KEY=VALUE");
+            (k.to_string(), v.to_string())
+        })
+        .collect()
+}
+
+/// README's install, as far as a test can go without root's useradd and
+/// systemctl: the files at the README's paths and modes below a temp root,
+/// the config made from `config example` with the README's edits and the
+/// token in the env file. The unit's paths are README's; its
+/// `ExecStartPre` with the env file loaded says nothing and exits 0, its
+/// `ExecStart` connects with the env file's token. A token written into
+/// the 0640 file gets one warning that points to the env file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_install_checks_quietly_and_the_unit_serves_with_the_env_files_token() {
+    use catpaw_agent::cli::manpage::{UNIT_CONFIG_FILE, UNIT_STATE_DIR};
+    use catpaw_agent::config::UNIT_ENV_FILE;
+
+    let block = readme_install_block();
+    let installs = readme_installs(&block);
+    assert_eq!(installs.get(UNIT_CONFIG_FILE), Some(&0o640), "{block}");
+    assert_eq!(installs.get(UNIT_ENV_FILE), Some(&0o600), "{block}");
+    assert!(
+        block.contains(&format!("state_dir = \"{UNIT_STATE_DIR}\""))
+            && block.contains("agent_token = \"${CATPAW_TOKEN}\"")
+            && block.contains("CATPAW_TOKEN="),
+        "{block}"
+    );
+
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/packaging/catpaw-agent.service"
+    ))
+    .expect("unit");
+    let set = unit_settings(&unit);
+    assert_eq!(set["EnvironmentFile"], format!("-{UNIT_ENV_FILE}"));
+    assert_eq!(
+        format!("/var/lib/{}", set["StateDirectory"]),
+        UNIT_STATE_DIR
+    );
+    assert_eq!(set["ReadWritePaths"], UNIT_STATE_DIR);
+    let pre: Vec<&str> = set["ExecStartPre"].split_whitespace().collect();
+    let start: Vec<&str> = set["ExecStart"].split_whitespace().collect();
+    assert_eq!(
+        pre[1..],
+        ["--config", UNIT_CONFIG_FILE, "config", "check", "--quiet"]
+    );
+    assert_eq!(start[1..], ["--config", UNIT_CONFIG_FILE, "run"]);
+    assert!(installs.contains_key(pre[0]), "the unit runs {}", pre[0]);
+    // The docs name no other layout.
+    for doc in ["README.md", "SECURITY.md"] {
+        let text =
+            std::fs::read_to_string(format!("{}/{doc}", env!("CARGO_MANIFEST_DIR"))).expect("doc");
+        for (prefix, want) in [
+            ("/etc/catpaw", "/etc/catpaw-agent"),
+            ("/var/lib/catpaw", UNIT_STATE_DIR),
+        ] {
+            for (at, _) in text.match_indices(prefix) {
+                let name_goes_on = |rest: &str| {
+                    rest.starts_with(|c: char| c.is_alphanumeric() || "-_.".contains(c))
+                };
+                assert!(
+                    text[at..]
+                        .strip_prefix(want)
+                        .is_some_and(|rest| !name_goes_on(rest)),
+                    "{doc}: {} is not under {want}",
+                    text[at..].split_whitespace().next().unwrap_or_default()
+                );
+            }
+        }
+    }
+
+    // The layout below a temp root.
+    let root = tempfile::tempdir().expect("tempdir");
+    let under = |p: &str| root.path().join(p.trim_start_matches('/'));
+    let example = common::process::command()
+        .args(["config", "example"])
+        .output()
+        .expect("example");
+    let mut server = TestServer::start().await;
+    let mut config = String::from_utf8(example.stdout).expect("utf-8");
+    for (from, to) in [
+        ("enabled = false", "enabled = true".to_string()),
+        (
+            "address = \"\"",
+            "address = \"https://catpaw.example.com\"".into(),
+        ),
+        (
+            "agent_token = \"\"",
+            "agent_token = \"${CATPAW_TOKEN}\"".into(),
+        ),
+        (
+            "# state_dir = \"/var/lib/catpaw-agent\"",
+            format!("state_dir = \"{}\"", under(UNIT_STATE_DIR).display()),
+        ),
+        // Root in a test must not leave an append-only file behind.
+        ("append_only = true", "append_only = false".into()),
+    ] {
+        assert!(config.contains(from), "config example lacks {from}");
+        config = config.replacen(from, &to, 1);
+    }
+    let put = |path: &str, body: &str| {
+        let file = under(path);
+        std::fs::create_dir_all(file.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&file, body).expect("write");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(installs[path]))
+            .expect("chmod");
+    };
+    put(UNIT_CONFIG_FILE, &config);
+    put(UNIT_ENV_FILE, "CATPAW_TOKEN=tok-from-the-env-file\n");
+    let env = read_env_file(&under(UNIT_ENV_FILE));
+    let command = |line: &[&str], with_env: bool| {
+        let mut cmd = std::process::Command::new(common::process::BIN);
+        cmd.env_remove("CATPAW_TOKEN");
+        for arg in &line[1..] {
+            cmd.arg(if arg.starts_with('/') {
+                under(arg).into_os_string()
+            } else {
+                arg.into()
+            });
+        }
+        if with_env {
+            cmd.envs(env.iter().map(|(k, v)| (k, v)));
+        }
+        cmd
+    };
+
+    let out = command(&pre, true).output().expect("ExecStartPre");
+    assert_eq!(
+        (
+            out.status.code(),
+            out.stdout.as_slice(),
+            out.stderr.as_slice()
+        ),
+        (Some(0), &b""[..], &b""[..]),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = command(&pre, false).output().expect("ExecStartPre");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("CATPAW_TOKEN is not set"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The agent against the loopback server (plain http://, so its log
+    // warns of clear text: not the point here).
+    put(
+        UNIT_CONFIG_FILE,
+        &config.replacen("https://catpaw.example.com", &server.url(), 1),
+    );
+    let mut agent = command(&start, true)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ExecStart");
+    let (conn, _) = server.accept_registered().await;
+    assert_eq!(conn.headers["x-agent-token"], "tok-from-the-env-file");
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(agent.id() as i32, libc::SIGTERM) };
+    assert!(agent.wait().expect("wait").success());
+
+    // The token in the (group-readable) file instead: one warning, which
+    // sends it to the env file and, for root, suggests no chmod.
+    put(
+        UNIT_CONFIG_FILE,
+        &config.replacen(
+            "agent_token = \"${CATPAW_TOKEN}\"",
+            "agent_token = \"tok-in-the-file\"",
+            1,
+        ),
+    );
+    let out = command(&pre, false).output().expect("ExecStartPre");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(out.stdout.is_empty());
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("warning: ")
+            && stderr.contains("mode 0640")
+            && stderr.contains(UNIT_ENV_FILE)
+            && !stderr.contains("tok-in-the-file"),
+        "{stderr}"
+    );
+    // SAFETY: geteuid(2) cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        assert!(!stderr.contains("chmod"), "{stderr}");
+    }
+}
+
+/// `catpaw-agent manpage` is one page: every command inline, EXIT STATUS,
+/// SIGNALS and FILES (the whole state dir layout), and no reference to
+/// another page (none is generated).
+#[test]
+fn the_man_page_is_one_complete_page() {
+    let out = common::process::command()
+        .arg("manpage")
+        .output()
+        .expect("manpage");
+    assert!(out.status.success());
+    let man = String::from_utf8(out.stdout).expect("utf-8");
+    for heading in [
+        ".SH NAME",
+        ".SH SYNOPSIS",
+        ".SH OPTIONS",
+        ".SH COMMANDS",
+        ".SH \"EXIT STATUS\"",
+        ".SH SIGNALS",
+        ".SH FILES",
+    ] {
+        assert!(man.contains(heading), "no {heading}:\n{man}");
+    }
+    for command in [
+        "run",
+        "demo",
+        "session",
+        "alert",
+        "audit verify",
+        "check-runner",
+        "runner new",
+        "config check",
+        "config example",
+        "status",
+        "completions",
+        "manpage",
+    ] {
+        assert!(
+            man.contains(&format!(".SS \"catpaw-agent {command}\"")),
+            "{command} is not on the page"
+        );
+    }
+    // `(1)`, `(5)`, `(8)`…: a reference to a page; none but the title's.
+    let body = man.split_once(".SH NAME").expect("NAME").1;
+    let refs: Vec<&str> = body
+        .match_indices('(')
+        .map(|(at, _)| &body[at..(at + 3).min(body.len())])
+        .filter(|r| r.as_bytes().get(1).is_some_and(u8::is_ascii_digit) && r.ends_with(')'))
+        .collect();
+    assert!(refs.is_empty(), "references to other pages: {refs:?}");
+    assert!(!man.contains("catpaw\\-agent\\-run"), "{man}");
+
+    let section = |name: &str| -> String {
+        man.split(name)
+            .nth(1)
+            .and_then(|s| s.split("\n.SH ").next())
+            .unwrap_or_else(|| panic!("no {name}"))
+            .to_string()
+    };
+    let exit = section(".SH \"EXIT STATUS\"");
+    for code in ["\\fB0\\fR", "\\fB1\\fR", "\\fB2\\fR"] {
+        assert!(exit.contains(code), "{exit}");
+    }
+    let signals = section(".SH SIGNALS");
+    assert!(
+        signals.contains("SIGHUP") && signals.contains("SIGTERM, SIGINT"),
+        "{signals}"
+    );
+    let files = section(".SH FILES");
+    let state = catpaw_agent::config::StatePaths::new("STATE_DIR");
+    for path in [
+        state.agent_id(),
+        state.audit_trail(),
+        state.audit_trail().with_extension("head"),
+        state.root().join("cache"),
+        state.ingest_socket(),
+        state.status_socket(),
+        state.llm_daily_tokens(),
+        state.replay_nonces(),
+        state.agent_lock(),
+    ] {
+        let shown = path.display().to_string().replace('-', "\\-");
+        assert!(files.contains(&shown), "FILES lacks {shown}:\n{files}");
+    }
+    for path in [
+        catpaw_agent::config::DEFAULT_PATH,
+        catpaw_agent::cli::manpage::UNIT_CONFIG_FILE,
+        catpaw_agent::config::UNIT_ENV_FILE,
+    ] {
+        assert!(
+            files.contains(&path.replace('-', "\\-")),
+            "FILES lacks {path}"
+        );
+    }
+    // The page formats without a complaint where groff is installed.
+    let mut groff = match std::process::Command::new("groff")
+        .args(["-man", "-Tutf8", "-ww", "-z"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    {
+        Ok(g) => g,
+        Err(e) => {
+            println!("skipped the groff check: {e}");
+            return;
+        }
+    };
+    groff
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(man.as_bytes())
+        .expect("write");
+    let out = groff.wait_with_output().expect("groff");
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -31,6 +31,15 @@ fn install_bytes(bytes: &[u8], to: &Path) {
 /// `c.wasm` in its home (the built-in runners to begin with), `extra`
 /// added to `[sandbox]`; its log kept at info.
 fn agent_with_runner_files(server: &TestServer, extra: &str) -> (AgentHome, AgentProcess) {
+    agent_with_runner_files_run(server, extra, &[])
+}
+
+/// [`agent_with_runner_files`], started with `args` after `--config FILE`.
+fn agent_with_runner_files_run(
+    server: &TestServer,
+    extra: &str,
+    args: &[&str],
+) -> (AgentHome, AgentProcess) {
     let home = AgentHome::new(&server_toml(
         server,
         Some("t"),
@@ -41,7 +50,7 @@ fn agent_with_runner_files(server: &TestServer, extra: &str) -> (AgentHome, Agen
     ));
     install(&guest("catpaw_diagnose"), &home.path().join("d.wasm"));
     install(&guest("catpaw_chat"), &home.path().join("c.wasm"));
-    let agent = home.agent().keep_log().spawn();
+    let agent = home.agent().args(args).keep_log().spawn();
     (home, agent)
 }
 
@@ -289,6 +298,28 @@ async fn a_watched_file_change_reloads_and_a_broken_one_is_refused() {
         assert!(std::time::Instant::now() < deadline, "{s}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// `run --watch`, as the unit's `ExecStart` (which ends in `run`) takes an
+/// added flag: the config does not ask to watch, the flag does, and a
+/// changed runner file is reloaded without a SIGHUP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_watch_reloads_a_changed_runner_file() {
+    let mut server = TestServer::start().await;
+    let (home, agent) = agent_with_runner_files_run(&server, "", &["run", "--watch"]);
+    let (mut c, _) = server.accept_registered().await;
+    let report = inspect(&mut c, "i0").await.expect("the built-in runner");
+    assert!(report.contains("# Inspection: cpu"), "{report}");
+
+    install(&guest("hazard_echo"), &home.path().join("d.wasm"));
+    log_count(&agent, "runners reloaded", 1).await;
+    assert!(
+        !agent.log().contains("reason=\"SIGHUP\""),
+        "{}",
+        agent.log()
+    );
+    let report = inspect(&mut c, "i1").await.expect("the new runner");
+    assert!(report.contains("echo report"), "{report}");
 }
 
 /// What is put in place of a watched runner file.

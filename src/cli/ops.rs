@@ -6,10 +6,13 @@ use std::process::ExitCode;
 
 use crate::config::Config;
 
-/// `catpaw-agent config check`: exit 0 and the effective config (defaults
-/// shown, secrets redacted) on stdout, warnings on stderr; exit 2 with the
-/// error, which names the file and the field.
-pub fn config_check(config: Option<&Path>) -> ExitCode {
+/// `catpaw-agent config check [--quiet]`: exit 0 and the effective config
+/// (defaults shown, secrets redacted) on stdout, warnings on stderr; exit 2
+/// with the error, which names the file and the field. `quiet` keeps the
+/// warnings and the error and drops the rest, so a check run before every
+/// start (the unit's `ExecStartPre`) writes nothing to the journal when
+/// there is nothing to fix.
+pub fn config_check(config: Option<&Path>, quiet: bool) -> ExitCode {
     let checked = Config::load(config).and_then(|c| c.check_files().map(|()| c));
     let cfg = match checked {
         Ok(c) => c,
@@ -25,6 +28,9 @@ pub fn config_check(config: Option<&Path>) -> ExitCode {
     let mut err = std::io::stderr();
     for warning in cfg.warnings() {
         let _ = writeln!(err, "warning: {warning}");
+    }
+    if quiet {
+        return ExitCode::SUCCESS;
     }
     let _ = writeln!(
         err,
