@@ -69,9 +69,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // Before anything in the state dir is touched: one agent per dir.
     let _lock = super::statelock::acquire(&cfg.paths())?;
     // Before the runners load: a file replaced from here on is a change.
-    let baseline = (args.watch || cfg.sandbox.watch_runners).then(|| {
-        crate::cli::reload::baseline(args.config.as_deref(), args.runner.as_deref())
-    });
+    let baseline = (args.watch || cfg.sandbox.watch_runners)
+        .then(|| crate::cli::reload::baseline(args.config.as_deref(), args.runner.as_deref()));
     let setup = setup::build(
         &cfg,
         args.runner.as_deref(),
