@@ -365,7 +365,8 @@ mod tests {
              `[tools.targets] http` to check them)"
         );
         assert!(
-            overall(&[numa.clone()]).starts_with("**Overall: NOT CHECKED** (1 not checked: none")
+            overall(std::slice::from_ref(&numa))
+                .starts_with("**Overall: NOT CHECKED** (1 not checked: none")
         );
         assert_eq!(
             overall(&[ok.clone(), ok.clone(), http.clone(), numa]),
