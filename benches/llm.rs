@@ -124,7 +124,10 @@ async fn main() {
     let call = async || {
         let (tx, mut rx) = tokio::sync::mpsc::channel(64);
         let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
-        let (r, _) = client.complete(&cx, &messages, &[], &tx).await;
+        let admitted = client
+            .admit(messages.clone(), vec![], &[])
+            .expect("within budget");
+        let (r, _) = client.complete(&cx, admitted, &tx).await;
         drop(tx);
         drain.await.expect("drain");
         r.expect("reply");

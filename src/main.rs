@@ -35,6 +35,13 @@ struct Cli {
     command: Option<Command>,
 }
 
+impl Cli {
+    /// `--watch`, given before `run` or after it.
+    fn watch(&self) -> bool {
+        self.watch || matches!(&self.command, Some(Command::Run(r)) if r.watch)
+    }
+}
+
 /// Session budgets that beat the config file's. Taken as text: the config
 /// funnel parses and checks them by the same rules as the file's values.
 #[derive(Debug, Default, clap::Args)]
@@ -72,7 +79,7 @@ impl BudgetArgs {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Connect to catpaw-server and serve sessions (the default).
-    Run,
+    Run(RunArgs),
     /// Run the whole product locally: a loopback server, a real agent, and
     /// an inspect, a diagnose and a two-turn chat in the sandbox.
     Demo,
@@ -101,8 +108,22 @@ enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff).
+    /// Print the man page (roff): the whole CLI on one page, with exit
+    /// status, signals and files.
     Manpage,
+}
+
+/// The agent's own flags after `run` (`catpaw-agent run --watch`, as the
+/// systemd unit's `ExecStart` spells it). `--config`, `--runner` and the
+/// budget flags are global, so they are taken on either side of `run`;
+/// `--watch` means something to the agent only, so it is defined here and
+/// before the subcommand, and nowhere else.
+#[derive(Debug, Default, clap::Args)]
+struct RunArgs {
+    /// Reload the runner files when they change (SIGHUP always reloads).
+    /// Same as `[sandbox] watch_runners = true`.
+    #[arg(long)]
+    watch: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -131,7 +152,12 @@ struct CheckArgs {
 enum ConfigCommand {
     /// Validate the config and print the effective config (defaults shown,
     /// secrets redacted): exit 0 when good, 2 with the field named when not.
-    Check,
+    Check {
+        /// Print only warnings and errors: nothing at all for a good config
+        /// that draws no warning (for the unit's `ExecStartPre`).
+        #[arg(long)]
+        quiet: bool,
+    },
     /// Print a commented config with every key at its default.
     Example,
 }
@@ -238,7 +264,7 @@ async fn run_agent(cli: &Cli) -> anyhow::Result<ExitCode> {
         config: cli.config.clone(),
         runner: cli.runner.clone(),
         flags: cli.budgets.flags(),
-        watch: cli.watch,
+        watch: cli.watch(),
     })
     .await?;
     Ok(ExitCode::SUCCESS)
@@ -278,27 +304,6 @@ async fn alert(cli: &Cli, args: &AlertArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn audit_verify(cli: &Cli) -> anyhow::Result<ExitCode> {
-    let cfg = Config::load(cli.config.as_deref())?;
-    match catpaw_agent::audit::verify(&cfg.paths().audit_trail()) {
-        Ok(v) => {
-            println!(
-                "audit trail intact: {} records (seq {}..{}) in {} file(s) under {}",
-                v.records,
-                v.first_seq,
-                (v.first_seq + v.records).saturating_sub(1),
-                v.files.len(),
-                cfg.state_dir.display()
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(brk) => {
-            println!("audit trail broken at {brk}");
-            Ok(ExitCode::from(1))
-        }
-    }
-}
-
 async fn check_runner(cli: &Cli, args: &CheckArgs) -> anyhow::Result<ExitCode> {
     let report = catpaw_agent::cli::check::check(&args.file, cli.config.as_deref()).await?;
     if args.json {
@@ -322,8 +327,7 @@ fn completions(shell: clap_complete::Shell) -> ExitCode {
 
 fn manpage() -> anyhow::Result<ExitCode> {
     use clap::CommandFactory;
-    clap_mangen::Man::new(Cli::command())
-        .render(&mut std::io::stdout())
+    catpaw_agent::cli::manpage::render(Cli::command(), &mut std::io::stdout())
         .context("writing the man page")?;
     Ok(ExitCode::SUCCESS)
 }
@@ -337,12 +341,15 @@ async fn demo() -> anyhow::Result<ExitCode> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if cli.watch && !matches!(cli.command, None | Some(Command::Run)) {
+    if cli.watch && !matches!(cli.command, None | Some(Command::Run(_))) {
         eprintln!("catpaw-agent: --watch applies to the agent (`run`)");
         return ExitCode::from(2);
     }
     if !cli.budgets.flags().is_empty()
-        && !matches!(cli.command, None | Some(Command::Run | Command::Session(_)))
+        && !matches!(
+            cli.command,
+            None | Some(Command::Run(_) | Command::Session(_))
+        )
     {
         eprintln!(
             "catpaw-agent: --fuel, --max-memory and --timeout apply to the agent (`run`) and to `session`"
@@ -351,7 +358,7 @@ fn main() -> ExitCode {
     }
     // The agent logs at the config's level; the harness and demo log
     // warnings only so their transcript stays readable. RUST_LOG overrides.
-    let agent_mode = matches!(cli.command, None | Some(Command::Run));
+    let agent_mode = matches!(cli.command, None | Some(Command::Run(_)));
     let cfg_for_log = if agent_mode {
         Config::load(cli.config.as_deref()).ok()
     } else {
@@ -360,7 +367,7 @@ fn main() -> ExitCode {
     init_logging(cfg_for_log.as_ref());
     if !matches!(
         cli.command,
-        None | Some(Command::Run | Command::Alert(_) | Command::Audit(_))
+        None | Some(Command::Run(_) | Command::Alert(_) | Command::Audit(_))
     ) {
         // These print a transcript or a document to stdout; like other Unix filters they
         // end quietly when the reader goes away (`... | head`) instead of
@@ -382,7 +389,7 @@ fn main() -> ExitCode {
             Some(Command::Session(args)) => session(&cli, args).await,
             Some(Command::Demo) => demo().await,
             Some(Command::Alert(args)) => alert(&cli, args).await,
-            Some(Command::Audit(AuditCommand::Verify)) => audit_verify(&cli),
+            Some(Command::Audit(AuditCommand::Verify)) => ops::audit_verify(cli.config.as_deref()),
             Some(Command::CheckRunner(args)) => check_runner(&cli, args).await,
             Some(Command::Runner(RunnerCommand::New { name, lang })) => {
                 let dir = catpaw_agent::cli::scaffold::create(Path::new("."), name, *lang)?;
@@ -392,8 +399,8 @@ fn main() -> ExitCode {
                 );
                 Ok(ExitCode::SUCCESS)
             }
-            Some(Command::Config(ConfigCommand::Check)) => {
-                Ok(ops::config_check(cli.config.as_deref()))
+            Some(Command::Config(ConfigCommand::Check { quiet })) => {
+                Ok(ops::config_check(cli.config.as_deref(), *quiet))
             }
             Some(Command::Config(ConfigCommand::Example)) => {
                 print!("{}", catpaw_agent::config::EXAMPLE);
@@ -402,7 +409,7 @@ fn main() -> ExitCode {
             Some(Command::Status(args)) => ops::status(cli.config.as_deref(), args.json).await,
             Some(Command::Completions { shell }) => Ok(completions(*shell)),
             Some(Command::Manpage) => manpage(),
-            Some(Command::Run) | None => run_agent(&cli).await,
+            Some(Command::Run(_)) | None => run_agent(&cli).await,
         }
     });
     match result {
@@ -412,5 +419,59 @@ fn main() -> ExitCode {
             let _ = writeln!(std::io::stderr(), "catpaw-agent: {e:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    /// The unit's `ExecStart` puts `run` last; an operator may as well add
+    /// flags after it. Both orders mean the same.
+    #[test]
+    fn the_agent_flags_are_taken_before_and_after_run() {
+        let flags = [
+            "--config",
+            "c.toml",
+            "--runner",
+            "r.wasm",
+            "--watch",
+            "--fuel",
+            "5",
+            "--max-memory",
+            "1MiB",
+            "--timeout",
+            "3s",
+        ];
+        let before = [&["catpaw-agent"][..], &flags, &["run"]].concat();
+        let after = [&["catpaw-agent", "run"][..], &flags].concat();
+        for args in [before, after] {
+            let cli = Cli::try_parse_from(&args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            assert!(matches!(cli.command, Some(Command::Run(_))), "{args:?}");
+            assert!(cli.watch(), "{args:?}");
+            assert_eq!(cli.config.as_deref(), Some(Path::new("c.toml")));
+            assert_eq!(cli.runner.as_deref(), Some(Path::new("r.wasm")));
+            let budgets: Vec<_> = cli
+                .budgets
+                .flags()
+                .into_iter()
+                .map(|f| (f.key, f.value))
+                .collect();
+            assert_eq!(
+                budgets,
+                [("fuel", "5"), ("max_memory", "1MiB"), ("timeout", "3s")]
+                    .map(|(k, v)| (k, v.to_string()))
+            );
+        }
+        let plain = Cli::try_parse_from(["catpaw-agent", "run"]).expect("run");
+        assert!(!plain.watch());
+        // `--watch` after another subcommand is an argument error there.
+        assert!(Cli::try_parse_from(["catpaw-agent", "status", "--watch"]).is_err());
     }
 }

@@ -4,6 +4,9 @@
 //! shape beside its spelling, so it can be read against PROTOCOL.md in one
 //! go.)
 //!
+//! The bounds on what the agent sends (PROTOCOL §11) live beside the
+//! shapes, in `proto/outbound.rs`.
+//!
 //! Field names, message types, error texts and codes here are the contract
 //! with catpaw-server and must stay byte-for-byte as the reference agent
 //! sends them. Message types, session types, parameter and metadata keys,
@@ -555,6 +558,13 @@ fn go_arch_of(arch: &'static str, little: bool) -> &'static str {
         (other, _) => other,
     }
 }
+
+mod outbound;
+pub use outbound::{
+    MAX_DELTA_JSON_BYTES, MAX_ERROR_BYTES, MAX_FRAME_BYTES, MAX_METADATA_BYTES, MAX_REPORT_BYTES,
+    cut_error, cut_report, report_marker,
+};
+pub(crate) use outbound::{json_char_len, json_str_len, prefix_within};
 
 #[cfg(test)]
 mod tests;

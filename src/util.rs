@@ -116,9 +116,49 @@ pub(crate) fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "a panic without a message".to_string())
 }
 
+/// A duration as an operator reads it in a log line: `250 ms`, `2 s`,
+/// `1.5 s`, `3 min 5 s`, `2 h 10 min`.
+pub(crate) fn human_duration(d: std::time::Duration) -> String {
+    let ms = d.as_millis();
+    match ms {
+        0..1_000 => format!("{ms} ms"),
+        1_000..60_000 if ms.is_multiple_of(1_000) => format!("{} s", ms / 1_000),
+        1_000..60_000 => format!("{:.1} s", d.as_secs_f64()),
+        60_000..3_600_000 => {
+            let s = d.as_secs();
+            match s % 60 {
+                0 => format!("{} min", s / 60),
+                r => format!("{} min {r} s", s / 60),
+            }
+        }
+        _ => {
+            let m = d.as_secs() / 60;
+            match m % 60 {
+                0 => format!("{} h", m / 60),
+                r => format!("{} h {r} min", m / 60),
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{escape_control, is_control_or_format, truncate_utf8};
+    use super::{escape_control, human_duration, is_control_or_format, truncate_utf8};
+
+    #[test]
+    fn durations_read_as_an_operator_says_them() {
+        use std::time::Duration;
+        for (d, want) in [
+            (Duration::from_millis(250), "250 ms"),
+            (Duration::from_secs(2), "2 s"),
+            (Duration::from_millis(1500), "1.5 s"),
+            (Duration::from_secs(185), "3 min 5 s"),
+            (Duration::from_secs(120), "2 min"),
+            (Duration::from_secs(7800), "2 h 10 min"),
+        ] {
+            assert_eq!(human_duration(d), want);
+        }
+    }
 
     #[test]
     fn control_characters_are_escaped() {

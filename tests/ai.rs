@@ -4,66 +4,11 @@
 
 mod common;
 
-use std::path::Path;
-
-use catpaw_agent::cli::setup::{self, Setup};
-use catpaw_agent::config::Config;
 use catpaw_agent::session::SessionEvent;
+use common::ai::{KEY, agent, ai_toml, alert, deltas, llm_outcomes};
 use common::llm::{LlmServer, Reply, calls, dead_port, text};
-use common::{chat, diagnose, error_of, report_of, stages, write_config};
+use common::{chat, error_of, report_of, stages};
 use serde_json::{Value, json};
-
-const KEY: &str = "sk-test-5b0d1c9e7f3a4e21";
-
-/// `[ai]` with one model per `(name, base_url)`, in that priority, and
-/// `extra` keys in `[ai]`.
-fn ai_toml(models: &[(&str, String)], extra: &str) -> String {
-    let names: Vec<String> = models.iter().map(|(n, _)| format!("{n:?}")).collect();
-    let mut t = format!(
-        "[ai]\nenabled = true\nmodel_priority = [{}]\nrequest_timeout = \"5s\"\n\
-         max_retries = 0\nretry_backoff = \"10ms\"\nmax_rounds = 5\nlanguage = \"en\"\n{extra}\n",
-        names.join(", ")
-    );
-    for (n, url) in models {
-        t.push_str(&format!(
-            "[ai.models.{n}]\nprovider = \"openai\"\nbase_url = \"{url}\"\napi_key = \"{KEY}\"\n\
-             model = \"model-{n}\"\nmax_tokens = 1000\n"
-        ));
-    }
-    t
-}
-
-/// The agent as `catpaw-agent run` builds it from `body`.
-fn agent(dir: &Path, body: &str) -> Setup {
-    let path = write_config(dir, body);
-    let cfg = Config::load(Some(&path)).expect("config");
-    setup::build(&cfg, None, &[], 4).expect("setup")
-}
-
-/// Texts of the streamed deltas of `stage`.
-fn deltas(events: &[SessionEvent], stage: &str) -> Vec<String> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            SessionEvent::Output(p) if !p.done && p.stage == stage => Some(p.delta.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
-/// The audit records of language-model calls that have an outcome.
-fn llm_outcomes(a: &Setup) -> Vec<Value> {
-    std::fs::read_to_string(a.audit.path())
-        .expect("audit")
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).expect("json"))
-        .filter(|r| r["kind"] == "llm" && r["event"] == "outcome")
-        .collect()
-}
-
-fn alert() -> common::Plan {
-    diagnose(json!({"plugin": "cpu", "descriptions": "load average above 8 for 5 minutes"}))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_diagnose_calls_two_tools_and_reports() {
@@ -269,34 +214,60 @@ async fn a_model_looping_on_tool_calls_stops_at_max_rounds() {
     assert!(report.contains("all 3 tool-calling rounds"), "{report}");
 }
 
-/// An alert's diagnose against a model that asks for `uptime` on every
-/// call, with `budget` (a `[sandbox]` line) set: the model server, the
-/// agent, its dir and the session's events.
-async fn against_endless_tool_calls(
-    budget: &str,
-) -> (LlmServer, Setup, tempfile::TempDir, Vec<SessionEvent>) {
-    let server = LlmServer::start(vec![], Some(calls(&[("uptime", "{}")]))).await;
-    let dir = tempfile::tempdir().unwrap();
-    let body = format!(
-        "[sandbox]\n{budget}\n{}",
-        ai_toml(&[("main", server.base_url())], "")
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_from_the_provider_is_not_followed() {
+    let elsewhere = LlmServer::start(vec![], Some(text("followed"))).await;
+    let location = format!(
+        "http://user:pw@127.0.0.1:{}/v1/chat/completions?key=stolen",
+        elsewhere.port
     );
+    let server = LlmServer::start(vec![], Some(Reply::Redirect(location))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let body =
+        ai_toml(&[("main", server.base_url())], "").replace("max_retries = 0", "max_retries = 2");
     let a = agent(dir.path(), &body);
     let events = alert().start_with(a.runners.clone()).finish().await;
-    (server, a, dir, events)
+    assert_eq!(elsewhere.received().len(), 0, "the redirect was followed");
+    assert_eq!(server.received().len(), 1, "a redirect is not retried");
+    let thinking = deltas(&events, "thinking").concat();
+    let shown = format!(
+        "model main (openai) refused the request: HTTP 307 redirect to \
+         http://127.0.0.1:{}/v1/chat/completions?…: redirects are not followed",
+        elsewhere.port
+    );
+    assert!(thinking.contains(&shown), "{thinking}");
+    assert!(
+        !thinking.contains("stolen") && !thinking.contains("pw@"),
+        "{thinking}"
+    );
+    assert!(thinking.contains("Falling back"), "{thinking}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_session_past_its_llm_token_budget_ends_resource_exhausted() {
-    // Each scripted call uses 50 tokens: the third breaks 120.
-    let (server, _a, _dir, events) = against_endless_tool_calls("llm_tokens = 120").await;
-    let (code, msg) = error_of(&events).expect("an error");
-    assert_eq!(code, "resource_exhausted");
-    assert!(
-        msg.contains("llm tokens") && msg.contains("llm_tokens budget of 120"),
-        "{msg}"
+async fn a_redirect_from_the_gateway_is_not_followed_and_the_token_stays_home() {
+    let elsewhere = LlmServer::start(vec![], Some(text("followed"))).await;
+    let location = format!("http://127.0.0.1:{}/api/v1/agent/llm/chat", elsewhere.port);
+    let server = LlmServer::start(vec![], Some(Reply::Redirect(location.clone()))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let body = format!(
+        "[server]\naddress = \"127.0.0.1:{}\"\nagent_token = \"gw-token-0123456789abcdef\"\n\
+         [ai]\nenabled = true\nlanguage = \"en\"\n[ai.gateway]\nenabled = true\nmax_retries = 2\n",
+        server.port
     );
-    assert_eq!(server.received().len(), 3);
+    let a = agent(dir.path(), &body);
+    let events = alert().start_with(a.runners.clone()).finish().await;
+    let got = server.received();
+    assert_eq!(got.len(), 1, "a redirect is not retried");
+    assert_eq!(
+        got[0].header("x-agent-token"),
+        Some("gw-token-0123456789abcdef")
+    );
+    assert_eq!(elsewhere.received().len(), 0, "the redirect was followed");
+    let thinking = deltas(&events, "thinking").concat();
+    assert!(
+        thinking.contains(&format!("HTTP 307 redirect to {location}")),
+        "{thinking}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -432,27 +403,6 @@ async fn malformed_sse_and_a_stalled_stream_fail_plainly() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn daily_token_limit_survives_a_restart() {
-    let server = LlmServer::start(vec![], Some(text("Fine."))).await;
-    let dir = tempfile::tempdir().unwrap();
-    let body = ai_toml(&[("main", server.base_url())], "daily_token_limit = 100");
-    {
-        let a = agent(dir.path(), &body);
-        // 70 tokens, then 140: the limit is reached.
-        for _ in 0..2 {
-            let events = alert().start_with(a.runners.clone()).finish().await;
-            assert_eq!(report_of(&events).as_deref(), Some("Fine."));
-        }
-    }
-    let a = agent(dir.path(), &body);
-    let events = alert().start_with(a.runners.clone()).finish().await;
-    let thinking = deltas(&events, "thinking").concat();
-    assert!(thinking.contains("used 140 LLM tokens today"), "{thinking}");
-    assert!(thinking.contains("daily_token_limit is 100"), "{thinking}");
-    assert_eq!(server.received().len(), 2, "no call after the limit");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateway_is_asked_as_catpaw_server_expects() {
     let server =
         LlmServer::start(vec![calls(&[("cpu", "{}")]), text("Gateway report.")], None).await;
@@ -474,6 +424,9 @@ async fn the_gateway_is_asked_as_catpaw_server_expects() {
     let id = std::fs::read_to_string(dir.path().join("state.d/agent_id")).unwrap();
     assert_eq!(r.header("x-agent-id"), Some(id.trim()));
     assert!(r.body["timeout_ms"].as_u64().is_some());
+    // The gateway has no max_tokens setting: the host asks for 4000, the
+    // default of a model's, as the budgets leave room.
+    assert_eq!(r.body["max_tokens"], 4000);
     assert!(r.body["metadata"]["session_id"].as_str().is_some());
     assert!(r.body["tools"].as_array().is_some_and(|t| !t.is_empty()));
     assert_eq!(
@@ -556,25 +509,6 @@ async fn a_runner_built_against_the_0_1_0_contract_still_runs() {
         Some("legacy report: plugin=mem uptime_ok=true")
     );
     assert_eq!(deltas(&events, "thinking"), vec!["legacy runner here"]);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_run_past_its_llm_call_budget_ends_resource_exhausted() {
-    let (server, a, _dir, events) = against_endless_tool_calls("max_llm_calls = 2").await;
-    let (code, msg) = error_of(&events).expect("an error");
-    assert_eq!(code, "resource_exhausted");
-    assert!(
-        msg.contains("llm calls") && msg.contains("more than 2 language-model calls in one run"),
-        "{msg}"
-    );
-    assert_eq!(server.received().len(), 2);
-    let refused: Vec<Value> = std::fs::read_to_string(a.audit.path())
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .filter(|r| r["kind"] == "llm" && r["outcome"] == "refused")
-        .collect();
-    assert_eq!(refused.len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

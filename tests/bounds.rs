@@ -184,9 +184,10 @@ async fn one_huge_delta_on_a_slow_link_does_not_hold_an_ack_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_is_served_while_large_alerts_drain_over_a_slow_link() {
-    // 100 KiB/s agent → server. Each alert frame (≤ 256 KiB) takes seconds
-    // to cross: longer than the write limit of 1 s, so only a deadline that
-    // counts progress, not total time, keeps the connection.
+    // 100 KiB/s agent → server. Each alert of 200 KiB goes alone in its
+    // frame, which takes two seconds to cross: longer than the write limit
+    // of 1 s, so only a deadline that counts progress, not total time,
+    // keeps the connection.
     let server = TestServer::start().await;
     let link = common::slow_link::start(server.addr, 100 * 1024).await;
     let mut opts = fast();
@@ -199,8 +200,8 @@ async fn a_session_is_served_while_large_alerts_drain_over_a_slow_link() {
         opts,
     );
     let (mut c, _) = h.server.accept_registered().await;
-    for i in 0..200 {
-        h.agent.alerts().push(big_alert(i, 60 * 1024));
+    for i in 0..60 {
+        h.agent.alerts().push(big_alert(i, 200 * 1024));
     }
     let t0 = Instant::now();
 
@@ -232,7 +233,7 @@ async fn a_session_is_served_while_large_alerts_drain_over_a_slow_link() {
     };
     let acked = acked.expect("ack before done");
     assert!(
-        alerts < 200,
+        alerts < 60,
         "the session did not wait for the whole backlog"
     );
     assert!(acked < Duration::from_secs(10), "ack after {acked:?}");
@@ -267,4 +268,155 @@ async fn a_session_is_served_while_large_alerts_drain_over_a_slow_link() {
         .expect("agent stops")
         .expect("agent task");
     assert!(t1.elapsed() < Duration::from_secs(5), "{:?}", t1.elapsed());
+}
+
+/// PROTOCOL §11: frames of at most 1 MiB, whatever a session produces.
+const MAX_OUT_FRAME: usize = 1 << 20;
+
+/// An agent whose diagnose runner is the bench guest, with room for
+/// megabytes of output.
+async fn bench_agent() -> Harness {
+    harness_with(
+        |_| {},
+        |sb| {
+            diagnose_runners(
+                &sb.load("catpaw_bench_guest"),
+                limits(|l| l.max_output = 8 << 20),
+            )
+        },
+        fast(),
+    )
+    .await
+}
+
+/// Every frame of session `id` up to its `done`, each checked against the
+/// 1 MiB bound as it arrives.
+async fn session_frames_within_bound(c: &mut common::server::ServerConn, id: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    loop {
+        let text = c
+            .recv_text_within(Duration::from_secs(30))
+            .await
+            .expect("session frames");
+        assert!(
+            text.len() <= MAX_OUT_FRAME,
+            "a frame of {} bytes",
+            text.len()
+        );
+        let e = Envelope::parse(&text).expect("envelope");
+        let p = payload(&e);
+        if p["session_id"] != id {
+            continue;
+        }
+        let done = p["done"] == true;
+        out.push(p);
+        if done {
+            return out;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_3_mib_report_arrives_cut_to_768_kib_with_the_marker() {
+    let mut h = bench_agent().await;
+    let (mut c, _) = h.server.accept_registered().await;
+    const BIG: usize = 3 << 20;
+    let params = json!({"plugin": "report-big", "target": BIG.to_string()});
+    assert!(c.start_session("r", "inspect", params).await.ok);
+    let frames = session_frames_within_bound(&mut c, "r").await;
+    let report = frames.last().expect("done")["report"]
+        .as_str()
+        .expect("a report")
+        .to_string();
+    assert!(report.len() <= 768 * 1024, "{}", report.len());
+    let (kept, tail) = report
+        .split_once("\n… [report truncated by catpaw-agent: ")
+        .expect("the marker");
+    // Cut on a char boundary of the guest's two-byte chars.
+    assert!(kept.chars().all(|ch| ch == 'é'), "only whole chars kept");
+    assert!(kept.len() > 700 * 1024, "{}", kept.len());
+    assert_eq!(tail, format!("{} bytes]", BIG - kept.len()));
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_over_64_kib_is_not_sent_and_its_delta_is() {
+    let mut h = bench_agent().await;
+    let (mut c, _) = h.server.accept_registered().await;
+    let params = json!({"plugin": "meta-big", "target": (100 * 1024).to_string()});
+    assert!(c.start_session("m", "inspect", params).await.ok);
+    let frames = session_frames_within_bound(&mut c, "m").await;
+    let with_delta: Vec<&Value> = frames
+        .iter()
+        .filter(|p| p["delta"] == "with metadata")
+        .collect();
+    assert_eq!(with_delta.len(), 1, "{frames:?}");
+    assert!(
+        with_delta[0].get("metadata").is_none(),
+        "metadata of 100 KiB was sent"
+    );
+    // A small one still goes.
+    let params = json!({"plugin": "meta-big", "target": "1000"});
+    assert!(c.start_session("small", "inspect", params).await.ok);
+    let frames = session_frames_within_bound(&mut c, "small").await;
+    assert!(
+        frames
+            .iter()
+            .any(|p| p["metadata"]["blob"].as_str().map(str::len) == Some(1000)),
+        "{frames:?}"
+    );
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ack_waits_behind_at_most_one_alert_batch_on_a_slow_link() {
+    // 100 KiB/s agent → server, 200 alerts of 60 KiB (12 MB, two minutes
+    // of the link) queued: an ack must not wait for what the agent wrote
+    // before it, beyond the one batch in flight (about 0.6 s here).
+    let server = TestServer::start().await;
+    let link = common::slow_link::start(server.addr, 100 * 1024).await;
+    let mut h = harness_on(
+        server,
+        |c| c.server.address = link.to_string(),
+        builtin_runners,
+        fast(),
+    );
+    let (mut c, _) = h.server.accept_registered().await;
+    for i in 0..200 {
+        h.agent.alerts().push(big_alert(i, 60 * 1024));
+    }
+    // The backlog is flowing.
+    while c.recv().await.msg_type != "alert_events" {}
+    for round in 0..3 {
+        let id = format!("s{round}");
+        let start = Envelope::new(
+            "session_start",
+            json!({"session_id": id, "session_type": "inspect", "user_name": "op",
+                   "params": {"plugin": "mem"}}),
+        );
+        let t0 = Instant::now();
+        c.send(&start).await;
+        let acked = loop {
+            let e = c
+                .recv_within(Duration::from_secs(30))
+                .await
+                .expect("the ack");
+            if e.msg_type == "ack" && e.ref_id.as_deref() == Some(start.id.as_str()) {
+                break t0.elapsed();
+            }
+        };
+        assert!(
+            acked < Duration::from_secs(1),
+            "round {round}: ack after {acked:?}"
+        );
+        // Its output waits behind at most a batch too.
+        loop {
+            let e = c.recv_within(Duration::from_secs(5)).await.expect("output");
+            let p = payload(&e);
+            if e.msg_type == "session_output" && p["session_id"] == id && p["done"] == true {
+                break;
+            }
+        }
+    }
+    h.stop().await;
 }

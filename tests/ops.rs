@@ -127,9 +127,16 @@ async fn logs_on_a_pipe_are_plain_with_one_info_line_per_session() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_logs_are_one_object_per_line() {
     let log = logged_sessions("json").await;
-    let mut ended = 0;
+    let (mut ended, mut ready) = (0, 0);
     for line in log.lines() {
         let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        if v["fields"]["message"] == "runners ready" {
+            // A comma-joined list, not a Rust Debug rendering.
+            let plugins = v["fields"]["plugins"].as_str().unwrap_or("");
+            assert!(plugins.starts_with("cpu, mem, "), "{line}");
+            assert!(!plugins.contains('"') && !plugins.contains('['), "{line}");
+            ready += 1;
+        }
         if v["fields"]["message"] == "session ended" {
             ended += 1;
             assert_eq!(v["level"], "INFO", "{line}");
@@ -138,6 +145,7 @@ async fn json_logs_are_one_object_per_line() {
         }
     }
     assert_eq!(ended, 2, "{log}");
+    assert_eq!(ready, 1, "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -257,8 +265,8 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// `GET /metrics` over a real connection: the samples, by series.
-fn scrape(port: u16) -> std::collections::BTreeMap<String, f64> {
+/// `GET /metrics` over a real connection: the exposition text.
+fn scrape_body(port: u16) -> String {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to metrics");
     s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .expect("request");
@@ -267,7 +275,13 @@ fn scrape(port: u16) -> std::collections::BTreeMap<String, f64> {
     let (head, body) = text.split_once("\r\n\r\n").expect("HTTP response");
     assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
     assert!(head.contains("openmetrics-text"), "{head}");
-    body.lines()
+    body.to_string()
+}
+
+/// `GET /metrics` over a real connection: the samples, by series.
+fn scrape(port: u16) -> std::collections::BTreeMap<String, f64> {
+    scrape_body(port)
+        .lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())
         .filter_map(|l| {
             let (series, v) = l.rsplit_once(' ')?;
@@ -853,5 +867,590 @@ fn without_a_config_file_the_agent_says_there_is_none_and_how_to_make_one() {
     assert!(
         stderr.contains("`state_dir`") && stderr.contains("not a directory"),
         "{stderr}"
+    );
+}
+
+/// `GET /metrics` over tokio; the whole response (empty when the endpoint
+/// closed the connection without answering).
+async fn scrape_text(port: u16) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+        return String::new();
+    };
+    if s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .is_err()
+    {
+        return String::new();
+    }
+    let mut text = Vec::new();
+    let _ = s.read_to_end(&mut text).await;
+    String::from_utf8_lossy(&text).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_do_not_keep_scrapes_out() {
+    use tokio::io::AsyncWriteExt;
+    let mut server = TestServer::start().await;
+    let port = free_port();
+    let home = AgentHome::new(&server_toml(
+        &server,
+        None,
+        &format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n"),
+    ));
+    let _agent = home.spawn();
+    let _registered = server.accept_registered().await;
+    assert!(scrape_text(port).await.starts_with("HTTP/1.1 200 OK"));
+
+    // 40 slowloris clients on one address: a byte of head every 0.5 s,
+    // never the blank line that ends it; dropped, they come back.
+    const SLOW: usize = 40;
+    let until = tokio::time::Instant::now() + Duration::from_secs(12);
+    let (holding, mut held) = tokio::sync::mpsc::channel::<()>(SLOW);
+    let mut slow = tokio::task::JoinSet::new();
+    for _ in 0..SLOW {
+        let holding = holding.clone();
+        slow.spawn(async move {
+            let mut told = false;
+            while tokio::time::Instant::now() < until {
+                if let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+                    let mut head = b"GET /metrics HTTP/1.1\r\nX-Slow: "
+                        .iter()
+                        .chain(std::iter::repeat(&b'a'));
+                    while tokio::time::Instant::now() < until {
+                        let byte = *head.next().expect("endless");
+                        if s.write_all(&[byte]).await.is_err() {
+                            break;
+                        }
+                        if !told {
+                            told = true;
+                            let _ = holding.send(()).await;
+                        }
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        });
+    }
+    for _ in 0..SLOW {
+        held.recv().await.expect("a slow client connected");
+    }
+
+    // 24 honest scrapes while they hold on, each answered.
+    let mut failed = Vec::new();
+    for i in 0..24 {
+        let text = tokio::time::timeout(Duration::from_secs(5), scrape_text(port))
+            .await
+            .unwrap_or_default();
+        if !text.starts_with("HTTP/1.1 200 OK") {
+            failed.push((i, text.lines().next().unwrap_or("").to_string()));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(
+        tokio::time::Instant::now() < until,
+        "the slow clients stopped too soon"
+    );
+    assert!(failed.is_empty(), "scrapes not answered: {failed:?}");
+    slow.shutdown().await;
+}
+
+/// The metric names README lists (`{a,b}` spelled out), with their
+/// label names.
+fn readme_metrics() -> Vec<(String, Vec<String>)> {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let mut out = Vec::new();
+    for quoted in readme.split('`').skip(1).step_by(2) {
+        let Some(rest) = quoted.strip_prefix("catpaw_agent_") else {
+            continue;
+        };
+        let (name, labels) = match rest.split_once('{') {
+            Some((n, l)) if !n.ends_with('_') => (n.to_string(), l.trim_end_matches('}')),
+            _ => (rest.to_string(), ""),
+        };
+        let labels: Vec<String> = labels
+            .split(',')
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect();
+        // `alerts_{pushed,dropped,sent}_total`: one name per alternative.
+        if let Some((head, tail)) = name.split_once('{') {
+            let (alts, tail) = tail.split_once('}').expect("closing brace");
+            for a in alts.split(',') {
+                out.push((format!("{head}{a}{tail}"), labels.clone()));
+            }
+        } else {
+            out.push((name, labels));
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_agent_exports_every_metric_family_readme_lists() {
+    let server = TestServer::start().await;
+    let port = free_port();
+    let home = AgentHome::new(&server_toml(
+        &server,
+        None,
+        &format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n"),
+    ));
+    let _agent = home.spawn();
+    // The endpoint is up once it accepts; nothing has happened by then.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "/metrics never came up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let text = scrape_body(port);
+    let listed = readme_metrics();
+    assert!(listed.len() >= 15, "README lists {listed:?}");
+    for (name, labels) in &listed {
+        // Counters are exposed as `<family>_total` under `# TYPE <family>`.
+        let family = name.strip_suffix("_total").unwrap_or(name);
+        let typed = format!("# TYPE catpaw_agent_{family} ");
+        assert!(
+            text.contains(&typed),
+            "no {typed:?} before any event:\n{text}"
+        );
+        // A labelled family has its series at zero, each label present.
+        let series: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with(&format!("catpaw_agent_{name}")) && !l.starts_with('#'))
+            .collect();
+        assert!(!series.is_empty(), "{name} has no series:\n{text}");
+        for l in &series {
+            for label in labels {
+                assert!(l.contains(&format!("{label}=\"")), "{l} lacks {label}");
+            }
+            let value: f64 = l
+                .rsplit_once(' ')
+                .and_then(|(_, v)| v.parse().ok())
+                .expect(l);
+            if *name != "connected" {
+                assert_eq!(value, 0.0, "{l}");
+            }
+        }
+    }
+    // The closed label sets are there from the start.
+    for line in [
+        "catpaw_agent_budget_breaches_total{kind=\"fuel\"} 0",
+        "catpaw_agent_shell_requests_total{decision=\"granted\"} 0",
+        "catpaw_agent_shell_commands_total{decision=\"run\"} 0",
+        "catpaw_agent_reconnects_total{cause=\"dial_failed\"} 0",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line:?}:\n{text}");
+    }
+}
+
+/// The append-only attribute of `path`: read, or cleared (`set` false).
+fn append_only_attr(path: &std::path::Path, clear: bool) -> Option<bool> {
+    use std::os::fd::AsRawFd;
+    const FS_APPEND_FL: libc::c_long = 0x20;
+    let f = std::fs::File::open(path).ok()?;
+    let mut flags: libc::c_long = 0;
+    // SAFETY: FS_IOC_GETFLAGS writes one long into a live local.
+    if unsafe { libc::ioctl(f.as_raw_fd(), libc::FS_IOC_GETFLAGS, &mut flags) } != 0 {
+        return None;
+    }
+    if clear {
+        let off = flags & !FS_APPEND_FL;
+        // SAFETY: FS_IOC_SETFLAGS reads one long from a live local.
+        unsafe { libc::ioctl(f.as_raw_fd(), libc::FS_IOC_SETFLAGS, &off) };
+    }
+    Some(flags & FS_APPEND_FL != 0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn as_root_the_start_says_which_files_are_append_only_and_how_to_lift_it() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: only root can set the append-only attribute");
+        return;
+    }
+    let mut server = TestServer::start().await;
+    let home = AgentHome::new(&server_toml(&server, None, "[audit]\nappend_only = true\n"));
+    let agent = PipedAgent::spawn(&home);
+    server.accept_registered().await;
+    let bytes = agent.stop();
+    let log = String::from_utf8_lossy(&bytes);
+    let trail = home.state().join("audit.jsonl");
+    let set = append_only_attr(&trail, true);
+    if set != Some(true) {
+        eprintln!("skipped: this filesystem does not keep the append-only attribute ({set:?})");
+        assert!(!log.contains("append-only: these files"), "{log}");
+        return;
+    }
+    let line = log
+        .lines()
+        .find(|l| l.contains("the audit trail is append-only"))
+        .unwrap_or_else(|| panic!("no append-only line:\n{log}"));
+    assert!(line.contains(&trail.display().to_string()), "{line}");
+    assert!(
+        line.contains("chattr -a FILE") && line.contains("[audit] append_only = false"),
+        "{line}"
+    );
+    // Once lifted, the state dir goes.
+    std::fs::remove_dir_all(home.state()).expect("removable once lifted");
+}
+
+/// The ```sh block of README's "Install as a service".
+fn readme_install_block() -> String {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let section = readme
+        .split("## Install as a service")
+        .nth(1)
+        .expect("README has an install section");
+    let block = section.split("```sh\n").nth(1).expect("an sh block");
+    block.split("```").next().expect("its end").to_string()
+}
+
+/// `install -m MODE [-o U -g G] SRC DEST` lines of the install block (not
+/// `install -d`): DEST → MODE.
+fn readme_installs(block: &str) -> std::collections::BTreeMap<String, u32> {
+    block
+        .lines()
+        .filter_map(|l| {
+            let words: Vec<&str> = l.split('#').next()?.split_whitespace().collect();
+            if words.first() != Some(&"install") || words.contains(&"-d") {
+                return None;
+            }
+            let mode = words.iter().position(|w| *w == "-m")?;
+            let mode = u32::from_str_radix(words[mode + 1], 8).expect("octal mode");
+            Some((words.last()?.to_string(), mode))
+        })
+        .collect()
+}
+
+/// The unit's `Key=Value` settings, comments left out (a key set twice
+/// keeps its last value).
+fn unit_settings(unit: &str) -> std::collections::BTreeMap<String, String> {
+    unit.lines()
+        .filter(|l| !l.starts_with('#') && !l.starts_with('['))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// An `EnvironmentFile=` as systemd reads it: `KEY=VALUE` lines, `#`
+/// comments and blank lines skipped.
+fn read_env_file(path: &std::path::Path) -> Vec<(String, String)> {
+    std::fs::read_to_string(path)
+        .expect("env file")
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let (k, v) = l.split_once('=').expect("KEY=VALUE");
+            (k.to_string(), v.to_string())
+        })
+        .collect()
+}
+
+/// README's install, as far as a test can go without root's useradd and
+/// systemctl: the files at the README's paths and modes below a temp root,
+/// the config made from `config example` with the README's edits and the
+/// token in the env file. The unit's paths are README's; its
+/// `ExecStartPre` with the env file loaded says nothing and exits 0, its
+/// `ExecStart` connects with the env file's token. A token written into
+/// the 0640 file gets one warning that points to the env file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_install_checks_quietly_and_the_unit_serves_with_the_env_files_token() {
+    use catpaw_agent::cli::manpage::{UNIT_CONFIG_FILE, UNIT_STATE_DIR};
+    use catpaw_agent::config::UNIT_ENV_FILE;
+
+    let block = readme_install_block();
+    let installs = readme_installs(&block);
+    assert_eq!(installs.get(UNIT_CONFIG_FILE), Some(&0o640), "{block}");
+    assert_eq!(installs.get(UNIT_ENV_FILE), Some(&0o600), "{block}");
+    assert!(
+        block.contains(&format!("state_dir = \"{UNIT_STATE_DIR}\""))
+            && block.contains("agent_token = \"${CATPAW_TOKEN}\"")
+            && block.contains("CATPAW_TOKEN="),
+        "{block}"
+    );
+
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/packaging/catpaw-agent.service"
+    ))
+    .expect("unit");
+    let set = unit_settings(&unit);
+    assert_eq!(set["EnvironmentFile"], format!("-{UNIT_ENV_FILE}"));
+    assert_eq!(
+        format!("/var/lib/{}", set["StateDirectory"]),
+        UNIT_STATE_DIR
+    );
+    assert_eq!(set["ReadWritePaths"], UNIT_STATE_DIR);
+    let pre: Vec<&str> = set["ExecStartPre"].split_whitespace().collect();
+    let start: Vec<&str> = set["ExecStart"].split_whitespace().collect();
+    assert_eq!(
+        pre[1..],
+        ["--config", UNIT_CONFIG_FILE, "config", "check", "--quiet"]
+    );
+    assert_eq!(start[1..], ["--config", UNIT_CONFIG_FILE, "run"]);
+    assert!(installs.contains_key(pre[0]), "the unit runs {}", pre[0]);
+    // The docs name no other layout.
+    for doc in ["README.md", "SECURITY.md"] {
+        let text =
+            std::fs::read_to_string(format!("{}/{doc}", env!("CARGO_MANIFEST_DIR"))).expect("doc");
+        for (prefix, want) in [
+            ("/etc/catpaw", "/etc/catpaw-agent"),
+            ("/var/lib/catpaw", UNIT_STATE_DIR),
+        ] {
+            for (at, _) in text.match_indices(prefix) {
+                let name_goes_on = |rest: &str| {
+                    rest.starts_with(|c: char| c.is_alphanumeric() || "-_.".contains(c))
+                };
+                assert!(
+                    text[at..]
+                        .strip_prefix(want)
+                        .is_some_and(|rest| !name_goes_on(rest)),
+                    "{doc}: {} is not under {want}",
+                    text[at..].split_whitespace().next().unwrap_or_default()
+                );
+            }
+        }
+    }
+
+    // The layout below a temp root.
+    let root = tempfile::tempdir().expect("tempdir");
+    let under = |p: &str| root.path().join(p.trim_start_matches('/'));
+    let example = common::process::command()
+        .args(["config", "example"])
+        .output()
+        .expect("example");
+    let mut server = TestServer::start().await;
+    let mut config = String::from_utf8(example.stdout).expect("utf-8");
+    for (from, to) in [
+        ("enabled = false", "enabled = true".to_string()),
+        (
+            "address = \"\"",
+            "address = \"https://catpaw.example.com\"".into(),
+        ),
+        (
+            "agent_token = \"\"",
+            "agent_token = \"${CATPAW_TOKEN}\"".into(),
+        ),
+        (
+            "# state_dir = \"/var/lib/catpaw-agent\"",
+            format!("state_dir = \"{}\"", under(UNIT_STATE_DIR).display()),
+        ),
+        // Root in a test must not leave an append-only file behind.
+        ("append_only = true", "append_only = false".into()),
+    ] {
+        assert!(config.contains(from), "config example lacks {from}");
+        config = config.replacen(from, &to, 1);
+    }
+    let put = |path: &str, body: &str| {
+        let file = under(path);
+        std::fs::create_dir_all(file.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&file, body).expect("write");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(installs[path]))
+            .expect("chmod");
+    };
+    put(UNIT_CONFIG_FILE, &config);
+    put(UNIT_ENV_FILE, "CATPAW_TOKEN=tok-from-the-env-file\n");
+    let env = read_env_file(&under(UNIT_ENV_FILE));
+    let command = |line: &[&str], with_env: bool| {
+        let mut cmd = std::process::Command::new(common::process::BIN);
+        cmd.env_remove("CATPAW_TOKEN");
+        for arg in &line[1..] {
+            cmd.arg(if arg.starts_with('/') {
+                under(arg).into_os_string()
+            } else {
+                arg.into()
+            });
+        }
+        if with_env {
+            cmd.envs(env.iter().map(|(k, v)| (k, v)));
+        }
+        cmd
+    };
+
+    let out = command(&pre, true).output().expect("ExecStartPre");
+    assert_eq!(
+        (
+            out.status.code(),
+            out.stdout.as_slice(),
+            out.stderr.as_slice()
+        ),
+        (Some(0), &b""[..], &b""[..]),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = command(&pre, false).output().expect("ExecStartPre");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("CATPAW_TOKEN is not set"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The agent against the loopback server (plain http://, so its log
+    // warns of clear text: not the point here).
+    put(
+        UNIT_CONFIG_FILE,
+        &config.replacen("https://catpaw.example.com", &server.url(), 1),
+    );
+    let mut agent = command(&start, true)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ExecStart");
+    let (conn, _) = server.accept_registered().await;
+    assert_eq!(conn.headers["x-agent-token"], "tok-from-the-env-file");
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(agent.id() as i32, libc::SIGTERM) };
+    assert!(agent.wait().expect("wait").success());
+
+    // The token in the (group-readable) file instead: one warning, which
+    // sends it to the env file and, for root, suggests no chmod.
+    put(
+        UNIT_CONFIG_FILE,
+        &config.replacen(
+            "agent_token = \"${CATPAW_TOKEN}\"",
+            "agent_token = \"tok-in-the-file\"",
+            1,
+        ),
+    );
+    let out = command(&pre, false).output().expect("ExecStartPre");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(out.stdout.is_empty());
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("warning: ")
+            && stderr.contains("mode 0640")
+            && stderr.contains(UNIT_ENV_FILE)
+            && !stderr.contains("tok-in-the-file"),
+        "{stderr}"
+    );
+    // SAFETY: geteuid(2) cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        assert!(!stderr.contains("chmod"), "{stderr}");
+    }
+}
+
+/// `catpaw-agent manpage` is one page: every command inline, EXIT STATUS,
+/// SIGNALS and FILES (the whole state dir layout), and no reference to
+/// another page (none is generated).
+#[test]
+fn the_man_page_is_one_complete_page() {
+    let out = common::process::command()
+        .arg("manpage")
+        .output()
+        .expect("manpage");
+    assert!(out.status.success());
+    let man = String::from_utf8(out.stdout).expect("utf-8");
+    for heading in [
+        ".SH NAME",
+        ".SH SYNOPSIS",
+        ".SH OPTIONS",
+        ".SH COMMANDS",
+        ".SH \"EXIT STATUS\"",
+        ".SH SIGNALS",
+        ".SH FILES",
+    ] {
+        assert!(man.contains(heading), "no {heading}:\n{man}");
+    }
+    for command in [
+        "run",
+        "demo",
+        "session",
+        "alert",
+        "audit verify",
+        "check-runner",
+        "runner new",
+        "config check",
+        "config example",
+        "status",
+        "completions",
+        "manpage",
+    ] {
+        assert!(
+            man.contains(&format!(".SS \"catpaw-agent {command}\"")),
+            "{command} is not on the page"
+        );
+    }
+    // `(1)`, `(5)`, `(8)`…: a reference to a page; none but the title's.
+    let body = man.split_once(".SH NAME").expect("NAME").1;
+    let refs: Vec<&str> = body
+        .match_indices('(')
+        .map(|(at, _)| &body[at..(at + 3).min(body.len())])
+        .filter(|r| r.as_bytes().get(1).is_some_and(u8::is_ascii_digit) && r.ends_with(')'))
+        .collect();
+    assert!(refs.is_empty(), "references to other pages: {refs:?}");
+    assert!(!man.contains("catpaw\\-agent\\-run"), "{man}");
+
+    let section = |name: &str| -> String {
+        man.split(name)
+            .nth(1)
+            .and_then(|s| s.split("\n.SH ").next())
+            .unwrap_or_else(|| panic!("no {name}"))
+            .to_string()
+    };
+    let exit = section(".SH \"EXIT STATUS\"");
+    for code in ["\\fB0\\fR", "\\fB1\\fR", "\\fB2\\fR"] {
+        assert!(exit.contains(code), "{exit}");
+    }
+    let signals = section(".SH SIGNALS");
+    assert!(
+        signals.contains("SIGHUP") && signals.contains("SIGTERM, SIGINT"),
+        "{signals}"
+    );
+    let files = section(".SH FILES");
+    let state = catpaw_agent::config::StatePaths::new("STATE_DIR");
+    for path in [
+        state.agent_id(),
+        state.audit_trail(),
+        state.audit_trail().with_extension("head"),
+        state.root().join("cache"),
+        state.ingest_socket(),
+        state.status_socket(),
+        state.llm_daily_tokens(),
+        state.replay_nonces(),
+        state.agent_lock(),
+    ] {
+        let shown = path.display().to_string().replace('-', "\\-");
+        assert!(files.contains(&shown), "FILES lacks {shown}:\n{files}");
+    }
+    for path in [
+        catpaw_agent::config::DEFAULT_PATH,
+        catpaw_agent::cli::manpage::UNIT_CONFIG_FILE,
+        catpaw_agent::config::UNIT_ENV_FILE,
+    ] {
+        assert!(
+            files.contains(&path.replace('-', "\\-")),
+            "FILES lacks {path}"
+        );
+    }
+    // The page formats without a complaint where groff is installed.
+    let mut groff = match std::process::Command::new("groff")
+        .args(["-man", "-Tutf8", "-ww", "-z"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    {
+        Ok(g) => g,
+        Err(e) => {
+            println!("skipped the groff check: {e}");
+            return;
+        }
+    };
+    groff
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(man.as_bytes())
+        .expect("write");
+    let out = groff.wait_with_output().expect("groff");
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }

@@ -31,6 +31,15 @@ fn install_bytes(bytes: &[u8], to: &Path) {
 /// `c.wasm` in its home (the built-in runners to begin with), `extra`
 /// added to `[sandbox]`; its log kept at info.
 fn agent_with_runner_files(server: &TestServer, extra: &str) -> (AgentHome, AgentProcess) {
+    agent_with_runner_files_run(server, extra, &[])
+}
+
+/// [`agent_with_runner_files`], started with `args` after `--config FILE`.
+fn agent_with_runner_files_run(
+    server: &TestServer,
+    extra: &str,
+    args: &[&str],
+) -> (AgentHome, AgentProcess) {
     let home = AgentHome::new(&server_toml(
         server,
         Some("t"),
@@ -41,7 +50,7 @@ fn agent_with_runner_files(server: &TestServer, extra: &str) -> (AgentHome, Agen
     ));
     install(&guest("catpaw_diagnose"), &home.path().join("d.wasm"));
     install(&guest("catpaw_chat"), &home.path().join("c.wasm"));
-    let agent = home.agent().keep_log().spawn();
+    let agent = home.agent().args(args).keep_log().spawn();
     (home, agent)
 }
 
@@ -243,6 +252,32 @@ async fn a_watched_file_change_reloads_and_a_broken_one_is_refused() {
     );
     let report = inspect(&mut c, "i0").await.expect("the old runner serves");
     assert!(report.contains("# Inspection: cpu"), "{report}");
+    // `status` says the last reload was refused and why, beside the
+    // runners that stayed in service.
+    let (code, s, stderr) = home.status_json();
+    assert_eq!(code, 0, "{stderr}");
+    let last = &s["last_reload"];
+    assert_eq!(last["ok"], false, "{s}");
+    let result = last["result"].as_str().unwrap_or("");
+    assert!(
+        result.starts_with("refused: ") && result.contains("not a WebAssembly file"),
+        "{last}"
+    );
+    assert!(
+        last["trigger"].as_str().unwrap_or("").contains("d.wasm"),
+        "{last}"
+    );
+    assert!(last["at_unix"].as_u64().unwrap_or(0) > 0, "{last}");
+    let out = home.command().arg("status").output().expect("status");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("reload:"))
+        .unwrap_or_else(|| panic!("no reload line: {text}"));
+    assert!(
+        line.contains("refused: ") && line.contains("stay in service"),
+        "{line}"
+    );
 
     // A good replacement (both files, in one reload or two) is taken.
     install(&guest("hazard_chat_refuse"), &home.path().join("c.wasm"));
@@ -263,6 +298,39 @@ async fn a_watched_file_change_reloads_and_a_broken_one_is_refused() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_swapped(&mut c, "c1", "c2", "i1").await;
+    // The good reload is the last one now.
+    let deadline = std::time::Instant::now() + SOON;
+    loop {
+        let (_, s, _) = home.status_json();
+        if s["last_reload"]["result"] == "ok" {
+            assert_eq!(s["last_reload"]["ok"], true, "{s}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{s}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `run --watch`, as the unit's `ExecStart` (which ends in `run`) takes an
+/// added flag: the config does not ask to watch, the flag does, and a
+/// changed runner file is reloaded without a SIGHUP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_watch_reloads_a_changed_runner_file() {
+    let mut server = TestServer::start().await;
+    let (home, agent) = agent_with_runner_files_run(&server, "", &["run", "--watch"]);
+    let (mut c, _) = server.accept_registered().await;
+    let report = inspect(&mut c, "i0").await.expect("the built-in runner");
+    assert!(report.contains("# Inspection: cpu"), "{report}");
+
+    install(&guest("hazard_echo"), &home.path().join("d.wasm"));
+    log_count(&agent, "runners reloaded", 1).await;
+    assert!(
+        !agent.log().contains("reason=\"SIGHUP\""),
+        "{}",
+        agent.log()
+    );
+    let report = inspect(&mut c, "i1").await.expect("the new runner");
+    assert!(report.contains("echo report"), "{report}");
 }
 
 /// What is put in place of a watched runner file.

@@ -250,3 +250,159 @@ async fn a_tool_the_session_stops_waiting_for_is_audited_when_it_really_ends() {
     assert_eq!(rec["outcome"], "ok", "{rec}");
     assert!(rec["duration_ms"].as_u64().unwrap_or(0) >= 900, "{rec}");
 }
+
+/// Inspects `plugin` through the agent on `c` and returns the report.
+async fn report_through_agent(c: &mut common::server::ServerConn, plugin: &str) -> String {
+    let id = format!("inspect-{plugin}");
+    let ack = c
+        .start_session(&id, "inspect", json!({"plugin": plugin}))
+        .await;
+    assert!(ack.ok, "{plugin}: {ack:?}");
+    let msgs = c.session_until_done(&id).await;
+    let done = payload(msgs.last().expect("done"));
+    done["report"].as_str().unwrap_or("").to_string()
+}
+
+/// The report's overall line.
+fn overall_line(report: &str) -> &str {
+    report
+        .lines()
+        .find(|l| l.starts_with("**Overall:"))
+        .unwrap_or_else(|| panic!("no overall line in {report}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_nothing_allow_listed_an_inspect_says_not_checked_and_what_to_allow_list() {
+    let mut h = harness().await;
+    let (mut c, _) = h.server.accept_registered().await;
+    for (plugin, keys) in [
+        ("http", &["[tools.targets] http"][..]),
+        ("dns", &["[tools.targets] dns"]),
+        ("ping", &["[tools.targets] ping"]),
+        ("redis", &["[tools.targets] redis"]),
+        ("redis_sentinel", &["[tools.targets] redis"]),
+        ("docker", &["[tools.targets] docker_socket"]),
+        ("logfile", &["[tools] log_files"]),
+        ("filecheck", &["[tools] files"]),
+        ("cert", &["[tools] cert_files", "[tools.targets] tls"]),
+    ] {
+        let report = report_through_agent(&mut c, plugin).await;
+        let line = overall_line(&report);
+        assert!(
+            line.starts_with("**Overall: NOT CHECKED**"),
+            "{plugin}: {line}"
+        );
+        for key in keys {
+            assert!(line.contains(&format!("`{key}`")), "{plugin}: {line}");
+        }
+        assert!(!report.contains("**OK**"), "{plugin}: {report}");
+        assert!(report.contains("**NOT CHECKED**"), "{plugin}: {report}");
+    }
+    // Checked and unchecked findings together: OK, but not plain OK.
+    let report = report_through_agent(&mut c, "net").await;
+    let line = overall_line(&report);
+    assert!(
+        line.contains("(1 not checked)") && !line.starts_with("**Overall: OK**"),
+        "{line}"
+    );
+    h.stop().await;
+}
+
+/// A one-request-at-a-time HTTP server answering 200 until dropped.
+fn http_ok_server() -> (std::net::TcpListener, String) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!(
+        "http://127.0.0.1:{}/health",
+        listener.local_addr().expect("addr").port()
+    );
+    let server = listener.try_clone().expect("clone");
+    std::thread::spawn(move || {
+        for mut s in server.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let _ =
+                s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+        }
+    });
+    (listener, url)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_target_allow_listed_the_inspect_checks_it() {
+    let (_http, url) = http_ok_server();
+    let open = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let tcp = format!("127.0.0.1:{}", open.local_addr().expect("addr").port());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let logs = std::fs::canonicalize(dir.path()).expect("canon");
+    std::fs::write(logs.join("app.log"), "started\nERROR disk on fire\n").expect("write");
+    let sb = TestSandbox::with_tools(ToolConfig {
+        log_files: vec![format!("{}/*.log", logs.display())],
+        targets: Targets {
+            http: vec![url.clone()],
+            tcp: vec![tcp.clone()],
+            ..Targets::default()
+        },
+        ..ToolConfig::default()
+    });
+    let mut h = harness_with(|_| {}, |_| builtin_runners(&sb), fast()).await;
+    let (mut c, _) = h.server.accept_registered().await;
+    let report = report_through_agent(&mut c, "http").await;
+    assert_eq!(
+        overall_line(&report),
+        "**Overall: OK** (0 critical, 0 warning, 1 ok, 0 not checked)",
+        "{report}"
+    );
+    assert!(report.contains(&url), "{report}");
+    let report = report_through_agent(&mut c, "net").await;
+    assert!(
+        overall_line(&report).ends_with(", 0 not checked)"),
+        "{report}"
+    );
+    assert!(report.contains(&tcp), "{report}");
+    // A log listing is followed by reading each file.
+    let report = report_through_agent(&mut c, "logfile").await;
+    assert!(
+        overall_line(&report).starts_with("**Overall: WARNING**"),
+        "{report}"
+    );
+    assert!(report.contains("disk on fire"), "{report}");
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catpaws_local_alias_inspects_the_system_and_sysdiag_says_what_exists() {
+    let mut h = harness().await;
+    let (mut c, _) = h.server.accept_registered().await;
+    assert!(
+        c.start_session("local", "inspect", json!({"plugin": "local"}))
+            .await
+            .ok
+    );
+    let msgs = c.session_until_done("local").await;
+    let done = payload(msgs.last().expect("done"));
+    let report = done["report"].as_str().unwrap_or("");
+    assert!(report.starts_with("# Inspection: local on "), "{done}");
+    let calls = msgs
+        .iter()
+        .filter(|m| payload(m)["stage"] == "tool_call")
+        .count();
+    let system = catpaw_guest_common::plugin("system").expect("system");
+    assert_eq!(calls, system.tools.len(), "the system plugin's tools");
+    let ack = c
+        .start_session("sysdiag", "inspect", json!({"plugin": "sysdiag"}))
+        .await;
+    assert!(ack.ok, "{ack:?}");
+    let msgs = c.session_until_done("sysdiag").await;
+    let err = msgs
+        .iter()
+        .find(|m| m.msg_type == "session_error")
+        .map(payload)
+        .unwrap_or_else(|| panic!("no session_error: {msgs:?}"));
+    let text = err["error"].as_str().unwrap_or("");
+    assert!(
+        text.contains("unknown plugin \"sysdiag\"") && text.contains("local = system"),
+        "{err}"
+    );
+    h.stop().await;
+}

@@ -368,20 +368,42 @@ fn audit_verify_finds_a_tampered_line() {
 
 #[test]
 fn a_full_disk_refuses_the_shell() {
+    use std::os::unix::process::CommandExt;
     let work = scratch();
     let home = AgentHome::new("[audit]\nappend_only = false\n");
-    let state = home.state();
-    std::fs::create_dir_all(&state).expect("state");
-    std::os::unix::fs::symlink("/dev/full", state.join("audit.jsonl")).expect("symlink");
-    let marker = work.path().join("ran");
-    let mut child = home
+    // A first run fills the trail (and the compile cache) to some size...
+    let out = home
         .command()
-        .args(["session", "--type", "chat", "--allow-shell", "--json"])
+        .args(["session", "--type", "inspect", "--param", "plugin=system"])
+        .output()
+        .expect("session");
+    assert!(out.status.success(), "{out:?}");
+    let full = std::fs::metadata(home.state().join("audit.jsonl"))
+        .expect("trail")
+        .len();
+    let marker = work.path().join("ran");
+    let mut cmd = home.command();
+    cmd.args(["session", "--type", "chat", "--allow-shell", "--json"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("session");
+        .stderr(Stdio::piped());
+    // ...past which this run cannot write: a disk that is full for the
+    // trail (EFBIG, as ENOSPC would be; SIGXFSZ ignored so it is an error).
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let lim = libc::rlimit {
+                rlim_cur: full,
+                rlim_max: full,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().expect("session");
     {
         use std::io::Write;
         let mut stdin = child.stdin.take().expect("stdin");
@@ -534,13 +556,22 @@ async fn signed_sessions_are_checked_over_the_wire() {
     };
     assert!(until(Duration::from_secs(5), ended).await);
 
+    // Refusals are counted per second and cause; the last second's come
+    // on a timer just after it ends.
+    let refused_count = |recs: &[Value]| -> u64 {
+        recs.iter()
+            .filter(|r| r["event"] == "refused")
+            .map(|r| r["count"].as_u64().unwrap_or(0))
+            .sum()
+    };
+    assert!(until(Duration::from_secs(5), || refused_count(&home.audit()) == 7).await);
     agent.sigkill();
     let recs = home.audit();
     let accepted: Vec<_> = recs.iter().filter(|r| r["event"] == "accepted").collect();
     assert_eq!(accepted.len(), 1, "{recs:?}");
     assert_eq!(accepted[0]["key_id"], "ops-1");
+    assert_eq!(refused_count(&recs), 7, "6 starts and 1 input: {recs:?}");
     let refused: Vec<_> = recs.iter().filter(|r| r["event"] == "refused").collect();
-    assert_eq!(refused.len(), 7, "6 starts and 1 input: {recs:?}");
     // The unsigned chat turn is audited too (PROTOCOL §9: every refusal).
     let input: Vec<_> = refused
         .iter()

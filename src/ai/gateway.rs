@@ -3,13 +3,13 @@
 //! `{messages, tools, max_tokens, timeout_ms, metadata}`, and the answer in
 //! an envelope `{request_id, data: {id, model, message, finish_reason,
 //! usage, …}, error: {code, message}}` (as the reference agent speaks it).
-//! The gateway does not stream.
+//! The gateway does not stream, and its redirects are not followed.
 
 use serde::Deserialize;
 use serde_json::json;
 
 use super::GatewayConfig;
-use super::openai::{read_limited, transport};
+use super::openai::{read_limited, redirect, transport};
 use super::wire::{self, WireMessage, WireUsage};
 use super::{CallContext, Failure, Message, Reply, ToolSpec};
 
@@ -52,9 +52,11 @@ pub(super) async fn chat(
     cx: &CallContext,
     messages: &[Message],
     tools: &[ToolSpec],
+    max_tokens: u64,
 ) -> Result<(Reply, Option<String>), Failure> {
     let mut body = json!({
         "messages": wire::messages(messages),
+        "max_tokens": max_tokens,
         "timeout_ms": g.request_timeout.as_millis() as u64,
         "metadata": { "session_id": cx.session_id },
     });
@@ -71,6 +73,9 @@ pub(super) async fn chat(
     }
     let resp = req.send().await.map_err(transport)?;
     let status = resp.status();
+    if status.is_redirection() {
+        return Err(redirect(&resp));
+    }
     let (bytes, over) = read_limited(resp, MAX_BODY).await.map_err(transport)?;
     if over {
         return Err(Failure::Malformed(format!(

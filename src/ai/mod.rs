@@ -1,14 +1,17 @@
 //! Language models for the AI runner, asked by the host on a guest's
 //! behalf: OpenAI-compatible endpoints (streamed over SSE) and
 //! catpaw-server's LLM gateway, failover down `model_priority`, retries
-//! with backoff, and the daily token ledger. The keys live here and in
-//! the HTTP headers, nowhere else: every text that leaves this module
-//! (errors, notices) has them scrubbed.
+//! with backoff, the bounds of what a call may cost (so no budget is
+//! overshot and no provider can charge more), and the daily token ledger.
+//! The keys live here and in the HTTP headers, nowhere else: every text
+//! that leaves this module (errors, notices) has them scrubbed.
 //!
 //! No wasmtime here; the sandbox's `llm` import (`sandbox/host/llm.rs`)
 //! is the caller and adds the session budgets and the audit.
 //!
-//! - `mod.rs`: [`Llm`]: failover and retries
+//! - `mod.rs`: [`Llm`]: admission within the token budgets, failover and
+//!   retries
+//! - `cost.rs`: the most a call can cost, before it is sent
 //! - `settings.rs`: what `[ai]` says, typed
 //! - `types.rs`: messages, tools, replies, errors
 //! - `scrub.rs`: credentials out of every text that leaves
@@ -17,6 +20,7 @@
 //! - `wire.rs`: the JSON both speak
 //! - `daily.rs`: `daily_token_limit`, persisted in the state directory
 
+mod cost;
 mod daily;
 mod gateway;
 mod openai;
@@ -27,11 +31,14 @@ mod types;
 mod wire;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-pub use daily::DailyLedger;
+use cost::Bounds;
+pub use cost::TokenLimit;
+pub use daily::{DailyLedger, Hold};
 pub(crate) use scrub::TextOut;
 use scrub::scrub;
 pub use settings::{AiConfig, GatewayConfig, ModelConfig, Secret};
@@ -51,7 +58,24 @@ impl Backend {
             Backend::Direct(..) => "openai",
         }
     }
+
+    /// The answer this backend asks for when the budgets leave room:
+    /// the model's `max_completion_tokens` or `max_tokens`; for the
+    /// gateway, which has no such setting, [`GATEWAY_ANSWER`].
+    fn answer_want(&self) -> u64 {
+        match self {
+            Backend::Gateway(_) => GATEWAY_ANSWER,
+            Backend::Direct(_, m) if m.max_completion_tokens > 0 => m.max_completion_tokens.into(),
+            Backend::Direct(_, m) if m.max_tokens > 0 => m.max_tokens.into(),
+            Backend::Direct(..) => GATEWAY_ANSWER,
+        }
+    }
 }
+
+/// `max_tokens` asked of the gateway (and of a model configured with
+/// none) when the budgets leave room: the default of `[ai.models.<name>]
+/// max_tokens`.
+const GATEWAY_ANSWER: u64 = 4000;
 
 /// Why one attempt failed.
 #[derive(Debug, Clone)]
@@ -64,6 +88,10 @@ pub(crate) enum Failure {
     Transport(String),
     /// The answer could not be read.
     Malformed(String),
+    /// The endpoint answered with a redirect (status, where to, masked),
+    /// which is never followed: the conversation and the credential would
+    /// go to an address nobody configured.
+    Redirect(u16, String),
 }
 
 impl Failure {
@@ -72,6 +100,7 @@ impl Failure {
     fn transient(&self) -> bool {
         match self {
             Failure::Status(code, _) => *code == 429 || *code >= 500,
+            Failure::Redirect(..) => false,
             _ => true,
         }
     }
@@ -81,6 +110,11 @@ impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Failure::Status(code, body) => write!(f, "HTTP {code}: {body}"),
+            Failure::Redirect(code, location) => write!(
+                f,
+                "HTTP {code} redirect to {location}: redirects are not followed (set base_url \
+                 to the address that answers)"
+            ),
             Failure::Timeout(m) | Failure::Transport(m) | Failure::Malformed(m) => f.write_str(m),
         }
     }
@@ -96,7 +130,18 @@ pub struct Llm {
     backends: Vec<Backend>,
     http: reqwest::Client,
     agent_id: String,
-    daily: DailyLedger,
+    daily: Arc<DailyLedger>,
+}
+
+/// A call admitted within every token budget ([`Llm::admit`]): its
+/// request, the most it may cost, and its hold on today's limit (given
+/// back if it fails).
+#[derive(Debug)]
+pub struct Call {
+    messages: Vec<Message>,
+    tools: Vec<ToolSpec>,
+    bounds: Bounds,
+    hold: Hold,
 }
 
 impl Llm {
@@ -121,9 +166,12 @@ impl Llm {
                 }
             }
         }
+        // No redirects: a 3xx would make the client send the whole
+        // conversation, and the key or agent token, to another address.
         let http = reqwest::Client::builder()
             .user_agent(concat!("catpaw-agent/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| anyhow::anyhow!("building the HTTP client for [ai]: {e}"))?;
         Ok(Some(Llm {
@@ -131,7 +179,7 @@ impl Llm {
             backends,
             http,
             agent_id,
-            daily: DailyLedger::open(daily_path, cfg.daily_token_limit)?,
+            daily: Arc::new(DailyLedger::open(daily_path, cfg.daily_token_limit)?),
         }))
     }
 
@@ -140,13 +188,55 @@ impl Llm {
         &self.cfg
     }
 
+    /// Admits a call of `messages` and `tools` if its bound (see
+    /// `cost.rs`) fits the caller's `limits` and today's; the answer's
+    /// `max_tokens` is cut to what the tightest of them leaves. Nothing is
+    /// sent yet; a refusal names the budget, what is left and the estimate.
+    pub fn admit(
+        &self,
+        messages: Vec<Message>,
+        tools: Vec<ToolSpec>,
+        limits: &[TokenLimit],
+    ) -> Result<Call, LlmError> {
+        if self.backends.is_empty() {
+            return Err(LlmError::NotConfigured(
+                "[ai] lists no model and no gateway".into(),
+            ));
+        }
+        let prompt = cost::prompt_bound(&messages, &tools);
+        let want = self
+            .backends
+            .iter()
+            .map(Backend::answer_want)
+            .max()
+            .unwrap_or(GATEWAY_ANSWER);
+        let (hold, bounds) = self
+            .daily
+            .reserve(|daily| {
+                let mut all = limits.to_vec();
+                if let Some((name, left)) = daily {
+                    all.push(TokenLimit { name, left });
+                }
+                let b = cost::plan(prompt, want, &all)?;
+                Ok((b.total(), b))
+            })
+            .map_err(LlmError::Budget)?;
+        Ok(Call {
+            messages,
+            tools,
+            bounds,
+            hold,
+        })
+    }
+
     /// Asks the models in order until one answers. Text is streamed to
     /// `stream` as it arrives (a closed receiver only stops the stream).
+    /// The reply's usage is at most the call's bounds; today's ledger is
+    /// charged that, or nothing when no model answered.
     pub async fn complete(
         &self,
         cx: &CallContext,
-        messages: &[Message],
-        tools: &[ToolSpec],
+        call: Call,
         stream: &mpsc::Sender<Streamed>,
     ) -> (Result<Reply, LlmError>, CallReport) {
         let started = Instant::now();
@@ -157,11 +247,10 @@ impl Llm {
             attempts: 0,
             duration: Duration::ZERO,
         };
-        let mut result = self
-            .failover(cx, messages, tools, stream, &mut report)
-            .await;
+        let mut result = self.failover(cx, &call, stream, &mut report).await;
+        let Call { hold, .. } = call;
         if let Ok(reply) = &mut result {
-            self.daily.add(reply.usage.total());
+            hold.settle(reply.usage.total());
             let m = &mut reply.message;
             m.content = self.scrub(&m.content);
             for c in &mut m.tool_calls {
@@ -177,17 +266,10 @@ impl Llm {
     async fn failover(
         &self,
         cx: &CallContext,
-        messages: &[Message],
-        tools: &[ToolSpec],
+        call: &Call,
         stream: &mpsc::Sender<Streamed>,
         report: &mut CallReport,
     ) -> Result<Reply, LlmError> {
-        if self.backends.is_empty() {
-            return Err(LlmError::NotConfigured(
-                "[ai] lists no model and no gateway".into(),
-            ));
-        }
-        self.daily.check().map_err(LlmError::Budget)?;
         let mut failed: Vec<String> = Vec::new();
         let mut all_timeouts = true;
         for (i, backend) in self.backends.iter().enumerate() {
@@ -206,7 +288,7 @@ impl Llm {
                 Backend::Direct(..) => self.cfg.max_retries,
             };
             match self
-                .with_retries(cx, backend, &name, retries, messages, tools, stream, report)
+                .with_retries(cx, backend, &name, retries, call, stream, report)
                 .await
             {
                 Ok(reply) => return Ok(reply),
@@ -254,17 +336,19 @@ impl Llm {
         backend: &Backend,
         name: &str,
         retries: u32,
-        messages: &[Message],
-        tools: &[ToolSpec],
+        call: &Call,
         stream: &mpsc::Sender<Streamed>,
         report: &mut CallReport,
     ) -> Result<Reply, Failure> {
+        let (messages, tools) = (&call.messages[..], &call.tools[..]);
+        let answer = call.bounds.answer.min(backend.answer_want());
         let mut attempt = 0;
         loop {
             report.attempts += 1;
             let result = match backend {
                 Backend::Gateway(g) => {
-                    let call = gateway::chat(&self.http, g, &self.agent_id, cx, messages, tools);
+                    let call =
+                        gateway::chat(&self.http, g, &self.agent_id, cx, messages, tools, answer);
                     let r = match tokio::time::timeout(g.request_timeout, call).await {
                         Ok(r) => r.map(|(reply, model)| {
                             if let Some(m) = model {
@@ -287,7 +371,7 @@ impl Llm {
                 }
                 Backend::Direct(_, m) => {
                     let mut out = TextOut::new(stream, self.secrets());
-                    let call = openai::chat(&self.http, m, messages, tools, &mut out);
+                    let call = openai::chat(&self.http, m, messages, tools, answer, &mut out);
                     let r = match tokio::time::timeout(self.cfg.request_timeout, call).await {
                         Ok(r) => r,
                         Err(_) => Err(Failure::Timeout(format!(
@@ -300,7 +384,23 @@ impl Llm {
                 }
             };
             let f = match result {
-                Ok(reply) => return Ok(reply),
+                Ok(mut reply) => {
+                    let (usage, clamped) = cost::clamp(reply.usage, call.bounds.prompt, answer);
+                    if clamped {
+                        tracing::warn!(
+                            provider = backend.provider(),
+                            model = %name,
+                            reported_prompt = reply.usage.prompt_tokens,
+                            reported_completion = reply.usage.completion_tokens,
+                            charged = usage.total(),
+                            "model {name} reported more tokens than the call could have used \
+                             (at most {} for the prompt, {answer} for the answer); charged that most",
+                            call.bounds.prompt
+                        );
+                    }
+                    reply.usage = usage;
+                    return Ok(reply);
+                }
                 Err(f) => f,
             };
             if !f.transient() || attempt >= retries {
@@ -367,7 +467,8 @@ mod tests {
     }
 
     #[test]
-    fn only_429_and_5xx_are_transient() {
+    fn only_429_and_5xx_are_transient_never_a_redirect() {
+        assert!(!Failure::Redirect(307, String::new()).transient());
         assert!(Failure::Status(429, String::new()).transient());
         assert!(Failure::Status(503, String::new()).transient());
         assert!(!Failure::Status(401, String::new()).transient());

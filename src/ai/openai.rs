@@ -2,7 +2,7 @@
 //! (`POST {base_url}/chat/completions`), streamed: the model's text goes
 //! out as it arrives, tool-call fragments are put back together by index.
 //! A server that answers with plain JSON instead of a stream is read as
-//! such.
+//! such; one that answers with a redirect is not followed.
 
 use super::ModelConfig;
 use super::sse::Framer;
@@ -18,8 +18,16 @@ const MAX_ERROR_BODY: usize = 64 << 10;
 const MAX_BODY: usize = 10 << 20;
 
 /// The request body: `extra_body` first, the standard fields over it, so
-/// a vendor field can never replace the model, the messages or the tools.
-pub(super) fn body(m: &ModelConfig, messages: &[Message], tools: &[ToolSpec]) -> Value {
+/// a vendor field can never replace the model, the messages, the tools or
+/// the answer's cap. `answer` is that cap (what the budgets leave, at
+/// most the configured one), sent as `max_completion_tokens` when the
+/// model is configured with it, else as `max_tokens`.
+pub(super) fn body(
+    m: &ModelConfig,
+    messages: &[Message],
+    tools: &[ToolSpec],
+    answer: u64,
+) -> Value {
     let mut body = m.extra_body.clone();
     body.insert("model".into(), json!(m.model));
     body.insert("messages".into(), wire::messages(messages));
@@ -29,12 +37,9 @@ pub(super) fn body(m: &ModelConfig, messages: &[Message], tools: &[ToolSpec]) ->
     body.remove("max_tokens");
     body.remove("max_completion_tokens");
     if m.max_completion_tokens > 0 {
-        body.insert(
-            "max_completion_tokens".into(),
-            json!(m.max_completion_tokens),
-        );
-    } else if m.max_tokens > 0 {
-        body.insert("max_tokens".into(), json!(m.max_tokens));
+        body.insert("max_completion_tokens".into(), json!(answer));
+    } else {
+        body.insert("max_tokens".into(), json!(answer));
     }
     body.insert("stream".into(), json!(true));
     body.insert("stream_options".into(), json!({ "include_usage": true }));
@@ -46,18 +51,22 @@ pub(super) async fn chat(
     m: &ModelConfig,
     messages: &[Message],
     tools: &[ToolSpec],
+    answer: u64,
     out: &mut TextOut<'_>,
 ) -> Result<Reply, Failure> {
     let url = format!("{}/chat/completions", m.base_url);
     let mut req = http
         .post(&url)
         .header(reqwest::header::ACCEPT, "text/event-stream")
-        .json(&body(m, messages, tools));
+        .json(&body(m, messages, tools, answer));
     if !m.api_key.is_empty() {
         req = req.bearer_auth(m.api_key.expose());
     }
     let resp = req.send().await.map_err(transport)?;
     let status = resp.status();
+    if status.is_redirection() {
+        return Err(redirect(&resp));
+    }
     if !status.is_success() {
         let text = read_capped(resp, MAX_ERROR_BODY).await.unwrap_or_default();
         return Err(Failure::Status(status.as_u16(), error_text(&text)));
@@ -306,6 +315,45 @@ pub(super) fn error_text(body: &str) -> String {
     crate::util::truncate_utf8(&msg, 300).to_string()
 }
 
+/// Longest `Location` shown.
+const MAX_LOCATION: usize = 200;
+
+/// The failure a 3xx answer is (the client follows none): its status and
+/// where it pointed, without user info and query (either may hold a
+/// credential), cut to [`MAX_LOCATION`] bytes.
+pub(super) fn redirect(resp: &reqwest::Response) -> Failure {
+    let location = resp
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let shown = match location {
+        None => "nowhere (no Location header)".to_string(),
+        Some(loc) => match resp.url().join(&loc) {
+            Ok(url) => masked_location(&url),
+            Err(_) => format!("an unreadable Location {:?}", cut(&loc)),
+        },
+    };
+    Failure::Redirect(resp.status().as_u16(), shown)
+}
+
+/// `url` as `scheme://host[:port]/path`, `?…` standing for a query.
+fn masked_location(url: &reqwest::Url) -> String {
+    let host = url.host_str().unwrap_or("");
+    let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
+    let query = if url.query().is_some() { "?…" } else { "" };
+    let full = format!("{}://{host}{port}{}{query}", url.scheme(), url.path());
+    cut(&full)
+}
+
+fn cut(s: &str) -> String {
+    let c = crate::util::truncate_utf8(s, MAX_LOCATION);
+    if c.len() < s.len() {
+        format!("{c}…")
+    } else {
+        c.to_string()
+    }
+}
+
 pub(super) fn transport(e: reqwest::Error) -> Failure {
     if e.is_timeout() {
         return Failure::Timeout(format!("timed out: {e}"));
@@ -323,6 +371,18 @@ pub(super) fn transport(e: reqwest::Error) -> Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_location_is_shown_without_user_info_or_query_and_cut() {
+        let url = reqwest::Url::parse("https://user:pw@evil.example:8443/v1/x?key=sk-1#f").unwrap();
+        assert_eq!(masked_location(&url), "https://evil.example:8443/v1/x?…");
+        let long = reqwest::Url::parse(&format!("http://h/{}", "a".repeat(500))).unwrap();
+        let shown = masked_location(&long);
+        assert!(
+            shown.len() <= MAX_LOCATION + "…".len() && shown.ends_with('…'),
+            "{shown}"
+        );
+    }
 
     #[test]
     fn a_streamed_answer_past_the_cap_is_refused() {

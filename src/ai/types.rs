@@ -85,7 +85,8 @@ pub enum LlmError {
     /// No model is configured.
     #[error("no language model is configured: {0}")]
     NotConfigured(String),
-    /// `daily_token_limit` is used up.
+    /// A token budget (`daily_token_limit`, or one the caller gave) cannot
+    /// hold the most the call may cost; nothing was sent.
     #[error("{0}")]
     Budget(String),
     /// Every attempt ran out of time.

@@ -142,7 +142,8 @@ pub(super) fn reply(m: WireMessage, finish_reason: Option<String>, usage: Usage)
 
 /// Tokens of a call whose provider reported none (some OpenAI-compatible
 /// servers do not send usage when streaming): about four characters per
-/// token, so the budgets still hold.
+/// token, so the budgets still count it; held to the call's bounds like
+/// any reported usage (`cost.rs`).
 pub(super) fn estimate(messages: &[Message], reply: &Reply) -> Usage {
     let chars = |m: &Message| {
         m.content.len()

@@ -17,7 +17,7 @@
 
 use std::sync::OnceLock;
 
-use crate::proto::{self, AlertEvent, AlertEventsPayload, Envelope};
+use crate::proto::{self, AlertEvent, AlertEventsPayload, Envelope, json_char_len, json_str_len};
 
 /// Most events in one frame.
 pub(crate) const MAX_EVENTS: usize = 100;
@@ -154,28 +154,6 @@ pub(crate) fn batch_len(
         n += 1;
     }
     n
-}
-
-/// Bytes a character takes inside a JSON string, as serde_json writes it.
-fn json_char_len(c: char) -> usize {
-    match c {
-        '"' | '\\' | '\n' | '\r' | '\t' | '\u{08}' | '\u{0c}' => 2,
-        c if (c as u32) < 0x20 => 6,
-        c => c.len_utf8(),
-    }
-}
-
-/// Bytes of `s` inside a JSON string. serde_json escapes only ASCII
-/// (quote, backslash, controls) and writes every other byte as it is, so
-/// counting bytes is exact and needs no decoding.
-fn json_str_len(s: &str) -> usize {
-    s.bytes()
-        .map(|b| match b {
-            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
-            0..0x20 => 6,
-            _ => 1,
-        })
-        .sum()
 }
 
 /// Cuts `s` so that its JSON shrinks by at least `excess` bytes where

@@ -222,7 +222,8 @@ async fn serve_conn(
         // that sends nothing.
         let line = match tokio::time::timeout(idle, read_line(&mut reader)).await {
             Err(_) => {
-                tracing::debug!(idle = ?idle, "closing an idle ingest connection");
+                tracing::debug!(idle = %crate::util::human_duration(idle),
+                    "closing an idle ingest connection");
                 break;
             }
             Ok(Ok(Some(l))) => l,
@@ -339,7 +340,7 @@ pub(crate) async fn serve_with(
                 failures = failures.saturating_add(1);
                 let pause = accept_pause(failures);
                 if let Some(n) = failed.add(1, Instant::now()) {
-                    tracing::warn!(error = %e, failures = n, pause = ?pause,
+                    tracing::warn!(error = %e, failures = n, pause = %crate::util::human_duration(pause),
                         "ingest accept failed; backing off");
                 }
                 tokio::select! {

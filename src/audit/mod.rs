@@ -18,6 +18,17 @@
 //!   `keep`). The agent keeps the last hash in memory, so a line that
 //!   someone else removed, changed or appended is found by
 //!   `catpaw-agent audit verify` ([`verify`]) at the agent's next record.
+//! - The head (`audit.head`, see `head`) is anchored at every record: the
+//!   last `seq` and hash, the first `seq` still meant to be present (moved
+//!   only when rotation drops a file past `keep`), and the current file.
+//!   So removals the chain alone cannot show — the last lines, the first
+//!   lines, a whole rotated file, the current file — are found by
+//!   [`verify`], and by the agent itself: at start, and at each record
+//!   while it runs (the path must still name the file it writes, no
+//!   shorter), it writes an `audit_gap` record saying what is missing and
+//!   logs an error, rather than re-anchoring in silence.
+//! - Every file of the trail must be a regular file (checked on the open
+//!   descriptor): a device such as `/dev/null` would swallow records.
 //! - When the agent runs as root the files carry the append-only attribute
 //!   (`chattr +a`) where the filesystem supports it, and granted shells run
 //!   as `[sandbox] shell_user`, so a shell cannot rewrite the trail.
@@ -26,17 +37,25 @@
 //! harness): appends take an `flock` on `audit.head`, which holds the chain
 //! head the last writer left, so each record chains to the last record an
 //! agent process wrote — not to whatever the file happens to end with.
+//!
+//! Layout: `record` (one line's shape), `chain` (hashing), `file`
+//! (regular files by descriptor, locks, lines), `head` (the anchor),
+//! `scan` (reading what is on disk), `trail` (the writer), `verify` (the checker).
 
 mod chain;
 mod file;
+mod head;
 mod record;
+mod scan;
+mod trail;
+mod verify;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-pub use chain::{ChainBreak, Verified, verify};
 pub use record::{Record, Who, event, kind, now, outcome};
+pub use verify::{ChainBreak, Problem, Verified, verify};
 
 /// How the trail is kept (`[audit]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,7 +81,7 @@ impl Default for AuditOptions {
 /// Shared handle to one audit trail.
 #[derive(Clone)]
 pub struct AuditLog {
-    inner: Arc<Mutex<file::Trail>>,
+    inner: Arc<Mutex<trail::Trail>>,
     path: PathBuf,
 }
 
@@ -88,10 +107,19 @@ impl AuditLog {
         AuditLog::open_with(trail, AuditOptions::default())
     }
 
-    /// Opens the trail, picks up its chain, and closes every act a killed
-    /// agent left open with a `killed` outcome.
+    /// Opens the trail, checks it against its head (a gap is written down
+    /// as an `audit_gap` record and logged as an error; the agent goes on),
+    /// and closes every act a killed agent left open with a `killed`
+    /// outcome. A trail file that is not a regular file is an error: the
+    /// agent does not start on it.
     pub(crate) fn open_with(trail: &Path, opts: AuditOptions) -> anyhow::Result<AuditLog> {
-        let trail = file::Trail::open(trail, opts)?;
+        let (trail, gap) = trail::Trail::open(trail, opts)?;
+        if let Some(gap) = gap {
+            tracing::error!(path = %trail.path().display(), detail = %gap.detail,
+                missing = ?gap.missing,
+                "audit trail damaged: recorded an audit_gap record; `catpaw-agent audit verify` \
+                 reports it from now on");
+        }
         let log = AuditLog {
             path: trail.path().to_path_buf(),
             inner: Arc::new(Mutex::new(trail)),

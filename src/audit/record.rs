@@ -17,6 +17,8 @@ pub mod kind {
     pub(crate) const SHELL: &str = "shell";
     /// A language-model call (provider, model, tokens; never the content).
     pub(crate) const LLM: &str = "llm";
+    /// The trail itself: a gap found in it.
+    pub const AUDIT: &str = "audit";
 }
 
 /// Where in its life an act or a session is.
@@ -32,6 +34,10 @@ pub mod event {
     pub(crate) const REFUSED: &str = "refused";
     /// A session ended (`outcome`: ok, cancelled, or its error code).
     pub(crate) const ENDED: &str = "ended";
+    /// Records are missing or the trail was damaged (`detail` says how,
+    /// `missing` which `seq`s when known): written by the agent when it
+    /// finds the trail shorter than its head, at start or while it runs.
+    pub const AUDIT_GAP: &str = "audit_gap";
 }
 
 /// Outcomes of an act.
@@ -80,10 +86,10 @@ pub struct Record {
     /// Unix time in seconds with millisecond precision.
     #[serde(default)]
     pub time: f64,
-    /// [`kind`]: session, tool or shell.
+    /// [`kind`]: session, tool, shell, llm or audit.
     #[serde(default)]
     pub kind: String,
-    /// [`event`]: started, outcome, accepted, refused, ended.
+    /// [`event`]: started, outcome, accepted, refused, ended, audit_gap.
     #[serde(default)]
     pub event: String,
     /// For an outcome: the `seq` of its `started` record.
@@ -124,6 +130,18 @@ pub struct Record {
     /// the sandbox's receipt writes itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub receipt: Option<serde_json::Value>,
+    /// For a `refused` record: how many refusals of this cause (same
+    /// `name` and `detail`) within one second it stands for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
+    /// With `count` > 1: the session id of the last of them
+    /// (`session_id` is the first's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_session_id: Option<String>,
+    /// For an `audit_gap` record: the first and last `seq` known to be
+    /// missing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missing: Option<[u64; 2]>,
     /// Lowercase hex SHA-256 of the previous line of the trail.
     #[serde(default)]
     pub prev: String,
@@ -143,6 +161,14 @@ impl Record {
             args: masked_cut(args),
             ..Record::default()
         }
+    }
+
+    /// Marks a `refused` record as standing for `count` refusals, the last
+    /// of them for `last_session_id`.
+    pub(crate) fn with_count(mut self, count: u64, last_session_id: &str) -> Record {
+        self.count = Some(count);
+        self.last_session_id = (count > 1).then(|| escape_cut(last_session_id));
+        self
     }
 
     /// Sets the outcome and its detail (cut and masked).

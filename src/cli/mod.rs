@@ -2,7 +2,8 @@
 //! runners (`setup.rs`), the local session harness (`session.rs`, the
 //! `session` subcommand), the runner check (`check.rs`), the loopback demo
 //! (`demo.rs`), the agent's main loop (`serve.rs`), hot reload of the runners (`reload.rs`), new runner
-//! projects (`scaffold.rs`), log output (`logging.rs`), the one-agent-per-
+//! projects (`scaffold.rs`), log output (`logging.rs`), the man page
+//! (`manpage.rs`), the one-agent-per-
 //! state-dir lock (`statelock.rs`) and the operator commands `config check`
 //! and `status` (`ops.rs`). The core modules never
 //! import from here.
@@ -10,6 +11,7 @@
 pub mod check;
 pub mod demo;
 pub mod logging;
+pub mod manpage;
 pub mod ops;
 pub mod reload;
 pub mod scaffold;

@@ -35,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{BudgetFlag, Config, DEFAULT_MAX_RUNNER_SIZE};
 use crate::fsafe::Kind;
+use crate::ops::reloads::LastReload;
 use crate::sandbox::Sandbox;
 use crate::session::SessionTable;
 
@@ -60,6 +61,8 @@ pub struct Reloader {
     pub pool_memory: u64,
     /// Where new runners go.
     pub table: SessionTable,
+    /// Where each reload's outcome is recorded for `status`.
+    pub last: LastReload,
 }
 
 impl Reloader {
@@ -86,7 +89,7 @@ impl Reloader {
         self.table.replace_runners(runners);
         tracing::info!(
             reason = why,
-            ?plugins,
+            plugins = %plugins.join(", "),
             "runners reloaded: new sessions use them, running sessions finish on the old ones"
         );
         Ok(())
@@ -95,26 +98,7 @@ impl Reloader {
     /// The runner files the current config (or `--runner`) names, and the
     /// largest one it loads.
     fn watched(&self) -> (Vec<PathBuf>, u64) {
-        let cfg = Config::load(self.config_path.as_deref()).ok();
-        let cap = cfg
-            .as_ref()
-            .map_or(DEFAULT_MAX_RUNNER_SIZE, |c| c.sandbox.max_runner_size);
-        if let Some(p) = &self.runner_override {
-            return (vec![p.clone()], cap);
-        }
-        let Some(cfg) = cfg else {
-            return (Vec::new(), cap);
-        };
-        let mut paths: Vec<PathBuf> = [
-            cfg.sandbox.runner,
-            cfg.sandbox.diagnose_runner,
-            cfg.sandbox.chat_runner,
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
-        paths.dedup();
-        (paths, cap)
+        watched(self.config_path.as_deref(), self.runner_override.as_deref())
     }
 
     /// Looks at the watched files on a blocking thread, `before` being
@@ -145,27 +129,49 @@ impl Reloader {
     /// the outcome.
     async fn reload_logged(&self, why: String) {
         let me = self.clone();
+        let trigger = why.clone();
         let result = tokio::task::spawn_blocking(move || me.reload(&why)).await;
+        // Recorded before the log line: whoever reads the line and asks
+        // `status` sees this outcome.
         match result {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error = %format!("{e:#}"),
-                "runner reload refused; the runners in service stay"),
-            Err(e) => tracing::error!(error = %e,
-                "runner reload failed; the runners in service stay"),
+            Ok(Ok(())) => self.last.record(&trigger, Ok(())),
+            Ok(Err(e)) => {
+                let why = format!("{e:#}");
+                self.last.record(&trigger, Err(why.clone()));
+                tracing::warn!(error = %why, "runner reload refused; the runners in service stay");
+            }
+            Err(e) => {
+                self.last
+                    .record(&trigger, Err(format!("the reload task failed: {e}")));
+                tracing::error!(error = %e, "runner reload failed; the runners in service stay");
+            }
         }
     }
 
     /// Serves reloads until `shutdown`: on every SIGHUP `hup` receives
     /// (see [`hangups`]), and when `watch` is set, on every change of a
     /// runner file.
-    pub async fn serve(self, mut hup: Option<Signal>, watch: bool, shutdown: CancellationToken) {
+    /// With `watch`, the watcher starts from that [`Baseline`].
+    pub async fn serve(
+        self,
+        mut hup: Option<Signal>,
+        watch: Option<Baseline>,
+        shutdown: CancellationToken,
+    ) {
         let mut seen = Vec::new();
-        if watch {
-            match self.look(seen, &shutdown).await {
-                Some(now) => seen = now,
+        if let Some(Baseline(before)) = &watch {
+            match self.look(before.clone(), &shutdown).await {
+                Some(now) => {
+                    if now.iter().any(|f| !before.contains(f)) || now.len() != before.len() {
+                        self.reload_logged("changed since they were loaded".into())
+                            .await;
+                    }
+                    seen = now;
+                }
                 None => return,
             }
         }
+        let watch = watch.is_some();
         let mut tick = tokio::time::interval(WATCH_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -200,6 +206,42 @@ impl Reloader {
             }
         }
     }
+}
+
+/// The runner files `config_path` (or `runner_override`) names, and the
+/// largest one the config lets load.
+fn watched(config_path: Option<&Path>, runner_override: Option<&Path>) -> (Vec<PathBuf>, u64) {
+    let cfg = Config::load(config_path).ok();
+    let cap = cfg
+        .as_ref()
+        .map_or(DEFAULT_MAX_RUNNER_SIZE, |c| c.sandbox.max_runner_size);
+    if let Some(p) = runner_override {
+        return (vec![p.to_path_buf()], cap);
+    }
+    let Some(cfg) = cfg else {
+        return (Vec::new(), cap);
+    };
+    let mut paths: Vec<PathBuf> = [
+        cfg.sandbox.runner,
+        cfg.sandbox.diagnose_runner,
+        cfg.sandbox.chat_runner,
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    paths.dedup();
+    (paths, cap)
+}
+
+/// What the watched runner files were before the runners were loaded.
+/// The watcher compares its first look with this, so a file replaced
+/// between the load and the watcher's start is seen as the change it is.
+pub struct Baseline(Vec<Fingerprint>);
+
+/// Takes the [`Baseline`]: call it before the runners are loaded.
+pub fn baseline(config_path: Option<&Path>, runner_override: Option<&Path>) -> Baseline {
+    let (paths, cap) = watched(config_path, runner_override);
+    Baseline(fingerprints(&paths, &[], cap, SystemTime::now()))
 }
 
 /// Starts catching SIGHUP (whose default would end the process); call it

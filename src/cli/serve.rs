@@ -68,12 +68,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     // Before anything in the state dir is touched: one agent per dir.
     let _lock = super::statelock::acquire(&cfg.paths())?;
+    // Before the runners load: a file replaced from here on is a change.
+    let baseline = (args.watch || cfg.sandbox.watch_runners)
+        .then(|| crate::cli::reload::baseline(args.config.as_deref(), args.runner.as_deref()));
     let setup = setup::build(
         &cfg,
         args.runner.as_deref(),
         &args.flags,
         cfg.sandbox.max_concurrent_sessions as u32,
     )?;
+    setup::note_append_only(&cfg.paths().audit_trail());
     let agent = setup.agent(&cfg, AgentOptions::default())?;
     // Caught from here on: SIGHUP's default would end the agent.
     let hup = crate::cli::reload::hangups();
@@ -91,7 +95,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!("shutting down: cancelling sessions and closing the connection");
         stopper.cancel();
     });
+    let reloads = crate::ops::reloads::LastReload::default();
     let reloader = crate::cli::reload::Reloader {
+        last: reloads.clone(),
         sandbox: setup.sandbox.clone(),
         config_path: args.config.clone(),
         runner_override: args.runner.clone(),
@@ -103,8 +109,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             .max(setup.budgets.chat.max_memory),
         table: agent.sessions(),
     };
-    let watch = args.watch || cfg.sandbox.watch_runners;
-    let reloads = tokio::spawn(reloader.serve(hup, watch, shutdown.clone()));
+    let reloader = tokio::spawn(reloader.serve(hup, baseline, shutdown.clone()));
     let ingest = {
         let socket = cfg.paths().ingest_socket();
         let alerts = agent.alerts();
@@ -124,6 +129,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             agent_id: agent.agent_id().to_string(),
             server: agent.server_url(),
             max_sessions: cfg.sandbox.max_concurrent_sessions,
+            reloads: reloads.clone(),
         };
         let stop = shutdown.clone();
         tokio::spawn(async move {
@@ -141,7 +147,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     });
     agent.run(shutdown).await;
     let _ = ingest.await;
-    let _ = reloads.await;
+    let _ = reloader.await;
     let _ = status.await;
     if let Some(m) = metrics {
         let _ = m.await;

@@ -260,7 +260,7 @@ fn load_roles(
         pick(sandbox, from_diagnose_src, &diagnose_src, Role::Diagnose)?;
     let (chat, chat_file) = pick(sandbox, from_chat_src, &chat_src, Role::Chat)?;
     tracing::info!(diagnose = %diagnose.name(), chat = %chat.name(),
-        plugins = ?diagnose.plugin_names(), "runners ready");
+        plugins = %diagnose.plugin_names().join(", "), "runners ready");
     Ok(Runners {
         files: vec![diagnose_file, chat_file],
         plugins: diagnose.plugin_names(),
@@ -363,4 +363,48 @@ fn pick(
         }
         None => builtin(),
     }
+}
+
+/// Logs, once at start, which audit trail files carry the append-only
+/// attribute: even root cannot delete them (`rm -rf` of the state dir
+/// fails with "Operation not permitted") until it is lifted, and nothing
+/// else would say why.
+pub fn note_append_only(trail: &Path) {
+    let (Some(dir), Some(stem)) = (trail.parent(), trail.file_name()) else {
+        return;
+    };
+    let stem = stem.to_string_lossy().into_owned();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut marked: Vec<String> = entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&stem))
+        // The trail and its rotated files, as many as rotation keeps.
+        .take(64)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .filter(|e| std::fs::File::open(e.path()).is_ok_and(|f| append_only(&f) == Some(true)))
+        .map(|e| e.path().display().to_string())
+        .collect();
+    if marked.is_empty() {
+        return;
+    }
+    marked.sort();
+    tracing::info!(
+        files = %marked.join(", "),
+        "the audit trail is append-only: these files cannot be deleted or truncated, even by \
+         root (`rm -rf` of the state dir says \"Operation not permitted\"); lift it with \
+         `chattr -a FILE`, or set `[audit] append_only = false` so the agent stops setting it"
+    );
+}
+
+/// Whether `f` carries the append-only attribute (None: cannot tell).
+fn append_only(f: &std::fs::File) -> Option<bool> {
+    use std::os::fd::AsRawFd;
+    /// `FS_APPEND_FL` of linux/fs.h.
+    const FS_APPEND_FL: libc::c_long = 0x20;
+    let mut flags: libc::c_long = 0;
+    // SAFETY: FS_IOC_GETFLAGS writes one long into a live local.
+    let rc = unsafe { libc::ioctl(f.as_raw_fd(), libc::FS_IOC_GETFLAGS, &mut flags) };
+    (rc == 0).then_some(flags & FS_APPEND_FL != 0)
 }

@@ -8,7 +8,8 @@
 //! [`redact_url`], and the WebSocket library's own request logging is
 //! capped (`crate::cli::logging`).
 
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
 
 use super::Config;
 
@@ -65,20 +66,26 @@ impl Config {
         }
         let s = &self.server;
         let has_token = !s.agent_token.is_empty();
-        let file_mode = self
-            .source
-            .as_ref()
-            .and_then(|p| Some((p, std::fs::metadata(p).ok()?.permissions().mode() & 0o777)));
-        if let Some((path, mode)) = file_mode.filter(|(_, m)| m & 0o077 != 0)
+        // (path, mode, whether the file is the checking user's own and
+        // that user is not root) of a config file others can access.
+        let shared_file = self.source.as_ref().and_then(|p| {
+            let meta = std::fs::metadata(p).ok()?;
+            let mode = meta.permissions().mode() & 0o777;
+            // SAFETY: geteuid(2) cannot fail and touches no memory.
+            let euid = unsafe { libc::geteuid() };
+            (mode & 0o077 != 0).then_some((p.as_path(), mode, euid != 0 && meta.uid() == euid))
+        });
+        if let Some((path, mode, own)) = shared_file
             && has_token
             && !s.agent_token_from_env
         {
-            out.push(format!(
-                "{}: holds [server] agent_token and is accessible to group or others \
-                 (mode {mode:04o}); run `chmod 600 {}`, or set agent_token = \"${{NAME}}\" \
-                 and pass the token in the environment",
-                path.display(),
-                path.display()
+            out.push(secret_in_shared_file(
+                path,
+                mode,
+                "[server] agent_token",
+                "agent_token",
+                "CATPAW_TOKEN",
+                own,
             ));
         }
         if s.enabled && has_token && self.server_ws_url().is_ok_and(|u| u.starts_with("ws://")) {
@@ -92,15 +99,16 @@ impl Config {
         let ai = &self.ai;
         if ai.enabled {
             for (name, m) in &ai.models {
-                if let Some((path, mode)) = file_mode.filter(|(_, m)| m & 0o077 != 0)
+                if let Some((path, mode, own)) = shared_file
                     && !m.api_key_from_env
                 {
-                    out.push(format!(
-                        "{}: holds [ai.models.{name}] api_key and is accessible to group or \
-                         others (mode {mode:04o}); run `chmod 600 {}`, or set api_key = \
-                         \"${{NAME}}\" and pass the key in the environment",
-                        path.display(),
-                        path.display()
+                    out.push(secret_in_shared_file(
+                        path,
+                        mode,
+                        &format!("[ai.models.{name}] api_key"),
+                        "api_key",
+                        &env_name(name),
+                        own,
                     ));
                 }
                 if clear_text_remote(&m.base_url) {
@@ -128,6 +136,57 @@ impl Config {
         }
         out
     }
+}
+
+/// The environment file the shipped systemd unit loads
+/// (`EnvironmentFile=` in packaging/catpaw-agent.service): where the
+/// warnings below send a secret that should not sit in the config file.
+pub const UNIT_ENV_FILE: &str = "/etc/catpaw-agent/agent.env";
+
+/// The warning for a secret (`field`, e.g. `[server] agent_token`, written
+/// as `key = "..."`) in a config file that group or others can access.
+///
+/// The advice is the environment file, not `chmod 600`: the documented
+/// install makes the file `0640 root:catpaw` so the service user reads it
+/// through its group, and `chmod 600` would lock that user out. `chmod 600`
+/// is offered too only when `own_file` (the file belongs to the non-root
+/// user checking it, the agent's own user, which keeps access).
+fn secret_in_shared_file(
+    path: &Path,
+    mode: u32,
+    field: &str,
+    key: &str,
+    var: &str,
+    own_file: bool,
+) -> String {
+    let chmod = if own_file {
+        format!(", or run `chmod 600 {}`", path.display())
+    } else {
+        String::new()
+    };
+    format!(
+        "{}: holds {field} and is accessible to group or others (mode {mode:04o}); put \
+         {var}=... in an environment file only root can read ({UNIT_ENV_FILE}, mode 0600, \
+         which the systemd unit loads with EnvironmentFile=) and set {key} = \"${{{var}}}\"\
+         {chmod}",
+        path.display()
+    )
+}
+
+/// The variable name the warning suggests for model `name`'s API key:
+/// `CATPAW_AI_KEY_` and the name in upper case, other characters as `_`.
+fn env_name(model: &str) -> String {
+    let tail: String = model
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("CATPAW_AI_KEY_{tail}")
 }
 
 /// An `http://` URL to a host other than this one: what is sent there
@@ -169,8 +228,17 @@ mod tests {
         let w = c.warnings();
         assert_eq!(w.len(), 1, "{w:?}");
         assert!(
-            w[0].contains("mode 0644") && w[0].contains("chmod 600"),
+            w[0].contains("mode 0644")
+                && w[0].contains(UNIT_ENV_FILE)
+                && w[0].contains("agent_token = \"${CATPAW_TOKEN}\""),
             "{w:?}"
+        );
+        // SAFETY: geteuid(2) cannot fail.
+        let root = unsafe { libc::geteuid() } == 0;
+        assert_eq!(
+            w[0].contains("chmod 600"),
+            !root,
+            "chmod is advice only for a non-root user's own file: {w:?}"
         );
         assert!(
             !w[0].contains("s3cret-token"),
@@ -184,6 +252,29 @@ mod tests {
         unsafe { std::env::set_var("CATPAW_TEST_HYGIENE_TOKEN_5521", "t") };
         let from_env = "[server]\nagent_token = \"${CATPAW_TEST_HYGIENE_TOKEN_5521}\"\n";
         assert!(load(dir.path(), from_env, 0o644).warnings().is_empty());
+    }
+
+    /// `0640 root:catpaw`, as the service install makes it: `chmod 600`
+    /// would lock the agent out, so the advice is the environment file.
+    #[test]
+    fn a_shared_config_file_is_sent_to_the_env_file_and_chmod_only_for_its_owner() {
+        let path = Path::new("/etc/catpaw-agent/config.toml");
+        let key = "[server] agent_token";
+        let shared = secret_in_shared_file(path, 0o640, key, "agent_token", "CATPAW_TOKEN", false);
+        assert_eq!(
+            shared,
+            "/etc/catpaw-agent/config.toml: holds [server] agent_token and is accessible to \
+             group or others (mode 0640); put CATPAW_TOKEN=... in an environment file only \
+             root can read (/etc/catpaw-agent/agent.env, mode 0600, which the systemd unit \
+             loads with EnvironmentFile=) and set agent_token = \"${CATPAW_TOKEN}\""
+        );
+        let own = secret_in_shared_file(path, 0o644, key, "agent_token", "CATPAW_TOKEN", true);
+        assert!(
+            own.contains(UNIT_ENV_FILE)
+                && own.ends_with(", or run `chmod 600 /etc/catpaw-agent/config.toml`"),
+            "{own}"
+        );
+        assert_eq!(env_name("gpt-4o.mini"), "CATPAW_AI_KEY_GPT_4O_MINI");
     }
 
     #[test]

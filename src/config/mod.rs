@@ -54,7 +54,7 @@ pub use budgets::{BudgetFlag, RoleBudgets};
 use check::{Ctx, env_name, expand_env};
 use document::Document;
 pub(crate) use hygiene::check_agent_token;
-pub use hygiene::redact_url;
+pub use hygiene::{UNIT_ENV_FILE, redact_url};
 pub use paths::StatePaths;
 use raw::RawConfig;
 pub use show::{EXAMPLE, REDACTED};

@@ -127,7 +127,8 @@ impl Agent {
             }
             t.set_link(LinkState::Waiting);
             t.reconnect(reconnect_cause(&outcome));
-            tracing::info!(?outcome, wait = ?d, "reconnecting after a wait");
+            tracing::info!(outcome = %outcome, wait = %crate::util::human_duration(d),
+                "reconnecting after a wait");
             let floor = backoff.floor(&outcome);
             if !wait(d, backoff.jitter_fraction(), floor, &shutdown).await {
                 break;
@@ -147,6 +148,8 @@ impl Agent {
                 "sessions still running after the shutdown grace period; stopping without them"
             );
         }
+        // The last partial second of refused starts.
+        self.ctx.table.flush_refusals();
         t.set_link(LinkState::Stopped);
         tracing::info!("agent stopped");
     }

@@ -24,6 +24,23 @@ pub(crate) enum AttemptOutcome {
     Shutdown,
 }
 
+/// How an attempt ended, as a log line says it.
+impl std::fmt::Display for AttemptOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AttemptOutcome::DialFailed => f.write_str("dial failed"),
+            AttemptOutcome::Unauthorized => f.write_str("the server refused the token (401)"),
+            AttemptOutcome::DroppedAfterRegister => {
+                f.write_str("the connection dropped after register")
+            }
+            AttemptOutcome::ServerDisconnect { retry_after_sec } => {
+                write!(f, "server asked to reconnect in {retry_after_sec} s")
+            }
+            AttemptOutcome::Shutdown => f.write_str("shutting down"),
+        }
+    }
+}
+
 /// The waits of the policy; tests pass a shorter one.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BackoffPolicy {
@@ -159,6 +176,13 @@ pub async fn wait(d: Duration, frac: f64, floor: Duration, shutdown: &Cancellati
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn outcomes_read_as_words_in_the_log() {
+        let d = AttemptOutcome::ServerDisconnect { retry_after_sec: 2 };
+        assert_eq!(d.to_string(), "server asked to reconnect in 2 s");
+        assert_eq!(AttemptOutcome::DialFailed.to_string(), "dial failed");
+    }
 
     fn secs(v: &[u64]) -> Vec<Option<Duration>> {
         v.iter().map(|s| Some(Duration::from_secs(*s))).collect()

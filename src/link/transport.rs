@@ -31,13 +31,15 @@ use tokio::time::Instant;
 /// Unsent bytes the kernel may hold for the connection (`TCP_NOTSENT_LOWAT`).
 pub(crate) const UNSENT_LOWAT: u32 = 64 * 1024;
 
-/// When a write through a [`Metered`] stream last moved bytes. Clones share
-/// the clock.
+/// When a write through a [`Metered`] stream last moved bytes, and how
+/// many it has moved in all. Clones share the clock.
 #[derive(Debug, Clone)]
 pub(crate) struct WriteClock {
     origin: Instant,
     /// Nanoseconds from `origin` to the last progress.
     last: Arc<AtomicU64>,
+    /// Bytes the socket has taken since the dial.
+    written: Arc<AtomicU64>,
 }
 
 impl Default for WriteClock {
@@ -52,7 +54,19 @@ impl WriteClock {
         WriteClock {
             origin: Instant::now(),
             last: Arc::new(AtomicU64::new(0)),
+            written: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// Records that the socket took `n` more bytes.
+    fn wrote(&self, n: usize) {
+        self.written.fetch_add(n as u64, Ordering::Relaxed);
+        self.touch();
+    }
+
+    /// Bytes the socket has taken since the dial.
+    pub fn written(&self) -> u64 {
+        self.written.load(Ordering::Relaxed)
     }
 
     /// Records progress now.
@@ -82,8 +96,10 @@ impl<S> Metered<S> {
     }
 
     fn moved(&self, r: &Poll<io::Result<usize>>) {
-        if matches!(r, Poll::Ready(Ok(n)) if *n > 0) {
-            self.clock.touch();
+        if let Poll::Ready(Ok(n)) = r
+            && *n > 0
+        {
+            self.clock.wrote(*n);
         }
     }
 }
@@ -157,6 +173,75 @@ pub(crate) async fn unless_stalled<F: Future>(
                 }
             }
         }
+    }
+}
+
+/// The kernel's send queue of the connection's TCP socket: what the peer
+/// has not acknowledged yet. With the [`WriteClock`]'s byte count it tells
+/// how far into the byte stream the peer has acknowledged, which is what
+/// lets the connection keep at most one alert batch in flight (see
+/// `conn`'s module doc).
+///
+/// It holds the socket's descriptor number, not the socket: it lives
+/// beside the stream that owns the socket (in the connection's write half)
+/// and is dropped with it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SendQueue {
+    #[cfg(target_os = "linux")]
+    fd: std::os::fd::RawFd,
+}
+
+impl SendQueue {
+    /// The send queue of `tcp`.
+    pub fn of(tcp: &TcpStream) -> Self {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            SendQueue {
+                fd: tcp.as_raw_fd(),
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = tcp;
+            SendQueue {}
+        }
+    }
+
+    /// Bytes written to the socket that the peer has not acknowledged
+    /// (sent or not yet sent); `None` when the kernel cannot say.
+    pub fn unacked(&self) -> Option<u64> {
+        #[cfg(target_os = "linux")]
+        {
+            let mut n: libc::c_int = 0;
+            // SAFETY: TIOCOUTQ (SIOCOUTQ for a TCP socket) writes one c_int
+            // through the pointer, which points at a live c_int; on a
+            // descriptor that is not a socket it fails and writes nothing.
+            let rc = unsafe { libc::ioctl(self.fd, libc::TIOCOUTQ, &mut n as *mut libc::c_int) };
+            (rc == 0).then(|| u64::try_from(n).unwrap_or(0))
+        }
+        #[cfg(not(target_os = "linux"))]
+        None
+    }
+}
+
+/// How often [`acked_through`] looks at the send queue. The kernel
+/// signals no event when the peer acknowledges data, so it is polled, and
+/// only while an alert batch waits for the one before it.
+const ACK_POLL: Duration = Duration::from_millis(10);
+
+/// Returns once the peer has acknowledged the first `mark` bytes written
+/// through the stream `clock` meters (`queue` is that stream's socket), or
+/// at once when the kernel cannot say how much is unacknowledged.
+pub(crate) async fn acked_through(clock: &WriteClock, queue: SendQueue, mark: u64) {
+    loop {
+        let Some(unacked) = queue.unacked() else {
+            return;
+        };
+        if clock.written().saturating_sub(unacked) >= mark {
+            return;
+        }
+        tokio::time::sleep(ACK_POLL).await;
     }
 }
 
@@ -277,6 +362,49 @@ mod tests {
             waited >= Duration::from_millis(200) && waited < Duration::from_millis(600),
             "{waited:?}"
         );
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn acked_through_waits_until_the_peer_has_the_bytes() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let tcp = TcpStream::connect(addr).await.expect("connect");
+        let (mut peer, _) = listener.accept().await.expect("accept");
+        let queue = SendQueue::of(&tcp);
+        assert_eq!(queue.unacked(), Some(0));
+        let clock = WriteClock::new();
+        let mut w = Metered::new(tcp, clock.clone());
+        // More than the kernel buffers of both ends take while the peer
+        // reads nothing: the writer blocks with bytes unacknowledged.
+        let writer = tokio::spawn(async move {
+            let data = vec![1u8; 32 << 20];
+            let _ = w.write_all(&data).await;
+            w
+        });
+        while clock.written() == 0 {
+            tokio::task::yield_now().await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mark = clock.written();
+        assert!(queue.unacked().expect("SIOCOUTQ") > 0);
+        let waiting = tokio::time::timeout(
+            Duration::from_millis(300),
+            acked_through(&clock, queue, mark),
+        )
+        .await;
+        assert!(waiting.is_err(), "returned while the peer read nothing");
+        let mut sink = vec![0u8; 1 << 20];
+        let read_all =
+            tokio::spawn(async move { while peer.read(&mut sink).await.is_ok_and(|n| n > 0) {} });
+        tokio::time::timeout(Duration::from_secs(20), acked_through(&clock, queue, mark))
+            .await
+            .expect("returns once the peer reads");
+        let w = writer.await.expect("writer");
+        drop(w);
+        read_all.await.expect("reader");
     }
 
     #[tokio::test]

@@ -2,28 +2,58 @@
 //! answers with the text exposition of [`crate::telemetry`]'s counters.
 //!
 //! A deliberately small HTTP/1.1 server: one request per connection
-//! (`Connection: close`), request head capped at 8 KiB and 5 s, at most
-//! 16 clients at once. Anything but `GET /metrics` gets 404 (other paths)
-//! or 405 (other methods).
+//! (`Connection: close`), request head capped at 8 KiB. Anything but
+//! `GET /metrics` gets 404 (other paths) or 405 (other methods).
+//!
+//! # Slow clients do not keep scrapes out
+//!
+//! A client that sends its head a byte at a time (slowloris) must not hold
+//! what an honest scrape needs. A per-read deadline does not stop it (each
+//! byte comes in time), nor does a per-address cap (the clients may share
+//! one address). So:
+//!
+//! - the whole head has [`HEAD_DEADLINE`] (2 s), not each read;
+//! - heads are read without a serving slot: the accept loop accepts
+//!   continuously and hands each connection to a head reader; at most
+//!   [`MAX_HEAD_READERS`] read at once, and a new connection past that
+//!   ends the **oldest** reader still waiting for its head;
+//! - only a complete head takes one of [`MAX_RESPONDERS`] slots, held for
+//!   the answer alone (written within [`ANSWER_DEADLINE`]).
+//!
+//! Why that keeps honest scrapes served: an honest scrape sends its head at
+//! once, so it reads for about a round trip. It loses its reader only if
+//! [`MAX_HEAD_READERS`] connections arrive after it within that round trip,
+//! and never has to wait for a reader to free up: slow clients are the
+//! oldest readers, so they are the ones dropped, and each is dropped by its
+//! deadline anyway. A slot is held only by a client that sent a whole
+//! head, for an answer of a few KiB that the socket buffer takes at once.
+//! Connections held open are bounded: readers plus slots.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::telemetry::Telemetry;
 
 /// Largest request head read.
 const MAX_HEAD: usize = 8 * 1024;
-/// Time a client has to send its request and read the answer.
-const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Clients served at once.
-const MAX_CLIENTS: usize = 16;
+/// Time a client has to send its whole request head (and, when every slot
+/// is busy, to get one).
+const HEAD_DEADLINE: Duration = Duration::from_secs(2);
+/// Time the answer has to be written.
+const ANSWER_DEADLINE: Duration = Duration::from_secs(2);
+/// Connections whose head is read at once; past it the oldest is dropped.
+const MAX_HEAD_READERS: usize = 128;
+/// Answers written at once.
+const MAX_RESPONDERS: usize = 16;
 /// The exposition's content type (OpenMetrics text, which prometheus-client
 /// writes).
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -35,17 +65,65 @@ pub async fn bind(listen: SocketAddr) -> anyhow::Result<TcpListener> {
         .with_context(|| format!("config `[metrics] listen`: cannot listen on {listen}"))
 }
 
+/// The connections still reading their head, oldest first (ids grow).
+#[derive(Default)]
+struct Readers {
+    next: u64,
+    waiting: BTreeMap<u64, CancellationToken>,
+}
+
+/// A connection's place among the head readers; leaving it (drop) frees
+/// the place.
+struct ReaderPlace {
+    readers: Arc<Mutex<Readers>>,
+    id: u64,
+    /// Cancelled when a newer connection needs the place.
+    evicted: CancellationToken,
+}
+
+impl ReaderPlace {
+    /// A place for a new connection, ending the oldest reader when all
+    /// [`MAX_HEAD_READERS`] are taken.
+    fn enter(readers: &Arc<Mutex<Readers>>) -> ReaderPlace {
+        let mut r = readers.lock().unwrap_or_else(|p| p.into_inner());
+        while r.waiting.len() >= MAX_HEAD_READERS {
+            if let Some((_, oldest)) = r.waiting.pop_first() {
+                oldest.cancel();
+            }
+        }
+        let id = r.next;
+        r.next += 1;
+        let evicted = CancellationToken::new();
+        r.waiting.insert(id, evicted.clone());
+        ReaderPlace {
+            readers: readers.clone(),
+            id,
+            evicted,
+        }
+    }
+}
+
+impl Drop for ReaderPlace {
+    fn drop(&mut self) {
+        let mut r = self.readers.lock().unwrap_or_else(|p| p.into_inner());
+        r.waiting.remove(&self.id);
+    }
+}
+
 /// Serves `/metrics` on `listener` until `shutdown`.
 pub async fn serve(listener: TcpListener, telemetry: Telemetry, shutdown: CancellationToken) {
-    let slots = Arc::new(Semaphore::new(MAX_CLIENTS));
+    let readers = Arc::new(Mutex::new(Readers::default()));
+    let slots = Arc::new(Semaphore::new(MAX_RESPONDERS));
+    let mut clients = JoinSet::new();
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "metrics endpoint listening on /metrics");
     }
     loop {
-        let (stream, _) = tokio::select! {
+        let stream = tokio::select! {
             _ = shutdown.cancelled() => break,
+            Some(_) = clients.join_next() => continue,
             r = listener.accept() => match r {
-                Ok(c) => c,
+                Ok((stream, _)) => stream,
                 Err(e) => {
                     tracing::debug!(error = %e, "metrics accept failed");
                     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -53,57 +131,87 @@ pub async fn serve(listener: TcpListener, telemetry: Telemetry, shutdown: Cancel
                 }
             },
         };
-        // Over the limit: close at once rather than queue.
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            continue;
-        };
-        let t = telemetry.clone();
-        tokio::spawn(async move {
-            let _ = tokio::time::timeout(CLIENT_TIMEOUT, answer(stream, &t)).await;
-            drop(slot);
-        });
+        let place = ReaderPlace::enter(&readers);
+        clients.spawn(client(stream, place, slots.clone(), telemetry.clone()));
     }
+    clients.shutdown().await;
 }
 
-/// Reads one request head and writes the answer.
-async fn answer(mut stream: TcpStream, telemetry: &Telemetry) -> std::io::Result<()> {
+/// One connection: its head within [`HEAD_DEADLINE`] (unless a newer
+/// connection takes its place first), then a slot, then the answer.
+async fn client(
+    mut stream: TcpStream,
+    place: ReaderPlace,
+    slots: Arc<Semaphore>,
+    telemetry: Telemetry,
+) {
+    let evicted = place.evicted.clone();
+    let ready = async {
+        let head = read_head(&mut stream).await?;
+        let slot = slots.clone().acquire_owned().await.ok()?;
+        Some((head, slot))
+    };
+    let (head, _slot) = tokio::select! {
+        _ = evicted.cancelled() => return,
+        r = tokio::time::timeout(HEAD_DEADLINE, ready) => match r {
+            Ok(Some(ready)) => ready,
+            _ => return,
+        },
+    };
+    drop(place);
+    let _ = tokio::time::timeout(ANSWER_DEADLINE, answer(&mut stream, head, &telemetry)).await;
+}
+
+/// A request head as far as it was read.
+enum Head {
+    /// The whole head (up to the blank line).
+    Complete(Vec<u8>),
+    /// Over [`MAX_HEAD`].
+    TooLarge,
+}
+
+/// Reads up to the end of the head; `None` when the client goes away.
+async fn read_head(stream: &mut TcpStream) -> Option<Head> {
     let mut head = Vec::with_capacity(512);
     let mut buf = [0u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = stream.read(&mut buf).await?;
+        let n = stream.read(&mut buf).await.ok()?;
         if n == 0 {
-            return Ok(());
+            return None;
         }
         head.extend_from_slice(&buf[..n]);
         if head.len() > MAX_HEAD {
+            return Some(Head::TooLarge);
+        }
+    }
+    Some(Head::Complete(head))
+}
+
+/// Writes the answer to `head`.
+async fn answer(stream: &mut TcpStream, head: Head, telemetry: &Telemetry) -> std::io::Result<()> {
+    let head = match head {
+        Head::Complete(head) => head,
+        Head::TooLarge => {
             return respond(
-                &mut stream,
+                stream,
                 "431 Request Header Fields Too Large",
                 "text/plain",
                 "request head too large\n",
             )
             .await;
         }
-    }
+    };
     let line = head.split(|b| *b == b'\n').next().unwrap_or_default();
     let line = String::from_utf8_lossy(line);
     let mut parts = line.split_whitespace();
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let path = target.split('?').next().unwrap_or("");
     match (method, path) {
-        ("GET", "/metrics") => {
-            respond(&mut stream, "200 OK", CONTENT_TYPE, &telemetry.encode()).await
-        }
+        ("GET", "/metrics") => respond(stream, "200 OK", CONTENT_TYPE, &telemetry.encode()).await,
         (_, "/metrics") => {
-            respond(
-                &mut stream,
-                "405 Method Not Allowed",
-                "text/plain",
-                "only GET\n",
-            )
-            .await
+            respond(stream, "405 Method Not Allowed", "text/plain", "only GET\n").await
         }
-        _ => respond(&mut stream, "404 Not Found", "text/plain", "try /metrics\n").await,
+        _ => respond(stream, "404 Not Found", "text/plain", "try /metrics\n").await,
     }
 }
 

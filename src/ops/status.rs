@@ -14,6 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 
+use super::reloads::{LastReload, ReloadRecord};
 use crate::alerts::ringbuf::AlertBuffer;
 pub use crate::session::RunnerFile;
 use crate::session::{ActiveSession, SessionTable};
@@ -116,6 +117,10 @@ pub struct Status {
     /// The runner components serving new sessions, one per role (the AI
     /// runner first when it is in front of the others).
     pub runners: Vec<RunnerFile>,
+    /// The last runner reload since start (None: none yet). A refused one
+    /// left `runners` as they were.
+    #[serde(default)]
+    pub last_reload: Option<ReloadRecord>,
 }
 
 /// What the status socket reads from.
@@ -133,6 +138,8 @@ pub struct StatusSource {
     pub server: String,
     /// `[sandbox] max_concurrent_sessions`.
     pub max_sessions: usize,
+    /// The runner reloads' outcomes.
+    pub reloads: LastReload,
 }
 
 fn unix(t: SystemTime) -> u64 {
@@ -187,6 +194,7 @@ impl StatusSource {
             },
             // What serves new sessions now: follows every reload.
             runners: self.table.runners().files,
+            last_reload: self.reloads.get(),
         }
     }
 }
@@ -397,6 +405,25 @@ pub fn render(s: &Status) -> String {
             "runner:      {} {} sha256:{}",
             r.role, r.source, r.sha256
         );
+    }
+    match &s.last_reload {
+        None => {
+            let _ = writeln!(w, "reload:      none since start");
+        }
+        Some(r) => {
+            let _ = writeln!(
+                w,
+                "reload:      {} ago ({}): {}{}",
+                ago(now.saturating_sub(r.at_unix)),
+                r.trigger,
+                r.result,
+                if r.ok {
+                    ""
+                } else {
+                    "; the runners above stay in service"
+                }
+            );
+        }
     }
     o
 }

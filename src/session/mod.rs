@@ -12,6 +12,8 @@
 //! - `table.rs`: running sessions, chat queues, cancel; asks admission and
 //!   starts what it admits
 //! - `limiter.rs`: the concurrency limiter (RAII permits)
+//! - `refusals.rs`: refused starts and inputs, one audit record per second
+//!   per cause with a count
 //!
 //! Nothing here knows wasmtime or sockets: sessions talk to
 //! [`crate::runner`] traits and emit [`SessionEvent`]s into a channel that
@@ -20,6 +22,7 @@
 pub(crate) mod admission;
 mod figures;
 pub mod limiter;
+mod refusals;
 mod run;
 pub mod signing;
 mod sink;

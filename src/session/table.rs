@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::admission::{self, Admitted};
+use super::refusals::Refusals;
 use super::{ChannelSink, LiveFigures, Runners, SessionEnd, SessionEvent, SessionFigures, drive};
 use crate::audit::{AuditLog, Record, Who, event, kind};
 use crate::proto::{self, AckError, SessionStartPayload, SessionType};
@@ -68,8 +69,10 @@ pub struct SessionTable {
     runners: Arc<RwLock<Runners>>,
     allow_remote_shell: bool,
     tasks: TaskTracker,
-    /// Session lifecycle records (accepted, refused, ended).
+    /// Session lifecycle records (accepted, ended).
     audit: Option<AuditLog>,
+    /// Refusals, counted into the audit per second and cause.
+    refusals: Option<Refusals>,
     /// Signature checks of PROTOCOL §9, with this agent's id.
     signing: Arc<(Verifier, String)>,
     /// The agent's counters.
@@ -152,6 +155,7 @@ impl SessionTable {
             allow_remote_shell,
             tasks: TaskTracker::new(),
             audit: None,
+            refusals: None,
             signing: Arc::new((Verifier::new(Default::default()), String::new())),
             telemetry: None,
         }
@@ -182,8 +186,17 @@ impl SessionTable {
 
     /// Writes session lifecycle records to `audit`.
     pub(crate) fn with_audit(mut self, audit: Option<AuditLog>) -> Self {
+        self.refusals = audit.clone().map(Refusals::new);
         self.audit = audit;
         self
+    }
+
+    /// Writes the refusals counted so far, the current second's included
+    /// (at shutdown).
+    pub(crate) fn flush_refusals(&self) {
+        if let Some(r) = &self.refusals {
+            r.flush();
+        }
     }
 
     /// Checks signatures with `verifier` for the agent `agent_id`.
@@ -210,12 +223,11 @@ impl SessionTable {
     }
 
     /// Audits a refused `session_start` (`what` empty) or `session_input`:
-    /// who `payload` names, and why.
+    /// who `payload` names, and why; counted into one record per second
+    /// and cause (`refusals.rs`).
     fn note_refusal(&self, payload: Option<&Value>, what: &str, why: &str) {
-        if let Some(log) = &self.audit {
-            let rec = Record::new(&who_of(payload), kind::SESSION, event::REFUSED, what, "")
-                .with_outcome("refused", why);
-            log.note(rec);
+        if let Some(r) = &self.refusals {
+            r.note(what, why, who_of(payload));
         }
     }
 

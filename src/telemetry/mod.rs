@@ -228,6 +228,43 @@ impl Telemetry {
             "1 while registered with the server",
             connected.clone(),
         );
+        // Every family is in the exposition from the start: a family with
+        // no series yet is left out entirely (not even HELP/TYPE), so a
+        // dashboard or alert rule could not tell "none so far" from "not
+        // exported". The closed label sets start at 0.
+        for t in SESSION_TYPES {
+            let r#type = t.to_string();
+            let _ = sessions_started.get_or_create(&TypeLabel {
+                r#type: r#type.clone(),
+            });
+            let _ = session_duration.get_or_create(&TypeLabel {
+                r#type: r#type.clone(),
+            });
+            for outcome in ["ok", "cancelled"] {
+                let _ = sessions_ended.get_or_create(&EndLabels {
+                    r#type: r#type.clone(),
+                    outcome: outcome.into(),
+                });
+            }
+        }
+        for kind in BUDGET_KINDS {
+            let _ = budget_breaches.get_or_create(&KindLabel { kind: kind.into() });
+        }
+        for decision in ["granted", "denied"] {
+            let _ = shell_requests.get_or_create(&DecisionLabel {
+                decision: decision.into(),
+            });
+        }
+        for decision in ["run", "denied"] {
+            let _ = shell_commands.get_or_create(&DecisionLabel {
+                decision: decision.into(),
+            });
+        }
+        for cause in RECONNECT_CAUSES {
+            let _ = reconnects.get_or_create(&CauseLabel {
+                cause: cause.into(),
+            });
+        }
         Telemetry(Arc::new(Inner {
             registry,
             sessions_started,
@@ -427,6 +464,9 @@ impl Telemetry {
         out
     }
 }
+
+/// The `type` label's values ([`SessionType::metric_label`](crate::proto::SessionType::metric_label)).
+pub const SESSION_TYPES: [&str; 4] = ["inspect", "diagnose", "chat", "other"];
 
 /// Causes [`Telemetry::reconnect`] is called with.
 pub const RECONNECT_CAUSES: [&str; 4] = [

@@ -191,6 +191,13 @@ pub(crate) fn unavailable(reason: impl Into<String>) -> Value {
     json!({ "available": false, "reason": reason.into() })
 }
 
+/// The answer of a tool with nothing allow-listed to look at: unavailable,
+/// with `configure` naming the config key (e.g. `[tools.targets] http`) so
+/// a report can say the check was not made and what would let it be.
+pub(crate) fn not_configured(reason: impl Into<String>, key: &str) -> Value {
+    json!({ "available": false, "reason": reason.into(), "configure": key })
+}
+
 pub(crate) fn failed_units(_args: &Args) -> Result<Value, String> {
     let unavailable = |reason: &str| Ok(json!({ "available": false, "reason": reason }));
     if let Some(why) = systemd_missing("systemctl") {

@@ -28,6 +28,8 @@ pub enum Reply {
     },
     /// Any status with a JSON or text body.
     Status(u16, String),
+    /// A `307 Temporary Redirect` to this `Location`.
+    Redirect(String),
     /// A `text/event-stream` whose body is exactly this.
     RawSse(String),
     /// Headers and one text event, then nothing (the connection stays
@@ -203,6 +205,14 @@ async fn serve(mut sock: TcpStream, st: Arc<Mutex<State>>) -> std::io::Result<()
     let gateway = req.path.ends_with("/agent/llm/chat");
     match reply {
         Reply::Status(code, body) => respond(&mut sock, code, "application/json", &body).await,
+        Reply::Redirect(location) => {
+            let head = format!(
+                "HTTP/1.1 307 Temporary Redirect\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+            sock.write_all(head.as_bytes()).await?;
+            sock.flush().await?;
+            sock.shutdown().await
+        }
         Reply::Stream { text, calls, usage } if gateway => {
             let tool_calls: Vec<Value> = calls
                 .iter()
@@ -220,7 +230,7 @@ async fn serve(mut sock: TcpStream, st: Arc<Mutex<State>>) -> std::io::Result<()
                     "model": "gw-model",
                     "message": message,
                     "finish_reason": if calls.is_empty() { "stop" } else { "tool_calls" },
-                    "usage": {"prompt_tokens": usage.0, "completion_tokens": usage.1, "total_tokens": usage.0 + usage.1},
+                    "usage": {"prompt_tokens": usage.0, "completion_tokens": usage.1, "total_tokens": usage.0.saturating_add(usage.1)},
                     "provider_latency_ms": 5,
                     "attempts": 1,
                 }
@@ -246,7 +256,7 @@ async fn serve(mut sock: TcpStream, st: Arc<Mutex<State>>) -> std::io::Result<()
                 "tool_calls"
             };
             let end = json!({"choices": [{"index": 0, "delta": {}, "finish_reason": finish}]});
-            let u = json!({"choices": [], "usage": {"prompt_tokens": usage.0, "completion_tokens": usage.1, "total_tokens": usage.0 + usage.1}});
+            let u = json!({"choices": [], "usage": {"prompt_tokens": usage.0, "completion_tokens": usage.1, "total_tokens": usage.0.saturating_add(usage.1)}});
             body.push_str(&format!("data: {end}\n\ndata: {u}\n\ndata: [DONE]\n\n"));
             respond(&mut sock, 200, "text/event-stream", &body).await
         }

@@ -15,10 +15,13 @@
 //!   config, log and signals ([`process::AgentProcess`]);
 //! - [`slow_link`]: a throttling proxy between the agent and the server;
 //! - [`llm`]: a scripted OpenAI-compatible server and catpaw-server LLM
-//!   gateway on loopback (real HTTP, real SSE framing).
+//!   gateway on loopback (real HTTP, real SSE framing);
+//! - [`ai`]: the agent with `[ai]` against it, and what tests read back
+//!   (deltas, `llm` audit records, the daily ledger).
 #![allow(dead_code)]
 
 pub mod agent;
+pub mod ai;
 pub mod guests;
 pub mod llm;
 pub mod process;

@@ -5,6 +5,10 @@
 //! - `llm`: makes `target` language-model calls offering every tool (cost
 //!   per `llm.complete`); `llm-bare`: the same without tools
 //! - `emit-big`: emits one delta of `target` bytes
+//! - `report-big`: returns a report of `target` bytes (two-byte chars, so
+//!   a cut must find a char boundary)
+//! - `meta-big`: emits one short delta whose metadata is a JSON object of
+//!   about `target` bytes
 wit_bindgen::generate!({ path: "../../wit", world: "diagnose-runner" });
 
 use catpaw::runner::host;
@@ -38,6 +42,12 @@ impl Guest for Runner {
             // One delta of `n` bytes.
             "emit-big" => {
                 host::emit(&"x".repeat(n as usize), host::Stage::Answer, None);
+                Ok(String::new())
+            }
+            "report-big" => Ok("é".repeat(n as usize / 2)),
+            "meta-big" => {
+                let meta = format!("{{\"blob\":\"{}\"}}", "m".repeat(n as usize));
+                host::emit("with metadata", host::Stage::Answer, Some(&meta));
                 Ok(String::new())
             }
             "compute" => Ok(catpaw_guest_common::bench_kernel(n).to_string()),

@@ -7,14 +7,18 @@ mod plugins;
 mod summary;
 
 pub use judge::{THRESHOLDS, judge, thresholds_for};
-pub use plugins::{PLUGINS, Plugin, plugin, plugin_names};
+pub use plugins::{ALIASES, PLUGINS, Plugin, plugin, plugin_names};
 pub use summary::summarize;
 
 use serde_json::Value;
 
-/// How bad a finding is.
+/// How bad a finding is. `NotChecked` sorts lowest but is no verdict:
+/// nothing was looked at (the tool has no target allow-listed, or cannot
+/// work on this host), so it never counts as OK.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {
+    /// Not looked at: no verdict either way.
+    NotChecked,
     /// Informational: a number worth showing.
     Ok,
     /// Needs a look.
@@ -27,6 +31,7 @@ impl Severity {
     /// Label used in reports.
     pub fn label(self) -> &'static str {
         match self {
+            Severity::NotChecked => "NOT CHECKED",
             Severity::Ok => "OK",
             Severity::Warning => "WARNING",
             Severity::Critical => "CRITICAL",
@@ -43,6 +48,9 @@ pub struct Finding {
     pub area: String,
     /// One line with the numbers behind it.
     pub text: String,
+    /// For a finding not checked because nothing is allow-listed: the
+    /// config key that would let it be checked, e.g. `[tools.targets] http`.
+    pub configure: Option<String>,
 }
 
 impl Finding {
@@ -52,8 +60,61 @@ impl Finding {
             severity,
             area: area.to_string(),
             text: text.into(),
+            configure: None,
         }
     }
+
+    /// A finding that could not be checked, and why; `configure` is the
+    /// config key to allow-list something under, when that is the reason.
+    pub fn not_checked(area: &str, reason: &str, configure: Option<&str>) -> Self {
+        Finding {
+            configure: configure.map(str::to_string),
+            ..Finding::new(Severity::NotChecked, area, format!("not checked: {reason}"))
+        }
+    }
+}
+
+/// The overall line of a report over `findings`: the worst checked
+/// finding, how many were not checked, and, when nothing at all was
+/// checked, what to allow-list so that it can be.
+pub fn overall(findings: &[Finding]) -> String {
+    let count = |s: Severity| findings.iter().filter(|f| f.severity == s).count();
+    let unchecked = count(Severity::NotChecked);
+    let worst = findings
+        .iter()
+        .map(|f| f.severity)
+        .filter(|s| *s != Severity::NotChecked)
+        .max();
+    let Some(worst) = worst else {
+        let mut keys: Vec<&str> = findings
+            .iter()
+            .filter_map(|f| f.configure.as_deref())
+            .collect();
+        keys.dedup();
+        let what = if findings.is_empty() {
+            "no findings".to_string()
+        } else if keys.is_empty() {
+            format!("{unchecked} not checked: none of these can be checked on this host")
+        } else {
+            let keys: Vec<String> = keys.iter().map(|k| format!("`{k}`")).collect();
+            format!(
+                "{unchecked} not checked: nothing is allow-listed; list targets in {} to check them",
+                keys.join(", ")
+            )
+        };
+        return format!("**Overall: NOT CHECKED** ({what})");
+    };
+    let label = if unchecked > 0 {
+        format!("{} ({unchecked} not checked)", worst.label())
+    } else {
+        worst.label().to_string()
+    };
+    format!(
+        "**Overall: {label}** ({} critical, {} warning, {} ok, {unchecked} not checked)",
+        count(Severity::Critical),
+        count(Severity::Warning),
+        count(Severity::Ok),
+    )
 }
 
 /// Human-readable bytes: `512 B`, `3.4 KiB`, `1.2 GiB`.
@@ -259,6 +320,12 @@ mod tests {
             assert!(plugin(name).is_some(), "{name}");
         }
         assert!(tools_for_plugin("toaster").is_none());
+        // catpaw's alias of `system`.
+        assert_eq!(plugin("local"), plugin("system"));
+        assert!(
+            plugin("sysdiag").is_none(),
+            "catpaw's tool set, not a plugin"
+        );
         assert!(
             plugin("exec").is_none(),
             "exec runs commands: not read-only"
@@ -284,6 +351,33 @@ mod tests {
         assert_eq!(names("high load average"), ["cpu", "top_processes"]);
         assert!(names("TCP connection storm").contains(&"tcp_summary"));
         assert!(names("something else").is_empty());
+    }
+
+    #[test]
+    fn the_overall_line_never_calls_unchecked_ok() {
+        let ok = Finding::new(Severity::Ok, "cpu", "fine");
+        let warn = Finding::new(Severity::Warning, "disk", "full");
+        let http = Finding::not_checked("http_check", "no targets", Some("[tools.targets] http"));
+        let numa = Finding::not_checked("numa", "no NUMA", None);
+        assert_eq!(
+            overall(std::slice::from_ref(&http)),
+            "**Overall: NOT CHECKED** (1 not checked: nothing is allow-listed; list targets in \
+             `[tools.targets] http` to check them)"
+        );
+        assert!(
+            overall(std::slice::from_ref(&numa))
+                .starts_with("**Overall: NOT CHECKED** (1 not checked: none")
+        );
+        assert_eq!(
+            overall(&[ok.clone(), ok.clone(), http.clone(), numa]),
+            "**Overall: OK (2 not checked)** (0 critical, 0 warning, 2 ok, 2 not checked)"
+        );
+        assert_eq!(
+            overall(&[ok.clone(), warn]),
+            "**Overall: WARNING** (0 critical, 1 warning, 1 ok, 0 not checked)"
+        );
+        assert!(overall(&[]).starts_with("**Overall: NOT CHECKED**"));
+        assert!(Severity::NotChecked < Severity::Ok);
     }
 
     #[test]

@@ -232,8 +232,18 @@ pub const PLUGINS: &[Plugin] = &[
     ),
 ];
 
-/// The plugin named `name`.
+/// Other names catpaw's `inspect` accepts for a plugin: `(alias, plugin)`.
+/// catpaw inspects `local` as `system` (agent/inspect.go). (catpaw's
+/// `sysdiag` is no plugin but its set of diagnostic tools; there is no
+/// alias for it.)
+pub const ALIASES: &[(&str, &str)] = &[("local", "system")];
+
+/// The plugin named `name`, or that an alias in [`ALIASES`] stands for.
 pub fn plugin(name: &str) -> Option<&'static Plugin> {
+    let name = ALIASES
+        .iter()
+        .find(|(alias, _)| *alias == name)
+        .map_or(name, |(_, real)| *real);
     PLUGINS.iter().find(|p| p.name == name)
 }
 

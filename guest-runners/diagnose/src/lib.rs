@@ -10,8 +10,8 @@ wit_bindgen::generate!({ path: "../../wit", world: "diagnose-runner" });
 
 use catpaw::runner::host::{self, Stage};
 use catpaw_guest_common::{
-    Finding, PLUGINS, Severity, judge, parse_tool_output, plugin_names, summarize, thresholds_for,
-    tools_for_alert, tools_for_plugin,
+    ALIASES, Finding, PLUGINS, Severity, judge, overall, parse_tool_output, plugin_names,
+    summarize, thresholds_for, tools_for_alert, tools_for_plugin,
 };
 use exports::catpaw::runner::describe::{Guest as Describe, PluginInfo, RunnerInfo};
 use exports::catpaw::runner::diagnose::{Guest, Request};
@@ -37,13 +37,13 @@ fn gather(tool: &str, args: &str) -> Vec<Finding> {
                 Stage::ToolResult,
                 Some(&meta),
             );
-            let sev = if tool == "kernel_log" {
-                Severity::Ok
-            } else {
-                Severity::Warning
-            };
+            // The kernel log often needs privileges the agent lacks: not
+            // being able to read it says nothing about the host.
+            if tool == "kernel_log" {
+                return vec![Finding::not_checked(tool, &e, None)];
+            }
             return vec![Finding::new(
-                sev,
+                Severity::Warning,
                 tool,
                 format!("could not read {tool}: {e}"),
             )];
@@ -52,13 +52,38 @@ fn gather(tool: &str, args: &str) -> Vec<Finding> {
     match parse_tool_output(tool, &raw) {
         Ok(v) => {
             host::emit(&summarize(tool, &v), Stage::ToolResult, Some(&meta));
-            judge(tool, &v)
+            match follow_ups(tool, &v) {
+                // A listing is not a check: read what it lists instead.
+                Some(calls) => calls.iter().flat_map(|args| gather(tool, args)).collect(),
+                None => judge(tool, &v),
+            }
         }
         Err(e) => {
             host::emit(&e, Stage::ToolResult, Some(&meta));
             vec![Finding::new(Severity::Warning, tool, e)]
         }
     }
+}
+
+/// Log files a `log_tail` listing leads to, at most this many per report.
+const MAX_LOG_FILES: usize = 5;
+
+/// The calls that check what a listing result lists: `log_tail` without a
+/// path names the allow-listed files; each is then read. None for any
+/// other result.
+fn follow_ups(tool: &str, v: &serde_json::Value) -> Option<Vec<String>> {
+    let files = v.get("allowed_files")?.as_array()?;
+    if tool != "log_tail" {
+        return None;
+    }
+    Some(
+        files
+            .iter()
+            .filter_map(|f| f.get("path").and_then(|p| p.as_str()))
+            .take(MAX_LOG_FILES)
+            .map(|p| serde_json::json!({ "path": p }).to_string())
+            .collect(),
+    )
 }
 
 /// The alert text of a diagnose session, if any.
@@ -86,19 +111,8 @@ fn render(req: &Request, alert: Option<&str>, findings: &[Finding]) -> String {
         }
         out.push('\n');
     }
-    let worst = findings
-        .iter()
-        .map(|f| f.severity)
-        .max()
-        .unwrap_or(Severity::Ok);
-    let count = |s: Severity| findings.iter().filter(|f| f.severity == s).count();
-    out.push_str(&format!(
-        "**Overall: {}** ({} critical, {} warning, {} ok)\n\n## Findings\n\n",
-        worst.label(),
-        count(Severity::Critical),
-        count(Severity::Warning),
-        count(Severity::Ok)
-    ));
+    out.push_str(&overall(findings));
+    out.push_str("\n\n## Findings\n\n");
     let mut sorted: Vec<&Finding> = findings.iter().collect();
     sorted.sort_by_key(|f| std::cmp::Reverse(f.severity));
     for f in &sorted {
@@ -143,10 +157,12 @@ fn render(req: &Request, alert: Option<&str>, findings: &[Finding]) -> String {
 impl Guest for Runner {
     fn run(req: Request) -> Result<String, String> {
         let Some(mut tools) = tools_for_plugin(&req.plugin) else {
+            let aliases: Vec<String> = ALIASES.iter().map(|(a, p)| format!("{a} = {p}")).collect();
             return Err(format!(
-                "unknown plugin \"{}\" (known: {})",
+                "unknown plugin \"{}\" (known: {}; aliases: {})",
                 req.plugin,
-                plugin_names().join(", ")
+                plugin_names().join(", "),
+                aliases.join(", ")
             ));
         };
         let alert = if req.mode == "alert" {

@@ -29,12 +29,13 @@ pub(crate) const MERGE_CAP: usize = 16 * 1024;
 /// waits behind at most one write).
 pub(crate) const MAX_EVENTS: usize = 256;
 
-/// At most this many bytes of delta text go into one write. A plain delta
+/// At most this many bytes of delta text go into one write. A delta
 /// larger than what is left is split, its rest sent by the next writes
-/// (a server appends deltas, so the text is the same): one huge `emit` on
-/// a slow link cannot hold an inbound `session_cancel` or an ack back for
-/// longer than this much takes to cross. A report or an error is never
-/// split.
+/// (a server appends deltas, so the text is the same; the head goes as a
+/// plain delta, the rest keeps the event's `done`, report and metadata):
+/// one huge `emit` on a slow link cannot hold an inbound
+/// `session_cancel` or an ack back for longer than this much takes to
+/// cross. A report or an error is never split (§11 cuts them).
 pub(crate) const MAX_WRITE_BYTES: usize = 64 * 1024;
 
 /// Takes one write's worth of events, oldest first: from `pending` (the
@@ -52,18 +53,25 @@ pub(crate) fn take(
         };
         let room = MAX_WRITE_BYTES - bytes;
         match ev {
-            SessionEvent::Output(mut p) if mergeable(&p) && p.delta.len() > room => {
+            // The head goes now as a plain delta; the rest, with the
+            // event's `done`, report or metadata, waits for the next write.
+            SessionEvent::Output(mut p) if p.delta.len() > room => {
                 let at = p.delta.floor_char_boundary(room);
                 if at == 0 {
                     pending.push_front(SessionEvent::Output(p));
                     break;
                 }
                 let rest = p.delta.split_off(at);
-                pending.push_front(SessionEvent::Output(SessionOutputPayload {
-                    delta: rest,
-                    ..p.clone()
-                }));
-                out.push(SessionEvent::Output(p));
+                let head = SessionOutputPayload {
+                    session_id: p.session_id.clone(),
+                    delta: std::mem::replace(&mut p.delta, rest),
+                    stage: p.stage.clone(),
+                    done: false,
+                    report: None,
+                    metadata: None,
+                };
+                pending.push_front(SessionEvent::Output(p));
+                out.push(SessionEvent::Output(head));
                 break;
             }
             ev => {
@@ -302,6 +310,38 @@ mod tests {
             "the same text, in order, cut on char boundaries"
         );
         assert!(matches!(last, SessionEvent::Output(p) if p.done));
+    }
+
+    #[tokio::test]
+    async fn a_huge_delta_with_metadata_is_split_and_the_last_piece_keeps_it() {
+        let (tx, mut rx) = mpsc::channel(8);
+        let big = "z".repeat(3 * MAX_WRITE_BYTES);
+        let mut ev = with_metadata("a", &big);
+        if let SessionEvent::Output(p) = &mut ev {
+            p.done = true;
+            p.report = Some("r".into());
+        }
+        tx.send(ev).await.unwrap();
+        let mut pending = VecDeque::new();
+        let mut pieces = Vec::new();
+        loop {
+            let w = take(&mut pending, &mut rx);
+            if w.is_empty() {
+                break;
+            }
+            assert!(texts(&w).len() <= MAX_WRITE_BYTES);
+            pieces.extend(w);
+        }
+        assert_eq!(texts(&pieces), big);
+        let (last, heads) = pieces.split_last().unwrap();
+        assert!(
+            heads
+                .iter()
+                .all(|e| matches!(e, SessionEvent::Output(p) if mergeable(p)))
+        );
+        assert!(
+            matches!(last, SessionEvent::Output(p) if p.done && p.metadata.is_some() && p.report.is_some())
+        );
     }
 
     #[tokio::test]

@@ -28,7 +28,10 @@ pub(super) fn handle_text(
     match env.msg_type.as_str() {
         proto::MSG_PING => Inbound::Continue,
         proto::MSG_ACK => {
-            tracing::debug!(ref_id = ?env.ref_id, "ack from the server");
+            tracing::debug!(
+                ref_id = env.ref_id.as_deref().unwrap_or("none"),
+                "ack from the server"
+            );
             Inbound::Continue
         }
         proto::MSG_DISCONNECT => {

@@ -9,10 +9,32 @@
 //! the heartbeat and alert timers, then session output and alert batches,
 //! which take turns while both wait: a steady stream of deltas never stops
 //! heartbeats or alerts, and a backlog of alerts holds a session's deltas
-//! back by one alert frame at a time. An alert frame is capped at 256 KiB
-//! ([`crate::alerts::frame`]) and the kernel's unsent queue at
-//! [`transport::UNSENT_LOWAT`], so a session message waits behind about one
-//! frame's worth of alerts, even on a slow link.
+//! back by one alert batch at a time.
+//!
+//! # At most one alert batch in flight
+//!
+//! Writing in turns is not enough on a slow link: a write is done when the
+//! kernel has the bytes, not when they have crossed, so a backlog of
+//! alerts written back to back piles up in socket buffers along the way,
+//! and an ack written after it waits for all of it (18 s behind 200 alerts
+//! of 60 KiB on a 100 KiB/s link). `TCP_NOTSENT_LOWAT`
+//! ([`transport::UNSENT_LOWAT`]) bounds only what the kernel has not sent
+//! yet; bytes sent but not acknowledged, queued in the path, it does not.
+//! So an alert batch (at most `serve::ALERT_BATCH_BYTES` of events; an
+//! event larger than that goes alone, in a frame of at most 256 KiB,
+//! [`crate::alerts::frame`]) is written only once the server's TCP has
+//! acknowledged every byte up to the end of the batch before it. The
+//! connection knows where that batch ended (the bytes the socket had
+//! taken, counted by [`transport::WriteClock`]) and how much the server
+//! has not acknowledged (the socket's `TIOCOUTQ`), and polls the latter
+//! every 10 ms while a batch waits ([`transport::acked_through`]). All
+//! that time the loop reads inbound frames and writes session frames at
+//! once, so a `session_start`'s ack and a session's output wait behind at
+//! most the one alert batch in flight (`tests/bounds.rs`: the ack comes
+//! within 1 s on that link). Capping `SO_SNDBUF` instead would bound the
+//! bytes in the kernel, not those in the path, and would cost every frame.
+//! What a peer acknowledges and then holds (a proxy that reads ahead) is
+//! out of the agent's sight.
 //!
 //! While the connection serves, every write goes through one path,
 //! `Out::write_frames`: its deadline runs from the last byte that moved
@@ -37,15 +59,16 @@ use tokio_util::sync::CancellationToken;
 use crate::alerts::ringbuf::AlertBuffer;
 use crate::config::redact_url;
 use crate::link::reconnect::AttemptOutcome;
-use crate::link::transport::{self, Metered, WriteClock};
+use crate::link::transport::{self, Metered, SendQueue, WriteClock};
 use crate::proto::{
     self, AckPayload, AlertEvent, AlertEventsPayload, DisconnectPayload, Envelope,
     HeartbeatPayload, RegisterPayload, SessionCancelPayload, SessionInputPayload,
 };
 use crate::session::{InputOutcome, SessionEvent, SessionTable};
 
-/// Largest inbound message accepted.
-pub const MAX_INBOUND: usize = 1 << 20;
+/// Largest inbound message accepted: the same 1 MiB the agent holds its
+/// own frames to (PROTOCOL §1, §11).
+pub const MAX_INBOUND: usize = proto::MAX_FRAME_BYTES;
 
 /// The protocol's timers. Defaults are PROTOCOL.md's; tests shorten them.
 #[derive(Debug, Clone)]
@@ -140,13 +163,15 @@ pub(crate) async fn run_once(ctx: &ConnContext, shutdown: &CancellationToken) ->
                 return AttemptOutcome::DialFailed;
             }
             Ok(Err(outcome)) => return outcome,
-            Ok(Ok(ws)) => ws,
+            Ok(Ok(dialed)) => dialed,
         },
     };
+    let (ws, queue) = ws;
     let (sink, mut stream) = ws.split();
     let mut out = Out {
         sink,
         clock,
+        queue,
         idle: ctx.timings.write_timeout,
     };
 
@@ -222,7 +247,8 @@ async fn first_message(
         };
         match next {
             Err(_) => {
-                tracing::warn!(timeout = ?ctx.timings.ack_timeout, "no register ack from the server");
+                tracing::warn!(timeout = %crate::util::human_duration(ctx.timings.ack_timeout),
+                    "no register ack from the server");
                 return Err(AttemptOutcome::DialFailed);
             }
             Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
@@ -232,7 +258,8 @@ async fn first_message(
     }
 }
 
-async fn dial(ctx: &ConnContext, clock: &WriteClock) -> Result<Ws, AttemptOutcome> {
+/// Dials, upgrades, and returns the WebSocket with its socket's send queue.
+async fn dial(ctx: &ConnContext, clock: &WriteClock) -> Result<(Ws, SendQueue), AttemptOutcome> {
     let mut req = match ctx.url.as_str().into_client_request() {
         Ok(r) => r,
         Err(e) => {
@@ -256,15 +283,18 @@ async fn dial(ctx: &ConnContext, clock: &WriteClock) -> Result<Ws, AttemptOutcom
         .max_message_size(Some(MAX_INBOUND))
         .max_frame_size(Some(MAX_INBOUND));
     let connector = ctx.tls.clone().map(Connector::Rustls);
-    let tcp = match transport::connect(req.uri()).await {
-        Ok(tcp) => Metered::new(tcp, clock.clone()),
+    let (tcp, queue) = match transport::connect(req.uri()).await {
+        Ok(tcp) => {
+            let queue = SendQueue::of(&tcp);
+            (Metered::new(tcp, clock.clone()), queue)
+        }
         Err(e) => {
             tracing::warn!(url = %shown_url(ctx), error = %e, "connecting to the server failed");
             return Err(AttemptOutcome::DialFailed);
         }
     };
     match tokio_tungstenite::client_async_tls_with_config(req, tcp, Some(config), connector).await {
-        Ok((ws, _)) => Ok(ws),
+        Ok((ws, _)) => Ok((ws, queue)),
         Err(WsError::Http(resp)) if resp.status() == http::StatusCode::UNAUTHORIZED => {
             tracing::error!(url = %shown_url(ctx), "server rejected the agent token (HTTP 401); check [server] agent_token");
             Err(AttemptOutcome::Unauthorized)
@@ -300,6 +330,7 @@ fn register_payload(info: &RegisterInfo, table: &SessionTable) -> RegisterPayloa
 }
 
 mod batch;
+mod frames;
 mod inbound;
 mod serve;
 

@@ -13,9 +13,9 @@ use std::collections::VecDeque;
 
 use futures_util::future::poll_fn;
 
-use super::batch;
 use super::inbound::{Inbound, handle_text};
 use super::*;
+use super::{batch, frames};
 
 pub(super) type Sink = futures_util::stream::SplitSink<Ws, Message>;
 pub(super) type Stream = futures_util::stream::SplitStream<Ws>;
@@ -24,6 +24,9 @@ pub(super) type Stream = futures_util::stream::SplitStream<Ws>;
 pub(super) struct Out {
     pub(super) sink: Sink,
     pub(super) clock: WriteClock,
+    /// The socket's send queue: how much of what was written the server
+    /// has not acknowledged.
+    pub(super) queue: SendQueue,
     /// No progress for this long = connection lost.
     pub(super) idle: Duration,
 }
@@ -61,12 +64,14 @@ impl Out {
         what: &str,
         shutdown: &CancellationToken,
     ) -> Result<(), WriteError> {
-        let Out { sink, clock, idle } = self;
+        let Out {
+            sink, clock, idle, ..
+        } = self;
         let sending = transport::unless_stalled(clock, *idle, async {
             while !frames.is_empty() {
                 poll_fn(|cx| sink.poll_ready_unpin(cx)).await?;
-                if let Some(f) = frames.pop_front() {
-                    sink.start_send_unpin(Message::text(f))?;
+                if let Some(m) = frames.pop_front().and_then(|f| frames::message(f, what)) {
+                    sink.start_send_unpin(m)?;
                 }
             }
             sink.flush().await
@@ -105,32 +110,6 @@ impl Out {
     }
 }
 
-/// The frame text of a session event, and the output bytes it carries
-/// (none for an error), counted once it is written.
-fn event_frame(ev: &SessionEvent) -> (String, Option<u64>) {
-    match ev {
-        SessionEvent::Output(p) => (
-            Envelope::encode(proto::MSG_SESSION_OUTPUT, p),
-            Some(crate::session::output_bytes(p)),
-        ),
-        SessionEvent::Error(p) => (Envelope::encode(proto::MSG_SESSION_ERROR, p), None),
-    }
-}
-
-/// The frames of a batch of session events (merged, then encoded) and
-/// the output bytes each `session_output` among them carries.
-fn event_frames(events: Vec<SessionEvent>) -> (VecDeque<String>, Vec<u64>) {
-    let merged = batch::merge(events);
-    let mut frames = VecDeque::with_capacity(merged.len());
-    let mut outputs = Vec::with_capacity(merged.len());
-    for ev in &merged {
-        let (frame, output) = event_frame(ev);
-        frames.push_back(frame);
-        outputs.extend(output);
-    }
-    (frames, outputs)
-}
-
 /// What one turn of the serve loop decided.
 enum Step {
     /// Nothing to write.
@@ -165,6 +144,10 @@ pub(super) async fn serve(
     let read_deadline = tokio::time::sleep(t.read_timeout);
     tokio::pin!(read_deadline);
     let mut alerts_due = false;
+    // Where the last alert batch written ends in the byte stream: the next
+    // batch waits until the server has acknowledged it (module doc).
+    let mut alerts_end: u64 = 0;
+    let (clock, queue) = (out.clock.clone(), out.queue);
     // Whether the last write was an alert batch: while session output and
     // alerts both wait, they take turns.
     let mut alerts_last = false;
@@ -181,7 +164,10 @@ pub(super) async fn serve(
                     None => Step::End(dropped("server closed the stream")),
                     Some(Err(e)) => Step::End(dropped(&format!("read failed: {e}"))),
                     Some(Ok(Message::Close(frame))) => {
-                        tracing::info!(?frame, "server closed the connection");
+                        tracing::info!(close = %frame.as_ref().map_or_else(
+                            || "no close frame".to_string(),
+                            |f| format!("code {}: {}", u16::from(f.code), f.reason),
+                        ), "server closed the connection");
                         Step::End(AttemptOutcome::DroppedAfterRegister)
                     }
                     Some(Ok(Message::Text(text))) => match handle_text(ctx, text.as_str(), &out_tx) {
@@ -211,7 +197,9 @@ pub(super) async fn serve(
                 alerts_due = true;
                 Step::Idle
             }
-            _ = std::future::ready(()), if alerts_due && !alerts_last => alert_step(ctx, &mut alerts_due),
+            _ = transport::acked_through(&clock, queue, alerts_end), if alerts_due && !alerts_last => {
+                alert_step(ctx, &mut alerts_due)
+            }
             // The rest of a split delta goes before anything newer.
             _ = std::future::ready(()), if !pending.is_empty() => {
                 Step::Events(batch::take(&mut pending, &mut out_rx))
@@ -222,7 +210,9 @@ pub(super) async fn serve(
             }
             _ = &mut read_deadline => Step::End(dropped("no frame from the server within the read timeout")),
             // One batch per turn of the loop when nothing else waits.
-            _ = std::future::ready(()), if alerts_due => alert_step(ctx, &mut alerts_due),
+            _ = transport::acked_through(&clock, queue, alerts_end), if alerts_due => {
+                alert_step(ctx, &mut alerts_due)
+            }
         };
         // Only the two that take turns change whose turn it is (a timer
         // firing in between must not hand it back to the alerts).
@@ -244,7 +234,7 @@ pub(super) async fn serve(
                 ..Write::one(&env)
             },
             Step::End(AttemptOutcome::Shutdown) => {
-                let unsent = pending.iter().map(|ev| event_frame(ev).0).collect();
+                let unsent = frames::unsent_frames(&pending);
                 return graceful_close(ctx, out, stream, &mut out_rx, unsent).await;
             }
             Step::End(outcome) => {
@@ -261,6 +251,7 @@ pub(super) async fn serve(
             Ok(()) => {
                 if let Some(batch) = &w.alerts {
                     ctx.telemetry.alerts_sent(batch.len() as u64);
+                    alerts_end = out.clock.written();
                 }
                 for bytes in w.outputs {
                     ctx.telemetry.output_sent(bytes);
@@ -279,7 +270,7 @@ pub(super) async fn serve(
                 return match e {
                     WriteError::Shutdown => {
                         let mut unsent = w.frames;
-                        unsent.extend(pending.iter().map(|ev| event_frame(ev).0));
+                        unsent.extend(frames::unsent_frames(&pending));
                         graceful_close(ctx, out, stream, &mut out_rx, unsent).await
                     }
                     WriteError::Lost => {
@@ -309,10 +300,18 @@ fn log_dropped_output(out_rx: &mut mpsc::Receiver<SessionEvent>, unsent: usize) 
     }
 }
 
+/// Most bytes of events in one alert batch the serve loop writes (an event
+/// larger than this goes alone, in a frame of at most
+/// [`crate::alerts::frame::MAX_FRAME_BYTES`]): what a session's ack or
+/// output may wait behind.
+pub(super) const ALERT_BATCH_BYTES: usize = 64 * 1024;
+
 /// The next alert batch to write, or `Idle` (and no longer due) when the
 /// buffer is empty.
 fn alert_step(ctx: &ConnContext, alerts_due: &mut bool) -> Step {
-    let batch = ctx.alerts.drain_frame();
+    let batch = ctx
+        .alerts
+        .drain_batch(crate::alerts::frame::MAX_EVENTS, ALERT_BATCH_BYTES);
     if batch.is_empty() {
         *alerts_due = false;
         return Step::Idle;
@@ -352,7 +351,7 @@ impl Write {
     }
 
     fn events(events: Vec<SessionEvent>) -> Write {
-        let (frames, outputs) = event_frames(events);
+        let (frames, outputs) = frames::event_frames(events);
         Write {
             frames,
             what: proto::MSG_SESSION_OUTPUT.to_string(),
@@ -380,8 +379,11 @@ async fn graceful_close(
     ctx.table.cancel_all();
     let deadline = tokio::time::Instant::now() + ctx.timings.shutdown_grace;
     let drained = tokio::time::timeout_at(deadline, async {
-        for frame in unsent {
-            if out.sink.send(Message::text(frame)).await.is_err() {
+        for m in unsent
+            .into_iter()
+            .filter_map(|f| frames::message(f, proto::MSG_SESSION_OUTPUT))
+        {
+            if out.sink.send(m).await.is_err() {
                 return;
             }
         }
@@ -398,12 +400,16 @@ async fn graceful_close(
                     _ => continue,
                 }
             };
-            let (frame, output) = event_frame(&ev);
-            if out.sink.send(Message::text(frame)).await.is_err() {
-                return;
-            }
-            if let Some(bytes) = output {
-                ctx.telemetry.output_sent(bytes);
+            for f in frames::session_frames(ev) {
+                let Some(m) = frames::message(f.text, proto::MSG_SESSION_OUTPUT) else {
+                    continue;
+                };
+                if out.sink.send(m).await.is_err() {
+                    return;
+                }
+                if let Some(bytes) = f.output {
+                    ctx.telemetry.output_sent(bytes);
+                }
             }
         }
     })

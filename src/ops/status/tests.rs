@@ -21,6 +21,7 @@ fn source() -> StatusSource {
         agent_id: "id-1".into(),
         server: "ws://127.0.0.1:1/api/v1/agent/ws".into(),
         max_sessions: 2,
+        reloads: LastReload::default(),
     }
 }
 

@@ -2,7 +2,10 @@
 //!
 //! The key, the provider, retries and failover stay in [`crate::ai`]; this
 //! file adds what the sandbox owns: the session's and the run's token and
-//! call budgets (breaking one ends the session with `resource_exhausted`),
+//! call budgets (a call that could cost more tokens than either has left
+//! is refused before anything is sent, with an error the guest can act
+//! on; one call past `max_llm_calls`, or with no token left, ends the
+//! session with `resource_exhausted`),
 //! the audit record of every call that reaches a provider (provider, model,
 //! tokens, duration, outcome; never the content; with `[ai]` off a call is
 //! refused before any of that), masking of tool results before they
@@ -15,7 +18,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use super::HostContext;
-use crate::ai::{self, CallContext, LlmError, Streamed};
+use crate::ai::{self, CallContext, LlmError, Streamed, TokenLimit};
 use crate::audit::{kind, outcome};
 use crate::proto::META_LLM_STREAM;
 use crate::runner::{Budget, Output};
@@ -106,8 +109,29 @@ fn charge_call(ctx: &mut HostContext) -> Result<(), BudgetExceeded> {
     Ok(())
 }
 
-/// Adds a call's tokens; the call that takes the session or the run past
-/// its budget ends the session (its reply is not handed over).
+/// What the session's and the run's token budgets leave for the next call.
+fn token_limits(ctx: &HostContext) -> [TokenLimit; 2] {
+    let b = &ctx.llm;
+    [
+        TokenLimit {
+            name: format!(
+                "the {}'s llm_turn_tokens budget of {}",
+                unit(ctx),
+                b.run_limit
+            ),
+            left: b.run_limit.saturating_sub(ctx.run.llm_tokens),
+        },
+        TokenLimit {
+            name: format!("the session's llm_tokens budget of {}", b.session_limit),
+            left: b.session_limit.saturating_sub(b.session_used),
+        },
+    ]
+}
+
+/// Adds a call's tokens. A call is admitted only within what both budgets
+/// leave and its usage is clamped to that, so this cannot go past them;
+/// should it, the session ends (fail closed) and the reply is not handed
+/// over.
 fn charge_tokens(ctx: &mut HostContext, tokens: u64) -> Result<(), BudgetExceeded> {
     ctx.llm.session_used = ctx.llm.session_used.saturating_add(tokens);
     ctx.run.llm_tokens = ctx.run.llm_tokens.saturating_add(tokens);
@@ -215,7 +239,7 @@ fn error(e: LlmError) -> wit::LlmError {
 fn error_kind(e: &LlmError) -> &'static str {
     match e {
         LlmError::NotConfigured(_) => "not_configured",
-        LlmError::Budget(_) => "daily_token_limit",
+        LlmError::Budget(_) => "token_budget",
         LlmError::Timeout(_) => "timeout",
         LlmError::Refused(_) => "provider_refused",
         LlmError::AllFailed(_) => "all_providers_failed",
@@ -264,6 +288,21 @@ pub(crate) async fn complete(
         messages.len(),
         tools.len()
     );
+    let call = match llm.admit(messages, tools, &token_limits(ctx)) {
+        Ok(c) => c,
+        Err(e) => {
+            ctx.note(
+                kind::LLM,
+                "complete",
+                &args,
+                outcome::REFUSED,
+                &e.to_string(),
+            );
+            tracing::warn!(session_id = %ctx.info.session_id, error = %e, "llm call refused");
+            ctx.run.llm_failure = Some(e.to_string());
+            return Ok(Err(error(e)));
+        }
+    };
     let act = match ctx.begin(kind::LLM, "complete", &args, false) {
         Ok(a) => a,
         Err(e) => return Ok(Err(wit::LlmError::ProviderRefused(e))),
@@ -278,7 +317,7 @@ pub(crate) async fn complete(
     };
     let (tx, rx) = mpsc::channel::<Streamed>(64);
     let call = async move {
-        let r = llm.complete(&cx, &messages, &tools, &tx).await;
+        let r = llm.complete(&cx, call, &tx).await;
         drop(tx);
         r
     };

@@ -69,7 +69,8 @@ pub(crate) async fn call(ctx: &HostContext, name: String, args: String) -> Resul
         }
         None => {
             let limit = ctx.services.tool_timeout.unwrap_or_default();
-            tracing::warn!(session_id = %ctx.info.session_id, tool = %name, ?limit,
+            tracing::warn!(session_id = %ctx.info.session_id, tool = %name,
+                limit = %crate::util::human_duration(limit),
                 "stopped waiting for a tool; its audit outcome follows when it ends");
             Err(format!(
                 "tool {name} did not finish within {limit:?} ([ai] tool_timeout)"

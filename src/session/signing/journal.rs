@@ -28,7 +28,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use super::replay::ReplayId;
@@ -171,18 +171,9 @@ fn read_entries(path: &Path) -> Result<Vec<(ReplayId, i64)>, NotLoaded> {
     let meta = file
         .metadata()
         .map_err(|e| NotLoaded::Bad(format!("cannot stat it: {e}")))?;
-    let kind = meta.file_type();
-    if !kind.is_file() {
-        let what = if kind.is_dir() {
-            "a directory"
-        } else if kind.is_fifo() {
-            "a FIFO"
-        } else if kind.is_char_device() || kind.is_block_device() {
-            "a device"
-        } else {
-            "not a regular file"
-        };
-        return Err(NotLoaded::Bad(format!("it is {what}")));
+    let kind = crate::fsafe::Kind::of(&meta);
+    if kind != crate::fsafe::Kind::Regular {
+        return Err(NotLoaded::Bad(format!("it is {}", kind.describe())));
     }
     if meta.len() > MAX_FILE {
         return Err(NotLoaded::Bad(format!(

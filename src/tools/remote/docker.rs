@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::net::{Deadline, read_capped};
 use crate::tools::args::Args;
-use crate::tools::logs::unavailable;
+use crate::tools::logs::{not_configured, unavailable};
 
 /// Largest API response read.
 const MAX_RESPONSE: usize = 4 * 1024 * 1024;
@@ -115,8 +115,9 @@ pub(crate) fn run(args: &Args) -> Result<Value, String> {
     let container = args.string("container", 128)?;
     let all = args.flag("all", true)?;
     let Some(socket) = args.config().targets.docker_socket.clone() else {
-        return Ok(unavailable(
+        return Ok(not_configured(
             "no Docker socket is allow-listed: the operator sets [tools.targets] docker_socket (e.g. \"/var/run/docker.sock\")",
+            "[tools.targets] docker_socket",
         ));
     };
     if !socket.exists() {

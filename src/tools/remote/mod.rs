@@ -109,9 +109,10 @@ fn each_target_within(
 
 /// The answer of a network tool with no configured targets.
 fn none_configured(key: &str) -> serde_json::Value {
-    super::logs::unavailable(format!(
-        "no targets are allow-listed: the operator lists them in [tools.targets] {key}"
-    ))
+    super::logs::not_configured(
+        format!("no targets are allow-listed: the operator lists them in [tools.targets] {key}"),
+        &format!("[tools.targets] {key}"),
+    )
 }
 
 /// Milliseconds with one decimal.

@@ -3,7 +3,7 @@
 use serde_json::{Value, json};
 
 use crate::tools::args::Args;
-use crate::tools::logs::unavailable;
+use crate::tools::logs::not_configured;
 use crate::tools::targets::{expand, locate_allowed};
 use crate::tools::x509;
 
@@ -50,8 +50,9 @@ pub(crate) fn run(args: &Args) -> Result<Value, String> {
             vec![p]
         }
         None if allowed.is_empty() => {
-            return Ok(unavailable(
+            return Ok(not_configured(
                 "no certificate files are allow-listed: the operator lists them in [tools] cert_files",
+                "[tools] cert_files",
             ));
         }
         None => expand(allowed, MAX_FILES),

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 use crate::fsafe::Kind;
 use crate::tools::args::Args;
-use crate::tools::logs::unavailable;
+use crate::tools::logs::not_configured;
 use crate::tools::targets::{expand, locate_allowed};
 
 /// Largest file hashed.
@@ -96,8 +96,9 @@ pub(crate) fn run(args: &Args) -> Result<Value, String> {
             vec![p]
         }
         None if allowed.is_empty() => {
-            return Ok(unavailable(
+            return Ok(not_configured(
                 "no files are allow-listed: the operator lists them in [tools] files",
+                "[tools] files",
             ));
         }
         None => expand(allowed, MAX_FILES),

@@ -6,7 +6,7 @@ use std::io::{Read, Seek, SeekFrom};
 use serde_json::{Value, json};
 
 use crate::tools::args::Args;
-use crate::tools::logs::{clip_line, unavailable};
+use crate::tools::logs::{clip_line, not_configured};
 use crate::tools::targets::{expand, locate_allowed};
 
 /// Bytes read from the end of the file.
@@ -45,8 +45,9 @@ pub(crate) fn run(args: &Args) -> Result<Value, String> {
         .to_lowercase();
     let Some(path) = args.string("path", 4096)? else {
         if allowed.is_empty() {
-            return Ok(unavailable(
+            return Ok(not_configured(
                 "no log files are allow-listed: the operator lists them in [tools] log_files",
+                "[tools] log_files",
             ));
         }
         let files: Vec<Value> = expand(allowed, 200)

@@ -230,10 +230,10 @@ pub(super) fn fds(v: &Value) -> Vec<Finding> {
 
 pub(super) fn units(v: &Value) -> Vec<Finding> {
     if v.get("available").and_then(Value::as_bool) != Some(true) {
-        return vec![Finding::new(
-            Severity::Ok,
+        return vec![Finding::not_checked(
             "systemd",
-            format!("systemd not available: {}", text(v, "reason")),
+            &format!("systemd not available: {}", text(v, "reason")),
+            None,
         )];
     }
     let failed: Vec<&str> = list(v, "units").iter().map(|u| text(u, "unit")).collect();

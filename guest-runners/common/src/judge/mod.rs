@@ -173,11 +173,10 @@ pub fn judge(tool: &str, v: &Value) -> Vec<Finding> {
 /// The findings a judge has for this tool (none for a tool without one).
 pub(crate) fn judge_only(tool: &str, v: &Value) -> Vec<Finding> {
     if v.get("available").and_then(Value::as_bool) == Some(false) {
-        return vec![Finding::new(
-            Severity::Ok,
-            tool,
-            format!("not available here: {}", text(v, "reason")),
-        )];
+        // Not a verdict: nothing was looked at. `configure` names the
+        // allow-list key when that is why.
+        let configure = v.get("configure").and_then(Value::as_str);
+        return vec![Finding::not_checked(tool, text(v, "reason"), configure)];
     }
     match tool {
         "cpu" => basics::cpu(v),

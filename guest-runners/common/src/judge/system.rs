@@ -431,6 +431,13 @@ mod tests {
         let oom = json!({"oom_kills_since_boot": 2, "kills_in_log": 1, "events": [{"name": "java", "pid": 1}]});
         assert_eq!(worst("oom_kills", oom), Severity::Warning);
         let na = judge("numa", &json!({"available": false, "reason": "no NUMA"}));
-        assert_eq!(na[0].text, "not available here: no NUMA");
+        assert_eq!(na[0].text, "not checked: no NUMA");
+        assert_eq!(na[0].severity, Severity::NotChecked);
+        let http = judge(
+            "http_check",
+            &json!({"available": false, "reason": "no targets", "configure": "[tools.targets] http"}),
+        );
+        assert_eq!(http[0].severity, Severity::NotChecked);
+        assert_eq!(http[0].configure.as_deref(), Some("[tools.targets] http"));
     }
 }
