@@ -219,6 +219,15 @@ mod tests {
         }
     }
 
+    /// Refusals the trail counts so far, over all its records.
+    fn counted(log: &AuditLog) -> u64 {
+        std::fs::read_to_string(log.path())
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|v| v["count"].as_u64())
+            .sum()
+    }
     #[test]
     fn refusals_are_counted_per_second_per_cause_and_none_is_lost() {
         let mut w = Window::default();
@@ -273,14 +282,7 @@ mod tests {
         let r = Refusals::new(log.clone());
         r.note("", "invalid payload", who("a"));
         r.note("", "invalid payload", who("b"));
-        let counted = || {
-            std::fs::read_to_string(log.path())
-                .unwrap_or_default()
-                .lines()
-                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-                .filter_map(|v| v["count"].as_u64())
-                .sum::<u64>()
-        };
+        let counted = || counted(&log);
         r.flush();
         assert_eq!(counted(), 2);
         // The last handle going writes what is left too.
@@ -297,14 +299,7 @@ mod tests {
         for i in 0..50 {
             r.note("", "unauthorized: bad signature", who(&format!("s{i}")));
         }
-        let counted = || {
-            std::fs::read_to_string(log.path())
-                .unwrap_or_default()
-                .lines()
-                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-                .filter_map(|v| v["count"].as_u64())
-                .sum::<u64>()
-        };
+        let counted = || counted(&log);
         // The timer fires just after the second ends; 10 s is generous.
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while counted() < 50 && std::time::Instant::now() < deadline {

@@ -61,15 +61,7 @@ pub(crate) fn take(
                     pending.push_front(SessionEvent::Output(p));
                     break;
                 }
-                let rest = p.delta.split_off(at);
-                let head = SessionOutputPayload {
-                    session_id: p.session_id.clone(),
-                    delta: std::mem::replace(&mut p.delta, rest),
-                    stage: p.stage.clone(),
-                    done: false,
-                    report: None,
-                    metadata: None,
-                };
+                let head = split_head(&mut p, at);
                 pending.push_front(SessionEvent::Output(p));
                 out.push(SessionEvent::Output(head));
                 break;
@@ -129,6 +121,22 @@ pub(crate) fn merge(events: Vec<SessionEvent>) -> Vec<SessionEvent> {
         }
     }
     out
+}
+
+/// Splits `p`'s delta at byte `at` (a char boundary): returns its first
+/// part as a plain delta of the same session and stage; `p` keeps the rest
+/// and everything else it carries (`done`, report, metadata), so those go
+/// out with the last piece.
+pub(super) fn split_head(p: &mut SessionOutputPayload, at: usize) -> SessionOutputPayload {
+    let rest = p.delta.split_off(at);
+    SessionOutputPayload {
+        session_id: p.session_id.clone(),
+        delta: std::mem::replace(&mut p.delta, rest),
+        stage: p.stage.clone(),
+        done: false,
+        report: None,
+        metadata: None,
+    }
 }
 
 #[cfg(test)]

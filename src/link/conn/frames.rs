@@ -83,15 +83,7 @@ fn output_frames(mut p: SessionOutputPayload) -> Vec<Frame> {
         if end == p.delta.len() {
             break;
         }
-        let rest = p.delta.split_off(end);
-        let head = SessionOutputPayload {
-            session_id: p.session_id.clone(),
-            delta: std::mem::replace(&mut p.delta, rest),
-            stage: p.stage.clone(),
-            done: false,
-            report: None,
-            metadata: None,
-        };
+        let head = batch::split_head(&mut p, end);
         frames.push(output_frame(&head));
     }
     let room = report_room(&p);

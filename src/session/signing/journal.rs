@@ -31,8 +31,11 @@ use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use super::replay::ReplayId;
 use crate::util::hex_digest;
+
+/// What the journal keeps of an accepted message: the SHA-256 digest of
+/// its `(key_id, nonce)` (the replay cache's key).
+pub(super) type ReplayId = [u8; 32];
 
 /// First line of the file; names the format.
 const HEADER: &str = "catpaw-replay-v1";

@@ -8,9 +8,7 @@ use std::collections::{BTreeSet, HashMap};
 use sha2::{Digest, Sha256};
 
 use super::Unauthorized;
-use super::journal::Journal;
-
-pub(super) type ReplayId = [u8; 32];
+use super::journal::{Journal, ReplayId};
 
 /// Digest of `(key_id, nonce)`. The nonce has no `\n`, so splitting at the
 /// last `\n` recovers the pair: distinct pairs never share an input.
