@@ -11,10 +11,13 @@
 //! (the reference layout: `conf.d/` beside `state.d/`), else against the
 //! file's own directory.
 //!
-//! (Just over 450 lines on purpose: the `Config` types and `Config::parse`,
-//! which resolves every section of the raw file into them in one pass,
-//! stay together. Each section's own rules already live in the files
-//! below: budgets, AI, tools, labels, paths, URLs and units.)
+//! (Over 450 lines on purpose: the `Config` types, `Config::parse` (the
+//! rounds that report every problem, which need both the schema's errors
+//! and the document's positions) and `from_raw`, which resolves every
+//! section of the raw file into the types in one pass, stay together. Each
+//! section's own rules already live in the files below: budgets, AI,
+//! tools, labels, paths, URLs and units; the file's positions and catpaw's
+//! keys in `document.rs` and `upstream.rs`.)
 //!
 //! - `mod.rs`: the schema (what the rest of the agent reads) and the
 //!   load/parse entry
@@ -30,6 +33,9 @@
 //!   commented example (`example.toml`)
 //! - `paths.rs`: the state directory's layout
 //! - `hygiene.rs`: settings that work but deserve a warning
+//! - `document.rs`: the file with the position of every key, so every
+//!   problem is reported at its `file:line:col`, all in one run
+//! - `upstream.rs`: catpaw's keys that mean nothing here (one warning)
 //! - `tools.rs`: `[tools]`, what the diagnostic tools may read and reach
 
 mod ai;
