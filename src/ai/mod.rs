@@ -9,6 +9,10 @@
 //! No wasmtime here; the sandbox's `llm` import (`sandbox/host/llm.rs`)
 //! is the caller and adds the session budgets and the audit.
 //!
+//! (Just over 450 lines on purpose: admission and the failover loop share
+//! the hold on the daily ledger that a call settles, and read best as one
+//! order of events; its tests live in `tests.rs`.)
+//!
 //! - `mod.rs`: [`Llm`]: admission within the token budgets, failover and
 //!   retries
 //! - `cost.rs`: the most a call can cost, before it is sent
