@@ -17,7 +17,7 @@ use super::{ChannelSink, LiveFigures, Runners, SessionEnd, SessionEvent, Session
 use crate::audit::{AuditLog, Record, Who, event, kind};
 use crate::proto::{self, AckError, SessionStartPayload, SessionType};
 use crate::session::limiter::{ConcurrencyLimiter, Permit};
-use crate::session::signing::Verifier;
+use crate::session::signing::{self, Verifier};
 use crate::telemetry::Telemetry;
 
 /// Chat turns queued per session before new ones are dropped.
@@ -137,13 +137,6 @@ fn who_of(payload: Option<&Value>) -> Who {
     }
 }
 
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 impl SessionTable {
     /// A table serving `runners`, with at most `max_sessions` at once.
     /// `allow_remote_shell` is the operator's `[sandbox] allow_remote_shell`.
@@ -213,9 +206,9 @@ impl SessionTable {
         &self,
         frame: &str,
         payload: Option<&Value>,
-    ) -> Result<Option<String>, crate::session::signing::Unauthorized> {
+    ) -> Result<Option<String>, signing::Unauthorized> {
         let (v, agent_id) = &*self.signing;
-        let checked = v.check_input(frame, agent_id, unix_now());
+        let checked = v.check_input(frame, agent_id, signing::now_unix());
         if let Err(e) = &checked {
             self.note_refusal(payload, proto::MSG_SESSION_INPUT, &e.to_string());
         }
@@ -284,7 +277,7 @@ impl SessionTable {
         let (verifier, agent_id) = &*self.signing;
         let Admitted { start, kind } = admission::decide(
             payload,
-            |_| verifier.check_start(frame, agent_id, unix_now()),
+            |_| verifier.check_start(frame, agent_id, signing::now_unix()),
             |t| runners.serves(t),
             runners.any(),
             self.limiter.is_full(),
