@@ -709,15 +709,22 @@ fn logs_on_a_terminal_are_coloured() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn session_types_nobody_serves_are_counted_as_other_not_as_new_series() {
-    let mut server = TestServer::start().await;
+/// A home for an agent served by `server` with `/metrics` on a free
+/// loopback port, and that port.
+fn metrics_home(server: &TestServer) -> (AgentHome, u16) {
     let port = free_port();
     let home = AgentHome::new(&server_toml(
-        &server,
+        server,
         None,
         &format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n"),
     ));
+    (home, port)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_types_nobody_serves_are_counted_as_other_not_as_new_series() {
+    let mut server = TestServer::start().await;
+    let (home, port) = metrics_home(&server);
     let _agent = home.spawn();
     let (mut c, _) = server.accept_registered().await;
     // A server's session_type is free text; each spelling as a label would
@@ -892,12 +899,7 @@ async fn scrape_text(port: u16) -> String {
 async fn slow_clients_do_not_keep_scrapes_out() {
     use tokio::io::AsyncWriteExt;
     let mut server = TestServer::start().await;
-    let port = free_port();
-    let home = AgentHome::new(&server_toml(
-        &server,
-        None,
-        &format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n"),
-    ));
+    let (home, port) = metrics_home(&server);
     let _agent = home.spawn();
     let _registered = server.accept_registered().await;
     assert!(scrape_text(port).await.starts_with("HTTP/1.1 200 OK"));
@@ -991,12 +993,7 @@ fn readme_metrics() -> Vec<(String, Vec<String>)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fresh_agent_exports_every_metric_family_readme_lists() {
     let server = TestServer::start().await;
-    let port = free_port();
-    let home = AgentHome::new(&server_toml(
-        &server,
-        None,
-        &format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n"),
-    ));
+    let (home, port) = metrics_home(&server);
     let _agent = home.spawn();
     // The endpoint is up once it accepts; nothing has happened by then.
     let deadline = Instant::now() + Duration::from_secs(30);
