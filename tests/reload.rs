@@ -34,20 +34,25 @@ fn agent_with_runner_files(server: &TestServer, extra: &str) -> (AgentHome, Agen
     agent_with_runner_files_run(server, extra, &[])
 }
 
-/// [`agent_with_runner_files`], started with `args` after `--config FILE`.
-fn agent_with_runner_files_run(
-    server: &TestServer,
-    extra: &str,
-    args: &[&str],
-) -> (AgentHome, AgentProcess) {
-    let home = AgentHome::new(&server_toml(
+/// The config of [`agent_with_runner_files`]: `extra` goes in `[sandbox]`.
+fn runner_files_config(server: &TestServer, extra: &str) -> String {
+    server_toml(
         server,
         Some("t"),
         &format!(
             "[sandbox]\ndiagnose_runner = \"d.wasm\"\nchat_runner = \"c.wasm\"\n{extra}\n\
              [log]\nlevel = \"info\"\n"
         ),
-    ));
+    )
+}
+
+/// [`agent_with_runner_files`], started with `args` after `--config FILE`.
+fn agent_with_runner_files_run(
+    server: &TestServer,
+    extra: &str,
+    args: &[&str],
+) -> (AgentHome, AgentProcess) {
+    let home = AgentHome::new(&runner_files_config(server, extra));
     install(&guest("catpaw_diagnose"), &home.path().join("d.wasm"));
     install(&guest("catpaw_chat"), &home.path().join("c.wasm"));
     let agent = home.agent().args(args).keep_log().spawn();
@@ -229,6 +234,101 @@ async fn sighup_swaps_the_runners_for_new_sessions_only_and_register_follows() {
     drop(c);
     let (_c, reg) = server.accept_registered().await;
     assert_eq!(plugins(&reg), json!([]), "{reg:?}");
+}
+
+/// The receipt in session `id`'s `ended` audit record, once it is there.
+async fn ended_receipt(home: &AgentHome, id: &str) -> Value {
+    let deadline = std::time::Instant::now() + SOON;
+    loop {
+        let ended = home
+            .audit()
+            .into_iter()
+            .find(|r| r["event"] == "ended" && r["session_id"] == id);
+        if let Some(r) = ended {
+            return r["receipt"].clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no ended record of {id}: {:?}",
+            home.audit()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The `session_error` among `msgs`, if any: (code, error).
+fn session_error(msgs: &[Envelope]) -> Option<(String, String)> {
+    msgs.iter().find(|m| m.msg_type == "session_error").map(|m| {
+        let p = m.payload.clone().unwrap_or_default();
+        let field = |k: &str| p[k].as_str().unwrap_or_default().to_string();
+        (field("code"), field("error"))
+    })
+}
+
+/// README: "SIGHUP reloads the runner files and `[sandbox]` budgets;
+/// running sessions finish on their runner". The budget here is
+/// `max_host_calls` (docs/runners.md: 256 by default, per run or chat
+/// turn): an inspect of cpu and a chat turn about the network each make
+/// two tool calls, so under a budget of 1 they end `resource_exhausted`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_sandbox_budgets_for_new_sessions_and_running_ones_keep_theirs() {
+    let mut server = TestServer::start().await;
+    let (mut home, agent) = agent_with_runner_files(&server, "");
+    let (mut c, _) = server.accept_registered().await;
+    inspect(&mut c, "i0").await.expect("under the default budget");
+    let before = ended_receipt(&home, "i0").await;
+    assert_eq!(before["host_calls_limit"], 256, "{before}");
+    assert!(
+        before["host_calls_max_run"].as_u64().unwrap_or(0) >= 2,
+        "an inspect of cpu makes two tool calls or more: {before}"
+    );
+    open_chat(&mut c, "c1").await;
+
+    home.configure(&runner_files_config(&server, "max_host_calls = 1"));
+    // SAFETY: kill with a pid of a child this test spawned.
+    assert_eq!(unsafe { libc::kill(agent.pid() as i32, libc::SIGHUP) }, 0);
+    log_count(&agent, "runners reloaded", 1).await;
+
+    // A new inspect runs under the new budget: its second tool call ends it.
+    assert!(
+        c.start_session("i1", "inspect", json!({"plugin": "cpu"}))
+            .await
+            .ok
+    );
+    let msgs = c.session_until_done("i1").await;
+    let (code, error) = session_error(&msgs)
+        .unwrap_or_else(|| panic!("the inspect ran past a budget of 1 host call: {msgs:?}"));
+    assert_eq!(code, "resource_exhausted", "{error}");
+    let after = ended_receipt(&home, "i1").await;
+    assert_eq!(after["host_calls_limit"], 1, "{after}");
+
+    // The chat that was running keeps the budget it started with: a turn
+    // of two tool calls still answers.
+    say(&mut c, "c1", "network").await;
+    let (stage, answer) = turn(&mut c, "c1").await;
+    assert_eq!(stage, "answer", "{answer}");
+    c.send(&Envelope::new(
+        proto::MSG_SESSION_CANCEL,
+        json!({"session_id": "c1", "reason": "test over"}),
+    ))
+    .await;
+    let kept = ended_receipt(&home, "c1").await;
+    assert_eq!(kept["host_calls_limit"], 256, "{kept}");
+    assert!(
+        kept["host_calls_max_run"].as_u64().unwrap_or(0) >= 2,
+        "{kept}"
+    );
+
+    // A chat opened after the reload runs under the new budget.
+    assert!(
+        c.start_session("c2", "chat", json!({"message": "network"}))
+            .await
+            .ok
+    );
+    let msgs = c.session_until_done("c2").await;
+    let (code, error) = session_error(&msgs)
+        .unwrap_or_else(|| panic!("the new chat ran past a budget of 1 host call: {msgs:?}"));
+    assert_eq!(code, "resource_exhausted", "{error}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
