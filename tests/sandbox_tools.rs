@@ -310,22 +310,81 @@ async fn with_nothing_allow_listed_an_inspect_says_not_checked_and_what_to_allow
 
 /// A one-request-at-a-time HTTP server answering 200 until dropped.
 fn http_ok_server() -> (std::net::TcpListener, String) {
+    let (listener, url, _) = http_server(HTTP_OK);
+    (listener, url)
+}
+
+/// A whole `200 OK` response.
+const HTTP_OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok";
+
+/// A one-request-at-a-time HTTP server on loopback answering `response`
+/// to every request for `/health` until dropped; its URL, and how many
+/// requests it has answered (counted before the answer is written).
+fn http_server(
+    response: &[u8],
+) -> (
+    std::net::TcpListener,
+    String,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
     use std::io::{Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let url = format!(
         "http://127.0.0.1:{}/health",
         listener.local_addr().expect("addr").port()
     );
-    let server = listener.try_clone().expect("clone");
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (server, counted, response) = (
+        listener.try_clone().expect("clone"),
+        hits.clone(),
+        response.to_vec(),
+    );
     std::thread::spawn(move || {
         for mut s in server.incoming().flatten() {
             let mut buf = [0u8; 4096];
             let _ = s.read(&mut buf);
-            let _ =
-                s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let _ = s.write_all(&response);
         }
     });
-    (listener, url)
+    (listener, url, hits)
+}
+
+/// README: "http_check: one GET, redirects not followed". The server
+/// answers 302 to a second listener that is allow-listed too (so only the
+/// redirect rule keeps the check from following): the inspect shows the
+/// 302, the first server gets one GET, and the second only the one its
+/// own check makes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_check_makes_one_get_and_does_not_follow_a_redirect() {
+    let (_landing, landing_url, landing_hits) = http_server(HTTP_OK);
+    let redirect = format!(
+        "HTTP/1.1 302 Found\r\nLocation: {landing_url}\r\nContent-Length: 0\r\n\
+         Connection: close\r\n\r\n"
+    );
+    let (_moved, moved_url, moved_hits) = http_server(redirect.as_bytes());
+    let sb = TestSandbox::with_tools(ToolConfig {
+        targets: Targets {
+            http: vec![moved_url.clone(), landing_url.clone()],
+            ..Targets::default()
+        },
+        ..ToolConfig::default()
+    });
+    let mut h = harness_with(|_| {}, |_| builtin_runners(&sb), fast()).await;
+    let (mut c, _) = h.server.accept_registered().await;
+    let report = report_through_agent(&mut c, "http").await;
+    assert!(
+        report.contains(&format!("{moved_url} answered 302 in ")),
+        "{report}"
+    );
+    let hits = |n: &std::sync::atomic::AtomicUsize| n.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(hits(&moved_hits), 1, "one GET of the redirecting URL");
+    assert_eq!(
+        hits(&landing_hits),
+        1,
+        "the redirect was followed: the landing URL got more than its own check"
+    );
+    h.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
