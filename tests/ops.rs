@@ -1451,3 +1451,105 @@ fn the_man_page_is_one_complete_page() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// README: "The endpoint has no authentication; a non-loopback `listen`
+/// gets a warning at start." An agent listening on every address warns
+/// once, naming the setting (and serves, loopback included); one on
+/// 127.0.0.1 says nothing of it. The warning is written before the agent
+/// dials, so by its `register` it is there or it never will be.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_non_loopback_metrics_listen_gets_a_warning_at_start_and_a_loopback_one_none() {
+    let mut server = TestServer::start().await;
+    for (host, warned) in [("0.0.0.0", true), ("127.0.0.1", false)] {
+        let port = free_port();
+        let home = AgentHome::new(&server_toml(
+            &server,
+            None,
+            &format!("[metrics]\nlisten = \"{host}:{port}\"\n"),
+        ));
+        let agent = home.agent().keep_log().spawn();
+        let _conn = server.accept_registered().await;
+        assert!(
+            scrape(port).contains_key("catpaw_agent_connected"),
+            "{host}: /metrics serves"
+        );
+        let log = agent.log();
+        let warnings: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("[metrics] listen"))
+            .collect();
+        if warned {
+            assert_eq!(warnings.len(), 1, "{log}");
+            let line = warnings[0];
+            assert!(
+                line.contains("WARN")
+                    && line.contains(&format!("\"{host}:{port}\""))
+                    && line.contains("no authentication"),
+                "{line}"
+            );
+        } else {
+            assert!(warnings.is_empty(), "{log}");
+        }
+    }
+}
+
+/// README: "The unit runs `config check --quiet` before each start: it
+/// writes nothing on success, warnings if there are any, and a bad config
+/// stops the service with the field named". The shipped unit's
+/// `ExecStartPre`, run word for word (only the binary and the config file
+/// are the test's), on a good config, one with a warning and a bad one;
+/// its exit status is what systemd judges, and the line has no `-` prefix
+/// that would make systemd ignore a failure.
+#[test]
+fn the_units_exec_start_pre_is_silent_on_a_good_config_warns_and_fails_a_bad_one_naming_the_field()
+{
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/packaging/catpaw-agent.service"
+    ))
+    .expect("unit");
+    let line = unit_settings(&unit)["ExecStartPre"].clone();
+    assert!(
+        !line.starts_with(['-', '@', ':', '+', '!']),
+        "ExecStartPre={line}: a prefix changes how systemd runs or judges it"
+    );
+    let words: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(words[0], "/usr/bin/catpaw-agent", "{line}");
+    let config_at = words
+        .iter()
+        .position(|w| *w == "--config")
+        .map(|i| i + 1)
+        .unwrap_or_else(|| panic!("ExecStartPre={line} names no --config"));
+    let pre = |body: &str| {
+        let home = AgentHome::bare();
+        let config = common::write_config(home.path(), body);
+        let mut cmd = std::process::Command::new(common::process::BIN);
+        for (i, w) in words.iter().enumerate().skip(1) {
+            if i == config_at {
+                cmd.arg(&config);
+            } else {
+                cmd.arg(w);
+            }
+        }
+        let out = cmd.current_dir(home.path()).output().expect("ExecStartPre");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let good = "[server]\nenabled = true\naddress = \"https://catpaw.example.com\"\n";
+    assert_eq!(pre(good), (Some(0), String::new(), String::new()));
+
+    let (code, stdout, stderr) = pre(&format!("{good}[metrics]\nlisten = \"0.0.0.0:9464\"\n"));
+    assert_eq!((code, stdout.as_str()), (Some(0), ""), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("warning: ") && stderr.contains("[metrics] listen"),
+        "{stderr}"
+    );
+
+    let (code, stdout, stderr) = pre(&format!("{good}[sandbox]\nmax_memory = \"12XB\"\n"));
+    assert_eq!((code, stdout.as_str()), (Some(2), ""), "{stderr}");
+    assert!(stderr.contains("[sandbox] max_memory"), "{stderr}");
+}
