@@ -459,3 +459,97 @@ async fn a_thousand_session_agent_serves_a_hundred_open_chats_under_ulimit_v() {
     assert!(agent.is_running(), "{}", agent.log());
     terminate_cleanly(&mut agent, &mut c).await;
 }
+
+/// Puts the process about to start in a UTS namespace of its own, named
+/// `name`: its host name can then change while it runs, and no other
+/// process sees it.
+fn own_host_name(cmd: &mut std::process::Command, name: &'static str) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: between fork and exec only two system calls are made, on
+    // memory that lives as long as the program ('static).
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::unshare(libc::CLONE_NEWUTS) != 0
+                || libc::sethostname(name.as_ptr().cast(), name.len()) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Renames the host in the UTS namespace of process `pid`, from a thread
+/// that joins it (only that thread does) and ends.
+fn rename_host_of(pid: u32, name: &'static str) {
+    std::thread::spawn(move || {
+        let ns = std::fs::File::open(format!("/proc/{pid}/ns/uts")).expect("the agent's uts ns");
+        use std::os::fd::AsRawFd;
+        // SAFETY: setns on a descriptor we hold open; it moves this thread
+        // only, which ends right after.
+        assert_eq!(
+            unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWUTS) },
+            0,
+            "setns: {}",
+            std::io::Error::last_os_error()
+        );
+        // SAFETY: a pointer and length of a 'static byte string.
+        assert_eq!(
+            unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) },
+            0,
+            "sethostname: {}",
+            std::io::Error::last_os_error()
+        );
+    })
+    .join()
+    .expect("rename thread");
+}
+
+/// README: "Labels are resolved at each `register`, so an address change
+/// shows after the next reconnect." The fact that changes under the
+/// running agent here is its host name (its own UTS namespace, renamed
+/// between two connections): the second `register` carries the new name
+/// in `hostname`, `from_hostname` and a label built from
+/// `${SHORT_HOSTNAME}`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn labels_are_resolved_at_each_register_so_a_renamed_host_shows_after_the_next_reconnect() {
+    let mut probe = std::process::Command::new("true");
+    own_host_name(&mut probe, "probe");
+    if let Err(e) = probe.status() {
+        eprintln!(
+            "skipped: this test cannot give the agent a UTS namespace of its own ({e}); it \
+             needs root or CAP_SYS_ADMIN"
+        );
+        return;
+    }
+    let mut server = TestServer::start().await;
+    let home = served_by(&server, "[global.labels]\nrack = \"r7-${SHORT_HOSTNAME}\"\n");
+    let mut launch = home.agent();
+    // The environment's HOSTNAME would win over the kernel's name.
+    launch.command_mut().env_remove("HOSTNAME");
+    own_host_name(launch.command_mut(), "web-1.example");
+    let agent = launch.spawn();
+    let seen = |reg: &Envelope| {
+        let p = reg.payload.clone().unwrap_or_default();
+        (
+            p["hostname"].clone(),
+            p["labels"]["from_hostname"].clone(),
+            p["labels"]["rack"].clone(),
+        )
+    };
+
+    let (c, reg) = server.accept_registered().await;
+    assert_eq!(
+        seen(&reg),
+        (json!("web-1.example"), json!("web-1.example"), json!("r7-web-1")),
+        "{reg:?}"
+    );
+    rename_host_of(agent.pid(), "web-2.example");
+    drop(c);
+    let (_c, reg) = server.accept_registered().await;
+    assert_eq!(
+        seen(&reg),
+        (json!("web-2.example"), json!("web-2.example"), json!("r7-web-2")),
+        "{reg:?}"
+    );
+}
