@@ -523,7 +523,10 @@ async fn labels_are_resolved_at_each_register_so_a_renamed_host_shows_after_the_
         return;
     }
     let mut server = TestServer::start().await;
-    let home = served_by(&server, "[global.labels]\nrack = \"r7-${SHORT_HOSTNAME}\"\n");
+    let home = served_by(
+        &server,
+        "[global.labels]\nrack = \"r7-${SHORT_HOSTNAME}\"\n",
+    );
     let mut launch = home.agent();
     // The environment's HOSTNAME would win over the kernel's name.
     launch.command_mut().env_remove("HOSTNAME");
@@ -541,7 +544,11 @@ async fn labels_are_resolved_at_each_register_so_a_renamed_host_shows_after_the_
     let (c, reg) = server.accept_registered().await;
     assert_eq!(
         seen(&reg),
-        (json!("web-1.example"), json!("web-1.example"), json!("r7-web-1")),
+        (
+            json!("web-1.example"),
+            json!("web-1.example"),
+            json!("r7-web-1")
+        ),
         "{reg:?}"
     );
     rename_host_of(agent.pid(), "web-2.example");
@@ -549,7 +556,11 @@ async fn labels_are_resolved_at_each_register_so_a_renamed_host_shows_after_the_
     let (_c, reg) = server.accept_registered().await;
     assert_eq!(
         seen(&reg),
-        (json!("web-2.example"), json!("web-2.example"), json!("r7-web-2")),
+        (
+            json!("web-2.example"),
+            json!("web-2.example"),
+            json!("r7-web-2")
+        ),
         "{reg:?}"
     );
 }

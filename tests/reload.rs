@@ -258,11 +258,13 @@ async fn ended_receipt(home: &AgentHome, id: &str) -> Value {
 
 /// The `session_error` among `msgs`, if any: (code, error).
 fn session_error(msgs: &[Envelope]) -> Option<(String, String)> {
-    msgs.iter().find(|m| m.msg_type == "session_error").map(|m| {
-        let p = m.payload.clone().unwrap_or_default();
-        let field = |k: &str| p[k].as_str().unwrap_or_default().to_string();
-        (field("code"), field("error"))
-    })
+    msgs.iter()
+        .find(|m| m.msg_type == "session_error")
+        .map(|m| {
+            let p = m.payload.clone().unwrap_or_default();
+            let field = |k: &str| p[k].as_str().unwrap_or_default().to_string();
+            (field("code"), field("error"))
+        })
 }
 
 /// README: "SIGHUP reloads the runner files and `[sandbox]` budgets;
@@ -275,7 +277,9 @@ async fn sighup_reloads_the_sandbox_budgets_for_new_sessions_and_running_ones_ke
     let mut server = TestServer::start().await;
     let (mut home, agent) = agent_with_runner_files(&server, "");
     let (mut c, _) = server.accept_registered().await;
-    inspect(&mut c, "i0").await.expect("under the default budget");
+    inspect(&mut c, "i0")
+        .await
+        .expect("under the default budget");
     let before = ended_receipt(&home, "i0").await;
     assert_eq!(before["host_calls_limit"], 256, "{before}");
     assert!(
