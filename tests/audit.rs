@@ -257,7 +257,10 @@ async fn as_root_a_granted_shell_cannot_truncate_rewrite_or_remove_the_append_on
             _ => None,
         })
         .collect();
-    assert!(answer.contains("```\n0\n"), "the shell ran as root: {answer}");
+    assert!(
+        answer.contains("```\n0\n"),
+        "the shell ran as root: {answer}"
+    );
     // Each attempt was refused by the kernel, not skipped.
     assert!(
         answer.matches("Operation not permitted").count() >= 4,

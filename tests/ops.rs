@@ -1054,7 +1054,12 @@ async fn as_root_the_start_says_which_files_are_append_only_and_how_to_lift_it()
         assert!(!log.contains("append-only: these files"), "{log}");
         return common::skip(&why);
     }
-    assert_eq!(set, Some(true), "the agent did not mark {}", trail.display());
+    assert_eq!(
+        set,
+        Some(true),
+        "the agent did not mark {}",
+        trail.display()
+    );
     let line = log
         .lines()
         .find(|l| l.contains("the audit trail is append-only"))
@@ -1409,7 +1414,9 @@ fn the_man_page_is_one_complete_page() {
     {
         Ok(g) => g,
         Err(e) => {
-            return common::skip(&format!("groff cannot run ({e}): the page was not formatted"));
+            return common::skip(&format!(
+                "groff cannot run ({e}): the page was not formatted"
+            ));
         }
     };
     groff

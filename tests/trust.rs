@@ -283,7 +283,10 @@ async fn a_turn_timeout_mid_command_records_the_outcome_and_kills_the_whole_tree
     // by exec), all running.
     let tree = tree_of(work.path());
     assert!(
-        tree.iter().filter(|(_, c)| c.starts_with("sleep 300")).count() == 2
+        tree.iter()
+            .filter(|(_, c)| c.starts_with("sleep 300"))
+            .count()
+            == 2
             && tree.iter().any(|(_, c)| c.starts_with("sleep 60")),
         "the command's tree before the timeout: {tree:?}"
     );

@@ -337,7 +337,11 @@ fn as_root_the_trail_is_append_only_where_the_filesystem_allows() {
     let log = AuditLog::open_with(&trail(&dir), opts).expect("open");
     log.note(Record::new(&who(), kind::TOOL, "cpu", "{}", ""));
     let f = std::fs::File::open(log.path()).expect("open");
-    assert_eq!(file::append_only(&f), Some(true), "the trail was not marked");
+    assert_eq!(
+        file::append_only(&f),
+        Some(true),
+        "the trail was not marked"
+    );
     // Appending still works; rewriting does not.
     log.note(Record::new(&who(), kind::TOOL, "memory", "{}", ""));
     assert!(std::fs::write(log.path(), "forged\n").is_err());

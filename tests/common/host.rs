@@ -1,16 +1,8 @@
-//! What this host can do for a test, and how a test says it cannot run
-//! here: [`skip`] prints the reason, so a skipped test is never mistaken
-//! for a passed one (tests/README.md).
+//! What this host can do for a test: root, the append-only attribute.
+//! A test that finds it missing says so with [`super::skip`].
 
 use std::os::fd::AsRawFd;
 use std::path::Path;
-
-/// Says why the calling test returns early: `skipped: REASON` on stderr
-/// (shown by `cargo test -- --nocapture`, and in the output of a failing
-/// run). Call it, then `return`.
-pub fn skip(reason: &str) {
-    eprintln!("skipped: {reason}");
-}
 
 /// Whether the tests run as root.
 pub fn is_root() -> bool {
