@@ -219,3 +219,67 @@ async fn the_agent_logs_the_head_at_start_and_at_rotation() {
     let (code, said) = verify(&home);
     assert_eq!(code, Some(0), "{said}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn as_root_a_granted_shell_cannot_truncate_rewrite_or_remove_the_append_only_trail() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    if let Err(why) = common::host::append_only_supported(dir.path()) {
+        return common::skip(&why);
+    }
+    let state = dir.path().join("state.d");
+    let _clear = common::host::ClearAppendOnly(&state);
+    // The agent as `catpaw-agent run` builds it, with the attribute on.
+    let a = common::ai::agent(dir.path(), "[audit]\nappend_only = true\n");
+    let trail = state.join("audit.jsonl");
+    assert_eq!(
+        common::host::append_only_attr(&trail, None),
+        Some(true),
+        "the agent did not mark {}",
+        trail.display()
+    );
+    // A shell with the agent's own rights (root, as a local --allow-shell
+    // gets): its mode bits do not stop it, only the attribute does.
+    let t = trail.display();
+    let attack = format!(
+        "id -u; true > {t}; truncate -s 0 {t}; sed -i 1d {t}; mv {t} {t}.old; rm -f {t}; wc -c < {t}"
+    );
+    let events = common::chat(json!({ "message": format!("run {attack}") }))
+        .allow_shell()
+        .start_with(a.runners.clone())
+        .finish()
+        .await;
+    let answer: String = events
+        .iter()
+        .filter_map(|e| match e {
+            catpaw_agent::session::SessionEvent::Output(p) if p.stage == "answer" => {
+                Some(p.delta.clone())
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(
+        answer.contains("```\n0\n"),
+        "the shell ran as root: {answer}"
+    );
+    // Each attempt was refused by the kernel, not skipped.
+    assert!(
+        answer.matches("Operation not permitted").count() >= 4,
+        "{answer}"
+    );
+    assert!(!state.join("audit.jsonl.old").exists(), "{answer}");
+    let kept = std::fs::read_to_string(&trail).expect("the trail is still there");
+    assert!(kept.contains("\"kind\":\"shell\""), "{kept}");
+    drop(a);
+    let out = std::process::Command::new(common::process::BIN)
+        .arg("--config")
+        .arg(dir.path().join("conf.d/config.toml"))
+        .args(["audit", "verify"])
+        .output()
+        .expect("verify");
+    assert!(
+        out.status.success(),
+        "audit verify after the shell: {}{}\nthe shell said: {answer}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

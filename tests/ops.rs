@@ -605,8 +605,7 @@ fn the_systemd_unit_verifies() {
         .arg("--version")
         .output();
     if !found.is_ok_and(|o| o.status.success()) {
-        println!("skipped: systemd-analyze is not installed, the unit was not verified");
-        return;
+        return common::skip("systemd-analyze is not installed, the unit was not verified");
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let unit = dir.path().join("catpaw-agent.service");
@@ -677,8 +676,7 @@ fn logs_on_a_terminal_are_coloured() {
         .arg("--version")
         .output();
     if !found.is_ok_and(|o| o.status.success()) {
-        println!("skipped: `script` (util-linux) is not installed, no terminal to test with");
-        return;
+        return common::skip("`script` (util-linux) is not installed, no terminal to test with");
     }
     let home = AgentHome::bare();
     let typescript = home.path().join("typescript");
@@ -747,23 +745,19 @@ async fn session_types_nobody_serves_are_counted_as_other_not_as_new_series() {
 }
 
 /// One of catpaw's own config files from the workspace's `shared/fixtures`
-/// (read there, never copied into this repository); None, saying why, in
+/// (read there, never copied into this repository); Err says why not, in
 /// a clone that has no such folder beside it.
-fn catpaw_fixture(name: &str) -> Option<String> {
+fn catpaw_fixture(name: &str) -> Result<String, String> {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../shared/fixtures")
         .join(name);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => Some(text),
-        Err(e) => {
-            eprintln!(
-                "skipped: {} cannot be read ({e}); catpaw's config files live in the \
-                 workspace's shared/fixtures, beside this checkout",
-                path.display()
-            );
-            None
-        }
-    }
+    std::fs::read_to_string(&path).map_err(|e| {
+        format!(
+            "{} cannot be read ({e}); catpaw's config files live in the \
+             workspace's shared/fixtures, beside this checkout",
+            path.display()
+        )
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -772,8 +766,9 @@ async fn catpaws_own_config_files_load_with_one_warning_and_the_agent_serves_on_
         ("catpaw-v0.24-config.toml", false),
         ("catpaw-v0.24-config-all-sections.toml", true),
     ] {
-        let Some(text) = catpaw_fixture(name) else {
-            return;
+        let text = match catpaw_fixture(name) {
+            Ok(text) => text,
+            Err(why) => return common::skip(&why),
         };
         let mut server = TestServer::start().await;
         // Upstream's own file has no [server]: one is added after it.
@@ -1042,44 +1037,29 @@ async fn a_fresh_agent_exports_every_metric_family_readme_lists() {
     }
 }
 
-/// The append-only attribute of `path`: read, or cleared (`set` false).
-fn append_only_attr(path: &std::path::Path, clear: bool) -> Option<bool> {
-    use std::os::fd::AsRawFd;
-    const FS_APPEND_FL: libc::c_long = 0x20;
-    let f = std::fs::File::open(path).ok()?;
-    let mut flags: libc::c_long = 0;
-    // SAFETY: FS_IOC_GETFLAGS writes one long into a live local.
-    if unsafe { libc::ioctl(f.as_raw_fd(), libc::FS_IOC_GETFLAGS, &mut flags) } != 0 {
-        return None;
-    }
-    if clear {
-        let off = flags & !FS_APPEND_FL;
-        // SAFETY: FS_IOC_SETFLAGS reads one long from a live local.
-        unsafe { libc::ioctl(f.as_raw_fd(), libc::FS_IOC_SETFLAGS, &off) };
-    }
-    Some(flags & FS_APPEND_FL != 0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn as_root_the_start_says_which_files_are_append_only_and_how_to_lift_it() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: only root can set the append-only attribute");
-        return;
-    }
     let mut server = TestServer::start().await;
     let home = AgentHome::new(&server_toml(&server, None, "[audit]\nappend_only = true\n"));
+    // Asked of a probe file: a trail the agent failed to mark fails the
+    // test rather than skipping it.
+    let supported = common::host::append_only_supported(home.path());
     let agent = PipedAgent::spawn(&home);
     server.accept_registered().await;
     let bytes = agent.stop();
     let log = String::from_utf8_lossy(&bytes);
     let trail = home.state().join("audit.jsonl");
-    let set = append_only_attr(&trail, true);
-    if set != Some(true) {
-        eprintln!("skipped: this filesystem does not keep the append-only attribute ({set:?})");
+    let set = common::host::append_only_attr(&trail, Some(false));
+    if let Err(why) = supported {
         assert!(!log.contains("append-only: these files"), "{log}");
-        return;
+        return common::skip(&why);
     }
+    assert_eq!(
+        set,
+        Some(true),
+        "the agent did not mark {}",
+        trail.display()
+    );
     let line = log
         .lines()
         .find(|l| l.contains("the audit trail is append-only"))
@@ -1434,8 +1414,9 @@ fn the_man_page_is_one_complete_page() {
     {
         Ok(g) => g,
         Err(e) => {
-            println!("skipped the groff check: {e}");
-            return;
+            return common::skip(&format!(
+                "groff cannot run ({e}): the page was not formatted"
+            ));
         }
     };
     groff

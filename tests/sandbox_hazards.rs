@@ -236,17 +236,41 @@ async fn deltas_stream_while_the_guest_is_still_running() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_guest_cannot_read_host_files_env_or_network() {
+    // A listener that answers, so a refused connection can only mean the
+    // guest had no socket, not that nothing was there.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a listener");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let port = listener.local_addr().expect("addr").port();
     let sb = TestSandbox::new();
     let probe = sb.load("hazard_file_probe");
-    let events = inspect("cpu").run_on(&probe).await;
+    let events = inspect("cpu").param("port", port).run_on(&probe).await;
     assert_eq!(
         error_of(&events),
         None,
         "probe reported an escape: {events:?}"
     );
     let report = report_of(&events).expect("report");
-    assert!(report.starts_with("blocked"), "{report}");
+    assert!(report.starts_with("blocked:"), "{report}");
     assert!(!report.contains("root:"), "{report}");
+    // Every probe ran and was refused (each names what it tried).
+    for tried in [
+        "read /etc/passwd: ".to_string(),
+        "list /: ".to_string(),
+        "environment: empty".to_string(),
+        format!("connect 127.0.0.1:{port}: "),
+        "resolve localhost: ".to_string(),
+        format!("udp to 127.0.0.1:{port}: "),
+    ] {
+        assert!(
+            report.lines().any(|l| l.starts_with(&tried)),
+            "no {tried:?} line in {report}"
+        );
+    }
+    // The listener saw no connection from the guest.
+    match listener.accept() {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("the guest reached the host's listener: {other:?}"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -98,11 +98,14 @@ async fn until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
 }
 
 /// A shell command that leaves a `setsid` daemon and a double-forked one
-/// behind (their pids in `dir/a`, `dir/b`), then runs `tail`.
+/// behind (their pids in `dir/a`, `dir/b`), then runs `tail`. Every
+/// process of its tree carries `CATPAW_TREE=<dir>` in its environment
+/// (see [`tree_of`]).
 fn escaping(dir: &Path, tail: &str) -> String {
     let d = dir.display();
     format!(
-        "setsid sh -c 'echo $$ > {d}/a; exec sleep 300' >/dev/null 2>&1 & \
+        "export CATPAW_TREE={d}; \
+         setsid sh -c 'echo $$ > {d}/a; exec sleep 300' >/dev/null 2>&1 & \
          (sh -c 'echo $$ > {d}/b; exec sleep 300' >/dev/null 2>&1 &) ; {tail}"
     )
 }
@@ -112,6 +115,28 @@ fn pids(dir: &Path) -> Vec<i32> {
         .iter()
         .filter_map(|f| std::fs::read_to_string(dir.join(f)).ok())
         .filter_map(|t| t.trim().parse().ok())
+        .collect()
+}
+
+/// The live processes of the tree [`escaping`] started for `dir`: every
+/// process in /proc whose environment holds its `CATPAW_TREE`, with its
+/// command line (a zombie has neither, and is no survivor).
+fn tree_of(dir: &Path) -> Vec<(i32, String)> {
+    let mark = format!("CATPAW_TREE={}", dir.display());
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|&b| b == 0).any(|v| v == mark.as_bytes()))
+        })
+        .map(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            (pid, cmdline)
+        })
         .collect()
 }
 
@@ -134,12 +159,18 @@ async fn escaping_chat(c: &mut ServerConn, id: &str, work: &Path) {
     assert!(until(Duration::from_secs(10), || pids(work).len() == 2).await);
 }
 
-/// Asserts the daemons of [`escaping_chat`] are gone within 5 s.
+/// Asserts that no process of the tree of [`escaping_chat`] is left
+/// within 5 s: neither daemon (by pid) nor anything else that carries
+/// the tree's mark.
 async fn assert_tree_gone(work: &Path, after: &str) {
     let p = pids(work);
+    assert_eq!(p.len(), 2, "both daemons wrote their pids: {p:?}");
     assert!(
-        until(Duration::from_secs(5), || p.iter().all(|&p| !alive(p))).await,
-        "setsid / double-forked children outlived {after}: {p:?}"
+        until(Duration::from_secs(5), || p.iter().all(|&p| !alive(p))
+            && tree_of(work).is_empty())
+        .await,
+        "processes of the command's tree outlived {after}: daemons {p:?}, still running {:?}",
+        tree_of(work)
     );
 }
 
@@ -210,7 +241,7 @@ async fn a_granted_shell_cannot_touch_the_audit_trail() {
     if !is_root() {
         // Without root there is no shell_user: the shell is the agent's
         // own user, which SECURITY.md names as out of reach of this rule.
-        return;
+        return common::skip("not root: no shell_user to run the shell as");
     }
     let mut server = TestServer::start().await;
     let home = shell_home(&server, "");
@@ -241,12 +272,24 @@ async fn a_granted_shell_cannot_touch_the_audit_trail() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_turn_timeout_mid_command_records_the_outcome() {
+async fn a_turn_timeout_mid_command_records_the_outcome_and_kills_the_whole_tree() {
+    let work = scratch();
     let mut server = TestServer::start().await;
-    let home = shell_home(&server, "[sandbox.chat]\ntimeout = \"2s\"\n");
+    let home = shell_home(&server, "[sandbox.chat]\ntimeout = \"3s\"\n");
     let mut agent = spawn(&home);
     let (mut c, _) = server.accept_registered().await;
-    chat_running(&mut c, "s-slow", "sleep 30").await;
+    escaping_chat(&mut c, "s-slow", work.path()).await;
+    // Both daemons and the `sleep 60` (which the shell may have become
+    // by exec), all running.
+    let tree = tree_of(work.path());
+    assert!(
+        tree.iter()
+            .filter(|(_, c)| c.starts_with("sleep 300"))
+            .count()
+            == 2
+            && tree.iter().any(|(_, c)| c.starts_with("sleep 60")),
+        "the command's tree before the timeout: {tree:?}"
+    );
     let msgs = c.session_until_done("s-slow").await;
     assert!(
         msgs.iter().any(|m| m
@@ -259,6 +302,7 @@ async fn a_turn_timeout_mid_command_records_the_outcome() {
     assert_eq!(recs.len(), 2, "{recs:?}");
     assert_eq!(recs[0]["event"], "started");
     assert_eq!(recs[1]["outcome"], "cancelled");
+    assert_tree_gone(work.path(), "the turn timeout").await;
     agent.sigkill();
 }
 

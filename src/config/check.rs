@@ -253,7 +253,7 @@ mod state_dir_tests {
             let e = state_dir_usable(&locked.join("state.d")).unwrap_err();
             assert!(e.contains("cannot be created"), "{e}");
         } else {
-            eprintln!("skipped the mode case: root may write in any directory");
+            eprintln!("skipped: the mode case (root may write in any directory)");
         }
     }
 }

@@ -17,12 +17,15 @@
 //! - [`llm`]: a scripted OpenAI-compatible server and catpaw-server LLM
 //!   gateway on loopback (real HTTP, real SSE framing);
 //! - [`ai`]: the agent with `[ai]` against it, and what tests read back
-//!   (deltas, `llm` audit records, the daily ledger).
+//!   (deltas, `llm` audit records, the daily ledger);
+//! - [`host`]: what this host allows (root, the append-only attribute);
+//! - this file: [`skip`], how a test that cannot run here says why.
 #![allow(dead_code)]
 
 pub mod agent;
 pub mod ai;
 pub mod guests;
+pub mod host;
 pub mod llm;
 pub mod process;
 pub mod python;
@@ -62,6 +65,13 @@ pub fn write_config(dir: &std::path::Path, body: &str) -> PathBuf {
 }
 
 pub use guests::guest;
+
+/// Says why the calling test returns early: `skipped: REASON` on stderr
+/// (shown by `cargo test -- --nocapture`), so a skipped test is never
+/// mistaken for a passed one (tests/README.md). Call it, then `return`.
+pub fn skip(reason: &str) {
+    eprintln!("skipped: {reason}");
+}
 
 /// What `tracing` logs on this thread at `level` and above, as plain text,
 /// while the guard lives (a current-thread runtime's tasks included).

@@ -6,6 +6,10 @@
 //! With target `amplify` it tries to make the host allocate far more than
 //! it holds itself: 64 tool descriptions whose schemas all point at one
 //! 1 MiB string, 64 MiB for the host to copy out of 1 MiB of guest memory.
+//!
+//! With target `tool-message` it sends the model a `tool` message of its
+//! own making, `DB_PASSWORD=<params.secret>` unmasked, as a guest may: the
+//! host must mask it on the way out.
 wit_bindgen::generate!({ path: "../../../wit", world: "diagnose-runner" });
 
 use catpaw::runner::host;
@@ -30,6 +34,9 @@ impl Guest for Runner {
     fn run(req: Request) -> Result<String, String> {
         if req.target == "amplify" {
             return Ok(format!("complete: {:?}", amplify(64, 1 << 20)));
+        }
+        if req.target == "tool-message" {
+            return Ok(format!("complete: {:?}", tool_message(&req.params_json)));
         }
         let mut seen = format!("request: {req:?}\n");
         seen.push_str(&format!("session: {:?}\n", host::session()));
@@ -67,4 +74,36 @@ fn amplify(n: usize, len: usize) -> Result<llm::Reply, llm::LlmError> {
     let r = llm::complete(&[], &tools, None);
     std::mem::forget(tools);
     r
+}
+
+/// One call whose conversation ends in a `tool` message carrying the
+/// secret of `params_json` unmasked.
+fn tool_message(params_json: &str) -> Result<llm::Reply, llm::LlmError> {
+    let params: serde_json::Value = serde_json::from_str(params_json).unwrap_or_default();
+    let secret = params["secret"].as_str().unwrap_or_default();
+    let conversation = [
+        Message {
+            role: Role::User,
+            content: "why is the database slow?".into(),
+            tool_calls: vec![],
+            tool_call_id: None,
+        },
+        Message {
+            role: Role::Assistant,
+            content: String::new(),
+            tool_calls: vec![llm::ToolCall {
+                id: "call_0".into(),
+                name: "process_count".into(),
+                arguments_json: "{}".into(),
+            }],
+            tool_call_id: None,
+        },
+        Message {
+            role: Role::Tool,
+            content: format!("postgres started with DB_PASSWORD={secret} in its environment"),
+            tool_calls: vec![],
+            tool_call_id: Some("call_0".into()),
+        },
+    ];
+    llm::complete(&conversation, &[], None)
 }
