@@ -7,7 +7,7 @@
 //! and returns JSON with fixed field names, because guest runners parse
 //! it. [`call_with`] (tests also use `call`, which allows no files or
 //! targets) is the one way out: every string of every result is masked,
-//! then the output is bounded to [`MAX_OUTPUT_BYTES`] (lists shortened,
+//! then the output is bounded to [`output::MAX_OUTPUT_BYTES`] (lists shortened,
 //! rows dropped and counted in `"omitted": {"<list>": n}` so the result
 //! stays valid JSON, and only then the text cut with a marker), in that
 //! order (see
@@ -72,7 +72,8 @@ mod tests_host;
 
 use serde_json::Value;
 
-pub(crate) use output::MAX_OUTPUT_BYTES;
+#[cfg(test)]
+use output::MAX_OUTPUT_BYTES;
 pub(crate) use tool::ToolInfo;
 use tool::{NO_ARGS, Tool};
 
@@ -178,7 +179,7 @@ pub(crate) fn call(name: &str, args_json: &str) -> Result<String, String> {
 
 /// Runs one tool under the operator's allow-lists `config`. `args_json`
 /// is a JSON object (`{}` or `""` for none). Ok is the JSON result,
-/// secrets masked, at most [`MAX_OUTPUT_BYTES`]; Err is a one-line
+/// secrets masked, at most [`output::MAX_OUTPUT_BYTES`]; Err is a one-line
 /// message fit to show an operator, secrets masked too.
 pub(crate) fn call_with(
     config: &std::sync::Arc<ToolConfig>,
