@@ -658,4 +658,21 @@ async fn undeclared_calls_are_refused_and_audited_and_a_policy_narrows_the_next_
         report.contains("listed: cpu\n"),
         "the narrowed probe stays: {report}"
     );
+
+    // Without the requirement it loads, with one warning naming it, and
+    // keeps everything the operator allows.
+    home.configure(&config(""));
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(agent.pid() as i32, libc::SIGHUP) }, 0);
+    log_count(&agent, "runners reloaded", 2).await;
+    let warnings: Vec<String> = agent
+        .log()
+        .lines()
+        .filter(|l| l.contains("runner declares no capabilities"))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("d.wasm"), "{warnings:?}");
+    let (_, s, _) = home.status_json();
+    assert_eq!(s["runners"][0]["capabilities"], "tools shell llm", "{s}");
 }
