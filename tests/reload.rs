@@ -676,3 +676,23 @@ async fn undeclared_calls_are_refused_and_audited_and_a_policy_narrows_the_next_
     let (_, s, _) = home.status_json();
     assert_eq!(s["runners"][0]["capabilities"], "tools shell llm", "{s}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undeclared_runner_is_refused_at_start_when_declarations_are_required() {
+    let server = TestServer::start().await;
+    let home = AgentHome::new(&server_toml(
+        &server,
+        Some("t"),
+        "[sandbox]\nrunner = \"r.wasm\"\nrequire_declared_capabilities = true\n",
+    ));
+    install(&guest("hazard_file_probe"), &home.path().join("r.wasm"));
+    let mut agent = home.agent().keep_log().spawn();
+    let status = agent.wait_within(SOON).await.expect("the agent exits");
+    assert!(!status.success());
+    let log = agent.log();
+    assert!(
+        log.contains("r.wasm declares no capabilities")
+            && log.contains("refused because [sandbox] require_declared_capabilities = true"),
+        "{log}"
+    );
+}
