@@ -111,7 +111,10 @@ mod tests {
     use super::*;
     use crate::sandbox::capabilities::ToolSet;
 
-    fn policy(caps: Capabilities, budgets: Vec<(&'static str, fn(&mut Budgets))>) -> RunnerPolicy {
+    /// A budget key and how a test policy sets it.
+    type Lowered = (&'static str, fn(&mut Budgets));
+
+    fn policy(caps: Capabilities, budgets: Vec<Lowered>) -> RunnerPolicy {
         RunnerPolicy {
             capabilities: caps,
             budgets: budgets
