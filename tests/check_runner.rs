@@ -176,3 +176,78 @@ fn a_component_with_an_import_the_host_lacks_fails_naming_it() {
         "nothing runs: {r}"
     );
 }
+
+/// Runs `check-runner FILE --json` with `config` as the config file.
+fn check_with(file: &std::path::Path, config: &str) -> (i32, Value) {
+    let home = AgentHome::new(config);
+    let out = home
+        .command()
+        .arg("check-runner")
+        .arg(file)
+        .arg("--json")
+        .output()
+        .expect("run");
+    let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not one JSON report ({e}): {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().expect("exit code"), report)
+}
+
+#[test]
+fn check_runner_shows_the_granted_capabilities_and_refuses_an_undeclared_runner_when_required() {
+    let probe = guest("hazard_caps_probe");
+    let sha = common::process::sha256_hex(&std::fs::read(&probe).expect("read"));
+    let (code, r) = check(&probe);
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(r["sha256"], sha);
+    assert_eq!(r["capabilities"], "tools:cpu,uptime");
+    let s = step(&r, "capabilities");
+    assert_eq!(s["ok"], true);
+    assert_eq!(
+        s["detail"],
+        "declared tools:cpu,uptime; granted tools:cpu,uptime"
+    );
+    // The config's policies narrow the grant it shows.
+    let (code, r) = check_with(&probe, "[sandbox.policy.diagnose]\ntools = [\"cpu\"]\n");
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(r["capabilities"], "tools:cpu", "{r}");
+
+    // A 0.1.0 component declares nothing: a warning, and it passes...
+    let legacy = guest("hazard_file_probe");
+    let (code, r) = check(&legacy);
+    assert_eq!(code, 0, "{r}");
+    let s = step(&r, "capabilities");
+    assert_eq!(s["ok"], true);
+    let detail = s["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with("warning: declares none") && detail.contains("granted tools shell llm"),
+        "{detail}"
+    );
+    // ...unless the config requires a declaration: then it fails, and
+    // nothing runs.
+    let (code, r) = check_with(&legacy, "[sandbox]\nrequire_declared_capabilities = true\n");
+    assert_eq!(code, 1, "{r}");
+    let s = step(&r, "capabilities");
+    assert_eq!(s["ok"], false);
+    let detail = s["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("declares no capabilities (it is built against catpaw:runner 0.1.0")
+            && detail.contains("refused because [sandbox] require_declared_capabilities = true"),
+        "{detail}"
+    );
+    assert!(r["runs"].as_array().unwrap().is_empty(), "{r}");
+
+    // The text form shows the hash under the steps.
+    let mut cmd = AgentHome::bare().into_command();
+    cmd.arg("check-runner").arg(&probe);
+    let out = cmd.output().expect("run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("ok   capabilities declared tools:cpu,uptime; granted tools:cpu,uptime\n")
+            && text.contains(&format!("sha256     {sha}\n")),
+        "{text}"
+    );
+}

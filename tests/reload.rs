@@ -597,3 +597,206 @@ async fn a_runner_path_linked_to_a_versioned_file_loads_and_follows_the_link() {
     let report = inspect(&mut c, "i2").await.expect("v2 serves");
     assert!(report.contains("echo report"), "{report}");
 }
+
+/// The report of an inspect that asks for a shell.
+async fn inspect_asking_for_a_shell(c: &mut ServerConn, id: &str) -> String {
+    let ack = c
+        .start_session(id, "inspect", json!({"plugin": "cpu", "allow_shell": true}))
+        .await;
+    assert!(ack.ok, "{ack:?}");
+    let msgs = c.session_until_done(id).await;
+    let done = msgs
+        .last()
+        .expect("done")
+        .payload
+        .clone()
+        .unwrap_or_default();
+    assert_ne!(
+        msgs.last().expect("done").msg_type,
+        "session_error",
+        "{done}"
+    );
+    done["report"].as_str().unwrap_or("").to_string()
+}
+
+/// The audit records of session `id`.
+fn records_of(home: &AgentHome, id: &str) -> Vec<Value> {
+    home.audit()
+        .into_iter()
+        .filter(|r| r["session_id"] == id)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undeclared_calls_are_refused_and_audited_and_a_policy_narrows_the_next_session_on_sighup()
+{
+    let mut server = TestServer::start().await;
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let user = if root {
+        "shell_user = \"nobody\"\n"
+    } else {
+        ""
+    };
+    let sandbox = format!(
+        "[sandbox]\ndiagnose_runner = \"d.wasm\"\nchat_runner = \"c.wasm\"\n\
+         allow_remote_shell = true\n{user}"
+    );
+    let head = server_toml(&server, Some("${CATPAW_TEST_TOKEN}"), "");
+    let config = |rest: &str| format!("{head}{sandbox}{rest}[log]\nlevel = \"info\"\n");
+    let mut home = AgentHome::new(&config("")).env("CATPAW_TEST_TOKEN", "tok-caps-7d1e");
+    // The probe declares `tools:cpu` and `tools:uptime`, no shell, no llm.
+    let probe = guest("hazard_caps_probe");
+    install(&probe, &home.path().join("d.wasm"));
+    install(&guest("catpaw_chat"), &home.path().join("c.wasm"));
+    let agent = home.agent().keep_log().spawn();
+    let (mut c, _) = server.accept_registered().await;
+
+    // Operator and session both allow a shell; the runner did not declare
+    // one, nor `memory`, nor the model.
+    let report = inspect_asking_for_a_shell(&mut c, "i1").await;
+    let declared = "(describe capabilities: tools:cpu,uptime)";
+    for line in [
+        "listed: cpu,uptime\n".to_string(),
+        "cpu: ok\n".to_string(),
+        "uptime: ok\n".to_string(),
+        format!(
+            "memory: refused: tool memory: this runner did not declare it {declared}; \
+             add `tools` or `tools:memory`\n"
+        ),
+        format!("shell: denied: shell: this runner did not declare it {declared}; add `shell`\n"),
+        format!(
+            "llm: LlmError::NotConfigured(\"llm: this runner did not declare it {declared}; add `llm`\")\n"
+        ),
+    ] {
+        assert!(report.contains(&line), "no {line:?} in:\n{report}");
+    }
+    let audit = records_of(&home, "i1");
+    let accepted = audit
+        .iter()
+        .find(|r| r["event"] == "accepted")
+        .expect("accepted");
+    assert_eq!(accepted["runner_sha256"], hash_of(&probe), "{accepted}");
+    assert_eq!(accepted["capabilities"], "tools:cpu,uptime", "{accepted}");
+    let refused: Vec<(String, String)> = audit
+        .iter()
+        .filter(|r| r["outcome"] == "refused")
+        .map(|r| {
+            (
+                r["kind"].as_str().unwrap().into(),
+                r["name"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        refused,
+        [
+            ("tool".into(), "memory".into()),
+            ("shell".into(), "echo catpaw-shell-ok".into()),
+            ("llm".into(), "complete".into())
+        ],
+        "{audit:?}"
+    );
+    // No shell command ran: nothing was started for it.
+    assert!(
+        !audit
+            .iter()
+            .any(|r| r["kind"] == "shell" && r["event"] == "started")
+    );
+    let ended = audit.iter().find(|r| r["event"] == "ended").expect("ended");
+    assert_eq!(ended["receipt"]["fuel_limit"], 1_000_000_000u64, "{ended}");
+    let (_, s, _) = home.status_json();
+    assert_eq!(s["runners"][0]["capabilities"], "tools:cpu,uptime", "{s}");
+
+    // A policy by the runner's describe name narrows its tools and fuel;
+    // it applies from the next session after a SIGHUP.
+    home.configure(&config(
+        "[sandbox.policy.hazard-caps-probe]\ntools = [\"cpu\", \"memory\"]\n\
+         fuel = 300000000\n",
+    ));
+    // SAFETY: kill with a pid of a child this test spawned.
+    assert_eq!(unsafe { libc::kill(agent.pid() as i32, libc::SIGHUP) }, 0);
+    log_count(&agent, "runners reloaded", 1).await;
+    let report = inspect_asking_for_a_shell(&mut c, "i2").await;
+    assert!(report.contains("listed: cpu\n"), "{report}");
+    assert!(report.contains("cpu: ok\n"), "{report}");
+    assert!(
+        report.contains(
+            "uptime: refused: tool uptime: the operator's policy for this runner does not \
+             grant it"
+        ),
+        "{report}"
+    );
+    // The policy cannot add what the runner did not declare.
+    assert!(report.contains("memory: refused: tool memory: this runner did not declare"));
+    let audit = records_of(&home, "i2");
+    let accepted = audit
+        .iter()
+        .find(|r| r["event"] == "accepted")
+        .expect("accepted");
+    assert_eq!(accepted["capabilities"], "tools:cpu", "{accepted}");
+    let ended = audit.iter().find(|r| r["event"] == "ended").expect("ended");
+    assert_eq!(ended["receipt"]["fuel_limit"], 300_000_000u64, "{ended}");
+    let (_, s, _) = home.status_json();
+    assert_eq!(s["runners"][0]["capabilities"], "tools:cpu", "{s}");
+
+    // Under require_declared_capabilities a runner that declares nothing
+    // (a 0.1.0 component) is refused on reload, and the old one stays.
+    home.configure(&config("require_declared_capabilities = true\n"));
+    install(&guest("hazard_file_probe"), &home.path().join("d.wasm"));
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(agent.pid() as i32, libc::SIGHUP) }, 0);
+    log_count(&agent, "runner reload refused", 1).await;
+    let log = agent.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("runner reload refused"))
+        .expect("line");
+    assert!(
+        line.contains("d.wasm declares no capabilities")
+            && line.contains("require_declared_capabilities = true"),
+        "{line}"
+    );
+    let report = inspect_asking_for_a_shell(&mut c, "i3").await;
+    assert!(
+        report.contains("listed: cpu\n"),
+        "the narrowed probe stays: {report}"
+    );
+
+    // Without the requirement it loads, with one warning naming it, and
+    // keeps everything the operator allows.
+    home.configure(&config(""));
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(agent.pid() as i32, libc::SIGHUP) }, 0);
+    log_count(&agent, "runners reloaded", 2).await;
+    let warnings: Vec<String> = agent
+        .log()
+        .lines()
+        .filter(|l| l.contains("runner declares no capabilities"))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("d.wasm"), "{warnings:?}");
+    let (_, s, _) = home.status_json();
+    assert_eq!(s["runners"][0]["capabilities"], "tools shell llm", "{s}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undeclared_runner_is_refused_at_start_when_declarations_are_required() {
+    let server = TestServer::start().await;
+    let home = AgentHome::new(&server_toml(
+        &server,
+        Some("t"),
+        "[sandbox]\nrunner = \"r.wasm\"\nrequire_declared_capabilities = true\n",
+    ));
+    install(&guest("hazard_file_probe"), &home.path().join("r.wasm"));
+    let mut agent = home.agent().keep_log().spawn();
+    let status = agent.wait_within(SOON).await.expect("the agent exits");
+    assert!(!status.success());
+    let log = agent.log();
+    assert!(
+        log.contains("r.wasm declares no capabilities")
+            && log.contains("refused because [sandbox] require_declared_capabilities = true"),
+        "{log}"
+    );
+}

@@ -138,6 +138,14 @@ pub struct Record {
     /// (`session_id` is the first's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_session_id: Option<String>,
+    /// For an `accepted` record: hex SHA-256 of the runner component that
+    /// serves the session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner_sha256: Option<String>,
+    /// For an `accepted` record: what that runner is granted (its declared
+    /// capabilities ∩ the operator's policy), e.g. `tools:cpu llm`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<String>,
     /// For an `audit_gap` record: the first and last `seq` known to be
     /// missing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -168,6 +176,14 @@ impl Record {
     pub(crate) fn with_count(mut self, count: u64, last_session_id: &str) -> Record {
         self.count = Some(count);
         self.last_session_id = (count > 1).then(|| escape_cut(last_session_id));
+        self
+    }
+
+    /// Names the runner that serves an accepted session: its SHA-256 and
+    /// what it is granted.
+    pub(crate) fn with_runner(mut self, sha256: &str, capabilities: &str) -> Record {
+        self.runner_sha256 = Some(escape_cut(sha256));
+        self.capabilities = Some(escape_cut(capabilities));
         self
     }
 

@@ -37,6 +37,11 @@ pub struct Report {
     pub world: Option<String>,
     /// The probe's steps.
     pub steps: Vec<Step>,
+    /// Hex SHA-256 of the component, once it loaded.
+    pub sha256: Option<String>,
+    /// What its sessions would be granted under this config: its declared
+    /// capabilities ∩ the `[sandbox.policy.<name>]` tables that match it.
+    pub capabilities: Option<String>,
     /// The compiled code came from the compile cache (an earlier check or
     /// agent compiled the same file).
     pub from_cache: bool,
@@ -82,7 +87,8 @@ impl StreamSink for Counter {
 /// `session`'s do: checking the same file again, or serving it from that
 /// state directory, skips the compile (tens of seconds for a Python runner).
 pub async fn check(file: &Path, config: Option<&Path>) -> anyhow::Result<Report> {
-    let cache = Config::load(config)?.paths().compile_cache();
+    let cfg = Config::load(config)?;
+    let cache = cfg.paths().compile_cache();
     let sandbox = Sandbox::new(SandboxOptions {
         engine: EngineOptions {
             pooling: false,
@@ -97,6 +103,8 @@ pub async fn check(file: &Path, config: Option<&Path>) -> anyhow::Result<Report>
         wit: None,
         world: None,
         steps: Vec::new(),
+        sha256: None,
+        capabilities: None,
         from_cache: false,
         compile_ms: None,
         cached_load_ms: None,
@@ -141,12 +149,65 @@ pub async fn check(file: &Path, config: Option<&Path>) -> anyhow::Result<Report>
     if let Some(runner) = &probe.runner {
         report.wit = Some(runner.version().to_string());
         report.world = Some(runner.world().to_string());
-        report.runs = smoke(runner).await;
+        report.sha256 = Some(runner.sha256().to_string());
+        let (step, granted) = capabilities(runner, &cfg);
+        report.capabilities = Some(granted);
+        let refused = !step.ok;
+        report.steps.push(step);
+        // The agent would refuse it at load: nothing to run.
+        if !refused {
+            report.runs = smoke(runner).await;
+        }
     }
     report.ok = probe.runner.is_some()
         && report.steps.iter().all(|s| s.ok)
         && report.runs.iter().all(|r| r.ok);
     Ok(report)
+}
+
+/// The `capabilities` step: what the runner declared and what its
+/// sessions would be granted under `cfg`'s policies, per role it serves
+/// (the grant alone, second). A runner that declares nothing passes with
+/// a warning, or fails under `[sandbox] require_declared_capabilities`.
+fn capabilities(runner: &LoadedRunner, cfg: &Config) -> (Step, String) {
+    let mut roles = Vec::new();
+    for (serves, role, budgets) in [
+        (
+            runner.serves_diagnose(),
+            "diagnose",
+            &cfg.sandbox.budgets.diagnose,
+        ),
+        (runner.serves_chat(), "chat", &cfg.sandbox.budgets.chat),
+    ] {
+        if serves {
+            let (r, _) = cfg.sandbox.policies.apply(runner, role, budgets);
+            roles.push((role, r.grant().granted.to_string()));
+        }
+    }
+    let granted = match roles.as_slice() {
+        [(_, a), (_, b)] if a != b => format!("{a} (diagnose), {b} (chat)"),
+        [(_, a), ..] => a.clone(),
+        [] => runner.grant().granted.to_string(),
+    };
+    let step = |ok: bool, detail: String| Step {
+        name: "capabilities",
+        ok,
+        detail,
+    };
+    let step = match (
+        &runner.grant().declared,
+        runner.check_declared(cfg.sandbox.require_declared_capabilities),
+    ) {
+        (Some(d), _) => step(true, format!("declared {d}; granted {granted}")),
+        (None, Ok(())) => step(
+            true,
+            format!(
+                "warning: declares none, so it keeps everything the operator allows                  (granted {granted}); declare what it uses in describe (`tools` or                  `tools:NAME,...`, `shell`, `llm`)"
+            ),
+        ),
+        (None, Err(e)) => step(false, format!("{e:#}")),
+    };
+    (step, granted)
 }
 
 fn info(kind: &str) -> SessionInfo {
@@ -289,6 +350,9 @@ pub fn render(r: &Report) -> String {
     let mark = |ok: bool| if ok { "ok  " } else { "FAIL" };
     for s in &r.steps {
         out.push_str(&format!("  {} {:<10} {}\n", mark(s.ok), s.name, s.detail));
+    }
+    if let Some(sha) = &r.sha256 {
+        out.push_str(&format!("       {:<10} {sha}\n", "sha256"));
     }
     match (r.compile_ms, r.cached_load_ms) {
         (Some(c), Some(l)) => out.push_str(&format!(

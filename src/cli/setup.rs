@@ -121,24 +121,29 @@ pub fn build(
 /// rule-based runners) behind it.
 fn with_ai(
     sandbox: &Arc<Sandbox>,
+    cfg: &Config,
     rules: Runners,
     budgets: &RoleBudgets,
 ) -> anyhow::Result<Runners> {
     let ai = sandbox.load("built-in AI runner", crate::embedded::AI)?;
+    let policies = &cfg.sandbox.policies;
+    let (ai, diagnose_budgets) = policies.apply(&ai, "ai", &budgets.diagnose);
+    let (_, chat_budgets) = policies.apply(&ai, "ai", &budgets.chat);
     let mut files = vec![RunnerFile {
         role: "ai".into(),
         source: BUILT_IN.into(),
         sha256: ai.sha256().to_string(),
+        capabilities: ai.grant().granted.to_string(),
     }];
     files.extend(rules.files);
-    let diagnose = match (ai.diagnose_runner(budgets.diagnose.clone()), rules.diagnose) {
+    let diagnose = match (ai.diagnose_runner(diagnose_budgets), rules.diagnose) {
         (Some(primary), Some(fallback)) => Some(Arc::new(WithFallback {
             primary: Arc::new(primary) as Arc<dyn DiagnoseRunner>,
             fallback,
         }) as Arc<dyn DiagnoseRunner>),
         (_, rules) => rules,
     };
-    let chat = match (ai.chat_runner(budgets.chat.clone()), rules.chat) {
+    let chat = match (ai.chat_runner(chat_budgets), rules.chat) {
         (Some(primary), Some(fallback)) => Some(Arc::new(WithFallback {
             primary: Arc::new(primary) as Arc<dyn ChatRunner>,
             fallback,
@@ -203,7 +208,8 @@ fn source_of(
 
 /// The runners sessions are served by (at start and on every reload):
 /// each role's file or built-in runner (see [`load_roles`]), with the AI
-/// runner in front when `[ai]` serves.
+/// runner in front when `[ai]` serves; each narrowed by the
+/// `[sandbox.policy.<name>]` tables that match it.
 pub fn load_runners(
     sandbox: &Arc<Sandbox>,
     cfg: &Config,
@@ -212,7 +218,7 @@ pub fn load_runners(
 ) -> anyhow::Result<Runners> {
     let runners = load_roles(sandbox, cfg, runner_override, budgets)?;
     if ai_serves(cfg, runner_override) {
-        return with_ai(sandbox, runners, budgets);
+        return with_ai(sandbox, cfg, runners, budgets);
     }
     Ok(runners)
 }
@@ -250,26 +256,35 @@ fn load_roles(
         }
         let r = sandbox
             .load_file(path, cfg.sandbox.max_runner_size)
+            .and_then(|r| {
+                r.check_declared(cfg.sandbox.require_declared_capabilities)?;
+                Ok(r)
+            })
             .with_context(|| format!("loading {} {}", src.origin, path.display()))?;
         loaded.push((path.clone(), r.clone()));
         Ok(Some(r))
     };
     let from_diagnose_src = load(&diagnose_src)?;
     let from_chat_src = load(&chat_src)?;
-    let (diagnose, diagnose_file) =
+    let policies = &cfg.sandbox.policies;
+    let (diagnose, mut diagnose_file) =
         pick(sandbox, from_diagnose_src, &diagnose_src, Role::Diagnose)?;
-    let (chat, chat_file) = pick(sandbox, from_chat_src, &chat_src, Role::Chat)?;
+    let (diagnose, diagnose_budgets) = policies.apply(&diagnose, "diagnose", &budgets.diagnose);
+    diagnose_file.capabilities = diagnose.grant().granted.to_string();
+    let (chat, mut chat_file) = pick(sandbox, from_chat_src, &chat_src, Role::Chat)?;
+    let (chat, chat_budgets) = policies.apply(&chat, "chat", &budgets.chat);
+    chat_file.capabilities = chat.grant().granted.to_string();
     tracing::info!(diagnose = %diagnose.name(), chat = %chat.name(),
-        plugins = %diagnose.plugin_names().join(", "), "runners ready");
+        plugins = %diagnose.plugin_names().join(", "),
+        diagnose_capabilities = %diagnose_file.capabilities,
+        chat_capabilities = %chat_file.capabilities, "runners ready");
     Ok(Runners {
         files: vec![diagnose_file, chat_file],
         plugins: diagnose.plugin_names(),
         diagnose: diagnose
-            .diagnose_runner(budgets.diagnose.clone())
+            .diagnose_runner(diagnose_budgets)
             .map(|r| Arc::new(r) as _),
-        chat: chat
-            .chat_runner(budgets.chat.clone())
-            .map(|r| Arc::new(r) as _),
+        chat: chat.chat_runner(chat_budgets).map(|r| Arc::new(r) as _),
     })
 }
 
@@ -333,6 +348,7 @@ fn pick(
         role: role.status_name().into(),
         source,
         sha256: r.sha256().to_string(),
+        capabilities: r.grant().granted.to_string(),
     };
     let builtin = || -> anyhow::Result<(LoadedRunner, RunnerFile)> {
         let r = role.builtin(sandbox)?;

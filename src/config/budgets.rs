@@ -224,3 +224,39 @@ fn count(raw: &Raw<'_>) -> Result<u64, String> {
     }
     u64::try_from(n).map_err(|_| format!("{n} is too large"))
 }
+
+/// The `[sandbox]` budgets over the defaults, before the per-role
+/// sections: what a `[sandbox.policy.<name>]` may not go above.
+pub(super) fn sandbox_section(path: &str, sandbox: &RawBudgets) -> Result<Budgets, ConfigError> {
+    let mut base = Budgets::default();
+    apply_section(&mut base, path, "sandbox", sandbox, &mut Vec::new())?;
+    Ok(base)
+}
+
+/// The budgets a policy table `[section]` sets, each parsed and bounded
+/// by the funnel's rules: the key and `base` with that one value set.
+pub(super) fn policy_budgets(
+    path: &str,
+    section: &str,
+    table: &RawBudgets,
+    base: &Budgets,
+) -> Result<Vec<(&'static crate::sandbox::BudgetKey, Budgets)>, ConfigError> {
+    let origin = Origin::File { path, section };
+    let mut out = Vec::new();
+    for (written, value) in table {
+        let Some(key) = Budgets::key(written) else {
+            let names: Vec<&str> = Budgets::KEYS.iter().map(|k| k.name).collect();
+            return Err(origin.error(
+                written,
+                format!(
+                    "unknown key (a policy holds tools, shell, llm and the budgets {})",
+                    names.join(", ")
+                ),
+            ));
+        };
+        let mut b = base.clone();
+        set(&mut b, written, Raw::Toml(value), &origin)?;
+        out.push((key, b));
+    }
+    Ok(out)
+}

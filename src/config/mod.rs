@@ -37,6 +37,8 @@
 //!   problem is reported at its `file:line:col`, all in one run
 //! - `upstream.rs`: catpaw's keys that mean nothing here (one warning)
 //! - `tools.rs`: `[tools]`, what the diagnostic tools may read and reach
+//! - `policy.rs`: `[sandbox.policy.<name>]`, what one runner may reach and
+//!   use, narrower than `[sandbox]`
 
 mod ai;
 mod budgets;
@@ -45,6 +47,7 @@ mod document;
 mod hygiene;
 pub mod labels;
 mod paths;
+mod policy;
 mod raw;
 mod show;
 mod tools;
@@ -219,6 +222,12 @@ pub struct SandboxConfig {
     /// Budgets of each role's sessions: `[sandbox]`, then
     /// `[sandbox.diagnose]` / `[sandbox.chat]` (see `budgets.rs`).
     pub budgets: RoleBudgets,
+    /// Refuse a runner that declares no capabilities (at start, on reload
+    /// and in `check-runner`) instead of warning and granting it what the
+    /// operator allows.
+    pub require_declared_capabilities: bool,
+    /// `[sandbox.policy.<name>]`: per-runner narrowing (see `policy.rs`).
+    pub policies: crate::sandbox::Policies,
 }
 
 impl Default for SandboxConfig {
@@ -233,6 +242,8 @@ impl Default for SandboxConfig {
             watch_runners: false,
             max_runner_size: DEFAULT_MAX_RUNNER_SIZE,
             budgets: RoleBudgets::default(),
+            require_declared_capabilities: false,
+            policies: crate::sandbox::Policies::default(),
         }
     }
 }
@@ -460,6 +471,7 @@ impl Config {
         let mut deprecated = Vec::new();
         let budgets =
             RoleBudgets::from_file(&shown, &sb.budgets, &sb.diagnose, &sb.chat, &mut deprecated)?;
+        let policies = cx.policies(&sb.budgets, &sb.policy)?;
         let allow_remote_shell = sb.allow_remote_shell.unwrap_or(false);
         let shell_user = sb.shell_user.filter(|u| !u.trim().is_empty());
         // SAFETY: geteuid has no preconditions.
@@ -476,6 +488,8 @@ impl Config {
             watch_runners: sb.watch_runners.unwrap_or(false),
             max_runner_size,
             budgets,
+            require_declared_capabilities: sb.require_declared_capabilities.unwrap_or(false),
+            policies,
         };
 
         let level = raw.log.level.unwrap_or_else(|| "info".into());

@@ -131,6 +131,11 @@ pub(super) struct RawSandbox {
     pub(super) chat_runner: Option<String>,
     pub(super) watch_runners: Option<bool>,
     pub(super) max_runner_size: Option<toml::Value>,
+    pub(super) require_declared_capabilities: Option<bool>,
+    /// `[sandbox.policy.<name>]`: capability keys and budgets, left
+    /// untyped for `policy.rs`.
+    #[serde(default)]
+    pub(super) policy: BTreeMap<String, RawBudgets>,
     #[serde(default)]
     pub(super) diagnose: RawBudgets,
     #[serde(default)]

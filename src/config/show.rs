@@ -58,6 +58,26 @@ fn budgets(out: &mut String, b: &Budgets) {
     }
 }
 
+/// One `[sandbox.policy.<name>]` table: what it leaves, what it lowers.
+fn policy(out: &mut String, name: &str, p: &crate::sandbox::RunnerPolicy) {
+    let _ = writeln!(out, "\n[sandbox.policy.{}]", table_key(name));
+    if let crate::sandbox::ToolSet::Only(names) = &p.capabilities.tools {
+        let names: Vec<String> = names.iter().map(|n| q(n)).collect();
+        let _ = writeln!(out, "tools = [{}]", names.join(", "));
+    }
+    let _ = writeln!(out, "shell = {}", p.capabilities.shell);
+    let _ = writeln!(out, "llm = {}", p.capabilities.llm);
+    for (key, b) in &p.budgets {
+        let mut b = b.clone();
+        let value = match key.slot(&mut b) {
+            Slot::Count(n) => n.to_string(),
+            Slot::Bytes(n, _) => q(&format_size(*n)),
+            Slot::Time(d) => duration(*d),
+        };
+        let _ = writeln!(out, "{} = {value}", key.name);
+    }
+}
+
 impl Config {
     /// The effective configuration, in TOML: every key the file may hold
     /// with the value in force, the agent token and any password in the
@@ -117,10 +137,18 @@ impl Config {
             "max_runner_size = {}",
             q(&format_size(sb.max_runner_size))
         );
+        let _ = writeln!(
+            w,
+            "require_declared_capabilities = {}",
+            sb.require_declared_capabilities
+        );
         let _ = writeln!(w, "\n[sandbox.diagnose]");
         budgets(w, &sb.budgets.diagnose);
         let _ = writeln!(w, "\n[sandbox.chat]");
         budgets(w, &sb.budgets.chat);
+        for (name, p) in &sb.policies.by_name {
+            policy(w, name, p);
+        }
         let _ = writeln!(w, "\n[log]");
         let _ = writeln!(w, "level = {}", q(&self.log.level));
         let _ = writeln!(w, "format = {}", q(&self.log.format));

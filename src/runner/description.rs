@@ -27,10 +27,14 @@ pub struct PluginInfo {
 impl Description {
     /// Most plugins kept from one runner.
     pub const MAX_PLUGINS: usize = 64;
-    /// Longest name, version, plugin name or capability kept, in bytes.
+    /// Longest name, version or plugin name kept, in bytes.
     pub const MAX_NAME: usize = 64;
     /// Longest plugin description kept, in bytes.
     pub const MAX_LINE: usize = 200;
+    /// Longest capability kept, in bytes: room for `tools:` and every
+    /// tool name of the catalog, so a declaration is never cut into
+    /// another one.
+    pub const MAX_CAPABILITY: usize = 4096;
 
     /// The description with every field cut to its cap and freed of
     /// control characters, and plugins whose name is not a plain word
@@ -76,7 +80,7 @@ impl Description {
             .capabilities
             .iter()
             .take(Self::MAX_PLUGINS)
-            .map(|c| clean(c, Self::MAX_NAME))
+            .map(|c| clean(c, Self::MAX_CAPABILITY))
             .filter(|c| !c.is_empty())
             .collect();
         (

@@ -18,14 +18,20 @@
 //! - `run.rs`: the wasm implementations of the runner traits
 //! - `versions.rs`: the contract versions (0.2.0, 0.1.0) behind one type
 //! - `describe.rs`: reading a runner's `describe` once at load
+//! - `capabilities.rs`: what a runner declared it uses, parsed at load,
+//!   and the grant every import asks before acting
+//! - `policy.rs`: the operator's `[sandbox.policy.<name>]`, which narrows
+//!   a runner's grant and budgets
 //! - `probe.rs`: looking a runner file over step by step (`check-runner`)
 
 mod bindings;
 mod budgets;
+mod capabilities;
 mod describe;
 mod engine;
 mod host;
 mod limits;
+mod policy;
 mod probe;
 mod run;
 mod stdio;
@@ -40,8 +46,12 @@ use wasmtime::Engine;
 use wasmtime::component::{HasSelf, Linker};
 
 pub use budgets::{BudgetKey, Budgets, Slot};
+pub use capabilities::{Capabilities, Grant, ToolSet};
+pub(crate) use capabilities::{catalog_names, check_tool};
 pub use engine::EngineOptions;
 pub use host::HostServices;
+pub(crate) use policy::value as budget_value;
+pub use policy::{Policies, RunnerPolicy, Subject};
 pub use probe::{Probe, Step};
 pub use run::{WasmChatRunner, WasmDiagnoseRunner};
 pub use versions::WitVersion;
@@ -171,12 +181,23 @@ impl Sandbox {
             }
             d
         });
+        // The declaration is a manifest the host enforces: read once, here.
+        let declared = match &description {
+            Some(d) => Capabilities::parse(&d.capabilities, &catalog_names()).map_err(|e| {
+                anyhow::anyhow!(
+                    "runner {name}: its describe declares {e} (see docs/runners.md, \
+                     Declaring capabilities)"
+                )
+            })?,
+            None => None,
+        };
         Ok(LoadedRunner {
             name: name.to_string(),
             sha256: crate::util::sha256_hex(bytes),
             sandbox: self.clone(),
             version,
             description,
+            grant: Grant::new(declared),
             diagnose,
             chat,
         })
@@ -192,6 +213,8 @@ pub struct LoadedRunner {
     sandbox: Arc<Sandbox>,
     version: WitVersion,
     description: Option<Description>,
+    /// What it declared, and what its sessions may reach.
+    grant: Grant,
     diagnose: Option<DiagnosePre>,
     chat: Option<ChatPre>,
 }
@@ -229,6 +252,47 @@ impl LoadedRunner {
         self.description.as_ref()
     }
 
+    /// What it declared it uses (`None`: nothing) and what its sessions
+    /// are granted (the declaration ∩ the operator's policy).
+    pub fn grant(&self) -> &Grant {
+        &self.grant
+    }
+
+    /// The same runner with its grant narrowed to what `policy` allows.
+    pub fn narrowed(&self, policy: &Capabilities) -> LoadedRunner {
+        LoadedRunner {
+            grant: self.grant.narrowed(policy),
+            ..self.clone()
+        }
+    }
+
+    /// Ok when it declared its capabilities. When it did not, Err if
+    /// `require` (`[sandbox] require_declared_capabilities`), else one
+    /// warning naming it: it then keeps everything the operator allows.
+    pub fn check_declared(&self, require: bool) -> anyhow::Result<()> {
+        if self.grant.declared.is_some() {
+            return Ok(());
+        }
+        let why = match self.version {
+            WitVersion::V0_1 => "it is built against catpaw:runner 0.1.0, which has no describe",
+            WitVersion::V0_2 => "its describe lists no capabilities",
+        };
+        if require {
+            bail!(
+                "runner {} declares no capabilities ({why}); refused because [sandbox] \
+                 require_declared_capabilities = true (list what it uses in describe: \
+                 `tools` or `tools:NAME,...`, `shell`, `llm`; see docs/runners.md, \
+                 Declaring capabilities)",
+                self.name
+            );
+        }
+        tracing::warn!(runner = %self.name,
+            "runner declares no capabilities ({why}): it may use every tool, the shell and \
+             the model the operator allows; declare them in describe, or set [sandbox] \
+             require_declared_capabilities = true to refuse such runners");
+        Ok(())
+    }
+
     /// The inspect plugins it offers, by name (none for 0.1.0).
     pub fn plugin_names(&self) -> Vec<String> {
         self.description
@@ -261,13 +325,23 @@ impl LoadedRunner {
     /// exports one.
     pub fn diagnose_runner(&self, budgets: Budgets) -> Option<WasmDiagnoseRunner> {
         let pre = self.diagnose.clone()?;
-        Some(WasmDiagnoseRunner::new(self.sandbox.clone(), pre, budgets))
+        Some(WasmDiagnoseRunner::new(
+            self.sandbox.clone(),
+            pre,
+            budgets,
+            self.grant.clone(),
+        ))
     }
 
     /// A chat runner whose sessions get `budgets`, if the component exports
     /// one.
     pub fn chat_runner(&self, budgets: Budgets) -> Option<WasmChatRunner> {
         let pre = self.chat.clone()?;
-        Some(WasmChatRunner::new(self.sandbox.clone(), pre, budgets))
+        Some(WasmChatRunner::new(
+            self.sandbox.clone(),
+            pre,
+            budgets,
+            self.grant.clone(),
+        ))
     }
 }

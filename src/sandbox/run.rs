@@ -17,6 +17,7 @@ use wasmtime::component::ResourceAny;
 
 use super::Sandbox;
 use super::budgets::Budgets;
+use super::capabilities::Grant;
 use super::host::{HostContext, HostServices};
 use super::limits::{self, Guarded};
 use super::store::{self, SessionState, end_run, new_store};
@@ -32,15 +33,28 @@ pub struct WasmDiagnoseRunner {
     sandbox: Arc<Sandbox>,
     pre: DiagnosePre,
     limits: Budgets,
+    /// What its sessions may reach.
+    grant: Grant,
 }
 
 impl WasmDiagnoseRunner {
-    pub(crate) fn new(sandbox: Arc<Sandbox>, pre: DiagnosePre, limits: Budgets) -> Self {
+    pub(crate) fn new(
+        sandbox: Arc<Sandbox>,
+        pre: DiagnosePre,
+        limits: Budgets,
+        grant: Grant,
+    ) -> Self {
         WasmDiagnoseRunner {
             sandbox,
             pre,
             limits,
+            grant,
         }
+    }
+
+    /// What its sessions may reach.
+    pub fn grant(&self) -> &Grant {
+        &self.grant
     }
 
     /// The budgets each session gets.
@@ -49,14 +63,16 @@ impl WasmDiagnoseRunner {
     }
 }
 
-/// Creates the store of one session.
+/// Creates the store of one session, whose imports answer only what
+/// `grant` allows.
 fn session_store(
     sandbox: &Sandbox,
     limits: &Budgets,
+    grant: &Grant,
     info: &SessionInfo,
     sink: Arc<dyn StreamSink>,
 ) -> Result<Store<SessionState>, RunError> {
-    store_with(sandbox, sandbox.services.clone(), limits, info, sink)
+    store_with(sandbox, sandbox.services.clone(), limits, grant, info, sink)
 }
 
 /// A store like a session's whose host calls are not audited and that
@@ -68,24 +84,27 @@ pub(super) fn session_store_without_audit(
     info: &SessionInfo,
     sink: Arc<dyn StreamSink>,
 ) -> Result<Store<SessionState>, RunError> {
-    // Not a session: nothing audited, nothing counted.
+    // Not a session: nothing audited, nothing counted. (Its budgets
+    // end it at its first host call, before any grant is asked.)
     let services = HostServices {
         audit: None,
         telemetry: None,
         llm: None,
         ..(*sandbox.services).clone()
     };
-    store_with(sandbox, Arc::new(services), limits, info, sink)
+    let grant = Grant::new(None);
+    store_with(sandbox, Arc::new(services), limits, &grant, info, sink)
 }
 
 fn store_with(
     sandbox: &Sandbox,
     services: Arc<HostServices>,
     limits: &Budgets,
+    grant: &Grant,
     info: &SessionInfo,
     sink: Arc<dyn StreamSink>,
 ) -> Result<Store<SessionState>, RunError> {
-    let host = HostContext::new(info.clone(), sink, services, limits);
+    let host = HostContext::new(info.clone(), sink, services, limits, grant.clone());
     new_store(&sandbox.engine, limits, host)
         .map_err(|e| RunError::Host(format!("creating the session store: {e:#}")))
 }
@@ -252,7 +271,7 @@ impl WasmDiagnoseRunner {
         meter: &mut Meter,
     ) -> Result<String, RunError> {
         let limits = &self.limits;
-        let mut store = session_store(&self.sandbox, limits, info, sink)?;
+        let mut store = session_store(&self.sandbox, limits, &self.grant, info, sink)?;
         meter.begin();
         let outcome =
             limits::guard(self.pre.instantiate(&mut store), limits.timeout, &cancel).await;
@@ -269,15 +288,23 @@ pub struct WasmChatRunner {
     sandbox: Arc<Sandbox>,
     pre: ChatPre,
     limits: Budgets,
+    /// What its sessions may reach.
+    grant: Grant,
 }
 
 impl WasmChatRunner {
-    pub(crate) fn new(sandbox: Arc<Sandbox>, pre: ChatPre, limits: Budgets) -> Self {
+    pub(crate) fn new(sandbox: Arc<Sandbox>, pre: ChatPre, limits: Budgets, grant: Grant) -> Self {
         WasmChatRunner {
             sandbox,
             pre,
             limits,
+            grant,
         }
+    }
+
+    /// What its sessions may reach.
+    pub fn grant(&self) -> &Grant {
+        &self.grant
     }
 
     /// The budgets each session (each turn, for fuel and time) gets.
@@ -325,7 +352,7 @@ impl WasmChatRunner {
         meter: &mut Meter,
     ) -> Result<Box<dyn ChatHandle>, RunError> {
         let limits = self.limits.clone();
-        let mut store = session_store(&self.sandbox, &limits, info, sink)?;
+        let mut store = session_store(&self.sandbox, &limits, &self.grant, info, sink)?;
         let outcome =
             limits::guard(self.pre.instantiate(&mut store), limits.timeout, &cancel).await;
         let inst = instantiated(&mut store, &limits, meter, outcome)?;

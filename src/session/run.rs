@@ -41,6 +41,10 @@ pub struct RunnerFile {
     pub source: String,
     /// Hex SHA-256 of the component's bytes.
     pub sha256: String,
+    /// What its sessions are granted (its declared capabilities ∩ the
+    /// operator's policy), e.g. `tools:cpu,memory llm`.
+    #[serde(default)]
+    pub capabilities: String,
 }
 
 impl std::fmt::Debug for Runners {
@@ -68,6 +72,20 @@ impl Runners {
     /// Whether any runner at all is configured.
     pub fn any(&self) -> bool {
         self.diagnose.is_some() || self.chat.is_some()
+    }
+
+    /// The component that serves sessions of `kind` first: the AI runner
+    /// when it is in front, else the role's own.
+    pub fn file_for(&self, kind: &SessionType) -> Option<&RunnerFile> {
+        let role = match kind {
+            SessionType::Chat => "chat",
+            SessionType::Inspect | SessionType::Diagnose => "diagnose",
+            SessionType::Other(_) => return None,
+        };
+        self.files
+            .iter()
+            .find(|f| f.role == "ai")
+            .or_else(|| self.files.iter().find(|f| f.role == role))
     }
 }
 

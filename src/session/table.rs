@@ -323,7 +323,11 @@ impl SessionTable {
             key_id: start.key_id.clone(),
         };
         if let Some(log) = &self.audit {
-            log.note(accepted_record(&who, &start, allow_shell));
+            let mut record = accepted_record(&who, &start, allow_shell);
+            if let Some(f) = runners.file_for(&kind) {
+                record = record.with_runner(&f.sha256, &f.capabilities);
+            }
+            log.note(record);
         }
         let cleanup = Cleanup {
             table: self.inner.clone(),
@@ -418,6 +422,7 @@ impl SessionTable {
 }
 
 /// The `accepted` record: the session's plugin and its parameters (masked).
+/// (The runner that serves it is added by [`Record::with_runner`].)
 fn accepted_record(who: &Who, start: &SessionStartPayload, allow_shell: bool) -> Record {
     let plugin = start
         .params

@@ -7,7 +7,7 @@
 //! and returns JSON with fixed field names, because guest runners parse
 //! it. [`call_with`] (tests also use `call`, which allows no files or
 //! targets) is the one way out: every string of every result is masked,
-//! then the output is bounded to [`MAX_OUTPUT_BYTES`] (lists shortened,
+//! then the output is bounded to [`output::MAX_OUTPUT_BYTES`] (lists shortened,
 //! rows dropped and counted in `"omitted": {"<list>": n}` so the result
 //! stays valid JSON, and only then the text cut with a marker), in that
 //! order (see
@@ -34,6 +34,7 @@
 //!   certificates, NTP, host identity, firewall
 //! - `remote/`: the network-touching tools, allow-listed targets only
 //! - `x509.rs`: certificate validity and names from DER
+//! - `tool.rs`: the `Tool` type the groups build their catalogs from
 //! - `output.rs`: what every result goes through: mask, shorten, cut
 //! - `mask/`: secret masking (shapes, keys, per-program flags)
 //! - `tests_host.rs`: every tool run for real on this host
@@ -59,6 +60,7 @@ mod service;
 mod storage;
 mod system;
 mod targets;
+mod tool;
 mod x509;
 
 pub(crate) use mask::{mask_json, mask_secrets, masked_cut};
@@ -70,55 +72,10 @@ mod tests_host;
 
 use serde_json::Value;
 
-/// One tool in the catalog.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct ToolInfo {
-    /// Name passed to [`call_with`].
-    pub name: &'static str,
-    /// One line saying what it returns.
-    pub description: &'static str,
-    /// JSON Schema of its arguments.
-    pub params_schema: &'static str,
-}
-
-/// Largest tool output in bytes.
-pub(crate) const MAX_OUTPUT_BYTES: usize = 32 * 1024;
-
-const NO_ARGS: &str = r#"{"type":"object","properties":{},"additionalProperties":false}"#;
-
-/// A catalog entry and how to run it.
-pub(crate) struct Tool {
-    info: ToolInfo,
-    run: fn(&args::Args) -> Result<Value, String>,
-    /// Whether oversized lists lose their first rows (oldest log lines)
-    /// rather than their last (least important).
-    drop_from_front: bool,
-}
-
-impl Tool {
-    pub(crate) const fn new(
-        name: &'static str,
-        description: &'static str,
-        params_schema: &'static str,
-        run: fn(&args::Args) -> Result<Value, String>,
-    ) -> Tool {
-        Tool {
-            info: ToolInfo {
-                name,
-                description,
-                params_schema,
-            },
-            run,
-            drop_from_front: false,
-        }
-    }
-
-    /// A log: when too long, its oldest lines go first.
-    pub(crate) const fn logs(mut self) -> Tool {
-        self.drop_from_front = true;
-        self
-    }
-}
+#[cfg(test)]
+use output::MAX_OUTPUT_BYTES;
+pub(crate) use tool::ToolInfo;
+use tool::{NO_ARGS, Tool};
 
 /// The first tools, whose code predates the groups below.
 const BASE: &[Tool] = &[
@@ -222,7 +179,7 @@ pub(crate) fn call(name: &str, args_json: &str) -> Result<String, String> {
 
 /// Runs one tool under the operator's allow-lists `config`. `args_json`
 /// is a JSON object (`{}` or `""` for none). Ok is the JSON result,
-/// secrets masked, at most [`MAX_OUTPUT_BYTES`]; Err is a one-line
+/// secrets masked, at most [`output::MAX_OUTPUT_BYTES`]; Err is a one-line
 /// message fit to show an operator, secrets masked too.
 pub(crate) fn call_with(
     config: &std::sync::Arc<ToolConfig>,

@@ -12,8 +12,10 @@
 
 use serde_json::Value;
 
-use super::MAX_OUTPUT_BYTES;
 use super::mask::mask_json;
+
+/// Largest tool output in bytes.
+pub(crate) const MAX_OUTPUT_BYTES: usize = 32 * 1024;
 
 /// The output text of a tool's result: masked, shortened, cut.
 pub(super) fn finish(mut value: Value, drop_from_front: bool) -> String {

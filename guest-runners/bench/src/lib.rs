@@ -23,7 +23,7 @@ impl exports::catpaw::runner::describe::Guest for Runner {
             name: "catpaw-bench".to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             plugins: Vec::new(),
-            capabilities: Vec::new(),
+            capabilities: vec!["tools".to_string(), "llm".to_string()],
         }
     }
 }

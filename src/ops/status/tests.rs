@@ -11,6 +11,7 @@ fn source() -> StatusSource {
                     role: "diagnose".into(),
                     source: "built-in".into(),
                     sha256: crate::util::sha256_hex(b"abc"),
+                    capabilities: "tools:cpu,memory llm".into(),
                 }],
                 ..Default::default()
             },
@@ -56,6 +57,15 @@ async fn answers_with_the_status_and_refuses_a_second_agent() {
     assert_eq!(status.alerts.pushed, 4);
     assert_eq!(status.connection.state, "connecting");
     assert_eq!(status.runners.len(), 1);
+    // The runner's hash, and under it what its sessions are granted.
+    let text = render(&status);
+    let sha = crate::util::sha256_hex(b"abc");
+    assert!(
+        text.contains(&format!(
+            "runner:      diagnose built-in sha256:{sha}\n  granted:   tools:cpu,memory llm\n"
+        )),
+        "{text}"
+    );
     assert_eq!(
         std::fs::metadata(&socket)
             .expect("socket")

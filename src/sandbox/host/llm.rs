@@ -11,7 +11,10 @@
 //! refused before any of that), masking of tool results before they
 //! reach a provider, and streaming the model's text to the session while
 //! the call runs. Nothing a guest receives carries a credential: error
-//! texts come scrubbed from `ai`.
+//! texts come scrubbed from `ai`. A runner whose grant lacks `llm`
+//! (undeclared, or taken away by the operator's policy) sees the model as
+//! off in `settings`, and each `complete` is refused as `not-configured`
+//! with a `refused` record, counted against `max_llm_calls`.
 
 use std::sync::Arc;
 
@@ -45,8 +48,15 @@ pub(crate) struct LlmBudget {
     pub(crate) session_used: u64,
 }
 
+/// The model settings a guest sees; a runner whose grant lacks `llm` sees
+/// the model as off.
 pub(crate) fn settings(ctx: &HostContext) -> wit::AiSettings {
-    match &ctx.services.llm {
+    match ctx
+        .services
+        .llm
+        .as_ref()
+        .filter(|_| ctx.grant.llm().is_ok())
+    {
         Some(l) => {
             let c = l.config();
             wit::AiSettings {
@@ -253,6 +263,12 @@ pub(crate) async fn complete(
     stream_as: Option<Stage>,
 ) -> wasmtime::Result<Result<wit::Reply, wit::LlmError>> {
     charge_call(ctx)?;
+    if let Err(e) = ctx.grant.llm() {
+        tracing::warn!(session_id = %ctx.info.session_id, reason = %e, "llm call refused");
+        ctx.note(kind::LLM, "complete", "", outcome::REFUSED, &e);
+        ctx.run.llm_failure = Some(e.clone());
+        return Ok(Err(wit::LlmError::NotConfigured(e)));
+    }
     let Some(llm) = ctx.services.llm.clone() else {
         let e = LlmError::NotConfigured("[ai] enabled is false in the agent's config".into());
         ctx.run.llm_failure = Some(e.to_string());

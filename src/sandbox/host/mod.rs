@@ -22,6 +22,7 @@ use tracing::Instrument;
 
 use super::bindings::{host, llm as llm_wit};
 use super::budgets::{self, Budgets};
+use super::capabilities::Grant;
 use super::limits::BudgetExceeded;
 use super::stdio::{CapturedStdio, Printed};
 use crate::audit::{Act, AuditLog, Record, Who, event, outcome};
@@ -58,6 +59,9 @@ pub(crate) struct HostContext {
     sink: Arc<dyn StreamSink>,
     /// Shared services.
     services: Arc<HostServices>,
+    /// What the runner may reach: its declaration ∩ the operator's
+    /// policy; every import asks it before acting.
+    grant: Grant,
     /// Output budget of the whole session.
     stream: stream::StreamState,
     /// Caps and user of this session's granted shell commands.
@@ -147,6 +151,7 @@ impl HostContext {
         sink: Arc<dyn StreamSink>,
         services: Arc<HostServices>,
         limits: &Budgets,
+        grant: Grant,
     ) -> Self {
         let shell = ShellLimits {
             max_timeout: limits.shell_timeout,
@@ -157,6 +162,7 @@ impl HostContext {
             info,
             sink,
             services,
+            grant,
             stream: stream::StreamState::new(limits.max_output),
             shell,
             max_calls: limits.max_host_calls,
@@ -301,7 +307,7 @@ impl host::Host for HostContext {
     }
 
     async fn list_tools(&mut self) -> wasmtime::Result<Vec<host::ToolInfo>> {
-        Ok(tools::list())
+        Ok(tools::list(&self.grant))
     }
 
     async fn call_tool(

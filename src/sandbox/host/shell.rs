@@ -1,5 +1,6 @@
 //! `request-shell`: the only way a guest can run a command, and only when
-//! its session's `allow_shell` is true. Fail closed: the default answer is
+//! the runner's grant holds `shell` (declared, and left by the operator's
+//! policy) and its session's `allow_shell` is true. Fail closed: the default answer is
 //! `denied`, and a command whose `started` audit record cannot be written
 //! and synced does not run. Granted or not, every request is audited; a
 //! granted one gets its outcome record on every path (exit, timeout,
@@ -25,6 +26,13 @@ pub(crate) async fn request(
     let args = format!("{{\"timeout_ms\":{timeout_ms}}}");
     let masked = mask_secrets(&command);
     let shown = crate::util::truncate_utf8(&masked, 1024);
+    if let Err(reason) = ctx.grant.shell() {
+        tracing::warn!(session_id = %ctx.info.session_id, command = %shown, %reason,
+            "shell request refused");
+        ctx.note(kind::SHELL, &command, &args, outcome::REFUSED, &reason);
+        ctx.count_shell_command(false);
+        return Err(ShellError::Denied(reason));
+    }
     if !ctx.info.allow_shell {
         let reason = "shell access is disabled for this session (the operator must set \
                       [sandbox] allow_remote_shell = true and the session must ask for it)";

@@ -11,10 +11,13 @@
 use super::HostContext;
 use crate::audit::{kind, outcome};
 use crate::sandbox::bindings::host::ToolInfo;
+use crate::sandbox::capabilities::Grant;
 
-pub(crate) fn list() -> Vec<ToolInfo> {
+/// The tools `grant` lets the runner call, in catalog order.
+pub(crate) fn list(grant: &Grant) -> Vec<ToolInfo> {
     crate::tools::catalog()
         .iter()
+        .filter(|t| grant.granted.allows_tool(t.name))
         .map(|t| ToolInfo {
             name: t.name.to_string(),
             description: t.description.to_string(),
@@ -27,6 +30,12 @@ pub(crate) fn list() -> Vec<ToolInfo> {
 const MAX_ARGS: usize = 16 * 1024;
 
 pub(crate) async fn call(ctx: &HostContext, name: String, args: String) -> Result<String, String> {
+    if let Err(e) = ctx.grant.tool(&name) {
+        tracing::warn!(session_id = %ctx.info.session_id, tool = %name, reason = %e,
+            "tool call refused");
+        ctx.note(kind::TOOL, &name, "", outcome::REFUSED, &e);
+        return Err(e);
+    }
     if args.len() > MAX_ARGS {
         let e = format!(
             "tool {name}: arguments are {} bytes, more than the {MAX_ARGS} allowed",

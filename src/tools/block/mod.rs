@@ -7,7 +7,7 @@ mod inodes;
 mod lvm;
 mod mdraid;
 
-use super::Tool;
+use super::tool::{NO_ARGS, Tool};
 
 pub(super) const TOOLS: &[Tool] = &[
     Tool::new(
@@ -19,7 +19,7 @@ pub(super) const TOOLS: &[Tool] = &[
     Tool::new(
         "block_devices",
         "block devices: size, type (disk, partition, dm, md, loop), rotational, read-only, model, holders, scheduler",
-        super::NO_ARGS,
+        NO_ARGS,
         blockdev::run,
     ),
     Tool::new(
@@ -31,13 +31,13 @@ pub(super) const TOOLS: &[Tool] = &[
     Tool::new(
         "lvm",
         "device-mapper volumes (LVM logical volumes, crypt, multipath) with size, state and backing devices",
-        super::NO_ARGS,
+        NO_ARGS,
         lvm::run,
     ),
     Tool::new(
         "md_raid",
         "software RAID arrays from /proc/mdstat: level, members, failed or missing disks, resync progress",
-        super::NO_ARGS,
+        NO_ARGS,
         mdraid::run,
     ),
 ];

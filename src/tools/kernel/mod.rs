@@ -15,7 +15,7 @@ mod sysctl;
 mod thermal;
 mod vmstat;
 
-use super::Tool;
+use super::tool::{NO_ARGS, Tool};
 
 pub(super) const TOOLS: &[Tool] = &[
     Tool::new(
@@ -52,13 +52,13 @@ pub(super) const TOOLS: &[Tool] = &[
     Tool::new(
         "numa",
         "memory and allocation hits/misses per NUMA node",
-        super::NO_ARGS,
+        NO_ARGS,
         numa::run,
     ),
     Tool::new(
         "thermal",
         "temperature of every thermal zone and its critical trip point",
-        super::NO_ARGS,
+        NO_ARGS,
         thermal::run,
     ),
     Tool::new(
@@ -70,7 +70,7 @@ pub(super) const TOOLS: &[Tool] = &[
     Tool::new(
         "security_modules",
         "SELinux mode (running and configured), AppArmor state and profile counts, active LSMs",
-        super::NO_ARGS,
+        NO_ARGS,
         secmod::run,
     ),
     Tool::new(
@@ -82,7 +82,7 @@ pub(super) const TOOLS: &[Tool] = &[
     Tool::new(
         "vmstat",
         "paging, swapping, reclaim, compaction and OOM counters from /proc/vmstat, with per-second rates over 1 s",
-        super::NO_ARGS,
+        NO_ARGS,
         vmstat::run,
     ),
 ];

@@ -15,13 +15,13 @@ mod sockets;
 mod sockstat;
 mod softnet;
 
-use super::Tool;
+use super::tool::{NO_ARGS, Tool};
 
 pub(super) const TOOLS: &[Tool] = &[
     Tool::new(
         "tcp_retrans",
         "TCP retransmits, timeouts, resets and listen overflows: totals since boot and per-second rates over 1 s",
-        super::NO_ARGS,
+        NO_ARGS,
         retrans::run,
     ),
     Tool::new(
@@ -39,37 +39,37 @@ pub(super) const TOOLS: &[Tool] = &[
     Tool::new(
         "routes",
         "IPv4 and IPv6 routing tables: destination, gateway, interface, metric, default routes",
-        super::NO_ARGS,
+        NO_ARGS,
         routes::run,
     ),
     Tool::new(
         "neighbours",
         "ARP table (IPv4 neighbours) with state, and its use against the kernel's gc_thresh3 limit",
-        super::NO_ARGS,
+        NO_ARGS,
         neighbours::run,
     ),
     Tool::new(
         "addresses",
         "IP addresses of every interface with prefix length and scope",
-        super::NO_ARGS,
+        NO_ARGS,
         addresses::run,
     ),
     Tool::new(
         "conntrack",
         "connection tracking table use (count/max) and its drop, early-drop and insert-failure counters",
-        super::NO_ARGS,
+        NO_ARGS,
         conntrack::run,
     ),
     Tool::new(
         "sockstat",
         "socket counts by protocol (in use, orphans, time-wait, memory) and TCP memory against its limits",
-        super::NO_ARGS,
+        NO_ARGS,
         sockstat::run,
     ),
     Tool::new(
         "softnet",
         "per-CPU packets processed, dropped (backlog full) and time-squeezed in the network receive path",
-        super::NO_ARGS,
+        NO_ARGS,
         softnet::run,
     ),
 ];

@@ -8,7 +8,7 @@ mod openfiles;
 mod threads;
 mod zombies;
 
-use super::Tool;
+use super::tool::Tool;
 
 pub(super) const TOOLS: &[Tool] = &[
     Tool::new(

@@ -12,9 +12,9 @@ mod redis;
 mod tcp;
 mod tlscert;
 
-use super::Tool;
 use super::args::Args;
 use super::targets::check_target;
+use super::tool::Tool;
 
 /// Targets one call may touch.
 const MAX_TARGETS: usize = 20;

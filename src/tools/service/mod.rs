@@ -14,7 +14,7 @@ mod unit;
 #[cfg(test)]
 mod swap_tests;
 
-use super::Tool;
+use super::tool::{NO_ARGS, Tool};
 
 pub(super) const TOOLS: &[Tool] = &[
     Tool::new(
@@ -52,19 +52,19 @@ pub(super) const TOOLS: &[Tool] = &[
     Tool::new(
         "ntp",
         "clock synchronisation from the kernel (adjtimex): synced or not, offset, estimated and maximum error, and which time daemon runs",
-        super::NO_ARGS,
+        NO_ARGS,
         ntp::run,
     ),
     Tool::new(
         "host_identity",
         "hostname, machine and boot ids, OS, kernel, architecture, virtualisation and container hints, primary addresses",
-        super::NO_ARGS,
+        NO_ARGS,
         hostident::run,
     ),
     Tool::new(
         "firewall",
         "firewall rule counts per table and chain, drop/reject rules and chain policies (nftables, else iptables; needs root)",
-        super::NO_ARGS,
+        NO_ARGS,
         firewall::run,
     ),
 ];

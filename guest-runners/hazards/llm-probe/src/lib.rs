@@ -25,7 +25,7 @@ impl exports::catpaw::runner::describe::Guest for Runner {
             name: "hazard-llm-probe".to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             plugins: Vec::new(),
-            capabilities: vec!["llm".to_string()],
+            capabilities: vec!["tools".to_string(), "llm".to_string()],
         }
     }
 }
