@@ -75,15 +75,68 @@ pub fn skip(reason: &str) {
 
 /// What `tracing` logs on this thread at `level` and above, as plain text,
 /// while the guard lives (a current-thread runtime's tasks included).
-pub fn capture_log(level: tracing::Level) -> (tracing::subscriber::DefaultGuard, CapturedLog) {
+///
+/// One subscriber serves the whole test binary and writes each event into
+/// the capture of the thread that logged it. A subscriber per test
+/// (`set_default`) is not enough: a callsite first reached on another
+/// test's thread while a new subscriber registers can keep the interest it
+/// was given before, and its events are then lost to every capture.
+pub fn capture_log(level: tracing::Level) -> (CaptureGuard, CapturedLog) {
+    use tracing_subscriber::layer::SubscriberExt;
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        let layer = tracing_subscriber::fmt::layer()
+            .with_ansi(false)
+            .with_writer(|| ThreadCapture)
+            .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
+                CAPTURE.with(|c| c.borrow().as_ref().is_some_and(|(l, _)| meta.level() <= l))
+            }));
+        let subscriber = tracing_subscriber::registry().with(layer);
+        // A binary that installed a subscriber of its own keeps it; its
+        // captures then see nothing, which the tests' own checks reveal.
+        let _ = tracing::subscriber::set_global_default(subscriber);
+    });
     let log = CapturedLog::default();
-    let writer = log.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(level)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    (tracing::subscriber::set_default(subscriber), log)
+    let previous = CAPTURE.with(|c| c.borrow_mut().replace((level, log.clone())));
+    (CaptureGuard { previous }, log)
+}
+
+use tracing_subscriber::Layer as _;
+
+thread_local! {
+    /// The capture of this thread, with its level, while a guard lives.
+    static CAPTURE: std::cell::RefCell<Option<(tracing::Level, CapturedLog)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Ends a [`capture_log`] when dropped (the thread's earlier capture, if
+/// any, resumes).
+pub struct CaptureGuard {
+    previous: Option<(tracing::Level, CapturedLog)>,
+}
+
+impl Drop for CaptureGuard {
+    fn drop(&mut self) {
+        let previous = self.previous.take();
+        CAPTURE.with(|c| *c.borrow_mut() = previous);
+    }
+}
+
+/// The writer of the shared subscriber: the logging thread's capture.
+struct ThreadCapture;
+
+impl std::io::Write for ThreadCapture {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        CAPTURE.with(|c| {
+            if let Some((_, log)) = c.borrow_mut().as_mut() {
+                let _ = std::io::Write::write(log, b);
+            }
+        });
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The text [`capture_log`] collected.
