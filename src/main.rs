@@ -137,6 +137,34 @@ enum RunnerCommand {
         #[arg(long, value_enum)]
         lang: catpaw_agent::cli::scaffold::Lang,
     },
+    /// Make a key pair for signing runners, in minisign's format: NAME.pub
+    /// (for `[sandbox] runner_keys`) and NAME.key (the secret key,
+    /// unencrypted so a build can sign unattended). Both files are mode
+    /// 0600 and never written over an existing file.
+    Keygen {
+        /// Directory the two files go to.
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+        /// File name of the pair (NAME.pub, NAME.key).
+        #[arg(long, default_value = "runner")]
+        name: String,
+        /// Write the public key here instead (with --secret).
+        #[arg(long, requires = "secret", conflicts_with_all = ["out", "name"])]
+        public: Option<PathBuf>,
+        /// Write the secret key here instead (with --public).
+        #[arg(long, requires = "public")]
+        secret: Option<PathBuf>,
+    },
+    /// Sign a runner file: writes FILE.minisig, which `minisign -V` also
+    /// checks. The key must be unencrypted (`runner keygen`, or
+    /// `minisign -G -W`).
+    Sign {
+        /// The runner component (.wasm).
+        file: PathBuf,
+        /// The secret key (`runner keygen`'s NAME.key, or minisign's).
+        #[arg(long)]
+        key: PathBuf,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -397,6 +425,34 @@ fn main() -> ExitCode {
                     "{}",
                     catpaw_agent::cli::scaffold::next_steps(&dir, name, *lang)
                 );
+                Ok(ExitCode::SUCCESS)
+            }
+            Some(Command::Runner(RunnerCommand::Keygen {
+                out,
+                name,
+                public,
+                secret,
+            })) => {
+                let paths = match (public, secret) {
+                    (Some(public), Some(secret)) => catpaw_agent::runner::sign::KeyPaths {
+                        public: public.clone(),
+                        secret: secret.clone(),
+                    },
+                    _ => catpaw_agent::runner::sign::KeyPaths::in_dir(out, name),
+                };
+                let id = catpaw_agent::runner::sign::keygen(&paths)?;
+                println!(
+                    "key {id}\npublic key: {} (put it in `[sandbox] runner_keys`)\n\
+                     secret key: {} (unencrypted, mode 0600: keep it where only the signer \
+                     can read it)",
+                    paths.public.display(),
+                    paths.secret.display()
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            Some(Command::Runner(RunnerCommand::Sign { file, key })) => {
+                let (sig, id) = catpaw_agent::runner::sign::sign(file, key)?;
+                println!("signed {} with key {id}: {}", file.display(), sig.display());
                 Ok(ExitCode::SUCCESS)
             }
             Some(Command::Config(ConfigCommand::Check { quiet })) => {

@@ -142,6 +142,14 @@ pub struct Record {
     /// missing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub missing: Option<[u64; 2]>,
+    /// For an `accepted` record: hex SHA-256 of the runner component
+    /// that serves the session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner_sha256: Option<String>,
+    /// For an `accepted` record: who vouches for that runner (`built-in`,
+    /// `unsigned`, or `NAME (key KEYID)` whose signature was checked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner_signer: Option<String>,
     /// Lowercase hex SHA-256 of the previous line of the trail.
     #[serde(default)]
     pub prev: String,

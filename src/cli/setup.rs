@@ -129,6 +129,7 @@ fn with_ai(
         role: "ai".into(),
         source: BUILT_IN.into(),
         sha256: ai.sha256().to_string(),
+        signer: ai.provenance().to_string(),
     }];
     files.extend(rules.files);
     let diagnose = match (ai.diagnose_runner(budgets.diagnose.clone()), rules.diagnose) {
@@ -249,7 +250,11 @@ fn load_roles(
             return Ok(Some(r.clone()));
         }
         let r = sandbox
-            .load_file(path, cfg.sandbox.max_runner_size)
+            .load_file(
+                path,
+                cfg.sandbox.max_runner_size,
+                &cfg.sandbox.runner_trust,
+            )
             .with_context(|| format!("loading {} {}", src.origin, path.display()))?;
         loaded.push((path.clone(), r.clone()));
         Ok(Some(r))
@@ -261,6 +266,8 @@ fn load_roles(
     let (chat, chat_file) = pick(sandbox, from_chat_src, &chat_src, Role::Chat)?;
     tracing::info!(diagnose = %diagnose.name(), chat = %chat.name(),
         plugins = %diagnose.plugin_names().join(", "), "runners ready");
+    tracing::info!(diagnose = %diagnose.provenance(), chat = %chat.provenance(),
+        "runner signers");
     Ok(Runners {
         files: vec![diagnose_file, chat_file],
         plugins: diagnose.plugin_names(),
@@ -333,6 +340,7 @@ fn pick(
         role: role.status_name().into(),
         source,
         sha256: r.sha256().to_string(),
+        signer: r.provenance().to_string(),
     };
     let builtin = || -> anyhow::Result<(LoadedRunner, RunnerFile)> {
         let r = role.builtin(sandbox)?;

@@ -132,6 +132,9 @@ pub(super) struct RawSandbox {
     pub(super) watch_runners: Option<bool>,
     pub(super) max_runner_size: Option<toml::Value>,
     #[serde(default)]
+    pub(super) runner_keys: BTreeMap<String, String>,
+    pub(super) require_signed_runners: Option<bool>,
+    #[serde(default)]
     pub(super) diagnose: RawBudgets,
     #[serde(default)]
     pub(super) chat: RawBudgets,

@@ -405,6 +405,10 @@ pub fn render(s: &Status) -> String {
             "runner:      {} {} sha256:{}",
             r.role, r.source, r.sha256
         );
+        // A line of its own, so what else is added per runner merges apart.
+        if !r.signer.is_empty() {
+            let _ = writeln!(w, "signer:      {} {}", r.role, r.signer);
+        }
     }
     match &s.last_reload {
         None => {

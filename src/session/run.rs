@@ -41,6 +41,10 @@ pub struct RunnerFile {
     pub source: String,
     /// Hex SHA-256 of the component's bytes.
     pub sha256: String,
+    /// Who vouches for those bytes: `built-in`, `unsigned`, or the signer
+    /// (`NAME (key KEYID)`) whose signature was checked when it loaded.
+    #[serde(default)]
+    pub signer: String,
 }
 
 impl std::fmt::Debug for Runners {
@@ -63,6 +67,19 @@ impl Runners {
             SessionType::Inspect | SessionType::Diagnose => self.diagnose.is_some(),
             SessionType::Other(_) => false,
         }
+    }
+
+    /// The component that serves sessions of `kind` first: the AI
+    /// runner when it is in front, else the role's own.
+    pub fn file_for(&self, kind: &SessionType) -> Option<&RunnerFile> {
+        let role = match kind {
+            SessionType::Chat => "chat",
+            _ => "diagnose",
+        };
+        self.files
+            .iter()
+            .find(|f| f.role == "ai")
+            .or_else(|| self.files.iter().find(|f| f.role == role))
     }
 
     /// Whether any runner at all is configured.

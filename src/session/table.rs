@@ -323,7 +323,12 @@ impl SessionTable {
             key_id: start.key_id.clone(),
         };
         if let Some(log) = &self.audit {
-            log.note(accepted_record(&who, &start, allow_shell));
+            let mut rec = accepted_record(&who, &start, allow_shell);
+            if let Some(f) = runners.file_for(&kind) {
+                rec.runner_sha256 = Some(f.sha256.clone());
+                rec.runner_signer = Some(f.signer.clone());
+            }
+            log.note(rec);
         }
         let cleanup = Cleanup {
             table: self.inner.clone(),

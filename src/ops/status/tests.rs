@@ -11,6 +11,7 @@ fn source() -> StatusSource {
                     role: "diagnose".into(),
                     source: "built-in".into(),
                     sha256: crate::util::sha256_hex(b"abc"),
+                    signer: "built-in".into(),
                 }],
                 ..Default::default()
             },
