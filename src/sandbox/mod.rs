@@ -112,6 +112,14 @@ impl Sandbox {
     }
 
     /// Loads a runner from a file of at most `max_size` bytes
+    /// (`[sandbox] max_runner_size`), trusting no signing key (see
+    /// [`load_file_trusting`](Self::load_file_trusting)): an unsigned file
+    /// loads, a signed one is refused.
+    pub fn load_file(self: &Arc<Self>, path: &Path, max_size: u64) -> anyhow::Result<LoadedRunner> {
+        self.load_file_trusting(path, max_size, &RunnerTrust::default())
+    }
+
+    /// Loads a runner from a file of at most `max_size` bytes
     /// (`[sandbox] max_runner_size`). A link is followed; what it leads
     /// to is judged on the opened descriptor: anything but a regular file
     /// (a FIFO, a device) is refused without a read, and so is a file
@@ -122,7 +130,7 @@ impl Sandbox {
     /// compiled: a file replaced after the check is never what runs. A
     /// refused signature (see [`crate::runner::signature`]) refuses the
     /// runner before it is compiled.
-    pub fn load_file(
+    pub fn load_file_trusting(
         self: &Arc<Self>,
         path: &Path,
         max_size: u64,
