@@ -26,7 +26,11 @@ fn keygen(dir: &Path, name: &str) -> (PathBuf, PathBuf, String) {
         .output()
         .expect("keygen");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let id = stdout
         .lines()
         .next()
@@ -278,7 +282,10 @@ fn check_runner_shows_the_signer_and_fails_each_bad_signature() {
         .output()
         .expect("check-runner");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains(&format!("signature  signed by {signer}")), "{text}");
+    assert!(
+        text.contains(&format!("signature  signed by {signer}")),
+        "{text}"
+    );
     for bad in BAD {
         keys.install_bad(&guest("catpaw_diagnose"), &file, bad);
         let (code, r) = check_runner(&home, &file);
@@ -303,7 +310,12 @@ fn without_require_an_unsigned_runner_passes_as_unsigned_and_a_bad_signature_sti
     let (code, r) = check_runner(&home, &file);
     assert_eq!(code, 0, "{r}");
     assert_eq!(r["signer"], "unsigned");
-    for bad in [Bad::Tampered, Bad::WrongKey, Bad::UnknownKey, Bad::Malformed] {
+    for bad in [
+        Bad::Tampered,
+        Bad::WrongKey,
+        Bad::UnknownKey,
+        Bad::Malformed,
+    ] {
         keys.install_bad(&guest("catpaw_diagnose"), &file, bad);
         let (code, r) = check_runner(&home, &file);
         assert_eq!(code, 1, "{bad:?}: {r}");
@@ -344,7 +356,12 @@ async fn inspect(c: &mut ServerConn, id: &str) -> String {
     for m in &msgs {
         assert_ne!(m.msg_type, "session_error", "{m:?}");
     }
-    let done = msgs.last().expect("done").payload.clone().unwrap_or_default();
+    let done = msgs
+        .last()
+        .expect("done")
+        .payload
+        .clone()
+        .unwrap_or_default();
     done["report"].as_str().unwrap_or("").to_string()
 }
 
@@ -483,7 +500,17 @@ async fn watch_refuses_each_bad_runner_keeps_the_old_and_takes_a_resigned_one() 
         // two files in two looks.
         *n = refusals(&agent, bad.refusal());
     }
-    keys.install_signed(&guest("hazard_echo"), &d);
+    // The last bad state left hazard_echo's own bytes in place under a
+    // malformed signature: a new .minisig alone, the runner untouched,
+    // is seen and taken.
+    let staged = keys.dir.path().join("resigned.wasm");
+    std::fs::copy(guest("hazard_echo"), &staged).expect("copy");
+    assert_eq!(
+        std::fs::read(&staged).expect("staged"),
+        std::fs::read(&d).expect("deployed")
+    );
+    sign(&staged, &keys.trusted.1);
+    install_bytes(&std::fs::read(sig_of(&staged)).expect("sig"), &sig_of(&d));
     log_count(&agent, "runners reloaded", 1).await;
     let report = inspect(&mut c, "w9").await;
     assert!(report.contains("echo report"), "{report}");
@@ -510,5 +537,58 @@ async fn a_start_with_a_bad_runner_fails_naming_it_and_the_fix() {
         assert_eq!(exit.and_then(|s| s.code()), Some(2), "{bad:?}: {log}");
         assert!(log.contains(bad.refusal()), "{bad:?}: {log}");
         assert!(log.contains(&d.display().to_string()), "{bad:?}: {log}");
+    }
+}
+
+/// The signing lines of a generated project's README, run as written in
+/// the project (the build replaced by a built-in runner at the path the
+/// README names), give a runner `check-runner` accepts as signed.
+#[test]
+fn the_scaffold_readmes_signing_steps_run_as_written() {
+    for lang in ["rust", "python"] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = common::process::command()
+            .current_dir(dir.path())
+            .args(["runner", "new", "probe", "--lang", lang])
+            .output()
+            .expect("runner new");
+        assert!(out.status.success(), "{lang}: {out:?}");
+        let project = dir.path().join("probe");
+        let readme = std::fs::read_to_string(project.join("README.md")).expect("README");
+        let steps: Vec<Vec<String>> = readme
+            .lines()
+            .map(|l| l.split('#').next().unwrap_or("").trim())
+            .filter(|l| l.starts_with("catpaw-agent runner "))
+            .map(|l| l.split_whitespace().skip(1).map(str::to_string).collect())
+            .collect();
+        assert_eq!(steps.len(), 2, "{lang}: keygen and sign in\n{readme}");
+        let mut signed = None;
+        for args in &steps {
+            if args[1] == "sign" {
+                let wasm = project.join(&args[2]);
+                std::fs::create_dir_all(wasm.parent().expect("dir")).expect("mkdir");
+                std::fs::copy(guest("catpaw_diagnose"), &wasm).expect("build stand-in");
+                signed = Some(wasm);
+            }
+            let out = common::process::command()
+                .current_dir(&project)
+                .args(args)
+                .output()
+                .expect("step");
+            assert!(out.status.success(), "{lang}: {args:?}: {out:?}");
+        }
+        let wasm = signed.expect("a sign step");
+        let home = AgentHome::new(&format!(
+            "[sandbox]\nrunner_keys = {{ ci = \"file:{}\" }}\nrequire_signed_runners = true\n",
+            project.join("ci.pub").display()
+        ));
+        let (code, r) = check_runner(&home, &wasm);
+        assert_eq!(code, 0, "{lang}: {r}");
+        assert!(
+            r["signer"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("ci (key ")),
+            "{lang}: {r}"
+        );
     }
 }

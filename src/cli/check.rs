@@ -20,8 +20,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::runner::{
-    Budget, Provenance, ChatRunner, ChatSessionOpts, DiagnoseRequest, DiagnoseRunner, Output, Receipt,
-    RunError, SessionInfo, StreamSink,
+    Budget, ChatRunner, ChatSessionOpts, DiagnoseRequest, DiagnoseRunner, Output, Provenance,
+    Receipt, RunError, SessionInfo, StreamSink,
 };
 use crate::sandbox::{Budgets, EngineOptions, LoadedRunner, Sandbox, SandboxOptions, Step};
 

@@ -250,11 +250,7 @@ fn load_roles(
             return Ok(Some(r.clone()));
         }
         let r = sandbox
-            .load_file_trusting(
-                path,
-                cfg.sandbox.max_runner_size,
-                &cfg.sandbox.runner_trust,
-            )
+            .load_file_trusting(path, cfg.sandbox.max_runner_size, &cfg.sandbox.runner_trust)
             .with_context(|| format!("loading {} {}", src.origin, path.display()))?;
         loaded.push((path.clone(), r.clone()));
         Ok(Some(r))

@@ -184,12 +184,18 @@ impl Ctx<'_> {
             let text = match value.trim().strip_prefix("file:") {
                 Some(file) => {
                     let path = self.path_of(Some(file.to_string())).ok_or_else(|| {
-                        self.err(&field, "`file:` names no file (e.g. \"file:/etc/catpaw-agent/ci.pub\")")
+                        self.err(
+                            &field,
+                            "`file:` names no file (e.g. \"file:/etc/catpaw-agent/ci.pub\")",
+                        )
                     })?;
                     let bytes = crate::fsafe::read_file(&path, signature::MAX_KEY_FILE_SIZE)
                         .map_err(|e| self.err(&field, format!("reading the key: {e}")))?;
                     String::from_utf8(bytes).map_err(|_| {
-                        self.err(&field, format!("{} is not a minisign public key (not text)", path.display()))
+                        self.err(
+                            &field,
+                            format!("{} is not a minisign public key (not text)", path.display()),
+                        )
                     })?
                 }
                 None => value,

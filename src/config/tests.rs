@@ -487,7 +487,10 @@ fn runner_keys_are_read_inline_whole_or_from_a_file() {
     let c = parse("").expect("ok");
     assert!(!c.sandbox.runner_trust.require(), "off unless asked");
     assert!(c.sandbox.runner_trust.key_ids().is_empty());
-    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/minisign/minisign.pub");
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/minisign/minisign.pub"
+    );
     let whole = std::fs::read_to_string(fixture).expect("pub");
     let cases = [
         format!("runner_keys = {{ ci = \"{FIXTURE_KEY}\" }}"),
@@ -496,10 +499,7 @@ fn runner_keys_are_read_inline_whole_or_from_a_file() {
         format!("[sandbox.runner_keys]\nci = \"{FIXTURE_KEY}\""),
     ];
     for body in cases {
-        let c = parse(&format!(
-            "[sandbox]\nrequire_signed_runners = true\n{body}"
-        ))
-        .expect(&body);
+        let c = parse(&format!("[sandbox]\nrequire_signed_runners = true\n{body}")).expect(&body);
         let t = &c.sandbox.runner_trust;
         assert!(t.require(), "{body}");
         assert_eq!(

@@ -249,8 +249,13 @@ mod tests {
         trust
             .add("ci", &std::fs::read_to_string(&paths.public).expect("pub"))
             .expect("key");
-        let p = check(&trust, &file, b"\0asm component bytes", Some(text.as_bytes()))
-            .expect("verifies");
+        let p = check(
+            &trust,
+            &file,
+            b"\0asm component bytes",
+            Some(text.as_bytes()),
+        )
+        .expect("verifies");
         assert_eq!(p.signer().map(|s| s.key_id.clone()), Some(id.to_string()));
     }
 
@@ -281,8 +286,14 @@ mod tests {
         let key = fixture("encrypted.key");
         let e = secret_key(&key).expect_err("encrypted");
         let m = e.to_string();
-        assert!(m.contains("encrypted.key") && m.contains("encrypted"), "{m}");
-        assert!(m.contains("minisign -G -W") && m.contains("minisign -S"), "{m}");
+        assert!(
+            m.contains("encrypted.key") && m.contains("encrypted"),
+            "{m}"
+        );
+        assert!(
+            m.contains("minisign -G -W") && m.contains("minisign -S"),
+            "{m}"
+        );
     }
 
     #[test]

@@ -318,13 +318,13 @@ pub fn check(
     // checks them, and they are as strong for files of this size.
     match key.key.verify(bytes, &decoded, true) {
         Ok(()) => Ok(Provenance::Signed(signer)),
-        Err(
-            minisign_verify::Error::InvalidSignature | minisign_verify::Error::UnexpectedKeyId,
-        ) => Err(Refusal::BadSignature {
-            runner,
-            sig: sig_path,
-            signer,
-        }),
+        Err(minisign_verify::Error::InvalidSignature | minisign_verify::Error::UnexpectedKeyId) => {
+            Err(Refusal::BadSignature {
+                runner,
+                sig: sig_path,
+                signer,
+            })
+        }
         Err(e) => Err(malformed(&e.to_string())),
     }
 }

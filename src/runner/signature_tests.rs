@@ -42,6 +42,28 @@ fn minisigns_own_signature_verifies_and_names_the_signer() {
 }
 
 #[test]
+fn a_legacy_ed_signature_by_minisign_verifies_too() {
+    let sig = read("runner.bin.legacy-minisig");
+    let line = String::from_utf8(sig.clone()).expect("text");
+    let bin = base64::engine::general_purpose::STANDARD
+        .decode(line.lines().nth(1).expect("line 2"))
+        .expect("b64");
+    assert_eq!(&bin[..2], b"Ed", "the fixture is a legacy signature");
+    let p = check(
+        &trust(true),
+        Path::new(RUNNER),
+        &read("runner.bin"),
+        Some(&sig),
+    )
+    .expect("legacy verifies");
+    assert!(matches!(p, Provenance::Signed(_)));
+    let mut tampered = read("runner.bin");
+    tampered[3] ^= 1;
+    let e = check(&trust(true), Path::new(RUNNER), &tampered, Some(&sig)).expect_err("tampered");
+    assert!(matches!(e, Refusal::BadSignature { .. }), "{e}");
+}
+
+#[test]
 fn a_key_is_taken_as_its_line_or_its_whole_pub_file() {
     let public = String::from_utf8(read("minisign.pub")).expect("pub");
     let line = public.lines().nth(1).expect("line 2");
@@ -67,7 +89,10 @@ fn unsigned_is_refused_only_when_required() {
         m.contains(RUNNER) && m.contains("/srv/runner.bin.minisig"),
         "{m}"
     );
-    assert!(m.contains("runner sign") && m.contains("runner_keys"), "{m}");
+    assert!(
+        m.contains("runner sign") && m.contains("runner_keys"),
+        "{m}"
+    );
     assert_eq!(
         check(&trust(false), Path::new(RUNNER), b"x", None).expect("allowed"),
         Provenance::Unsigned
@@ -89,7 +114,10 @@ fn one_byte_changed_anywhere_is_a_bad_signature_required_or_not() {
             };
             assert_eq!(signer.key_id, "C76AAF6D2B6D2868");
             let m = e.to_string();
-            assert!(m.contains("BAD signature") && m.contains("C76AAF6D2B6D2868"), "{m}");
+            assert!(
+                m.contains("BAD signature") && m.contains("C76AAF6D2B6D2868"),
+                "{m}"
+            );
             assert!(m.contains("sign these bytes again"), "{m}");
         }
     }
@@ -149,7 +177,10 @@ fn a_key_not_trusted_is_refused_by_its_id_required_or_not() {
         .expect_err("unknown key");
         assert!(matches!(e, Refusal::UnknownKey { .. }), "{e}");
         let m = e.to_string();
-        assert!(m.contains("C76AAF6D2B6D2868") && m.contains("runner_keys"), "{m}");
+        assert!(
+            m.contains("C76AAF6D2B6D2868") && m.contains("runner_keys"),
+            "{m}"
+        );
         assert!(m.contains("/srv/runner.bin.minisig"), "{m}");
     }
 }
@@ -181,7 +212,10 @@ fn what_is_not_a_signature_is_malformed() {
         .expect_err(&text);
         assert!(matches!(e, Refusal::Malformed { .. }), "{text:?}: {e}");
         let m = e.to_string();
-        assert!(m.contains(why) && m.contains("not a minisign signature"), "{m}");
+        assert!(
+            m.contains(why) && m.contains("not a minisign signature"),
+            "{m}"
+        );
     }
     let e = check(
         &trust(false),
