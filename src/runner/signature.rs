@@ -56,6 +56,8 @@ struct TrustedKey {
     /// The operator's name for it (the `runner_keys` entry).
     name: String,
     id: KeyId,
+    /// The base64 key line (`RW…`), for the effective config.
+    line: String,
     key: minisign_verify::PublicKey,
 }
 
@@ -94,7 +96,7 @@ impl RunnerTrust {
     /// Trusts the minisign public key `text` (the base64 line, or a whole
     /// `.pub` file) under `name`. Err says what is wrong with it.
     pub fn add(&mut self, name: &str, text: &str) -> Result<KeyId, String> {
-        let (id, key) = parse_public_key(text)?;
+        let (id, key, line) = parse_key(text)?;
         if let Some(other) = self.keys.iter().find(|k| k.id == id) {
             return Err(format!(
                 "key {id} is already trusted as `{}`: name each key once",
@@ -105,6 +107,7 @@ impl RunnerTrust {
             name: name.to_string(),
             id,
             key,
+            line,
         });
         Ok(id)
     }
@@ -112,6 +115,14 @@ impl RunnerTrust {
     /// Whether an unsigned runner is refused.
     pub fn require(&self) -> bool {
         self.require
+    }
+
+    /// The trusted keys: (name, base64 key line), in the order added.
+    pub fn public_keys(&self) -> Vec<(String, String)> {
+        self.keys
+            .iter()
+            .map(|k| (k.name.clone(), k.line.clone()))
+            .collect()
     }
 
     /// The trusted keys: (name, key id), in the order added.
@@ -361,6 +372,11 @@ fn signature_key_id(text: &str) -> Result<KeyId, String> {
 /// A minisign public key: the base64 line (`RW…`), or the whole `.pub`
 /// text (an `untrusted comment:` line, then that line).
 pub fn parse_public_key(text: &str) -> Result<(KeyId, minisign_verify::PublicKey), String> {
+    parse_key(text).map(|(id, key, _)| (id, key))
+}
+
+/// [`parse_public_key`], with the key line.
+fn parse_key(text: &str) -> Result<(KeyId, minisign_verify::PublicKey, String), String> {
     let lines: Vec<&str> = text
         .lines()
         .map(str::trim)
@@ -391,7 +407,7 @@ pub fn parse_public_key(text: &str) -> Result<(KeyId, minisign_verify::PublicKey
         .map_err(|e| format!("is not a minisign public key: {e}"))?;
     let mut id = [0u8; 8];
     id.copy_from_slice(&bin[2..10]);
-    Ok((KeyId(id), key))
+    Ok((KeyId(id), key, line.to_string()))
 }
 
 #[cfg(test)]
