@@ -433,26 +433,17 @@ fn main() -> ExitCode {
                 public,
                 secret,
             })) => {
-                let paths = match (public, secret) {
-                    (Some(public), Some(secret)) => catpaw_agent::runner::sign::KeyPaths {
-                        public: public.clone(),
-                        secret: secret.clone(),
-                    },
-                    _ => catpaw_agent::runner::sign::KeyPaths::in_dir(out, name),
-                };
-                let id = catpaw_agent::runner::sign::keygen(&paths)?;
-                println!(
-                    "key {id}\npublic key: {} (put it in `[sandbox] runner_keys`)\n\
-                     secret key: {} (unencrypted, mode 0600: keep it where only the signer \
-                     can read it)",
-                    paths.public.display(),
-                    paths.secret.display()
-                );
+                let said = catpaw_agent::cli::sign::keygen(
+                    out,
+                    name,
+                    public.as_deref(),
+                    secret.as_deref(),
+                )?;
+                print!("{said}");
                 Ok(ExitCode::SUCCESS)
             }
             Some(Command::Runner(RunnerCommand::Sign { file, key })) => {
-                let (sig, id) = catpaw_agent::runner::sign::sign(file, key)?;
-                println!("signed {} with key {id}: {}", file.display(), sig.display());
+                print!("{}", catpaw_agent::cli::sign::sign(file, key)?);
                 Ok(ExitCode::SUCCESS)
             }
             Some(Command::Config(ConfigCommand::Check { quiet })) => {

@@ -241,6 +241,21 @@ fn keygen_writes_0600_keys_and_sign_makes_what_minisign_verifies() {
         .expect("keygen");
     assert_eq!(again.status.code(), Some(2));
     assert_eq!(std::fs::read_to_string(public).expect("pub"), pubtext);
+    // Or to two paths of one's choosing.
+    let (p, k) = (
+        keys.dir.path().join("a/p.pub"),
+        keys.dir.path().join("k.key"),
+    );
+    std::fs::create_dir(keys.dir.path().join("a")).expect("mkdir");
+    let named = common::process::command()
+        .args(["runner", "keygen", "--public"])
+        .arg(&p)
+        .arg("--secret")
+        .arg(&k)
+        .output()
+        .expect("keygen");
+    assert!(named.status.success(), "{named:?}");
+    assert!(p.is_file() && k.is_file());
     let file = keys.dir.path().join("d.wasm");
     std::fs::copy(guest("catpaw_diagnose"), &file).expect("copy");
     sign(&file, secret);

@@ -311,3 +311,7 @@ mod state_dir_tests {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "runner_keys_tests.rs"]
+mod runner_keys_tests;
