@@ -347,17 +347,19 @@ fn signed_agent(
     runner: &Path,
     args: &[&str],
 ) -> (AgentHome, AgentProcess) {
-    let home = AgentHome::new(&server_toml(
-        server,
-        Some("t"),
-        &format!(
-            "[sandbox]\ndiagnose_runner = \"d.wasm\"\n{}[log]\nlevel = \"info\"\n",
-            keys.sandbox_toml(true)
-        ),
-    ));
+    let home = AgentHome::new(&agent_toml(server, &keys.sandbox_toml(true)));
     keys.install_signed(runner, &home.path().join("d.wasm"));
     let agent = home.agent().args(args).keep_log().spawn();
     (home, agent)
+}
+
+/// The config of [`signed_agent`], `keys` its `[sandbox]` key lines.
+fn agent_toml(server: &TestServer, keys: &str) -> String {
+    server_toml(
+        server,
+        Some("t"),
+        &format!("[sandbox]\ndiagnose_runner = \"d.wasm\"\n{keys}[log]\nlevel = \"info\"\n"),
+    )
 }
 
 /// An inspect of cpu; its report (a session error fails the test).
@@ -424,7 +426,7 @@ fn sighup(agent: &AgentProcess) {
 async fn sighup_refuses_each_bad_runner_keeps_the_old_and_takes_a_resigned_one() {
     let keys = Keys::new();
     let mut server = TestServer::start().await;
-    let (home, agent) = signed_agent(&server, &keys, &guest("catpaw_diagnose"), &[]);
+    let (mut home, agent) = signed_agent(&server, &keys, &guest("catpaw_diagnose"), &[]);
     let (mut c, _) = server.accept_registered().await;
     let d = home.path().join("d.wasm");
     let signer = format!("ci (key {})", keys.trusted.2);
@@ -488,6 +490,21 @@ async fn sighup_refuses_each_bad_runner_keeps_the_old_and_takes_a_resigned_one()
     sighup(&agent);
     log_count(&agent, "runners reloaded", 1).await;
     let report = inspect(&mut c, "i9").await;
+    assert!(report.contains("echo report"), "{report}");
+    // The key taken out of runner_keys (a leak): the next reload re-reads
+    // the keys and refuses the runner it signed; the one in service stays.
+    home.configure(&agent_toml(
+        &server,
+        &format!(
+            "runner_keys = {{ other = \"file:{}\" }}\nrequire_signed_runners = true\n",
+            keys.other.0.display()
+        ),
+    ));
+    sighup(&agent);
+    let n = seen.entry(Bad::UnknownKey.refusal()).or_insert(0);
+    *n += 1;
+    refused(&agent, Bad::UnknownKey.refusal(), *n).await;
+    let report = inspect(&mut c, "i10").await;
     assert!(report.contains("echo report"), "{report}");
 }
 

@@ -67,5 +67,10 @@ fn runner_key_errors_name_the_file_line_column_and_key() {
     for (body, at, words) in cases {
         let e = parse(&body).expect_err(&body).to_string();
         assert!(e.contains(at) && e.contains(words), "{body}: {e}");
+        // Every one at its line and column.
+        assert!(
+            e.starts_with("config /etc/catpaw/conf.d/config.toml:2:"),
+            "{e}"
+        );
     }
 }
