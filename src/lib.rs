@@ -34,8 +34,9 @@
 //!   failover, retries, the daily token ledger (keys never leave it)
 //! - [`runner`]: the runner roles (diagnose, chat) and the output sink, the
 //!   seam between sessions and the sandbox; what a runner describes of
-//!   itself, usage receipts, and the model-backed runner with the
-//!   rule-based one behind it
+//!   itself, usage receipts, the model-backed runner with the
+//!   rule-based one behind it, and runner signatures (minisign: keygen,
+//!   sign, the check at every load)
 //! - [`audit`]: the hash-chained, fail-closed audit trail
 //! - [`tools`]: read-only structured diagnostic tools offered to guests;
 //!   secret masking

@@ -137,6 +137,34 @@ enum RunnerCommand {
         #[arg(long, value_enum)]
         lang: catpaw_agent::cli::scaffold::Lang,
     },
+    /// Make a key pair for signing runners, in minisign's format: NAME.pub
+    /// (for `[sandbox] runner_keys`) and NAME.key (the secret key,
+    /// unencrypted so a build can sign unattended). Both files are mode
+    /// 0600 and never written over an existing file.
+    Keygen {
+        /// Directory the two files go to.
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+        /// File name of the pair (NAME.pub, NAME.key).
+        #[arg(long, default_value = "runner")]
+        name: String,
+        /// Write the public key here instead (with --secret).
+        #[arg(long, requires = "secret", conflicts_with_all = ["out", "name"])]
+        public: Option<PathBuf>,
+        /// Write the secret key here instead (with --public).
+        #[arg(long, requires = "public")]
+        secret: Option<PathBuf>,
+    },
+    /// Sign a runner file: writes FILE.minisig, which `minisign -V` also
+    /// checks. The key must be unencrypted (`runner keygen`, or
+    /// `minisign -G -W`).
+    Sign {
+        /// The runner component (.wasm).
+        file: PathBuf,
+        /// The secret key (`runner keygen`'s NAME.key, or minisign's).
+        #[arg(long)]
+        key: PathBuf,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -397,6 +425,25 @@ fn main() -> ExitCode {
                     "{}",
                     catpaw_agent::cli::scaffold::next_steps(&dir, name, *lang)
                 );
+                Ok(ExitCode::SUCCESS)
+            }
+            Some(Command::Runner(RunnerCommand::Keygen {
+                out,
+                name,
+                public,
+                secret,
+            })) => {
+                let said = catpaw_agent::cli::sign::keygen(
+                    out,
+                    name,
+                    public.as_deref(),
+                    secret.as_deref(),
+                )?;
+                print!("{said}");
+                Ok(ExitCode::SUCCESS)
+            }
+            Some(Command::Runner(RunnerCommand::Sign { file, key })) => {
+                print!("{}", catpaw_agent::cli::sign::sign(file, key)?);
                 Ok(ExitCode::SUCCESS)
             }
             Some(Command::Config(ConfigCommand::Check { quiet })) => {

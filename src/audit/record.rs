@@ -150,6 +150,10 @@ pub struct Record {
     /// missing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub missing: Option<[u64; 2]>,
+    /// For an `accepted` record: who vouches for that runner (`built-in`,
+    /// `unsigned`, or `NAME (key KEYID)` whose signature was checked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner_signer: Option<String>,
     /// Lowercase hex SHA-256 of the previous line of the trail.
     #[serde(default)]
     pub prev: String,
@@ -179,10 +183,11 @@ impl Record {
         self
     }
 
-    /// Names the runner that serves an accepted session: its SHA-256 and
-    /// what it is granted.
-    pub(crate) fn with_runner(mut self, sha256: &str, capabilities: &str) -> Record {
+    /// Names the runner that serves an accepted session: its SHA-256, who
+    /// vouches for it and what it is granted.
+    pub(crate) fn with_runner(mut self, sha256: &str, signer: &str, capabilities: &str) -> Record {
         self.runner_sha256 = Some(escape_cut(sha256));
+        self.runner_signer = Some(escape_cut(signer));
         self.capabilities = Some(escape_cut(capabilities));
         self
     }

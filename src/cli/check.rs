@@ -2,7 +2,8 @@
 //! component will load and what it costs, before any agent runs it.
 //!
 //! The file is probed step by step (component, compile, exports, imports,
-//! worlds and WIT version, `describe`), then each role it serves is run
+//! worlds and WIT version, `describe`), after its signature is checked
+//! as the agent checks it (`[sandbox] runner_keys` of the config), then each role it serves is run
 //! once under the default limits, the way the agent runs sessions: an
 //! inspect of each plugin it describes, a diagnose, and a two-turn chat.
 //! Each run's receipt is shown. The check passes only when every step and
@@ -19,8 +20,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::runner::{
-    Budget, ChatRunner, ChatSessionOpts, DiagnoseRequest, DiagnoseRunner, Output, Receipt,
-    RunError, SessionInfo, StreamSink,
+    Budget, ChatRunner, ChatSessionOpts, DiagnoseRequest, DiagnoseRunner, Output, Provenance,
+    Receipt, RunError, SessionInfo, StreamSink,
 };
 use crate::sandbox::{Budgets, EngineOptions, LoadedRunner, Sandbox, SandboxOptions, Step};
 
@@ -42,6 +43,10 @@ pub struct Report {
     /// What its sessions would be granted under this config: its declared
     /// capabilities ∩ the `[sandbox.policy.<name>]` tables that match it.
     pub capabilities: Option<String>,
+    /// Who vouches for the file: `unsigned`, or `NAME (key KEYID)` whose
+    /// signature was checked against `[sandbox] runner_keys`; `None` when
+    /// the check refused it (its step says why).
+    pub signer: Option<String>,
     /// The compiled code came from the compile cache (an earlier check or
     /// agent compiled the same file).
     pub from_cache: bool,
@@ -89,6 +94,7 @@ impl StreamSink for Counter {
 pub async fn check(file: &Path, config: Option<&Path>) -> anyhow::Result<Report> {
     let cfg = Config::load(config)?;
     let cache = cfg.paths().compile_cache();
+    let trust = cfg.sandbox.runner_trust.clone();
     let sandbox = Sandbox::new(SandboxOptions {
         engine: EngineOptions {
             pooling: false,
@@ -105,6 +111,7 @@ pub async fn check(file: &Path, config: Option<&Path>) -> anyhow::Result<Report>
         steps: Vec::new(),
         sha256: None,
         capabilities: None,
+        signer: None,
         from_cache: false,
         compile_ms: None,
         cached_load_ms: None,
@@ -113,13 +120,44 @@ pub async fn check(file: &Path, config: Option<&Path>) -> anyhow::Result<Report>
     // As the agent reads it: a regular file within the default
     // `[sandbox] max_runner_size`, judged before a byte is read.
     let cap = crate::config::DEFAULT_MAX_RUNNER_SIZE;
-    let bytes = match tokio::task::spawn_blocking({
+    // Read once: the signature is checked over the bytes the probe
+    // compiles, as the agent does.
+    let read = tokio::task::spawn_blocking({
         let file = file.to_path_buf();
-        move || crate::fsafe::read_file(&file, cap)
+        move || {
+            crate::fsafe::read_file(&file, cap).map(|b| {
+                let signed = crate::runner::signature::verify_file(&trust, &file, &b);
+                (b, signed)
+            })
+        }
     })
-    .await?
-    {
-        Ok(b) => b,
+    .await?;
+    let bytes = match read {
+        Ok((b, signed)) => {
+            let (ok, detail) = match signed {
+                Ok(p) => {
+                    let detail = match &p {
+                        Provenance::Unsigned => "unsigned (allowed: `[sandbox] \
+                            require_signed_runners` is false)"
+                            .to_string(),
+                        p => format!("signed by {p}"),
+                    };
+                    report.signer = Some(p.to_string());
+                    (true, detail)
+                }
+                Err(e) => (false, e.to_string()),
+            };
+            report.steps.push(Step {
+                name: "signature",
+                ok,
+                detail,
+            });
+            if !ok {
+                // The agent would refuse it before compiling: so does this.
+                return Ok(report);
+            }
+            b
+        }
         Err(e) => {
             report.steps.push(Step {
                 name: "read",
@@ -142,7 +180,7 @@ pub async fn check(file: &Path, config: Option<&Path>) -> anyhow::Result<Report>
         let name = file.display().to_string();
         tokio::task::spawn_blocking(move || sandbox.probe(&name, &bytes, &cache)).await?
     };
-    report.steps = probe.steps;
+    report.steps.extend(probe.steps);
     report.from_cache = probe.from_cache;
     report.compile_ms = probe.compile_time.map(|d| d.as_secs_f64() * 1e3);
     report.cached_load_ms = probe.cached_load_time.map(|d| d.as_secs_f64() * 1e3);

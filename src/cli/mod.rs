@@ -2,7 +2,8 @@
 //! runners (`setup.rs`), the local session harness (`session.rs`, the
 //! `session` subcommand), the runner check (`check.rs`), the loopback demo
 //! (`demo.rs`), the agent's main loop (`serve.rs`), hot reload of the runners (`reload.rs`), new runner
-//! projects (`scaffold.rs`), log output (`logging.rs`), the man page
+//! projects (`scaffold.rs`), `runner keygen` / `runner sign` (`sign.rs`),
+//! log output (`logging.rs`), the man page
 //! (`manpage.rs`), the one-agent-per-
 //! state-dir lock (`statelock.rs`) and the operator commands `config check`
 //! and `status` (`ops.rs`). The core modules never
@@ -18,4 +19,5 @@ pub mod scaffold;
 pub mod serve;
 pub mod session;
 pub mod setup;
+pub mod sign;
 pub mod statelock;

@@ -2,8 +2,8 @@
 //! `--watch` or `[sandbox] watch_runners = true`) when a runner file
 //! changes.
 //!
-//! A reload re-reads the config file for its runner paths and `[sandbox]`
-//! budgets (command-line budget flags still win), loads the runners the
+//! A reload re-reads the config file for its runner paths, `[sandbox]`
+//! budgets and trusted runner keys (command-line budget flags still win), loads the runners the
 //! same way start-up does, and only when all of that worked hands them to
 //! the session table: new sessions get them, running sessions finish on
 //! the ones they started with, and the next connection's `register` lists
@@ -12,7 +12,8 @@
 //! labels, the session limit) need a restart; the pool's memory slot size
 //! is fixed at start, so a larger `max_memory` is refused too.
 //!
-//! The watcher polls the runner files once a second (cheap for a handful
+//! The watcher polls the runner files and their signature files
+//! (`FILE.minisig`) once a second (cheap for a handful
 //! of files and free of platform quirks), on a blocking thread, never on
 //! the runtime the connection runs on: each file is opened without
 //! blocking and judged by `fstat` on the descriptor (device, inode, size,
@@ -216,7 +217,7 @@ fn watched(config_path: Option<&Path>, runner_override: Option<&Path>) -> (Vec<P
         .as_ref()
         .map_or(DEFAULT_MAX_RUNNER_SIZE, |c| c.sandbox.max_runner_size);
     if let Some(p) = runner_override {
-        return (vec![p.to_path_buf()], cap);
+        return (with_signatures(vec![p.to_path_buf()]), cap);
     }
     let Some(cfg) = cfg else {
         return (Vec::new(), cap);
@@ -230,7 +231,18 @@ fn watched(config_path: Option<&Path>, runner_override: Option<&Path>) -> (Vec<P
     .flatten()
     .collect();
     paths.dedup();
-    (paths, cap)
+    (with_signatures(paths), cap)
+}
+
+/// The runner files and, after them, their signature files: a runner
+/// signed again (a new `.minisig`, the same bytes) reloads too.
+fn with_signatures(mut paths: Vec<PathBuf>) -> Vec<PathBuf> {
+    let sigs: Vec<PathBuf> = paths
+        .iter()
+        .map(|p| crate::runner::signature::signature_path(p))
+        .collect();
+    paths.extend(sigs);
+    paths
 }
 
 /// What the watched runner files were before the runners were loaded.

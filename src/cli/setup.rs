@@ -134,6 +134,7 @@ fn with_ai(
         source: BUILT_IN.into(),
         sha256: ai.sha256().to_string(),
         capabilities: ai.grant().granted.to_string(),
+        signer: ai.provenance().to_string(),
     }];
     files.extend(rules.files);
     let diagnose = match (ai.diagnose_runner(diagnose_budgets), rules.diagnose) {
@@ -255,7 +256,7 @@ fn load_roles(
             return Ok(Some(r.clone()));
         }
         let r = sandbox
-            .load_file(path, cfg.sandbox.max_runner_size)
+            .load_file_trusting(path, cfg.sandbox.max_runner_size, &cfg.sandbox.runner_trust)
             .and_then(|r| {
                 r.check_declared(cfg.sandbox.require_declared_capabilities)?;
                 Ok(r)
@@ -278,6 +279,8 @@ fn load_roles(
         plugins = %diagnose.plugin_names().join(", "),
         diagnose_capabilities = %diagnose_file.capabilities,
         chat_capabilities = %chat_file.capabilities, "runners ready");
+    tracing::info!(diagnose = %diagnose.provenance(), chat = %chat.provenance(),
+        "runner signers");
     Ok(Runners {
         files: vec![diagnose_file, chat_file],
         plugins: diagnose.plugin_names(),
@@ -349,6 +352,7 @@ fn pick(
         source,
         sha256: r.sha256().to_string(),
         capabilities: r.grant().granted.to_string(),
+        signer: r.provenance().to_string(),
     };
     let builtin = || -> anyhow::Result<(LoadedRunner, RunnerFile)> {
         let r = role.builtin(sandbox)?;

@@ -9,6 +9,7 @@ use super::ConfigError;
 use super::labels;
 use super::raw::RawSigning;
 use super::units::{duration_value, size_value};
+use crate::runner::signature::{self, RunnerTrust};
 use crate::session::signing::{self, SigningConfig};
 
 /// Largest accepted `[server.signing] max_skew`, in seconds (one day).
@@ -159,6 +160,59 @@ impl Ctx<'_> {
     }
 }
 
+impl Ctx<'_> {
+    /// `[sandbox] runner_keys` and `require_signed_runners`: each key
+    /// given inline (the base64 line or the whole `.pub` text) or as
+    /// `file:PATH` (relative to the config's base directory), read now and
+    /// on every reload.
+    pub(super) fn runner_trust(
+        &self,
+        keys: BTreeMap<String, String>,
+        require: Option<bool>,
+    ) -> Result<RunnerTrust, ConfigError> {
+        let require = require.unwrap_or(false);
+        let mut trust = RunnerTrust::new(require);
+        for (name, value) in keys {
+            let field = format!("[sandbox.runner_keys] {name}");
+            // The name is shown in logs, `status` and the audit trail.
+            if name.is_empty() || name.chars().any(char::is_control) {
+                return Err(self.err(
+                    &field,
+                    "a key name must be non-empty and free of control characters",
+                ));
+            }
+            let text = match value.trim().strip_prefix("file:") {
+                Some(file) => {
+                    let path = self.path_of(Some(file.to_string())).ok_or_else(|| {
+                        self.err(
+                            &field,
+                            "`file:` names no file (e.g. \"file:/etc/catpaw-agent/ci.pub\")",
+                        )
+                    })?;
+                    let bytes = crate::fsafe::read_file(&path, signature::MAX_KEY_FILE_SIZE)
+                        .map_err(|e| self.err(&field, format!("reading the key: {e}")))?;
+                    String::from_utf8(bytes).map_err(|_| {
+                        self.err(
+                            &field,
+                            format!("{} is not a minisign public key (not text)", path.display()),
+                        )
+                    })?
+                }
+                None => value,
+            };
+            trust.add(&name, &text).map_err(|m| self.err(&field, m))?;
+        }
+        if require && trust.key_ids().is_empty() {
+            return Err(self.err(
+                "[sandbox] require_signed_runners",
+                "is true but `[sandbox] runner_keys` names no key: add one (runner_keys = { ci = \"RW…\" } \
+                 or { ci = \"file:/etc/catpaw-agent/ci.pub\" }) or set require_signed_runners = false",
+            ));
+        }
+        Ok(trust)
+    }
+}
+
 impl super::Config {
     /// Checks that every file the config names can be read (runners,
     /// `ca_file`, `tls_cert`, `tls_key`): what the agent would otherwise
@@ -257,3 +311,7 @@ mod state_dir_tests {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "runner_keys_tests.rs"]
+mod runner_keys_tests;

@@ -219,6 +219,10 @@ pub struct SandboxConfig {
     /// The largest runner file loaded or watched, in bytes: a larger one
     /// (or anything but a regular file) is refused without being read.
     pub max_runner_size: u64,
+    /// `runner_keys` and `require_signed_runners`: the keys a runner
+    /// file's signature is checked against at every load, and whether an
+    /// unsigned file is refused.
+    pub runner_trust: crate::runner::RunnerTrust,
     /// Budgets of each role's sessions: `[sandbox]`, then
     /// `[sandbox.diagnose]` / `[sandbox.chat]` (see `budgets.rs`).
     pub budgets: RoleBudgets,
@@ -241,6 +245,7 @@ impl Default for SandboxConfig {
             chat_runner: None,
             watch_runners: false,
             max_runner_size: DEFAULT_MAX_RUNNER_SIZE,
+            runner_trust: crate::runner::RunnerTrust::default(),
             budgets: RoleBudgets::default(),
             require_declared_capabilities: false,
             policies: crate::sandbox::Policies::default(),
@@ -487,6 +492,7 @@ impl Config {
             chat_runner: cx.path_of(sb.chat_runner),
             watch_runners: sb.watch_runners.unwrap_or(false),
             max_runner_size,
+            runner_trust: cx.runner_trust(sb.runner_keys, sb.require_signed_runners)?,
             budgets,
             require_declared_capabilities: sb.require_declared_capabilities.unwrap_or(false),
             policies,

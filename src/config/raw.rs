@@ -137,6 +137,9 @@ pub(super) struct RawSandbox {
     #[serde(default)]
     pub(super) policy: BTreeMap<String, RawBudgets>,
     #[serde(default)]
+    pub(super) runner_keys: BTreeMap<String, String>,
+    pub(super) require_signed_runners: Option<bool>,
+    #[serde(default)]
     pub(super) diagnose: RawBudgets,
     #[serde(default)]
     pub(super) chat: RawBudgets,

@@ -142,6 +142,14 @@ impl Config {
             "require_declared_capabilities = {}",
             sb.require_declared_capabilities
         );
+        let _ = writeln!(w, "require_signed_runners = {}", sb.runner_trust.require());
+        let keys = sb.runner_trust.public_keys();
+        if !keys.is_empty() {
+            let _ = writeln!(w, "\n[sandbox.runner_keys]");
+            for (name, line) in keys {
+                let _ = writeln!(w, "{} = {}", table_key(&name), q(&line));
+            }
+        }
         let _ = writeln!(w, "\n[sandbox.diagnose]");
         budgets(w, &sb.budgets.diagnose);
         let _ = writeln!(w, "\n[sandbox.chat]");
@@ -290,7 +298,9 @@ mod tests {
     #[test]
     fn the_effective_config_parses_back_to_the_same_config() {
         let text = "[server]\nenabled = true\naddress = \"https://catpaw.example.com\"\n\
-                    [sandbox]\nfuel = 5000000\n[sandbox.chat]\nmax_memory = \"128MiB\"\n\
+                    [sandbox]\nfuel = 5000000\nrequire_signed_runners = true\n\
+                    runner_keys = { ci = \"RWRoKG0rba9qx6xPRN8R+vrD22rLWiO4VNa+Z1bGPpy7lUM7Bqz1dVoU\" }\n\
+                    [sandbox.chat]\nmax_memory = \"128MiB\"\n\
                     [metrics]\nlisten = \"127.0.0.1:9464\"\n\
                     [tools]\nlog_files = [\"/var/log/*.log\"]\n\
                     [tools.targets]\ntcp = [\"db:5432\", \"[::1]:6379\"]\n\
@@ -298,6 +308,8 @@ mod tests {
         let c = parse(text);
         let again = parse(&c.effective());
         assert_eq!(again.sandbox.budgets, c.sandbox.budgets);
+        assert_eq!(again.sandbox.runner_trust, c.sandbox.runner_trust);
+        assert!(c.sandbox.runner_trust.require());
         assert_eq!(again.metrics, c.metrics);
         assert_eq!(again.tools, c.tools);
         assert_eq!(again.server.address, c.server.address);

@@ -405,6 +405,9 @@ pub fn render(s: &Status) -> String {
             "runner:      {} {} sha256:{}",
             r.role, r.source, r.sha256
         );
+        if !r.signer.is_empty() {
+            let _ = writeln!(w, "  signer:    {}", r.signer);
+        }
         if !r.capabilities.is_empty() {
             let _ = writeln!(w, "  granted:   {}", r.capabilities);
         }

@@ -6,6 +6,9 @@
 //! Progress streams through a [`StreamSink`] as it happens. The session
 //! layer only sees these traits; the sandbox implements them with wasm
 //! components, and benchmarks implement them natively as a baseline.
+//!
+//! `signature.rs` checks who signed a runner file, `sign.rs` makes keys
+//! and signatures (`runner keygen`, `runner sign`).
 
 use std::sync::Arc;
 
@@ -18,10 +21,13 @@ use crate::proto;
 mod description;
 mod fallback;
 mod receipt;
+pub mod sign;
+pub mod signature;
 
 pub use description::{Description, PluginInfo};
 pub use fallback::WithFallback;
 pub use receipt::Receipt;
+pub use signature::{Provenance, Refusal, RunnerTrust, Signer};
 
 /// What a streamed delta is about (`session_output.stage`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -56,7 +56,7 @@ pub use probe::{Probe, Step};
 pub use run::{WasmChatRunner, WasmDiagnoseRunner};
 pub use versions::WitVersion;
 
-use crate::runner::Description;
+use crate::runner::{Description, Provenance, RunnerTrust, Signer};
 use bindings::diagnose_world::DiagnoseRunner as DiagnoseWorld;
 use bindings::v0_1::diagnose_world::DiagnoseRunner as DiagnoseWorld01;
 use host::HostContext;
@@ -122,11 +122,30 @@ impl Sandbox {
     }
 
     /// Loads a runner from a file of at most `max_size` bytes
+    /// (`[sandbox] max_runner_size`), trusting no signing key (see
+    /// [`load_file_trusting`](Self::load_file_trusting)): an unsigned file
+    /// loads, a signed one is refused.
+    pub fn load_file(self: &Arc<Self>, path: &Path, max_size: u64) -> anyhow::Result<LoadedRunner> {
+        self.load_file_trusting(path, max_size, &RunnerTrust::default())
+    }
+
+    /// Loads a runner from a file of at most `max_size` bytes
     /// (`[sandbox] max_runner_size`). A link is followed; what it leads
     /// to is judged on the opened descriptor: anything but a regular file
     /// (a FIFO, a device) is refused without a read, and so is a file
     /// above `max_size`, also one that grows past it while read.
-    pub fn load_file(self: &Arc<Self>, path: &Path, max_size: u64) -> anyhow::Result<LoadedRunner> {
+    ///
+    /// The file is read once, and those bytes are both the ones its
+    /// signature (`FILE.minisig`) is checked against `trust` and the ones
+    /// compiled: a file replaced after the check is never what runs. A
+    /// refused signature (see [`crate::runner::signature`]) refuses the
+    /// runner before it is compiled.
+    pub fn load_file_trusting(
+        self: &Arc<Self>,
+        path: &Path,
+        max_size: u64,
+        trust: &RunnerTrust,
+    ) -> anyhow::Result<LoadedRunner> {
         let bytes = crate::fsafe::read_file(path, max_size).map_err(|e| match e {
             crate::fsafe::FileError::TooLarge { .. } => anyhow::anyhow!(
                 "runner {e} (the cap is `[sandbox] max_runner_size`; raise it to load a \
@@ -134,10 +153,16 @@ impl Sandbox {
             ),
             e => anyhow::anyhow!("runner {e}"),
         })?;
-        self.load(&path.display().to_string(), &bytes)
+        let provenance = crate::runner::signature::verify_file(trust, path, &bytes)?;
+        let mut runner = self.load(&path.display().to_string(), &bytes)?;
+        runner.provenance = provenance;
+        Ok(runner)
     }
 
-    /// Loads a runner from bytes; `name` appears in errors and logs.
+    /// Loads a runner from bytes; `name` appears in errors and logs. Its
+    /// provenance is [`Provenance::BuiltIn`]: bytes handed over in memory
+    /// are the binary's own runners (or a probe's, which checks the
+    /// signature itself).
     ///
     /// Fails with a clear message when the bytes are not a component, when
     /// the component imports something the host does not provide, or when
@@ -198,6 +223,7 @@ impl Sandbox {
             version,
             description,
             grant: Grant::new(declared),
+            provenance: Provenance::BuiltIn,
             diagnose,
             chat,
         })
@@ -215,6 +241,8 @@ pub struct LoadedRunner {
     description: Option<Description>,
     /// What it declared, and what its sessions may reach.
     grant: Grant,
+    /// Who vouches for the bytes: the binary, nobody, or a signer.
+    provenance: Provenance,
     diagnose: Option<DiagnosePre>,
     chat: Option<ChatPre>,
 }
@@ -224,6 +252,7 @@ impl std::fmt::Debug for LoadedRunner {
         f.debug_struct("LoadedRunner")
             .field("name", &self.name)
             .field("version", &self.version)
+            .field("provenance", &self.provenance)
             .field("diagnose", &self.diagnose.is_some())
             .field("chat", &self.chat.is_some())
             .finish()
@@ -239,6 +268,18 @@ impl LoadedRunner {
     /// Hex SHA-256 of the component bytes it was compiled from.
     pub fn sha256(&self) -> &str {
         &self.sha256
+    }
+
+    /// Who signed it, for a file whose signature by a trusted key was
+    /// checked when it was loaded; `None` for a built-in or unsigned one.
+    pub fn signer(&self) -> Option<&Signer> {
+        self.provenance.signer()
+    }
+
+    /// Where the trust in its bytes comes from: built-in, unsigned, or
+    /// its signer.
+    pub fn provenance(&self) -> &Provenance {
+        &self.provenance
     }
 
     /// The WIT version it was built against.

@@ -45,6 +45,10 @@ pub struct RunnerFile {
     /// operator's policy), e.g. `tools:cpu,memory llm`.
     #[serde(default)]
     pub capabilities: String,
+    /// Who vouches for those bytes: `built-in`, `unsigned`, or the signer
+    /// (`NAME (key KEYID)`) whose signature was checked when it loaded.
+    #[serde(default)]
+    pub signer: String,
 }
 
 impl std::fmt::Debug for Runners {
@@ -69,13 +73,8 @@ impl Runners {
         }
     }
 
-    /// Whether any runner at all is configured.
-    pub fn any(&self) -> bool {
-        self.diagnose.is_some() || self.chat.is_some()
-    }
-
-    /// The component that serves sessions of `kind` first: the AI runner
-    /// when it is in front, else the role's own.
+    /// The component that serves sessions of `kind` first: the AI
+    /// runner when it is in front, else the role's own.
     pub fn file_for(&self, kind: &SessionType) -> Option<&RunnerFile> {
         let role = match kind {
             SessionType::Chat => "chat",
@@ -86,6 +85,11 @@ impl Runners {
             .iter()
             .find(|f| f.role == "ai")
             .or_else(|| self.files.iter().find(|f| f.role == role))
+    }
+
+    /// Whether any runner at all is configured.
+    pub fn any(&self) -> bool {
+        self.diagnose.is_some() || self.chat.is_some()
     }
 }
 

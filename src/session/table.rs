@@ -325,7 +325,7 @@ impl SessionTable {
         if let Some(log) = &self.audit {
             let mut record = accepted_record(&who, &start, allow_shell);
             if let Some(f) = runners.file_for(&kind) {
-                record = record.with_runner(&f.sha256, &f.capabilities);
+                record = record.with_runner(&f.sha256, &f.signer, &f.capabilities);
             }
             log.note(record);
         }

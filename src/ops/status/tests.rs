@@ -12,6 +12,7 @@ fn source() -> StatusSource {
                     source: "built-in".into(),
                     sha256: crate::util::sha256_hex(b"abc"),
                     capabilities: "tools:cpu,memory llm".into(),
+                    signer: "built-in".into(),
                 }],
                 ..Default::default()
             },
@@ -62,7 +63,7 @@ async fn answers_with_the_status_and_refuses_a_second_agent() {
     let sha = crate::util::sha256_hex(b"abc");
     assert!(
         text.contains(&format!(
-            "runner:      diagnose built-in sha256:{sha}\n  granted:   tools:cpu,memory llm\n"
+            "runner:      diagnose built-in sha256:{sha}\n  signer:    built-in\n  granted:   tools:cpu,memory llm\n"
         )),
         "{text}"
     );
