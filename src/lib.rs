@@ -53,6 +53,9 @@
 //! - [`fsafe`]: opening a file someone else may replace (runner files,
 //!   allow-listed files) and judging it on the descriptor: its kind, its
 //!   size against a cap, the path it really has; reads bounded by the cap
+//!
+//! Tests only: `documented_defaults` pins every default and limit the docs
+//! give as a number against the code.
 
 // The docs are read by people working on the crate (`cargo doc
 // --document-private-items`): they link to crate-private items freely.
@@ -76,3 +79,6 @@ pub mod shell;
 pub mod telemetry;
 pub mod tools;
 pub mod util;
+
+#[cfg(test)]
+mod documented_defaults;
