@@ -600,7 +600,10 @@ async fn with_the_model_down_every_open_chat_is_answered_by_the_rule_based_runne
             says(&thinking, &["could not be reached", "rule-based"]),
             "chat {i}: {thinking}"
         );
-        assert!(thinking.contains("looking up memory"), "chat {i}: {thinking}");
+        assert!(
+            thinking.contains("looking up memory"),
+            "chat {i}: {thinking}"
+        );
         assert!(
             answer.delta.starts_with("### Memory"),
             "chat {i}: {}",

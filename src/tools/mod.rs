@@ -62,10 +62,10 @@ mod targets;
 mod x509;
 
 pub(crate) use mask::{mask_json, mask_secrets, masked_cut};
-pub(crate) use system::{cpu_busy_pct_since_last, mem_used_pct};
-pub use targets::{Targets, ToolConfig};
 #[cfg(test)]
 pub(crate) use remote::{CALL_BUDGET, DEFAULT_TIMEOUT_MS};
+pub(crate) use system::{cpu_busy_pct_since_last, mem_used_pct};
+pub use targets::{Targets, ToolConfig};
 
 #[cfg(test)]
 mod tests_host;
