@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use catpaw_agent::proto::{AlertEvent, Envelope, EventStatus};
@@ -166,7 +167,7 @@ async fn an_oversized_alert_arrives_cut_with_a_marker() {
 async fn one_huge_delta_on_a_slow_link_does_not_hold_an_ack_back() {
     // 256 KiB/s agent → server; one 2 MiB delta takes 8 s to cross.
     let server = TestServer::start().await;
-    let link = common::slow_link::start(server.addr, 256 * 1024).await;
+    let (link, forwarded) = common::slow_link::start_counted(server.addr, 256 * 1024).await;
     let mut h = harness_on(
         server,
         |c| c.server.address = link.to_string(),
@@ -181,9 +182,17 @@ async fn one_huge_delta_on_a_slow_link_does_not_hold_an_ack_back() {
     let (mut c, _) = h.server.accept_registered().await;
     const BIG: usize = 2 << 20;
     let params = json!({"plugin": "emit-big", "target": BIG.to_string()});
+    let before = forwarded.load(Ordering::Relaxed);
     assert!(c.start_session("big", "inspect", params).await.ok);
-    // The delta is on its way; a new session asks to start.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The delta is on its way once 64 KiB more have crossed the link (the
+    // agent sends nothing else that big meanwhile); then a new session asks
+    // to start. The link's count is polled; the deadline only keeps a delta
+    // that never comes from hanging the test.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while forwarded.load(Ordering::Relaxed) < before + 64 * 1024 {
+        assert!(Instant::now() < deadline, "the big delta never left");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let t0 = Instant::now();
     let start = Envelope::new(
         "session_start",
@@ -211,7 +220,7 @@ async fn one_huge_delta_on_a_slow_link_does_not_hold_an_ack_back() {
     let crossed = t0.elapsed();
     // The whole text arrived (in pieces), and the ack did not wait for it:
     // it came in the first half of the time the delta took to cross,
-    // measured here (8 s nominal), however slow the machine.
+    // measured here (the rest of its 8 s), however slow the machine.
     assert_eq!(text, BIG);
     let acked = acked.expect("the ack came before the big session ended");
     assert!(acked * 2 < crossed, "ack after {acked:?} of {crossed:?}");
