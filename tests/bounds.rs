@@ -4,15 +4,19 @@
 
 mod common;
 
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use catpaw_agent::alerts::frame::MAX_FRAME_BYTES;
 use catpaw_agent::proto::{AlertEvent, Envelope, EventStatus};
 use common::agent::*;
 use common::server::TestServer;
 use common::{diagnose_runners, limits};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
+
+/// PROTOCOL §10: "One `alert_events` frame carries at most 100 events
+/// **and** at most 256 KiB of JSON".
+const MAX_ALERT_FRAME: usize = 256 * 1024;
 
 /// An alert whose description is `size` bytes.
 fn big_alert(i: i64, size: usize) -> AlertEvent {
@@ -27,21 +31,51 @@ fn big_alert(i: i64, size: usize) -> AlertEvent {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_huge_retry_after_is_clamped_and_the_agent_comes_back() {
+/// Waits (20 s at most) for a "reconnecting after a wait" log line past
+/// the first `seen` and returns it.
+async fn next_reconnect_line(log: &common::CapturedLog, seen: usize) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = log.text();
+        if let Some(line) = text
+            .lines()
+            .filter(|l| l.contains("reconnecting after a wait"))
+            .nth(seen)
+        {
+            return line.to_string();
+        }
+        assert!(Instant::now() < deadline, "no reconnect line:\n{text}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// PROTOCOL §10: `retry_after_sec` is clamped to 1 s … 3600 s, with the
+/// agent's own policy (not a shortened one): the log says the wait, and a
+/// shutdown still ends an hour's wait at once.
+#[tokio::test]
+async fn retry_after_is_clamped_to_one_second_through_an_hour() {
+    let (_guard, log) = common::capture_log(tracing::Level::INFO);
     let mut opts = fast();
-    // The production clamp is an hour; the policy is the same.
-    opts.backoff.disconnect_max = Duration::from_millis(300);
+    let policy = catpaw_agent::link::reconnect::BackoffPolicy::default();
+    opts.backoff.disconnect_min = policy.disconnect_min;
+    opts.backoff.disconnect_max = policy.disconnect_max;
     let mut h = harness_with(|_| {}, builtin_runners, opts).await;
+    let (mut c, _) = h.server.accept_registered().await;
+    c.send(&Envelope::new(
+        "disconnect",
+        json!({"reason": "now", "retry_after_sec": i64::MIN}),
+    ))
+    .await;
+    let line = next_reconnect_line(&log, 0).await;
+    assert!(line.contains("wait=1 s"), "{line}");
     let (mut c, _) = h.server.accept_registered().await;
     c.send(&Envelope::new(
         "disconnect",
         json!({"reason": "forever", "retry_after_sec": i64::MAX}),
     ))
     .await;
-    let t0 = Instant::now();
-    let (_c2, _) = h.server.accept_registered().await;
-    assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+    let line = next_reconnect_line(&log, 1).await;
+    assert!(line.contains("wait=1 h"), "{line}");
     h.stop().await;
 }
 
@@ -88,7 +122,7 @@ async fn alert_frames_hold_at_most_256_kib_and_nothing_is_lost() {
             continue;
         }
         assert!(
-            text.len() <= MAX_FRAME_BYTES,
+            text.len() <= MAX_ALERT_FRAME,
             "frame of {} bytes",
             text.len()
         );
@@ -114,7 +148,7 @@ async fn an_oversized_alert_arrives_cut_with_a_marker() {
             break text;
         }
     };
-    assert!(text.len() <= MAX_FRAME_BYTES, "{}", text.len());
+    assert!(text.len() <= MAX_ALERT_FRAME, "{}", text.len());
     let e = Envelope::parse(&text).expect("envelope");
     let d = payload(&e)["events"][0]["description"]
         .as_str()
@@ -133,7 +167,7 @@ async fn an_oversized_alert_arrives_cut_with_a_marker() {
 async fn one_huge_delta_on_a_slow_link_does_not_hold_an_ack_back() {
     // 256 KiB/s agent → server; one 2 MiB delta takes 8 s to cross.
     let server = TestServer::start().await;
-    let link = common::slow_link::start(server.addr, 256 * 1024).await;
+    let (link, forwarded) = common::slow_link::start_counted(server.addr, 256 * 1024).await;
     let mut h = harness_on(
         server,
         |c| c.server.address = link.to_string(),
@@ -148,9 +182,17 @@ async fn one_huge_delta_on_a_slow_link_does_not_hold_an_ack_back() {
     let (mut c, _) = h.server.accept_registered().await;
     const BIG: usize = 2 << 20;
     let params = json!({"plugin": "emit-big", "target": BIG.to_string()});
+    let before = forwarded.load(Ordering::Relaxed);
     assert!(c.start_session("big", "inspect", params).await.ok);
-    // The delta is on its way; a new session asks to start.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The delta is on its way once 64 KiB more have crossed the link (the
+    // agent sends nothing else that big meanwhile); then a new session asks
+    // to start. The link's count is polled; the deadline only keeps a delta
+    // that never comes from hanging the test.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while forwarded.load(Ordering::Relaxed) < before + 64 * 1024 {
+        assert!(Instant::now() < deadline, "the big delta never left");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let t0 = Instant::now();
     let start = Envelope::new(
         "session_start",
@@ -175,10 +217,13 @@ async fn one_huge_delta_on_a_slow_link_does_not_hold_an_ack_back() {
             }
         }
     }
-    // The whole text arrived (in pieces), and the ack did not wait for it.
+    let crossed = t0.elapsed();
+    // The whole text arrived (in pieces), and the ack did not wait for it:
+    // it came in the first half of the time the delta took to cross,
+    // measured here (the rest of its 8 s), however slow the machine.
     assert_eq!(text, BIG);
     let acked = acked.expect("the ack came before the big session ended");
-    assert!(acked < Duration::from_secs(3), "ack after {acked:?}");
+    assert!(acked * 2 < crossed, "ack after {acked:?} of {crossed:?}");
     h.stop().await;
 }
 
@@ -215,7 +260,8 @@ async fn a_session_is_served_while_large_alerts_drain_over_a_slow_link() {
     c.send(&start).await;
     let mut acked = None;
     let mut alerts = 0;
-    let done_after = loop {
+    let mut alerts_before_ack = None;
+    let alerts_before_done = loop {
         let e = c
             .recv_within(Duration::from_secs(20))
             .await
@@ -225,21 +271,22 @@ async fn a_session_is_served_while_large_alerts_drain_over_a_slow_link() {
             "ack" if e.ref_id.as_deref() == Some(start.id.as_str()) => {
                 assert_eq!(p["ok"], true, "{p}");
                 acked = Some(t0.elapsed());
+                alerts_before_ack = Some(alerts);
             }
             "alert_events" => alerts += p["events"].as_array().map_or(0, Vec::len),
-            "session_output" if p["done"] == Value::Bool(true) => break t0.elapsed(),
+            "session_output" if p["done"] == Value::Bool(true) => break alerts,
             _ => {}
         }
     };
-    let acked = acked.expect("ack before done");
+    acked.expect("ack before done");
+    // Counted in frames of the backlog (one alert each, two seconds of the
+    // link), not in seconds, so a loaded machine does not move the bound:
+    // the ack and the done each wait behind a few frames, not 60.
+    let before_ack = alerts_before_ack.expect("ack before done");
+    assert!(before_ack <= 5, "{before_ack} alerts went before the ack");
     assert!(
-        alerts < 60,
-        "the session did not wait for the whole backlog"
-    );
-    assert!(acked < Duration::from_secs(10), "ack after {acked:?}");
-    assert!(
-        done_after < Duration::from_secs(15),
-        "done after {done_after:?}"
+        alerts_before_done <= 7,
+        "{alerts_before_done} alerts went before the done"
     );
 
     // Alerts keep flowing on the same connection; none was dropped for a
@@ -261,13 +308,14 @@ async fn a_session_is_served_while_large_alerts_drain_over_a_slow_link() {
 
     // Shutdown with a frame in flight on the slow link does not wait for
     // the backlog: grace (2 s, no sessions left) plus the close budget (1 s).
-    let t1 = Instant::now();
+    // Draining what is left would take over a minute and a half.
+    let left = 60 - alerts - more;
+    assert!(left >= 45, "{left} alerts left");
     h.shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(10), h.task)
+    tokio::time::timeout(Duration::from_secs(30), h.task)
         .await
-        .expect("agent stops")
+        .expect("the agent stops without draining the backlog")
         .expect("agent task");
-    assert!(t1.elapsed() < Duration::from_secs(5), "{:?}", t1.elapsed());
 }
 
 /// PROTOCOL §11: frames of at most 1 MiB, whatever a session produces.
@@ -394,20 +442,25 @@ async fn an_ack_waits_behind_at_most_one_alert_batch_on_a_slow_link() {
             json!({"session_id": id, "session_type": "inspect", "user_name": "op",
                    "params": {"plugin": "mem"}}),
         );
-        let t0 = Instant::now();
         c.send(&start).await;
-        let acked = loop {
+        // Counted in batches, not seconds: a loaded machine slows the
+        // batches and the ack alike.
+        let mut batches = 0;
+        loop {
             let e = c
                 .recv_within(Duration::from_secs(30))
                 .await
                 .expect("the ack");
             if e.msg_type == "ack" && e.ref_id.as_deref() == Some(start.id.as_str()) {
-                break t0.elapsed();
+                break;
             }
-        };
+            if e.msg_type == "alert_events" {
+                batches += 1;
+            }
+        }
         assert!(
-            acked < Duration::from_secs(1),
-            "round {round}: ack after {acked:?}"
+            batches <= 2,
+            "round {round}: the ack waited behind {batches} alert batches"
         );
         // Its output waits behind at most a batch too.
         loop {

@@ -365,26 +365,35 @@ async fn idle_ingest_clients_at_a_low_fd_limit_neither_spin_the_agent_nor_flood_
     let clients: Vec<_> = (0..300)
         .map(|_| std::os::unix::net::UnixStream::connect(&sock).expect("connect"))
         .collect();
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The agent has run out of descriptors.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !agent.log().contains("ingest accept failed") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the agent never hit its descriptor limit:\n{}",
+            agent.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Over a window of about 3 s (measured, as a loaded machine may
+    // stretch it), its share of one core and its log growth per second.
     let log_size = || std::fs::metadata(agent.log_path()).expect("log").len();
-    let (cpu0, log0) = (cpu_ticks(pid), log_size());
+    let (cpu0, log0, t0) = (cpu_ticks(pid), log_size(), std::time::Instant::now());
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let (cpu1, log1) = (cpu_ticks(pid), log_size());
-    let text = agent.log();
+    let (cpu1, log1, window) = (cpu_ticks(pid), log_size(), t0.elapsed());
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let share = (cpu1 - cpu0) as f64 / hz / window.as_secs_f64();
+    // A spinning accept loop is a whole core (1.0).
     assert!(
-        text.contains("ingest accept failed"),
-        "the agent never hit its descriptor limit:\n{text}"
+        share <= 0.1,
+        "the agent used {:.0} % of a core over {window:?}",
+        share * 100.0
     );
-    // 3 s at 100 ticks/s is 300 ticks for a spinning core.
+    let per_sec = (log1 - log0) as f64 / window.as_secs_f64();
     assert!(
-        cpu1 - cpu0 <= 30,
-        "the agent used {} ticks of CPU in 3 s",
-        cpu1 - cpu0
-    );
-    assert!(
-        log1 - log0 <= 3 * 1000,
-        "the log grew {} bytes in 3 s",
-        log1 - log0
+        per_sec <= 1000.0,
+        "the log grew {per_sec:.0} bytes a second over {window:?}"
     );
 
     // Once the clients are gone, the socket serves again.

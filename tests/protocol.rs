@@ -318,8 +318,12 @@ async fn chat_turns_come_from_session_input() {
     h.stop().await;
 }
 
+/// §4 `session_cancel` over the wire ends a guest that will never return
+/// by itself (no host calls, fuel and time for hours): the session's only
+/// frame after the cancel is its `done`, and its slot is free by then. The
+/// wait for the done is a guard against hanging, not the claim.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cancel_stops_a_spinning_guest_within_two_seconds() {
+async fn cancel_ends_a_spinning_guest_with_only_its_done() {
     let spin = |sb: &TestSandbox| {
         let endless = limits(|l| {
             l.fuel = u64::MAX / 4;
@@ -330,19 +334,20 @@ async fn cancel_stops_a_spinning_guest_within_two_seconds() {
     let mut h = harness_with(|_| {}, spin, fast()).await;
     let (mut c, _) = h.server.accept_registered().await;
     assert!(
-        c.start_session("spin", "inspect", json!({"plugin": "cpu"}))
+        c.start_session("spin", "inspect", json!({"plugin": "announce"}))
             .await
             .ok
     );
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let t0 = Instant::now();
+    // The guest says it is entering its loop.
+    let announced = payload(&c.recv_type("session_output").await);
+    assert_eq!(announced["session_id"], "spin");
+    assert_eq!(announced["delta"], "spinning");
     c.send(&Envelope::new(
         "session_cancel",
         json!({"session_id": "spin", "reason": "operator"}),
     ))
     .await;
     let msgs = c.session_until_done("spin").await;
-    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
     assert_eq!(
         msgs.len(),
         1,
@@ -399,8 +404,14 @@ async fn heartbeats_report_sessions_alerts_and_load() {
 async fn a_session_streaming_without_pause_does_not_stop_heartbeats_or_alerts() {
     let mut opts = fast();
     opts.timings.heartbeat = Duration::from_millis(200);
-    let mut h = harness_with(
-        |_| {},
+    // A link slower than the guests stream (256 KiB/s): from the first
+    // delta on, output backs up into the socket and the agent's queue, so
+    // session output is always waiting to be sent.
+    let server = TestServer::start().await;
+    let link = common::slow_link::start(server.addr, 256 * 1024).await;
+    let mut h = harness_on(
+        server,
+        |c| c.server.address = link.to_string(),
         |sb| {
             diagnose_runners(
                 &sb.load("catpaw_bench_guest"),
@@ -412,22 +423,27 @@ async fn a_session_streaming_without_pause_does_not_stop_heartbeats_or_alerts() 
             )
         },
         opts,
-    )
-    .await;
+    );
     let (mut c, _) = h.server.accept_registered().await;
     // Streams with no end, so there is always output waiting to be sent.
     let params = json!({"plugin": "emit", "target": "4000000000"});
-    for id in ["flood-1", "flood-2", "flood-3"] {
+    let flood = ["flood-1", "flood-2", "flood-3"];
+    for id in flood {
         assert!(c.start_session(id, "inspect", params.clone()).await.ok);
     }
-    // A server that reads slowly: the output backs up into the socket and
-    // the agent's queue, so session output is always waiting to be sent.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Every stream has output across the link: the backlog is there. Then
+    // an alert is pushed behind it.
+    let mut streaming = std::collections::HashSet::new();
+    while streaming.len() < flood.len() {
+        let e = c.recv().await;
+        if e.msg_type == "session_output" {
+            streaming.insert(payload(&e)["session_id"].to_string());
+        }
+    }
     h.agent.alerts().push(alert(7));
     let (mut heartbeats, mut alerts, mut deltas) = (0, 0, 0);
     let deadline = Instant::now() + Duration::from_secs(20);
     while (heartbeats < 2 || alerts < 1) && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(1)).await;
         let e = c.recv().await;
         match e.msg_type.as_str() {
             "heartbeat" => heartbeats += 1,
@@ -443,7 +459,7 @@ async fn a_session_streaming_without_pause_does_not_stop_heartbeats_or_alerts() 
         heartbeats >= 2 && alerts == 1,
         "{heartbeats} heartbeats and {alerts} alert frames among {deltas} outputs"
     );
-    for id in ["flood-1", "flood-2", "flood-3"] {
+    for id in flood {
         c.send(&Envelope::new(
             proto::MSG_SESSION_CANCEL,
             json!({"session_id": id}),

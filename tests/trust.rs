@@ -583,12 +583,22 @@ async fn signed_sessions_are_checked_over_the_wire() {
 
     // An unsigned chat turn for the signed session is dropped: after the
     // answer to its signed first message, the session says nothing more.
+    // The agent has dealt with the turn once its refusal is on record
+    // (refusals are written a second at a time, on a timer).
     c.send(&Envelope::new(
         proto::MSG_SESSION_INPUT,
         json!({"session_id": "g-1", "message": "help"}),
     ))
     .await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let input_refused = || {
+        home.audit().iter().any(|r| {
+            r["event"] == "refused" && r["name"] == "session_input" && r["session_id"] == "g-1"
+        })
+    };
+    assert!(
+        until(Duration::from_secs(20), input_refused).await,
+        "the unsigned chat turn was not refused on record"
+    );
     cancel(&mut c, "g-1").await;
     let msgs = c.session_until_done("g-1").await;
     assert_eq!(msgs.len(), 1, "only the done may follow: {msgs:?}");

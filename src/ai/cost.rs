@@ -27,12 +27,12 @@ use super::{Message, ToolSpec, Usage, wire};
 
 /// Tokens a provider may spend around a request beyond its JSON (the
 /// assistant's turn marker, a begin-of-text, a tool-calling preamble).
-pub(super) const FRAMING: u64 = 64;
+pub(crate) const FRAMING: u64 = 64;
 
 /// Fewest answer tokens worth a call: when the budgets leave less than
 /// this after the prompt (or less than the configured `max_tokens`, if that
 /// is smaller), the call is refused instead of sent to be cut short.
-pub(super) const MIN_ANSWER: u64 = 256;
+pub(crate) const MIN_ANSWER: u64 = 256;
 
 /// The most prompt tokens a request of `messages` and `tools` can cost:
 /// one per byte of their JSON, plus [`FRAMING`].

@@ -42,6 +42,8 @@ use tokio::sync::mpsc;
 
 use cost::Bounds;
 pub use cost::TokenLimit;
+#[cfg(test)]
+pub(crate) use cost::{FRAMING, MIN_ANSWER};
 pub use daily::{DailyLedger, Hold};
 pub(crate) use scrub::TextOut;
 use scrub::scrub;
@@ -125,7 +127,7 @@ impl std::fmt::Display for Failure {
 }
 
 /// Longest retry wait (catpaw's cap).
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
+pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// The models of one agent, asked in `model_priority` order.
 #[derive(Debug)]

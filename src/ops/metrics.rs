@@ -47,7 +47,7 @@ use crate::telemetry::Telemetry;
 const MAX_HEAD: usize = 8 * 1024;
 /// Time a client has to send its whole request head (and, when every slot
 /// is busy, to get one).
-const HEAD_DEADLINE: Duration = Duration::from_secs(2);
+pub(crate) const HEAD_DEADLINE: Duration = Duration::from_secs(2);
 /// Time the answer has to be written.
 const ANSWER_DEADLINE: Duration = Duration::from_secs(2);
 /// Connections whose head is read at once; past it the oldest is dropped.

@@ -55,6 +55,13 @@ pub use policy::{Policies, RunnerPolicy, Subject};
 pub use probe::{Probe, Step};
 pub use run::{WasmChatRunner, WasmDiagnoseRunner};
 pub use versions::WitVersion;
+// The documented limits, for the crate's `documented_defaults` test.
+#[cfg(test)]
+pub(crate) use {
+    engine::FUEL_YIELD_INTERVAL,
+    host::MAX_LOG_LINE,
+    stdio::{TRAP_TAIL_BYTES, TRAP_TAIL_LINES},
+};
 
 use crate::runner::{Description, Provenance, RunnerTrust, Signer};
 use bindings::diagnose_world::DiagnoseRunner as DiagnoseWorld;

@@ -5,6 +5,8 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -16,6 +18,17 @@ const TICK: Duration = Duration::from_millis(50);
 /// Starts a proxy to `upstream` that forwards agent → server bytes at
 /// `bytes_per_sec`; returns the address the agent should dial.
 pub async fn start(upstream: SocketAddr, bytes_per_sec: usize) -> SocketAddr {
+    start_counted(upstream, bytes_per_sec).await.0
+}
+
+/// [`start`], and a count of the agent → server bytes forwarded so far
+/// (all connections), so a test can wait for bytes to be on their way.
+pub async fn start_counted(
+    upstream: SocketAddr,
+    bytes_per_sec: usize,
+) -> (SocketAddr, Arc<AtomicUsize>) {
+    let forwarded = Arc::new(AtomicUsize::new(0));
+    let counter = forwarded.clone();
     let socket = TcpSocket::new_v4().expect("socket");
     // A small receive buffer, inherited by accepted sockets: the kernel
     // must not soak up megabytes of the agent's writes at loopback speed,
@@ -32,6 +45,7 @@ pub async fn start(upstream: SocketAddr, bytes_per_sec: usize) -> SocketAddr {
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
         while let Ok((agent, _)) = listener.accept().await {
+            let counter = counter.clone();
             tokio::spawn(async move {
                 let Ok(server) = TcpStream::connect(upstream).await else {
                     return;
@@ -53,6 +67,7 @@ pub async fn start(upstream: SocketAddr, bytes_per_sec: usize) -> SocketAddr {
                             if server_w.write_all(&buf[..n]).await.is_err() {
                                 break;
                             }
+                            counter.fetch_add(n, Ordering::Relaxed);
                         }
                     }
                 }
@@ -61,7 +76,7 @@ pub async fn start(upstream: SocketAddr, bytes_per_sec: usize) -> SocketAddr {
             });
         }
     });
-    addr
+    (addr, forwarded)
 }
 
 fn set_mss(socket: &TcpSocket, mss: libc::c_int) {

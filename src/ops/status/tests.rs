@@ -27,12 +27,23 @@ fn source() -> StatusSource {
     }
 }
 
+/// The hash status shows for a runner is the SHA-256 of its bytes as
+/// `sha256sum` computes it, for a real runner component.
 #[test]
-fn runner_hashes_are_sha256_hex() {
-    assert_eq!(
-        crate::util::sha256_hex(b"abc"),
-        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-    );
+fn a_runner_hash_is_what_sha256sum_says_of_the_runner_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("catpaw_chat.wasm");
+    std::fs::write(&file, crate::embedded::CHAT).expect("write runner");
+    let out = match std::process::Command::new("sha256sum").arg(&file).output() {
+        Ok(out) if out.status.success() => out,
+        other => {
+            eprintln!("skipped: `sha256sum` is not usable here ({other:?})");
+            return;
+        }
+    };
+    let stdout = String::from_utf8(out.stdout).expect("sha256sum prints text");
+    let independent = stdout.split_whitespace().next().expect("a digest");
+    assert_eq!(crate::util::sha256_hex(crate::embedded::CHAT), independent);
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use super::HostContext;
 use crate::sandbox::bindings::host::Level;
 
 /// Longest guest log line kept, in bytes.
-const MAX_LINE: usize = 4096;
+pub(crate) const MAX_LINE: usize = 4096;
 
 /// Log bytes written and dropped in the current run or chat turn.
 pub(crate) struct LogState {

@@ -16,6 +16,9 @@ mod stream;
 mod tools;
 mod v0_1;
 
+#[cfg(test)]
+pub(crate) use log::MAX_LINE as MAX_LOG_LINE;
+
 use std::sync::Arc;
 
 use tracing::Instrument;

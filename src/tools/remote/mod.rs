@@ -12,6 +12,9 @@ mod redis;
 mod tcp;
 mod tlscert;
 
+#[cfg(test)]
+pub(crate) use net::DEFAULT_TIMEOUT_MS;
+
 use super::args::Args;
 use super::targets::check_target;
 use super::tool::Tool;
@@ -21,7 +24,7 @@ const MAX_TARGETS: usize = 20;
 /// Time one call may spend over all its targets: those left when it is
 /// spent are reported as skipped, so a list of dead endpoints cannot hold
 /// a session (or a blocking thread) for minutes.
-const CALL_BUDGET: std::time::Duration = std::time::Duration::from_secs(20);
+pub(crate) const CALL_BUDGET: std::time::Duration = std::time::Duration::from_secs(20);
 
 pub(super) const TOOLS: &[Tool] = &[
     Tool::new(

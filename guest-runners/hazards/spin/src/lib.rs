@@ -1,10 +1,11 @@
 //! Hazard: an endless loop that never calls the host. Only fuel, the
-//! wall-clock deadline or a cancel can stop it.
+//! wall-clock deadline or a cancel can stop it. With plugin `announce` it
+//! first emits one delta, `spinning`, so a test can wait for the loop to be
+//! under way instead of guessing how long the start takes.
 // Built against the kept 0.1.0 WIT: the hazards double as proof that
 // components of the previous version still load and run.
 wit_bindgen::generate!({ path: "../../../wit/v0.1.0/runner.wit", world: "diagnose-runner" });
 
-#[allow(unused_imports)]
 use catpaw::runner::host;
 use exports::catpaw::runner::diagnose::{Guest, Request};
 
@@ -12,7 +13,10 @@ struct Runner;
 export!(Runner);
 
 impl Guest for Runner {
-    fn run(_req: Request) -> Result<String, String> {
+    fn run(req: Request) -> Result<String, String> {
+        if req.plugin == "announce" {
+            host::emit("spinning", host::Stage::Thinking, None);
+        }
         let mut x: u64 = core::hint::black_box(1);
         loop {
             x = core::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
