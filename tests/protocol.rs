@@ -334,7 +334,14 @@ async fn cancel_stops_a_spinning_guest_within_two_seconds() {
             .await
             .ok
     );
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The guest streams `spinning` right before its endless loop.
+    let first = c.recv_type("session_output").await;
+    let p = first.payload.clone().unwrap_or_default();
+    assert_eq!(
+        (&p["session_id"], &p["delta"]),
+        (&json!("spin"), &json!("spinning")),
+        "{first:?}"
+    );
     let t0 = Instant::now();
     c.send(&Envelope::new(
         "session_cancel",
