@@ -238,6 +238,8 @@ async fn a_dropped_connection_mid_command_records_cancelled() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_granted_shell_cannot_touch_the_audit_trail() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
     if !is_root() {
         // Without root there is no shell_user: the shell is the agent's
         // own user, which SECURITY.md names as out of reach of this rule.
@@ -245,11 +247,32 @@ async fn a_granted_shell_cannot_touch_the_audit_trail() {
     }
     let mut server = TestServer::start().await;
     let home = shell_home(&server, "");
-    let mut agent = spawn(&home);
+    // The shipped unit makes the state dir 0700 (StateDirectoryMode), which
+    // alone would keep `nobody` out. Open the home and the state dir to
+    // 0755, root's and not writable by others as SECURITY.md asks of
+    // `state_dir`, so the shell reaches the trail and what stops it is the
+    // trail itself: root's, mode 0600. The append-only attribute is off
+    // here (tests/audit.rs tries it where the filesystem keeps it), and it
+    // would not stop `>>` anyway.
+    for dir in [home.path().to_path_buf(), home.state()] {
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    // With umask 0 the trail's mode is the agent's own choice, not one
+    // its parent's umask happens to narrow.
+    let mut launch = home.agent().env("CATPAW_SECRET_SAUCE", "s3cr3t-sauce-91b");
+    // SAFETY: runs in the forked child before exec; umask is
+    // async-signal-safe and the closure touches nothing else.
+    unsafe {
+        launch.command_mut().pre_exec(|| {
+            libc::umask(0);
+            Ok(())
+        });
+    }
+    let mut agent = launch.spawn();
     let (mut c, _) = server.accept_registered().await;
     let trail = home.state().join("audit.jsonl");
     let attack = format!(
-        "id -u; sed -i 1d {t}; echo forged >> {t}; rm -f {t}",
+        "id -u; stat -c 'reached %n' {t}; sed -i 1d {t}; echo forged >> {t}; rm -f {t}",
         t = trail.display()
     );
     chat_running(&mut c, "s-forge", &attack).await;
@@ -257,6 +280,10 @@ async fn a_granted_shell_cannot_touch_the_audit_trail() {
     assert!(
         !answer.contains("```\n0\n"),
         "the shell ran as root: {answer}"
+    );
+    assert!(
+        answer.contains(&format!("reached {}", trail.display())),
+        "the shell could not even reach the trail, so its refusals prove nothing: {answer}"
     );
     cancel(&mut c, "s-forge").await;
     c.session_until_done("s-forge").await;
