@@ -91,7 +91,8 @@ enum Command {
     #[command(subcommand)]
     Audit(AuditCommand),
     /// Check a runner component: does it load, what it serves, and a run
-    /// of each role under the default limits with its receipt. Exit 0 only
+    /// of each role under the default limits (lowered by any matching
+    /// `[sandbox.policy.*]`) with its receipt. Exit 0 only
     /// when everything passes. The compiled code is kept in the state
     /// dir's compile cache, so a second check of the same file is quick.
     CheckRunner(CheckArgs),

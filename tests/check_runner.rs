@@ -214,6 +214,22 @@ fn check_runner_shows_the_granted_capabilities_and_refuses_an_undeclared_runner_
     let (code, r) = check_with(&probe, "[sandbox.policy.diagnose]\ntools = [\"cpu\"]\n");
     assert_eq!(code, 0, "{r}");
     assert_eq!(r["capabilities"], "tools:cpu", "{r}");
+    // The smoke runs run as the agent would run them: under the policy's
+    // budgets too, so one too small for a run fails the check.
+    let (code, r) = check_with(
+        &probe,
+        "[sandbox.policy.diagnose]\ntools = [\"cpu\"]\nfuel = 2000\n",
+    );
+    assert_eq!(code, 1, "{r}");
+    let runs = r["runs"].as_array().expect("runs");
+    assert!(
+        !runs.is_empty()
+            && runs.iter().all(|run| run["ok"] == false
+                && run["error"].as_str().is_some_and(
+                    |d| d.contains("2000 fuel units") && d.contains("[sandbox.policy.*]")
+                )),
+        "{r}"
+    );
 
     // A 0.1.0 component declares nothing: a warning, and it passes...
     let legacy = guest("hazard_file_probe");

@@ -307,15 +307,19 @@ async fn a_turn_timeout_mid_command_records_the_outcome_and_kills_the_whole_tree
     let (mut c, _) = server.accept_registered().await;
     escaping_chat(&mut c, "s-slow", work.path()).await;
     // Both daemons and the `sleep 60` (which the shell may have become
-    // by exec), all running.
-    let tree = tree_of(work.path());
-    assert!(
+    // by exec), all running: the shell starts the `sleep 60` after both
+    // daemons wrote their pids, so it is awaited.
+    let whole = |tree: &[(i32, String)]| {
         tree.iter()
             .filter(|(_, c)| c.starts_with("sleep 300"))
             .count()
             == 2
-            && tree.iter().any(|(_, c)| c.starts_with("sleep 60")),
-        "the command's tree before the timeout: {tree:?}"
+            && tree.iter().any(|(_, c)| c.starts_with("sleep 60"))
+    };
+    assert!(
+        until(Duration::from_secs(10), || whole(&tree_of(work.path()))).await,
+        "the command's tree before the timeout: {:?}",
+        tree_of(work.path())
     );
     let msgs = c.session_until_done("s-slow").await;
     assert!(

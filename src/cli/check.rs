@@ -3,9 +3,11 @@
 //!
 //! The file is probed step by step (component, compile, exports, imports,
 //! worlds and WIT version, `describe`), after its signature is checked
-//! as the agent checks it (`[sandbox] runner_keys` of the config), then each role it serves is run
-//! once under the default limits, the way the agent runs sessions: an
-//! inspect of each plugin it describes, a diagnose, and a two-turn chat.
+//! as the agent checks it (`[sandbox] runner_keys` of the config), then
+//! each role it serves is run once the way the agent runs sessions: with
+//! what it declared narrowed by the config's `[sandbox.policy.*]`, under
+//! the default limits lowered by those tables. An inspect of each plugin
+//! it describes, a diagnose, and a two-turn chat.
 //! Each run's receipt is shown. The check passes only when every step and
 //! run does; each failure says what to change.
 
@@ -194,7 +196,7 @@ pub async fn check(file: &Path, config: Option<&Path>) -> anyhow::Result<Report>
         report.steps.push(step);
         // The agent would refuse it at load: nothing to run.
         if !refused {
-            report.runs = smoke(runner).await;
+            report.runs = smoke(runner, &cfg.sandbox.policies).await;
         }
     }
     report.ok = probe.runner.is_some()
@@ -240,7 +242,9 @@ fn capabilities(runner: &LoadedRunner, cfg: &Config) -> (Step, String) {
         (None, Ok(())) => step(
             true,
             format!(
-                "warning: declares none, so it keeps everything the operator allows                  (granted {granted}); declare what it uses in describe (`tools` or                  `tools:NAME,...`, `shell`, `llm`)"
+                "warning: declares none, so it keeps everything the operator allows \
+                 (granted {granted}); declare what it uses in describe (`tools` or \
+                 `tools:NAME,...`, `shell`, `llm`)"
             ),
         ),
         (None, Err(e)) => step(false, format!("{e:#}")),
@@ -272,8 +276,9 @@ fn advice(e: &RunError) -> String {
                 Budget::LlmCalls => "max_llm_calls",
             };
             format!(
-                "{e}: the run does not fit the default limits; make it do less, or raise \
-                 `{key}` under [sandbox] for every session"
+                "{e}: the run does not fit the default limits (lowered by any matching \
+                 [sandbox.policy.*]); make it do less, or raise `{key}` under [sandbox] for \
+                 every session (and in the policy that lowered it)"
             )
         }
         RunError::Trapped(_) => format!("the runner crashed; fix the trap it names: {e}"),
@@ -288,9 +293,13 @@ fn advice(e: &RunError) -> String {
     }
 }
 
-async fn smoke(runner: &LoadedRunner) -> Vec<Run> {
+/// Runs every role the runner serves as the agent would grant it: its
+/// declaration narrowed by the `[sandbox.policy.*]` tables that match it
+/// for that role, under the default limits lowered by those tables.
+async fn smoke(runner: &LoadedRunner, policies: &crate::sandbox::Policies) -> Vec<Run> {
     let mut runs = Vec::new();
-    if let Some(d) = runner.diagnose_runner(Budgets::default()) {
+    let (as_diagnose, budgets) = policies.apply(runner, "diagnose", &Budgets::default());
+    if let Some(d) = as_diagnose.diagnose_runner(budgets) {
         for plugin in runner.plugin_names() {
             runs.push(diagnose_run(&d, "inspect", &plugin, Map::new()).await);
         }
@@ -308,7 +317,8 @@ async fn smoke(runner: &LoadedRunner) -> Vec<Run> {
             .unwrap_or_else(|| crate::proto::DEFAULT_DIAGNOSE_PLUGIN.to_string());
         runs.push(diagnose_run(&d, "diagnose", &plugin, params).await);
     }
-    if let Some(c) = runner.chat_runner(Budgets::default()) {
+    let (as_chat, budgets) = policies.apply(runner, "chat", &Budgets::default());
+    if let Some(c) = as_chat.chat_runner(budgets) {
         runs.push(chat_run(&c).await);
     }
     runs
