@@ -72,7 +72,13 @@ fn served(cfg: &Config, runner: Option<&Path>, flags: &[BudgetFlag]) -> anyhow::
         sha256: "",
     };
     let (allowed, budgets) = cfg.sandbox.policies.narrow(who, &setup.budgets.diagnose);
-    tracing::info!(tools = %allowed, timeout = %crate::util::human_duration(budgets.timeout),
+    let tools = match &allowed.tools {
+        crate::sandbox::ToolSet::All => "every catalog tool".to_string(),
+        crate::sandbox::ToolSet::Only(names) => {
+            names.iter().cloned().collect::<Vec<_>>().join(", ")
+        }
+    };
+    tracing::info!(%tools, timeout = %crate::util::human_duration(budgets.timeout),
         "MCP server ready");
     Ok(Served {
         runners: setup.runners.clone(),

@@ -294,7 +294,10 @@ mod tests {
             token_from(Some(&good)).expect("token"),
             "0123456789abcdef0123"
         );
-        let e = format!("{:#}", token_from(Some(&dir.path().join("none"))).unwrap_err());
+        let e = format!(
+            "{:#}",
+            token_from(Some(&dir.path().join("none"))).unwrap_err()
+        );
         assert!(e.starts_with("reading --token-file"), "{e}");
     }
 }

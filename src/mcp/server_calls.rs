@@ -72,7 +72,8 @@ impl McpServer {
     fn refuse(&self, who: &Who, name: &str, why: &str) {
         tracing::warn!(client = %who.user, tool = %name, reason = %why, "MCP call refused");
         self.served.audit.note(
-            Record::new(who, kind::MCP, event::OUTCOME, name, "").with_outcome(outcome::REFUSED, why),
+            Record::new(who, kind::MCP, event::OUTCOME, name, "")
+                .with_outcome(outcome::REFUSED, why),
         );
     }
 
@@ -184,7 +185,10 @@ impl McpServer {
             }
         }
         let end = task.await.map_err(|e| {
-            McpError::internal_error(format!("session {session_id} failed inside the host: {e}"), None)
+            McpError::internal_error(
+                format!("session {session_id} failed inside the host: {e}"),
+                None,
+            )
         })?;
         let detail = format!("session {session_id}: {}", end.outcome);
         match failure {
