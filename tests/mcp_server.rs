@@ -250,12 +250,23 @@ struct HttpServer {
 }
 
 impl HttpServer {
+    /// Serves on `addr` with the token in a `--token-file`.
     async fn start(home: &AgentHome, token: &str) -> HttpServer {
         let token_file = home.write("mcp.token", format!("{token}\n"));
-        let mut child = home
-            .command()
-            .args(["mcp", "--http", "127.0.0.1:0", "--token-file"])
-            .arg(&token_file)
+        let mut cmd = home.command();
+        cmd.args(["mcp", "--http", "127.0.0.1:0", "--token-file"])
+            .arg(&token_file);
+        HttpServer::spawn(cmd).await
+    }
+
+    /// Runs `cmd` (a `catpaw-agent mcp --http …`) until it says where it
+    /// serves; what it logged before that is in `said`.
+    async fn spawn(cmd: Command) -> HttpServer {
+        HttpServer::spawn_saying(cmd).await.0
+    }
+
+    async fn spawn_saying(mut cmd: Command) -> (HttpServer, Vec<String>) {
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -264,23 +275,27 @@ impl HttpServer {
         let stderr = child.stderr.take().expect("stderr");
         // The line it prints once it listens, whatever the log level; the
         // rest of its log goes on to the test's stderr.
-        let url = tokio::task::spawn_blocking(move || {
+        let (url, said) = tokio::task::spawn_blocking(move || {
             let mut lines = std::io::BufReader::new(stderr).lines();
+            let mut said = Vec::new();
             let url = lines
                 .by_ref()
                 .map_while(Result::ok)
-                .inspect(|l| eprintln!("{l}"))
+                .inspect(|l| {
+                    eprintln!("{l}");
+                    said.push(l.clone());
+                })
                 .find_map(|l| {
                     l.split_once("serving MCP on ")
                         .map(|(_, url)| url.trim().to_string())
                 });
             std::thread::spawn(move || lines.map_while(Result::ok).for_each(|l| eprintln!("{l}")));
-            url
+            (url, said)
         })
         .await
-        .expect("reader")
-        .expect("the server said where it serves");
-        HttpServer { child, url }
+        .expect("reader");
+        let url = url.unwrap_or_else(|| panic!("the server never said where it serves: {said:?}"));
+        (HttpServer { child, url }, said)
     }
 
     /// `127.0.0.1:PORT`.
@@ -344,7 +359,11 @@ fn initialize_body() -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_http_a_missing_or_wrong_token_gets_401_and_a_foreign_origin_or_host_403() {
     let home = AgentHome::new("");
-    let server = HttpServer::start(&home, TOKEN).await;
+    // The token from the environment this time.
+    let mut cmd = home.command();
+    cmd.args(["mcp", "--http", "127.0.0.1:0"])
+        .env("CATPAW_MCP_TOKEN", TOKEN);
+    let server = HttpServer::spawn(cmd).await;
     let http = reqwest::Client::new();
     let post = |headers: &[(&str, String)]| {
         let mut req = http
@@ -396,6 +415,52 @@ async fn over_http_a_missing_or_wrong_token_gets_401_and_a_foreign_origin_or_hos
         200,
         "localhost on the bound port is the server itself"
     );
+    let elsewhere = http
+        .post(server.url.replace("/mcp", "/other"))
+        .bearer_auth(TOKEN)
+        .json(&initialize_body())
+        .send()
+        .await;
+    assert_eq!(status(elsewhere), 404, "only /mcp is served");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_on_a_non_loopback_address_needs_the_flag_and_warns() {
+    let home = AgentHome::new("");
+    let token = home.write("t", TOKEN);
+    let mut cmd = home.command();
+    cmd.args([
+        "mcp",
+        "--http",
+        "0.0.0.0:0",
+        "--allow-non-loopback",
+        "--token-file",
+    ])
+    .arg(&token);
+    let (_server, said) = HttpServer::spawn_saying(cmd).await;
+    assert!(
+        said.iter()
+            .any(|l| l.contains("serving MCP on a non-loopback address")),
+        "{said:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_run_for_a_client_gets_no_shell_even_when_the_operator_allows_shells() {
+    let probe = common::guest("hazard_shell_probe");
+    let home = AgentHome::new(&format!(
+        "[sandbox]\nallow_remote_shell = true\nshell_user = \"nobody\"\ndiagnose_runner = {:?}\n",
+        probe.display().to_string()
+    ));
+    let client = stdio_client(&home).await;
+    let (failed, report) = call(&client, "diagnose", json!({"plugin": "mem"})).await;
+    client.cancel().await.expect("close");
+    assert!(!failed, "{report}");
+    assert!(report.starts_with("shell denied"), "{report}");
+    let trail = home.audit();
+    let shell: Vec<&Value> = trail.iter().filter(|r| r["kind"] == "shell").collect();
+    assert_eq!(shell.len(), 1, "{trail:?}");
+    assert_eq!(shell[0]["outcome"], "denied", "{}", shell[0]);
 }
 
 #[test]
