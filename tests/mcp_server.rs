@@ -222,7 +222,7 @@ fn unique(what: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_password_on_a_command_line_reaches_the_client_masked() {
+async fn a_password_in_a_tools_output_or_a_sessions_report_reaches_the_client_masked() {
     let secret = unique("hunter2");
     let mark = unique("catpaw-mcp-mask-probe");
     let _holder = Holder::start(&mark, &secret);
@@ -240,6 +240,26 @@ async fn a_password_on_a_command_line_reaches_the_client_masked() {
     let trail = std::fs::read_to_string(home.state().join("audit.jsonl")).expect("trail");
     assert!(trail.contains(&mark), "the call is in the trail");
     assert!(!trail.contains(&secret), "the audit holds the secret");
+
+    // A runner whose report repeats its target (`echo report: … target=…`).
+    let echo = common::guest("hazard_echo");
+    let home = AgentHome::new(&format!(
+        "[sandbox]\ndiagnose_runner = {:?}\n",
+        echo.display().to_string()
+    ));
+    let client = stdio_client(&home).await;
+    let target = format!("db --db-password={secret}");
+    let (failed, report) = call(&client, "diagnose", json!({"target": target})).await;
+    client.cancel().await.expect("close");
+    assert!(!failed, "{report}");
+    assert!(
+        report.contains("target=db --db-password=***"),
+        "the report came masked: {report}"
+    );
+    assert!(
+        !report.contains(&secret),
+        "the client got the secret: {report}"
+    );
 }
 
 /// `catpaw-agent mcp --http 127.0.0.1:0` in `home`; dropping it kills it.
@@ -316,8 +336,13 @@ impl Drop for HttpServer {
 const TOKEN: &str = "mcp-test-token-0123456789abcdef";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn over_http_a_client_with_the_token_lists_and_calls() {
-    let home = AgentHome::new("");
+async fn over_http_a_client_with_the_token_lists_and_calls_under_the_tools_allow_lists() {
+    let mut home = AgentHome::bare();
+    let log = home.write("app.log", "started\nmcp-allowed-line\n");
+    home.configure(&format!(
+        "[tools]\nlog_files = [{:?}]\n",
+        log.display().to_string()
+    ));
     let server = HttpServer::start(&home, TOKEN).await;
     let transport = StreamableHttpClientTransport::from_config(
         StreamableHttpClientTransportConfig::with_uri(server.url.as_str()).auth_header(TOKEN),
@@ -336,6 +361,16 @@ async fn over_http_a_client_with_the_token_lists_and_calls() {
     assert!(!failed, "{text}");
     let cpu: Value = serde_json::from_str(&text).expect("cpu answers JSON");
     assert!(cpu["cores"].as_u64().unwrap_or(0) >= 1, "{cpu}");
+    // `[tools] log_files` lists app.log and nothing else.
+    let log = log.display().to_string();
+    let (failed, text) = call(&client, "log_tail", json!({"path": log})).await;
+    assert!(!failed && text.contains("mcp-allowed-line"), "{text}");
+    let (failed, text) = call(&client, "log_tail", json!({"path": "/etc/passwd"})).await;
+    assert!(failed, "{text}");
+    assert!(
+        text.contains("is not allow-listed in [tools] log_files"),
+        "{text}"
+    );
     client.cancel().await.expect("close");
 
     let records = mcp_records(&home);

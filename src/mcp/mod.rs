@@ -25,6 +25,8 @@ mod serve_http;
 mod server;
 mod server_calls;
 
+#[cfg(test)]
+pub(crate) use serve_http::MIN_TOKEN;
 pub use serve_http::{HttpOptions, serve_http, token_from};
 pub use server::{McpServer, Served};
 

@@ -43,7 +43,7 @@ pub const PATH: &str = "/mcp";
 pub const TOKEN_ENV: &str = "CATPAW_MCP_TOKEN";
 
 /// Shortest token accepted.
-const MIN_TOKEN: usize = 16;
+pub(crate) const MIN_TOKEN: usize = 16;
 
 /// How `--http` serves.
 #[derive(Debug, Clone)]
