@@ -14,7 +14,7 @@
 //!
 //! - [`cli`]: what only the command line uses: setup, the agent's serve
 //!   loop, the session harness, demo, `check-runner`, hot reload (SIGHUP,
-//!   `--watch`), `runner new`, `config check` / `status`, logging
+//!   `--watch`), `runner new`, `config check` / `status`, `mcp`, logging
 //! - [`mcp`]: `catpaw-agent mcp`, the MCP server: the catalog tools and
 //!   inspect/diagnose sessions offered to an MCP client over stdio or
 //!   streamable HTTP (token, `Host`/`Origin` checks), every call audited
