@@ -180,6 +180,13 @@ fn a_metrics_client_has_two_seconds_for_its_request_head() {
     assert_eq!(crate::ops::metrics::HEAD_DEADLINE, Duration::from_secs(2));
 }
 
+/// README "Serving the tools to an MCP client": the token is "at least 16
+/// characters".
+#[test]
+fn an_mcp_token_has_at_least_sixteen_characters() {
+    assert_eq!(crate::mcp::MIN_TOKEN, 16);
+}
+
 /// README "Trust" and SECURITY.md "Deploying": `max_size = "64MiB"`,
 /// `keep = 5`, `append_only = true` (the default), `max_skew = "300s"`.
 #[test]

@@ -14,7 +14,10 @@
 //!
 //! - [`cli`]: what only the command line uses: setup, the agent's serve
 //!   loop, the session harness, demo, `check-runner`, hot reload (SIGHUP,
-//!   `--watch`), `runner new`, `config check` / `status`, logging
+//!   `--watch`), `runner new`, `config check` / `status`, `mcp`, logging
+//! - [`mcp`]: `catpaw-agent mcp`, the MCP server: the catalog tools and
+//!   inspect/diagnose sessions offered to an MCP client over stdio or
+//!   streamable HTTP (token, `Host`/`Origin` checks), every call audited
 //! - [`ops`]: what operators look at: the `status` socket and the
 //!   Prometheus endpoint, both reading [`telemetry`]
 //! - [`link`]: the server link: connection, reconnect loop and policy, TLS,
@@ -70,6 +73,7 @@ pub mod config;
 pub mod embedded;
 pub mod fsafe;
 pub mod link;
+pub mod mcp;
 pub mod ops;
 pub mod proto;
 pub mod ratelimit;

@@ -102,6 +102,11 @@ enum Command {
     /// Check the config file, or print a commented example.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Serve the sandboxed read-only tools, and inspect / diagnose
+    /// sessions, to an MCP client: over stdin/stdout (the client starts
+    /// this command), or streamable HTTP with --http. No shell; every call
+    /// is audited with the client's name.
+    Mcp(McpArgs),
     /// Ask the running agent (same state_dir) what it is doing.
     Status(StatusArgs),
     /// Print a shell completion script, e.g. `catpaw-agent completions bash`.
@@ -189,6 +194,21 @@ enum ConfigCommand {
     },
     /// Print a commented config with every key at its default.
     Example,
+}
+
+#[derive(Debug, clap::Args)]
+struct McpArgs {
+    /// Serve streamable HTTP on ADDR (e.g. 127.0.0.1:8765) at /mcp instead
+    /// of stdio. Needs a bearer token: --token-file, or CATPAW_MCP_TOKEN.
+    #[arg(long, value_name = "ADDR")]
+    http: Option<std::net::SocketAddr>,
+    /// File whose first line is the bearer token HTTP clients must send
+    /// (at least 16 characters). Without it, CATPAW_MCP_TOKEN is read.
+    #[arg(long, value_name = "FILE", requires = "http")]
+    token_file: Option<PathBuf>,
+    /// Let --http listen on an address that is not loopback.
+    #[arg(long, requires = "http")]
+    allow_non_loopback: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -377,17 +397,19 @@ fn main() -> ExitCode {
     if !cli.budgets.flags().is_empty()
         && !matches!(
             cli.command,
-            None | Some(Command::Run(_) | Command::Session(_))
+            None | Some(Command::Run(_) | Command::Session(_) | Command::Mcp(_))
         )
     {
         eprintln!(
-            "catpaw-agent: --fuel, --max-memory and --timeout apply to the agent (`run`) and to `session`"
+            "catpaw-agent: --fuel, --max-memory and --timeout apply to the agent (`run`), `session` and `mcp`"
         );
         return ExitCode::from(2);
     }
     // The agent logs at the config's level; the harness and demo log
     // warnings only so their transcript stays readable. RUST_LOG overrides.
-    let agent_mode = matches!(cli.command, None | Some(Command::Run(_)));
+    // The MCP server runs as long as its client: it logs like the agent
+    // (to stderr; stdout is the protocol).
+    let agent_mode = matches!(cli.command, None | Some(Command::Run(_) | Command::Mcp(_)));
     let cfg_for_log = if agent_mode {
         Config::load(cli.config.as_deref()).ok()
     } else {
@@ -396,7 +418,7 @@ fn main() -> ExitCode {
     init_logging(cfg_for_log.as_ref());
     if !matches!(
         cli.command,
-        None | Some(Command::Run(_) | Command::Alert(_) | Command::Audit(_))
+        None | Some(Command::Run(_) | Command::Alert(_) | Command::Audit(_) | Command::Mcp(_))
     ) {
         // These print a transcript or a document to stdout; like other Unix filters they
         // end quietly when the reader goes away (`... | head`) instead of
@@ -452,6 +474,18 @@ fn main() -> ExitCode {
             }
             Some(Command::Config(ConfigCommand::Example)) => {
                 print!("{}", catpaw_agent::config::EXAMPLE);
+                Ok(ExitCode::SUCCESS)
+            }
+            Some(Command::Mcp(args)) => {
+                catpaw_agent::cli::mcp::run(catpaw_agent::cli::mcp::McpArgs {
+                    config: cli.config.clone(),
+                    runner: cli.runner.clone(),
+                    flags: cli.budgets.flags(),
+                    http: args.http,
+                    token_file: args.token_file.clone(),
+                    allow_non_loopback: args.allow_non_loopback,
+                })
+                .await?;
                 Ok(ExitCode::SUCCESS)
             }
             Some(Command::Status(args)) => ops::status(cli.config.as_deref(), args.json).await,

@@ -17,6 +17,9 @@ pub mod kind {
     pub(crate) const SHELL: &str = "shell";
     /// A language-model call (provider, model, tokens; never the content).
     pub(crate) const LLM: &str = "llm";
+    /// A tool call from an MCP client (`catpaw-agent mcp`): `user` names
+    /// the client as its `initialize` said, `name` the tool.
+    pub(crate) const MCP: &str = "mcp";
     /// The trail itself: a gap found in it.
     pub const AUDIT: &str = "audit";
 }
@@ -86,7 +89,7 @@ pub struct Record {
     /// Unix time in seconds with millisecond precision.
     #[serde(default)]
     pub time: f64,
-    /// [`kind`]: session, tool, shell, llm or audit.
+    /// [`kind`]: session, tool, shell, llm, mcp or audit.
     #[serde(default)]
     pub kind: String,
     /// [`event`]: started, outcome, accepted, refused, ended, audit_gap.

@@ -3,7 +3,7 @@
 //! `session` subcommand), the runner check (`check.rs`), the loopback demo
 //! (`demo.rs`), the agent's main loop (`serve.rs`), hot reload of the runners (`reload.rs`), new runner
 //! projects (`scaffold.rs`), `runner keygen` / `runner sign` (`sign.rs`),
-//! log output (`logging.rs`), the man page
+//! the MCP server command (`mcp.rs`), log output (`logging.rs`), the man page
 //! (`manpage.rs`), the one-agent-per-
 //! state-dir lock (`statelock.rs`) and the operator commands `config check`
 //! and `status` (`ops.rs`). The core modules never
@@ -13,6 +13,7 @@ pub mod check;
 pub mod demo;
 pub mod logging;
 pub mod manpage;
+pub mod mcp;
 pub mod ops;
 pub mod reload;
 pub mod scaffold;

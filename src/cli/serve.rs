@@ -23,7 +23,7 @@ pub struct ServeArgs {
 }
 
 /// Waits for SIGINT or SIGTERM.
-async fn terminated() {
+pub(super) async fn terminated() {
     use tokio::signal::unix::{SignalKind, signal};
     match signal(SignalKind::terminate()) {
         Ok(mut term) => {

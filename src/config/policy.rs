@@ -98,7 +98,7 @@ fn check_name(name: &str) -> Result<(), String> {
     if name.trim().is_empty() {
         return Err(
             "a policy needs a name: a runner's describe name, a role (diagnose, \
-                    chat, ai) or sha256:<hex>"
+                    chat, ai), mcp (the tools `catpaw-agent mcp` offers) or sha256:<hex>"
                 .into(),
         );
     }

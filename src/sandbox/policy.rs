@@ -5,7 +5,8 @@
 //! Which policies apply to a runner: each whose `<name>` is the runner's
 //! `describe` name, the role it serves (`diagnose`, `chat`, or `ai` for
 //! the built-in AI runner in front of both), or `sha256:` and the hex
-//! SHA-256 of its bytes. When several apply, each narrows in turn: the
+//! SHA-256 of its bytes. The tools `catpaw-agent mcp` offers an MCP client
+//! directly have no runner: the policy named `mcp` applies to them. When several apply, each narrows in turn: the
 //! runner gets what all of them allow (capabilities intersected, each
 //! budget the lowest). The config funnel (`crate::config`) builds these
 //! and refuses a budget above `[sandbox]`'s; setup applies them to every
@@ -39,7 +40,7 @@ pub struct Policies {
 pub struct Subject<'a> {
     /// What its `describe` says its name is (none for 0.1.0).
     pub name: Option<&'a str>,
-    /// `diagnose`, `chat` or `ai`.
+    /// `diagnose`, `chat` or `ai` (`mcp`: the MCP server's own tools).
     pub role: &'a str,
     /// Hex SHA-256 of its bytes.
     pub sha256: &'a str,
@@ -69,6 +70,14 @@ impl Policies {
             role,
             sha256: runner.sha256(),
         };
+        let (caps, out) = self.narrow(who, budgets);
+        (runner.narrowed(&caps), out)
+    }
+
+    /// What every policy that applies to `who` leaves of all capabilities
+    /// and of `budgets`: for a runner ([`Policies::apply`]), or for the
+    /// tools `catpaw-agent mcp` offers directly (role `mcp`, no runner).
+    pub fn narrow(&self, who: Subject<'_>, budgets: &Budgets) -> (Capabilities, Budgets) {
         let mut caps = Capabilities::all();
         let mut out = budgets.clone();
         for name in self.matching(who) {
@@ -78,7 +87,7 @@ impl Policies {
                 lower(&mut out, key, from);
             }
         }
-        (runner.narrowed(&caps), out)
+        (caps, out)
     }
 }
 
