@@ -350,8 +350,9 @@ async fn over_http_a_client_with_the_token_lists_and_calls_under_the_tools_allow
     let client = client_info().serve(transport).await.expect("initialize");
     let tools = client.list_all_tools().await.expect("tools/list");
     let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
-    // No `mcp` policy: the whole catalog, then the sessions.
-    assert!(names.len() > 50, "{names:?}");
+    // No `mcp` policy: the whole catalog (README: 56 tools), then the
+    // two sessions.
+    assert_eq!(names.len(), 56 + 2, "{names:?}");
     assert!(
         names.contains(&"cpu") && names.contains(&"disk_usage"),
         "{names:?}"

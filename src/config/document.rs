@@ -236,6 +236,19 @@ mod tests {
     }
 
     #[test]
+    fn a_bad_value_is_one_problem_not_a_second_for_its_removed_key() {
+        // Removing the bad address to look for more problems must not
+        // report it again as empty.
+        let e = problems("[server]\nenabled = true\naddress = \"ws://127.0.0.1:9/ws\"\n");
+        assert!(
+            e.contains("config.toml:3:1 `[server] address`: has a path `/ws`"),
+            "{e}"
+        );
+        assert!(!e.contains("is empty"), "{e}");
+        assert_eq!(e.lines().count(), 1, "{e}");
+    }
+
+    #[test]
     fn every_syntax_error_is_reported_with_its_place() {
         let e = problems("[server\nx = 1\n[a]\nb =\n");
         assert!(e.starts_with("2 problems in"), "{e}");

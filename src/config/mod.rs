@@ -344,6 +344,7 @@ impl Config {
         let ignored = doc.strip_upstream();
         // (where in the file, the line), sorted by position at the end.
         let mut problems: Vec<(usize, String)> = Vec::new();
+        let mut reported: Vec<String> = Vec::new();
         // Each round removes the key of the problem it found; a problem
         // that names no removable key ends the rounds.
         for _ in 0..MAX_PROBLEMS {
@@ -373,6 +374,12 @@ impl Config {
                     Err(other) => (None, None, None, other.to_string()),
                 },
             };
+            // A field already reported, now missing because its key was
+            // removed, says nothing new ("is empty" after "has a path").
+            if at.is_none() && field.as_ref().is_some_and(|f| reported.contains(f)) {
+                break;
+            }
+            reported.extend(field.clone());
             let loc = doc.loc(at.clone());
             let line = match &field {
                 Some(f) => format!("config {shown}{loc} `{f}`: {problem}"),
