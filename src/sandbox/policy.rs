@@ -109,7 +109,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::sandbox::capabilities::ToolSet;
+    use crate::sandbox::capabilities::{McpSet, ToolSet};
 
     /// A budget key and how a test policy sets it.
     type Lowered = (&'static str, fn(&mut Budgets));
@@ -158,6 +158,7 @@ mod tests {
             tools: ToolSet::Only(names.iter().map(|s| s.to_string()).collect()),
             shell: true,
             llm: true,
+            mcp: McpSet::All,
         };
         let a = policy(
             tools(&["cpu", "memory"]),

@@ -106,6 +106,7 @@ fn the_intersection_keeps_only_what_both_allow() {
                 tools: only(&[]),
                 shell: false,
                 llm: false,
+                mcp: McpSet::Only(Default::default()),
             },
         ),
         (
