@@ -31,22 +31,23 @@ fn script() -> PathBuf {
 }
 
 /// `[ai.mcp]` with the fake server `fake`, every tool but `forbidden`
-/// allowed, and calls waited for 2 s.
+/// allowed.
 fn mcp_toml(python: &Path) -> String {
     format!(
         "[ai.mcp]\nenabled = true\ndefault_identity = \"instance=${{SHORT_HOSTNAME}}:9100\"\n\
          [[ai.mcp.servers]]\nname = \"fake\"\ncommand = \"{}\"\nargs = [\"{}\"]\n\
          env = {{ FAKE_URL = \"http://127.0.0.1:9\", FAKE_TOKEN = \"tok-1\" }}\n\
-         tools_allow = [\"echo\", \"env\", \"secret\", \"hang\", \"crash\", \"flood\", \"broken\"]\n",
+         tools_allow = [\"echo\", \"env\", \"secret\", \"big\", \"hang\", \"crash\", \"flood\", \"broken\"]\n",
         python.display(),
         script().display()
     )
 }
 
-/// An agent whose diagnose runner is the guest `runner`.
-fn runner_agent(dir: &Path, python: &Path, runner: &str) -> Setup {
+/// An agent whose diagnose runner is the guest `runner`, waiting
+/// `timeout` for each tool call.
+fn runner_agent(dir: &Path, python: &Path, runner: &str, timeout: &str) -> Setup {
     let body = format!(
-        "[sandbox]\ndiagnose_runner = \"{}\"\n[ai]\ntool_timeout = \"2s\"\n{}",
+        "[sandbox]\ndiagnose_runner = \"{}\"\n[ai]\ntool_timeout = \"{timeout}\"\n{}",
         guest(runner).display(),
         mcp_toml(python)
     );
@@ -91,7 +92,7 @@ async fn an_allowed_tool_is_called_and_audited_and_the_rest_refused() {
         return common::skip("no python3");
     };
     let dir = tempfile::tempdir().unwrap();
-    let a = runner_agent(dir.path(), &py, "hazard_mcp_tour");
+    let a = runner_agent(dir.path(), &py, "hazard_mcp_tour", "20s");
     let r = tour(
         &a,
         &[
@@ -115,6 +116,7 @@ async fn an_allowed_tool_is_called_and_audited_and_the_rest_refused() {
             "mcp__fake__echo",
             "mcp__fake__env",
             "mcp__fake__secret",
+            "mcp__fake__big",
             "mcp__fake__hang",
             "mcp__fake__crash",
             "mcp__fake__flood",
@@ -138,10 +140,16 @@ async fn an_allowed_tool_is_called_and_audited_and_the_rest_refused() {
     assert_eq!(v["args"], json!({"text": "hello"}));
     let (ok, refused) = call_text(&r, 1);
     assert!(!ok);
-    assert!(refused.contains("\"forbidden\" is not in the tools_allow"), "{refused}");
+    assert!(
+        refused.contains("\"forbidden\" is not in the tools_allow"),
+        "{refused}"
+    );
     let (ok, cpu) = call_text(&r, 2);
     assert!(!ok);
-    assert!(cpu.contains("tool cpu: this runner did not declare it"), "{cpu}");
+    assert!(
+        cpu.contains("tool cpu: this runner did not declare it"),
+        "{cpu}"
+    );
 
     let records = audit(&a);
     let echo_records: Vec<&Value> = records
@@ -166,7 +174,10 @@ async fn an_allowed_tool_is_called_and_audited_and_the_rest_refused() {
     let pid = pid_of(&echo);
     assert!(Path::new(&format!("/proc/{pid}")).exists());
     a.mcp.as_ref().expect("servers").shutdown().await;
-    assert!(!Path::new(&format!("/proc/{pid}")).exists(), "server {pid} outlived the agent");
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "server {pid} outlived the agent"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -175,7 +186,7 @@ async fn tools_alone_does_not_grant_mcp_tools() {
         return common::skip("no python3");
     };
     let dir = tempfile::tempdir().unwrap();
-    let a = runner_agent(dir.path(), &py, "hazard_tool_tour");
+    let a = runner_agent(dir.path(), &py, "hazard_tool_tour", "20s");
     let events = diagnose(json!({"calls": [["mcp__fake__echo", "{}"]]}))
         .start_with(a.runners.clone())
         .finish()
@@ -196,7 +207,7 @@ async fn a_misbehaving_server_costs_the_call_and_is_restarted() {
         return common::skip("no python3");
     };
     let dir = tempfile::tempdir().unwrap();
-    let a = runner_agent(dir.path(), &py, "hazard_mcp_tour");
+    let a = runner_agent(dir.path(), &py, "hazard_mcp_tour", "3s");
     let r = tour(
         &a,
         &[
@@ -217,7 +228,10 @@ async fn a_misbehaving_server_costs_the_call_and_is_restarted() {
     // A hanging tool times out; the server still answers the next call.
     let (ok, hang) = call_text(&r, 1);
     assert!(!ok);
-    assert!(hang.contains("did not answer within 2s ([ai] tool_timeout)"), "{hang}");
+    assert!(
+        hang.contains("did not answer within 3s ([ai] tool_timeout)"),
+        "{hang}"
+    );
     let (ok, after_hang) = call_text(&r, 2);
     assert!(ok, "{after_hang}");
     assert_eq!(pid_of(&after_hang), pid_of(&first));
@@ -245,7 +259,9 @@ async fn a_misbehaving_server_costs_the_call_and_is_restarted() {
         .collect();
     assert_eq!(
         outcomes,
-        ["ok", "error", "ok", "error", "ok", "error", "ok", "error", "ok"]
+        [
+            "ok", "error", "ok", "error", "ok", "error", "ok", "error", "ok"
+        ]
     );
 }
 
@@ -255,20 +271,41 @@ async fn the_server_sees_only_its_configured_environment_and_secrets_are_masked(
         return common::skip("no python3");
     };
     let dir = tempfile::tempdir().unwrap();
-    let a = runner_agent(dir.path(), &py, "hazard_mcp_tour");
-    let r = tour(&a, &[("mcp__fake__env", "{}"), ("mcp__fake__secret", "{}")]).await;
+    let a = runner_agent(dir.path(), &py, "hazard_mcp_tour", "20s");
+    let r = tour(
+        &a,
+        &[
+            ("mcp__fake__env", "{}"),
+            ("mcp__fake__secret", "{}"),
+            ("mcp__fake__big", "{}"),
+        ],
+    )
+    .await;
     let (ok, env) = call_text(&r, 0);
     assert!(ok, "{env}");
     let env: Value = serde_json::from_str(&env).expect("env is JSON");
-    let mut keys: Vec<&str> = env.as_object().unwrap().keys().map(String::as_str).collect();
+    let mut keys: Vec<&str> = env
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
     keys.sort();
     assert_eq!(keys, ["FAKE_TOKEN", "FAKE_URL", "HOME", "LANG", "PATH"]);
     assert_eq!(env["FAKE_URL"], "http://127.0.0.1:9");
-    assert!(std::env::var("CARGO_MANIFEST_DIR").is_ok(), "the agent's own env has more");
+    assert!(
+        std::env::var("CARGO_MANIFEST_DIR").is_ok(),
+        "the agent's own env has more"
+    );
     let (ok, secret) = call_text(&r, 1);
     assert!(ok, "{secret}");
     assert!(!secret.contains("s3cret"), "{secret}");
     assert!(secret.contains("--password=***"), "{secret}");
+    // Cut like a built-in tool's output, and said so.
+    let (ok, big) = call_text(&r, 2);
+    assert!(ok, "{big}");
+    assert!(big.starts_with(&"y".repeat(32 * 1024)), "{}", big.len());
+    assert_eq!(big.len(), 32 * 1024 + "\n[cut at 32768 bytes]".len());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -307,7 +344,10 @@ async fn the_ai_runner_calls_an_mcp_tool_and_the_model_sees_it_masked() {
         .iter()
         .map(|t| t["function"]["name"].as_str().unwrap())
         .collect();
-    assert!(offered.contains(&"cpu") && offered.contains(&"mcp__fake__echo"), "{offered:?}");
+    assert!(
+        offered.contains(&"cpu") && offered.contains(&"mcp__fake__echo"),
+        "{offered:?}"
+    );
     assert!(!offered.contains(&"mcp__fake__forbidden"), "{offered:?}");
     // What the model was told of each result.
     let tool_results = |req: &common::llm::Request| -> Vec<String> {
@@ -321,7 +361,10 @@ async fn the_ai_runner_calls_an_mcp_tool_and_the_model_sees_it_masked() {
     assert_eq!(second.len(), 1);
     assert!(second[0].contains("--password=***"), "{second:?}");
     for req in &got {
-        assert!(!req.body.to_string().contains("s3cret"), "the model saw a secret");
+        assert!(
+            !req.body.to_string().contains("s3cret"),
+            "the model saw a secret"
+        );
     }
     let third = tool_results(&got[2]);
     assert!(third[1].contains("from the model"), "{third:?}");

@@ -77,12 +77,9 @@ pub fn build(
                 .map_err(|e| anyhow::anyhow!("config `[sandbox] shell_user`: {e}"))?,
         ),
     };
-    let mcp = crate::mcp_client::McpServers::start(
-        &cfg.mcp,
-        shell_user.as_ref(),
-        cfg.ai.tool_timeout,
-    )
-    .context("config `[ai.mcp]`")?;
+    let mcp =
+        crate::mcp_client::McpServers::start(&cfg.mcp, shell_user.as_ref(), cfg.ai.tool_timeout)
+            .context("config `[ai.mcp]`")?;
     let llm = if cfg.ai.enabled {
         let agent_id = state.load_or_create_agent_id()?.to_string();
         crate::ai::Llm::new(&cfg.ai, agent_id, state.llm_daily_tokens()).context("config `[ai]`")?

@@ -151,7 +151,10 @@ mod tests {
              env = { T = \"${CATPAW_TEST_UNSET_VAR}\" }\n",
         )
         .expect_err("unset");
-        assert!(e.contains("`[ai.mcp.servers.1] env`: T: environment variable"), "{e}");
+        assert!(
+            e.contains("`[ai.mcp.servers.1] env`: T: environment variable"),
+            "{e}"
+        );
         let e = parse("[ai.mcp]\n[[ai.mcp.servers]]\nname = \"p\"\nwhat = 1\n").expect_err("key");
         assert!(e.contains("config.toml:4:1"), "{e}");
     }

@@ -67,6 +67,17 @@ fn policy(out: &mut String, name: &str, p: &crate::sandbox::RunnerPolicy) {
     }
     let _ = writeln!(out, "shell = {}", p.capabilities.shell);
     let _ = writeln!(out, "llm = {}", p.capabilities.llm);
+    // Every server is the default: said only when narrower.
+    match &p.capabilities.mcp {
+        crate::sandbox::McpSet::All => {}
+        crate::sandbox::McpSet::Only(names) if names.is_empty() => {
+            let _ = writeln!(out, "mcp = false");
+        }
+        crate::sandbox::McpSet::Only(names) => {
+            let names: Vec<String> = names.iter().map(|n| q(n)).collect();
+            let _ = writeln!(out, "mcp = [{}]", names.join(", "));
+        }
+    }
     for (key, b) in &p.budgets {
         let mut b = b.clone();
         let value = match key.slot(&mut b) {
@@ -372,7 +383,10 @@ mod tests {
         );
         let shown = c.effective();
         assert!(!shown.contains("s3cret"), "{shown}");
-        assert!(shown.contains("env = { TOKEN = \"<redacted>\" }"), "{shown}");
+        assert!(
+            shown.contains("env = { TOKEN = \"<redacted>\" }"),
+            "{shown}"
+        );
         let again = parse(&shown);
         assert_eq!(again.mcp.servers[0].args, c.mcp.servers[0].args);
         assert_eq!(again.mcp.servers[0].tools_allow, ["query"]);

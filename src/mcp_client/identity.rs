@@ -100,7 +100,11 @@ mod tests {
             ("", "", "hostname=web-1.prod.example, ip=10.0.0.7"),
             ("", "instance=${IP}:9100", "instance=10.0.0.7:9100"),
             ("host=${SHORT_HOSTNAME}", "ignored", "host=web-1"),
-            ("${HOSTNAME} ${NO_SUCH_VAR_CATPAW_TEST}!", "", "web-1.prod.example !"),
+            (
+                "${HOSTNAME} ${NO_SUCH_VAR_CATPAW_TEST}!",
+                "",
+                "web-1.prod.example !",
+            ),
             ("open ${IP", "", "open ${IP"),
         ];
         for (own, default, want) in cases {

@@ -97,7 +97,8 @@ async fn serve(
         ClientCapabilities::default(),
         Implementation::new("catpaw-agent", env!("CARGO_PKG_VERSION")),
     );
-    let client = match tokio::time::timeout(INIT_TIMEOUT, info.serve((stdout, stdin))).await {
+    let lines = super::transport::Lines::new(stdout, stdin, super::transport::MAX_LINE);
+    let client = match tokio::time::timeout(INIT_TIMEOUT, info.serve(lines)).await {
         Err(_) => return format!("no answer to initialize within {INIT_TIMEOUT:?}"),
         Ok(Err(e)) => return format!("initialize failed: {e}"),
         Ok(Ok(c)) => c,
@@ -176,7 +177,14 @@ mod tests {
 
     #[test]
     fn restarts_back_off_from_200ms_to_30s() {
-        let cases = [(0, 200), (1, 400), (2, 800), (5, 6400), (8, 30_000), (40, 30_000)];
+        let cases = [
+            (0, 200),
+            (1, 400),
+            (2, 800),
+            (5, 6400),
+            (8, 30_000),
+            (40, 30_000),
+        ];
         for (failures, ms) in cases {
             assert_eq!(delay(failures), Duration::from_millis(ms), "{failures}");
         }

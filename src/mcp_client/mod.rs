@@ -16,18 +16,18 @@
 //! built-in tool's.
 //!
 //! A server that hangs, floods its stdout, speaks broken JSON-RPC or exits
-//! mid-call costs that call an error: lines are bounded (`lines.rs`),
+//! mid-call costs that call an error: lines are bounded (`transport.rs`),
 //! every call has a deadline, and a connection that ends is restarted.
 //!
 //! - `process.rs`: starting one server, contained; its stderr to the log
-//! - `lines.rs`: the bound on a server's message lines
+//! - `transport.rs`: JSON-RPC lines over its pipes, bounded, cancel-safe
 //! - `keeper.rs`: keeping one server running: handshake, tools, restarts
 //! - `identity.rs`: what this host is called in each server's world
 
 mod identity;
 mod keeper;
-mod lines;
 mod process;
+mod transport;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -168,7 +168,9 @@ pub struct McpServers {
 impl std::fmt::Debug for McpServers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let names: Vec<&str> = self.slots.iter().map(|s| s.spec.name.as_str()).collect();
-        f.debug_struct("McpServers").field("servers", &names).finish()
+        f.debug_struct("McpServers")
+            .field("servers", &names)
+            .finish()
     }
 }
 
@@ -204,11 +206,7 @@ impl McpServers {
                 conn: watch::channel(Conn::Starting).0,
                 tools: Mutex::new(Arc::new(Vec::new())),
             });
-            tasks.push(rt.spawn(keeper::keep(
-                slot.clone(),
-                user.cloned(),
-                stop.clone(),
-            )));
+            tasks.push(rt.spawn(keeper::keep(slot.clone(), user.cloned(), stop.clone())));
             slots.push(slot);
         }
         Ok(Some(Arc::new(McpServers {
@@ -297,7 +295,8 @@ impl McpServers {
         let waited = tokio::time::timeout(limit, async {
             let (life, peer) = match rx
                 .wait_for(|c| matches!(c, Conn::Up(_, p) if !p.is_transport_closed()))
-                .await {
+                .await
+            {
                 Ok(c) => match &*c {
                     Conn::Up(life, p) => (*life, p.clone()),
                     _ => return Err(Failure::Down),
@@ -347,7 +346,10 @@ impl McpServers {
         let (text, failed) = result_text(&result);
         let (out, cut) = crate::tools::masked_cut(&text, crate::tools::output::MAX_OUTPUT_BYTES);
         let out = if cut {
-            format!("{out}\n[cut at {} bytes]", crate::tools::output::MAX_OUTPUT_BYTES)
+            format!(
+                "{out}\n[cut at {} bytes]",
+                crate::tools::output::MAX_OUTPUT_BYTES
+            )
         } else {
             out
         };

@@ -4,8 +4,9 @@
 //! working directory `/`, its own process group under the supervisor that
 //! kills the whole tree when the server exits, when the agent dies or when
 //! the [`TreeKiller`] is dropped, and the `[sandbox] shell_user` drop when
-//! one is configured. Its stdout is read through [`BoundedLines`]; its
-//! stderr goes to the agent's log, a bounded number of lines per start.
+//! one is configured. Its stdin and stdout carry the protocol
+//! (`transport.rs`); its stderr goes to the agent's log, a bounded number
+//! of lines per start.
 
 use std::process::Stdio;
 
@@ -13,7 +14,6 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 
 use super::ServerSpec;
-use super::lines::{BoundedLines, MAX_LINE};
 use crate::shell::{Identity, SHELL_PATH, TreeKiller};
 
 /// Lines of a server's stderr logged per start; the rest are counted.
@@ -26,7 +26,7 @@ const STDERR_LINE_MAX: usize = 1024;
 pub(super) struct Started {
     pub(super) child: Child,
     pub(super) killer: TreeKiller,
-    pub(super) stdout: BoundedLines<tokio::process::ChildStdout>,
+    pub(super) stdout: tokio::process::ChildStdout,
     pub(super) stdin: ChildStdin,
 }
 
@@ -64,7 +64,7 @@ pub(super) fn start(spec: &ServerSpec, user: Option<&Identity>) -> Result<Starte
     Ok(Started {
         child,
         killer,
-        stdout: BoundedLines::new(stdout, MAX_LINE),
+        stdout,
         stdin,
     })
 }

@@ -182,7 +182,7 @@ mod tests {
                 lower(&mut budgets, key, from);
             }
         }
-        assert_eq!(caps.to_string(), "tools:memory llm");
+        assert_eq!(caps.to_string(), "tools:memory llm mcp");
         assert_eq!(budgets.fuel, 5_000);
         assert_eq!(budgets.timeout, Duration::from_secs(9));
         assert_eq!(budgets.max_memory, Budgets::default().max_memory);

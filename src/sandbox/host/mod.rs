@@ -10,8 +10,8 @@
 //! new capability is a new file plus one method in the `Host` impl below.
 
 mod llm;
-mod mcp;
 mod log;
+mod mcp;
 mod shell;
 mod stream;
 mod tools;
