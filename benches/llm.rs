@@ -167,6 +167,7 @@ async fn main() {
                 llm: Some(client.clone()),
                 tool_timeout: None,
                 telemetry: None,
+                mcp: None,
                 tools: Default::default(),
             },
             ..SandboxOptions::default()

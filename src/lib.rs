@@ -41,6 +41,8 @@
 //!   rule-based one behind it, and runner signatures (minisign: keygen,
 //!   sign, the check at every load)
 //! - [`audit`]: the hash-chained, fail-closed audit trail
+//! - [`mcp_client`]: the `[ai.mcp]` servers the host starts, contained
+//!   and restarted, whose tools runners may call beside the built-in ones
 //! - [`tools`]: read-only structured diagnostic tools offered to guests;
 //!   secret masking
 //! - [`alerts`]: the alert ring buffer, the local ingest socket, frame caps
@@ -74,6 +76,7 @@ pub mod embedded;
 pub mod fsafe;
 pub mod link;
 pub mod mcp;
+pub mod mcp_client;
 pub mod ops;
 pub mod proto;
 pub mod ratelimit;

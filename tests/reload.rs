@@ -778,7 +778,10 @@ async fn undeclared_calls_are_refused_and_audited_and_a_policy_narrows_the_next_
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(warnings[0].contains("d.wasm"), "{warnings:?}");
     let (_, s, _) = home.status_json();
-    assert_eq!(s["runners"][0]["capabilities"], "tools shell llm", "{s}");
+    assert_eq!(
+        s["runners"][0]["capabilities"], "tools shell llm mcp",
+        "{s}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -244,7 +244,7 @@ fn capabilities(runner: &LoadedRunner, cfg: &Config) -> (Step, String) {
             format!(
                 "warning: declares none, so it keeps everything the operator allows \
                  (granted {granted}); declare what it uses in describe (`tools` or \
-                 `tools:NAME,...`, `shell`, `llm`)"
+                 `tools:NAME,...`, `shell`, `llm`, `mcp`)"
             ),
         ),
         (None, Err(e)) => step(false, format!("{e:#}")),

@@ -146,6 +146,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         ))
     });
     agent.run(shutdown).await;
+    if let Some(mcp) = &setup.mcp {
+        mcp.shutdown().await;
+    }
     let _ = ingest.await;
     let _ = reloader.await;
     let _ = status.await;

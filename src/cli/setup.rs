@@ -35,6 +35,9 @@ pub struct Setup {
     pub audit: AuditLog,
     /// The counters the sandbox counts into; the agent counts into them too.
     pub telemetry: Telemetry,
+    /// The `[ai.mcp]` servers, when configured (stop them with
+    /// [`McpServers::shutdown`](crate::mcp_client::McpServers::shutdown)).
+    pub mcp: Option<Arc<crate::mcp_client::McpServers>>,
 }
 
 impl Setup {
@@ -74,6 +77,9 @@ pub fn build(
                 .map_err(|e| anyhow::anyhow!("config `[sandbox] shell_user`: {e}"))?,
         ),
     };
+    let mcp =
+        crate::mcp_client::McpServers::start(&cfg.mcp, shell_user.as_ref(), cfg.ai.tool_timeout)
+            .context("config `[ai.mcp]`")?;
     let llm = if cfg.ai.enabled {
         let agent_id = state.load_or_create_agent_id()?.to_string();
         crate::ai::Llm::new(&cfg.ai, agent_id, state.llm_daily_tokens()).context("config `[ai]`")?
@@ -104,6 +110,7 @@ pub fn build(
             tool_timeout: cfg.ai.enabled.then_some(cfg.ai.tool_timeout),
             tools: std::sync::Arc::new(cfg.tools.clone()),
             telemetry: Some(telemetry.clone()),
+            mcp: mcp.clone(),
         },
     };
     let sandbox = Sandbox::new(opts)?;
@@ -114,6 +121,7 @@ pub fn build(
         budgets,
         audit,
         telemetry,
+        mcp,
     })
 }
 

@@ -75,14 +75,33 @@ impl<'i> Document<'i> {
         find_span(self.root.get_ref(), span.start, &mut path).then_some(path)
     }
 
-    /// The span of the key at `path`.
+    /// The span of the key at `path`. A number after an array of tables
+    /// (`ai`, `mcp`, `servers`, `2`) is its table counted from 1; a key
+    /// missing from such a table is placed at the table.
     pub(super) fn key_span(&self, path: &[String]) -> Option<Range<usize>> {
         let (last, tables) = path.split_last()?;
         let mut table = self.root.get_ref();
-        for name in tables {
-            table = table.get(name.as_str())?.get_ref().as_table()?;
+        let mut element = None;
+        let mut names = tables.iter();
+        while let Some(name) = names.next() {
+            let value = table.get(name.as_str())?;
+            match value.get_ref() {
+                DeValue::Array(items) => {
+                    let n: usize = names.next()?.parse().ok()?;
+                    let item = items.get(n.checked_sub(1)?)?;
+                    table = item.get_ref().as_table()?;
+                    element = Some(item.span());
+                }
+                other => {
+                    table = other.as_table()?;
+                    element = None;
+                }
+            }
         }
-        table.get_key_value(last.as_str()).map(|(k, _)| k.span())
+        table
+            .get_key_value(last.as_str())
+            .map(|(k, _)| k.span())
+            .or(element)
     }
 
     /// Removes the key at `path`; false when there is none.
@@ -269,7 +288,7 @@ mod tests {
     fn catpaws_keys_without_effect_are_one_warning_naming_each() {
         let c = Config::parse(
             "[global]\ninterval = \"30s\"\n[log]\noutput = \"stdout\"\n\
-             [notify.console]\nenabled = true\n[ai.mcp]\nx = 1\n\
+             [notify.console]\nenabled = true\n\
              [ai.models.m]\nbase_url = \"http://127.0.0.1:1/v1\"\nmodel = \"q\"\napi_key = \"k\"\n\
              input_price = 2.5\noutput_price = 10.0\n",
             Path::new("c.toml"),
@@ -281,7 +300,6 @@ mod tests {
             "`[global] interval` (no collection plugins run here)",
             "`[log] output` (the log goes to stderr)",
             "`[notify]` (alerts go to the server, which notifies)",
-            "`[ai.mcp]` (this agent starts no MCP servers)",
             "`[ai.models.m] input_price`, `[ai.models.m] output_price` (costs are not shown here)",
         ] {
             assert!(w[0].contains(name), "{name} in {}", w[0]);

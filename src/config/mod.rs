@@ -28,6 +28,7 @@
 //! - `units.rs`: sizes and durations
 //! - `url.rs`: the server's WebSocket and LLM gateway URLs
 //! - `ai.rs`: `[ai]`, the language models (catpaw's names)
+//! - `mcp.rs`: `[ai.mcp]`, the MCP servers the agent starts
 //! - `labels.rs`: `[global.labels]` and their expansion
 //! - `show.rs`: the effective config as `config check` prints it, and the
 //!   commented example (`example.toml`)
@@ -46,6 +47,7 @@ mod check;
 mod document;
 mod hygiene;
 pub mod labels;
+mod mcp;
 mod paths;
 mod policy;
 mod raw;
@@ -158,6 +160,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// `[ai]`.
     pub ai: crate::ai::AiConfig,
+    /// `[ai.mcp]`: the MCP servers the agent starts.
+    pub mcp: crate::mcp_client::McpConfig,
     /// The file it came from (for messages), if any.
     pub source: Option<PathBuf>,
     /// One warning line per renamed key the file still uses, and per
@@ -294,6 +298,7 @@ impl Default for Config {
             tools: crate::tools::ToolConfig::default(),
             metrics: MetricsConfig::default(),
             ai: crate::ai::AiConfig::default(),
+            mcp: crate::mcp_client::McpConfig::default(),
             source: None,
             deprecated: Vec::new(),
         }
@@ -546,13 +551,16 @@ impl Config {
                 })?),
             },
         };
-        let ai = ai::parse(&cx, raw.ai, &server.address, &server.agent_token)?;
+        let mut raw_ai = raw.ai;
+        let mcp = mcp::parse(&cx, std::mem::take(&mut raw_ai.mcp))?;
+        let ai = ai::parse(&cx, raw_ai, &server.address, &server.agent_token)?;
         let tools = cx.tools(raw.tools)?;
         Ok(Config {
             audit,
             metrics,
             tools,
             ai,
+            mcp,
             state_dir: cx
                 .path_of(raw.state_dir)
                 .unwrap_or_else(|| cx.base.join("state.d")),

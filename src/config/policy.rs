@@ -8,6 +8,7 @@
 //! tools = ["cpu", "memory", "disk_usage"] # only these (names from the catalog)
 //! shell = false                           # never a shell
 //! llm = false                             # never the model
+//! mcp = ["prom"]                          # only this [ai.mcp] server's tools (false: none)
 //! fuel = 200000000                        # any budget, at most [sandbox]'s
 //! ```
 //!
@@ -23,8 +24,8 @@ use super::check::Ctx;
 use super::raw::RawBudgets;
 use super::units::format_size;
 use crate::sandbox::{
-    Budgets, Capabilities, Policies, RunnerPolicy, Slot, ToolSet, budget_value, catalog_names,
-    check_tool,
+    Budgets, Capabilities, McpSet, Policies, RunnerPolicy, Slot, ToolSet, budget_value,
+    catalog_names, check_tool,
 };
 
 impl Ctx<'_> {
@@ -57,6 +58,9 @@ impl Ctx<'_> {
         let mut rest = table.clone();
         if let Some(v) = rest.remove("tools") {
             caps.tools = tools(&v).map_err(|m| self.err(&field("tools"), m))?;
+        }
+        if let Some(v) = rest.remove("mcp") {
+            caps.mcp = mcp(&v).map_err(|m| self.err(&field("mcp"), m))?;
         }
         for key in ["shell", "llm"] {
             let Some(v) = rest.remove(key) else { continue };
@@ -133,6 +137,30 @@ fn tools(v: &toml::Value) -> Result<ToolSet, String> {
     Ok(ToolSet::Only(names))
 }
 
+/// `mcp = true | false | ["server", …]`: every `[ai.mcp]` server (what
+/// the runner declared), none, or just these.
+fn mcp(v: &toml::Value) -> Result<McpSet, String> {
+    if let Some(all) = v.as_bool() {
+        return Ok(if all {
+            McpSet::All
+        } else {
+            McpSet::Only(Default::default())
+        });
+    }
+    let list = v
+        .as_array()
+        .ok_or_else(|| format!("{v} is not true, false or a list of [ai.mcp] server names"))?;
+    let mut names = std::collections::BTreeSet::new();
+    for item in list {
+        let name = item
+            .as_str()
+            .ok_or_else(|| format!("{item} is not a server name"))?;
+        crate::mcp_client::check_server_name(name)?;
+        names.insert(name.to_string());
+    }
+    Ok(McpSet::Only(names))
+}
+
 /// A budget's value as the file would write it.
 fn shown(b: &Budgets, key: &crate::sandbox::BudgetKey) -> String {
     let mut b = b.clone();
@@ -154,6 +182,26 @@ mod tests {
     }
 
     #[test]
+    fn a_policy_narrows_mcp_servers() {
+        let cfg =
+            parse("[sandbox.policy.ai]\nmcp = [\"prom\"]\n[sandbox.policy.chat]\nmcp = false\n")
+                .expect("parses");
+        let ai = &cfg.sandbox.policies.by_name["ai"].capabilities;
+        assert!(ai.allows_mcp("prom") && !ai.allows_mcp("cmdb"));
+        let chat = &cfg.sandbox.policies.by_name["chat"].capabilities;
+        assert!(!chat.allows_mcp("prom"));
+        let shown = cfg.effective();
+        assert!(shown.contains("mcp = [\"prom\"]\n"), "{shown}");
+        assert!(shown.contains("mcp = false\n"), "{shown}");
+        assert_eq!(parse(&shown).expect("reads back").effective(), shown);
+        let e = parse("[sandbox.policy.ai]\nmcp = \"prom\"\n").expect_err("not a list");
+        assert!(
+            e.contains("`[sandbox.policy.ai] mcp`: \"prom\" is not true, false or a list"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn policies_parse_show_and_read_back() {
         let cfg = parse(
             "[sandbox]\nfuel = 900000000\nrequire_declared_capabilities = true\n\
@@ -165,12 +213,12 @@ mod tests {
         let sb = &cfg.sandbox;
         assert!(sb.require_declared_capabilities);
         let p = &sb.policies.by_name["catpaw-diagnose"];
-        assert_eq!(p.capabilities.to_string(), "tools:cpu,memory llm");
+        assert_eq!(p.capabilities.to_string(), "tools:cpu,memory llm mcp");
         let lowered: Vec<&str> = p.budgets.iter().map(|(k, _)| k.name).collect();
         assert_eq!(lowered, ["fuel", "timeout"]);
         assert_eq!(
             sb.policies.by_name["chat"].capabilities.to_string(),
-            "tools shell"
+            "tools shell mcp"
         );
         // `config show` prints them, and what it prints reads back the same.
         let shown = cfg.effective();

@@ -156,7 +156,7 @@ pub(super) struct RawLog {
 
 /// `[ai]`, with catpaw's own key names. The keys catpaw has for features
 /// this agent leaves to the server (alert aggregation, diagnosis records,
-/// MCP, its own concurrency queue) never reach this schema: `upstream.rs`
+/// its own concurrency queue) never reach this schema: `upstream.rs`
 /// takes them out and names them in one warning line.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -174,6 +174,33 @@ pub(super) struct RawAi {
     pub(super) models: BTreeMap<String, RawModel>,
     #[serde(default)]
     pub(super) gateway: RawGateway,
+    #[serde(default)]
+    pub(super) mcp: RawMcp,
+}
+
+/// `[ai.mcp]`, catpaw's keys.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMcp {
+    pub(super) enabled: Option<bool>,
+    pub(super) default_identity: Option<String>,
+    #[serde(default)]
+    pub(super) servers: Vec<RawMcpServer>,
+}
+
+/// One `[[ai.mcp.servers]]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMcpServer {
+    pub(super) name: Option<String>,
+    pub(super) command: Option<String>,
+    #[serde(default)]
+    pub(super) args: Vec<String>,
+    #[serde(default)]
+    pub(super) env: BTreeMap<String, String>,
+    pub(super) identity: Option<String>,
+    #[serde(default)]
+    pub(super) tools_allow: Vec<String>,
 }
 
 /// `[ai.models.<name>]`.

@@ -67,6 +67,17 @@ fn policy(out: &mut String, name: &str, p: &crate::sandbox::RunnerPolicy) {
     }
     let _ = writeln!(out, "shell = {}", p.capabilities.shell);
     let _ = writeln!(out, "llm = {}", p.capabilities.llm);
+    // Every server is the default: said only when narrower.
+    match &p.capabilities.mcp {
+        crate::sandbox::McpSet::All => {}
+        crate::sandbox::McpSet::Only(names) if names.is_empty() => {
+            let _ = writeln!(out, "mcp = false");
+        }
+        crate::sandbox::McpSet::Only(names) => {
+            let names: Vec<String> = names.iter().map(|n| q(n)).collect();
+            let _ = writeln!(out, "mcp = [{}]", names.join(", "));
+        }
+    }
     for (key, b) in &p.budgets {
         let mut b = b.clone();
         let value = match key.slot(&mut b) {
@@ -207,6 +218,7 @@ impl Config {
                 .unwrap_or_default())
         );
         ai(w, &self.ai);
+        mcp(w, &self.mcp);
         o
     }
 }
@@ -249,6 +261,32 @@ fn ai(w: &mut String, ai: &crate::ai::AiConfig) {
                 let _ = writeln!(w, "{} = {v}", table_key(k));
             }
         }
+    }
+}
+
+/// `[ai.mcp]` and its servers; `env` values redacted (they often hold a
+/// token).
+fn mcp(w: &mut String, m: &crate::mcp_client::McpConfig) {
+    let list = |items: &[String]| {
+        let items: Vec<String> = items.iter().map(|i| q(i)).collect();
+        format!("[{}]", items.join(", "))
+    };
+    let _ = writeln!(w, "\n[ai.mcp]");
+    let _ = writeln!(w, "enabled = {}", m.enabled);
+    let _ = writeln!(w, "default_identity = {}", q(&m.default_identity));
+    for s in &m.servers {
+        let _ = writeln!(w, "\n[[ai.mcp.servers]]");
+        let _ = writeln!(w, "name = {}", q(&s.name));
+        let _ = writeln!(w, "command = {}", q(&s.command));
+        let _ = writeln!(w, "args = {}", list(&s.args));
+        let env: Vec<String> = s
+            .env
+            .keys()
+            .map(|k| format!("{} = {}", table_key(k), q(REDACTED)))
+            .collect();
+        let _ = writeln!(w, "env = {{ {} }}", env.join(", "));
+        let _ = writeln!(w, "identity = {}", q(&s.identity));
+        let _ = writeln!(w, "tools_allow = {}", list(&s.tools_allow));
     }
 }
 
@@ -333,6 +371,26 @@ mod tests {
             c.ai.models["local"].extra_body
         );
         assert_eq!(again.ai.model_priority, c.ai.model_priority);
+        assert_eq!(again.effective(), shown);
+    }
+
+    #[test]
+    fn the_mcp_section_shows_with_its_env_redacted_and_parses_back() {
+        let c = parse(
+            "[ai.mcp]\nenabled = true\ndefault_identity = \"host=${SHORT_HOSTNAME}\"\n\
+             [[ai.mcp.servers]]\nname = \"prom\"\ncommand = \"/usr/bin/prom-mcp\"\n\
+             args = [\"--ro\"]\nenv = { TOKEN = \"tok-s3cret\" }\ntools_allow = [\"query\"]\n",
+        );
+        let shown = c.effective();
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(
+            shown.contains("env = { TOKEN = \"<redacted>\" }"),
+            "{shown}"
+        );
+        let again = parse(&shown);
+        assert_eq!(again.mcp.servers[0].args, c.mcp.servers[0].args);
+        assert_eq!(again.mcp.servers[0].tools_allow, ["query"]);
+        assert_eq!(again.mcp.default_identity, c.mcp.default_identity);
         assert_eq!(again.effective(), shown);
     }
 

@@ -5,7 +5,7 @@
 //! them under "Coming from catpaw".
 
 /// (key path, `*` matching any one name; why it has no effect here).
-const IGNORED: [(&[&str], &str); 12] = [
+const IGNORED: [(&[&str], &str); 11] = [
     (&["global", "interval"], "no collection plugins run here"),
     (&["log", "output"], "the log goes to stderr"),
     (&["log", "fields"], "the log goes to stderr"),
@@ -30,7 +30,6 @@ const IGNORED: [(&[&str], &str); 12] = [
         &["ai", "diagnose_max_count"],
         "diagnosis records are kept by the server",
     ),
-    (&["ai", "mcp"], "this agent starts no MCP servers"),
     (
         &["ai", "models", "*", "input_price"],
         "costs are not shown here",

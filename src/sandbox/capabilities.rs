@@ -13,7 +13,11 @@
 //!   up; `tools` beside them means every tool);
 //! - `shell`: `request-shell` (still only when the operator and the session
 //!   allow a shell);
-//! - `llm`: the `llm` import.
+//! - `llm`: the `llm` import;
+//! - `mcp`: the tools of every `[ai.mcp]` server (named
+//!   `mcp__<server>__<tool>`); `mcp:prom,cmdb`: just these servers'.
+//!   `tools` alone grants none of them: a server's tools reach what the
+//!   operator gave that server, not only this host.
 //!
 //! An unknown word or tool name is a load error naming it: a runner that
 //! asks for something the host does not know is not guessed at. A runner
@@ -32,6 +36,21 @@ pub enum ToolSet {
     Only(BTreeSet<String>),
 }
 
+/// The MCP part of a set of capabilities: which `[ai.mcp]` servers' tools.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum McpSet {
+    /// Every configured server.
+    All,
+    /// Just these servers (possibly none).
+    Only(BTreeSet<String>),
+}
+
+impl McpSet {
+    fn none() -> McpSet {
+        McpSet::Only(BTreeSet::new())
+    }
+}
+
 /// A set of host capabilities: what a runner declared, what a policy
 /// leaves, or what a session is granted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,10 +62,13 @@ pub struct Capabilities {
     pub shell: bool,
     /// Whether the `llm` import may be used.
     pub llm: bool,
+    /// Which `[ai.mcp]` servers' tools `list-tools` shows and `call-tool`
+    /// runs.
+    pub mcp: McpSet,
 }
 
 /// The capability words, for messages.
-const WORDS: &str = "`tools`, `tools:NAME,NAME`, `shell`, `llm`";
+const WORDS: &str = "`tools`, `tools:NAME,NAME`, `shell`, `llm`, `mcp`, `mcp:SERVER,SERVER`";
 
 impl Capabilities {
     /// Everything: what a runner that declares nothing keeps.
@@ -55,6 +77,7 @@ impl Capabilities {
             tools: ToolSet::All,
             shell: true,
             llm: true,
+            mcp: McpSet::All,
         }
     }
 
@@ -64,6 +87,7 @@ impl Capabilities {
             tools: ToolSet::Only(BTreeSet::new()),
             shell: false,
             llm: false,
+            mcp: McpSet::none(),
         }
     }
 
@@ -77,12 +101,22 @@ impl Capabilities {
         let mut caps = Capabilities::none();
         let mut named = BTreeSet::new();
         let mut all_tools = false;
+        let mut servers = BTreeSet::new();
+        let mut all_servers = false;
         for entry in entries {
             let entry = entry.trim();
             match entry {
                 "tools" => all_tools = true,
                 "shell" => caps.shell = true,
                 "llm" => caps.llm = true,
+                "mcp" => all_servers = true,
+                _ if entry.starts_with("mcp:") => {
+                    for name in entry["mcp:".len()..].split(',').map(str::trim) {
+                        crate::mcp_client::check_server_name(name)
+                            .map_err(|e| format!("capability {entry:?}: {e}"))?;
+                        servers.insert(name.to_string());
+                    }
+                }
                 _ => {
                     let Some(list) = entry.strip_prefix("tools:") else {
                         return Err(format!(
@@ -102,6 +136,11 @@ impl Capabilities {
         } else {
             ToolSet::Only(named)
         };
+        caps.mcp = if all_servers {
+            McpSet::All
+        } else {
+            McpSet::Only(servers)
+        };
         Ok(Some(caps))
     }
 
@@ -112,10 +151,23 @@ impl Capabilities {
             (ToolSet::All, t) | (t, ToolSet::All) => t.clone(),
             (ToolSet::Only(a), ToolSet::Only(b)) => ToolSet::Only(a & b),
         };
+        let mcp = match (&self.mcp, &other.mcp) {
+            (McpSet::All, m) | (m, McpSet::All) => m.clone(),
+            (McpSet::Only(a), McpSet::Only(b)) => McpSet::Only(a & b),
+        };
         Capabilities {
             tools,
             shell: self.shell && other.shell,
             llm: self.llm && other.llm,
+            mcp,
+        }
+    }
+
+    /// Whether the tools of `[ai.mcp]` server `server` may be called.
+    pub fn allows_mcp(&self, server: &str) -> bool {
+        match &self.mcp {
+            McpSet::All => true,
+            McpSet::Only(names) => names.contains(server),
         }
     }
 
@@ -144,6 +196,14 @@ impl Capabilities {
         }
         if self.llm {
             out.push("llm".into());
+        }
+        match &self.mcp {
+            McpSet::All => out.push("mcp".to_string()),
+            McpSet::Only(names) if names.is_empty() => {}
+            McpSet::Only(names) => {
+                let names: Vec<&str> = names.iter().map(String::as_str).collect();
+                out.push(format!("mcp:{}", names.join(",")));
+            }
         }
         out
     }
@@ -213,6 +273,16 @@ impl Grant {
         }
         let fix = format!("add `tools` or `tools:{name}`");
         Err(self.refusal(&format!("tool {name}"), |d| d.allows_tool(name), &fix))
+    }
+
+    /// Err: why the tools of `[ai.mcp]` server `server` are refused
+    /// (`name`: the tool asked for).
+    pub(crate) fn mcp(&self, name: &str, server: &str) -> Result<(), String> {
+        if self.granted.allows_mcp(server) {
+            return Ok(());
+        }
+        let fix = format!("add `mcp` or `mcp:{server}` (`tools` does not cover MCP tools)");
+        Err(self.refusal(&format!("tool {name}"), |d| d.allows_mcp(server), &fix))
     }
 
     /// Err: why `request-shell` is refused.

@@ -46,7 +46,7 @@ use wasmtime::Engine;
 use wasmtime::component::{HasSelf, Linker};
 
 pub use budgets::{BudgetKey, Budgets, Slot};
-pub use capabilities::{Capabilities, Grant, ToolSet};
+pub use capabilities::{Capabilities, Grant, McpSet, ToolSet};
 pub(crate) use capabilities::{catalog_names, check_tool};
 pub use engine::EngineOptions;
 pub use host::HostServices;

@@ -118,7 +118,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::sandbox::capabilities::ToolSet;
+    use crate::sandbox::capabilities::{McpSet, ToolSet};
 
     /// A budget key and how a test policy sets it.
     type Lowered = (&'static str, fn(&mut Budgets));
@@ -167,6 +167,7 @@ mod tests {
             tools: ToolSet::Only(names.iter().map(|s| s.to_string()).collect()),
             shell: true,
             llm: true,
+            mcp: McpSet::All,
         };
         let a = policy(
             tools(&["cpu", "memory"]),
@@ -190,7 +191,7 @@ mod tests {
                 lower(&mut budgets, key, from);
             }
         }
-        assert_eq!(caps.to_string(), "tools:memory llm");
+        assert_eq!(caps.to_string(), "tools:memory llm mcp");
         assert_eq!(budgets.fuel, 5_000);
         assert_eq!(budgets.timeout, Duration::from_secs(9));
         assert_eq!(budgets.max_memory, Budgets::default().max_memory);

@@ -90,6 +90,7 @@ pub(super) fn session_store_without_audit(
         audit: None,
         telemetry: None,
         llm: None,
+        mcp: None,
         ..(*sandbox.services).clone()
     };
     let grant = Grant::new(None);

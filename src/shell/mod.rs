@@ -68,12 +68,21 @@ pub enum ShellError {
 /// Ends the supervisor (and so the whole command tree) when dropped:
 /// SIGTERM, which it answers by killing every descendant. Not SIGKILL: a
 /// killed supervisor would leave the tree to init.
-struct TreeKiller {
+pub(crate) struct TreeKiller {
     pid: Option<i32>,
 }
 
 impl TreeKiller {
-    fn kill_now(&mut self) {
+    /// The killer of `child`'s tree (`child` was spawned by a command
+    /// [`contain`] prepared).
+    pub(crate) fn of(child: &tokio::process::Child) -> TreeKiller {
+        TreeKiller {
+            pid: child.id().and_then(|id| i32::try_from(id).ok()),
+        }
+    }
+
+    /// Kills the tree now (dropping the killer does the same).
+    pub(crate) fn kill_now(&mut self) {
         if let Some(pid) = self.pid.take() {
             // SAFETY: kill(2) on our own child's pid; no memory involved.
             unsafe {
@@ -86,6 +95,23 @@ impl TreeKiller {
 impl Drop for TreeKiller {
     fn drop(&mut self) {
         self.kill_now();
+    }
+}
+
+/// Puts `cmd` under the supervisor, as the module doc says of shell
+/// commands: its own process group, the whole tree killed when the command
+/// exits, when the agent dies, or when the [`TreeKiller`] of the spawned
+/// child is dropped; run as `user` when one is given. The caller sets the
+/// program, its environment and its stdio. Other long-running helpers
+/// (the `[ai.mcp]` servers) are contained the same way.
+pub(crate) fn contain(cmd: &mut Command, user: Option<&Identity>) {
+    let ids = user.map(|u| (u.uid, u.gid));
+    // SAFETY: getpid has no preconditions.
+    let agent = unsafe { libc::getpid() };
+    cmd.process_group(0);
+    // SAFETY: `split` only makes async-signal-safe calls (see supervise.rs).
+    unsafe {
+        cmd.pre_exec(move || supervise::split(agent, ids));
     }
 }
 
@@ -103,9 +129,6 @@ pub async fn run(
         timeout.min(limits.max_timeout)
     };
     let home = limits.user.as_ref().map_or("/", |u| u.home.as_str());
-    let ids = limits.user.as_ref().map(|u| (u.uid, u.gid));
-    // SAFETY: getpid has no preconditions.
-    let agent = unsafe { libc::getpid() };
     let mut cmd = Command::new("/bin/sh");
     cmd.arg("-c")
         .arg(command)
@@ -116,18 +139,12 @@ pub async fn run(
         .current_dir("/")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    // SAFETY: `split` only makes async-signal-safe calls (see supervise.rs).
-    unsafe {
-        cmd.pre_exec(move || supervise::split(agent, ids));
-    }
+        .stderr(Stdio::piped());
+    contain(&mut cmd, limits.user.as_ref());
     let mut child = cmd
         .spawn()
         .map_err(|e| ShellError::Failed(format!("cannot start /bin/sh: {e}")))?;
-    let mut killer = TreeKiller {
-        pid: child.id().and_then(|id| i32::try_from(id).ok()),
-    };
+    let mut killer = TreeKiller::of(&child);
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
     let cap = limits.output_cap;

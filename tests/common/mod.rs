@@ -214,6 +214,7 @@ impl TestSandbox {
                 tool_timeout,
                 tools: Arc::new(tools),
                 telemetry: None,
+                mcp: None,
             },
         })
         .expect("sandbox");

@@ -36,7 +36,14 @@ impl exports::catpaw::runner::describe::Guest for Runner {
             name: "catpaw-ai".to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             plugins: Vec::new(),
-            capabilities: vec!["tools".to_string(), "shell".to_string(), "llm".to_string()],
+            // `mcp`: the tools of the host's [ai.mcp] servers, as catpaw's
+            // AI diagnosis offers them.
+            capabilities: vec![
+                "tools".to_string(),
+                "shell".to_string(),
+                "llm".to_string(),
+                "mcp".to_string(),
+            ],
         }
     }
 }

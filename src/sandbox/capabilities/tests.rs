@@ -72,6 +72,8 @@ fn words_round_trip_and_show_none() {
         &["tools:cpu,memory", "shell", "llm"][..],
         &["tools"],
         &["llm"],
+        &["mcp"],
+        &["tools", "mcp:cmdb,prom"],
     ] {
         let c = parse(entries).unwrap().unwrap();
         let words = c.words();
@@ -81,7 +83,7 @@ fn words_round_trip_and_show_none() {
         );
     }
     assert_eq!(Capabilities::none().to_string(), "none");
-    assert_eq!(Capabilities::all().to_string(), "tools shell llm");
+    assert_eq!(Capabilities::all().to_string(), "tools shell llm mcp");
 }
 
 #[test]
@@ -106,6 +108,7 @@ fn the_intersection_keeps_only_what_both_allow() {
                 tools: only(&[]),
                 shell: false,
                 llm: false,
+                mcp: McpSet::Only(Default::default()),
             },
         ),
         (

@@ -11,6 +11,7 @@
 
 mod llm;
 mod log;
+mod mcp;
 mod shell;
 mod stream;
 mod tools;
@@ -51,6 +52,8 @@ pub struct HostServices {
     pub tools: Arc<crate::tools::ToolConfig>,
     /// The agent's counters (shell commands run and denied).
     pub telemetry: Option<crate::telemetry::Telemetry>,
+    /// The `[ai.mcp]` servers (`None`: MCP is off).
+    pub mcp: Option<Arc<crate::mcp_client::McpServers>>,
 }
 
 /// Per-session state of the imports: the generated `Host` trait is
@@ -310,7 +313,8 @@ impl host::Host for HostContext {
     }
 
     async fn list_tools(&mut self) -> wasmtime::Result<Vec<host::ToolInfo>> {
-        Ok(tools::list(&self.grant))
+        let span = self.span("list-tools");
+        Ok(tools::list(self).instrument(span).await)
     }
 
     async fn call_tool(

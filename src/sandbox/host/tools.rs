@@ -13,9 +13,11 @@ use crate::audit::{kind, outcome};
 use crate::sandbox::bindings::host::ToolInfo;
 use crate::sandbox::capabilities::Grant;
 
-/// The tools `grant` lets the runner call, in catalog order.
-pub(crate) fn list(grant: &Grant) -> Vec<ToolInfo> {
-    crate::tools::catalog()
+/// The tools the session's grant lets the runner call: the catalog's in
+/// its order, then the `[ai.mcp]` servers' (see [`super::mcp`]).
+pub(crate) async fn list(ctx: &HostContext) -> Vec<ToolInfo> {
+    let grant: &Grant = &ctx.grant;
+    let mut out: Vec<ToolInfo> = crate::tools::catalog()
         .iter()
         .filter(|t| grant.granted.allows_tool(t.name))
         .map(|t| ToolInfo {
@@ -23,13 +25,18 @@ pub(crate) fn list(grant: &Grant) -> Vec<ToolInfo> {
             description: t.description.to_string(),
             params_schema: t.params_schema.to_string(),
         })
-        .collect()
+        .collect();
+    out.extend(super::mcp::list(ctx).await);
+    out
 }
 
 /// Longest argument text accepted from a guest.
 const MAX_ARGS: usize = 16 * 1024;
 
 pub(crate) async fn call(ctx: &HostContext, name: String, args: String) -> Result<String, String> {
+    if crate::mcp_client::server_of(&name).is_some() {
+        return super::mcp::call(ctx, name, args, MAX_ARGS).await;
+    }
     if let Err(e) = ctx.grant.tool(&name) {
         tracing::warn!(session_id = %ctx.info.session_id, tool = %name, reason = %e,
             "tool call refused");
