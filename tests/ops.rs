@@ -45,8 +45,13 @@ impl PipedAgent {
         // SAFETY: kill(2) on our own child's pid.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let status = self.child.wait().expect("wait");
-        assert!(status.success(), "{status:?}");
-        self.log.join().expect("log reader")
+        let log = self.log.join().expect("log reader");
+        assert!(
+            status.success(),
+            "{status:?} after SIGTERM; the log:\n{}",
+            String::from_utf8_lossy(&log)
+        );
+        log
     }
 }
 
