@@ -1,6 +1,7 @@
 //! A test runner that declares `mcp` and nothing else: it lists the tools
 //! the host offers it and makes the calls given in params as
-//! `{"calls": [["tool", "{args}"], …]}`, and reports, as JSON,
+//! `{"calls": [["tool", "{args}"], …]}` (or that array as JSON text), and
+//! reports, as JSON,
 //! `{"listed": [names], "calls": [{"tool", "ok", "text"}]}` with `text`
 //! the whole result or error.
 wit_bindgen::generate!({ path: "../../../wit", world: "diagnose-runner" });
@@ -31,8 +32,14 @@ impl Guest for Runner {
             .into_iter()
             .map(|t| json!({"name": t.name, "description": t.description, "schema": t.params_schema}))
             .collect();
-        let calls: Vec<Value> = params
-            .get("calls")
+        // An array, or (from `catpaw-agent session --param calls=…`) the
+        // same array as JSON text.
+        let given = match params.get("calls") {
+            Some(Value::String(text)) => serde_json::from_str(text).ok(),
+            other => other.cloned(),
+        };
+        let calls: Vec<Value> = given
+            .as_ref()
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
