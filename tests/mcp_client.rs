@@ -3,43 +3,32 @@
 //! and real guests call its tools through `list-tools` / `call-tool`:
 //! audited, refused outside `tools_allow` or without the `mcp`
 //! capability, bounded in time, restarted when the server dies, masked,
-//! and with only the configured environment.
+//! with only the configured environment, as `[sandbox] shell_user`, and
+//! its whole tree gone when the agent is killed.
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::time::Duration;
 
 use catpaw_agent::cli::setup::Setup;
 use common::ai::{agent, ai_toml};
 use common::llm::{LlmServer, calls, text};
+use common::mcp::python;
+use common::process::{AgentHome, alive, marked, server_toml, until};
+use common::server::TestServer;
 use common::{diagnose, error_of, guest, report_of};
 use serde_json::{Value, json};
 
-/// The real interpreter behind `python3` (not a shim that needs the
-/// caller's environment: the server's environment is cleared).
-fn python() -> Option<PathBuf> {
-    let out = std::process::Command::new("python3")
-        .args(["-c", "import sys; print(sys.executable)"])
-        .output()
-        .ok()?;
-    let p = PathBuf::from(String::from_utf8(out.stdout).ok()?.trim());
-    p.is_file().then_some(p)
-}
-
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mcp_server.py")
-}
-
 /// `[ai.mcp]` with the fake server `fake`, every tool but `forbidden`
-/// allowed.
+/// and `whoami` allowed.
 fn mcp_toml(python: &Path) -> String {
-    format!(
-        "[ai.mcp]\nenabled = true\ndefault_identity = \"instance=${{SHORT_HOSTNAME}}:9100\"\n\
-         [[ai.mcp.servers]]\nname = \"fake\"\ncommand = \"{}\"\nargs = [\"{}\"]\n\
-         env = {{ FAKE_URL = \"http://127.0.0.1:9\", FAKE_TOKEN = \"tok-1\" }}\n\
-         tools_allow = [\"echo\", \"env\", \"secret\", \"big\", \"hang\", \"crash\", \"flood\", \"broken\"]\n",
-        python.display(),
-        script().display()
+    common::mcp::mcp_toml(
+        python,
+        r#"FAKE_URL = "http://127.0.0.1:9", FAKE_TOKEN = "tok-1""#,
+        &[
+            "echo", "env", "secret", "big", "hang", "crash", "flood", "broken",
+        ],
     )
 }
 
@@ -374,4 +363,85 @@ async fn the_ai_runner_calls_an_mcp_tool_and_the_model_sees_it_masked() {
         .map(|r| r["name"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(names, ["mcp__fake__secret", "mcp__fake__echo"]);
+}
+
+/// The uid and gid of `nobody` in /etc/passwd.
+fn nobody() -> (u64, u64) {
+    let passwd = std::fs::read_to_string("/etc/passwd").expect("/etc/passwd");
+    let line = passwd
+        .lines()
+        .find(|l| l.starts_with("nobody:"))
+        .expect("a user nobody");
+    let f: Vec<&str> = line.split(':').collect();
+    (f[2].parse().expect("uid"), f[3].parse().expect("gid"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_runs_as_the_shell_user() {
+    let Some(py) = common::mcp::python_for_anyone() else {
+        return common::skip("no python3 and fixture that nobody may run");
+    };
+    if !common::host::is_root() {
+        return common::skip("not root: no shell_user to run the server as");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let body = format!(
+        "[sandbox]
+diagnose_runner = \"{}\"\nshell_user = \"nobody\"\n[ai]\n\
+         tool_timeout = \"20s\"\n{}",
+        common::guest("hazard_mcp_tour").display(),
+        common::mcp::mcp_toml(&py, "", &["whoami"])
+    );
+    let a = agent(dir.path(), &body);
+    let r = tour(&a, &[("mcp__fake__whoami", "{}")]).await;
+    let (ok, who) = call_text(&r, 0);
+    assert!(ok, "{who}");
+    let who: Value = serde_json::from_str(&who).expect("whoami is JSON");
+    let (uid, gid) = nobody();
+    assert_eq!(
+        (who["uid"].as_u64(), who["gid"].as_u64()),
+        (Some(uid), Some(gid)),
+        "the server did not run as nobody: {who}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_of_the_agent_takes_the_server_and_its_child_along() {
+    let Some(py) = python() else {
+        return common::skip("no python3");
+    };
+    // Every process of the server's tree carries the mark in its
+    // environment: the server from its `env`, its `sleep` by inheritance.
+    let work = tempfile::tempdir().unwrap();
+    let mark = format!("CATPAW_TREE={}", work.path().display());
+    let env = format!(
+        "CATPAW_TREE = \"{}\", FAKE_CHILD = \"1\"",
+        work.path().display()
+    );
+    let mut server = TestServer::start().await;
+    let home = AgentHome::new(&format!(
+        "{}{}",
+        server_toml(&server, None, ""),
+        common::mcp::mcp_toml(&py, &env, &["echo"])
+    ));
+    let mut agent = home.spawn();
+    let _ = server.accept_registered().await;
+    let both = |t: &[(i32, String)]| {
+        t.iter().any(|(_, c)| c.contains("mcp_server.py"))
+            && t.iter().any(|(_, c)| c == "sleep 300 ")
+    };
+    assert!(
+        until(Duration::from_secs(10), || both(&marked(&mark))).await,
+        "the server and its sleep never ran: {:?}",
+        marked(&mark)
+    );
+    let tree: Vec<i32> = marked(&mark).iter().map(|(p, _)| *p).collect();
+    agent.sigkill();
+    assert!(
+        until(Duration::from_secs(5), || tree.iter().all(|&p| !alive(p))
+            && marked(&mark).is_empty())
+        .await,
+        "the MCP server's tree outlived the agent: {tree:?}, still running {:?}",
+        marked(&mark)
+    );
 }

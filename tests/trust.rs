@@ -14,10 +14,10 @@ mod common;
 
 use std::path::Path;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use catpaw_agent::proto::{self, Envelope};
-use common::process::{AgentHome, AgentProcess, server_toml};
+use common::process::{AgentHome, AgentProcess, alive, marked, server_toml, until};
 use common::server::{ServerConn, TestServer};
 use serde_json::{Value, json};
 
@@ -80,23 +80,6 @@ fn shell_records(home: &AgentHome) -> Vec<Value> {
         .collect()
 }
 
-fn alive(pid: i32) -> bool {
-    // SAFETY: signal 0 only checks existence.
-    unsafe { libc::kill(pid, 0) == 0 }
-}
-
-/// Waits until `f` holds, at most `limit`.
-async fn until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + limit;
-    while Instant::now() < end {
-        if f() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    f()
-}
-
 /// A shell command that leaves a `setsid` daemon and a double-forked one
 /// behind (their pids in `dir/a`, `dir/b`), then runs `tail`. Every
 /// process of its tree carries `CATPAW_TREE=<dir>` in its environment
@@ -122,22 +105,7 @@ fn pids(dir: &Path) -> Vec<i32> {
 /// process in /proc whose environment holds its `CATPAW_TREE`, with its
 /// command line (a zombie has neither, and is no survivor).
 fn tree_of(dir: &Path) -> Vec<(i32, String)> {
-    let mark = format!("CATPAW_TREE={}", dir.display());
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/environ"))
-                .is_ok_and(|env| env.split(|&b| b == 0).any(|v| v == mark.as_bytes()))
-        })
-        .map(|pid| {
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            (pid, cmdline)
-        })
-        .collect()
+    marked(&format!("CATPAW_TREE={}", dir.display()))
 }
 
 /// Starts a chat with a shell that runs `command`; returns the session id.

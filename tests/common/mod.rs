@@ -18,6 +18,7 @@
 //!   gateway on loopback (real HTTP, real SSE framing);
 //! - [`ai`]: the agent with `[ai]` against it, and what tests read back
 //!   (deltas, `llm` audit records, the daily ledger);
+//! - [`mcp`]: the fake MCP server and the `[ai.mcp]` section that starts it;
 //! - [`host`]: what this host allows (root, the append-only attribute);
 //! - this file: [`skip`], how a test that cannot run here says why.
 #![allow(dead_code)]
@@ -27,6 +28,7 @@ pub mod ai;
 pub mod guests;
 pub mod host;
 pub mod llm;
+pub mod mcp;
 pub mod process;
 pub mod python;
 pub mod server;
