@@ -8,8 +8,6 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
-
 use common::ai::{agent, ai_toml, alert, probe_agent};
 use common::llm::{LlmServer, calls, text};
 use common::{diagnose, error_of, report_of};
@@ -25,29 +23,6 @@ fn rand_suffix() -> u128 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or_default()
-}
-
-/// A process whose command line is `sh -c read x <mark> --db-password=<secret>`;
-/// it waits on its stdin until killed when dropped.
-struct Holder(Child);
-
-impl Holder {
-    fn start(mark: &str, secret: &str) -> Holder {
-        let child = Command::new("sh")
-            .args(["-c", "read x", mark, &format!("--db-password={secret}")])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("spawn sh");
-        Holder(child)
-    }
-}
-
-impl Drop for Holder {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// Every `tool` message of every request the provider received.
@@ -78,7 +53,7 @@ fn assert_never_sent(server: &LlmServer, secret: &str) {
 async fn a_password_on_a_command_line_reaches_the_model_masked_and_never_in_clear() {
     let secret = secret();
     let mark = format!("catpaw-mask-probe-{}", rand_suffix());
-    let _holder = Holder::start(&mark, &secret);
+    let _holder = common::process::SecretHolder::start(&mark, &secret);
     let args = json!({ "cmdline_contains": mark }).to_string();
     let server = LlmServer::start(
         vec![

@@ -189,29 +189,6 @@ async fn a_client_over_stdio_lists_the_allowed_tools_with_schemas_and_calls_them
     assert_eq!(refusal["outcome"], "refused", "{refusal}");
 }
 
-/// A process whose command line is `sh -c "read x" <mark> --db-password=<secret>`;
-/// it waits on its stdin until killed when dropped.
-struct Holder(Child);
-
-impl Holder {
-    fn start(mark: &str, secret: &str) -> Holder {
-        let child = Command::new("sh")
-            .args(["-c", "read x", mark, &format!("--db-password={secret}")])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("spawn sh");
-        Holder(child)
-    }
-}
-
-impl Drop for Holder {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Something no other process or file on the host holds.
 fn unique(what: &str) -> String {
     let nanos = std::time::SystemTime::now()
@@ -225,7 +202,7 @@ fn unique(what: &str) -> String {
 async fn a_password_in_a_tools_output_or_a_sessions_report_reaches_the_client_masked() {
     let secret = unique("hunter2");
     let mark = unique("catpaw-mcp-mask-probe");
-    let _holder = Holder::start(&mark, &secret);
+    let _holder = common::process::SecretHolder::start(&mark, &secret);
     let home = AgentHome::new(POLICY);
     let client = stdio_client(&home).await;
     let (failed, text) = call(&client, "process_count", json!({"cmdline_contains": mark})).await;

@@ -420,3 +420,27 @@ pub fn marked(mark: &str) -> Vec<(i32, String)> {
         })
         .collect()
 }
+
+/// A process whose command line is `sh -c "read x" <mark> --db-password=<secret>`
+/// (a secret a tool can read from /proc, which masking must hide); it
+/// waits on its stdin until killed when dropped.
+pub struct SecretHolder(Child);
+
+impl SecretHolder {
+    pub fn start(mark: &str, secret: &str) -> SecretHolder {
+        let child = Command::new("sh")
+            .args(["-c", "read x", mark, &format!("--db-password={secret}")])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn sh");
+        SecretHolder(child)
+    }
+}
+
+impl Drop for SecretHolder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
