@@ -59,19 +59,6 @@ fn agent_with_runner_files_run(
     (home, agent)
 }
 
-/// Waits until the log holds `needle` `n` times.
-async fn log_count(agent: &AgentProcess, needle: &str, n: usize) {
-    let deadline = std::time::Instant::now() + SOON;
-    while agent.log().matches(needle).count() < n {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the log never held {needle:?} {n} times:\n{}",
-            agent.log()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// The next chat turn of session `id`: (stage, delta).
 async fn turn(c: &mut ServerConn, id: &str) -> (String, String) {
     loop {
@@ -207,7 +194,7 @@ async fn sighup_swaps_the_runners_for_new_sessions_only_and_register_follows() {
     let before = agent.log().len();
     // SAFETY: kill with a pid of a child this test spawned.
     assert_eq!(unsafe { libc::kill(agent.pid() as i32, libc::SIGHUP) }, 0);
-    log_count(&agent, "runners reloaded", 1).await;
+    agent.expect_log_count("runners reloaded", 1, SOON).await;
     assert!(agent.log().contains("reason=\"SIGHUP\""), "{}", agent.log());
     // A new file is compiled, and the log says so before and after (a
     // large runner takes a while).
@@ -291,7 +278,7 @@ async fn sighup_reloads_the_sandbox_budgets_for_new_sessions_and_running_ones_ke
     home.configure(&runner_files_config(&server, "max_host_calls = 1"));
     // SAFETY: kill with a pid of a child this test spawned.
     assert_eq!(unsafe { libc::kill(agent.pid() as i32, libc::SIGHUP) }, 0);
-    log_count(&agent, "runners reloaded", 1).await;
+    agent.expect_log_count("runners reloaded", 1, SOON).await;
 
     // A new inspect runs under the new budget: its second tool call ends it.
     assert!(
@@ -344,7 +331,9 @@ async fn a_watched_file_change_reloads_and_a_broken_one_is_refused() {
 
     // A broken replacement is refused and the old runner stays.
     install_bytes(b"not a component at all", &home.path().join("d.wasm"));
-    log_count(&agent, "runner reload refused", 1).await;
+    agent
+        .expect_log_count("runner reload refused", 1, SOON)
+        .await;
     let log = agent.log();
     let refused = log
         .lines()
@@ -427,7 +416,7 @@ async fn run_watch_reloads_a_changed_runner_file() {
     assert!(report.contains("# Inspection: cpu"), "{report}");
 
     install(&guest("hazard_echo"), &home.path().join("d.wasm"));
-    log_count(&agent, "runners reloaded", 1).await;
+    agent.expect_log_count("runners reloaded", 1, SOON).await;
     assert!(
         !agent.log().contains("reason=\"SIGHUP\""),
         "{}",
@@ -593,7 +582,7 @@ async fn a_runner_path_linked_to_a_versioned_file_loads_and_follows_the_link() {
     let tmp = home.path().join("d.wasm.new");
     std::os::unix::fs::symlink("d-v2.wasm", &tmp).expect("symlink");
     std::fs::rename(&tmp, &link).expect("rename");
-    log_count(&agent, "runners reloaded", 1).await;
+    agent.expect_log_count("runners reloaded", 1, SOON).await;
     let report = inspect(&mut c, "i2").await.expect("v2 serves");
     assert!(report.contains("echo report"), "{report}");
 }
@@ -716,7 +705,7 @@ async fn undeclared_calls_are_refused_and_audited_and_a_policy_narrows_the_next_
     ));
     // SAFETY: kill with a pid of a child this test spawned.
     assert_eq!(unsafe { libc::kill(agent.pid() as i32, libc::SIGHUP) }, 0);
-    log_count(&agent, "runners reloaded", 1).await;
+    agent.expect_log_count("runners reloaded", 1, SOON).await;
     let report = inspect_asking_for_a_shell(&mut c, "i2").await;
     assert!(report.contains("listed: cpu\n"), "{report}");
     assert!(report.contains("cpu: ok\n"), "{report}");
@@ -746,7 +735,9 @@ async fn undeclared_calls_are_refused_and_audited_and_a_policy_narrows_the_next_
     install(&guest("hazard_file_probe"), &home.path().join("d.wasm"));
     // SAFETY: as above.
     assert_eq!(unsafe { libc::kill(agent.pid() as i32, libc::SIGHUP) }, 0);
-    log_count(&agent, "runner reload refused", 1).await;
+    agent
+        .expect_log_count("runner reload refused", 1, SOON)
+        .await;
     let log = agent.log();
     let line = log
         .lines()
@@ -768,7 +759,7 @@ async fn undeclared_calls_are_refused_and_audited_and_a_policy_narrows_the_next_
     home.configure(&config(""));
     // SAFETY: as above.
     assert_eq!(unsafe { libc::kill(agent.pid() as i32, libc::SIGHUP) }, 0);
-    log_count(&agent, "runners reloaded", 2).await;
+    agent.expect_log_count("runners reloaded", 2, SOON).await;
     let warnings: Vec<String> = agent
         .log()
         .lines()

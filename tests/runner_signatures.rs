@@ -382,19 +382,6 @@ async fn inspect(c: &mut ServerConn, id: &str) -> String {
     done["report"].as_str().unwrap_or("").to_string()
 }
 
-/// Waits until the log holds `needle` `n` times.
-async fn log_count(agent: &AgentProcess, needle: &str, n: usize) {
-    let deadline = std::time::Instant::now() + SOON;
-    while agent.log().matches(needle).count() < n {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the log never held {needle:?} {n} times:\n{}",
-            agent.log()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// The refused-reload lines of the log that hold `needle`.
 fn refusals(agent: &AgentProcess, needle: &str) -> usize {
     agent
@@ -485,7 +472,7 @@ async fn sighup_refuses_each_bad_runner_keeps_the_old_and_takes_a_resigned_one()
     // Signed again (by the trusted key): taken.
     keys.install_signed(&guest("hazard_echo"), &d);
     sighup(&agent);
-    log_count(&agent, "runners reloaded", 1).await;
+    agent.expect_log_count("runners reloaded", 1, SOON).await;
     let report = inspect(&mut c, "i9").await;
     assert!(report.contains("echo report"), "{report}");
     // The key taken out of runner_keys (a leak): the next reload re-reads
@@ -540,7 +527,7 @@ async fn watch_refuses_each_bad_runner_keeps_the_old_and_takes_a_resigned_one() 
     );
     sign(&staged, &keys.trusted.1);
     install_bytes(&std::fs::read(sig_of(&staged)).expect("sig"), &sig_of(&d));
-    log_count(&agent, "runners reloaded", 1).await;
+    agent.expect_log_count("runners reloaded", 1, SOON).await;
     let report = inspect(&mut c, "w9").await;
     assert!(report.contains("echo report"), "{report}");
 }

@@ -341,8 +341,23 @@ impl AgentProcess {
     /// Waits (`limit` at most) until the log holds `needle`; false if it
     /// never did.
     pub async fn wait_for_log(&self, needle: &str, limit: Duration) -> bool {
+        self.wait_for_log_count(needle, 1, limit).await
+    }
+
+    /// Fails the test unless the log holds `needle` at least `n` times
+    /// within `limit`.
+    pub async fn expect_log_count(&self, needle: &str, n: usize, limit: Duration) {
+        assert!(
+            self.wait_for_log_count(needle, n, limit).await,
+            "the log never held {needle:?} {n} times:\n{}",
+            self.log()
+        );
+    }
+
+    /// Whether the log holds `needle` at least `n` times within `limit`.
+    pub async fn wait_for_log_count(&self, needle: &str, n: usize, limit: Duration) -> bool {
         let deadline = Instant::now() + limit;
-        while !self.log().contains(needle) {
+        while self.log().matches(needle).count() < n {
             if Instant::now() >= deadline {
                 return false;
             }
