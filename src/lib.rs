@@ -40,6 +40,9 @@
 //!   itself, usage receipts, the model-backed runner with the
 //!   rule-based one behind it, and runner signatures (minisign: keygen,
 //!   sign, the check at every load)
+//! - [`recorder`]: the flight recorder: each session's import calls and
+//!   answers, chat inputs and frames, written as it runs (bounded, sealed
+//!   with its SHA-256), read back by `play` and `replay`
 //! - [`audit`]: the hash-chained, fail-closed audit trail
 //! - [`mcp_client`]: the `[ai.mcp]` servers the host starts, contained
 //!   and restarted, whose tools runners may call beside the built-in ones
@@ -80,6 +83,7 @@ pub mod mcp_client;
 pub mod ops;
 pub mod proto;
 pub mod ratelimit;
+pub mod recorder;
 pub mod runner;
 pub mod sandbox;
 pub mod session;
