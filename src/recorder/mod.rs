@@ -10,6 +10,10 @@
 //!
 //! The format is documented in `docs/recordings.md`.
 
+pub mod reader;
+pub mod store;
+#[cfg(test)]
+mod testing;
 pub mod verdict;
 
 pub use verdict::Verdict;
