@@ -10,6 +10,8 @@
 //!
 //! The format is documented in `docs/recordings.md`.
 
+pub mod options;
 pub mod verdict;
 
+pub use options::RecorderOptions;
 pub use verdict::Verdict;
