@@ -11,7 +11,11 @@
 //! The format is documented in `docs/recordings.md`.
 
 pub mod options;
+pub mod read;
 pub mod verdict;
+pub mod writer;
 
 pub use options::RecorderOptions;
+pub use read::{ReadError, Recorded};
 pub use verdict::Verdict;
+pub use writer::{Closed, Recording};
