@@ -40,6 +40,7 @@
 //! - `tools.rs`: `[tools]`, what the diagnostic tools may read and reach
 //! - `policy.rs`: `[sandbox.policy.<name>]`, what one runner may reach and
 //!   use, narrower than `[sandbox]`
+//! - `recorder.rs`: `[recorder]`, the flight recorder's switches and bounds
 
 mod ai;
 mod budgets;
@@ -51,6 +52,7 @@ mod mcp;
 mod paths;
 mod policy;
 mod raw;
+mod recorder;
 mod show;
 mod tools;
 mod units;
@@ -162,6 +164,8 @@ pub struct Config {
     pub ai: crate::ai::AiConfig,
     /// `[ai.mcp]`: the MCP servers the agent starts.
     pub mcp: crate::mcp_client::McpConfig,
+    /// `[recorder]`: the flight recorder.
+    pub recorder: crate::recorder::RecorderOptions,
     /// The file it came from (for messages), if any.
     pub source: Option<PathBuf>,
     /// One warning line per renamed key the file still uses, and per
@@ -299,6 +303,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             ai: crate::ai::AiConfig::default(),
             mcp: crate::mcp_client::McpConfig::default(),
+            recorder: crate::recorder::RecorderOptions::default(),
             source: None,
             deprecated: Vec::new(),
         }
@@ -555,7 +560,9 @@ impl Config {
         let mcp = mcp::parse(&cx, std::mem::take(&mut raw_ai.mcp))?;
         let ai = ai::parse(&cx, raw_ai, &server.address, &server.agent_token)?;
         let tools = cx.tools(raw.tools)?;
+        let recorder = recorder::parse(&cx, raw.recorder)?;
         Ok(Config {
+            recorder,
             audit,
             metrics,
             tools,

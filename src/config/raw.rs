@@ -30,6 +30,8 @@ pub(super) struct RawConfig {
     pub(super) metrics: RawMetrics,
     #[serde(default)]
     pub(super) ai: RawAi,
+    #[serde(default)]
+    pub(super) recorder: RawRecorder,
 }
 
 /// `[tools]`: what the tools may read and reach.
@@ -80,6 +82,17 @@ pub(super) struct RawMetrics {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawGlobal {
     pub(super) labels: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRecorder {
+    pub(super) enabled: Option<bool>,
+    pub(super) record_model_content: Option<bool>,
+    pub(super) max_size: Option<toml::Value>,
+    pub(super) max_total: Option<toml::Value>,
+    pub(super) keep_days: Option<i64>,
+    pub(super) dir: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -175,6 +175,15 @@ impl Config {
         let _ = writeln!(w, "max_size = {}", q(&format_size(self.audit.max_size)));
         let _ = writeln!(w, "keep = {}", self.audit.keep);
         let _ = writeln!(w, "append_only = {}", self.audit.append_only);
+        let r = &self.recorder;
+        let _ = writeln!(w, "\n[recorder]");
+        let _ = writeln!(w, "enabled = {}", r.enabled);
+        let _ = writeln!(w, "record_model_content = {}", r.record_model_content);
+        let _ = writeln!(w, "max_size = {}", q(&format_size(r.max_size)));
+        let _ = writeln!(w, "max_total = {}", q(&format_size(r.max_total)));
+        let _ = writeln!(w, "keep_days = {}", r.keep_days);
+        let dir = r.dir_under(&self.state_dir);
+        let _ = writeln!(w, "dir = {}", q(&dir.display().to_string()));
         let _ = writeln!(w, "\n[metrics]");
         let listen = self
             .metrics
@@ -314,6 +323,7 @@ mod tests {
             empty.sandbox.max_runner_size
         );
         assert_eq!(example.audit, empty.audit);
+        assert_eq!(example.recorder, empty.recorder);
         assert_eq!(example.metrics, empty.metrics);
         assert_eq!(example.tools, empty.tools);
         assert_eq!(example.ai, empty.ai);

@@ -10,10 +10,15 @@
 //!
 //! The format is documented in `docs/recordings.md`.
 
-pub mod reader;
+pub mod options;
+pub mod read;
 pub mod store;
 #[cfg(test)]
 mod testing;
 pub mod verdict;
+pub mod writer;
 
+pub use options::RecorderOptions;
+pub use read::{ReadError, Recorded};
 pub use verdict::Verdict;
+pub use writer::{Closed, Recording};

@@ -114,6 +114,7 @@ struct Inner {
     session_ack_latency: Histogram,
     output_deltas: Counter,
     output_bytes: Counter,
+    recording_failures: Counter,
     connected: Gauge,
     link: Mutex<Link>,
     started: Instant,
@@ -153,6 +154,12 @@ impl Telemetry {
             (Counter::default(), Counter::default(), Counter::default());
         let (output_deltas, output_bytes) = (Counter::default(), Counter::default());
         let connected = Gauge::default();
+        let recording_failures = Counter::default();
+        registry.register(
+            "recording_failures",
+            "Session recordings that could not be written (the sessions went on)",
+            recording_failures.clone(),
+        );
         registry.register(
             "sessions_started",
             "Sessions accepted, by type",
@@ -281,6 +288,7 @@ impl Telemetry {
             session_ack_latency,
             output_deltas,
             output_bytes,
+            recording_failures,
             connected,
             link: Mutex::new(Link {
                 state: LinkState::Connecting,
@@ -337,6 +345,17 @@ impl Telemetry {
                 decision: decision.into(),
             })
             .inc();
+    }
+
+    /// A session's recording could not be written (the session went on
+    /// unrecorded).
+    pub fn recording_failed(&self) {
+        self.0.recording_failures.inc();
+    }
+
+    /// Session recordings that could not be written.
+    pub fn recording_failures(&self) -> u64 {
+        self.0.recording_failures.get()
     }
 
     /// A runner's `request-shell` ran (`true`) or was denied.

@@ -1,0 +1,441 @@
+//! Writing one session's recording as it runs: JSON Lines appended to a
+//! buffer, hashed as they are appended (SHA-256 over every byte), flushed
+//! to the file often enough that a crash leaves a readable prefix, capped
+//! at `[recorder] max_size` and sealed with the hash at the end.
+//!
+//! Why a buffer and a lock: the guest's imports (every `emit`), the WASI
+//! clocks, and the session's frames all write lines, from one task at a
+//! time; an uncontended lock and a line serialized straight into the
+//! buffer keep the cost per delta to a few hundred nanoseconds. Lines are
+//! flushed at every import call that reaches the world (tools, shell,
+//! model), every chat input, run end, receipt and end, and whenever 64 KiB
+//! or 100 ms have gathered since the last flush (looked at as each line is
+//! written).
+//!
+//! A write that fails never fails the session: the first failure is
+//! logged and counted (`catpaw_agent_recording_failures`), the recording
+//! stops, and [`Recording::close`] says why for the audit's `ended`
+//! record.
+
+use std::fs::File;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+use super::RecorderOptions;
+use crate::telemetry::Telemetry;
+
+/// The format's name in the header line.
+pub const FORMAT: &str = "catpaw-recording";
+/// The format's version in the header line.
+pub const VERSION: u64 = 1;
+/// Buffered bytes that force a flush.
+const FLUSH_BYTES: usize = 64 << 10;
+/// Time since the last flush that forces one at the next line.
+const FLUSH_EVERY: Duration = Duration::from_millis(100);
+
+/// How a recording ended, for the audit's `ended` record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Closed {
+    /// Sealed: its file name and the hex SHA-256 of the whole file (the
+    /// seal line included).
+    Sealed {
+        /// The file name (without its directory).
+        file: String,
+        /// Hex SHA-256 of every byte of the file.
+        sha256: String,
+    },
+    /// A write failed; the session went on unrecorded from there.
+    Failed(String),
+}
+
+/// One session's recording; cheap to clone (the session layer, the
+/// sandbox's imports and its WASI clocks each hold one).
+#[derive(Clone)]
+pub struct Recording(Arc<Shared>);
+
+struct Shared {
+    /// When the session was accepted: every line's `t` counts from here.
+    started: Instant,
+    w: Mutex<Writer>,
+}
+
+impl std::fmt::Debug for Recording {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recording").finish_non_exhaustive()
+    }
+}
+
+struct Writer {
+    file: Option<File>,
+    /// The file name, for messages and the audit.
+    name: String,
+    buf: Vec<u8>,
+    /// SHA-256 of every line so far, flushed or not.
+    hash: Sha256,
+    /// Bytes of every line so far.
+    size: u64,
+    lines: u64,
+    /// The last call's `n`.
+    seq: u64,
+    /// The `n` of the last call line written before the cap.
+    last_written: u64,
+    max_size: u64,
+    truncated: bool,
+    failed: Option<String>,
+    last_flush: Instant,
+    closed: Option<Closed>,
+    model_content: bool,
+    /// The chat turn going on (`None` before the first input).
+    turn: Option<u64>,
+    telemetry: Option<Telemetry>,
+}
+
+/// The file name of a recording: `<started_unix_ms>-<id>.jsonl`, the id
+/// kept to `[A-Za-z0-9._-]` (other bytes become `_`) and 64 bytes.
+pub fn file_name(started_unix_ms: u128, session_id: &str) -> String {
+    let id: String = session_id
+        .bytes()
+        .take(64)
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'-' => b as char,
+            _ => '_',
+        })
+        .collect();
+    format!("{started_unix_ms}-{id}.jsonl")
+}
+
+/// Writes `s` as a JSON string.
+pub fn json_str(buf: &mut Vec<u8>, s: &str) {
+    // Writing into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *buf, s);
+}
+
+/// Writes `n` as a JSON number.
+pub fn json_u64(buf: &mut Vec<u8>, n: u64) {
+    let _ = write!(buf, "{n}");
+}
+
+impl Recording {
+    /// Starts the recording of session `session_id` in `dir` (created
+    /// 0700 if missing; the file is created 0600, never over another).
+    /// A failure is logged, counted, and leaves a recording that writes
+    /// nothing and closes as [`Closed::Failed`].
+    pub fn create(
+        dir: &Path,
+        session_id: &str,
+        opts: &RecorderOptions,
+        telemetry: Option<Telemetry>,
+    ) -> Recording {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let name = file_name(now.as_millis(), session_id);
+        let path = dir.join(&name);
+        let opened = open(dir, &path);
+        let mut w = Writer {
+            file: None,
+            name,
+            buf: Vec::with_capacity(8 << 10),
+            hash: Sha256::new(),
+            size: 0,
+            lines: 0,
+            seq: 0,
+            last_written: 0,
+            max_size: opts.max_size,
+            truncated: false,
+            failed: None,
+            last_flush: Instant::now(),
+            closed: None,
+            model_content: opts.record_model_content,
+            turn: None,
+            telemetry,
+        };
+        match opened {
+            Ok(f) => w.file = Some(f),
+            Err(e) => w.fail(&format!("creating {}: {e}", path.display())),
+        }
+        let rec = Recording(Arc::new(Shared {
+            started: Instant::now(),
+            w: Mutex::new(w),
+        }));
+        rec.header(now);
+        rec
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Writer> {
+        self.0.w.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Microseconds since the session was accepted.
+    fn t(&self) -> u64 {
+        u64::try_from(self.0.started.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+
+    fn header(&self, now: Duration) {
+        let mut w = self.lock();
+        let model = w.model_content;
+        let at = w.buf.len();
+        w.buf.extend_from_slice(b"{\"k\":\"header\",\"format\":\"");
+        w.buf.extend_from_slice(FORMAT.as_bytes());
+        w.buf.extend_from_slice(b"\",\"version\":");
+        json_u64(&mut w.buf, VERSION);
+        w.buf.extend_from_slice(b",\"agent\":");
+        json_str(&mut w.buf, env!("CARGO_PKG_VERSION"));
+        w.buf.extend_from_slice(b",\"started_at\":");
+        json_str(&mut w.buf, &rfc3339(now.as_secs()));
+        let _ = write!(w.buf, ",\"record_model_content\":{model}}}\n");
+        w.commit(at, false);
+    }
+
+    /// Whether `llm.complete` lines hold the conversation.
+    pub fn model_content(&self) -> bool {
+        self.lock().model_content
+    }
+
+    /// Writes one line of kind `k`: `{"k":k,"t":..` then what `body`
+    /// appends (each field led by a comma), then `}`. `flush`: write the
+    /// buffer to the file now.
+    pub fn line(&self, k: &str, flush: bool, body: impl FnOnce(&mut Vec<u8>)) {
+        let t = self.t();
+        let mut w = self.lock();
+        if !w.open() {
+            return;
+        }
+        let at = w.buf.len();
+        start_line(&mut w.buf, k, t);
+        body(&mut w.buf);
+        w.buf.extend_from_slice(b"}\n");
+        if w.over_cap(at, t) {
+            return;
+        }
+        w.commit(at, flush);
+    }
+
+    /// Writes one import call: `{"k":"call","t":..,"n":SEQ,"fn":name`,
+    /// then `body` (`,"args":..,"ret":..` or `,"trap":..`). Calls that
+    /// reach the world are flushed at once (`flush`).
+    pub fn call(&self, name: &str, flush: bool, body: impl FnOnce(&mut Vec<u8>)) {
+        let t = self.t();
+        let mut w = self.lock();
+        if !w.open() {
+            return;
+        }
+        w.seq += 1;
+        let n = w.seq;
+        let at = w.buf.len();
+        start_line(&mut w.buf, "call", t);
+        w.buf.extend_from_slice(b",\"n\":");
+        json_u64(&mut w.buf, n);
+        w.buf.extend_from_slice(b",\"fn\":\"");
+        w.buf.extend_from_slice(name.as_bytes());
+        w.buf.push(b'"');
+        body(&mut w.buf);
+        w.buf.extend_from_slice(b"}\n");
+        if w.over_cap(at, t) {
+            return;
+        }
+        w.last_written = n;
+        w.commit(at, flush);
+    }
+
+    /// A chat turn's input, before the turn runs; returns its number.
+    pub fn input(&self, text: &str) -> u64 {
+        let turn = {
+            let mut w = self.lock();
+            let turn = w.turn.map_or(1, |n| n + 1);
+            w.turn = Some(turn);
+            turn
+        };
+        let text = crate::tools::mask_secrets(text);
+        self.line("input", true, |b| {
+            b.extend_from_slice(b",\"turn\":");
+            json_u64(b, turn);
+            b.extend_from_slice(b",\"text\":");
+            json_str(b, &text);
+        });
+        turn
+    }
+
+    /// The chat turn going on, if any.
+    pub fn turn(&self) -> Option<u64> {
+        self.lock().turn
+    }
+
+    /// Ends the recording: the `end` line (written even past the cap),
+    /// then the seal. Later calls return the same answer and write nothing.
+    pub fn close(&self, end: impl FnOnce(&mut Vec<u8>)) -> Closed {
+        let t = self.t();
+        let mut w = self.lock();
+        if let Some(c) = &w.closed {
+            return c.clone();
+        }
+        if w.failed.is_none() {
+            let at = w.buf.len();
+            start_line(&mut w.buf, "end", t);
+            end(&mut w.buf);
+            w.buf.extend_from_slice(b"}\n");
+            w.commit(at, false);
+        }
+        let closed = w.seal();
+        w.closed = Some(closed.clone());
+        closed
+    }
+}
+
+/// `{"k":"<k>","t":<t>`
+fn start_line(buf: &mut Vec<u8>, k: &str, t: u64) {
+    buf.extend_from_slice(b"{\"k\":\"");
+    buf.extend_from_slice(k.as_bytes());
+    buf.extend_from_slice(b"\",\"t\":");
+    json_u64(buf, t);
+}
+
+impl Writer {
+    /// Whether lines are still written (not failed, capped or closed).
+    fn open(&self) -> bool {
+        self.failed.is_none() && !self.truncated && self.closed.is_none()
+    }
+
+    /// Past the cap, the line at `at` is dropped and the `truncated` line
+    /// is written in its place; true when that happened.
+    fn over_cap(&mut self, at: usize, t: u64) -> bool {
+        let len = (self.buf.len() - at) as u64;
+        if self.size.saturating_add(len) <= self.max_size {
+            return false;
+        }
+        self.buf.truncate(at);
+        start_line(&mut self.buf, "truncated", t);
+        let _ = write!(
+            self.buf,
+            ",\"reason\":\"max_size ({}) reached\",\"after_call\":{}}}\n",
+            human_size(self.max_size),
+            self.last_written
+        );
+        self.commit(at, true);
+        self.truncated = true;
+        tracing::warn!(recording = %self.name, max_size = self.max_size,
+            "recording reached [recorder] max_size; the session goes on unrecorded");
+        true
+    }
+
+    /// The line at `at..` is complete: hash and count it, and flush when
+    /// asked or when enough has gathered.
+    fn commit(&mut self, at: usize, flush: bool) {
+        self.hash.update(&self.buf[at..]);
+        self.size += (self.buf.len() - at) as u64;
+        self.lines += 1;
+        if flush || self.buf.len() >= FLUSH_BYTES || self.last_flush.elapsed() >= FLUSH_EVERY {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        self.last_flush = Instant::now();
+        let Some(f) = &mut self.file else {
+            self.buf.clear();
+            return;
+        };
+        if let Err(e) = f.write_all(&self.buf) {
+            let what = format!("writing {}: {e}", self.name);
+            self.fail(&what);
+        }
+        self.buf.clear();
+    }
+
+    /// The first failure: logged once, counted, the file dropped.
+    fn fail(&mut self, what: &str) {
+        if self.failed.is_some() {
+            return;
+        }
+        tracing::error!(recording = %self.name, error = %what,
+            "recording failed; the session goes on unrecorded");
+        if let Some(t) = &self.telemetry {
+            t.recording_failed();
+        }
+        self.failed = Some(what.to_string());
+        self.file = None;
+    }
+
+    /// Writes the seal line and syncs the file.
+    fn seal(&mut self) -> Closed {
+        if let Some(e) = &self.failed {
+            return Closed::Failed(e.clone());
+        }
+        let digest = crate::util::hex_digest(&self.hash.clone().finalize());
+        let at = self.buf.len();
+        let _ = write!(
+            self.buf,
+            "{{\"k\":\"seal\",\"sha256\":\"{digest}\",\"lines\":{}}}\n",
+            self.lines
+        );
+        let mut whole = self.hash.clone();
+        whole.update(&self.buf[at..]);
+        self.flush();
+        if let Some(f) = &self.file {
+            if let Err(e) = f.sync_all() {
+                let what = format!("syncing {}: {e}", self.name);
+                self.fail(&what);
+            }
+        }
+        match &self.failed {
+            Some(e) => Closed::Failed(e.clone()),
+            None => Closed::Sealed {
+                file: self.name.clone(),
+                sha256: crate::util::hex_digest(&whole.finalize()),
+            },
+        }
+    }
+}
+
+/// Creates the directory (0700) and the file (0600, new).
+fn open(dir: &Path, path: &PathBuf) -> std::io::Result<File> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+}
+
+/// `16 MiB`, `64 KiB`, `1500 B`: a bound as the truncated line says it.
+fn human_size(n: u64) -> String {
+    match n {
+        n if n >= 1 << 30 && n % (1 << 30) == 0 => format!("{} GiB", n >> 30),
+        n if n >= 1 << 20 && n % (1 << 20) == 0 => format!("{} MiB", n >> 20),
+        n if n >= 1 << 10 && n % (1 << 10) == 0 => format!("{} KiB", n >> 10),
+        n => format!("{n} B"),
+    }
+}
+
+/// `secs` since 1970 as RFC 3339 UTC (`2026-12-06T21:42:01Z`).
+pub(crate) fn rfc3339(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests;
