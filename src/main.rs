@@ -114,6 +114,12 @@ enum Command {
     Mcp(McpArgs),
     /// Ask the running agent (same state_dir) what it is doing.
     Status(StatusArgs),
+    /// Show a recorded session as it streamed: tool calls and results,
+    /// shell commands and output, model turns, deltas at their offsets,
+    /// the report, the receipt. A changed recording exits 2 (hash
+    /// mismatch); one without a seal (a crash's prefix) is shown and said
+    /// to be unsealed.
+    Play(PlayArgs),
     /// Print a shell completion script, e.g. `catpaw-agent completions bash`.
     Completions {
         /// The shell.
@@ -221,6 +227,34 @@ struct StatusArgs {
     /// Print the status as one JSON object.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct PlayArgs {
+    /// A session id (its newest recording in the recordings dir) or a
+    /// recording's path.
+    #[arg(value_name = "ID|FILE")]
+    recording: String,
+    /// Play N times as fast as it happened (e.g. 4, or 0.5).
+    #[arg(long, value_name = "N", value_parser = parse_speed, conflicts_with = "no_wait")]
+    speed: Option<f64>,
+    /// Print everything at once.
+    #[arg(long)]
+    no_wait: bool,
+    /// Print the recorded lines as they are, one JSON object a line (notes
+    /// on the recording go to stderr).
+    #[arg(long)]
+    json: bool,
+}
+
+/// `--speed`: a finite number above 0.
+fn parse_speed(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(n) if n.is_finite() && n > 0.0 => Ok(n),
+        _ => Err(format!(
+            "{s:?} is not a speed (a number above 0, e.g. 2 or 0.5)"
+        )),
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -494,6 +528,13 @@ fn main() -> ExitCode {
                 Ok(ExitCode::SUCCESS)
             }
             Some(Command::Status(args)) => ops::status(cli.config.as_deref(), args.json).await,
+            Some(Command::Play(args)) => {
+                let opts = catpaw_agent::cli::play::PlayOptions {
+                    speed: (!args.no_wait).then_some(args.speed.unwrap_or(1.0)),
+                    json: args.json,
+                };
+                catpaw_agent::cli::play::run(cli.config.as_deref(), &args.recording, opts).await
+            }
             Some(Command::Completions { shell }) => Ok(completions(*shell)),
             Some(Command::Manpage) => manpage(),
             Some(Command::Run(_)) | None => run_agent(&cli).await,

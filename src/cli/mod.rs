@@ -15,6 +15,7 @@ pub mod logging;
 pub mod manpage;
 pub mod mcp;
 pub mod ops;
+pub mod play;
 pub mod reload;
 pub mod scaffold;
 pub mod serve;

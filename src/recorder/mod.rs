@@ -14,7 +14,7 @@ pub mod options;
 pub mod read;
 pub mod store;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 pub mod verdict;
 pub mod writer;
 

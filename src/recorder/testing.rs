@@ -22,7 +22,7 @@ pub fn diagnose_lines() -> Vec<Value> {
             "runner":{"role":"diagnose","source":"built-in","sha256":"ab12","signer":"",
             "capabilities":""},"budgets":{"fuel":1000}}),
         json!({"k":"call","t":1500,"n":1,"fn":"host.call-tool",
-            "args":{"name":"mem","args":"{}"},"ret":{"ok":"total 1000 free 900"}}),
+            "args":{"name":"mem","args-json":"{}"},"ret":{"ok":"total 1000 free 900"}}),
         json!({"k":"frame","t":2000,"raw":delta.to_string()}),
         json!({"k":"frame","t":250_000,"raw":done.to_string()}),
         json!({"k":"run_end","t":250_100,"turn":null,"fuel_used":77,"outcome":"ok"}),
