@@ -12,10 +12,12 @@
 
 pub mod options;
 pub mod read;
+pub mod tape;
 pub mod verdict;
 pub mod writer;
 
 pub use options::RecorderOptions;
 pub use read::{ReadError, Recorded};
+pub use tape::{Script, Tape};
 pub use verdict::Verdict;
 pub use writer::{Closed, Recording};
