@@ -16,6 +16,7 @@ pub mod manpage;
 pub mod mcp;
 pub mod ops;
 pub mod reload;
+pub mod replay;
 pub mod scaffold;
 pub mod serve;
 pub mod session;

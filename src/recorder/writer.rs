@@ -273,12 +273,18 @@ impl Recording {
             w.turn = Some(turn);
             turn
         };
-        let text = crate::tools::mask_secrets(text);
+        let masked = crate::tools::mask_secrets(text);
+        let changed = masked != text;
         self.line("input", true, |b| {
             b.extend_from_slice(b",\"turn\":");
             json_u64(b, turn);
             b.extend_from_slice(b",\"text\":");
-            json_str(b, &text);
+            json_str(b, &masked);
+            // The guest saw the secret; a replay sees `***` and may use
+            // other fuel.
+            if changed {
+                b.extend_from_slice(b",\"masked\":true");
+            }
         });
         turn
     }

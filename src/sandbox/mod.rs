@@ -58,6 +58,7 @@ pub(crate) use policy::value as budget_value;
 pub use policy::{Policies, RunnerPolicy, Subject};
 pub use probe::{Probe, Step};
 pub use run::{WasmChatRunner, WasmDiagnoseRunner};
+pub use tape::budgets_of;
 pub use versions::WitVersion;
 // The documented limits, for the crate's `documented_defaults` test.
 #[cfg(test)]

@@ -236,6 +236,7 @@ fn start_line(
 ) -> Value {
     let mut params = Value::Object(start.params.clone());
     crate::tools::mask_json(&mut params);
+    let masked = params != Value::Object(start.params.clone());
     let file = runners.file_for(kind);
     let fallback = file.filter(|f| f.role == "ai").and_then(|_| {
         let role = if *kind == SessionType::Chat {
@@ -254,6 +255,7 @@ fn start_line(
             "allow_shell": info.allow_shell,
         },
         "params": params,
+        "masked": masked,
         "runner": file,
         "fallback": fallback,
     })

@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 use super::{LiveFigures, SessionEvent};
 use crate::proto::{self, SessionOutputPayload};
 use crate::recorder::writer::json_str;
-use crate::recorder::{Recording, Tape};
+use crate::recorder::{Recording, Script, Tape};
 use crate::runner::Budget;
 use crate::runner::{Output, StreamSink};
 
@@ -25,6 +25,8 @@ pub(crate) struct ChannelSink {
     figures: Option<std::sync::Arc<LiveFigures>>,
     /// The session's recording, when it is recorded.
     recording: Option<Recording>,
+    /// The recording it replays, when it is a replay.
+    script: Option<std::sync::Arc<Script>>,
 }
 
 impl ChannelSink {
@@ -37,7 +39,14 @@ impl ChannelSink {
             breach: Default::default(),
             figures: None,
             recording: None,
+            script: None,
         }
+    }
+
+    /// Answers the session's imports from `script` (`replay`).
+    pub(crate) fn replaying(mut self, script: std::sync::Arc<Script>) -> Self {
+        self.script = Some(script);
+        self
     }
 
     /// Records the session into `recording`: its frames here, its imports
@@ -125,14 +134,18 @@ impl StreamSink for ChannelSink {
     }
 
     fn tape(&self) -> Option<Tape> {
-        self.recording.clone().map(Tape::Record)
+        match (&self.recording, &self.script) {
+            (Some(r), _) => Some(Tape::Record(r.clone())),
+            (None, Some(s)) => Some(Tape::Replay(s.clone())),
+            (None, None) => None,
+        }
     }
 }
 
 /// The frame `ev` as the recording holds it: `{"type":..,"payload":..}`,
 /// every string masked, as the session hands it to the connection (which
 /// adds the envelope's fresh message id and may merge deltas after).
-pub fn frame_raw(ev: &SessionEvent) -> String {
+pub(crate) fn frame_raw(ev: &SessionEvent) -> String {
     let (msg_type, payload) = match ev {
         SessionEvent::Output(p) => (proto::MSG_SESSION_OUTPUT, serde_json::to_value(p)),
         SessionEvent::Error(p) => (proto::MSG_SESSION_ERROR, serde_json::to_value(p)),
