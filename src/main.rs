@@ -120,6 +120,12 @@ enum Command {
     /// mismatch); one without a seal (a crash's prefix) is shown and said
     /// to be unsealed.
     Play(PlayArgs),
+    /// Re-execute a recorded session with every import answered from its
+    /// recording (no tool, shell, model or clock of this host is touched):
+    /// the recorded runner (built in) or --runner. Exit 0 identical, 1
+    /// differs, 2 could not replay (tampered, unknown format, runner
+    /// missing).
+    Replay(ReplayArgs),
     /// Print a shell completion script, e.g. `catpaw-agent completions bash`.
     Completions {
         /// The shell.
@@ -220,6 +226,13 @@ struct McpArgs {
     /// Let --http listen on an address that is not loopback.
     #[arg(long, requires = "http")]
     allow_non_loopback: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct ReplayArgs {
+    /// A recording file, or a session id (its newest recording in the
+    /// recordings directory).
+    recording: String,
 }
 
 #[derive(Debug, clap::Args)]
@@ -392,6 +405,21 @@ async fn alert(cli: &Cli, args: &AlertArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+async fn replay(cli: &Cli, args: &ReplayArgs) -> anyhow::Result<ExitCode> {
+    use catpaw_agent::cli::replay;
+    let path = match Path::new(&args.recording).is_file() {
+        true => PathBuf::from(&args.recording),
+        false => {
+            let cfg = Config::load(cli.config.as_deref())?;
+            let dir = cfg.recorder.dir_under(&cfg.state_dir);
+            replay::find(&args.recording, &dir).map_err(anyhow::Error::msg)?
+        }
+    };
+    let r = replay::replay(&path, cli.runner.as_deref()).await;
+    print!("{}", replay::render(&path, &r));
+    Ok(ExitCode::from(r.verdict.exit_code() as u8))
+}
+
 async fn check_runner(cli: &Cli, args: &CheckArgs) -> anyhow::Result<ExitCode> {
     let report = catpaw_agent::cli::check::check(&args.file, cli.config.as_deref()).await?;
     if args.json {
@@ -535,6 +563,7 @@ fn main() -> ExitCode {
                 };
                 catpaw_agent::cli::play::run(cli.config.as_deref(), &args.recording, opts).await
             }
+            Some(Command::Replay(args)) => replay(&cli, args).await,
             Some(Command::Completions { shell }) => Ok(completions(*shell)),
             Some(Command::Manpage) => manpage(),
             Some(Command::Run(_)) | None => run_agent(&cli).await,

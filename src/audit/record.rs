@@ -157,6 +157,15 @@ pub struct Record {
     /// `unsigned`, or `NAME (key KEYID)` whose signature was checked).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runner_signer: Option<String>,
+    /// For an `ended` record: the session's recording (its file name
+    /// under the recordings directory), or `failed: WHY` when it could
+    /// not be written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recording: Option<String>,
+    /// For an `ended` record: hex SHA-256 of the whole recording file,
+    /// its seal line included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recording_sha256: Option<String>,
     /// Lowercase hex SHA-256 of the previous line of the trail.
     #[serde(default)]
     pub prev: String,

@@ -17,6 +17,7 @@ pub mod mcp;
 pub mod ops;
 pub mod play;
 pub mod reload;
+pub mod replay;
 pub mod scaffold;
 pub mod serve;
 pub mod session;

@@ -64,7 +64,8 @@ impl Agent {
             )?,
             agent_id.to_string(),
         )
-        .with_telemetry(telemetry.clone());
+        .with_telemetry(telemetry.clone())
+        .with_recorder(cfg.recorder.clone(), cfg.recorder.dir_under(&cfg.state_dir));
         Ok(Agent {
             ctx: ConnContext {
                 url,

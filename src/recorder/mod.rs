@@ -17,10 +17,12 @@ pub mod store;
 pub mod suite;
 #[cfg(test)]
 pub(crate) mod testing;
+pub mod tape;
 pub mod verdict;
 pub mod writer;
 
 pub use options::RecorderOptions;
 pub use read::{ReadError, Recorded};
+pub use tape::{Script, Tape};
 pub use verdict::Verdict;
 pub use writer::{Closed, Recording};

@@ -91,6 +91,9 @@ struct Writer {
     model_content: bool,
     /// The chat turn going on (`None` before the first input).
     turn: Option<u64>,
+    /// The `start` line, held until the sandbox adds the session's
+    /// budgets (or until any other line comes first).
+    pending_start: Option<serde_json::Value>,
     telemetry: Option<Telemetry>,
 }
 
@@ -152,6 +155,7 @@ impl Recording {
             closed: None,
             model_content: opts.record_model_content,
             turn: None,
+            pending_start: None,
             telemetry,
         };
         match opened {
@@ -191,6 +195,23 @@ impl Recording {
         w.commit(at, false);
     }
 
+    /// The `start` line (`t` 0): session, params, runner; written when the
+    /// sandbox adds the budgets ([`Recording::budgets`]) or before the
+    /// next line, whichever comes first.
+    pub fn start(&self, start: serde_json::Value) {
+        self.lock().pending_start = Some(start);
+    }
+
+    /// The session's effective budgets: completes and writes the `start`
+    /// line (a later store of the same session adds nothing).
+    pub fn budgets(&self, budgets: serde_json::Value) {
+        let mut w = self.lock();
+        if let Some(serde_json::Value::Object(m)) = &mut w.pending_start {
+            m.insert("budgets".into(), budgets);
+        }
+        w.write_start();
+    }
+
     /// Whether `llm.complete` lines hold the conversation.
     pub fn model_content(&self) -> bool {
         self.lock().model_content
@@ -202,6 +223,7 @@ impl Recording {
     pub fn line(&self, k: &str, flush: bool, body: impl FnOnce(&mut Vec<u8>)) {
         let t = self.t();
         let mut w = self.lock();
+        w.write_start();
         if !w.open() {
             return;
         }
@@ -221,6 +243,7 @@ impl Recording {
     pub fn call(&self, name: &str, flush: bool, body: impl FnOnce(&mut Vec<u8>)) {
         let t = self.t();
         let mut w = self.lock();
+        w.write_start();
         if !w.open() {
             return;
         }
@@ -250,12 +273,18 @@ impl Recording {
             w.turn = Some(turn);
             turn
         };
-        let text = crate::tools::mask_secrets(text);
+        let masked = crate::tools::mask_secrets(text);
+        let changed = masked != text;
         self.line("input", true, |b| {
             b.extend_from_slice(b",\"turn\":");
             json_u64(b, turn);
             b.extend_from_slice(b",\"text\":");
-            json_str(b, &text);
+            json_str(b, &masked);
+            // The guest saw the secret; a replay sees `***` and may use
+            // other fuel.
+            if changed {
+                b.extend_from_slice(b",\"masked\":true");
+            }
         });
         turn
     }
@@ -273,6 +302,7 @@ impl Recording {
         if let Some(c) = &w.closed {
             return c.clone();
         }
+        w.write_start();
         if w.failed.is_none() {
             let at = w.buf.len();
             start_line(&mut w.buf, "end", t);
@@ -295,6 +325,28 @@ fn start_line(buf: &mut Vec<u8>, k: &str, t: u64) {
 }
 
 impl Writer {
+    /// Writes the held `start` line, if any.
+    fn write_start(&mut self) {
+        let Some(start) = self.pending_start.take() else {
+            return;
+        };
+        if !self.open() {
+            return;
+        }
+        let at = self.buf.len();
+        self.buf.extend_from_slice(b"{\"k\":\"start\",\"t\":0");
+        if let serde_json::Value::Object(m) = &start {
+            for (k, v) in m {
+                self.buf.push(b',');
+                json_str(&mut self.buf, k);
+                self.buf.push(b':');
+                let _ = serde_json::to_writer(&mut self.buf, v);
+            }
+        }
+        self.buf.extend_from_slice(b"}\n");
+        self.commit(at, true);
+    }
+
     /// Whether lines are still written (not failed, capped or closed).
     fn open(&self) -> bool {
         self.failed.is_none() && !self.truncated && self.closed.is_none()

@@ -100,6 +100,12 @@ impl Output {
 pub trait StreamSink: Send + Sync {
     /// Delivers one piece of output, in order.
     async fn send(&self, out: Output);
+
+    /// Where the session's imports are recorded or replayed from
+    /// (`None`: neither, as for a bench's or `describe`'s sink).
+    fn tape(&self) -> Option<crate::recorder::Tape> {
+        None
+    }
 }
 
 /// Who and what a session is.

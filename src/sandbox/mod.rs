@@ -23,6 +23,9 @@
 //! - `policy.rs`: the operator's `[sandbox.policy.<name>]`, which narrows
 //!   a runner's grant and budgets
 //! - `probe.rs`: looking a runner file over step by step (`check-runner`)
+//! - `tape.rs`: the seam between the imports and the session's recording
+//!   (record, or replay from it), WIT values as JSON, the WASI clocks and
+//!   random through it
 
 mod bindings;
 mod budgets;
@@ -36,6 +39,7 @@ mod probe;
 mod run;
 mod stdio;
 mod store;
+mod tape;
 mod versions;
 
 use std::path::{Path, PathBuf};
@@ -54,6 +58,7 @@ pub(crate) use policy::value as budget_value;
 pub use policy::{Policies, RunnerPolicy, Subject};
 pub use probe::{Probe, Step};
 pub use run::{WasmChatRunner, WasmDiagnoseRunner};
+pub use tape::budgets_of;
 pub use versions::WitVersion;
 // The documented limits, for the crate's `documented_defaults` test.
 #[cfg(test)]
@@ -106,6 +111,31 @@ impl Sandbox {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(anyhow::Error::from)
             .context("linking WASI")?;
+        // Random goes through the session's tape, which wasmtime-wasi's
+        // own random cannot see: its three interfaces are linked again,
+        // over the ones above.
+        {
+            use wasmtime_wasi::p2::bindings::random::{insecure, insecure_seed, random};
+            linker.allow_shadowing(true);
+            random::add_to_linker::<SessionState, HasSelf<tape::TapeRandom>>(&mut linker, |s| {
+                &mut s.random
+            })
+            .and_then(|()| {
+                insecure::add_to_linker::<SessionState, HasSelf<tape::TapeRandom>>(
+                    &mut linker,
+                    |s| &mut s.random,
+                )
+            })
+            .and_then(|()| {
+                insecure_seed::add_to_linker::<SessionState, HasSelf<tape::TapeRandom>>(
+                    &mut linker,
+                    |s| &mut s.random,
+                )
+            })
+            .map_err(anyhow::Error::from)
+            .context("linking wasi:random through the tape")?;
+            linker.allow_shadowing(false);
+        }
         // The imports are implemented on the per-session host state, which
         // the store holds beside WASI's.
         DiagnoseWorld::add_to_linker::<SessionState, HasSelf<HostContext>>(&mut linker, |s| {

@@ -160,8 +160,9 @@ fn finish<T>(
     outcome: Guarded<T>,
 ) -> Result<T, RunError> {
     let (printed, receipt) = end_run(store);
+    let fuel = receipt.fuel_used;
     meter.end(receipt);
-    match outcome {
+    let result = match outcome {
         Guarded::Finished(Ok(v)) => Ok(v),
         Guarded::Finished(Err(e)) => {
             let tail = printed.stderr_tail();
@@ -169,7 +170,38 @@ fn finish<T>(
         }
         Guarded::TimedOut => Err(limits::timed_out(limits.timeout)),
         Guarded::Cancelled => Err(RunError::Cancelled),
-    }
+    };
+    record_run_end(store, fuel, result.as_ref().err());
+    result
+}
+
+/// Writes the `run_end` line of the run that just ended.
+fn record_run_end(store: &Store<SessionState>, fuel: u64, err: Option<&RunError>) {
+    let Some(r) = store.data().host.tape.recording() else {
+        return;
+    };
+    let outcome = match err {
+        None => "ok",
+        Some(RunError::ResourceExhausted { .. }) => "resource_exhausted",
+        Some(RunError::Trapped(_)) => "trapped",
+        Some(RunError::Cancelled) => "cancelled",
+        Some(RunError::Host(_)) => "host_error",
+        Some(_) => "error",
+    };
+    let turn = r.turn();
+    r.line("run_end", true, |b| {
+        use crate::recorder::writer::json_u64;
+        b.extend_from_slice(b",\"turn\":");
+        match turn {
+            Some(n) => json_u64(b, n),
+            None => b.extend_from_slice(b"null"),
+        }
+        b.extend_from_slice(b",\"fuel_used\":");
+        json_u64(b, fuel);
+        b.extend_from_slice(b",\"outcome\":\"");
+        b.extend_from_slice(outcome.as_bytes());
+        b.push(b'"');
+    });
 }
 
 /// The instance, when instantiating succeeded: the first run goes on. When
@@ -183,8 +215,12 @@ fn instantiated<T>(
     match outcome {
         Guarded::Finished(Ok(inst)) => Ok(inst),
         Guarded::Finished(Err(e)) => {
-            meter.end(end_run(store).1);
-            Err(instantiate_error(e, limits))
+            let receipt = end_run(store).1;
+            let fuel = receipt.fuel_used;
+            meter.end(receipt);
+            let err = instantiate_error(e, limits);
+            record_run_end(store, fuel, Some(&err));
+            Err(err)
         }
         other => finish(store, limits, meter, other),
     }

@@ -28,6 +28,8 @@ pub(crate) struct SessionState {
     limits: Receipt,
     /// Output bytes the session had charged when the current run began.
     output_before: u64,
+    /// `wasi:random` through the session's tape.
+    pub(crate) random: super::tape::TapeRandom,
     /// Counts this store among the live ones.
     _live: Live,
 }
@@ -96,6 +98,10 @@ pub(crate) fn new_store(
     host: HostContext,
 ) -> wasmtime::Result<Store<SessionState>> {
     let stdio = host.stdio();
+    let tape = host.tape.clone();
+    if let Some(r) = tape.recording() {
+        r.budgets(super::tape::budgets_json(limits));
+    }
     // Nothing is granted: no preopens, no env, no args, closed stdin, no
     // network (TCP/UDP allowed by default in the builder only reach
     // addresses the socket check admits, and the default check admits none;
@@ -106,8 +112,13 @@ pub(crate) fn new_store(
         .stderr(stdio.stream("stderr"))
         .allow_tcp(false)
         .allow_udp(false)
-        .allow_ip_name_lookup(false);
+        .allow_ip_name_lookup(false)
+        // The clocks the guest reads go through the tape: recorded, or in
+        // replay answered from the recording.
+        .wall_clock(super::tape::TapeClock { tape: tape.clone() })
+        .monotonic_clock(super::tape::TapeClock { tape: tape.clone() });
     let state = SessionState {
+        random: super::tape::TapeRandom::new(tape),
         wasi: builder.build(),
         table: ResourceTable::new(),
         caps: MemoryCaps::new(limits),

@@ -32,7 +32,7 @@ pub use figures::SessionFigures;
 pub(crate) use figures::{LiveFigures, budget_kind, output_bytes};
 pub(crate) use run::drive;
 pub use run::{RunnerFile, Runners, SessionEnd, run_session};
-pub(crate) use sink::ChannelSink;
+pub(crate) use sink::{ChannelSink, frame_raw};
 pub use table::{ActiveSession, InputOutcome, SessionTable};
 
 use crate::proto::{SessionErrorPayload, SessionOutputPayload};

@@ -132,6 +132,8 @@ pub struct SessionEnd {
     pub error: Option<String>,
     /// What it used against its budgets, when its runner keeps a receipt.
     pub receipt: Option<Receipt>,
+    /// How its recording ended, when it was recorded.
+    pub recording: Option<crate::recorder::Closed>,
 }
 
 /// [`run_session`] with a sink the caller built (one that counts output).
@@ -155,6 +157,9 @@ pub async fn drive(
         key_id: start.key_id.clone(),
     };
     let kind = SessionType::parse(&start.session_type);
+    if let Some(r) = sink.recorder() {
+        r.start(start_line(&start, &info, &kind, &runners));
+    }
     let body = async {
         match &kind {
             SessionType::Inspect | SessionType::Diagnose => {
@@ -200,18 +205,93 @@ pub async fn drive(
         None if cancel.is_cancelled() => "cancelled".to_string(),
         None => "ok".to_string(),
     };
-    let end = SessionEnd {
+    let mut end = SessionEnd {
         outcome,
         breach: sink.breach(),
         error: sink.failure_error().map(str::to_string),
         receipt,
+        recording: None,
     };
-    before_done(&end);
     let mut done = Output::delta("", Stage::Final, None);
     done.done = true;
     done.report = report;
-    sink.send(done).await;
+    let done = SessionEvent::Output(sink.payload(done));
+    // The recording holds the `done` and is sealed before the `ended`
+    // record (in `before_done`) names its hash; `done` goes out after.
+    if let Some(r) = sink.recorder() {
+        end.recording = Some(close_recording(r, &done, &end));
+    }
+    before_done(&end);
+    sink.send_unrecorded(done).await;
     end
+}
+
+/// The `start` line: who, what, and the runner that serves it (and the
+/// rule-based one behind the AI runner, which may take over).
+fn start_line(
+    start: &SessionStartPayload,
+    info: &SessionInfo,
+    kind: &SessionType,
+    runners: &Runners,
+) -> Value {
+    let mut params = Value::Object(start.params.clone());
+    crate::tools::mask_json(&mut params);
+    let masked = params != Value::Object(start.params.clone());
+    let file = runners.file_for(kind);
+    let fallback = file.filter(|f| f.role == "ai").and_then(|_| {
+        let role = if *kind == SessionType::Chat {
+            "chat"
+        } else {
+            "diagnose"
+        };
+        runners.files.iter().find(|f| f.role == role)
+    });
+    serde_json::json!({
+        "session": {
+            "id": info.session_id,
+            "type": info.session_type,
+            "user": info.user_name,
+            "key_id": info.key_id,
+            "allow_shell": info.allow_shell,
+        },
+        "params": params,
+        "masked": masked,
+        "runner": file,
+        "fallback": fallback,
+    })
+}
+
+/// Writes the `done` frame, the receipt and the end, and seals.
+fn close_recording(
+    r: &crate::recorder::Recording,
+    done: &SessionEvent,
+    end: &SessionEnd,
+) -> crate::recorder::Closed {
+    use crate::recorder::writer::{json_str, json_u64};
+    super::sink::record_frame(r, done);
+    if let Some(receipt) = &end.receipt {
+        r.line("receipt", false, |b| {
+            b.extend_from_slice(b",\"receipt\":");
+            let _ = serde_json::to_writer(&mut *b, receipt);
+        });
+    }
+    r.close(|b| {
+        b.extend_from_slice(b",\"outcome\":");
+        json_str(b, &end.outcome);
+        b.extend_from_slice(b",\"error\":");
+        match &end.error {
+            Some(e) => {
+                let error = serde_json::json!({
+                    "code": end.outcome,
+                    "message": crate::tools::mask_secrets(e),
+                });
+                let _ = serde_json::to_writer(&mut *b, &error);
+            }
+            None => b.extend_from_slice(b"null"),
+        }
+        b.extend_from_slice(b",\"fuel_used\":");
+        json_u64(b, end.receipt.as_ref().map_or(0, |r| r.fuel_used));
+    })
 }
 
 async fn send_error(sink: &ChannelSink, info: &SessionInfo, code: ErrorCode, error: String) {
@@ -366,6 +446,9 @@ async fn converse(
                 },
             },
         };
+        if let Some(r) = sink.recorder() {
+            r.input(&message);
+        }
         let result = chat.handle_message(&message).await;
         if let Some((turn, _)) = chat.receipts() {
             tracing::debug!(session_id = %info.session_id, receipt = %turn.line(), "chat turn ended");

@@ -6,7 +6,9 @@ use async_trait::async_trait;
 use tokio::sync::mpsc;
 
 use super::{LiveFigures, SessionEvent};
-use crate::proto::SessionOutputPayload;
+use crate::proto::{self, SessionOutputPayload};
+use crate::recorder::writer::json_str;
+use crate::recorder::{Recording, Script, Tape};
 use crate::runner::Budget;
 use crate::runner::{Output, StreamSink};
 
@@ -21,6 +23,10 @@ pub(crate) struct ChannelSink {
     breach: std::sync::Arc<std::sync::OnceLock<Budget>>,
     /// Output counted for the session's figures.
     figures: Option<std::sync::Arc<LiveFigures>>,
+    /// The session's recording, when it is recorded.
+    recording: Option<Recording>,
+    /// The recording it replays, when it is a replay.
+    script: Option<std::sync::Arc<Script>>,
 }
 
 impl ChannelSink {
@@ -32,7 +38,27 @@ impl ChannelSink {
             failure: Default::default(),
             breach: Default::default(),
             figures: None,
+            recording: None,
+            script: None,
         }
+    }
+
+    /// Answers the session's imports from `script` (`replay`).
+    pub(crate) fn replaying(mut self, script: std::sync::Arc<Script>) -> Self {
+        self.script = Some(script);
+        self
+    }
+
+    /// Records the session into `recording`: its frames here, its imports
+    /// through [`StreamSink::tape`].
+    pub(crate) fn recording(mut self, recording: Option<Recording>) -> Self {
+        self.recording = recording;
+        self
+    }
+
+    /// The session's recording, if it is recorded.
+    pub(crate) fn recorder(&self) -> Option<&Recording> {
+        self.recording.as_ref()
     }
 
     /// Counts output into `figures` as the session produces it.
@@ -53,6 +79,15 @@ impl ChannelSink {
 
     /// Sends any session event (used for errors and the final `done`).
     pub(crate) async fn send_event(&self, ev: SessionEvent) {
+        if let Some(r) = &self.recording {
+            record_frame(r, &ev);
+        }
+        self.send_unrecorded(ev).await;
+    }
+
+    /// Sends an event the recording already holds (the final `done`,
+    /// written before the recording is sealed).
+    pub(crate) async fn send_unrecorded(&self, ev: SessionEvent) {
         match &ev {
             SessionEvent::Error(e) => {
                 let _ = self.failure.set((e.code.clone(), e.error.clone()));
@@ -97,4 +132,34 @@ impl StreamSink for ChannelSink {
         let p = self.payload(out);
         self.send_event(SessionEvent::Output(p)).await;
     }
+
+    fn tape(&self) -> Option<Tape> {
+        match (&self.recording, &self.script) {
+            (Some(r), _) => Some(Tape::Record(r.clone())),
+            (None, Some(s)) => Some(Tape::Replay(s.clone())),
+            (None, None) => None,
+        }
+    }
+}
+
+/// The frame `ev` as the recording holds it: `{"type":..,"payload":..}`,
+/// every string masked, as the session hands it to the connection (which
+/// adds the envelope's fresh message id and may merge deltas after).
+pub(crate) fn frame_raw(ev: &SessionEvent) -> String {
+    let (msg_type, payload) = match ev {
+        SessionEvent::Output(p) => (proto::MSG_SESSION_OUTPUT, serde_json::to_value(p)),
+        SessionEvent::Error(p) => (proto::MSG_SESSION_ERROR, serde_json::to_value(p)),
+    };
+    let mut payload = payload.unwrap_or_default();
+    crate::tools::mask_json(&mut payload);
+    serde_json::json!({ "type": msg_type, "payload": payload }).to_string()
+}
+
+/// Writes `ev` as a `frame` line.
+pub(crate) fn record_frame(r: &Recording, ev: &SessionEvent) {
+    let raw = frame_raw(ev);
+    r.line("frame", false, |b| {
+        b.extend_from_slice(b",\"raw\":");
+        json_str(b, &raw);
+    });
 }

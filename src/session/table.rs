@@ -16,6 +16,7 @@ use super::refusals::Refusals;
 use super::{ChannelSink, LiveFigures, Runners, SessionEnd, SessionEvent, SessionFigures, drive};
 use crate::audit::{AuditLog, Record, Who, event, kind};
 use crate::proto::{self, AckError, SessionStartPayload, SessionType};
+use crate::recorder::{Closed, RecorderOptions, Recording};
 use crate::session::limiter::{ConcurrencyLimiter, Permit};
 use crate::session::signing::{self, Verifier};
 use crate::telemetry::Telemetry;
@@ -77,6 +78,8 @@ pub struct SessionTable {
     signing: Arc<(Verifier, String)>,
     /// The agent's counters.
     telemetry: Option<Telemetry>,
+    /// `[recorder]` and the directory recordings go to (`None`: off).
+    recorder: Option<(RecorderOptions, std::path::PathBuf)>,
 }
 
 impl std::fmt::Debug for SessionTable {
@@ -113,6 +116,22 @@ impl Drop for Cleanup {
             record.receipt = end
                 .and_then(|e| e.receipt.as_ref())
                 .and_then(|r| serde_json::to_value(r).ok());
+            match end.and_then(|e| e.recording.as_ref()) {
+                Some(Closed::Sealed { file, sha256 }) => {
+                    record.recording = Some(file.clone());
+                    record.recording_sha256 = Some(sha256.clone());
+                }
+                Some(Closed::Failed(why)) => {
+                    record.recording = Some(
+                        crate::util::truncate_utf8(
+                            &crate::tools::mask_secrets(&format!("failed: {why}")),
+                            1024,
+                        )
+                        .to_string(),
+                    );
+                }
+                None => {}
+            }
             log.note(record);
         }
     }
@@ -151,7 +170,15 @@ impl SessionTable {
             refusals: None,
             signing: Arc::new((Verifier::new(Default::default()), String::new())),
             telemetry: None,
+            recorder: None,
         }
+    }
+
+    /// Records every session it accepts as `opts` say, into `dir`
+    /// (`[recorder]`; off unless called).
+    pub fn with_recorder(mut self, opts: RecorderOptions, dir: std::path::PathBuf) -> Self {
+        self.recorder = opts.enabled.then_some((opts, dir));
+        self
     }
 
     /// Counts sessions, budget breaches and shell requests into
@@ -338,7 +365,15 @@ impl SessionTable {
         };
         let id = start.session_id.clone();
         let telemetry = self.telemetry.clone();
-        let sink = ChannelSink::new(id.clone(), out).counting(figures.clone());
+        // Recorded from the accepted record on: the recording's seal goes
+        // into the session's `ended` record.
+        let recording = self
+            .recorder
+            .as_ref()
+            .map(|(o, dir)| Recording::create(dir, &id, o, self.telemetry.clone()));
+        let sink = ChannelSink::new(id.clone(), out)
+            .counting(figures.clone())
+            .recording(recording);
         self.tasks.spawn(async move {
             let mut cleanup = cleanup;
             let (sid, stype, user) = (

@@ -24,10 +24,13 @@ use super::HostContext;
 use crate::ai::{self, CallContext, LlmError, Streamed, TokenLimit};
 use crate::audit::{kind, outcome};
 use crate::proto::META_LLM_STREAM;
+use crate::recorder::tape::Answer;
+use crate::recorder::writer::json_str;
 use crate::runner::{Budget, Output};
 use crate::sandbox::bindings::host::{Stage, ToolInfo};
 use crate::sandbox::bindings::llm as wit;
 use crate::sandbox::limits::BudgetExceeded;
+use crate::sandbox::tape;
 use crate::tools::mask_secrets;
 
 /// Most bytes of conversation (all message texts and call arguments) one
@@ -256,13 +259,140 @@ fn error_kind(e: &LlmError) -> &'static str {
     }
 }
 
+/// `llm.complete` through the session's tape: the call budget first (in
+/// both modes), then in replay the recorded answer, its streamed text sent
+/// again and its tokens charged again; in record mode the call itself,
+/// written down with what it streamed.
 pub(crate) async fn complete(
     ctx: &mut HostContext,
     messages: Vec<wit::Message>,
     tools: Vec<ToolInfo>,
     stream_as: Option<Stage>,
 ) -> wasmtime::Result<Result<wit::Reply, wit::LlmError>> {
-    charge_call(ctx)?;
+    const NAME: &str = "llm.complete";
+    if let Err(e) = charge_call(ctx) {
+        ctx.tape.trapped(NAME, &e);
+        return Err(e.into());
+    }
+    if ctx.tape.script().is_some() {
+        return replay(ctx, &messages, &tools, stream_as).await;
+    }
+    let Some(rec) = ctx.tape.recording().cloned() else {
+        return live(ctx, messages, tools, stream_as, None).await;
+    };
+    let content = rec.model_content();
+    let args = tape::complete_args(&messages, &tools, stream_as, content);
+    let mut streamed = Vec::new();
+    let r = live(ctx, messages, tools, stream_as, Some(&mut streamed)).await;
+    let failure = ctx.run.llm_failure.clone();
+    rec.call(NAME, true, |b| {
+        let mut args = args;
+        crate::tools::mask_json(&mut args);
+        b.extend_from_slice(b",\"args\":");
+        let _ = serde_json::to_writer(&mut *b, &args);
+        match &r {
+            Ok(ret) => {
+                let mut v = tape::reply_json(ret, content);
+                crate::tools::mask_json(&mut v);
+                b.extend_from_slice(b",\"ret\":");
+                let _ = serde_json::to_writer(&mut *b, &v);
+            }
+            Err(e) => {
+                b.extend_from_slice(b",\"trap\":");
+                json_str(b, &mask_secrets(&format!("{e:#}")));
+                if let Some(x) = e.downcast_ref::<BudgetExceeded>() {
+                    b.extend_from_slice(b",\"budget\":");
+                    json_str(b, &x.budget.to_string());
+                }
+            }
+        }
+        if content {
+            let mut s = serde_json::json!(streamed);
+            crate::tools::mask_json(&mut s);
+            b.extend_from_slice(b",\"streamed\":");
+            let _ = serde_json::to_writer(&mut *b, &s);
+        }
+        b.extend_from_slice(b",\"llm_failure\":");
+        match &failure {
+            Some(f) => json_str(b, &mask_secrets(f)),
+            None => b.extend_from_slice(b"null"),
+        }
+    });
+    r
+}
+
+/// The recorded answer of a model call: nothing reaches a provider.
+async fn replay(
+    ctx: &mut HostContext,
+    messages: &[wit::Message],
+    tools: &[ToolInfo],
+    stream_as: Option<Stage>,
+) -> wasmtime::Result<Result<wit::Reply, wit::LlmError>> {
+    let args = || tape::complete_args(messages, tools, stream_as, true);
+    let Some(script) = ctx.tape.script() else {
+        return Ok(Err(wit::LlmError::NotConfigured(
+            "replay: no recording".into(),
+        )));
+    };
+    let mut a = args();
+    crate::tools::mask_json(&mut a);
+    let (ret, line) = match script.answer_line("llm.complete", &a) {
+        (Answer::Ret(v), line) => (v, line),
+        (Answer::Trap { detail, budget }, line) => {
+            let streamed = tape::streamed_of(&line["streamed"]);
+            if let Some(over) = resend(ctx, streamed, stream_as).await {
+                return Err(over.into());
+            }
+            return Err(tape::trap_error(detail, budget));
+        }
+        (Answer::Missing(m) | Answer::Omitted(m), _) => {
+            ctx.run.llm_failure = Some(m.clone());
+            return Ok(Err(wit::LlmError::NotConfigured(m)));
+        }
+    };
+    ctx.run.llm_failure = line["llm_failure"].as_str().map(str::to_string);
+    let streamed = tape::streamed_of(&line["streamed"]);
+    if let Some(over) = resend(ctx, streamed, stream_as).await {
+        return Err(over.into());
+    }
+    match tape::reply_of(&ret) {
+        Ok(r) => {
+            let tokens = u64::from(r.usage.prompt_tokens) + u64::from(r.usage.completion_tokens);
+            charge_tokens(ctx, tokens)?;
+            Ok(Ok(r))
+        }
+        Err(e) => Ok(Err(e)),
+    }
+}
+
+/// Sends a recorded call's streamed text again, as [`forward`] sent it.
+async fn resend(
+    ctx: &mut HostContext,
+    streamed: Vec<(bool, String)>,
+    stream_as: Option<Stage>,
+) -> Option<BudgetExceeded> {
+    let (tx, rx) = mpsc::channel::<Streamed>(streamed.len().max(1));
+    for (text, s) in streamed {
+        let item = if text {
+            Streamed::Text(s)
+        } else {
+            Streamed::Notice(s)
+        };
+        let _ = tx.try_send(item);
+    }
+    drop(tx);
+    forward(ctx, rx, stream_as, None).await
+}
+
+/// The model call itself (record mode and no tape): admitted, audited,
+/// sent, streamed. What it streamed goes to `streamed` when given.
+async fn live(
+    ctx: &mut HostContext,
+    messages: Vec<wit::Message>,
+    tools: Vec<ToolInfo>,
+    stream_as: Option<Stage>,
+    streamed: Option<&mut Vec<(bool, String)>>,
+) -> wasmtime::Result<Result<wit::Reply, wit::LlmError>> {
     if let Err(e) = ctx.grant.llm() {
         tracing::warn!(session_id = %ctx.info.session_id, reason = %e, "llm call refused");
         ctx.note(kind::LLM, "complete", "", outcome::REFUSED, &e);
@@ -337,7 +467,7 @@ pub(crate) async fn complete(
         drop(tx);
         r
     };
-    let ((result, report), over) = tokio::join!(call, forward(ctx, rx, stream_as));
+    let ((result, report), over) = tokio::join!(call, forward(ctx, rx, stream_as, streamed));
     let detail = format!(
         "provider={} name={} model={} attempts={} duration_ms={}",
         report.provider,
@@ -394,12 +524,19 @@ async fn forward(
     ctx: &mut HostContext,
     mut rx: mpsc::Receiver<Streamed>,
     stage: Option<Stage>,
+    mut streamed: Option<&mut Vec<(bool, String)>>,
 ) -> Option<BudgetExceeded> {
     let sink = Arc::clone(&ctx.sink);
     let mut over = None;
     while let Some(s) = rx.recv().await {
         if over.is_some() {
             continue;
+        }
+        if let Some(list) = streamed.as_deref_mut() {
+            match &s {
+                Streamed::Text(t) => list.push((true, t.clone())),
+                Streamed::Notice(t) => list.push((false, t.clone())),
+            }
         }
         let (text, st, meta) = match (s, stage) {
             (Streamed::Text(t), Some(st)) => {

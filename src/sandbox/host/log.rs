@@ -35,6 +35,17 @@ impl LogState {
     }
 }
 
+/// The WIT name of `level`, as a recording writes it.
+pub(crate) fn level_name(level: Level) -> &'static str {
+    match level {
+        Level::Trace => "trace",
+        Level::Debug => "debug",
+        Level::Info => "info",
+        Level::Warn => "warn",
+        Level::Error => "error",
+    }
+}
+
 fn enabled(level: Level) -> bool {
     match level {
         Level::Trace => tracing::enabled!(target: "guest", tracing::Level::TRACE),

@@ -29,7 +29,9 @@ use super::budgets::{self, Budgets};
 use super::capabilities::Grant;
 use super::limits::BudgetExceeded;
 use super::stdio::{CapturedStdio, Printed};
+use super::tape;
 use crate::audit::{Act, AuditLog, Record, Who, event, outcome};
+use crate::recorder::tape::Answer;
 use crate::runner::{Budget, SessionInfo, StreamSink};
 use crate::shell::{Identity, ShellLimits};
 
@@ -81,6 +83,8 @@ pub(crate) struct HostContext {
     last_llm_failure: Option<String>,
     /// State of the current run or chat turn.
     run: RunState,
+    /// Where each import is recorded or, in replay, answered from.
+    pub(crate) tape: super::tape::SessionTape,
 }
 
 /// What one diagnose run or chat turn uses up and leaves behind. All of it
@@ -164,7 +168,9 @@ impl HostContext {
             output_cap: budgets::as_len(limits.shell_output),
             user: services.shell_user.clone(),
         };
+        let tape = super::tape::SessionTape(sink.tape());
         HostContext {
+            tape,
             info,
             sink,
             services,
@@ -291,12 +297,19 @@ impl HostContext {
 impl host::Host for HostContext {
     async fn session(&mut self) -> wasmtime::Result<host::SessionInfo> {
         let i = &self.info;
-        Ok(host::SessionInfo {
+        let info = host::SessionInfo {
             session_id: i.session_id.clone(),
             session_type: i.session_type.clone(),
             user_name: i.user_name.clone(),
             allow_shell: i.allow_shell,
-        })
+        };
+        if let Some(r) = self.tape.recording() {
+            let ret = serde_json::json!({"session-id": info.session_id,
+                "session-type": info.session_type, "user-name": info.user_name,
+                "allow-shell": info.allow_shell});
+            tape::write_call(r, "host.session", false, &serde_json::json!({}), Ok(ret));
+        }
+        Ok(info)
     }
 
     async fn emit(
@@ -313,8 +326,18 @@ impl host::Host for HostContext {
     }
 
     async fn list_tools(&mut self) -> wasmtime::Result<Vec<host::ToolInfo>> {
+        const NAME: &str = "host.list-tools";
+        match self.tape.replayed(NAME, || serde_json::json!({})) {
+            Some(Answer::Ret(v)) => return Ok(tape::tools_of(&v)),
+            Some(Answer::Trap { detail, budget }) => return Err(tape::trap_error(detail, budget)),
+            Some(_) => return Ok(Vec::new()),
+            None => {}
+        }
         let span = self.span("list-tools");
-        Ok(tools::list(self).instrument(span).await)
+        let tools = tools::list(self).instrument(span).await;
+        self.tape
+            .record(NAME, || serde_json::json!({}), Ok(tape::tools_json(&tools)));
+        Ok(tools)
     }
 
     async fn call_tool(
@@ -322,9 +345,25 @@ impl host::Host for HostContext {
         name: String,
         args_json: String,
     ) -> wasmtime::Result<Result<String, String>> {
-        self.charge_call("tool", &name)?;
+        const NAME: &str = "host.call-tool";
+        let args = || serde_json::json!({"name": name, "args-json": args_json});
+        if let Err(e) = self.charge_call("tool", &name) {
+            self.tape.trapped(NAME, &e);
+            return Err(e.into());
+        }
+        match self.tape.replayed(NAME, args) {
+            Some(Answer::Ret(v)) => return Ok(tape::string_result(&v)),
+            Some(Answer::Trap { detail, budget }) => return Err(tape::trap_error(detail, budget)),
+            Some(Answer::Missing(m) | Answer::Omitted(m)) => return Ok(Err(m)),
+            None => {}
+        }
         let span = self.span("call-tool");
-        Ok(tools::call(self, name, args_json).instrument(span).await)
+        let r = tools::call(self, name.clone(), args_json.clone())
+            .instrument(span)
+            .await;
+        let ret = tape::result_json(&r, |o| o.clone().into(), |e| e.clone().into());
+        self.tape.record(NAME, args, Ok(ret));
+        Ok(r)
     }
 
     async fn request_shell(
@@ -332,15 +371,35 @@ impl host::Host for HostContext {
         command: String,
         timeout_ms: u32,
     ) -> wasmtime::Result<Result<host::ShellOutput, host::ShellError>> {
-        self.charge_call("shell", &command)?;
+        const NAME: &str = "host.request-shell";
+        let args = || serde_json::json!({"command": command, "timeout-ms": timeout_ms});
+        if let Err(e) = self.charge_call("shell", &command) {
+            self.tape.trapped(NAME, &e);
+            return Err(e.into());
+        }
+        match self.tape.replayed(NAME, args) {
+            Some(Answer::Ret(v)) => return Ok(tape::shell_of(&v)),
+            Some(Answer::Trap { detail, budget }) => return Err(tape::trap_error(detail, budget)),
+            Some(Answer::Missing(m) | Answer::Omitted(m)) => {
+                return Ok(Err(host::ShellError::Failed(m)));
+            }
+            None => {}
+        }
         let span = self.span("request-shell");
-        Ok(shell::request(self, command, timeout_ms)
+        let r = shell::request(self, command.clone(), timeout_ms)
             .instrument(span)
-            .await)
+            .await;
+        self.tape.record(NAME, args, Ok(tape::shell_json(&r)));
+        Ok(r)
     }
 
     async fn log(&mut self, level: host::Level, message: String) -> wasmtime::Result<()> {
         self.run.counts.log_lines += 1;
+        if let Some(r) = self.tape.recording() {
+            let args = serde_json::json!({"level": log::level_name(level),
+                "message": crate::tools::mask_secrets(&message)});
+            tape::write_call(r, "host.log", false, &args, Ok(serde_json::Value::Null));
+        }
         log::log(self, level, &message);
         Ok(())
     }
@@ -348,7 +407,17 @@ impl host::Host for HostContext {
 
 impl llm_wit::Host for HostContext {
     async fn settings(&mut self) -> wasmtime::Result<llm_wit::AiSettings> {
-        Ok(llm::settings(self))
+        const NAME: &str = "llm.settings";
+        match self.tape.replayed(NAME, || serde_json::json!({})) {
+            Some(Answer::Ret(v)) => return Ok(tape::settings_of(&v)),
+            Some(Answer::Trap { detail, budget }) => return Err(tape::trap_error(detail, budget)),
+            Some(_) => return Ok(tape::settings_of(&serde_json::Value::Null)),
+            None => {}
+        }
+        let s = llm::settings(self);
+        self.tape
+            .record(NAME, || serde_json::json!({}), Ok(tape::settings_json(&s)));
+        Ok(s)
     }
 
     async fn complete(

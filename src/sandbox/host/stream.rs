@@ -81,7 +81,12 @@ pub(crate) async fn emit(
     metadata_json: Option<String>,
 ) -> wasmtime::Result<()> {
     let size = delta.len() as u64 + metadata_json.as_ref().map_or(0, |m| m.len() as u64);
-    ctx.stream.charge(size, "a delta")?;
+    let charged = ctx.stream.charge(size, "a delta");
+    if let Some(r) = ctx.tape.recording() {
+        let meta = metadata_json.as_deref();
+        crate::sandbox::tape::record_emit(r, &delta, s, meta, charged.as_ref().err());
+    }
+    charged?;
     let meta = metadata(ctx, metadata_json);
     ctx.sink.send(Output::delta(delta, stage(s), meta)).await;
     Ok(())
