@@ -15,9 +15,9 @@ pub mod options;
 pub mod read;
 pub mod store;
 pub mod suite;
+pub mod tape;
 #[cfg(test)]
 pub(crate) mod testing;
-pub mod tape;
 pub mod verdict;
 pub mod writer;
 

@@ -46,6 +46,15 @@ pub struct Limits {
     pub keep_days: u64,
 }
 
+impl From<&super::RecorderOptions> for Limits {
+    fn from(o: &super::RecorderOptions) -> Limits {
+        Limits {
+            max_total: o.max_total,
+            keep_days: u64::from(o.keep_days),
+        }
+    }
+}
+
 /// What the recordings take now (`status`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Usage {
@@ -124,21 +133,22 @@ fn unix_ms(t: SystemTime) -> u64 {
 }
 
 impl Store {
-    /// The store of the agent: creates `dir` (mode 0700; an existing one
-    /// readable by others is narrowed to 0700), then removes what `limits`
-    /// say must go. Recordings are then created with [`Store::create`].
-    pub fn open(dir: &Path, limits: Limits) -> anyhow::Result<Store> {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .with_context(|| {
-                format!(
-                    "creating the recordings dir {} (check the permissions of its parent, or \
-                     set [recorder] dir)",
-                    dir.display()
-                )
-            })?;
+    /// The store of the agent, bounded by `limits`. Nothing is touched
+    /// until [`Store::prepare`] or the first [`Store::create`].
+    pub fn new(dir: &Path, limits: Limits) -> Store {
+        Store {
+            dir: dir.to_path_buf(),
+            limits: Some(limits),
+            open: Arc::default(),
+        }
+    }
+
+    /// At agent start: creates the directory (mode 0700; an existing one
+    /// open to others is narrowed to 0700), then removes what the limits
+    /// say must go.
+    pub fn prepare(&self) -> anyhow::Result<Pruned> {
+        let dir = &self.dir;
+        self.make_dir()?;
         let meta =
             std::fs::symlink_metadata(dir).with_context(|| format!("reading {}", dir.display()))?;
         if !meta.is_dir() {
@@ -153,13 +163,21 @@ impl Store {
                 .with_context(|| format!("chmod 0700 {}", dir.display()))?;
             tracing::warn!(dir = %dir.display(), "the recordings dir was open to others; it is now mode 0700");
         }
-        let store = Store {
-            dir: dir.to_path_buf(),
-            limits: Some(limits),
-            open: Arc::default(),
-        };
-        store.enforce();
-        Ok(store)
+        Ok(self.enforce())
+    }
+
+    fn make_dir(&self) -> anyhow::Result<()> {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.dir)
+            .with_context(|| {
+                format!(
+                    "creating the recordings dir {} (check the permissions of its parent, or \
+                     set [recorder] dir)",
+                    self.dir.display()
+                )
+            })
     }
 
     /// A store that only reads `dir` (`play`, `replay`, `status` without an
@@ -183,6 +201,7 @@ impl Store {
     /// Two recordings named alike (the same id in the same millisecond)
     /// get the next free millisecond.
     pub fn create(&self, started: SystemTime, session_id: &str) -> anyhow::Result<OpenRecording> {
+        self.make_dir()?;
         let first = unix_ms(started);
         let mut last_error = None;
         for ms in first..first.saturating_add(1000) {

@@ -11,6 +11,13 @@ const ROOMY: Limits = Limits {
     keep_days: 100_000,
 };
 
+/// The agent's store in `dir`, prepared.
+fn opened(dir: &Path, limits: Limits) -> Store {
+    let store = Store::new(dir, limits);
+    store.prepare().expect("prepare");
+    store
+}
+
 fn at_ms(ms: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(ms)
 }
@@ -53,7 +60,7 @@ fn names_keep_safe_bytes_replace_the_rest_and_stop_at_64() {
 fn the_dir_is_created_0700_and_files_0600() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("state/recordings");
-    let store = Store::open(&dir, ROOMY).expect("open");
+    let store = opened(&dir, ROOMY);
     let mode = std::fs::metadata(&dir).expect("dir").permissions().mode();
     assert_eq!(mode & 0o777, 0o700);
     let path = recording(&store, 1000, "s1", 3);
@@ -69,7 +76,7 @@ fn the_dir_is_created_0700_and_files_0600() {
 fn an_existing_dir_open_to_others_is_narrowed() {
     let tmp = tempfile::tempdir().expect("tempdir");
     std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    Store::open(tmp.path(), ROOMY).expect("open");
+    opened(tmp.path(), ROOMY);
     let mode = std::fs::metadata(tmp.path())
         .expect("dir")
         .permissions()
@@ -80,7 +87,7 @@ fn an_existing_dir_open_to_others_is_narrowed() {
 #[test]
 fn the_same_id_in_the_same_millisecond_gets_the_next_free_name() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(tmp.path(), ROOMY).expect("open");
+    let store = opened(tmp.path(), ROOMY);
     let a = store.create(at_ms(5), "s").expect("first");
     let b = store.create(at_ms(5), "s").expect("second");
     assert_eq!(
@@ -96,7 +103,7 @@ fn the_same_id_in_the_same_millisecond_gets_the_next_free_name() {
 #[test]
 fn a_symlink_in_the_way_is_not_followed() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(tmp.path(), ROOMY).expect("open");
+    let store = opened(tmp.path(), ROOMY);
     let target = tmp.path().join("target");
     std::os::unix::fs::symlink(&target, tmp.path().join(file_name(9, "s"))).expect("symlink");
     // The name is taken, so the next millisecond is used; the target is
@@ -112,14 +119,13 @@ fn a_symlink_in_the_way_is_not_followed() {
 #[test]
 fn max_total_removes_the_oldest_closed_recordings_first() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(
+    let store = opened(
         tmp.path(),
         Limits {
             max_total: 250,
             keep_days: 100_000,
         },
-    )
-    .expect("open");
+    );
     recording(&store, 3000, "c", 100);
     recording(&store, 1000, "a", 100);
     // Closing "b" (the third, 300 bytes in all) removes the oldest by
@@ -140,14 +146,13 @@ fn max_total_removes_the_oldest_closed_recordings_first() {
 #[test]
 fn an_open_recording_is_never_removed_even_when_oldest() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(
+    let store = opened(
         tmp.path(),
         Limits {
             max_total: 250,
             keep_days: 100_000,
         },
-    )
-    .expect("open");
+    );
     let mut long_chat = store.create(at_ms(1), "chat").expect("create");
     long_chat.write_all(&[b'x'; 100]).expect("write");
     assert!(store.is_open(long_chat.path()));
@@ -175,14 +180,13 @@ fn keep_days_removes_old_recordings_at_open() {
         std::fs::write(tmp.path().join(file_name(ms(t), id)), b"x").expect("write");
     }
     std::fs::write(tmp.path().join("notes.txt"), b"mine").expect("write");
-    let store = Store::open(
+    let store = opened(
         tmp.path(),
         Limits {
             max_total: 1 << 20,
             keep_days: 2,
         },
-    )
-    .expect("open");
+    );
     let left = names(tmp.path());
     assert_eq!(left.len(), 2, "{left:?}");
     assert!(left.iter().any(|n| n.ends_with("-new.jsonl")), "{left:?}");
@@ -210,14 +214,13 @@ fn a_reading_store_removes_nothing() {
 fn a_thousand_sessions_stay_under_max_total() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let max_total = 20_000;
-    let store = Store::open(
+    let store = opened(
         tmp.path(),
         Limits {
             max_total,
             keep_days: 100_000,
         },
-    )
-    .expect("open");
+    );
     for i in 0..1000u64 {
         recording(
             &store,
@@ -236,7 +239,7 @@ fn a_thousand_sessions_stay_under_max_total() {
 #[test]
 fn resolve_takes_a_path_or_the_newest_recording_of_a_session() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(tmp.path(), ROOMY).expect("open");
+    let store = opened(tmp.path(), ROOMY);
     let older = recording(&store, 100, "sess/1", 1);
     let newer = recording(&store, 200, "sess/1", 1);
     recording(&store, 300, "other", 1);
@@ -249,4 +252,36 @@ fn resolve_takes_a_path_or_the_newest_recording_of_a_session() {
     assert!(err.contains(&tmp.path().display().to_string()), "{err}");
     let err = format!("{:#}", store.resolve("./missing.jsonl").expect_err("none"));
     assert!(err.contains("no such file"), "{err}");
+}
+
+#[test]
+fn a_session_recording_is_open_in_the_store_until_sealed_then_bounded() {
+    use crate::recorder::{Closed, RecorderOptions, Recording};
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // Room for one recording: a second one's close removes the first.
+    let store = opened(
+        tmp.path(),
+        Limits {
+            max_total: 400,
+            keep_days: 30,
+        },
+    );
+    let opts = RecorderOptions::default();
+    let first = Recording::create_in(&store, "s1", &opts, None);
+    first.line("frame", false, |b| b.extend_from_slice(&[b'x'; 10]));
+    let second = Recording::create_in(&store, "s2", &opts, None);
+    second.line("frame", false, |b| b.extend_from_slice(&[b'y'; 10]));
+    let paths: Vec<_> = store.list().into_iter().map(|e| e.path).collect();
+    assert_eq!(paths.len(), 2);
+    assert!(paths.iter().all(|p| store.is_open(p)));
+    let Closed::Sealed { file, .. } = first.close(|_| {}) else {
+        panic!("sealed");
+    };
+    assert!(!store.is_open(&tmp.path().join(&file)));
+    // The second is still being written: it stays whatever the total.
+    assert!(matches!(second.close(|_| {}), Closed::Sealed { .. }));
+    let left = store.list();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(left[0].path.to_string_lossy().ends_with("-s2.jsonl"));
+    assert!(store.usage().bytes <= 400);
 }
