@@ -232,7 +232,23 @@ struct McpArgs {
 struct ReplayArgs {
     /// A recording file, or a session id (its newest recording in the
     /// recordings directory).
-    recording: String,
+    #[arg(
+        value_name = "ID|FILE",
+        required_unless_present = "suite",
+        conflicts_with = "suite"
+    )]
+    recording: Option<String>,
+    /// Replay every recording (*.jsonl) in DIR against --runner (without
+    /// it, each against the built-in runner it recorded), print a table
+    /// (recording, type, verdict, detail) and a summary: exit 0 all
+    /// identical, 1 some differ, 2 some could not replay.
+    #[arg(long, value_name = "DIR")]
+    suite: Option<PathBuf>,
+    /// With --suite: also write the results as JUnit XML to FILE (one
+    /// testcase per recording; a difference is a failure, a recording that
+    /// could not replay an error).
+    #[arg(long, value_name = "FILE", requires = "suite")]
+    junit: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -407,12 +423,24 @@ async fn alert(cli: &Cli, args: &AlertArgs) -> anyhow::Result<ExitCode> {
 
 async fn replay(cli: &Cli, args: &ReplayArgs) -> anyhow::Result<ExitCode> {
     use catpaw_agent::cli::replay;
-    let path = match Path::new(&args.recording).is_file() {
-        true => PathBuf::from(&args.recording),
+    let recording = match (&args.suite, &args.recording) {
+        (Some(dir), _) => {
+            return catpaw_agent::cli::suite::run(
+                dir,
+                cli.runner.as_deref(),
+                args.junit.as_deref(),
+            )
+            .await;
+        }
+        (None, Some(r)) => r,
+        (None, None) => anyhow::bail!("give a recording (ID|FILE) or --suite DIR"),
+    };
+    let path = match Path::new(recording).is_file() {
+        true => PathBuf::from(recording),
         false => {
             let cfg = Config::load(cli.config.as_deref())?;
             let dir = cfg.recorder.dir_under(&cfg.state_dir);
-            replay::find(&args.recording, &dir).map_err(anyhow::Error::msg)?
+            replay::find(recording, &dir).map_err(anyhow::Error::msg)?
         }
     };
     let r = replay::replay(&path, cli.runner.as_deref()).await;

@@ -24,3 +24,4 @@ pub mod session;
 pub mod setup;
 pub mod sign;
 pub mod statelock;
+pub mod suite;

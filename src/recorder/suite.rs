@@ -58,8 +58,13 @@ pub fn recordings(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Replays every recording in `dir` with `replay`, in name order.
-pub fn run(dir: &Path, mut replay: impl FnMut(&Path) -> Verdict) -> anyhow::Result<Suite> {
+/// Replays every recording in `dir` with `replay`, in name order, one
+/// after the other.
+pub async fn run<F, Fut>(dir: &Path, mut replay: F) -> anyhow::Result<Suite>
+where
+    F: FnMut(PathBuf) -> Fut,
+    Fut: std::future::Future<Output = Verdict>,
+{
     let mut rows = Vec::new();
     for path in recordings(dir)? {
         let session_type = read::read_scan(&path)
@@ -67,7 +72,7 @@ pub fn run(dir: &Path, mut replay: impl FnMut(&Path) -> Verdict) -> anyhow::Resu
             .and_then(|s| s.session_type().map(str::to_string))
             .unwrap_or_else(|| "?".into());
         let began = Instant::now();
-        let verdict = replay(&path);
+        let verdict = replay(path.clone()).await;
         rows.push(Row {
             recording: path
                 .file_name()

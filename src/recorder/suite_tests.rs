@@ -1,3 +1,4 @@
+use std::future::ready;
 use std::path::Path;
 
 use serde_json::json;
@@ -33,14 +34,15 @@ fn by_name(path: &Path) -> Verdict {
     }
 }
 
-#[test]
-fn every_recording_in_the_dir_is_replayed_in_name_order_with_its_type() {
+#[tokio::test]
+async fn every_recording_in_the_dir_is_replayed_in_name_order_with_its_type() {
     let d = dir();
     let mut seen = Vec::new();
     let suite = run(d.path(), |p| {
-        seen.push(p.to_path_buf());
-        by_name(p)
+        seen.push(p.clone());
+        std::future::ready(by_name(&p))
     })
+    .await
     .expect("runs");
     let rows: Vec<(&str, &str, &str)> = suite
         .rows
@@ -84,25 +86,33 @@ fn every_recording_in_the_dir_is_replayed_in_name_order_with_its_type() {
     )));
 }
 
-#[test]
-fn the_exit_code_is_0_all_identical_1_some_differ_2_some_could_not_replay() {
+#[tokio::test]
+async fn the_exit_code_is_0_all_identical_1_some_differ_2_some_could_not_replay() {
     let d = dir();
     std::fs::remove_file(d.path().join("3-c.jsonl")).expect("rm");
-    let all_same = run(d.path(), |_| Verdict::Identical { fuel: 1 }).expect("runs");
+    let all_same = run(d.path(), |_| ready(Verdict::Identical { fuel: 1 }))
+        .await
+        .expect("runs");
     assert_eq!(all_same.exit_code(), 0);
-    let one_differs = run(d.path(), by_name).expect("runs");
+    let one_differs = run(d.path(), |p| ready(by_name(&p))).await.expect("runs");
     assert_eq!(one_differs.exit_code(), 1);
 }
 
-#[test]
-fn an_empty_or_missing_dir_is_an_error_not_a_pass() {
+#[tokio::test]
+async fn an_empty_or_missing_dir_is_an_error_not_a_pass() {
     let d = tempfile::tempdir().expect("tempdir");
-    let err = run(d.path(), |_| Verdict::Identical { fuel: 0 }).expect_err("empty");
+    let err = run(d.path(), |_| ready(Verdict::Identical { fuel: 0 }))
+        .await
+        .expect_err("empty");
     assert!(
         format!("{err:#}").contains("no recordings (*.jsonl) there"),
         "{err:#}"
     );
-    let err = run(&d.path().join("nope"), |_| Verdict::Identical { fuel: 0 }).expect_err("gone");
+    let err = run(&d.path().join("nope"), |_| {
+        ready(Verdict::Identical { fuel: 0 })
+    })
+    .await
+    .expect_err("gone");
     assert!(format!("{err:#}").contains("cannot list it"), "{err:#}");
 }
 
@@ -114,10 +124,10 @@ fn the_table_detail_is_one_line_of_at_most_100_bytes() {
     assert_eq!(detail(&v), "x".repeat(100));
 }
 
-#[test]
-fn junit_has_one_testcase_per_recording_failures_errors_and_escaped_text() {
+#[tokio::test]
+async fn junit_has_one_testcase_per_recording_failures_errors_and_escaped_text() {
     let d = dir();
-    let suite = run(d.path(), by_name).expect("runs");
+    let suite = run(d.path(), |p| ready(by_name(&p))).await.expect("runs");
     let xml = crate::recorder::junit::render(&suite);
     assert!(
         xml.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuite "),
