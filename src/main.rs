@@ -194,6 +194,11 @@ enum RunnerCommand {
 struct CheckArgs {
     /// The runner component (.wasm).
     file: PathBuf,
+    /// Also replay every recording (*.jsonl) in DIR against the runner
+    /// (as `replay --suite`); the check passes only when each replays
+    /// identical.
+    #[arg(long, value_name = "DIR")]
+    recordings: Option<PathBuf>,
     /// Print the report as one JSON object.
     #[arg(long)]
     json: bool,
@@ -449,7 +454,12 @@ async fn replay(cli: &Cli, args: &ReplayArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn check_runner(cli: &Cli, args: &CheckArgs) -> anyhow::Result<ExitCode> {
-    let report = catpaw_agent::cli::check::check(&args.file, cli.config.as_deref()).await?;
+    let report = catpaw_agent::cli::check::check(
+        &args.file,
+        cli.config.as_deref(),
+        args.recordings.as_deref(),
+    )
+    .await?;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {

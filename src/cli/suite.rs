@@ -10,6 +10,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use serde::Serialize;
 
 use crate::recorder::suite::{self, Suite};
 
@@ -35,4 +36,58 @@ pub async fn replay_dir(dir: &Path, runner: Option<&Path>) -> anyhow::Result<Sui
         super::replay::replay_file(&path, runner).await
     })
     .await
+}
+
+/// `check-runner --recordings DIR`: the suite as part of the check.
+#[derive(Debug, Serialize)]
+pub struct SuiteCheck {
+    /// The directory.
+    pub dir: String,
+    /// True when every recording replayed identical.
+    pub ok: bool,
+    /// One row per recording: file, session type, verdict, detail.
+    pub rows: Vec<SuiteRow>,
+    /// The summary line, or why the suite could not run.
+    pub summary: String,
+}
+
+/// One recording in [`SuiteCheck`].
+#[derive(Debug, Serialize)]
+pub struct SuiteRow {
+    /// The recording's file name.
+    pub recording: String,
+    /// inspect, diagnose, chat.
+    pub session_type: String,
+    /// identical, output differs, calls diverged, trapped, budget, could
+    /// not replay.
+    pub verdict: String,
+    /// The fuel, the first diverging call, the reason.
+    pub detail: String,
+}
+
+/// Replays every recording in `dir` against `runner` for the check.
+pub async fn check(dir: &Path, runner: &Path) -> SuiteCheck {
+    match replay_dir(dir, Some(runner)).await {
+        Ok(s) => SuiteCheck {
+            dir: dir.display().to_string(),
+            ok: s.exit_code() == 0,
+            rows: s
+                .rows
+                .iter()
+                .map(|r| SuiteRow {
+                    recording: r.recording.clone(),
+                    session_type: r.session_type.clone(),
+                    verdict: r.verdict.label().to_string(),
+                    detail: suite::detail(&r.verdict),
+                })
+                .collect(),
+            summary: s.summary(),
+        },
+        Err(e) => SuiteCheck {
+            dir: dir.display().to_string(),
+            ok: false,
+            rows: Vec::new(),
+            summary: format!("{e:#}"),
+        },
+    }
 }
