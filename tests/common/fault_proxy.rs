@@ -51,13 +51,30 @@ pub enum Dir {
 /// One of Toxiproxy's toxics (module doc).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Toxic {
-    Latency { latency: Duration, jitter: Duration },
-    Bandwidth { bytes_per_sec: u64 },
-    SlowClose { delay: Duration },
-    Timeout { close_after: Option<Duration> },
-    Reset { after: Duration },
-    LimitData { bytes: u64 },
-    Slicer { avg: usize, variation: usize, delay: Duration },
+    Latency {
+        latency: Duration,
+        jitter: Duration,
+    },
+    Bandwidth {
+        bytes_per_sec: u64,
+    },
+    SlowClose {
+        delay: Duration,
+    },
+    Timeout {
+        close_after: Option<Duration>,
+    },
+    Reset {
+        after: Duration,
+    },
+    LimitData {
+        bytes: u64,
+    },
+    Slicer {
+        avg: usize,
+        variation: usize,
+        delay: Duration,
+    },
 }
 
 impl Toxic {
@@ -250,7 +267,10 @@ enum End {
 async fn connect(
     client: TcpStream,
     server: TcpStream,
-    (up, down): (watch::Receiver<Option<Toxic>>, watch::Receiver<Option<Toxic>>),
+    (up, down): (
+        watch::Receiver<Option<Toxic>>,
+        watch::Receiver<Option<Toxic>>,
+    ),
     cut: CancellationToken,
     counters: Arc<Counters>,
 ) {
@@ -476,7 +496,9 @@ impl Pump {
 /// smooth, else 16 KiB.
 fn chunk(toxic: &Option<Toxic>) -> usize {
     match toxic {
-        Some(Toxic::Bandwidth { bytes_per_sec }) => (*bytes_per_sec / 20).clamp(1, 16 * 1024) as usize,
+        Some(Toxic::Bandwidth { bytes_per_sec }) => {
+            (*bytes_per_sec / 20).clamp(1, 16 * 1024) as usize
+        }
         _ => 16 * 1024,
     }
 }

@@ -99,7 +99,12 @@ impl Checker {
                     continue;
                 }
                 match &s.ack {
-                    None => return Err(format!("session {sid} ({}) got no ack on a link that stayed up", s.kind)),
+                    None => {
+                        return Err(format!(
+                            "session {sid} ({}) got no ack on a link that stayed up",
+                            s.kind
+                        ));
+                    }
                     Some(Ok(())) if s.dones != 1 => {
                         return Err(format!(
                             "session {sid} ({}) ended with {} done on a link that stayed up",
@@ -189,18 +194,25 @@ impl Checker {
             return Ok(());
         }
         let mut s = serde_json::Value::Null;
+        // Drained, and the batch taken from the buffer last written (while
+        // it is being written it is neither buffered nor sent).
         let drained = until(Duration::from_secs(20), || match w.status() {
             Some(v) => {
                 s = v;
-                s["alerts"]["buffered"] == 0
+                let a = &s["alerts"];
+                let n = |k: &str| a[k].as_u64().unwrap_or(0);
+                n("buffered") == 0 && n("sent") + n("dropped") == n("pushed")
             }
             None => false,
         })
         .await;
         if !drained {
-            return Err(format!("alerts still buffered on a live link: {}", s["alerts"]));
+            return Err(format!(
+                "alerts neither sent nor dropped on a live link after 20 s: {}",
+                s["alerts"]
+            ));
         }
-        let a = &s["alerts"];
+        let a = s["alerts"].clone();
         let n = |k: &str| a[k].as_u64().unwrap_or(0);
         let keys = w.pushed.get(&w.incarnation).cloned().unwrap_or_default();
         if n("pushed") != keys.len() as u64 {
@@ -213,9 +225,23 @@ impl Checker {
         if n("sent") + n("dropped") + n("buffered") != n("pushed") {
             return Err(format!("alerts vanished inside the agent: {a}"));
         }
-        let missing = keys.iter().filter(|k| !l.contains_key(*k)).count() as u64;
         let (m0, d0, s0) = self.alerts.get(&w.incarnation).copied().unwrap_or_default();
-        let (dropped, sent) = (n("dropped").saturating_sub(d0), n("sent").saturating_sub(s0));
+        let (dropped, sent) = (
+            n("dropped").saturating_sub(d0),
+            n("sent").saturating_sub(s0),
+        );
+        // What was sent is on its way: give it time to arrive (all of it,
+        // unless a cut lost some).
+        let missing_now = || {
+            let l = lock(&w.ledger);
+            keys.iter().filter(|k| !l.alerts.contains_key(*k)).count() as u64
+        };
+        let mut missing = missing_now();
+        until(Duration::from_secs(5), || {
+            missing = missing_now();
+            missing.saturating_sub(m0) <= dropped
+        })
+        .await;
         let allowed = dropped + if after.cut { sent } else { 0 };
         let more = missing.saturating_sub(m0);
         if more > allowed {

@@ -3,12 +3,12 @@
 //! must allow for afterwards ([`Aftermath`]).
 
 use std::io::Write;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
 use rand::rngs::StdRng;
 use serde_json::json;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
 use crate::common::fault_proxy::{Dir, Toxic};
 use crate::common::process::until;
@@ -62,7 +62,11 @@ fn ms(rng: &mut StdRng, lo: u64, hi: u64) -> Duration {
 /// Draws the next fault; the full-disk one only when the state dir is on
 /// a tmpfs of the campaign's own.
 pub fn draw(rng: &mut StdRng, tmpfs: bool) -> Fault {
-    let d = if rng.random_bool(0.5) { Dir::Up } else { Dir::Down };
+    let d = if rng.random_bool(0.5) {
+        Dir::Up
+    } else {
+        Dir::Down
+    };
     let hold = ms(rng, 1000, 4000);
     match rng.random_range(0..16) {
         0 | 1 => Fault::Toxic(
@@ -80,7 +84,13 @@ pub fn draw(rng: &mut StdRng, tmpfs: bool) -> Fault {
             },
             hold,
         ),
-        3 => Fault::Toxic(d, Toxic::SlowClose { delay: ms(rng, 200, 2000) }, hold),
+        3 => Fault::Toxic(
+            d,
+            Toxic::SlowClose {
+                delay: ms(rng, 200, 2000),
+            },
+            hold,
+        ),
         4 => Fault::Toxic(
             d,
             Toxic::Timeout {
@@ -88,7 +98,13 @@ pub fn draw(rng: &mut StdRng, tmpfs: bool) -> Fault {
             },
             hold,
         ),
-        5 => Fault::Toxic(d, Toxic::Reset { after: ms(rng, 0, 1500) }, hold),
+        5 => Fault::Toxic(
+            d,
+            Toxic::Reset {
+                after: ms(rng, 0, 1500),
+            },
+            hold,
+        ),
         6 => Fault::Toxic(
             d,
             Toxic::LimitData {
@@ -149,7 +165,10 @@ pub async fn inject(w: &mut World, rng: &mut StdRng, fault: &Fault) -> Aftermath
                 || w.proxy.discarded(Dir::Down) != discarded.1
                 || !w.link_up()
                 || w.links != links
-                || matches!(toxic, Toxic::Reset { .. } | Toxic::Timeout { .. } | Toxic::LimitData { .. });
+                || matches!(
+                    toxic,
+                    Toxic::Reset { .. } | Toxic::Timeout { .. } | Toxic::LimitData { .. }
+                );
             // A stream that lost bytes is no stream any more: a server
             // would drop it, and so does this one.
             if after.cut {
@@ -171,7 +190,11 @@ pub async fn inject(w: &mut World, rng: &mut StdRng, fault: &Fault) -> Aftermath
         Fault::KillMidShell => {
             let cmd = w.shell_command(60);
             let sid = w
-                .start_session("chat", json!({"allow_shell": true, "message": format!("run {cmd}")}), true)
+                .start_session(
+                    "chat",
+                    json!({"allow_shell": true, "message": format!("run {cmd}")}),
+                    true,
+                )
                 .await;
             let running = until(Duration::from_secs(30), || !w.shell_processes().is_empty()).await;
             kill(w, &mut after);
@@ -188,52 +211,46 @@ pub async fn inject(w: &mut World, rng: &mut StdRng, fault: &Fault) -> Aftermath
             kill(w, &mut after);
         }
         Fault::KillMidIngest(wait) => {
-            let child = w
-                .home
-                .command()
-                .args(["alert", "--json-lines", "-"])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn();
-            if let Ok(mut child) = child {
-                let mut stdin = child.stdin.take();
-                let inc = w.incarnation;
-                let writer = std::thread::spawn(move || {
-                    for n in 0..400 {
-                        let line = json!({"event_time": 1_700_000_000, "event_status": "Info",
-                            "alert_key": format!("ingest-{inc}-{n}")});
-                        let ok = stdin
-                            .as_mut()
-                            .is_some_and(|s| writeln!(s, "{line}").is_ok());
-                        if !ok {
-                            return;
-                        }
-                        std::thread::sleep(Duration::from_millis(2));
-                    }
-                });
-                tokio::time::sleep(*wait).await;
-                kill(w, &mut after);
-                let _ = writer.join();
-                // The client must not hang on an agent that died under it.
-                let deadline = Instant::now() + Duration::from_secs(40);
-                loop {
-                    if child.try_wait().ok().flatten().is_some() {
+            // A local client on the ingest socket, line by line, each
+            // answered; the agent dies under it.
+            let sock = w.home.state().join("agent.sock");
+            let inc = w.incarnation;
+            let client = tokio::spawn(async move {
+                let mut taken = Vec::new();
+                let Ok(stream) = tokio::net::UnixStream::connect(&sock).await else {
+                    return taken;
+                };
+                let (r, mut wr) = stream.into_split();
+                let mut replies = tokio::io::BufReader::new(r).lines();
+                for n in 0..2000 {
+                    let key = format!("ingest-{inc}-{n}");
+                    let line = json!({"event_time": 1_700_000_000, "event_status": "Info",
+                        "alert_key": key});
+                    if wr.write_all(format!("{line}\n").as_bytes()).await.is_err() {
                         break;
                     }
-                    if Instant::now() > deadline {
-                        let _ = child.kill();
-                        after.violation =
-                            Some("`alert --json-lines` hung after the agent died under it".into());
-                        break;
+                    match replies.next_line().await {
+                        Ok(Some(r)) if r.contains("\"ok\":true") => taken.push(key),
+                        _ => break,
                     }
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                taken
+            });
+            tokio::time::sleep(*wait).await;
+            kill(w, &mut after);
+            // The client must hear of the agent's death, not hang.
+            match tokio::time::timeout(Duration::from_secs(10), client).await {
+                Ok(Ok(taken)) => w.pushed.entry(inc).or_default().extend(taken),
+                _ => {
+                    after.violation =
+                        Some("a local alert client hung after the agent died under it".into());
                 }
             }
         }
         Fault::KillMidAudit(wait) => {
             for plugin in ["system", "cpu", "mem"] {
-                w.start_session("inspect", json!({"plugin": plugin}), false).await;
+                w.start_session("inspect", json!({"plugin": plugin}), false)
+                    .await;
             }
             tokio::time::sleep(*wait).await;
             kill(w, &mut after);
@@ -275,11 +292,13 @@ pub async fn during(w: &mut World, rng: &mut StdRng, hold: Duration) {
                 }
             }
             2 => {
-                w.start_session("inspect", json!({"plugin": "uptime"}), false).await;
+                w.start_session("inspect", json!({"plugin": "uptime"}), false)
+                    .await;
             }
             _ => {}
         }
-        tokio::time::sleep(ms(rng, 100, 600).min(end.saturating_duration_since(Instant::now()))).await;
+        tokio::time::sleep(ms(rng, 100, 600).min(end.saturating_duration_since(Instant::now())))
+            .await;
     }
 }
 
@@ -293,7 +312,10 @@ async fn full_disk(w: &mut World, rng: &mut StdRng, after: &mut Aftermath) {
         let mut small = [0u8; 512];
         while f.write(&mut small).map(|n| n > 0).unwrap_or(false) {}
     }
-    let marker = w.scratch.path().join(format!("ran-{}", w.sessions_started + 1));
+    let marker = w
+        .scratch
+        .path()
+        .join(format!("ran-{}", w.sessions_started + 1));
     let sid = w
         .start_session(
             "chat",
@@ -332,7 +354,10 @@ async fn replace_runner(w: &mut World, wait: Duration, after: &mut Aftermath) {
     let bytes = &versions[next];
     let half = bytes.len() / 2;
     let written = (|| -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new().write(true).truncate(true).open(&path)?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(&path)?;
         f.write_all(&bytes[..half])?;
         f.flush()?;
         sighup(w);
@@ -353,7 +378,9 @@ async fn replace_runner(w: &mut World, wait: Duration, after: &mut Aftermath) {
     if let Some(h) = serving(w)
         && !hashes.contains(&h)
     {
-        after.violation = Some(format!("the diagnose runner in service is a torn file: {h}"));
+        after.violation = Some(format!(
+            "the diagnose runner in service is a torn file: {h}"
+        ));
         return;
     }
     sighup(w);

@@ -94,7 +94,8 @@ impl Ledger {
                     ));
                 }
                 if s.dones > 0 {
-                    self.problems.push(format!("session {sid}: output after done: {text:.200}"));
+                    self.problems
+                        .push(format!("session {sid}: output after done: {text:.200}"));
                 }
                 if v["type"] == "session_error" {
                     s.error = Some(p["code"].as_str().unwrap_or("").to_string());

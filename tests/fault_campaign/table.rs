@@ -62,17 +62,32 @@ impl Tally {
                     None => "done ok".to_string(),
                 },
             };
-            *self.sessions.entry((kind.to_string(), outcome)).or_default() += 1;
+            *self
+                .sessions
+                .entry((kind.to_string(), outcome))
+                .or_default() += 1;
         }
     }
 
     /// Gathers the end figures.
-    pub fn finish(&mut self, w: &World, ck: &Checker, rounds: u64, took: Duration, violations: usize) {
+    pub fn finish(
+        &mut self,
+        w: &World,
+        ck: &Checker,
+        rounds: u64,
+        took: Duration,
+        violations: usize,
+    ) {
         self.count_sessions(&w.ledger);
         let sessions = w.sessions_started.max(1);
         let usage = |u: Option<Usage>| {
             u.map_or("-".to_string(), |u| {
-                format!("{} fds, {} threads, {:.1} MiB RSS", u.fds, u.threads, u.rss as f64 / 1048576.0)
+                format!(
+                    "{} fds, {} threads, {:.1} MiB RSS",
+                    u.fds,
+                    u.threads,
+                    u.rss as f64 / 1048576.0
+                )
             })
         };
         let pushed: usize = w.pushed.values().map(Vec::len).sum();
@@ -87,12 +102,19 @@ impl Tally {
         let row = |k: &str, v: String| (k.to_string(), v);
         self.rows = vec![
             row("seed", self.seed.to_string()),
-            row("duration", format!("{:.0} s, {rounds} rounds", took.as_secs_f64())),
+            row(
+                "duration",
+                format!("{:.0} s, {rounds} rounds", took.as_secs_f64()),
+            ),
             row("invariant violations", violations.to_string()),
             row("agent incarnations", w.incarnation.to_string()),
             row(
                 "reconnects (registered links)",
-                format!("{} (slowest {:.1} s after a fault ended)", w.links, self.slowest_reconnect.as_secs_f64()),
+                format!(
+                    "{} (slowest {:.1} s after a fault ended)",
+                    w.links,
+                    self.slowest_reconnect.as_secs_f64()
+                ),
             ),
             row("SIGHUP reloads (besides faults)", self.reloads.to_string()),
             row(
@@ -105,8 +127,14 @@ impl Tally {
             row("audit verify gap reports", ck.gap_reports.to_string()),
             row("agent at start (first quiet round)", usage(ck.first)),
             row("agent at end", usage(ck.last)),
-            row("log bytes per session", (w.log_bytes() / sessions).to_string()),
-            row("audit bytes per session", (w.audit_bytes() / sessions).to_string()),
+            row(
+                "log bytes per session",
+                (w.log_bytes() / sessions).to_string(),
+            ),
+            row(
+                "audit bytes per session",
+                (w.audit_bytes() / sessions).to_string(),
+            ),
         ];
     }
 

@@ -14,7 +14,9 @@ use crate::common::fault_proxy::{Dir, FaultProxy, Toxic};
 
 /// An echo server: every read is echoed and its size reported; with
 /// `close_after` bytes it closes once it has echoed that many.
-async fn echo(close_after: Option<usize>) -> (std::net::SocketAddr, mpsc::UnboundedReceiver<usize>) {
+async fn echo(
+    close_after: Option<usize>,
+) -> (std::net::SocketAddr, mpsc::UnboundedReceiver<usize>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (tx, rx) = mpsc::unbounded_channel();
@@ -45,7 +47,9 @@ async fn echo(close_after: Option<usize>) -> (std::net::SocketAddr, mpsc::Unboun
 }
 
 /// A proxy in front of a fresh echo server, and a client connected to it.
-async fn setup(close_after: Option<usize>) -> (FaultProxy, TcpStream, mpsc::UnboundedReceiver<usize>) {
+async fn setup(
+    close_after: Option<usize>,
+) -> (FaultProxy, TcpStream, mpsc::UnboundedReceiver<usize>) {
     let (addr, reads) = echo(close_after).await;
     let proxy = FaultProxy::start(addr).await;
     let client = TcpStream::connect(proxy.addr).await.expect("connect");
@@ -98,7 +102,12 @@ async fn latency_delays_each_chunk_while_set_and_stops_when_cleared() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bandwidth_caps_the_rate() {
     let (proxy, mut c, _) = setup(None).await;
-    proxy.set(Dir::Up, Some(Toxic::Bandwidth { bytes_per_sec: 40_000 }));
+    proxy.set(
+        Dir::Up,
+        Some(Toxic::Bandwidth {
+            bytes_per_sec: 40_000,
+        }),
+    );
     // 60 KB at 40 KB/s: at least 1.5 s less the first chunk's 1/20 s.
     let took = round_trip(&mut c, &vec![7u8; 60_000]).await;
     assert!(took >= Duration::from_millis(1400), "{took:?}");
@@ -138,8 +147,15 @@ async fn timeout_is_a_black_hole_then_closes() {
     // Nothing reaches the server, nothing comes back, then the close.
     let end = next_read(&mut c, Duration::from_secs(30)).await;
     assert!(matches!(end, Some(0) | Some(-1)), "{end:?}");
-    assert!(start.elapsed() >= Duration::from_millis(1400), "{:?}", start.elapsed());
-    assert!(reads.try_recv().is_err(), "bytes went through the black hole");
+    assert!(
+        start.elapsed() >= Duration::from_millis(1400),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(
+        reads.try_recv().is_err(),
+        "bytes went through the black hole"
+    );
     assert_eq!(proxy.discarded(Dir::Up), 4);
 }
 

@@ -31,7 +31,13 @@ impl Tmpfs {
     pub fn mount(dir: &Path, mib: u64) -> Result<Tmpfs, String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
         let out = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={mib}m,mode=0700"), "tmpfs"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={mib}m,mode=0700"),
+                "tmpfs",
+            ])
             .arg(dir)
             .output()
             .map_err(|e| format!("mount: {e}"))?;
@@ -205,7 +211,11 @@ impl World {
             if left.is_zero() {
                 return false;
             }
-            if let Some(c) = self.server.try_accept(left.min(Duration::from_millis(500))).await {
+            if let Some(c) = self
+                .server
+                .try_accept(left.min(Duration::from_millis(500)))
+                .await
+            {
                 self.adopt(c).await;
             }
         }
@@ -244,9 +254,12 @@ impl World {
         let Some(l) = self.link.as_mut() else {
             return false;
         };
-        tokio::time::timeout(Duration::from_secs(10), l.sink.send(Message::text(env.to_json())))
-            .await
-            .is_ok_and(|r| r.is_ok())
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            l.sink.send(Message::text(env.to_json())),
+        )
+        .await
+        .is_ok_and(|r| r.is_ok())
     }
 
     /// Closes the server's side of the current link.
@@ -257,7 +270,12 @@ impl World {
     }
 
     /// Starts a session of `kind` with `params`; its id.
-    pub async fn start_session(&mut self, kind: &'static str, params: Value, shell: bool) -> Option<String> {
+    pub async fn start_session(
+        &mut self,
+        kind: &'static str,
+        params: Value,
+        shell: bool,
+    ) -> Option<String> {
         let link = self.link.as_ref()?.no;
         self.sessions_started += 1;
         let sid = format!("s{}", self.sessions_started);
