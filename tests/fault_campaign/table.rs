@@ -120,7 +120,7 @@ impl Tally {
             row(
                 "alerts pushed / delivered",
                 format!(
-                    "{pushed} / {delivered} (lost in flight on cut links {}, with killed agents {})",
+                    "{pushed} / {delivered} (lost in flight on cut links: {}; in the buffers of killed agents, overwritten ones included: {})",
                     ck.lost_in_flight, ck.lost_with_agent
                 ),
             ),
