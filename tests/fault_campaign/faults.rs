@@ -309,8 +309,8 @@ async fn full_disk(w: &mut World, rng: &mut StdRng, after: &mut Aftermath) {
     if let Ok(mut f) = std::fs::File::create(&filler) {
         let block = vec![0u8; 64 * 1024];
         while f.write_all(&block).is_ok() {}
-        let mut small = [0u8; 512];
-        while f.write(&mut small).map(|n| n > 0).unwrap_or(false) {}
+        let small = [0u8; 512];
+        while f.write(&small).is_ok_and(|n| n > 0) {}
     }
     let marker = w
         .scratch
