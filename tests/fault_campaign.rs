@@ -111,15 +111,36 @@ async fn campaign_of_random_faults_keeps_every_invariant() {
         std::fs::write(&path, &text).expect("write the table");
     }
     if let Some(f) = failure {
-        let log = std::fs::read_to_string(&w.log).unwrap_or_default();
+        let kept = keep_evidence(&w, seed);
+        let log = String::from_utf8_lossy(&std::fs::read(&w.log).unwrap_or_default()).into_owned();
         let tail: Vec<&str> = log.lines().rev().take(40).collect();
         let tail: Vec<&str> = tail.into_iter().rev().collect();
         panic!(
             "invariant violated (seed {seed}; replay with CAMPAIGN_SEED={seed}): {f}\n\
-             last lines of the agent's log:\n{}",
+             the agent's log and trail are kept in {kept}; its last lines:\n{}",
             tail.join("\n")
         );
     }
+}
+
+/// Copies the agent's log and audit trail out of the world (which goes
+/// with the test) into a dir named after the seed; its path, or why not.
+fn keep_evidence(w: &World, seed: u64) -> String {
+    let dir = std::env::temp_dir().join(format!("fault-campaign-{seed}-{}", std::process::id()));
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        return format!("(nowhere: {e})");
+    }
+    let _ = std::fs::copy(&w.log, dir.join("agent.log"));
+    for e in std::fs::read_dir(w.home.state())
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        if e.file_name().to_string_lossy().starts_with("audit.") {
+            let _ = std::fs::copy(e.path(), dir.join(e.file_name()));
+        }
+    }
+    dir.display().to_string()
 }
 
 /// One round: traffic, a fault at a random point, recovery, drain, checks.

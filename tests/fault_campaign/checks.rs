@@ -161,7 +161,7 @@ impl Checker {
         }
         // Every act started has its outcome (a killed agent's are closed
         // as `killed` by the next start).
-        let recs = w.home.audit();
+        let recs = w.audit_all();
         for r in recs.iter().filter(|r| r["event"] == "started") {
             let closed = recs
                 .iter()

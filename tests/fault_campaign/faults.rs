@@ -328,7 +328,7 @@ async fn full_disk(w: &mut World, rng: &mut StdRng, after: &mut Aftermath) {
     // Audited means on disk before the act: a command that ran has its
     // `started` record.
     if marker.exists() {
-        let recorded = w.home.audit().iter().any(|r| {
+        let recorded = w.audit_all().iter().any(|r| {
             r["kind"] == "shell" && r["event"] == "started" && r["session_id"] == json!(sid)
         });
         if !recorded {
