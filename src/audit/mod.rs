@@ -16,8 +16,9 @@
 //!   record of something that already happened (an outcome, a session's
 //!   end) that cannot be written — the disk is full — is held in memory
 //!   (at most [`MAX_HELD`]) and written, in order, before the next record
-//!   the trail takes: an act that ran while the disk was full gets its
-//!   outcome once there is room, not only at the next start.
+//!   the trail takes (or as the trail closes): an act that ran while the
+//!   disk was full gets its outcome once there is room, not only at the
+//!   next start.
 //! - Every record carries `prev`, the SHA-256 of the line before it, and a
 //!   `seq` that continues across size-based rotation (`[audit] max_size`,
 //!   `keep`). The agent keeps the last hash in memory, so a line that
@@ -99,6 +100,21 @@ struct Writer {
     trail: trail::Trail,
     /// Records [`AuditLog::note`] could not write, oldest first.
     held: std::collections::VecDeque<Record>,
+}
+
+/// The last handle going (the agent stopping) tries the held records
+/// once more; what still cannot be written is named in the log, and the
+/// next start closes those acts as `killed`.
+impl Drop for Writer {
+    fn drop(&mut self) {
+        if self.held.is_empty() {
+            return;
+        }
+        if let Err(e) = self.flush_held() {
+            tracing::error!(path = %self.trail.path().display(), error = %e,
+                lost = self.held.len(), "audit records held for a full disk are lost as the trail closes");
+        }
+    }
 }
 
 impl Writer {

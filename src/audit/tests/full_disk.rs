@@ -42,18 +42,28 @@ fn fill(dir: &Path) -> std::path::PathBuf {
     path
 }
 
-#[test]
-fn records_the_full_disk_refuses_are_held_and_written_in_order_once_there_is_room() {
+/// A tmpfs (or why there is none), a trail on it with a shell act
+/// started, and the disk then full: records noted until one is held.
+/// Returns the trail's path, the log, the act, the filler and how many
+/// records were noted.
+fn full_with_an_act_open() -> Option<(
+    Tmpfs,
+    std::path::PathBuf,
+    AuditLog,
+    Act,
+    std::path::PathBuf,
+    usize,
+)> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         eprintln!("skipped: only root can mount the tmpfs this needs");
-        return;
+        return None;
     }
     let fs = match Tmpfs::mount(256) {
         Ok(fs) => fs,
         Err(e) => {
             eprintln!("skipped: no tmpfs here: {e}");
-            return;
+            return None;
         }
     };
     let path = fs.0.path().join("audit.jsonl");
@@ -76,6 +86,14 @@ fn records_the_full_disk_refuses_are_held_and_written_in_order_once_there_is_roo
         n += 1;
         assert!(n < 1000, "the full disk never refused a record");
     }
+    Some((fs, path, log, act, filler, n))
+}
+
+#[test]
+fn records_the_full_disk_refuses_are_held_and_written_in_order_once_there_is_room() {
+    let Some((_fs, path, log, act, filler, n)) = full_with_an_act_open() else {
+        return;
+    };
     act.finish(outcome::OK, "ran");
     assert_eq!(log.held(), 2, "the refused tool record and the outcome");
     // A new act must not overtake them: it is refused while they wait.
@@ -103,5 +121,23 @@ fn records_the_full_disk_refuses_are_held_and_written_in_order_once_there_is_roo
     // then the record that found room.
     let tail: Vec<&str> = names[names.len() - 3..].to_vec();
     assert_eq!(tail, [format!("t{}", n - 1).as_str(), "touch x", "after"]);
+    verify(&path).expect("the trail is whole");
+}
+
+#[test]
+fn held_records_are_written_as_the_trail_closes() {
+    let Some((_fs, path, log, act, filler, _)) = full_with_an_act_open() else {
+        return;
+    };
+    act.finish(outcome::OK, "ran");
+    std::fs::remove_file(filler).expect("free the disk");
+    // No record follows: the agent stops.
+    drop(log);
+    let recs = lines(&path);
+    let outcome = recs
+        .iter()
+        .find(|r| r["event"] == "outcome")
+        .expect("the outcome was written as the trail closed");
+    assert_eq!(outcome["act"], recs[0]["seq"]);
     verify(&path).expect("the trail is whole");
 }
