@@ -150,7 +150,10 @@ impl Parser<'_> {
     fn number(&mut self) -> Result<Value, String> {
         let start = self.i;
         while self.i < self.b.len()
-            && matches!(self.b[self.i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
+            && matches!(
+                self.b[self.i],
+                b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9'
+            )
         {
             self.i += 1;
         }
@@ -196,7 +199,9 @@ impl Parser<'_> {
                                 let lo = std::str::from_utf8(lo).map_err(|e| e.to_string())?;
                                 let lo = u32::from_str_radix(lo, 16).map_err(|_| "bad pair")?;
                                 self.i += 6;
-                                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo.wrapping_sub(0xDC00) & 0x3FF);
+                                cp = 0x10000
+                                    + ((cp - 0xD800) << 10)
+                                    + (lo.wrapping_sub(0xDC00) & 0x3FF);
                             }
                             let ch = char::from_u32(cp).unwrap_or('\u{FFFD}');
                             let mut buf = [0u8; 4];
@@ -225,6 +230,9 @@ mod tests {
         assert_eq!(p.get("n"), Some(&Value::Num(-1500.0)));
         assert!(parse("{\"a\":1} x").is_err());
         assert!(parse("[1,").is_err());
-        assert_eq!(parse(&quote("a\"\\\n\u{1}")).unwrap(), Value::Str("a\"\\\n\u{1}".into()));
+        assert_eq!(
+            parse(&quote("a\"\\\n\u{1}")).unwrap(),
+            Value::Str("a\"\\\n\u{1}".into())
+        );
     }
 }

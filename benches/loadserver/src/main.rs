@@ -39,7 +39,9 @@ struct Opts {
 
 fn opts() -> Opts {
     let mut o = Opts {
-        phases: ["idle", "noop", "stream", "ack", "chat"].map(String::from).to_vec(),
+        phases: ["idle", "noop", "stream", "ack", "chat"]
+            .map(String::from)
+            .to_vec(),
         settle: 2.0,
         idle: 10.0,
         noop: 1000,
@@ -56,7 +58,9 @@ fn opts() -> Opts {
             o.agent = args.by_ref().collect();
             break;
         }
-        let v = args.next().unwrap_or_else(|| die(&format!("{a} needs a value")));
+        let v = args
+            .next()
+            .unwrap_or_else(|| die(&format!("{a} needs a value")));
         let num = |v: &str| -> f64 {
             v.parse()
                 .unwrap_or_else(|_| die(&format!("{a}: {v:?} is not a number")))
@@ -91,9 +95,22 @@ fn figure(name: &str, value: f64) {
 
 /// What the reader saw, stamped when the frame was read.
 enum Event {
-    Ack { ref_id: String, ok: bool, at: Instant },
-    Output { sid: String, delta: usize, done: bool, turn_done: bool, at: Instant },
-    Error { sid: String, text: String },
+    Ack {
+        ref_id: String,
+        ok: bool,
+        at: Instant,
+    },
+    Output {
+        sid: String,
+        delta: usize,
+        done: bool,
+        turn_done: bool,
+        at: Instant,
+    },
+    Error {
+        sid: String,
+        text: String,
+    },
 }
 
 /// The driver's side of the connection.
@@ -118,7 +135,9 @@ impl Conn {
             quote(sid)
         );
         let at = Instant::now();
-        self.out.send(frame).unwrap_or_else(|_| die("connection closed"));
+        self.out
+            .send(frame)
+            .unwrap_or_else(|_| die("connection closed"));
         (id, at)
     }
 
@@ -128,7 +147,9 @@ impl Conn {
             r#"{{"type":"session_cancel","id":"{id}","payload":{{"session_id":{},"reason":"load done"}}}}"#,
             quote(sid)
         );
-        self.out.send(frame).unwrap_or_else(|_| die("connection closed"));
+        self.out
+            .send(frame)
+            .unwrap_or_else(|_| die("connection closed"));
     }
 
     async fn next(&mut self) -> Event {
@@ -165,14 +186,20 @@ async fn idle(c: &mut Conn, o: &Opts) {
     figure("idle_pss_kib", m.pss as f64);
     figure("idle_threads", m.threads as f64);
     for (kind, kib) in proc::smaps(c.pid) {
-        println!("figure smaps.{}_kib {kib}", kind.split(' ').next().unwrap_or(""));
+        println!(
+            "figure smaps.{}_kib {kib}",
+            kind.split(' ').next().unwrap_or("")
+        );
     }
     let cpu = proc::cpu(c.pid);
     tokio::time::sleep(Duration::from_secs_f64(o.idle)).await;
     let spent = proc::cpu(c.pid) - cpu;
     figure("idle_window_s", o.idle);
     figure("idle_cpu_ms", spent.as_secs_f64() * 1e3);
-    figure("idle_cpu_ms_per_60s", spent.as_secs_f64() * 1e3 * 60.0 / o.idle);
+    figure(
+        "idle_cpu_ms_per_60s",
+        spent.as_secs_f64() * 1e3 * 60.0 / o.idle,
+    );
 }
 
 /// Noop sessions one after another: start → done, and CPU per session.
@@ -185,7 +212,12 @@ async fn noop(c: &mut Conn, o: &Opts) {
         loop {
             match c.next().await {
                 Event::Ack { ref_id, ok, .. } if ref_id == id => check_ok(ok, "a noop session"),
-                Event::Output { sid: s, done: true, at: t, .. } if s == sid => {
+                Event::Output {
+                    sid: s,
+                    done: true,
+                    at: t,
+                    ..
+                } if s == sid => {
                     lat.push(t - at);
                     break;
                 }
@@ -207,12 +239,22 @@ async fn stream(c: &mut Conn, o: &Opts) {
     for r in 0..o.rounds {
         let sid = format!("flood-{r}");
         let cpu = proc::cpu(c.pid);
-        let (id, at) = c.start(&sid, "inspect", &format!(r#"{{"plugin":"emit","target":"{}"}}"#, o.deltas));
+        let (id, at) = c.start(
+            &sid,
+            "inspect",
+            &format!(r#"{{"plugin":"emit","target":"{}"}}"#, o.deltas),
+        );
         let mut bytes = 0usize;
         let end = loop {
             match c.next().await {
                 Event::Ack { ref_id, ok, .. } if ref_id == id => check_ok(ok, "a flood"),
-                Event::Output { sid: s, delta, done, at: t, .. } if s == sid => {
+                Event::Output {
+                    sid: s,
+                    delta,
+                    done,
+                    at: t,
+                    ..
+                } if s == sid => {
                     bytes += delta;
                     frames += 1;
                     if done {
@@ -225,7 +267,10 @@ async fn stream(c: &mut Conn, o: &Opts) {
         };
         let spent = proc::cpu(c.pid) - cpu;
         if bytes != o.deltas as usize * 16 {
-            die(&format!("flood: {bytes} bytes of delta text, expected {}", o.deltas as usize * 16));
+            die(&format!(
+                "flood: {bytes} bytes of delta text, expected {}",
+                o.deltas as usize * 16
+            ));
         }
         rates.push(f64::from(o.deltas) / (end - at).as_secs_f64());
         cpus.push(spent.as_secs_f64() * 1e6 / f64::from(o.deltas));
@@ -234,7 +279,10 @@ async fn stream(c: &mut Conn, o: &Opts) {
     cpus.sort_by(f64::total_cmp);
     figure("deltas_per_s", rates[rates.len() / 2]);
     figure("cpu_us_per_delta", cpus[cpus.len() / 2]);
-    figure("frames_per_100k_deltas", frames as f64 * 100_000.0 / f64::from(o.deltas * o.rounds));
+    figure(
+        "frames_per_100k_deltas",
+        frames as f64 * 100_000.0 / f64::from(o.deltas * o.rounds),
+    );
 }
 
 /// `session_start` → `ack` for noop sessions while 3 sessions stream.
@@ -248,7 +296,8 @@ async fn ack(c: &mut Conn, o: &Opts) {
     // Let the streams fill the socket before the first sample.
     let warm = Instant::now() + Duration::from_millis(200);
     while Instant::now() < warm {
-        if let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(5), c.events.recv()).await {}
+        if let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(5), c.events.recv()).await {
+        }
     }
     let mut lat = Vec::new();
     for i in 0..o.acks {
@@ -263,10 +312,12 @@ async fn ack(c: &mut Conn, o: &Opts) {
                     lat.push(t - at);
                     acked = true;
                 }
-                Event::Output { sid: s, done: true, .. } if s == sid => done = true,
-                Event::Output { sid: s, done: true, .. } if open.contains_key(&s) => {
-                    die(&format!("stream {s} ended early"))
-                }
+                Event::Output {
+                    sid: s, done: true, ..
+                } if s == sid => done = true,
+                Event::Output {
+                    sid: s, done: true, ..
+                } if open.contains_key(&s) => die(&format!("stream {s} ended early")),
                 Event::Error { sid: s, text } if s == sid => die(&format!("probe failed: {text}")),
                 _ => {}
             }
@@ -276,7 +327,10 @@ async fn ack(c: &mut Conn, o: &Opts) {
         c.cancel(s);
     }
     while !open.is_empty() {
-        if let Event::Output { sid, done: true, .. } = c.next().await {
+        if let Event::Output {
+            sid, done: true, ..
+        } = c.next().await
+        {
             open.remove(&sid);
         }
     }
@@ -296,7 +350,12 @@ async fn chat(c: &mut Conn, o: &Opts) {
         loop {
             match c.next().await {
                 Event::Ack { ref_id, ok, .. } if ref_id == id => check_ok(ok, "a chat"),
-                Event::Output { sid: s, turn_done: true, at: t, .. } if s == sid => {
+                Event::Output {
+                    sid: s,
+                    turn_done: true,
+                    at: t,
+                    ..
+                } if s == sid => {
                     turn.push(t - at);
                     break;
                 }
@@ -311,7 +370,10 @@ async fn chat(c: &mut Conn, o: &Opts) {
     figure("chats_open", f64::from(o.chats));
     figure("chat_rss_kib_each", (open.rss as f64 - idle.rss as f64) / n);
     figure("chat_pss_kib_each", (open.pss as f64 - idle.pss as f64) / n);
-    figure("chat_anon_kib_each", (open.anon as f64 - idle.anon as f64) / n);
+    figure(
+        "chat_anon_kib_each",
+        (open.anon as f64 - idle.anon as f64) / n,
+    );
     turn.sort();
     figure("chat_first_turn_p50_ms", pct(&turn, 0.5));
     let sids: Vec<String> = waiting.keys().cloned().collect();
@@ -319,14 +381,20 @@ async fn chat(c: &mut Conn, o: &Opts) {
         c.cancel(s);
     }
     while !waiting.is_empty() {
-        if let Event::Output { sid, done: true, .. } = c.next().await {
+        if let Event::Output {
+            sid, done: true, ..
+        } = c.next().await
+        {
             waiting.remove(&sid);
         }
     }
     settle(o).await;
     let after = proc::mem(c.pid);
     figure("rss_after_close_kib", after.rss as f64);
-    figure("rss_after_close_ratio", after.rss as f64 / idle.rss.max(1) as f64);
+    figure(
+        "rss_after_close_ratio",
+        after.rss as f64 / idle.rss.max(1) as f64,
+    );
 }
 
 /// Reads frames, answers `register`, and turns the rest into events.
@@ -342,11 +410,18 @@ async fn read_loop(
         let Message::Text(text) = msg else { continue };
         let v = match json::parse(text.as_str()) {
             Ok(v) => v,
-            Err(e) => die(&format!("the agent sent a frame that is not JSON ({e}): {text}")),
+            Err(e) => die(&format!(
+                "the agent sent a frame that is not JSON ({e}): {text}"
+            )),
         };
         let kind = v.get("type").and_then(Value::str).unwrap_or("");
         let p = v.get("payload");
-        let pstr = |k: &str| p.and_then(|p| p.get(k)).and_then(Value::str).unwrap_or("").to_string();
+        let pstr = |k: &str| {
+            p.and_then(|p| p.get(k))
+                .and_then(Value::str)
+                .unwrap_or("")
+                .to_string()
+        };
         let ev = match kind {
             "register" => {
                 let id = v.get("id").and_then(Value::str).unwrap_or("");
@@ -360,7 +435,11 @@ async fn read_loop(
                 continue;
             }
             "ack" => Event::Ack {
-                ref_id: v.get("ref_id").and_then(Value::str).unwrap_or("").to_string(),
+                ref_id: v
+                    .get("ref_id")
+                    .and_then(Value::str)
+                    .unwrap_or("")
+                    .to_string(),
                 ok: p.and_then(|p| p.get("ok")).is_some_and(Value::truthy),
                 at,
             },
@@ -374,7 +453,10 @@ async fn read_loop(
                     .is_some_and(Value::truthy),
                 at,
             },
-            "session_error" => Event::Error { sid: pstr("session_id"), text: pstr("error") },
+            "session_error" => Event::Error {
+                sid: pstr("session_id"),
+                text: pstr("error"),
+            },
             _ => continue,
         };
         if events.send(ev).is_err() {
@@ -396,7 +478,9 @@ async fn run(o: Opts) {
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .unwrap_or_else(|e| die(&format!("bind: {e}")));
-    let addr = listener.local_addr().unwrap_or_else(|e| die(&e.to_string()));
+    let addr = listener
+        .local_addr()
+        .unwrap_or_else(|e| die(&e.to_string()));
     let log = std::fs::File::create(&o.log).unwrap_or_else(|e| die(&format!("{}: {e}", o.log)));
     let log2 = log.try_clone().unwrap_or_else(|e| die(&e.to_string()));
     let mut child = tokio::process::Command::new(&o.agent[0])
@@ -407,7 +491,9 @@ async fn run(o: Opts) {
         .stderr(log2)
         .spawn()
         .unwrap_or_else(|e| die(&format!("starting {}: {e}", o.agent[0])));
-    let pid = child.id().unwrap_or_else(|| die("the agent exited at once"));
+    let pid = child
+        .id()
+        .unwrap_or_else(|| die("the agent exited at once"));
     let started = Instant::now();
     let (tcp, _) = tokio::select! {
         r = tokio::time::timeout(Duration::from_secs(600), listener.accept()) => match r {
@@ -416,7 +502,8 @@ async fn run(o: Opts) {
         },
         s = child.wait() => die(&format!("the agent exited before connecting: {s:?} (see {})", o.log)),
     };
-    tcp.set_nodelay(true).unwrap_or_else(|e| die(&e.to_string()));
+    tcp.set_nodelay(true)
+        .unwrap_or_else(|e| die(&e.to_string()));
     let ws = tokio_tungstenite::accept_async(tcp)
         .await
         .unwrap_or_else(|e| die(&format!("upgrade: {e}")));
@@ -426,7 +513,9 @@ async fn run(o: Opts) {
     let (reg_tx, reg_rx) = tokio::sync::oneshot::channel();
     tokio::spawn(read_loop(rx, out.clone(), ev_tx, reg_tx));
     tokio::spawn(async move {
-        let mut ping = tokio::time::interval(Duration::from_secs(20));
+        // Not at once: the register ack must be the first frame (§1).
+        let every = Duration::from_secs(20);
+        let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         loop {
             let frame = tokio::select! {
                 f = out_rx.recv() => match f { Some(f) => f, None => return },
@@ -437,11 +526,19 @@ async fn run(o: Opts) {
             }
         }
     });
-    if tokio::time::timeout(Duration::from_secs(30), reg_rx).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(30), reg_rx)
+        .await
+        .is_err()
+    {
         die("no register from the agent in 30 s");
     }
     figure("connect_s", started.elapsed().as_secs_f64());
-    let mut c = Conn { out, events, next_id: 0, pid };
+    let mut c = Conn {
+        out,
+        events,
+        next_id: 0,
+        pid,
+    };
     for phase in &o.phases {
         match phase.as_str() {
             "idle" => idle(&mut c, &o).await,
@@ -454,7 +551,10 @@ async fn run(o: Opts) {
     }
     // SAFETY: kill only sends SIGTERM to the child this process started.
     unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
-    if tokio::time::timeout(Duration::from_secs(20), child.wait()).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .is_err()
+    {
         let _ = child.kill().await;
         die("the agent did not stop within 20 s of SIGTERM");
     }

@@ -34,7 +34,13 @@ pub struct Mem {
 fn field(text: &str, key: &str) -> u64 {
     text.lines()
         .find_map(|l| l.strip_prefix(key))
-        .and_then(|rest| rest.trim_start_matches(':').split_whitespace().next()?.parse().ok())
+        .and_then(|rest| {
+            rest.trim_start_matches(':')
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
         .unwrap_or(0)
 }
 
@@ -72,7 +78,8 @@ pub fn smaps(pid: u32) -> Vec<(String, u64)> {
         let first = f.next().unwrap_or("");
         if first.contains('-') && first.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
             let (lo, hi) = first.split_once('-').unwrap_or(("0", "0"));
-            let size = u64::from_str_radix(hi, 16).unwrap_or(0) - u64::from_str_radix(lo, 16).unwrap_or(0);
+            let size =
+                u64::from_str_radix(hi, 16).unwrap_or(0) - u64::from_str_radix(lo, 16).unwrap_or(0);
             let perms = f.next().unwrap_or("");
             let path = f.nth(3).unwrap_or("");
             kind = match path {
