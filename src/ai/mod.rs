@@ -42,6 +42,10 @@ use tokio::sync::mpsc;
 
 use cost::Bounds;
 pub use cost::TokenLimit;
+// The request bodies and the readers of answers, which the fuzz targets
+// drive through `crate::fuzz_entry`.
+pub(crate) use gateway::{answer as gateway_answer, body as gateway_body};
+pub(crate) use openai::{StreamReader, body as openai_body, completion};
 #[cfg(test)]
 pub(crate) use cost::{FRAMING, MIN_ANSWER};
 pub use daily::{DailyLedger, Hold};
