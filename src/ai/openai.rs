@@ -278,10 +278,15 @@ impl StreamReader {
     }
 
     /// Takes the next bytes of the body; returns the text each event they
-    /// complete added, in order.
+    /// complete added, in order. Events are read up to `[DONE]` and not
+    /// past it, so the reply never depends on how the body was cut into
+    /// pieces on its way.
     pub(crate) fn push(&mut self, bytes: &[u8]) -> Result<Vec<String>, Failure> {
+        self.framer.feed(bytes);
         let mut texts = Vec::new();
-        for data in self.framer.push(bytes).map_err(Failure::Malformed)? {
+        while !self.ended
+            && let Some(data) = self.framer.next_event().map_err(Failure::Malformed)?
+        {
             match self.assembler.event(&data)? {
                 Some(text) => texts.push(text),
                 None => self.ended = true,
@@ -429,6 +434,47 @@ mod tests {
             shown.len() <= MAX_LOCATION + "…".len() && shown.ends_with('…'),
             "{shown}"
         );
+    }
+
+    /// The reply a body makes when it arrives in `pieces`.
+    fn read(pieces: &[&[u8]]) -> Result<(Vec<String>, Reply), String> {
+        let mut r = StreamReader::default();
+        let mut texts = Vec::new();
+        for p in pieces {
+            if r.ended() {
+                break;
+            }
+            texts.extend(r.push(p).map_err(|e| e.to_string())?);
+        }
+        let (last, reply) = r.finish().map_err(|e| e.to_string())?;
+        texts.extend(last);
+        Ok((texts, reply))
+    }
+
+    #[test]
+    fn nothing_after_done_is_read_however_the_body_arrives() {
+        // Found writing the `model_answer` fuzz target (its check that the
+        // pieces a body arrives in change nothing): with `[DONE]` and more
+        // events in one piece, the events after it were read too (text
+        // added; a broken one refused the whole answer); cut after
+        // `[DONE]`, they were not.
+        let more = "data: {\"choices\":[{\"delta\":{\"content\":\"late\"}}]}\n\n";
+        for tail in [more, "data: not json\n\n", "\u{0}\n\n"] {
+            let body = format!(
+                "data: {{\"choices\":[{{\"delta\":{{\"content\":\"ok\"}}}}]}}\n\ndata: [DONE]\n\n{tail}"
+            );
+            let at = body.find("[DONE]\n\n").expect("done") + 8;
+            let whole = read(&[body.as_bytes()]);
+            let cut = read(&[&body.as_bytes()[..at], &body.as_bytes()[at..]]);
+            assert_eq!(whole, cut, "{tail:?}");
+            let (texts, reply) = whole.expect("an answer");
+            assert_eq!(texts.concat(), "ok");
+            assert_eq!(reply.message.content, "ok");
+        }
+        // Bytes that are not UTF-8 after `[DONE]` are never looked at.
+        let mut body = b"data: [DONE]\n\n".to_vec();
+        body.extend_from_slice(b"\xff\n\n");
+        assert!(read(&[&body]).is_ok());
     }
 
     #[test]
