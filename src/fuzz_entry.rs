@@ -269,11 +269,13 @@ pub fn model_request(
 ) -> Result<Request, String> {
     let tools = tools
         .into_iter()
-        .map(|(name, description, params_schema)| crate::sandbox::GuestTool {
-            name,
-            description,
-            params_schema,
-        })
+        .map(
+            |(name, description, params_schema)| crate::sandbox::GuestTool {
+                name,
+                description,
+                params_schema,
+            },
+        )
         .collect();
     let (messages, tools) = crate::sandbox::guest_request(messages, tools)?;
     let model = ModelConfig {
