@@ -70,16 +70,19 @@ fn run(input: Input) {
         }
         // The same value spelled differently: not a change.
         Some(Tamper::Escaped) => {
-            message = message
-                .chars()
-                .map(|c| {
-                    if c.is_ascii_alphabetic() {
+            message = format!(
+                "\"{}\"",
+                input
+                    .message
+                    .chars()
+                    .map(|c| if c.is_ascii_alphabetic() {
                         format!("\\u{:04x}", c as u32)
                     } else {
-                        c.to_string()
-                    }
-                })
-                .collect();
+                        let q = common::quote(&c.to_string());
+                        q[1..q.len() - 1].to_string()
+                    })
+                    .collect::<String>()
+            );
         }
     }
     let mut fields: Vec<(u8, String)> = vec![
