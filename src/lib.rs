@@ -12,6 +12,9 @@
 //! never one above (no import outside tests runs back up, and none goes in
 //! a circle).
 //!
+//! - [`fuzz_entry`]: entry points for the fuzz targets in `fuzz/` (hidden
+//!   from the docs; nothing in the agent calls it): the parsers of
+//!   untrusted bytes, reached as the agent runs them
 //! - [`cli`]: what only the command line uses: setup, the agent's serve
 //!   loop, the session harness, demo, `check-runner`, hot reload (SIGHUP,
 //!   `--watch`), `runner new`, `config check` / `status`, `mcp`, logging
@@ -77,6 +80,8 @@ pub mod cli;
 pub mod config;
 pub mod embedded;
 pub mod fsafe;
+#[doc(hidden)]
+pub mod fuzz_entry;
 pub mod link;
 pub mod mcp;
 pub mod mcp_client;

@@ -54,15 +54,7 @@ pub(super) async fn chat(
     tools: &[ToolSpec],
     max_tokens: u64,
 ) -> Result<(Reply, Option<String>), Failure> {
-    let mut body = json!({
-        "messages": wire::messages(messages),
-        "max_tokens": max_tokens,
-        "timeout_ms": g.request_timeout.as_millis() as u64,
-        "metadata": { "session_id": cx.session_id },
-    });
-    if !tools.is_empty() {
-        body["tools"] = wire::tools(tools);
-    }
+    let body = body(g, cx, messages, tools, max_tokens);
     let mut req = http
         .post(format!("{}/chat", g.base_url))
         .header("X-Agent-ID", agent_id)
@@ -82,7 +74,40 @@ pub(super) async fn chat(
             "the gateway's answer is more than {MAX_BODY} bytes"
         )));
     }
-    let env: Result<Envelope, _> = serde_json::from_slice(&bytes);
+    let (mut reply, model) = answer(status, &bytes)?;
+    if reply.usage.total() == 0 {
+        reply.usage = wire::estimate(messages, &reply);
+    }
+    Ok((reply, model))
+}
+
+/// The request body: `{messages, tools, max_tokens, timeout_ms, metadata}`.
+pub(crate) fn body(
+    g: &GatewayConfig,
+    cx: &CallContext,
+    messages: &[Message],
+    tools: &[ToolSpec],
+    max_tokens: u64,
+) -> serde_json::Value {
+    let mut body = json!({
+        "messages": wire::messages(messages),
+        "max_tokens": max_tokens,
+        "timeout_ms": g.request_timeout.as_millis() as u64,
+        "metadata": { "session_id": cx.session_id },
+    });
+    if !tools.is_empty() {
+        body["tools"] = wire::tools(tools);
+    }
+    body
+}
+
+/// The reply in the gateway's answer of `status` (not a redirect), and
+/// the model it says answered; the error the envelope carries otherwise.
+pub(crate) fn answer(
+    status: reqwest::StatusCode,
+    bytes: &[u8],
+) -> Result<(Reply, Option<String>), Failure> {
+    let env: Result<Envelope, _> = serde_json::from_slice(bytes);
     if !status.is_success() {
         let text = match env {
             Ok(Envelope { error: Some(e), .. }) if !e.message.is_empty() => {
@@ -92,7 +117,7 @@ pub(super) async fn chat(
                     format!("{} ({})", e.message, e.code)
                 }
             }
-            _ => String::from_utf8_lossy(&bytes).trim().to_string(),
+            _ => String::from_utf8_lossy(bytes).trim().to_string(),
         };
         let text = crate::util::truncate_utf8(&text, 300).to_string();
         return Err(Failure::Status(status.as_u16(), text));
@@ -106,9 +131,8 @@ pub(super) async fn chat(
         ));
     };
     let model = (!data.model.is_empty()).then_some(data.model);
-    let mut reply = wire::reply(data.message, data.finish_reason, data.usage.into());
-    if reply.usage.total() == 0 {
-        reply.usage = wire::estimate(messages, &reply);
-    }
-    Ok((reply, model))
+    Ok((
+        wire::reply(data.message, data.finish_reason, data.usage.into()),
+        model,
+    ))
 }

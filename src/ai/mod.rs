@@ -42,9 +42,13 @@ use tokio::sync::mpsc;
 
 use cost::Bounds;
 pub use cost::TokenLimit;
+// The request bodies and the readers of answers, which the fuzz targets
+// drive through `crate::fuzz_entry`.
 #[cfg(test)]
 pub(crate) use cost::{FRAMING, MIN_ANSWER};
 pub use daily::{DailyLedger, Hold};
+pub(crate) use gateway::{answer as gateway_answer, body as gateway_body};
+pub(crate) use openai::{StreamReader, body as openai_body, completion};
 pub(crate) use scrub::TextOut;
 use scrub::scrub;
 pub use settings::{AiConfig, GatewayConfig, ModelConfig, Secret};

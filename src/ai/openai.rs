@@ -22,7 +22,7 @@ const MAX_BODY: usize = 10 << 20;
 /// the answer's cap. `answer` is that cap (what the budgets leave, at
 /// most the configured one), sent as `max_completion_tokens` when the
 /// model is configured with it, else as `max_tokens`.
-pub(super) fn body(
+pub(crate) fn body(
     m: &ModelConfig,
     messages: &[Message],
     tools: &[ToolSpec],
@@ -80,13 +80,7 @@ pub(super) async fn chat(
         read_stream(resp, out).await?
     } else {
         let text = read_capped(resp, MAX_BODY).await.map_err(transport)?;
-        let c: wire::Completion = serde_json::from_str(&text)
-            .map_err(|e| Failure::Malformed(format!("the answer is not a chat completion: {e}")))?;
-        let usage = c.usage.unwrap_or_default().into();
-        let Some(choice) = c.choices.into_iter().next() else {
-            return Err(Failure::Malformed("the answer has no choices".into()));
-        };
-        let reply = wire::reply(choice.message, choice.finish_reason, usage);
+        let reply = completion(&text)?;
         out.text(&reply.message.content).await;
         reply
     };
@@ -94,6 +88,17 @@ pub(super) async fn chat(
         reply.usage = wire::estimate(messages, &reply);
     }
     Ok(reply)
+}
+
+/// The reply in a non-streamed answer: a chat completion's first choice.
+pub(crate) fn completion(text: &str) -> Result<Reply, Failure> {
+    let c: wire::Completion = serde_json::from_str(text)
+        .map_err(|e| Failure::Malformed(format!("the answer is not a chat completion: {e}")))?;
+    let usage = c.usage.unwrap_or_default().into();
+    let Some(choice) = c.choices.into_iter().next() else {
+        return Err(Failure::Malformed("the answer has no choices".into()));
+    };
+    Ok(wire::reply(choice.message, choice.finish_reason, usage))
 }
 
 /// One streamed chunk.
@@ -240,40 +245,87 @@ fn chunk_size(chunk: &Chunk) -> usize {
 }
 
 async fn read_stream(resp: reqwest::Response, out: &mut TextOut<'_>) -> Result<Reply, Failure> {
-    let mut framer = Framer::default();
-    let mut a = Assembler::default();
+    let mut reader = StreamReader::default();
     let mut body = resp.bytes_stream();
-    let mut ended = false;
-    while !ended && let Some(bytes) = body.next().await {
+    while !reader.ended()
+        && let Some(bytes) = body.next().await
+    {
         let bytes = bytes.map_err(transport)?;
-        for data in framer.push(&bytes).map_err(Failure::Malformed)? {
-            match a.event(&data)? {
-                Some(text) => out.text(&text).await,
-                None => ended = true,
+        for text in reader.push(&bytes)? {
+            out.text(&text).await;
+        }
+    }
+    let (last, reply) = reader.finish()?;
+    if let Some(text) = last {
+        out.text(&text).await;
+    }
+    Ok(reply)
+}
+
+/// A streamed answer read as its bytes arrive: the event stream's framing,
+/// then each event's chunk put together into the reply.
+#[derive(Default)]
+pub(crate) struct StreamReader {
+    framer: Framer,
+    assembler: Assembler,
+    ended: bool,
+}
+
+impl StreamReader {
+    /// Whether `[DONE]` came: nothing after it is read.
+    pub(crate) fn ended(&self) -> bool {
+        self.ended
+    }
+
+    /// Takes the next bytes of the body; returns the text each event they
+    /// complete added, in order. Events are read up to `[DONE]` and not
+    /// past it, so the reply never depends on how the body was cut into
+    /// pieces on its way.
+    pub(crate) fn push(&mut self, bytes: &[u8]) -> Result<Vec<String>, Failure> {
+        self.framer.feed(bytes);
+        let mut texts = Vec::new();
+        while !self.ended
+            && let Some(data) = self.framer.next_event().map_err(Failure::Malformed)?
+        {
+            match self.assembler.event(&data)? {
+                Some(text) => texts.push(text),
+                None => self.ended = true,
             }
         }
+        Ok(texts)
     }
-    if !ended && let Some(data) = framer.finish() {
-        match a.event(&data)? {
-            Some(text) => out.text(&text).await,
-            None => ended = true,
+
+    /// At the end of the body: the text of an event the body ended without
+    /// closing, and the reply.
+    pub(crate) fn finish(mut self) -> Result<(Option<String>, Reply), Failure> {
+        let mut last = None;
+        if !self.ended
+            && let Some(data) = self.framer.finish()
+        {
+            match self.assembler.event(&data)? {
+                Some(text) => last = Some(text),
+                None => self.ended = true,
+            }
         }
-    }
-    if !ended && a.finish.is_none() {
-        return Err(Failure::Malformed(
-            "the event stream ended before the model finished (no finish_reason, no [DONE])".into(),
-        ));
-    }
-    for (i, c) in a.calls.iter_mut().enumerate() {
-        if c.id.is_empty() {
-            c.id = format!("call_{i}");
+        let a = self.assembler;
+        if !self.ended && a.finish.is_none() {
+            return Err(Failure::Malformed(
+                "the event stream ended before the model finished (no finish_reason, no [DONE])"
+                    .into(),
+            ));
         }
+        let mut calls = a.calls;
+        for (i, c) in calls.iter_mut().enumerate() {
+            if c.id.is_empty() {
+                c.id = format!("call_{i}");
+            }
+        }
+        let message = WireMessage {
+            content: Some(a.content),
+            tool_calls: calls,
+        };
+        Ok((last, wire::reply(message, a.finish, a.usage.into())))
     }
-    let message = WireMessage {
-        content: Some(a.content),
-        tool_calls: a.calls,
-    };
-    Ok(wire::reply(message, a.finish, a.usage.into()))
 }
 
 /// Reads at most `cap` bytes of a body as text.
@@ -382,6 +434,47 @@ mod tests {
             shown.len() <= MAX_LOCATION + "…".len() && shown.ends_with('…'),
             "{shown}"
         );
+    }
+
+    /// The reply a body makes when it arrives in `pieces`.
+    fn read(pieces: &[&[u8]]) -> Result<(Vec<String>, Reply), String> {
+        let mut r = StreamReader::default();
+        let mut texts = Vec::new();
+        for p in pieces {
+            if r.ended() {
+                break;
+            }
+            texts.extend(r.push(p).map_err(|e| e.to_string())?);
+        }
+        let (last, reply) = r.finish().map_err(|e| e.to_string())?;
+        texts.extend(last);
+        Ok((texts, reply))
+    }
+
+    #[test]
+    fn nothing_after_done_is_read_however_the_body_arrives() {
+        // Found writing the `model_answer` fuzz target (its check that the
+        // pieces a body arrives in change nothing): with `[DONE]` and more
+        // events in one piece, the events after it were read too (text
+        // added; a broken one refused the whole answer); cut after
+        // `[DONE]`, they were not.
+        let more = "data: {\"choices\":[{\"delta\":{\"content\":\"late\"}}]}\n\n";
+        for tail in [more, "data: not json\n\n", "\u{0}\n\n"] {
+            let body = format!(
+                "data: {{\"choices\":[{{\"delta\":{{\"content\":\"ok\"}}}}]}}\n\ndata: [DONE]\n\n{tail}"
+            );
+            let at = body.find("[DONE]\n\n").expect("done") + 8;
+            let whole = read(&[body.as_bytes()]);
+            let cut = read(&[&body.as_bytes()[..at], &body.as_bytes()[at..]]);
+            assert_eq!(whole, cut, "{tail:?}");
+            let (texts, reply) = whole.expect("an answer");
+            assert_eq!(texts.concat(), "ok");
+            assert_eq!(reply.message.content, "ok");
+        }
+        // Bytes that are not UTF-8 after `[DONE]` are never looked at.
+        let mut body = b"data: [DONE]\n\n".to_vec();
+        body.extend_from_slice(b"\xff\n\n");
+        assert!(read(&[&body]).is_ok());
     }
 
     #[test]

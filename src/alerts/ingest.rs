@@ -175,7 +175,7 @@ fn reply(result: Result<(), String>) -> String {
 
 /// Reads one line of at most [`MAX_LINE`] bytes; a longer line is drained
 /// and reported as too long. `Ok(None)` at end of stream.
-async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(
+pub(crate) async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(
     r: &mut R,
 ) -> std::io::Result<Option<Result<String, String>>> {
     let mut buf = Vec::new();

@@ -54,6 +54,8 @@ pub use capabilities::{Capabilities, Grant, McpSet, ToolSet};
 pub(crate) use capabilities::{catalog_names, check_tool};
 pub use engine::EngineOptions;
 pub use host::HostServices;
+// For the fuzz targets (`crate::fuzz_entry`): what a guest hands the host.
+pub(crate) use host::{GuestTool, guest_request, parse_metadata};
 pub(crate) use policy::value as budget_value;
 pub use policy::{Policies, RunnerPolicy, Subject};
 pub use probe::{Probe, Step};

@@ -63,6 +63,7 @@ mod targets;
 mod tool;
 mod x509;
 
+pub(crate) use args::Args;
 pub(crate) use mask::{mask_json, mask_secrets, masked_cut};
 #[cfg(test)]
 pub(crate) use remote::{CALL_BUDGET, DEFAULT_TIMEOUT_MS};
@@ -202,7 +203,7 @@ pub(crate) fn call_with(
 }
 
 /// Argument names a schema declares.
-fn schema_keys(schema: &str) -> Vec<String> {
+pub(crate) fn schema_keys(schema: &str) -> Vec<String> {
     serde_json::from_str::<Value>(schema)
         .ok()
         .and_then(|v| {

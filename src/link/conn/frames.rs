@@ -29,13 +29,13 @@ const ENVELOPE_ROOM: usize = 1024;
 
 /// One frame of session output and the output bytes it carries (none for
 /// an error), counted once it is written.
-pub(super) struct Frame {
-    pub(super) text: String,
+pub(crate) struct Frame {
+    pub(crate) text: String,
     pub(super) output: Option<u64>,
 }
 
 /// The frames of one session event, each within §11 (see the module doc).
-pub(super) fn session_frames(ev: SessionEvent) -> Vec<Frame> {
+pub(crate) fn session_frames(ev: SessionEvent) -> Vec<Frame> {
     match ev {
         SessionEvent::Output(p) => output_frames(p),
         SessionEvent::Error(mut e) => {

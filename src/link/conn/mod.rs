@@ -330,7 +330,7 @@ fn register_payload(info: &RegisterInfo, table: &SessionTable) -> RegisterPayloa
 }
 
 mod batch;
-mod frames;
+pub(crate) mod frames;
 mod inbound;
 mod serve;
 

@@ -178,16 +178,9 @@ fn message(m: wit::Message) -> ai::Message {
         wit::Role::Assistant => ai::Role::Assistant,
         wit::Role::Tool => ai::Role::Tool,
     };
-    // Tool results reach the guest masked already; a guest may still put
-    // anything in a tool message, so it is masked again on the way out.
-    let content = if role == ai::Role::Tool {
-        mask_secrets(&m.content)
-    } else {
-        m.content
-    };
     ai::Message {
         role,
-        content,
+        content: m.content,
         tool_calls: m
             .tool_calls
             .into_iter()
@@ -201,16 +194,75 @@ fn message(m: wit::Message) -> ai::Message {
     }
 }
 
-fn tool(t: ToolInfo) -> ai::ToolSpec {
-    let parameters = serde_json::from_str::<serde_json::Value>(&t.params_schema)
-        .ok()
-        .filter(serde_json::Value::is_object)
-        .unwrap_or_else(|| serde_json::json!({ "type": "object" }));
-    ai::ToolSpec {
+fn tool(t: ToolInfo) -> GuestTool {
+    GuestTool {
         name: t.name,
         description: t.description,
-        parameters,
+        params_schema: t.params_schema,
     }
+}
+
+/// A tool a guest offers the model, as the guest describes it.
+pub(crate) struct GuestTool {
+    pub(crate) name: String,
+    pub(crate) description: String,
+    /// JSON Schema text of the arguments.
+    pub(crate) params_schema: String,
+}
+
+/// What a guest's model request becomes before it goes to [`crate::ai`]:
+/// refused past [`MAX_MESSAGES`] messages or [`MAX_CONVERSATION`] bytes
+/// (the error is the text the guest gets); tool messages masked again; a
+/// schema that is not a JSON object sent as `{"type":"object"}`.
+pub(crate) fn guest_request(
+    messages: Vec<ai::Message>,
+    tools: Vec<GuestTool>,
+) -> Result<(Vec<ai::Message>, Vec<ai::ToolSpec>), String> {
+    let size: usize = messages
+        .iter()
+        .map(|m| {
+            m.content.len()
+                + m.tool_calls
+                    .iter()
+                    .map(|c| c.arguments.len() + c.name.len() + c.id.len())
+                    .sum::<usize>()
+        })
+        .sum::<usize>()
+        + tools
+            .iter()
+            .map(|t| t.params_schema.len() + t.description.len())
+            .sum::<usize>();
+    if messages.len() > MAX_MESSAGES || size > MAX_CONVERSATION {
+        return Err(format!(
+            "the host refused to send {} messages of {size} bytes (at most {MAX_MESSAGES} \
+             messages of {MAX_CONVERSATION} bytes per call)",
+            messages.len()
+        ));
+    }
+    let messages = messages
+        .into_iter()
+        .map(|mut m| {
+            // Tool results reach the guest masked already; a guest may
+            // still put anything in a tool message, so it is masked again
+            // on the way out.
+            if m.role == ai::Role::Tool {
+                m.content = mask_secrets(&m.content);
+            }
+            m
+        })
+        .collect();
+    let tools = tools
+        .into_iter()
+        .map(|t| ai::ToolSpec {
+            parameters: serde_json::from_str::<serde_json::Value>(&t.params_schema)
+                .ok()
+                .filter(serde_json::Value::is_object)
+                .unwrap_or_else(|| serde_json::json!({ "type": "object" })),
+            name: t.name,
+            description: t.description,
+        })
+        .collect();
+    Ok((messages, tools))
 }
 
 fn reply(r: ai::Reply, model: String) -> wit::Reply {
@@ -404,31 +456,15 @@ async fn live(
         ctx.run.llm_failure = Some(e.to_string());
         return Ok(Err(error(e)));
     };
-    let size: usize = messages
-        .iter()
-        .map(|m| {
-            m.content.len()
-                + m.tool_calls
-                    .iter()
-                    .map(|c| c.arguments_json.len() + c.name.len() + c.id.len())
-                    .sum::<usize>()
-        })
-        .sum::<usize>()
-        + tools
-            .iter()
-            .map(|t| t.params_schema.len() + t.description.len())
-            .sum::<usize>();
-    if messages.len() > MAX_MESSAGES || size > MAX_CONVERSATION {
-        let e = format!(
-            "the host refused to send {} messages of {size} bytes (at most {MAX_MESSAGES} \
-             messages of {MAX_CONVERSATION} bytes per call)",
-            messages.len()
-        );
-        ctx.note(kind::LLM, "complete", "", outcome::REFUSED, &e);
-        return Ok(Err(wit::LlmError::ProviderRefused(e)));
-    }
-    let messages: Vec<ai::Message> = messages.into_iter().map(message).collect();
-    let tools: Vec<ai::ToolSpec> = tools.into_iter().map(tool).collect();
+    let messages = messages.into_iter().map(message).collect();
+    let tools = tools.into_iter().map(tool).collect();
+    let (messages, tools) = match guest_request(messages, tools) {
+        Ok(r) => r,
+        Err(e) => {
+            ctx.note(kind::LLM, "complete", "", outcome::REFUSED, &e);
+            return Ok(Err(wit::LlmError::ProviderRefused(e)));
+        }
+    };
     let args = format!(
         "{{\"messages\":{},\"tools\":{}}}",
         messages.len(),

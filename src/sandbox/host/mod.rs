@@ -10,6 +10,8 @@
 //! new capability is a new file plus one method in the `Host` impl below.
 
 mod llm;
+pub(crate) use llm::{GuestTool, guest_request};
+pub(crate) use stream::parse_metadata;
 mod log;
 mod mcp;
 mod shell;

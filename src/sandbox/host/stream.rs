@@ -60,18 +60,23 @@ pub(crate) fn stage(s: host::Stage) -> Stage {
     }
 }
 
+/// Guest metadata as it goes out: a JSON object, or nothing.
+pub(crate) fn parse_metadata(raw: &str) -> Option<Map<String, Value>> {
+    match serde_json::from_str::<Value>(raw) {
+        Ok(Value::Object(m)) => Some(m),
+        Ok(_) | Err(_) => None,
+    }
+}
+
 /// Parses guest metadata; anything but a JSON object is dropped with a log
 /// line (the delta itself still goes out).
 fn metadata(ctx: &HostContext, raw: Option<String>) -> Option<Map<String, Value>> {
-    let raw = raw?;
-    match serde_json::from_str::<Value>(&raw) {
-        Ok(Value::Object(m)) => Some(m),
-        Ok(_) | Err(_) => {
-            tracing::warn!(session_id = %ctx.info.session_id,
-                "guest emit metadata is not a JSON object; dropped it");
-            None
-        }
+    let parsed = parse_metadata(&raw?);
+    if parsed.is_none() {
+        tracing::warn!(session_id = %ctx.info.session_id,
+            "guest emit metadata is not a JSON object; dropped it");
     }
+    parsed
 }
 
 pub(crate) async fn emit(
