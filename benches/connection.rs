@@ -1,7 +1,9 @@
 //! Connection benchmark over a loopback WebSocket server, in one run:
 //! - `session_start` → `ack` latency (p50/p99) while 3 sessions stream;
 //! - deltas per second from one sandboxed guest to the server's socket;
-//! - the same emits from a native `DiagnoseRunner` (no sandbox) as baseline.
+//! - the same emits from a native `DiagnoseRunner` (no sandbox) as baseline;
+//! - the sandboxed deltas with the flight recorder on and off, side by
+//!   side (process CPU per delta).
 //!
 //! The agent runs on a runtime of its own, built as the binary builds it
 //! (multi-threaded, one worker per core); the server and the measuring code
@@ -85,6 +87,14 @@ impl DiagnoseRunner for NativeEmitter {
 async fn connect(
     runners: Runners,
 ) -> (TestServer, ServerConn, CancellationToken, tempfile::TempDir) {
+    connect_recording(runners, false).await
+}
+
+/// [`connect`], with `[recorder] enabled = record`.
+async fn connect_recording(
+    runners: Runners,
+    record: bool,
+) -> (TestServer, ServerConn, CancellationToken, tempfile::TempDir) {
     let mut server = TestServer::start().await;
     let state = tempfile::tempdir().expect("tempdir");
     let mut cfg = Config {
@@ -94,6 +104,7 @@ async fn connect(
     cfg.server.enabled = true;
     cfg.server.address = server.addr.to_string();
     cfg.sandbox.max_concurrent_sessions = 8;
+    cfg.recorder.enabled = record;
     let agent = Agent::new(&cfg, runners, AgentOptions::default()).expect("agent");
     *TELEMETRY.lock().expect("telemetry") = Some(agent.telemetry());
     let shutdown = CancellationToken::new();
@@ -150,7 +161,13 @@ static CPU_DELTAS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::
 
 /// Deltas per second through the whole path: runner → session → socket.
 async fn deltas_per_sec(runners: Runners, deltas: u32) -> f64 {
-    let (_server, mut c, stop, _state) = connect(runners).await;
+    deltas_recorded(runners, deltas, false).await.0
+}
+
+/// [`deltas_per_sec`] with the recorder on or off, and the process CPU per
+/// delta of that run.
+async fn deltas_recorded(runners: Runners, deltas: u32, record: bool) -> (f64, Duration) {
+    let (_server, mut c, stop, _state) = connect_recording(runners, record).await;
     let start = Instant::now();
     let cpu = cpu_time();
     assert!(
@@ -179,7 +196,7 @@ async fn deltas_per_sec(runners: Runners, deltas: u32) -> f64 {
     );
     FRAMES.fetch_add(msgs.len() as u64, std::sync::atomic::Ordering::Relaxed);
     stop.cancel();
-    f64::from(deltas) / secs
+    (f64::from(deltas) / secs, cpu / deltas)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -260,6 +277,29 @@ async fn bench() {
     }
     let (sandboxed, baseline, ratio) = (median(sandboxed), median(baseline), median(ratios));
 
+    // The flight recorder on and off, interleaved the same way.
+    let (mut cpu_on, mut cpu_off, mut rate_on, mut rate_off) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let order = if round % 2 == 0 {
+            [true, false]
+        } else {
+            [false, true]
+        };
+        for record in order {
+            let (rate, cpu) = deltas_recorded(wasm.clone(), deltas, record).await;
+            let (r, c) = if record {
+                (&mut rate_on, &mut cpu_on)
+            } else {
+                (&mut rate_off, &mut cpu_off)
+            };
+            r.push(rate);
+            c.push(cpu.as_secs_f64() * 1e6);
+        }
+    }
+    let (rate_on, rate_off) = (median(rate_on), median(rate_off));
+    let (cpu_on, cpu_off) = (median(cpu_on), median(cpu_off));
+
     // A session's whole life with nothing else running: start → done.
     let (_server, mut c, stop, _state) = connect(wasm.clone()).await;
     let mut life = Vec::with_capacity(ack_samples);
@@ -338,7 +378,14 @@ async fn bench() {
         pct(&life, 0.5).as_secs_f64() * 1e6,
         pct(&life, 0.99).as_secs_f64() * 1e6
     );
-    let runs = 2 * rounds as u64 + 1;
+    println!(
+        "| deltas/s, sandboxed, recorder off / on (median of {rounds}) | {rate_off:.0} / {rate_on:.0} |"
+    );
+    println!(
+        "| process CPU per delta, recorder off / on (median of {rounds}) | {cpu_off:.2} / {cpu_on:.2} µs ({:+.1} %) |",
+        (cpu_on / cpu_off - 1.0) * 100.0
+    );
+    let runs = 4 * rounds as u64 + 1;
     println!(
         "| frames per throughput run ({deltas} deltas; merged under backpressure) | {} |",
         FRAMES.load(std::sync::atomic::Ordering::Relaxed) / runs

@@ -35,6 +35,28 @@ impl StreamSink for NullSink {
     async fn send(&self, _out: Output) {}
 }
 
+/// A sink whose session is recorded (the flight recorder on).
+struct RecordingSink(catpaw_agent::recorder::Recording);
+
+#[async_trait]
+impl StreamSink for RecordingSink {
+    async fn send(&self, _out: Output) {}
+
+    fn tape(&self) -> Option<catpaw_agent::recorder::Tape> {
+        Some(catpaw_agent::recorder::Tape::Record(self.0.clone()))
+    }
+}
+
+/// A recording of one session in `dir`, as the session table starts one.
+fn recording(dir: &std::path::Path, i: u32) -> catpaw_agent::recorder::Recording {
+    catpaw_agent::recorder::Recording::create(
+        dir,
+        &format!("bench-{i}"),
+        &catpaw_agent::recorder::RecorderOptions::default(),
+        None,
+    )
+}
+
 struct RawState {
     wasi: WasiCtx,
     table: ResourceTable,
@@ -286,6 +308,27 @@ async fn main() {
         "our full session (DiagnoseRunner::run, limits, audit off)".into(),
         ours,
     ));
+    // The same, recorded: a recording created, written and sealed per
+    // session (the recorder on), measured right after the row above.
+    let rec_dir = tempfile::tempdir().expect("tempdir");
+    let counter = std::sync::atomic::AtomicU32::new(0);
+    let recorded = time_n(n, || {
+        let r = runner.clone();
+        let i = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let rec = recording(rec_dir.path(), i);
+        async move {
+            let s: Arc<dyn StreamSink> = Arc::new(RecordingSink(rec.clone()));
+            r.run(&info(), req("noop", "0"), s, CancellationToken::new())
+                .await
+                .expect("run");
+            rec.close(|_| {});
+        }
+    })
+    .await;
+    rows.push((
+        "our full session, recorder on (recording created, written, sealed)".into(),
+        recorded,
+    ));
 
     // --- emit ---
     let emits = 200_000u32;
@@ -300,6 +343,19 @@ async fn main() {
         .await
         .expect("emit run");
     let per_emit = start.elapsed().saturating_sub(ours) / emits;
+    let rec = recording(rec_dir.path(), u32::MAX);
+    let start = Instant::now();
+    runner
+        .run(
+            &info(),
+            req("emit", &emits.to_string()),
+            Arc::new(RecordingSink(rec.clone())),
+            CancellationToken::new(),
+        )
+        .await
+        .expect("emit run");
+    rec.close(|_| {});
+    let per_emit_recorded = start.elapsed().saturating_sub(recorded) / emits;
 
     // --- compute ---
     let start = Instant::now();
@@ -373,6 +429,10 @@ async fn main() {
     println!(
         "| one `emit` through our host import (mean of {emits}) | {:.0} ns |",
         per_emit.as_secs_f64() * 1e9
+    );
+    println!(
+        "| one `emit`, recorder on (a `host.emit` line, masked, per delta; mean of {emits}) | {:.0} ns |",
+        per_emit_recorded.as_secs_f64() * 1e9
     );
     println!("\n## Compile cache\n\n| what | time |\n|---|---|");
     println!(

@@ -211,7 +211,7 @@ impl Recording {
         json_str(&mut w.buf, env!("CARGO_PKG_VERSION"));
         w.buf.extend_from_slice(b",\"started_at\":");
         json_str(&mut w.buf, &rfc3339(now.as_secs()));
-        let _ = write!(w.buf, ",\"record_model_content\":{model}}}\n");
+        let _ = writeln!(w.buf, ",\"record_model_content\":{model}}}");
         w.commit(at, false);
     }
 
@@ -381,9 +381,9 @@ impl Writer {
         }
         self.buf.truncate(at);
         start_line(&mut self.buf, "truncated", t);
-        let _ = write!(
+        let _ = writeln!(
             self.buf,
-            ",\"reason\":\"max_size ({}) reached\",\"after_call\":{}}}\n",
+            ",\"reason\":\"max_size ({}) reached\",\"after_call\":{}}}",
             human_size(self.max_size),
             self.last_written
         );
@@ -432,27 +432,24 @@ impl Writer {
         self.file = None;
     }
 
-    /// Writes the seal line and syncs the file.
+    /// Writes the seal line and the rest of the buffer.
     fn seal(&mut self) -> Closed {
         if let Some(e) = &self.failed {
             return Closed::Failed(e.clone());
         }
         let digest = crate::util::hex_digest(&self.hash.clone().finalize());
         let at = self.buf.len();
-        let _ = write!(
+        let _ = writeln!(
             self.buf,
-            "{{\"k\":\"seal\",\"sha256\":\"{digest}\",\"lines\":{}}}\n",
+            "{{\"k\":\"seal\",\"sha256\":\"{digest}\",\"lines\":{}}}",
             self.lines
         );
         let mut whole = self.hash.clone();
         whole.update(&self.buf[at..]);
+        // Not synced: an fsync per session would cost more than the
+        // session's set-up; a power loss that tears the file leaves it
+        // unsealed or unequal to the audit's hash, which readers detect.
         self.flush();
-        if let Some(f) = &mut self.file
-            && let Err(e) = f.file().sync_all()
-        {
-            let what = format!("syncing {}: {e}", self.name);
-            self.fail(&what);
-        }
         // Closed: the store may count it against its limits now.
         self.file = None;
         match &self.failed {

@@ -146,13 +146,70 @@ impl StreamSink for ChannelSink {
 /// every string masked, as the session hands it to the connection (which
 /// adds the envelope's fresh message id and may merge deltas after).
 pub(crate) fn frame_raw(ev: &SessionEvent) -> String {
-    let (msg_type, payload) = match ev {
-        SessionEvent::Output(p) => (proto::MSG_SESSION_OUTPUT, serde_json::to_value(p)),
-        SessionEvent::Error(p) => (proto::MSG_SESSION_ERROR, serde_json::to_value(p)),
+    let text = match ev {
+        SessionEvent::Output(p) => {
+            let delta = crate::tools::mask_secrets(&p.delta);
+            let report = p
+                .report
+                .as_deref()
+                .filter(|r| !r.is_empty())
+                .map(crate::tools::mask_secrets);
+            let metadata = p.metadata.as_ref().filter(|m| !m.is_empty()).map(|m| {
+                let mut v = serde_json::Value::Object(m.clone());
+                crate::tools::mask_json(&mut v);
+                v
+            });
+            serde_json::to_string(&Frame {
+                kind: proto::MSG_SESSION_OUTPUT,
+                payload: OutputFrame {
+                    session_id: &p.session_id,
+                    delta: &delta,
+                    stage: &p.stage,
+                    done: p.done,
+                    report: report.as_deref(),
+                    metadata,
+                },
+            })
+        }
+        SessionEvent::Error(p) => serde_json::to_string(&Frame {
+            kind: proto::MSG_SESSION_ERROR,
+            payload: ErrorFrame {
+                session_id: &p.session_id,
+                error: &crate::tools::mask_secrets(&p.error),
+                code: &p.code,
+            },
+        }),
     };
-    let mut payload = payload.unwrap_or_default();
-    crate::tools::mask_json(&mut payload);
-    serde_json::json!({ "type": msg_type, "payload": payload }).to_string()
+    text.unwrap_or_default()
+}
+
+/// A frame as recorded: its type, then its payload.
+#[derive(serde::Serialize)]
+struct Frame<'a, P> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    payload: P,
+}
+
+/// `session_output`, borrowed, field for field as the wire has it.
+#[derive(serde::Serialize)]
+struct OutputFrame<'a> {
+    session_id: &'a str,
+    delta: &'a str,
+    stage: &'a str,
+    done: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    report: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metadata: Option<serde_json::Value>,
+}
+
+/// `session_error`, borrowed.
+#[derive(serde::Serialize)]
+struct ErrorFrame<'a> {
+    session_id: &'a str,
+    error: &'a str,
+    code: &'a str,
 }
 
 /// Writes `ev` as a `frame` line.
@@ -162,4 +219,35 @@ pub(crate) fn record_frame(r: &Recording, ev: &SessionEvent) {
         b.extend_from_slice(b",\"raw\":");
         json_str(b, &raw);
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::SessionErrorPayload;
+
+    #[test]
+    fn a_recorded_frame_is_type_then_payload_as_on_the_wire_with_secrets_masked() {
+        let out = SessionEvent::Output(SessionOutputPayload {
+            session_id: "s".into(),
+            delta: "password=hunter2x".into(),
+            stage: "answer".into(),
+            done: false,
+            report: None,
+            metadata: None,
+        });
+        assert_eq!(
+            frame_raw(&out),
+            r#"{"type":"session_output","payload":{"session_id":"s","delta":"password=***","stage":"answer","done":false}}"#
+        );
+        let err = SessionEvent::Error(SessionErrorPayload {
+            session_id: "s".into(),
+            error: "boom".into(),
+            code: "runner_trapped".into(),
+        });
+        assert_eq!(
+            frame_raw(&err),
+            r#"{"type":"session_error","payload":{"session_id":"s","error":"boom","code":"runner_trapped"}}"#
+        );
+    }
 }
