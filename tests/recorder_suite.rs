@@ -241,6 +241,28 @@ async fn another_runner_makes_the_suite_exit_1_with_a_junit_failure() {
         "{xml}"
     );
     assert!(xml.contains("<failure type=\"calls diverged\""), "{xml}");
+
+    // check-runner --recordings: the same suite as part of the check.
+    let tour = tour.display().to_string();
+    for (runner, ok, verdict) in [(&tour, true, "identical"), (&more, false, "calls diverged")] {
+        let (_, out, err) = run(
+            &home,
+            &["check-runner", runner, "--recordings", &suite, "--json"],
+        );
+        let report: Value = serde_json::from_str(&out).unwrap_or_else(|_| panic!("{out}{err}"));
+        let rec = &report["recordings"];
+        assert_eq!(rec["ok"], ok, "{report}");
+        assert_eq!(rec["rows"][0]["verdict"], verdict, "{report}");
+        if !ok {
+            assert_eq!(report["ok"], false, "a differing recording fails the check");
+        }
+    }
+    let (_, out, _) = run(&home, &["check-runner", &more, "--recordings", &suite]);
+    assert!(out.contains("FAIL recording  "), "{out}");
+    assert!(
+        out.contains(": 0 identical, 1 different, 0 could not replay"),
+        "{out}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -116,15 +116,19 @@ fn exit_status(page: &mut Roff) {
         "1",
         "The command ran and its answer is no: session, the session failed; alert, an \
          event was refused; audit verify, the hash chain is broken (the first bad line is \
-         printed); check-runner, a check failed; status, no agent answers on the state \
-         dir's status socket.",
+         printed); check-runner, a check failed (or, with --recordings, a recording did \
+         not replay identical); status, no agent answers on the state dir's status \
+         socket; replay, the replay differs (with --suite: some recording differs).",
     );
     entry(
         page,
         "2",
         "The command could not run: a usage error, a config that is not valid (config \
          check names the file and the field), a runner that does not load at start, a \
-         state dir another agent holds, or any other error, printed on stderr.",
+         state dir another agent holds, a recording that cannot be used (play and replay: \
+         changed after it was sealed, \"hash mismatch\"; replay: unsealed, unknown format, \
+         runner missing; replay --suite: some recording could not replay, or none in the \
+         directory), or any other error, printed on stderr.",
     );
 }
 
@@ -178,7 +182,7 @@ fn files(page: &mut Roff) {
              against; {UNIT_STATE_DIR} under the unit. The agent keeps the files below in it."
         ),
     );
-    let layout: [(PathBuf, &str); 9] = [
+    let layout: [(PathBuf, &str); 10] = [
         (
             state.agent_id(),
             "This agent's UUID, created at first start.",
@@ -208,6 +212,12 @@ fn files(page: &mut Roff) {
         (
             state.replay_nonces(),
             "Signed messages accepted within the replay window, kept across restarts.",
+        ),
+        (
+            state.root().join("recordings"),
+            "One recording per session (mode 0600, the directory 0700), unless [recorder] \
+             dir names another; bounded by [recorder] max_total and keep_days. Read by play \
+             and replay.",
         ),
         (
             state.agent_lock(),
