@@ -236,3 +236,74 @@ async fn a_restore_that_fails_ends_the_session_with_its_reason() {
     assert_eq!(end.receipt.expect("a receipt").runs, 4);
     assert_eq!(sb.sandbox.live_instances(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_turn_is_saved_too_and_the_chat_goes_on() {
+    let sb = TestSandbox::new();
+    let mut run = chat(json!({"message": "note one"})).start_on(&sb.load("hazard_chat_memo"));
+    reply(&mut run).await;
+    run.say("juggle").await;
+    let (stage, text) = reply(&mut run).await;
+    assert_eq!(stage, "error");
+    assert_eq!(text, "unknown memo command: juggle");
+    assert_eq!(sb.sandbox.live_instances(), 0);
+    run.say("notes").await;
+    assert_eq!(reply(&mut run).await.1, "notes: one [instance turn 1]");
+    run.finish().await;
+}
+
+/// Output that goes nowhere.
+struct Nowhere;
+
+#[async_trait::async_trait]
+impl catpaw_agent::runner::StreamSink for Nowhere {
+    async fn send(&self, _out: catpaw_agent::runner::Output) {}
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_opened_without_a_message_holds_no_instance() {
+    use catpaw_agent::runner::{ChatRunner, ChatSessionOpts, SessionInfo};
+    let sb = TestSandbox::new();
+    let runner = sb
+        .builtin_chat()
+        .chat_runner(common::limits(|_| {}))
+        .expect("serves chat");
+    let info = SessionInfo {
+        session_id: "idle".into(),
+        session_type: "chat".into(),
+        user_name: "tester".into(),
+        allow_shell: false,
+        key_id: None,
+    };
+    let chat = runner
+        .start(
+            &info,
+            ChatSessionOpts::default(),
+            std::sync::Arc::new(Nowhere),
+            tokio_util::sync::CancellationToken::new(),
+        )
+        .await
+        .expect("start");
+    assert_eq!(sb.sandbox.live_instances(), 0, "saved right after create");
+    drop(chat);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_session_output_budget_spans_restored_turns() {
+    let sb = TestSandbox::new();
+    // Each answer is 29 bytes ("noted aaaa [instance turn 1]" and a digit):
+    // the third breaks 80 bytes only if the first two still count.
+    let mut run = chat(json!({"message": "note aaa1"}))
+        .budget(|b| b.max_output = 80)
+        .start_on(&sb.load("hazard_chat_memo"));
+    reply(&mut run).await;
+    run.say("note aaa2").await;
+    reply(&mut run).await;
+    assert_eq!(sb.sandbox.live_instances(), 0);
+    run.say("note aaa3").await;
+    let (events, end) = run.finish_with_end().await;
+    let (code, error) = error_of(&events).expect("the third answer breaks the budget");
+    assert_eq!(code, "resource_exhausted", "{error}");
+    assert!(error.contains("output budget exhausted"), "{error}");
+    assert_eq!(end.receipt.expect("a receipt").runs, 4);
+}
