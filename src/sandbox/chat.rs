@@ -156,7 +156,7 @@ enum Held {
     /// The conversation as its runner saved it, and the host state that
     /// spans turns; no instance.
     Parked {
-        parked: store::Parked,
+        parked: Box<store::Parked>,
         state: Box<[u8]>,
     },
     /// Nothing: restoring the conversation failed (the text says why).
@@ -173,7 +173,7 @@ impl Held {
     ) -> Held {
         match state {
             Some(state) => Held::Parked {
-                parked: store::park(store),
+                parked: Box::new(store::park(store)),
                 state,
             },
             None => Held::Live {
@@ -228,7 +228,7 @@ impl WasmChat {
             return Err(self.lose("the runner has no snapshot export".into()));
         };
         let sandbox = &self.sandbox;
-        let mut store = store::unpark(&sandbox.engine, &self.limits, &sandbox.instances, parked)
+        let mut store = store::unpark(&sandbox.engine, &self.limits, &sandbox.instances, *parked)
             .map_err(|e| self.lose(format!("creating the session store: {e:#}")))?;
         let outcome = limits::guard(
             self.pre.instantiate(&mut store),
@@ -241,7 +241,7 @@ impl WasmChat {
             Err(e @ RunError::Host(_)) => {
                 // No slot free now: the conversation waits for the next turn.
                 self.held = Held::Parked {
-                    parked: store::park(store),
+                    parked: Box::new(store::park(store)),
                     state,
                 };
                 return Err(e);
