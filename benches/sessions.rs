@@ -4,6 +4,13 @@
 //! run (sandbox built and runner loaded, no session). The virtual size is
 //! printed beside it: the agent must start under `ulimit -v`.
 //!
+//! Each figure is taken twice: with the chats' conversations saved between
+//! turns (the runner's `snapshot` export; no instance while idle, the
+//! default) and with every chat keeping its live instance
+//! (`max_chat_state = 0`, as before the export). The turn latency of an
+//! open chat is measured both ways too: a "help" turn on each open chat
+//! in turn, restore and save included when saved.
+//!
 //! A second table says where each open session's resident memory goes,
 //! from `/proc/self/smaps`: the pages of the runner's memory image (shared
 //! with every other instance of it, but counted in each instance's RSS),
@@ -112,24 +119,28 @@ fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
-    // The agent's logger at its default level: what a session logs is part
-    // of what it costs.
-    catpaw_agent::cli::logging::init(&catpaw_agent::config::Config::default().log.level, false);
-    let full = std::env::args().any(|a| a == "--bench");
-    let steps: &[usize] = if full { &[100, 1000] } else { &[10, 20] };
+/// What one way of keeping idle chats measured.
+struct Measured {
+    label: &'static str,
+    idle: u64,
+    idle_vsz: u64,
+    idle_where: Where,
+    rows: Vec<(usize, u64, u64, Where)>,
+    after: u64,
+    /// Durations of turns on open chats, sorted, in µs.
+    turns_us: Vec<f64>,
+}
+
+/// Opens `steps` chats on the built-in chat runner under `budgets`,
+/// measuring at each step, times `turns` turns on them, and closes them.
+async fn measure(
+    sandbox: &Arc<Sandbox>,
+    label: &'static str,
+    budgets: Budgets,
+    steps: &[usize],
+    turns: usize,
+) -> Measured {
     let most = *steps.last().expect("steps");
-    let budgets = Budgets::default();
-    let sandbox = Sandbox::new(SandboxOptions {
-        engine: EngineOptions {
-            pooling: true,
-            slots: most as u32 + 2,
-            max_memory: budgets.max_memory,
-        },
-        ..SandboxOptions::default()
-    })
-    .expect("sandbox");
     let loaded = sandbox
         .load("built-in chat", catpaw_agent::embedded::CHAT)
         .expect("chat runner");
@@ -157,6 +168,7 @@ async fn main() {
     // Warm up (first instantiation faults in shared code pages), then the
     // idle figure.
     drop(open_chat("warm".into(), "help").await);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let (idle, idle_vsz) = rss_vsz_kib();
     let idle_where = where_resident();
 
@@ -169,50 +181,121 @@ async fn main() {
         let (rss, vsz) = rss_vsz_kib();
         rows.push((n, rss, vsz, where_resident()));
     }
+    let mut turns_us = Vec::with_capacity(turns);
+    for i in 0..turns {
+        let chat = &mut open[i % most];
+        let t = std::time::Instant::now();
+        chat.handle_message("help").await.expect("turn");
+        turns_us.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    turns_us.sort_by(f64::total_cmp);
     drop(open);
     // Let the runtime finish dropping what the sessions held.
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
     let (after, _) = rss_vsz_kib();
+    Measured {
+        label,
+        idle,
+        idle_vsz,
+        idle_where,
+        rows,
+        after,
+        turns_us,
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted.get(i).copied().unwrap_or(0.0)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    // The agent's logger at its default level: what a session logs is part
+    // of what it costs.
+    catpaw_agent::cli::logging::init(&catpaw_agent::config::Config::default().log.level, false);
+    let full = std::env::args().any(|a| a == "--bench");
+    let steps: &[usize] = if full { &[100, 1000] } else { &[10, 20] };
+    let turns = if full { 2000 } else { 40 };
+    let most = *steps.last().expect("steps");
+    let budgets = Budgets::default();
+    let sandbox = Sandbox::new(SandboxOptions {
+        engine: EngineOptions {
+            pooling: true,
+            slots: most as u32 + 2,
+            max_memory: budgets.max_memory,
+        },
+        ..SandboxOptions::default()
+    })
+    .expect("sandbox");
+    let live = Budgets {
+        max_chat_state: 0,
+        ..budgets.clone()
+    };
+    let all = [
+        measure(&sandbox, "saved between turns", budgets, steps, turns).await,
+        measure(&sandbox, "live instance between turns", live, steps, turns).await,
+    ];
 
     if !full {
         println!("(smoke run with few sessions; `cargo bench --bench sessions` measures)\n");
     }
     println!("## Open chat sessions (built-in chat runner, one run)\n");
-    println!("| what | RSS | per session over idle | virtual size |\n|---|---|---|---|");
-    println!(
-        "| idle (runner loaded, no session) | {} | | {} |",
-        mib(idle),
-        mib(idle_vsz)
-    );
-    for &(n, rss, vsz, _) in &rows {
+    println!("| idle chats keep | what | RSS | per session over idle | virtual size |");
+    println!("|---|---|---|---|---|");
+    for m in &all {
         println!(
-            "| {n} chats open, each answered a turn | {} | {:.1} KiB | {} |",
-            mib(rss),
-            rss.saturating_sub(idle) as f64 / n as f64,
-            mib(vsz)
+            "| {} | idle (runner loaded, no session) | {} | | {} |",
+            m.label,
+            mib(m.idle),
+            mib(m.idle_vsz)
+        );
+        for &(n, rss, vsz, _) in &m.rows {
+            println!(
+                "| {} | {n} chats open, each answered a turn | {} | {:.1} KiB | {} |",
+                m.label,
+                mib(rss),
+                rss.saturating_sub(m.idle) as f64 / n as f64,
+                mib(vsz)
+            );
+        }
+        println!(
+            "| {} | after all ended | {} ({:+.1} % of idle) | | |",
+            m.label,
+            mib(m.after),
+            (m.after as f64 - m.idle as f64) / m.idle as f64 * 100.0
         );
     }
-    println!(
-        "| after all ended | {} ({:+.1} % of idle) | | |",
-        mib(after),
-        (after as f64 - idle as f64) / idle as f64 * 100.0
-    );
 
     println!("\n### Where each open session's resident memory goes (KiB, over idle)\n");
     println!(
-        "| open chats | memory image (shared) | async stack kept by the store | \
-         linear memory and pool slots | host heap | RSS | PSS |\n|---|---|---|---|---|---|---|"
+        "| idle chats keep | open chats | memory image (shared) | async stack kept by the store | \
+         linear memory and pool slots | host heap | RSS | PSS |\n|---|---|---|---|---|---|---|---|"
     );
-    for &(n, rss, _, w) in &rows {
-        let per = |v: u64, idle: u64| v.saturating_sub(idle) as f64 / n as f64;
+    for m in &all {
+        for &(n, rss, _, w) in &m.rows {
+            let per = |v: u64, idle: u64| v.saturating_sub(idle) as f64 / n as f64;
+            println!(
+                "| {} | {n} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
+                m.label,
+                per(w.image, m.idle_where.image),
+                per(w.stacks, m.idle_where.stacks),
+                per(w.other_anon, m.idle_where.other_anon),
+                per(w.heap, m.idle_where.heap),
+                per(rss, m.idle),
+                per(w.pss, m.idle_where.pss),
+            );
+        }
+    }
+
+    println!("\n### A \"help\" turn on an open chat ({turns} turns over the {most} open chats)\n");
+    println!("| idle chats keep | p50 | p99 |\n|---|---|---|");
+    for m in &all {
         println!(
-            "| {n} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
-            per(w.image, idle_where.image),
-            per(w.stacks, idle_where.stacks),
-            per(w.other_anon, idle_where.other_anon),
-            per(w.heap, idle_where.heap),
-            per(rss, idle),
-            per(w.pss, idle_where.pss),
+            "| {} | {:.0} µs | {:.0} µs |",
+            m.label,
+            percentile(&m.turns_us, 0.5),
+            percentile(&m.turns_us, 0.99)
         );
     }
 }

@@ -59,6 +59,8 @@ fn the_sandbox_limits_table_of_readme_and_the_runner_guide() {
         assert_eq!(b.llm_turn_tokens, 200_000, "{role}: llm_turn_tokens");
         // language-model calls per run / chat turn | 32
         assert_eq!(b.max_llm_calls, 32, "{role}: max_llm_calls");
+        // conversation state an idle chat keeps in place of its instance | 1 MiB
+        assert_eq!(b.max_chat_state, MIB, "{role}: max_chat_state");
     }
     // runner file size (loaded or watched) | 64 MiB | (1 MiB..1 GiB)
     assert_eq!(cfg.sandbox.max_runner_size, 64 * MIB);

@@ -305,6 +305,9 @@ fn advice(e: &RunError) -> String {
             "{e}: the language model could not be reached; check [ai] (the agent would serve \
              the session with the rule-based runner)"
         ),
+        RunError::Lost(_) => {
+            format!("{e}: the runner's snapshot restore must accept every state its save returns")
+        }
         RunError::Cancelled | RunError::Host(_) => format!("{e}"),
     }
 }

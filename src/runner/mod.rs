@@ -221,6 +221,11 @@ pub enum RunError {
     /// reached (the text says why); a rule-based runner may take over.
     #[error("the language model is unavailable: {0}")]
     ModelUnavailable(String),
+    /// A chat's saved conversation could not be restored into a fresh
+    /// instance (the runner's reason): the conversation is gone, so the
+    /// session ends.
+    #[error("the conversation could not be restored: {0}")]
+    Lost(String),
 }
 
 impl RunError {
@@ -234,7 +239,8 @@ impl RunError {
             RunError::Failed(_)
             | RunError::Cancelled
             | RunError::Host(_)
-            | RunError::ModelUnavailable(_) => failure_code,
+            | RunError::ModelUnavailable(_)
+            | RunError::Lost(_) => failure_code,
         }
     }
 }

@@ -48,6 +48,10 @@ pub struct Budgets {
     pub llm_turn_tokens: u64,
     /// Language-model calls per run or chat turn.
     pub max_llm_calls: u64,
+    /// Most bytes of conversation state an idle chat keeps in place of its
+    /// instance (a runner's `snapshot` export); a larger state keeps the
+    /// instance alive instead. 0 keeps every chat's instance alive.
+    pub max_chat_state: u64,
 }
 
 impl Default for Budgets {
@@ -66,6 +70,11 @@ impl Default for Budgets {
             llm_tokens: 400_000,
             llm_turn_tokens: 200_000,
             max_llm_calls: 32,
+            // The built-in chat's state is a few hundred bytes, a long AI
+            // conversation some hundreds of KiB. A saved state sits in the
+            // host's heap; a larger one keeps its instance, whose memory
+            // `max_memory` bounds.
+            max_chat_state: 1 << 20,
         }
     }
 }
@@ -130,6 +139,10 @@ impl Budgets {
         BudgetKey {
             name: "max_llm_calls",
             slot: |b| Slot::Count(&mut b.max_llm_calls),
+        },
+        BudgetKey {
+            name: "max_chat_state",
+            slot: |b| Slot::Bytes(&mut b.max_chat_state, ANY_BYTES),
         },
     ];
 

@@ -15,7 +15,12 @@
 //! - `limits.rs`: how a budget is enforced, a call guarded, a failure blamed
 //! - `host/`: the `catpaw:runner/host` and `llm` imports, one capability
 //!   per file
-//! - `run.rs`: the wasm implementations of the runner traits
+//! - `run.rs`: the wasm diagnose runner, and what runs share (metering,
+//!   how a run ends and is blamed)
+//! - `chat.rs`: the wasm chat runner, whose idle chats may give their
+//!   instance back
+//! - `snapshot.rs`: the optional `snapshot` export a chat runner saves and
+//!   restores its conversation with
 //! - `versions.rs`: the contract versions (0.2.0, 0.1.0) behind one type
 //! - `describe.rs`: reading a runner's `describe` once at load
 //! - `capabilities.rs`: what a runner declared it uses, parsed at load,
@@ -30,6 +35,7 @@
 mod bindings;
 mod budgets;
 mod capabilities;
+mod chat;
 mod describe;
 mod engine;
 mod host;
@@ -37,6 +43,7 @@ mod limits;
 mod policy;
 mod probe;
 mod run;
+mod snapshot;
 mod stdio;
 mod store;
 mod tape;
@@ -52,6 +59,7 @@ use wasmtime::component::{HasSelf, Linker};
 pub use budgets::{BudgetKey, Budgets, Slot};
 pub use capabilities::{Capabilities, Grant, McpSet, ToolSet};
 pub(crate) use capabilities::{catalog_names, check_tool};
+pub use chat::WasmChatRunner;
 pub use engine::EngineOptions;
 pub use host::HostServices;
 // For the fuzz targets (`crate::fuzz_entry`): what a guest hands the host.
@@ -59,7 +67,7 @@ pub(crate) use host::{GuestTool, guest_request, parse_metadata};
 pub(crate) use policy::value as budget_value;
 pub use policy::{Policies, RunnerPolicy, Subject};
 pub use probe::{Probe, Step};
-pub use run::{WasmChatRunner, WasmDiagnoseRunner};
+pub use run::WasmDiagnoseRunner;
 pub use tape::budgets_of;
 pub use versions::WitVersion;
 // The documented limits, for the crate's `documented_defaults` test.
@@ -74,7 +82,8 @@ use crate::runner::{Description, Provenance, RunnerTrust, Signer};
 use bindings::diagnose_world::DiagnoseRunner as DiagnoseWorld;
 use bindings::v0_1::diagnose_world::DiagnoseRunner as DiagnoseWorld01;
 use host::HostContext;
-use store::SessionState;
+use snapshot::SnapshotExports;
+use store::{Instances, SessionState};
 use versions::{ChatPre, DiagnosePre};
 
 /// Settings of a [`Sandbox`].
@@ -94,6 +103,8 @@ pub struct Sandbox {
     linker: Linker<SessionState>,
     cache: engine::ComponentCache,
     services: Arc<HostServices>,
+    /// The stores (each holding one runner instance) alive.
+    instances: Instances,
 }
 
 impl std::fmt::Debug for Sandbox {
@@ -157,7 +168,16 @@ impl Sandbox {
             linker,
             cache: engine::ComponentCache::new(opts.cache_dir),
             services: Arc::new(opts.services),
+            instances: Instances::default(),
         }))
+    }
+
+    /// Runner instances alive now, each in a store of its own: one per
+    /// running session and per open chat that keeps its instance between
+    /// turns. A chat whose runner saved its conversation (the `snapshot`
+    /// export) holds none while it waits for its next message.
+    pub fn live_instances(&self) -> usize {
+        self.instances.count()
     }
 
     /// Loads a runner from a file of at most `max_size` bytes
@@ -222,7 +242,7 @@ impl Sandbox {
         let diagnose = DiagnosePre::new(&pre);
         let chat = ChatPre::new(&pre);
         let version = match (&diagnose, &chat) {
-            (Some(DiagnosePre::V2(_)), _) | (_, Some(ChatPre::V2(_))) => WitVersion::V0_2,
+            (Some(DiagnosePre::V2(_)), _) | (_, Some(ChatPre::V2(..))) => WitVersion::V0_2,
             _ => WitVersion::V0_1,
         };
         if diagnose.is_none() && chat.is_none() {
@@ -231,6 +251,18 @@ impl Sandbox {
                  (build it against wit/runner.wit, world diagnose-runner, chat-runner or runner)"
             );
         }
+        // Only a 0.2.0 chat has the optional export beside it; one of
+        // another shape than the WIT's refuses the runner here, not in
+        // the middle of a chat.
+        let snapshot = match &chat {
+            Some(ChatPre::V2(..)) => SnapshotExports::find(&pre).map_err(|e| {
+                anyhow::anyhow!(
+                    "runner {name}: {e} (see docs/runners.md, Giving an idle chat's instance \
+                     back)"
+                )
+            })?,
+            _ => None,
+        };
         let description = match describe::read(self, diagnose.as_ref(), chat.as_ref()) {
             Ok(d) => d,
             Err(e) => bail!(
@@ -265,6 +297,7 @@ impl Sandbox {
             provenance: Provenance::BuiltIn,
             diagnose,
             chat,
+            snapshot,
         })
     }
 }
@@ -284,6 +317,8 @@ pub struct LoadedRunner {
     provenance: Provenance,
     diagnose: Option<DiagnosePre>,
     chat: Option<ChatPre>,
+    /// Its chats' `snapshot` export, if it has one.
+    snapshot: Option<SnapshotExports>,
 }
 
 impl std::fmt::Debug for LoadedRunner {
@@ -294,6 +329,7 @@ impl std::fmt::Debug for LoadedRunner {
             .field("provenance", &self.provenance)
             .field("diagnose", &self.diagnose.is_some())
             .field("chat", &self.chat.is_some())
+            .field("snapshot", &self.snapshot.is_some())
             .finish()
     }
 }
@@ -401,6 +437,12 @@ impl LoadedRunner {
         self.chat.is_some()
     }
 
+    /// Whether its chats save their conversation between turns (it
+    /// exports `snapshot`), giving their instance back while idle.
+    pub fn saves_chats(&self) -> bool {
+        self.snapshot.is_some()
+    }
+
     /// A diagnose runner whose sessions get `budgets`, if the component
     /// exports one.
     pub fn diagnose_runner(&self, budgets: Budgets) -> Option<WasmDiagnoseRunner> {
@@ -420,6 +462,7 @@ impl LoadedRunner {
         Some(WasmChatRunner::new(
             self.sandbox.clone(),
             pre,
+            self.snapshot.clone(),
             budgets,
             self.grant.clone(),
         ))

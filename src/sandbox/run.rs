@@ -1,5 +1,6 @@
-//! The wasm implementations of the runner traits: one store and one
-//! instance per session, every guest call guarded by the session's budgets.
+//! The wasm implementation of the diagnose runner trait, and what it
+//! shares with the chat one (`chat.rs`): one store and one instance per
+//! session, every guest call guarded by the session's budgets.
 //!
 //! A diagnose session is one run: instantiation plus the `run` call. A chat
 //! session's instantiation plus `create` is its first run, and each message
@@ -13,7 +14,6 @@ use std::time::Instant;
 use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 use wasmtime::Store;
-use wasmtime::component::ResourceAny;
 
 use super::Sandbox;
 use super::budgets::Budgets;
@@ -21,12 +21,9 @@ use super::capabilities::Grant;
 use super::host::{HostContext, HostServices};
 use super::limits::{self, Guarded};
 use super::store::{self, SessionState, end_run, new_store};
-use super::versions::{ChatInstance, ChatPre, DiagnosePre};
+use super::versions::DiagnosePre;
 use crate::runner::Receipt;
-use crate::runner::{
-    ChatHandle, ChatRunner, ChatSessionOpts, DiagnoseRequest, DiagnoseRunner, RunError,
-    SessionInfo, StreamSink,
-};
+use crate::runner::{DiagnoseRequest, DiagnoseRunner, RunError, SessionInfo, StreamSink};
 
 /// Serves inspect/diagnose sessions with a wasm component.
 pub struct WasmDiagnoseRunner {
@@ -65,7 +62,7 @@ impl WasmDiagnoseRunner {
 
 /// Creates the store of one session, whose imports answer only what
 /// `grant` allows.
-fn session_store(
+pub(super) fn session_store(
     sandbox: &Sandbox,
     limits: &Budgets,
     grant: &Grant,
@@ -106,21 +103,21 @@ fn store_with(
     sink: Arc<dyn StreamSink>,
 ) -> Result<Store<SessionState>, RunError> {
     let host = HostContext::new(info.clone(), sink, services, limits, grant.clone());
-    new_store(&sandbox.engine, limits, host)
+    new_store(&sandbox.engine, limits, &sandbox.instances, host)
         .map_err(|e| RunError::Host(format!("creating the session store: {e:#}")))
 }
 
 /// The receipts of one session: the run going on (or just ended) and the
 /// session's sum.
 #[derive(Debug, Clone)]
-struct Meter {
+pub(super) struct Meter {
     started: Instant,
-    last: Receipt,
-    session: Receipt,
+    pub(super) last: Receipt,
+    pub(super) session: Receipt,
 }
 
 impl Meter {
-    fn new(limits: &Budgets) -> Self {
+    pub(super) fn new(limits: &Budgets) -> Self {
         Meter {
             started: Instant::now(),
             last: limits.receipt(),
@@ -129,12 +126,12 @@ impl Meter {
     }
 
     /// A run or turn begins now.
-    fn begin(&mut self) {
+    pub(super) fn begin(&mut self) {
         self.started = Instant::now();
     }
 
     /// The run that began last ended with `run` (from the store).
-    fn end(&mut self, mut run: Receipt) {
+    pub(super) fn end(&mut self, mut run: Receipt) {
         run.wall_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         run.wall_max_run_ms = run.wall_ms;
         self.session.add(&run);
@@ -153,7 +150,7 @@ impl Meter {
 /// whole again, the run's receipt goes to `meter`) and turns that outcome
 /// into the session's result, blaming the guest or the host. A trap's
 /// error carries the guest's last words on stderr.
-fn finish<T>(
+pub(super) fn finish<T>(
     store: &mut Store<SessionState>,
     limits: &Budgets,
     meter: &mut Meter,
@@ -206,7 +203,7 @@ fn record_run_end(store: &Store<SessionState>, fuel: u64, err: Option<&RunError>
 
 /// The instance, when instantiating succeeded: the first run goes on. When
 /// it failed, that run ends here.
-fn instantiated<T>(
+pub(super) fn instantiated<T>(
     store: &mut Store<SessionState>,
     limits: &Budgets,
     meter: &mut Meter,
@@ -241,7 +238,7 @@ fn instantiate_error(e: wasmtime::Error, limits: &Budgets) -> RunError {
 const MAX_FAILURE_TEXT: usize = 4096;
 
 /// The guest's own error, cut to [`MAX_FAILURE_TEXT`] with a marker.
-fn guest_failure(msg: String) -> RunError {
+pub(super) fn guest_failure(msg: String) -> RunError {
     if msg.len() <= MAX_FAILURE_TEXT {
         return RunError::Failed(msg);
     }
@@ -255,7 +252,7 @@ fn guest_failure(msg: String) -> RunError {
 /// The error of a run the guest failed: when its last language-model call
 /// failed too, the model was out of reach and a rule-based runner may
 /// take over ([`RunError::ModelUnavailable`]).
-fn failed(store: &Store<SessionState>, msg: String) -> RunError {
+pub(super) fn failed(store: &Store<SessionState>, msg: String) -> RunError {
     match store.data().host.last_llm_failure() {
         Some(why) => RunError::ModelUnavailable(why.to_string()),
         None => guest_failure(msg),
@@ -263,7 +260,7 @@ fn failed(store: &Store<SessionState>, msg: String) -> RunError {
 }
 
 /// Counts a report or chat answer against the session's output budget.
-fn charge_reply(
+pub(super) fn charge_reply(
     store: &mut Store<SessionState>,
     meter: &mut Meter,
     text: &str,
@@ -317,132 +314,6 @@ impl WasmDiagnoseRunner {
         let report = finish(&mut store, limits, meter, outcome)?.map_err(|m| failed(&store, m))?;
         charge_reply(&mut store, meter, &report, "the report")?;
         Ok(report)
-    }
-}
-
-/// Serves chat sessions with a wasm component.
-pub struct WasmChatRunner {
-    sandbox: Arc<Sandbox>,
-    pre: ChatPre,
-    limits: Budgets,
-    /// What its sessions may reach.
-    grant: Grant,
-}
-
-impl WasmChatRunner {
-    pub(crate) fn new(sandbox: Arc<Sandbox>, pre: ChatPre, limits: Budgets, grant: Grant) -> Self {
-        WasmChatRunner {
-            sandbox,
-            pre,
-            limits,
-            grant,
-        }
-    }
-
-    /// What its sessions may reach.
-    pub fn grant(&self) -> &Grant {
-        &self.grant
-    }
-
-    /// The budgets each session (each turn, for fuel and time) gets.
-    pub fn limits(&self) -> &Budgets {
-        &self.limits
-    }
-}
-
-#[async_trait]
-impl ChatRunner for WasmChatRunner {
-    async fn start(
-        &self,
-        info: &SessionInfo,
-        opts: ChatSessionOpts,
-        sink: Arc<dyn StreamSink>,
-        cancel: CancellationToken,
-    ) -> Result<Box<dyn ChatHandle>, RunError> {
-        self.start_metered(info, opts, sink, cancel).await.0
-    }
-
-    async fn start_metered(
-        &self,
-        info: &SessionInfo,
-        opts: ChatSessionOpts,
-        sink: Arc<dyn StreamSink>,
-        cancel: CancellationToken,
-    ) -> (Result<Box<dyn ChatHandle>, RunError>, Option<Receipt>) {
-        let mut meter = Meter::new(&self.limits);
-        match self.start_in(info, opts, sink, cancel, &mut meter).await {
-            Ok(chat) => (Ok(chat), None),
-            Err(e) => (Err(e), Some(meter.session)),
-        }
-    }
-}
-
-impl WasmChatRunner {
-    /// Opens the conversation; the start's receipt goes to `meter` (and
-    /// on to the chat, which keeps metering its turns).
-    async fn start_in(
-        &self,
-        info: &SessionInfo,
-        opts: ChatSessionOpts,
-        sink: Arc<dyn StreamSink>,
-        cancel: CancellationToken,
-        meter: &mut Meter,
-    ) -> Result<Box<dyn ChatHandle>, RunError> {
-        let limits = self.limits.clone();
-        let mut store = session_store(&self.sandbox, &limits, &self.grant, info, sink)?;
-        let outcome =
-            limits::guard(self.pre.instantiate(&mut store), limits.timeout, &cancel).await;
-        let inst = instantiated(&mut store, &limits, meter, outcome)?;
-        let outcome = limits::guard(
-            inst.create(&mut store, opts.allow_shell),
-            limits.timeout,
-            &cancel,
-        )
-        .await;
-        let conversation = finish(&mut store, &limits, meter, outcome)?.map_err(guest_failure)?;
-        Ok(Box::new(WasmChat {
-            store,
-            inst,
-            conversation,
-            limits,
-            meter: meter.clone(),
-            cancel,
-        }))
-    }
-}
-
-/// One open wasm conversation: its store lives as long as the chat.
-struct WasmChat {
-    store: Store<SessionState>,
-    inst: ChatInstance,
-    conversation: ResourceAny,
-    limits: Budgets,
-    meter: Meter,
-    cancel: CancellationToken,
-}
-
-#[async_trait]
-impl ChatHandle for WasmChat {
-    async fn handle_message(&mut self, input: &str) -> Result<String, RunError> {
-        // Fuel, tool calls, guest log lines and captured stdio are per-turn
-        // budgets, made whole when the last turn (or `create`) finished: a
-        // long chat is not starved by the turns before it.
-        self.meter.begin();
-        let outcome = limits::guard(
-            self.inst
-                .handle_message(&mut self.store, self.conversation, input),
-            self.limits.timeout,
-            &self.cancel,
-        )
-        .await;
-        let answer = finish(&mut self.store, &self.limits, &mut self.meter, outcome)?
-            .map_err(|m| failed(&self.store, m))?;
-        charge_reply(&mut self.store, &mut self.meter, &answer, "the answer")?;
-        Ok(answer)
-    }
-
-    fn receipts(&self) -> Option<(Receipt, Receipt)> {
-        Some((self.meter.last.clone(), self.meter.session.clone()))
     }
 }
 

@@ -1,6 +1,7 @@
 //! Per-session store state: the WASI context with nothing granted, the
-//! memory caps, and the host state the imports run on; and how a run
-//! or chat turn ends ([`end_run`]).
+//! memory caps, and the host state the imports run on; how a run or chat
+//! turn ends ([`end_run`]); and what an idle chat keeps of its store when
+//! it gives its instance back ([`park`], [`unpark`]).
 
 use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, Store};
@@ -31,7 +32,36 @@ pub(crate) struct SessionState {
     /// `wasi:random` through the session's tape.
     pub(crate) random: super::tape::TapeRandom,
     /// Counts this store among the live ones.
-    _live: Live,
+    live: Live,
+    /// Counts it among its sandbox's instances.
+    _instance: InstanceGuard,
+}
+
+/// How many stores (each holding one runner instance) a sandbox has
+/// alive: sessions running, and chats that keep their instance between
+/// turns. A chat that parked its conversation holds none.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Instances(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl Instances {
+    /// Stores alive now.
+    pub(crate) fn count(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn enter(&self) -> InstanceGuard {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        InstanceGuard(self.clone())
+    }
+}
+
+/// One store counted in its sandbox's [`Instances`] while it lives.
+struct InstanceGuard(Instances);
+
+impl Drop for InstanceGuard {
+    fn drop(&mut self) {
+        self.0.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// Stores alive in the process.
@@ -95,7 +125,58 @@ impl WasiView for SessionState {
 pub(crate) fn new_store(
     engine: &wasmtime::Engine,
     limits: &Budgets,
+    instances: &Instances,
     host: HostContext,
+) -> wasmtime::Result<Store<SessionState>> {
+    store_for(engine, limits, instances, host, 0, Live::new())
+}
+
+/// What an idle chat keeps of its store once the instance is gone: the
+/// host state (session info, sink, and the budgets that span turns: the
+/// output and language-model tokens used so far), and its place among the
+/// live sessions (so the heap is not trimmed while it waits).
+pub(crate) struct Parked {
+    host: HostContext,
+    output_before: u64,
+    live: Live,
+}
+
+/// Drops `store` and the instance in it, keeping what [`Parked`] says.
+/// Call it between runs (after [`end_run`]).
+pub(crate) fn park(store: Store<SessionState>) -> Parked {
+    let state = store.into_data();
+    Parked {
+        host: state.host,
+        output_before: state.output_before,
+        live: state.live,
+    }
+}
+
+/// A fresh store for the next run of a parked chat, under the same limits,
+/// carrying on where the parked one stopped.
+pub(crate) fn unpark(
+    engine: &wasmtime::Engine,
+    limits: &Budgets,
+    instances: &Instances,
+    parked: Parked,
+) -> wasmtime::Result<Store<SessionState>> {
+    store_for(
+        engine,
+        limits,
+        instances,
+        parked.host,
+        parked.output_before,
+        parked.live,
+    )
+}
+
+fn store_for(
+    engine: &wasmtime::Engine,
+    limits: &Budgets,
+    instances: &Instances,
+    host: HostContext,
+    output_before: u64,
+    live: Live,
 ) -> wasmtime::Result<Store<SessionState>> {
     let stdio = host.stdio();
     let tape = host.tape.clone();
@@ -125,8 +206,9 @@ pub(crate) fn new_store(
         host,
         run_fuel: limits.fuel,
         limits: limits.receipt(),
-        output_before: 0,
-        _live: Live::new(),
+        output_before,
+        live,
+        _instance: instances.enter(),
     };
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.caps);
@@ -181,6 +263,10 @@ pub(crate) fn end_run(store: &mut Store<SessionState>) -> (Printed, Receipt) {
         ..state.limits.clone()
     };
     state.output_before = counts.output_total;
+    let most = hostcall_bytes(state.limits.output_limit);
+    // A chat's save lowers the bound for its own call; every run starts
+    // with the usual one.
+    store.set_hostcall_fuel(most);
     (printed, receipt)
 }
 

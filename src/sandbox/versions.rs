@@ -3,9 +3,9 @@
 //! code instantiates and calls a runner without knowing which it is.
 
 use wasmtime::Store;
-use wasmtime::component::{InstancePre, ResourceAny};
+use wasmtime::component::{Instance, InstancePre, ResourceAny};
 
-use super::bindings::chat_world::{ChatRunner as Chat2, ChatRunnerPre as ChatPre2};
+use super::bindings::chat_world::{ChatRunner as Chat2, ChatRunnerIndices as ChatIndices2};
 use super::bindings::diagnose_world::exports::catpaw::runner::diagnose::Request as Request2;
 use super::bindings::diagnose_world::{DiagnoseRunner as Diag2, DiagnoseRunnerPre as DiagPre2};
 use super::bindings::v0_1::chat_world::{ChatRunner as Chat1, ChatRunnerPre as ChatPre1};
@@ -62,10 +62,11 @@ pub(crate) enum DiagnosePre {
     V1(DiagPre1<SessionState>),
 }
 
-/// A pre-linked runner's `chat` export.
+/// A pre-linked runner's `chat` export. (0.2.0 keeps the component
+/// instance at hand for the optional `snapshot` export beside `chat`.)
 #[derive(Clone)]
 pub(crate) enum ChatPre {
-    V2(ChatPre2<SessionState>),
+    V2(InstancePre<SessionState>, ChatIndices2),
     V1(ChatPre1<SessionState>),
 }
 
@@ -77,7 +78,7 @@ pub(crate) enum DiagnoseInstance {
 
 /// An instance serving `chat`.
 pub(crate) enum ChatInstance {
-    V2(Chat2),
+    V2(Chat2, Instance),
     V1(Chat1),
 }
 
@@ -156,7 +157,7 @@ impl ChatInstance {
         store: &mut Store<SessionState>,
     ) -> Option<wasmtime::Result<Description>> {
         match self {
-            ChatInstance::V2(i) => Some(
+            ChatInstance::V2(i, _) => Some(
                 i.catpaw_runner_describe()
                     .call_describe(store)
                     .await
@@ -170,9 +171,9 @@ impl ChatInstance {
 impl ChatPre {
     /// The export of `pre`, of whichever version it was built against.
     pub(crate) fn new(pre: &InstancePre<SessionState>) -> Option<Self> {
-        ChatPre2::new(pre.clone())
+        ChatIndices2::new(pre)
             .ok()
-            .map(ChatPre::V2)
+            .map(|i| ChatPre::V2(pre.clone(), i))
             .or_else(|| ChatPre1::new(pre.clone()).ok().map(ChatPre::V1))
     }
 
@@ -181,20 +182,31 @@ impl ChatPre {
         store: &mut Store<SessionState>,
     ) -> wasmtime::Result<ChatInstance> {
         Ok(match self {
-            ChatPre::V2(p) => ChatInstance::V2(p.instantiate_async(store).await?),
+            ChatPre::V2(pre, indices) => {
+                let instance = pre.instantiate_async(&mut *store).await?;
+                ChatInstance::V2(indices.load(&mut *store, &instance)?, instance)
+            }
             ChatPre::V1(p) => ChatInstance::V1(p.instantiate_async(store).await?),
         })
     }
 }
 
 impl ChatInstance {
+    /// The component instance, where the `snapshot` export is (0.2.0).
+    pub(crate) fn component_instance(&self) -> Option<&Instance> {
+        match self {
+            ChatInstance::V2(_, i) => Some(i),
+            ChatInstance::V1(_) => None,
+        }
+    }
+
     pub(crate) async fn create(
         &self,
         store: &mut Store<SessionState>,
         allow_shell: bool,
     ) -> wasmtime::Result<Result<ResourceAny, String>> {
         match self {
-            ChatInstance::V2(i) => {
+            ChatInstance::V2(i, _) => {
                 i.catpaw_runner_chat()
                     .conversation()
                     .call_create(store, allow_shell)
@@ -216,7 +228,7 @@ impl ChatInstance {
         input: &str,
     ) -> wasmtime::Result<Result<String, String>> {
         match self {
-            ChatInstance::V2(i) => {
+            ChatInstance::V2(i, _) => {
                 i.catpaw_runner_chat()
                     .conversation()
                     .call_handle_message(store, conversation, input)

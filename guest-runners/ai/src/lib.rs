@@ -10,12 +10,15 @@
 //! - inspect: the same loop over a health check of the plugin's area
 //! - chat: one conversation per instance, its history kept across turns;
 //!   `run_shell` is offered to the model only when the session may run
-//!   commands (the host still decides each request)
+//!   commands (the host still decides each request); between turns the
+//!   host keeps it as bytes (`snapshot.rs`) and lets the instance go
 //!
 //! When the model cannot be reached the run fails with the host's reason;
 //! the host then hands the session to the rule-based runner.
 
-wit_bindgen::generate!({ path: "../../wit", world: "runner" });
+wit_bindgen::generate!({ path: "../../wit", world: "snapshot-runner" });
+
+mod snapshot;
 
 use std::cell::RefCell;
 

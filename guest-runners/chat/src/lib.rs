@@ -5,8 +5,13 @@
 //! Questions are routed by keyword to the host's read-only tools; `run
 //! <command>` goes through the host's shell import, which says no unless
 //! the session was granted a shell.
+//!
+//! It exports `snapshot` too (`snapshot.rs`): between turns the host keeps
+//! the conversation as bytes and lets the instance go.
 
-wit_bindgen::generate!({ path: "../../wit", world: "chat-runner" });
+wit_bindgen::generate!({ path: "../../wit", world: "snapshot-chat-runner" });
+
+mod snapshot;
 
 use std::cell::RefCell;
 
@@ -102,6 +107,8 @@ impl Topic {
     }
 }
 
+/// What a conversation remembers (and `snapshot` saves).
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct State {
     allow_shell: bool,
     turns: u32,
