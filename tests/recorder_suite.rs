@@ -36,6 +36,35 @@ async fn session(c: &mut ServerConn, id: &str, kind: &str, params: Value) {
     c.session_until_done(id).await;
 }
 
+/// Starts one inspect session per id at once and waits until every one of
+/// them was accepted and sent its `done`.
+async fn sessions_at_once(c: &mut ServerConn, ids: &[String], params: Value) {
+    let mut starts = std::collections::HashMap::new();
+    for id in ids {
+        let start = catpaw_agent::proto::Envelope::new(
+            catpaw_agent::proto::MSG_SESSION_START,
+            json!({"session_id": id, "session_type": "inspect", "user_name": "op", "params": params}),
+        );
+        c.send(&start).await;
+        starts.insert(start.id.clone(), id.clone());
+    }
+    let mut open: std::collections::HashSet<&String> = ids.iter().collect();
+    let mut acked = 0;
+    while acked < ids.len() || !open.is_empty() {
+        let e = c.recv().await;
+        let p = e.payload.clone().unwrap_or_default();
+        if e.msg_type == "ack" {
+            if let Some(id) = e.ref_id.as_deref().and_then(|r| starts.get(r)) {
+                assert_eq!(p["ok"], true, "{id}: {p}");
+                acked += 1;
+            }
+        } else if e.msg_type == "session_output" && p["done"] == true {
+            let id = p["session_id"].as_str().unwrap_or_default().to_string();
+            open.remove(&id);
+        }
+    }
+}
+
 /// The recording files in `dir`, by name.
 fn files(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -268,18 +297,20 @@ async fn another_runner_makes_the_suite_exit_1_with_a_junit_failure() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_sessions_keep_the_recordings_under_max_total() {
     const MAX_TOTAL: u64 = 64 << 10;
-    let rest = "[recorder]\nmax_size = \"64KiB\"\nmax_total = \"64KiB\"\n";
-    let home = record(rest, |mut c, home| async move {
+    const WAVE: usize = 8;
+    let rest = format!(
+        "[sandbox]\nmax_concurrent_sessions = {WAVE}\n\
+         [recorder]\nmax_size = \"64KiB\"\nmax_total = \"64KiB\"\n"
+    );
+    let home = record(&rest, |mut c, home| async move {
         let dir = home.state().join("recordings");
-        for i in 0..1000 {
-            session(
-                &mut c,
-                &format!("s-{i}"),
-                "inspect",
-                json!({"plugin": "cpu"}),
-            )
-            .await;
-            if i % 100 == 99 {
+        for wave in 0..1000 / WAVE {
+            let ids: Vec<String> = (wave * WAVE..(wave + 1) * WAVE)
+                .map(|i| format!("s-{i}"))
+                .collect();
+            sessions_at_once(&mut c, &ids, json!({"plugin": "cpu"})).await;
+            let i = (wave + 1) * WAVE - 1;
+            if wave % 12 == 11 {
                 let total: u64 = files(&dir)
                     .iter()
                     .map(|f| std::fs::metadata(f).map_or(0, |m| m.len()))
