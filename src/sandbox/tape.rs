@@ -425,6 +425,7 @@ pub(crate) fn budgets_json(b: &Budgets) -> Value {
         "llm_tokens": b.llm_tokens,
         "llm_turn_tokens": b.llm_turn_tokens,
         "max_llm_calls": b.max_llm_calls,
+        "max_chat_state": b.max_chat_state,
     })
 }
 
@@ -445,6 +446,7 @@ pub fn budgets_of(v: &Value) -> Budgets {
         llm_tokens: n("llm_tokens", d.llm_tokens),
         llm_turn_tokens: n("llm_turn_tokens", d.llm_turn_tokens),
         max_llm_calls: n("max_llm_calls", d.max_llm_calls),
+        max_chat_state: n("max_chat_state", d.max_chat_state),
     }
 }
 
