@@ -114,6 +114,12 @@ enum Command {
     Mcp(McpArgs),
     /// Ask the running agent (same state_dir) what it is doing.
     Status(StatusArgs),
+    /// Show a recorded session as it streamed: tool calls and results,
+    /// shell commands and output, model turns, deltas at their offsets,
+    /// the report, the receipt. A changed recording exits 2 (hash
+    /// mismatch); one without a seal (a crash's prefix) is shown and said
+    /// to be unsealed.
+    Play(PlayArgs),
     /// Re-execute a recorded session with every import answered from its
     /// recording (no tool, shell, model or clock of this host is touched):
     /// the recorded runner (built in) or --runner. Exit 0 identical, 1
@@ -188,6 +194,11 @@ enum RunnerCommand {
 struct CheckArgs {
     /// The runner component (.wasm).
     file: PathBuf,
+    /// Also replay every recording (*.jsonl) in DIR against the runner
+    /// (as `replay --suite`); the check passes only when each replays
+    /// identical.
+    #[arg(long, value_name = "DIR")]
+    recordings: Option<PathBuf>,
     /// Print the report as one JSON object.
     #[arg(long)]
     json: bool,
@@ -226,7 +237,23 @@ struct McpArgs {
 struct ReplayArgs {
     /// A recording file, or a session id (its newest recording in the
     /// recordings directory).
-    recording: String,
+    #[arg(
+        value_name = "ID|FILE",
+        required_unless_present = "suite",
+        conflicts_with = "suite"
+    )]
+    recording: Option<String>,
+    /// Replay every recording (*.jsonl) in DIR against --runner (without
+    /// it, each against the built-in runner it recorded), print a table
+    /// (recording, type, verdict, detail) and a summary: exit 0 all
+    /// identical, 1 some differ, 2 some could not replay.
+    #[arg(long, value_name = "DIR")]
+    suite: Option<PathBuf>,
+    /// With --suite: also write the results as JUnit XML to FILE (one
+    /// testcase per recording; a difference is a failure, a recording that
+    /// could not replay an error).
+    #[arg(long, value_name = "FILE", requires = "suite")]
+    junit: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -234,6 +261,34 @@ struct StatusArgs {
     /// Print the status as one JSON object.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct PlayArgs {
+    /// A session id (its newest recording in the recordings dir) or a
+    /// recording's path.
+    #[arg(value_name = "ID|FILE")]
+    recording: String,
+    /// Play N times as fast as it happened (e.g. 4, or 0.5).
+    #[arg(long, value_name = "N", value_parser = parse_speed, conflicts_with = "no_wait")]
+    speed: Option<f64>,
+    /// Print everything at once.
+    #[arg(long)]
+    no_wait: bool,
+    /// Print the recorded lines as they are, one JSON object a line (notes
+    /// on the recording go to stderr).
+    #[arg(long)]
+    json: bool,
+}
+
+/// `--speed`: a finite number above 0.
+fn parse_speed(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(n) if n.is_finite() && n > 0.0 => Ok(n),
+        _ => Err(format!(
+            "{s:?} is not a speed (a number above 0, e.g. 2 or 0.5)"
+        )),
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -373,12 +428,24 @@ async fn alert(cli: &Cli, args: &AlertArgs) -> anyhow::Result<ExitCode> {
 
 async fn replay(cli: &Cli, args: &ReplayArgs) -> anyhow::Result<ExitCode> {
     use catpaw_agent::cli::replay;
-    let path = match Path::new(&args.recording).is_file() {
-        true => PathBuf::from(&args.recording),
+    let recording = match (&args.suite, &args.recording) {
+        (Some(dir), _) => {
+            return catpaw_agent::cli::suite::run(
+                dir,
+                cli.runner.as_deref(),
+                args.junit.as_deref(),
+            )
+            .await;
+        }
+        (None, Some(r)) => r,
+        (None, None) => anyhow::bail!("give a recording (ID|FILE) or --suite DIR"),
+    };
+    let path = match Path::new(recording).is_file() {
+        true => PathBuf::from(recording),
         false => {
             let cfg = Config::load(cli.config.as_deref())?;
             let dir = cfg.recorder.dir_under(&cfg.state_dir);
-            replay::find(&args.recording, &dir).map_err(anyhow::Error::msg)?
+            replay::find(recording, &dir).map_err(anyhow::Error::msg)?
         }
     };
     let r = replay::replay(&path, cli.runner.as_deref()).await;
@@ -387,7 +454,12 @@ async fn replay(cli: &Cli, args: &ReplayArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn check_runner(cli: &Cli, args: &CheckArgs) -> anyhow::Result<ExitCode> {
-    let report = catpaw_agent::cli::check::check(&args.file, cli.config.as_deref()).await?;
+    let report = catpaw_agent::cli::check::check(
+        &args.file,
+        cli.config.as_deref(),
+        args.recordings.as_deref(),
+    )
+    .await?;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
@@ -522,6 +594,13 @@ fn main() -> ExitCode {
                 Ok(ExitCode::SUCCESS)
             }
             Some(Command::Status(args)) => ops::status(cli.config.as_deref(), args.json).await,
+            Some(Command::Play(args)) => {
+                let opts = catpaw_agent::cli::play::PlayOptions {
+                    speed: (!args.no_wait).then_some(args.speed.unwrap_or(1.0)),
+                    json: args.json,
+                };
+                catpaw_agent::cli::play::run(cli.config.as_deref(), &args.recording, opts).await
+            }
             Some(Command::Replay(args)) => replay(&cli, args).await,
             Some(Command::Completions { shell }) => Ok(completions(*shell)),
             Some(Command::Manpage) => manpage(),

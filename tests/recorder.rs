@@ -341,7 +341,7 @@ async fn a_recording_that_cannot_be_written_fails_nothing_and_is_counted_and_aud
     assert_eq!(ended["outcome"], "ok");
     let said = ended["recording"].as_str().unwrap();
     assert!(
-        said.starts_with("failed: creating /proc/catpaw-recordings/"),
+        said.starts_with("failed: creating the recordings dir /proc/catpaw-recordings"),
         "{said}"
     );
 }

@@ -136,13 +136,9 @@ pub(crate) fn parse(bytes: &[u8]) -> HeadState {
 /// Reads the head from its open file.
 pub(crate) fn read(f: &File) -> std::io::Result<HeadState> {
     let mut buf = [0u8; HEAD_LEN + 1];
-    let mut n = 0;
-    while n < buf.len() {
-        match f.read_at(&mut buf[n..], n as u64)? {
-            0 => break,
-            k => n += k,
-        }
-    }
+    // One read: a read of a regular file (the head is one, checked at
+    // open) comes back short only at its end.
+    let n = f.read_at(&mut buf, 0)?;
     if n > HEAD_LEN {
         return Ok(HeadState::Torn("longer than a head line".into()));
     }

@@ -12,7 +12,13 @@
 //! - The outcome record follows on every path: success, failure, timeout,
 //!   and — through [`Act`]'s drop guard — cancel, turn timeout, disconnect
 //!   and shutdown. After a SIGKILL or crash the next agent start writes a
-//!   `killed` outcome for every act left open ([`AuditLog::open`]).
+//!   `killed` outcome for every act left open ([`AuditLog::open`]). A
+//!   record of something that already happened (an outcome, a session's
+//!   end) that cannot be written — the disk is full — is held in memory
+//!   (at most [`MAX_HELD`]) and written, in order, before the next record
+//!   the trail takes (or as the trail closes): an act that ran while the
+//!   disk was full gets its outcome once there is room, not only at the
+//!   next start.
 //! - Every record carries `prev`, the SHA-256 of the line before it, and a
 //!   `seq` that continues across size-based rotation (`[audit] max_size`,
 //!   `keep`). The agent keeps the last hash in memory, so a line that
@@ -78,11 +84,56 @@ impl Default for AuditOptions {
     }
 }
 
+/// Records of what already happened, held while the trail cannot take
+/// them, at most: past it the oldest is dropped, with an error line.
+pub const MAX_HELD: usize = 1024;
+
 /// Shared handle to one audit trail.
 #[derive(Clone)]
 pub struct AuditLog {
-    inner: Arc<Mutex<trail::Trail>>,
+    inner: Arc<Mutex<Writer>>,
     path: PathBuf,
+}
+
+/// The trail and the records waiting for it.
+struct Writer {
+    trail: trail::Trail,
+    /// Records [`AuditLog::note`] could not write, oldest first.
+    held: std::collections::VecDeque<Record>,
+}
+
+/// The last handle going (the agent stopping) tries the held records
+/// once more; what still cannot be written is named in the log, and the
+/// next start closes those acts as `killed`.
+impl Drop for Writer {
+    fn drop(&mut self) {
+        if self.held.is_empty() {
+            return;
+        }
+        if let Err(e) = self.flush_held() {
+            tracing::error!(path = %self.trail.path().display(), error = %e,
+                lost = self.held.len(), "audit records held for a full disk are lost as the trail closes");
+        }
+    }
+}
+
+impl Writer {
+    /// Writes the held records, in order; the first failure stops it (the
+    /// rest stay held).
+    fn flush_held(&mut self) -> std::io::Result<()> {
+        while let Some(rec) = self.held.front() {
+            let mut rec = rec.clone();
+            self.trail.append(&mut rec, false)?;
+            self.held.pop_front();
+        }
+        Ok(())
+    }
+
+    /// Appends `rec` after the held records: it must not overtake them.
+    fn append(&mut self, rec: &mut Record, sync: bool) -> std::io::Result<u64> {
+        self.flush_held()?;
+        self.trail.append(rec, sync)
+    }
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -122,7 +173,10 @@ impl AuditLog {
         }
         let log = AuditLog {
             path: trail.path().to_path_buf(),
-            inner: Arc::new(Mutex::new(trail)),
+            inner: Arc::new(Mutex::new(Writer {
+                trail,
+                held: Default::default(),
+            })),
         };
         log.close_orphans();
         Ok(log)
@@ -137,18 +191,39 @@ impl AuditLog {
     /// waits until the line is on disk. Returns the record's `seq`.
     pub fn append(&self, mut rec: Record, sync: bool) -> std::io::Result<u64> {
         rec.time = now();
-        let mut trail = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        trail.append(&mut rec, sync)
+        let mut w = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        w.append(&mut rec, sync)
     }
 
     /// Appends `rec`, logging (never returning) a failure: for records
-    /// that describe something that already happened.
-    pub fn note(&self, rec: Record) {
-        let (kind, name) = (rec.kind.clone(), rec.name.clone());
-        if let Err(e) = self.append(rec, false) {
-            tracing::error!(path = %self.path.display(), error = %e, %kind, %name,
-                "audit write failed");
+    /// that describe something that already happened. One that cannot be
+    /// written now is held and written before the next record (module
+    /// doc), with the time of the event.
+    pub fn note(&self, mut rec: Record) {
+        rec.time = now();
+        let mut w = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let Err(e) = w.append(&mut rec.clone(), false) else {
+            return;
+        };
+        tracing::error!(path = %self.path.display(), error = %e, kind = %rec.kind,
+            name = %rec.name, held = w.held.len() + 1,
+            "audit write failed; the record is held and written once the trail takes writes again");
+        if w.held.len() >= MAX_HELD
+            && let Some(lost) = w.held.pop_front()
+        {
+            tracing::error!(path = %self.path.display(), kind = %lost.kind, name = %lost.name,
+                session_id = %lost.session_id, "audit records held past the limit; the oldest is lost");
         }
+        w.held.push_back(rec);
+    }
+
+    /// Records held because the trail could not take them (module doc).
+    pub fn held(&self) -> usize {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .held
+            .len()
     }
 
     /// Writes the `started` record of an act and returns its guard. Err
@@ -178,8 +253,8 @@ impl AuditLog {
     /// `started` record, and the writer's pid no longer alive).
     fn close_orphans(&self) {
         let open = {
-            let trail = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-            trail.open_acts()
+            let w = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+            w.trail.open_acts()
         };
         let me = std::process::id();
         for started in open {

@@ -362,4 +362,6 @@ fn a_live_pid_that_started_after_the_record_is_not_its_writer() {
     assert!(!writer_alive(4_194_999, record::now()), "no such process");
 }
 
+mod crash;
+mod full_disk;
 mod removals;

@@ -41,6 +41,13 @@ pub(super) struct Trail {
     /// The open current file (`None` after a failed write: reopened next
     /// time, as the disk may be back).
     file: Option<File>,
+    /// Device and inode of `file`, so that checking the path names it
+    /// takes one `stat` of the path and none of the descriptor.
+    file_id: (u64, u64),
+    /// Length of `file` just after this process's last record in it, which
+    /// ended in a newline: at that length the file cannot end torn, and
+    /// the next record skips reading its last byte.
+    clean_end: Option<u64>,
     /// The head as this process last wrote or read it: the chain's end.
     head: Head,
     /// Warn once when the append-only attribute cannot be set.
@@ -67,6 +74,8 @@ impl Trail {
             opts,
             head_file,
             file: None,
+            file_id: (0, 0),
+            clean_end: None,
             head: Head {
                 seq: 0,
                 hash: GENESIS.to_string(),
@@ -92,6 +101,7 @@ impl Trail {
         self.protect(&f);
         let meta = f.metadata()?;
         self.file = Some(f);
+        self.file_id = id(&meta);
         let end = scan::disk_end(&self.path, self.opts.keep)?;
         let (dev, ino) = id(&meta);
         let derived_first =
@@ -144,7 +154,7 @@ impl Trail {
         // Written under the same lock as the check, before anything else.
         match &gap {
             Some(g) => {
-                self.write(&mut gap_record(g.clone()), true)?;
+                self.write(&mut gap_record(g.clone()), true, None)?;
             }
             None => head::write(&self.head_file, &self.head, true)?,
         }
@@ -182,41 +192,45 @@ impl Trail {
             other => tracing::error!(path = %self.path.display(), state = ?other,
                 "audit.head is not a whole head; this agent rewrites it from what it wrote last"),
         }
-        if let Some(gap) = self.check_current()? {
-            tracing::error!(path = %self.path.display(), detail = %gap.detail,
-                "audit trail damaged while the agent ran; recording the gap");
-            self.write(&mut gap_record(gap), true)?;
+        match self.check_current()? {
+            Ok(len) => self.write(rec, sync, Some(len)),
+            Err(gap) => {
+                tracing::error!(path = %self.path.display(), detail = %gap.detail,
+                    "audit trail damaged while the agent ran; recording the gap");
+                self.write(&mut gap_record(gap), true, None)?;
+                self.write(rec, sync, None)
+            }
         }
-        self.write(rec, sync)
     }
 
-    /// Whether the current file is still the one the head names, whole.
-    fn check_current(&mut self) -> std::io::Result<Option<Gap>> {
+    /// Whether the current file is still the one the head names, whole:
+    /// Ok(its length), or the gap to record. One `stat` of the path when
+    /// it is.
+    fn check_current(&mut self) -> std::io::Result<Result<u64, Gap>> {
         let at_path = match std::fs::metadata(&self.path) {
-            Ok(m) => Some(id(&m)),
+            Ok(m) => Some((id(&m), m.len())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(e),
         };
         let named = (self.head.dev, self.head.ino);
-        if at_path == Some(named) {
-            let ours = match &self.file {
-                Some(f) => Some(f.metadata()?),
-                None => None,
-            };
-            if ours.as_ref().map(id) != Some(named) {
+        if let Some((at, len)) = at_path
+            && at == named
+        {
+            if self.file.is_none() || self.file_id != named {
                 // Another writer rotated (or this one failed a write).
                 self.reopen()?;
             }
-            let len = self.current()?.metadata()?.len();
+            // The path names the file this process has open: its length
+            // is the file's.
             if len >= self.head.len {
-                return Ok(None);
+                return Ok(Ok(len));
             }
             let end = scan::disk_end(&self.path, self.opts.keep)?;
             let kept = end.as_ref().map_or(0, |e| e.seq);
             let was = self.head.len;
             self.head.hash = end.map_or_else(|| GENESIS.to_string(), |e| e.hash);
             self.head.len = len;
-            return Ok(Some(Gap {
+            return Ok(Err(Gap {
                 detail: format!(
                     "{} shrank from {was} to {len} bytes while the agent ran: records seq {}..{} \
                      were cut from its end",
@@ -244,7 +258,7 @@ impl Trail {
         } else {
             "it held no records".to_string()
         };
-        Ok(Some(Gap {
+        Ok(Err(Gap {
             detail: format!(
                 "{} was {what} while the agent ran: {held}",
                 self.path.display()
@@ -266,6 +280,8 @@ impl Trail {
         self.protect(&f);
         let meta = f.metadata()?;
         (self.head.dev, self.head.ino) = id(&meta);
+        self.file_id = id(&meta);
+        self.clean_end = None;
         self.head.len = meta.len();
         if meta.len() == 0 {
             self.head.cur = self.head.seq + 1;
@@ -275,20 +291,31 @@ impl Trail {
     }
 
     /// Writes one record at the end of the current file, then the head.
-    fn write(&mut self, rec: &mut Record, sync: bool) -> std::io::Result<u64> {
+    /// `known_len`: the current file's length, when the caller just read it.
+    fn write(
+        &mut self,
+        rec: &mut Record,
+        sync: bool,
+        known_len: Option<u64>,
+    ) -> std::io::Result<u64> {
         rec.seq = self.head.seq.saturating_add(1);
         rec.prev = self.head.hash.clone();
         let mut line = serde_json::to_vec(rec).map_err(std::io::Error::other)?;
-        let len = self.current()?.metadata()?.len();
+        let mut len = match known_len {
+            Some(len) => len,
+            None => self.current()?.metadata()?.len(),
+        };
         let full = len > 0 && len + line.len() as u64 + 1 > self.opts.max_size;
-        if full && let Err(e) = self.rotate() {
-            tracing::error!(path = %self.path.display(), error = %e,
-                "audit rotation failed; the current file keeps growing");
-            if self.file.is_none() {
-                self.reopen()?;
+        if full {
+            if let Err(e) = self.rotate() {
+                tracing::error!(path = %self.path.display(), error = %e,
+                    "audit rotation failed; the current file keeps growing");
+                if self.file.is_none() {
+                    self.reopen()?;
+                }
             }
+            len = self.current()?.metadata()?.len();
         }
-        let len = self.current()?.metadata()?.len();
         let hash = line_hash(&line);
         line.push(b'\n');
         let result = {
@@ -297,7 +324,7 @@ impl Trail {
             // a torn line the append-only attribute keeps. The record starts
             // on a line of its own, so the torn one stays one bad line (which
             // `verify` reports) instead of swallowing this record.
-            if file::ends_torn(f, len)? {
+            if self.clean_end != Some(len) && file::ends_torn(f, len)? {
                 line.insert(0, b'\n');
             }
             let r = std::io::Write::write_all(&mut f, &line)
@@ -312,11 +339,13 @@ impl Trail {
         };
         if let Err(e) = result {
             self.file = None;
+            self.clean_end = None;
             return Err(e);
         }
         self.head.seq = rec.seq;
         self.head.hash = hash;
         self.head.len = len + line.len() as u64;
+        self.clean_end = Some(self.head.len);
         head::write(&self.head_file, &self.head, sync)?;
         Ok(rec.seq)
     }
@@ -325,6 +354,7 @@ impl Trail {
     /// first `seq` moves past it (so `verify` knows it went by policy).
     fn rotate(&mut self) -> std::io::Result<()> {
         self.file = None;
+        self.clean_end = None;
         let keep = self.opts.keep.max(1);
         let oldest = self.rotated(keep);
         if oldest.exists() {

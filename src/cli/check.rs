@@ -58,6 +58,9 @@ pub struct Report {
     pub cached_load_ms: Option<f64>,
     /// One run per role it serves.
     pub runs: Vec<Run>,
+    /// `--recordings DIR`: each recording replayed against the runner.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recordings: Option<super::suite::SuiteCheck>,
 }
 
 /// One smoke run.
@@ -93,7 +96,15 @@ impl StreamSink for Counter {
 /// config (`config`, or the default path) names, as the agent's and
 /// `session`'s do: checking the same file again, or serving it from that
 /// state directory, skips the compile (tens of seconds for a Python runner).
-pub async fn check(file: &Path, config: Option<&Path>) -> anyhow::Result<Report> {
+///
+/// With `recordings`, every recording in that directory is also replayed
+/// against the file (`replay --suite`); the check passes only when each
+/// replays identical.
+pub async fn check(
+    file: &Path,
+    config: Option<&Path>,
+    recordings: Option<&Path>,
+) -> anyhow::Result<Report> {
     let cfg = Config::load(config)?;
     let cache = cfg.paths().compile_cache();
     let trust = cfg.sandbox.runner_trust.clone();
@@ -118,6 +129,7 @@ pub async fn check(file: &Path, config: Option<&Path>) -> anyhow::Result<Report>
         compile_ms: None,
         cached_load_ms: None,
         runs: Vec::new(),
+        recordings: None,
     };
     // As the agent reads it: a regular file within the default
     // `[sandbox] max_runner_size`, judged before a byte is read.
@@ -199,9 +211,13 @@ pub async fn check(file: &Path, config: Option<&Path>) -> anyhow::Result<Report>
             report.runs = smoke(runner, &cfg.sandbox.policies).await;
         }
     }
+    if let (Some(dir), Some(_)) = (recordings, &probe.runner) {
+        report.recordings = Some(super::suite::check(dir, file).await);
+    }
     report.ok = probe.runner.is_some()
         && report.steps.iter().all(|s| s.ok)
-        && report.runs.iter().all(|r| r.ok);
+        && report.runs.iter().all(|r| r.ok)
+        && report.recordings.as_ref().is_none_or(|s| s.ok);
     Ok(report)
 }
 
@@ -425,7 +441,32 @@ pub fn render(r: &Report) -> String {
             out.push_str(&format!("       receipt: {}\n", receipt.line()));
         }
     }
-    let failed = r.steps.iter().filter(|s| !s.ok).count() + r.runs.iter().filter(|x| !x.ok).count();
+    if let Some(suite) = &r.recordings {
+        for row in &suite.rows {
+            let ok = row.verdict == "identical";
+            out.push_str(&format!(
+                "  {} {:<10} {} ({}): {}\n",
+                mark(ok),
+                "recording",
+                row.recording,
+                row.session_type,
+                if ok {
+                    row.detail.clone()
+                } else {
+                    format!("{}: {}", row.verdict, row.detail)
+                }
+            ));
+        }
+        out.push_str(&format!(
+            "  {} {:<10} {}\n",
+            mark(suite.ok),
+            "replay",
+            suite.summary
+        ));
+    }
+    let failed = r.steps.iter().filter(|s| !s.ok).count()
+        + r.runs.iter().filter(|x| !x.ok).count()
+        + r.recordings.as_ref().map_or(0, |s| usize::from(!s.ok));
     out.push_str(&if r.ok {
         "result: ok, the runner is ready for --runner or [sandbox] runner\n".to_string()
     } else {

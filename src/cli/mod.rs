@@ -4,17 +4,20 @@
 //! (`demo.rs`), the agent's main loop (`serve.rs`), hot reload of the runners (`reload.rs`), new runner
 //! projects (`scaffold.rs`), `runner keygen` / `runner sign` (`sign.rs`),
 //! the MCP server command (`mcp.rs`), log output (`logging.rs`), the man page
-//! (`manpage.rs`), the one-agent-per-
+//! (`manpage.rs`), what the agent hands back once started (`footprint.rs`),
+//! the one-agent-per-
 //! state-dir lock (`statelock.rs`) and the operator commands `config check`
 //! and `status` (`ops.rs`). The core modules never
 //! import from here.
 
 pub mod check;
 pub mod demo;
+pub mod footprint;
 pub mod logging;
 pub mod manpage;
 pub mod mcp;
 pub mod ops;
+pub mod play;
 pub mod reload;
 pub mod replay;
 pub mod scaffold;
@@ -23,3 +26,4 @@ pub mod session;
 pub mod setup;
 pub mod sign;
 pub mod statelock;
+pub mod suite;

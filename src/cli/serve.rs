@@ -145,6 +145,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             shutdown.clone(),
         ))
     });
+    // Everything that only starting needed has run.
+    super::footprint::shed_startup_memory();
     agent.run(shutdown).await;
     if let Some(mcp) = &setup.mcp {
         mcp.shutdown().await;

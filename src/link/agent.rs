@@ -65,7 +65,7 @@ impl Agent {
             agent_id.to_string(),
         )
         .with_telemetry(telemetry.clone())
-        .with_recorder(cfg.recorder.clone(), cfg.recorder.dir_under(&cfg.state_dir));
+        .with_recorder(cfg.recorder.clone(), recordings(cfg));
         Ok(Agent {
             ctx: ConnContext {
                 url,
@@ -158,6 +158,30 @@ impl Agent {
 
 /// The `cause` label of a reconnect (one of
 /// [`crate::telemetry::RECONNECT_CAUSES`]).
+/// The recordings store the config describes, prepared (directory made,
+/// old recordings removed) when recording is on. A directory that cannot
+/// be made is logged here; each session's recording then fails, is counted
+/// and audited, and the session goes on.
+fn recordings(cfg: &Config) -> crate::recorder::store::Store {
+    let store = crate::recorder::store::Store::new(
+        &cfg.recorder.dir_under(&cfg.state_dir),
+        crate::recorder::store::Limits::from(&cfg.recorder),
+    );
+    if cfg.recorder.enabled {
+        match store.prepare() {
+            Ok(p) if p.expired + p.over_total > 0 => tracing::info!(
+                expired = p.expired,
+                over_total = p.over_total,
+                "old recordings removed ([recorder] keep_days, max_total)"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %format!("{e:#}"),
+                "sessions will not be recorded until the recordings dir can be made"),
+        }
+    }
+    store
+}
+
 fn reconnect_cause(outcome: &AttemptOutcome) -> &'static str {
     match outcome {
         AttemptOutcome::DialFailed => "dial_failed",

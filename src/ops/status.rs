@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::reloads::{LastReload, ReloadRecord};
 use crate::alerts::ringbuf::AlertBuffer;
+use crate::recorder::store::Usage;
 pub use crate::session::RunnerFile;
 use crate::session::{ActiveSession, SessionTable};
 use crate::telemetry::{Counts, Telemetry};
@@ -121,6 +122,9 @@ pub struct Status {
     /// left `runners` as they were.
     #[serde(default)]
     pub last_reload: Option<ReloadRecord>,
+    /// What the recordings take (None: `[recorder] enabled = false`).
+    #[serde(default)]
+    pub recorder: Option<Usage>,
 }
 
 /// What the status socket reads from.
@@ -195,6 +199,7 @@ impl StatusSource {
             // What serves new sessions now: follows every reload.
             runners: self.table.runners().files,
             last_reload: self.reloads.get(),
+            recorder: self.table.recordings().map(|s| s.usage()),
         }
     }
 }
@@ -349,6 +354,21 @@ fn ago(secs: u64) -> String {
     }
 }
 
+/// The recorder's use: `3 recordings, 48213 bytes, oldest started
+/// 2026-12-06T21:00:00Z`, or `off`.
+fn recorder_line(u: Option<&Usage>) -> String {
+    let Some(u) = u else {
+        return "off ([recorder] enabled = false)".into();
+    };
+    let oldest = u.oldest_unix_ms.map_or(String::new(), |ms| {
+        format!(
+            ", oldest started {}",
+            crate::recorder::writer::rfc3339(ms / 1000)
+        )
+    });
+    format!("{} recordings, {} bytes{oldest}", u.count, u.bytes)
+}
+
 /// The status as text for a terminal.
 pub fn render(s: &Status) -> String {
     use std::fmt::Write as _;
@@ -412,6 +432,7 @@ pub fn render(s: &Status) -> String {
             let _ = writeln!(w, "  granted:   {}", r.capabilities);
         }
     }
+    let _ = writeln!(w, "recorder:    {}", recorder_line(s.recorder.as_ref()));
     match &s.last_reload {
         None => {
             let _ = writeln!(w, "reload:      none since start");

@@ -10,9 +10,14 @@
 //!
 //! The format is documented in `docs/recordings.md`.
 
+pub mod junit;
 pub mod options;
 pub mod read;
+pub mod store;
+pub mod suite;
 pub mod tape;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod verdict;
 pub mod writer;
 

@@ -17,15 +17,15 @@
 //! stops, and [`Recording::close`] says why for the audit's `ended`
 //! record.
 
-use std::fs::File;
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
 use super::RecorderOptions;
+use super::store::{OpenRecording, Store};
 use crate::telemetry::Telemetry;
 
 /// The format's name in the header line.
@@ -70,7 +70,9 @@ impl std::fmt::Debug for Recording {
 }
 
 struct Writer {
-    file: Option<File>,
+    /// The file, held open (and so out of the store's limits) until
+    /// sealed or failed.
+    file: Option<OpenRecording>,
     /// The file name, for messages and the audit.
     name: String,
     buf: Vec<u8>,
@@ -123,22 +125,40 @@ pub fn json_u64(buf: &mut Vec<u8>, n: u64) {
 }
 
 impl Recording {
-    /// Starts the recording of session `session_id` in `dir` (created
-    /// 0700 if missing; the file is created 0600, never over another).
-    /// A failure is logged, counted, and leaves a recording that writes
-    /// nothing and closes as [`Closed::Failed`].
+    /// Starts the recording of session `session_id` in `dir`, with no
+    /// bounds on the directory (the agent's sessions go through its store:
+    /// [`Recording::create_in`]).
     pub fn create(
         dir: &Path,
         session_id: &str,
         opts: &RecorderOptions,
         telemetry: Option<Telemetry>,
     ) -> Recording {
-        let now = std::time::SystemTime::now()
+        Recording::create_in(&Store::at(dir), session_id, opts, telemetry)
+    }
+
+    /// Starts the recording of session `session_id` in `store`, which
+    /// names the file and keeps it out of its limits until it is sealed.
+    /// A failure is logged, counted, and leaves a recording that writes
+    /// nothing and closes as [`Closed::Failed`].
+    pub fn create_in(
+        store: &Store,
+        session_id: &str,
+        opts: &RecorderOptions,
+        telemetry: Option<Telemetry>,
+    ) -> Recording {
+        let started = std::time::SystemTime::now();
+        let now = started
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
-        let name = file_name(now.as_millis(), session_id);
-        let path = dir.join(&name);
-        let opened = open(dir, &path);
+        let opened = store.create(started, session_id);
+        let name = match &opened {
+            Ok(f) => f
+                .path()
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+            Err(_) => file_name(now.as_millis(), session_id),
+        };
         let mut w = Writer {
             file: None,
             name,
@@ -160,7 +180,7 @@ impl Recording {
         };
         match opened {
             Ok(f) => w.file = Some(f),
-            Err(e) => w.fail(&format!("creating {}: {e}", path.display())),
+            Err(e) => w.fail(&format!("{e:#}")),
         }
         let rec = Recording(Arc::new(Shared {
             started: Instant::now(),
@@ -430,6 +450,8 @@ impl Writer {
         // session's set-up; a power loss that tears the file leaves it
         // unsealed or unequal to the audit's hash, which readers detect.
         self.flush();
+        // Closed: the store may count it against its limits now.
+        self.file = None;
         match &self.failed {
             Some(e) => Closed::Failed(e.clone()),
             None => Closed::Sealed {
@@ -438,20 +460,6 @@ impl Writer {
             },
         }
     }
-}
-
-/// Creates the directory (0700) and the file (0600, new).
-fn open(dir: &Path, path: &PathBuf) -> std::io::Result<File> {
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)?;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
 }
 
 /// `16 MiB`, `64 KiB`, `1500 B`: a bound as the truncated line says it.

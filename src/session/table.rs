@@ -16,6 +16,7 @@ use super::refusals::Refusals;
 use super::{ChannelSink, LiveFigures, Runners, SessionEnd, SessionEvent, SessionFigures, drive};
 use crate::audit::{AuditLog, Record, Who, event, kind};
 use crate::proto::{self, AckError, SessionStartPayload, SessionType};
+use crate::recorder::store::Store;
 use crate::recorder::{Closed, RecorderOptions, Recording};
 use crate::session::limiter::{ConcurrencyLimiter, Permit};
 use crate::session::signing::{self, Verifier};
@@ -78,8 +79,8 @@ pub struct SessionTable {
     signing: Arc<(Verifier, String)>,
     /// The agent's counters.
     telemetry: Option<Telemetry>,
-    /// `[recorder]` and the directory recordings go to (`None`: off).
-    recorder: Option<(RecorderOptions, std::path::PathBuf)>,
+    /// `[recorder]` and the store recordings go to (`None`: off).
+    recorder: Option<(RecorderOptions, Store)>,
 }
 
 impl std::fmt::Debug for SessionTable {
@@ -174,11 +175,16 @@ impl SessionTable {
         }
     }
 
-    /// Records every session it accepts as `opts` say, into `dir`
+    /// Records every session it accepts as `opts` say, into `store`
     /// (`[recorder]`; off unless called).
-    pub fn with_recorder(mut self, opts: RecorderOptions, dir: std::path::PathBuf) -> Self {
-        self.recorder = opts.enabled.then_some((opts, dir));
+    pub fn with_recorder(mut self, opts: RecorderOptions, store: Store) -> Self {
+        self.recorder = opts.enabled.then_some((opts, store));
         self
+    }
+
+    /// The store recordings go to, when recording is on.
+    pub fn recordings(&self) -> Option<Store> {
+        self.recorder.as_ref().map(|(_, s)| s.clone())
     }
 
     /// Counts sessions, budget breaches and shell requests into
@@ -370,7 +376,7 @@ impl SessionTable {
         let recording = self
             .recorder
             .as_ref()
-            .map(|(o, dir)| Recording::create(dir, &id, o, self.telemetry.clone()));
+            .map(|(o, store)| Recording::create_in(store, &id, o, self.telemetry.clone()));
         let sink = ChannelSink::new(id.clone(), out)
             .counting(figures.clone())
             .recording(recording);

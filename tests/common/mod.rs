@@ -14,6 +14,8 @@
 //! - [`process`]: the agent binary as a child process, with its home,
 //!   config, log and signals ([`process::AgentProcess`]);
 //! - [`slow_link`]: a throttling proxy between the agent and the server;
+//! - [`fault_proxy`]: a proxy with Toxiproxy's faults, switched while
+//!   traffic flows (`tests/fault_campaign.rs`);
 //! - [`llm`]: a scripted OpenAI-compatible server and catpaw-server LLM
 //!   gateway on loopback (real HTTP, real SSE framing);
 //! - [`ai`]: the agent with `[ai]` against it, and what tests read back
@@ -25,6 +27,7 @@
 
 pub mod agent;
 pub mod ai;
+pub mod fault_proxy;
 pub mod guests;
 pub mod host;
 pub mod llm;

@@ -101,3 +101,47 @@ async fn answers_with_the_status_and_refuses_a_second_agent() {
         .expect_err("nobody answers");
     assert!(matches!(e, QueryError::NotRunning { .. }), "{e}");
 }
+
+#[test]
+fn the_recorder_line_shows_count_bytes_and_oldest_or_off() {
+    use crate::recorder::store::{Limits, Store};
+    use crate::recorder::{RecorderOptions, Recording};
+    let off = source().snapshot();
+    assert_eq!(off.recorder, None);
+    assert!(render(&off).contains("recorder:    off ([recorder] enabled = false)\n"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::new(
+        dir.path(),
+        Limits {
+            max_total: 1 << 30,
+            keep_days: 30,
+        },
+    );
+    let mut src = source();
+    src.table = src
+        .table
+        .with_recorder(RecorderOptions::default(), store.clone());
+    let r = Recording::create_in(&store, "s1", &RecorderOptions::default(), None);
+    r.close(|_| {});
+    let on = src.snapshot();
+    let usage = on.recorder.clone().expect("on");
+    let bytes = std::fs::metadata(&store.list()[0].path)
+        .expect("file")
+        .len();
+    assert_eq!((usage.count, usage.bytes), (1, bytes));
+    let text = render(&on);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("recorder:"))
+        .expect("a recorder line");
+    assert!(
+        line.starts_with(&format!(
+            "recorder:    1 recordings, {bytes} bytes, oldest started 20"
+        )),
+        "{line}"
+    );
+    // It travels through the socket's JSON.
+    let back: Status =
+        serde_json::from_str(&serde_json::to_string(&on).expect("json")).expect("back");
+    assert_eq!(back.recorder, Some(usage));
+}
