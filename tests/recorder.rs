@@ -101,6 +101,65 @@ fn replay(home: &AgentHome, file: &Path, runner: Option<&Path>) -> (i32, String)
     (out.status.code().unwrap_or(-1), said)
 }
 
+/// [`replay`] under `strace -f`, which logs every program the replay
+/// and anything it starts executes: (exit code, what it said, the
+/// programs executed after the replay's own).
+fn replay_traced(
+    home: &AgentHome,
+    file: &Path,
+    runner: Option<&Path>,
+) -> (i32, String, Vec<String>) {
+    let copy = home.state().join("copied").join(file.file_name().unwrap());
+    std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
+    std::fs::copy(file, &copy).unwrap();
+    let log = home.path().join("execs.log");
+    let inner = home.command();
+    let mut cmd = std::process::Command::new("strace");
+    cmd.args([
+        "-f",
+        "-qq",
+        "-e",
+        "trace=execve,execveat",
+        "-e",
+        "signal=none",
+        "-o",
+    ])
+    .arg(&log)
+    .arg(inner.get_program())
+    .args(inner.get_args())
+    .arg("replay")
+    .arg(&copy)
+    .current_dir(home.path());
+    for (k, v) in inner.get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    if let Some(r) = runner {
+        cmd.arg("--runner").arg(r);
+    }
+    let out: Output = cmd
+        .output()
+        .expect("strace runs (the test needs strace installed)");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let traced = std::fs::read_to_string(&log).expect("strace's log");
+    let execs: Vec<String> = traced
+        .lines()
+        .filter(|l| l.contains("execve(") || l.contains("execveat("))
+        .map(str::to_string)
+        .collect();
+    assert!(
+        execs.first().is_some_and(|l| l.contains("catpaw-agent")),
+        "strace saw the replay start: {traced}"
+    );
+    (out.status.code().unwrap_or(-1), said, execs[1..].to_vec())
+}
+
 fn lines(file: &Path) -> Vec<Value> {
     std::fs::read_to_string(file)
         .unwrap()
@@ -195,9 +254,10 @@ async fn built_in_sessions_are_recorded_sealed_audited_and_replay_identical_offl
 
     let fresh = fresh_home(None);
     for (id, file) in &recs {
-        let (code, said) = replay(&fresh, file, None);
+        let (code, said, spawned) = replay_traced(&fresh, file, None);
         assert_eq!(code, 0, "{id}: {said}");
         assert!(said.contains("identical"), "{id}: {said}");
+        assert_eq!(spawned, Vec::<String>::new(), "{id}: the replay spawned");
     }
 }
 
@@ -225,9 +285,86 @@ async fn a_model_backed_diagnose_replays_without_a_request_to_the_model() {
     let made = calls_of(file);
     assert!(made.contains(&"llm.complete".to_string()), "{made:?}");
     let fresh = fresh_home(Some(&model));
-    let (code, said) = replay(&fresh, file, None);
+    let (code, said, spawned) = replay_traced(&fresh, file, None);
     assert_eq!(code, 0, "{said}");
     assert_eq!(model.received().len(), 2, "the replay asked the model");
+    assert_eq!(spawned, Vec::<String>::new(), "the replay spawned");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_model_content_the_model_calls_hold_sizes_play_says_so_and_replay_names_the_call() {
+    // The model's first answer asks for a tool by a call id no other
+    // part of the session repeats as text.
+    let model = LlmServer::start(
+        vec![calls(&[("cpu", "{}")]), text("## CPU\n\nLoad is fine.")],
+        None,
+    )
+    .await;
+    let ai = format!(
+        "{}[recorder]\nrecord_model_content = false\n",
+        common::ai::ai_toml(&[("main", model.base_url())], "")
+    );
+    let (home, recs) = record(&ai, |mut c| async move {
+        session(
+            &mut c,
+            "ai-1",
+            "diagnose",
+            json!({"alert": "load average above 8"}),
+        )
+        .await;
+        c
+    })
+    .await;
+    let asked = model.received();
+    assert_eq!(asked.len(), 2);
+    let file = &recs[0].1;
+    let text = std::fs::read_to_string(file).unwrap();
+    // What the model was told: the system prompt, and the tool result the
+    // second request carried back to it.
+    let system = asked[0].body["messages"][0]["content"].as_str().unwrap();
+    assert!(system.len() > 40, "{system}");
+    assert!(!text.contains(&system[..40]), "the prompt was recorded");
+    let all = lines(file);
+    assert_eq!(all[0]["record_model_content"], false);
+    let model_calls: Vec<&Value> = all.iter().filter(|l| l["fn"] == "llm.complete").collect();
+    assert_eq!(model_calls.len(), 2, "{model_calls:?}");
+    for l in &model_calls {
+        assert_eq!(l["args"]["omitted"], "record_model_content = false", "{l}");
+        assert_eq!(l["ret"]["omitted"], "record_model_content = false", "{l}");
+        assert!(l["args"]["bytes"].as_u64().unwrap() > 0, "{l}");
+        assert!(l.get("streamed").is_none(), "{l}");
+        let line = l.to_string();
+        assert!(
+            !line.contains("Load is fine") && !line.contains("cpu"),
+            "{line}"
+        );
+    }
+
+    let out = home
+        .command()
+        .arg("play")
+        .arg(file)
+        .arg("--no-wait")
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    assert!(shown.contains("model content not recorded"), "{shown}");
+    assert!(
+        shown.contains("model asked") && shown.contains("record_model_content = false"),
+        "{shown}"
+    );
+
+    let fresh = fresh_home(Some(&model));
+    let (code, said, spawned) = replay_traced(&fresh, file, None);
+    assert_eq!(code, 1, "{said}");
+    assert!(said.contains("calls diverged"), "{said}");
+    assert!(
+        said.contains("llm.complete: the recording omits the model's content"),
+        "{said}"
+    );
+    assert_eq!(model.received().len(), 2, "the replay asked the model");
+    assert_eq!(spawned, Vec::<String>::new(), "the replay spawned");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -274,8 +411,15 @@ async fn a_granted_shell_a_fuel_breach_and_a_trap_replay_as_they_ended() {
     assert_eq!(end(&all[2].2), "runner_trapped");
     let fresh = fresh_home(None);
     for (runner, path, file) in &all {
-        let (code, said) = replay(&fresh, file, Some(path));
+        let (code, said, spawned) = replay_traced(&fresh, file, Some(path));
         assert_eq!(code, 0, "{runner}: {said}");
+        // The granted shell's command is answered from the recording:
+        // the replay executes no program at all.
+        assert_eq!(
+            spawned,
+            Vec::<String>::new(),
+            "{runner}: the replay spawned"
+        );
         std::fs::remove_file(file).ok();
     }
 }

@@ -2,7 +2,8 @@
 //! 0700), one file per session named `<started_unix_ms>-<session id>.jsonl`
 //! (mode 0600), and the bounds `[recorder] max_total` (oldest first) and
 //! `keep_days`, enforced when the store opens and after each recording
-//! closes.
+//! closes (then from a running tally: the directory is listed again only
+//! when the tally passes a limit).
 //!
 //! Why the store tracks open recordings: the writer holds its file open
 //! for the whole session, and a long chat can be the oldest file in the
@@ -93,6 +94,20 @@ pub struct Store {
     dir: PathBuf,
     limits: Option<Limits>,
     open: Arc<Mutex<HashSet<PathBuf>>>,
+    /// What the last pass of the limits left, plus what closed since.
+    tally: Arc<Mutex<Option<Tally>>>,
+}
+
+/// The closed recordings' bytes and oldest start as the last pass of the
+/// limits left them, with every recording closed since added (the open
+/// ones are measured at each close): a close that
+/// leaves both within the limits lists nothing (no `stat` of every
+/// recording per session). Files removed by others only make it larger,
+/// which brings the next full pass sooner.
+#[derive(Debug, Clone, Copy)]
+struct Tally {
+    bytes: u64,
+    oldest_unix_ms: Option<u64>,
 }
 
 /// `session_id` as it appears in a file name: `[A-Za-z0-9._-]` kept, any
@@ -127,6 +142,24 @@ pub fn parse_name(name: &str) -> Option<(u64, &str)> {
     Some((ms.parse().ok()?, id))
 }
 
+/// A new file at `path`, mode 0600, never one that exists, never
+/// through a symlink.
+fn open_new(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+}
+
+/// Recordings that started before this (unix ms) are past `keep_days`.
+fn horizon(now: SystemTime, keep_days: u64) -> u64 {
+    DAY.checked_mul(u32::try_from(keep_days).unwrap_or(u32::MAX))
+        .and_then(|keep| now.checked_sub(keep))
+        .map_or(0, unix_ms)
+}
+
 fn unix_ms(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -140,6 +173,7 @@ impl Store {
             dir: dir.to_path_buf(),
             limits: Some(limits),
             open: Arc::default(),
+            tally: Arc::default(),
         }
     }
 
@@ -187,6 +221,7 @@ impl Store {
             dir: dir.to_path_buf(),
             limits: None,
             open: Arc::default(),
+            tally: Arc::default(),
         }
     }
 
@@ -201,17 +236,17 @@ impl Store {
     /// Two recordings named alike (the same id in the same millisecond)
     /// get the next free millisecond.
     pub fn create(&self, started: SystemTime, session_id: &str) -> anyhow::Result<OpenRecording> {
-        self.make_dir()?;
         let first = unix_ms(started);
         let mut last_error = None;
         for ms in first..first.saturating_add(1000) {
             let path = self.dir.join(file_name(ms, session_id));
-            let opened = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-                .open(&path);
+            let mut opened = open_new(&path);
+            // The directory is made (mode 0700) only when it is missing:
+            // no `mkdir` per session once it exists.
+            if matches!(&opened, Err(e) if e.kind() == io::ErrorKind::NotFound) {
+                self.make_dir()?;
+                opened = open_new(&path);
+            }
             match opened {
                 Ok(file) => {
                     self.lock_open().insert(path.clone());
@@ -245,6 +280,50 @@ impl Store {
         // A panic while holding the set leaves it consistent (inserts and
         // removes are single operations).
         self.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_tally(&self) -> std::sync::MutexGuard<'_, Option<Tally>> {
+        self.tally.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The recording at `path` (`bytes` long) closed: counted into the
+    /// tally, and the limits applied again when the tally passes them (or
+    /// when there is none yet).
+    fn closed(&self, path: &Path, bytes: u64) {
+        self.lock_open().remove(path);
+        let Some(limits) = self.limits else {
+            return;
+        };
+        let now = SystemTime::now();
+        let started = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(parse_name)
+            .map(|(ms, _)| ms);
+        // Recordings still open count too (a `stat` each: one per session
+        // going on).
+        let open: u64 = self
+            .lock_open()
+            .clone()
+            .iter()
+            .map(|p| std::fs::metadata(p).map_or(u64::MAX, |m| m.len()))
+            .fold(0, u64::saturating_add);
+        let within = match self.lock_tally().as_mut() {
+            Some(t) => {
+                t.bytes = t.bytes.saturating_add(bytes);
+                t.oldest_unix_ms = match (t.oldest_unix_ms, started) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                t.bytes.saturating_add(open) <= limits.max_total
+                    && t.oldest_unix_ms
+                        .is_none_or(|o| o >= horizon(now, limits.keep_days))
+            }
+            None => false,
+        };
+        if !within {
+            self.enforce_at(now);
+        }
     }
 
     /// Whether `path` is a recording being written now.
@@ -300,10 +379,7 @@ impl Store {
         let Some(limits) = self.limits else {
             return pruned;
         };
-        let horizon = DAY
-            .checked_mul(u32::try_from(limits.keep_days).unwrap_or(u32::MAX))
-            .and_then(|keep| now.checked_sub(keep))
-            .map_or(0, unix_ms);
+        let horizon = horizon(now, limits.keep_days);
         let open = self.lock_open().clone();
         let mut kept = Vec::new();
         for entry in self.list() {
@@ -317,18 +393,27 @@ impl Store {
             kept.push(entry);
         }
         let mut total: u64 = kept.iter().map(|e| e.bytes).sum();
+        let (mut oldest, mut open_bytes) = (None, 0u64);
         for entry in &kept {
-            if total <= limits.max_total {
-                break;
-            }
-            if open.contains(&entry.path) {
-                continue;
-            }
-            if self.remove(entry, "over [recorder] max_total") {
+            if total > limits.max_total
+                && !open.contains(&entry.path)
+                && self.remove(entry, "over [recorder] max_total")
+            {
                 total -= entry.bytes;
                 pruned.over_total += 1;
+                continue;
+            }
+            if open.contains(&entry.path) {
+                // Counted when it closes.
+                open_bytes += entry.bytes;
+            } else {
+                oldest = oldest.or(Some(entry.started_unix_ms));
             }
         }
+        *self.lock_tally() = Some(Tally {
+            bytes: total.saturating_sub(open_bytes),
+            oldest_unix_ms: oldest,
+        });
         pruned
     }
 
@@ -415,8 +500,9 @@ impl Write for OpenRecording {
 
 impl Drop for OpenRecording {
     fn drop(&mut self) {
-        self.store.lock_open().remove(&self.path);
-        self.store.enforce();
+        // Unknown size: counted as over the limits, so they are applied.
+        let bytes = self.file.metadata().map_or(u64::MAX, |m| m.len());
+        self.store.closed(&self.path, bytes);
     }
 }
 

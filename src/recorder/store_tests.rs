@@ -285,3 +285,26 @@ fn a_session_recording_is_open_in_the_store_until_sealed_then_bounded() {
     assert!(left[0].path.to_string_lossy().ends_with("-s2.jsonl"));
     assert!(store.usage().bytes <= 400);
 }
+
+#[test]
+fn a_close_within_the_tally_lists_nothing_and_one_past_it_applies_the_limits() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store = opened(
+        tmp.path(),
+        Limits {
+            max_total: 100,
+            keep_days: 100_000,
+        },
+    );
+    // Put there behind the store's back, after its last pass: the tally
+    // does not know it, so a close within the tally leaves it.
+    let planted = tmp.path().join(file_name(1, "planted"));
+    std::fs::write(&planted, vec![b'p'; 90]).expect("plant");
+    recording(&store, 2, "a", 40);
+    assert!(planted.exists(), "a close within the tally listed the dir");
+    // The tally passes max_total: the directory is listed again, and the
+    // oldest go until the rest fit.
+    recording(&store, 3, "b", 70);
+    assert_eq!(names(tmp.path()), [file_name(3, "b")]);
+    assert!(store.usage().bytes <= 100);
+}

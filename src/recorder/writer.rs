@@ -97,6 +97,21 @@ struct Writer {
     /// budgets (or until any other line comes first).
     pending_start: Option<serde_json::Value>,
     telemetry: Option<Telemetry>,
+    /// The delta of the last `host.emit` line, masked: the frame that
+    /// carries it next reuses it instead of masking it again.
+    emitted: Option<Emitted>,
+    /// A frame being serialized, before it is escaped into its line
+    /// (kept to spare an allocation per frame).
+    scratch: Vec<u8>,
+}
+
+/// A delta as the last `host.emit` line wrote it.
+struct Emitted {
+    /// The delta masked.
+    masked: String,
+    /// The delta as the guest gave it, when masking changed it (else it
+    /// is `masked`).
+    raw: Option<String>,
 }
 
 /// The file name of a recording: `<started_unix_ms>-<id>.jsonl`, the id
@@ -177,6 +192,8 @@ impl Recording {
             turn: None,
             pending_start: None,
             telemetry,
+            emitted: None,
+            scratch: Vec::new(),
         };
         match opened {
             Ok(f) => w.file = Some(f),
@@ -283,6 +300,52 @@ impl Recording {
         }
         w.last_written = n;
         w.commit(at, flush);
+    }
+
+    /// Whether lines are still written: false once the recording failed,
+    /// reached its cap or closed (a caller may then skip masking).
+    pub fn writing(&self) -> bool {
+        self.lock().open()
+    }
+
+    /// Notes the delta the last `host.emit` line wrote: `masked` is `raw`
+    /// masked. The next frame whose delta is `raw` reuses it.
+    pub fn emitted(&self, raw: &str, masked: String) {
+        let raw = (masked != raw).then(|| raw.to_string());
+        self.lock().emitted = Some(Emitted { masked, raw });
+    }
+
+    /// Writes one `frame` line: `write` serializes the frame (the JSON
+    /// text the line holds as a string) and is handed the delta already
+    /// masked when `delta` is the one the last `host.emit` line masked.
+    pub fn frame(&self, delta: Option<&str>, write: impl FnOnce(&mut Vec<u8>, Option<&str>)) {
+        let t = self.t();
+        let mut w = self.lock();
+        let emitted = w.emitted.take();
+        w.write_start();
+        if !w.open() {
+            return;
+        }
+        let masked = match (&emitted, delta) {
+            (Some(e), Some(d)) if e.raw.as_deref().unwrap_or(&e.masked) == d => {
+                Some(e.masked.as_str())
+            }
+            _ => None,
+        };
+        let mut frame = std::mem::take(&mut w.scratch);
+        frame.clear();
+        write(&mut frame, masked);
+        let at = w.buf.len();
+        start_line(&mut w.buf, "frame", t);
+        w.buf.extend_from_slice(b",\"raw\":");
+        // The frame is JSON serialized from strings: UTF-8.
+        json_str(&mut w.buf, std::str::from_utf8(&frame).unwrap_or_default());
+        w.buf.extend_from_slice(b"}\n");
+        w.scratch = frame;
+        if w.over_cap(at, t) {
+            return;
+        }
+        w.commit(at, false);
     }
 
     /// A chat turn's input, before the turn runs; returns its number.

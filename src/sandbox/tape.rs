@@ -112,7 +112,8 @@ pub(crate) fn write_call(
 }
 
 /// `emit`, written straight into the buffer (the per-delta path: one
-/// masking pass, no JSON value built).
+/// masking pass, shared with the frame that carries the delta, no JSON
+/// value built).
 pub(crate) fn record_emit(
     r: &Recording,
     delta: &str,
@@ -120,11 +121,14 @@ pub(crate) fn record_emit(
     meta: Option<&str>,
     trap: Option<&BudgetExceeded>,
 ) {
-    let delta = mask_secrets(delta);
+    if !r.writing() {
+        return;
+    }
+    let masked = mask_secrets(delta);
     let meta = meta.map(mask_secrets);
     r.call("host.emit", false, |b| {
         b.extend_from_slice(b",\"args\":{\"delta\":");
-        json_str(b, &delta);
+        json_str(b, &masked);
         b.extend_from_slice(b",\"stage\":\"");
         b.extend_from_slice(stage_name(stage).as_bytes());
         b.extend_from_slice(b"\",\"metadata-json\":");
@@ -143,6 +147,10 @@ pub(crate) fn record_emit(
             }
         }
     });
+    // The frame that carries this delta reuses the masked text.
+    if trap.is_none() {
+        r.emitted(delta, masked);
+    }
 }
 
 /// The error a recorded trap ends the replayed session with: the same

@@ -7,7 +7,6 @@ use tokio::sync::mpsc;
 
 use super::{LiveFigures, SessionEvent};
 use crate::proto::{self, SessionOutputPayload};
-use crate::recorder::writer::json_str;
 use crate::recorder::{Recording, Script, Tape};
 use crate::runner::Budget;
 use crate::runner::{Output, StreamSink};
@@ -146,9 +145,26 @@ impl StreamSink for ChannelSink {
 /// every string masked, as the session hands it to the connection (which
 /// adds the envelope's fresh message id and may merge deltas after).
 pub(crate) fn frame_raw(ev: &SessionEvent) -> String {
-    let text = match ev {
+    let mut out = Vec::with_capacity(128);
+    write_frame(&mut out, ev, None);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Writes the frame `ev` into `out` as [`frame_raw`] returns it;
+/// `delta_masked`: the delta already masked (the `host.emit` line that
+/// carried it masked it), so it is not masked a second time.
+fn write_frame(out: &mut Vec<u8>, ev: &SessionEvent, delta_masked: Option<&str>) {
+    // Serializing borrowed fields into a Vec cannot fail.
+    let _ = match ev {
         SessionEvent::Output(p) => {
-            let delta = crate::tools::mask_secrets(&p.delta);
+            let masked;
+            let delta = match delta_masked {
+                Some(d) => d,
+                None => {
+                    masked = crate::tools::mask_secrets(&p.delta);
+                    &masked
+                }
+            };
             let report = p
                 .report
                 .as_deref()
@@ -159,28 +175,33 @@ pub(crate) fn frame_raw(ev: &SessionEvent) -> String {
                 crate::tools::mask_json(&mut v);
                 v
             });
-            serde_json::to_string(&Frame {
-                kind: proto::MSG_SESSION_OUTPUT,
-                payload: OutputFrame {
-                    session_id: &p.session_id,
-                    delta: &delta,
-                    stage: &p.stage,
-                    done: p.done,
-                    report: report.as_deref(),
-                    metadata,
+            serde_json::to_writer(
+                &mut *out,
+                &Frame {
+                    kind: proto::MSG_SESSION_OUTPUT,
+                    payload: OutputFrame {
+                        session_id: &p.session_id,
+                        delta,
+                        stage: &p.stage,
+                        done: p.done,
+                        report: report.as_deref(),
+                        metadata,
+                    },
                 },
-            })
+            )
         }
-        SessionEvent::Error(p) => serde_json::to_string(&Frame {
-            kind: proto::MSG_SESSION_ERROR,
-            payload: ErrorFrame {
-                session_id: &p.session_id,
-                error: &crate::tools::mask_secrets(&p.error),
-                code: &p.code,
+        SessionEvent::Error(p) => serde_json::to_writer(
+            &mut *out,
+            &Frame {
+                kind: proto::MSG_SESSION_ERROR,
+                payload: ErrorFrame {
+                    session_id: &p.session_id,
+                    error: &crate::tools::mask_secrets(&p.error),
+                    code: &p.code,
+                },
             },
-        }),
+        ),
     };
-    text.unwrap_or_default()
 }
 
 /// A frame as recorded: its type, then its payload.
@@ -212,13 +233,14 @@ struct ErrorFrame<'a> {
     code: &'a str,
 }
 
-/// Writes `ev` as a `frame` line.
+/// Writes `ev` as a `frame` line, straight into the recording's buffer;
+/// a delta the `host.emit` line just masked is not masked again.
 pub(crate) fn record_frame(r: &Recording, ev: &SessionEvent) {
-    let raw = frame_raw(ev);
-    r.line("frame", false, |b| {
-        b.extend_from_slice(b",\"raw\":");
-        json_str(b, &raw);
-    });
+    let delta = match ev {
+        SessionEvent::Output(p) => Some(p.delta.as_str()),
+        SessionEvent::Error(_) => None,
+    };
+    r.frame(delta, |out, masked| write_frame(out, ev, masked));
 }
 
 #[cfg(test)]

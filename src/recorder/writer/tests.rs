@@ -161,3 +161,28 @@ fn rfc3339_of_known_instants() {
     assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
     assert_eq!(rfc3339(1_796_679_721), "2026-12-07T21:42:01Z");
 }
+
+#[test]
+fn a_frame_reuses_the_delta_its_emit_line_masked_and_masks_any_other() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let rec = Recording::create(dir.path(), "s", &opts(1 << 20), None);
+    let seen = |rec: &Recording, delta: &str| {
+        let mut got = None;
+        rec.frame(Some(delta), |out, masked| {
+            got = masked.map(str::to_string);
+            out.extend_from_slice(b"{}");
+        });
+        got
+    };
+    rec.emitted("password=hunter2x", "password=***".into());
+    assert_eq!(
+        seen(&rec, "password=hunter2x").as_deref(),
+        Some("password=***")
+    );
+    // Used once: the next frame with that text masks it itself.
+    assert_eq!(seen(&rec, "password=hunter2x"), None);
+    rec.emitted("plain", "plain".into());
+    assert_eq!(seen(&rec, "other"), None);
+    rec.emitted("plain", "plain".into());
+    assert_eq!(seen(&rec, "plain").as_deref(), Some("plain"));
+}
