@@ -131,13 +131,16 @@ impl WasmChatRunner {
             meter: meter.clone(),
             cancel,
         };
-        let state = match &outcome {
+        let saved = match &outcome {
             Guarded::Finished(Ok(Ok(conversation))) => {
                 chat.save(&mut store, &inst, *conversation, deadline).await
             }
-            _ => None,
+            _ => Ok(None),
         };
         let conversation = finish(&mut store, limits, meter, outcome)?.map_err(guest_failure)?;
+        // A save that broke the run's budget or trapped ends it: the
+        // instance cannot be entered again.
+        let state = saved?;
         chat.meter = meter.clone();
         chat.held = Held::after_run(store, inst, conversation, state);
         Ok(Box::new(chat))
@@ -280,19 +283,25 @@ impl WasmChat {
 
     /// Saves the conversation, when the runner can, within the run's
     /// budgets: the state to keep in place of the instance, or None (the
-    /// instance stays; the log says why).
+    /// instance stays; the log says why). Err: the save broke the run's
+    /// budget (fuel, memory, time) or trapped; the instance is unusable and
+    /// the run ends with that error.
     async fn save(
         &mut self,
         store: &mut Store<SessionState>,
         inst: &ChatInstance,
         conversation: ResourceAny,
         deadline: Instant,
-    ) -> Option<Box<[u8]>> {
-        let snapshot = self.snapshot.as_ref()?;
-        let instance = inst.component_instance()?;
+    ) -> Result<Option<Box<[u8]>>, RunError> {
+        let Some(snapshot) = self.snapshot.as_ref() else {
+            return Ok(None);
+        };
+        let Some(instance) = inst.component_instance() else {
+            return Ok(None);
+        };
         let cap = budgets::as_len(self.limits.max_chat_state);
         if cap == 0 {
-            return None;
+            return Ok(None);
         }
         let outcome = limits::guard(
             snapshot.save(store, instance, conversation, cap),
@@ -301,18 +310,29 @@ impl WasmChat {
         )
         .await;
         let why = match outcome {
-            Guarded::Finished(Ok(Saved::State(state))) => return Some(state),
-            Guarded::Cancelled => return None,
+            Guarded::Finished(Ok(Saved::State(state))) => return Ok(Some(state)),
+            Guarded::Cancelled => return Ok(None),
             Guarded::Finished(Ok(Saved::Refused(why))) => format!("the runner refused: {why}"),
             Guarded::Finished(Ok(Saved::TooLarge(bytes))) => format!(
                 "its state is {bytes} bytes, over the cap of {cap} (`[sandbox] max_chat_state`)"
             ),
-            Guarded::Finished(Err(e)) => limits::classify(&e, self.limits.fuel, None).to_string(),
-            Guarded::TimedOut => limits::timed_out(self.limits.timeout).to_string(),
+            Guarded::Finished(Err(e)) => {
+                // A trap (fuel, memory, a guest fault) leaves the instance
+                // unusable; the host refusing to copy an oversized state
+                // does not, and the chat keeps its instance.
+                let err = limits::classify(&e, self.limits.fuel, None);
+                if e.downcast_ref::<wasmtime::Trap>().is_some()
+                    || matches!(err, RunError::ResourceExhausted { .. })
+                {
+                    return Err(err);
+                }
+                err.to_string()
+            }
+            Guarded::TimedOut => return Err(limits::timed_out(self.limits.timeout)),
         };
         tracing::warn!(session_id = %self.session_id, %why,
             "saving the conversation failed; the chat keeps its instance until the next turn");
-        None
+        Ok(None)
     }
 }
 
@@ -331,9 +351,9 @@ impl ChatHandle for WasmChat {
             &self.cancel,
         )
         .await;
-        let state = match &outcome {
+        let saved = match &outcome {
             Guarded::Finished(Ok(_)) => self.save(&mut store, &inst, conversation, deadline).await,
-            _ => None,
+            _ => Ok(None),
         };
         let answer = finish(&mut store, &self.limits, &mut self.meter, outcome)
             .and_then(|r| r.map_err(|m| failed(&store, m)))
@@ -341,8 +361,18 @@ impl ChatHandle for WasmChat {
                 charge_reply(&mut store, &mut self.meter, &answer, "the answer")?;
                 Ok(answer)
             });
-        self.held = Held::after_run(store, inst, conversation, state);
-        answer
+        match saved {
+            Ok(state) => {
+                self.held = Held::after_run(store, inst, conversation, state);
+                answer
+            }
+            // A save that broke the turn's budget or trapped ends the
+            // turn with that error: the instance cannot be entered again.
+            Err(e) => {
+                self.held = Held::Lost(e.to_string());
+                Err(e)
+            }
+        }
     }
 
     fn receipts(&self) -> Option<(Receipt, Receipt)> {
