@@ -570,8 +570,9 @@ fn says(text: &str, parts: &[&str]) -> bool {
 async fn with_the_model_down_every_open_chat_is_answered_by_the_rule_based_runner() {
     let dir = tempfile::tempdir().unwrap();
     let down = format!("http://127.0.0.1:{}/v1", dead_port().await);
-    // As many chats as the agent allows (4): each now holds the model-backed
-    // chat and the rule-based one behind it, two sandbox instances.
+    // As many chats as the agent allows (4): each holds the model-backed
+    // chat and the rule-based one behind it (their saved states between
+    // turns, or two live instances for runners that do not save).
     let a = agent(dir.path(), &ai_toml(&[("down", down)], ""));
     let mut chats: Vec<_> = (0..4)
         .map(|_| chat(json!({"message": "how is memory?"})).start_with(a.runners.clone()))
