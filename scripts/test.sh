@@ -21,6 +21,16 @@ if [ ! -x target/py-venv/bin/componentize-py ]; then
 fi
 target/py-venv/bin/componentize-py --version
 
+step "strace (the recorder's replay tests watch with it that a replay starts no program)"
+if ! command -v strace >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq strace
+    else
+        sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq strace
+    fi
+fi
+strace -V | head -1
+
 step "cargo fmt --check"
 cargo fmt --all --check
 (cd guest-runners && cargo fmt --all --check)
