@@ -440,13 +440,10 @@ async fn replay(cli: &Cli, args: &ReplayArgs) -> anyhow::Result<ExitCode> {
         (None, Some(r)) => r,
         (None, None) => anyhow::bail!("give a recording (ID|FILE) or --suite DIR"),
     };
-    let path = match Path::new(recording).is_file() {
-        true => PathBuf::from(recording),
-        false => {
-            let cfg = Config::load(cli.config.as_deref())?;
-            let dir = cfg.recorder.dir_under(&cfg.state_dir);
-            replay::find(recording, &dir).map_err(anyhow::Error::msg)?
-        }
+    let path = if Path::new(recording).is_file() {
+        PathBuf::from(recording)
+    } else {
+        catpaw_agent::cli::play::recordings(cli.config.as_deref())?.resolve(recording)?
     };
     let r = replay::replay(&path, cli.runner.as_deref()).await;
     print!("{}", replay::render(&path, &r));

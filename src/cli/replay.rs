@@ -10,7 +10,7 @@
 //! budgets, the recorded chat inputs in order, the runner recorded (the
 //! built-in one whose SHA-256 the recording names) or `--runner`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
@@ -313,33 +313,6 @@ fn diff(was: &[String], now: &[String]) -> String {
         }
     }
     out
-}
-
-/// The recording `id` names: a file, or the newest recording in `dir` of
-/// the session with that id.
-pub fn find(id: &str, dir: &Path) -> Result<PathBuf, String> {
-    let p = Path::new(id);
-    if p.is_file() {
-        return Ok(p.to_path_buf());
-    }
-    let tail = crate::recorder::writer::file_name(0, id);
-    let tail = tail.trim_start_matches('0');
-    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| format!("reading {}: {e}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
-                n.ends_with(tail) && n[..n.len() - tail.len()].parse::<u128>().is_ok()
-            })
-        })
-        .collect();
-    found.sort();
-    found.pop().ok_or_else(|| {
-        format!(
-            "no recording of session {id:?} in {} (name a file, or a session id)",
-            dir.display()
-        )
-    })
 }
 
 /// What `replay` prints for `r`.

@@ -114,20 +114,6 @@ struct Emitted {
     raw: Option<String>,
 }
 
-/// The file name of a recording: `<started_unix_ms>-<id>.jsonl`, the id
-/// kept to `[A-Za-z0-9._-]` (other bytes become `_`) and 64 bytes.
-pub fn file_name(started_unix_ms: u128, session_id: &str) -> String {
-    let id: String = session_id
-        .bytes()
-        .take(64)
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'-' => b as char,
-            _ => '_',
-        })
-        .collect();
-    format!("{started_unix_ms}-{id}.jsonl")
-}
-
 /// Writes `s` as a JSON string.
 pub fn json_str(buf: &mut Vec<u8>, s: &str) {
     // Writing into a Vec cannot fail.
@@ -172,7 +158,10 @@ impl Recording {
                 .path()
                 .file_name()
                 .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
-            Err(_) => file_name(now.as_millis(), session_id),
+            Err(_) => super::store::file_name(
+                u64::try_from(now.as_millis()).unwrap_or(u64::MAX),
+                session_id,
+            ),
         };
         let mut w = Writer {
             file: None,
