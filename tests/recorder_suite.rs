@@ -70,6 +70,8 @@ fn files(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
         .expect("recordings dir")
         .map(|e| e.expect("entry").path())
+        // Recordings only: the agent's spare files (`.spare-*`) are not.
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
         .collect();
     v.sort();
     v
@@ -156,11 +158,31 @@ async fn play_status_and_the_suite_on_sessions_a_real_agent_recorded() {
         .lines()
         .map(|l| serde_json::from_str(l).expect("json"))
         .collect();
-    assert_eq!(
-        shown,
-        recorded[..recorded.len() - 1],
-        "every line but the seal"
-    );
+    // Every line but the seal, as recorded; a frame written by reference
+    // to its `host.emit` call is shown with its `raw` frame rebuilt.
+    let mut by_reference = 0;
+    let want: Vec<Value> = recorded[..recorded.len() - 1]
+        .iter()
+        .zip(&shown)
+        .map(|(line, shown)| {
+            let mut line = line.clone();
+            if let Some(n) = line["emit"].as_u64() {
+                by_reference += 1;
+                let call = recorded.iter().find(|c| c["k"] == "call" && c["n"] == n);
+                let raw: Value =
+                    serde_json::from_str(shown["raw"].as_str().expect("raw")).expect("a frame");
+                assert_eq!(raw["type"], "session_output");
+                assert_eq!(
+                    raw["payload"]["delta"],
+                    call.expect("its call")["args"]["delta"]
+                );
+                line["raw"] = shown["raw"].clone();
+            }
+            line
+        })
+        .collect();
+    assert_eq!(shown, want, "every line but the seal");
+    assert!(by_reference > 0, "no frame was written by reference");
 
     // The suite, from a home with none of what the sessions used.
     let fresh = AgentHome::new("");

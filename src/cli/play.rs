@@ -6,7 +6,8 @@
 //! clock reads included, in the shape the WIT gives them, and the frames as
 //! the wire text they were. An operator asking "what did this session do
 //! on my host?" wants the acts and what came back, at the pace they came;
-//! `--json` gives the lines as recorded for anything else. The clock and
+//! `--json` gives the lines as recorded for anything else (a frame written
+//! by reference to its `emit` call with its `raw` rebuilt). The clock and
 //! random reads, and the `emit` calls whose deltas appear as their frames,
 //! are left out of the text (they are in `--json`).
 //!

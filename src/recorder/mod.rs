@@ -10,9 +10,11 @@
 //!
 //! The format is documented in `docs/recordings.md`.
 
+pub(crate) mod frame;
 pub mod junit;
 pub mod options;
 pub mod read;
+mod spares;
 pub mod store;
 pub mod suite;
 pub mod tape;

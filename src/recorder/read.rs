@@ -165,6 +165,7 @@ pub fn scan(file: &str, bytes: &[u8]) -> Result<Scan, ReadError> {
         )
     };
     let mut lines = Vec::new();
+    let mut refs = FrameRefs::default();
     let text = content.strip_suffix(b"\n").unwrap_or(content);
     for (i, line) in text.split(|&b| b == b'\n').enumerate() {
         if content.is_empty() {
@@ -190,6 +191,8 @@ pub fn scan(file: &str, bytes: &[u8]) -> Result<Scan, ReadError> {
                 Some(_) => {}
             }
         }
+        let mut v = v;
+        refs.see(&mut v).map_err(bad)?;
         lines.push(v);
     }
     if lines.is_empty() {
@@ -200,13 +203,70 @@ pub fn scan(file: &str, bytes: &[u8]) -> Result<Scan, ReadError> {
     Ok(Scan { lines, seal })
 }
 
+/// What a `frame` line written by reference (`"emit":N`, version 2)
+/// needs: the session's id and the last `host.emit` call. Each such line
+/// gets its `raw` frame rebuilt here, so every reader sees `raw`.
+#[derive(Default)]
+struct FrameRefs {
+    session_id: Option<String>,
+    /// The last `host.emit` call: its number, delta and stage.
+    emit: Option<(u64, String, String)>,
+}
+
+impl FrameRefs {
+    fn see(&mut self, line: &mut Value) -> Result<(), String> {
+        match line["k"].as_str() {
+            Some("start") => {
+                self.session_id = line
+                    .pointer("/session/id")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+            }
+            Some("call") if line["fn"] == "host.emit" => {
+                let args = &line["args"];
+                self.emit = match (
+                    line["n"].as_u64(),
+                    args["delta"].as_str(),
+                    args["stage"].as_str(),
+                ) {
+                    (Some(n), Some(d), Some(st)) => Some((n, d.to_string(), st.to_string())),
+                    _ => None,
+                };
+            }
+            Some("frame") if line.get("raw").is_none() => {
+                let Some(n) = line["emit"].as_u64() else {
+                    return Err("a frame line with neither \"raw\" nor \"emit\"".into());
+                };
+                let (Some((at, delta, stage)), Some(id)) = (&self.emit, &self.session_id) else {
+                    return Err(format!(
+                        "a frame names host.emit call {n}, which no line before it holds"
+                    ));
+                };
+                let wire = super::frame::wire_stage(stage)
+                    .ok_or_else(|| format!("host.emit call {n} has an unknown stage {stage:?}"))?;
+                if *at != n {
+                    return Err(format!(
+                        "a frame names host.emit call {n}, but the last one is {at}"
+                    ));
+                }
+                line["raw"] = Value::String(super::frame::plain_output(id, delta, wire));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
 fn check_header(file: &str, header: &Value) -> Result<(), ReadError> {
     if header["k"] != "header" || header["format"] != FORMAT {
         return Err(ReadError::Format(format!(
             "{file} is not a catpaw recording (its first line is not a `{FORMAT}` header)"
         )));
     }
-    if header["version"].as_u64() != Some(VERSION) {
+    if !header["version"]
+        .as_u64()
+        .is_some_and(|v| (1..=VERSION).contains(&v))
+    {
         return Err(ReadError::Format(format!(
             "{file}: recording format version {} is not known to this agent (it reads \
              version {VERSION}; use the agent that wrote it, {})",

@@ -92,8 +92,8 @@ fn what_is_not_a_recording_is_refused_naming_file_and_line() {
             "/r/1-s1.jsonl is not a catpaw recording",
         ),
         (
-            unsealed(&[json!({"k":"header","format":"catpaw-recording","version":2})]),
-            "/r/1-s1.jsonl: recording format version 2 is not known",
+            unsealed(&[json!({"k":"header","format":"catpaw-recording","version":3})]),
+            "/r/1-s1.jsonl: recording format version 3 is not known",
         ),
         (
             [unsealed(&[header()]), b"{not json\n".to_vec()].concat(),
@@ -133,4 +133,45 @@ fn files_are_read_from_disk_and_a_missing_or_huge_one_named() {
         .and_then(|f| f.set_len(super::MAX_READ + 1))
         .expect("sparse file");
     assert!(matches!(read_scan(&huge), Err(ReadError::Unreadable(_))));
+}
+
+#[test]
+fn a_frame_by_reference_is_rebuilt_from_its_emit_and_a_dangling_one_is_refused() {
+    let mut lines = diagnose_lines();
+    lines[0]["version"] = json!(2);
+    let emit = json!({"k":"call","t":1800,"n":2,"fn":"host.emit",
+        "args":{"delta":"looking at memory","stage":"thinking","metadata-json":null},"ret":null});
+    lines.insert(3, emit);
+    lines[4] = json!({"k":"frame","t":2000,"emit":2});
+    let back = parse(AT, &sealed(&lines)).expect("reads");
+    let raw = back.all("frame").next().expect("a frame")["raw"].clone();
+    assert_eq!(
+        raw,
+        json!(
+            r#"{"type":"session_output","payload":{"session_id":"s1","delta":"looking at memory","stage":"thinking","done":false}}"#
+        )
+    );
+    lines[4] = json!({"k":"frame","t":2000,"emit":1});
+    match parse(AT, &sealed(&lines)) {
+        Err(ReadError::Format(m)) => {
+            assert!(m.contains(":5: a frame names host.emit call 1"), "{m}")
+        }
+        other => panic!("{other:?}"),
+    }
+    // A version this agent does not know is still refused.
+    lines[0]["version"] = json!(3);
+    assert!(
+        matches!(parse(AT, &sealed(&lines)), Err(ReadError::Format(m)) if m.contains("version 3"))
+    );
+}
+
+#[test]
+fn every_emit_stage_has_the_wire_spelling_the_session_sends() {
+    for (wit, stage) in crate::sandbox::emit_stages() {
+        assert_eq!(
+            crate::recorder::frame::wire_stage(wit),
+            Some(stage),
+            "{wit}"
+        );
+    }
 }

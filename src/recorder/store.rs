@@ -96,6 +96,9 @@ pub struct Store {
     open: Arc<Mutex<HashSet<PathBuf>>>,
     /// What the last pass of the limits left, plus what closed since.
     tally: Arc<Mutex<Option<Tally>>>,
+    /// Files made ahead of time for the next recordings (the agent's
+    /// store only).
+    spares: Option<super::spares::Spares>,
 }
 
 /// The closed recordings' bytes and oldest start as the last pass of the
@@ -144,7 +147,7 @@ pub fn parse_name(name: &str) -> Option<(u64, &str)> {
 
 /// A new file at `path`, mode 0600, never one that exists, never
 /// through a symlink.
-fn open_new(path: &Path) -> io::Result<File> {
+pub(crate) fn open_new(path: &Path) -> io::Result<File> {
     OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -174,6 +177,7 @@ impl Store {
             limits: Some(limits),
             open: Arc::default(),
             tally: Arc::default(),
+            spares: Some(super::spares::Spares::new(dir)),
         }
     }
 
@@ -196,6 +200,10 @@ impl Store {
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
                 .with_context(|| format!("chmod 0700 {}", dir.display()))?;
             tracing::warn!(dir = %dir.display(), "the recordings dir was open to others; it is now mode 0700");
+        }
+        if let Some(spares) = &self.spares {
+            super::spares::remove_left(dir);
+            spares.start();
         }
         Ok(self.enforce())
     }
@@ -222,6 +230,7 @@ impl Store {
             limits: None,
             open: Arc::default(),
             tally: Arc::default(),
+            spares: None,
         }
     }
 
@@ -238,9 +247,19 @@ impl Store {
     pub fn create(&self, started: SystemTime, session_id: &str) -> anyhow::Result<OpenRecording> {
         let first = unix_ms(started);
         let mut last_error = None;
+        let mut spare = self.spares.as_ref().and_then(super::spares::Spares::take);
         for ms in first..first.saturating_add(1000) {
             let path = self.dir.join(file_name(ms, session_id));
-            let mut opened = open_new(&path);
+            let mut opened = match spare.take().map(|s| s.place(&path)) {
+                Some(Ok(file)) => Ok(file),
+                Some(Err((s, e))) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    spare = Some(s);
+                    Err(e)
+                }
+                // Gone, or a file system without RENAME_NOREPLACE: the
+                // spare is dropped (removed) and the file made here.
+                Some(Err(_)) | None => open_new(&path),
+            };
             // The directory is made (mode 0700) only when it is missing:
             // no `mkdir` per session once it exists.
             if matches!(&opened, Err(e) if e.kind() == io::ErrorKind::NotFound) {

@@ -31,7 +31,7 @@ use crate::telemetry::Telemetry;
 /// The format's name in the header line.
 pub const FORMAT: &str = "catpaw-recording";
 /// The format's version in the header line.
-pub const VERSION: u64 = 1;
+pub const VERSION: u64 = 2;
 /// Buffered bytes that force a flush.
 const FLUSH_BYTES: usize = 64 << 10;
 /// Time since the last flush that forces one at the next line.
@@ -112,6 +112,11 @@ struct Emitted {
     /// The delta as the guest gave it, when masking changed it (else it
     /// is `masked`).
     raw: Option<String>,
+    /// The line's call number.
+    n: u64,
+    /// Its stage as the wire spells it, when it had no metadata (a frame
+    /// of that stage and no more than the delta can then name the call).
+    plain_stage: Option<&'static str>,
 }
 
 /// Writes `s` as a JSON string.
@@ -265,13 +270,14 @@ impl Recording {
 
     /// Writes one import call: `{"k":"call","t":..,"n":SEQ,"fn":name`,
     /// then `body` (`,"args":..,"ret":..` or `,"trap":..`). Calls that
-    /// reach the world are flushed at once (`flush`).
-    pub fn call(&self, name: &str, flush: bool, body: impl FnOnce(&mut Vec<u8>)) {
+    /// reach the world are flushed at once (`flush`). Returns the call's
+    /// number when the line was written.
+    pub fn call(&self, name: &str, flush: bool, body: impl FnOnce(&mut Vec<u8>)) -> Option<u64> {
         let t = self.t();
         let mut w = self.lock();
         w.write_start();
         if !w.open() {
-            return;
+            return None;
         }
         w.seq += 1;
         let n = w.seq;
@@ -285,10 +291,11 @@ impl Recording {
         body(&mut w.buf);
         w.buf.extend_from_slice(b"}\n");
         if w.over_cap(at, t) {
-            return;
+            return None;
         }
         w.last_written = n;
         w.commit(at, flush);
+        Some(n)
     }
 
     /// Whether lines are still written: false once the recording failed,
@@ -297,17 +304,32 @@ impl Recording {
         self.lock().open()
     }
 
-    /// Notes the delta the last `host.emit` line wrote: `masked` is `raw`
-    /// masked. The next frame whose delta is `raw` reuses it.
-    pub fn emitted(&self, raw: &str, masked: String) {
+    /// Notes the delta that `host.emit` call `n` wrote: `masked` is `raw`
+    /// masked; `plain_stage`, its stage on the wire when it had no
+    /// metadata. The next frame whose delta is `raw` reuses it.
+    pub fn emitted(&self, n: u64, raw: &str, masked: String, plain_stage: Option<&'static str>) {
         let raw = (masked != raw).then(|| raw.to_string());
-        self.lock().emitted = Some(Emitted { masked, raw });
+        self.lock().emitted = Some(Emitted {
+            masked,
+            raw,
+            n,
+            plain_stage,
+        });
     }
 
-    /// Writes one `frame` line: `write` serializes the frame (the JSON
-    /// text the line holds as a string) and is handed the delta already
-    /// masked when `delta` is the one the last `host.emit` line masked.
-    pub fn frame(&self, delta: Option<&str>, write: impl FnOnce(&mut Vec<u8>, Option<&str>)) {
+    /// Writes one `frame` line. A frame that is exactly what the last
+    /// `host.emit` call makes (`delta` is its delta and `plain_stage` its
+    /// stage, with nothing more in the frame) is written by reference,
+    /// `"emit":N`, which readers rebuild with [`super::frame`]. Any other
+    /// frame is written whole: `write` serializes it (the JSON text the
+    /// line holds as a string) and is handed the delta already masked when
+    /// `delta` is the one the last `host.emit` line masked.
+    pub fn frame(
+        &self,
+        delta: Option<&str>,
+        plain_stage: Option<&str>,
+        write: impl FnOnce(&mut Vec<u8>, Option<&str>),
+    ) {
         let t = self.t();
         let mut w = self.lock();
         let emitted = w.emitted.take();
@@ -315,12 +337,23 @@ impl Recording {
         if !w.open() {
             return;
         }
-        let masked = match (&emitted, delta) {
-            (Some(e), Some(d)) if e.raw.as_deref().unwrap_or(&e.masked) == d => {
-                Some(e.masked.as_str())
+        let same = |e: &&Emitted| delta.is_some_and(|d| e.raw.as_deref().unwrap_or(&e.masked) == d);
+        let emitted = emitted.as_ref().filter(same);
+        if let Some(e) = emitted
+            && plain_stage.is_some()
+            && e.plain_stage == plain_stage
+        {
+            let at = w.buf.len();
+            start_line(&mut w.buf, "frame", t);
+            w.buf.extend_from_slice(b",\"emit\":");
+            json_u64(&mut w.buf, e.n);
+            w.buf.extend_from_slice(b"}\n");
+            if !w.over_cap(at, t) {
+                w.commit(at, false);
             }
-            _ => None,
-        };
+            return;
+        }
+        let masked = emitted.map(|e| e.masked.as_str());
         let mut frame = std::mem::take(&mut w.scratch);
         frame.clear();
         write(&mut frame, masked);

@@ -69,6 +69,8 @@ pub use policy::{Policies, RunnerPolicy, Subject};
 pub use probe::{Probe, Step};
 pub use run::WasmDiagnoseRunner;
 pub use tape::budgets_of;
+#[cfg(test)]
+pub(crate) use tape::emit_stages;
 pub use versions::WitVersion;
 // The documented limits, for the crate's `documented_defaults` test.
 #[cfg(test)]

@@ -126,7 +126,7 @@ pub(crate) fn record_emit(
     }
     let masked = mask_secrets(delta);
     let meta = meta.map(mask_secrets);
-    r.call("host.emit", false, |b| {
+    let n = r.call("host.emit", false, |b| {
         b.extend_from_slice(b",\"args\":{\"delta\":");
         json_str(b, &masked);
         b.extend_from_slice(b",\"stage\":\"");
@@ -147,9 +147,13 @@ pub(crate) fn record_emit(
             }
         }
     });
-    // The frame that carries this delta reuses the masked text.
-    if trap.is_none() {
-        r.emitted(delta, masked);
+    // The frame that carries this delta reuses the masked text, or names
+    // this call.
+    if let (Some(n), None) = (n, trap) {
+        let plain = meta
+            .is_none()
+            .then(|| crate::sandbox::host::stream::stage(stage).as_str());
+        r.emitted(n, delta, masked, plain);
     }
 }
 
@@ -183,6 +187,22 @@ pub(crate) fn stage_name(s: Stage) -> &'static str {
         Stage::Answer => "answer",
         Stage::Error => "error",
     }
+}
+
+/// Every `host.emit` stage: its WIT name (as the line writes it) and the
+/// wire's spelling the session sends.
+#[cfg(test)]
+pub(crate) fn emit_stages() -> Vec<(&'static str, &'static str)> {
+    [
+        Stage::Thinking,
+        Stage::ToolCall,
+        Stage::ToolResult,
+        Stage::Answer,
+        Stage::Error,
+    ]
+    .into_iter()
+    .map(|s| (stage_name(s), super::host::stream::stage(s).as_str()))
+    .collect()
 }
 
 fn s(v: &Value) -> String {

@@ -7,6 +7,7 @@ use tokio::sync::mpsc;
 
 use super::{LiveFigures, SessionEvent};
 use crate::proto::{self, SessionOutputPayload};
+use crate::recorder::frame::{ErrorFrame, Frame, OutputFrame};
 use crate::recorder::{Recording, Script, Tape};
 use crate::runner::Budget;
 use crate::runner::{Output, StreamSink};
@@ -204,35 +205,6 @@ fn write_frame(out: &mut Vec<u8>, ev: &SessionEvent, delta_masked: Option<&str>)
     };
 }
 
-/// A frame as recorded: its type, then its payload.
-#[derive(serde::Serialize)]
-struct Frame<'a, P> {
-    #[serde(rename = "type")]
-    kind: &'a str,
-    payload: P,
-}
-
-/// `session_output`, borrowed, field for field as the wire has it.
-#[derive(serde::Serialize)]
-struct OutputFrame<'a> {
-    session_id: &'a str,
-    delta: &'a str,
-    stage: &'a str,
-    done: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    report: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    metadata: Option<serde_json::Value>,
-}
-
-/// `session_error`, borrowed.
-#[derive(serde::Serialize)]
-struct ErrorFrame<'a> {
-    session_id: &'a str,
-    error: &'a str,
-    code: &'a str,
-}
-
 /// Writes `ev` as a `frame` line, straight into the recording's buffer;
 /// a delta the `host.emit` line just masked is not masked again.
 pub(crate) fn record_frame(r: &Recording, ev: &SessionEvent) {
@@ -240,7 +212,21 @@ pub(crate) fn record_frame(r: &Recording, ev: &SessionEvent) {
         SessionEvent::Output(p) => Some(p.delta.as_str()),
         SessionEvent::Error(_) => None,
     };
-    r.frame(delta, |out, masked| write_frame(out, ev, masked));
+    // A delta with nothing more (no report, no metadata, not the last)
+    // may be written as a reference to the `host.emit` call that made it.
+    let plain_stage = match ev {
+        SessionEvent::Output(p)
+            if !p.done
+                && p.report.as_deref().is_none_or(str::is_empty)
+                && p.metadata.as_ref().is_none_or(|m| m.is_empty()) =>
+        {
+            Some(p.stage.as_str())
+        }
+        _ => None,
+    };
+    r.frame(delta, plain_stage, |out, masked| {
+        write_frame(out, ev, masked)
+    });
 }
 
 #[cfg(test)]
@@ -271,5 +257,86 @@ mod tests {
             frame_raw(&err),
             r#"{"type":"session_error","payload":{"session_id":"s","error":"boom","code":"runner_trapped"}}"#
         );
+    }
+
+    #[test]
+    fn a_plain_delta_frame_names_its_emit_call_and_reads_back_as_the_whole_frame() {
+        use crate::recorder::writer::json_str;
+        let dir = tempfile::tempdir().expect("tmp");
+        let rec = Recording::create(
+            dir.path(),
+            "s1",
+            &crate::recorder::RecorderOptions::default(),
+            None,
+        );
+        rec.start(serde_json::json!({"session":{"id":"s1","type":"diagnose"}}));
+        let out = |delta: &str,
+                   stage: &str,
+                   metadata: Option<serde_json::Map<String, serde_json::Value>>| {
+            SessionEvent::Output(SessionOutputPayload {
+                session_id: "s1".into(),
+                delta: delta.into(),
+                stage: stage.into(),
+                done: false,
+                report: None,
+                metadata,
+            })
+        };
+        let emit = |text: &str, masked: &str, stage: Option<&'static str>| {
+            let n = rec
+                .call("host.emit", false, |b| {
+                    b.extend_from_slice(b",\"args\":{\"delta\":");
+                    json_str(b, masked);
+                    b.extend_from_slice(
+                        b",\"stage\":\"tool-call\",\"metadata-json\":null},\"ret\":null",
+                    );
+                })
+                .expect("written");
+            rec.emitted(n, text, masked.into(), stage);
+        };
+        let frames = [
+            // By reference: the delta its emit made, nothing more.
+            out("password=hunter2x now", "tool_call", None),
+            // Whole: a stage the emit did not have.
+            out("b", "answer", None),
+            // Whole: metadata.
+            out(
+                "c",
+                "tool_call",
+                Some(serde_json::Map::from_iter([("k".to_string(), 1.into())])),
+            ),
+        ];
+        emit(
+            "password=hunter2x now",
+            "password=*** now",
+            Some("tool_call"),
+        );
+        record_frame(&rec, &frames[0]);
+        emit("b", "b", Some("tool_call"));
+        record_frame(&rec, &frames[1]);
+        emit("c", "c", None);
+        record_frame(&rec, &frames[2]);
+        rec.close(|_| {});
+        let file = std::fs::read_dir(dir.path())
+            .expect("dir")
+            .next()
+            .expect("a file")
+            .expect("entry")
+            .path();
+        let text = std::fs::read_to_string(&file).expect("read");
+        let written: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("\"k\":\"frame\""))
+            .collect();
+        assert!(written[0].ends_with(",\"emit\":1}"), "{}", written[0]);
+        assert!(written[1].contains("\"raw\":") && written[2].contains("\"raw\":"));
+        let back = crate::recorder::read::read(&file).expect("reads");
+        let raw: Vec<String> = back
+            .all("frame")
+            .map(|f| f["raw"].as_str().unwrap().to_string())
+            .collect();
+        let want: Vec<String> = frames.iter().map(frame_raw).collect();
+        assert_eq!(raw, want);
+        assert!(raw[0].contains("password=*** now"));
     }
 }

@@ -168,21 +168,26 @@ fn a_frame_reuses_the_delta_its_emit_line_masked_and_masks_any_other() {
     let rec = Recording::create(dir.path(), "s", &opts(1 << 20), None);
     let seen = |rec: &Recording, delta: &str| {
         let mut got = None;
-        rec.frame(Some(delta), |out, masked| {
+        rec.frame(Some(delta), None, |out, masked| {
             got = masked.map(str::to_string);
             out.extend_from_slice(b"{}");
         });
         got
     };
-    rec.emitted("password=hunter2x", "password=***".into());
+    rec.emitted(
+        1,
+        "password=hunter2x",
+        "password=***".into(),
+        Some("answer"),
+    );
     assert_eq!(
         seen(&rec, "password=hunter2x").as_deref(),
         Some("password=***")
     );
     // Used once: the next frame with that text masks it itself.
     assert_eq!(seen(&rec, "password=hunter2x"), None);
-    rec.emitted("plain", "plain".into());
+    rec.emitted(2, "plain", "plain".into(), Some("answer"));
     assert_eq!(seen(&rec, "other"), None);
-    rec.emitted("plain", "plain".into());
+    rec.emitted(2, "plain", "plain".into(), Some("answer"));
     assert_eq!(seen(&rec, "plain").as_deref(), Some("plain"));
 }

@@ -15,7 +15,7 @@ pub(crate) use stream::parse_metadata;
 mod log;
 mod mcp;
 mod shell;
-mod stream;
+pub(crate) mod stream;
 mod tools;
 mod v0_1;
 
