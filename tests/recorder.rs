@@ -40,7 +40,7 @@ where
 fn recordings(dir: &Path) -> Vec<(String, PathBuf)> {
     let mut out: Vec<(String, PathBuf)> = std::fs::read_dir(dir)
         .map(|d| {
-            // Recordings only: the agent's spare files (`.spare-*`) are not.
+            // Recordings only (`*.jsonl`).
             d.filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
                 .collect::<Vec<_>>()

@@ -70,7 +70,7 @@ fn files(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
         .expect("recordings dir")
         .map(|e| e.expect("entry").path())
-        // Recordings only: the agent's spare files (`.spare-*`) are not.
+        // Recordings only (`*.jsonl`).
         .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
         .collect();
     v.sort();

@@ -1,20 +1,22 @@
 //! Spare files: a recording starts in a file made ahead of time, so a
 //! session's set-up does not wait for the file system to make one.
 //!
-//! Why: making a file allocates an inode, and on ext4 that is the slowest
-//! thing a session start did. After many files were deleted (the
-//! recordings `max_total` removes, or anything else on the same disk),
-//! finding a free inode walks past every recently deleted one: on this
-//! project's test machine 0.8 ms a file, against 18 µs to rename one. So a
-//! thread of the store keeps [`KEEP`] empty files (mode 0600) in the
-//! recordings directory, named `.spare-<pid>-<n>` (which no reader takes
-//! for a recording), and a new recording renames one to its name, never
-//! over a file that exists (`RENAME_NOREPLACE`). When none is ready (the
-//! first session, or sessions started faster than files are made) the
-//! store makes the file itself, as it did before.
+//! Why: making a file allocates an inode, and that was the slowest thing a
+//! session start did. On an ext4 file system without a journal (this
+//! project's test machine), finding a free inode walks past every inode
+//! deleted in the last 30 seconds: 0.8 ms a file after a busy minute,
+//! against 18 µs to give an existing file a name. So a thread of the store
+//! keeps [`KEEP`] unnamed files ready (`O_TMPFILE` in the recordings
+//! directory, mode 0600), and a new recording links one in under its name
+//! (`linkat`, which never replaces a file that exists). Unnamed, they are
+//! not in the directory at all: no reader sees them, and they vanish with
+//! the process however it ends. Why not named spares renamed into place: a
+//! rename waits for the directory's lock, which a create being made in the
+//! same directory holds for as long as its inode search takes.
 //!
-//! Spares never outlive the store: the last one of its clones removes
-//! them, and the store removes those a killed agent left when it opens.
+//! When none is ready (the first session, sessions started faster than
+//! files are made, or a file system without `O_TMPFILE`), the store makes
+//! the file itself, as it did before.
 
 use std::fs::File;
 use std::io;
@@ -24,8 +26,6 @@ use std::time::Duration;
 
 /// Spare files kept ready.
 pub(crate) const KEEP: usize = 4;
-/// A spare's name starts so.
-pub(crate) const PREFIX: &str = ".spare-";
 /// How long the filler waits for a take before it looks whether its
 /// store is still there.
 const IDLE: Duration = Duration::from_secs(5);
@@ -44,57 +44,56 @@ struct Inner {
 #[derive(Debug, Default)]
 struct State {
     ready: Vec<Spare>,
-    /// The next spare's number.
-    next: u64,
     /// The filler thread runs.
     filling: bool,
 }
 
-/// One empty file, removed when dropped unless [`Spare::place`] named it.
+/// One empty unnamed file in the recordings directory.
 #[derive(Debug)]
-pub(crate) struct Spare {
-    file: Option<File>,
-    path: PathBuf,
-}
+pub(crate) struct Spare(File);
 
 impl Spare {
-    /// Renames the spare to `path`, never over a file that exists: the
-    /// file, or the spare back with the error (`AlreadyExists`: `path`
-    /// is taken).
-    pub(crate) fn place(mut self, path: &Path) -> Result<File, (Spare, io::Error)> {
-        match rename_noreplace(&self.path, path) {
-            Ok(()) => Ok(self
-                .file
-                .take()
-                .expect("a spare holds its file until placed")),
+    /// Links the spare in at `path`, never over a file that exists: the
+    /// file, or the spare back with the error (`AlreadyExists`: `path` is
+    /// taken).
+    pub(crate) fn place(self, path: &Path) -> Result<File, (Spare, io::Error)> {
+        match link_at(&self.0, path) {
+            Ok(()) => Ok(self.0),
             Err(e) => Err((self, e)),
         }
     }
 }
 
-impl Drop for Spare {
-    fn drop(&mut self) {
-        if self.file.is_some() {
-            let _ = std::fs::remove_file(&self.path);
-        }
-    }
+/// An unnamed file (`O_TMPFILE`) in `dir`, mode 0600.
+fn open_unnamed(dir: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_TMPFILE | libc::O_CLOEXEC)
+        .open(dir)
 }
 
-fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+/// Gives the unnamed `file` the name `to` (through `/proc/self/fd`, which
+/// needs no capability); fails with `AlreadyExists` when `to` exists,
+/// symlinks included.
+fn link_at(file: &File, to: &Path) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
     use std::os::unix::ffi::OsStrExt;
-    let cstr = |p: &Path| {
-        std::ffi::CString::new(p.as_os_str().as_bytes())
+    let from = format!("/proc/self/fd/{}", file.as_raw_fd());
+    let cstr = |b: &[u8]| {
+        std::ffi::CString::new(b)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL byte in a path"))
     };
-    let (from, to) = (cstr(from)?, cstr(to)?);
+    let (from, to) = (cstr(from.as_bytes())?, cstr(to.as_os_str().as_bytes())?);
     // SAFETY: both are NUL-terminated paths that live across the call.
     let rc = unsafe {
-        libc::renameat2(
+        libc::linkat(
             libc::AT_FDCWD,
             from.as_ptr(),
             libc::AT_FDCWD,
             to.as_ptr(),
-            libc::RENAME_NOREPLACE,
+            libc::AT_SYMLINK_FOLLOW,
         )
     };
     if rc == 0 {
@@ -155,59 +154,39 @@ impl Spares {
     }
 }
 
-/// Removes the spares in `dir` (those a killed agent left).
-pub(crate) fn remove_left(dir: &Path) {
-    let Ok(read) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in read.filter_map(Result::ok) {
-        let is_spare = e
-            .file_name()
-            .to_str()
-            .is_some_and(|n| n.starts_with(PREFIX));
-        if is_spare && e.file_type().is_ok_and(|t| t.is_file()) {
-            let _ = std::fs::remove_file(e.path());
-        }
-    }
-}
-
 /// The filler: keeps [`KEEP`] spares ready while the store lives. A
 /// spare it cannot make (no directory yet, a full disk) is tried again at
 /// the next take.
 fn fill(weak: &Weak<Inner>) {
+    // Only when a CPU is otherwise idle: making a file can take the kernel
+    // most of a millisecond, and a session starting at that moment must
+    // not wait for it.
+    let idle = libc::sched_param { sched_priority: 0 };
+    // SAFETY: 0 is this thread; the parameter lives across the call.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &idle) } != 0 {
+        tracing::debug!(error = %io::Error::last_os_error(), "the spare-file thread runs at normal priority");
+    }
     loop {
         let Some(inner) = weak.upgrade() else { return };
-        let number = {
-            let mut s = inner.state.lock().unwrap_or_else(|p| p.into_inner());
+        {
+            let s = inner.state.lock().unwrap_or_else(|p| p.into_inner());
             if s.ready.len() >= KEEP {
-                let (s2, _) = inner
+                let (s, _) = inner
                     .wake
                     .wait_timeout(s, IDLE)
                     .unwrap_or_else(|p| p.into_inner());
-                s = s2;
                 if s.ready.len() >= KEEP {
                     continue;
                 }
             }
-            s.next += 1;
-            s.next
-        };
-        let path = inner
-            .dir
-            .join(format!("{PREFIX}{}-{number}", std::process::id()));
-        match super::store::open_new(&path) {
-            Ok(file) => {
-                let spare = Spare {
-                    file: Some(file),
-                    path,
-                };
-                inner
-                    .state
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .ready
-                    .push(spare);
-            }
+        }
+        match open_unnamed(&inner.dir) {
+            Ok(file) => inner
+                .state
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .ready
+                .push(Spare(file)),
             Err(e) => {
                 tracing::debug!(dir = %inner.dir.display(), error = %e,
                     "cannot make a spare recording file; the next recording makes its own");
@@ -243,18 +222,29 @@ mod tests {
     }
 
     #[test]
-    fn a_spare_is_placed_under_its_name_mode_0600_and_never_over_a_file() {
+    fn a_spare_is_unseen_until_linked_in_mode_0600_and_never_over_a_file() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let s = Spares::new(dir.path());
         s.start();
         wait_ready(&s, KEEP);
+        assert_eq!(
+            names(dir.path()),
+            Vec::<String>::new(),
+            "spares have no name"
+        );
         let spare = s.take().unwrap();
         let taken = dir.path().join("taken.jsonl");
         std::fs::write(&taken, "theirs").unwrap();
         let (spare, e) = spare.place(&taken).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
         assert_eq!(std::fs::read_to_string(&taken).unwrap(), "theirs");
+        // Nor through a symlink.
+        let link = dir.path().join("link.jsonl");
+        std::os::unix::fs::symlink(dir.path().join("elsewhere"), &link).unwrap();
+        let (spare, e) = spare.place(&link).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
+        assert!(!dir.path().join("elsewhere").exists());
         let to = dir.path().join("1-s.jsonl");
         let mut f = spare.place(&to).unwrap();
         std::io::Write::write_all(&mut f, b"line\n").unwrap();
@@ -263,33 +253,10 @@ mod tests {
         assert_eq!(mode & 0o777, 0o600);
         // The filler made another in its place.
         wait_ready(&s, KEEP);
-    }
-
-    #[test]
-    fn the_last_clone_removes_its_spares_and_a_new_store_removes_those_left() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let s = Spares::new(dir.path());
-            let clone = s.clone();
-            s.start();
-            wait_ready(&s, KEEP);
-            drop(s);
-            assert_eq!(names(dir.path()).len(), KEEP, "a clone still holds them");
-            drop(clone);
-        }
-        // The filler lets go within its idle wait at most.
-        for _ in 0..700 {
-            if names(dir.path()).is_empty() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        assert_eq!(names(dir.path()), Vec::<String>::new());
-        // What a killed agent left.
-        std::fs::write(dir.path().join(".spare-1-1"), "").unwrap();
-        std::fs::write(dir.path().join("1-s.jsonl"), "kept").unwrap();
-        remove_left(dir.path());
-        assert_eq!(names(dir.path()), vec!["1-s.jsonl".to_string()]);
+        assert_eq!(
+            names(dir.path()),
+            ["1-s.jsonl", "link.jsonl", "taken.jsonl"]
+        );
     }
 
     #[test]

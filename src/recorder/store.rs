@@ -202,7 +202,6 @@ impl Store {
             tracing::warn!(dir = %dir.display(), "the recordings dir was open to others; it is now mode 0700");
         }
         if let Some(spares) = &self.spares {
-            super::spares::remove_left(dir);
             spares.start();
         }
         Ok(self.enforce())
@@ -256,8 +255,8 @@ impl Store {
                     spare = Some(s);
                     Err(e)
                 }
-                // Gone, or a file system without RENAME_NOREPLACE: the
-                // spare is dropped (removed) and the file made here.
+                // Any other failure (no /proc to link through): the spare
+                // is dropped and the file made here.
                 Some(Err(_)) | None => open_new(&path),
             };
             // The directory is made (mode 0700) only when it is missing:

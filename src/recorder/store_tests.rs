@@ -29,12 +29,10 @@ fn recording(store: &Store, ms: u64, id: &str, bytes: usize) -> std::path::PathB
     r.path().to_path_buf()
 }
 
-/// The names in `dir` but the spare files (`spares.rs`).
 fn names(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
         .expect("read dir")
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .filter(|n| !n.starts_with(super::super::spares::PREFIX))
         .collect();
     v.sort();
     v
@@ -312,39 +310,16 @@ fn a_close_within_the_tally_lists_nothing_and_one_past_it_applies_the_limits() {
 }
 
 #[test]
-fn spares_left_by_an_earlier_run_go_at_start_and_recordings_take_new_ones() {
+fn recordings_take_spare_files_and_only_recordings_are_in_the_directory() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    std::fs::write(tmp.path().join(".spare-1-1"), b"").expect("write");
-    std::fs::write(tmp.path().join(file_name(5, "kept")), b"x").expect("write");
     let store = opened(tmp.path(), ROOMY);
-    assert!(!tmp.path().join(".spare-1-1").exists());
-    // Spares are made ahead; they are neither listed nor counted.
-    let spares = || {
-        std::fs::read_dir(tmp.path())
-            .expect("dir")
-            .filter(|e| {
-                e.as_ref()
-                    .expect("entry")
-                    .file_name()
-                    .to_string_lossy()
-                    .starts_with(".spare-")
-            })
-            .count()
-    };
-    for _ in 0..500 {
-        if spares() == super::super::spares::KEEP {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    assert_eq!(spares(), super::super::spares::KEEP);
-    assert_eq!(store.usage().count, 1);
-    for i in 0..10u64 {
+    for i in 0..20u64 {
         let path = recording(&store, 1000 + i, "s", 10);
         assert_eq!(std::fs::read(&path).expect("read").len(), 10);
         let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
+        std::thread::sleep(Duration::from_millis(5));
     }
-    assert_eq!(store.usage().count, 11);
-    assert!(spares() <= super::super::spares::KEEP);
+    assert_eq!(names(tmp.path()).len(), 20);
+    assert_eq!(store.usage().count, 20);
 }

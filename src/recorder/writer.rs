@@ -88,7 +88,9 @@ struct Writer {
     max_size: u64,
     truncated: bool,
     failed: Option<String>,
-    last_flush: Instant,
+    /// The `t` of the last flush: a line's own `t` says whether 100 ms
+    /// have passed since (no clock read per line).
+    last_flush_t: u64,
     closed: Option<Closed>,
     model_content: bool,
     /// The chat turn going on (`None` before the first input).
@@ -180,7 +182,7 @@ impl Recording {
             max_size: opts.max_size,
             truncated: false,
             failed: None,
-            last_flush: Instant::now(),
+            last_flush_t: 0,
             closed: None,
             model_content: opts.record_model_content,
             turn: None,
@@ -223,7 +225,7 @@ impl Recording {
         w.buf.extend_from_slice(b",\"started_at\":");
         json_str(&mut w.buf, &rfc3339(now.as_secs()));
         let _ = writeln!(w.buf, ",\"record_model_content\":{model}}}");
-        w.commit(at, false);
+        w.commit(at, false, 0);
     }
 
     /// The `start` line (`t` 0): session, params, runner; written when the
@@ -265,7 +267,7 @@ impl Recording {
         if w.over_cap(at, t) {
             return;
         }
-        w.commit(at, flush);
+        w.commit(at, flush, t);
     }
 
     /// Writes one import call: `{"k":"call","t":..,"n":SEQ,"fn":name`,
@@ -274,28 +276,37 @@ impl Recording {
     /// number when the line was written.
     pub fn call(&self, name: &str, flush: bool, body: impl FnOnce(&mut Vec<u8>)) -> Option<u64> {
         let t = self.t();
+        self.lock().call_line(t, name, flush, body)
+    }
+
+    /// The per-delta path, under one lock: masks `raw`, writes the
+    /// `host.emit` call line (`body` gets the masked delta) and, when
+    /// `note`, keeps the masked delta for the frame that carries it next
+    /// ([`Recording::emitted`]). Nothing is masked once lines are no
+    /// longer written.
+    pub fn emit_call(
+        &self,
+        raw: &str,
+        plain_stage: Option<&'static str>,
+        note: bool,
+        body: impl FnOnce(&mut Vec<u8>, &str),
+    ) {
+        let t = self.t();
         let mut w = self.lock();
         w.write_start();
         if !w.open() {
-            return None;
+            return;
         }
-        w.seq += 1;
-        let n = w.seq;
-        let at = w.buf.len();
-        start_line(&mut w.buf, "call", t);
-        w.buf.extend_from_slice(b",\"n\":");
-        json_u64(&mut w.buf, n);
-        w.buf.extend_from_slice(b",\"fn\":\"");
-        w.buf.extend_from_slice(name.as_bytes());
-        w.buf.push(b'"');
-        body(&mut w.buf);
-        w.buf.extend_from_slice(b"}\n");
-        if w.over_cap(at, t) {
-            return None;
+        let masked = crate::tools::mask_secrets(raw);
+        let n = w.call_line(t, "host.emit", false, |b| body(b, &masked));
+        if let (Some(n), true) = (n, note) {
+            w.emitted = Some(Emitted {
+                raw: (masked != raw).then(|| raw.to_string()),
+                masked,
+                n,
+                plain_stage,
+            });
         }
-        w.last_written = n;
-        w.commit(at, flush);
-        Some(n)
     }
 
     /// Whether lines are still written: false once the recording failed,
@@ -349,7 +360,7 @@ impl Recording {
             json_u64(&mut w.buf, e.n);
             w.buf.extend_from_slice(b"}\n");
             if !w.over_cap(at, t) {
-                w.commit(at, false);
+                w.commit(at, false, t);
             }
             return;
         }
@@ -367,7 +378,7 @@ impl Recording {
         if w.over_cap(at, t) {
             return;
         }
-        w.commit(at, false);
+        w.commit(at, false, t);
     }
 
     /// A chat turn's input, before the turn runs; returns its number.
@@ -413,7 +424,7 @@ impl Recording {
             start_line(&mut w.buf, "end", t);
             end(&mut w.buf);
             w.buf.extend_from_slice(b"}\n");
-            w.commit(at, false);
+            w.commit(at, false, t);
         }
         let closed = w.seal();
         w.closed = Some(closed.clone());
@@ -430,6 +441,37 @@ fn start_line(buf: &mut Vec<u8>, k: &str, t: u64) {
 }
 
 impl Writer {
+    /// [`Recording::call`] with the lock held.
+    fn call_line(
+        &mut self,
+        t: u64,
+        name: &str,
+        flush: bool,
+        body: impl FnOnce(&mut Vec<u8>),
+    ) -> Option<u64> {
+        self.write_start();
+        if !self.open() {
+            return None;
+        }
+        self.seq += 1;
+        let n = self.seq;
+        let at = self.buf.len();
+        start_line(&mut self.buf, "call", t);
+        self.buf.extend_from_slice(b",\"n\":");
+        json_u64(&mut self.buf, n);
+        self.buf.extend_from_slice(b",\"fn\":\"");
+        self.buf.extend_from_slice(name.as_bytes());
+        self.buf.push(b'"');
+        body(&mut self.buf);
+        self.buf.extend_from_slice(b"}\n");
+        if self.over_cap(at, t) {
+            return None;
+        }
+        self.last_written = n;
+        self.commit(at, flush, t);
+        Some(n)
+    }
+
     /// Writes the held `start` line, if any.
     fn write_start(&mut self) {
         let Some(start) = self.pending_start.take() else {
@@ -449,7 +491,7 @@ impl Writer {
             }
         }
         self.buf.extend_from_slice(b"}\n");
-        self.commit(at, true);
+        self.commit(at, true, self.last_flush_t);
     }
 
     /// Whether lines are still written (not failed, capped or closed).
@@ -472,26 +514,27 @@ impl Writer {
             human_size(self.max_size),
             self.last_written
         );
-        self.commit(at, true);
+        self.commit(at, true, t);
         self.truncated = true;
         tracing::warn!(recording = %self.name, max_size = self.max_size,
             "recording reached [recorder] max_size; the session goes on unrecorded");
         true
     }
 
-    /// The line at `at..` is complete: hash and count it, and flush when
-    /// asked or when enough has gathered.
-    fn commit(&mut self, at: usize, flush: bool) {
+    /// The line at `at..`, written at `t`, is complete: hash and count
+    /// it, and flush when asked or when enough has gathered.
+    fn commit(&mut self, at: usize, flush: bool, t: u64) {
         self.hash.update(&self.buf[at..]);
         self.size += (self.buf.len() - at) as u64;
         self.lines += 1;
-        if flush || self.buf.len() >= FLUSH_BYTES || self.last_flush.elapsed() >= FLUSH_EVERY {
+        let every = u64::try_from(FLUSH_EVERY.as_micros()).unwrap_or(u64::MAX);
+        if flush || self.buf.len() >= FLUSH_BYTES || t.saturating_sub(self.last_flush_t) >= every {
+            self.last_flush_t = self.last_flush_t.max(t);
             self.flush();
         }
     }
 
     fn flush(&mut self) {
-        self.last_flush = Instant::now();
         let Some(f) = &mut self.file else {
             self.buf.clear();
             return;

@@ -121,19 +121,19 @@ pub(crate) fn record_emit(
     meta: Option<&str>,
     trap: Option<&BudgetExceeded>,
 ) {
-    if !r.writing() {
-        return;
-    }
-    let masked = mask_secrets(delta);
-    let meta = meta.map(mask_secrets);
-    let n = r.call("host.emit", false, |b| {
+    // The frame that carries this delta reuses the masked text, or names
+    // this call when it holds nothing more.
+    let plain = meta
+        .is_none()
+        .then(|| crate::sandbox::host::stream::stage(stage).as_str());
+    r.emit_call(delta, plain, trap.is_none(), |b, masked| {
         b.extend_from_slice(b",\"args\":{\"delta\":");
-        json_str(b, &masked);
+        json_str(b, masked);
         b.extend_from_slice(b",\"stage\":\"");
         b.extend_from_slice(stage_name(stage).as_bytes());
         b.extend_from_slice(b"\",\"metadata-json\":");
-        match &meta {
-            Some(m) => json_str(b, m),
+        match meta {
+            Some(m) => json_str(b, &mask_secrets(m)),
             None => b.extend_from_slice(b"null"),
         }
         b.push(b'}');
@@ -147,14 +147,6 @@ pub(crate) fn record_emit(
             }
         }
     });
-    // The frame that carries this delta reuses the masked text, or names
-    // this call.
-    if let (Some(n), None) = (n, trap) {
-        let plain = meta
-            .is_none()
-            .then(|| crate::sandbox::host::stream::stage(stage).as_str());
-        r.emitted(n, delta, masked, plain);
-    }
 }
 
 /// The error a recorded trap ends the replayed session with: the same
