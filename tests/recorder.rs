@@ -32,7 +32,20 @@ where
     let c = drive(c).await;
     agent.stop().await;
     drop(c);
-    let recs = recordings(&home.state().join("recordings"));
+    let dir = home.state().join("recordings");
+    // Nothing but recordings is left: the spare files the agent keeps
+    // ready are unnamed (docs/recordings.md).
+    let others: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok().map(|e| e.path()))
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|p: &PathBuf| p.extension().is_none_or(|x| x != "jsonl"))
+        .collect();
+    assert_eq!(others, Vec::<PathBuf>::new(), "files other than recordings");
+    let recs = recordings(&dir);
     (home, recs)
 }
 
@@ -40,9 +53,7 @@ where
 fn recordings(dir: &Path) -> Vec<(String, PathBuf)> {
     let mut out: Vec<(String, PathBuf)> = std::fs::read_dir(dir)
         .map(|d| {
-            // Recordings only (`*.jsonl`).
             d.filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
                 .collect::<Vec<_>>()
         })
         .unwrap_or_default()
