@@ -328,7 +328,12 @@ async fn main() {
     };
     let runner = Arc::new(loaded.diagnose_runner(limits).expect("diagnose"));
     let sink: Arc<dyn StreamSink> = Arc::new(NullSink);
-    let ours = time_n(n, || {
+    // One noop session, and one recorded (a recording created, written and
+    // sealed per session: the recorder on).
+    let rec_dir = tempfile::tempdir().expect("tempdir");
+    let rec_store = store(rec_dir.path());
+    let counter = std::sync::atomic::AtomicU32::new(0);
+    let noop = || {
         let r = runner.clone();
         let s = sink.clone();
         async move {
@@ -336,18 +341,8 @@ async fn main() {
                 .await
                 .expect("run");
         }
-    })
-    .await;
-    rows.push((
-        "our full session (DiagnoseRunner::run, limits, audit off)".into(),
-        ours,
-    ));
-    // The same, recorded: a recording created, written and sealed per
-    // session (the recorder on), measured right after the row above.
-    let rec_dir = tempfile::tempdir().expect("tempdir");
-    let rec_store = store(rec_dir.path());
-    let counter = std::sync::atomic::AtomicU32::new(0);
-    let recorded = time_n(n, || {
+    };
+    let noop_recorded = || {
         let r = runner.clone();
         let i = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let rec = recording(&rec_store, i);
@@ -358,8 +353,14 @@ async fn main() {
                 .expect("run");
             rec.close(|_| {});
         }
-    })
-    .await;
+    };
+    let ours = time_n(n, noop).await;
+    rows.push((
+        "our full session (DiagnoseRunner::run, limits, audit off)".into(),
+        ours,
+    ));
+    // The same, recorded, measured right after the row above.
+    let recorded = time_n(n, noop_recorded).await;
     rows.push((
         "our full session, recorder on (recording created, written, sealed)".into(),
         recorded,
@@ -369,29 +370,8 @@ async fn main() {
     // agent that is not starting sessions back to back.
     let gap = Duration::from_millis(2);
     let n_paced = n.min(1000);
-    let paced = time_paced(n_paced, gap, || {
-        let r = runner.clone();
-        let s = sink.clone();
-        async move {
-            r.run(&info(), req("noop", "0"), s, CancellationToken::new())
-                .await
-                .expect("run");
-        }
-    })
-    .await;
-    let paced_recorded = time_paced(n_paced, gap, || {
-        let r = runner.clone();
-        let i = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let rec = recording(&rec_store, i);
-        async move {
-            let s: Arc<dyn StreamSink> = Arc::new(RecordingSink(rec.clone()));
-            r.run(&info(), req("noop", "0"), s, CancellationToken::new())
-                .await
-                .expect("run");
-            rec.close(|_| {});
-        }
-    })
-    .await;
+    let paced = time_paced(n_paced, gap, noop).await;
+    let paced_recorded = time_paced(n_paced, gap, noop_recorded).await;
     rows.push((
         "our full session, one every 2 ms, median (recorder off)".into(),
         paced,

@@ -63,14 +63,14 @@ pub use chat::WasmChatRunner;
 pub use engine::EngineOptions;
 pub use host::HostServices;
 // For the fuzz targets (`crate::fuzz_entry`): what a guest hands the host.
+#[cfg(test)]
+pub(crate) use host::stream::emit_stages;
 pub(crate) use host::{GuestTool, guest_request, parse_metadata};
 pub(crate) use policy::value as budget_value;
 pub use policy::{Policies, RunnerPolicy, Subject};
 pub use probe::{Probe, Step};
 pub use run::WasmDiagnoseRunner;
 pub use tape::budgets_of;
-#[cfg(test)]
-pub(crate) use tape::emit_stages;
 pub use versions::WitVersion;
 // The documented limits, for the crate's `documented_defaults` test.
 #[cfg(test)]

@@ -118,14 +118,14 @@ pub(crate) fn record_emit(
     r: &Recording,
     delta: &str,
     stage: Stage,
+    wire_stage: &'static str,
     meta: Option<&str>,
     trap: Option<&BudgetExceeded>,
 ) {
     // The frame that carries this delta reuses the masked text, or names
-    // this call when it holds nothing more.
-    let plain = meta
-        .is_none()
-        .then(|| crate::sandbox::host::stream::stage(stage).as_str());
+    // this call when it holds nothing more (`wire_stage`: the stage as the
+    // frame spells it).
+    let plain = meta.is_none().then_some(wire_stage);
     r.emit_call(delta, plain, trap.is_none(), |b, masked| {
         b.extend_from_slice(b",\"args\":{\"delta\":");
         json_str(b, masked);
@@ -179,22 +179,6 @@ pub(crate) fn stage_name(s: Stage) -> &'static str {
         Stage::Answer => "answer",
         Stage::Error => "error",
     }
-}
-
-/// Every `host.emit` stage: its WIT name (as the line writes it) and the
-/// wire's spelling the session sends.
-#[cfg(test)]
-pub(crate) fn emit_stages() -> Vec<(&'static str, &'static str)> {
-    [
-        Stage::Thinking,
-        Stage::ToolCall,
-        Stage::ToolResult,
-        Stage::Answer,
-        Stage::Error,
-    ]
-    .into_iter()
-    .map(|s| (stage_name(s), super::host::stream::stage(s).as_str()))
-    .collect()
 }
 
 fn s(v: &Value) -> String {

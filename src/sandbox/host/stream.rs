@@ -60,6 +60,22 @@ pub(crate) fn stage(s: host::Stage) -> Stage {
     }
 }
 
+/// Every `host.emit` stage: its WIT name (as a recording's line writes
+/// it) and the wire's spelling the session sends.
+#[cfg(test)]
+pub(crate) fn emit_stages() -> Vec<(&'static str, &'static str)> {
+    [
+        host::Stage::Thinking,
+        host::Stage::ToolCall,
+        host::Stage::ToolResult,
+        host::Stage::Answer,
+        host::Stage::Error,
+    ]
+    .into_iter()
+    .map(|s| (crate::sandbox::tape::stage_name(s), stage(s).as_str()))
+    .collect()
+}
+
 /// Guest metadata as it goes out: a JSON object, or nothing.
 pub(crate) fn parse_metadata(raw: &str) -> Option<Map<String, Value>> {
     match serde_json::from_str::<Value>(raw) {
@@ -89,7 +105,14 @@ pub(crate) async fn emit(
     let charged = ctx.stream.charge(size, "a delta");
     if let Some(r) = ctx.tape.recording() {
         let meta = metadata_json.as_deref();
-        crate::sandbox::tape::record_emit(r, &delta, s, meta, charged.as_ref().err());
+        crate::sandbox::tape::record_emit(
+            r,
+            &delta,
+            s,
+            stage(s).as_str(),
+            meta,
+            charged.as_ref().err(),
+        );
     }
     charged?;
     let meta = metadata(ctx, metadata_json);
