@@ -120,7 +120,10 @@ impl Spares {
 
     /// Starts the filler, once.
     pub(crate) fn start(&self) {
-        let mut s = self.lock();
+        self.start_locked(&mut self.lock());
+    }
+
+    fn start_locked(&self, s: &mut State) {
         if s.filling {
             return;
         }
@@ -140,9 +143,9 @@ impl Spares {
     pub(crate) fn take(&self) -> Option<Spare> {
         let taken = {
             let mut s = self.lock();
+            self.start_locked(&mut s);
             s.ready.pop()
         };
-        self.start();
         self.0.wake.notify_one();
         taken
     }

@@ -16,6 +16,11 @@
 //! Age and order come from the file name's timestamp, not from mtime: a
 //! copy (`cp`, a restore) keeps the name, and the name is what a reader
 //! sees. Files that do not look like recordings are never touched.
+//!
+//! Why one file of about 500 lines: the directory's limits, the set of
+//! open recordings and the running tally are one piece of state, changed
+//! together at every create and close. The spare files are in
+//! `spares.rs`, the tests in `store_tests.rs`.
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};

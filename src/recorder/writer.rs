@@ -16,6 +16,12 @@
 //! logged and counted (`catpaw_agent_recording_failures`), the recording
 //! stops, and [`Recording::close`] says why for the audit's `ended`
 //! record.
+//!
+//! Why one file of about 600 lines: [`Recording`] and the private
+//! `Writer` it locks share every invariant of a line (its hash, the cap,
+//! the flush, the call numbers a frame refers to); split, the writer's
+//! fields would have to be visible across files to keep them. Its tests
+//! are in `writer/tests.rs`.
 
 use std::io::Write as _;
 use std::path::Path;
@@ -34,8 +40,8 @@ pub const FORMAT: &str = "catpaw-recording";
 pub const VERSION: u64 = 2;
 /// Buffered bytes that force a flush.
 const FLUSH_BYTES: usize = 64 << 10;
-/// Time since the last flush that forces one at the next line.
-const FLUSH_EVERY: Duration = Duration::from_millis(100);
+/// Time since the last flush, in µs, that forces one at the next line.
+const FLUSH_EVERY_US: u64 = 100_000;
 
 /// How a recording ended, for the audit's `ended` record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -282,7 +288,7 @@ impl Recording {
     /// The per-delta path, under one lock: masks `raw`, writes the
     /// `host.emit` call line (`body` gets the masked delta) and, when
     /// `note`, keeps the masked delta for the frame that carries it next
-    /// ([`Recording::emitted`]). Nothing is masked once lines are no
+    /// (see [`Recording::frame`]). Nothing is masked once lines are no
     /// longer written.
     pub fn emit_call(
         &self,
@@ -307,25 +313,6 @@ impl Recording {
                 plain_stage,
             });
         }
-    }
-
-    /// Whether lines are still written: false once the recording failed,
-    /// reached its cap or closed (a caller may then skip masking).
-    pub fn writing(&self) -> bool {
-        self.lock().open()
-    }
-
-    /// Notes the delta that `host.emit` call `n` wrote: `masked` is `raw`
-    /// masked; `plain_stage`, its stage on the wire when it had no
-    /// metadata. The next frame whose delta is `raw` reuses it.
-    pub fn emitted(&self, n: u64, raw: &str, masked: String, plain_stage: Option<&'static str>) {
-        let raw = (masked != raw).then(|| raw.to_string());
-        self.lock().emitted = Some(Emitted {
-            masked,
-            raw,
-            n,
-            plain_stage,
-        });
     }
 
     /// Writes one `frame` line. A frame that is exactly what the last
@@ -527,8 +514,10 @@ impl Writer {
         self.hash.update(&self.buf[at..]);
         self.size += (self.buf.len() - at) as u64;
         self.lines += 1;
-        let every = u64::try_from(FLUSH_EVERY.as_micros()).unwrap_or(u64::MAX);
-        if flush || self.buf.len() >= FLUSH_BYTES || t.saturating_sub(self.last_flush_t) >= every {
+        if flush
+            || self.buf.len() >= FLUSH_BYTES
+            || t.saturating_sub(self.last_flush_t) >= FLUSH_EVERY_US
+        {
             self.last_flush_t = self.last_flush_t.max(t);
             self.flush();
         }

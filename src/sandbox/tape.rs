@@ -11,6 +11,10 @@
 //! before the guest sees them, and what the guest sends or is told from
 //! elsewhere (its arguments, the model's words, its log) is masked here,
 //! so a recording never holds what the masking table covers.
+//!
+//! Why one file of about 630 lines: each import's record side and replay
+//! side sit together, so what one writes is changed beside what the
+//! other reads back. The recording itself is in `recorder/`.
 
 use std::time::Duration;
 

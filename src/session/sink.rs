@@ -282,17 +282,14 @@ mod tests {
                 metadata,
             })
         };
-        let emit = |text: &str, masked: &str, stage: Option<&'static str>| {
-            let n = rec
-                .call("host.emit", false, |b| {
-                    b.extend_from_slice(b",\"args\":{\"delta\":");
-                    json_str(b, masked);
-                    b.extend_from_slice(
-                        b",\"stage\":\"tool-call\",\"metadata-json\":null},\"ret\":null",
-                    );
-                })
-                .expect("written");
-            rec.emitted(n, text, masked.into(), stage);
+        let emit = |text: &str, stage: Option<&'static str>| {
+            rec.emit_call(text, stage, true, |b, masked| {
+                b.extend_from_slice(b",\"args\":{\"delta\":");
+                json_str(b, masked);
+                b.extend_from_slice(
+                    b",\"stage\":\"tool-call\",\"metadata-json\":null},\"ret\":null",
+                );
+            });
         };
         let frames = [
             // By reference: the delta its emit made, nothing more.
@@ -306,15 +303,11 @@ mod tests {
                 Some(serde_json::Map::from_iter([("k".to_string(), 1.into())])),
             ),
         ];
-        emit(
-            "password=hunter2x now",
-            "password=*** now",
-            Some("tool_call"),
-        );
+        emit("password=hunter2x now", Some("tool_call"));
         record_frame(&rec, &frames[0]);
-        emit("b", "b", Some("tool_call"));
+        emit("b", Some("tool_call"));
         record_frame(&rec, &frames[1]);
-        emit("c", "c", None);
+        emit("c", None);
         record_frame(&rec, &frames[2]);
         rec.close(|_| {});
         let file = std::fs::read_dir(dir.path())

@@ -174,20 +174,15 @@ fn a_frame_reuses_the_delta_its_emit_line_masked_and_masks_any_other() {
         });
         got
     };
-    rec.emitted(
-        1,
-        "password=hunter2x",
-        "password=***".into(),
-        Some("answer"),
-    );
+    rec.emit_call("password=hunter2x", Some("answer"), true, |_, _| {});
     assert_eq!(
         seen(&rec, "password=hunter2x").as_deref(),
         Some("password=***")
     );
     // Used once: the next frame with that text masks it itself.
     assert_eq!(seen(&rec, "password=hunter2x"), None);
-    rec.emitted(2, "plain", "plain".into(), Some("answer"));
+    rec.emit_call("plain", Some("answer"), true, |_, _| {});
     assert_eq!(seen(&rec, "other"), None);
-    rec.emitted(2, "plain", "plain".into(), Some("answer"));
+    rec.emit_call("plain", Some("answer"), true, |_, _| {});
     assert_eq!(seen(&rec, "plain").as_deref(), Some("plain"));
 }
