@@ -259,6 +259,16 @@ async fn bench() {
         files: Vec::new(),
     };
 
+    // `PROFILE_RECORDER=on|off`: 20 runs with the recorder one way only,
+    // for a profiler to compare (BENCHMARKS.md, "Flight recorder").
+    if let Ok(mode) = std::env::var("PROFILE_RECORDER") {
+        let record = mode == "on";
+        for _ in 0..20 {
+            let (_, cpu) = deltas_recorded(wasm.clone(), deltas, record).await;
+            println!("cpu/delta {:.2} us", cpu.as_secs_f64() * 1e6);
+        }
+        return;
+    }
     // Warm-up, then interleaved rounds (alternating which path goes first)
     // so drift in machine load hits both paths alike; medians reported.
     deltas_per_sec(wasm.clone(), deltas).await;

@@ -24,7 +24,11 @@ pub(super) fn mask_pem(text: &str) -> Cow<'_, str> {
     let b = text.as_bytes();
     let mut out = String::new();
     let (mut pos, mut copied) = (0, 0);
-    while let Some(off) = text[pos..].find(BEGIN) {
+    // One searcher for every text: `str::find` would build its own at each
+    // call, and this runs for every delta a recording masks.
+    static BEGINS: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(BEGIN));
+    while let Some(off) = BEGINS.find(&b[pos..]) {
         let label_start = pos + off + BEGIN.len();
         let window = &b[label_start..b.len().min(label_start + MAX_LABEL)];
         let Some(label_len) = window.windows(DASHES.len()).position(|w| w == DASHES) else {
