@@ -16,14 +16,30 @@
 //! are not writable and hold no anonymous page are dropped, so data that
 //! was written or relocated (the RELRO segment) is never touched: dropping
 //! such a page would bring back the file's unrelocated bytes.
+//!
+//! The same goes for the shared libraries' clean mappings and the
+//! compiled runners mapped from the cache (`.cwasm`), and it goes on while
+//! the agent idles: connecting, every heartbeat and every session fault
+//! code back in, 64 KiB around each fault, scattered over the binary
+//! (about 4 MiB for one heartbeat). [`idle_shedder`] hands those pages
+//! back a few seconds after start and then once per heartbeat period,
+//! whenever no session runs or has started since its last look, so an
+//! idle agent holds what its idle loop touched since the last look, not
+//! everything it ever ran.
 
 use std::path::Path;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::session::SessionTable;
 
 /// What [`shed_startup_memory`] handed back.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Shed {
-    /// Resident KiB of the executable's clean mappings dropped.
-    pub exe_kib: u64,
+    /// Resident KiB of clean file mappings dropped (the executable, shared
+    /// libraries, compiled runners).
+    pub file_kib: u64,
     /// Mappings dropped.
     pub mappings: u32,
 }
@@ -78,9 +94,10 @@ fn parse_smaps(text: &str) -> Vec<Mapping> {
     out
 }
 
-/// Drops the resident pages of the executable's clean, read-only
-/// mappings, and trims the heap. Best effort: on any failure to read the
-/// mappings it drops nothing.
+/// Drops the resident pages of the clean, read-only mappings of the
+/// executable, the shared libraries and the compiled runners, and trims
+/// the heap. Best effort: on any failure to read the mappings it drops
+/// nothing.
 pub fn shed_startup_memory() -> Shed {
     let shed = std::fs::read_link("/proc/self/exe")
         .ok()
@@ -93,24 +110,72 @@ pub fn shed_startup_memory() -> Shed {
         libc::malloc_trim(0);
     }
     tracing::debug!(
-        exe_kib = shed.exe_kib,
+        file_kib = shed.file_kib,
         mappings = shed.mappings,
-        "handed back the memory only starting needed"
+        "handed back resident file pages and the free heap"
     );
     shed
+}
+
+/// Hands back what [`shed_startup_memory`] does whenever it looks and no
+/// session of `table` runs or has started since its last look; until
+/// `stop`. It looks `first` after it starts (once connecting is done) and
+/// then every `every` (the heartbeat period).
+pub async fn idle_shedder(
+    table: SessionTable,
+    first: Duration,
+    every: Duration,
+    stop: CancellationToken,
+) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + first, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut rule = IdleRule {
+        seen: table.started(),
+    };
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if rule.look(table.started(), table.active()) {
+            shed_startup_memory();
+        }
+    }
+}
+
+/// [`idle_shedder`]'s rule, one look at a time.
+struct IdleRule {
+    /// Sessions started as of the last look.
+    seen: u64,
+}
+
+impl IdleRule {
+    /// Whether to shed, given the sessions `started` so far and `running`
+    /// now: none running and none started since the last look.
+    fn look(&mut self, started: u64, running: usize) -> bool {
+        std::mem::replace(&mut self.seen, started) == started && running == 0
+    }
+}
+
+/// Whether `path` names a shared library (`libc.so.6`, `ld-linux-x86-64.so.2`).
+fn is_shared_library(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    name.split('.').skip(1).any(|part| part == "so")
 }
 
 fn drop_clean_pages(exe: &Path, smaps: &str) -> Shed {
     let exe = exe.display().to_string();
     let mut shed = Shed::default();
     for m in parse_smaps(smaps) {
-        if m.path != exe || m.writable || m.anon_kib != 0 || m.rss_kib == 0 {
+        let ours = m.path == exe || m.path.ends_with(".cwasm") || is_shared_library(&m.path);
+        if !ours || m.writable || m.anon_kib != 0 || m.rss_kib == 0 {
             continue;
         }
-        // SAFETY: the range is a whole mapping of the executable file that
-        // is not writable and holds no anonymous page: every resident page
-        // is a clean copy of the file, which the next access faults back in
-        // unchanged. Nothing else is unmapped or changed.
+        // SAFETY: the range is a whole mapping of a file (the executable, a
+        // shared library or a compiled runner) that is not writable and
+        // holds no anonymous page: every resident page is a clean copy of
+        // the file, which the next access faults back in unchanged. Nothing
+        // else is unmapped or changed.
         let rc = unsafe {
             libc::madvise(
                 m.start as *mut libc::c_void,
@@ -119,7 +184,7 @@ fn drop_clean_pages(exe: &Path, smaps: &str) -> Shed {
             )
         };
         if rc == 0 {
-            shed.exe_kib += m.rss_kib;
+            shed.file_kib += m.rss_kib;
             shed.mappings += 1;
         }
     }
@@ -154,7 +219,7 @@ mod tests {
         let (clean, relocated) = exe_rss_kib();
         assert!(clean > 0, "the test binary has resident text");
         let shed = shed_startup_memory();
-        assert!(shed.mappings > 0 && shed.exe_kib > 0, "{shed:?}");
+        assert!(shed.mappings > 0 && shed.file_kib > 0, "{shed:?}");
         let (after, relocated_after) = exe_rss_kib();
         // Code runs again (this test, the harness): some pages come back,
         // far fewer than were dropped.
@@ -166,6 +231,38 @@ mod tests {
         // Formatting, allocation and a closure through a vtable still work.
         let f: Box<dyn Fn(u64) -> String> = Box::new(|n| format!("{n:>4}"));
         assert_eq!(f(42), "  42");
+    }
+
+    #[test]
+    fn shared_libraries_are_told_by_their_file_name() {
+        for lib in [
+            "/usr/lib/x86_64-linux-gnu/libc.so.6",
+            "/lib64/ld-linux-x86-64.so.2",
+            "/usr/lib/libfoo.so",
+        ] {
+            assert!(is_shared_library(lib), "{lib}");
+        }
+        for other in [
+            "/usr/bin/catpaw-agent",
+            "/var/lib/catpaw/so/runner.cwasm",
+            "/srv/so.d/data",
+            "[heap]",
+            "",
+        ] {
+            assert!(!is_shared_library(other), "{other}");
+        }
+    }
+
+    #[test]
+    fn pages_are_shed_only_at_a_look_with_nothing_running_or_new() {
+        let mut rule = IdleRule { seen: 0 };
+        assert!(rule.look(0, 0), "idle since start");
+        assert!(!rule.look(1, 1), "a session started and runs");
+        assert!(!rule.look(1, 1), "it still runs");
+        assert!(rule.look(1, 0), "it ended, nothing new since the last look");
+        assert!(!rule.look(2, 0), "one came and went between two looks");
+        assert!(rule.look(2, 0), "then a whole period idle");
+        assert!(!rule.look(2, 3), "running, even with none new");
     }
 
     #[test]

@@ -147,6 +147,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     });
     // Everything that only starting needed has run.
     super::footprint::shed_startup_memory();
+    let shedder = tokio::spawn(super::footprint::idle_shedder(
+        agent.sessions(),
+        std::time::Duration::from_secs(5),
+        crate::link::conn::Timings::default().heartbeat,
+        shutdown.clone(),
+    ));
     agent.run(shutdown).await;
     if let Some(mcp) = &setup.mcp {
         mcp.shutdown().await;
@@ -154,6 +160,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let _ = ingest.await;
     let _ = reloader.await;
     let _ = status.await;
+    let _ = shedder.await;
     if let Some(m) = metrics {
         let _ = m.await;
     }

@@ -123,6 +123,9 @@ pub(crate) fn build(opts: &EngineOptions) -> anyhow::Result<Engine> {
 pub(crate) struct ComponentCache {
     dir: Option<PathBuf>,
     mem: Mutex<HashMap<String, Component>>,
+    /// How to build a throwaway engine that compiles into `dir` (see
+    /// [`ComponentCache::with_compiler`]).
+    compiler: Option<EngineOptions>,
 }
 
 impl ComponentCache {
@@ -131,7 +134,20 @@ impl ComponentCache {
         ComponentCache {
             dir,
             mem: Mutex::new(HashMap::new()),
+            compiler: None,
         }
+    }
+
+    /// Compiles into the cache directory with a throwaway engine built
+    /// from `opts` (the agent's engine's own options), dropped once the
+    /// code is written; the code is then loaded from the file into the
+    /// agent's engine. Why: wasmtime's compiler keeps its working buffers
+    /// for reuse as long as its engine lives, in the allocator arenas of
+    /// the threads that compiled; an agent whose cache was cold kept some
+    /// 14 MiB resident for good (BENCHMARKS.md, "Footprint").
+    pub(crate) fn with_compiler(mut self, opts: EngineOptions) -> Self {
+        self.compiler = Some(opts);
+        self
     }
 
     /// Compiles `bytes` (named `what` in errors), or returns the cached
@@ -203,6 +219,9 @@ impl ComponentCache {
                     "precompiled runner in cache is unusable; recompiling"),
             }
         }
+        if let Some(origin) = self.compile_apart(engine, what, bytes, dir, &path)? {
+            return Ok((origin, Origin::Compiled));
+        }
         let component = compile(engine, what, bytes)?;
         if let Err(e) = store_artifact(dir, &path, &component) {
             tracing::warn!(dir = %dir.display(), error = %format!("{e:#}"),
@@ -223,6 +242,73 @@ impl ComponentCache {
             }
         }
     }
+
+    /// [`ComponentCache::with_compiler`]'s path: `Ok(None)` when there is
+    /// no compiler engine, it is not compatible with `engine`, or what it
+    /// wrote does not load back (the caller then compiles as before).
+    fn compile_apart(
+        &self,
+        engine: &Engine,
+        what: &str,
+        bytes: &[u8],
+        dir: &Path,
+        path: &Path,
+    ) -> anyhow::Result<Option<Component>> {
+        let Some(opts) = &self.compiler else {
+            return Ok(None);
+        };
+        // No instance ever runs in it: no pool to reserve.
+        let compiler = match build(&EngineOptions {
+            pooling: false,
+            ..opts.clone()
+        }) {
+            Ok(c) if same_hash(&c, engine) => c,
+            Ok(_) => {
+                tracing::debug!(
+                    "the compiler engine's code would not load into the agent's; compiling in place"
+                );
+                return Ok(None);
+            }
+            Err(e) => {
+                tracing::debug!(error = %format!("{e:#}"), "no compiler engine; compiling in place");
+                return Ok(None);
+            }
+        };
+        let code = compile_with(what, bytes, || compiler.precompile_component(bytes))?;
+        drop(compiler);
+        if let Err(e) = store_bytes(dir, path, &code) {
+            tracing::warn!(dir = %dir.display(), error = %format!("{e:#}"),
+                "could not write the compiled runner to the cache; it will be compiled again next start");
+            // SAFETY: the bytes were made by `precompile_component` just
+            // now, by an engine with the same compatibility hash.
+            return match unsafe { Component::deserialize(engine, &code) } {
+                Ok(c) => Ok(Some(c)),
+                Err(_) => Ok(None),
+            };
+        }
+        drop(code);
+        // SAFETY: our own artifact, in our private directory (checked by
+        // `store_bytes`), named by the engine's compatibility hash;
+        // wasmtime still validates its header.
+        match unsafe { Component::deserialize_file(engine, path) } {
+            Ok(c) => Ok(Some(c)),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e,
+                    "the runner just compiled into the cache does not load back; compiling in place");
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// Whether code compiled by `a` loads into `b`.
+fn same_hash(a: &Engine, b: &Engine) -> bool {
+    let hash = |e: &Engine| {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        e.precompile_compatibility_hash().hash(&mut h);
+        h.finish()
+    };
+    hash(a) == hash(b)
 }
 
 /// Where [`ComponentCache::load_from`] found a component's compiled code.
@@ -240,6 +326,15 @@ pub(crate) enum Origin {
 /// runner (some 18 MB with its interpreter) takes tens of seconds, and a
 /// start or reload that says nothing for that long looks hung.
 fn compile(engine: &Engine, what: &str, bytes: &[u8]) -> anyhow::Result<Component> {
+    compile_with(what, bytes, || Component::new(engine, bytes))
+}
+
+/// [`compile`]'s log lines and error around `run`, the compilation.
+fn compile_with<T>(
+    what: &str,
+    bytes: &[u8],
+    run: impl FnOnce() -> wasmtime::Result<T>,
+) -> anyhow::Result<T> {
     let size = size_text(bytes.len());
     tracing::info!(
         runner = what,
@@ -247,7 +342,7 @@ fn compile(engine: &Engine, what: &str, bytes: &[u8]) -> anyhow::Result<Componen
         "compiling {what} ({size})"
     );
     let started = std::time::Instant::now();
-    let component = Component::new(engine, bytes)
+    let component = run()
         .map_err(anyhow::Error::from)
         .with_context(|| format!("{what}: not a valid WebAssembly component"))?;
     let secs = started.elapsed().as_secs_f64();
@@ -309,6 +404,14 @@ fn private_dir(dir: &Path) -> bool {
 }
 
 fn store_artifact(dir: &Path, path: &Path, component: &Component) -> anyhow::Result<()> {
+    let bytes = component.serialize().map_err(anyhow::Error::from)?;
+    store_bytes(dir, path, &bytes)
+}
+
+/// Writes compiled code to `path` in `dir` (made private when missing;
+/// refused when others may write it), through a temporary file renamed
+/// into place.
+fn store_bytes(dir: &Path, path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -321,7 +424,6 @@ fn store_artifact(dir: &Path, path: &Path, component: &Component) -> anyhow::Res
             dir.display()
         );
     }
-    let bytes = component.serialize().map_err(anyhow::Error::from)?;
     let tmp = dir.join(format!(".tmp-{}", uuid::Uuid::new_v4()));
     {
         use std::io::Write;
@@ -331,7 +433,7 @@ fn store_artifact(dir: &Path, path: &Path, component: &Component) -> anyhow::Res
             .mode(0o600)
             .open(&tmp)
             .with_context(|| format!("creating {}", tmp.display()))?;
-        f.write_all(&bytes)?;
+        f.write_all(bytes)?;
     }
     std::fs::rename(&tmp, path).with_context(|| format!("renaming into {}", path.display()))?;
     Ok(())
@@ -374,6 +476,50 @@ mod tests {
             artifact.display()
         );
         drop(component);
+    }
+
+    #[test]
+    fn a_throwaway_compiler_engine_writes_code_the_pooled_engine_maps() {
+        let opts = EngineOptions {
+            slots: 2,
+            ..EngineOptions::default()
+        };
+        let engine = build(&opts).expect("pooled engine");
+        let plain = build(&EngineOptions {
+            pooling: false,
+            ..opts.clone()
+        })
+        .expect("engine without a pool");
+        assert!(
+            same_hash(&engine, &plain),
+            "code compiled without the pool must load into the pooled engine"
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = ComponentCache::new(Some(dir.path().to_path_buf())).with_compiler(opts);
+        let (component, origin) = cache
+            .load_from(&engine, "the diagnose runner", crate::embedded::DIAGNOSE)
+            .expect("compiles");
+        assert_eq!(origin, Origin::Compiled);
+        let artifact = std::fs::read_dir(dir.path())
+            .expect("cache dir")
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "cwasm"))
+            .expect("the artifact was written");
+        let maps = std::fs::read_to_string("/proc/self/maps").expect("maps");
+        assert!(maps.contains(&artifact.display().to_string()));
+        // The agent's engine runs it: the component's exports are typed.
+        let ty = component.component_type();
+        assert!(
+            ty.exports(&engine).count() > 0,
+            "the runner exports its interface"
+        );
+        // A second cache over the same directory reads it back.
+        let again = ComponentCache::new(Some(dir.path().to_path_buf()));
+        let (_, origin) = again
+            .load_from(&engine, "the diagnose runner", crate::embedded::DIAGNOSE)
+            .expect("loads");
+        assert_eq!(origin, Origin::Disk);
     }
 
     #[test]

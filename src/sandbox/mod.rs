@@ -120,6 +120,7 @@ impl Sandbox {
     /// `catpaw:runner/host` and `llm` imports (0.2.0, and `host` 0.1.0).
     pub fn new(opts: SandboxOptions) -> anyhow::Result<Arc<Sandbox>> {
         let engine = engine::build(&opts.engine)?;
+        let compiler = opts.engine.clone();
         let mut linker = Linker::<SessionState>::new(&engine);
         // Guests built with std import a dozen wasi:* interfaces; they are
         // all linked, and the context behind them grants nothing.
@@ -168,7 +169,7 @@ impl Sandbox {
         Ok(Arc::new(Sandbox {
             engine,
             linker,
-            cache: engine::ComponentCache::new(opts.cache_dir),
+            cache: engine::ComponentCache::new(opts.cache_dir).with_compiler(compiler),
             services: Arc::new(opts.services),
             instances: Instances::default(),
         }))

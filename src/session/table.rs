@@ -81,6 +81,8 @@ pub struct SessionTable {
     telemetry: Option<Telemetry>,
     /// `[recorder]` and the store recordings go to (`None`: off).
     recorder: Option<(RecorderOptions, Store)>,
+    /// Sessions accepted so far (the idle shedder's "anything new?").
+    started: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for SessionTable {
@@ -172,6 +174,7 @@ impl SessionTable {
             signing: Arc::new((Verifier::new(Default::default()), String::new())),
             telemetry: None,
             recorder: None,
+            started: Arc::default(),
         }
     }
 
@@ -266,6 +269,11 @@ impl SessionTable {
         self.lock().len()
     }
 
+    /// Sessions started since the table was made (accepted ones).
+    pub fn started(&self) -> u64 {
+        self.started.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// The runners new sessions are served by.
     pub fn runners(&self) -> Runners {
         self.runners
@@ -334,6 +342,8 @@ impl SessionTable {
             }
             t.session_started(type_label);
         }
+        self.started
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let figures = Arc::new(LiveFigures::default());
         let cancel = CancellationToken::new();
         let (tx, rx) = mpsc::channel(CHAT_QUEUE);

@@ -192,8 +192,32 @@ async fn idle(c: &mut Conn, o: &Opts) {
         );
     }
     let cpu = proc::cpu(c.pid);
-    tokio::time::sleep(Duration::from_secs_f64(o.idle)).await;
+    // RSS once a second through the window: what an idle agent holds over
+    // time, not at one instant.
+    let until = tokio::time::Instant::now() + Duration::from_secs_f64(o.idle);
+    let mut samples = Vec::new();
+    while tokio::time::Instant::now() < until {
+        let next = (tokio::time::Instant::now() + Duration::from_secs(1)).min(until);
+        tokio::time::sleep_until(next).await;
+        samples.push(proc::mem(c.pid).rss);
+    }
     let spent = proc::cpu(c.pid) - cpu;
+    samples.sort_unstable();
+    if let (Some(max), false) = (samples.last(), samples.is_empty()) {
+        figure("idle_rss_median_kib", samples[samples.len() / 2] as f64);
+        figure("idle_rss_max_kib", *max as f64);
+    }
+    // Again at the window's end: what stays resident once the idle loop
+    // (heartbeats every 30 s) has run for a while.
+    let end = proc::mem(c.pid);
+    figure("idle_end_rss_kib", end.rss as f64);
+    figure("idle_end_pss_kib", end.pss as f64);
+    for (kind, kib) in proc::smaps(c.pid) {
+        println!(
+            "figure smaps_end.{}_kib {kib}",
+            kind.split(' ').next().unwrap_or("")
+        );
+    }
     figure("idle_window_s", o.idle);
     figure("idle_cpu_ms", spent.as_secs_f64() * 1e3);
     figure(
