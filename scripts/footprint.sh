@@ -7,7 +7,13 @@
 #
 # Each of RUNS rounds, per binary, with a fresh state dir:
 #   cold  built-in runners, first start (empty compile cache): idle RSS
-#   warm  built-in runners, second start: idle RSS, CPU in an idle window
+#         and CPU in an idle window, as warm
+#   warm  built-in runners, second start: RSS SETTLE s after connecting
+#         (idle_rss), then once a second through an IDLE s window
+#         (idle_rss_median, idle_rss_max; idle_end_rss at its end, with
+#         smaps_end), and the CPU of that window. The agent hands back its
+#         file pages 5 s after start and once per 30 s heartbeat period
+#         while idle: IDLE of 40 or more shows the steady state.
 #   load  the bench guest as diagnose runner (noop/emit plugins), built-in
 #         chat: noop session start -> done and CPU per noop session,
 #         deltas/s and CPU per delta (one session streaming), ack p50/p99
@@ -22,6 +28,7 @@
 #        BASE=/tmp/old-agent scripts/footprint.sh  (before/after)
 # Knobs (environment): AGENT BASE RUNS IDLE SETTLE NOOP DELTAS ROUNDS ACKS
 # CHATS WORK (where state dirs go; default target/footprint, must be on disk)
+# RECORDER (true: every session recorded, the default; false: off)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 AGENT=${AGENT:-target/release/catpaw-agent}
@@ -34,6 +41,7 @@ DELTAS=${DELTAS:-200000}
 ROUNDS=${ROUNDS:-3}
 ACKS=${ACKS:-300}
 CHATS=${CHATS:-100}
+RECORDER=${RECORDER:-true}
 WORK=${WORK:-$PWD/target/footprint}
 GUEST=guest-runners/target/wasm32-wasip2/release/catpaw_bench_guest.wasm
 
@@ -69,6 +77,8 @@ $( [ "$guest" = yes ] && echo "diagnose_runner = \"$PWD/$GUEST\"" )
 [audit]
 # Root could not remove the state dirs afterwards (chattr +a).
 append_only = false
+[recorder]
+enabled = $RECORDER
 TOML
 }
 
@@ -80,7 +90,7 @@ measure() { # label, binary, round
     config "$dir/cold" no
     config "$dir/load" yes
     local common=(--settle "$SETTLE" --log)
-    "$LOAD" --phases idle --idle 0.01 "${common[@]}" "$dir/cold.log" \
+    "$LOAD" --phases idle --idle "$IDLE" "${common[@]}" "$dir/cold.log" \
         -- "$bin" --config "$dir/cold/config.toml" run | sed "s/^figure /$label $round cold./" >> "$out"
     "$LOAD" --phases idle --idle "$IDLE" "${common[@]}" "$dir/warm.log" \
         -- "$bin" --config "$dir/cold/config.toml" run | sed "s/^figure /$label $round warm./" >> "$out"
