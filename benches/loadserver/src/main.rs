@@ -176,6 +176,16 @@ async fn settle(o: &Opts) {
     tokio::time::sleep(Duration::from_secs_f64(o.settle)).await;
 }
 
+/// Resident KiB by kind of mapping, as figures named `prefix.KIND_kib`.
+fn smaps_figures(prefix: &str, pid: u32) {
+    for (kind, kib) in proc::smaps(pid) {
+        println!(
+            "figure {prefix}.{}_kib {kib}",
+            kind.split(' ').next().unwrap_or("")
+        );
+    }
+}
+
 /// Idle RSS while connected, then the CPU of an idle window.
 async fn idle(c: &mut Conn, o: &Opts) {
     settle(o).await;
@@ -185,12 +195,7 @@ async fn idle(c: &mut Conn, o: &Opts) {
     figure("idle_file_kib", m.file as f64);
     figure("idle_pss_kib", m.pss as f64);
     figure("idle_threads", m.threads as f64);
-    for (kind, kib) in proc::smaps(c.pid) {
-        println!(
-            "figure smaps.{}_kib {kib}",
-            kind.split(' ').next().unwrap_or("")
-        );
-    }
+    smaps_figures("smaps", c.pid);
     let cpu = proc::cpu(c.pid);
     // RSS once a second through the window: what an idle agent holds over
     // time, not at one instant.
@@ -203,7 +208,7 @@ async fn idle(c: &mut Conn, o: &Opts) {
     }
     let spent = proc::cpu(c.pid) - cpu;
     samples.sort_unstable();
-    if let (Some(max), false) = (samples.last(), samples.is_empty()) {
+    if let Some(max) = samples.last() {
         figure("idle_rss_median_kib", samples[samples.len() / 2] as f64);
         figure("idle_rss_max_kib", *max as f64);
     }
@@ -212,12 +217,7 @@ async fn idle(c: &mut Conn, o: &Opts) {
     let end = proc::mem(c.pid);
     figure("idle_end_rss_kib", end.rss as f64);
     figure("idle_end_pss_kib", end.pss as f64);
-    for (kind, kib) in proc::smaps(c.pid) {
-        println!(
-            "figure smaps_end.{}_kib {kib}",
-            kind.split(' ').next().unwrap_or("")
-        );
-    }
+    smaps_figures("smaps_end", c.pid);
     figure("idle_window_s", o.idle);
     figure("idle_cpu_ms", spent.as_secs_f64() * 1e3);
     figure(
