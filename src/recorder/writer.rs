@@ -40,6 +40,9 @@ pub const FORMAT: &str = "catpaw-recording";
 pub const VERSION: u64 = 2;
 /// Buffered bytes that force a flush.
 const FLUSH_BYTES: usize = 64 << 10;
+/// Buffer capacity a recording keeps through an asked-for flush (see
+/// `Writer::release_buffers`).
+const RETAINED_BYTES: usize = 256;
 /// Time since the last flush, in µs, that forces one at the next line.
 const FLUSH_EVERY_US: u64 = 100_000;
 
@@ -522,6 +525,23 @@ impl Writer {
         {
             self.last_flush_t = self.last_flush_t.max(t);
             self.flush();
+            if flush {
+                self.release_buffers();
+            }
+        }
+    }
+
+    /// After a flush that was asked for (an input, a call that reaches the
+    /// world, a run's end): the session may now wait a long while, as an
+    /// idle chat does between turns, so its buffers go back to the
+    /// allocator instead of being held at their largest. Streamed deltas
+    /// flush by size or time and keep theirs.
+    fn release_buffers(&mut self) {
+        if self.buf.capacity() > RETAINED_BYTES {
+            self.buf = Vec::new();
+        }
+        if self.scratch.capacity() > RETAINED_BYTES {
+            self.scratch = Vec::new();
         }
     }
 

@@ -186,3 +186,43 @@ fn a_frame_reuses_the_delta_its_emit_line_masked_and_masks_any_other() {
     rec.emit_call("plain", Some("answer"), true, |_, _| {});
     assert_eq!(seen(&rec, "plain").as_deref(), Some("plain"));
 }
+
+#[test]
+fn a_waiting_session_holds_no_large_buffer_and_its_lines_still_seal() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let rec = Recording::create(dir.path(), "chat", &opts(1 << 20), None);
+    rec.line("start", false, |b| {
+        b.extend_from_slice(b",\"params\":");
+        json_str(b, &"p".repeat(4000));
+    });
+    // Lines that are not flushed keep the buffer they grew.
+    for _ in 0..20 {
+        rec.emit_call("a delta", Some("output"), true, |b, m| {
+            b.extend_from_slice(b",\"args\":{\"delta\":");
+            json_str(b, m);
+            b.push(b'}');
+        });
+    }
+    assert!(rec.lock().buf.capacity() >= 4000);
+    // An input is flushed: the chat now waits for its next turn.
+    rec.input("hello");
+    let held = {
+        let w = rec.lock();
+        w.buf.capacity() + w.scratch.capacity()
+    };
+    assert!(
+        held <= 2 * RETAINED_BYTES,
+        "{held} bytes held while waiting"
+    );
+    // The next turn writes on, into a fresh buffer, and the hash holds.
+    rec.input("again");
+    let closed = rec.close(|_| {});
+    let bytes = std::fs::read(only_file(dir.path())).expect("read");
+    match closed {
+        Closed::Sealed { sha256, .. } => assert_eq!(sha256, crate::util::sha256_hex(&bytes)),
+        Closed::Failed(why) => panic!("{why}"),
+    }
+    let r = read::read(&only_file(dir.path())).expect("sealed");
+    let inputs = r.lines.iter().filter(|l| l["k"] == "input").count();
+    assert_eq!(inputs, 2);
+}
