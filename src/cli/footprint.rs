@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::session::SessionTable;
 
-/// What [`shed_startup_memory`] handed back.
+/// What [`shed_file_pages`] handed back.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Shed {
     /// Resident KiB of clean file mappings dropped (the executable, shared
@@ -98,7 +98,7 @@ fn parse_smaps(text: &str) -> Vec<Mapping> {
 /// executable, the shared libraries and the compiled runners, and trims
 /// the heap. Best effort: on any failure to read the mappings it drops
 /// nothing.
-pub fn shed_startup_memory() -> Shed {
+pub fn shed_file_pages() -> Shed {
     let shed = std::fs::read_link("/proc/self/exe")
         .ok()
         .and_then(|exe| Some((exe, std::fs::read_to_string("/proc/self/smaps").ok()?)))
@@ -117,7 +117,7 @@ pub fn shed_startup_memory() -> Shed {
     shed
 }
 
-/// Hands back what [`shed_startup_memory`] does whenever it looks and no
+/// Hands back what [`shed_file_pages`] does whenever it looks and no
 /// session of `table` runs or has started since its last look; until
 /// `stop`. It looks `first` after it starts (once connecting is done) and
 /// then every `every` (the heartbeat period).
@@ -138,7 +138,7 @@ pub async fn idle_shedder(
             _ = tick.tick() => {}
         }
         if rule.look(table.started(), table.active()) {
-            shed_startup_memory();
+            shed_file_pages();
         }
     }
 }
@@ -218,7 +218,7 @@ mod tests {
     fn the_executables_clean_pages_are_handed_back_and_the_code_still_runs() {
         let (clean, relocated) = exe_rss_kib();
         assert!(clean > 0, "the test binary has resident text");
-        let shed = shed_startup_memory();
+        let shed = shed_file_pages();
         assert!(shed.mappings > 0 && shed.file_kib > 0, "{shed:?}");
         let (after, relocated_after) = exe_rss_kib();
         // Code runs again (this test, the harness): some pages come back,

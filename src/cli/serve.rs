@@ -146,7 +146,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         ))
     });
     // Everything that only starting needed has run.
-    super::footprint::shed_startup_memory();
+    super::footprint::shed_file_pages();
     let shedder = tokio::spawn(super::footprint::idle_shedder(
         agent.sessions(),
         std::time::Duration::from_secs(5),
