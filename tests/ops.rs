@@ -1589,37 +1589,28 @@ fn the_units_exec_start_pre_is_silent_on_a_good_config_warns_and_fails_a_bad_one
 /// libraries and compiled runners: not writable, no anonymous page).
 fn clean_file_kib(pid: u32) -> u64 {
     let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).expect("smaps");
-    let (mut total, mut rss, mut file_backed) = (0, 0, false);
-    let mut clean = true;
-    let mut flush = |rss: u64, file_backed: bool, clean: bool| {
-        if file_backed && clean {
-            total += rss;
-        }
-    };
+    // Per mapping: (a read-only file mapping, Rss KiB, Anonymous KiB).
+    let mut maps: Vec<(bool, u64, u64)> = Vec::new();
     for line in smaps.lines() {
         let mut f = line.split_whitespace();
         let first = f.next().unwrap_or("");
-        if first.contains('-') && !first.ends_with(':') {
-            flush(rss, file_backed, clean);
-            let perms = f.next().unwrap_or("");
-            let path = f.nth(3).unwrap_or("");
-            (rss, file_backed, clean) = (0, path.starts_with('/'), !perms.contains('w'));
-            continue;
-        }
-        let kib = || {
-            f.clone()
-                .next()
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0)
-        };
-        match first {
-            "Rss:" => rss = kib(),
-            "Anonymous:" if kib() > 0 => clean = false,
+        let kib: u64 = f.clone().next().and_then(|v| v.parse().ok()).unwrap_or(0);
+        match (first, maps.last_mut()) {
+            ("Rss:", Some(m)) => m.1 = kib,
+            ("Anonymous:", Some(m)) => m.2 = kib,
+            // A mapping's header: range, perms, offset, device, inode, path.
+            (range, _) if !range.ends_with(':') => {
+                let perms = f.next().unwrap_or("");
+                let path = f.nth(3).unwrap_or("");
+                maps.push((path.starts_with('/') && !perms.contains('w'), 0, 0));
+            }
             _ => {}
         }
     }
-    flush(rss, file_backed, clean);
-    total
+    maps.iter()
+        .filter(|&&(file, _, anon)| file && anon == 0)
+        .map(|m| m.1)
+        .sum()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
