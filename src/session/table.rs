@@ -1,6 +1,13 @@
 //! The session table: which sessions run, their cancel handles and chat
 //! input queues. Entries leave the table, and limiter permits come back,
 //! through a drop guard, so every path a session can end by cleans up.
+//!
+//! Why one file of about 500 lines: the table's entries, the limiter's
+//! permits and the guard that removes an entry and writes its `ended`
+//! audit record share one invariant (an entry exists exactly while its
+//! permit is held and its `accepted` record has no `ended` yet); the
+//! checks before a session is admitted already live in `admission.rs`,
+//! and the figures in `figures.rs`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
